@@ -1,0 +1,6 @@
+//! hearth: run large language models on your own GPU, whatever its vendor, through wgpu.
+//!
+//! The engine reads GGUF files (`gguf`), keeps weights as raw quantized blocks (`quant`),
+//! uploads them once to the GPU (`gpu`) and runs WGSL compute kernels on them (`kernels`).
+
+pub mod quant;
