@@ -71,7 +71,10 @@ impl GgmlType {
 
     /// Looks a type up by its name (case-insensitive, e.g. `q4_k`).
     pub fn from_name(name: &str) -> Option<Self> {
-        TABLE.iter().find(|r| r.2.eq_ignore_ascii_case(name)).map(|r| r.0)
+        TABLE
+            .iter()
+            .find(|r| r.2.eq_ignore_ascii_case(name))
+            .map(|r| r.0)
     }
 
     /// The ggml type id stored in GGUF tensor infos.

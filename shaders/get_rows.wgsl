@@ -1,0 +1,37 @@
+// Embedding lookup: out[out_offset + t * out_stride + k] = W[ids[t], k], dequantized.
+// Dispatched once per shard of W; each dispatch fills the tokens whose row it holds.
+#include "lib/common.wgsl"
+
+struct Params {
+    rows: u32,
+    k: u32,
+    row_words: u32,
+    row_offset: u32,
+    n_ids: u32,
+    out_offset: u32,
+    out_stride: u32,
+    _pad0: u32,
+}
+
+@group(0) @binding(1) var<storage, read> row_ids: array<u32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+@compute @workgroup_size(WG)
+fn main(ids: Ids) {
+    let g = ids.wid.x * WG + ids.lid;
+    let t = ids.wid.y;
+    let groups = (p.k + 3u) / 4u;
+    if (t >= p.n_ids || g >= groups) {
+        return;
+    }
+    let id = row_ids[t];
+    if (id < p.row_offset || id - p.row_offset >= p.rows) {
+        return;
+    }
+    let v = dq4_row((id - p.row_offset) * p.row_words, g);
+    let o = p.out_offset + t * p.out_stride + 4u * g;
+    for (var c = 0u; c < min(4u, p.k - 4u * g); c++) {
+        out[o + c] = v[c];
+    }
+}

@@ -1,0 +1,42 @@
+// Helpers shared by every kernel: invocation ids, f16 and byte unpacking.
+// Never compiled alone; the registry prepends `const WG: u32` (workgroup size).
+
+// The builtins every kernel takes, as one entry-point parameter.
+struct Ids {
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+#ifdef SUBGROUPS
+    @builtin(subgroup_invocation_id) lane: u32,
+    @builtin(subgroup_size) sg_size: u32,
+#endif
+}
+
+// Workgroups past 65535 in x continue in y; this is the linear workgroup index.
+fn wg_index(ids: Ids) -> u32 {
+    return ids.wid.x + ids.wid.y * ids.nwg.x;
+}
+
+fn f16_lo(v: u32) -> f32 {
+    return unpack2x16float(v).x;
+}
+
+fn f16_hi(v: u32) -> f32 {
+    return unpack2x16float(v).y;
+}
+
+// The four bytes of a word, lowest first.
+fn bytes4(v: u32) -> vec4<u32> {
+    return (vec4<u32>(v) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xFFu);
+}
+
+// The four bytes of a word as signed 8-bit values.
+fn sbytes4(v: u32) -> vec4<f32> {
+    let s = bitcast<vec4<i32>>(vec4<u32>(v) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u);
+    return vec4<f32>(s);
+}
+
+// A byte as a signed 8-bit value.
+fn sbyte(b: u32) -> f32 {
+    return f32(bitcast<i32>(b << 24u) >> 24u);
+}

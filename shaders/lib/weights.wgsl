@@ -1,0 +1,22 @@
+// Access to the weight words `w` that every dtype decoder reads. A decoder defines
+//   const QK: u32           elements per block (4 for float types)
+//   const BLOCK_WORDS: u32  u32 words per block in GPU layout (see src/gpu/tensor.rs)
+//   fn dq4(b: u32, i: u32) -> vec4<f32>
+//                           elements 4i..4i+3 of the block starting at word b
+// and kernels loop over 4-element groups without knowing the type.
+#include "lib/common.wgsl"
+
+@group(0) @binding(0) var<storage, read> w: array<u32>;
+
+// Byte k of the byte array starting at word `base`.
+fn wbyte(base: u32, k: u32) -> u32 {
+    return (w[base + (k >> 2u)] >> (8u * (k & 3u))) & 0xFFu;
+}
+
+// 4-element groups per block.
+const GPB: u32 = QK / 4u;
+
+// Elements 4g..4g+3 of the row whose first word is `row_base`.
+fn dq4_row(row_base: u32, g: u32) -> vec4<f32> {
+    return dq4(row_base + (g / GPB) * BLOCK_WORDS, g % GPB);
+}

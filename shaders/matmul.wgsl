@@ -1,0 +1,95 @@
+// Matrix-matrix product for prefill: Y[t, row_offset + r] = sum_k W[r, k] * X[t, k] for
+// n_tokens tokens at once over one shard of W. Tiled: a workgroup of 64 computes a
+// 32-row x 32-token tile, staging 32-element slices of W (dequantized once per tile) and
+// of X in shared memory; each invocation owns a 4 x 4 block of the tile.
+#include "lib/common.wgsl"
+
+struct Params {
+    rows: u32,
+    k: u32,
+    row_words: u32,
+    row_offset: u32,
+    n_tokens: u32,
+    x_offset: u32,
+    x_stride: u32,   // elements between tokens in x
+    y_stride: u32,   // elements between tokens in y
+    y_offset: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+const TM: u32 = 32u;   // rows per tile
+const TN: u32 = 32u;   // tokens per tile
+const TG: u32 = 8u;    // 4-element groups per k step (32 elements)
+
+var<workgroup> ws: array<vec4<f32>, 256>;  // [TM][TG]
+var<workgroup> xs: array<vec4<f32>, 256>;  // [TN][TG]
+
+fn load_x4(tok: u32, g: u32) -> vec4<f32> {
+    let k0 = 4u * g;
+    let o = p.x_offset + tok * p.x_stride + k0;
+    if (k0 + 4u > p.k) {
+        var v = vec4<f32>(0.0);
+        for (var c = 0u; c < p.k - k0; c++) {
+            v[c] = x[o + c];
+        }
+        return v;
+    }
+    return vec4<f32>(x[o], x[o + 1u], x[o + 2u], x[o + 3u]);
+}
+
+@compute @workgroup_size(64)
+fn main(ids: Ids) {
+    let tile_r = ids.wid.x * TM;
+    let tile_t = ids.wid.y * TN;
+    let tr = ids.lid % 8u;   // rows tr*4 .. tr*4+3 of the tile
+    let tc = ids.lid / 8u;   // tokens tc*4 .. tc*4+3 of the tile
+    let groups = (p.k + 3u) / 4u;
+    var acc: array<vec4<f32>, 4>;  // acc[r][c]
+    for (var g0 = 0u; g0 < groups; g0 += TG) {
+        for (var e = ids.lid; e < TM * TG; e += 64u) {
+            let row = tile_r + e / TG;
+            let g = g0 + e % TG;
+            var v = vec4<f32>(0.0);
+            if (row < p.rows && g < groups) {
+                v = dq4_row(row * p.row_words, g);
+            }
+            ws[e] = v;
+        }
+        for (var e = ids.lid; e < TN * TG; e += 64u) {
+            let tok = tile_t + e / TG;
+            let g = g0 + e % TG;
+            var v = vec4<f32>(0.0);
+            if (tok < p.n_tokens && g < groups) {
+                v = load_x4(tok, g);
+            }
+            xs[e] = v;
+        }
+        workgroupBarrier();
+        for (var g = 0u; g < TG; g++) {
+            let x0 = xs[(tc * 4u + 0u) * TG + g];
+            let x1 = xs[(tc * 4u + 1u) * TG + g];
+            let x2 = xs[(tc * 4u + 2u) * TG + g];
+            let x3 = xs[(tc * 4u + 3u) * TG + g];
+            for (var r = 0u; r < 4u; r++) {
+                let wv = ws[(tr * 4u + r) * TG + g];
+                acc[r] += vec4<f32>(dot(wv, x0), dot(wv, x1), dot(wv, x2), dot(wv, x3));
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var r = 0u; r < 4u; r++) {
+        let row = tile_r + tr * 4u + r;
+        for (var c = 0u; c < 4u; c++) {
+            let tok = tile_t + tc * 4u + c;
+            if (row < p.rows && tok < p.n_tokens) {
+                y[p.y_offset + tok * p.y_stride + p.row_offset + row] = acc[r][c];
+            }
+        }
+    }
+}

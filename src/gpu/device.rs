@@ -1,0 +1,345 @@
+//! Adapter selection and device creation.
+
+use super::shaders::PipelineCache;
+use super::GpuError;
+use std::sync::Arc;
+
+/// A graphics API wgpu can drive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendChoice {
+    Vulkan,
+    Metal,
+    Dx12,
+    Gl,
+    WebGpu,
+}
+
+impl BackendChoice {
+    /// Parses `vulkan|metal|dx12|gl|webgpu` (case-insensitive).
+    pub fn parse(s: &str) -> Result<Self, GpuError> {
+        match s.to_ascii_lowercase().as_str() {
+            "vulkan" | "vk" => Ok(Self::Vulkan),
+            "metal" | "mtl" => Ok(Self::Metal),
+            "dx12" | "d3d12" => Ok(Self::Dx12),
+            "gl" | "gles" | "opengl" => Ok(Self::Gl),
+            "webgpu" | "browser" => Ok(Self::WebGpu),
+            _ => Err(GpuError::UnknownBackend(s.to_string())),
+        }
+    }
+
+    fn backends(self) -> wgpu::Backends {
+        match self {
+            Self::Vulkan => wgpu::Backends::VULKAN,
+            Self::Metal => wgpu::Backends::METAL,
+            Self::Dx12 => wgpu::Backends::DX12,
+            Self::Gl => wgpu::Backends::GL,
+            Self::WebGpu => wgpu::Backends::BROWSER_WEBGPU,
+        }
+    }
+}
+
+/// Optional device features hearth uses when present and works without.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OptionalFeatures {
+    /// `shader-f16`: f16 arithmetic and storage in WGSL.
+    pub shader_f16: bool,
+    /// Subgroup operations (`subgroupAdd`): faster reductions.
+    pub subgroups: bool,
+    /// Timestamp queries: per-kernel GPU time.
+    pub timestamps: bool,
+}
+
+impl OptionalFeatures {
+    /// Every optional feature on (the default request).
+    pub const ALL: Self = Self {
+        shader_f16: true,
+        subgroups: true,
+        timestamps: true,
+    };
+    /// No optional feature (the most portable device).
+    pub const NONE: Self = Self {
+        shader_f16: false,
+        subgroups: false,
+        timestamps: false,
+    };
+
+    fn wgpu_features(self) -> wgpu::Features {
+        let mut f = wgpu::Features::empty();
+        if self.shader_f16 {
+            f |= wgpu::Features::SHADER_F16;
+        }
+        if self.subgroups {
+            f |= wgpu::Features::SUBGROUP;
+        }
+        if self.timestamps {
+            f |= wgpu::Features::TIMESTAMP_QUERY
+                | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+                | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+        }
+        f
+    }
+
+    fn from_wgpu(f: wgpu::Features) -> Self {
+        Self {
+            shader_f16: f.contains(wgpu::Features::SHADER_F16),
+            subgroups: f.contains(wgpu::Features::SUBGROUP),
+            timestamps: f.contains(wgpu::Features::TIMESTAMP_QUERY),
+        }
+    }
+}
+
+/// How to pick and configure the device.
+#[derive(Clone, Debug)]
+pub struct GpuOptions {
+    /// Restrict to one backend (`--backend`, `HEARTH_BACKEND`).
+    pub backend: Option<BackendChoice>,
+    /// Pick the N-th adapter of `list_adapters` (`--adapter`, `HEARTH_ADAPTER`).
+    pub adapter: Option<usize>,
+    /// Optional features to request when the adapter has them.
+    pub features: OptionalFeatures,
+    /// Lower the storage-binding size used for sharding (tests force the shard path).
+    pub max_binding_override: Option<u64>,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        Self {
+            backend: None,
+            adapter: None,
+            features: OptionalFeatures::ALL,
+            max_binding_override: None,
+        }
+    }
+}
+
+impl GpuOptions {
+    /// Options from `HEARTH_BACKEND` / `HEARTH_ADAPTER`, on top of the defaults.
+    pub fn from_env() -> Result<Self, GpuError> {
+        let mut o = Self::default();
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            if let Ok(b) = std::env::var("HEARTH_BACKEND") {
+                if !b.is_empty() {
+                    o.backend = Some(BackendChoice::parse(&b)?);
+                }
+            }
+            if let Ok(a) = std::env::var("HEARTH_ADAPTER") {
+                if !a.is_empty() {
+                    o.adapter = Some(a.parse().map_err(|_| {
+                        GpuError::NoAdapter(format!(": HEARTH_ADAPTER='{a}' is not a number"))
+                    })?);
+                }
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// What `hearth devices` prints about one adapter.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    /// Index usable with `--adapter`.
+    pub index: usize,
+    /// Adapter info as wgpu reports it.
+    pub info: wgpu::AdapterInfo,
+    /// The adapter's limits.
+    pub limits: wgpu::Limits,
+    /// The adapter's features.
+    pub features: wgpu::Features,
+}
+
+fn type_rank(t: wgpu::DeviceType) -> u32 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    }
+}
+
+fn backend_rank(b: wgpu::Backend) -> u32 {
+    match b {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        wgpu::Backend::BrowserWebGpu => 1,
+        _ => 2,
+    }
+}
+
+fn instance(backend: Option<BackendChoice>) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    if let Some(b) = backend {
+        desc.backends = b.backends();
+    }
+    wgpu::Instance::new(desc)
+}
+
+/// Every adapter wgpu sees, best first (discrete > integrated > virtual > CPU; native
+/// APIs before GL), the order `--adapter N` indexes.
+#[cfg(not(target_arch = "wasm32"))]
+pub async fn list_adapters(backend: Option<BackendChoice>) -> Vec<(wgpu::Adapter, AdapterSummary)> {
+    let inst = instance(backend);
+    let mut adapters = inst.enumerate_adapters(wgpu::Backends::all()).await;
+    adapters.sort_by_key(|a| {
+        let i = a.get_info();
+        (type_rank(i.device_type), backend_rank(i.backend))
+    });
+    adapters
+        .into_iter()
+        .enumerate()
+        .map(|(index, a)| {
+            let s = AdapterSummary {
+                index,
+                info: a.get_info(),
+                limits: a.limits(),
+                features: a.features(),
+            };
+            (a, s)
+        })
+        .collect()
+}
+
+/// In the browser there is one adapter: the one the page is given.
+#[cfg(target_arch = "wasm32")]
+pub async fn list_adapters(backend: Option<BackendChoice>) -> Vec<(wgpu::Adapter, AdapterSummary)> {
+    let inst = instance(backend);
+    let opts = wgpu::RequestAdapterOptions {
+        power_preference: wgpu::PowerPreference::HighPerformance,
+        ..Default::default()
+    };
+    match inst.request_adapter(&opts).await {
+        Ok(a) => {
+            let s = AdapterSummary {
+                index: 0,
+                info: a.get_info(),
+                limits: a.limits(),
+                features: a.features(),
+            };
+            vec![(a, s)]
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+/// A device and queue with what hearth learned about them.
+pub struct Gpu {
+    /// The wgpu device.
+    pub device: wgpu::Device,
+    /// Its queue.
+    pub queue: wgpu::Queue,
+    /// The adapter this device came from.
+    pub info: wgpu::AdapterInfo,
+    /// Limits the device was created with (the adapter's real ones).
+    pub limits: wgpu::Limits,
+    /// Optional features that are enabled on this device.
+    pub features: OptionalFeatures,
+    /// Largest storage binding hearth will create; tensors above it are sharded.
+    pub max_binding: u64,
+    pub(crate) pipelines: PipelineCache,
+}
+
+impl Gpu {
+    /// Picks an adapter per `opts` and creates the device.
+    pub async fn new(opts: &GpuOptions) -> Result<Arc<Self>, GpuError> {
+        let mut adapters = list_adapters(opts.backend).await;
+        if adapters.is_empty() {
+            let hint = match opts.backend {
+                Some(b) => format!(" for backend {b:?}"),
+                None => {
+                    " (on Linux without a GPU, install Mesa's lavapipe: mesa-vulkan-drivers)".into()
+                }
+            };
+            return Err(GpuError::NoAdapter(hint));
+        }
+        let idx = opts.adapter.unwrap_or(0);
+        if idx >= adapters.len() {
+            return Err(GpuError::NoAdapter(format!(
+                ": adapter {idx} requested but only {} found (see `hearth devices`)",
+                adapters.len()
+            )));
+        }
+        let (adapter, summary) = adapters.swap_remove(idx);
+        Self::from_adapter(adapter, summary.info, opts).await
+    }
+
+    /// Blocking `new` for native callers.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new_blocking(opts: &GpuOptions) -> Result<Arc<Self>, GpuError> {
+        pollster::block_on(Self::new(opts))
+    }
+
+    async fn from_adapter(
+        adapter: wgpu::Adapter,
+        info: wgpu::AdapterInfo,
+        opts: &GpuOptions,
+    ) -> Result<Arc<Self>, GpuError> {
+        let wanted = opts.features.wgpu_features();
+        let mut features = adapter.features() & wanted;
+        // Timestamps inside passes are only useful together with basic timestamps.
+        if !features.contains(wgpu::Features::TIMESTAMP_QUERY) {
+            features.remove(
+                wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+                    | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES,
+            );
+        }
+        let limits = adapter.limits();
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("hearth"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        };
+        let (device, queue) =
+            adapter
+                .request_device(&desc)
+                .await
+                .map_err(|e| GpuError::Device {
+                    adapter: info.name.clone(),
+                    reason: e.to_string(),
+                })?;
+        let hw_binding = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        let max_binding = match opts.max_binding_override {
+            Some(o) => o.min(hw_binding),
+            None => hw_binding,
+        };
+        Ok(Arc::new(Self {
+            device,
+            queue,
+            info,
+            limits,
+            features: OptionalFeatures::from_wgpu(features),
+            max_binding,
+            pipelines: PipelineCache::default(),
+        }))
+    }
+
+    /// One line naming the adapter: name, backend, type, driver.
+    pub fn describe(&self) -> String {
+        describe_info(&self.info)
+    }
+
+    /// Blocks until all submitted work is done (native) — the sync every timing needs.
+    pub fn wait(&self) -> Result<(), GpuError> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| GpuError::Runtime(e.to_string()))
+    }
+}
+
+/// One line naming an adapter.
+pub fn describe_info(info: &wgpu::AdapterInfo) -> String {
+    let driver = if info.driver.is_empty() {
+        String::new()
+    } else {
+        format!(", {} {}", info.driver, info.driver_info)
+    };
+    format!(
+        "{} ({:?}, {:?}{})",
+        info.name, info.backend, info.device_type, driver
+    )
+}

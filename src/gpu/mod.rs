@@ -1,0 +1,39 @@
+//! The GPU runtime: adapter choice, device creation with the adapter's real limits and
+//! the optional features hearth can use, weight upload with row sharding, the shader
+//! registry and the pipeline cache. Everything here is async at its core so the same code
+//! serves the browser; native callers block with `pollster`.
+
+mod device;
+mod readback;
+mod shaders;
+mod tensor;
+
+pub use device::{list_adapters, AdapterSummary, BackendChoice, Gpu, GpuOptions, OptionalFeatures};
+pub use readback::read_f32;
+pub use shaders::{compose, shader_files, PipelineKey, ShaderVariant};
+pub use tensor::{gpu_layout, repack_rows, GpuLayout, GpuTensor, Shard};
+
+use thiserror::Error;
+
+/// Errors from the GPU runtime.
+#[derive(Debug, Error)]
+pub enum GpuError {
+    /// No adapter matched the request (or wgpu found none at all).
+    #[error("no GPU adapter found{0}")]
+    NoAdapter(String),
+    /// The adapter refused to create a device.
+    #[error("could not create a device on '{adapter}': {reason}")]
+    Device { adapter: String, reason: String },
+    /// A backend name that hearth does not know.
+    #[error("unknown backend '{0}' (expected vulkan, metal, dx12, gl or webgpu)")]
+    UnknownBackend(String),
+    /// A tensor or buffer that cannot be placed on this device.
+    #[error("tensor '{name}': {reason}")]
+    Tensor { name: String, reason: String },
+    /// A shader failed to compose (missing include, unbalanced #ifdef).
+    #[error("shader {name}: {reason}")]
+    Shader { name: String, reason: String },
+    /// Waiting for the device or mapping a buffer failed.
+    #[error("GPU operation failed: {0}")]
+    Runtime(String),
+}

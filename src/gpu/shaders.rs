@@ -1,0 +1,251 @@
+//! The shader registry: every WGSL file embedded at compile time, a tiny preprocessor
+//! (`#include "lib/x.wgsl"`, `#ifdef NAME` / `#ifndef` / `#else` / `#endif`, and `const`
+//! defines prepended), and the pipeline cache keyed by the same axes as the file names.
+
+use super::{Gpu, GpuError};
+use crate::quant::GgmlType;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+macro_rules! shader_table {
+    ($($path:literal),* $(,)?) => {
+        /// Every WGSL file under `shaders/`, by path relative to that folder.
+        const FILES: &[(&str, &str)] = &[
+            $(($path, include_str!(concat!("../../shaders/", $path)))),*
+        ];
+    };
+}
+
+shader_table!(
+    "matvec.wgsl",
+    "matmul.wgsl",
+    "get_rows.wgsl",
+    "lib/common.wgsl",
+    "lib/weights.wgsl",
+    "lib/reduce.wgsl",
+    "lib/iq4_values.wgsl",
+    "lib/kquant_scales.wgsl",
+    "lib/dtype_f32.wgsl",
+    "lib/dtype_f16.wgsl",
+    "lib/dtype_bf16.wgsl",
+    "lib/dtype_q4_0.wgsl",
+    "lib/dtype_q4_1.wgsl",
+    "lib/dtype_q5_0.wgsl",
+    "lib/dtype_q5_1.wgsl",
+    "lib/dtype_q8_0.wgsl",
+    "lib/dtype_q2_k.wgsl",
+    "lib/dtype_q3_k.wgsl",
+    "lib/dtype_q4_k.wgsl",
+    "lib/dtype_q5_k.wgsl",
+    "lib/dtype_q6_k.wgsl",
+    "lib/dtype_iq4_nl.wgsl",
+    "lib/dtype_iq4_xs.wgsl",
+);
+
+/// All embedded shader files: (path under `shaders/`, source).
+pub fn shader_files() -> &'static [(&'static str, &'static str)] {
+    FILES
+}
+
+fn file(path: &str) -> Option<&'static str> {
+    FILES.iter().find(|(p, _)| *p == path).map(|(_, s)| *s)
+}
+
+/// Which compiled form of an op: its weight type and the optional features it uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ShaderVariant {
+    /// Weight block type the kernel decodes (`None` for ops without weights).
+    pub dtype: Option<GgmlType>,
+    /// Use subgroup reductions.
+    pub subgroups: bool,
+    /// Workgroup size (threads).
+    pub workgroup: u32,
+}
+
+/// Pipeline cache key: op name (the shader's stem) plus its variant.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PipelineKey {
+    /// Op name, equal to the stem of the WGSL file and of its host module.
+    pub op: &'static str,
+    /// The variant axes.
+    pub variant: ShaderVariant,
+}
+
+impl PipelineKey {
+    /// Readable name, e.g. `matvec_q4_k_sg_wg64`.
+    pub fn label(&self) -> String {
+        let mut s = self.op.to_string();
+        if let Some(t) = self.variant.dtype {
+            s.push('_');
+            s.push_str(&t.name().to_ascii_lowercase());
+        }
+        if self.variant.subgroups {
+            s.push_str("_sg");
+        }
+        s.push_str(&format!("_wg{}", self.variant.workgroup));
+        s
+    }
+}
+
+/// Composes the full WGSL source of `key`: defines, the dtype decoder, then the op file
+/// with its includes resolved and conditionals applied.
+pub fn compose(key: &PipelineKey) -> Result<String, GpuError> {
+    let err = |reason: String| GpuError::Shader {
+        name: key.label(),
+        reason,
+    };
+    let mut defines: Vec<&str> = Vec::new();
+    let mut out = String::new();
+    let mut seen = Vec::new();
+    out.push_str(&format!("const WG: u32 = {}u;\n", key.variant.workgroup));
+    if key.variant.subgroups {
+        defines.push("SUBGROUPS");
+    }
+    if let Some(t) = key.variant.dtype {
+        let path = format!("lib/dtype_{}.wgsl", t.name().to_ascii_lowercase());
+        let src = file(&path).ok_or_else(|| err(format!("no GPU decoder for {t} ({path})")))?;
+        if t.is_float() {
+            defines.push("FLOAT_WEIGHTS");
+        }
+        expand(&path, src, &defines, &mut out, &mut seen, 0).map_err(err)?;
+    }
+    let path = format!("{}.wgsl", key.op);
+    let src = file(&path).ok_or_else(|| err(format!("no shader file {path}")))?;
+    expand(&path, src, &defines, &mut out, &mut seen, 0).map_err(err)?;
+    Ok(out)
+}
+
+/// Appends `src` to `out` with directives applied; each include is expanded once
+/// (`seen`), so fragments may include what they need without guards.
+fn expand(
+    path: &str,
+    src: &str,
+    defines: &[&str],
+    out: &mut String,
+    seen: &mut Vec<String>,
+    depth: u32,
+) -> Result<(), String> {
+    if depth > 8 {
+        return Err(format!("{path}: includes nested too deeply"));
+    }
+    // Stack of (this branch active, any enclosing branch inactive).
+    let mut stack: Vec<(bool, bool)> = Vec::new();
+    let active = |stack: &[(bool, bool)]| stack.iter().all(|(on, _)| *on);
+    for (n, line) in src.lines().enumerate() {
+        let t = line.trim_start();
+        if let Some(name) = t.strip_prefix("#ifdef ") {
+            stack.push((defines.contains(&name.trim()), false));
+        } else if let Some(name) = t.strip_prefix("#ifndef ") {
+            stack.push((!defines.contains(&name.trim()), false));
+        } else if t.starts_with("#else") {
+            let top = stack
+                .last_mut()
+                .ok_or(format!("{path}:{}: #else without #ifdef", n + 1))?;
+            if top.1 {
+                return Err(format!("{path}:{}: second #else", n + 1));
+            }
+            *top = (!top.0, true);
+        } else if t.starts_with("#endif") {
+            stack
+                .pop()
+                .ok_or(format!("{path}:{}: #endif without #ifdef", n + 1))?;
+        } else if let Some(rest) = t.strip_prefix("#include ") {
+            if active(&stack) {
+                let inc = rest.trim().trim_matches('"');
+                let src = file(inc).ok_or(format!("{path}:{}: no file {inc}", n + 1))?;
+                if !seen.iter().any(|s| s == inc) {
+                    seen.push(inc.to_string());
+                    expand(inc, src, defines, out, seen, depth + 1)?;
+                }
+            }
+        } else if t.starts_with('#') {
+            return Err(format!("{path}:{}: unknown directive {t}", n + 1));
+        } else if active(&stack) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if !stack.is_empty() {
+        return Err(format!("{path}: unterminated #ifdef"));
+    }
+    Ok(())
+}
+
+/// Compiled pipelines by key; created on first use, then shared.
+#[derive(Default)]
+pub(crate) struct PipelineCache {
+    map: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
+}
+
+impl Gpu {
+    /// The compute pipeline for `key`, compiled once per device.
+    pub fn pipeline(&self, key: &PipelineKey) -> Result<Arc<wgpu::ComputePipeline>, GpuError> {
+        if let Some(p) = self.pipelines.map.lock().map_err(|_| poisoned())?.get(key) {
+            return Ok(p.clone());
+        }
+        let src = compose(key)?;
+        let label = key.label();
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(&label),
+                source: wgpu::ShaderSource::Wgsl(src.into()),
+            });
+        let pipeline = Arc::new(self.device.create_compute_pipeline(
+            &wgpu::ComputePipelineDescriptor {
+                label: Some(&label),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            },
+        ));
+        self.pipelines
+            .map
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert(key.clone(), pipeline.clone());
+        Ok(pipeline)
+    }
+}
+
+fn poisoned() -> GpuError {
+    GpuError::Runtime("pipeline cache lock poisoned".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditionals_and_includes() {
+        let mut out = String::new();
+        let mut seen = Vec::new();
+        let src = "a\n#ifdef X\nb\n#else\nc\n#endif\n#ifndef X\nd\n#endif\n";
+        expand("t", src, &["X"], &mut out, &mut seen, 0).unwrap();
+        assert_eq!(out, "a\nb\n");
+        out.clear();
+        expand("t", src, &[], &mut out, &mut seen, 0).unwrap();
+        assert_eq!(out, "a\nc\nd\n");
+        assert!(expand(
+            "t",
+            "#ifdef X\n",
+            &[],
+            &mut String::new(),
+            &mut Vec::new(),
+            0
+        )
+        .is_err());
+        assert!(expand("t", "#endif\n", &[], &mut String::new(), &mut Vec::new(), 0).is_err());
+        assert!(expand(
+            "t",
+            "#include \"nope.wgsl\"\n",
+            &[],
+            &mut String::new(),
+            &mut Vec::new(),
+            0
+        )
+        .is_err());
+    }
+}

@@ -1,0 +1,91 @@
+//! Embedding lookup with dequantization: copies rows `ids[t]` of a weight into an f32
+//! activation buffer. Shader: `get_rows.wgsl`.
+
+use super::{to_u32, weight_dispatches, Dispatch, View};
+use crate::gpu::{Gpu, GpuError, GpuTensor};
+
+/// Workgroup size of the get_rows kernel.
+pub const WORKGROUP: u32 = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    k: u32,
+    row_words: u32,
+    row_offset: u32,
+    n_ids: u32,
+    out_offset: u32,
+    out_stride: u32,
+    _pad: u32,
+}
+
+/// `out[t, :] = W[ids[t], :]` for `t < n_ids`. Ids outside W are skipped (callers
+/// validate token ids before upload).
+pub struct GetRows {
+    /// One dispatch per shard of W.
+    pub dispatches: Vec<Dispatch>,
+}
+
+impl GetRows {
+    /// Builds the dispatches; `ids` is a u32 storage buffer with at least `n_ids` entries.
+    pub fn new(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        ids: &wgpu::Buffer,
+        n_ids: u64,
+        out: View,
+        out_stride: u64,
+    ) -> Result<Self, GpuError> {
+        if n_ids == 0 || out_stride < w.cols || ids.size() < n_ids * 4 {
+            return Err(GpuError::Runtime(format!(
+                "get_rows {}: {n_ids} ids in {} bytes, out stride {out_stride} (needs >= {})",
+                w.name,
+                ids.size(),
+                w.cols
+            )));
+        }
+        out.check("get_rows output", (n_ids - 1) * out_stride + w.cols)?;
+        if n_ids > gpu.limits.max_compute_workgroups_per_dimension as u64 {
+            return Err(GpuError::Runtime(format!(
+                "get_rows: {n_ids} ids exceed the dispatch limit"
+            )));
+        }
+        let p0 = Params {
+            rows: 0,
+            k: to_u32("k", w.cols)?,
+            row_words: to_u32("row words", w.row_words)?,
+            row_offset: 0,
+            n_ids: n_ids as u32,
+            out_offset: to_u32("out offset", out.offset)?,
+            out_stride: to_u32("out stride", out_stride)?,
+            _pad: 0,
+        };
+        let groups = w.cols.div_ceil(4).div_ceil(WORKGROUP as u64) as u32;
+        let dispatches = weight_dispatches(
+            gpu,
+            "get_rows",
+            w,
+            WORKGROUP,
+            [ids, out.buffer],
+            |start, rows| {
+                (
+                    Params {
+                        rows: rows as u32,
+                        row_offset: start as u32,
+                        ..p0
+                    },
+                    (groups, n_ids as u32, 1),
+                )
+            },
+        )?;
+        Ok(Self { dispatches })
+    }
+
+    /// Records the op.
+    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
+        for d in &self.dispatches {
+            d.encode(pass);
+        }
+    }
+}

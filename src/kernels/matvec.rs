@@ -1,0 +1,65 @@
+//! Matrix-vector product over quantized weights (decode: one token). Shader: `matvec.wgsl`.
+
+use super::{grid, to_u32, weight_dispatches, Dispatch, View};
+use crate::gpu::{Gpu, GpuError, GpuTensor};
+
+/// Workgroup size of the matvec kernel.
+pub const WORKGROUP: u32 = 64;
+/// Rows computed by one workgroup (fixed in the shader).
+const ROWS_PER_WG: u64 = 4;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    k: u32,
+    row_words: u32,
+    row_offset: u32,
+    x_offset: u32,
+    y_offset: u32,
+    _pad: [u32; 2],
+}
+
+/// `y[y.offset + r] = sum_k W[r, k] * x[x.offset + k]` for every row r of W.
+pub struct MatVec {
+    /// One dispatch per shard of W.
+    pub dispatches: Vec<Dispatch>,
+}
+
+impl MatVec {
+    /// Builds the dispatches; `x` must hold `w.cols` values and `y` `w.rows`.
+    pub fn new(gpu: &Gpu, w: &GpuTensor, x: View, y: View) -> Result<Self, GpuError> {
+        x.check("matvec input", w.cols)?;
+        y.check("matvec output", w.rows)?;
+        let (k, row_words) = (to_u32("k", w.cols)?, to_u32("row words", w.row_words)?);
+        let (xo, yo) = (to_u32("x offset", x.offset)?, to_u32("y offset", y.offset)?);
+        let dispatches = weight_dispatches(
+            gpu,
+            "matvec",
+            w,
+            WORKGROUP,
+            [x.buffer, y.buffer],
+            |start, rows| {
+                let p = Params {
+                    rows: rows as u32,
+                    k,
+                    row_words,
+                    row_offset: start as u32,
+                    x_offset: xo,
+                    y_offset: yo,
+                    _pad: [0; 2],
+                };
+                let (gx, gy) = grid(gpu, rows.div_ceil(ROWS_PER_WG) as u32);
+                (p, (gx, gy, 1))
+            },
+        )?;
+        Ok(Self { dispatches })
+    }
+
+    /// Records the op.
+    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
+        for d in &self.dispatches {
+            d.encode(pass);
+        }
+    }
+}
