@@ -3,6 +3,8 @@
 //! The engine reads GGUF files (`gguf`), keeps weights as raw quantized blocks (`quant`),
 //! uploads them once to the GPU (`gpu`) and runs WGSL compute kernels on them (`kernels`).
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod cli;
 pub mod gpu;
 pub mod kernels;
 pub mod quant;

@@ -114,21 +114,19 @@ impl Default for GpuOptions {
 
 impl GpuOptions {
     /// Options from `HEARTH_BACKEND` / `HEARTH_ADAPTER`, on top of the defaults.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn from_env() -> Result<Self, GpuError> {
         let mut o = Self::default();
-        #[cfg(not(target_arch = "wasm32"))]
-        {
-            if let Ok(b) = std::env::var("HEARTH_BACKEND") {
-                if !b.is_empty() {
-                    o.backend = Some(BackendChoice::parse(&b)?);
-                }
+        if let Ok(b) = std::env::var("HEARTH_BACKEND") {
+            if !b.is_empty() {
+                o.backend = Some(BackendChoice::parse(&b)?);
             }
-            if let Ok(a) = std::env::var("HEARTH_ADAPTER") {
-                if !a.is_empty() {
-                    o.adapter = Some(a.parse().map_err(|_| {
-                        GpuError::NoAdapter(format!(": HEARTH_ADAPTER='{a}' is not a number"))
-                    })?);
-                }
+        }
+        if let Ok(a) = std::env::var("HEARTH_ADAPTER") {
+            if !a.is_empty() {
+                o.adapter = Some(a.parse().map_err(|_| {
+                    GpuError::NoAdapter(format!(": HEARTH_ADAPTER='{a}' is not a number"))
+                })?);
             }
         }
         Ok(o)
@@ -148,6 +146,7 @@ pub struct AdapterSummary {
     pub features: wgpu::Features,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn type_rank(t: wgpu::DeviceType) -> u32 {
     match t {
         wgpu::DeviceType::DiscreteGpu => 0,
@@ -158,6 +157,7 @@ fn type_rank(t: wgpu::DeviceType) -> u32 {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn backend_rank(b: wgpu::Backend) -> u32 {
     match b {
         wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
@@ -268,6 +268,8 @@ impl Gpu {
         pollster::block_on(Self::new(opts))
     }
 
+    // wgpu handles are not Send/Sync on wasm; there is one thread there anyway.
+    #[allow(clippy::arc_with_non_send_sync)]
     async fn from_adapter(
         adapter: wgpu::Adapter,
         info: wgpu::AdapterInfo,

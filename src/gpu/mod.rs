@@ -8,7 +8,9 @@ mod readback;
 mod shaders;
 mod tensor;
 
-pub use device::{list_adapters, AdapterSummary, BackendChoice, Gpu, GpuOptions, OptionalFeatures};
+pub use device::{
+    describe_info, list_adapters, AdapterSummary, BackendChoice, Gpu, GpuOptions, OptionalFeatures,
+};
 pub use readback::read_f32;
 pub use shaders::{compose, shader_files, PipelineKey, ShaderVariant};
 pub use tensor::{gpu_layout, repack_rows, GpuLayout, GpuTensor, Shard};

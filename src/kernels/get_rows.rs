@@ -89,3 +89,14 @@ impl GetRows {
         }
     }
 }
+
+/// CPU twin: rows `ids` of the dequantized weight `w`, concatenated.
+pub fn cpu(w: &[f32], cols: usize, ids: &[u32]) -> Vec<f32> {
+    ids.iter()
+        .flat_map(|&i| {
+            w[i as usize * cols..(i as usize + 1) * cols]
+                .iter()
+                .copied()
+        })
+        .collect()
+}

@@ -87,3 +87,10 @@ impl MatMul {
         }
     }
 }
+
+/// CPU twin: `y[t * rows + r] = sum_k w[r * cols + k] * x[t * cols + k]`, in f64.
+pub fn cpu(w: &[f32], cols: usize, x: &[f32]) -> Vec<f32> {
+    x.chunks_exact(cols)
+        .flat_map(|xt| super::matvec::cpu(w, cols, xt))
+        .collect()
+}

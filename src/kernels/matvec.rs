@@ -63,3 +63,15 @@ impl MatVec {
         }
     }
 }
+
+/// CPU twin: `y[r] = sum_k w[r * cols + k] * x[k]` over dequantized weights, in f64.
+pub fn cpu(w: &[f32], cols: usize, x: &[f32]) -> Vec<f32> {
+    w.chunks_exact(cols)
+        .map(|row| {
+            row.iter()
+                .zip(x)
+                .map(|(a, b)| *a as f64 * *b as f64)
+                .sum::<f64>() as f32
+        })
+        .collect()
+}

@@ -1,0 +1,75 @@
+//! The `hearth` command line: argument parsing and one module per subcommand. Errors are
+//! printed as one line on stderr and give a non-zero exit status.
+
+mod devices;
+mod info;
+
+use crate::gpu::{BackendChoice, GpuOptions};
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Run large language models on your own GPU.
+#[derive(Parser)]
+#[command(name = "hearth", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    gpu: GpuArgs,
+}
+
+/// Adapter choice shared by every command that touches the GPU.
+#[derive(clap::Args, Clone)]
+pub struct GpuArgs {
+    /// Graphics API: vulkan, metal, dx12, gl or webgpu (default: best available)
+    #[arg(long, global = true, env = "HEARTH_BACKEND")]
+    backend: Option<String>,
+    /// Adapter index as listed by `hearth devices`
+    #[arg(long, global = true, env = "HEARTH_ADAPTER")]
+    adapter: Option<usize>,
+}
+
+impl GpuArgs {
+    /// The GPU options these arguments select.
+    pub fn options(&self) -> anyhow::Result<GpuOptions> {
+        let backend = match self.backend.as_deref() {
+            Some(b) if !b.is_empty() => Some(BackendChoice::parse(b)?),
+            _ => None,
+        };
+        Ok(GpuOptions {
+            backend,
+            adapter: self.adapter,
+            ..GpuOptions::default()
+        })
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List every GPU adapter wgpu can see, with limits and features
+    Devices,
+    /// Describe a GGUF model: architecture, hyperparameters, tokenizer, tensors, adapter fit
+    Info(info::InfoArgs),
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("warn,wgpu_hal::gles=off"),
+    )
+    .init();
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Devices => devices::run(&cli.gpu),
+        Command::Info(a) => info::run(a, &cli.gpu),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the error and its causes, joined.
+            let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("hearth: error: {}", msg.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}

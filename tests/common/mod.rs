@@ -1,0 +1,122 @@
+//! Shared helpers for GPU tests: one device per configuration, buffers, error metrics.
+#![allow(dead_code)]
+
+use hearth::gpu::{Gpu, GpuOptions, OptionalFeatures};
+use std::sync::{Arc, OnceLock};
+use wgpu::util::DeviceExt;
+
+/// Device configurations every kernel is checked under.
+#[derive(Clone, Copy, Debug)]
+pub enum Config {
+    /// All optional features the adapter offers.
+    Full,
+    /// No optional feature (no subgroups, no f16, no timestamps).
+    Bare,
+    /// A 64 KiB binding limit: every tensor above it is sharded.
+    SmallBinding,
+}
+
+pub const SMALL_BINDING: u64 = 64 << 10;
+
+pub fn gpu(c: Config) -> Arc<Gpu> {
+    static CELLS: [OnceLock<Arc<Gpu>>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    CELLS[c as usize]
+        .get_or_init(|| {
+            let mut o = GpuOptions::from_env().expect("HEARTH_BACKEND / HEARTH_ADAPTER");
+            match c {
+                Config::Full => {}
+                Config::Bare => o.features = OptionalFeatures::NONE,
+                Config::SmallBinding => o.max_binding_override = Some(SMALL_BINDING),
+            }
+            Gpu::new_blocking(&o).expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)")
+        })
+        .clone()
+}
+
+pub fn storage(gpu: &Gpu, data: &[f32]) -> wgpu::Buffer {
+    gpu.device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("test input"),
+            contents: bytemuck::cast_slice(data),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        })
+}
+
+pub fn storage_u32(gpu: &Gpu, data: &[u32]) -> wgpu::Buffer {
+    gpu.device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("test ids"),
+            contents: bytemuck::cast_slice(data),
+            usage: wgpu::BufferUsages::STORAGE,
+        })
+}
+
+/// An output buffer pre-filled with NaN, so anything the kernel fails to write shows.
+pub fn output(gpu: &Gpu, len: usize) -> wgpu::Buffer {
+    storage(gpu, &vec![f32::NAN; len])
+}
+
+pub fn read(gpu: &Gpu, buf: &wgpu::Buffer, len: usize) -> Vec<f32> {
+    pollster::block_on(hearth::gpu::read_f32(gpu, buf, 0, len as u64)).expect("readback")
+}
+
+/// Normalized mean squared error: mse(got, want) / mse(want, 0). NaN anywhere gives +inf.
+pub fn nmse(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len(), "length mismatch");
+    let (mut err, mut norm) = (0f64, 0f64);
+    for (g, w) in got.iter().zip(want) {
+        if !g.is_finite() {
+            return f64::INFINITY;
+        }
+        err += (*g as f64 - *w as f64).powi(2);
+        norm += (*w as f64).powi(2);
+    }
+    if norm == 0.0 {
+        return if err == 0.0 { 0.0 } else { f64::INFINITY };
+    }
+    err / norm
+}
+
+/// Asserts NMSE below `bound` with a message naming the case and the worst element.
+pub fn assert_close(case: &str, got: &[f32], want: &[f32], bound: f64) {
+    let e = nmse(got, want);
+    if e > bound || e.is_nan() {
+        let (i, d) = got
+            .iter()
+            .zip(want)
+            .map(|(g, w)| (g - w).abs())
+            .enumerate()
+            .fold(
+                (0, 0f32),
+                |a, (i, d)| if d > a.1 || d.is_nan() { (i, d) } else { a },
+            );
+        panic!(
+            "{case}: NMSE {e:.3e} > {bound:.0e}; worst element {i}: got {} want {} (diff {d})",
+            got[i], want[i]
+        );
+    }
+}
+
+/// Uniform random values in [-1, 1).
+pub fn random_vec(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = hearth::quant::Rng::new(seed);
+    (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect()
+}
+
+/// Path of the real Gemma 3 270M model, if present.
+pub fn real_model() -> Option<std::path::PathBuf> {
+    let p = match std::env::var_os("HEARTH_TEST_MODEL") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => std::path::PathBuf::from(std::env::var_os("HOME")?)
+            .join(".cache/hearth/gemma-3-270m-q4_k_m.gguf"),
+    };
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!(
+            "note: {} not found; run scripts/fetch-model.sh (CI always has it)",
+            p.display()
+        );
+        None
+    }
+}

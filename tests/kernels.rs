@@ -1,0 +1,290 @@
+//! Every weight kernel (matvec, matmul, get_rows) against its CPU twin on random blocks of
+//! every GPU block type, with and without optional features, with forced sharding, over
+//! awkward shapes: 1 row, 1 column, sizes that are not multiples of the workgroup or tile.
+
+mod common;
+
+use common::{
+    assert_close, gpu, output, random_vec, read, storage, storage_u32, Config, SMALL_BINDING,
+};
+use hearth::gpu::{gpu_layout, GpuTensor};
+use hearth::kernels::{self, GetRows, MatMul, MatVec, View};
+use hearth::quant::{dequantize_to_vec, random_blocks, GgmlType};
+
+/// NMSE bound per type: weights decode exactly (f16 scales widen to f32 losslessly), so
+/// the only error is f32 accumulation order against the f64 CPU sum.
+fn bound(_ty: GgmlType) -> f64 {
+    1e-7
+}
+
+fn gpu_types() -> Vec<GgmlType> {
+    GgmlType::ALL
+        .into_iter()
+        .filter(|t| gpu_layout(*t).is_some())
+        .collect()
+}
+
+/// Shapes (rows, cols) for a type: cols must be whole blocks.
+fn shapes(ty: GgmlType) -> Vec<(usize, usize)> {
+    let qk = ty.block_elems();
+    let mut s = vec![(1, qk), (7, 3 * qk), (65, 2 * qk), (131, qk)];
+    if ty.is_float() {
+        s.extend([(1, 1), (5, 1), (3, 7), (67, 130)]);
+    }
+    s
+}
+
+struct Case {
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    raw: Vec<u8>,
+    w: Vec<f32>,
+}
+
+fn case(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> Case {
+    let blocks = rows * cols / ty.block_elems();
+    let raw = random_blocks(ty, blocks, seed);
+    let w = dequantize_to_vec(ty, &raw).unwrap();
+    Case {
+        ty,
+        rows,
+        cols,
+        raw,
+        w,
+    }
+}
+
+fn check_matvec(cfg: Config, c: &Case, seed: u64) {
+    let g = gpu(cfg);
+    let t = GpuTensor::upload(&g, "w", c.ty, c.cols as u64, c.rows as u64, &c.raw).unwrap();
+    // Offsets in x and y check that kernels honour them.
+    let x = random_vec(c.cols + 3, seed);
+    let xb = storage(&g, &x);
+    let yb = output(&g, c.rows + 2);
+    let op = MatVec::new(
+        &g,
+        &t,
+        View {
+            buffer: &xb,
+            offset: 3,
+        },
+        View {
+            buffer: &yb,
+            offset: 2,
+        },
+    )
+    .unwrap();
+    kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
+    let got = read(&g, &yb, c.rows + 2);
+    let want = kernels::matvec::cpu(&c.w, c.cols, &x[3..]);
+    let name = format!(
+        "matvec {} {}x{} {cfg:?} ({} shards)",
+        c.ty,
+        c.rows,
+        c.cols,
+        t.shards.len()
+    );
+    assert_close(&name, &got[2..], &want, bound(c.ty));
+}
+
+fn check_matmul(cfg: Config, c: &Case, tokens: usize, seed: u64) {
+    let g = gpu(cfg);
+    let t = GpuTensor::upload(&g, "w", c.ty, c.cols as u64, c.rows as u64, &c.raw).unwrap();
+    let (xs, ys) = (c.cols + 1, c.rows + 3); // strides wider than a row
+    let x = random_vec(tokens * xs, seed);
+    let xb = storage(&g, &x);
+    let yb = output(&g, tokens * ys);
+    let op = MatMul::new(
+        &g,
+        &t,
+        View::of(&xb),
+        xs as u64,
+        View::of(&yb),
+        ys as u64,
+        tokens as u64,
+    )
+    .unwrap();
+    kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
+    let got = read(&g, &yb, tokens * ys);
+    let got: Vec<f32> = got
+        .chunks_exact(ys)
+        .flat_map(|r| r[..c.rows].to_vec())
+        .collect();
+    let xt: Vec<f32> = x
+        .chunks_exact(xs)
+        .flat_map(|r| r[..c.cols].to_vec())
+        .collect();
+    let want = kernels::matmul::cpu(&c.w, c.cols, &xt);
+    let name = format!(
+        "matmul {} {}x{} T={tokens} {cfg:?} ({} shards)",
+        c.ty,
+        c.rows,
+        c.cols,
+        t.shards.len()
+    );
+    assert_close(&name, &got, &want, bound(c.ty));
+}
+
+fn check_get_rows(cfg: Config, c: &Case, ids: &[u32]) {
+    let g = gpu(cfg);
+    let t = GpuTensor::upload(&g, "w", c.ty, c.cols as u64, c.rows as u64, &c.raw).unwrap();
+    let ib = storage_u32(&g, ids);
+    let ob = output(&g, ids.len() * c.cols);
+    let op = GetRows::new(&g, &t, &ib, ids.len() as u64, View::of(&ob), c.cols as u64).unwrap();
+    kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
+    let got = read(&g, &ob, ids.len() * c.cols);
+    let want = kernels::get_rows::cpu(&c.w, c.cols, ids);
+    let name = format!(
+        "get_rows {} {}x{} {cfg:?} ({} shards)",
+        c.ty,
+        c.rows,
+        c.cols,
+        t.shards.len()
+    );
+    // A copy: exact.
+    assert_close(&name, &got, &want, 0.0);
+}
+
+#[test]
+fn matvec_every_type_and_shape() {
+    for (i, ty) in gpu_types().into_iter().enumerate() {
+        for (j, (rows, cols)) in shapes(ty).into_iter().enumerate() {
+            let c = case(ty, rows, cols, (i * 100 + j) as u64);
+            for cfg in [Config::Full, Config::Bare] {
+                check_matvec(cfg, &c, j as u64 + 7);
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_every_type_and_shape() {
+    for (i, ty) in gpu_types().into_iter().enumerate() {
+        for (j, (rows, cols)) in shapes(ty).into_iter().enumerate() {
+            let c = case(ty, rows, cols, (i * 100 + j) as u64 + 50);
+            for tokens in [1, 5, 33] {
+                check_matmul(Config::Full, &c, tokens, j as u64);
+            }
+        }
+    }
+}
+
+#[test]
+fn get_rows_every_type() {
+    for (i, ty) in gpu_types().into_iter().enumerate() {
+        for (rows, cols) in [(9, ty.block_elems() * 2), (1, ty.block_elems())] {
+            let c = case(ty, rows, cols, i as u64 + 900);
+            let ids: Vec<u32> = (0..rows as u32)
+                .rev()
+                .chain([0, (rows - 1) as u32])
+                .collect();
+            check_get_rows(Config::Full, &c, &ids);
+        }
+    }
+}
+
+#[test]
+fn float_rows_that_end_inside_a_group() {
+    for ty in [GgmlType::F32, GgmlType::F16, GgmlType::BF16] {
+        let c = case(ty, 6, 7, 77);
+        check_get_rows(Config::Full, &c, &[5, 0, 3]);
+        check_matmul(Config::Bare, &c, 3, 78);
+    }
+}
+
+#[test]
+fn sharded_weights_match() {
+    // Rows sized so every type spans several 64 KiB shards.
+    for (i, ty) in gpu_types().into_iter().enumerate() {
+        let cols = ty.block_elems().max(256) * 2;
+        let row_bytes = (gpu_layout(ty).unwrap().row_words(cols as u64) * 4) as usize;
+        let rows = (SMALL_BINDING as usize / row_bytes) * 2 + 3;
+        let c = case(ty, rows, cols, 4000 + i as u64);
+        check_matvec(Config::SmallBinding, &c, 1);
+        check_matmul(Config::SmallBinding, &c, 9, 2);
+        let ids: Vec<u32> = vec![0, rows as u32 - 1, (rows / 2) as u32, 1];
+        check_get_rows(Config::SmallBinding, &c, &ids);
+        let t = GpuTensor::upload(
+            &gpu(Config::SmallBinding),
+            "w",
+            ty,
+            cols as u64,
+            rows as u64,
+            &c.raw,
+        )
+        .unwrap();
+        assert!(
+            t.shards.len() >= 3,
+            "{ty}: expected >= 3 shards, got {}",
+            t.shards.len()
+        );
+    }
+}
+
+#[test]
+fn gemma_shapes() {
+    // (type, rows, cols) of Gemma 3 270M's projections: q, k/v, o, gate/up, down.
+    let shapes = [
+        (GgmlType::Q5_0, 1024, 640),
+        (GgmlType::Q8_0, 256, 640),
+        (GgmlType::Q4_K, 640, 1024),
+        (GgmlType::Q5_0, 2048, 640),
+        (GgmlType::Q6_K, 640, 2048),
+        (GgmlType::F32, 1, 640),
+    ];
+    for (i, (ty, rows, cols)) in shapes.into_iter().enumerate() {
+        let c = case(ty, rows, cols, 300 + i as u64);
+        check_matvec(Config::Full, &c, i as u64);
+        check_matmul(Config::Full, &c, 7, i as u64);
+    }
+}
+
+#[test]
+fn upload_rejects_bad_shapes() {
+    let g = gpu(Config::Full);
+    let err = |r: Result<GpuTensor, _>| {
+        r.err()
+            .map(|e: hearth::gpu::GpuError| e.to_string())
+            .unwrap_or_default()
+    };
+    assert!(err(GpuTensor::upload(
+        &g,
+        "a",
+        GgmlType::Q4_K,
+        100,
+        1,
+        &[0; 144]
+    ))
+    .contains("multiple"));
+    assert!(err(GpuTensor::upload(
+        &g,
+        "b",
+        GgmlType::Q4_K,
+        256,
+        2,
+        &[0; 144]
+    ))
+    .contains("bytes"));
+    assert!(err(GpuTensor::upload(
+        &g,
+        "c",
+        GgmlType::Q8_K,
+        256,
+        1,
+        &[0; 292]
+    ))
+    .contains("Q8_K"));
+    assert!(err(GpuTensor::upload(&g, "d", GgmlType::F32, 0, 1, &[])).contains("empty"));
+    let small = gpu(Config::SmallBinding);
+    let huge_row = vec![0u8; SMALL_BINDING as usize * 2];
+    let e = err(GpuTensor::upload(
+        &small,
+        "e",
+        GgmlType::F32,
+        SMALL_BINDING / 2,
+        1,
+        &huge_row,
+    ));
+    assert!(e.contains("largest binding"), "{e}");
+}
