@@ -13,7 +13,7 @@ pub use device::{
 };
 pub use readback::read_f32;
 pub use shaders::{compose, shader_files, PipelineKey, ShaderVariant};
-pub use tensor::{gpu_layout, repack_rows, GpuLayout, GpuTensor, Shard};
+pub use tensor::{gpu_layout, repack_rows, shard_rows, GpuLayout, GpuTensor, Shard};
 
 use thiserror::Error;
 

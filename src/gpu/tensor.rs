@@ -101,6 +101,28 @@ pub fn repack_rows(
     Ok(())
 }
 
+/// How a `rows` x `cols` tensor of `ty` splits into row shards of at most `max_binding`
+/// bytes each (GPU layout): `(first row, rows)` per shard.
+pub fn shard_rows(
+    ty: GgmlType,
+    cols: u64,
+    rows: u64,
+    max_binding: u64,
+) -> Result<Vec<(u64, u64)>, String> {
+    let layout =
+        gpu_layout(ty).ok_or_else(|| format!("type {ty} cannot be used as a GPU weight"))?;
+    let row_bytes = layout.row_words(cols) * 4;
+    let per_shard = max_binding / row_bytes;
+    if per_shard == 0 {
+        return Err(format!(
+            "one row takes {row_bytes} bytes, more than this device's largest binding ({max_binding} bytes)"
+        ));
+    }
+    Ok((0..rows.div_ceil(per_shard))
+        .map(|i| (i * per_shard, per_shard.min(rows - i * per_shard)))
+        .collect())
+}
+
 /// One buffer holding a contiguous range of a tensor's rows.
 pub struct Shard {
     /// The GPU buffer (storage, read-only for kernels).
@@ -162,17 +184,9 @@ impl GpuTensor {
         }
         let row_words = layout.row_words(cols);
         let row_bytes = row_words * 4;
-        let per_shard = gpu.max_binding / row_bytes;
-        if per_shard == 0 {
-            return Err(err(format!(
-                "one row takes {row_bytes} bytes, more than this device's largest binding ({} bytes)",
-                gpu.max_binding
-            )));
-        }
-        let mut shards = Vec::new();
-        let mut row = 0;
-        while row < rows {
-            let n = per_shard.min(rows - row);
+        let plan = shard_rows(ty, cols, rows, gpu.max_binding).map_err(err)?;
+        let mut shards = Vec::with_capacity(plan.len());
+        for (row, n) in plan {
             let size = n * row_bytes;
             let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(name),
@@ -206,7 +220,6 @@ impl GpuTensor {
                 row_start: row,
                 rows: n,
             });
-            row += n;
         }
         Ok(Self {
             name: name.to_string(),
