@@ -3,6 +3,12 @@
 //! for the types tests and `quantize` need. The CPU code here is the reference twin of the
 //! GPU decoders in `shaders/lib/`.
 
+mod blocks;
+pub mod rng;
+
+pub use blocks::*;
+pub use rng::Rng;
+
 use thiserror::Error;
 
 /// A GGUF tensor element type (ggml's `ggml_type`), restricted to the types hearth reads.
@@ -71,7 +77,10 @@ impl GgmlType {
 
     /// Looks a type up by its name (case-insensitive, e.g. `q4_k`).
     pub fn from_name(name: &str) -> Option<Self> {
-        TABLE.iter().find(|r| r.2.eq_ignore_ascii_case(name)).map(|r| r.0)
+        TABLE
+            .iter()
+            .find(|r| r.2.eq_ignore_ascii_case(name))
+            .map(|r| r.0)
     }
 
     /// The ggml type id stored in GGUF tensor infos.
@@ -103,7 +112,7 @@ impl GgmlType {
     /// or the size overflows.
     pub fn bytes_for(self, n: u64) -> Option<u64> {
         let be = self.block_elems() as u64;
-        if n % be != 0 {
+        if !n.is_multiple_of(be) {
             return None;
         }
         (n / be).checked_mul(self.block_bytes() as u64)
