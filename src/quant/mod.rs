@@ -4,9 +4,16 @@
 //! GPU decoders in `shaders/lib/`.
 
 mod blocks;
+mod dequant;
+mod k_quantize;
+mod k_quants;
+mod legacy;
+mod quantize;
 pub mod rng;
 
 pub use blocks::*;
+pub use dequant::{dequantize, dequantize_to_vec, Block, QuantizeBlock};
+pub use quantize::{can_quantize, nmse, quantize};
 pub use rng::Rng;
 
 use thiserror::Error;
