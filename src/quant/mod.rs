@@ -9,11 +9,13 @@ mod k_quantize;
 mod k_quants;
 mod legacy;
 mod quantize;
+mod random;
 pub mod rng;
 
 pub use blocks::*;
 pub use dequant::{dequantize, dequantize_to_vec, Block, QuantizeBlock};
 pub use quantize::{can_quantize, nmse, quantize};
+pub use random::random_blocks;
 pub use rng::Rng;
 
 use thiserror::Error;

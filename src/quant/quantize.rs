@@ -83,8 +83,8 @@ pub fn nmse(reference: &[f32], got: &[f32]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quant::dequantize_to_vec;
     use crate::quant::rng::Rng;
+    use crate::quant::{dequantize_to_vec, random_blocks};
 
     /// (type, NMSE bound on standard-normal data)
     const BOUNDS: [(GgmlType, f64); 11] = [
@@ -121,6 +121,23 @@ mod tests {
             if ty == GgmlType::F32 {
                 assert_eq!(back, x);
             }
+        }
+    }
+
+    #[test]
+    fn requantizing_random_blocks_is_close() {
+        // Random blocks (random bits, sane scales) re-quantized to their own type.
+        for ty in [
+            GgmlType::Q8_0,
+            GgmlType::Q4_0,
+            GgmlType::Q4_K,
+            GgmlType::Q6_K,
+        ] {
+            let x = dequantize_to_vec(ty, &random_blocks(ty, 8, 11)).unwrap();
+            let mut q = Vec::new();
+            quantize(ty, &x, &mut q).unwrap();
+            let e = nmse(&x, &dequantize_to_vec(ty, &q).unwrap());
+            assert!(e < 2e-2, "{ty}: NMSE {e:.3e}");
         }
     }
 
