@@ -214,8 +214,9 @@ pub struct BlockIQ4XS {
 const _: () = assert!(std::mem::size_of::<BlockIQ4XS>() == 136);
 
 impl BlockQ3K {
-    /// Sub-block `j`'s scale (0..16), already offset to -32..=31.
+    /// Sub-block `j`'s scale (`j` taken modulo 16), already offset to -32..=31.
     pub fn scale(&self, j: usize) -> i8 {
+        let j = j % 16;
         let lo = (self.scales[j % 8] >> (4 * (j / 8))) & 0x0f;
         let hi = (self.scales[8 + j % 4] >> (2 * (j / 4))) & 0x03;
         (lo | (hi << 4)) as i8 - 32
@@ -223,8 +224,9 @@ impl BlockQ3K {
 }
 
 impl BlockIQ4XS {
-    /// Sub-block `j`'s scale (0..8), already offset to -32..=31.
+    /// Sub-block `j`'s scale (`j` taken modulo 8), already offset to -32..=31.
     pub fn scale(&self, j: usize) -> i8 {
+        let j = j % 8;
         let lo = (self.scales_l[j / 2] >> (4 * (j % 2))) & 0x0f;
         let hi = ((self.scales_h >> (2 * j)) & 0x03) as u8;
         (lo | (hi << 4)) as i8 - 32
@@ -234,7 +236,9 @@ impl BlockIQ4XS {
 /// Sub-block `j`'s (scale, min) from Q4_K/Q5_K's 12-byte packing (ggml's
 /// `get_scale_min_k4`): bytes 0..4 hold scales 0..4 and the top bits of scales 4..8,
 /// bytes 4..8 the same for mins, bytes 8..12 the low nibbles of scales and mins 4..8.
+/// `j` is taken modulo 8.
 pub fn get_scale_min_k4(j: usize, q: &[u8; 12]) -> (u8, u8) {
+    let j = j % 8;
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {

@@ -7,7 +7,8 @@ use super::{GgmlType, QuantError};
 use bytemuck::Pod;
 use half::{bf16, f16};
 
-/// A quantized block type: its ggml type and how to expand it to f32.
+/// A quantized block type: its ggml type and how to expand it to f32. Crate-private: its
+/// methods take slices of an exact length, which only the checked entry points guarantee.
 pub trait Block: Pod {
     /// The ggml type whose blocks this struct lays out.
     const TYPE: GgmlType;
@@ -44,6 +45,7 @@ pub(crate) fn elems_in(ty: GgmlType, src_len: usize) -> Result<usize, QuantError
 
 fn blocks<B: Block>(src: &[u8], dst: &mut [f32]) {
     let size = std::mem::size_of::<B>();
+    debug_assert_eq!(size, B::TYPE.block_bytes());
     for (bytes, out) in src.chunks_exact(size).zip(dst.chunks_exact_mut(B::ELEMS)) {
         // Blocks in a file are not aligned for the struct (18-byte Q4_0, …), so copy.
         let b: B = bytemuck::pod_read_unaligned(bytes);
@@ -152,6 +154,21 @@ mod tests {
                 assert!(dequantize_to_vec(ty, &src[..bb + 1]).is_err(), "{ty}");
             }
             assert_eq!(dequantize_to_vec(ty, &[]), Ok(vec![]), "{ty}");
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_and_lengths_never_panic() {
+        // Raw random bytes (NaN and infinite scales included) at every length up to a few
+        // blocks: each call either decodes or returns an error.
+        let mut rng = crate::quant::Rng::new(5);
+        let mut bytes = vec![0u8; 3 * 292 + 1];
+        rng.fill_bytes(&mut bytes);
+        for ty in GgmlType::ALL {
+            for len in 0..bytes.len() {
+                let r = dequantize_to_vec(ty, &bytes[..len]);
+                assert_eq!(r.is_ok(), len % ty.block_bytes() == 0, "{ty} {len}");
+            }
         }
     }
 

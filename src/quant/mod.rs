@@ -13,7 +13,7 @@ mod random;
 pub mod rng;
 
 pub use blocks::*;
-pub use dequant::{dequantize, dequantize_to_vec, Block, QuantizeBlock};
+pub use dequant::{dequantize, dequantize_to_vec};
 pub use quantize::{can_quantize, nmse, quantize};
 pub use random::random_blocks;
 pub use rng::Rng;
