@@ -1,5 +1,6 @@
 //! A tiny deterministic PRNG (SplitMix64) for test data, random blocks and benches: the
-//! same seed gives the same stream on every platform, with no dependency.
+//! same seed gives the same integer and uniform streams on every platform, with no
+//! dependency (`normal` goes through `ln`/`cos`, so it may differ in the last bit).
 
 /// SplitMix64: 64 bits of state, good enough statistics for test data, not cryptographic.
 #[derive(Clone, Debug)]
