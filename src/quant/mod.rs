@@ -3,6 +3,21 @@
 //! for the types tests and `quantize` need. The CPU code here is the reference twin of the
 //! GPU decoders in `shaders/lib/`.
 
+mod blocks;
+mod dequant;
+mod k_quantize;
+mod k_quants;
+mod legacy;
+mod quantize;
+mod random;
+pub mod rng;
+
+pub use blocks::*;
+pub use dequant::{dequantize, dequantize_to_vec};
+pub use quantize::{can_quantize, nmse, quantize};
+pub use random::random_blocks;
+pub use rng::Rng;
+
 use thiserror::Error;
 
 /// A GGUF tensor element type (ggml's `ggml_type`), restricted to the types hearth reads.

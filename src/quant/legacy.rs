@@ -1,0 +1,292 @@
+//! The 32-element block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL): decoders and
+//! ggml's reference round-to-nearest quantizers. In all the 4- and 5-bit ones, byte j of
+//! `qs` holds element j in its low nibble and element j + 16 in its high nibble.
+
+use super::blocks::*;
+use super::dequant::{Block, QuantizeBlock};
+use super::GgmlType;
+use half::f16;
+
+/// Element j's nibble in a 16-byte `qs` of a 32-element block.
+fn nibble(qs: &[u8; 16], j: usize) -> u8 {
+    if j < 16 {
+        qs[j] & 0x0f
+    } else {
+        qs[j - 16] >> 4
+    }
+}
+
+/// Packs 32 values (each below 16 after masking) into the 16-byte nibble layout.
+fn pack_nibbles(q: &[u8; 32]) -> [u8; 16] {
+    std::array::from_fn(|j| (q[j] & 0x0f) | ((q[j + 16] & 0x0f) << 4))
+}
+
+/// Packs the fifth bits of 32 five-bit values into ggml's `qh` bytes.
+fn pack_high_bits(q: &[u8; 32]) -> [u8; 4] {
+    let mut qh = 0u32;
+    for (j, &v) in q.iter().enumerate() {
+        qh |= u32::from((v >> 4) & 1) << j;
+    }
+    qh.to_le_bytes()
+}
+
+/// The value of largest magnitude, keeping its sign (the first one on ties, as ggml).
+fn signed_absmax(x: &[f32]) -> f32 {
+    let mut amax = 0.0f32;
+    let mut max = 0.0f32;
+    for &v in x {
+        if v.abs() > amax {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    max
+}
+
+fn min_max(x: &[f32]) -> (f32, f32) {
+    x.iter()
+        .fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+}
+
+fn inverse(d: f32) -> f32 {
+    if d != 0.0 {
+        1.0 / d
+    } else {
+        0.0
+    }
+}
+
+impl Block for BlockQ4_0 {
+    const TYPE: GgmlType = GgmlType::Q4_0;
+    const ELEMS: usize = QK;
+    fn dequantize(&self, out: &mut [f32]) {
+        let d = self.d.to_f32();
+        for (j, o) in out.iter_mut().enumerate() {
+            *o = d * (nibble(&self.qs, j) as i32 - 8) as f32;
+        }
+    }
+}
+
+impl QuantizeBlock for BlockQ4_0 {
+    fn quantize(x: &[f32]) -> Self {
+        // The extreme value maps to -8 exactly, so the other sign gets 7 steps and its
+        // extreme is clamped, the price of using all 16 levels.
+        let d = signed_absmax(x) / -8.0;
+        let id = inverse(d);
+        let q: [u8; 32] = std::array::from_fn(|j| ((x[j] * id + 8.5) as u8).min(15));
+        Self {
+            d: f16::from_f32(d),
+            qs: pack_nibbles(&q),
+        }
+    }
+}
+
+impl Block for BlockQ4_1 {
+    const TYPE: GgmlType = GgmlType::Q4_1;
+    const ELEMS: usize = QK;
+    fn dequantize(&self, out: &mut [f32]) {
+        let (d, m) = (self.d.to_f32(), self.m.to_f32());
+        for (j, o) in out.iter_mut().enumerate() {
+            *o = d * nibble(&self.qs, j) as f32 + m;
+        }
+    }
+}
+
+impl QuantizeBlock for BlockQ4_1 {
+    fn quantize(x: &[f32]) -> Self {
+        let (min, max) = min_max(x);
+        let d = (max - min) / 15.0;
+        let id = inverse(d);
+        let q: [u8; 32] = std::array::from_fn(|j| (((x[j] - min) * id + 0.5) as u8).min(15));
+        Self {
+            d: f16::from_f32(d),
+            m: f16::from_f32(min),
+            qs: pack_nibbles(&q),
+        }
+    }
+}
+
+impl Block for BlockQ5_0 {
+    const TYPE: GgmlType = GgmlType::Q5_0;
+    const ELEMS: usize = QK;
+    fn dequantize(&self, out: &mut [f32]) {
+        let d = self.d.to_f32();
+        let qh = self.qh();
+        for (j, o) in out.iter_mut().enumerate() {
+            let q = nibble(&self.qs, j) | (((qh >> j) & 1) as u8) << 4;
+            *o = d * (q as i32 - 16) as f32;
+        }
+    }
+}
+
+impl QuantizeBlock for BlockQ5_0 {
+    fn quantize(x: &[f32]) -> Self {
+        let d = signed_absmax(x) / -16.0;
+        let id = inverse(d);
+        let q: [u8; 32] = std::array::from_fn(|j| ((x[j] * id + 16.5) as u8).min(31));
+        Self {
+            d: f16::from_f32(d),
+            qh: pack_high_bits(&q),
+            qs: pack_nibbles(&q),
+        }
+    }
+}
+
+impl Block for BlockQ5_1 {
+    const TYPE: GgmlType = GgmlType::Q5_1;
+    const ELEMS: usize = QK;
+    fn dequantize(&self, out: &mut [f32]) {
+        let (d, m) = (self.d.to_f32(), self.m.to_f32());
+        let qh = self.qh();
+        for (j, o) in out.iter_mut().enumerate() {
+            let q = nibble(&self.qs, j) | (((qh >> j) & 1) as u8) << 4;
+            *o = d * q as f32 + m;
+        }
+    }
+}
+
+impl QuantizeBlock for BlockQ5_1 {
+    fn quantize(x: &[f32]) -> Self {
+        let (min, max) = min_max(x);
+        let d = (max - min) / 31.0;
+        let id = inverse(d);
+        let q: [u8; 32] = std::array::from_fn(|j| (((x[j] - min) * id + 0.5) as u8).min(31));
+        Self {
+            d: f16::from_f32(d),
+            m: f16::from_f32(min),
+            qh: pack_high_bits(&q),
+            qs: pack_nibbles(&q),
+        }
+    }
+}
+
+impl Block for BlockQ8_0 {
+    const TYPE: GgmlType = GgmlType::Q8_0;
+    const ELEMS: usize = QK;
+    fn dequantize(&self, out: &mut [f32]) {
+        let d = self.d.to_f32();
+        for (o, &q) in out.iter_mut().zip(&self.qs) {
+            *o = q as f32 * d;
+        }
+    }
+}
+
+impl QuantizeBlock for BlockQ8_0 {
+    fn quantize(x: &[f32]) -> Self {
+        let amax = x.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+        let d = amax / 127.0;
+        let id = inverse(d);
+        // `round` is C's roundf (half away from zero), as in ggml's reference quantizer.
+        Self {
+            d: f16::from_f32(d),
+            qs: std::array::from_fn(|j| (x[j] * id).round() as i8),
+        }
+    }
+}
+
+impl Block for BlockIQ4NL {
+    const TYPE: GgmlType = GgmlType::IQ4_NL;
+    const ELEMS: usize = QK;
+    fn dequantize(&self, out: &mut [f32]) {
+        let d = self.d.to_f32();
+        for (j, o) in out.iter_mut().enumerate() {
+            *o = d * KVALUES_IQ4NL[nibble(&self.qs, j) as usize] as f32;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytemuck::Zeroable;
+
+    fn decode<B: Block>(b: &B) -> Vec<f32> {
+        let mut out = vec![0.0; B::ELEMS];
+        b.dequantize(&mut out);
+        out
+    }
+
+    #[test]
+    fn q8_0_scale_two_over_one_to_32() {
+        let b = BlockQ8_0 {
+            d: f16::from_f32(2.0),
+            qs: std::array::from_fn(|j| j as i8 + 1),
+        };
+        let want: Vec<f32> = (1..=32).map(|v| 2.0 * v as f32).collect();
+        assert_eq!(decode(&b), want);
+        // Through the byte-level entry point too.
+        let got = super::super::dequantize_to_vec(GgmlType::Q8_0, bytemuck::bytes_of(&b));
+        assert_eq!(got.unwrap(), want);
+    }
+
+    #[test]
+    fn q4_0_nibbles_are_split_low_then_high() {
+        let mut b = BlockQ4_0::zeroed();
+        b.d = f16::from_f32(0.5);
+        for j in 0..16 {
+            // Element j gets q = j, element j + 16 gets q = 15 - j.
+            b.qs[j] = j as u8 | ((15 - j as u8) << 4);
+        }
+        let got = decode(&b);
+        for j in 0..16 {
+            assert_eq!(got[j], 0.5 * (j as f32 - 8.0));
+            assert_eq!(got[j + 16], 0.5 * (7.0 - j as f32));
+        }
+    }
+
+    #[test]
+    fn q5_0_and_q5_1_use_qh_bit_j_for_element_j() {
+        let mut b = BlockQ5_0::zeroed();
+        b.d = f16::from_f32(1.0);
+        b.qh = (1u32 << 3 | 1 << 20).to_le_bytes();
+        let got = decode(&b);
+        assert_eq!(got[3], 0.0);
+        assert_eq!(got[20], 0.0);
+        assert_eq!(got[4], -16.0);
+
+        let b1 = BlockQ5_1 {
+            d: f16::from_f32(1.0),
+            m: f16::from_f32(-1.0),
+            qh: (1u32 << 31).to_le_bytes(),
+            qs: [0xff; 16],
+        };
+        let got = decode(&b1);
+        assert_eq!(got[31], 31.0 - 1.0);
+        assert_eq!(got[0], 15.0 - 1.0);
+    }
+
+    #[test]
+    fn iq4_nl_reads_the_codebook() {
+        let mut b = BlockIQ4NL::zeroed();
+        b.d = f16::from_f32(1.0);
+        for j in 0..16 {
+            b.qs[j] = j as u8 | ((15 - j as u8) << 4);
+        }
+        let got = decode(&b);
+        for j in 0..16 {
+            assert_eq!(got[j], KVALUES_IQ4NL[j] as f32);
+            assert_eq!(got[j + 16], KVALUES_IQ4NL[15 - j] as f32);
+        }
+    }
+
+    #[test]
+    fn quantizers_hit_exact_grid_values() {
+        // Values already on each grid survive a round trip unchanged.
+        let x: Vec<f32> = (0..32).map(|j| (j as f32 - 16.0) * 0.25).collect();
+        let q8 = BlockQ8_0::quantize(&x);
+        let back = decode(&q8);
+        for (a, b) in x.iter().zip(&back) {
+            assert!((a - b).abs() < 0.02, "{a} vs {b}");
+        }
+        let x4: Vec<f32> = (0..32).map(|j| (j % 16) as f32 - 8.0).collect();
+        assert_eq!(decode(&BlockQ4_0::quantize(&x4)), x4);
+        let x5: Vec<f32> = (0..32).map(|j| j as f32 - 16.0).collect();
+        assert_eq!(decode(&BlockQ5_0::quantize(&x5)), x5);
+        let x41: Vec<f32> = (0..32).map(|j| (j % 16) as f32 + 3.0).collect();
+        assert_eq!(decode(&BlockQ4_1::quantize(&x41)), x41);
+        let x51: Vec<f32> = (0..32).map(|j| j as f32 - 3.0).collect();
+        assert_eq!(decode(&BlockQ5_1::quantize(&x51)), x51);
+        // An all-zero block has scale 0 and decodes to zeros.
+        assert_eq!(decode(&BlockQ4_0::quantize(&[0.0; 32])), vec![0.0; 32]);
+    }
+}
