@@ -3,4 +3,5 @@
 //! The engine reads GGUF files (`gguf`), keeps weights as raw quantized blocks (`quant`),
 //! uploads them once to the GPU (`gpu`) and runs WGSL compute kernels on them (`kernels`).
 
+pub mod gguf;
 pub mod quant;
