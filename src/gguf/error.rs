@@ -19,14 +19,14 @@ pub enum GgufError {
     },
 
     /// The first four bytes are not `GGUF`.
-    #[error("bad magic {found:02x?} at offset 0: not a GGUF file (expected the bytes \"GGUF\")")]
+    #[error("bad magic \"{}\" at offset 0: not a GGUF file (expected \"GGUF\")", found.escape_ascii())]
     BadMagic {
         /// The four bytes found.
         found: [u8; 4],
     },
 
     /// A header version other than 2 or 3.
-    #[error("GGUF version {version} is not supported (hearth reads versions 2 and 3){hint}")]
+    #[error("GGUF version {version} is not supported: hearth reads versions 2 and 3{hint}")]
     UnsupportedVersion {
         /// The version field as read (little-endian).
         version: u32,

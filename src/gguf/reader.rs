@@ -235,11 +235,11 @@ fn decode<T, const N: usize>(data: &[u8], f: fn([u8; N]) -> T) -> Vec<T> {
 fn version_hint(version: u32) -> &'static str {
     match version {
         0 => "",
-        1 => " (version 1 used 32-bit counts; reconvert the model with a current converter)",
+        1 => "; version 1 used 32-bit counts, reconvert the model with a current converter",
         v if matches!(v.swap_bytes(), 2 | 3) => {
-            " (the file looks big-endian; hearth reads little-endian GGUF only)"
+            "; the file looks big-endian, and hearth reads little-endian GGUF only"
         }
-        _ => " (a newer format? hearth may need an update)",
+        _ => "; a newer format may need a newer hearth",
     }
 }
 
