@@ -58,6 +58,7 @@ fn le(parts: &[&[u8]]) -> Vec<u8> {
 
 type Check = fn(&GgufError) -> bool;
 
+#[rustfmt::skip]
 fn cases() -> Vec<(&'static str, Vec<u8>, Check, &'static str)> {
     let f32_id = GgmlType::F32.id();
     let big_name = "n".repeat(70_000);
@@ -85,408 +86,62 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Check, &'static str)> {
 
     vec![
         // 1. magic and version
-        (
-            "bad magic",
-            bad_magic,
-            |e| matches!(e, GgufError::BadMagic { .. }),
-            "magic",
-        ),
-        (
-            "version 0",
-            header(0, 0, 0),
-            |e| matches!(e, GgufError::UnsupportedVersion { version: 0, .. }),
-            "version 0",
-        ),
-        (
-            "version 1",
-            header(1, 0, 0),
-            |e| matches!(e, GgufError::UnsupportedVersion { version: 1, .. }),
-            "version 1",
-        ),
-        (
-            "version 4",
-            header(4, 0, 0),
-            |e| matches!(e, GgufError::UnsupportedVersion { version: 4, .. }),
-            "version 4",
-        ),
-        (
-            "big-endian v3",
-            header(3u32.swap_bytes(), 0, 0),
-            |e| matches!(e, GgufError::UnsupportedVersion { .. }),
-            "big-endian",
-        ),
-        (
-            "empty file",
-            vec![],
-            |e| matches!(e, GgufError::Truncated { .. }),
-            "magic",
-        ),
+        ("bad magic", bad_magic, |e| matches!(e, GgufError::BadMagic { .. }), "magic"),
+        ("version 0", header(0, 0, 0), |e| matches!(e, GgufError::UnsupportedVersion { version: 0, .. }), "version 0"),
+        ("version 1", header(1, 0, 0), |e| matches!(e, GgufError::UnsupportedVersion { version: 1, .. }), "version 1"),
+        ("version 4", header(4, 0, 0), |e| matches!(e, GgufError::UnsupportedVersion { version: 4, .. }), "version 4"),
+        ("big-endian v3", header(3u32.swap_bytes(), 0, 0), |e| matches!(e, GgufError::UnsupportedVersion { .. }), "big-endian"),
+        ("empty file", vec![], |e| matches!(e, GgufError::Truncated { .. }), "magic"),
         // 2. absurd counts
-        (
-            "tensor count 2^64-1",
-            header(3, u64::MAX, 0),
-            |e| {
-                matches!(
-                    e,
-                    GgufError::CountTooLarge {
-                        count: u64::MAX,
-                        ..
-                    }
-                )
-            },
-            "tensor count",
-        ),
-        (
-            "kv count 2^64-1",
-            header(3, 0, u64::MAX),
-            |e| {
-                matches!(
-                    e,
-                    GgufError::CountTooLarge {
-                        count: u64::MAX,
-                        ..
-                    }
-                )
-            },
-            "metadata kv count",
-        ),
+        ("tensor count 2^64-1", header(3, u64::MAX, 0), |e| matches!(e, GgufError::CountTooLarge { count: u64::MAX, .. }), "tensor count"),
+        ("kv count 2^64-1", header(3, 0, u64::MAX), |e| matches!(e, GgufError::CountTooLarge { count: u64::MAX, .. }), "metadata kv count"),
         // 3. strings
-        (
-            "key length 2^64-1",
-            huge_key_len,
-            |e| matches!(e, GgufError::StringTooLong { len: u64::MAX, .. }),
-            "metadata key #0",
-        ),
-        (
-            "string value length 2^64-1",
-            raw_kv(
-                "k",
-                &le(&[&STRING.to_le_bytes(), &u64::MAX.to_le_bytes(), b"abc"]),
-            ),
-            |e| matches!(e, GgufError::StringTooLong { .. }),
-            "'k'",
-        ),
-        (
-            "string past EOF",
-            raw_kv(
-                "k",
-                &le(&[&STRING.to_le_bytes(), &100u64.to_le_bytes(), b"0123456789"]),
-            ),
-            |e| {
-                matches!(
-                    e,
-                    GgufError::Truncated {
-                        needed: 100,
-                        available: 10,
-                        ..
-                    }
-                )
-            },
-            "'k'",
-        ),
-        (
-            "key not UTF-8",
-            bad_utf8,
-            |e| matches!(e, GgufError::InvalidUtf8 { .. }),
-            "metadata key #0",
-        ),
+        ("key length 2^64-1", huge_key_len, |e| matches!(e, GgufError::StringTooLong { len: u64::MAX, .. }), "metadata key #0"),
+        ("string value length 2^64-1", raw_kv("k", &le(&[&STRING.to_le_bytes(), &u64::MAX.to_le_bytes(), b"abc"])), |e| matches!(e, GgufError::StringTooLong { .. }), "'k'"),
+        ("string past EOF", raw_kv("k", &le(&[&STRING.to_le_bytes(), &100u64.to_le_bytes(), b"0123456789"])), |e| matches!(e, GgufError::Truncated { needed: 100, available: 10, .. }), "'k'"),
+        ("key not UTF-8", bad_utf8, |e| matches!(e, GgufError::InvalidUtf8 { .. }), "metadata key #0"),
         // 4. arrays
-        (
-            "array count 2^64-1",
-            raw_kv(
-                "a",
-                &le(&[
-                    &ARRAY.to_le_bytes(),
-                    &U32.to_le_bytes(),
-                    &u64::MAX.to_le_bytes(),
-                    &[0; 16],
-                ]),
-            ),
-            |e| matches!(e, GgufError::CountTooLarge { max: 4, .. }),
-            "'a'",
-        ),
-        (
-            "string array count 2^64-1",
-            raw_kv(
-                "a",
-                &le(&[
-                    &ARRAY.to_le_bytes(),
-                    &STRING.to_le_bytes(),
-                    &u64::MAX.to_le_bytes(),
-                    &[0; 16],
-                ]),
-            ),
-            |e| matches!(e, GgufError::CountTooLarge { max: 2, .. }),
-            "'a'",
-        ),
-        (
-            "array elem type 13",
-            raw_kv(
-                "a",
-                &le(&[
-                    &ARRAY.to_le_bytes(),
-                    &13u32.to_le_bytes(),
-                    &0u64.to_le_bytes(),
-                ]),
-            ),
-            |e| matches!(e, GgufError::UnknownArrayType { id: 13, .. }),
-            "'a'",
-        ),
-        (
-            "nested array",
-            raw_kv(
-                "a",
-                &le(&[
-                    &ARRAY.to_le_bytes(),
-                    &ARRAY.to_le_bytes(),
-                    &1u64.to_le_bytes(),
-                    &U32.to_le_bytes(),
-                    &0u64.to_le_bytes(),
-                ]),
-            ),
-            |e| matches!(e, GgufError::NestedArray { .. }),
-            "'a'",
-        ),
-        (
-            "bool array byte 2",
-            raw_kv(
-                "a",
-                &le(&[
-                    &ARRAY.to_le_bytes(),
-                    &7u32.to_le_bytes(),
-                    &2u64.to_le_bytes(),
-                    &[1, 2],
-                ]),
-            ),
-            |e| matches!(e, GgufError::InvalidBool { byte: 2, .. }),
-            "'a'",
-        ),
-        (
-            "unknown value type 13",
-            raw_kv("k", &le(&[&13u32.to_le_bytes(), &[0; 8]])),
-            |e| matches!(e, GgufError::UnknownValueType { id: 13, .. }),
-            "'k'",
-        ),
-        (
-            "bool byte 7",
-            raw_kv("k", &le(&[&7u32.to_le_bytes(), &[7]])),
-            |e| matches!(e, GgufError::InvalidBool { byte: 7, .. }),
-            "'k'",
-        ),
+        ("array count 2^64-1", raw_kv("a", &le(&[&ARRAY.to_le_bytes(), &U32.to_le_bytes(), &u64::MAX.to_le_bytes(), &[0; 16]])), |e| matches!(e, GgufError::CountTooLarge { max: 4, .. }), "'a'"),
+        ("string array count 2^64-1", raw_kv("a", &le(&[&ARRAY.to_le_bytes(), &STRING.to_le_bytes(), &u64::MAX.to_le_bytes(), &[0; 16]])), |e| matches!(e, GgufError::CountTooLarge { max: 2, .. }), "'a'"),
+        ("array elem type 13", raw_kv("a", &le(&[&ARRAY.to_le_bytes(), &13u32.to_le_bytes(), &0u64.to_le_bytes()])), |e| matches!(e, GgufError::UnknownArrayType { id: 13, .. }), "'a'"),
+        ("nested array", raw_kv("a", &le(&[&ARRAY.to_le_bytes(), &ARRAY.to_le_bytes(), &1u64.to_le_bytes(), &U32.to_le_bytes(), &0u64.to_le_bytes()])), |e| matches!(e, GgufError::NestedArray { .. }), "'a'"),
+        ("bool array byte 2", raw_kv("a", &le(&[&ARRAY.to_le_bytes(), &7u32.to_le_bytes(), &2u64.to_le_bytes(), &[1, 2]])), |e| matches!(e, GgufError::InvalidBool { byte: 2, .. }), "'a'"),
+        ("unknown value type 13", raw_kv("k", &le(&[&13u32.to_le_bytes(), &[0; 8]])), |e| matches!(e, GgufError::UnknownValueType { id: 13, .. }), "'k'"),
+        ("bool byte 7", raw_kv("k", &le(&[&7u32.to_le_bytes(), &[7]])), |e| matches!(e, GgufError::InvalidBool { byte: 7, .. }), "'k'"),
         // 5. duplicates and long names
-        (
-            "duplicate key",
-            dup_key,
-            |e| matches!(e, GgufError::DuplicateKey { .. }),
-            "'general.name'",
-        ),
-        (
-            "duplicate tensor",
-            build(
-                &[],
-                &[("t", &[8], f32_id, 0), ("t", &[8], f32_id, 32)],
-                32,
-                64,
-            ),
-            |e| matches!(e, GgufError::DuplicateTensor { .. }),
-            "'t'",
-        ),
-        (
-            "over-long key",
-            long_key,
-            |e| matches!(e, GgufError::StringTooLong { len: 70_000, .. }),
-            "metadata key #0",
-        ),
-        (
-            "over-long tensor name",
-            long_tensor,
-            |e| matches!(e, GgufError::StringTooLong { len: 70_000, .. }),
-            "tensor name #0",
-        ),
+        ("duplicate key", dup_key, |e| matches!(e, GgufError::DuplicateKey { .. }), "'general.name'"),
+        ("duplicate tensor", build(&[], &[("t", &[8], f32_id, 0), ("t", &[8], f32_id, 32)], 32, 64), |e| matches!(e, GgufError::DuplicateTensor { .. }), "'t'"),
+        ("over-long key", long_key, |e| matches!(e, GgufError::StringTooLong { len: 70_000, .. }), "metadata key #0"),
+        ("over-long tensor name", long_tensor, |e| matches!(e, GgufError::StringTooLong { len: 70_000, .. }), "tensor name #0"),
         // 6. known keys with the wrong type
-        (
-            "alignment as i32",
-            build(&[("general.alignment", Value::I32(32))], &[], 32, 0),
-            |e| {
-                matches!(
-                    e,
-                    GgufError::WrongType {
-                        expected: "u32",
-                        found: "i32",
-                        ..
-                    }
-                )
-            },
-            "'general.alignment'",
-        ),
-        (
-            "architecture as u32",
-            build(&[("general.architecture", Value::U32(1))], &[], 32, 0),
-            |e| {
-                matches!(
-                    e,
-                    GgufError::WrongType {
-                        expected: "string",
-                        ..
-                    }
-                )
-            },
-            "'general.architecture'",
-        ),
+        ("alignment as i32", build(&[("general.alignment", Value::I32(32))], &[], 32, 0), |e| matches!(e, GgufError::WrongType { expected: "u32", found: "i32", .. }), "'general.alignment'"),
+        ("architecture as u32", build(&[("general.architecture", Value::U32(1))], &[], 32, 0), |e| matches!(e, GgufError::WrongType { expected: "string", .. }), "'general.architecture'"),
         // 7. alignment values
-        (
-            "alignment 0",
-            build(&[("general.alignment", Value::U32(0))], &[], 32, 0),
-            |e| matches!(e, GgufError::BadAlignment { value: 0, .. }),
-            "general.alignment",
-        ),
-        (
-            "alignment 3",
-            build(&[("general.alignment", Value::U32(3))], &[], 32, 0),
-            |e| matches!(e, GgufError::BadAlignment { value: 3, .. }),
-            "general.alignment",
-        ),
-        (
-            "alignment 2^31",
-            build(&[("general.alignment", Value::U32(1 << 31))], &[], 32, 0),
-            |e| matches!(e, GgufError::BadAlignment { .. }),
-            "general.alignment",
-        ),
+        ("alignment 0", build(&[("general.alignment", Value::U32(0))], &[], 32, 0), |e| matches!(e, GgufError::BadAlignment { value: 0, .. }), "general.alignment"),
+        ("alignment 3", build(&[("general.alignment", Value::U32(3))], &[], 32, 0), |e| matches!(e, GgufError::BadAlignment { value: 3, .. }), "general.alignment"),
+        ("alignment 2^31", build(&[("general.alignment", Value::U32(1 << 31))], &[], 32, 0), |e| matches!(e, GgufError::BadAlignment { .. }), "general.alignment"),
         // 8. dimensions
-        (
-            "n_dims 0",
-            one_tensor(&[], f32_id),
-            |e| matches!(e, GgufError::BadDimCount { n_dims: 0, .. }),
-            "'t'",
-        ),
-        (
-            "n_dims 5",
-            one_tensor(&[1, 1, 1, 1, 1], f32_id),
-            |e| matches!(e, GgufError::BadDimCount { n_dims: 5, .. }),
-            "'t'",
-        ),
-        (
-            "dim of 0",
-            one_tensor(&[4, 0], f32_id),
-            |e| {
-                matches!(
-                    e,
-                    GgufError::BadDim {
-                        index: 1,
-                        value: 0,
-                        ..
-                    }
-                )
-            },
-            "dims[1]",
-        ),
-        (
-            "dim of 2^63",
-            one_tensor(&[1 << 63], f32_id),
-            |e| matches!(e, GgufError::BadDim { index: 0, .. }),
-            "dims[0]",
-        ),
-        (
-            "dim of 2^64-1",
-            one_tensor(&[4, u64::MAX], f32_id),
-            |e| matches!(e, GgufError::BadDim { index: 1, .. }),
-            "'t'",
-        ),
+        ("n_dims 0", one_tensor(&[], f32_id), |e| matches!(e, GgufError::BadDimCount { n_dims: 0, .. }), "'t'"),
+        ("n_dims 5", one_tensor(&[1, 1, 1, 1, 1], f32_id), |e| matches!(e, GgufError::BadDimCount { n_dims: 5, .. }), "'t'"),
+        ("dim of 0", one_tensor(&[4, 0], f32_id), |e| matches!(e, GgufError::BadDim { index: 1, value: 0, .. }), "dims[1]"),
+        ("dim of 2^63", one_tensor(&[1 << 63], f32_id), |e| matches!(e, GgufError::BadDim { index: 0, .. }), "dims[0]"),
+        ("dim of 2^64-1", one_tensor(&[4, u64::MAX], f32_id), |e| matches!(e, GgufError::BadDim { index: 1, .. }), "'t'"),
         // 9. overflowing size arithmetic
-        (
-            "element count overflow",
-            one_tensor(&[1 << 32, 1 << 32], f32_id),
-            |e| matches!(e, GgufError::Overflow { .. }),
-            "'t'",
-        ),
-        (
-            "byte size overflow",
-            one_tensor(&[1 << 31, 1 << 31], f32_id),
-            |e| matches!(e, GgufError::Overflow { .. }),
-            "'t'",
-        ),
-        (
-            "offset overflow",
-            build(&[], &[("t", &[4], f32_id, u64::MAX - 31)], 32, 64),
-            |e| matches!(e, GgufError::Overflow { .. }),
-            "'t'",
-        ),
+        ("element count overflow", one_tensor(&[1 << 32, 1 << 32], f32_id), |e| matches!(e, GgufError::Overflow { .. }), "'t'"),
+        ("byte size overflow", one_tensor(&[1 << 31, 1 << 31], f32_id), |e| matches!(e, GgufError::Overflow { .. }), "'t'"),
+        ("offset overflow", build(&[], &[("t", &[4], f32_id, u64::MAX - 31)], 32, 64), |e| matches!(e, GgufError::Overflow { .. }), "'t'"),
         // 10. blocks and types
-        (
-            "row not block multiple",
-            one_tensor(&[100, 2], GgmlType::Q4_K.id()),
-            |e| matches!(e, GgufError::RowNotBlockMultiple { row_len: 100, .. }),
-            "'t'",
-        ),
-        (
-            "unknown tensor type 9",
-            one_tensor(&[4], 9),
-            |e| matches!(e, GgufError::UnknownTensorType { id: 9, .. }),
-            "'t'",
-        ),
-        (
-            "unknown tensor type 1000",
-            one_tensor(&[4], 1000),
-            |e| matches!(e, GgufError::UnknownTensorType { id: 1000, .. }),
-            "'t'",
-        ),
+        ("row not block multiple", one_tensor(&[100, 2], GgmlType::Q4_K.id()), |e| matches!(e, GgufError::RowNotBlockMultiple { row_len: 100, .. }), "'t'"),
+        ("unknown tensor type 9", one_tensor(&[4], 9), |e| matches!(e, GgufError::UnknownTensorType { id: 9, .. }), "'t'"),
+        ("unknown tensor type 1000", one_tensor(&[4], 1000), |e| matches!(e, GgufError::UnknownTensorType { id: 1000, .. }), "'t'"),
         // 11. data layout
-        (
-            "data past EOF",
-            build(&[], &[("t", &[64], f32_id, 0)], 32, 100),
-            |e| matches!(e, GgufError::TensorOutOfBounds { n_bytes: 256, .. }),
-            "'t'",
-        ),
-        (
-            "data offset past EOF",
-            build(&[], &[("t", &[4], f32_id, 1 << 40)], 32, 64),
-            |e| matches!(e, GgufError::TensorOutOfBounds { .. }),
-            "'t'",
-        ),
-        (
-            "no data section at all",
-            build(&[], &[("t", &[4], f32_id, 0)], 1, 0),
-            |e| matches!(e, GgufError::TensorOutOfBounds { .. }),
-            "'t'",
-        ),
-        (
-            "overlapping tensors",
-            build(
-                &[],
-                &[("a", &[16], f32_id, 32), ("b", &[16], f32_id, 0)],
-                32,
-                128,
-            ),
-            |e| matches!(e, GgufError::TensorOverlap { .. }),
-            "'a'",
-        ),
-        (
-            "misaligned offset",
-            build(&[], &[("t", &[4], f32_id, 4)], 32, 64),
-            |e| {
-                matches!(
-                    e,
-                    GgufError::TensorMisaligned {
-                        offset: 4,
-                        alignment: 32,
-                        ..
-                    }
-                )
-            },
-            "'t'",
-        ),
-        (
-            "misaligned for alignment 64",
-            build(
-                &[("general.alignment", Value::U32(64))],
-                &[("t", &[4], f32_id, 32)],
-                64,
-                128,
-            ),
-            |e| matches!(e, GgufError::TensorMisaligned { alignment: 64, .. }),
-            "'t'",
-        ),
-    ]
+        ("data past EOF", build(&[], &[("t", &[64], f32_id, 0)], 32, 100), |e| matches!(e, GgufError::TensorOutOfBounds { n_bytes: 256, .. }), "'t'"),
+        ("data offset past EOF", build(&[], &[("t", &[4], f32_id, 1 << 40)], 32, 64), |e| matches!(e, GgufError::TensorOutOfBounds { .. }), "'t'"),
+        ("no data section at all", build(&[], &[("t", &[4], f32_id, 0)], 1, 0), |e| matches!(e, GgufError::TensorOutOfBounds { .. }), "'t'"),
+        ("overlapping tensors", build(&[], &[("a", &[16], f32_id, 32), ("b", &[16], f32_id, 0)], 32, 128), |e| matches!(e, GgufError::TensorOverlap { .. }), "'a'"),
+        ("misaligned offset", build(&[], &[("t", &[4], f32_id, 4)], 32, 64), |e| matches!(e, GgufError::TensorMisaligned { offset: 4, alignment: 32, .. }), "'t'"),
+        ("misaligned for alignment 64", build(&[("general.alignment", Value::U32(64))], &[("t", &[4], f32_id, 32)], 64, 128), |e| matches!(e, GgufError::TensorMisaligned { alignment: 64, .. }), "'t'"),
+   ]
 }
 
 #[test]
