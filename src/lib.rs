@@ -5,6 +5,7 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod cli;
+pub mod gguf;
 pub mod gpu;
 pub mod kernels;
 pub mod quant;
