@@ -37,7 +37,7 @@ fn info_on_bad_files_is_one_line_error() {
         let mut w = GgufWriter::new();
         w.add("general.architecture", Value::String("llama".into()))
             .unwrap();
-        w.add_tensor("t", &[32, 2], GgmlType::Q8_0, &[0u8; 68])
+        w.add_tensor("t", &[32, 2], GgmlType::Q8_0, [0u8; 68])
             .unwrap();
         w.to_bytes()
     };
