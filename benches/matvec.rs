@@ -4,7 +4,7 @@
 //! HEARTH_BENCH_COLS (default 4096 x 4096), adapter with HEARTH_BACKEND / HEARTH_ADAPTER.
 
 use hearth::gpu::{gpu_layout, Gpu, GpuOptions, GpuTensor};
-use hearth::kernels::{MatMul, MatVec, View};
+use hearth::kernels::{MatMul, MatVec, Step, StepBuffer, View};
 use hearth::quant::{random_blocks, GgmlType};
 use std::time::Instant;
 use wgpu::util::DeviceExt;
@@ -62,6 +62,7 @@ fn main() {
     println!("|--------|-----------:|----------:|------------:|----------:|---------------:|");
     let x = buffer(&gpu, cols * tokens);
     let y = buffer(&gpu, rows * tokens);
+    let step = StepBuffer::new(&gpu, Step::new(0, tokens as u32));
     for ty in GgmlType::ALL {
         if gpu_layout(ty).is_none()
             || (!filter.is_empty() && !filter.iter().any(|f| f == ty.name()))
@@ -81,6 +82,7 @@ fn main() {
             View::of(&y),
             rows as u64,
             tokens as u64,
+            &step,
         )
         .expect("matmul");
         let t_mv = time(&gpu, &|p| mv.encode(p));

@@ -1,6 +1,8 @@
-// Embedding lookup: out[out_offset + t * out_stride + k] = W[ids[t], k], dequantized.
+// Embedding lookup: out[out_offset + t * out_stride + k] = W[ids[t], k], dequantized, for
+// the step's tokens (at most p.n_ids, the size it was built for).
 // Dispatched once per shard of W; each dispatch fills the tokens whose row it holds.
 #include "lib/common.wgsl"
+#include "lib/step.wgsl"
 
 struct Params {
     rows: u32,
@@ -22,7 +24,7 @@ fn main(ids: Ids) {
     let g = ids.wid.x * WG + ids.lid;
     let t = ids.wid.y;
     let groups = (p.k + 3u) / 4u;
-    if (t >= p.n_ids || g >= groups) {
+    if (t >= min(p.n_ids, step.n_tokens) || g >= groups) {
         return;
     }
     let id = row_ids[t];

@@ -1,8 +1,9 @@
 // Matrix-matrix product for prefill: Y[t, row_offset + r] = sum_k W[r, k] * X[t, k] for
-// n_tokens tokens at once over one shard of W. Tiled: a workgroup of 64 computes a
+// the step's tokens (at most p.n_tokens, the size it was built for) over one shard of W. Tiled: a workgroup of 64 computes a
 // 32-row x 32-token tile, staging 32-element slices of W (dequantized once per tile) and
 // of X in shared memory; each invocation owns a 4 x 4 block of the tile.
 #include "lib/common.wgsl"
+#include "lib/step.wgsl"
 
 struct Params {
     rows: u32,
@@ -50,6 +51,10 @@ fn main(ids: Ids) {
     let tr = ids.lid % 8u;   // rows tr*4 .. tr*4+3 of the tile
     let tc = ids.lid / 8u;   // tokens tc*4 .. tc*4+3 of the tile
     let groups = (p.k + 3u) / 4u;
+    let n_tokens = min(p.n_tokens, step.n_tokens);
+    if (tile_t >= n_tokens) {
+        return;
+    }
     var acc: array<vec4<f32>, 4>;  // acc[r][c]
     for (var g0 = 0u; g0 < groups; g0 += TG) {
         for (var e = ids.lid; e < TM * TG; e += 64u) {
@@ -65,7 +70,7 @@ fn main(ids: Ids) {
             let tok = tile_t + e / TG;
             let g = g0 + e % TG;
             var v = vec4<f32>(0.0);
-            if (tok < p.n_tokens && g < groups) {
+            if (tok < n_tokens && g < groups) {
                 v = load_x4(tok, g);
             }
             xs[e] = v;
@@ -87,7 +92,7 @@ fn main(ids: Ids) {
         let row = tile_r + tr * 4u + r;
         for (var c = 0u; c < 4u; c++) {
             let tok = tile_t + tc * 4u + c;
-            if (row < p.rows && tok < p.n_tokens) {
+            if (row < p.rows && tok < n_tokens) {
                 y[p.y_offset + tok * p.y_stride + p.row_offset + row] = acc[r][c];
             }
         }

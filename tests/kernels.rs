@@ -8,7 +8,7 @@ use common::{
     assert_close, gpu, output, random_vec, read, storage, storage_u32, Config, SMALL_BINDING,
 };
 use hearth::gpu::{gpu_layout, GpuTensor};
-use hearth::kernels::{self, GetRows, MatMul, MatVec, View};
+use hearth::kernels::{self, GetRows, MatMul, MatVec, Step, StepBuffer, View};
 use hearth::quant::{dequantize_to_vec, random_blocks, GgmlType};
 
 /// NMSE bound per type: weights decode exactly (f16 scales widen to f32 losslessly), so
@@ -92,9 +92,12 @@ fn check_matmul(cfg: Config, c: &Case, tokens: usize, seed: u64) {
     let g = gpu(cfg);
     let t = GpuTensor::upload(&g, "w", c.ty, c.cols as u64, c.rows as u64, &c.raw).unwrap();
     let (xs, ys) = (c.cols + 1, c.rows + 3); // strides wider than a row
-    let x = random_vec(tokens * xs, seed);
+                                             // Built for more tokens than the step runs: rows past the step must stay untouched.
+    let built = tokens + 3;
+    let x = random_vec(built * xs, seed);
     let xb = storage(&g, &x);
-    let yb = output(&g, tokens * ys);
+    let yb = output(&g, built * ys);
+    let step = StepBuffer::new(&g, Step::new(0, tokens as u32));
     let op = MatMul::new(
         &g,
         &t,
@@ -102,16 +105,22 @@ fn check_matmul(cfg: Config, c: &Case, tokens: usize, seed: u64) {
         xs as u64,
         View::of(&yb),
         ys as u64,
-        tokens as u64,
+        built as u64,
+        &step,
     )
     .unwrap();
     kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
-    let got = read(&g, &yb, tokens * ys);
+    let all = read(&g, &yb, built * ys);
+    assert!(
+        all[tokens * ys..].iter().all(|v| v.is_nan()),
+        "matmul wrote past the step's tokens"
+    );
+    let got = all[..tokens * ys].to_vec();
     let got: Vec<f32> = got
         .chunks_exact(ys)
         .flat_map(|r| r[..c.rows].to_vec())
         .collect();
-    let xt: Vec<f32> = x
+    let xt: Vec<f32> = x[..tokens * xs]
         .chunks_exact(xs)
         .flat_map(|r| r[..c.cols].to_vec())
         .collect();
@@ -131,7 +140,17 @@ fn check_get_rows(cfg: Config, c: &Case, ids: &[u32]) {
     let t = GpuTensor::upload(&g, "w", c.ty, c.cols as u64, c.rows as u64, &c.raw).unwrap();
     let ib = storage_u32(&g, ids);
     let ob = output(&g, ids.len() * c.cols);
-    let op = GetRows::new(&g, &t, &ib, ids.len() as u64, View::of(&ob), c.cols as u64).unwrap();
+    let step = StepBuffer::new(&g, Step::new(0, ids.len() as u32));
+    let op = GetRows::new(
+        &g,
+        &t,
+        &ib,
+        ids.len() as u64,
+        View::of(&ob),
+        c.cols as u64,
+        &step,
+    )
+    .unwrap();
     kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
     let got = read(&g, &ob, ids.len() * c.cols);
     let want = kernels::get_rows::cpu(&c.w, c.cols, ids);

@@ -7,7 +7,7 @@ mod common;
 use common::{assert_close, gpu, output, random_vec, read, storage, storage_u32, Config};
 use hearth::gguf::{GgufFile, TensorInfo};
 use hearth::gpu::GpuTensor;
-use hearth::kernels::{self, GetRows, MatMul, MatVec, View};
+use hearth::kernels::{self, GetRows, MatMul, MatVec, Step, StepBuffer, View};
 use hearth::quant::dequantize_to_vec;
 
 const BOUND: f64 = 1e-7;
@@ -45,6 +45,7 @@ fn check(f: &GgufFile, t: &TensorInfo, tokens: usize) {
         View::of(&yb),
         rows as u64,
         tokens as u64,
+        &StepBuffer::new(&g, Step::new(0, tokens as u32)),
     )
     .unwrap();
     kernels::run(&g, &mm.dispatches.iter().collect::<Vec<_>>());
@@ -105,7 +106,17 @@ fn sharded_token_embd_matches_cpu() {
     ];
     let ib = storage_u32(&g, &ids);
     let ob = output(&g, ids.len() * cols);
-    let op = GetRows::new(&g, &wt, &ib, ids.len() as u64, View::of(&ob), cols as u64).unwrap();
+    let step = StepBuffer::new(&g, Step::new(0, ids.len() as u32));
+    let op = GetRows::new(
+        &g,
+        &wt,
+        &ib,
+        ids.len() as u64,
+        View::of(&ob),
+        cols as u64,
+        &step,
+    )
+    .unwrap();
     kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
     let want: Vec<f32> = ids
         .iter()

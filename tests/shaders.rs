@@ -1,17 +1,8 @@
 //! Every WGSL file parses and validates with naga, in every composed variant, and every
 //! file under shaders/ is registered and used.
 
-use hearth::gpu::{compose, shader_files, PipelineKey, ShaderVariant};
-use hearth::quant::GgmlType;
-
-const WEIGHT_OPS: [&str; 3] = ["matvec", "matmul", "get_rows"];
-
-fn gpu_types() -> Vec<GgmlType> {
-    GgmlType::ALL
-        .into_iter()
-        .filter(|t| hearth::gpu::gpu_layout(*t).is_some())
-        .collect()
-}
+use hearth::gpu::{compose, shader_files};
+use hearth::kernels::all_variants;
 
 fn validate(label: &str, src: &str) {
     let module = naga::front::wgsl::parse_str(src)
@@ -26,25 +17,12 @@ fn validate(label: &str, src: &str) {
 
 #[test]
 fn every_variant_validates() {
-    let mut n = 0;
-    for op in WEIGHT_OPS {
-        for ty in gpu_types() {
-            for subgroups in [false, true] {
-                let key = PipelineKey {
-                    op,
-                    variant: ShaderVariant {
-                        dtype: Some(ty),
-                        subgroups,
-                        workgroup: 64,
-                    },
-                };
-                let src = compose(&key).unwrap();
-                validate(&key.label(), &src);
-                n += 1;
-            }
-        }
+    let variants = all_variants();
+    assert!(variants.len() >= 60, "only {} variants", variants.len());
+    for key in &variants {
+        let src = compose(key).unwrap();
+        validate(&key.label(), &src);
     }
-    assert_eq!(n, 3 * 15 * 2);
 }
 
 #[test]
@@ -70,22 +48,7 @@ fn every_shader_file_is_registered_and_used() {
     assert_eq!(on_disk, registered, "shaders/ and the registry disagree");
 
     // Every fragment's first line appears in some composed shader.
-    let mut all = String::new();
-    for op in WEIGHT_OPS {
-        for ty in gpu_types() {
-            for subgroups in [false, true] {
-                let key = PipelineKey {
-                    op,
-                    variant: ShaderVariant {
-                        dtype: Some(ty),
-                        subgroups,
-                        workgroup: 64,
-                    },
-                };
-                all.push_str(&compose(&key).unwrap());
-            }
-        }
-    }
+    let all: String = all_variants().iter().map(|k| compose(k).unwrap()).collect();
     for (path, src) in shader_files() {
         let first = src.lines().next().unwrap();
         assert!(all.contains(first), "{path} is never used");

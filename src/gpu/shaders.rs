@@ -25,6 +25,7 @@ shader_table!(
     "lib/reduce.wgsl",
     "lib/iq4_values.wgsl",
     "lib/kquant_scales.wgsl",
+    "lib/step.wgsl",
     "lib/dtype_f32.wgsl",
     "lib/dtype_f16.wgsl",
     "lib/dtype_bf16.wgsl",
@@ -51,15 +52,33 @@ fn file(path: &str) -> Option<&'static str> {
     FILES.iter().find(|(p, _)| *p == path).map(|(_, s)| *s)
 }
 
-/// Which compiled form of an op: its weight type and the optional features it uses.
+/// Which compiled form of an op: its weight type, the optional features it uses, its
+/// workgroup size and op-specific `#ifdef` switches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ShaderVariant {
     /// Weight block type the kernel decodes (`None` for ops without weights).
     pub dtype: Option<GgmlType>,
-    /// Use subgroup reductions.
+    /// Use subgroup reductions (defines `SUBGROUPS`).
     pub subgroups: bool,
-    /// Workgroup size (threads).
+    /// Use f16 storage/arithmetic: emits `enable f16;` and defines `F16`.
+    pub f16: bool,
+    /// Workgroup size (threads), available to the shader as `const WG`.
     pub workgroup: u32,
+    /// Op-specific switches, each defined for `#ifdef` (e.g. `NEOX`, `GELU`).
+    pub defines: &'static [&'static str],
+}
+
+impl ShaderVariant {
+    /// A plain variant: no weights, no optional features, no switches.
+    pub const fn new(workgroup: u32) -> Self {
+        Self {
+            dtype: None,
+            subgroups: false,
+            f16: false,
+            workgroup,
+            defines: &[],
+        }
+    }
 }
 
 /// Pipeline cache key: op name (the shader's stem) plus its variant.
@@ -79,8 +98,15 @@ impl PipelineKey {
             s.push('_');
             s.push_str(&t.name().to_ascii_lowercase());
         }
+        for d in self.variant.defines {
+            s.push('_');
+            s.push_str(&d.to_ascii_lowercase());
+        }
         if self.variant.subgroups {
             s.push_str("_sg");
+        }
+        if self.variant.f16 {
+            s.push_str("_f16");
         }
         s.push_str(&format!("_wg{}", self.variant.workgroup));
         s
@@ -94,9 +120,14 @@ pub fn compose(key: &PipelineKey) -> Result<String, GpuError> {
         name: key.label(),
         reason,
     };
-    let mut defines: Vec<&str> = Vec::new();
+    let mut defines: Vec<&str> = key.variant.defines.to_vec();
     let mut out = String::new();
     let mut seen = Vec::new();
+    if key.variant.f16 {
+        // Enable directives must precede every declaration.
+        out.push_str("enable f16;\n");
+        defines.push("F16");
+    }
     out.push_str(&format!("const WG: u32 = {}u;\n", key.variant.workgroup));
     if key.variant.subgroups {
         defines.push("SUBGROUPS");

@@ -1,7 +1,7 @@
 //! Embedding lookup with dequantization: copies rows `ids[t]` of a weight into an f32
 //! activation buffer. Shader: `get_rows.wgsl`.
 
-use super::{to_u32, weight_dispatches, Dispatch, View};
+use super::{to_u32, weight_dispatches, Dispatch, StepBuffer, View};
 use crate::gpu::{Gpu, GpuError, GpuTensor};
 
 /// Workgroup size of the get_rows kernel.
@@ -20,7 +20,7 @@ struct Params {
     _pad: u32,
 }
 
-/// `out[t, :] = W[ids[t], :]` for `t < n_ids`. Ids outside W are skipped (callers
+/// `out[t, :] = W[ids[t], :]` for the step's tokens (up to `n_ids`). Ids outside W are skipped (callers
 /// validate token ids before upload).
 pub struct GetRows {
     /// One dispatch per shard of W.
@@ -36,6 +36,7 @@ impl GetRows {
         n_ids: u64,
         out: View,
         out_stride: u64,
+        step: &StepBuffer,
     ) -> Result<Self, GpuError> {
         if n_ids == 0 || out_stride < w.cols || ids.size() < n_ids * 4 {
             return Err(GpuError::Runtime(format!(
@@ -68,6 +69,7 @@ impl GetRows {
             w,
             WORKGROUP,
             [ids, out.buffer],
+            Some(step),
             |start, rows| {
                 (
                     Params {

@@ -1,7 +1,7 @@
 //! Matrix-matrix product over quantized weights (prefill: many tokens, tiled).
 //! Shader: `matmul.wgsl`.
 
-use super::{to_u32, weight_dispatches, Dispatch, View};
+use super::{to_u32, weight_dispatches, Dispatch, StepBuffer, View};
 use crate::gpu::{Gpu, GpuError, GpuTensor};
 
 /// Rows and tokens per tile (fixed in the shader).
@@ -22,15 +22,17 @@ struct Params {
     _pad: [u32; 3],
 }
 
-/// `Y[t, r] = sum_k W[r, k] * X[t, k]` for `t < n_tokens`; X rows are `x_stride` apart,
-/// Y rows `y_stride` apart.
+/// `Y[t, r] = sum_k W[r, k] * X[t, k]` for the step's tokens (up to `max_tokens`, the
+/// size it is built for); X rows are `x_stride` apart, Y rows `y_stride` apart.
 pub struct MatMul {
     /// One dispatch per shard of W.
     pub dispatches: Vec<Dispatch>,
 }
 
 impl MatMul {
-    /// Builds the dispatches for `n_tokens` tokens.
+    /// Builds the dispatches for up to `n_tokens` tokens; each run covers
+    /// `min(n_tokens, step.n_tokens)`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         gpu: &Gpu,
         w: &GpuTensor,
@@ -39,6 +41,7 @@ impl MatMul {
         y: View,
         y_stride: u64,
         n_tokens: u64,
+        step: &StepBuffer,
     ) -> Result<Self, GpuError> {
         if n_tokens == 0 || x_stride < w.cols || y_stride < w.rows {
             return Err(GpuError::Runtime(format!(
@@ -68,15 +71,22 @@ impl MatMul {
                 w.name, w.rows
             )));
         }
-        let dispatches =
-            weight_dispatches(gpu, "matmul", w, 64, [x.buffer, y.buffer], |start, rows| {
+        let dispatches = weight_dispatches(
+            gpu,
+            "matmul",
+            w,
+            64,
+            [x.buffer, y.buffer],
+            Some(step),
+            |start, rows| {
                 let p = Params {
                     rows: rows as u32,
                     row_offset: start as u32,
                     ..p0
                 };
                 (p, (rows.div_ceil(TILE) as u32, tiles_t as u32, 1))
-            })?;
+            },
+        )?;
         Ok(Self { dispatches })
     }
 

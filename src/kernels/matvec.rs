@@ -39,6 +39,7 @@ impl MatVec {
             w,
             WORKGROUP,
             [x.buffer, y.buffer],
+            None,
             |start, rows| {
                 let p = Params {
                     rows: rows as u32,

@@ -10,6 +10,7 @@ pub use matmul::MatMul;
 pub use matvec::MatVec;
 
 use crate::gpu::{Gpu, GpuError, GpuTensor, PipelineKey, ShaderVariant};
+use crate::quant::GgmlType;
 use std::sync::Arc;
 use wgpu::util::DeviceExt;
 
@@ -84,72 +85,173 @@ impl<'a> View<'a> {
     }
 }
 
-/// Common per-shard setup of weight kernels: pipeline and one bind group per shard.
+/// Binding of the shared per-step uniform (`lib/step.wgsl`) in every kernel that reads it.
+pub const STEP_BINDING: u32 = 8;
+
+/// What changes between forward passes, written once per step into one small uniform
+/// that every position-dependent kernel reads (see `lib/step.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Step {
+    /// Position of the first token of this step in the sequence.
+    pub pos: u32,
+    /// Tokens in this step (1 for decode; up to the batch size for prefill).
+    pub n_tokens: u32,
+    /// Valid KV-cache length after this step: `pos + n_tokens`.
+    pub kv_len: u32,
+    /// Padding to 16 bytes.
+    pub _pad: u32,
+}
+
+impl Step {
+    /// The step processing `n_tokens` tokens starting at position `pos`.
+    pub fn new(pos: u32, n_tokens: u32) -> Self {
+        Self {
+            pos,
+            n_tokens,
+            kv_len: pos + n_tokens,
+            _pad: 0,
+        }
+    }
+}
+
+/// The GPU buffer holding the current `Step`.
+pub struct StepBuffer {
+    /// Uniform buffer of one `Step`.
+    pub buffer: wgpu::Buffer,
+}
+
+impl StepBuffer {
+    /// Creates the buffer, initialised to `step`.
+    pub fn new(gpu: &Gpu, step: Step) -> Self {
+        let buffer = gpu
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("step"),
+                contents: bytemuck::bytes_of(&step),
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            });
+        Self { buffer }
+    }
+
+    /// Queues a write of `step`; it takes effect for work submitted after it.
+    pub fn write(&self, gpu: &Gpu, step: Step) {
+        gpu.queue
+            .write_buffer(&self.buffer, 0, bytemuck::bytes_of(&step));
+    }
+}
+
+/// Builds one dispatch: the pipeline of `key`, a bind group over `buffers` (binding,
+/// buffer bound whole) plus a fresh uniform holding `params` at `params.0`.
+pub fn build_dispatch<P: bytemuck::Pod>(
+    gpu: &Gpu,
+    key: &PipelineKey,
+    label: String,
+    buffers: &[(u32, &wgpu::Buffer)],
+    params: (u32, &P),
+    workgroups: (u32, u32, u32),
+) -> Result<Dispatch, GpuError> {
+    let pipeline = gpu.pipeline(key)?;
+    let layout = pipeline.get_bind_group_layout(0);
+    let params_buf = gpu
+        .device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(key.op),
+            contents: bytemuck::bytes_of(params.1),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        });
+    let mut entries: Vec<wgpu::BindGroupEntry> = buffers
+        .iter()
+        .map(|(binding, b)| wgpu::BindGroupEntry {
+            binding: *binding,
+            resource: b.as_entire_binding(),
+        })
+        .collect();
+    entries.push(wgpu::BindGroupEntry {
+        binding: params.0,
+        resource: params_buf.as_entire_binding(),
+    });
+    let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(key.op),
+        layout: &layout,
+        entries: &entries,
+    });
+    Ok(Dispatch {
+        pipeline,
+        bind_group,
+        _params: params_buf,
+        workgroups,
+        label,
+    })
+}
+
+/// Common per-shard setup of weight kernels: binding 0 = the shard's weights, 1 and 2 =
+/// `inputs`, 3 = params, and the step uniform when given; one dispatch per shard.
 fn weight_dispatches<P: bytemuck::Pod>(
     gpu: &Gpu,
     op: &'static str,
     w: &GpuTensor,
     workgroup: u32,
     inputs: [&wgpu::Buffer; 2],
+    step: Option<&StepBuffer>,
     mut params: impl FnMut(u64, u64) -> (P, (u32, u32, u32)),
 ) -> Result<Vec<Dispatch>, GpuError> {
-    let key = PipelineKey {
+    let key = weight_key(
         op,
-        variant: ShaderVariant {
-            dtype: Some(w.ty),
-            subgroups: op == "matvec" && gpu.features.subgroups,
-            workgroup,
-        },
-    };
-    let pipeline = gpu.pipeline(&key)?;
-    let layout = pipeline.get_bind_group_layout(0);
+        w.ty,
+        op == "matvec" && gpu.features.subgroups,
+        workgroup,
+    );
     let n = w.shards.len();
     let mut out = Vec::with_capacity(n);
     for (i, shard) in w.shards.iter().enumerate() {
         let (p, workgroups) = params(shard.row_start, shard.rows);
-        let params = gpu
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(op),
-                contents: bytemuck::bytes_of(&p),
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            });
-        let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(op),
-            layout: &layout,
-            entries: &[
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: shard.buffer.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: inputs[0].as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 2,
-                    resource: inputs[1].as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 3,
-                    resource: params.as_entire_binding(),
-                },
-            ],
-        });
         let label = if n > 1 {
             format!("{} [{} shard {}/{n}]", key.label(), w.name, i + 1)
         } else {
             format!("{} [{}]", key.label(), w.name)
         };
-        out.push(Dispatch {
-            pipeline: pipeline.clone(),
-            bind_group,
-            _params: params,
-            workgroups,
+        let mut buffers = vec![(0, &shard.buffer), (1, inputs[0]), (2, inputs[1])];
+        if let Some(s) = step {
+            buffers.push((STEP_BINDING, &s.buffer));
+        }
+        out.push(build_dispatch(
+            gpu,
+            &key,
             label,
-        });
+            &buffers,
+            (3, &p),
+            workgroups,
+        )?);
     }
     Ok(out)
+}
+
+fn weight_key(op: &'static str, ty: GgmlType, subgroups: bool, workgroup: u32) -> PipelineKey {
+    PipelineKey {
+        op,
+        variant: ShaderVariant {
+            dtype: Some(ty),
+            subgroups,
+            ..ShaderVariant::new(workgroup)
+        },
+    }
+}
+
+/// Every pipeline variant hearth can build, for validation tests.
+pub fn all_variants() -> Vec<PipelineKey> {
+    let mut v = Vec::new();
+    for ty in GgmlType::ALL
+        .into_iter()
+        .filter(|t| crate::gpu::gpu_layout(*t).is_some())
+    {
+        for sg in [false, true] {
+            v.push(weight_key("matvec", ty, sg, matvec::WORKGROUP));
+        }
+        v.push(weight_key("matmul", ty, false, 64));
+        v.push(weight_key("get_rows", ty, false, get_rows::WORKGROUP));
+    }
+    v
 }
 
 fn to_u32(what: &str, v: u64) -> Result<u32, GpuError> {
