@@ -8,4 +8,5 @@ pub mod cli;
 pub mod gguf;
 pub mod gpu;
 pub mod kernels;
+pub mod model;
 pub mod quant;

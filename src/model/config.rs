@@ -1,0 +1,378 @@
+//! Model hyperparameters read from GGUF metadata, for the architectures hearth runs:
+//! `gemma3`, `llama` (Llama 2/3, TinyLlama, SmolLM, Mistral), `qwen2` and `qwen3`.
+
+use crate::gguf::{GgufError, GgufHeader};
+use thiserror::Error;
+
+/// Errors from reading a model's configuration or weights.
+#[derive(Debug, Error)]
+pub enum ModelError {
+    /// The architecture named in `general.architecture` is not one hearth runs.
+    #[error("unsupported architecture '{0}' (hearth runs gemma3, llama, qwen2, qwen3)")]
+    UnsupportedArch(String),
+    /// A metadata key is missing or has the wrong type.
+    #[error(transparent)]
+    Metadata(#[from] GgufError),
+    /// A hyperparameter has a value hearth cannot use.
+    #[error("{key} = {value}: {why}")]
+    BadValue {
+        key: String,
+        value: String,
+        why: String,
+    },
+    /// A tensor the architecture needs is absent.
+    #[error("missing tensor '{0}'")]
+    MissingTensor(String),
+    /// A tensor has a shape the architecture does not expect.
+    #[error("tensor '{name}' has shape {got:?}, expected {want:?}")]
+    BadShape {
+        name: String,
+        got: Vec<u64>,
+        want: Vec<u64>,
+    },
+    /// A tensor has a type hearth cannot use where it appears.
+    #[error("tensor '{name}': {why}")]
+    BadTensor { name: String, why: String },
+}
+
+/// The transformer families hearth implements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    /// Gemma 3: scaled embedding, q/k norms, sandwich norms, sliding-window layers.
+    Gemma3,
+    /// Llama 2/3 and relatives: RMSNorm, normal RoPE, SwiGLU, GQA.
+    Llama,
+    /// Qwen 2/2.5: Llama with q/k/v biases and NeoX RoPE.
+    Qwen2,
+    /// Qwen 3: Qwen 2 without biases, with per-head q/k RMSNorm.
+    Qwen3,
+}
+
+impl Arch {
+    /// The GGUF `general.architecture` string.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Gemma3 => "gemma3",
+            Arch::Llama => "llama",
+            Arch::Qwen2 => "qwen2",
+            Arch::Qwen3 => "qwen3",
+        }
+    }
+}
+
+/// The gated activation of the feed-forward block: `act(gate) * up`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// SiLU (SwiGLU): Llama, Qwen.
+    Silu,
+    /// GELU, tanh approximation (GeGLU): Gemma.
+    GeluTanh,
+}
+
+/// Everything the forward pass needs to know about a model's shape.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelConfig {
+    /// Architecture family.
+    pub arch: Arch,
+    /// Transformer blocks.
+    pub n_layers: usize,
+    /// Embedding width (`n_embd`).
+    pub hidden: usize,
+    /// Query heads.
+    pub n_heads: usize,
+    /// Key/value heads (`n_heads` for MHA, fewer for GQA, 1 for MQA).
+    pub n_kv_heads: usize,
+    /// Width of one head (queries and keys; values use the same).
+    pub head_dim: usize,
+    /// Feed-forward inner width.
+    pub ffn: usize,
+    /// Vocabulary size (rows of token_embd).
+    pub vocab: usize,
+    /// RMSNorm epsilon.
+    pub rms_eps: f32,
+    /// Context length the model was trained for.
+    pub context: usize,
+    /// RoPE frequency base of global (full-attention) layers.
+    pub rope_base: f32,
+    /// RoPE frequency base of sliding-window layers (Gemma 3: 10000).
+    pub rope_base_local: f32,
+    /// Linear RoPE scaling of global layers: positions are multiplied by this (1 = none).
+    pub rope_scale: f32,
+    /// Rotated dimensions per head (`rope.dimension_count`, default `head_dim`).
+    pub rope_dims: usize,
+    /// NeoX pairing (i, i + d/2) instead of adjacent pairs (2i, 2i + 1).
+    pub rope_neox: bool,
+    /// Sliding window of local layers (Gemma 3: 512), `None` when every layer is global.
+    pub sliding_window: Option<usize>,
+    /// Every `n`-th layer is global (`il % n == n - 1`); the rest slide. Gemma 3: 6.
+    pub sliding_pattern: usize,
+    /// Scale applied to q·k (1/sqrt(head_dim) unless the model says otherwise).
+    pub attn_scale: f32,
+    /// Multiplier of the token embedding (Gemma: sqrt(hidden)), 1 otherwise.
+    pub embed_scale: f32,
+    /// Gated activation of the FFN.
+    pub act: Activation,
+    /// Per-head RMSNorm of q and k before RoPE (Gemma 3, Qwen 3).
+    pub qk_norm: bool,
+    /// Biases on the q, k, v projections (Qwen 2).
+    pub qkv_bias: bool,
+    /// Norms after attention and after the FFN, before each residual add (Gemma 3).
+    pub post_norms: bool,
+    /// Final logit soft-capping `c * tanh(x / c)` when present.
+    pub final_softcap: Option<f32>,
+}
+
+impl ModelConfig {
+    /// Reads the configuration from GGUF metadata (`{arch}.*` keys).
+    pub fn from_gguf(h: &GgufHeader) -> Result<Self, ModelError> {
+        let arch_name = h.architecture()?;
+        let arch = match arch_name {
+            "gemma3" => Arch::Gemma3,
+            "llama" => Arch::Llama,
+            "qwen2" => Arch::Qwen2,
+            "qwen3" => Arch::Qwen3,
+            other => return Err(ModelError::UnsupportedArch(other.to_string())),
+        };
+        let a = arch_name;
+        let key = |k: &str| format!("{a}.{k}");
+        let need = |k: &str| -> Result<usize, ModelError> { Ok(h.require_u32(&key(k))? as usize) };
+        let n_layers = need("block_count")?;
+        let hidden = need("embedding_length")?;
+        let n_heads = need("attention.head_count")?;
+        let n_kv_heads = h
+            .get_u32(&key("attention.head_count_kv"))?
+            .map(|v| v as usize)
+            .unwrap_or(n_heads);
+        let ffn = need("feed_forward_length")?;
+        let context = need("context_length")?;
+        if n_heads == 0 {
+            return Err(bad(&key("attention.head_count"), 0, "must be at least 1"));
+        }
+        let head_dim = match h.get_u32(&key("attention.key_length"))? {
+            Some(v) => v as usize,
+            None => {
+                if !hidden.is_multiple_of(n_heads) {
+                    return Err(bad(
+                        &key("embedding_length"),
+                        hidden,
+                        "not divisible by the head count",
+                    ));
+                }
+                hidden / n_heads
+            }
+        };
+        if let Some(v) = h.get_u32(&key("attention.value_length"))? {
+            if v as usize != head_dim {
+                return Err(bad(
+                    &key("attention.value_length"),
+                    v,
+                    "differs from key_length (unsupported)",
+                ));
+            }
+        }
+        let vocab = match h.tensor("token_embd.weight") {
+            Some(t) if t.dims.len() == 2 => t.dims[1] as usize,
+            Some(t) => {
+                return Err(ModelError::BadShape {
+                    name: t.name.clone(),
+                    got: t.dims.clone(),
+                    want: vec![hidden as u64, 0],
+                })
+            }
+            None => return Err(ModelError::MissingTensor("token_embd.weight".into())),
+        };
+        let rms_eps = h
+            .get_f32(&key("attention.layer_norm_rms_epsilon"))?
+            .unwrap_or(1e-6);
+        let rope_base = h.get_f32(&key("rope.freq_base"))?.unwrap_or(10000.0);
+        let rope_base_local = h.get_f32(&key("rope.freq_base_swa"))?.unwrap_or(10000.0);
+        let rope_scale = match h.get_str(&key("rope.scaling.type"))? {
+            Some("linear") => {
+                let f = h.get_f32(&key("rope.scaling.factor"))?.unwrap_or(1.0);
+                if !(f > 0.0 && f.is_finite()) {
+                    return Err(bad(&key("rope.scaling.factor"), f, "must be positive"));
+                }
+                1.0 / f
+            }
+            Some("none") | None => 1.0,
+            Some(other) => {
+                return Err(bad(
+                    &key("rope.scaling.type"),
+                    other,
+                    "unsupported RoPE scaling",
+                ))
+            }
+        };
+        let rope_dims = h
+            .get_u32(&key("rope.dimension_count"))?
+            .map(|v| v as usize)
+            .unwrap_or(head_dim);
+        let (sliding_window, sliding_pattern) = match arch {
+            Arch::Gemma3 => match h.get_u32(&key("attention.sliding_window"))? {
+                Some(w) if w > 0 => {
+                    let p = h
+                        .get_u32(&key("attention.sliding_window_pattern"))?
+                        .unwrap_or(6) as usize;
+                    (Some(w as usize), p)
+                }
+                _ => (None, 1),
+            },
+            _ => (None, 1),
+        };
+        let cfg = Self {
+            arch,
+            n_layers,
+            hidden,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            ffn,
+            vocab,
+            rms_eps,
+            context,
+            rope_base,
+            rope_base_local,
+            rope_scale,
+            rope_dims,
+            rope_neox: arch != Arch::Llama,
+            sliding_window,
+            sliding_pattern,
+            attn_scale: 1.0 / (head_dim as f32).sqrt(),
+            embed_scale: if arch == Arch::Gemma3 {
+                (hidden as f32).sqrt()
+            } else {
+                1.0
+            },
+            act: if arch == Arch::Gemma3 {
+                Activation::GeluTanh
+            } else {
+                Activation::Silu
+            },
+            qk_norm: matches!(arch, Arch::Gemma3 | Arch::Qwen3),
+            qkv_bias: arch == Arch::Qwen2,
+            post_norms: arch == Arch::Gemma3,
+            final_softcap: h
+                .get_f32(&key("final_logit_softcapping"))?
+                .filter(|c| *c > 0.0),
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ModelError> {
+        let a = self.arch.name();
+        let checks: [(&str, usize, bool, &str); 7] = [
+            (
+                "block_count",
+                self.n_layers,
+                (1..=1024).contains(&self.n_layers),
+                "must be 1..=1024",
+            ),
+            (
+                "embedding_length",
+                self.hidden,
+                (1..=1 << 16).contains(&self.hidden),
+                "must be 1..=65536",
+            ),
+            (
+                "attention.head_count_kv",
+                self.n_kv_heads,
+                self.n_kv_heads >= 1 && self.n_heads.is_multiple_of(self.n_kv_heads),
+                "must divide the head count",
+            ),
+            (
+                "attention.key_length",
+                self.head_dim,
+                (2..=1024).contains(&self.head_dim) && self.head_dim.is_multiple_of(2),
+                "must be even, 2..=1024",
+            ),
+            (
+                "feed_forward_length",
+                self.ffn,
+                (1..=1 << 20).contains(&self.ffn),
+                "must be 1..=2^20",
+            ),
+            (
+                "context_length",
+                self.context,
+                self.context >= 1,
+                "must be at least 1",
+            ),
+            (
+                "rope.dimension_count",
+                self.rope_dims,
+                self.rope_dims <= self.head_dim && self.rope_dims.is_multiple_of(2),
+                "must be even and at most the head width",
+            ),
+        ];
+        for (k, v, ok, why) in checks {
+            if !ok {
+                return Err(bad(&format!("{a}.{k}"), v, why));
+            }
+        }
+        if !(self.rms_eps.is_finite() && self.rms_eps > 0.0) {
+            return Err(bad(
+                &format!("{a}.attention.layer_norm_rms_epsilon"),
+                self.rms_eps,
+                "must be positive",
+            ));
+        }
+        if !(self.rope_base.is_finite() && self.rope_base > 1.0) {
+            return Err(bad(
+                &format!("{a}.rope.freq_base"),
+                self.rope_base,
+                "must be above 1",
+            ));
+        }
+        if self.sliding_pattern == 0 {
+            return Err(bad(
+                &format!("{a}.attention.sliding_window_pattern"),
+                0,
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether layer `il` uses the sliding window (Gemma 3: all but every 6th).
+    pub fn is_sliding(&self, il: usize) -> bool {
+        self.sliding_window.is_some() && il % self.sliding_pattern < self.sliding_pattern - 1
+    }
+
+    /// The attention window of layer `il`: `Some(w)` means a query at position p sees keys
+    /// at positions p' with p - p' < w.
+    pub fn window(&self, il: usize) -> Option<usize> {
+        if self.is_sliding(il) {
+            self.sliding_window
+        } else {
+            None
+        }
+    }
+
+    /// RoPE (frequency base, position scale) of layer `il`.
+    pub fn rope(&self, il: usize) -> (f32, f32) {
+        if self.is_sliding(il) {
+            (self.rope_base_local, 1.0)
+        } else {
+            (self.rope_base, self.rope_scale)
+        }
+    }
+
+    /// Width of all query heads together.
+    pub fn q_dim(&self) -> usize {
+        self.n_heads * self.head_dim
+    }
+
+    /// Width of all key (or value) heads together.
+    pub fn kv_dim(&self) -> usize {
+        self.n_kv_heads * self.head_dim
+    }
+}
+
+fn bad(key: &str, value: impl std::fmt::Display, why: &str) -> ModelError {
+    ModelError::BadValue {
+        key: key.to_string(),
+        value: value.to_string(),
+        why: why.to_string(),
+    }
+}
