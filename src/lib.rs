@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod gguf;
 pub mod gpu;
+pub mod graph;
 pub mod kernels;
 pub mod model;
 pub mod quant;

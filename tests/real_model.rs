@@ -132,3 +132,22 @@ fn sharded_token_embd_matches_cpu() {
         0.0,
     );
 }
+
+#[test]
+fn gemma3_config_from_metadata() {
+    let Some(path) = common::real_model() else { return };
+    let f = GgufFile::open(&path).unwrap();
+    let c = hearth::model::ModelConfig::from_gguf(&f).unwrap();
+    assert_eq!((c.n_layers, c.hidden, c.n_heads, c.n_kv_heads, c.head_dim, c.ffn), (18, 640, 4, 1, 256, 2048));
+    assert_eq!((c.vocab, c.context, c.sliding_window), (262144, 32768, Some(512)));
+    assert!(c.rope_neox && c.qk_norm && c.post_norms && !c.qkv_bias);
+    assert_eq!(c.act, hearth::model::Activation::GeluTanh);
+    assert!((c.embed_scale - 640f32.sqrt()).abs() < 1e-4);
+    assert!((c.rms_eps - 1e-6).abs() < 1e-12);
+    let globals: Vec<usize> = (0..18).filter(|&il| !c.is_sliding(il)).collect();
+    assert_eq!(globals, [5, 11, 17]);
+    assert_eq!(c.rope(0), (10000.0, 1.0));
+    assert_eq!(c.rope(5), (1_000_000.0, 1.0));
+    assert_eq!(c.window(0), Some(512));
+    assert_eq!(c.window(5), None);
+}

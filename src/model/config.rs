@@ -30,6 +30,12 @@ pub enum ModelError {
         got: Vec<u64>,
         want: Vec<u64>,
     },
+    /// The GPU could not hold or run part of the model.
+    #[error(transparent)]
+    Gpu(#[from] crate::gpu::GpuError),
+    /// A request the loaded model cannot serve (token id out of range, context full).
+    #[error("{0}")]
+    Input(String),
     /// A tensor has a type hearth cannot use where it appears.
     #[error("tensor '{name}': {why}")]
     BadTensor { name: String, why: String },
@@ -185,7 +191,6 @@ impl ModelConfig {
             .get_f32(&key("attention.layer_norm_rms_epsilon"))?
             .unwrap_or(1e-6);
         let rope_base = h.get_f32(&key("rope.freq_base"))?.unwrap_or(10000.0);
-        let rope_base_local = h.get_f32(&key("rope.freq_base_swa"))?.unwrap_or(10000.0);
         let rope_scale = match h.get_str(&key("rope.scaling.type"))? {
             Some("linear") => {
                 let f = h.get_f32(&key("rope.scaling.factor"))?.unwrap_or(1.0);
@@ -195,31 +200,11 @@ impl ModelConfig {
                 1.0 / f
             }
             Some("none") | None => 1.0,
-            Some(other) => {
-                return Err(bad(
-                    &key("rope.scaling.type"),
-                    other,
-                    "unsupported RoPE scaling",
-                ))
-            }
+            Some(other) => return Err(bad(&key("rope.scaling.type"), other, "unsupported RoPE scaling")),
         };
-        let rope_dims = h
-            .get_u32(&key("rope.dimension_count"))?
-            .map(|v| v as usize)
-            .unwrap_or(head_dim);
-        let (sliding_window, sliding_pattern) = match arch {
-            Arch::Gemma3 => match h.get_u32(&key("attention.sliding_window"))? {
-                Some(w) if w > 0 => {
-                    let p = h
-                        .get_u32(&key("attention.sliding_window_pattern"))?
-                        .unwrap_or(6) as usize;
-                    (Some(w as usize), p)
-                }
-                _ => (None, 1),
-            },
-            _ => (None, 1),
-        };
-        let cfg = Self {
+        let rope_dims = h.get_u32(&key("rope.dimension_count"))?.map(|v| v as usize).unwrap_or(head_dim);
+        // The Llama defaults; each architecture's module changes what differs.
+        let mut cfg = Self {
             arch,
             n_layers,
             hidden,
@@ -231,30 +216,26 @@ impl ModelConfig {
             rms_eps,
             context,
             rope_base,
-            rope_base_local,
+            rope_base_local: rope_base,
             rope_scale,
             rope_dims,
-            rope_neox: arch != Arch::Llama,
-            sliding_window,
-            sliding_pattern,
+            rope_neox: false,
+            sliding_window: None,
+            sliding_pattern: 1,
             attn_scale: 1.0 / (head_dim as f32).sqrt(),
-            embed_scale: if arch == Arch::Gemma3 {
-                (hidden as f32).sqrt()
-            } else {
-                1.0
-            },
-            act: if arch == Arch::Gemma3 {
-                Activation::GeluTanh
-            } else {
-                Activation::Silu
-            },
-            qk_norm: matches!(arch, Arch::Gemma3 | Arch::Qwen3),
-            qkv_bias: arch == Arch::Qwen2,
-            post_norms: arch == Arch::Gemma3,
-            final_softcap: h
-                .get_f32(&key("final_logit_softcapping"))?
-                .filter(|c| *c > 0.0),
+            embed_scale: 1.0,
+            act: Activation::Silu,
+            qk_norm: false,
+            qkv_bias: false,
+            post_norms: false,
+            final_softcap: h.get_f32(&key("final_logit_softcapping"))?.filter(|c| *c > 0.0),
         };
+        match arch {
+            Arch::Gemma3 => super::gemma3::configure(h, &mut cfg)?,
+            Arch::Llama => super::llama::configure(h, &mut cfg)?,
+            Arch::Qwen2 => super::qwen2::configure(h, &mut cfg)?,
+            Arch::Qwen3 => super::qwen3::configure(h, &mut cfg)?,
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -369,7 +350,7 @@ impl ModelConfig {
     }
 }
 
-fn bad(key: &str, value: impl std::fmt::Display, why: &str) -> ModelError {
+pub(super) fn bad(key: &str, value: impl std::fmt::Display, why: &str) -> ModelError {
     ModelError::BadValue {
         key: key.to_string(),
         value: value.to_string(),

@@ -1,0 +1,104 @@
+//! Memory planned before anything is allocated: weights, KV cache and activations, and
+//! the check that every buffer fits the adapter's limits.
+
+use crate::gguf::GgufFile;
+use crate::gpu::{gpu_layout, shard_rows, Gpu};
+use crate::model::{ModelConfig, ModelError};
+
+/// Bytes a loaded model takes on the GPU, by kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemoryPlan {
+    /// Weights in GPU layout (matrices as blocks, norms and biases as f32).
+    pub weights: u64,
+    /// KV cache of all layers at full capacity.
+    pub kv_cache: u64,
+    /// Activation, logits and staging buffers.
+    pub activations: u64,
+    /// The single largest buffer: (what, bytes); it must fit one binding.
+    pub largest: (String, u64),
+    /// KV-cache capacity in tokens.
+    pub capacity: usize,
+    /// Prefill batch size.
+    pub batch: usize,
+    /// KV cache element size (2 with shader-f16, else 4).
+    pub kv_elem_bytes: u64,
+}
+
+impl MemoryPlan {
+    /// Plans the buffers of `cfg` at `capacity` tokens of context and `batch` tokens of prefill.
+    pub fn new(cfg: &ModelConfig, f: &GgufFile, capacity: usize, batch: usize, all_logits: bool, kv_f16: bool) -> Self {
+        let mut largest = (String::new(), 0u64);
+        let mut note = |what: &str, bytes: u64| {
+            if bytes > largest.1 {
+                largest = (what.to_string(), bytes);
+            }
+        };
+        let mut weights = 0u64;
+        for t in &f.tensors {
+            let bytes = match gpu_layout(t.ty) {
+                Some(l) if t.dims.len() >= 2 => l.row_words(t.row_len()) * 4 * t.n_rows(),
+                _ => t.n_elements() * 4,
+            };
+            weights += bytes;
+        }
+        let kv_elem_bytes = if kv_f16 { 2 } else { 4 };
+        let kv_layer = capacity as u64 * cfg.kv_dim() as u64 * kv_elem_bytes;
+        note("KV cache (K or V of one layer)", kv_layer);
+        let kv_cache = 2 * kv_layer * cfg.n_layers as u64;
+        let b = batch as u64;
+        let per_token = 4 * (3 * cfg.hidden + 2 * cfg.q_dim() + 2 * cfg.kv_dim() + 2 * cfg.ffn) as u64;
+        note("activations of one prefill batch", b * 4 * cfg.ffn.max(cfg.q_dim()) as u64);
+        let logits = 4 * cfg.vocab as u64;
+        let mut activations = b * per_token + 3 * logits + 8 * cfg.hidden as u64;
+        if all_logits {
+            activations += b * logits;
+            note("logits of every prefill token", b * logits);
+        }
+        Self { weights, kv_cache, activations, largest, capacity, batch, kv_elem_bytes }
+    }
+
+    /// Everything together.
+    pub fn total(&self) -> u64 {
+        self.weights + self.kv_cache + self.activations
+    }
+
+    /// Refuses, naming the culprit, when a buffer cannot exist on `gpu` or a weight cannot
+    /// be sharded into its bindings.
+    pub fn check_with(&self, max_binding: u64, f: &GgufFile) -> Result<(), ModelError> {
+        if self.largest.1 > max_binding {
+            return Err(ModelError::Input(format!(
+                "{} needs {} MiB, more than this adapter's largest binding ({} MiB); lower the context ({} tokens) or the batch ({})",
+                self.largest.0,
+                self.largest.1 >> 20,
+                max_binding >> 20,
+                self.capacity,
+                self.batch
+            )));
+        }
+        for t in f.tensors.iter().filter(|t| t.dims.len() >= 2) {
+            shard_rows(t.ty, t.row_len(), t.n_rows(), max_binding)
+                .map_err(|why| ModelError::BadTensor { name: t.name.clone(), why })?;
+        }
+        Ok(())
+    }
+
+    /// `check_with` against the device's limits.
+    pub fn check(&self, gpu: &Gpu, f: &GgufFile) -> Result<(), ModelError> {
+        self.check_with(gpu.max_binding, f)
+    }
+
+    /// One line for logs and `hearth info`.
+    pub fn describe(&self) -> String {
+        let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64);
+        format!(
+            "{} total: weights {}, KV cache {} ({} tokens, {}-byte elements), activations {} (batch {})",
+            mib(self.total()),
+            mib(self.weights),
+            mib(self.kv_cache),
+            self.capacity,
+            self.kv_elem_bytes,
+            mib(self.activations),
+            self.batch
+        )
+    }
+}
