@@ -6,7 +6,7 @@ mod common;
 
 use hearth::gguf::{GgufFile, Value};
 use hearth::model::tiny::assemble;
-use hearth::model::{check_tensors, Arch, ModelConfig, ModelError, TinySpec};
+use hearth::model::{check_tensors, Arch, ModelConfig, ModelError, TinySpec, TinyTensor};
 use hearth::quant::{nmse, GgmlType};
 use hearth::reference::{RefCache, Reference};
 
@@ -135,6 +135,39 @@ fn bad_tokens_and_positions_are_errors() {
         "{e}"
     );
     assert!(cache.is_empty(), "a rejected call leaves the cache alone");
+}
+
+#[test]
+fn rope_freqs_divide_the_llama_frequencies() {
+    let spec = TinySpec::new(Arch::Llama);
+    let with_freqs = |f: f32, n: u64| {
+        let mut tensors = spec.tensors();
+        tensors.push(TinyTensor {
+            name: "rope_freqs.weight".into(),
+            dims: vec![n],
+            ty: GgmlType::F32,
+            data: vec![f; n as usize]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+        });
+        assemble(spec.metadata(), tensors)
+    };
+    let load = |b: Vec<u8>| Reference::load(&GgufFile::from_bytes(b).unwrap());
+    let plain = run(&reference(&spec), &TOKENS, false);
+    // Factors of 1 change nothing; factors of 4 slow every pair down.
+    assert_eq!(
+        run(&load(with_freqs(1.0, 8)).unwrap(), &TOKENS, false),
+        plain
+    );
+    let slow = run(&load(with_freqs(4.0, 8)).unwrap(), &TOKENS, false);
+    assert_eq!(slow[0], plain[0], "position 0 does not rotate");
+    assert!(nmse(&plain[5], &slow[5]) > 1e-6);
+    // One factor per rotated pair: head_dim 16 gives 8.
+    match load(with_freqs(1.0, 16)) {
+        Err(ModelError::BadShape { name, .. }) => assert_eq!(name, "rope_freqs.weight"),
+        other => panic!("expected BadShape, got {:?}", other.err()),
+    }
 }
 
 fn load_err(bytes: Vec<u8>) -> ModelError {

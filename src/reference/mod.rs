@@ -36,7 +36,8 @@ struct Layer {
 
 /// A model with every weight dequantized to f32, ready for [`Reference::forward`].
 pub struct Reference {
-    /// The configuration the weights were checked against.
+    /// The configuration the weights were checked against. Tests may change behaviour
+    /// (window, scales, RoPE) through it; the shapes must stay as loaded.
     pub cfg: ModelConfig,
     token_embd: Vec<f32>,         // [vocab][hidden]
     output: Option<Vec<f32>>,     // [vocab][hidden]; None: tied to token_embd
@@ -178,6 +179,9 @@ impl Reference {
     /// Runs `tokens` at positions `pos..`, appending their K/V to `cache`, and returns
     /// the logits (`[vocab]`) of every token. `pos` may rewind into what the cache holds
     /// (later positions are dropped) but not leave a gap.
+    ///
+    /// # Panics
+    /// When `cache` was made for a model of another shape.
     pub fn forward(
         &self,
         cache: &mut RefCache,
