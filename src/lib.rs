@@ -11,3 +11,4 @@ pub mod graph;
 pub mod kernels;
 pub mod model;
 pub mod quant;
+pub mod reference;

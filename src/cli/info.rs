@@ -15,6 +15,12 @@ pub struct InfoArgs {
     /// Print every metadata key, not only the architecture's hyperparameters
     #[arg(long)]
     all: bool,
+    /// Context length (KV-cache tokens) to plan GPU memory for
+    #[arg(long, default_value_t = 4096)]
+    context: usize,
+    /// Prefill batch size to plan GPU memory for
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
 }
 
 /// Parses the file, prints its description, then the adapter and its fit.
@@ -177,6 +183,18 @@ pub fn run(args: &InfoArgs, gpu_args: &GpuArgs) -> anyhow::Result<()> {
             }
             if sharded == 0 {
                 println!("  every tensor fits in one binding");
+            }
+            match crate::model::ModelConfig::from_gguf(&f) {
+                Ok(cfg) => {
+                    let ctx = args.context.clamp(1, cfg.context);
+                    let plan = crate::graph::MemoryPlan::new(&cfg, &f, ctx, args.batch.clamp(1, ctx), false, gpu.features.shader_f16);
+                    println!("\nGPU memory at context {ctx}:\n  {}", plan.describe());
+                    match plan.check(&gpu, &f) {
+                        Ok(()) => println!("  fits this adapter's limits"),
+                        Err(e) => println!("  does not fit: {e}"),
+                    }
+                }
+                Err(e) => println!("\nmodel: hearth cannot run this file: {e}"),
             }
         }
         Err(e) => println!("  unavailable: {e}"),

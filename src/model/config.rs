@@ -39,6 +39,15 @@ pub enum ModelError {
     /// A tensor has a type hearth cannot use where it appears.
     #[error("tensor '{name}': {why}")]
     BadTensor { name: String, why: String },
+    /// A token id is not below the vocabulary size.
+    #[error("token id {id} is outside the vocabulary (size {vocab})")]
+    TokenOutOfRange { id: u32, vocab: usize },
+    /// The tokens would run past the end of the KV cache.
+    #[error("{needed} positions do not fit a KV cache of {capacity}")]
+    ContextFull { needed: usize, capacity: usize },
+    /// A forward pass must start at or before the end of what the cache holds.
+    #[error("position {pos} leaves a gap after the {cached} cached positions")]
+    PositionGap { pos: usize, cached: usize },
 }
 
 /// The transformer families hearth implements.

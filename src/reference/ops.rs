@@ -1,0 +1,225 @@
+//! The handful of operations the forward pass is made of, on plain f32 slices. Every sum
+//! is accumulated in f64, so the oracle's own rounding stays far below any GPU kernel's.
+
+/// RMSNorm: `out = x / sqrt(mean(x²) + eps) * w`.
+pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
+    let ss: f64 = x.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / x.len() as f64;
+    let scale = 1.0 / (ss + eps as f64).sqrt();
+    for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
+        *o = (v as f64 * scale * g as f64) as f32;
+    }
+}
+
+/// In-place RMSNorm of each `w.len()`-wide chunk of `x` (per-head q/k norm).
+pub fn rmsnorm_heads(x: &mut [f32], w: &[f32], eps: f32) {
+    for head in x.chunks_exact_mut(w.len()) {
+        let copy = head.to_vec();
+        rmsnorm(head, &copy, w, eps);
+    }
+}
+
+/// Dot product accumulated in f64.
+pub fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
+}
+
+/// `out = W x` for `W` stored as `out.len()` rows of `x.len()` (GGUF `[cols, rows]`).
+pub fn matvec(out: &mut [f32], w: &[f32], x: &[f32]) {
+    let cols = x.len();
+    for (o, row) in out.iter_mut().zip(w.chunks_exact(cols)) {
+        *o = dot(row, x) as f32;
+    }
+}
+
+/// `x += b`.
+pub fn add(x: &mut [f32], b: &[f32]) {
+    for (v, &d) in x.iter_mut().zip(b) {
+        *v += d;
+    }
+}
+
+/// Rotary position embedding of every head in `x` (`[n_heads][head_dim]`) at `pos`.
+///
+/// Pair `i` (of `rope_dims / 2`) turns by `theta = pos * pos_scale * base^(-2i/rope_dims)
+/// / freq_factors[i]`. NeoX style pairs element `i` with `i + rope_dims/2`; the original
+/// (GPT-J / Llama) style pairs `2i` with `2i + 1`. Dims past `rope_dims` pass unchanged.
+#[allow(clippy::too_many_arguments)]
+pub fn rope(
+    x: &mut [f32],
+    head_dim: usize,
+    rope_dims: usize,
+    pos: usize,
+    base: f32,
+    pos_scale: f32,
+    neox: bool,
+    freq_factors: Option<&[f32]>,
+) {
+    let half = rope_dims / 2;
+    for head in x.chunks_exact_mut(head_dim) {
+        for i in 0..half {
+            let ff = freq_factors.map_or(1.0, |f| f[i] as f64);
+            let freq = (base as f64).powf(-2.0 * i as f64 / rope_dims as f64) / ff;
+            let theta = pos as f64 * pos_scale as f64 * freq;
+            let (sin, cos) = theta.sin_cos();
+            let (a, b) = if neox {
+                (i, i + half)
+            } else {
+                (2 * i, 2 * i + 1)
+            };
+            let (x0, x1) = (head[a] as f64, head[b] as f64);
+            head[a] = (x0 * cos - x1 * sin) as f32;
+            head[b] = (x0 * sin + x1 * cos) as f32;
+        }
+    }
+}
+
+/// SiLU (swish): `x * sigmoid(x)`.
+pub fn silu(x: f32) -> f32 {
+    let x = x as f64;
+    (x / (1.0 + (-x).exp())) as f32
+}
+
+/// GELU, tanh approximation: `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x³)))`.
+pub fn gelu_tanh(x: f32) -> f32 {
+    let x = x as f64;
+    let c = (2.0 / std::f64::consts::PI).sqrt();
+    (0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())) as f32
+}
+
+/// Causal multi-head attention of one query at position `pos` against cached keys and
+/// values (`[positions][kv_dim]`, row `t` holding position `t`), writing `[n_heads *
+/// head_dim]` into `out`. Query head `h` reads KV head `h / (n_heads / n_kv_heads)`
+/// (GQA). With a window `w` only positions `t` with `pos - t < w` are seen.
+#[allow(clippy::too_many_arguments)]
+pub fn attention(
+    out: &mut [f32],
+    q: &[f32],
+    k_cache: &[f32],
+    v_cache: &[f32],
+    pos: usize,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+    scale: f32,
+    window: Option<usize>,
+) {
+    let kv_dim = n_kv_heads * head_dim;
+    let group = n_heads / n_kv_heads;
+    let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+    let mut scores = vec![0f64; pos + 1 - first]; // [visible positions]
+    for h in 0..n_heads {
+        let qh = &q[h * head_dim..(h + 1) * head_dim]; // [head_dim]
+        let off = (h / group) * head_dim;
+        for (s, t) in scores.iter_mut().zip(first..=pos) {
+            let kt = &k_cache[t * kv_dim + off..t * kv_dim + off + head_dim];
+            *s = dot(qh, kt) * scale as f64;
+        }
+        // Softmax with the maximum subtracted, so exp never overflows.
+        let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let mut sum = 0.0;
+        for s in scores.iter_mut() {
+            *s = (*s - max).exp();
+            sum += *s;
+        }
+        let oh = &mut out[h * head_dim..(h + 1) * head_dim]; // [head_dim]
+        for (d, o) in oh.iter_mut().enumerate() {
+            let mut acc = 0.0f64;
+            for (s, t) in scores.iter().zip(first..=pos) {
+                acc += s * v_cache[t * kv_dim + off + d] as f64;
+            }
+            *o = (acc / sum) as f32;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rmsnorm_of_a_constant_is_the_weight() {
+        let mut out = [0.0; 4];
+        rmsnorm(&mut out, &[3.0; 4], &[1.0, 2.0, 0.5, -1.0], 0.0);
+        assert_eq!(out, [1.0, 2.0, 0.5, -1.0]);
+    }
+
+    #[test]
+    fn rope_turns_pairs_by_the_right_angle() {
+        // head_dim 4, all dims rotated: pair 0 turns by pos, pair 1 by pos / base^(1/2).
+        let (pos, base) = (3usize, 100.0f32);
+        let mut neox = [1.0, 1.0, 0.0, 0.0];
+        rope(&mut neox, 4, 4, pos, base, 1.0, true, None);
+        let (t0, t1): (f64, f64) = (3.0, 3.0 / 10.0);
+        let want = [t0.cos(), t1.cos(), t0.sin(), t1.sin()];
+        for (g, w) in neox.iter().zip(want) {
+            assert!((*g as f64 - w).abs() < 1e-6, "{neox:?}");
+        }
+        let mut normal = [1.0, 0.0, 1.0, 0.0];
+        rope(&mut normal, 4, 4, pos, base, 1.0, false, Some(&[1.0, 2.0]));
+        let t1 = t1 / 2.0;
+        let want = [t0.cos(), t0.sin(), t1.cos(), t1.sin()];
+        for (g, w) in normal.iter().zip(want) {
+            assert!((*g as f64 - w).abs() < 1e-6, "{normal:?}");
+        }
+        // Only the first rope_dims rotate.
+        let mut partial = [1.0, 0.0, 5.0, 6.0];
+        rope(&mut partial, 4, 2, pos, base, 1.0, false, None);
+        assert_eq!(&partial[2..], &[5.0, 6.0]);
+    }
+
+    /// Keys all zero give equal scores, and value `t` is the one-hot `e_t`, so each output
+    /// element is `1 / visible` exactly where position `t` is visible to the query.
+    #[test]
+    fn attention_sees_the_causal_window_and_nothing_else() {
+        let (n_pos, hd) = (8usize, 8usize);
+        let k = vec![0.0f32; n_pos * hd];
+        let mut v = vec![0.0f32; n_pos * hd];
+        for t in 0..n_pos {
+            v[t * hd + t] = 1.0;
+        }
+        let q = vec![1.0f32; 2 * hd]; // two query heads sharing the one KV head
+        let mut out = vec![0.0f32; 2 * hd];
+        let cases: [(usize, Option<usize>, &[usize]); 4] = [
+            (5, Some(3), &[3, 4, 5]),
+            (5, None, &[0, 1, 2, 3, 4, 5]),
+            (0, Some(3), &[0]),
+            (7, Some(1), &[7]),
+        ];
+        for (pos, window, visible) in cases {
+            attention(&mut out, &q, &k, &v, pos, 2, 1, hd, 1.0, window);
+            for h in 0..2 {
+                for t in 0..n_pos {
+                    let want = if visible.contains(&t) {
+                        1.0 / visible.len() as f32
+                    } else {
+                        0.0
+                    };
+                    let got = out[h * hd + t];
+                    assert!(
+                        (got - want).abs() < 1e-7,
+                        "pos {pos} {window:?} t {t}: {got}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gqa_maps_query_heads_to_their_kv_head() {
+        // 4 query heads on 2 KV heads: heads 0,1 read KV head 0 (values 1), 2,3 read 2.
+        let hd = 2;
+        let k = vec![0.0f32; 2 * hd];
+        let v = vec![1.0, 1.0, 2.0, 2.0];
+        let q = vec![0.5f32; 4 * hd];
+        let mut out = vec![0.0f32; 4 * hd];
+        attention(&mut out, &q, &k, &v, 0, 4, 2, hd, 1.0, None);
+        assert_eq!(out, [1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0]);
+    }
+
+    #[test]
+    fn activations_match_known_values() {
+        assert!((silu(1.0) - 0.731_058_6).abs() < 1e-6);
+        assert!((gelu_tanh(1.0) - 0.841_192).abs() < 1e-5);
+        assert_eq!(gelu_tanh(0.0), 0.0);
+    }
+}
