@@ -197,18 +197,13 @@ impl Model {
         if tokens.is_empty() {
             return Err(ModelError::Input("no tokens to process".into()));
         }
-        if let Some(bad) = tokens.iter().find(|&&t| t as usize >= self.cfg.vocab) {
-            return Err(ModelError::Input(format!("token id {bad} is outside the vocabulary (size {})", self.cfg.vocab)));
+        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= self.cfg.vocab) {
+            return Err(ModelError::TokenOutOfRange { id, vocab: self.cfg.vocab });
         }
         if self.pos + tokens.len() > self.capacity {
-            return Err(ModelError::Input(format!(
-                "context full: {} cached + {} new tokens exceed the capacity of {}",
-                self.pos,
-                tokens.len(),
-                self.capacity
-            )));
+            return Err(ModelError::ContextFull { needed: self.pos + tokens.len(), capacity: self.capacity });
         }
-        if tokens.len() == 1 && !self.prefill_only() {
+        if tokens.len() == 1 {
             self.run(tokens, false);
         } else {
             for chunk in tokens.chunks(self.batch) {
@@ -216,10 +211,6 @@ impl Model {
             }
         }
         Ok(())
-    }
-
-    fn prefill_only(&self) -> bool {
-        false
     }
 
     /// Records and submits one step of `tokens.len()` tokens at `self.pos`.
