@@ -20,6 +20,8 @@ shader_table!(
     "matvec.wgsl",
     "matmul.wgsl",
     "get_rows.wgsl",
+    "kv_append.wgsl",
+    "lib/kv.wgsl",
     "lib/common.wgsl",
     "lib/weights.wgsl",
     "lib/reduce.wgsl",

@@ -2,10 +2,14 @@
 //! is built once (pipelines and bind groups created up front) and then only encoded.
 
 pub mod get_rows;
+pub mod kv_append;
+pub mod kv_cache;
 pub mod matmul;
 pub mod matvec;
 
 pub use get_rows::GetRows;
+pub use kv_append::KvAppend;
+pub use kv_cache::KvCache;
 pub use matmul::MatMul;
 pub use matvec::MatVec;
 
@@ -251,6 +255,7 @@ pub fn all_variants() -> Vec<PipelineKey> {
         v.push(weight_key("matmul", ty, false, 64));
         v.push(weight_key("get_rows", ty, false, get_rows::WORKGROUP));
     }
+    v.extend(kv_append::variants());
     v
 }
 
