@@ -21,6 +21,7 @@ shader_table!(
     "matmul.wgsl",
     "get_rows.wgsl",
     "kv_append.wgsl",
+    "attention_decode.wgsl",
     "lib/kv.wgsl",
     "lib/common.wgsl",
     "lib/weights.wgsl",

@@ -68,4 +68,20 @@ impl KvCache {
         let elem = if f16 { 2 } else { 4 };
         2 * (capacity as u64 * kv_dim as u64 * elem).next_multiple_of(4)
     }
+
+    /// Checks that `n_kv_heads * head_dim` is this cache's row width.
+    pub(crate) fn check_dim(
+        &self,
+        what: &str,
+        n_kv_heads: u32,
+        head_dim: u32,
+    ) -> Result<(), GpuError> {
+        if n_kv_heads as u64 * head_dim as u64 != self.kv_dim as u64 {
+            return Err(GpuError::Runtime(format!(
+                "{what}: {n_kv_heads} kv heads x head_dim {head_dim} != the cache's kv_dim {}",
+                self.kv_dim
+            )));
+        }
+        Ok(())
+    }
 }
