@@ -9,7 +9,8 @@ mod common;
 use common::{assert_close, gpu, nmse, output, random_vec, read, storage, Config};
 use hearth::gpu::Gpu;
 use hearth::kernels::{
-    self, attention_decode, kv_append, AttentionDecode, KvAppend, KvCache, Step, StepBuffer, View,
+    self, attention_decode, attention_prefill, kv_append, AttentionDecode, AttentionPrefill,
+    KvAppend, KvCache, Step, StepBuffer, View,
 };
 
 /// NMSE bound of attention against the f64 twin: both read identical cache values and
@@ -140,6 +141,20 @@ fn attention_rejects_bad_shapes() {
     assert!(dec(4, 3, 128, None).contains("multiple"));
     assert!(dec(4, 2, 128, None).contains("kv_dim 512"));
     assert!(dec(4, 2, 256, Some(0)).contains("window"));
+    let pre = AttentionPrefill::new(
+        &g,
+        View::of(&q),
+        &cache,
+        View::of(&o),
+        4,
+        2,
+        256,
+        1.0,
+        None,
+        3,
+        &step,
+    );
+    assert!(pre.err().unwrap().to_string().contains("needs"));
 }
 
 /// Decode over a cache filled with random rows, for every kv_len and window, against the
@@ -217,5 +232,186 @@ fn decode_matches_twin() {
             }
         }
         eprintln!("decode {cfg:?}: worst NMSE {worst:.2e}");
+    }
+}
+
+/// Everything one prefill case needs on the GPU: the cache, the append and attention ops
+/// (built for `max_tokens`), the step, and the q / k / v / out activations.
+struct Prefill {
+    cache: KvCache,
+    step: StepBuffer,
+    qb: wgpu::Buffer,
+    kb: wgpu::Buffer,
+    vb: wgpu::Buffer,
+    ob: wgpu::Buffer,
+}
+
+const MAX_TOKENS: usize = 80;
+
+impl Prefill {
+    fn new(g: &Gpu, cap: usize, n_heads: usize, kv_dim: usize, head_dim: usize, seed: u64) -> Self {
+        let cache = KvCache::new(g, cap as u32, kv_dim as u32).unwrap();
+        let q: Vec<f32> = random_vec(cap * n_heads * head_dim, seed)
+            .iter()
+            .map(|x| 4.0 * x)
+            .collect();
+        Self {
+            cache,
+            step: StepBuffer::new(g, Step::new(0, 1)),
+            qb: storage(g, &q),
+            kb: storage(g, &random_vec(cap * kv_dim, seed + 1)),
+            vb: storage(g, &random_vec(cap * kv_dim, seed + 2)),
+            ob: output(g, MAX_TOKENS * n_heads * head_dim),
+        }
+    }
+}
+
+/// Appends tokens `pos..pos + n` of the sequence's k / v and runs prefill attention for
+/// them; returns (GPU output, twin output) for those tokens.
+#[allow(clippy::too_many_arguments)]
+fn prefill_step(
+    g: &Gpu,
+    s: &Prefill,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+    window: Option<u32>,
+    pos: usize,
+    n: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let kv_dim = n_kv_heads * head_dim;
+    let qd = n_heads * head_dim;
+    let scale = 1.0 / (head_dim as f32).sqrt();
+    let at = |b, rows: usize, width: usize| View {
+        buffer: b,
+        offset: (rows * width) as u64,
+    };
+    // The views of a late step do not hold MAX_TOKENS rows: build for what is left.
+    let max = MAX_TOKENS.min(s.cache.capacity as usize - pos);
+    let append = KvAppend::new(
+        g,
+        at(&s.kb, pos, kv_dim),
+        at(&s.vb, pos, kv_dim),
+        kv_dim as u32,
+        &s.cache,
+        max as u32,
+        &s.step,
+    )
+    .unwrap();
+    let attn = AttentionPrefill::new(
+        g,
+        at(&s.qb, pos, qd),
+        &s.cache,
+        View::of(&s.ob),
+        n_heads as u32,
+        n_kv_heads as u32,
+        head_dim as u32,
+        scale,
+        window,
+        max as u32,
+        &s.step,
+    )
+    .unwrap();
+    s.step.write(g, Step::new(pos as u32, n as u32));
+    kernels::run(g, &[&append.dispatch, &attn.dispatch]);
+    let got = read(g, &s.ob, n * qd);
+    let k = read_cache(g, &s.cache, &s.cache.k);
+    let v = read_cache(g, &s.cache, &s.cache.v);
+    let q = read(g, &s.qb, (pos + n) * qd);
+    let want = attention_prefill::cpu(
+        &q[pos * qd..],
+        &k,
+        &v,
+        n_heads,
+        n_kv_heads,
+        head_dim,
+        scale,
+        window,
+        pos,
+    );
+    (got, want)
+}
+
+#[test]
+fn prefill_matches_twin() {
+    for cfg in [Config::Full, Config::Bare] {
+        let g = gpu(cfg);
+        let mut worst = 0f64;
+        for (n_heads, n_kv_heads, head_dim) in [(4, 2, 64), (4, 1, 256), (4, 4, 16), (4, 2, 256)] {
+            for window in [None, Some(8), Some(512)] {
+                for pos in [0usize, 37] {
+                    for n in [1usize, 5, 17, 64] {
+                        let s = Prefill::new(&g, 110, n_heads, n_kv_heads * head_dim, head_dim, 7);
+                        if pos > 0 {
+                            // Earlier tokens, appended (and attended) by a previous step.
+                            let (got, want) =
+                                prefill_step(&g, &s, n_heads, n_kv_heads, head_dim, window, 0, pos);
+                            assert_close("prefill before", &got, &want, BOUND);
+                        }
+                        let (got, want) =
+                            prefill_step(&g, &s, n_heads, n_kv_heads, head_dim, window, pos, n);
+                        let case = format!(
+                            "prefill {cfg:?} heads {n_heads}/{n_kv_heads} d {head_dim} window {window:?} pos {pos} n {n}"
+                        );
+                        assert_close(&case, &got, &want, BOUND);
+                        worst = worst.max(nmse(&got, &want));
+                    }
+                }
+            }
+        }
+        eprintln!("prefill {cfg:?}: worst NMSE {worst:.2e}");
+    }
+}
+
+#[test]
+fn decode_after_prefill_equals_whole_prefill() {
+    let (n_heads, n_kv_heads, head_dim, n) = (4usize, 1usize, 256usize, 45usize);
+    let (kv_dim, qd) = (n_kv_heads * head_dim, n_heads * head_dim);
+    for cfg in [Config::Full, Config::Bare] {
+        let g = gpu(cfg);
+        for window in [None, Some(8)] {
+            // The whole sequence in one prefill step.
+            let whole = Prefill::new(&g, 110, n_heads, kv_dim, head_dim, 21);
+            let (all, _) = prefill_step(&g, &whole, n_heads, n_kv_heads, head_dim, window, 0, n);
+            // The same sequence as a prefill of n - 1 tokens, then one decode step.
+            let s = Prefill::new(&g, 110, n_heads, kv_dim, head_dim, 21);
+            prefill_step(&g, &s, n_heads, n_kv_heads, head_dim, window, 0, n - 1);
+            let row = |b, w: usize| View {
+                buffer: b,
+                offset: ((n - 1) * w) as u64,
+            };
+            let append = KvAppend::new(
+                &g,
+                row(&s.kb, kv_dim),
+                row(&s.vb, kv_dim),
+                kv_dim as u32,
+                &s.cache,
+                1,
+                &s.step,
+            )
+            .unwrap();
+            let ob = output(&g, qd);
+            let dec = AttentionDecode::new(
+                &g,
+                row(&s.qb, qd),
+                &s.cache,
+                View::of(&ob),
+                n_heads as u32,
+                n_kv_heads as u32,
+                head_dim as u32,
+                1.0 / (head_dim as f32).sqrt(),
+                window,
+                &s.step,
+            )
+            .unwrap();
+            s.step.write(&g, Step::new(n as u32 - 1, 1));
+            kernels::run(
+                &g,
+                &[&append.dispatch, &dec.dispatches[0], &dec.dispatches[1]],
+            );
+            let got = read(&g, &ob, qd);
+            let case = format!("decode after prefill {cfg:?} window {window:?}");
+            assert_close(&case, &got, &all[(n - 1) * qd..], BOUND);
+        }
     }
 }

@@ -22,6 +22,7 @@ shader_table!(
     "get_rows.wgsl",
     "kv_append.wgsl",
     "attention_decode.wgsl",
+    "attention_prefill.wgsl",
     "lib/kv.wgsl",
     "lib/common.wgsl",
     "lib/weights.wgsl",

@@ -2,6 +2,7 @@
 //! is built once (pipelines and bind groups created up front) and then only encoded.
 
 pub mod attention_decode;
+pub mod attention_prefill;
 pub mod get_rows;
 pub mod kv_append;
 pub mod kv_cache;
@@ -9,6 +10,7 @@ pub mod matmul;
 pub mod matvec;
 
 pub use attention_decode::AttentionDecode;
+pub use attention_prefill::AttentionPrefill;
 pub use get_rows::GetRows;
 pub use kv_append::KvAppend;
 pub use kv_cache::KvCache;
@@ -259,6 +261,7 @@ pub fn all_variants() -> Vec<PipelineKey> {
     }
     v.extend(kv_append::variants());
     v.extend(attention_decode::variants());
+    v.extend(attention_prefill::variants());
     v
 }
 
