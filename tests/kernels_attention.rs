@@ -246,7 +246,8 @@ struct Prefill {
     ob: wgpu::Buffer,
 }
 
-const MAX_TOKENS: usize = 80;
+/// Tokens a prefill step is built for (at most: a step near the cache's end gets less).
+const MAX_TOKENS: usize = 512;
 
 impl Prefill {
     fn new(g: &Gpu, cap: usize, n_heads: usize, kv_dim: usize, head_dim: usize, seed: u64) -> Self {
@@ -261,7 +262,7 @@ impl Prefill {
             qb: storage(g, &q),
             kb: storage(g, &random_vec(cap * kv_dim, seed + 1)),
             vb: storage(g, &random_vec(cap * kv_dim, seed + 2)),
-            ob: output(g, MAX_TOKENS * n_heads * head_dim),
+            ob: output(g, cap * n_heads * head_dim),
         }
     }
 }
@@ -413,5 +414,21 @@ fn decode_after_prefill_equals_whole_prefill() {
             let case = format!("decode after prefill {cfg:?} window {window:?}");
             assert_close(&case, &got, &all[(n - 1) * qd..], BOUND);
         }
+    }
+}
+
+#[test]
+fn prefill_long_steps_gemma_shape() {
+    // Gemma 3: 4 query heads, 1 kv head, head_dim 256, 512-token steps, local window.
+    let (n_heads, n_kv_heads, head_dim) = (4usize, 1usize, 256usize);
+    for (cfg, window, pos) in [(Config::Full, Some(128), 0usize), (Config::Bare, None, 88)] {
+        let g = gpu(cfg);
+        let s = Prefill::new(&g, 600, n_heads, n_kv_heads * head_dim, head_dim, 5);
+        if pos > 0 {
+            prefill_step(&g, &s, n_heads, n_kv_heads, head_dim, window, 0, pos);
+        }
+        let (got, want) = prefill_step(&g, &s, n_heads, n_kv_heads, head_dim, window, pos, 512);
+        let case = format!("prefill {cfg:?} 512 tokens at {pos} window {window:?}");
+        assert_close(&case, &got, &want, BOUND);
     }
 }
