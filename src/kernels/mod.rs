@@ -1,11 +1,19 @@
 //! Host side of each shader: its parameter struct, bindings and dispatch geometry. An op
 //! is built once (pipelines and bind groups created up front) and then only encoded.
 
+pub mod attention_decode;
+pub mod attention_prefill;
 pub mod get_rows;
+pub mod kv_append;
+pub mod kv_cache;
 pub mod matmul;
 pub mod matvec;
 
+pub use attention_decode::AttentionDecode;
+pub use attention_prefill::AttentionPrefill;
 pub use get_rows::GetRows;
+pub use kv_append::KvAppend;
+pub use kv_cache::KvCache;
 pub use matmul::MatMul;
 pub use matvec::MatVec;
 
@@ -251,6 +259,9 @@ pub fn all_variants() -> Vec<PipelineKey> {
         v.push(weight_key("matmul", ty, false, 64));
         v.push(weight_key("get_rows", ty, false, get_rows::WORKGROUP));
     }
+    v.extend(kv_append::variants());
+    v.extend(attention_decode::variants());
+    v.extend(attention_prefill::variants());
     v
 }
 

@@ -1,0 +1,229 @@
+//! Attention for one decoded token over the KV cache, flash-decoding style: the cached
+//! positions are split into chunks scored in parallel (one workgroup per chunk and head,
+//! each writing its softmax max, exp-sum and partial output to its own scratch slot), then
+//! a second dispatch merges the chunks per head. Long contexts thus fill the GPU even
+//! with a single query. Shader: `attention_decode.wgsl` (pass 2 under `COMBINE`).
+
+use super::{build_dispatch, to_u32, Dispatch, KvCache, StepBuffer, View, STEP_BINDING};
+use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
+
+/// Workgroup size of both passes; also the key positions per chunk.
+pub const WORKGROUP: u32 = 64;
+/// Key positions per chunk of pass 1 (one per invocation).
+pub const CHUNK: u32 = WORKGROUP;
+/// Largest head dimension the attention kernels take (shared-memory and register sizes).
+pub const MAX_HEAD_DIM: u32 = 256;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n_heads: u32,
+    group: u32,
+    head_dim: u32,
+    kv_dim: u32,
+    capacity: u32,
+    window: u32,
+    max_chunks: u32,
+    q_offset: u32,
+    out_offset: u32,
+    scale: f32,
+    _pad: [u32; 2],
+}
+
+fn key(f16: bool, combine: bool) -> PipelineKey {
+    PipelineKey {
+        op: "attention_decode",
+        variant: ShaderVariant {
+            f16,
+            defines: if combine { &["COMBINE"] } else { &[] },
+            ..ShaderVariant::new(WORKGROUP)
+        },
+    }
+}
+
+/// The decode attention variants: pass 1 for an f32 and an f16 cache, and the combine pass.
+pub fn variants() -> Vec<PipelineKey> {
+    vec![key(false, false), key(true, false), key(false, true)]
+}
+
+/// Checks the head layout shared by the attention ops against the cache.
+pub(crate) fn check_heads(
+    what: &str,
+    cache: &KvCache,
+    n_heads: u32,
+    n_kv_heads: u32,
+    head_dim: u32,
+    window: Option<u32>,
+) -> Result<(), GpuError> {
+    if n_heads == 0 || n_kv_heads == 0 || !n_heads.is_multiple_of(n_kv_heads) {
+        return Err(GpuError::Runtime(format!(
+            "{what}: {n_heads} query heads must be a positive multiple of {n_kv_heads} kv heads"
+        )));
+    }
+    if head_dim == 0 || head_dim > MAX_HEAD_DIM {
+        return Err(GpuError::Runtime(format!(
+            "{what}: head_dim {head_dim} is outside 1..={MAX_HEAD_DIM}"
+        )));
+    }
+    if window == Some(0) {
+        return Err(GpuError::Runtime(format!(
+            "{what}: a sliding window of 0 positions attends nothing; use None for no window"
+        )));
+    }
+    cache.check_dim(what, n_kv_heads, head_dim)
+}
+
+/// `out[h] = softmax(scale * q[h] . K[lo..kv_len]) V[lo..kv_len]` for every query head h,
+/// the kv head being `h / (n_heads / n_kv_heads)`, the query at position `step.kv_len - 1`
+/// and `lo = kv_len - window` when a window is set and exceeded, else 0.
+pub struct AttentionDecode {
+    /// Pass 1 (chunks) then pass 2 (combine).
+    pub dispatches: Vec<Dispatch>,
+    /// Per-chunk partial results, owned by this op.
+    pub scratch: wgpu::Buffer,
+}
+
+impl AttentionDecode {
+    /// Builds both passes for any `step.kv_len` up to the cache's capacity.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        gpu: &Gpu,
+        q: View,
+        cache: &KvCache,
+        out: View,
+        n_heads: u32,
+        n_kv_heads: u32,
+        head_dim: u32,
+        scale: f32,
+        window: Option<u32>,
+        step: &StepBuffer,
+    ) -> Result<Self, GpuError> {
+        let what = "attention_decode";
+        check_heads(what, cache, n_heads, n_kv_heads, head_dim, window)?;
+        let q_len = n_heads as u64 * head_dim as u64;
+        q.check("attention_decode query", q_len)?;
+        out.check("attention_decode output", q_len)?;
+        let max_chunks = cache.capacity.div_ceil(CHUNK);
+        let max_wg = gpu.limits.max_compute_workgroups_per_dimension;
+        if max_chunks > max_wg || n_heads > max_wg {
+            return Err(GpuError::Runtime(format!(
+                "{what}: {max_chunks} chunks x {n_heads} heads exceed the dispatch limit {max_wg}"
+            )));
+        }
+        let scratch_len = n_heads as u64 * max_chunks as u64 * (head_dim as u64 + 2);
+        let scratch_bytes = scratch_len * 4;
+        if scratch_bytes > gpu.max_binding {
+            return Err(GpuError::Runtime(format!(
+                "{what}: scratch for {} positions x {n_heads} heads needs {scratch_bytes} bytes, \
+                 above the device's largest storage binding ({} bytes)",
+                cache.capacity, gpu.max_binding
+            )));
+        }
+        to_u32("attention_decode scratch length", scratch_len)?;
+        let p = Params {
+            n_heads,
+            group: n_heads / n_kv_heads,
+            head_dim,
+            kv_dim: cache.kv_dim,
+            capacity: cache.capacity,
+            window: window.unwrap_or(0),
+            max_chunks,
+            q_offset: to_u32("q offset", q.offset)?,
+            out_offset: to_u32("out offset", out.offset)?,
+            scale,
+            _pad: [0; 2],
+        };
+        to_u32("q length", q.offset + q_len)?;
+        to_u32("out length", out.offset + q_len)?;
+        let scratch = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("attention_decode scratch"),
+            size: scratch_bytes,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let k1 = key(cache.f16, false);
+        let chunks = build_dispatch(
+            gpu,
+            &k1,
+            k1.label(),
+            &[
+                (0, q.buffer),
+                (1, &cache.k),
+                (2, &cache.v),
+                (4, &scratch),
+                (STEP_BINDING, &step.buffer),
+            ],
+            (3, &p),
+            (max_chunks, n_heads, 1),
+        )?;
+        let k2 = key(false, true);
+        let combine = build_dispatch(
+            gpu,
+            &k2,
+            k2.label(),
+            &[(4, &scratch), (5, out.buffer), (STEP_BINDING, &step.buffer)],
+            (3, &p),
+            (n_heads, 1, 1),
+        )?;
+        Ok(Self {
+            dispatches: vec![chunks, combine],
+            scratch,
+        })
+    }
+
+    /// Records both passes (wgpu orders the scratch write before its read).
+    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
+        for d in &self.dispatches {
+            d.encode(pass);
+        }
+    }
+}
+
+/// CPU twin: attention of one token at position `kv_len - 1`. `q` is `[n_heads][head_dim]`,
+/// `k` and `v` are `[position][n_kv_heads * head_dim]` as the cache stores them (already
+/// f16-rounded for an f16 cache); computed in f64.
+#[allow(clippy::too_many_arguments)]
+pub fn cpu(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+    scale: f32,
+    window: Option<u32>,
+    kv_len: usize,
+) -> Vec<f32> {
+    let kv_dim = n_kv_heads * head_dim;
+    let group = n_heads / n_kv_heads;
+    let lo = match window {
+        Some(w) if kv_len > w as usize => kv_len - w as usize,
+        _ => 0,
+    };
+    let mut out = vec![0f32; n_heads * head_dim];
+    for h in 0..n_heads {
+        let qh = &q[h * head_dim..(h + 1) * head_dim];
+        let kb = (h / group) * head_dim;
+        let scores: Vec<f64> = (lo..kv_len)
+            .map(|p| {
+                let kr = &k[p * kv_dim + kb..p * kv_dim + kb + head_dim];
+                qh.iter()
+                    .zip(kr)
+                    .map(|(a, b)| *a as f64 * *b as f64)
+                    .sum::<f64>()
+                    * scale as f64
+            })
+            .collect();
+        let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
+        let l: f64 = e.iter().sum();
+        for d in 0..head_dim {
+            let acc: f64 = (lo..kv_len)
+                .zip(&e)
+                .map(|(p, w)| w * v[p * kv_dim + kb + d] as f64)
+                .sum();
+            out[h * head_dim + d] = (acc / l) as f32;
+        }
+    }
+    out
+}

@@ -1,0 +1,159 @@
+//! Causal attention for the tokens of a prefill step over the KV cache (which `KvAppend`
+//! has already extended with this step's keys), tiled flash-attention style: a workgroup
+//! takes 8 (token, head) query rows of one kv group and walks the keys they need in tiles
+//! staged in shared memory, with an online softmax. Works for a step starting at any
+//! position (chunked prefill). Shader: `attention_prefill.wgsl`.
+
+use super::attention_decode::check_heads;
+use super::{build_dispatch, to_u32, Dispatch, KvCache, StepBuffer, View, STEP_BINDING};
+use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
+
+/// Workgroup size (fixed by the shader's shared-memory layout).
+pub const WORKGROUP: u32 = 64;
+/// Query rows, (token, head) pairs, per workgroup: `WORKGROUP / 8` lanes per row.
+pub const ROWS: u32 = 8;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n_heads: u32,
+    group: u32,
+    head_dim: u32,
+    kv_dim: u32,
+    capacity: u32,
+    window: u32,
+    max_tokens: u32,
+    q_offset: u32,
+    out_offset: u32,
+    scale: f32,
+    _pad: [u32; 2],
+}
+
+fn key(f16: bool) -> PipelineKey {
+    PipelineKey {
+        op: "attention_prefill",
+        variant: ShaderVariant {
+            f16,
+            ..ShaderVariant::new(WORKGROUP)
+        },
+    }
+}
+
+/// The prefill attention variants (f32 and f16 cache).
+pub fn variants() -> Vec<PipelineKey> {
+    vec![key(false), key(true)]
+}
+
+/// `out[t, h] = softmax(scale * q[t, h] . K[lo..=pos+t]) V[lo..=pos+t]` for the step's
+/// tokens t (query position `step.pos + t`), the kv head being `h / (n_heads /
+/// n_kv_heads)` and `lo = pos + t + 1 - window` when a window is set and exceeded, else 0.
+pub struct AttentionPrefill {
+    /// The single dispatch.
+    pub dispatch: Dispatch,
+}
+
+impl AttentionPrefill {
+    /// Builds the dispatch for up to `max_tokens` tokens per step; `q` and `out` are
+    /// `[token][n_heads * head_dim]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        gpu: &Gpu,
+        q: View,
+        cache: &KvCache,
+        out: View,
+        n_heads: u32,
+        n_kv_heads: u32,
+        head_dim: u32,
+        scale: f32,
+        window: Option<u32>,
+        max_tokens: u32,
+        step: &StepBuffer,
+    ) -> Result<Self, GpuError> {
+        let what = "attention_prefill";
+        check_heads(what, cache, n_heads, n_kv_heads, head_dim, window)?;
+        if max_tokens == 0 {
+            return Err(GpuError::Runtime(format!(
+                "{what}: max_tokens must be positive"
+            )));
+        }
+        let len = max_tokens as u64 * n_heads as u64 * head_dim as u64;
+        q.check("attention_prefill query", len)?;
+        out.check("attention_prefill output", len)?;
+        to_u32("q length", q.offset + len)?;
+        to_u32("out length", out.offset + len)?;
+        let group = n_heads / n_kv_heads;
+        let tiles = (max_tokens as u64 * group as u64).div_ceil(ROWS as u64);
+        let max_wg = gpu.limits.max_compute_workgroups_per_dimension as u64;
+        if tiles > max_wg || n_kv_heads as u64 > max_wg {
+            return Err(GpuError::Runtime(format!(
+                "{what}: {max_tokens} tokens x {n_heads} heads exceed the dispatch limit {max_wg}"
+            )));
+        }
+        let p = Params {
+            n_heads,
+            group,
+            head_dim,
+            kv_dim: cache.kv_dim,
+            capacity: cache.capacity,
+            window: window.unwrap_or(0),
+            max_tokens,
+            q_offset: to_u32("q offset", q.offset)?,
+            out_offset: to_u32("out offset", out.offset)?,
+            scale,
+            _pad: [0; 2],
+        };
+        let key = key(cache.f16);
+        let dispatch = build_dispatch(
+            gpu,
+            &key,
+            key.label(),
+            &[
+                (0, q.buffer),
+                (1, &cache.k),
+                (2, &cache.v),
+                (4, out.buffer),
+                (STEP_BINDING, &step.buffer),
+            ],
+            (3, &p),
+            (tiles as u32, n_kv_heads, 1),
+        )?;
+        Ok(Self { dispatch })
+    }
+
+    /// Records the op.
+    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
+        self.dispatch.encode(pass);
+    }
+}
+
+/// CPU twin: token t of `q` (`[token][n_heads * head_dim]`) at position `pos + t` attends
+/// the cache rows `k`, `v` (`[position][kv_dim]`, as stored) causally; computed in f64.
+#[allow(clippy::too_many_arguments)]
+pub fn cpu(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+    scale: f32,
+    window: Option<u32>,
+    pos: usize,
+) -> Vec<f32> {
+    q.chunks_exact(n_heads * head_dim)
+        .enumerate()
+        .flat_map(|(t, qt)| {
+            super::attention_decode::cpu(
+                qt,
+                k,
+                v,
+                n_heads,
+                n_kv_heads,
+                head_dim,
+                scale,
+                window,
+                pos + t + 1,
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,131 @@
+//! Appends a step's keys and values to the KV cache, converting to f16 when the cache is
+//! f16. Shader: `kv_append.wgsl`.
+
+use super::{build_dispatch, to_u32, Dispatch, KvCache, StepBuffer, View, STEP_BINDING};
+use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
+
+/// Workgroup size of the append kernel.
+pub const WORKGROUP: u32 = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    k_offset: u32,
+    v_offset: u32,
+    token_stride: u32,
+    kv_dim: u32,
+    capacity: u32,
+    max_tokens: u32,
+    _pad: [u32; 2],
+}
+
+fn key(f16: bool) -> PipelineKey {
+    PipelineKey {
+        op: "kv_append",
+        variant: ShaderVariant {
+            f16,
+            ..ShaderVariant::new(WORKGROUP)
+        },
+    }
+}
+
+/// The append kernel's variants (f32 and f16 cache).
+pub fn variants() -> Vec<PipelineKey> {
+    vec![key(false), key(true)]
+}
+
+/// `cache[step.pos + t, :] = x[t, 0..kv_dim]` for K and V and every `t < step.n_tokens`
+/// (up to `max_tokens`, the size it is built for); rows at or past the capacity are skipped.
+pub struct KvAppend {
+    /// The single dispatch.
+    pub dispatch: Dispatch,
+}
+
+impl KvAppend {
+    /// Builds the dispatch; token `t` of `k` / `v` starts `t * token_stride` elements after
+    /// the view's offset (so K and V may sit inside a fused QKV activation).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        gpu: &Gpu,
+        k: View,
+        v: View,
+        token_stride: u32,
+        cache: &KvCache,
+        max_tokens: u32,
+        step: &StepBuffer,
+    ) -> Result<Self, GpuError> {
+        if max_tokens == 0 || token_stride < cache.kv_dim {
+            return Err(GpuError::Runtime(format!(
+                "kv_append: {max_tokens} tokens, token stride {token_stride} (needs >= kv_dim {})",
+                cache.kv_dim
+            )));
+        }
+        if max_tokens > gpu.limits.max_compute_workgroups_per_dimension {
+            return Err(GpuError::Runtime(format!(
+                "kv_append: {max_tokens} tokens exceed the dispatch limit"
+            )));
+        }
+        let len = (max_tokens as u64 - 1) * token_stride as u64 + cache.kv_dim as u64;
+        k.check("kv_append keys", len)?;
+        v.check("kv_append values", len)?;
+        let p = Params {
+            k_offset: to_u32("k offset", k.offset)?,
+            v_offset: to_u32("v offset", v.offset)?,
+            token_stride,
+            kv_dim: cache.kv_dim,
+            capacity: cache.capacity,
+            max_tokens,
+            _pad: [0; 2],
+        };
+        to_u32("kv_append input length", k.offset.max(v.offset) + len)?;
+        let key = key(cache.f16);
+        let dispatch = build_dispatch(
+            gpu,
+            &key,
+            key.label(),
+            &[
+                (0, k.buffer),
+                (1, v.buffer),
+                (2, &cache.k),
+                (4, &cache.v),
+                (STEP_BINDING, &step.buffer),
+            ],
+            (3, &p),
+            (cache.kv_dim.div_ceil(WORKGROUP), max_tokens, 1),
+        )?;
+        Ok(Self { dispatch })
+    }
+
+    /// Records the op.
+    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
+        self.dispatch.encode(pass);
+    }
+}
+
+/// CPU twin for one of K or V: rows `pos..pos + n_tokens` of `cache` (`[position][kv_dim]`)
+/// take `x[t * token_stride ..][..kv_dim]`, rounded through f16 when `f16`; rows past the
+/// cache's end are dropped.
+pub fn cpu(
+    cache: &mut [f32],
+    x: &[f32],
+    token_stride: usize,
+    kv_dim: usize,
+    pos: usize,
+    n_tokens: usize,
+    f16: bool,
+) {
+    for t in 0..n_tokens {
+        let row = pos + t;
+        if (row + 1) * kv_dim > cache.len() {
+            break;
+        }
+        let src = &x[t * token_stride..t * token_stride + kv_dim];
+        for (c, &s) in cache[row * kv_dim..(row + 1) * kv_dim].iter_mut().zip(src) {
+            *c = if f16 {
+                half::f16::from_f32(s).to_f32()
+            } else {
+                s
+            };
+        }
+    }
+}

@@ -1,0 +1,434 @@
+//! The KV cache and attention kernels (append, flash-decoding, tiled causal prefill)
+//! against their CPU twins on random data, with an f16 cache (Config::Full) and an f32
+//! cache (Config::Bare), over chunk and tile boundaries, MHA / GQA / MQA and sliding
+//! windows. The CPU twins read the cache contents as the GPU stores them (f16-rounded for
+//! an f16 cache), so the only differences left are f32 accumulation and exp on the GPU.
+
+mod common;
+
+use common::{assert_close, gpu, nmse, output, random_vec, read, storage, Config};
+use hearth::gpu::Gpu;
+use hearth::kernels::{
+    self, attention_decode, attention_prefill, kv_append, AttentionDecode, AttentionPrefill,
+    KvAppend, KvCache, Step, StepBuffer, View,
+};
+
+/// NMSE bound of attention against the f64 twin: both read identical cache values and
+/// differ only by f32 rounding of the dot products, exp and the weighted sums.
+const BOUND: f64 = 1e-9;
+
+/// The cache contents as f32, whatever the element type.
+fn read_cache(g: &Gpu, c: &KvCache, buf: &wgpu::Buffer) -> Vec<f32> {
+    let n = c.capacity as usize * c.kv_dim as usize;
+    if !c.f16 {
+        return read(g, buf, n);
+    }
+    let words = read(g, buf, n.div_ceil(2));
+    bytemuck::cast_slice::<f32, half::f16>(&words)[..n]
+        .iter()
+        .map(|h| h.to_f32())
+        .collect()
+}
+
+/// Writes `data` (`[position][kv_dim]`, all rows) into a cache buffer directly and returns
+/// what the cache now holds.
+fn fill(g: &Gpu, c: &KvCache, buf: &wgpu::Buffer, data: &[f32]) -> Vec<f32> {
+    if c.f16 {
+        let mut h: Vec<half::f16> = data.iter().map(|x| half::f16::from_f32(*x)).collect();
+        if h.len() % 2 == 1 {
+            h.push(half::f16::ZERO);
+        }
+        g.queue.write_buffer(buf, 0, bytemuck::cast_slice(&h));
+        h[..data.len()].iter().map(|x| x.to_f32()).collect()
+    } else {
+        g.queue.write_buffer(buf, 0, bytemuck::cast_slice(data));
+        data.to_vec()
+    }
+}
+
+#[test]
+fn kv_append_writes_rows_exactly() {
+    for cfg in [Config::Full, Config::Bare] {
+        let g = gpu(cfg);
+        let (cap, kv_dim, stride, max_tokens) = (50usize, 24usize, 30usize, 8usize);
+        let cache = KvCache::new(&g, cap as u32, kv_dim as u32).unwrap();
+        assert_eq!(cache.f16, matches!(cfg, Config::Full));
+        // K and V inside one buffer at different offsets, as in a fused QKV activation.
+        let x = random_vec(2 * max_tokens * stride + 9, 11);
+        let xb = storage(&g, &x);
+        let (ko, vo) = (3usize, 3 + max_tokens * stride + 2);
+        let step = StepBuffer::new(&g, Step::new(0, 1));
+        let op = KvAppend::new(
+            &g,
+            View {
+                buffer: &xb,
+                offset: ko as u64,
+            },
+            View {
+                buffer: &xb,
+                offset: vo as u64,
+            },
+            stride as u32,
+            &cache,
+            max_tokens as u32,
+            &step,
+        )
+        .unwrap();
+        let mut want_k = vec![0f32; cap * kv_dim];
+        let mut want_v = vec![0f32; cap * kv_dim];
+        // Fewer tokens than built for; then a step that runs past the capacity.
+        for (pos, n) in [(10usize, 5usize), (0, 1), (47, 5)] {
+            step.write(&g, Step::new(pos as u32, n as u32));
+            kernels::run(&g, &[&op.dispatch]);
+            kv_append::cpu(&mut want_k, &x[ko..], stride, kv_dim, pos, n, cache.f16);
+            kv_append::cpu(&mut want_v, &x[vo..], stride, kv_dim, pos, n, cache.f16);
+            let (got_k, got_v) = (
+                read_cache(&g, &cache, &cache.k),
+                read_cache(&g, &cache, &cache.v),
+            );
+            // A copy (with round-to-nearest f16 conversion): exact, rows elsewhere still 0.
+            assert_eq!(got_k, want_k, "{cfg:?} keys after step ({pos}, {n})");
+            assert_eq!(got_v, want_v, "{cfg:?} values after step ({pos}, {n})");
+        }
+        // got == want above, so rows 15..47, never in a step, are still zero on the GPU.
+        assert!(want_k[15 * kv_dim..47 * kv_dim].iter().all(|v| *v == 0.0));
+    }
+}
+
+#[test]
+fn kv_cache_refuses_what_does_not_fit() {
+    let g = gpu(Config::SmallBinding);
+    // 1000 positions x 256 values in f16 = 512000 bytes per buffer, above 64 KiB.
+    let e = KvCache::new(&g, 1000, 256).err().expect("must not fit");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("1000 positions") && msg.contains("65536") && msg.contains("bytes"),
+        "{msg}"
+    );
+    let f16 = g.features.shader_f16;
+    let fits = (64 << 10) / (256 * if f16 { 2 } else { 4 });
+    assert!(KvCache::new(&g, fits, 256).is_ok());
+    assert_eq!(KvCache::bytes(1000, 256, true), 1_024_000);
+    assert_eq!(KvCache::bytes(3, 3, true), 2 * 20);
+    assert_eq!(KvCache::bytes(3, 3, false), 2 * 36);
+}
+
+#[test]
+fn attention_rejects_bad_shapes() {
+    let g = gpu(Config::Bare);
+    let cache = KvCache::new(&g, 16, 512).unwrap();
+    let q = storage(&g, &vec![0.0; 4 * 512]);
+    let o = output(&g, 4 * 512);
+    let step = StepBuffer::new(&g, Step::new(0, 1));
+    let dec = |h, kvh, hd, w| {
+        AttentionDecode::new(
+            &g,
+            View::of(&q),
+            &cache,
+            View::of(&o),
+            h,
+            kvh,
+            hd,
+            1.0,
+            w,
+            &step,
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default()
+    };
+    assert!(dec(4, 1, 512, None).contains("head_dim 512"));
+    assert!(dec(4, 3, 128, None).contains("multiple"));
+    assert!(dec(4, 2, 128, None).contains("kv_dim 512"));
+    assert!(dec(4, 2, 256, Some(0)).contains("window"));
+    let pre = AttentionPrefill::new(
+        &g,
+        View::of(&q),
+        &cache,
+        View::of(&o),
+        4,
+        2,
+        256,
+        1.0,
+        None,
+        3,
+        &step,
+    );
+    assert!(pre.err().unwrap().to_string().contains("needs"));
+}
+
+/// Decode over a cache filled with random rows, for every kv_len and window, against the
+/// twin; the op is built once per shape and only the step changes, as in a real plan.
+fn check_decode(cfg: Config, n_heads: usize, n_kv_heads: usize, head_dim: usize) -> f64 {
+    let g = gpu(cfg);
+    let cap = 1030usize;
+    let kv_dim = n_kv_heads * head_dim;
+    let cache = KvCache::new(&g, cap as u32, kv_dim as u32).unwrap();
+    let seed = (n_heads * 1000 + n_kv_heads * 100 + head_dim) as u64;
+    let k = fill(&g, &cache, &cache.k, &random_vec(cap * kv_dim, seed));
+    let v = fill(&g, &cache, &cache.v, &random_vec(cap * kv_dim, seed + 1));
+    // Large scores (scale 1 / sqrt(d) with |q| up to 4) make the softmax peaky.
+    let q: Vec<f32> = random_vec(n_heads * head_dim + 3, seed + 2)
+        .iter()
+        .map(|x| 4.0 * x)
+        .collect();
+    let qb = storage(&g, &q);
+    let ob = output(&g, n_heads * head_dim + 2);
+    let scale = 1.0 / (head_dim as f32).sqrt();
+    let step = StepBuffer::new(&g, Step::new(0, 1));
+    let mut worst = 0f64;
+    for window in [None, Some(8), Some(512)] {
+        let op = AttentionDecode::new(
+            &g,
+            View {
+                buffer: &qb,
+                offset: 3,
+            },
+            &cache,
+            View {
+                buffer: &ob,
+                offset: 2,
+            },
+            n_heads as u32,
+            n_kv_heads as u32,
+            head_dim as u32,
+            scale,
+            window,
+            &step,
+        )
+        .unwrap();
+        for kv_len in [1usize, 7, 63, 64, 65, 300, 1000] {
+            step.write(&g, Step::new(kv_len as u32 - 1, 1));
+            kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
+            let got = read(&g, &ob, n_heads * head_dim + 2);
+            let want = attention_decode::cpu(
+                &q[3..],
+                &k,
+                &v,
+                n_heads,
+                n_kv_heads,
+                head_dim,
+                scale,
+                window,
+                kv_len,
+            );
+            let case = format!(
+                "decode {cfg:?} heads {n_heads}/{n_kv_heads} d {head_dim} window {window:?} kv_len {kv_len}"
+            );
+            assert_close(&case, &got[2..], &want, BOUND);
+            worst = worst.max(nmse(&got[2..], &want));
+        }
+    }
+    worst
+}
+
+#[test]
+fn decode_matches_twin() {
+    for cfg in [Config::Full, Config::Bare] {
+        let mut worst = 0f64;
+        for head_dim in [16, 64, 256] {
+            for (h, kvh) in [(4, 4), (4, 2), (4, 1)] {
+                worst = worst.max(check_decode(cfg, h, kvh, head_dim));
+            }
+        }
+        eprintln!("decode {cfg:?}: worst NMSE {worst:.2e}");
+    }
+}
+
+/// Everything one prefill case needs on the GPU: the cache, the append and attention ops
+/// (built for `max_tokens`), the step, and the q / k / v / out activations.
+struct Prefill {
+    cache: KvCache,
+    step: StepBuffer,
+    qb: wgpu::Buffer,
+    kb: wgpu::Buffer,
+    vb: wgpu::Buffer,
+    ob: wgpu::Buffer,
+}
+
+/// Tokens a prefill step is built for (at most: a step near the cache's end gets less).
+const MAX_TOKENS: usize = 512;
+
+impl Prefill {
+    fn new(g: &Gpu, cap: usize, n_heads: usize, kv_dim: usize, head_dim: usize, seed: u64) -> Self {
+        let cache = KvCache::new(g, cap as u32, kv_dim as u32).unwrap();
+        let q: Vec<f32> = random_vec(cap * n_heads * head_dim, seed)
+            .iter()
+            .map(|x| 4.0 * x)
+            .collect();
+        Self {
+            cache,
+            step: StepBuffer::new(g, Step::new(0, 1)),
+            qb: storage(g, &q),
+            kb: storage(g, &random_vec(cap * kv_dim, seed + 1)),
+            vb: storage(g, &random_vec(cap * kv_dim, seed + 2)),
+            ob: output(g, cap * n_heads * head_dim),
+        }
+    }
+}
+
+/// Appends tokens `pos..pos + n` of the sequence's k / v and runs prefill attention for
+/// them; returns (GPU output, twin output) for those tokens.
+#[allow(clippy::too_many_arguments)]
+fn prefill_step(
+    g: &Gpu,
+    s: &Prefill,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+    window: Option<u32>,
+    pos: usize,
+    n: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let kv_dim = n_kv_heads * head_dim;
+    let qd = n_heads * head_dim;
+    let scale = 1.0 / (head_dim as f32).sqrt();
+    let at = |b, rows: usize, width: usize| View {
+        buffer: b,
+        offset: (rows * width) as u64,
+    };
+    // The views of a late step do not hold MAX_TOKENS rows: build for what is left.
+    let max = MAX_TOKENS.min(s.cache.capacity as usize - pos);
+    let append = KvAppend::new(
+        g,
+        at(&s.kb, pos, kv_dim),
+        at(&s.vb, pos, kv_dim),
+        kv_dim as u32,
+        &s.cache,
+        max as u32,
+        &s.step,
+    )
+    .unwrap();
+    let attn = AttentionPrefill::new(
+        g,
+        at(&s.qb, pos, qd),
+        &s.cache,
+        View::of(&s.ob),
+        n_heads as u32,
+        n_kv_heads as u32,
+        head_dim as u32,
+        scale,
+        window,
+        max as u32,
+        &s.step,
+    )
+    .unwrap();
+    s.step.write(g, Step::new(pos as u32, n as u32));
+    kernels::run(g, &[&append.dispatch, &attn.dispatch]);
+    let got = read(g, &s.ob, n * qd);
+    let k = read_cache(g, &s.cache, &s.cache.k);
+    let v = read_cache(g, &s.cache, &s.cache.v);
+    let q = read(g, &s.qb, (pos + n) * qd);
+    let want = attention_prefill::cpu(
+        &q[pos * qd..],
+        &k,
+        &v,
+        n_heads,
+        n_kv_heads,
+        head_dim,
+        scale,
+        window,
+        pos,
+    );
+    (got, want)
+}
+
+#[test]
+fn prefill_matches_twin() {
+    for cfg in [Config::Full, Config::Bare] {
+        let g = gpu(cfg);
+        let mut worst = 0f64;
+        for (n_heads, n_kv_heads, head_dim) in [(4, 2, 64), (4, 1, 256), (4, 4, 16), (4, 2, 256)] {
+            for window in [None, Some(8), Some(512)] {
+                for pos in [0usize, 37] {
+                    for n in [1usize, 5, 17, 64] {
+                        let s = Prefill::new(&g, 110, n_heads, n_kv_heads * head_dim, head_dim, 7);
+                        if pos > 0 {
+                            // Earlier tokens, appended (and attended) by a previous step.
+                            let (got, want) =
+                                prefill_step(&g, &s, n_heads, n_kv_heads, head_dim, window, 0, pos);
+                            assert_close("prefill before", &got, &want, BOUND);
+                        }
+                        let (got, want) =
+                            prefill_step(&g, &s, n_heads, n_kv_heads, head_dim, window, pos, n);
+                        let case = format!(
+                            "prefill {cfg:?} heads {n_heads}/{n_kv_heads} d {head_dim} window {window:?} pos {pos} n {n}"
+                        );
+                        assert_close(&case, &got, &want, BOUND);
+                        worst = worst.max(nmse(&got, &want));
+                    }
+                }
+            }
+        }
+        eprintln!("prefill {cfg:?}: worst NMSE {worst:.2e}");
+    }
+}
+
+#[test]
+fn decode_after_prefill_equals_whole_prefill() {
+    let (n_heads, n_kv_heads, head_dim, n) = (4usize, 1usize, 256usize, 45usize);
+    let (kv_dim, qd) = (n_kv_heads * head_dim, n_heads * head_dim);
+    for cfg in [Config::Full, Config::Bare] {
+        let g = gpu(cfg);
+        for window in [None, Some(8)] {
+            // The whole sequence in one prefill step.
+            let whole = Prefill::new(&g, 110, n_heads, kv_dim, head_dim, 21);
+            let (all, _) = prefill_step(&g, &whole, n_heads, n_kv_heads, head_dim, window, 0, n);
+            // The same sequence as a prefill of n - 1 tokens, then one decode step.
+            let s = Prefill::new(&g, 110, n_heads, kv_dim, head_dim, 21);
+            prefill_step(&g, &s, n_heads, n_kv_heads, head_dim, window, 0, n - 1);
+            let row = |b, w: usize| View {
+                buffer: b,
+                offset: ((n - 1) * w) as u64,
+            };
+            let append = KvAppend::new(
+                &g,
+                row(&s.kb, kv_dim),
+                row(&s.vb, kv_dim),
+                kv_dim as u32,
+                &s.cache,
+                1,
+                &s.step,
+            )
+            .unwrap();
+            let ob = output(&g, qd);
+            let dec = AttentionDecode::new(
+                &g,
+                row(&s.qb, qd),
+                &s.cache,
+                View::of(&ob),
+                n_heads as u32,
+                n_kv_heads as u32,
+                head_dim as u32,
+                1.0 / (head_dim as f32).sqrt(),
+                window,
+                &s.step,
+            )
+            .unwrap();
+            s.step.write(&g, Step::new(n as u32 - 1, 1));
+            kernels::run(
+                &g,
+                &[&append.dispatch, &dec.dispatches[0], &dec.dispatches[1]],
+            );
+            let got = read(&g, &ob, qd);
+            let case = format!("decode after prefill {cfg:?} window {window:?}");
+            assert_close(&case, &got, &all[(n - 1) * qd..], BOUND);
+        }
+    }
+}
+
+#[test]
+fn prefill_long_steps_gemma_shape() {
+    // Gemma 3: 4 query heads, 1 kv head, head_dim 256, 512-token steps, local window.
+    let (n_heads, n_kv_heads, head_dim) = (4usize, 1usize, 256usize);
+    for (cfg, window, pos) in [(Config::Full, Some(128), 0usize), (Config::Bare, None, 88)] {
+        let g = gpu(cfg);
+        let s = Prefill::new(&g, 600, n_heads, n_kv_heads * head_dim, head_dim, 5);
+        if pos > 0 {
+            prefill_step(&g, &s, n_heads, n_kv_heads, head_dim, window, 0, pos);
+        }
+        let (got, want) = prefill_step(&g, &s, n_heads, n_kv_heads, head_dim, window, pos, 512);
+        let case = format!("prefill {cfg:?} 512 tokens at {pos} window {window:?}");
+        assert_close(&case, &got, &want, BOUND);
+    }
+}
