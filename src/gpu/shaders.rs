@@ -20,6 +20,7 @@ shader_table!(
     "matvec.wgsl",
     "matmul.wgsl",
     "get_rows.wgsl",
+    "rmsnorm.wgsl",
     "lib/common.wgsl",
     "lib/weights.wgsl",
     "lib/reduce.wgsl",

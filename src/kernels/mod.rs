@@ -4,10 +4,12 @@
 pub mod get_rows;
 pub mod matmul;
 pub mod matvec;
+pub mod rmsnorm;
 
 pub use get_rows::GetRows;
 pub use matmul::MatMul;
 pub use matvec::MatVec;
+pub use rmsnorm::{NormOut, RmsNorm};
 
 use crate::gpu::{Gpu, GpuError, GpuTensor, PipelineKey, ShaderVariant};
 use crate::quant::GgmlType;
@@ -58,6 +60,25 @@ fn grid(gpu: &Gpu, n: u32) -> (u32, u32) {
     }
 }
 
+/// The grid for `per_token` workgroups per token over `max_tokens` tokens, flattened
+/// token-major; kernels recover (token, group) from `wg_index`.
+fn token_grid(
+    gpu: &Gpu,
+    what: &str,
+    per_token: u64,
+    max_tokens: u32,
+) -> Result<(u32, u32, u32), GpuError> {
+    let n = per_token * max_tokens as u64;
+    let max = gpu.limits.max_compute_workgroups_per_dimension.max(1) as u64;
+    if n == 0 || n > max * max {
+        return Err(GpuError::Runtime(format!(
+            "{what}: {per_token} workgroups x {max_tokens} tokens do not fit one dispatch"
+        )));
+    }
+    let (x, y) = grid(gpu, n as u32);
+    Ok((x, y, 1))
+}
+
 /// A storage buffer of f32 with an element offset, as ops bind it.
 #[derive(Clone, Copy)]
 pub struct View<'a> {
@@ -82,6 +103,26 @@ impl<'a> View<'a> {
             )));
         }
         Ok(())
+    }
+
+    /// Checks that `tokens` rows of `len` elements, `stride` apart, fit the buffer and the
+    /// kernels' 32-bit indices; returns the offset as the kernels take it.
+    fn check_tokens(
+        &self,
+        what: &str,
+        tokens: u32,
+        stride: u64,
+        len: u64,
+    ) -> Result<u32, GpuError> {
+        if tokens == 0 || len == 0 {
+            return Err(GpuError::Runtime(format!(
+                "{what}: {tokens} tokens of {len} elements (both must be at least 1)"
+            )));
+        }
+        let span = (tokens as u64 - 1) * stride + len;
+        self.check(what, span)?;
+        to_u32(what, self.offset + span)?;
+        Ok(self.offset as u32)
     }
 }
 
@@ -251,6 +292,7 @@ pub fn all_variants() -> Vec<PipelineKey> {
         v.push(weight_key("matmul", ty, false, 64));
         v.push(weight_key("get_rows", ty, false, get_rows::WORKGROUP));
     }
+    v.extend(rmsnorm::variants());
     v
 }
 
