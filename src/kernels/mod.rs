@@ -1,15 +1,25 @@
 //! Host side of each shader: its parameter struct, bindings and dispatch geometry. An op
 //! is built once (pipelines and bind groups created up front) and then only encoded.
 
+pub mod add;
+pub mod argmax;
+pub mod gated_act;
 pub mod get_rows;
 pub mod matmul;
 pub mod matvec;
 pub mod rmsnorm;
+pub mod rope;
+pub mod softmax;
 
+pub use add::{Add, Scale};
+pub use argmax::Argmax;
+pub use gated_act::GatedAct;
 pub use get_rows::GetRows;
 pub use matmul::MatMul;
 pub use matvec::MatVec;
 pub use rmsnorm::{NormOut, RmsNorm};
+pub use rope::Rope;
+pub use softmax::Softmax;
 
 use crate::gpu::{Gpu, GpuError, GpuTensor, PipelineKey, ShaderVariant};
 use crate::quant::GgmlType;
@@ -293,6 +303,11 @@ pub fn all_variants() -> Vec<PipelineKey> {
         v.push(weight_key("get_rows", ty, false, get_rows::WORKGROUP));
     }
     v.extend(rmsnorm::variants());
+    v.extend(rope::variants());
+    v.extend(add::variants());
+    v.extend(gated_act::variants());
+    v.extend(softmax::variants());
+    v.extend(argmax::variants());
     v
 }
 
