@@ -188,9 +188,10 @@ fn check_rope(cfg: Config, c: &RopeCase, pos: u32, built: usize, run: usize, see
     let len = off + built * stride;
     let x = random_vec(len, seed);
     let xb = storage(&g, &x);
-    // Llama 3 style factors: 1 for high frequencies, up to 8 for low ones.
+    // Llama 3's factors run from 1 to 8; starting at 0.3 also covers divisors below 1 and
+    // below 1/2, which take other shifts in the shader's fixed-point division.
     let factors: Vec<f32> = (0..c.rope_dims / 2)
-        .map(|i| 1.0 + 7.0 * i as f32 / (c.rope_dims / 2) as f32)
+        .map(|i| 0.3 + 7.7 * i as f32 / (c.rope_dims / 2) as f32)
         .collect();
     let fb = storage(&g, &factors);
     // Built for another step: the op must read the step at run time.
