@@ -12,19 +12,40 @@ use hearth::graph::{LoadOptions, Model};
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let path = args.next().context("usage: top5 MODEL.gguf ID...")?;
-    let ids: Vec<u32> = args.map(|a| a.parse().with_context(|| format!("'{a}' is not a token id"))).collect::<Result<_, _>>()?;
+    let ids: Vec<u32> = args
+        .map(|a| {
+            a.parse()
+                .with_context(|| format!("'{a}' is not a token id"))
+        })
+        .collect::<Result<_, _>>()?;
     if ids.is_empty() {
         bail!("give the prompt as token ids");
     }
     let f = GgufFile::open(&path).with_context(|| path.clone())?;
     let gpu = Gpu::new_blocking(&GpuOptions::from_env()?)?;
     let t0 = std::time::Instant::now();
-    let mut model = Model::load(gpu.clone(), &f, &LoadOptions { context: 1024, ..Default::default() })?;
-    eprintln!("loaded on {} in {:.2}s: {}", gpu.describe(), t0.elapsed().as_secs_f64(), model.memory.describe());
+    let mut model = Model::load(
+        gpu.clone(),
+        &f,
+        &LoadOptions {
+            context: 1024,
+            ..Default::default()
+        },
+    )?;
+    eprintln!(
+        "loaded on {} in {:.2}s: {}",
+        gpu.describe(),
+        t0.elapsed().as_secs_f64(),
+        model.memory.describe()
+    );
     let t1 = std::time::Instant::now();
     model.forward(&ids)?;
     let logits = pollster::block_on(model.logits())?;
-    eprintln!("{} prompt tokens in {:.1} ms", ids.len(), t1.elapsed().as_secs_f64() * 1e3);
+    eprintln!(
+        "{} prompt tokens in {:.1} ms",
+        ids.len(),
+        t1.elapsed().as_secs_f64() * 1e3
+    );
     let vocab = f.get_str_array("tokenizer.ggml.tokens")?.unwrap_or(&[]);
     let mut order: Vec<usize> = (0..logits.len()).collect();
     order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));

@@ -20,9 +20,20 @@ fn check(spec: &TinySpec, cfg: Config) {
     let f = GgufFile::from_bytes(spec.build()).unwrap();
     let g = gpu(cfg);
     let reference = Reference::load(&f).unwrap();
-    let mut model = Model::load(g.clone(), &f, &LoadOptions { context: 64, batch: 8, all_logits: true }).unwrap();
+    let mut model = Model::load(
+        g.clone(),
+        &f,
+        &LoadOptions {
+            context: 64,
+            batch: 8,
+            all_logits: true,
+        },
+    )
+    .unwrap();
     let mut rng = Rng::new(spec.seed);
-    let tokens: Vec<u32> = (0..24).map(|_| rng.below(reference.cfg.vocab as u64) as u32).collect();
+    let tokens: Vec<u32> = (0..24)
+        .map(|_| rng.below(reference.cfg.vocab as u64) as u32)
+        .collect();
     let mut cache = RefCache::new(&reference.cfg, 64, g.features.shader_f16);
     let want = reference.forward(&mut cache, &tokens, 0).unwrap();
     let name = format!("{:?} {} {cfg:?}", spec.arch, spec.weight_type);
@@ -34,19 +45,39 @@ fn check(spec: &TinySpec, cfg: Config) {
         let got = pollster::block_on(model.all_logits()).unwrap();
         assert_eq!(got.len(), chunk.len());
         for (i, row) in got.iter().enumerate() {
-            assert_close(&format!("{name} prefill position {}", pos + i), row, &want[pos + i], BOUND);
+            assert_close(
+                &format!("{name} prefill position {}", pos + i),
+                row,
+                &want[pos + i],
+                BOUND,
+            );
         }
         let last = pollster::block_on(model.logits()).unwrap();
-        assert_close(&format!("{name} prefill last logits"), &last, &want[pos + chunk.len() - 1], BOUND);
+        assert_close(
+            &format!("{name} prefill last logits"),
+            &last,
+            &want[pos + chunk.len() - 1],
+            BOUND,
+        );
         pos += chunk.len();
     }
     // Decode the rest one token at a time.
     for (i, &t) in tokens.iter().enumerate().skip(13) {
         model.forward(&[t]).unwrap();
         let got = pollster::block_on(model.logits()).unwrap();
-        assert_close(&format!("{name} decode position {i}"), &got, &want[i], BOUND);
+        assert_close(
+            &format!("{name} decode position {i}"),
+            &got,
+            &want[i],
+            BOUND,
+        );
         let argmax = pollster::block_on(model.argmax()).unwrap();
-        let best = want[i].iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0 as u32;
+        let best = want[i]
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap()
+            .0 as u32;
         assert_eq!(argmax, best, "{name} argmax at {i}");
     }
     assert_eq!(model.pos(), tokens.len());
@@ -60,7 +91,10 @@ fn spec(arch: Arch, ty: GgmlType, seed: u64) -> TinySpec {
 
 #[test]
 fn gemma3_matches_reference() {
-    for (i, ty) in [GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::F32].into_iter().enumerate() {
+    for (i, ty) in [GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::F32]
+        .into_iter()
+        .enumerate()
+    {
         check(&spec(Arch::Gemma3, ty, 10 + i as u64), Config::Full);
     }
     check(&spec(Arch::Gemma3, GgmlType::Q5_0, 20), Config::Bare);
@@ -68,7 +102,10 @@ fn gemma3_matches_reference() {
 
 #[test]
 fn llama_matches_reference() {
-    for (i, ty) in [GgmlType::Q4_0, GgmlType::Q6_K, GgmlType::F16].into_iter().enumerate() {
+    for (i, ty) in [GgmlType::Q4_0, GgmlType::Q6_K, GgmlType::F16]
+        .into_iter()
+        .enumerate()
+    {
         check(&spec(Arch::Llama, ty, 30 + i as u64), Config::Full);
     }
     check(&spec(Arch::Llama, GgmlType::Q8_0, 40), Config::Bare);
@@ -89,13 +126,34 @@ fn qwen3_matches_reference() {
 #[test]
 fn bad_input_is_an_error_not_a_panic() {
     let f = GgufFile::from_bytes(TinySpec::new(Arch::Llama).build()).unwrap();
-    let mut model = Model::load(gpu(Config::Full), &f, &LoadOptions { context: 16, batch: 8, all_logits: false }).unwrap();
+    let mut model = Model::load(
+        gpu(Config::Full),
+        &f,
+        &LoadOptions {
+            context: 16,
+            batch: 8,
+            all_logits: false,
+        },
+    )
+    .unwrap();
     let vocab = model.cfg.vocab as u32;
-    assert!(model.forward(&[vocab]).unwrap_err().to_string().contains("vocabulary"));
+    assert!(model
+        .forward(&[vocab])
+        .unwrap_err()
+        .to_string()
+        .contains("vocabulary"));
     assert!(model.forward(&[]).is_err());
-    assert!(model.forward(&vec![1; 17]).unwrap_err().to_string().contains("do not fit a KV cache"));
+    assert!(model
+        .forward(&vec![1; 17])
+        .unwrap_err()
+        .to_string()
+        .contains("do not fit a KV cache"));
     model.forward(&vec![1; 16]).unwrap();
-    assert!(model.forward(&[1]).unwrap_err().to_string().contains("do not fit a KV cache"));
+    assert!(model
+        .forward(&[1])
+        .unwrap_err()
+        .to_string()
+        .contains("do not fit a KV cache"));
     model.reset();
     model.forward(&[1]).unwrap();
 }
@@ -109,9 +167,31 @@ fn a_kv_cache_beyond_the_binding_limit_is_refused_before_allocating() {
     let plan = hearth::graph::MemoryPlan::new(&cfg, &f, 4096, 8, false, false);
     assert!(plan.kv_cache > 0 && plan.total() > plan.weights);
     let small = gpu(Config::SmallBinding); // 64 KiB bindings
-    let err = Model::load(small, &f, &LoadOptions { context: 4096, batch: 8, all_logits: false }).err().expect("refused");
+    let err = Model::load(
+        small,
+        &f,
+        &LoadOptions {
+            context: 4096,
+            batch: 8,
+            all_logits: false,
+        },
+    )
+    .err()
+    .expect("refused");
     let msg = err.to_string();
-    assert!(msg.contains("KV cache") && msg.contains("lower the context"), "{msg}");
+    assert!(
+        msg.contains("KV cache") && msg.contains("lower the context"),
+        "{msg}"
+    );
     // A context that fits loads on the same adapter.
-    assert!(Model::load(gpu(Config::SmallBinding), &f, &LoadOptions { context: 64, batch: 8, all_logits: false }).is_ok());
+    assert!(Model::load(
+        gpu(Config::SmallBinding),
+        &f,
+        &LoadOptions {
+            context: 64,
+            batch: 8,
+            all_logits: false
+        }
+    )
+    .is_ok());
 }

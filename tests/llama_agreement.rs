@@ -20,21 +20,36 @@ const NMSE_BOUND: f64 = 2e-3;
 const GAP: f64 = 0.1;
 
 fn goldens() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/llama_goldens.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/llama_goldens.json"
+    );
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 fn floats(v: &Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
 }
 
 fn top_k(logits: &[f32], k: usize) -> Vec<u32> {
     let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
-    idx.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
+    idx.sort_by(|&a, &b| {
+        logits[b as usize]
+            .total_cmp(&logits[a as usize])
+            .then(a.cmp(&b))
+    });
     idx.truncate(k);
     idx
 }
@@ -42,7 +57,11 @@ fn top_k(logits: &[f32], k: usize) -> Vec<u32> {
 fn load() -> Option<Model> {
     let path = common::real_model()?;
     let f = GgufFile::open(&path).unwrap();
-    let opts = LoadOptions { context: 256, batch: 64, all_logits: true };
+    let opts = LoadOptions {
+        context: 256,
+        batch: 64,
+        all_logits: true,
+    };
     Some(Model::load(gpu(Config::Full), &f, &opts).unwrap())
 }
 
@@ -53,7 +72,10 @@ fn teacher_forced_logits_match_llama_cpp() {
     let probes = ids(&g["probe_ids"]);
     let (mut worst, mut sum, mut count, mut checked_top1) = (0f64, 0f64, 0usize, 0usize);
     for p in g["prompts"].as_array().unwrap() {
-        let seq: Vec<u32> = ids(&p["ids"]).into_iter().chain(ids(&p["continuation"])).collect();
+        let seq: Vec<u32> = ids(&p["ids"])
+            .into_iter()
+            .chain(ids(&p["continuation"]))
+            .collect();
         model.reset();
         model.forward(&seq).unwrap();
         let all = pollster::block_on(model.all_logits()).unwrap();
@@ -64,23 +86,46 @@ fn teacher_forced_logits_match_llama_cpp() {
             let case = format!("{:?} position {i}", p["text"].as_str().unwrap());
             let our_top = top_k(ours, 10);
             if top_logits[0] - top_logits[1] > GAP {
-                assert_eq!(our_top[0], top_ids[0], "{case}: top-1 differs (llama.cpp gap {:.3})", top_logits[0] - top_logits[1]);
+                assert_eq!(
+                    our_top[0],
+                    top_ids[0],
+                    "{case}: top-1 differs (llama.cpp gap {:.3})",
+                    top_logits[0] - top_logits[1]
+                );
                 checked_top1 += 1;
             }
             let shared = top_ids[..10].iter().filter(|t| our_top.contains(t)).count();
-            assert!(shared >= 8, "{case}: only {shared} of llama.cpp's top-10 in ours");
-            let mut pairs: Vec<(f64, f64)> = top_ids.iter().zip(&top_logits).map(|(&t, &l)| (ours[t as usize] as f64, l)).collect();
-            pairs.extend(probes.iter().zip(floats(&pos["probe_logits"])).map(|(&t, l)| (ours[t as usize] as f64, l)));
+            assert!(
+                shared >= 8,
+                "{case}: only {shared} of llama.cpp's top-10 in ours"
+            );
+            let mut pairs: Vec<(f64, f64)> = top_ids
+                .iter()
+                .zip(&top_logits)
+                .map(|(&t, &l)| (ours[t as usize] as f64, l))
+                .collect();
+            pairs.extend(
+                probes
+                    .iter()
+                    .zip(floats(&pos["probe_logits"]))
+                    .map(|(&t, l)| (ours[t as usize] as f64, l)),
+            );
             let err: f64 = pairs.iter().map(|(a, b)| (a - b).powi(2)).sum();
             let norm: f64 = pairs.iter().map(|(_, b)| b * b).sum();
             let nmse = err / norm;
-            assert!(nmse < NMSE_BOUND, "{case}: NMSE {nmse:.2e} >= {NMSE_BOUND:.0e}");
+            assert!(
+                nmse < NMSE_BOUND,
+                "{case}: NMSE {nmse:.2e} >= {NMSE_BOUND:.0e}"
+            );
             worst = worst.max(nmse);
             sum += nmse;
             count += 1;
         }
     }
-    eprintln!("{count} positions: NMSE mean {:.2e}, worst {worst:.2e}; top-1 checked at {checked_top1}", sum / count as f64);
+    eprintln!(
+        "{count} positions: NMSE mean {:.2e}, worst {worst:.2e}; top-1 checked at {checked_top1}",
+        sum / count as f64
+    );
     assert!(count > 250 && checked_top1 > 150);
 }
 
@@ -90,14 +135,23 @@ fn free_running_greedy_matches_until_the_first_near_tie() {
     let g = goldens();
     let mut compared = 0;
     for p in g["prompts"].as_array().unwrap() {
-        let (prompt, cont, gaps) = (ids(&p["ids"]), ids(&p["continuation"]), floats(&p["free_gaps"]));
+        let (prompt, cont, gaps) = (
+            ids(&p["ids"]),
+            ids(&p["continuation"]),
+            floats(&p["free_gaps"]),
+        );
         model.reset();
         let mut next = model.greedy_step(&prompt).unwrap();
         for (step, (&want, &gap)) in cont.iter().zip(&gaps).enumerate() {
             if gap < GAP {
                 break;
             }
-            assert_eq!(next, want, "{:?}: greedy token {step} differs", p["text"].as_str().unwrap());
+            assert_eq!(
+                next,
+                want,
+                "{:?}: greedy token {step} differs",
+                p["text"].as_str().unwrap()
+            );
             compared += 1;
             next = model.greedy_step(&[next]).unwrap();
         }

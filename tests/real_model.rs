@@ -135,11 +135,26 @@ fn sharded_token_embd_matches_cpu() {
 
 #[test]
 fn gemma3_config_from_metadata() {
-    let Some(path) = common::real_model() else { return };
+    let Some(path) = common::real_model() else {
+        return;
+    };
     let f = GgufFile::open(&path).unwrap();
     let c = hearth::model::ModelConfig::from_gguf(&f).unwrap();
-    assert_eq!((c.n_layers, c.hidden, c.n_heads, c.n_kv_heads, c.head_dim, c.ffn), (18, 640, 4, 1, 256, 2048));
-    assert_eq!((c.vocab, c.context, c.sliding_window), (262144, 32768, Some(512)));
+    assert_eq!(
+        (
+            c.n_layers,
+            c.hidden,
+            c.n_heads,
+            c.n_kv_heads,
+            c.head_dim,
+            c.ffn
+        ),
+        (18, 640, 4, 1, 256, 2048)
+    );
+    assert_eq!(
+        (c.vocab, c.context, c.sliding_window),
+        (262144, 32768, Some(512))
+    );
     assert!(c.rope_neox && c.qk_norm && c.post_norms && !c.qkv_bias);
     assert_eq!(c.act, hearth::model::Activation::GeluTanh);
     assert!((c.embed_scale - 640f32.sqrt()).abs() < 1e-4);

@@ -35,3 +35,61 @@ fn wg_sum4(v: vec4<f32>, ids: Ids) -> vec4<f32> {
     return red4[0];
 #endif
 }
+
+var<workgroup> red1: array<f32, WG>;
+
+// Sum of v over the workgroup, returned to every invocation (row ops scale every element
+// by it). Must be called in uniform control flow; the closing barrier lets the caller
+// reduce again right away without racing on red1.
+fn wg_sum(v: f32, ids: Ids) -> f32 {
+#ifdef SUBGROUPS
+    let s = subgroupAdd(v);
+    if (ids.lane == 0u) {
+        red1[ids.lid / ids.sg_size] = s;
+    }
+    workgroupBarrier();
+    var t = 0.0;
+    for (var i = 0u; i < (WG + ids.sg_size - 1u) / ids.sg_size; i++) {
+        t += red1[i];
+    }
+#else
+    red1[ids.lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (ids.lid < s) {
+            red1[ids.lid] += red1[ids.lid + s];
+        }
+        workgroupBarrier();
+    }
+    let t = red1[0];
+#endif
+    workgroupBarrier();
+    return t;
+}
+
+// Maximum of v over the workgroup, returned to every invocation; as wg_sum.
+fn wg_max(v: f32, ids: Ids) -> f32 {
+#ifdef SUBGROUPS
+    let s = subgroupMax(v);
+    if (ids.lane == 0u) {
+        red1[ids.lid / ids.sg_size] = s;
+    }
+    workgroupBarrier();
+    var t = red1[0];
+    for (var i = 1u; i < (WG + ids.sg_size - 1u) / ids.sg_size; i++) {
+        t = max(t, red1[i]);
+    }
+#else
+    red1[ids.lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (ids.lid < s) {
+            red1[ids.lid] = max(red1[ids.lid], red1[ids.lid + s]);
+        }
+        workgroupBarrier();
+    }
+    let t = red1[0];
+#endif
+    workgroupBarrier();
+    return t;
+}

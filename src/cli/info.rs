@@ -187,7 +187,14 @@ pub fn run(args: &InfoArgs, gpu_args: &GpuArgs) -> anyhow::Result<()> {
             match crate::model::ModelConfig::from_gguf(&f) {
                 Ok(cfg) => {
                     let ctx = args.context.clamp(1, cfg.context);
-                    let plan = crate::graph::MemoryPlan::new(&cfg, &f, ctx, args.batch.clamp(1, ctx), false, gpu.features.shader_f16);
+                    let plan = crate::graph::MemoryPlan::new(
+                        &cfg,
+                        &f,
+                        ctx,
+                        args.batch.clamp(1, ctx),
+                        false,
+                        gpu.features.shader_f16,
+                    );
                     println!("\nGPU memory at context {ctx}:\n  {}", plan.describe());
                     match plan.check(&gpu, &f) {
                         Ok(()) => println!("  fits this adapter's limits"),

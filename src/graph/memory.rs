@@ -26,7 +26,14 @@ pub struct MemoryPlan {
 
 impl MemoryPlan {
     /// Plans the buffers of `cfg` at `capacity` tokens of context and `batch` tokens of prefill.
-    pub fn new(cfg: &ModelConfig, f: &GgufFile, capacity: usize, batch: usize, all_logits: bool, kv_f16: bool) -> Self {
+    pub fn new(
+        cfg: &ModelConfig,
+        f: &GgufFile,
+        capacity: usize,
+        batch: usize,
+        all_logits: bool,
+        kv_f16: bool,
+    ) -> Self {
         let mut largest = (String::new(), 0u64);
         let mut note = |what: &str, bytes: u64| {
             if bytes > largest.1 {
@@ -46,15 +53,27 @@ impl MemoryPlan {
         note("KV cache (K or V of one layer)", kv_layer);
         let kv_cache = 2 * kv_layer * cfg.n_layers as u64;
         let b = batch as u64;
-        let per_token = 4 * (3 * cfg.hidden + 2 * cfg.q_dim() + 2 * cfg.kv_dim() + 2 * cfg.ffn) as u64;
-        note("activations of one prefill batch", b * 4 * cfg.ffn.max(cfg.q_dim()) as u64);
+        let per_token =
+            4 * (3 * cfg.hidden + 2 * cfg.q_dim() + 2 * cfg.kv_dim() + 2 * cfg.ffn) as u64;
+        note(
+            "activations of one prefill batch",
+            b * 4 * cfg.ffn.max(cfg.q_dim()) as u64,
+        );
         let logits = 4 * cfg.vocab as u64;
         let mut activations = b * per_token + 3 * logits + 8 * cfg.hidden as u64;
         if all_logits {
             activations += b * logits;
             note("logits of every prefill token", b * logits);
         }
-        Self { weights, kv_cache, activations, largest, capacity, batch, kv_elem_bytes }
+        Self {
+            weights,
+            kv_cache,
+            activations,
+            largest,
+            capacity,
+            batch,
+            kv_elem_bytes,
+        }
     }
 
     /// Everything together.
@@ -76,8 +95,12 @@ impl MemoryPlan {
             )));
         }
         for t in f.tensors.iter().filter(|t| t.dims.len() >= 2) {
-            shard_rows(t.ty, t.row_len(), t.n_rows(), max_binding)
-                .map_err(|why| ModelError::BadTensor { name: t.name.clone(), why })?;
+            shard_rows(t.ty, t.row_len(), t.n_rows(), max_binding).map_err(|why| {
+                ModelError::BadTensor {
+                    name: t.name.clone(),
+                    why,
+                }
+            })?;
         }
         Ok(())
     }

@@ -11,8 +11,8 @@ pub use memory::MemoryPlan;
 use crate::gguf::GgufFile;
 use crate::gpu::{Gpu, GpuError};
 use crate::kernels::{
-    Add, Argmax, AttentionDecode, AttentionPrefill, GatedAct, GetRows, KvAppend, KvCache, MatMul, MatVec,
-    NormOut, RmsNorm, Rope, Scale, Step, StepBuffer, View,
+    Add, Argmax, AttentionDecode, AttentionPrefill, GatedAct, GetRows, KvAppend, KvCache, MatMul,
+    MatVec, NormOut, RmsNorm, Rope, Scale, Step, StepBuffer, View,
 };
 use crate::model::{ModelConfig, ModelError, Weights};
 use std::sync::Arc;
@@ -67,7 +67,11 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { context: 4096, batch: 64, all_logits: false }
+        Self {
+            context: 4096,
+            batch: 64,
+            all_logits: false,
+        }
     }
 }
 
@@ -127,7 +131,12 @@ pub struct Model {
 }
 
 fn buffer(gpu: &Gpu, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
-    gpu.device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size: bytes.max(4), usage, mapped_at_creation: false })
+    gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: bytes.max(4),
+        usage,
+        mapped_at_creation: false,
+    })
 }
 
 impl Model {
@@ -136,11 +145,21 @@ impl Model {
     pub fn load(gpu: Arc<Gpu>, f: &GgufFile, opts: &LoadOptions) -> Result<Self, ModelError> {
         let cfg = ModelConfig::from_gguf(f)?;
         if cfg.final_softcap.is_some() {
-            return Err(ModelError::Input(format!("{}: final logit soft-capping is not supported", cfg.arch.name())));
+            return Err(ModelError::Input(format!(
+                "{}: final logit soft-capping is not supported",
+                cfg.arch.name()
+            )));
         }
         let capacity = opts.context.clamp(1, cfg.context);
         let batch = opts.batch.clamp(1, capacity);
-        let memory = MemoryPlan::new(&cfg, f, capacity, batch, opts.all_logits, gpu.features.shader_f16);
+        let memory = MemoryPlan::new(
+            &cfg,
+            f,
+            capacity,
+            batch,
+            opts.all_logits,
+            gpu.features.shader_f16,
+        );
         memory.check(&gpu, f)?;
         let weights = Weights::upload(&gpu, f, &cfg)?;
         let kv = (0..cfg.n_layers)
@@ -148,7 +167,14 @@ impl Model {
             .collect::<Result<Vec<_>, GpuError>>()?;
         let acts = Activations::new(&gpu, &cfg, batch, opts.all_logits);
         let step = StepBuffer::new(&gpu, Step::new(0, 1));
-        let b = Builder { gpu: &gpu, cfg: &cfg, w: &weights, kv: &kv, a: &acts, step: &step };
+        let b = Builder {
+            gpu: &gpu,
+            cfg: &cfg,
+            w: &weights,
+            kv: &kv,
+            a: &acts,
+            step: &step,
+        };
         let (prefill, decode, tail) = b.plans(batch)?;
         Ok(Self {
             cfg,
@@ -198,10 +224,16 @@ impl Model {
             return Err(ModelError::Input("no tokens to process".into()));
         }
         if let Some(&id) = tokens.iter().find(|&&t| t as usize >= self.cfg.vocab) {
-            return Err(ModelError::TokenOutOfRange { id, vocab: self.cfg.vocab });
+            return Err(ModelError::TokenOutOfRange {
+                id,
+                vocab: self.cfg.vocab,
+            });
         }
         if self.pos + tokens.len() > self.capacity {
-            return Err(ModelError::ContextFull { needed: self.pos + tokens.len(), capacity: self.capacity });
+            return Err(ModelError::ContextFull {
+                needed: self.pos + tokens.len(),
+                capacity: self.capacity,
+            });
         }
         if tokens.len() == 1 {
             self.run(tokens, false);
@@ -217,7 +249,8 @@ impl Model {
     fn run(&mut self, tokens: &[u32], prefill: bool) {
         let gpu = &self.gpu;
         let n = tokens.len();
-        gpu.queue.write_buffer(&self.acts.ids, 0, bytemuck::cast_slice(tokens));
+        gpu.queue
+            .write_buffer(&self.acts.ids, 0, bytemuck::cast_slice(tokens));
         self.step.write(gpu, Step::new(self.pos as u32, n as u32));
         let plan = if prefill { &self.prefill } else { &self.decode };
         let submit = |stages: &[Stage], before: Option<&dyn Fn(&mut wgpu::CommandEncoder)>| {
@@ -243,7 +276,12 @@ impl Model {
         // The last token's row becomes the input of the shared tail (norm, head, argmax).
         let row = (n as u64 - 1) * self.cfg.hidden as u64 * 4;
         let (x, last, bytes) = (&self.acts.x, &self.acts.last, self.cfg.hidden as u64 * 4);
-        submit(&self.tail, Some(&|enc: &mut wgpu::CommandEncoder| enc.copy_buffer_to_buffer(x, row, last, 0, bytes)));
+        submit(
+            &self.tail,
+            Some(&|enc: &mut wgpu::CommandEncoder| {
+                enc.copy_buffer_to_buffer(x, row, last, 0, bytes)
+            }),
+        );
         self.pos += n;
         self.last_n = n;
         self.last_was_prefill = prefill;
@@ -252,12 +290,24 @@ impl Model {
     /// The last token's logits, read back to the CPU.
     pub async fn logits(&self) -> Result<Vec<f32>, GpuError> {
         let bytes = self.cfg.vocab as u64 * 4;
-        read_into(&self.gpu, &self.acts.logits, 0, &self.acts.staging_logits, bytes).await.map(|b| bytemuck::cast_slice(&b).to_vec())
+        read_into(
+            &self.gpu,
+            &self.acts.logits,
+            0,
+            &self.acts.staging_logits,
+            bytes,
+        )
+        .await
+        .map(|b| bytemuck::cast_slice(&b).to_vec())
     }
 
     /// Logits of every token of the last prefill step (`all_logits` must be enabled).
     pub async fn all_logits(&self) -> Result<Vec<Vec<f32>>, GpuError> {
-        let buf = self.acts.logits_all.as_ref().ok_or_else(|| GpuError::Runtime("model loaded without all_logits".into()))?;
+        let buf = self
+            .acts
+            .logits_all
+            .as_ref()
+            .ok_or_else(|| GpuError::Runtime("model loaded without all_logits".into()))?;
         if !self.last_was_prefill {
             return Ok(vec![self.logits().await?]);
         }
@@ -286,20 +336,32 @@ impl Model {
 }
 
 /// Copies `bytes` from `src` into the persistent `staging` buffer and maps it.
-async fn read_into(gpu: &Gpu, src: &wgpu::Buffer, offset: u64, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, GpuError> {
+async fn read_into(
+    gpu: &Gpu,
+    src: &wgpu::Buffer,
+    offset: u64,
+    staging: &wgpu::Buffer,
+    bytes: u64,
+) -> Result<Vec<u8>, GpuError> {
     let mut enc = gpu.device.create_command_encoder(&Default::default());
     enc.copy_buffer_to_buffer(src, offset, staging, 0, bytes);
     gpu.queue.submit([enc.finish()]);
     let (tx, rx) = futures::channel::oneshot::channel();
-    staging.slice(..bytes).map_async(wgpu::MapMode::Read, move |r| {
-        let _ = tx.send(r);
-    });
+    staging
+        .slice(..bytes)
+        .map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
     #[cfg(not(target_arch = "wasm32"))]
     gpu.wait()?;
     rx.await
         .map_err(|_| GpuError::Runtime("readback cancelled".into()))?
         .map_err(|e| GpuError::Runtime(format!("readback failed: {e}")))?;
-    let out = staging.slice(..bytes).get_mapped_range().map_err(|e| GpuError::Runtime(e.to_string()))?.to_vec();
+    let out = staging
+        .slice(..bytes)
+        .get_mapped_range()
+        .map_err(|e| GpuError::Runtime(e.to_string()))?
+        .to_vec();
     staging.unmap();
     Ok(out)
 }
@@ -308,7 +370,8 @@ impl Activations {
     fn new(gpu: &Gpu, cfg: &ModelConfig, batch: usize, all_logits: bool) -> Self {
         use wgpu::BufferUsages as U;
         let act = U::STORAGE | U::COPY_SRC | U::COPY_DST;
-        let f = |label: &str, per_token: usize| buffer(gpu, label, (batch * per_token * 4) as u64, act);
+        let f =
+            |label: &str, per_token: usize| buffer(gpu, label, (batch * per_token * 4) as u64, act);
         let v = cfg.vocab as u64;
         Self {
             ids: buffer(gpu, "ids", batch as u64 * 4, U::STORAGE | U::COPY_DST),
@@ -348,7 +411,15 @@ impl Builder<'_> {
         let t = batch as u32;
         let hidden = cfg.hidden as u32;
         let embed_scale: Vec<Stage> = if cfg.embed_scale != 1.0 {
-            vec![Arc::new(Scale::new(gpu, View::of(&a.x), hidden, hidden, cfg.embed_scale, t, step)?)]
+            vec![Arc::new(Scale::new(
+                gpu,
+                View::of(&a.x),
+                hidden,
+                hidden,
+                cfg.embed_scale,
+                t,
+                step,
+            )?)]
         } else {
             vec![]
         };
@@ -365,8 +436,16 @@ impl Builder<'_> {
             v.extend(embed_scale.iter().cloned());
             Ok(v)
         };
-        let mut prefill = Plan { embed: embed(t)?, layers: Vec::new(), all_logits: Vec::new() };
-        let mut decode = Plan { embed: embed(1)?, layers: Vec::new(), all_logits: Vec::new() };
+        let mut prefill = Plan {
+            embed: embed(t)?,
+            layers: Vec::new(),
+            all_logits: Vec::new(),
+        };
+        let mut decode = Plan {
+            embed: embed(1)?,
+            layers: Vec::new(),
+            all_logits: Vec::new(),
+        };
         for il in 0..cfg.n_layers {
             let (p, d) = self.layer(il, t)?;
             prefill.layers.push(p);
@@ -376,8 +455,28 @@ impl Builder<'_> {
         let head = self.w.head();
         if let Some(all) = &a.logits_all {
             prefill.all_logits = vec![
-                Arc::new(RmsNorm::new(gpu, View::of(&a.x), NormOut::To(View::of(&a.h)), &self.w.output_norm, hidden, 1, hidden, eps, t, step)?),
-                Arc::new(MatMul::new(gpu, head, View::of(&a.h), hidden as u64, View::of(all), cfg.vocab as u64, t as u64, step)?),
+                Arc::new(RmsNorm::new(
+                    gpu,
+                    View::of(&a.x),
+                    NormOut::To(View::of(&a.h)),
+                    &self.w.output_norm,
+                    hidden,
+                    1,
+                    hidden,
+                    eps,
+                    t,
+                    step,
+                )?),
+                Arc::new(MatMul::new(
+                    gpu,
+                    head,
+                    View::of(&a.h),
+                    hidden as u64,
+                    View::of(all),
+                    cfg.vocab as u64,
+                    t as u64,
+                    step,
+                )?),
             ];
         }
         let tail: Vec<Stage> = vec![
@@ -393,8 +492,19 @@ impl Builder<'_> {
                 1,
                 step,
             )?),
-            Arc::new(MatVec::new(gpu, head, View::of(&a.last_normed), View::of(&a.logits))?),
-            Arc::new(Argmax::new(gpu, View::of(&a.logits), cfg.vocab as u32, &a.token, 0)?),
+            Arc::new(MatVec::new(
+                gpu,
+                head,
+                View::of(&a.last_normed),
+                View::of(&a.logits),
+            )?),
+            Arc::new(Argmax::new(
+                gpu,
+                View::of(&a.logits),
+                cfg.vocab as u32,
+                &a.token,
+                0,
+            )?),
         ];
         Ok((prefill, decode, tail))
     }
@@ -403,66 +513,266 @@ impl Builder<'_> {
     fn layer(&self, il: usize, t: u32) -> Result<(Vec<Stage>, Vec<Stage>), ModelError> {
         let (gpu, cfg, a, step) = (self.gpu, self.cfg, self.a, self.step);
         let lw = &self.w.layers[il];
-        let (hidden, qd, kvd, ffn) = (cfg.hidden as u32, cfg.q_dim() as u32, cfg.kv_dim() as u32, cfg.ffn as u32);
-        let (nh, nkv, hd) = (cfg.n_heads as u32, cfg.n_kv_heads as u32, cfg.head_dim as u32);
+        let (hidden, qd, kvd, ffn) = (
+            cfg.hidden as u32,
+            cfg.q_dim() as u32,
+            cfg.kv_dim() as u32,
+            cfg.ffn as u32,
+        );
+        let (nh, nkv, hd) = (
+            cfg.n_heads as u32,
+            cfg.n_kv_heads as u32,
+            cfg.head_dim as u32,
+        );
         let eps = cfg.rms_eps;
         let window = cfg.window(il).map(|w| w as u32);
         let (base, pos_scale) = cfg.rope(il);
         let kv = &self.kv[il];
 
         // A projection in both forms: matmul for prefill, matvec for decode.
-        let proj = |w: &crate::gpu::GpuTensor, x: &wgpu::Buffer, y: &wgpu::Buffer| -> Result<(Stage, Stage), ModelError> {
-            let mm: Stage = Arc::new(MatMul::new(gpu, w, View::of(x), w.cols, View::of(y), w.rows, t as u64, step)?);
+        let proj = |w: &crate::gpu::GpuTensor,
+                    x: &wgpu::Buffer,
+                    y: &wgpu::Buffer|
+         -> Result<(Stage, Stage), ModelError> {
+            let mm: Stage = Arc::new(MatMul::new(
+                gpu,
+                w,
+                View::of(x),
+                w.cols,
+                View::of(y),
+                w.rows,
+                t as u64,
+                step,
+            )?);
             let mv: Stage = Arc::new(MatVec::new(gpu, w, View::of(x), View::of(y))?);
             Ok((mm, mv))
         };
         let mut pre: Vec<Stage> = Vec::new();
         let mut dec: Vec<Stage> = Vec::new();
-        let mut both = |s: Stage, pre: &mut Vec<Stage>, dec: &mut Vec<Stage>| {
+        let both = |s: Stage, pre: &mut Vec<Stage>, dec: &mut Vec<Stage>| {
             pre.push(s.clone());
             dec.push(s);
         };
-        let mut split = |(p, d): (Stage, Stage), pre: &mut Vec<Stage>, dec: &mut Vec<Stage>| {
+        let split = |(p, d): (Stage, Stage), pre: &mut Vec<Stage>, dec: &mut Vec<Stage>| {
             pre.push(p);
             dec.push(d);
         };
 
         // Attention block.
-        both(Arc::new(RmsNorm::new(gpu, View::of(&a.x), NormOut::To(View::of(&a.h)), &lw.attn_norm, hidden, 1, hidden, eps, t, step)?), &mut pre, &mut dec);
+        both(
+            Arc::new(RmsNorm::new(
+                gpu,
+                View::of(&a.x),
+                NormOut::To(View::of(&a.h)),
+                &lw.attn_norm,
+                hidden,
+                1,
+                hidden,
+                eps,
+                t,
+                step,
+            )?),
+            &mut pre,
+            &mut dec,
+        );
         split(proj(&lw.wq, &a.h, &a.q)?, &mut pre, &mut dec);
         split(proj(&lw.wk, &a.h, &a.k)?, &mut pre, &mut dec);
         split(proj(&lw.wv, &a.h, &a.v)?, &mut pre, &mut dec);
         if let Some([bq, bk, bv]) = &lw.bias {
             for (b, y, width) in [(bq, &a.q, qd), (bk, &a.k, kvd), (bv, &a.v, kvd)] {
-                both(Arc::new(Add::new(gpu, View::of(b), View::of(y), width, 0, width, true, 1.0, t, step)?), &mut pre, &mut dec);
+                both(
+                    Arc::new(Add::new(
+                        gpu,
+                        View::of(b),
+                        View::of(y),
+                        width,
+                        0,
+                        width,
+                        true,
+                        1.0,
+                        t,
+                        step,
+                    )?),
+                    &mut pre,
+                    &mut dec,
+                );
             }
         }
         if let Some([qn, kn]) = &lw.qk_norm {
-            both(Arc::new(RmsNorm::new(gpu, View::of(&a.q), NormOut::InPlace, qn, hd, nh, qd, eps, t, step)?), &mut pre, &mut dec);
-            both(Arc::new(RmsNorm::new(gpu, View::of(&a.k), NormOut::InPlace, kn, hd, nkv, kvd, eps, t, step)?), &mut pre, &mut dec);
+            both(
+                Arc::new(RmsNorm::new(
+                    gpu,
+                    View::of(&a.q),
+                    NormOut::InPlace,
+                    qn,
+                    hd,
+                    nh,
+                    qd,
+                    eps,
+                    t,
+                    step,
+                )?),
+                &mut pre,
+                &mut dec,
+            );
+            both(
+                Arc::new(RmsNorm::new(
+                    gpu,
+                    View::of(&a.k),
+                    NormOut::InPlace,
+                    kn,
+                    hd,
+                    nkv,
+                    kvd,
+                    eps,
+                    t,
+                    step,
+                )?),
+                &mut pre,
+                &mut dec,
+            );
         }
         let rope_dims = cfg.rope_dims as u32;
         let freqs = self.w.rope_freqs.as_ref();
-        both(Arc::new(Rope::new(gpu, View::of(&a.q), nh, hd, rope_dims, qd, base, pos_scale, cfg.rope_neox, freqs, t, step)?), &mut pre, &mut dec);
-        both(Arc::new(Rope::new(gpu, View::of(&a.k), nkv, hd, rope_dims, kvd, base, pos_scale, cfg.rope_neox, freqs, t, step)?), &mut pre, &mut dec);
-        both(Arc::new(KvAppend::new(gpu, View::of(&a.k), View::of(&a.v), kvd, kv, t, step)?), &mut pre, &mut dec);
+        both(
+            Arc::new(Rope::new(
+                gpu,
+                View::of(&a.q),
+                nh,
+                hd,
+                rope_dims,
+                qd,
+                base,
+                pos_scale,
+                cfg.rope_neox,
+                freqs,
+                t,
+                step,
+            )?),
+            &mut pre,
+            &mut dec,
+        );
+        both(
+            Arc::new(Rope::new(
+                gpu,
+                View::of(&a.k),
+                nkv,
+                hd,
+                rope_dims,
+                kvd,
+                base,
+                pos_scale,
+                cfg.rope_neox,
+                freqs,
+                t,
+                step,
+            )?),
+            &mut pre,
+            &mut dec,
+        );
+        both(
+            Arc::new(KvAppend::new(
+                gpu,
+                View::of(&a.k),
+                View::of(&a.v),
+                kvd,
+                kv,
+                t,
+                step,
+            )?),
+            &mut pre,
+            &mut dec,
+        );
         let scale = cfg.attn_scale;
-        pre.push(Arc::new(AttentionPrefill::new(gpu, View::of(&a.q), kv, View::of(&a.attn), nh, nkv, hd, scale, window, t, step)?));
-        dec.push(Arc::new(AttentionDecode::new(gpu, View::of(&a.q), kv, View::of(&a.attn), nh, nkv, hd, scale, window, step)?));
+        pre.push(Arc::new(AttentionPrefill::new(
+            gpu,
+            View::of(&a.q),
+            kv,
+            View::of(&a.attn),
+            nh,
+            nkv,
+            hd,
+            scale,
+            window,
+            t,
+            step,
+        )?));
+        dec.push(Arc::new(AttentionDecode::new(
+            gpu,
+            View::of(&a.q),
+            kv,
+            View::of(&a.attn),
+            nh,
+            nkv,
+            hd,
+            scale,
+            window,
+            step,
+        )?));
         split(proj(&lw.wo, &a.attn, &a.o)?, &mut pre, &mut dec);
         let residual = |norm: &Option<wgpu::Buffer>| -> Result<Stage, ModelError> {
             Ok(match norm {
-                Some(w) => Arc::new(RmsNorm::new(gpu, View::of(&a.o), NormOut::AddTo(View::of(&a.x)), w, hidden, 1, hidden, eps, t, step)?),
-                None => Arc::new(Add::new(gpu, View::of(&a.o), View::of(&a.x), hidden, hidden, hidden, false, 1.0, t, step)?),
+                Some(w) => Arc::new(RmsNorm::new(
+                    gpu,
+                    View::of(&a.o),
+                    NormOut::AddTo(View::of(&a.x)),
+                    w,
+                    hidden,
+                    1,
+                    hidden,
+                    eps,
+                    t,
+                    step,
+                )?),
+                None => Arc::new(Add::new(
+                    gpu,
+                    View::of(&a.o),
+                    View::of(&a.x),
+                    hidden,
+                    hidden,
+                    hidden,
+                    false,
+                    1.0,
+                    t,
+                    step,
+                )?),
             })
         };
         both(residual(&lw.post_attn_norm)?, &mut pre, &mut dec);
 
         // Feed-forward block.
-        both(Arc::new(RmsNorm::new(gpu, View::of(&a.x), NormOut::To(View::of(&a.h)), &lw.ffn_norm, hidden, 1, hidden, eps, t, step)?), &mut pre, &mut dec);
+        both(
+            Arc::new(RmsNorm::new(
+                gpu,
+                View::of(&a.x),
+                NormOut::To(View::of(&a.h)),
+                &lw.ffn_norm,
+                hidden,
+                1,
+                hidden,
+                eps,
+                t,
+                step,
+            )?),
+            &mut pre,
+            &mut dec,
+        );
         split(proj(&lw.gate, &a.h, &a.g)?, &mut pre, &mut dec);
         split(proj(&lw.up, &a.h, &a.u)?, &mut pre, &mut dec);
-        both(Arc::new(GatedAct::new(gpu, View::of(&a.g), View::of(&a.u), ffn, ffn, cfg.act, t, step)?), &mut pre, &mut dec);
+        both(
+            Arc::new(GatedAct::new(
+                gpu,
+                View::of(&a.g),
+                View::of(&a.u),
+                ffn,
+                ffn,
+                cfg.act,
+                t,
+                step,
+            )?),
+            &mut pre,
+            &mut dec,
+        );
         split(proj(&lw.down, &a.g, &a.o)?, &mut pre, &mut dec);
         both(residual(&lw.post_ffn_norm)?, &mut pre, &mut dec);
         Ok((pre, dec))

@@ -1,21 +1,33 @@
 //! Host side of each shader: its parameter struct, bindings and dispatch geometry. An op
 //! is built once (pipelines and bind groups created up front) and then only encoded.
 
+pub mod add;
+pub mod argmax;
 pub mod attention_decode;
 pub mod attention_prefill;
+pub mod gated_act;
 pub mod get_rows;
 pub mod kv_append;
 pub mod kv_cache;
 pub mod matmul;
 pub mod matvec;
+pub mod rmsnorm;
+pub mod rope;
+pub mod softmax;
 
+pub use add::{Add, Scale};
+pub use argmax::Argmax;
 pub use attention_decode::AttentionDecode;
 pub use attention_prefill::AttentionPrefill;
+pub use gated_act::GatedAct;
 pub use get_rows::GetRows;
 pub use kv_append::KvAppend;
 pub use kv_cache::KvCache;
 pub use matmul::MatMul;
 pub use matvec::MatVec;
+pub use rmsnorm::{NormOut, RmsNorm};
+pub use rope::Rope;
+pub use softmax::Softmax;
 
 use crate::gpu::{Gpu, GpuError, GpuTensor, PipelineKey, ShaderVariant};
 use crate::quant::GgmlType;
@@ -66,6 +78,25 @@ fn grid(gpu: &Gpu, n: u32) -> (u32, u32) {
     }
 }
 
+/// The grid for `per_token` workgroups per token over `max_tokens` tokens, flattened
+/// token-major; kernels recover (token, group) from `wg_index`.
+fn token_grid(
+    gpu: &Gpu,
+    what: &str,
+    per_token: u64,
+    max_tokens: u32,
+) -> Result<(u32, u32, u32), GpuError> {
+    let n = per_token * max_tokens as u64;
+    let max = gpu.limits.max_compute_workgroups_per_dimension.max(1) as u64;
+    if n == 0 || n > max * max {
+        return Err(GpuError::Runtime(format!(
+            "{what}: {per_token} workgroups x {max_tokens} tokens do not fit one dispatch"
+        )));
+    }
+    let (x, y) = grid(gpu, n as u32);
+    Ok((x, y, 1))
+}
+
 /// A storage buffer of f32 with an element offset, as ops bind it.
 #[derive(Clone, Copy)]
 pub struct View<'a> {
@@ -90,6 +121,26 @@ impl<'a> View<'a> {
             )));
         }
         Ok(())
+    }
+
+    /// Checks that `tokens` rows of `len` elements, `stride` apart, fit the buffer and the
+    /// kernels' 32-bit indices; returns the offset as the kernels take it.
+    fn check_tokens(
+        &self,
+        what: &str,
+        tokens: u32,
+        stride: u64,
+        len: u64,
+    ) -> Result<u32, GpuError> {
+        if tokens == 0 || len == 0 {
+            return Err(GpuError::Runtime(format!(
+                "{what}: {tokens} tokens of {len} elements (both must be at least 1)"
+            )));
+        }
+        let span = (tokens as u64 - 1) * stride + len;
+        self.check(what, span)?;
+        to_u32(what, self.offset + span)?;
+        Ok(self.offset as u32)
     }
 }
 
@@ -262,6 +313,12 @@ pub fn all_variants() -> Vec<PipelineKey> {
     v.extend(kv_append::variants());
     v.extend(attention_decode::variants());
     v.extend(attention_prefill::variants());
+    v.extend(rmsnorm::variants());
+    v.extend(rope::variants());
+    v.extend(add::variants());
+    v.extend(gated_act::variants());
+    v.extend(softmax::variants());
+    v.extend(argmax::variants());
     v
 }
 

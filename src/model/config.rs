@@ -209,9 +209,18 @@ impl ModelConfig {
                 1.0 / f
             }
             Some("none") | None => 1.0,
-            Some(other) => return Err(bad(&key("rope.scaling.type"), other, "unsupported RoPE scaling")),
+            Some(other) => {
+                return Err(bad(
+                    &key("rope.scaling.type"),
+                    other,
+                    "unsupported RoPE scaling",
+                ))
+            }
         };
-        let rope_dims = h.get_u32(&key("rope.dimension_count"))?.map(|v| v as usize).unwrap_or(head_dim);
+        let rope_dims = h
+            .get_u32(&key("rope.dimension_count"))?
+            .map(|v| v as usize)
+            .unwrap_or(head_dim);
         // The Llama defaults; each architecture's module changes what differs.
         let mut cfg = Self {
             arch,
@@ -237,7 +246,9 @@ impl ModelConfig {
             qk_norm: false,
             qkv_bias: false,
             post_norms: false,
-            final_softcap: h.get_f32(&key("final_logit_softcapping"))?.filter(|c| *c > 0.0),
+            final_softcap: h
+                .get_f32(&key("final_logit_softcapping"))?
+                .filter(|c| *c > 0.0),
         };
         match arch {
             Arch::Gemma3 => super::gemma3::configure(h, &mut cfg)?,

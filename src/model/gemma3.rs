@@ -21,10 +21,19 @@ pub(super) fn configure(h: &GgufHeader, cfg: &mut ModelConfig) -> Result<(), Mod
     cfg.post_norms = true;
     // Local layers keep their own base and no scaling (llama.cpp's default 10 000).
     cfg.rope_base_local = h.get_f32("gemma3.rope.freq_base_swa")?.unwrap_or(10000.0);
-    if let Some(w) = h.get_u32("gemma3.attention.sliding_window")?.filter(|w| *w > 0) {
-        let pattern = h.get_u32("gemma3.attention.sliding_window_pattern")?.unwrap_or(6);
+    if let Some(w) = h
+        .get_u32("gemma3.attention.sliding_window")?
+        .filter(|w| *w > 0)
+    {
+        let pattern = h
+            .get_u32("gemma3.attention.sliding_window_pattern")?
+            .unwrap_or(6);
         if pattern == 0 {
-            return Err(bad("gemma3.attention.sliding_window_pattern", 0, "must be at least 1"));
+            return Err(bad(
+                "gemma3.attention.sliding_window_pattern",
+                0,
+                "must be at least 1",
+            ));
         }
         cfg.sliding_window = Some(w as usize);
         cfg.sliding_pattern = pattern as usize;

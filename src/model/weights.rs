@@ -57,22 +57,38 @@ impl Weights {
         super::tensors::check_tensors(cfg, f)?;
         let mat = |name: &str| matrix(gpu, f, name);
         let vec = |name: &str| vector(gpu, f, name);
-        let opt_vec = |name: &str| if f.tensor(name).is_some() { vec(name).map(Some) } else { Ok(None) };
+        let opt_vec = |name: &str| {
+            if f.tensor(name).is_some() {
+                vec(name).map(Some)
+            } else {
+                Ok(None)
+            }
+        };
         let mut layers = Vec::with_capacity(cfg.n_layers);
         for il in 0..cfg.n_layers {
             let p = |s: &str| format!("blk.{il}.{s}");
             let bias = if cfg.qkv_bias {
-                Some([vec(&p("attn_q.bias"))?, vec(&p("attn_k.bias"))?, vec(&p("attn_v.bias"))?])
+                Some([
+                    vec(&p("attn_q.bias"))?,
+                    vec(&p("attn_k.bias"))?,
+                    vec(&p("attn_v.bias"))?,
+                ])
             } else {
                 None
             };
             let qk_norm = if cfg.qk_norm {
-                Some([vec(&p("attn_q_norm.weight"))?, vec(&p("attn_k_norm.weight"))?])
+                Some([
+                    vec(&p("attn_q_norm.weight"))?,
+                    vec(&p("attn_k_norm.weight"))?,
+                ])
             } else {
                 None
             };
             let (post_attn_norm, post_ffn_norm) = if cfg.post_norms {
-                (Some(vec(&p("post_attention_norm.weight"))?), Some(vec(&p("post_ffw_norm.weight"))?))
+                (
+                    Some(vec(&p("post_attention_norm.weight"))?),
+                    Some(vec(&p("post_ffw_norm.weight"))?),
+                )
             } else {
                 (None, None)
             };
@@ -94,7 +110,11 @@ impl Weights {
         }
         Ok(Self {
             token_embd: mat("token_embd.weight")?,
-            output: if f.tensor("output.weight").is_some() { Some(mat("output.weight")?) } else { None },
+            output: if f.tensor("output.weight").is_some() {
+                Some(mat("output.weight")?)
+            } else {
+                None
+            },
             output_norm: vec("output_norm.weight")?,
             rope_freqs: opt_vec("rope_freqs.weight")?,
             layers,
@@ -109,18 +129,27 @@ impl Weights {
 
 /// Uploads a 2-D (or higher, viewed as rows) weight as raw blocks.
 fn matrix(gpu: &Gpu, f: &GgufFile, name: &str) -> Result<GpuTensor, ModelError> {
-    let t = f.tensor(name).ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
-    GpuTensor::upload(gpu, name, t.ty, t.row_len(), t.n_rows(), f.tensor_data(t)).map_err(ModelError::from)
+    let t = f
+        .tensor(name)
+        .ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
+    GpuTensor::upload(gpu, name, t.ty, t.row_len(), t.n_rows(), f.tensor_data(t))
+        .map_err(ModelError::from)
 }
 
 /// Uploads a small float tensor (norm weight, bias) as plain f32.
 fn vector(gpu: &Gpu, f: &GgufFile, name: &str) -> Result<wgpu::Buffer, ModelError> {
-    let t = f.tensor(name).ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
-    let v = dequantize_to_vec(t.ty, f.tensor_data(t))
-        .map_err(|e| ModelError::BadTensor { name: name.to_string(), why: e.to_string() })?;
-    Ok(gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some(name),
-        contents: bytemuck::cast_slice(&v),
-        usage: wgpu::BufferUsages::STORAGE,
-    }))
+    let t = f
+        .tensor(name)
+        .ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
+    let v = dequantize_to_vec(t.ty, f.tensor_data(t)).map_err(|e| ModelError::BadTensor {
+        name: name.to_string(),
+        why: e.to_string(),
+    })?;
+    Ok(gpu
+        .device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(name),
+            contents: bytemuck::cast_slice(&v),
+            usage: wgpu::BufferUsages::STORAGE,
+        }))
 }

@@ -1,0 +1,128 @@
+//! Greedy sampling on the GPU: the index of the largest logit, so only 4 bytes are read
+//! back. Two dispatches (per-workgroup partials, then one final workgroup); no float
+//! atomics. Shader: `argmax.wgsl`.
+
+use super::{build_dispatch, grid, to_u32, Dispatch, View};
+use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
+
+/// Workgroup size of both argmax passes.
+pub const WORKGROUP: u32 = 256;
+/// Elements per first-pass workgroup: 8 per invocation, so the final pass has few
+/// partials (128 for a 262144-entry vocabulary).
+const CHUNK: u32 = WORKGROUP * 8;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    width: u32,
+    x_offset: u32,
+    chunk: u32,
+    n_partials: u32,
+    out_index: u32,
+    _pad: [u32; 3],
+}
+
+/// `out[out_index] = argmax x[..width]`: ties to the lowest index, NaN never wins,
+/// `u32::MAX` when no element is comparable (all NaN).
+pub struct Argmax {
+    /// The partials pass, then the final pass.
+    pub dispatches: Vec<Dispatch>,
+    /// (value, index) per first-pass workgroup, kept with the dispatches that use it.
+    _partials: wgpu::Buffer,
+}
+
+impl Argmax {
+    /// Builds both dispatches; `out` is a u32 storage buffer with room for `out_index`
+    /// and must not be x's buffer.
+    pub fn new(
+        gpu: &Gpu,
+        x: View,
+        width: u32,
+        out: &wgpu::Buffer,
+        out_index: u32,
+    ) -> Result<Self, GpuError> {
+        if width == 0 {
+            return Err(GpuError::Runtime("argmax: width 0".into()));
+        }
+        x.check("argmax input", width as u64)?;
+        let x_offset = to_u32("argmax offset", x.offset + width as u64)? - width;
+        if out.size() < (out_index as u64 + 1) * 4 || out == x.buffer {
+            return Err(GpuError::Runtime(format!(
+                "argmax: output index {out_index} needs {} bytes in a buffer other than x's (it has {})",
+                (out_index as u64 + 1) * 4,
+                out.size()
+            )));
+        }
+        let n_partials = width.div_ceil(CHUNK);
+        let partials = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("argmax partials"),
+            size: n_partials as u64 * 8,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let p = Params {
+            width,
+            x_offset,
+            chunk: CHUNK,
+            n_partials,
+            out_index,
+            _pad: [0; 3],
+        };
+        let (gx, gy) = grid(gpu, n_partials);
+        let first = key(&[]);
+        let last = key(&["FINAL"]);
+        let d1 = build_dispatch(
+            gpu,
+            &first,
+            first.label(),
+            &[(1, x.buffer), (2, &partials)],
+            (4, &p),
+            (gx, gy, 1),
+        )?;
+        let d2 = build_dispatch(
+            gpu,
+            &last,
+            last.label(),
+            &[(2, &partials), (3, out)],
+            (4, &p),
+            (1, 1, 1),
+        )?;
+        Ok(Self {
+            dispatches: vec![d1, d2],
+            _partials: partials,
+        })
+    }
+
+    /// Records both passes (the second reads what the first wrote; wgpu orders them).
+    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
+        for d in &self.dispatches {
+            d.encode(pass);
+        }
+    }
+}
+
+fn key(defines: &'static [&'static str]) -> PipelineKey {
+    PipelineKey {
+        op: "argmax",
+        variant: ShaderVariant {
+            defines,
+            ..ShaderVariant::new(WORKGROUP)
+        },
+    }
+}
+
+/// Every variant of the op, for validation tests.
+pub fn variants() -> Vec<PipelineKey> {
+    vec![key(&[]), key(&["FINAL"])]
+}
+
+/// CPU twin: the first index of the largest non-NaN value, `u32::MAX` if there is none.
+pub fn cpu(x: &[f32]) -> u32 {
+    let mut best: Option<(f32, usize)> = None;
+    for (i, v) in x.iter().enumerate() {
+        if !v.is_nan() && best.is_none_or(|(b, _)| *v > b) {
+            best = Some((*v, i));
+        }
+    }
+    best.map_or(u32::MAX, |(_, i)| i as u32)
+}

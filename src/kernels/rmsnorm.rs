@@ -1,0 +1,150 @@
+//! RMSNorm over rows of f32 activations, in place, into another buffer, or added to
+//! one (the post-norm + residual fusion of Gemma 3). Shader: `rmsnorm.wgsl`.
+
+use super::{build_dispatch, token_grid, Dispatch, StepBuffer, View, STEP_BINDING};
+use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
+
+/// Workgroup size of the rmsnorm kernel (one workgroup per row).
+pub const WORKGROUP: u32 = 128;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    width: u32,
+    rows_per_token: u32,
+    token_stride: u32,
+    max_tokens: u32,
+    x_offset: u32,
+    out_offset: u32,
+    eps: f32,
+    _pad: u32,
+}
+
+/// Where the normalized rows go.
+#[derive(Clone, Copy)]
+pub enum NormOut<'a> {
+    /// Back into x.
+    InPlace,
+    /// Into this view, laid out like x (a buffer other than x's).
+    To(View<'a>),
+    /// Added to this view, laid out like x: the post-norm fused with the residual add.
+    AddTo(View<'a>),
+}
+
+/// `n = x / sqrt(mean(x^2) + eps) * w` over `rows_per_token` rows of `width` elements per
+/// token, for the step's tokens (up to `max_tokens`).
+pub struct RmsNorm {
+    /// The one dispatch.
+    pub dispatches: Vec<Dispatch>,
+}
+
+impl RmsNorm {
+    /// Builds the dispatch. Row r of token t starts at `t * token_stride + r * width`
+    /// in x (and in the output view); `w` holds `width` f32 weights.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        gpu: &Gpu,
+        x: View,
+        out: NormOut,
+        w: &wgpu::Buffer,
+        width: u32,
+        rows_per_token: u32,
+        token_stride: u32,
+        eps: f32,
+        max_tokens: u32,
+        step: &StepBuffer,
+    ) -> Result<Self, GpuError> {
+        let per_token = width as u64 * rows_per_token as u64;
+        if width == 0 || rows_per_token == 0 || (token_stride as u64) < per_token {
+            return Err(GpuError::Runtime(format!(
+                "rmsnorm: width {width} x {rows_per_token} rows per token with token stride {token_stride} (needs width, rows >= 1 and stride >= their product)"
+            )));
+        }
+        if !(eps >= 0.0 && eps.is_finite()) {
+            return Err(GpuError::Runtime(format!(
+                "rmsnorm: eps {eps} is not a finite value >= 0"
+            )));
+        }
+        if w.size() < width as u64 * 4 {
+            return Err(GpuError::Runtime(format!(
+                "rmsnorm weight: needs {} bytes but the buffer has {}",
+                width as u64 * 4,
+                w.size()
+            )));
+        }
+        let stride = token_stride as u64;
+        let x_offset = x.check_tokens("rmsnorm input", max_tokens, stride, per_token)?;
+        let (defines, o): (&'static [&'static str], Option<View>) = match out {
+            NormOut::InPlace => (&[], None),
+            NormOut::To(o) => (&["OUT"], Some(o)),
+            NormOut::AddTo(o) => (&["OUT", "ADD"], Some(o)),
+        };
+        let mut out_offset = 0;
+        let mut buffers = vec![(1, x.buffer), (3, w), (STEP_BINDING, &step.buffer)];
+        if let Some(o) = o {
+            if o.buffer == x.buffer {
+                return Err(GpuError::Runtime(
+                    "rmsnorm: the output must be a buffer other than x's (use NormOut::InPlace to normalize x itself)".into(),
+                ));
+            }
+            out_offset = o.check_tokens("rmsnorm output", max_tokens, stride, per_token)?;
+            buffers.push((2, o.buffer));
+        }
+        let p = Params {
+            width,
+            rows_per_token,
+            token_stride,
+            max_tokens,
+            x_offset,
+            out_offset,
+            eps,
+            _pad: 0,
+        };
+        let key = key(defines, gpu.features.subgroups);
+        let groups = token_grid(gpu, "rmsnorm", rows_per_token as u64, max_tokens)?;
+        let d = build_dispatch(gpu, &key, key.label(), &buffers, (4, &p), groups)?;
+        Ok(Self {
+            dispatches: vec![d],
+        })
+    }
+
+    /// Records the op.
+    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
+        for d in &self.dispatches {
+            d.encode(pass);
+        }
+    }
+}
+
+fn key(defines: &'static [&'static str], subgroups: bool) -> PipelineKey {
+    PipelineKey {
+        op: "rmsnorm",
+        variant: ShaderVariant {
+            subgroups,
+            defines,
+            ..ShaderVariant::new(WORKGROUP)
+        },
+    }
+}
+
+/// Every variant of the op, for validation tests.
+pub fn variants() -> Vec<PipelineKey> {
+    const DEFINES: [&[&str]; 3] = [&[], &["OUT"], &["OUT", "ADD"]];
+    let mut v = Vec::new();
+    for d in DEFINES {
+        for sg in [false, true] {
+            v.push(key(d, sg));
+        }
+    }
+    v
+}
+
+/// CPU twin: one row normalized, `x / sqrt(mean(x^2) + eps) * w`, in f64.
+pub fn cpu(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
+    let ms = x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / x.len() as f64;
+    let k = 1.0 / (ms + eps as f64).sqrt();
+    x.iter()
+        .zip(w)
+        .map(|(v, w)| (*v as f64 * k * *w as f64) as f32)
+        .collect()
+}

@@ -1,0 +1,197 @@
+//! Rotary position embedding (RoPE) in place on q or k, normal (pairs 2i, 2i+1) or NeoX
+//! style (pairs i, i + rope_dims/2), with optional per-frequency factors (Llama 3 rope
+//! scaling). Shader: `rope.wgsl`, which explains how it keeps the angle accurate at any
+//! position.
+
+use super::{build_dispatch, token_grid, Dispatch, StepBuffer, View, STEP_BINDING};
+use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
+use wgpu::util::DeviceExt;
+
+/// Workgroup size of the rope kernel (one invocation per rotary pair).
+pub const WORKGROUP: u32 = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n_heads: u32,
+    head_dim: u32,
+    half_dims: u32,
+    token_stride: u32,
+    x_offset: u32,
+    max_tokens: u32,
+    groups_per_token: u32,
+    _pad: u32,
+}
+
+/// Rotates the first `rope_dims` dimensions of every head of the step's tokens (up to
+/// `max_tokens`) by `theta_i = (pos * pos_scale) * base^(-2i/rope_dims) / freq_factors[i]`,
+/// with `pos = step.pos + t`.
+pub struct Rope {
+    /// The one dispatch.
+    pub dispatches: Vec<Dispatch>,
+    /// The frequency table the dispatch reads, kept with it.
+    _freq: wgpu::Buffer,
+}
+
+impl Rope {
+    /// Builds the dispatch; x holds `[t][n_heads][head_dim]` with `token_stride` elements
+    /// between tokens, and `freq_factors` (if any) `rope_dims / 2` f32 divisors, each in
+    /// [2^-32, 2^94] (Llama 3's are 1 to 8).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        gpu: &Gpu,
+        x: View,
+        n_heads: u32,
+        head_dim: u32,
+        rope_dims: u32,
+        token_stride: u32,
+        base: f32,
+        pos_scale: f32,
+        neox: bool,
+        freq_factors: Option<&wgpu::Buffer>,
+        max_tokens: u32,
+        step: &StepBuffer,
+    ) -> Result<Self, GpuError> {
+        let per_token = n_heads as u64 * head_dim as u64;
+        if n_heads == 0
+            || rope_dims == 0
+            || !rope_dims.is_multiple_of(2)
+            || rope_dims > head_dim
+            || (token_stride as u64) < per_token
+        {
+            return Err(GpuError::Runtime(format!(
+                "rope: {n_heads} heads of {head_dim}, {rope_dims} rotary dims, token stride {token_stride} (needs heads >= 1, even rotary dims in 2..=head_dim, stride >= heads x head_dim)"
+            )));
+        }
+        if !(base > 0.0 && base.is_finite() && pos_scale.is_finite()) {
+            return Err(GpuError::Runtime(format!(
+                "rope: base {base} must be finite and > 0, position scale {pos_scale} finite"
+            )));
+        }
+        let half = rope_dims / 2;
+        if let Some(f) = freq_factors {
+            if f.size() < half as u64 * 4 {
+                return Err(GpuError::Runtime(format!(
+                    "rope frequency factors: needs {} bytes but the buffer has {}",
+                    half as u64 * 4,
+                    f.size()
+                )));
+            }
+        }
+        let x_offset = x.check_tokens("rope", max_tokens, token_stride as u64, per_token)?;
+        let freq = gpu
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("rope frequencies"),
+                contents: bytemuck::cast_slice(&freq_table(base, rope_dims, pos_scale)),
+                usage: wgpu::BufferUsages::STORAGE,
+            });
+        let pairs = n_heads * half;
+        let per_token_groups = pairs.div_ceil(WORKGROUP);
+        let p = Params {
+            n_heads,
+            head_dim,
+            half_dims: half,
+            token_stride,
+            x_offset,
+            max_tokens,
+            groups_per_token: per_token_groups,
+            _pad: 0,
+        };
+        let groups = token_grid(gpu, "rope", per_token_groups as u64, max_tokens)?;
+        let key = key(neox, freq_factors.is_some());
+        let mut buffers = vec![(1, x.buffer), (2, &freq), (STEP_BINDING, &step.buffer)];
+        if let Some(f) = freq_factors {
+            buffers.push((3, f));
+        }
+        let d = build_dispatch(gpu, &key, key.label(), &buffers, (4, &p), groups)?;
+        Ok(Self {
+            dispatches: vec![d],
+            _freq: freq,
+        })
+    }
+
+    /// Records the op.
+    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
+        for d in &self.dispatches {
+            d.encode(pass);
+        }
+    }
+}
+
+/// The fraction of `g_i = pos_scale * base^(-2i/rope_dims) / (2 pi)` turns per position,
+/// in 64-bit fixed point as (low, high) words: positions are integers, so whole turns of
+/// g_i never matter (see rope.wgsl). Computed in f64: 53 significant bits, an error of
+/// about 2^-56 turn per position.
+fn freq_table(base: f32, rope_dims: u32, pos_scale: f32) -> Vec<[u32; 2]> {
+    (0..rope_dims / 2)
+        .map(|i| {
+            let g = pos_scale as f64 * (base as f64).powf(-2.0 * i as f64 / rope_dims as f64)
+                / std::f64::consts::TAU;
+            // frac(g) rounds up to 1.0 (a whole turn, so 0) only for tiny negative g;
+            // otherwise the product with 2^64 is exact and fits.
+            let f = g - g.floor();
+            let fixed = if f >= 1.0 {
+                0
+            } else {
+                (f * 18446744073709551616.0) as u64
+            };
+            [fixed as u32, (fixed >> 32) as u32]
+        })
+        .collect()
+}
+
+fn key(neox: bool, freq_factors: bool) -> PipelineKey {
+    let defines: &'static [&'static str] = match (neox, freq_factors) {
+        (false, false) => &[],
+        (true, false) => &["NEOX"],
+        (false, true) => &["FREQ_FACTORS"],
+        (true, true) => &["NEOX", "FREQ_FACTORS"],
+    };
+    PipelineKey {
+        op: "rope",
+        variant: ShaderVariant {
+            defines,
+            ..ShaderVariant::new(WORKGROUP)
+        },
+    }
+}
+
+/// Every variant of the op, for validation tests.
+pub fn variants() -> Vec<PipelineKey> {
+    [(false, false), (true, false), (false, true), (true, true)]
+        .into_iter()
+        .map(|(n, f)| key(n, f))
+        .collect()
+}
+
+/// CPU twin on one head of one token at position `pos`, in f64.
+pub fn cpu(
+    head: &[f32],
+    rope_dims: usize,
+    pos: u32,
+    base: f32,
+    pos_scale: f32,
+    neox: bool,
+    freq_factors: Option<&[f32]>,
+) -> Vec<f32> {
+    let mut out = head.to_vec();
+    let half = rope_dims / 2;
+    for i in 0..half {
+        let mut theta =
+            pos as f64 * pos_scale as f64 * (base as f64).powf(-2.0 * i as f64 / rope_dims as f64);
+        if let Some(f) = freq_factors {
+            theta /= f[i] as f64;
+        }
+        let (s, c) = theta.sin_cos();
+        let (a, b) = if neox {
+            (i, i + half)
+        } else {
+            (2 * i, 2 * i + 1)
+        };
+        let (x0, x1) = (head[a] as f64, head[b] as f64);
+        out[a] = (x0 * c - x1 * s) as f32;
+        out[b] = (x0 * s + x1 * c) as f32;
+    }
+    out
+}

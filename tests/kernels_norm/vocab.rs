@@ -1,0 +1,133 @@
+//! Softmax and argmax over rows up to a whole Gemma 3 vocabulary (262144 entries).
+
+use super::{check_buffer, in_rows, CONFIGS};
+use crate::common::{gpu, random_vec, read, storage, Config};
+use hearth::kernels::{self, Argmax, Softmax, Step, StepBuffer, View};
+
+/// Softmax: f32 exp and a sum over up to 262144 terms, spread over the workgroup so each
+/// partial sum is short (lavapipe: at most 4.8e-13, at the full vocabulary).
+const SOFTMAX_BOUND: f64 = 1e-10;
+
+fn check_softmax(cfg: Config, width: usize, scale: f32, built: usize, run: usize, seed: u64) {
+    let g = gpu(cfg);
+    let (off, stride) = (5, width + 7);
+    let len = off + built * stride;
+    // Logit-like spread: a softmax of values in [-1, 1] would be nearly flat.
+    let x: Vec<f32> = random_vec(len, seed).iter().map(|v| 15.0 * v).collect();
+    let xb = storage(&g, &x);
+    let step = StepBuffer::new(&g, Step::new(0, run as u32));
+    let op = Softmax::new(
+        &g,
+        View {
+            buffer: &xb,
+            offset: off as u64,
+        },
+        width as u32,
+        stride as u32,
+        scale,
+        built as u32,
+        &step,
+    )
+    .unwrap();
+    kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
+    let got = read(&g, &xb, len);
+    let mut want = x.clone();
+    for t in 0..run {
+        let o = off + t * stride;
+        let r = kernels::softmax::cpu(&x[o..o + width], scale);
+        want[o..o + width].copy_from_slice(&r);
+    }
+    let case = format!("softmax {width} scale {scale} built {built} run {run} {cfg:?}");
+    check_buffer(
+        &case,
+        &got,
+        &want,
+        in_rows(off, stride, width, run),
+        SOFTMAX_BOUND,
+    );
+}
+
+#[test]
+fn softmax_shapes_up_to_the_vocabulary() {
+    for cfg in CONFIGS {
+        for (i, width) in [1, 255, 257, 1000, 2048].into_iter().enumerate() {
+            check_softmax(cfg, width, 1.0, 1, 1, i as u64);
+            check_softmax(cfg, width, 1.0 / 0.7, 4, 3, 20 + i as u64);
+        }
+        check_softmax(cfg, 262144, 1.0 / 0.8, 2, 1, 99);
+    }
+}
+
+fn check_argmax(cfg: Config, x: &[f32], case: &str) {
+    let g = gpu(cfg);
+    let off = 5;
+    let mut data = random_vec(off, 1);
+    data.extend_from_slice(x);
+    data.push(1e30); // past the row: must be ignored
+    let xb = storage(&g, &data);
+    let sentinel = f32::from_bits(0xDEAD_BEEF);
+    let ob = storage(&g, &[sentinel; 4]);
+    let op = Argmax::new(
+        &g,
+        View {
+            buffer: &xb,
+            offset: off as u64,
+        },
+        x.len() as u32,
+        &ob,
+        2,
+    )
+    .unwrap();
+    kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
+    let got: Vec<u32> = read(&g, &ob, 4).iter().map(|v| v.to_bits()).collect();
+    let want = kernels::argmax::cpu(x);
+    assert_eq!(got[2], want, "argmax {case} {cfg:?}");
+    for k in [0, 1, 3] {
+        assert_eq!(got[k], 0xDEAD_BEEF, "argmax {case} {cfg:?} wrote out[{k}]");
+    }
+}
+
+#[test]
+fn argmax_planted_maxima_ties_and_nan() {
+    const VOCAB: usize = 262144;
+    let base = random_vec(VOCAB, 7);
+    let planted = |at: &[(usize, f32)]| {
+        let mut x = base.clone();
+        for &(i, v) in at {
+            x[i] = v;
+        }
+        x
+    };
+    let cases: Vec<(&str, Vec<f32>)> = vec![
+        ("random", base.clone()),
+        ("last index", planted(&[(VOCAB - 1, 5.0)])),
+        ("first index", planted(&[(0, 5.0)])),
+        (
+            "tie across workgroups",
+            planted(&[(200_000, 5.0), (100, 5.0)]),
+        ),
+        ("tie in one workgroup", planted(&[(5001, 5.0), (5000, 5.0)])),
+        (
+            "NaN is never the max",
+            planted(&[(3, f32::NAN), (9, 5.0), (VOCAB - 1, f32::NAN)]),
+        ),
+        (
+            "infinity",
+            planted(&[(77, f32::INFINITY), (78, f32::INFINITY)]),
+        ),
+        ("all equal", vec![0.5; VOCAB]),
+        ("all NaN", vec![f32::NAN; 3000]),
+        ("one element", vec![-3.0]),
+        ("NaN then one value", vec![f32::NAN, -7.0]),
+        ("not a multiple of the workgroup", random_vec(1000, 8)),
+        (
+            "negative",
+            random_vec(4099, 9).iter().map(|v| v.abs() - 2.0).collect(),
+        ),
+    ];
+    for cfg in CONFIGS {
+        for (name, x) in &cases {
+            check_argmax(cfg, x, name);
+        }
+    }
+}
