@@ -12,6 +12,8 @@ Rerun (builds llama.cpp's CPU backend from the PyPI source distribution, ~5 min)
     .cache/llama-venv/bin/pip install llama-cpp-python numpy
     .cache/llama-venv/bin/python scripts/gen-llama-goldens.py "$(scripts/fetch-model.sh)" \
         tests/fixtures/llama_goldens.json
+For the Vulkan backend, build with CMAKE_ARGS="-DGGML_VULKAN=on" and add `99` (layers to
+offload) after the output path.
 """
 import hashlib
 import json
@@ -41,10 +43,12 @@ def top(logits, k):
 
 def main():
     model_path, out_path = sys.argv[1], sys.argv[2]
+    # Optional third argument: layers to offload (99 = all, with a Vulkan build).
+    gpu_layers = int(sys.argv[3]) if len(sys.argv) > 3 else 0
     with open(model_path, "rb") as f:
         sha = hashlib.sha256(f.read()).hexdigest()
     llm = llama_cpp.Llama(model_path=model_path, n_ctx=256, n_batch=256, logits_all=True,
-                          n_threads=2, verbose=False)
+                          n_threads=2, n_gpu_layers=gpu_layers, verbose=False)
     vocab = llm.n_vocab()
     probes = sorted(np.random.default_rng(2024).choice(vocab, PROBES, replace=False).tolist())
     prompts = []
@@ -77,7 +81,8 @@ def main():
                         "positions": positions})
         print(f"{text!r}: {len(ids)} prompt tokens, continuation {cont[:8]}...", file=sys.stderr)
     out = {
-        "generator": f"llama-cpp-python {llama_cpp.__version__}, CPU backend",
+        "generator": f"llama-cpp-python {llama_cpp.__version__}, "
+                     + ("Vulkan backend" if gpu_layers > 0 else "CPU backend"),
         "model_sha256": sha,
         "probe_ids": probes,
         "prompts": prompts,

@@ -166,3 +166,28 @@ fn gemma3_config_from_metadata() {
     assert_eq!(c.window(0), Some(512));
     assert_eq!(c.window(5), None);
 }
+
+#[test]
+fn gpu_forward_matches_the_cpu_reference_on_gemma() {
+    use hearth::graph::{LoadOptions, Model};
+    use hearth::reference::{RefCache, Reference};
+    let Some(path) = common::real_model() else { return };
+    let f = GgufFile::open(&path).unwrap();
+    let g = gpu(Config::Full);
+    let reference = Reference::load(&f).unwrap();
+    // <bos>The capital of France is, then a few continuation tokens.
+    let tokens = [2u32, 818, 5279, 529, 7001, 563, 9079, 236761, 108, 818];
+    let mut cache = RefCache::new(&reference.cfg, 32, g.features.shader_f16);
+    let want = reference.forward(&mut cache, &tokens, 0).unwrap();
+    let mut model = Model::load(g, &f, &LoadOptions { context: 32, batch: 8, all_logits: true }).unwrap();
+    model.forward(&tokens[..8]).unwrap();
+    let got = pollster::block_on(model.all_logits()).unwrap();
+    for (i, row) in got.iter().enumerate() {
+        assert_close(&format!("gemma prefill position {i}"), row, &want[i], 1e-6);
+    }
+    for (i, &t) in tokens.iter().enumerate().skip(8) {
+        model.forward(&[t]).unwrap();
+        let row = pollster::block_on(model.logits()).unwrap();
+        assert_close(&format!("gemma decode position {i}"), &row, &want[i], 1e-6);
+    }
+}
