@@ -29,17 +29,24 @@ def main():
                           n_gpu_layers=a.gpu_layers, n_threads=a.threads, logits_all=False,
                           verbose=False)
     prompt = [2 + (i * 7919) % 20000 for i in range(a.prompt)]
+    vocab = llm.n_vocab()
+
+    def last_argmax():
+        # Without logits_all llama.cpp computes only the last token's logits.
+        logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(vocab,))
+        return int(np.argmax(logits))
+
     pp, tg = [], []
     for rep in range(a.reps + 1):
         llm.reset()
         t = time.perf_counter()
         llm.eval(prompt)
-        nxt = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        nxt = last_argmax()
         prefill = time.perf_counter() - t
         t = time.perf_counter()
         for _ in range(a.decode):
             llm.eval([nxt])
-            nxt = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+            nxt = last_argmax()
         decode = (time.perf_counter() - t) / a.decode
         if rep > 0:
             pp.append(prefill)

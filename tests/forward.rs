@@ -144,11 +144,11 @@ fn bad_input_is_an_error_not_a_panic() {
         .contains("vocabulary"));
     assert!(model.forward(&[]).is_err());
     assert!(model
-        .forward(&vec![1; 17])
+        .forward(&[1; 17])
         .unwrap_err()
         .to_string()
         .contains("do not fit a KV cache"));
-    model.forward(&vec![1; 16]).unwrap();
+    model.forward(&[1; 16]).unwrap();
     assert!(model
         .forward(&[1])
         .unwrap_err()

@@ -171,7 +171,9 @@ fn gemma3_config_from_metadata() {
 fn gpu_forward_matches_the_cpu_reference_on_gemma() {
     use hearth::graph::{LoadOptions, Model};
     use hearth::reference::{RefCache, Reference};
-    let Some(path) = common::real_model() else { return };
+    let Some(path) = common::real_model() else {
+        return;
+    };
     let f = GgufFile::open(&path).unwrap();
     let g = gpu(Config::Full);
     let reference = Reference::load(&f).unwrap();
@@ -179,7 +181,16 @@ fn gpu_forward_matches_the_cpu_reference_on_gemma() {
     let tokens = [2u32, 818, 5279, 529, 7001, 563, 9079, 236761, 108, 818];
     let mut cache = RefCache::new(&reference.cfg, 32, g.features.shader_f16);
     let want = reference.forward(&mut cache, &tokens, 0).unwrap();
-    let mut model = Model::load(g, &f, &LoadOptions { context: 32, batch: 8, all_logits: true }).unwrap();
+    let mut model = Model::load(
+        g,
+        &f,
+        &LoadOptions {
+            context: 32,
+            batch: 8,
+            all_logits: true,
+        },
+    )
+    .unwrap();
     model.forward(&tokens[..8]).unwrap();
     let got = pollster::block_on(model.all_logits()).unwrap();
     for (i, row) in got.iter().enumerate() {

@@ -64,7 +64,8 @@ impl MemoryPlan {
         let chunks = (capacity as u64).div_ceil(crate::kernels::attention_decode::CHUNK as u64);
         let scratch = cfg.n_heads as u64 * chunks * (cfg.head_dim as u64 + 2) * 4;
         note("decode attention scratch of one layer", scratch);
-        let mut activations = b * per_token + 3 * logits + 8 * cfg.hidden as u64 + scratch * cfg.n_layers as u64;
+        let mut activations =
+            b * per_token + 3 * logits + 8 * cfg.hidden as u64 + scratch * cfg.n_layers as u64;
         if all_logits {
             activations += b * logits;
             note("logits of every prefill token", b * logits);

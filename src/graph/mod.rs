@@ -4,6 +4,9 @@
 //! token ids and the small `Step` uniform, then records the plan layer by layer into
 //! command buffers and submits each as soon as it is recorded.
 
+// wgpu handles are not Send/Sync on wasm, where there is a single thread anyway.
+#![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
+
 mod memory;
 
 pub use memory::MemoryPlan;
