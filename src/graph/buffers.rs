@@ -1,0 +1,96 @@
+//! The buffers a loaded model works in: activations sized once for the prefill batch,
+//! logits, and persistent staging buffers for the small readbacks of every step.
+
+use crate::gpu::{Gpu, GpuError};
+use crate::model::ModelConfig;
+
+/// Activation buffers, sized once for `batch` tokens.
+pub(super) struct Activations {
+    pub(super) ids: wgpu::Buffer,
+    pub(super) x: wgpu::Buffer,
+    pub(super) h: wgpu::Buffer,
+    pub(super) q: wgpu::Buffer,
+    pub(super) k: wgpu::Buffer,
+    pub(super) v: wgpu::Buffer,
+    pub(super) attn: wgpu::Buffer,
+    pub(super) o: wgpu::Buffer,
+    pub(super) g: wgpu::Buffer,
+    pub(super) u: wgpu::Buffer,
+    pub(super) last: wgpu::Buffer,
+    pub(super) last_normed: wgpu::Buffer,
+    pub(super) logits: wgpu::Buffer,
+    pub(super) logits_all: Option<wgpu::Buffer>,
+    pub(super) token: wgpu::Buffer,
+    pub(super) staging_logits: wgpu::Buffer,
+    pub(super) staging_token: wgpu::Buffer,
+}
+
+fn buffer(gpu: &Gpu, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+    gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: bytes.max(4),
+        usage,
+        mapped_at_creation: false,
+    })
+}
+
+/// Copies `bytes` from `src` into the persistent `staging` buffer and maps it.
+pub(super) async fn read_into(
+    gpu: &Gpu,
+    src: &wgpu::Buffer,
+    offset: u64,
+    staging: &wgpu::Buffer,
+    bytes: u64,
+) -> Result<Vec<u8>, GpuError> {
+    let mut enc = gpu.device.create_command_encoder(&Default::default());
+    enc.copy_buffer_to_buffer(src, offset, staging, 0, bytes);
+    gpu.queue.submit([enc.finish()]);
+    let (tx, rx) = futures::channel::oneshot::channel();
+    staging
+        .slice(..bytes)
+        .map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+    #[cfg(not(target_arch = "wasm32"))]
+    gpu.wait()?;
+    rx.await
+        .map_err(|_| GpuError::Runtime("readback cancelled".into()))?
+        .map_err(|e| GpuError::Runtime(format!("readback failed: {e}")))?;
+    let out = staging
+        .slice(..bytes)
+        .get_mapped_range()
+        .map_err(|e| GpuError::Runtime(e.to_string()))?
+        .to_vec();
+    staging.unmap();
+    Ok(out)
+}
+
+impl Activations {
+    /// Allocates every activation buffer for `batch` tokens.
+    pub(super) fn new(gpu: &Gpu, cfg: &ModelConfig, batch: usize, all_logits: bool) -> Self {
+        use wgpu::BufferUsages as U;
+        let act = U::STORAGE | U::COPY_SRC | U::COPY_DST;
+        let f =
+            |label: &str, per_token: usize| buffer(gpu, label, (batch * per_token * 4) as u64, act);
+        let v = cfg.vocab as u64;
+        Self {
+            ids: buffer(gpu, "ids", batch as u64 * 4, U::STORAGE | U::COPY_DST),
+            x: f("x", cfg.hidden),
+            h: f("h", cfg.hidden),
+            q: f("q", cfg.q_dim()),
+            k: f("k", cfg.kv_dim()),
+            v: f("v", cfg.kv_dim()),
+            attn: f("attn", cfg.q_dim()),
+            o: f("o", cfg.hidden),
+            g: f("g", cfg.ffn),
+            u: f("u", cfg.ffn),
+            last: buffer(gpu, "last", cfg.hidden as u64 * 4, act),
+            last_normed: buffer(gpu, "last_normed", cfg.hidden as u64 * 4, act),
+            logits: buffer(gpu, "logits", v * 4, act),
+            logits_all: all_logits.then(|| buffer(gpu, "logits_all", batch as u64 * v * 4, act)),
+            token: buffer(gpu, "token", 4, act),
+            staging_logits: buffer(gpu, "staging logits", v * 4, U::MAP_READ | U::COPY_DST),
+            staging_token: buffer(gpu, "staging token", 4, U::MAP_READ | U::COPY_DST),
+        }
+    }
+}
