@@ -3,8 +3,16 @@
 use super::{grid, to_u32, weight_dispatches, Dispatch, View};
 use crate::gpu::{Gpu, GpuError, GpuTensor};
 
-/// Workgroup size of the matvec kernel.
-pub const WORKGROUP: u32 = 64;
+/// Workgroup sizes the matvec kernel is built with; `workgroup_for` picks one per shape.
+pub const WORKGROUPS: [u32; 3] = [16, 32, 64];
+
+/// The workgroup size for rows of `k` elements: enough 4-element groups per invocation
+/// (about 8) that short rows do not leave most of a large workgroup idle and pay a full
+/// reduction for little work, while long rows still spread over 64 invocations.
+pub fn workgroup_for(k: u64) -> u32 {
+    let per_thread = k.div_ceil(4) / 8;
+    WORKGROUPS.into_iter().rev().find(|&wg| wg as u64 <= per_thread).unwrap_or(WORKGROUPS[0])
+}
 /// Rows computed by one workgroup (fixed in the shader).
 const ROWS_PER_WG: u64 = 4;
 
@@ -37,7 +45,7 @@ impl MatVec {
             gpu,
             "matvec",
             w,
-            WORKGROUP,
+            workgroup_for(w.cols),
             [x.buffer, y.buffer],
             None,
             |start, rows| {
@@ -75,4 +83,18 @@ pub fn cpu(w: &[f32], cols: usize, x: &[f32]) -> Vec<f32> {
                 .sum::<f64>() as f32
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::workgroup_for;
+
+    #[test]
+    fn workgroup_follows_row_length() {
+        assert_eq!(workgroup_for(1), 16);
+        assert_eq!(workgroup_for(640), 16); // Gemma's hidden: 160 groups
+        assert_eq!(workgroup_for(1024), 32);
+        assert_eq!(workgroup_for(2048), 64);
+        assert_eq!(workgroup_for(1 << 20), 64);
+    }
 }

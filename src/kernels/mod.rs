@@ -305,7 +305,9 @@ pub fn all_variants() -> Vec<PipelineKey> {
         .filter(|t| crate::gpu::gpu_layout(*t).is_some())
     {
         for sg in [false, true] {
-            v.push(weight_key("matvec", ty, sg, matvec::WORKGROUP));
+            for wg in matvec::WORKGROUPS {
+                v.push(weight_key("matvec", ty, sg, wg));
+            }
         }
         v.push(weight_key("matmul", ty, false, 64));
         v.push(weight_key("get_rows", ty, false, get_rows::WORKGROUP));
