@@ -11,7 +11,11 @@ pub const WORKGROUPS: [u32; 3] = [16, 32, 64];
 /// reduction for little work, while long rows still spread over 64 invocations.
 pub fn workgroup_for(k: u64) -> u32 {
     let per_thread = k.div_ceil(4) / 8;
-    WORKGROUPS.into_iter().rev().find(|&wg| wg as u64 <= per_thread).unwrap_or(WORKGROUPS[0])
+    WORKGROUPS
+        .into_iter()
+        .rev()
+        .find(|&wg| wg as u64 <= per_thread)
+        .unwrap_or(WORKGROUPS[0])
 }
 /// Rows computed by one workgroup (fixed in the shader).
 const ROWS_PER_WG: u64 = 4;
