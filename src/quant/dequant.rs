@@ -20,6 +20,14 @@ pub trait Block: Pod {
     fn dequantize(&self, out: &mut [f32]);
 }
 
+/// Decodes one block into a fresh vector (tests of the per-type decoders).
+#[cfg(test)]
+pub(crate) fn decode_block<B: Block>(b: &B) -> Vec<f32> {
+    let mut out = vec![0.0; B::ELEMS];
+    b.dequantize(&mut out);
+    out
+}
+
 /// A block type hearth can also produce from f32 values.
 pub trait QuantizeBlock: Block {
     /// Quantizes `ELEMS` values (`x.len()` must be `ELEMS`) by rounding to nearest.

@@ -122,9 +122,12 @@ impl Block for BlockIQ4XS {
         // Sub-block j: low nibbles of qs[16 j..16 j + 16], then their high nibbles.
         for (j, sub) in out.chunks_exact_mut(32).enumerate() {
             let dl = d * self.scale(j) as f32;
+            // Each 32-element sub-block is laid out like an IQ4_NL block.
+            let qs: &[u8; 16] = self.qs[16 * j..16 * j + 16]
+                .try_into()
+                .expect("16-byte slice");
             for (l, o) in sub.iter_mut().enumerate() {
-                let q = (self.qs[16 * j + l % 16] >> (4 * (l / 16))) & 0x0f;
-                *o = dl * KVALUES_IQ4NL[q as usize] as f32;
+                *o = dl * KVALUES_IQ4NL[super::legacy::nibble(qs, l) as usize] as f32;
             }
         }
     }
@@ -136,11 +139,7 @@ mod tests {
     use bytemuck::Zeroable;
     use half::f16;
 
-    fn decode<B: Block>(b: &B) -> Vec<f32> {
-        let mut out = vec![0.0; B::ELEMS];
-        b.dequantize(&mut out);
-        out
-    }
+    use crate::quant::dequant::decode_block as decode;
 
     #[test]
     fn q4_k_applies_chosen_scales_and_mins() {

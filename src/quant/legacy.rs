@@ -8,7 +8,7 @@ use super::GgmlType;
 use half::f16;
 
 /// Element j's nibble in a 16-byte `qs` of a 32-element block.
-fn nibble(qs: &[u8; 16], j: usize) -> u8 {
+pub(super) fn nibble(qs: &[u8; 16], j: usize) -> u8 {
     if j < 16 {
         qs[j] & 0x0f
     } else {
@@ -200,11 +200,7 @@ mod tests {
     use super::*;
     use bytemuck::Zeroable;
 
-    fn decode<B: Block>(b: &B) -> Vec<f32> {
-        let mut out = vec![0.0; B::ELEMS];
-        b.dequantize(&mut out);
-        out
-    }
+    use crate::quant::dequant::decode_block as decode;
 
     #[test]
     fn q8_0_scale_two_over_one_to_32() {
