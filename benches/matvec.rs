@@ -4,7 +4,7 @@
 //! HEARTH_BENCH_COLS (default 4096 x 4096), adapter with HEARTH_BACKEND / HEARTH_ADAPTER.
 
 use hearth::gpu::{gpu_layout, Gpu, GpuOptions, GpuTensor};
-use hearth::kernels::{MatMul, MatVec, Step, StepBuffer, View};
+use hearth::kernels::{MatMul, MatVec, Op, Step, StepBuffer, View};
 use hearth::quant::{random_blocks, GgmlType};
 use std::time::Instant;
 use wgpu::util::DeviceExt;

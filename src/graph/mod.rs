@@ -18,49 +18,16 @@ use plan::{Builder, Plan};
 
 use crate::gguf::GgufFile;
 use crate::gpu::{Gpu, GpuError};
-use crate::kernels::{
-    Add, Argmax, AttentionDecode, AttentionPrefill, GatedAct, GetRows, KvAppend, KvCache, MatMul,
-    MatVec, RmsNorm, Rope, Scale, Step, StepBuffer,
-};
+use crate::kernels::{KvCache, Op, Step, StepBuffer};
 use crate::model::{ModelConfig, ModelError, Weights};
 use std::sync::Arc;
 
-/// Something that records dispatches into a compute pass.
-pub trait Encode {
-    /// Records the op's dispatches.
-    fn encode(&self, pass: &mut wgpu::ComputePass<'_>);
-}
-
-macro_rules! impl_encode {
-    ($($t:ty),*) => {$(
-        impl Encode for $t {
-            fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
-                <$t>::encode(self, pass)
-            }
-        }
-    )*};
-}
-impl_encode!(
-    MatVec,
-    MatMul,
-    GetRows,
-    RmsNorm,
-    Rope,
-    Add,
-    Scale,
-    GatedAct,
-    Argmax,
-    KvAppend,
-    AttentionDecode,
-    AttentionPrefill
-);
-
 /// An op shared between plans (norms, RoPE and friends serve prefill and decode alike).
 #[cfg(not(target_arch = "wasm32"))]
-pub type Stage = Arc<dyn Encode + Send + Sync>;
+pub type Stage = Arc<dyn Op + Send + Sync>;
 /// An op shared between plans (norms, RoPE and friends serve prefill and decode alike).
 #[cfg(target_arch = "wasm32")]
-pub type Stage = Arc<dyn Encode>;
+pub type Stage = Arc<dyn Op>;
 
 /// Options fixed at load.
 #[derive(Clone, Debug)]

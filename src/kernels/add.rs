@@ -69,13 +69,6 @@ impl Add {
             dispatches: vec![d],
         })
     }
-
-    /// Records the op.
-    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
-        for d in &self.dispatches {
-            d.encode(pass);
-        }
-    }
 }
 
 /// `x[t, i] *= scale` in place for `i < width` and the step's tokens (up to `max_tokens`).
@@ -109,13 +102,6 @@ impl Scale {
         Ok(Self {
             dispatches: vec![d],
         })
-    }
-
-    /// Records the op.
-    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
-        for d in &self.dispatches {
-            d.encode(pass);
-        }
     }
 }
 
@@ -178,4 +164,16 @@ pub fn cpu_scale(x: &[f32], scale: f32) -> Vec<f32> {
     x.iter()
         .map(|x| (scale as f64 * *x as f64) as f32)
         .collect()
+}
+
+impl super::Op for Add {
+    fn dispatches(&self) -> &[Dispatch] {
+        &self.dispatches
+    }
+}
+
+impl super::Op for Scale {
+    fn dispatches(&self) -> &[Dispatch] {
+        &self.dispatches
+    }
 }

@@ -92,13 +92,6 @@ impl Argmax {
             _partials: partials,
         })
     }
-
-    /// Records both passes (the second reads what the first wrote; wgpu orders them).
-    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
-        for d in &self.dispatches {
-            d.encode(pass);
-        }
-    }
 }
 
 fn key(defines: &'static [&'static str]) -> PipelineKey {
@@ -125,4 +118,11 @@ pub fn cpu(x: &[f32]) -> u32 {
         }
     }
     best.map_or(u32::MAX, |(_, i)| i as u32)
+}
+
+// The passes run in order: wgpu orders the second pass's read after the first's write.
+impl super::Op for Argmax {
+    fn dispatches(&self) -> &[Dispatch] {
+        &self.dispatches
+    }
 }

@@ -170,13 +170,6 @@ impl AttentionDecode {
             scratch,
         })
     }
-
-    /// Records both passes (wgpu orders the scratch write before its read).
-    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
-        for d in &self.dispatches {
-            d.encode(pass);
-        }
-    }
 }
 
 /// CPU twin: attention of one token at position `kv_len - 1`. `q` is `[n_heads][head_dim]`,
@@ -226,4 +219,11 @@ pub fn cpu(
         }
     }
     out
+}
+
+// The passes run in order: wgpu orders the second pass's read after the first's write.
+impl super::Op for AttentionDecode {
+    fn dispatches(&self) -> &[Dispatch] {
+        &self.dispatches
+    }
 }

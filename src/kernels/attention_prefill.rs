@@ -119,11 +119,6 @@ impl AttentionPrefill {
         )?;
         Ok(Self { dispatch })
     }
-
-    /// Records the op.
-    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
-        self.dispatch.encode(pass);
-    }
 }
 
 /// CPU twin: token t of `q` (`[token][n_heads * head_dim]`) at position `pos + t` attends
@@ -156,4 +151,10 @@ pub fn cpu(
             )
         })
         .collect()
+}
+
+impl super::Op for AttentionPrefill {
+    fn dispatches(&self) -> &[Dispatch] {
+        std::slice::from_ref(&self.dispatch)
+    }
 }

@@ -75,13 +75,6 @@ impl GatedAct {
             dispatches: vec![d],
         })
     }
-
-    /// Records the op.
-    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
-        for d in &self.dispatches {
-            d.encode(pass);
-        }
-    }
 }
 
 fn key(act: Activation) -> PipelineKey {
@@ -120,4 +113,10 @@ pub fn cpu(gate: &[f32], up: &[f32], act: Activation) -> Vec<f32> {
         .zip(up)
         .map(|(g, u)| (act_f64(act, *g as f64) * *u as f64) as f32)
         .collect()
+}
+
+impl super::Op for GatedAct {
+    fn dispatches(&self) -> &[Dispatch] {
+        &self.dispatches
+    }
 }

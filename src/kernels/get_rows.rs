@@ -83,13 +83,6 @@ impl GetRows {
         )?;
         Ok(Self { dispatches })
     }
-
-    /// Records the op.
-    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
-        for d in &self.dispatches {
-            d.encode(pass);
-        }
-    }
 }
 
 /// CPU twin: rows `ids` of the dequantized weight `w`, concatenated.
@@ -101,4 +94,10 @@ pub fn cpu(w: &[f32], cols: usize, ids: &[u32]) -> Vec<f32> {
                 .copied()
         })
         .collect()
+}
+
+impl super::Op for GetRows {
+    fn dispatches(&self) -> &[Dispatch] {
+        &self.dispatches
+    }
 }

@@ -95,11 +95,6 @@ impl KvAppend {
         )?;
         Ok(Self { dispatch })
     }
-
-    /// Records the op.
-    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
-        self.dispatch.encode(pass);
-    }
 }
 
 /// CPU twin for one of K or V: rows `pos..pos + n_tokens` of `cache` (`[position][kv_dim]`)
@@ -127,5 +122,11 @@ pub fn cpu(
                 s
             };
         }
+    }
+}
+
+impl super::Op for KvAppend {
+    fn dispatches(&self) -> &[Dispatch] {
+        std::slice::from_ref(&self.dispatch)
     }
 }

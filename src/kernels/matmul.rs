@@ -89,13 +89,6 @@ impl MatMul {
         )?;
         Ok(Self { dispatches })
     }
-
-    /// Records the op.
-    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
-        for d in &self.dispatches {
-            d.encode(pass);
-        }
-    }
 }
 
 /// CPU twin: `y[t * rows + r] = sum_k w[r * cols + k] * x[t * cols + k]`, in f64.
@@ -103,4 +96,10 @@ pub fn cpu(w: &[f32], cols: usize, x: &[f32]) -> Vec<f32> {
     x.chunks_exact(cols)
         .flat_map(|xt| super::matvec::cpu(w, cols, xt))
         .collect()
+}
+
+impl super::Op for MatMul {
+    fn dispatches(&self) -> &[Dispatch] {
+        &self.dispatches
+    }
 }

@@ -68,13 +68,6 @@ impl MatVec {
         )?;
         Ok(Self { dispatches })
     }
-
-    /// Records the op.
-    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
-        for d in &self.dispatches {
-            d.encode(pass);
-        }
-    }
 }
 
 /// CPU twin: `y[r] = sum_k w[r * cols + k] * x[k]` over dequantized weights, in f64.
@@ -87,6 +80,12 @@ pub fn cpu(w: &[f32], cols: usize, x: &[f32]) -> Vec<f32> {
                 .sum::<f64>() as f32
         })
         .collect()
+}
+
+impl super::Op for MatVec {
+    fn dispatches(&self) -> &[Dispatch] {
+        &self.dispatches
+    }
 }
 
 #[cfg(test)]

@@ -55,6 +55,19 @@ impl Dispatch {
     }
 }
 
+/// A built op: the dispatches it records, in order.
+pub trait Op {
+    /// The op's dispatches (one per weight shard, or per pass).
+    fn dispatches(&self) -> &[Dispatch];
+
+    /// Records the op's dispatches into a compute pass.
+    fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
+        for d in self.dispatches() {
+            d.encode(pass);
+        }
+    }
+}
+
 /// Records `ops` into one compute pass of a new encoder and submits it.
 pub fn run(gpu: &Gpu, dispatches: &[&Dispatch]) {
     let mut enc = gpu.device.create_command_encoder(&Default::default());

@@ -107,13 +107,6 @@ impl RmsNorm {
             dispatches: vec![d],
         })
     }
-
-    /// Records the op.
-    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
-        for d in &self.dispatches {
-            d.encode(pass);
-        }
-    }
 }
 
 fn key(defines: &'static [&'static str], subgroups: bool) -> PipelineKey {
@@ -147,4 +140,10 @@ pub fn cpu(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
         .zip(w)
         .map(|(v, w)| (*v as f64 * k * *w as f64) as f32)
         .collect()
+}
+
+impl super::Op for RmsNorm {
+    fn dispatches(&self) -> &[Dispatch] {
+        &self.dispatches
+    }
 }

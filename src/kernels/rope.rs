@@ -110,13 +110,6 @@ impl Rope {
             _freq: freq,
         })
     }
-
-    /// Records the op.
-    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
-        for d in &self.dispatches {
-            d.encode(pass);
-        }
-    }
 }
 
 /// The fraction of `g_i = pos_scale * base^(-2i/rope_dims) / (2 pi)` turns per position,
@@ -194,4 +187,10 @@ pub fn cpu(
         out[b] = (x0 * s + x1 * c) as f32;
     }
     out
+}
+
+impl super::Op for Rope {
+    fn dispatches(&self) -> &[Dispatch] {
+        &self.dispatches
+    }
 }

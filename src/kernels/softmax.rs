@@ -59,13 +59,6 @@ impl Softmax {
             dispatches: vec![d],
         })
     }
-
-    /// Records the op.
-    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
-        for d in &self.dispatches {
-            d.encode(pass);
-        }
-    }
 }
 
 fn key(subgroups: bool) -> PipelineKey {
@@ -90,4 +83,10 @@ pub fn cpu(x: &[f32], scale: f32) -> Vec<f32> {
     let e: Vec<f64> = x.iter().map(|v| (s * *v as f64 - m).exp()).collect();
     let sum: f64 = e.iter().sum();
     e.iter().map(|v| (v / sum) as f32).collect()
+}
+
+impl super::Op for Softmax {
+    fn dispatches(&self) -> &[Dispatch] {
+        &self.dispatches
+    }
 }
