@@ -30,6 +30,7 @@ shader_table!(
     "gated_act.wgsl",
     "softmax.wgsl",
     "argmax.wgsl",
+    "penalties.wgsl",
     "lib/common.wgsl",
     "lib/weights.wgsl",
     "lib/reduce.wgsl",

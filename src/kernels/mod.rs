@@ -11,6 +11,7 @@ pub mod kv_append;
 pub mod kv_cache;
 pub mod matmul;
 pub mod matvec;
+pub mod penalties;
 pub mod rmsnorm;
 pub mod rope;
 pub mod softmax;
@@ -25,6 +26,7 @@ pub use kv_append::KvAppend;
 pub use kv_cache::KvCache;
 pub use matmul::MatMul;
 pub use matvec::MatVec;
+pub use penalties::Penalties;
 pub use rmsnorm::{NormOut, RmsNorm};
 pub use rope::Rope;
 pub use softmax::Softmax;
@@ -321,6 +323,7 @@ pub fn all_variants() -> Vec<PipelineKey> {
     v.extend(gated_act::variants());
     v.extend(softmax::variants());
     v.extend(argmax::variants());
+    v.extend(penalties::variants());
     v
 }
 
