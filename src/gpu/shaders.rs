@@ -31,6 +31,7 @@ shader_table!(
     "softmax.wgsl",
     "argmax.wgsl",
     "penalties.wgsl",
+    "topk.wgsl",
     "lib/common.wgsl",
     "lib/weights.wgsl",
     "lib/reduce.wgsl",

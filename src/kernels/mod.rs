@@ -15,6 +15,7 @@ pub mod penalties;
 pub mod rmsnorm;
 pub mod rope;
 pub mod softmax;
+pub mod topk;
 
 pub use add::{Add, Scale};
 pub use argmax::Argmax;
@@ -30,6 +31,7 @@ pub use penalties::Penalties;
 pub use rmsnorm::{NormOut, RmsNorm};
 pub use rope::Rope;
 pub use softmax::Softmax;
+pub use topk::TopK;
 
 use crate::gpu::{Gpu, GpuError, GpuTensor, PipelineKey, ShaderVariant};
 use crate::quant::GgmlType;
@@ -324,6 +326,7 @@ pub fn all_variants() -> Vec<PipelineKey> {
     v.extend(softmax::variants());
     v.extend(argmax::variants());
     v.extend(penalties::variants());
+    v.extend(topk::variants());
     v
 }
 
