@@ -132,3 +132,37 @@ fn topk_small_and_odd_widths() {
         assert!(TopK::new(&g, View::of(&xb), w, k, &out).is_err(), "{w} {k}");
     }
 }
+
+/// On a tiny model: the GPU top-k after a forward equals the CPU top-k of the read-back
+/// logits and starts with the GPU argmax; penalties on the GPU match the CPU twin.
+#[test]
+fn model_top_k_and_penalties() {
+    use hearth::gguf::GgufFile;
+    use hearth::graph::{LoadOptions, Model};
+    use hearth::model::{tiny::TinySpec, Arch};
+    let f = GgufFile::from_bytes(TinySpec::new(Arch::Llama).build()).expect("tiny gguf");
+    let opts = LoadOptions {
+        context: 64,
+        batch: 8,
+        all_logits: false,
+    };
+    let mut model = Model::load(gpu(Config::Full), &f, &opts).expect("load");
+    model.forward(&[1, 5, 9, 2]).expect("forward");
+    let logits = pollster::block_on(model.logits()).expect("logits");
+    let argmax = pollster::block_on(model.argmax()).expect("argmax");
+    for k in [1, 40, 256] {
+        let got = pollster::block_on(model.sample_top_k(k)).expect("top-k");
+        assert_eq!(got, topk::cpu(&logits, k), "k {k}");
+        assert_eq!(got[0].0, argmax);
+    }
+    let window = [(argmax, 2), (7, 1)];
+    model
+        .apply_penalties(&window, 1.5, 0.3, 0.1)
+        .expect("penalties");
+    let mut want = logits.clone();
+    penalties::cpu(&mut want, &window, 1.5, 0.3, 0.1);
+    let got = pollster::block_on(model.logits()).expect("logits");
+    assert_close("penalised logits", &got, &want, 1e-12);
+    let top = pollster::block_on(model.sample_top_k(40)).expect("top-k");
+    assert_eq!(top, topk::cpu(&got, 40));
+}
