@@ -12,3 +12,4 @@ pub mod kernels;
 pub mod model;
 pub mod quant;
 pub mod reference;
+pub mod sampling;

@@ -30,6 +30,8 @@ shader_table!(
     "gated_act.wgsl",
     "softmax.wgsl",
     "argmax.wgsl",
+    "penalties.wgsl",
+    "topk.wgsl",
     "lib/common.wgsl",
     "lib/weights.wgsl",
     "lib/reduce.wgsl",

@@ -64,8 +64,14 @@ impl MemoryPlan {
         let chunks = (capacity as u64).div_ceil(crate::kernels::attention_decode::CHUNK as u64);
         let scratch = cfg.n_heads as u64 * chunks * (cfg.head_dim as u64 + 2) * 4;
         note("decode attention scratch of one layer", scratch);
-        let mut activations =
-            b * per_token + 3 * logits + 8 * cfg.hidden as u64 + scratch * cfg.n_layers as u64;
+        // The GPU top-k keeps up to 256 (id, value) pairs per 1024-entry vocabulary chunk.
+        let topk = (cfg.vocab as u64).div_ceil(1024) * 256 * 8;
+        note("top-k scratch", topk);
+        let mut activations = b * per_token
+            + 3 * logits
+            + 8 * cfg.hidden as u64
+            + scratch * cfg.n_layers as u64
+            + topk;
         if all_logits {
             activations += b * logits;
             note("logits of every prefill token", b * logits);

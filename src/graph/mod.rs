@@ -18,7 +18,7 @@ use plan::{Builder, Plan};
 
 use crate::gguf::GgufFile;
 use crate::gpu::{Gpu, GpuError};
-use crate::kernels::{KvCache, Op, Step, StepBuffer};
+use crate::kernels::{KvCache, Op, Penalties, Step, StepBuffer, TopK, View};
 use crate::model::{ModelConfig, ModelError, Weights};
 use std::sync::Arc;
 
@@ -72,7 +72,19 @@ pub struct Model {
     /// Tokens in the last step (rows of `logits_all` that are valid).
     last_n: usize,
     last_was_prefill: bool,
+    /// The GPU top-`SAMPLE_K` of `logits`, run on demand by `sample_top_k`.
+    topk: TopK,
+    /// `SAMPLE_K` ids then their values, and its persistent staging buffer.
+    topk_out: wgpu::Buffer,
+    staging_topk: wgpu::Buffer,
+    /// In-place penalties on `logits`, set by `apply_penalties`.
+    penalties: Penalties,
 }
+
+/// Most candidates `Model::sample_top_k` returns.
+pub const SAMPLE_K: usize = crate::kernels::topk::MAX_K as usize;
+/// Most distinct ids `Model::apply_penalties` takes.
+pub const MAX_PENALTY_IDS: usize = 1024;
 
 impl Model {
     /// Uploads the weights of `f`, allocates the KV cache and activations, and builds the
@@ -111,6 +123,24 @@ impl Model {
             step: &step,
         };
         let (prefill, decode, tail) = b.plans(batch)?;
+        let k = SAMPLE_K.min(cfg.vocab) as u32;
+        let vocab = u32::try_from(cfg.vocab)
+            .map_err(|_| ModelError::Input(format!("vocabulary of {} tokens", cfg.vocab)))?;
+        let topk_out = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("top-k out"),
+            size: k as u64 * 8,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let staging_topk = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("staging top-k"),
+            size: k as u64 * 8,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let topk = TopK::new(&gpu, View::of(&acts.logits), vocab, k, &topk_out)?;
+        let penalties =
+            Penalties::new(&gpu, View::of(&acts.logits), vocab, MAX_PENALTY_IDS as u32)?;
         Ok(Self {
             cfg,
             gpu,
@@ -127,6 +157,10 @@ impl Model {
             pos: 0,
             last_n: 0,
             last_was_prefill: false,
+            topk,
+            topk_out,
+            staging_topk,
+            penalties,
         })
     }
 
@@ -255,6 +289,49 @@ impl Model {
     pub async fn argmax(&self) -> Result<u32, GpuError> {
         let b = read_into(&self.gpu, &self.acts.token, 0, &self.acts.staging_token, 4).await?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// Applies repetition / presence / frequency penalties for `window` (distinct ids with
+    /// counts, at most `MAX_PENALTY_IDS`) to the last logits in place on the GPU. Call it
+    /// after `forward` and before `sample_top_k`; `argmax` still reflects the raw logits.
+    pub fn apply_penalties(
+        &self,
+        window: &[(u32, u32)],
+        repeat: f32,
+        presence: f32,
+        frequency: f32,
+    ) -> Result<(), GpuError> {
+        self.penalties
+            .set(&self.gpu, window, repeat, presence, frequency)?;
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            self.penalties.encode(&mut pass);
+        }
+        self.gpu.queue.submit([enc.finish()]);
+        Ok(())
+    }
+
+    /// The `k` (at most `SAMPLE_K`) largest last logits with their ids, sorted
+    /// descending, selected on the GPU: only `SAMPLE_K` (id, value) pairs are read back.
+    pub async fn sample_top_k(&self, k: usize) -> Result<Vec<(u32, f32)>, GpuError> {
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            self.topk.encode(&mut pass);
+        }
+        self.gpu.queue.submit([enc.finish()]);
+        let n = self.topk_out.size() / 8;
+        let b = read_into(&self.gpu, &self.topk_out, 0, &self.staging_topk, n * 8).await?;
+        let words: &[u32] = bytemuck::cast_slice(&b);
+        let (ids, vals) = words.split_at(n as usize);
+        Ok(ids
+            .iter()
+            .zip(vals)
+            .take(k)
+            .filter(|(&id, _)| id != u32::MAX)
+            .map(|(&id, &v)| (id, f32::from_bits(v)))
+            .collect())
     }
 
     /// Blocking `forward` + `argmax`, the greedy step of native callers.

@@ -11,9 +11,11 @@ pub mod kv_append;
 pub mod kv_cache;
 pub mod matmul;
 pub mod matvec;
+pub mod penalties;
 pub mod rmsnorm;
 pub mod rope;
 pub mod softmax;
+pub mod topk;
 
 pub use add::{Add, Scale};
 pub use argmax::Argmax;
@@ -25,9 +27,11 @@ pub use kv_append::KvAppend;
 pub use kv_cache::KvCache;
 pub use matmul::MatMul;
 pub use matvec::MatVec;
+pub use penalties::Penalties;
 pub use rmsnorm::{NormOut, RmsNorm};
 pub use rope::Rope;
 pub use softmax::Softmax;
+pub use topk::TopK;
 
 use crate::gpu::{Gpu, GpuError, GpuTensor, PipelineKey, ShaderVariant};
 use crate::quant::GgmlType;
@@ -334,6 +338,8 @@ pub fn all_variants() -> Vec<PipelineKey> {
     v.extend(gated_act::variants());
     v.extend(softmax::variants());
     v.extend(argmax::variants());
+    v.extend(penalties::variants());
+    v.extend(topk::variants());
     v
 }
 
