@@ -2,7 +2,7 @@
 //! back. Two dispatches (per-workgroup partials, then one final workgroup); no float
 //! atomics. Shader: `argmax.wgsl`.
 
-use super::{build_dispatch, grid, to_u32, Dispatch, View};
+use super::{to_u32, two_pass, Dispatch, View};
 use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
 
 /// Workgroup size of both argmax passes.
@@ -68,27 +68,10 @@ impl Argmax {
             out_index,
             _pad: [0; 3],
         };
-        let (gx, gy) = grid(gpu, n_partials);
-        let first = key(&[]);
-        let last = key(&["FINAL"]);
-        let d1 = build_dispatch(
-            gpu,
-            &first,
-            first.label(),
-            &[(1, x.buffer), (2, &partials)],
-            (4, &p),
-            (gx, gy, 1),
-        )?;
-        let d2 = build_dispatch(
-            gpu,
-            &last,
-            last.label(),
-            &[(2, &partials), (3, out)],
-            (4, &p),
-            (1, 1, 1),
-        )?;
+        let keys = (&key(&[]), &key(&["FINAL"]));
+        let dispatches = two_pass(gpu, keys, x.buffer, &partials, out, &p, n_partials)?;
         Ok(Self {
-            dispatches: vec![d1, d2],
+            dispatches,
             _partials: partials,
         })
     }

@@ -261,6 +261,39 @@ pub fn build_dispatch<P: bytemuck::Pod>(
     })
 }
 
+/// The two dispatches of a chunked reduction (argmax, top-k). The first reads `x` at
+/// binding 1 and writes one partial per chunk to `scratch` at binding 2, over a grid of
+/// `n_chunks` workgroups; the last, one workgroup, reads the partials and writes `out` at
+/// binding 3. Both read `params` at binding 4.
+pub(crate) fn two_pass<P: bytemuck::Pod>(
+    gpu: &Gpu,
+    (first, last): (&PipelineKey, &PipelineKey),
+    x: &wgpu::Buffer,
+    scratch: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    params: &P,
+    n_chunks: u32,
+) -> Result<Vec<Dispatch>, GpuError> {
+    let (gx, gy) = grid(gpu, n_chunks);
+    let d1 = build_dispatch(
+        gpu,
+        first,
+        first.label(),
+        &[(1, x), (2, scratch)],
+        (4, params),
+        (gx, gy, 1),
+    )?;
+    let d2 = build_dispatch(
+        gpu,
+        last,
+        last.label(),
+        &[(2, scratch), (3, out)],
+        (4, params),
+        (1, 1, 1),
+    )?;
+    Ok(vec![d1, d2])
+}
+
 /// Common per-shard setup of weight kernels: binding 0 = the shard's weights, 1 and 2 =
 /// `inputs`, 3 = params, and the step uniform when given; one dispatch per shard.
 fn weight_dispatches<P: bytemuck::Pod>(

@@ -131,13 +131,6 @@ impl Penalties {
             .write_buffer(&self.window, 0, bytemuck::bytes_of(&w));
         Ok(())
     }
-
-    /// Records the op.
-    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
-        for d in &self.dispatches {
-            d.encode(pass);
-        }
-    }
 }
 
 fn key() -> PipelineKey {
@@ -159,5 +152,11 @@ pub fn cpu(logits: &mut [f32], window: &[(u32, u32)], repeat: f32, presence: f32
             let v = if *l > 0.0 { *l / repeat } else { *l * repeat };
             *l = v - (c as f32 * frequency + if c > 0 { presence } else { 0.0 });
         }
+    }
+}
+
+impl super::Op for Penalties {
+    fn dispatches(&self) -> &[Dispatch] {
+        &self.dispatches
     }
 }

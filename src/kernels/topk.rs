@@ -3,7 +3,7 @@
 //! memory keeping its best k, then a k-round merge of the chunk lists in one
 //! workgroup); no float atomics. Shader: `topk.wgsl`.
 
-use super::{build_dispatch, grid, to_u32, Dispatch, View};
+use super::{to_u32, two_pass, Dispatch, View};
 use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
 
 /// Workgroup size of both top-k passes.
@@ -72,36 +72,12 @@ impl TopK {
             k,
             n_chunks,
         };
-        let (gx, gy) = grid(gpu, n_chunks);
-        let first = key(&[]);
-        let last = key(&["FINAL"]);
-        let d1 = build_dispatch(
-            gpu,
-            &first,
-            first.label(),
-            &[(1, x.buffer), (2, &scratch)],
-            (4, &p),
-            (gx, gy, 1),
-        )?;
-        let d2 = build_dispatch(
-            gpu,
-            &last,
-            last.label(),
-            &[(2, &scratch), (3, out)],
-            (4, &p),
-            (1, 1, 1),
-        )?;
+        let keys = (&key(&[]), &key(&["FINAL"]));
+        let dispatches = two_pass(gpu, keys, x.buffer, &scratch, out, &p, n_chunks)?;
         Ok(Self {
-            dispatches: vec![d1, d2],
+            dispatches,
             _scratch: scratch,
         })
-    }
-
-    /// Records both passes (the second reads what the first wrote; wgpu orders them).
-    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
-        for d in &self.dispatches {
-            d.encode(pass);
-        }
     }
 }
 
@@ -137,4 +113,10 @@ pub fn cpu(x: &[f32], k: usize) -> Vec<(u32, f32)> {
     });
     v.truncate(k);
     v
+}
+
+impl super::Op for TopK {
+    fn dispatches(&self) -> &[Dispatch] {
+        &self.dispatches
+    }
 }
