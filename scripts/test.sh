@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 HEARTH_TEST_MODEL=$(scripts/fetch-model.sh)
 export HEARTH_TEST_MODEL
+# llama.cpp's tokenizer suite and chat templates (read-only test data).
+HEARTH_LLAMA_MODELS=$(scripts/fetch-llama-src.sh)
+export HEARTH_LLAMA_MODELS
 
 step() { echo; echo "== $* ($(date +%T))"; }
 
