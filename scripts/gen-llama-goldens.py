@@ -31,6 +31,11 @@ PROMPTS = [
     "1, 2, 3, 4, 5,",
     "In 1969, Neil Armstrong",
 ]
+# Typed raw with Gemma's turn markers: tokenized with special-token parsing, as
+# `hearth run --raw` and llama.cpp do, so <start_of_turn> becomes its control token.
+SPECIAL_PROMPTS = [
+    "<start_of_turn>user\nWhat is the capital of France?<end_of_turn>\n<start_of_turn>model\n",
+]
 CONTINUATION = 32
 TOP = 20
 PROBES = 128
@@ -52,8 +57,8 @@ def main():
     vocab = llm.n_vocab()
     probes = sorted(np.random.default_rng(2024).choice(vocab, PROBES, replace=False).tolist())
     prompts = []
-    for text in PROMPTS:
-        ids = llm.tokenize(text.encode(), add_bos=True, special=False)
+    for text, special in [(t, False) for t in PROMPTS] + [(t, True) for t in SPECIAL_PROMPTS]:
+        ids = llm.tokenize(text.encode(), add_bos=True, special=special)
         # Free-running greedy, one token at a time (as a user would run it).
         llm.reset()
         llm.eval(ids)
@@ -77,7 +82,7 @@ def main():
                 "top_logits": top_logits,
                 "probe_logits": [round(float(logits[p]), 4) for p in probes],
             })
-        prompts.append({"text": text, "ids": ids, "continuation": cont, "free_gaps": gaps,
+        prompts.append({"text": text, "special": special, "ids": ids, "continuation": cont, "free_gaps": gaps,
                         "positions": positions})
         print(f"{text!r}: {len(ids)} prompt tokens, continuation {cont[:8]}...", file=sys.stderr)
     out = {

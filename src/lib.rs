@@ -5,6 +5,7 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod cli;
+pub mod engine;
 pub mod gguf;
 pub mod gpu;
 pub mod graph;
@@ -13,3 +14,4 @@ pub mod model;
 pub mod quant;
 pub mod reference;
 pub mod sampling;
+pub mod tokenizer;

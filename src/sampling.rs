@@ -216,6 +216,72 @@ impl Sampler {
     }
 }
 
+/// Stop sequences over streamed text: text that might be the start of a stop sequence is
+/// held back until it is decided, and a stop sequence is never released, even when it
+/// spans several tokens.
+#[derive(Clone, Debug, Default)]
+pub struct StopMatcher {
+    stops: Vec<String>,
+    held: String,
+}
+
+impl StopMatcher {
+    /// A matcher for `stops` (empty strings are ignored).
+    pub fn new(stops: &[String]) -> Self {
+        Self {
+            stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(),
+            held: String::new(),
+        }
+    }
+
+    /// Adds newly decoded text; returns the text now safe to show and whether a stop
+    /// sequence was reached (then the text before it is returned and the rest dropped).
+    pub fn push(&mut self, text: &str) -> (String, bool) {
+        self.held.push_str(text);
+        if let Some(at) = self
+            .stops
+            .iter()
+            .filter_map(|s| self.held.find(s.as_str()))
+            .min()
+        {
+            let out = self.held[..at].to_string();
+            self.held.clear();
+            return (out, true);
+        }
+        // Hold the longest suffix that is a proper prefix of some stop sequence.
+        let keep = self
+            .stops
+            .iter()
+            .map(|s| longest_suffix_prefix(&self.held, s))
+            .max()
+            .unwrap_or(0);
+        let cut = self.held.len() - keep;
+        let out = self.held[..cut].to_string();
+        self.held.drain(..cut);
+        (out, false)
+    }
+
+    /// The held text, once generation ends without a stop sequence.
+    pub fn finish(&mut self) -> String {
+        std::mem::take(&mut self.held)
+    }
+}
+
+/// Length of the longest suffix of `text` that is a proper prefix of `stop`, on char
+/// boundaries.
+fn longest_suffix_prefix(text: &str, stop: &str) -> usize {
+    let max = text.len().min(stop.len().saturating_sub(1));
+    (1..=max)
+        .rev()
+        .find(|&n| {
+            text.is_char_boundary(text.len() - n)
+                && stop
+                    .as_bytes()
+                    .starts_with(&text.as_bytes()[text.len() - n..])
+        })
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,5 +447,24 @@ mod tests {
         ] {
             assert_eq!(p.validate().map_err(|e| e.name), Err(name));
         }
+    }
+
+    #[test]
+    fn stop_sequences_are_held_across_tokens_and_never_released() {
+        let mut m = StopMatcher::new(&["\n\nUser:".to_string(), "END".to_string()]);
+        assert_eq!(m.push("Hello"), ("Hello".to_string(), false));
+        assert_eq!(m.push(" world\n"), (" world".to_string(), false));
+        assert_eq!(m.push("\nUs"), (String::new(), false));
+        assert_eq!(m.push("er: hi"), (String::new(), true));
+        let mut m = StopMatcher::new(&["END".to_string()]);
+        assert_eq!(m.push("the EN"), ("the ".to_string(), false));
+        assert_eq!(m.push("Dless"), (String::new(), true));
+        let mut m = StopMatcher::new(&["END".to_string()]);
+        assert_eq!(m.push("E"), (String::new(), false));
+        assert_eq!(m.push("x"), ("Ex".to_string(), false));
+        assert_eq!(m.push("é E"), ("é ".to_string(), false));
+        assert_eq!(m.finish(), "E");
+        let mut none = StopMatcher::new(&[String::new()]);
+        assert_eq!(none.push("abc"), ("abc".to_string(), false));
     }
 }

@@ -137,3 +137,121 @@ fn devices_lists_an_adapter() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown backend"));
 }
+
+#[test]
+fn run_raw_greedy_answers_paris() {
+    let Some(path) = common::real_model() else {
+        return;
+    };
+    let p = path.to_str().unwrap();
+    let q = "Question: What is the capital of France?\nAnswer:";
+    let out = hearth(&[
+        "run",
+        p,
+        q,
+        "--raw",
+        "--temperature",
+        "0",
+        "-n",
+        "4",
+        "--ctx",
+        "128",
+        "--verbose",
+    ]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.starts_with(" Paris"), "{stdout:?}");
+    for key in [
+        "load duration:",
+        "prompt eval count:    12 token(s)",
+        "eval rate:",
+    ] {
+        assert!(stderr.contains(key), "--verbose lacks {key:?}: {stderr}");
+    }
+    assert!(stderr.contains("none (--raw)"), "{stderr}");
+    // Interactive mode reads turns from stdin; /bye ends it.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["run", p, "--temperature", "0", "-n", "3", "--ctx", "128"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"Hello\n/clear\nHi again\n/bye\nnever read\n")
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| !l.is_empty()).count(),
+        2,
+        "{stdout:?}"
+    );
+}
+
+#[test]
+fn run_and_tokenize_reject_bad_input_in_one_line() {
+    let Some(path) = common::real_model() else {
+        return;
+    };
+    let p = path.to_str().unwrap();
+    for args in [
+        vec!["run", p, "x", "--temperature", "-1"],
+        vec!["run", p, "x", "--top-p", "2"],
+        vec!["run", p, "x", "-n", "-5"],
+        vec!["run", p, "x", "--template", "/nonexistent/t.jinja"],
+        vec!["run", "/nonexistent/model.gguf", "x"],
+        vec!["run", p, &"word ".repeat(200), "--raw", "--ctx", "64"],
+        vec!["bench", p, "-p", "64", "-r", "0"],
+    ] {
+        let out = hearth(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.starts_with("hearth: error: "), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn tokenize_prints_ids_and_pieces() {
+    let Some(path) = common::real_model() else {
+        return;
+    };
+    let p = path.to_str().unwrap();
+    let out = hearth(&["tokenize", p, "<start_of_turn>Hello", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<u64> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids[..2], [2, 105], "BOS then <start_of_turn>: {v}");
+    let out = hearth(&["tokenize", p, "<start_of_turn>Hello", "--no-special"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        !text.contains("     2 -> "),
+        "no BOS with --no-special: {text}"
+    );
+    assert!(
+        text.lines().count() > 3,
+        "the spelling is split as text: {text}"
+    );
+}

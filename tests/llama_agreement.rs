@@ -1,5 +1,5 @@
 //! Agreement with llama.cpp on the real Gemma 3 270M Q4_K_M. Goldens come from
-//! `scripts/gen-llama-goldens.py` (llama-cpp-python 0.3.36, CPU backend): for 7 prompts,
+//! `scripts/gen-llama-goldens.py` (llama-cpp-python 0.3.36, CPU backend): for 8 prompts (the last typed with Gemma's turn markers),
 //! the logits at every position of prompt + llama.cpp's greedy 32-token continuation.
 //!
 //! llama.cpp's CPU backend quantizes activations to 8 bits before every quantized matmul

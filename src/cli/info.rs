@@ -50,7 +50,7 @@ pub fn run(args: &InfoArgs, gpu_args: &GpuArgs) -> anyhow::Result<()> {
         }
     }
     if let Ok(Some(ft)) = f.get_u32("general.file_type") {
-        println!("file type:     {ft} ({})", file_type_name(ft));
+        println!("file type:     {ft} ({})", crate::model::file_type_name(ft));
     }
     let params: u64 = f.tensors.iter().map(|t| t.n_elements()).sum();
     println!("parameters:    {:.1} M", params as f64 / 1e6);
@@ -207,32 +207,6 @@ pub fn run(args: &InfoArgs, gpu_args: &GpuArgs) -> anyhow::Result<()> {
         Err(e) => println!("  unavailable: {e}"),
     }
     Ok(())
-}
-
-/// llama.cpp's names for `general.file_type` (the quantization mix of the file).
-fn file_type_name(ft: u32) -> &'static str {
-    match ft {
-        0 => "all F32",
-        1 => "mostly F16",
-        2 => "mostly Q4_0",
-        3 => "mostly Q4_1",
-        7 => "mostly Q8_0",
-        8 => "mostly Q5_0",
-        9 => "mostly Q5_1",
-        10 => "mostly Q2_K",
-        11 => "mostly Q3_K_S",
-        12 => "mostly Q3_K_M",
-        13 => "mostly Q3_K_L",
-        14 => "mostly Q4_K_S",
-        15 => "mostly Q4_K_M",
-        16 => "mostly Q5_K_S",
-        17 => "mostly Q5_K_M",
-        18 => "mostly Q6_K",
-        25 => "mostly IQ4_NL",
-        30 => "mostly IQ4_XS",
-        32 => "mostly BF16",
-        _ => "other",
-    }
 }
 
 fn human(bytes: u64) -> String {

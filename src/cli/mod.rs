@@ -1,8 +1,12 @@
 //! The `hearth` command line: argument parsing and one module per subcommand. Errors are
 //! printed as one line on stderr and give a non-zero exit status.
 
+mod bench;
 mod devices;
 mod info;
+mod load;
+mod run;
+mod tokenize;
 
 use crate::gpu::{BackendChoice, GpuOptions};
 use clap::{Parser, Subcommand};
@@ -50,6 +54,12 @@ enum Command {
     Devices,
     /// Describe a GGUF model: architecture, hyperparameters, tokenizer, tensors, adapter fit
     Info(info::InfoArgs),
+    /// Complete a prompt, or chat when no prompt is given
+    Run(run::RunArgs),
+    /// Print the token ids (and pieces) of a text
+    Tokenize(tokenize::TokenizeArgs),
+    /// Measure prompt processing and generation speed (llama-bench style)
+    Bench(bench::BenchArgs),
 }
 
 /// Entry point of the binary.
@@ -62,6 +72,9 @@ pub fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Devices => devices::run(&cli.gpu),
         Command::Info(a) => info::run(a, &cli.gpu),
+        Command::Run(a) => run::run(a, &cli.gpu),
+        Command::Tokenize(a) => tokenize::run(a),
+        Command::Bench(a) => bench::run(a, &cli.gpu),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -22,6 +22,8 @@ pub struct MemoryPlan {
     pub batch: usize,
     /// KV cache element size (2 with shader-f16, else 4).
     pub kv_elem_bytes: u64,
+    /// Whether every prefill token's logits are kept.
+    pub all_logits: bool,
 }
 
 impl MemoryPlan {
@@ -84,6 +86,7 @@ impl MemoryPlan {
             capacity,
             batch,
             kv_elem_bytes,
+            all_logits,
         }
     }
 

@@ -58,7 +58,7 @@ pub struct Model {
     pub gpu: Arc<Gpu>,
     /// What the load planned and allocated.
     pub memory: MemoryPlan,
-    weights: Weights,
+    weights: Arc<Weights>,
     #[allow(dead_code)] // owned here; ops hold bind groups on its buffers
     kv: Vec<KvCache>,
     step: StepBuffer,
@@ -90,6 +90,16 @@ impl Model {
     /// Uploads the weights of `f`, allocates the KV cache and activations, and builds the
     /// prefill and decode plans. Refuses before allocating when the plan cannot fit.
     pub fn load(gpu: Arc<Gpu>, f: &GgufFile, opts: &LoadOptions) -> Result<Self, ModelError> {
+        Self::load_with_progress(gpu, f, opts, &mut |_, _| {})
+    }
+
+    /// `load`, reporting weight upload progress as `progress(done, total)`.
+    pub fn load_with_progress(
+        gpu: Arc<Gpu>,
+        f: &GgufFile,
+        opts: &LoadOptions,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Self, ModelError> {
         let cfg = ModelConfig::from_gguf(f)?;
         if cfg.final_softcap.is_some() {
             return Err(ModelError::Input(format!(
@@ -97,22 +107,46 @@ impl Model {
                 cfg.arch.name()
             )));
         }
+        let memory = Self::plan_memory(&gpu, &cfg, f, opts);
+        memory.check(&gpu, f)?;
+        let weights = Arc::new(Weights::upload_with_progress(&gpu, f, &cfg, progress)?);
+        Self::with_weights(gpu, cfg, weights, memory)
+    }
+
+    /// The memory a `load` of `f` with `opts` plans (capacity and batch clamped as there).
+    pub fn plan_memory(
+        gpu: &Gpu,
+        cfg: &ModelConfig,
+        f: &GgufFile,
+        opts: &LoadOptions,
+    ) -> MemoryPlan {
         let capacity = opts.context.clamp(1, cfg.context);
         let batch = opts.batch.clamp(1, capacity);
-        let memory = MemoryPlan::new(
-            &cfg,
+        MemoryPlan::new(
+            cfg,
             f,
             capacity,
             batch,
             opts.all_logits,
             gpu.features.shader_f16,
-        );
-        memory.check(&gpu, f)?;
-        let weights = Weights::upload(&gpu, f, &cfg)?;
+        )
+    }
+
+    /// Another sequence over weights already on the GPU: its own KV cache, activations
+    /// and plans, sized by `memory` (from `plan_memory`, already checked). Sessions of one
+    /// engine share the weights this way.
+    pub fn with_weights(
+        gpu: Arc<Gpu>,
+        cfg: ModelConfig,
+        weights: Arc<Weights>,
+        memory: MemoryPlan,
+    ) -> Result<Self, ModelError> {
+        let (capacity, batch) = (memory.capacity, memory.batch);
+        let all_logits = memory.all_logits;
         let kv = (0..cfg.n_layers)
             .map(|_| KvCache::new(&gpu, capacity as u32, cfg.kv_dim() as u32))
             .collect::<Result<Vec<_>, GpuError>>()?;
-        let acts = Activations::new(&gpu, &cfg, batch, opts.all_logits);
+        let acts = Activations::new(&gpu, &cfg, batch, all_logits);
         let step = StepBuffer::new(&gpu, Step::new(0, 1));
         let b = Builder {
             gpu: &gpu,
@@ -341,8 +375,8 @@ impl Model {
         Ok(pollster::block_on(self.argmax())?)
     }
 
-    /// The weights (for inspection and profiling).
-    pub fn weights(&self) -> &Weights {
+    /// The weights (for inspection, profiling and more sessions via `with_weights`).
+    pub fn weights(&self) -> &Arc<Weights> {
         &self.weights
     }
 }

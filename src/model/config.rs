@@ -377,3 +377,29 @@ pub(super) fn bad(key: &str, value: impl std::fmt::Display, why: &str) -> ModelE
         why: why.to_string(),
     }
 }
+
+/// llama.cpp's names for `general.file_type` (the quantization mix of the file).
+pub fn file_type_name(ft: u32) -> &'static str {
+    match ft {
+        0 => "all F32",
+        1 => "mostly F16",
+        2 => "mostly Q4_0",
+        3 => "mostly Q4_1",
+        7 => "mostly Q8_0",
+        8 => "mostly Q5_0",
+        9 => "mostly Q5_1",
+        10 => "mostly Q2_K",
+        11 => "mostly Q3_K_S",
+        12 => "mostly Q3_K_M",
+        13 => "mostly Q3_K_L",
+        14 => "mostly Q4_K_S",
+        15 => "mostly Q4_K_M",
+        16 => "mostly Q5_K_S",
+        17 => "mostly Q5_K_M",
+        18 => "mostly Q6_K",
+        25 => "mostly IQ4_NL",
+        30 => "mostly IQ4_XS",
+        32 => "mostly BF16",
+        _ => "other",
+    }
+}

@@ -11,7 +11,7 @@ pub mod tensors;
 pub mod tiny;
 pub mod weights;
 
-pub use config::{Activation, Arch, ModelConfig, ModelError};
+pub use config::{file_type_name, Activation, Arch, ModelConfig, ModelError};
 pub use tensors::{check_tensors, expected_tensors, TensorSpec};
 pub use tiny::{TinySpec, TinyTensor};
 pub use weights::{LayerWeights, Weights};

@@ -54,7 +54,18 @@ pub struct Weights {
 impl Weights {
     /// Uploads every weight of `f` (shapes checked against `cfg` first).
     pub fn upload(gpu: &Gpu, f: &GgufFile, cfg: &ModelConfig) -> Result<Self, ModelError> {
+        Self::upload_with_progress(gpu, f, cfg, &mut |_, _| {})
+    }
+
+    /// `upload`, calling `progress(done, total)` after each layer (for a progress bar).
+    pub fn upload_with_progress(
+        gpu: &Gpu,
+        f: &GgufFile,
+        cfg: &ModelConfig,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Self, ModelError> {
         super::tensors::check_tensors(cfg, f)?;
+        let total = cfg.n_layers + 1;
         let mat = |name: &str| matrix(gpu, f, name);
         let vec = |name: &str| vector(gpu, f, name);
         let opt_vec = |name: &str| {
@@ -107,9 +118,12 @@ impl Weights {
                 down: mat(&p("ffn_down.weight"))?,
                 post_ffn_norm,
             });
+            progress(il + 1, total);
         }
+        let token_embd = mat("token_embd.weight")?;
+        progress(total, total);
         Ok(Self {
-            token_embd: mat("token_embd.weight")?,
+            token_embd,
             output: if f.tensor("output.weight").is_some() {
                 Some(mat("output.weight")?)
             } else {

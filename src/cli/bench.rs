@@ -1,0 +1,190 @@
+//! `hearth bench MODEL -p 512 -n 128 -r 5`: prompt processing and generation speed in
+//! llama-bench's terms. `ppN` evaluates N prompt tokens in one go from an empty cache;
+//! `tgN` generates N tokens one at a time from an empty cache (greedy, the argmax read
+//! back each step, which is also the sync). Tokenization and sampling are excluded.
+//! Each test runs once to warm up, then `-r` times; t/s is reported as mean ± sd.
+
+use super::load::open_gguf;
+use super::GpuArgs;
+use crate::gpu::Gpu;
+use crate::graph::{LoadOptions, Model};
+use crate::model::{file_type_name, ModelConfig};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Arguments of `hearth bench`.
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Path to a GGUF file
+    model: PathBuf,
+    /// Prompt lengths to test (comma-separated; 0 skips)
+    #[arg(
+        short = 'p',
+        long = "n-prompt",
+        value_delimiter = ',',
+        default_value = "512"
+    )]
+    n_prompt: Vec<usize>,
+    /// Generation lengths to test (comma-separated; 0 skips)
+    #[arg(
+        short = 'n',
+        long = "n-gen",
+        value_delimiter = ',',
+        default_value = "128"
+    )]
+    n_gen: Vec<usize>,
+    /// Repetitions of each test
+    #[arg(short = 'r', long, default_value_t = 5)]
+    repetitions: usize,
+    /// Prompt tokens per prefill pass
+    #[arg(short = 'b', long, default_value_t = 512)]
+    batch: usize,
+    /// Output: md (a table) or json
+    #[arg(short = 'o', long, default_value = "md")]
+    output: String,
+}
+
+/// One test's result.
+struct Row {
+    test: String,
+    tokens: usize,
+    samples: Vec<f64>,
+}
+
+impl Row {
+    fn mean_sd(&self) -> (f64, f64) {
+        let n = self.samples.len() as f64;
+        let mean = self.samples.iter().sum::<f64>() / n;
+        let var = if self.samples.len() > 1 {
+            self.samples.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+        } else {
+            0.0
+        };
+        (mean, var.sqrt())
+    }
+}
+
+/// Runs the tests and prints the table or JSON.
+pub fn run(args: &BenchArgs, gpu_args: &GpuArgs) -> anyhow::Result<()> {
+    if !matches!(args.output.as_str(), "md" | "json") {
+        anyhow::bail!("-o {}: expected md or json", args.output);
+    }
+    if args.repetitions == 0 {
+        anyhow::bail!("-r 0: at least one repetition is needed");
+    }
+    let f = open_gguf(&args.model)?;
+    let cfg = ModelConfig::from_gguf(&f)?;
+    let gpu = Gpu::new_blocking(&gpu_args.options()?)?;
+    let longest = args
+        .n_prompt
+        .iter()
+        .chain(&args.n_gen)
+        .copied()
+        .max()
+        .unwrap_or(0);
+    if longest > cfg.context {
+        anyhow::bail!(
+            "a test of {longest} tokens exceeds the model's context of {}",
+            cfg.context
+        );
+    }
+    let opts = LoadOptions {
+        context: longest.max(1),
+        batch: args.batch.max(1),
+        all_logits: false,
+    };
+    let mut model = Model::load(gpu.clone(), &f, &opts)?;
+    let vocab = cfg.vocab as u64;
+    let mut rows = Vec::new();
+    for &n in args.n_prompt.iter().filter(|&&n| n > 0) {
+        // Ids spread over the vocabulary, fixed so runs compare.
+        let ids: Vec<u32> = (0..n as u64)
+            .map(|i| (1 + i * 7919 % (vocab - 1)) as u32)
+            .collect();
+        let samples = repeat(args.repetitions, || {
+            model.reset();
+            let t = Instant::now();
+            model.forward(&ids)?;
+            pollster::block_on(model.argmax())?;
+            Ok(n as f64 / t.elapsed().as_secs_f64())
+        })?;
+        rows.push(Row {
+            test: format!("pp{n}"),
+            tokens: n,
+            samples,
+        });
+    }
+    for &n in args.n_gen.iter().filter(|&&n| n > 0) {
+        let samples = repeat(args.repetitions, || {
+            model.reset();
+            let mut id = 1u32;
+            let t = Instant::now();
+            for _ in 0..n {
+                id = model.greedy_step(&[id])?;
+            }
+            Ok(n as f64 / t.elapsed().as_secs_f64())
+        })?;
+        rows.push(Row {
+            test: format!("tg{n}"),
+            tokens: n,
+            samples,
+        });
+    }
+    let name = format!(
+        "{} {} {}",
+        cfg.arch.name(),
+        f.get_str("general.size_label").ok().flatten().unwrap_or(""),
+        f.get_u32("general.file_type")
+            .ok()
+            .flatten()
+            .map(file_type_name)
+            .unwrap_or("")
+            .trim_start_matches("mostly ")
+    );
+    let size: u64 = f.tensors.iter().map(|t| t.n_bytes).sum();
+    let params: u64 = f.tensors.iter().map(|t| t.n_elements()).sum();
+    let backend = format!("{:?}", gpu.info.backend);
+    let adapter = gpu.info.name.clone();
+    if args.output == "json" {
+        let tests: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                let (mean, sd) = r.mean_sd();
+                serde_json::json!({
+                    "test": r.test, "n_tokens": r.tokens, "repetitions": r.samples.len(),
+                    "tokens_per_second": mean, "stddev": sd, "samples": r.samples,
+                })
+            })
+            .collect();
+        let out = serde_json::json!({
+            "model": name.trim(), "path": args.model.display().to_string(),
+            "size_bytes": size, "params": params, "backend": backend, "adapter": adapter,
+            "batch": opts.batch, "tests": tests,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!("| model | size | params | backend | adapter | test | t/s |");
+    println!("| --- | ---: | ---: | --- | --- | ---: | ---: |");
+    for r in &rows {
+        let (mean, sd) = r.mean_sd();
+        println!(
+            "| {} | {:.2} MiB | {:.2} M | {} | {} | {} | {:.2} ± {:.2} |",
+            name.trim(),
+            size as f64 / (1u64 << 20) as f64,
+            params as f64 / 1e6,
+            backend,
+            adapter,
+            r.test,
+            mean,
+            sd
+        );
+    }
+    Ok(())
+}
+
+/// One warm-up run, then `reps` measured ones.
+fn repeat(reps: usize, mut f: impl FnMut() -> anyhow::Result<f64>) -> anyhow::Result<Vec<f64>> {
+    f()?;
+    (0..reps).map(|_| f()).collect()
+}

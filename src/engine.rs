@@ -1,0 +1,580 @@
+//! The engine: a model loaded once (weights on the GPU, tokenizer, chat template) and
+//! sessions that each own a KV cache. `Session::generate` turns a prompt or a conversation
+//! into a `futures::Stream` of token events with timings. Nothing here blocks: GPU
+//! readbacks are awaited, so the same code drives the CLI (through `pollster`), the
+//! server and the browser build.
+//!
+//! A session remembers which tokens its KV cache holds. A new prompt that starts with
+//! them (the next turn of a chat, rendered whole by the template) only feeds the rest.
+//! Context policy: a prompt longer than the context is an error before any GPU work;
+//! generation that fills the context stops with `FinishReason::Length`.
+
+use crate::gguf::GgufFile;
+use crate::gpu::{Gpu, GpuError};
+use crate::graph::{LoadOptions, MemoryPlan, Model, MAX_PENALTY_IDS, SAMPLE_K};
+use crate::model::{file_type_name, ModelConfig, ModelError, Weights};
+use crate::sampling::{ParamError, Sampler, SamplingParams, StopMatcher};
+use crate::tokenizer::{
+    ChatTemplate, Message, RenderOptions, StreamDecoder, TemplateError, Tokenizer, TokenizerError,
+};
+use futures::Stream;
+use std::sync::Arc;
+use thiserror::Error;
+use web_time::{Duration, Instant};
+
+/// Everything that can go wrong between a prompt and its tokens.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    /// Loading or running the model failed.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// A GPU operation failed.
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+    /// The vocabulary could not be built or the text not tokenized.
+    #[error("tokenizer: {0}")]
+    Tokenizer(#[from] TokenizerError),
+    /// The chat template failed to render.
+    #[error("chat template: {0}")]
+    Template(#[from] TemplateError),
+    /// A sampling parameter is out of range.
+    #[error(transparent)]
+    Params(#[from] ParamError),
+    /// The prompt alone does not fit the context.
+    #[error("the prompt is {prompt} tokens but the context holds {capacity}; shorten it or raise the context size")]
+    ContextOverflow {
+        /// Prompt tokens.
+        prompt: usize,
+        /// Context capacity.
+        capacity: usize,
+    },
+    /// A conversation was given but there is no template to render it.
+    #[error("the model has no chat template and none is built in for '{0}'; pass a template file or use raw mode")]
+    NoTemplate(String),
+    /// Nothing to feed the model.
+    #[error("the prompt is empty")]
+    EmptyPrompt,
+}
+
+/// Options fixed when the engine loads.
+#[derive(Clone)]
+pub struct EngineOptions {
+    /// KV-cache capacity per session in tokens (clamped to the model's context length).
+    pub context: usize,
+    /// Prefill chunk size in tokens.
+    pub batch: usize,
+    /// A chat template that replaces the model's own.
+    pub template: Option<Arc<ChatTemplate>>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            context: 4096,
+            batch: 256,
+            template: None,
+        }
+    }
+}
+
+/// Facts about the loaded model, for `show`, `bench` and the server.
+#[derive(Clone, Debug)]
+pub struct ModelInfo {
+    /// `general.architecture`.
+    pub arch: String,
+    /// `general.name`, when present.
+    pub name: Option<String>,
+    /// Parameters (elements of all tensors).
+    pub params: u64,
+    /// Bytes of tensor data in the file.
+    pub bytes: u64,
+    /// The quantization mix, e.g. "mostly Q4_K_M".
+    pub quant: String,
+    /// Context length the model was trained for.
+    pub train_context: usize,
+}
+
+impl ModelInfo {
+    fn from_gguf(f: &GgufFile, cfg: &ModelConfig) -> Self {
+        Self {
+            arch: cfg.arch.name().to_string(),
+            name: f.get_str("general.name").ok().flatten().map(str::to_string),
+            params: f.tensors.iter().map(|t| t.n_elements()).sum(),
+            bytes: f.tensors.iter().map(|t| t.n_bytes).sum(),
+            quant: match f.get_u32("general.file_type") {
+                Ok(Some(ft)) => file_type_name(ft).to_string(),
+                _ => "unknown".into(),
+            },
+            train_context: cfg.context,
+        }
+    }
+}
+
+/// A model on the GPU with its tokenizer and template, ready to open sessions.
+pub struct Engine {
+    gpu: Arc<Gpu>,
+    cfg: ModelConfig,
+    weights: Arc<Weights>,
+    memory: MemoryPlan,
+    tokenizer: Arc<Tokenizer>,
+    template: Option<Arc<ChatTemplate>>,
+    info: ModelInfo,
+    load_time: Duration,
+}
+
+impl Engine {
+    /// Reads the tokenizer and template, checks the memory plan, and uploads the weights
+    /// (calling `progress(done, total)` as layers arrive).
+    pub fn load(
+        gpu: Arc<Gpu>,
+        f: &GgufFile,
+        opts: EngineOptions,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Self, EngineError> {
+        let start = Instant::now();
+        let cfg = ModelConfig::from_gguf(f)?;
+        let tokenizer = Tokenizer::from_gguf(f)?;
+        let template = match opts.template {
+            Some(t) => Some(t),
+            None => ChatTemplate::for_model(f)?.map(Arc::new),
+        };
+        let load = LoadOptions {
+            context: opts.context,
+            batch: opts.batch,
+            all_logits: false,
+        };
+        let memory = Model::plan_memory(&gpu, &cfg, f, &load);
+        memory.check(&gpu, f)?;
+        let weights = Arc::new(Weights::upload_with_progress(&gpu, f, &cfg, progress)?);
+        Ok(Self {
+            info: ModelInfo::from_gguf(f, &cfg),
+            gpu,
+            cfg,
+            weights,
+            memory,
+            tokenizer: Arc::new(tokenizer),
+            template,
+            load_time: start.elapsed(),
+        })
+    }
+
+    /// A new session with its own KV cache of the engine's context size.
+    pub fn session(&self) -> Result<Session, EngineError> {
+        let model = Model::with_weights(
+            self.gpu.clone(),
+            self.cfg.clone(),
+            self.weights.clone(),
+            self.memory.clone(),
+        )?;
+        Ok(Session {
+            model,
+            tokenizer: self.tokenizer.clone(),
+            template: self.template.clone(),
+            cached: Vec::new(),
+        })
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The chat template in use, if any.
+    pub fn template(&self) -> Option<&ChatTemplate> {
+        self.template.as_deref()
+    }
+
+    /// Hyperparameters.
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// What a session allocates, and the weights.
+    pub fn memory(&self) -> &MemoryPlan {
+        &self.memory
+    }
+
+    /// Facts about the model.
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// The device.
+    pub fn gpu(&self) -> &Arc<Gpu> {
+        &self.gpu
+    }
+
+    /// Time `load` took (tokenizer, template, upload).
+    pub fn load_time(&self) -> Duration {
+        self.load_time
+    }
+}
+
+/// What to feed the model.
+#[derive(Clone, Debug)]
+pub enum Prompt {
+    /// Fed as is: BOS is added per the vocabulary and special-token spellings
+    /// (`<start_of_turn>`) become those tokens, as in llama.cpp.
+    Raw(String),
+    /// A conversation rendered by the chat template, ending with the model's turn.
+    Chat(Vec<Message>),
+}
+
+/// Per-request generation settings.
+#[derive(Clone, Debug, Default)]
+pub struct GenerateOptions {
+    /// How tokens are chosen.
+    pub sampling: SamplingParams,
+    /// Most tokens to generate (None: until an end token or the context is full).
+    pub max_tokens: Option<usize>,
+    /// Text that ends generation; never part of the output.
+    pub stop: Vec<String>,
+}
+
+/// Why generation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinishReason {
+    /// An end-of-generation token or a stop sequence.
+    Stop,
+    /// `max_tokens` reached or the context full.
+    Length,
+}
+
+impl FinishReason {
+    /// The name ollama and OpenAI use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+        }
+    }
+}
+
+/// Counts and timings of one generation.
+#[derive(Clone, Debug)]
+pub struct Stats {
+    /// Tokens of the prompt.
+    pub prompt_tokens: usize,
+    /// Of those, tokens reused from the KV cache (not evaluated again).
+    pub cached_tokens: usize,
+    /// Time from the start to the first token (prefill and the first sample).
+    pub prompt_duration: Duration,
+    /// Tokens generated (the end token not counted).
+    pub generated: usize,
+    /// Time spent generating after the first token.
+    pub generate_duration: Duration,
+    /// Why it ended.
+    pub reason: FinishReason,
+}
+
+impl Stats {
+    /// Prompt tokens evaluated per second.
+    pub fn prompt_rate(&self) -> f64 {
+        rate(
+            self.prompt_tokens - self.cached_tokens,
+            self.prompt_duration,
+        )
+    }
+
+    /// Tokens generated per second after the first.
+    pub fn generate_rate(&self) -> f64 {
+        rate(self.generated.saturating_sub(1), self.generate_duration)
+    }
+}
+
+fn rate(n: usize, d: Duration) -> f64 {
+    if d.is_zero() {
+        0.0
+    } else {
+        n as f64 / d.as_secs_f64()
+    }
+}
+
+/// One item of the stream `Session::generate` returns.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// A generated token and the text it releases (may be empty while a multi-byte
+    /// character or a possible stop sequence is incomplete).
+    Token {
+        /// The token id.
+        id: u32,
+        /// Newly released text.
+        text: String,
+    },
+    /// The end, with the text still held and the statistics.
+    Done {
+        /// Text released at the end (held bytes flushed).
+        text: String,
+        /// Counts and timings.
+        stats: Stats,
+    },
+}
+
+/// A sequence with its own KV cache over an engine's weights.
+pub struct Session {
+    model: Model,
+    tokenizer: Arc<Tokenizer>,
+    template: Option<Arc<ChatTemplate>>,
+    /// The tokens whose keys and values are in the cache, in order.
+    cached: Vec<u32>,
+}
+
+impl Session {
+    /// Forgets the cached tokens.
+    pub fn reset(&mut self) {
+        self.model.reset();
+        self.cached.clear();
+    }
+
+    /// KV-cache capacity in tokens.
+    pub fn capacity(&self) -> usize {
+        self.model.capacity()
+    }
+
+    /// Tokens currently in the KV cache.
+    pub fn cached_tokens(&self) -> &[u32] {
+        &self.cached
+    }
+
+    /// The prompt's token ids as `generate` would feed them.
+    pub fn tokenize_prompt(&self, prompt: &Prompt) -> Result<Vec<u32>, EngineError> {
+        let tok = &self.tokenizer;
+        let ids = match prompt {
+            Prompt::Raw(text) => tok.encode(text, true, true)?,
+            Prompt::Chat(messages) => {
+                let template = self.template.as_ref().ok_or_else(|| {
+                    EngineError::NoTemplate(self.model.cfg.arch.name().to_string())
+                })?;
+                let text = |id: Option<u32>| {
+                    id.and_then(|i| tok.token_text(i))
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                let bos = text(tok.bos());
+                let rendered = template.render(
+                    messages,
+                    &RenderOptions {
+                        add_generation_prompt: true,
+                        bos_token: bos.clone(),
+                        eos_token: text(tok.eos()),
+                        date: None,
+                    },
+                )?;
+                // Templates often write the BOS themselves; the tokenizer adds it too.
+                let body = match rendered.strip_prefix(bos.as_str()) {
+                    Some(rest) if tok.add_bos() && !bos.is_empty() => rest,
+                    _ => rendered.as_str(),
+                };
+                tok.encode(body, true, true)?
+            }
+        };
+        if ids.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        Ok(ids)
+    }
+
+    /// Generates from `prompt`. Errors that need no GPU work (bad parameters, a prompt
+    /// longer than the context) come back at once; the stream then yields one `Token`
+    /// per generated token and a final `Done`. Dropping the stream stops generation; the
+    /// session stays usable.
+    pub fn generate(
+        &mut self,
+        prompt: &Prompt,
+        opts: GenerateOptions,
+    ) -> Result<impl Stream<Item = Result<Event, EngineError>> + '_, EngineError> {
+        let ids = self.tokenize_prompt(prompt)?;
+        self.generate_tokens(ids, opts)
+    }
+
+    /// `generate` from token ids.
+    pub fn generate_tokens(
+        &mut self,
+        ids: Vec<u32>,
+        opts: GenerateOptions,
+    ) -> Result<impl Stream<Item = Result<Event, EngineError>> + '_, EngineError> {
+        let mut sampler = Sampler::new(opts.sampling.clone())?;
+        if ids.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        let capacity = self.model.capacity();
+        if ids.len() > capacity {
+            return Err(EngineError::ContextOverflow {
+                prompt: ids.len(),
+                capacity,
+            });
+        }
+        if let Some(&id) = ids.iter().find(|&&t| t as usize >= self.model.cfg.vocab) {
+            return Err(ModelError::TokenOutOfRange {
+                id,
+                vocab: self.model.cfg.vocab,
+            }
+            .into());
+        }
+        for &id in &ids {
+            sampler.accept(id);
+        }
+        let state = Run {
+            session: self,
+            sampler,
+            stop: StopMatcher::new(&opts.stop),
+            decoder: StreamDecoder::new(),
+            max_tokens: opts.max_tokens,
+            prompt: Some(ids),
+            pending: None,
+            start: Instant::now(),
+            first: None,
+            prompt_tokens: 0,
+            cached_tokens: 0,
+            generated: 0,
+            finished: false,
+        };
+        Ok(futures::stream::unfold(state, |mut run| async move {
+            if run.finished {
+                return None;
+            }
+            let item = run.step().await;
+            if !matches!(item, Ok(Event::Token { .. })) {
+                run.finished = true;
+            }
+            Some((item, run))
+        }))
+    }
+}
+
+/// The state of one generation between stream items.
+struct Run<'a> {
+    session: &'a mut Session,
+    sampler: Sampler,
+    stop: StopMatcher,
+    decoder: StreamDecoder,
+    max_tokens: Option<usize>,
+    /// The prompt, until it has been fed.
+    prompt: Option<Vec<u32>>,
+    /// The last sampled token, not yet fed to the model.
+    pending: Option<u32>,
+    start: Instant,
+    first: Option<Instant>,
+    prompt_tokens: usize,
+    cached_tokens: usize,
+    generated: usize,
+    finished: bool,
+}
+
+impl Run<'_> {
+    /// Feeds what is due (the prompt, or the last token) and samples the next token.
+    async fn step(&mut self) -> Result<Event, EngineError> {
+        if let Some(ids) = self.prompt.take() {
+            self.feed_prompt(ids)?;
+        } else if let Some(id) = self.pending.take() {
+            let full = self.session.model.pos() >= self.session.model.capacity();
+            if full || self.max_tokens.is_some_and(|m| self.generated >= m) {
+                return Ok(self.done(FinishReason::Length));
+            }
+            self.session.model.forward(&[id])?;
+            self.session.cached.push(id);
+        }
+        if self.max_tokens == Some(0) {
+            return Ok(self.done(FinishReason::Length));
+        }
+        let id = self.sample().await?;
+        if self.first.is_none() {
+            self.first = Some(Instant::now());
+        }
+        let tok = &self.session.tokenizer;
+        if tok.is_eog(id) {
+            return Ok(self.done(FinishReason::Stop));
+        }
+        self.generated += 1;
+        self.sampler.accept(id);
+        self.pending = Some(id);
+        let piece = self.decoder.push(tok, id);
+        let (text, stopped) = self.stop.push(&piece);
+        if stopped {
+            let mut done = self.done(FinishReason::Stop);
+            if let Event::Done { text: t, .. } = &mut done {
+                *t = text;
+            }
+            return Ok(done);
+        }
+        Ok(Event::Token { id, text })
+    }
+
+    /// Keeps the longest cached prefix of `ids` and evaluates the rest (at least one
+    /// token, so that there are logits to sample from).
+    fn feed_prompt(&mut self, ids: Vec<u32>) -> Result<(), EngineError> {
+        let s = &mut *self.session;
+        let common = s
+            .cached
+            .iter()
+            .zip(&ids)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(ids.len() - 1);
+        s.model.truncate(common);
+        s.cached.truncate(common);
+        s.model.forward(&ids[common..]).inspect_err(|_| {
+            // A failed step leaves the cache undefined past `common`.
+            s.model.truncate(common);
+        })?;
+        s.cached.extend_from_slice(&ids[common..]);
+        self.prompt_tokens = ids.len();
+        self.cached_tokens = common;
+        Ok(())
+    }
+
+    /// The next token: argmax on the GPU when greedy without penalties, else penalties
+    /// and top-k on the GPU and the draw on the CPU.
+    async fn sample(&mut self) -> Result<u32, EngineError> {
+        let model = &self.session.model;
+        let p = self.sampler.params();
+        let penalize =
+            p.repeat_penalty != 1.0 || p.presence_penalty != 0.0 || p.frequency_penalty != 0.0;
+        if p.temperature == 0.0 && !penalize {
+            return Ok(model.argmax().await?);
+        }
+        if penalize {
+            let window = self.sampler.window();
+            let from = window.len().saturating_sub(MAX_PENALTY_IDS);
+            model.apply_penalties(
+                &window[from..],
+                p.repeat_penalty,
+                p.presence_penalty,
+                p.frequency_penalty,
+            )?;
+        }
+        let k = match (p.temperature == 0.0, p.top_k) {
+            (true, _) => 1,
+            (false, 0) => SAMPLE_K,
+            (false, k) => k.min(SAMPLE_K),
+        };
+        let candidates = model.sample_top_k(k).await?;
+        match self.sampler.sample(&candidates) {
+            u32::MAX => Err(GpuError::Runtime("top-k returned no candidates".into()).into()),
+            id => Ok(id),
+        }
+    }
+
+    fn done(&mut self, reason: FinishReason) -> Event {
+        let now = Instant::now();
+        let first = self.first.unwrap_or(now);
+        let mut text = self.decoder.finish();
+        let (released, stopped) = self.stop.push(&text);
+        text = if stopped {
+            released
+        } else {
+            released + &self.stop.finish()
+        };
+        Event::Done {
+            text,
+            stats: Stats {
+                prompt_tokens: self.prompt_tokens,
+                cached_tokens: self.cached_tokens,
+                prompt_duration: first - self.start,
+                generated: self.generated,
+                generate_duration: now - first,
+                reason,
+            },
+        }
+    }
+}
