@@ -166,7 +166,7 @@ fn run_raw_greedy_answers_paris() {
     assert!(stdout.starts_with(" Paris"), "{stdout:?}");
     for key in [
         "load duration:",
-        "prompt eval count:    12 token(s)",
+        "prompt eval count:    13 token(s)",
         "eval rate:",
     ] {
         assert!(stderr.contains(key), "--verbose lacks {key:?}: {stderr}");
