@@ -9,6 +9,9 @@
 //! Context policy: a prompt longer than the context is an error before any GPU work;
 //! generation that fills the context stops with `FinishReason::Length`.
 
+// wgpu handles are not Send/Sync on wasm, where there is a single thread anyway.
+#![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
+
 use crate::gguf::GgufFile;
 use crate::gpu::{Gpu, GpuError};
 use crate::graph::{LoadOptions, MemoryPlan, Model, MAX_PENALTY_IDS, SAMPLE_K};
