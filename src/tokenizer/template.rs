@@ -53,7 +53,7 @@ pub enum TemplateOrigin {
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
     /// The template source is not valid Jinja.
-    #[error("chat template ({origin}) does not parse: {message}")]
+    #[error("chat template {origin} does not parse: {message}")]
     Syntax {
         /// Where the template came from.
         origin: String,
@@ -312,6 +312,8 @@ fn environment() -> Environment<'static> {
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.add_filter("tojson", python::tojson);
     env.add_function("range", python::range);
+    env.add_test("iterable", python::is_iterable);
+    env.add_test("sequence", python::is_sequence);
     // Jinja2 prints None as "None" and booleans as "True"/"False".
     env.set_formatter(|out, _state, value| {
         let mut s = String::new();

@@ -334,6 +334,30 @@ fn json_str(out: &mut String, st: &str, ensure_ascii: bool) {
     out.push('"');
 }
 
+/// Jinja2's `is iterable`: whatever Python's `iter()` accepts. None and numbers are not,
+/// an undefined value is (minijinja's own test says yes to none, which sends templates
+/// down their `tools` branch when there are no tools).
+pub(super) fn is_iterable(v: &Value) -> bool {
+    match v.kind() {
+        ValueKind::Undefined => true,
+        ValueKind::None | ValueKind::Bool | ValueKind::Number | ValueKind::Plain => false,
+        _ => v.try_iter().is_ok(),
+    }
+}
+
+/// Jinja2's `is sequence`: anything with a length and indexing, strings and dicts included.
+pub(super) fn is_sequence(v: &Value) -> bool {
+    matches!(
+        v.kind(),
+        ValueKind::Undefined
+            | ValueKind::String
+            | ValueKind::Seq
+            | ValueKind::Map
+            | ValueKind::Iterable
+            | ValueKind::Bytes
+    )
+}
+
 /// Python's `range`, lazy so that a huge range costs fuel per step instead of memory up
 /// front (minijinja's own refuses more than 100k items, which Python would accept).
 pub(super) fn range(lower: i64, upper: Option<i64>, step: Option<i64>) -> Result<Value, Error> {

@@ -102,7 +102,7 @@ fn parse_errors_name_the_problem() {
     let msg = e.to_string();
     assert!(matches!(e, TemplateError::Syntax { .. }));
     assert!(
-        msg.contains("from the GGUF") && msg.contains("endfor"),
+        msg.contains("from the GGUF") && msg.contains("end of input"),
         "{msg}"
     );
 }
