@@ -77,6 +77,18 @@ CONVERSATIONS = {
             {"role": "user", "content": "¿Y tú?  "},
         ],
     },
+    "reasoning_history": {
+        "add_generation_prompt": True,
+        "messages": [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": "What is 6*7?"},
+            {
+                "role": "assistant",
+                "content": "<think>\nSix sevens.\n</think>\n\n  The answer is 42.  ",
+            },
+            {"role": "user", "content": "And 6*8? {{ not a tag }} {% raw %}"},
+        ],
+    },
 }
 
 # (substring of the file name, bos_token, eos_token); first match wins.

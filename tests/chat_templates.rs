@@ -163,3 +163,106 @@ fn templates_render_like_jinja2() {
     let known: Vec<&str> = known.into_iter().filter(present).collect();
     assert_eq!(failed, known, "failures differ from KNOWN_FAILURES");
 }
+
+/// The built-in formats render what the model makers' own templates render, on the
+/// conversations those templates accept (Gemma 2's refuses a system prompt; Qwen 3's
+/// rewrites reasoning in the history and adds an empty
+/// `<think>` block to a final assistant turn, which plain ChatML does not).
+#[test]
+fn builtins_match_the_official_templates() {
+    let g = goldens();
+    let cases = [
+        (
+            "gemma2",
+            "google-gemma-2-2b-it.jinja",
+            &["user", "multi_turn", "unicode_newlines"][..],
+        ),
+        (
+            "gemma3",
+            "google-gemma-2-2b-it.jinja",
+            &["user", "multi_turn", "unicode_newlines"],
+        ),
+        (
+            "qwen3",
+            "Qwen-Qwen3-0.6B.jinja",
+            &["user", "system_user", "multi_turn"],
+        ),
+    ];
+    for (arch, file, convs) in cases {
+        let t = &g["templates"][file];
+        let builtin = ChatTemplate::builtin(arch).expect("built-in");
+        for conv_name in convs {
+            let conv = &g["conversations"][conv_name];
+            let messages: Vec<Message> = conv["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| Message::new(m["role"].as_str().unwrap(), m["content"].as_str().unwrap()))
+                .collect();
+            let opts = RenderOptions {
+                add_generation_prompt: conv["add_generation_prompt"].as_bool().unwrap(),
+                bos_token: t["bos_token"].as_str().unwrap().to_owned(),
+                eos_token: t["eos_token"].as_str().unwrap().to_owned(),
+                date: None,
+            };
+            let want = t["renders"][conv_name].as_str().expect("a rendering");
+            assert_eq!(
+                builtin.render(&messages, &opts).unwrap(),
+                want,
+                "{arch} vs {file}, {conv_name}"
+            );
+        }
+    }
+}
+
+fn header(kv: &[(&str, &str)]) -> hearth::gguf::GgufHeader {
+    let mut w = hearth::gguf::GgufWriter::new();
+    for (k, v) in kv {
+        w.add(*k, hearth::gguf::Value::String((*v).into())).unwrap();
+    }
+    hearth::gguf::parse(&w.to_bytes()).unwrap()
+}
+
+#[test]
+fn for_model_prefers_the_gguf_template_then_the_architecture() {
+    let own = header(&[
+        ("general.architecture", "gemma3"),
+        (
+            "tokenizer.chat_template",
+            "{% for m in messages %}[{{ m.role }}]{% endfor %}",
+        ),
+    ]);
+    let t = ChatTemplate::for_model(&own).unwrap().unwrap();
+    assert_eq!(t.origin(), &TemplateOrigin::Gguf);
+    assert_eq!(t.describe(), "from the GGUF (tokenizer.chat_template)");
+    let msgs = [Message::new("user", "x")];
+    assert_eq!(
+        t.render(&msgs, &RenderOptions::default()).unwrap(),
+        "[user]"
+    );
+
+    let bare = header(&[("general.architecture", "gemma3")]);
+    let t = ChatTemplate::for_model(&bare).unwrap().unwrap();
+    assert_eq!(t.origin(), &TemplateOrigin::Builtin("gemma3"));
+    assert!(
+        ChatTemplate::for_model(&header(&[("general.architecture", "bert")]))
+            .unwrap()
+            .is_none()
+    );
+
+    let broken = header(&[("tokenizer.chat_template", "{% if %}")]);
+    assert!(ChatTemplate::for_model(&broken).is_err());
+
+    // The default test model is the base Gemma 3 270M: no template of its own.
+    let model = match std::env::var_os("HEARTH_TEST_MODEL") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+            .join(".cache/hearth/gemma-3-270m-q4_k_m.gguf"),
+    };
+    if let Ok(f) = hearth::gguf::GgufFile::open(&model) {
+        let t = ChatTemplate::for_model(f.header())
+            .unwrap()
+            .expect("a template");
+        eprintln!("{}: {}", model.display(), t.describe());
+    }
+}

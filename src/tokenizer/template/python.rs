@@ -1,6 +1,6 @@
 //! Python behaviour chat templates rely on, written against minijinja values: `str()` of a
-//! value as Jinja2 prints it, `json.dumps` as transformers' `tojson` filter calls it, and
-//! an uncapped lazy `range`.
+//! value as Jinja2 prints it, `json.dumps` as transformers' `tojson` filter calls it,
+//! Python's `range` and the `iterable`/`sequence` tests.
 //!
 //! Templates are written and tested in Python's Jinja2, so wherever minijinja's own
 //! choice differs (`none` prints as `none`, JSON separators, HTML escaping in `tojson`) a
@@ -358,8 +358,12 @@ pub(super) fn is_sequence(v: &Value) -> bool {
     )
 }
 
-/// Python's `range`, lazy so that a huge range costs fuel per step instead of memory up
-/// front (minijinja's own refuses more than 100k items, which Python would accept).
+/// Most items a `range` may have. Python has no limit, but a list of a hundred million
+/// values would exhaust memory before fuel runs out (`range(n) | list` is charged only
+/// once built); no chat template counts that high.
+pub(super) const MAX_RANGE: u64 = 100_000;
+
+/// Python's `range` as a list (so `length` and indexing work as on a Python range).
 pub(super) fn range(lower: i64, upper: Option<i64>, step: Option<i64>) -> Result<Value, Error> {
     let (start, stop) = match upper {
         Some(u) => (lower, u),
@@ -379,12 +383,12 @@ pub(super) fn range(lower: i64, upper: Option<i64>, step: Option<i64>) -> Result
     } else {
         (span as u64).div_ceil(step.unsigned_abs())
     };
-    if len <= 100_000 {
-        return Ok((0..len as i64).map(|i| start + i * step).collect());
+    if len > MAX_RANGE {
+        return Err(bad(&format!(
+            "range of {len} items; chat templates may not count past {MAX_RANGE}"
+        )));
     }
-    Ok(Value::make_iterable(move || {
-        (0..len).map(move |i| Value::from(start.saturating_add((i as i64).saturating_mul(step))))
-    }))
+    Ok((0..len as i64).map(|i| start + i * step).collect())
 }
 
 #[cfg(test)]
@@ -406,6 +410,21 @@ mod tests {
         assert_eq!(float(1.5e-5), "1.5e-05");
         assert_eq!(float(0.0001), "0.0001");
         assert_eq!(float(123456789012345.0), "123456789012345.0");
+    }
+
+    #[test]
+    fn ranges_count_like_python() {
+        let list = |v: Value| {
+            v.try_iter()
+                .unwrap()
+                .map(|x| i64::try_from(x).unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(list(range(3, None, None).unwrap()), [0, 1, 2]);
+        assert_eq!(list(range(5, Some(0), Some(-2)).unwrap()), [5, 3, 1]);
+        assert_eq!(list(range(1, Some(1), None).unwrap()), Vec::<i64>::new());
+        assert!(range(100_000_000, None, None).is_err());
+        assert!(range(0, Some(1), Some(0)).is_err());
     }
 
     #[test]
