@@ -154,3 +154,23 @@ fn chat_template_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<ChatTemplate>();
 }
+
+#[test]
+fn loop_controls_and_namespace() {
+    let src =
+        "{% set ns = namespace(n=0) %}{% for i in range(10) %}{% if i is odd %}{% continue %}\
+               {% endif %}{% if i > 6 %}{% break %}{% endif %}{% set ns.n = ns.n + i %}{% endfor %}\
+               {{ ns.n }}";
+    assert_eq!(render(src).unwrap(), "12");
+}
+
+#[test]
+fn deeply_nested_source_is_an_error_not_a_stack_overflow() {
+    let deep = format!("{{{{ {}1{} }}}}", "(".repeat(5000), ")".repeat(5000));
+    assert!(ChatTemplate::new(&deep, TemplateOrigin::Gguf).is_err());
+    let include = ChatTemplate::new("{% include 'x' %}", TemplateOrigin::Gguf).unwrap();
+    assert!(
+        include.render(&[], &opts()).is_err(),
+        "no loader: includes fail"
+    );
+}
