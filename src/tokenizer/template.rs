@@ -1,51 +1,435 @@
-//! STUB
-#![allow(missing_docs, dead_code, unused_variables)]
+//! Chat templates: turning a conversation into the prompt text a model was trained on.
+//!
+//! Models ship their turn format as a Jinja template (`tokenizer.chat_template` in the
+//! GGUF) written for Hugging Face transformers, which renders it with Python's Jinja2 in
+//! an `ImmutableSandboxedEnvironment` (trim_blocks, lstrip_blocks, loop controls) plus a
+//! few globals: `raise_exception`, `strftime_now` and a JSON `tojson`. We render with
+//! minijinja configured to match that environment, and sandboxed for untrusted input: no
+//! loader (no file access), bounded work (fuel), bounded output, bounded recursion.
+//! Anything a template does wrong comes back as a [`TemplateError`], never a panic.
+//!
+//! A GGUF without a template gets a built-in format for its architecture
+//! ([`ChatTemplate::builtin`]), written here from the model makers' documentation.
+
+mod date;
+mod python;
+
+use crate::gguf::{GgufError, GgufHeader};
+use date::DateTime;
+use minijinja::{Environment, ErrorKind, Value};
+use std::sync::{Arc, Mutex};
+
+/// One turn of a conversation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Message {
+    /// `system`, `user`, `assistant` (or whatever else the template understands).
     pub role: String,
+    /// The turn's text.
     pub content: String,
 }
+
+impl Message {
+    /// A message with the given role and content.
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        Self {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+}
+
+/// Where a chat template came from, for messages and `hearth show`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TemplateOrigin {
+    /// The GGUF's `tokenizer.chat_template`.
     Gguf,
+    /// A format built into hearth, named after the architecture it serves.
     Builtin(&'static str),
+    /// A template file the user gave.
     File(String),
 }
+
+/// Why a chat template could not be loaded or rendered.
 #[derive(Debug, thiserror::Error)]
-#[error("t")]
-pub struct TemplateError;
+pub enum TemplateError {
+    /// The template source is not valid Jinja.
+    #[error("chat template {origin} does not parse: {message}")]
+    Syntax {
+        /// Where the template came from.
+        origin: String,
+        /// The parser's message, with the line.
+        message: String,
+    },
+    /// The template called `raise_exception(message)`: it refuses this conversation.
+    #[error("chat template refused the conversation: {0}")]
+    Raised(String),
+    /// The template failed while rendering (undefined attribute, type error, ...).
+    #[error("chat template failed to render: {0}")]
+    Render(String),
+    /// The template did more work than any real chat template needs.
+    #[error("chat template ran out of fuel (more than {0} steps); it is looping or far too slow")]
+    OutOfFuel(u64),
+    /// The rendered prompt grew past the output limit.
+    #[error("chat template output exceeds {0} bytes")]
+    OutputTooLarge(usize),
+    /// `RenderOptions::date` is not a date we can read.
+    #[error("invalid date {0:?}: expected e.g. \"25 Nov 2026\" or \"2026-11-25\"")]
+    InvalidDate(String),
+    /// Reading the template from the GGUF failed.
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+}
+
+/// The per-render inputs besides the messages.
 #[derive(Clone, Debug)]
 pub struct RenderOptions {
+    /// End with the header of an assistant turn, so the model writes the reply.
     pub add_generation_prompt: bool,
+    /// Text of the BOS token; templates that print it expect the tokenizer not to add one.
     pub bos_token: String,
+    /// Text of the EOS token.
     pub eos_token: String,
+    /// The date `strftime_now` sees, e.g. "25 Nov 2026" or "2026-11-25"; None = today (UTC).
     pub date: Option<String>,
 }
-pub struct ChatTemplate;
+
+impl Default for RenderOptions {
+    /// A generation prompt, empty special tokens, today's date.
+    fn default() -> Self {
+        Self {
+            add_generation_prompt: true,
+            bos_token: String::new(),
+            eos_token: String::new(),
+            date: None,
+        }
+    }
+}
+
+/// Fuel (minijinja instructions) allowed per render, plus [`FUEL_PER_MESSAGE`] per message.
+/// Real templates take a few hundred steps per message.
+pub const FUEL: u64 = 20_000_000;
+/// Extra fuel per message in the conversation.
+pub const FUEL_PER_MESSAGE: u64 = 100_000;
+/// The rendered prompt may be this long plus [`OUTPUT_PER_INPUT_BYTE`] times the messages'
+/// length.
+pub const OUTPUT_LIMIT: usize = 1 << 20;
+/// Output allowance per byte of message content (templates may repeat a message).
+pub const OUTPUT_PER_INPUT_BYTE: usize = 4;
+/// Nesting depth (loops, ifs, macro calls) a template may reach.
+pub const RECURSION_LIMIT: usize = 200;
+
+/// The name the template is stored under inside its environment.
+const NAME: &str = "chat_template";
+
+/// A parsed chat template, ready to render conversations.
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    source: String,
+    origin: TemplateOrigin,
+}
+
+impl std::fmt::Debug for ChatTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatTemplate")
+            .field("origin", &self.origin)
+            .field("source_len", &self.source.len())
+            .finish()
+    }
+}
+
 impl ChatTemplate {
+    /// Parses `source`; a syntax error is reported now, not at the first render.
     pub fn new(source: &str, origin: TemplateOrigin) -> Result<Self, TemplateError> {
-        todo!()
+        let mut env = environment();
+        env.add_template_owned(NAME, rewrite_generation_tags(source))
+            .map_err(|e| TemplateError::Syntax {
+                origin: describe_origin(&origin),
+                message: message(&e),
+            })?;
+        Ok(Self {
+            env,
+            source: source.to_owned(),
+            origin,
+        })
     }
-    pub fn for_model(h: &crate::gguf::GgufHeader) -> Result<Option<Self>, TemplateError> {
-        todo!()
+
+    /// The GGUF's `tokenizer.chat_template` if present, else the built-in format for its
+    /// architecture (`general.architecture`), else None.
+    pub fn for_model(h: &GgufHeader) -> Result<Option<Self>, TemplateError> {
+        if let Some(src) = h.get_str("tokenizer.chat_template")? {
+            return Self::new(src, TemplateOrigin::Gguf).map(Some);
+        }
+        Ok(match h.get_str("general.architecture")? {
+            Some(arch) => Self::builtin(arch),
+            None => None,
+        })
     }
+
+    /// The built-in turn format for an architecture: Gemma's `<start_of_turn>` turns
+    /// ("gemma", "gemma2", "gemma3"), ChatML ("qwen2", "qwen3") or Llama 3 headers
+    /// ("llama"). None for other architectures.
     pub fn builtin(arch: &str) -> Option<Self> {
-        todo!()
+        let (name, source) = BUILTINS.iter().find(|(name, _)| *name == arch)?;
+        let t = Self::new(source, TemplateOrigin::Builtin(name));
+        Some(t.expect("built-in chat templates parse"))
     }
+
+    /// Renders a conversation into prompt text.
     pub fn render(
         &self,
         messages: &[Message],
         opts: &RenderOptions,
     ) -> Result<String, TemplateError> {
-        todo!()
+        let now = match &opts.date {
+            Some(d) => DateTime::parse(d).ok_or_else(|| TemplateError::InvalidDate(d.clone()))?,
+            None => DateTime::now(),
+        };
+        // The message of `raise_exception`, kept aside so it is told apart from other errors.
+        let raised = Arc::new(Mutex::new(None::<String>));
+        let raised_in = raised.clone();
+        let raise = move |msg: String| -> Result<Value, minijinja::Error> {
+            if let Ok(mut slot) = raised_in.lock() {
+                *slot = Some(msg.clone());
+            }
+            Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
+        };
+        let strftime_now = move |fmt: String| now.strftime(&fmt);
+
+        let input_bytes: usize = messages
+            .iter()
+            .map(|m| m.content.len() + m.role.len())
+            .sum();
+        let limit = OUTPUT_LIMIT.saturating_add(input_bytes.saturating_mul(OUTPUT_PER_INPUT_BYTE));
+        let fuel = FUEL.saturating_add(FUEL_PER_MESSAGE.saturating_mul(messages.len() as u64));
+        let ctx = dict([
+            ("messages", messages.iter().map(message_value).collect()),
+            (
+                "add_generation_prompt",
+                Value::from(opts.add_generation_prompt),
+            ),
+            ("bos_token", Value::from(opts.bos_token.as_str())),
+            ("eos_token", Value::from(opts.eos_token.as_str())),
+            ("tools", Value::from(())),
+            ("documents", Value::from(())),
+            ("raise_exception", Value::from_function(raise)),
+            ("strftime_now", Value::from_function(strftime_now)),
+        ]);
+
+        // Fuel is an environment setting; a cheap clone (everything inside is shared)
+        // lets each render size it to its conversation.
+        let mut env = self.env.clone();
+        env.set_fuel(Some(fuel));
+        let tmpl = env
+            .get_template(NAME)
+            .map_err(|e| TemplateError::Render(message(&e)))?;
+        let mut out = LimitedWriter {
+            buf: Vec::new(),
+            limit,
+            overflowed: false,
+        };
+        let result = tmpl.render_captured_to(ctx, &mut out);
+        if out.overflowed {
+            return Err(TemplateError::OutputTooLarge(limit));
+        }
+        if let Err(e) = result {
+            if let Some(msg) = raised.lock().ok().and_then(|mut s| s.take()) {
+                return Err(TemplateError::Raised(msg));
+            }
+            return Err(match e.kind() {
+                ErrorKind::OutOfFuel => TemplateError::OutOfFuel(fuel),
+                _ => TemplateError::Render(message(&e)),
+            });
+        }
+        String::from_utf8(out.buf).map_err(|_| TemplateError::Render("output is not UTF-8".into()))
     }
+
+    /// Where this template came from.
     pub fn origin(&self) -> &TemplateOrigin {
-        todo!()
+        &self.origin
     }
+
+    /// One line for `hearth show` / `--verbose`.
     pub fn describe(&self) -> String {
-        todo!()
+        describe_origin(&self.origin)
     }
+
+    /// The template's Jinja source.
     pub fn source(&self) -> &str {
-        todo!()
+        &self.source
     }
 }
+
+fn describe_origin(origin: &TemplateOrigin) -> String {
+    match origin {
+        TemplateOrigin::Gguf => "from the GGUF (tokenizer.chat_template)".to_owned(),
+        TemplateOrigin::Builtin(name) => {
+            format!("built-in {name} turn format (the GGUF has no template)")
+        }
+        TemplateOrigin::File(path) => format!("from file {path}"),
+    }
+}
+
+/// A message as a Python dict would hold it: `role` then `content`.
+fn message_value(m: &Message) -> Value {
+    dict([
+        ("role", Value::from(m.role.as_str())),
+        ("content", Value::from(m.content.as_str())),
+    ])
+}
+
+/// A map that keeps insertion order, as Python dicts do (templates may `tojson` it).
+fn dict<const N: usize>(pairs: [(&str, Value); N]) -> Value {
+    let map: indexmap::IndexMap<Value, Value> = pairs
+        .into_iter()
+        .map(|(k, v)| (Value::from(k), v))
+        .collect();
+    Value::from(map)
+}
+
+/// An error's text with its cause chain (minijinja puts the line in the chain).
+fn message(e: &minijinja::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// The environment every template renders in, shaped like transformers' Jinja2 one.
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    let syntax = minijinja::syntax::SyntaxConfig::builder()
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .build()
+        .expect("the default delimiters are valid");
+    env.set_syntax(syntax);
+    env.set_recursion_limit(RECURSION_LIMIT);
+    env.set_fuel(Some(FUEL));
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.add_filter("tojson", python::tojson);
+    env.add_function("range", python::range);
+    env.add_test("iterable", python::is_iterable);
+    env.add_test("sequence", python::is_sequence);
+    // Jinja2 prints None as "None" and booleans as "True"/"False".
+    env.set_formatter(|out, _state, value| {
+        let mut s = String::new();
+        python::py_str(&mut s, value);
+        out.write_str(&s).map_err(minijinja::Error::from)
+    });
+    env
+}
+
+/// transformers' `{% generation %}...{% endgeneration %}` marks assistant text for
+/// training masks and renders its body unchanged; minijinja has no such tag, so it
+/// becomes an `if true` block, which trims whitespace the same way.
+fn rewrite_generation_tags(source: &str) -> String {
+    if !source.contains("generation") {
+        return source.to_owned();
+    }
+    let mut out = String::with_capacity(source.len());
+    let mut rest = source;
+    while let Some(start) = rest.find("{%") {
+        out.push_str(&rest[..start]);
+        let tag = &rest[start..];
+        let Some(end) = tag.find("%}") else { break };
+        let inner = tag[2..end].trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
+        let replacement = match inner {
+            "generation" => Some("if true"),
+            "endgeneration" => Some("endif"),
+            _ => None,
+        };
+        match replacement {
+            Some(r) => {
+                let body = &tag[2..end];
+                let open = &body[..body.len() - body.trim_start().len()];
+                let close = &body[body.trim_end().len()..];
+                out.push_str("{%");
+                out.push_str(open);
+                out.push_str(r);
+                out.push_str(close);
+                out.push_str("%}");
+            }
+            None => out.push_str(&tag[..end + 2]),
+        }
+        rest = &tag[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Collects output, failing the render once it passes `limit` bytes.
+struct LimitedWriter {
+    buf: Vec<u8>,
+    limit: usize,
+    overflowed: bool,
+}
+
+impl std::io::Write for LimitedWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + data.len() > self.limit {
+            self.overflowed = true;
+            return Err(std::io::Error::other("chat template output limit"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Gemma's turn format as Google documents it: `<start_of_turn>{role}\n{text}<end_of_turn>\n`
+/// with role `user` or `model`; there is no system role, so a system prompt opens the
+/// first user turn, separated by a blank line. Turns must alternate.
+const GEMMA: &str = r#"{{ bos_token }}{% set ns = namespace(prefix="", turns=messages) %}
+{% if messages and messages[0].role == "system" %}
+{% set ns.prefix = messages[0].content | trim ~ "\n\n" %}
+{% set ns.turns = messages[1:] %}
+{% endif %}
+{% for m in ns.turns %}
+{% if (m.role == "user") != (loop.index0 is even) %}
+{{ raise_exception("Gemma needs turns that alternate user, assistant, user, ... (optionally after one system message)") }}
+{% endif %}
+<start_of_turn>{{ "model" if m.role == "assistant" else m.role }}
+{{ ns.prefix if loop.first }}{{ m.content | trim }}<end_of_turn>
+{% endfor %}
+{% if add_generation_prompt %}
+<start_of_turn>model
+{% endif %}"#;
+
+/// ChatML, the format of Qwen 2 and 3: `<|im_start|>{role}\n{text}<|im_end|>\n`.
+const CHATML: &str = r#"{% for m in messages %}
+<|im_start|>{{ m.role }}
+{{ m.content }}<|im_end|>
+{% endfor %}
+{% if add_generation_prompt %}
+<|im_start|>assistant
+{% endif %}"#;
+
+/// Llama 3's header format: `<|start_header_id|>{role}<|end_header_id|>\n\n{text}<|eot_id|>`.
+const LLAMA3: &str = r#"{{ bos_token }}{% for m in messages %}
+<|start_header_id|>{{ m.role }}<|end_header_id|>
+
+{{ m.content | trim }}<|eot_id|>{% endfor %}
+{% if add_generation_prompt %}
+<|start_header_id|>assistant<|end_header_id|>
+
+{% endif %}"#;
+
+/// Built-in formats by `general.architecture`.
+const BUILTINS: &[(&str, &str)] = &[
+    ("gemma", GEMMA),
+    ("gemma2", GEMMA),
+    ("gemma3", GEMMA),
+    ("qwen2", CHATML),
+    ("qwen3", CHATML),
+    ("llama", LLAMA3),
+];
+
+#[cfg(test)]
+mod tests;

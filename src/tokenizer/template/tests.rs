@@ -1,0 +1,176 @@
+//! Hand-written expectations for the built-in formats and the sandbox's limits.
+
+use super::*;
+
+fn opts() -> RenderOptions {
+    RenderOptions {
+        add_generation_prompt: true,
+        bos_token: "<bos>".into(),
+        eos_token: "<eos>".into(),
+        date: Some("25 Nov 2026".into()),
+    }
+}
+
+fn render(src: &str) -> Result<String, TemplateError> {
+    ChatTemplate::new(src, TemplateOrigin::File("test.jinja".into()))?
+        .render(&[Message::new("user", "hi")], &opts())
+}
+
+#[test]
+fn gemma3_builtin_folds_the_system_prompt_into_the_first_user_turn() {
+    let t = ChatTemplate::builtin("gemma3").unwrap();
+    let msgs = [
+        Message::new("system", "Be brief."),
+        Message::new("user", "Hi!"),
+        Message::new("assistant", "Hello."),
+        Message::new("user", "What is 2+2?"),
+    ];
+    let want = "<bos><start_of_turn>user\nBe brief.\n\nHi!<end_of_turn>\n\
+                <start_of_turn>model\nHello.<end_of_turn>\n\
+                <start_of_turn>user\nWhat is 2+2?<end_of_turn>\n\
+                <start_of_turn>model\n";
+    assert_eq!(t.render(&msgs, &opts()).unwrap(), want);
+    assert_eq!(
+        t.describe(),
+        "built-in gemma3 turn format (the GGUF has no template)"
+    );
+    let no_prompt = RenderOptions {
+        add_generation_prompt: false,
+        ..opts()
+    };
+    let one = t.render(&msgs[1..2], &no_prompt).unwrap();
+    assert_eq!(one, "<bos><start_of_turn>user\nHi!<end_of_turn>\n");
+}
+
+#[test]
+fn gemma3_builtin_refuses_turns_that_do_not_alternate() {
+    let t = ChatTemplate::builtin("gemma3").unwrap();
+    let msgs = [Message::new("user", "a"), Message::new("user", "b")];
+    assert!(
+        matches!(t.render(&msgs, &opts()), Err(TemplateError::Raised(m)) if m.contains("alternate"))
+    );
+}
+
+#[test]
+fn chatml_and_llama3_builtins() {
+    let msgs = [Message::new("system", "S"), Message::new("user", "U")];
+    let qwen = ChatTemplate::builtin("qwen3")
+        .unwrap()
+        .render(&msgs, &opts())
+        .unwrap();
+    assert_eq!(
+        qwen,
+        "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n"
+    );
+    let llama = ChatTemplate::builtin("llama")
+        .unwrap()
+        .render(&msgs, &opts())
+        .unwrap();
+    assert_eq!(
+        llama,
+        "<bos><|start_header_id|>system<|end_header_id|>\n\nS<|eot_id|>\
+         <|start_header_id|>user<|end_header_id|>\n\nU<|eot_id|>\
+         <|start_header_id|>assistant<|end_header_id|>\n\n"
+    );
+    assert!(ChatTemplate::builtin("bert").is_none());
+}
+
+#[test]
+fn output_over_the_limit_errors() {
+    let src = "{% for i in range(2000) %}{{ 'x' * 1000 }}{% endfor %}";
+    assert!(matches!(render(src), Err(TemplateError::OutputTooLarge(_))));
+}
+
+#[test]
+fn endless_loops_error_instead_of_hanging() {
+    // A huge range is refused up front; nested loops within the range limit burn fuel.
+    let r = render("{% for i in range(100000000) %}{% endfor %}");
+    assert!(
+        matches!(&r, Err(TemplateError::Render(m)) if m.contains("range")),
+        "{r:?}"
+    );
+    let r =
+        render("{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}");
+    assert!(matches!(r, Err(TemplateError::OutOfFuel(_))), "{r:?}");
+}
+
+#[test]
+fn deep_recursion_errors() {
+    let src = "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}";
+    assert!(matches!(render(src), Err(TemplateError::Render(_))));
+}
+
+#[test]
+fn parse_errors_name_the_problem() {
+    let e = ChatTemplate::new("{% for m in messages %}", TemplateOrigin::Gguf).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, TemplateError::Syntax { .. }));
+    assert!(
+        msg.contains("from the GGUF") && msg.contains("end of input"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn raise_exception_message_surfaces() {
+    let e = render("{{ raise_exception('System role not supported') }}").unwrap_err();
+    assert!(
+        matches!(&e, TemplateError::Raised(m) if m == "System role not supported"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn python_flavoured_globals_and_filters() {
+    let src = "{{ strftime_now('%d %B %Y') }}|{{ tools }}|{{ add_generation_prompt }}|\
+               {{ messages | tojson }}|{{ {'a': [1, 2.5, none]} | tojson(indent=2) }}|\
+               {{ '  é ' .strip() }}|{{ 'a,b'.split(',') }}";
+    let want = "25 November 2026|None|True|[{\"role\": \"user\", \"content\": \"hi\"}]|\
+                {\n  \"a\": [\n    1,\n    2.5,\n    null\n  ]\n}|é|['a', 'b']";
+    assert_eq!(render(src).unwrap(), want);
+}
+
+#[test]
+fn generation_tags_render_their_body() {
+    let src = "{% generation %}\nA{%- endgeneration -%}\nB";
+    assert_eq!(render(src).unwrap(), "AB");
+}
+
+#[test]
+fn bad_date_is_an_error() {
+    let t = ChatTemplate::builtin("qwen2").unwrap();
+    let o = RenderOptions {
+        date: Some("tomorrow".into()),
+        ..opts()
+    };
+    assert!(matches!(
+        t.render(&[], &o),
+        Err(TemplateError::InvalidDate(_))
+    ));
+}
+
+#[test]
+fn chat_template_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<ChatTemplate>();
+}
+
+#[test]
+fn loop_controls_and_namespace() {
+    let src =
+        "{% set ns = namespace(n=0) %}{% for i in range(10) %}{% if i is odd %}{% continue %}\
+               {% endif %}{% if i > 6 %}{% break %}{% endif %}{% set ns.n = ns.n + i %}{% endfor %}\
+               {{ ns.n }}";
+    assert_eq!(render(src).unwrap(), "12");
+}
+
+#[test]
+fn deeply_nested_source_is_an_error_not_a_stack_overflow() {
+    let deep = format!("{{{{ {}1{} }}}}", "(".repeat(5000), ")".repeat(5000));
+    assert!(ChatTemplate::new(&deep, TemplateOrigin::Gguf).is_err());
+    let include = ChatTemplate::new("{% include 'x' %}", TemplateOrigin::Gguf).unwrap();
+    assert!(
+        include.render(&[], &opts()).is_err(),
+        "no loader: includes fail"
+    );
+}
