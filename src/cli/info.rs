@@ -1,7 +1,7 @@
 //! `hearth info MODEL.gguf`: what a model file holds and how it fits the chosen adapter.
 
 use super::GpuArgs;
-use crate::gguf::{GgufFile, Value};
+use crate::gguf::GgufFile;
 use crate::gpu::{gpu_layout, shard_rows, Gpu};
 use crate::quant::GgmlType;
 use std::collections::BTreeMap;
@@ -99,10 +99,10 @@ pub fn run(args: &InfoArgs, gpu_args: &GpuArgs) -> anyhow::Result<()> {
             println!("  {label:<14} {b}");
         }
     }
-    let template = match f.get("tokenizer.chat_template") {
-        Some(Value::String(s)) => format!("present ({} bytes)", s.len()),
-        Some(v) => format!("unexpected type {}", v.type_name()),
-        None => "none in file".into(),
+    let template = match crate::tokenizer::ChatTemplate::for_model(&f) {
+        Ok(Some(t)) => t.describe(),
+        Ok(None) => "none (neither in the file nor built in for this architecture)".into(),
+        Err(e) => format!("unusable: {e}"),
     };
     println!("  chat template  {template}");
     if args.all {
