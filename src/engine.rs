@@ -303,6 +303,8 @@ pub enum Event {
         id: u32,
         /// Newly released text.
         text: String,
+        /// Time since `generate` was called.
+        at: Duration,
     },
     /// The end, with the text still held and the statistics.
     Done {
@@ -500,7 +502,11 @@ impl Run<'_> {
             }
             return Ok(done);
         }
-        Ok(Event::Token { id, text })
+        Ok(Event::Token {
+            id,
+            text,
+            at: self.start.elapsed(),
+        })
     }
 
     /// Keeps the longest cached prefix of `ids` and evaluates the rest (at least one

@@ -86,7 +86,7 @@ fn collect(
     let (mut ids, mut text) = (Vec::new(), String::new());
     while let Some(ev) = pollster::block_on(stream.next()) {
         match ev? {
-            Event::Token { id, text: t } => {
+            Event::Token { id, text: t, .. } => {
                 ids.push(id);
                 text.push_str(&t);
             }
