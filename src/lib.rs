@@ -13,3 +13,5 @@ pub mod model;
 pub mod quant;
 pub mod reference;
 pub mod sampling;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod store;
