@@ -109,30 +109,30 @@ pub fn show(args: &ShowArgs, models: Option<&Path>) -> anyhow::Result<()> {
     };
     let params: u64 = f.tensors.iter().map(|t| t.n_elements()).sum();
     let get_u = |k: &str| f.get(k).and_then(Value::as_integer);
-    println!("  {:<16}{}", "architecture", arch);
-    println!("  {:<16}{}", "parameters", human_count(params));
+    println!("  {:<18}{}", "architecture", arch);
+    println!("  {:<18}{}", "parameters", human_count(params));
     if let Some(c) = get_u(&format!("{arch}.context_length")) {
-        println!("  {:<16}{c}", "context length");
+        println!("  {:<18}{c}", "context length");
     }
     if let Some(c) = get_u(&format!("{arch}.embedding_length")) {
-        println!("  {:<16}{c}", "embedding length");
+        println!("  {:<18}{c}", "embedding length");
     }
-    println!("  {:<16}{}", "quantization", quantization(&f));
+    println!("  {:<18}{}", "quantization", quantization(&f));
     let template = matches!(f.get_str("tokenizer.chat_template"), Ok(Some(_)));
     println!(
-        "  {:<16}{}",
+        "  {:<18}{}",
         "chat template",
         if template { "yes" } else { "no" }
     );
     if let Ok(Some(l)) = f.get_str("general.license") {
-        println!("  {:<16}{l}", "license");
+        println!("  {:<18}{l}", "license");
     }
-    println!("  {:<16}{}", "size", human(f.file_size()));
+    println!("  {:<18}{}", "size", human(f.file_size()));
     if let Some(m) = entry {
-        println!("  {:<16}{}", "digest", m.digest);
-        println!("  {:<16}{}", "source", m.source);
+        println!("  {:<18}{}", "digest", m.digest);
+        println!("  {:<18}{}", "source", m.source);
     }
-    println!("  {:<16}{}", "file", path.display());
+    println!("  {:<18}{}", "file", path.display());
     Ok(())
 }
 

@@ -41,12 +41,14 @@ pub enum StoreError {
         why: String,
     },
     /// No manifest for this name.
-    #[error("model '{name}' is not installed (installed: {installed}); get it with `hearth pull {name}`")]
+    #[error("model '{name}' is not installed (installed: {installed}); get it with {how}")]
     NotFound {
         /// The name asked for.
         name: String,
         /// The installed names, comma-separated, or `none`.
         installed: String,
+        /// The command that would install it.
+        how: String,
     },
     /// A path given as a model file that is not a file.
     #[error("no such model file: {}", .0.display())]
@@ -439,8 +441,15 @@ impl Store {
             .list()
             .map(|l| l.into_iter().map(|e| e.name.to_string()).collect())
             .unwrap_or_default();
+        let full = name.to_string();
+        let how = if pull::ALIASES.iter().any(|(a, _)| *a == full) {
+            format!("`hearth pull {full}`")
+        } else {
+            format!("`hearth pull hf.co/OWNER/REPO:QUANT --name {full}` or `hearth import FILE.gguf {full}`")
+        };
         StoreError::NotFound {
-            name: name.to_string(),
+            how,
+            name: full,
             installed: if installed.is_empty() {
                 "none".into()
             } else {
