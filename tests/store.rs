@@ -126,7 +126,15 @@ fn serve(
         );
         return respond(&mut conn, "200 OK", "application/json", body.as_bytes());
     }
-    if path == file_path || path == "/direct/tiny.gguf" {
+    if path == file_path {
+        // Like the Hub: the file itself comes from another place.
+        let to = format!("http://{}/cdn/{FILE}", conn.local_addr()?);
+        let head = format!(
+            "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        return conn.write_all(head.as_bytes());
+    }
+    if path == format!("/cdn/{FILE}") || path == "/direct/tiny.gguf" {
         let from = range_from.unwrap_or(0).min(data.len() as u64) as usize;
         let rest = &data[from..];
         let mut head = if range_from.is_some() {
@@ -337,6 +345,19 @@ fn import_copy_link_and_direct_url() {
         store.resolve("b:link").unwrap()
     );
     assert_eq!(files_in(&models.join("blobs")).len(), 1);
+    // Re-using a name for other content drops the old blob once nothing uses it.
+    let other = dir.join("other.gguf");
+    std::fs::write(&other, TinySpec::new(Arch::Qwen3).build()).unwrap();
+    let other_s = other.to_str().unwrap();
+    ok(&hearth(&models, None, &["import", other_s, "a:copy"]));
+    assert_eq!(files_in(&models.join("blobs")).len(), 2);
+    ok(&hearth(&models, None, &["import", other_s, "b:link"]));
+    assert_eq!(files_in(&models.join("blobs")).len(), 1);
+    ok(&hearth(
+        &models,
+        None,
+        &["import", src_s, "b:link", "--link"],
+    ));
     // A path resolves to itself.
     assert_eq!(store.resolve(src_s).unwrap(), src);
     // Not a GGUF: rejected, nothing registered.

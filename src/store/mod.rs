@@ -350,7 +350,32 @@ impl Store {
         ] {
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         }
+        store.remove_stale_temps();
         Ok(store)
+    }
+
+    /// Deletes temporary files (`.tmp-*`) that a killed process left in blobs/ or a
+    /// manifest directory more than a day ago. Best effort: errors are ignored.
+    fn remove_stale_temps(&self) {
+        let day = Duration::from_secs(86_400);
+        let mut dirs = vec![self.blobs_dir()];
+        if let Ok(rd) = fs::read_dir(self.manifests_dir()) {
+            dirs.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+        }
+        for dir in dirs {
+            let Ok(rd) = fs::read_dir(&dir) else { continue };
+            for e in rd.flatten() {
+                let stale = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > day);
+                if stale && e.file_name().to_string_lossy().starts_with(".tmp-") {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
     }
 
     /// The root directory.

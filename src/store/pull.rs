@@ -326,6 +326,7 @@ pub fn pick_gguf<'a>(files: &'a [TreeEntry], quant: Option<&str>) -> Option<&'a 
 fn agent(opts: &PullOptions) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
+        .redirect_auth_headers(ureq::config::RedirectAuthHeaders::SameHost)
         .timeout_connect(Some(opts.timeout))
         .timeout_per_read(Some(opts.timeout))
         .timeout_send_request(Some(opts.timeout))
@@ -375,6 +376,8 @@ fn get(
     if range_from > 0 {
         req = req.header("Range", format!("bytes={range_from}-"));
     }
+    // Byte counts and ranges must refer to the file itself, not a compressed encoding.
+    req = req.header("Accept-Encoding", "identity");
     req.call().map_err(|e| map_ureq(url, opts, e))
 }
 
@@ -492,7 +495,12 @@ pub fn pull(
     let target = locate(&agent, opts, &source)?;
     progress.message(&format!("pulling {} as {name}", target.file_name));
 
-    let key = &hex(&Sha256::digest(target.url.as_bytes()))[..24];
+    // Partial files are keyed by the published digest when there is one, so a file
+    // replaced upstream never resumes onto the old one's bytes.
+    let key = match &target.sha256 {
+        Some(h) => h[..24].to_string(),
+        None => hex(&Sha256::digest(target.url.as_bytes()))[..24].to_string(),
+    };
     let part = store.partial_dir().join(format!("{key}.part"));
     // The published file may be in the store already (another name, another process).
     if let Some(h) = &target.sha256 {
@@ -727,9 +735,21 @@ fn download(
                 });
             }
         };
+        transferred += n as u64;
+        if let Some(limit) = target.size {
+            if have + transferred > limit {
+                drop(file);
+                let _ = fs::remove_file(part);
+                return Err(StoreError::Http {
+                    url: url.clone(),
+                    why: format!(
+                        "the server sent more than the published {limit} bytes; nothing was installed"
+                    ),
+                });
+            }
+        }
         file.write_all(&buf[..n]).map_err(io_err(part))?;
         hasher.update(&buf[..n]);
-        transferred += n as u64;
         progress.advance(n as u64);
     }
     file.sync_all().map_err(io_err(part))?;
