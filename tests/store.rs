@@ -231,6 +231,7 @@ fn err(o: &Output) -> String {
     assert_eq!(o.status.code(), Some(1), "expected failure: {o:?}");
     let e = String::from_utf8_lossy(&o.stderr).into_owned();
     let last = e.lines().last().unwrap_or("").to_string();
+    eprintln!("(expected) {last}");
     assert!(last.starts_with("hearth: error: "), "stderr: {e}");
     last
 }

@@ -54,20 +54,21 @@ pub enum StoreError {
     #[error("no such model file: {}", .0.display())]
     NoFile(PathBuf),
     /// A file system operation failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         /// The file or directory involved.
         path: PathBuf,
-        /// The underlying error.
-        source: io::Error,
+        /// The underlying error (in the message, not a separate `source`, so the CLI's
+        /// one-line error does not repeat it).
+        cause: io::Error,
     },
     /// A file that does not parse as GGUF.
-    #[error("{}: not a usable GGUF file: {source}", path.display())]
+    #[error("{}: not a usable GGUF file: {cause}", path.display())]
     Gguf {
         /// The file.
         path: PathBuf,
         /// Why it does not parse.
-        source: GgufError,
+        cause: GgufError,
     },
     /// A manifest that cannot be read back, or whose blob is gone.
     #[error("{}: {why}", path.display())]
@@ -117,9 +118,9 @@ pub enum StoreError {
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
+    move |cause| StoreError::Io {
         path: path.to_owned(),
-        source,
+        cause,
     }
 }
 
@@ -536,9 +537,9 @@ impl Store {
     pub fn import(&self, path: &Path, name: &str, link: bool) -> Result<Entry> {
         let name = ModelName::parse(name)?;
         let quant = {
-            let f = GgufFile::open(path).map_err(|source| StoreError::Gguf {
+            let f = GgufFile::open(path).map_err(|cause| StoreError::Gguf {
                 path: path.to_owned(),
-                source,
+                cause,
             })?;
             quantization(&f)
         };

@@ -541,10 +541,10 @@ pub fn pull(
     }
     let quant = match GgufFile::open(&part) {
         Ok(f) => quantization(&f),
-        Err(source) => {
+        Err(cause) => {
             return fail(StoreError::Gguf {
                 path: Path::new(&target.url).to_owned(),
-                source,
+                cause,
             })
         }
     };
