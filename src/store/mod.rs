@@ -15,114 +15,27 @@
 //! one, never half of one. Changes take the store's exclusive file lock, so two `hearth`
 //! processes never interleave a blob deletion with a manifest that still needs it.
 
+mod error;
+mod files;
+mod http;
 mod name;
 pub mod pull;
+mod quant;
+pub mod spec;
 
+pub use error::{Result, StoreError};
+pub use files::{hex, is_sha256_hex, FileLock};
 pub use name::ModelName;
+pub use quant::quantization;
 
 use crate::gguf::{GgufError, GgufFile};
+use error::io_err;
+use files::{hash_copy, temp_path, write_atomic};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs::{self, File};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// Everything that can go wrong in the store or while pulling into it.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// A model name that is not `family[:tag]` of safe characters.
-    #[error("invalid model name {name:?}: {why}")]
-    BadName {
-        /// The name as given (shortened).
-        name: String,
-        /// What is wrong with it.
-        why: String,
-    },
-    /// No manifest for this name.
-    #[error("model '{name}' is not installed (installed: {installed}); get it with {how}")]
-    NotFound {
-        /// The name asked for.
-        name: String,
-        /// The installed names, comma-separated, or `none`.
-        installed: String,
-        /// The command that would install it.
-        how: String,
-    },
-    /// A path given as a model file that is not a file.
-    #[error("no such model file: {}", .0.display())]
-    NoFile(PathBuf),
-    /// A file system operation failed.
-    #[error("{}: {cause}", path.display())]
-    Io {
-        /// The file or directory involved.
-        path: PathBuf,
-        /// The underlying error (in the message, not a separate `source`, so the CLI's
-        /// one-line error does not repeat it).
-        cause: io::Error,
-    },
-    /// A file that does not parse as GGUF.
-    #[error("{}: not a usable GGUF file: {cause}", path.display())]
-    Gguf {
-        /// The file.
-        path: PathBuf,
-        /// Why it does not parse.
-        cause: GgufError,
-    },
-    /// A manifest that cannot be read back, or whose blob is gone.
-    #[error("{}: {why}", path.display())]
-    Manifest {
-        /// The manifest file.
-        path: PathBuf,
-        /// What is wrong.
-        why: String,
-    },
-    /// No platform data directory and no explicit root.
-    #[error(
-        "cannot find a data directory for the model store; set HEARTH_MODELS or pass --models DIR"
-    )]
-    NoDataDir,
-    /// A pull spec that names nothing we can download.
-    #[error("{0}")]
-    BadSpec(String),
-    /// The server answered, but not with what we asked for.
-    #[error("{url}: {why}")]
-    Http {
-        /// The request.
-        url: String,
-        /// What went wrong.
-        why: String,
-    },
-    /// The server stopped answering for longer than the timeout.
-    #[error("{url}: no data from the server for {secs} s (timeout; set HEARTH_HTTP_TIMEOUT to wait longer); run the command again to resume")]
-    Timeout {
-        /// The request.
-        url: String,
-        /// The timeout in seconds.
-        secs: u64,
-    },
-    /// The downloaded bytes are not the published file.
-    #[error("{url}: sha256 mismatch: the server publishes {expected}, the download is {actual}; nothing was installed")]
-    HashMismatch {
-        /// The download.
-        url: String,
-        /// Published digest.
-        expected: String,
-        /// Digest of what arrived.
-        actual: String,
-    },
-}
-
-/// Shorthand for store results.
-pub type Result<T> = std::result::Result<T, StoreError>;
-
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |cause| StoreError::Io {
-        path: path.to_owned(),
-        cause,
-    }
-}
 
 /// What the store records for one name.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -170,145 +83,6 @@ pub struct Entry {
     pub modified: SystemTime,
     /// The blob.
     pub path: PathBuf,
-}
-
-/// True for 64 lowercase hex digits.
-pub fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-/// An exclusive advisory lock on a file, released when dropped.
-pub struct FileLock {
-    _file: File,
-}
-
-impl FileLock {
-    /// Blocks until this process holds the lock on `path` (created if missing).
-    pub fn acquire(path: &Path) -> Result<Self> {
-        let file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .write(true)
-            .truncate(false)
-            .open(path)
-            .map_err(io_err(path))?;
-        file.lock().map_err(io_err(path))?;
-        Ok(Self { _file: file })
-    }
-}
-
-/// A name for a temporary file next to `target`, unique across processes and threads.
-fn temp_path(dir: &Path, stem: &str) -> PathBuf {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .subsec_nanos();
-    dir.join(format!(".tmp-{stem}-{}-{n}-{nanos}", std::process::id()))
-}
-
-/// Writes `bytes` to `path` through a synced temporary file and a rename.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = temp_path(dir, "manifest");
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(io_err(path))
-}
-
-/// Streams `r` into `w` (when given), returning the sha256 hex and the byte count.
-fn hash_copy(mut r: impl Read, mut w: Option<&mut dyn Write>) -> io::Result<(String, u64)> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n_total = 0u64;
-    loop {
-        let n = match r.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&buf[..n]);
-        if let Some(w) = w.as_mut() {
-            w.write_all(&buf[..n])?;
-        }
-        n_total += n as u64;
-    }
-    Ok((hex(&hasher.finalize()), n_total))
-}
-
-/// Lowercase hex of a byte string.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The quantization label of a GGUF file: llama.cpp's name for `general.file_type` when
-/// the file records one, else the type holding the most tensor bytes.
-pub fn quantization(f: &GgufFile) -> String {
-    if let Ok(Some(ft)) = f.get_u32("general.file_type") {
-        if let Some(name) = file_type_name(ft) {
-            return name.to_string();
-        }
-    }
-    let mut by_type: Vec<(crate::quant::GgmlType, u64)> = Vec::new();
-    for t in &f.tensors {
-        match by_type.iter_mut().find(|(ty, _)| *ty == t.ty) {
-            Some((_, n)) => *n += t.n_bytes,
-            None => by_type.push((t.ty, t.n_bytes)),
-        }
-    }
-    by_type
-        .iter()
-        .max_by_key(|(_, n)| *n)
-        .map(|(ty, _)| ty.name().to_string())
-        .unwrap_or_else(|| "unknown".into())
-}
-
-/// llama.cpp's `LLAMA_FTYPE_MOSTLY_*` names for `general.file_type`.
-fn file_type_name(ft: u32) -> Option<&'static str> {
-    Some(match ft {
-        0 => "F32",
-        1 => "F16",
-        2 => "Q4_0",
-        3 => "Q4_1",
-        7 => "Q8_0",
-        8 => "Q5_0",
-        9 => "Q5_1",
-        10 => "Q2_K",
-        11 => "Q3_K_S",
-        12 => "Q3_K_M",
-        13 => "Q3_K_L",
-        14 => "Q4_K_S",
-        15 => "Q4_K_M",
-        16 => "Q5_K_S",
-        17 => "Q5_K_M",
-        18 => "Q6_K",
-        19 => "IQ2_XXS",
-        20 => "IQ2_XS",
-        21 => "Q2_K_S",
-        22 => "IQ3_XS",
-        23 => "IQ3_XXS",
-        24 => "IQ1_S",
-        25 => "IQ4_NL",
-        26 => "IQ3_S",
-        27 => "IQ3_M",
-        28 => "IQ2_S",
-        29 => "IQ2_M",
-        30 => "IQ4_XS",
-        31 => "IQ1_M",
-        32 => "BF16",
-        36 => "TQ1_0",
-        37 => "TQ2_0",
-        _ => return None,
-    })
 }
 
 /// A spec that names a file rather than a store entry: ends in `.gguf`, or holds a path
@@ -727,11 +501,5 @@ mod tests {
         assert!(looks_like_path("dir/m.bin"));
         assert!(!looks_like_path("gemma3:270m"));
         assert!(!looks_like_path("hf.co/o/r:Q4_K_M"));
-    }
-
-    #[test]
-    fn file_types() {
-        assert_eq!(file_type_name(15), Some("Q4_K_M"));
-        assert_eq!(file_type_name(4), None);
     }
 }
