@@ -180,6 +180,12 @@ fn locate(agent: &ureq::Agent, opts: &PullOptions, source: &Source) -> Result<Ta
             f.path
         )));
     }
+    if super::spec::is_split_part(&f.path) {
+        return Err(StoreError::BadSpec(format!(
+            "hf.co/{owner}/{repo}: {} is one part of a split GGUF; split models are not supported yet",
+            f.path
+        )));
+    }
     let sha256 = f
         .lfs
         .as_ref()

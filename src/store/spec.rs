@@ -191,6 +191,23 @@ pub struct Lfs {
     pub size: Option<u64>,
 }
 
+/// True for one part of a split GGUF (`…-00001-of-00003.gguf`).
+pub fn is_split_part(path: &str) -> bool {
+    let base = path.rsplit('/').next().unwrap_or("").to_ascii_lowercase();
+    let Some(stem) = base.strip_suffix(".gguf") else {
+        return false;
+    };
+    let b = stem.as_bytes();
+    // "-NNNNN-of-NNNNN" at the end: 15 bytes.
+    b.len() >= 15 && {
+        let t = &b[b.len() - 15..];
+        t[0] == b'-'
+            && t[1..6].iter().all(u8::is_ascii_digit)
+            && &t[6..10] == b"-of-"
+            && t[10..].iter().all(u8::is_ascii_digit)
+    }
+}
+
 /// Picks the GGUF for `quant` among a repository's files (see the module docs).
 pub fn pick_gguf<'a>(files: &'a [TreeEntry], quant: Option<&str>) -> Option<&'a TreeEntry> {
     let mut ggufs: Vec<&TreeEntry> = files
@@ -281,6 +298,8 @@ mod tests {
             "m-Q4_K_S.gguf"
         );
         assert!(pick_gguf(&files, Some("Q2_K")).is_none());
+        assert!(is_split_part("d/m-Q8_0-00001-of-00002.gguf"));
+        assert!(!is_split_part("m-Q8_0.gguf"));
         let one = [entry("mmproj.gguf"), entry("x-F16.gguf")];
         assert_eq!(pick_gguf(&one, None).unwrap().path, "x-F16.gguf");
     }
