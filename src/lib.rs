@@ -15,3 +15,5 @@ pub mod quant;
 pub mod reference;
 pub mod sampling;
 pub mod tokenizer;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod store;

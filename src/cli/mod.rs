@@ -7,6 +7,8 @@ mod info;
 mod load;
 mod run;
 mod tokenize;
+mod models;
+mod pull;
 
 use crate::gpu::{BackendChoice, GpuOptions};
 use clap::{Parser, Subcommand};
@@ -20,6 +22,9 @@ struct Cli {
     command: Command,
     #[command(flatten)]
     gpu: GpuArgs,
+    /// Model store directory (default: <data dir>/hearth/models)
+    #[arg(long, global = true, env = "HEARTH_MODELS")]
+    models: Option<std::path::PathBuf>,
 }
 
 /// Adapter choice shared by every command that touches the GPU.
@@ -60,6 +65,18 @@ enum Command {
     Tokenize(tokenize::TokenizeArgs),
     /// Measure prompt processing and generation speed (llama-bench style)
     Bench(bench::BenchArgs),
+    /// Download a model into the store: gemma3:270m, hf.co/OWNER/REPO[:QUANT] or a URL
+    Pull(pull::PullArgs),
+    /// Add a local GGUF file to the store under a name
+    Import(models::ImportArgs),
+    /// List the models in the store
+    List,
+    /// Describe a model: architecture, parameters, context, quantization, template, license
+    Show(models::ShowArgs),
+    /// Remove models from the store
+    Rm(models::RmArgs),
+    /// Give a stored model another name
+    Cp(models::CpArgs),
 }
 
 /// Entry point of the binary.
@@ -75,6 +92,12 @@ pub fn main() -> ExitCode {
         Command::Run(a) => run::run(a, &cli.gpu),
         Command::Tokenize(a) => tokenize::run(a),
         Command::Bench(a) => bench::run(a, &cli.gpu),
+        Command::Pull(a) => pull::run(a, cli.models.as_deref()),
+        Command::Import(a) => models::import(a, cli.models.as_deref()),
+        Command::List => models::list(cli.models.as_deref()),
+        Command::Show(a) => models::show(a, cli.models.as_deref()),
+        Command::Rm(a) => models::rm(a, cli.models.as_deref()),
+        Command::Cp(a) => models::cp(a, cli.models.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
