@@ -13,3 +13,4 @@ pub mod model;
 pub mod quant;
 pub mod reference;
 pub mod sampling;
+pub mod tokenizer;
