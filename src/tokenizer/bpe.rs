@@ -130,7 +130,7 @@ pub(crate) fn build(
     v: &Vocab,
     pre: &PreTokenizer,
 ) -> Result<tokenizers::Tokenizer, TokenizerError> {
-    let hf_vocab: HfVocab = v.text_to_id.iter().map(|(k, &i)| (k.clone(), i)).collect();
+    let hf_vocab: HfVocab = v.text_to_id.clone();
     let model = BPE::builder()
         .vocab_and_merges(hf_vocab, merges(v))
         .ignore_merges(pre.ignore_merges)

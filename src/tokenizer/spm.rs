@@ -49,7 +49,7 @@ fn derived_merges(v: &Vocab) -> Vec<(String, String)> {
 /// The HF tokenizer for an SPM vocabulary: spaces become `▁`, then BPE over the whole
 /// fragment (no pre-tokenization), with byte fallback.
 pub(crate) fn build(v: &Vocab) -> Result<tokenizers::Tokenizer, TokenizerError> {
-    let hf_vocab: HfVocab = v.text_to_id.iter().map(|(k, &i)| (k.clone(), i)).collect();
+    let hf_vocab: HfVocab = v.text_to_id.clone();
     let mut builder = BPE::builder()
         .vocab_and_merges(hf_vocab, derived_merges(v))
         .byte_fallback(true);

@@ -3,7 +3,6 @@
 
 use super::TokenizerError;
 use crate::gguf::GgufHeader;
-use std::collections::HashMap;
 
 /// Token attributes, as llama.cpp derives them from `tokenizer.ggml.token_type`.
 pub(crate) mod attr {
@@ -98,7 +97,7 @@ pub(crate) struct Vocab {
     pub scores: Vec<f32>,
     pub attrs: Vec<u16>,
     /// Text to id; where two ids share a text the later one wins, as in llama.cpp.
-    pub text_to_id: HashMap<String, u32>,
+    pub text_to_id: tokenizers::models::bpe::Vocab,
     pub merges: Vec<String>,
     pub bos: Option<u32>,
     pub eos: Option<u32>,
@@ -206,7 +205,7 @@ impl Vocab {
                 }
             })
             .collect();
-        let mut text_to_id = HashMap::with_capacity(n);
+        let mut text_to_id = tokenizers::models::bpe::Vocab::with_capacity(n);
         for (i, t) in tokens.iter().enumerate() {
             text_to_id.insert(t.clone(), i as u32);
         }
