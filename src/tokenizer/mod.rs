@@ -82,6 +82,13 @@ pub struct Tokenizer {
     byte_of_char: Option<std::collections::HashMap<char, u8>>,
 }
 
+// Shared between server threads.
+#[cfg(not(target_arch = "wasm32"))]
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Tokenizer>();
+};
+
 impl std::fmt::Debug for Tokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.describe())
