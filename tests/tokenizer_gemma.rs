@@ -98,3 +98,23 @@ fn gemma3_special_ids_and_round_trip() {
         assert_eq!(out, text);
     }
 }
+
+/// A long chat transcript tokenizes quickly (the special-token scan runs over every
+/// control token of a 262144-token vocabulary) and the same as its pieces joined.
+#[test]
+fn gemma3_long_text() {
+    let Some(tok) = load() else { return };
+    let turn = "<start_of_turn>user\nWrite a poem about the sea, with 日本語 and emoji 🌊.<end_of_turn>\n<start_of_turn>model\nThe sea is wide, the sea is deep; its secrets are not ours to keep.<end_of_turn>\n";
+    let text = turn.repeat(100);
+    let t0 = Instant::now();
+    let ids = tok.encode(&text, true, true).expect("encode");
+    println!(
+        "{} bytes -> {} tokens in {:.1?}",
+        text.len(),
+        ids.len(),
+        t0.elapsed()
+    );
+    let one = tok.encode(turn, false, true).expect("encode");
+    assert_eq!(ids.len(), 1 + 100 * one.len());
+    assert_eq!(&ids[1..1 + one.len()], &one[..]);
+}
