@@ -23,23 +23,15 @@ const SUPPORTED: &[&str] = &[
     "command-r",
     "falcon",
     "deepseek-coder",
+    "gemma-4",
+    "deepseek-llm",
 ];
 
 /// Vocabularies with tests that hearth does not claim, and why.
-const UNSUPPORTED: &[(&str, &str)] = &[
-    (
-        "bert-bge",
-        "WordPiece ('bert') vocabularies are not implemented",
-    ),
-    (
-        "deepseek-llm",
-        "its pre-tokenizer (a long explicit letter class) is not implemented",
-    ),
-    (
-        "gemma-4",
-        "the 'gemma4' tokenizer model (SPM-style BPE with merges) is not implemented",
-    ),
-];
+const UNSUPPORTED: &[(&str, &str)] = &[(
+    "bert-bge",
+    "WordPiece ('bert') vocabularies are not implemented",
+)];
 
 fn models_dir() -> Option<PathBuf> {
     let p = match std::env::var_os("HEARTH_LLAMA_MODELS") {

@@ -33,6 +33,9 @@ pub(crate) struct PreTokenizer {
     pub ignore_merges: bool,
     /// llama.cpp's default for `add_bos_token` with this pre-tokenizer.
     pub add_bos: bool,
+    /// Tokens spell bytes as GPT-2's printable characters; otherwise (Gemma 4) as
+    /// UTF-8 with `▁` for spaces and `<0xNN>` byte fallback.
+    pub byte_level: bool,
 }
 
 impl PreTokenizer {
@@ -41,6 +44,7 @@ impl PreTokenizer {
             regexes,
             ignore_merges: false,
             add_bos: false,
+            byte_level: true,
         }
     }
 
@@ -74,6 +78,20 @@ impl PreTokenizer {
                 "[\u{4e00}-\u{9fa5}\u{0800}-\u{4e00}\u{ac00}-\u{d7ff}]+",
                 r"\p{N}",
             ]),
+            // DeepSeek LLM's letter class is the cased letters (Lu, Ll, Lt).
+            "deepseek-llm" => Self::new(&[
+                r"[\r\n]",
+                r"\s?[\p{Lu}\p{Ll}\p{Lt}]+",
+                "\\s?[!-/:-~\u{ff01}-\u{ff0f}\u{ff1a}-\u{ff5e}\u{2018}-\u{201f}\u{3000}-\u{3002}]+",
+                r"\s+$",
+                "[\u{4e00}-\u{9fa5}\u{0800}-\u{4e00}\u{ac00}-\u{d7ff}]+",
+                r"\p{N}+",
+            ]),
+            "gemma4" => Self {
+                add_bos: true,
+                byte_level: false,
+                ..Self::new(&["[^\n]+|[\n]+"])
+            },
             "default" => Self::new(&[r"[\p{P}\$\+<=>\^~\|]+", GPT2, r"\p{N}+", "[0-9][0-9][0-9]"]),
             _ => return None,
         })
@@ -134,6 +152,7 @@ pub(crate) fn build(
     let model = BPE::builder()
         .vocab_and_merges(hf_vocab, merges(v))
         .ignore_merges(pre.ignore_merges)
+        .byte_fallback(!pre.byte_level)
         .build()
         .map_err(build_err)?;
     let mut steps = Vec::with_capacity(pre.regexes.len() + 1);
@@ -146,11 +165,15 @@ pub(crate) fn build(
         .map_err(build_err)?;
         steps.push(PreTokenizerWrapper::Split(split));
     }
-    steps.push(PreTokenizerWrapper::ByteLevel(ByteLevel::new(
-        false, false, false,
-    )));
     let mut tk = tokenizers::Tokenizer::new(model);
+    if pre.byte_level {
+        steps.push(PreTokenizerWrapper::ByteLevel(ByteLevel::new(
+            false, false, false,
+        )));
+        tk.with_decoder(Some(ByteLevelDecoder::default()));
+    } else {
+        super::spm::space_as_piece(&mut tk)?;
+    }
     tk.with_pre_tokenizer(Some(Sequence::new(steps)));
-    tk.with_decoder(Some(ByteLevelDecoder::default()));
     Ok(tk)
 }

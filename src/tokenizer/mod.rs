@@ -80,6 +80,8 @@ pub struct Tokenizer {
     hf: tokenizers::Tokenizer,
     /// Byte-level BPE: the byte each mapped character stands for.
     byte_of_char: Option<std::collections::HashMap<char, u8>>,
+    /// Gemma 4: a run of newlines that is itself a token is taken whole, unmerged.
+    newline_runs: bool,
 }
 
 // Shared between server threads.
@@ -99,23 +101,26 @@ impl Tokenizer {
     /// Builds the tokenizer from a file's `tokenizer.ggml.*` metadata.
     pub fn from_gguf(h: &GgufHeader) -> Result<Self, TokenizerError> {
         let vocab = Vocab::from_gguf(h)?;
-        let (hf, byte_of_char) = match &vocab.kind {
-            Kind::Spm => (spm::build(&vocab)?, None),
+        let (hf, byte_of_char, newline_runs) = match &vocab.kind {
+            Kind::Spm => (spm::build(&vocab)?, None, false),
             Kind::Bpe { pre } => {
                 let p = bpe::PreTokenizer::for_name(pre)
                     .ok_or_else(|| TokenizerError::UnsupportedPre { pre: pre.clone() })?;
-                let map = bpe::byte_chars()
-                    .iter()
-                    .enumerate()
-                    .map(|(b, &c)| (c, b as u8))
-                    .collect();
-                (bpe::build(&vocab, &p)?, Some(map))
+                let map = p.byte_level.then(|| {
+                    bpe::byte_chars()
+                        .iter()
+                        .enumerate()
+                        .map(|(b, &c)| (c, b as u8))
+                        .collect()
+                });
+                (bpe::build(&vocab, &p)?, map, !p.byte_level)
             }
         };
         Ok(Self {
             vocab,
             hf,
             byte_of_char,
+            newline_runs,
         })
     }
 
@@ -176,6 +181,24 @@ impl Tokenizer {
         if text.is_empty() {
             return Ok(());
         }
+        if self.newline_runs {
+            let mut rest = text;
+            while !rest.is_empty() {
+                let nl = rest.starts_with('\n');
+                let end = rest.find(|c: char| (c == '\n') != nl).unwrap_or(rest.len());
+                let (run, tail) = rest.split_at(end);
+                match self.vocab.text_to_id.get(run) {
+                    Some(&id) if nl => out.push(id),
+                    _ => self.encode_hf(run, out)?,
+                }
+                rest = tail;
+            }
+            return Ok(());
+        }
+        self.encode_hf(text, out)
+    }
+
+    fn encode_hf(&self, text: &str, out: &mut Vec<u32>) -> Result<(), TokenizerError> {
         let enc = self
             .hf
             .encode_fast(text, false)
@@ -344,7 +367,12 @@ impl Tokenizer {
         let n = self.vocab_size();
         match &self.vocab.kind {
             Kind::Spm => format!("SentencePiece (llama), {n} tokens"),
-            Kind::Bpe { pre } => format!("byte-level BPE (gpt2, pre {pre}), {n} tokens"),
+            Kind::Bpe { pre } if self.byte_of_char.is_some() => {
+                format!("byte-level BPE (gpt2, pre {pre}), {n} tokens")
+            }
+            Kind::Bpe { pre } => {
+                format!("BPE over UTF-8 with \u{2581} spaces (pre {pre}), {n} tokens")
+            }
         }
     }
 

@@ -63,6 +63,12 @@ pub(crate) fn build(v: &Vocab) -> Result<tokenizers::Tokenizer, TokenizerError> 
     }
     let model = builder.build().map_err(build_err)?;
     let mut tk = tokenizers::Tokenizer::new(model);
+    space_as_piece(&mut tk)?;
+    Ok(tk)
+}
+
+/// Spaces become `▁` before the model and `▁` and `<0xNN>` pieces text after it.
+pub(crate) fn space_as_piece(tk: &mut tokenizers::Tokenizer) -> Result<(), TokenizerError> {
     tk.with_normalizer(Some(Replace::new(" ", SPACE).map_err(build_err)?))
         .map_err(build_err)?;
     tk.with_decoder(Some(DecoderSequence::new(vec![
@@ -70,5 +76,5 @@ pub(crate) fn build(v: &Vocab) -> Result<tokenizers::Tokenizer, TokenizerError> 
         DecoderWrapper::ByteFallback(ByteFallback::new()),
         DecoderWrapper::Fuse(Fuse::new()),
     ])));
-    Ok(tk)
+    Ok(())
 }

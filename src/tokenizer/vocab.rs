@@ -59,6 +59,8 @@ pub(crate) const EOG_TEXTS: &[&str] = &[
     "<｜end▁of▁sentence｜>",
     "</s>",
     "<eos>",
+    "<turn|>",
+    "<|tool_response>",
 ];
 
 /// Texts that llama.cpp picks as the end-of-turn token when the file names none.
@@ -138,6 +140,10 @@ impl Vocab {
                     .unwrap_or("default")
                     .to_owned(),
             },
+            // BPE over UTF-8 with SentencePiece's visible space, always pre "gemma4".
+            "gemma4" => Kind::Bpe {
+                pre: "gemma4".to_owned(),
+            },
             other => {
                 return Err(TokenizerError::UnsupportedModel {
                     model: other.to_owned(),
@@ -214,6 +220,7 @@ impl Vocab {
         let in_range = |id: u32| (id as usize) < n;
         let (mut bos, mut eos, mut add_bos, add_eos_default) = match &kind {
             Kind::Spm => (Some(1), Some(2), true, false),
+            Kind::Bpe { .. } if model == "gemma4" => (None, None, true, false),
             Kind::Bpe { pre } => {
                 let llama3 = super::bpe::PreTokenizer::for_name(pre).is_some_and(|p| p.add_bos);
                 (Some(11), Some(11), llama3, false)
@@ -240,6 +247,11 @@ impl Vocab {
         if let Some(b) = h.get_bool("tokenizer.ggml.add_bos_token")? {
             add_bos = b;
         }
+        // llama.cpp overrides a false add_bos_token for Gemma 4.
+        add_bos |= kind
+            == (Kind::Bpe {
+                pre: "gemma4".into(),
+            });
         let add_eos = h
             .get_bool("tokenizer.ggml.add_eos_token")?
             .unwrap_or(add_eos_default);
@@ -266,6 +278,14 @@ impl Vocab {
             if let Some(&id) = text_to_id.get(*t) {
                 attrs[id as usize] |= attr::CONTROL;
                 eog.push(id);
+            }
+        }
+        // Where "<|tool_response>" ends turns, "</s>" is ordinary text (Gemma 4).
+        if let (Some(&tr), Some(&s)) = (text_to_id.get("<|tool_response>"), text_to_id.get("</s>"))
+        {
+            if tr != s {
+                eog.retain(|&i| i != s);
+                attrs[s as usize] = attr::NORMAL;
             }
         }
         eog.extend([eos, eot, eom].into_iter().flatten());
