@@ -7,12 +7,20 @@ special=False`), plus the detokenized bytes of a few ids (`token_get_text`-indep
 `detokenize([id], special=...)`). Only the vocabulary is loaded (`vocab_only=True`), so
 this runs in a second. Strings are stored as given; bytes as lists of integers.
 
+With two more arguments it also writes random strings (seeded, mixing scripts, emoji,
+whitespace runs and special-token spellings) tokenized both ways by every
+`ggml-vocab-*.gguf` of llama.cpp's test suite that llama.cpp loads, keyed by vocab name.
+
 Rerun (any llama-cpp-python; the CPU build from the PyPI sdist is enough):
     python3 -m venv .cache/llama-venv
     .cache/llama-venv/bin/pip install llama-cpp-python
     .cache/llama-venv/bin/python scripts/gen-tokenizer-goldens.py \
-        "$(scripts/fetch-model.sh)" tests/fixtures/gemma3_tokens.json
+        "$(scripts/fetch-model.sh)" tests/fixtures/gemma3_tokens.json \
+        "$(scripts/fetch-llama-src.sh)" tests/fixtures/vocab_fuzz.json
 """
+import glob
+import os
+import random
 import json
 import sys
 
@@ -113,5 +121,41 @@ def main(model_path, out_path):
     print(f"wrote {len(cases)} cases and {len(pieces)} pieces to {out_path}")
 
 
+FUZZ_POOL = (
+    list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") * 3
+    + list("      \t\n\n\r.,;:!?'\"()[]{}<>/\\|@#$%^&*-_=+~`") * 2
+    + list("éèàüöäßçñÅøœ日本語中文测试한국어Приветمرحبا")
+    + ["😀", "👍🏽", "👨\u200d👩\u200d👧", "\u0301", "\u00a0", "\u2003", "\u200b", "’", "“", "…",
+       "—", "１２３", "ﬁ", "Ǆ", "ǅ", " the", " and", "'s", "'ll", "'VE", "123456", "  ", "\n\n",
+       "\t\t", "▁", "<0x0A>", "<s>", "</s>", "<|endoftext|>", "<|im_start|>", "<|im_end|>",
+       "<|eot_id|>", "<|begin_of_text|>", "<start_of_turn>", "<end_of_turn>", "<bos>", "<unk>",
+       "<|user|>", "<|assistant|>", "<|end|>", "<mask>"]
+)
+
+
+def fuzz(models_dir, out_path, n=40):
+    rng = random.Random(7)
+    strings = ["".join(rng.choice(FUZZ_POOL) for _ in range(rng.randint(0, 25))) for _ in range(n)]
+    out = {"strings": strings, "vocabs": {}}
+    for p in sorted(glob.glob(os.path.join(models_dir, "ggml-vocab-*.gguf"))):
+        name = os.path.basename(p)[len("ggml-vocab-"):-len(".gguf")]
+        try:
+            llm = llama_cpp.Llama(model_path=p, vocab_only=True, verbose=False)
+        except Exception as e:  # llama.cpp cannot load some of its own test vocabs
+            print(f"skip {name}: {e}", file=sys.stderr)
+            continue
+        out["vocabs"][name] = [
+            {"plain": llm.tokenize(s.encode(), add_bos=False, special=False),
+             "special": llm.tokenize(s.encode(), add_bos=True, special=True)}
+            for s in strings
+        ]
+    with open(out_path, "w", encoding="utf-8") as f:
+        json.dump(out, f, ensure_ascii=False, separators=(",", ":"))
+        f.write("\n")
+    print(f"wrote {n} strings for {len(out['vocabs'])} vocabularies to {out_path}")
+
+
 if __name__ == "__main__":
     main(sys.argv[1], sys.argv[2])
+    if len(sys.argv) > 4:
+        fuzz(sys.argv[3], sys.argv[4])

@@ -7,7 +7,9 @@
 
 use hearth::gguf::GgufFile;
 use hearth::tokenizer::Tokenizer;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Vocabularies that must match llama.cpp exactly.
 const SUPPORTED: &[&str] = &[
@@ -27,11 +29,21 @@ const SUPPORTED: &[&str] = &[
     "deepseek-llm",
 ];
 
+/// Vocabularies without .inp/.out files that hearth also claims (checked on the random
+/// strings of tests/fixtures/vocab_fuzz.json).
+const SUPPORTED_NO_SUITE: &[&str] = &["aquila", "baichuan", "gpt-neox"];
+
 /// Vocabularies with tests that hearth does not claim, and why.
-const UNSUPPORTED: &[(&str, &str)] = &[(
-    "bert-bge",
-    "WordPiece ('bert') vocabularies are not implemented",
-)];
+const UNSUPPORTED: &[(&str, &str)] = &[
+    (
+        "bert-bge",
+        "WordPiece ('bert') vocabularies are not implemented",
+    ),
+    (
+        "nomic-bert-moe",
+        "Unigram ('t5') vocabularies are not implemented",
+    ),
+];
 
 fn models_dir() -> Option<PathBuf> {
     let p = match std::env::var_os("HEARTH_LLAMA_MODELS") {
@@ -85,10 +97,20 @@ fn cases(dir: &Path, name: &str) -> Vec<(String, Vec<u32>)> {
     inputs.into_iter().zip(outputs).collect()
 }
 
-fn load(dir: &Path, name: &str) -> Result<Tokenizer, String> {
-    let f =
-        GgufFile::open(dir.join(format!("ggml-vocab-{name}.gguf"))).map_err(|e| e.to_string())?;
-    Tokenizer::from_gguf(f.header()).map_err(|e| e.to_string())
+/// Loads a vocabulary once for all the tests of this file.
+fn load(dir: &Path, name: &str) -> Result<Arc<Tokenizer>, String> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Result<Arc<Tokenizer>, String>>>> =
+        OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(t) = cache.lock().unwrap().get(name) {
+        return t.clone();
+    }
+    let t = GgufFile::open(dir.join(format!("ggml-vocab-{name}.gguf")))
+        .map_err(|e| e.to_string())
+        .and_then(|f| Tokenizer::from_gguf(f.header()).map_err(|e| e.to_string()))
+        .map(Arc::new);
+    cache.lock().unwrap().insert(name.to_owned(), t.clone());
+    t
 }
 
 /// Mismatching cases as printable lines.
@@ -194,4 +216,48 @@ fn decode_round_trips() {
         "round trips failed:\n{}",
         failed.join("\n")
     );
+}
+
+/// Random strings (scripts, emoji, whitespace runs, special-token spellings) against
+/// llama.cpp's ids, with and without BOS/EOS and special-token parsing
+/// (tests/fixtures/vocab_fuzz.json, from scripts/gen-tokenizer-goldens.py).
+#[test]
+fn random_strings_match_llama_cpp() {
+    let Some(dir) = models_dir() else { return };
+    let g: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/vocab_fuzz.json")).expect("vocab_fuzz.json");
+    let strings = g["strings"].as_array().expect("strings");
+    let ids = |v: &serde_json::Value| -> Vec<u32> {
+        v.as_array()
+            .expect("ids")
+            .iter()
+            .map(|x| x.as_u64().expect("id") as u32)
+            .collect()
+    };
+    let mut failed = Vec::new();
+    for (name, cases) in g["vocabs"].as_object().expect("vocabs") {
+        let claimed =
+            SUPPORTED.contains(&name.as_str()) || SUPPORTED_NO_SUITE.contains(&name.as_str());
+        if !claimed {
+            assert!(
+                UNSUPPORTED.iter().any(|(n, _)| n == name),
+                "{name} is neither supported nor listed as unsupported"
+            );
+            continue;
+        }
+        let tok = load(&dir, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        for (s, c) in strings.iter().zip(cases.as_array().expect("cases")) {
+            let s = s.as_str().expect("string");
+            for (key, add, parse) in [("plain", false, false), ("special", true, true)] {
+                let want = ids(&c[key]);
+                let got = tok.encode(s, add, parse).expect("encode");
+                if got != want {
+                    failed.push(format!(
+                        "{name} {key} {s:?}\n  want {want:?}\n  got  {got:?}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
 }

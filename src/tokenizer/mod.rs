@@ -2,8 +2,9 @@
 //!
 //! [`Tokenizer::from_gguf`] reads `tokenizer.ggml.*` ([`vocab`]) and builds a HF
 //! [`tokenizers::Tokenizer`]: a BPE model with merges derived from piece scores for
-//! SentencePiece vocabularies ([`spm`]), or byte-level BPE with the pre-tokenizer regexes
-//! llama.cpp picks for `tokenizer.ggml.pre` ([`bpe`]). Special tokens are split out of
+//! SentencePiece vocabularies ([`spm`]), or BPE with the merges of the file and the
+//! pre-tokenizer regexes llama.cpp picks for `tokenizer.ggml.pre` ([`bpe`]): byte-level
+//! for `gpt2` vocabularies, over UTF-8 with `▁` spaces and byte fallback for Gemma 4. Special tokens are split out of
 //! the text here, before the HF tokenizer sees it, the way llama.cpp does it: longest
 //! first, user-defined tokens always, control tokens only when asked. Output text comes
 //! from [`Tokenizer::token_bytes`]; [`StreamDecoder`] turns a token stream into whole
@@ -32,7 +33,7 @@ pub enum TokenizerError {
     #[error("the GGUF file has no '{key}', which this vocabulary needs")]
     Missing { key: &'static str },
     /// `tokenizer.ggml.model` names an algorithm hearth does not implement.
-    #[error("tokenizer model '{model}' is not supported (hearth reads 'llama' SentencePiece and 'gpt2' byte-level BPE vocabularies)")]
+    #[error("tokenizer model '{model}' is not supported (hearth reads 'llama' (SentencePiece), 'gpt2' (byte-level BPE) and 'gemma4' vocabularies)")]
     UnsupportedModel { model: String },
     /// `tokenizer.ggml.pre` names a pre-tokenizer hearth does not implement.
     #[error("pre-tokenizer '{pre}' (tokenizer.ggml.pre) is not supported")]
