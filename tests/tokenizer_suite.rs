@@ -97,10 +97,11 @@ fn cases(dir: &Path, name: &str) -> Vec<(String, Vec<u32>)> {
     inputs.into_iter().zip(outputs).collect()
 }
 
+type Loaded = Result<Arc<Tokenizer>, String>;
+
 /// Loads a vocabulary once for all the tests of this file.
-fn load(dir: &Path, name: &str) -> Result<Arc<Tokenizer>, String> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Result<Arc<Tokenizer>, String>>>> =
-        OnceLock::new();
+fn load(dir: &Path, name: &str) -> Loaded {
+    static CACHE: OnceLock<Mutex<HashMap<String, Loaded>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     if let Some(t) = cache.lock().unwrap().get(name) {
         return t.clone();

@@ -4,9 +4,10 @@
 //! [`tokenizers::Tokenizer`]: a BPE model with merges derived from piece scores for
 //! SentencePiece vocabularies ([`spm`]), or BPE with the merges of the file and the
 //! pre-tokenizer regexes llama.cpp picks for `tokenizer.ggml.pre` ([`bpe`]): byte-level
-//! for `gpt2` vocabularies, over UTF-8 with `▁` spaces and byte fallback for Gemma 4. Special tokens are split out of
-//! the text here, before the HF tokenizer sees it, the way llama.cpp does it: longest
-//! first, user-defined tokens always, control tokens only when asked. Output text comes
+//! for `gpt2` vocabularies, over UTF-8 with `▁` spaces and byte fallback for Gemma 4.
+//! Special tokens are split out of the text here, before the HF tokenizer sees it, the
+//! way llama.cpp does it: longest first, user-defined tokens always, control tokens only
+//! when asked. Output text comes
 //! from [`Tokenizer::token_bytes`]; [`StreamDecoder`] turns a token stream into whole
 //! UTF-8 characters.
 
