@@ -9,7 +9,8 @@ this runs in a second. Strings are stored as given; bytes as lists of integers.
 
 With two more arguments it also writes random strings (seeded, mixing scripts, emoji,
 whitespace runs and special-token spellings) tokenized both ways by every
-`ggml-vocab-*.gguf` of llama.cpp's test suite that llama.cpp loads, keyed by vocab name.
+`ggml-vocab-*.gguf` of llama.cpp's test suite that llama.cpp loads, keyed by vocab name,
+and each vocabulary's BOS/EOS ids and flags, end-of-generation ids and control tokens.
 
 Rerun (any llama-cpp-python; the CPU build from the PyPI sdist is enough):
     python3 -m venv .cache/llama-venv
@@ -136,7 +137,7 @@ FUZZ_POOL = (
 def fuzz(models_dir, out_path, n=40):
     rng = random.Random(7)
     strings = ["".join(rng.choice(FUZZ_POOL) for _ in range(rng.randint(0, 25))) for _ in range(n)]
-    out = {"strings": strings, "vocabs": {}}
+    out = {"strings": strings, "vocabs": {}, "meta": {}}
     for p in sorted(glob.glob(os.path.join(models_dir, "ggml-vocab-*.gguf"))):
         name = os.path.basename(p)[len("ggml-vocab-"):-len(".gguf")]
         try:
@@ -149,6 +150,18 @@ def fuzz(models_dir, out_path, n=40):
              "special": llm.tokenize(s.encode(), add_bos=True, special=True)}
             for s in strings
         ]
+        v = llm._model.vocab
+        ids = range(llm.n_vocab())
+        control = [i for i in ids if llama_cpp.llama_vocab_is_control(v, i)]
+        out["meta"][name] = {
+            "bos": llama_cpp.llama_vocab_bos(v),
+            "eos": llama_cpp.llama_vocab_eos(v),
+            "add_bos": llama_cpp.llama_vocab_get_add_bos(v),
+            "add_eos": llama_cpp.llama_vocab_get_add_eos(v),
+            "eog": [i for i in ids if llama_cpp.llama_vocab_is_eog(v, i)],
+            "n_control": len(control),
+            "control_id_sum": sum(control),
+        }
     with open(out_path, "w", encoding="utf-8") as f:
         json.dump(out, f, ensure_ascii=False, separators=(",", ":"))
         f.write("\n")

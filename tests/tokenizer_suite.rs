@@ -262,3 +262,50 @@ fn random_strings_match_llama_cpp() {
     }
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
+
+/// BOS/EOS ids and flags, end-of-generation ids and the set of control tokens agree with
+/// llama.cpp's (tests/fixtures/vocab_fuzz.json).
+#[test]
+fn special_ids_match_llama_cpp() {
+    let Some(dir) = models_dir() else { return };
+    let g: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/vocab_fuzz.json")).expect("vocab_fuzz.json");
+    let mut failed = Vec::new();
+    for (name, m) in g["meta"].as_object().expect("meta") {
+        let Ok(tok) = load(&dir, name) else {
+            continue;
+        };
+        let id = |v: &serde_json::Value| u32::try_from(v.as_i64().expect("id")).ok();
+        let control: Vec<u64> = (0..tok.vocab_size() as u32)
+            .filter(|&i| tok.is_control(i))
+            .map(u64::from)
+            .collect();
+        let mine = (
+            tok.bos(),
+            tok.eos(),
+            tok.add_bos(),
+            tok.add_eos(),
+            tok.eog_ids(),
+            control.len() as u64,
+            control.iter().sum::<u64>(),
+        );
+        let eog = m["eog"].as_array().expect("eog");
+        let theirs = (
+            id(&m["bos"]),
+            id(&m["eos"]),
+            m["add_bos"].as_bool().expect("add_bos"),
+            m["add_eos"].as_bool().expect("add_eos"),
+            eog.iter()
+                .map(|x| x.as_u64().expect("id") as u32)
+                .collect::<Vec<_>>(),
+            m["n_control"].as_u64().expect("n_control"),
+            m["control_id_sum"].as_u64().expect("sum"),
+        );
+        if mine != theirs {
+            failed.push(format!(
+                "{name}:\n  hearth    {mine:?}\n  llama.cpp {theirs:?}"
+            ));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}

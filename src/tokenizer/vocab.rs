@@ -77,19 +77,70 @@ const EOT_TEXTS: &[&str] = &[
     "<end_of_utterance>",
 ];
 
-/// Fill-in-the-middle padding, repository and file-separator tokens, which also end
-/// generation (a code model that emits them has finished its file).
-const FIM_EOG_TEXTS: &[&str] = &[
-    "<|fim_pad|>",
-    "<fim-pad>",
-    "<fim_pad>",
-    "<PAD>",
-    "<|fim_repo|>",
-    "<|repo_name|>",
-    "<fim-repo>",
-    "<REPO>",
-    "<reponame>",
-    "<|file_sep|>",
+/// Fill-in-the-middle tokens: the id key of each role, the spellings llama.cpp looks
+/// for when the key is absent (the first one present is taken and made a control token),
+/// and whether the role ends generation (padding, repository and file separators: a
+/// code model that emits them has finished its file).
+const FIM: &[(&str, &[&str], bool)] = &[
+    (
+        "tokenizer.ggml.fim_pre_token_id",
+        &[
+            "<|fim_prefix|>",
+            "<fim-prefix>",
+            "<fim_prefix>",
+            "<｜fim▁begin｜>",
+            "<PRE>",
+            "▁<PRE>",
+            "<|code_prefix|>",
+            "<|prefix|>",
+        ],
+        false,
+    ),
+    (
+        "tokenizer.ggml.fim_suf_token_id",
+        &[
+            "<|fim_suffix|>",
+            "<fim-suffix>",
+            "<fim_suffix>",
+            "<｜fim▁hole｜>",
+            "<SUF>",
+            "▁<SUF>",
+            "<|code_suffix|>",
+            "<|suffix|>",
+        ],
+        false,
+    ),
+    (
+        "tokenizer.ggml.fim_mid_token_id",
+        &[
+            "<|fim_middle|>",
+            "<fim-middle>",
+            "<fim_middle>",
+            "<｜fim▁end｜>",
+            "<MID>",
+            "▁<MID>",
+            "<|code_middle|>",
+            "<|middle|>",
+        ],
+        false,
+    ),
+    (
+        "tokenizer.ggml.fim_pad_token_id",
+        &["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"],
+        true,
+    ),
+    (
+        "tokenizer.ggml.fim_rep_token_id",
+        &[
+            "<|fim_repo|>",
+            "<|repo_name|>",
+            "<fim-repo>",
+            "<REPO>",
+            "<reponame>",
+        ],
+        true,
+    ),
+    ("tokenizer.ggml.fim_sep_token_id", &["<|file_sep|>"], true),
 ];
 
 /// A validated vocabulary.
@@ -274,7 +325,21 @@ impl Vocab {
         if eot.is_none() {
             eot = EOT_TEXTS.iter().find_map(|t| text_to_id.get(*t).copied());
         }
-        for t in EOG_TEXTS.iter().chain(FIM_EOG_TEXTS) {
+        for &(key, texts, ends) in FIM {
+            let id = match id_key(h, key, n)? {
+                Some(id) => Some(id),
+                None => texts
+                    .iter()
+                    .find_map(|t| text_to_id.get(*t).copied())
+                    .inspect(|&id| {
+                        attrs[id as usize] |= attr::CONTROL;
+                    }),
+            };
+            if ends {
+                eog.extend(id);
+            }
+        }
+        for t in EOG_TEXTS {
             if let Some(&id) = text_to_id.get(*t) {
                 attrs[id as usize] |= attr::CONTROL;
                 eog.push(id);
