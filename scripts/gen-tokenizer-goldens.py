@@ -3,8 +3,8 @@
 
 For each string below: llama.cpp's ids with BOS and special-token parsing
 (`tokenize(text, add_bos=True, special=True)`) and without either (`add_bos=False,
-special=False`), plus the detokenized bytes of a few ids (`token_get_text`-independent:
-`detokenize([id], special=...)`). Only the vocabulary is loaded (`vocab_only=True`), so
+special=False`), plus the bytes llama.cpp detokenizes a few single ids to
+(`detokenize([id], special=True/False)`). Only the vocabulary is loaded (`vocab_only=True`), so
 this runs in a second. Strings are stored as given; bytes as lists of integers.
 
 With two more arguments it also writes random strings (seeded, mixing scripts, emoji,

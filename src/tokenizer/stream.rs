@@ -15,7 +15,8 @@ impl StreamDecoder {
         Self::default()
     }
 
-    /// Newly completed text after token `id` (may be empty). Control tokens add nothing.
+    /// Newly completed text after token `id` (may be empty). Control tokens add nothing;
+    /// a SentencePiece word's leading space is kept.
     pub fn push(&mut self, tok: &Tokenizer, id: u32) -> String {
         self.pending.extend(tok.token_bytes(id, false));
         let mut out = String::new();
@@ -29,7 +30,7 @@ impl StreamDecoder {
                 }
                 Err(e) => {
                     let (good, bad) = rest.split_at(e.valid_up_to());
-                    // SAFETY-free: `good` was just validated.
+                    // `good` was just validated, so this never falls back.
                     out.push_str(std::str::from_utf8(good).unwrap_or_default());
                     match e.error_len() {
                         // Incomplete character at the end: wait for more bytes.
