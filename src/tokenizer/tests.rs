@@ -272,3 +272,48 @@ fn malformed_metadata_is_a_typed_error() {
     .to_string();
     assert!(msg.contains("tokenizer.ggml.scores"), "{msg}");
 }
+
+#[test]
+fn odd_vocabularies_load_and_encode_without_panics() {
+    // Empty and duplicate pieces, no byte tokens, NaN scores, unknown token types.
+    let kv = vec![
+        ("tokenizer.ggml.model", Value::String("llama".into())),
+        (
+            "tokenizer.ggml.tokens",
+            strings(&["", "a", "a", "▁a", "<x>", "b"]),
+        ),
+        (
+            "tokenizer.ggml.scores",
+            Value::Array(Array::F32(vec![0.0, f32::NAN, 1.0, 2.0, 0.0, -1.0])),
+        ),
+        (
+            "tokenizer.ggml.token_type",
+            Value::Array(Array::I32(vec![1, 1, 1, 1, 3, 99])),
+        ),
+        ("tokenizer.ggml.add_bos_token", Value::Bool(false)),
+    ];
+    let t = Tokenizer::from_gguf(&header(kv)).expect("odd but usable");
+    assert_eq!(t.token_text(0), Some("[EMPTY_0]"));
+    assert_eq!(
+        t.token_id("a"),
+        Some(2),
+        "the later duplicate wins, as in llama.cpp"
+    );
+    for s in ["", "a", " a a", "é<x>b\u{0}", "<x><x>"] {
+        for (add, parse) in [(false, false), (true, true)] {
+            let ids = t.encode(s, add, parse).expect("encode");
+            assert!(ids.iter().all(|&i| (i as usize) < t.vocab_size()));
+            let _ = t.decode(&ids, true);
+        }
+    }
+    assert!(
+        t.token_bytes(5, true).is_empty(),
+        "undefined type prints nothing"
+    );
+
+    // Malformed merges are skipped, not fatal.
+    let mut kv = bpe_kv();
+    kv[4].1 = strings(&["", "a", " ", "a  b", "a b", "a b", "zz b"]);
+    let t = Tokenizer::from_gguf(&header(kv)).expect("BPE with junk merges");
+    assert_eq!(t.encode("ab", false, false).unwrap(), [256]);
+}
