@@ -40,6 +40,34 @@ pub struct TinySpec {
     pub tied_output: bool,
 }
 
+/// Tokens and llama.cpp token types of a tiny SentencePiece vocabulary of `n` tokens:
+/// `<unk>`, `<s>`, `</s>`, then (when `n` leaves room) the 256 `<0xNN>` byte tokens, `▁`,
+/// lowercase letters, digits and a little punctuation, so any text tokenizes; the rest
+/// are inert `<tokN>` pieces.
+fn tiny_vocab(n: usize) -> (Vec<String>, Vec<i32>) {
+    // 1 = normal, 2 = unknown, 3 = control, 6 = byte (llama.cpp's token types).
+    let mut tokens: Vec<String> = vec!["<unk>".into(), "<s>".into(), "</s>".into()];
+    let mut types = vec![2, 3, 3];
+    if n >= tokens.len() + 256 {
+        tokens.extend((0..=255u8).map(|b| format!("<0x{b:02X}>")));
+        types.extend([6; 256]);
+        let pieces = std::iter::once('\u{2581}')
+            .chain('a'..='z')
+            .chain('0'..='9');
+        for c in pieces.chain(".,!?".chars()) {
+            tokens.push(c.to_string());
+            types.push(1);
+        }
+    }
+    tokens.truncate(n);
+    types.truncate(n);
+    for i in tokens.len()..n {
+        tokens.push(format!("<tok{i}>"));
+        types.push(1);
+    }
+    (tokens, types)
+}
+
 /// One tensor of a tiny model, ready for [`GgufWriter::add_tensor`].
 #[derive(Clone, Debug)]
 pub struct TinyTensor {
@@ -115,12 +143,8 @@ impl TinySpec {
             m.push((format!("{a}.attention.sliding_window"), u(w)));
         }
         let (bos, eos) = (1usize, 2usize);
-        let tokens = (0..self.vocab).map(|i| format!("<tok{i}>")).collect();
+        let (tokens, types) = tiny_vocab(self.vocab);
         let scores = (0..self.vocab).map(|i| -(i as f32)).collect();
-        // 1 = normal, 3 = control (llama.cpp's token types).
-        let types = (0..self.vocab)
-            .map(|i| if i == bos || i == eos { 3 } else { 1 })
-            .collect();
         m.extend([
             ("tokenizer.ggml.model".into(), Value::String("llama".into())),
             (
@@ -243,5 +267,17 @@ mod tests {
                 assert_eq!(f.tensor("output.weight").is_some(), !spec.tied_output);
             }
         }
+    }
+
+    #[test]
+    fn tiny_vocabulary_tokenizes_any_text() {
+        let f = GgufFile::from_bytes(TinySpec::new(Arch::Llama).build()).unwrap();
+        let tok = crate::tokenizer::Tokenizer::from_gguf(f.header()).unwrap();
+        assert_eq!(tok.vocab_size(), 300);
+        let text = "hello, world 42! Ünïcode 😀";
+        let ids = tok.encode(text, true, false).unwrap();
+        assert_eq!(ids[0], 1);
+        assert!(ids.iter().all(|&i| (i as usize) < 300));
+        assert_eq!(tok.decode(&ids[1..], false), text);
     }
 }
