@@ -14,6 +14,6 @@ pub mod model;
 pub mod quant;
 pub mod reference;
 pub mod sampling;
-pub mod tokenizer;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod store;
+pub mod tokenizer;

@@ -4,19 +4,19 @@
 //! back each step, which is also the sync). Tokenization and sampling are excluded.
 //! Each test runs once to warm up, then `-r` times; t/s is reported as mean ± sd.
 
-use super::load::open_gguf;
+use super::load::{open_gguf, resolve_model};
 use super::GpuArgs;
 use crate::gpu::Gpu;
 use crate::graph::{LoadOptions, Model};
 use crate::model::{file_type_name, ModelConfig};
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Instant;
 
 /// Arguments of `hearth bench`.
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Path to a GGUF file
-    model: PathBuf,
+    /// A GGUF file, a store name (gemma3:270m-base) or hf.co/OWNER/REPO[:QUANT]
+    model: String,
     /// Prompt lengths to test (comma-separated; 0 skips)
     #[arg(
         short = 'p',
@@ -65,14 +65,15 @@ impl Row {
 }
 
 /// Runs the tests and prints the table or JSON.
-pub fn run(args: &BenchArgs, gpu_args: &GpuArgs) -> anyhow::Result<()> {
+pub fn run(args: &BenchArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyhow::Result<()> {
+    let path = resolve_model(&args.model, models)?;
     if !matches!(args.output.as_str(), "md" | "json") {
         anyhow::bail!("-o {}: expected md or json", args.output);
     }
     if args.repetitions == 0 {
         anyhow::bail!("-r 0: at least one repetition is needed");
     }
-    let f = open_gguf(&args.model)?;
+    let f = open_gguf(&path)?;
     let cfg = ModelConfig::from_gguf(&f)?;
     let gpu = Gpu::new_blocking(&gpu_args.options()?)?;
     let longest = args
@@ -157,7 +158,7 @@ pub fn run(args: &BenchArgs, gpu_args: &GpuArgs) -> anyhow::Result<()> {
             })
             .collect();
         let out = serde_json::json!({
-            "model": name.trim(), "path": args.model.display().to_string(),
+            "model": name.trim(), "path": path.display().to_string(),
             "size_bytes": size, "params": params, "backend": backend, "adapter": adapter,
             "batch": opts.batch, "tests": tests,
         });

@@ -5,13 +5,13 @@ use crate::gguf::GgufFile;
 use crate::gpu::{gpu_layout, shard_rows, Gpu};
 use crate::quant::GgmlType;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::Path;
 
 /// Arguments of `hearth info`.
 #[derive(clap::Args)]
 pub struct InfoArgs {
-    /// Path to a GGUF file
-    model: PathBuf,
+    /// A GGUF file, a store name (gemma3:270m-base) or hf.co/OWNER/REPO[:QUANT]
+    model: String,
     /// Print every metadata key, not only the architecture's hyperparameters
     #[arg(long)]
     all: bool,
@@ -24,8 +24,8 @@ pub struct InfoArgs {
 }
 
 /// Parses the file, prints its description, then the adapter and its fit.
-pub fn run(args: &InfoArgs, gpu_args: &GpuArgs) -> anyhow::Result<()> {
-    let path = &args.model;
+pub fn run(args: &InfoArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyhow::Result<()> {
+    let path = &super::load::resolve_model(&args.model, models)?;
     let f = GgufFile::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let arch = f.architecture().unwrap_or("(none)").to_string();
     println!(

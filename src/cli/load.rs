@@ -7,8 +7,21 @@ use crate::gguf::GgufFile;
 use crate::gpu::Gpu;
 use crate::tokenizer::{ChatTemplate, TemplateOrigin};
 use anyhow::Context;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// The file a MODEL argument names: a path to a `.gguf` file, a store name
+/// (`gemma3:270m-base`) or a pulled `hf.co/OWNER/REPO[:QUANT]`.
+pub fn resolve_model(spec: &str, models: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if crate::store::looks_like_path(spec) {
+        let p = PathBuf::from(spec);
+        if !p.is_file() {
+            anyhow::bail!("{spec}: no such model file");
+        }
+        return Ok(p);
+    }
+    Ok(super::models::open_store(models)?.resolve(spec)?)
+}
 
 /// Opens and parses `path`, naming the file in any error.
 pub fn open_gguf(path: &Path) -> anyhow::Result<GgufFile> {

@@ -5,10 +5,10 @@ mod bench;
 mod devices;
 mod info;
 mod load;
-mod run;
-mod tokenize;
 mod models;
 mod pull;
+mod run;
+mod tokenize;
 
 use crate::gpu::{BackendChoice, GpuOptions};
 use clap::{Parser, Subcommand};
@@ -88,10 +88,10 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Devices => devices::run(&cli.gpu),
-        Command::Info(a) => info::run(a, &cli.gpu),
-        Command::Run(a) => run::run(a, &cli.gpu),
-        Command::Tokenize(a) => tokenize::run(a),
-        Command::Bench(a) => bench::run(a, &cli.gpu),
+        Command::Info(a) => info::run(a, &cli.gpu, cli.models.as_deref()),
+        Command::Run(a) => run::run(a, &cli.gpu, cli.models.as_deref()),
+        Command::Tokenize(a) => tokenize::run(a, cli.models.as_deref()),
+        Command::Bench(a) => bench::run(a, &cli.gpu, cli.models.as_deref()),
         Command::Pull(a) => pull::run(a, cli.models.as_deref()),
         Command::Import(a) => models::import(a, cli.models.as_deref()),
         Command::List => models::list(cli.models.as_deref()),

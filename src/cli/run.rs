@@ -1,46 +1,46 @@
 //! `hearth run MODEL [PROMPT]`: streams a completion to stdout, or opens an interactive
 //! chat when no prompt is given (multi-turn on one KV cache; `/clear`, `/bye`, Ctrl-D).
 
-use super::load::{engine, template_file};
+use super::load::{engine, resolve_model, template_file};
 use super::GpuArgs;
 use crate::engine::{Engine, EngineOptions, Event, GenerateOptions, Prompt, Session, Stats};
 use crate::sampling::SamplingParams;
 use crate::tokenizer::Message;
 use futures::StreamExt;
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Arguments of `hearth run`.
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// Path to a GGUF file
-    model: PathBuf,
+    /// A GGUF file, a store name (gemma3:270m-base) or hf.co/OWNER/REPO[:QUANT]
+    model: String,
     /// The prompt; without one, an interactive chat starts
     prompt: Option<String>,
     /// Sampling temperature (0 = greedy)
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
     temperature: f32,
     /// Keep only the k most likely tokens (0 = all the GPU returns, 256)
     #[arg(long, default_value_t = 40)]
     top_k: usize,
     /// Nucleus sampling threshold (1 = off)
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
     top_p: f32,
     /// Drop tokens below this fraction of the top probability (0 = off)
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     min_p: f32,
     /// Penalty on recently seen tokens (1 = off)
-    #[arg(long, default_value_t = 1.1)]
+    #[arg(long, default_value_t = 1.1, allow_negative_numbers = true)]
     repeat_penalty: f32,
     /// Tokens of history the penalties look at
     #[arg(long, default_value_t = 64)]
     repeat_last_n: usize,
     /// Subtracted from the logit of every token seen in the window
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     presence_penalty: f32,
     /// Subtracted per occurrence in the window
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     frequency_penalty: f32,
     /// Seed of the sampler (default: from the clock)
     #[arg(long)]
@@ -106,11 +106,12 @@ impl RunArgs {
 }
 
 /// Loads the model, then completes the prompt or runs the chat loop.
-pub fn run(args: &RunArgs, gpu_args: &GpuArgs) -> anyhow::Result<()> {
+pub fn run(args: &RunArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyhow::Result<()> {
+    let path = resolve_model(&args.model, models)?;
     let gen = args.generate_options()?;
     let template = args.template.as_deref().map(template_file).transpose()?;
     let engine = engine(
-        &args.model,
+        &path,
         gpu_args,
         EngineOptions {
             context: args.ctx,

@@ -1,15 +1,15 @@
 //! `hearth tokenize MODEL TEXT`: the ids (and pieces) the model's tokenizer gives, like
 //! llama.cpp's tokenize tool. Needs no GPU.
 
-use super::load::open_gguf;
+use super::load::{open_gguf, resolve_model};
 use crate::tokenizer::Tokenizer;
-use std::path::PathBuf;
+use std::path::Path;
 
 /// Arguments of `hearth tokenize`.
 #[derive(clap::Args)]
 pub struct TokenizeArgs {
-    /// Path to a GGUF file
-    model: PathBuf,
+    /// A GGUF file, a store name (gemma3:270m-base) or hf.co/OWNER/REPO[:QUANT]
+    model: String,
     /// Text to tokenize
     text: String,
     /// Add no BOS/EOS and read special-token spellings as plain text
@@ -21,8 +21,9 @@ pub struct TokenizeArgs {
 }
 
 /// Tokenizes and prints one line per token (or JSON).
-pub fn run(args: &TokenizeArgs) -> anyhow::Result<()> {
-    let f = open_gguf(&args.model)?;
+pub fn run(args: &TokenizeArgs, models: Option<&Path>) -> anyhow::Result<()> {
+    let path = resolve_model(&args.model, models)?;
+    let f = open_gguf(&path)?;
     let tok = Tokenizer::from_gguf(&f)?;
     let special = !args.no_special;
     let ids = tok.encode(&args.text, special, special)?;
