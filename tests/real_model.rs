@@ -202,3 +202,34 @@ fn gpu_forward_matches_the_cpu_reference_on_gemma() {
         assert_close(&format!("gemma decode position {i}"), &row, &want[i], 1e-6);
     }
 }
+
+/// The prompt typed with Gemma's turn markers, and the tokens llama.cpp continued it with:
+/// control-token embeddings and the flat logits after them, GPU against the f64 reference.
+#[test]
+fn gpu_forward_matches_the_cpu_reference_after_turn_markers() {
+    use hearth::graph::{LoadOptions, Model};
+    use hearth::reference::{RefCache, Reference};
+    let Some(path) = common::real_model() else {
+        return;
+    };
+    let f = GgufFile::open(&path).unwrap();
+    let g = gpu(Config::Full);
+    let reference = Reference::load(&f).unwrap();
+    let tokens = [
+        2u32, 105, 2364, 107, 3689, 563, 506, 5279, 529, 7001, 236881, 106, 107, 105, 4368, 107,
+        3689, 563, 506, 5279, 529, 7001, 236881, 187013,
+    ];
+    let mut cache = RefCache::new(&reference.cfg, 32, g.features.shader_f16);
+    let want = reference.forward(&mut cache, &tokens, 0).unwrap();
+    let opts = LoadOptions {
+        context: 32,
+        batch: 32,
+        all_logits: true,
+    };
+    let mut model = Model::load(g, &f, &opts).unwrap();
+    model.forward(&tokens).unwrap();
+    let got = pollster::block_on(model.all_logits()).unwrap();
+    for (i, row) in got.iter().enumerate() {
+        assert_close(&format!("turn-marker position {i}"), row, &want[i], 1e-6);
+    }
+}
