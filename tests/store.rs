@@ -287,10 +287,10 @@ fn pull_then_list_show_resolve_cp_rm() {
         "architecture llama",
         "context length 1024",
         "quantization Q8_0",
-        "chat template no",
+        "chat template built-in llama",
     ] {
         assert!(
-            fields.iter().any(|f| f == want),
+            fields.iter().any(|f| f.starts_with(want)),
             "{want:?} missing in\n{show}"
         );
     }

@@ -118,12 +118,12 @@ pub fn show(args: &ShowArgs, models: Option<&Path>) -> anyhow::Result<()> {
         println!("  {:<18}{c}", "embedding length");
     }
     println!("  {:<18}{}", "quantization", quantization(&f));
-    let template = matches!(f.get_str("tokenizer.chat_template"), Ok(Some(_)));
-    println!(
-        "  {:<18}{}",
-        "chat template",
-        if template { "yes" } else { "no" }
-    );
+    let template = match crate::tokenizer::ChatTemplate::for_model(&f) {
+        Ok(Some(t)) => t.describe(),
+        Ok(None) => "none (neither in the file nor built in for this architecture)".into(),
+        Err(e) => format!("unusable: {e}"),
+    };
+    println!("  {:<18}{template}", "chat template");
     if let Ok(Some(l)) = f.get_str("general.license") {
         println!("  {:<18}{l}", "license");
     }
