@@ -2,7 +2,7 @@
 //! the native side of the browser test (`scripts/test-browser.sh`), which asserts that
 //! the page produces the same ids for the same model and prompt.
 //!
-//! `cargo run --example greedy_ids -- MODEL.gguf N "raw prompt"`
+//! `cargo run --example greedy_ids -- MODEL.gguf N "raw prompt" [CONTEXT]`
 
 use anyhow::Context;
 use futures::StreamExt;
@@ -13,17 +13,21 @@ use hearth::sampling::SamplingParams;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: greedy_ids MODEL.gguf N PROMPT";
+    let usage = "usage: greedy_ids MODEL.gguf N PROMPT [CONTEXT]";
     let path = args.next().context(usage)?;
     let n: usize = args.next().context(usage)?.parse().context("N")?;
     let prompt = args.next().context(usage)?;
+    let context: usize = match args.next() {
+        Some(c) => c.parse().context("CONTEXT")?,
+        None => 2048,
+    };
     let file = GgufFile::open(&path).with_context(|| path.clone())?;
     let gpu = Gpu::new_blocking(&GpuOptions::from_env()?)?;
     let engine = Engine::load(
         gpu.clone(),
         &file,
         EngineOptions {
-            context: 2048,
+            context,
             ..Default::default()
         },
         &mut |_, _| {},

@@ -68,6 +68,22 @@ try {
       console.log("ok: same tokens as native");
     }
   }
+  // The API around generation: cancel stops after the current token, bad options are
+  // refused with a message naming them, and the model stays usable.
+  const api = await page.evaluate(async () => {
+    const h = window.hearthDemo.hearth;
+    let n = 0;
+    const cancelled = await h.generate("abc", { raw: true, temperature: 0, num_predict: 500 },
+      () => { if (++n === 2) h.cancel(); });
+    let refused = "";
+    try { await h.generate("abc", { temprature: 0 }); } catch (e) { refused = e.message; }
+    return { reason: cancelled.finish_reason, generated: cancelled.generated, refused };
+  });
+  console.log(`api: cancel -> ${api.reason} after ${api.generated} tokens; bad option -> ${api.refused}`);
+  if (api.reason !== "cancelled" || api.generated !== 2 || !/unknown generate option 'temprature'/.test(api.refused)) {
+    console.log("FAIL: cancel() or option checking misbehaves");
+    failed = true;
+  }
   if (process.env.HEARTH_SCREENSHOT) {
     await page.screenshot({ path: process.env.HEARTH_SCREENSHOT, fullPage: true });
     console.log(`screenshot: ${process.env.HEARTH_SCREENSHOT}`);

@@ -167,7 +167,11 @@ impl Hearth {
             inner.loaded.borrow_mut().take();
             let result = load(&inner, &source, opts, on_progress.as_ref()).await;
             inner.busy.set(false);
+            let unloaded = inner.unload_after.replace(false);
             let loaded = result?;
+            if unloaded {
+                return Err(err("unload() was called while the model was loading"));
+            }
             let info = model_facts(&loaded.engine);
             *inner.loaded.borrow_mut() = Some(loaded);
             Ok(info)
@@ -209,8 +213,8 @@ impl Hearth {
         })
     }
 
-    /// Stops the running generation after its current token; its promise resolves with
-    /// `finish_reason: "cancelled"`.
+    /// Stops the running generation after its current token (its promise resolves with
+    /// `finish_reason: "cancelled"`) or the running download (its promise rejects).
     pub fn cancel(&self) {
         self.inner.cancel.set(true);
     }
@@ -222,7 +226,7 @@ impl Hearth {
         }
     }
 
-    /// Frees the model (at once, or when the running generation has stopped).
+    /// Frees the model (at once, or when the running load or generation has stopped).
     pub fn unload(&self) {
         if self.inner.loaded.borrow_mut().take().is_none() && self.inner.busy.get() {
             self.inner.unload_after.set(true);
@@ -253,7 +257,8 @@ async fn load(
     on_progress: Option<&Function>,
 ) -> Result<Loaded, JsValue> {
     let bytes = read_all(source, &mut |done, total| {
-        progress(on_progress, "download", done as f64, total as f64)
+        progress(on_progress, "download", done as f64, total as f64);
+        !inner.cancel.get()
     })
     .await?;
     progress(on_progress, "parse", 0.0, 1.0);

@@ -24,12 +24,12 @@ fn too_large(bytes: u64) -> JsValue {
     ))
 }
 
-/// The bytes of `source`, calling `progress(done, total)` as they arrive (`total` 0 when
-/// unknown).
-pub async fn read_all(
-    source: &JsValue,
-    progress: &mut dyn FnMut(u64, u64),
-) -> Result<Vec<u8>, JsValue> {
+/// Called as bytes arrive with (done, total), `total` 0 when unknown; returns false to
+/// stop reading.
+pub type Progress<'a> = &'a mut dyn FnMut(u64, u64) -> bool;
+
+/// The bytes of `source`, reporting to `progress` as they arrive.
+pub async fn read_all(source: &JsValue, progress: Progress<'_>) -> Result<Vec<u8>, JsValue> {
     if let Some(url) = source.as_string() {
         let response = fetch(&url).await?;
         return read_response(&response, progress).await;
@@ -55,7 +55,9 @@ pub async fn read_all(
         return Err(too_large(total));
     }
     let out = array.to_vec();
-    progress(total, total);
+    if !progress(total, total) {
+        return Err(err("loading was cancelled"));
+    }
     Ok(out)
 }
 
@@ -79,10 +81,7 @@ async fn fetch(url: &str) -> Result<Response, JsValue> {
     Ok(response)
 }
 
-async fn read_response(
-    response: &Response,
-    progress: &mut dyn FnMut(u64, u64),
-) -> Result<Vec<u8>, JsValue> {
+async fn read_response(response: &Response, progress: Progress<'_>) -> Result<Vec<u8>, JsValue> {
     let total = response
         .headers()
         .get("content-length")
@@ -99,7 +98,7 @@ async fn read_response(
 async fn read_stream(
     stream: &ReadableStream,
     total: u64,
-    progress: &mut dyn FnMut(u64, u64),
+    progress: Progress<'_>,
 ) -> Result<Vec<u8>, JsValue> {
     if total > MAX_MODEL_BYTES {
         return Err(too_large(total));
@@ -124,7 +123,10 @@ async fn read_stream(
             .map_err(|_| err("out of wasm memory while reading the model"))?;
         out.resize(start + n, 0);
         value.copy_to(&mut out[start..]);
-        progress(out.len() as u64, total);
+        if !progress(out.len() as u64, total) {
+            let _ = reader.cancel();
+            return Err(err("loading was cancelled"));
+        }
     }
     Ok(out)
 }
