@@ -68,20 +68,24 @@ try {
       console.log("ok: same tokens as native");
     }
   }
-  // The API around generation: cancel stops after the current token, bad options are
-  // refused with a message naming them, and the model stays usable.
+  // The API around generation: chat messages go through the template, cancel() stops
+  // after the current token, bad options are refused with a message naming them.
   const api = await page.evaluate(async () => {
     const h = window.hearthDemo.hearth;
     let n = 0;
     const cancelled = await h.generate("abc", { raw: true, temperature: 0, num_predict: 500 },
       () => { if (++n === 2) h.cancel(); });
+    const chat = await h.generate([{ role: "user", content: "hi" }], { temperature: 0, num_predict: 3 });
     let refused = "";
     try { await h.generate("abc", { temprature: 0 }); } catch (e) { refused = e.message; }
-    return { reason: cancelled.finish_reason, generated: cancelled.generated, refused };
+    return { reason: cancelled.finish_reason, generated: cancelled.generated, refused,
+             chat: chat.prompt_tokens > 2 && chat.generated + (chat.finish_reason === "stop") > 0 };
   });
-  console.log(`api: cancel -> ${api.reason} after ${api.generated} tokens; bad option -> ${api.refused}`);
-  if (api.reason !== "cancelled" || api.generated !== 2 || !/unknown generate option 'temprature'/.test(api.refused)) {
-    console.log("FAIL: cancel() or option checking misbehaves");
+  console.log(`api: cancel -> ${api.reason} after ${api.generated} tokens; chat ok ${api.chat}; ` +
+    `bad option -> ${api.refused}`);
+  if (api.reason !== "cancelled" || api.generated !== 2 || !api.chat ||
+      !/unknown generate option 'temprature'/.test(api.refused)) {
+    console.log("FAIL: cancel(), chat messages or option checking misbehave");
     failed = true;
   }
   if (process.env.HEARTH_SCREENSHOT) {

@@ -21,6 +21,7 @@ function refresh() {
   $("stop").disabled = !state.busy;
 }
 
+const rate = (r) => r.toFixed(r < 10 ? 2 : 1);
 const mib = (b) => (b / 1048576).toFixed(1) + " MiB";
 
 async function load(source, label) {
@@ -48,6 +49,8 @@ async function load(source, label) {
     state.loaded = true;
     state.history = [];
     state.model = info;
+    $("log").textContent = "";
+    $("stats").textContent = "";
     const secs = ((performance.now() - t0) / 1000).toFixed(1);
     setStatus(`${info.name || label}: ${info.arch}, ${(info.params / 1e6).toFixed(1)}M parameters, ${info.quant}, loaded in ${secs} s. ${info.memory}`);
     if (!info.has_template) document.querySelector("input[value=complete]").checked = true;
@@ -104,8 +107,8 @@ async function send() {
     if (chat) state.history.push({ role: "assistant", content: stats.text });
     state.last = stats;
     $("stats").textContent =
-      `${stats.generated} tokens, ${stats.tokens_per_s.toFixed(1)} tokens/s ` +
-      `(prompt ${stats.prompt_tokens} tokens, ${stats.prompt_tokens_per_s.toFixed(1)}/s), ${stats.finish_reason}`;
+      `${stats.generated} tokens, ${rate(stats.tokens_per_s)} tokens/s ` +
+      `(prompt ${stats.prompt_tokens} tokens, ${rate(stats.prompt_tokens_per_s)}/s), ${stats.finish_reason}`;
   } catch (e) {
     if (chat) state.history.pop();
     $("stats").textContent = "";
