@@ -3,7 +3,9 @@
 // and check the token ids against the native build's. Run by scripts/test-browser.sh.
 //
 // env: HEARTH_PAGE (page URL), HEARTH_CASES (JSON list of {model, prompt, n, expect}),
-//      CHROMIUM (executable), HEARTH_SCREENSHOT (optional PNG path), PLAYWRIGHT_DIR.
+//      CHROMIUM (executable), PLAYWRIGHT_DIR, HEARTH_LOCAL_FILE (optional: the first
+//      case's model as a local path, loaded through the file input too),
+//      HEARTH_SCREENSHOT (optional PNG path).
 import { createRequire } from "node:module";
 
 const require = createRequire(process.env.PLAYWRIGHT_DIR + "/");
@@ -34,17 +36,32 @@ try {
   if (!adapter) throw new Error("no WebGPU adapter: " + (await page.textContent("#adapter")));
   console.log(`adapter: ${adapter.name} (${adapter.backend}, ${adapter.device_type}; largest binding ${adapter.max_binding} bytes, ` +
     `shader-f16 ${adapter.shader_f16}, subgroups ${adapter.subgroups})`);
+  const loaded = async (timeout) => {
+    await page.waitForFunction(() => {
+      const s = document.querySelector("#status");
+      return s.classList.contains("error") || / loaded in /.test(s.textContent);
+    }, null, { timeout });
+    const status = await page.textContent("#status");
+    if (await page.$("#status.error")) throw new Error("load failed: " + status);
+    return status;
+  };
+  // The other sources: a File from the file input (read as a stream) and bytes given to
+  // the API (a Uint8Array).
+  if (process.env.HEARTH_LOCAL_FILE) {
+    await page.setInputFiles("#file", process.env.HEARTH_LOCAL_FILE);
+    console.log(`file input: ${await loaded(60_000)}`);
+    const arch = await page.evaluate(async (url) => {
+      const bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
+      return (await window.hearthDemo.hearth.load(bytes, { context: 64 })).arch;
+    }, cases[0].model);
+    console.log(`Uint8Array: loaded ${arch}`);
+  }
   for (const c of cases) {
     console.log(`== ${c.model}: ${c.n} greedy tokens after ${JSON.stringify(c.prompt)}`);
     const t0 = Date.now();
     await page.fill("#url", c.model);
     await page.click("#load-url");
-    await page.waitForFunction(() => {
-      const s = document.querySelector("#status");
-      return s.classList.contains("error") || / loaded in /.test(s.textContent);
-    }, null, { timeout: c.load_timeout_ms || 300_000 });
-    const status = await page.textContent("#status");
-    if (await page.$("#status.error")) throw new Error("load failed: " + status);
+    const status = await loaded(c.load_timeout_ms || 300_000);
     console.log(`loaded in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${status}`);
     await page.check("input[value=complete]");
     await page.fill("#temperature", "0");

@@ -56,4 +56,5 @@ done
 
 echo "== headless chromium"
 HEARTH_PAGE="http://127.0.0.1:$port/" HEARTH_CASES="$cases" PLAYWRIGHT_DIR="$pw" \
+    HEARTH_LOCAL_FILE="$models/tiny-gemma3.gguf" \
     CHROMIUM="$(command -v chromium)" node scripts/browser-test.mjs
