@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # hearth's whole check, as CI runs it: installs what is missing (lavapipe, wasm32 target),
 # fetches the real test model, then fmt, clippy (native and wasm32, warnings denied) and
-# every test on the first adapter wgpu offers (lavapipe's Vulkan on a machine without GPU).
+# every test on the first adapter wgpu offers (lavapipe's Vulkan on a machine without GPU),
+# then the demo page in headless Chromium (scripts/test-browser.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,4 +25,6 @@ step tests
 cargo build --bins --examples
 ./target/debug/hearth devices
 cargo test -- --test-threads="${HEARTH_TEST_THREADS:-2}"
+step browser
+scripts/test-browser.sh
 step done

@@ -24,8 +24,8 @@ struct Params {
 @group(0) @binding(3) var<uniform> p: Params;
 
 @compute @workgroup_size(WG)
-fn main(ids: Ids) {
-    let g = wg_index(ids);
+fn main(ids: Ids, gs: Groups) {
+    let g = wg_index(gs);
     let t = g / p.groups_per_token;
     let i = (g % p.groups_per_token) * WG + ids.lid;
     if (t >= min(p.max_tokens, step.n_tokens) || i >= p.width) {

@@ -41,7 +41,7 @@ fn beats(c: Best, b: Best) -> bool {
 }
 
 @compute @workgroup_size(WG)
-fn main(ids: Ids) {
+fn main(ids: Ids, gs: Groups) {
     var b = Best(0.0, NONE);
 #ifdef FINAL
     for (var k = ids.lid; k < p.n_partials; k += WG) {
@@ -51,7 +51,7 @@ fn main(ids: Ids) {
         }
     }
 #else
-    let g = wg_index(ids);
+    let g = wg_index(gs);
     // Groups past n_partials (grid padding) find an empty range and write nothing below.
     let start = min(g * p.chunk, p.width);
     let end = min(start + p.chunk, p.width);

@@ -49,8 +49,8 @@ fn ml_index(h: u32, c: u32) -> u32 {
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
 @compute @workgroup_size(WG)
-fn main(ids: Ids) {
-    let h = ids.wid.x;
+fn main(ids: Ids, gs: Groups) {
+    let h = gs.wid.x;
     let cr = chunk_range();
     if (h >= p.n_heads || cr.x >= cr.y) {
         return;
@@ -92,9 +92,9 @@ var<workgroup> ss: array<f32, CHUNK>;
 var<workgroup> es: array<f32, CHUNK>;
 
 @compute @workgroup_size(WG)
-fn main(ids: Ids) {
-    let c = ids.wid.x;
-    let h = ids.wid.y;
+fn main(ids: Ids, gs: Groups) {
+    let c = gs.wid.x;
+    let h = gs.wid.y;
     let cr = chunk_range();
     if (h >= p.n_heads || c < cr.x || c >= cr.y || c >= p.max_chunks) {
         return;

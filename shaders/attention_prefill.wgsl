@@ -48,10 +48,10 @@ var<workgroup> vs: array<kv_t, TILE>;
 var<workgroup> part: array<f32, 1024>;  // [key j][invocation], BK_MAX * WG
 
 @compute @workgroup_size(WG)
-fn main(ids: Ids) {
+fn main(ids: Ids, gs: Groups) {
     let n_tok = min(p.max_tokens, step.n_tokens);
-    let row0 = ids.wid.x * R;
-    let kvh = ids.wid.y;
+    let row0 = gs.wid.x * R;
+    let kvh = gs.wid.y;
     let t_first = row0 / p.group;
     if (t_first >= n_tok) {
         return;

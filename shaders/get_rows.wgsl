@@ -20,9 +20,9 @@ struct Params {
 @group(0) @binding(3) var<uniform> p: Params;
 
 @compute @workgroup_size(WG)
-fn main(ids: Ids) {
-    let g = ids.wid.x * WG + ids.lid;
-    let t = ids.wid.y;
+fn main(ids: Ids, gs: Groups) {
+    let g = gs.wid.x * WG + ids.lid;
+    let t = gs.wid.y;
     let groups = (p.k + 3u) / 4u;
     if (t >= min(p.n_ids, step.n_tokens) || g >= groups) {
         return;

@@ -23,9 +23,9 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> vc: array<kv_t>;
 
 @compute @workgroup_size(WG)
-fn main(ids: Ids) {
-    let i = ids.wid.x * WG + ids.lid;
-    let t = ids.wid.y;
+fn main(ids: Ids, gs: Groups) {
+    let i = gs.wid.x * WG + ids.lid;
+    let t = gs.wid.y;
     if (t >= min(p.max_tokens, step.n_tokens) || i >= p.kv_dim) {
         return;
     }

@@ -45,9 +45,9 @@ fn load_x4(tok: u32, g: u32) -> vec4<f32> {
 }
 
 @compute @workgroup_size(64)
-fn main(ids: Ids) {
-    let tile_r = ids.wid.x * TM;
-    let tile_t = ids.wid.y * TN;
+fn main(ids: Ids, gs: Groups) {
+    let tile_r = gs.wid.x * TM;
+    let tile_t = gs.wid.y * TN;
     let tr = ids.lid % 8u;   // rows tr*4 .. tr*4+3 of the tile
     let tc = ids.lid / 8u;   // tokens tc*4 .. tc*4+3 of the tile
     let groups = (p.k + 3u) / 4u;

@@ -35,8 +35,8 @@ fn x4(g: u32) -> vec4<f32> {
 }
 
 @compute @workgroup_size(WG)
-fn main(ids: Ids) {
-    let row0 = wg_index(ids) * 4u;
+fn main(ids: Ids, gs: Groups) {
+    let row0 = wg_index(gs) * 4u;
     let groups = (p.k + 3u) / 4u;
     var acc = vec4<f32>(0.0);
     for (var g = ids.lid; g < groups; g += WG) {

@@ -24,8 +24,8 @@ struct Window {
 @group(0) @binding(4) var<uniform> w: Window;
 
 @compute @workgroup_size(WG)
-fn main(ids: Ids) {
-    let i = wg_index(ids) * WG + ids.lid;
+fn main(ids: Ids, gs: Groups) {
+    let i = wg_index(gs) * WG + ids.lid;
     if (i >= w.n_ids || i >= p.max_ids) {
         return;
     }

@@ -26,8 +26,8 @@ struct Params {
 @group(0) @binding(4) var<uniform> p: Params;
 
 @compute @workgroup_size(WG)
-fn main(ids: Ids) {
-    let row = wg_index(ids);
+fn main(ids: Ids, gs: Groups) {
+    let row = wg_index(gs);
     let t = row / p.rows_per_token;
     // Depends only on the workgroup id and uniforms: the whole workgroup leaves together,
     // so the barriers in wg_sum stay in uniform control flow.

@@ -91,8 +91,8 @@ fn div_frac(g: vec2<u32>, f: f32) -> vec2<u32> {
 #endif
 
 @compute @workgroup_size(WG)
-fn main(ids: Ids) {
-    let wg = wg_index(ids);
+fn main(ids: Ids, gs: Groups) {
+    let wg = wg_index(gs);
     let t = wg / p.groups_per_token;
     let j = (wg % p.groups_per_token) * WG + ids.lid;
     if (t >= min(p.max_tokens, step.n_tokens) || j >= p.n_heads * p.half_dims) {

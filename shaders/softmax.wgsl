@@ -20,8 +20,8 @@ struct Params {
 @group(0) @binding(3) var<uniform> p: Params;
 
 @compute @workgroup_size(WG)
-fn main(ids: Ids) {
-    let t = wg_index(ids);
+fn main(ids: Ids, gs: Groups) {
+    let t = wg_index(gs);
     // Uniform across the workgroup: the barriers below stay in uniform control flow.
     if (t >= min(p.max_tokens, step.n_tokens)) {
         return;

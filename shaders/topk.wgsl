@@ -46,7 +46,7 @@ var<workgroup> heads: array<u32, MAX_CHUNKS>;
 var<workgroup> red: array<Cand, WG>;
 
 @compute @workgroup_size(WG)
-fn main(ids: Ids) {
+fn main(ids: Ids, gs: Groups) {
     for (var c = ids.lid; c < MAX_CHUNKS; c += WG) {
         heads[c] = 0u;
     }
@@ -85,8 +85,8 @@ fn main(ids: Ids) {
 var<workgroup> s: array<Best, CHUNK>;
 
 @compute @workgroup_size(WG)
-fn main(ids: Ids) {
-    let g = wg_index(ids);
+fn main(ids: Ids, gs: Groups) {
+    let g = wg_index(gs);
     // Groups past n_chunks (grid padding) sort sentinels and write nothing below.
     let start = min(g * CHUNK, p.width);
     for (var t = ids.lid; t < CHUNK; t += WG) {

@@ -17,3 +17,4 @@ pub mod sampling;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod store;
 pub mod tokenizer;
+pub mod web;

@@ -1,20 +1,27 @@
 // Helpers shared by every kernel: invocation ids, f16 and byte unpacking.
 // Never compiled alone; the registry prepends `const WG: u32` (workgroup size).
 
-// The builtins every kernel takes, as one entry-point parameter.
+// The builtins every kernel takes, as two entry-point parameters: the invocation's own
+// (`ids`) and its workgroup's (`gs`). They are kept apart because WGSL's uniformity
+// analysis treats a struct as non-uniform when any member is: a workgroup id read from
+// the same struct as local_invocation_index makes every branch on it non-uniform, and
+// browsers (Tint) then reject the barriers that follow such a branch.
 struct Ids {
     @builtin(local_invocation_index) lid: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
 #ifdef SUBGROUPS
     @builtin(subgroup_invocation_id) lane: u32,
     @builtin(subgroup_size) sg_size: u32,
 #endif
 }
 
+struct Groups {
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+}
+
 // Workgroups past 65535 in x continue in y; this is the linear workgroup index.
-fn wg_index(ids: Ids) -> u32 {
-    return ids.wid.x + ids.wid.y * ids.nwg.x;
+fn wg_index(gs: Groups) -> u32 {
+    return gs.wid.x + gs.wid.y * gs.nwg.x;
 }
 
 fn f16_lo(v: u32) -> f32 {
