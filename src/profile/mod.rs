@@ -263,9 +263,12 @@ pub fn base_kind(kind: &str) -> String {
         .join("_")
 }
 
+/// Per kernel (base kernel and shape), its µs per step on each run.
+pub type KernelTimes = Vec<(String, Vec<f64>)>;
+
 /// Mean µs per step of each (base kernel, shape) per run, for each phase: the rows of the
 /// side-by-side table and of the chart, ordered by the first run's time.
-pub fn per_step_by_kernel(runs: &[Run]) -> Vec<(Phase, Vec<(String, Vec<f64>)>)> {
+pub fn per_step_by_kernel(runs: &[Run]) -> Vec<(Phase, KernelTimes)> {
     let mut out = Vec::new();
     for phase in [Phase::Prefill, Phase::Decode] {
         let mut names: Vec<String> = Vec::new();
