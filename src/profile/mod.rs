@@ -377,3 +377,67 @@ pub fn json(runs: &[Run]) -> serde_json::Value {
         .collect();
     serde_json::json!({ "runs": runs })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::profiler::DispatchTime;
+
+    fn d(kind: &str, shape: &str, start: f64, dur: f64) -> DispatchTime {
+        DispatchTime {
+            label: format!("{kind} [t]"),
+            kind: kind.into(),
+            shape: shape.into(),
+            bytes: 1000.0,
+            flops: 2000.0,
+            start_ns: start,
+            dur_ns: dur,
+            submission: 0,
+        }
+    }
+
+    #[test]
+    fn base_kind_drops_adapter_axes() {
+        assert_eq!(base_kind("matvec_q4_k_sg_wg64"), "matvec_q4_k");
+        assert_eq!(base_kind("attention_decode_f16_wg64"), "attention_decode");
+        assert_eq!(base_kind("rmsnorm_out_add_sg_wg128"), "rmsnorm_out_add");
+        assert_eq!(base_kind("get_rows_q8_0_wg64"), "get_rows_q8_0");
+    }
+
+    #[test]
+    fn summary_groups_by_kernel_and_shape() {
+        let step = StepProfile {
+            phase: Phase::Decode,
+            n_tokens: 1,
+            kv_len: 5,
+            dispatches: vec![
+                d("matvec_q8_0_wg16", "8x4", 0.0, 100.0),
+                d("matvec_q8_0_wg16", "8x4", 100.0, 300.0),
+                d("matvec_q8_0_wg16", "4x8", 400.0, 50.0),
+            ],
+            gpu_ns: 500.0,
+            span_ns: 500.0,
+        };
+        let run = Run {
+            backend: "Vulkan".into(),
+            adapter: "a".into(),
+            timing: Timing::InsidePasses,
+            peak: None,
+            steps: vec![step.clone(), step],
+        };
+        let s = summarize(&run);
+        assert_eq!(s.len(), 1);
+        let ph = &s[0];
+        assert_eq!((ph.steps, ph.tokens, ph.dispatches_per_step), (2, 2, 3));
+        assert_eq!(ph.rows.len(), 2);
+        let r = &ph.rows[0];
+        assert_eq!((r.shape.as_str(), r.calls), ("8x4", 4));
+        assert!((r.total_ns - 800.0).abs() < 1e-9);
+        assert!((r.mean_ns() - 200.0).abs() < 1e-9);
+        assert!((r.gbps() - 4000.0 / 800.0).abs() < 1e-9);
+        assert!((ph.step_ns() - 500.0).abs() < 1e-9);
+        assert!((ph.floor_ns(10.0) - 300.0).abs() < 1e-9);
+        let v = json(&[run]);
+        assert_eq!(v["runs"][0]["phases"][0]["kernels"][0]["calls"], 4);
+    }
+}
