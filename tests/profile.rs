@@ -265,3 +265,40 @@ fn cli_prints_the_table() {
     assert!(std::fs::read_to_string(&chart).unwrap().starts_with("<svg"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The streaming-read kernel reads every word: a buffer folding to the sentinel only at
+/// the last vec4 is seen (by the invocation that owns it), and the peak probe is sane.
+#[test]
+fn stream_read_reads_everything_and_peak_is_positive() {
+    use hearth::kernels::{Op, StreamRead};
+    use wgpu::util::DeviceExt;
+    let g = gpu(Config::Full);
+    let n_vec4 = 300_001u32; // more than one grid stride, not a multiple of it
+    let mut words = vec![0u32; n_vec4 as usize * 4];
+    let last = words.len() - 4;
+    words[last] = 0xDEAD_BEEF;
+    let x = g
+        .device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytemuck::cast_slice(&words),
+            usage: wgpu::BufferUsages::STORAGE,
+        });
+    let out = common::storage(&g, &[f32::from_bits(u32::MAX); 4]);
+    let k = StreamRead::new(&g, &x, &out).unwrap();
+    hearth::kernels::run(&g, &k.dispatches().iter().collect::<Vec<_>>());
+    let got = common::read(&g, &out, 1)[0].to_bits();
+    // Invocations stride by the grid size: the owner of vec4 i is i mod threads.
+    let threads = 1024 * hearth::kernels::stream_read::WORKGROUP;
+    assert_eq!(got, (n_vec4 - 1) % threads);
+
+    let peak = pollster::block_on(hearth::gpu::measure_peak(&g)).unwrap();
+    assert!(
+        peak.copy_gbps.is_finite() && peak.copy_gbps > 0.0,
+        "{peak:?}"
+    );
+    assert!(
+        peak.read_gbps.is_finite() && peak.read_gbps > 0.0,
+        "{peak:?}"
+    );
+}
