@@ -6,10 +6,10 @@
 use super::load::{open_gguf, resolve_model};
 use super::GpuArgs;
 use crate::gguf::GgufFile;
-use crate::gpu::{list_adapters, measure_peak, Gpu, GpuOptions, Profiler};
+use crate::gpu::{list_adapters, Gpu, GpuOptions};
 use crate::graph::{LoadOptions, Model};
 use crate::model::ModelConfig;
-use crate::profile::{self, Run};
+use crate::profile::{self, ProfileOptions, Run};
 use std::path::{Path, PathBuf};
 
 /// Arguments of `hearth profile`.
@@ -51,7 +51,7 @@ pub fn run(args: &ProfileArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> any
     let path = resolve_model(&args.model, models)?;
     let f = open_gguf(&path)?;
     let cfg = ModelConfig::from_gguf(&f)?;
-    if args.n_prompt + args.n_gen + 1 > cfg.context {
+    if args.n_prompt + args.n_gen.max(2) + 1 > cfg.context {
         anyhow::bail!(
             "-p {} -n {} exceeds the model's context of {}",
             args.n_prompt,
@@ -116,7 +116,7 @@ pub fn run(args: &ProfileArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> any
     Ok(())
 }
 
-/// Loads the model on the adapter `opts` selects, warms up, and profiles.
+/// Loads the model on the adapter `opts` selects and profiles it.
 fn profile_on(
     opts: &GpuOptions,
     f: &GgufFile,
@@ -125,48 +125,23 @@ fn profile_on(
 ) -> anyhow::Result<Run> {
     let gpu = Gpu::new_blocking(opts)?;
     let load = LoadOptions {
-        context: args.n_prompt + args.n_gen + 1,
+        // The warm-up decodes two tokens after the prompt.
+        context: args.n_prompt + args.n_gen.max(2) + 1,
         batch: args.batch.max(1),
         all_logits: false,
     };
     let mut model = Model::load(gpu.clone(), f, &load)?;
     let vocab = cfg.vocab as u64;
     // Ids spread over the vocabulary, fixed so runs compare (as in `hearth bench`).
-    let prompt: Vec<u32> = (0..args.n_prompt.max(1) as u64)
+    let prompt: Vec<u32> = (0..args.n_prompt as u64)
         .map(|i| (1 + i * 7919 % (vocab - 1)) as u32)
         .collect();
-    // Warm-up: one prefill and two decode steps, unprofiled.
-    if prompt.len() > 1 {
-        model.forward(&prompt)?;
-    }
-    let mut id = model.greedy_step(&[prompt[0]])?;
-    model.greedy_step(&[id])?;
-    model.reset();
-
-    let mut prof = Profiler::new(&gpu)?;
-    let peak = if args.no_peak {
-        None
-    } else {
-        Some(pollster::block_on(measure_peak(&gpu))?)
+    let opts = ProfileOptions {
+        prompt,
+        n_gen: args.n_gen,
+        peak: !args.no_peak,
     };
-    let mut steps = Vec::new();
-    if args.n_prompt > 0 {
-        steps.extend(pollster::block_on(
-            model.forward_profiled(&prompt[..args.n_prompt], &mut prof),
-        )?);
-        id = pollster::block_on(model.argmax())?;
-    }
-    for _ in 0..args.n_gen {
-        steps.extend(pollster::block_on(
-            model.forward_profiled(&[id], &mut prof),
-        )?);
-        id = pollster::block_on(model.argmax())?;
-    }
-    Ok(Run {
-        backend: format!("{:?}", gpu.info.backend),
-        adapter: gpu.info.name.clone(),
-        timing: prof.timing(),
-        peak,
-        steps,
-    })
+    Ok(pollster::block_on(profile::profile_model(
+        &mut model, &opts,
+    ))?)
 }

@@ -10,9 +10,11 @@
 //! its bytes over the peak bandwidth: no kernel schedule can beat it.
 
 mod chart;
+mod collect;
 mod trace;
 
 pub use chart::svg;
+pub use collect::{profile_model, ProfileOptions};
 pub use trace::chrome_trace;
 
 use crate::gpu::{Peak, Phase, StepProfile, Timing};
