@@ -134,7 +134,7 @@ fn profile_on(
     let vocab = cfg.vocab as u64;
     // Ids spread over the vocabulary, fixed so runs compare (as in `hearth bench`).
     let prompt: Vec<u32> = (0..args.n_prompt as u64)
-        .map(|i| (1 + i * 7919 % (vocab - 1)) as u32)
+        .map(|i| (1 + i * 7919 % (vocab - 1).max(1)) as u32)
         .collect();
     let opts = ProfileOptions {
         prompt,

@@ -159,8 +159,13 @@ impl Profiler {
             Timing::CpuSubmit => cfg!(not(target_arch = "wasm32")),
         };
         if !ok {
+            let why = if timing == Timing::CpuSubmit {
+                "the device has no timestamp queries (timestamp-query), and a browser cannot wait for single submissions"
+            } else {
+                "the device does not offer the timestamp feature it needs"
+            };
             return Err(GpuError::Runtime(format!(
-                "profiling: {timing:?} timing is not available on {}",
+                "profiling: {timing:?} timing is not available on {}: {why}",
                 gpu.describe()
             )));
         }
