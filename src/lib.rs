@@ -11,6 +11,7 @@ pub mod gpu;
 pub mod graph;
 pub mod kernels;
 pub mod model;
+pub mod profile;
 pub mod quant;
 pub mod reference;
 pub mod sampling;

@@ -6,6 +6,7 @@ mod devices;
 mod info;
 mod load;
 mod models;
+mod profile;
 mod pull;
 mod run;
 mod tokenize;
@@ -30,7 +31,7 @@ struct Cli {
 /// Adapter choice shared by every command that touches the GPU.
 #[derive(clap::Args, Clone)]
 pub struct GpuArgs {
-    /// Graphics API: vulkan, metal, dx12, gl or webgpu (default: best available)
+    /// Graphics API: vulkan, metal, dx12, gl or webgpu (default: best available; `profile` also takes all)
     #[arg(long, global = true, env = "HEARTH_BACKEND")]
     backend: Option<String>,
     /// Adapter index as listed by `hearth devices`
@@ -65,6 +66,8 @@ enum Command {
     Tokenize(tokenize::TokenizeArgs),
     /// Measure prompt processing and generation speed (llama-bench style)
     Bench(bench::BenchArgs),
+    /// Time every kernel of a prefill and of decode steps on the GPU, per backend
+    Profile(profile::ProfileArgs),
     /// Download a model into the store: gemma3:270m, hf.co/OWNER/REPO[:QUANT] or a URL
     Pull(pull::PullArgs),
     /// Add a local GGUF file to the store under a name
@@ -92,6 +95,7 @@ pub fn main() -> ExitCode {
         Command::Run(a) => run::run(a, &cli.gpu, cli.models.as_deref()),
         Command::Tokenize(a) => tokenize::run(a, cli.models.as_deref()),
         Command::Bench(a) => bench::run(a, &cli.gpu, cli.models.as_deref()),
+        Command::Profile(a) => profile::run(a, &cli.gpu, cli.models.as_deref()),
         Command::Pull(a) => pull::run(a, cli.models.as_deref()),
         Command::Import(a) => models::import(a, cli.models.as_deref()),
         Command::List => models::list(cli.models.as_deref()),

@@ -1,9 +1,10 @@
 //! The GPU runtime: adapter choice, device creation with the adapter's real limits and
 //! the optional features hearth can use, weight upload with row sharding, the shader
-//! registry and the pipeline cache. Everything here is async at its core so the same code
+//! registry and the pipeline cache, and the per-dispatch profiler. Everything here is async at its core so the same code
 //! serves the browser; native callers block with `pollster`.
 
 mod device;
+pub mod profiler;
 mod readback;
 mod shaders;
 mod tensor;
@@ -11,6 +12,7 @@ mod tensor;
 pub use device::{
     describe_info, list_adapters, AdapterSummary, BackendChoice, Gpu, GpuOptions, OptionalFeatures,
 };
+pub use profiler::{measure_peak, Peak, Phase, Profiler, StepProfile, Timing};
 pub use readback::read_f32;
 pub use shaders::{compose, shader_files, PipelineKey, ShaderVariant};
 pub use tensor::{gpu_layout, repack_rows, shard_rows, GpuLayout, GpuTensor, Shard};

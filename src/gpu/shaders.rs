@@ -32,6 +32,7 @@ shader_table!(
     "argmax.wgsl",
     "penalties.wgsl",
     "topk.wgsl",
+    "stream_read.wgsl",
     "lib/common.wgsl",
     "lib/weights.wgsl",
     "lib/reduce.wgsl",

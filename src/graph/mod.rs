@@ -10,6 +10,7 @@
 mod buffers;
 mod memory;
 mod plan;
+mod profile;
 
 pub use memory::MemoryPlan;
 
@@ -223,6 +224,19 @@ impl Model {
     /// more through the prefill plan in chunks. Afterwards `logits()` holds the last
     /// token's logits (and `all_logits()` every prefill token's, if enabled).
     pub fn forward(&mut self, tokens: &[u32]) -> Result<(), ModelError> {
+        self.check_tokens(tokens)?;
+        if tokens.len() == 1 {
+            self.run(tokens, false);
+        } else {
+            for chunk in tokens.chunks(self.batch) {
+                self.run(chunk, true);
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses an empty step, ids outside the vocabulary and steps past the capacity.
+    fn check_tokens(&self, tokens: &[u32]) -> Result<(), ModelError> {
         if tokens.is_empty() {
             return Err(ModelError::Input("no tokens to process".into()));
         }
@@ -237,13 +251,6 @@ impl Model {
                 needed: self.pos + tokens.len(),
                 capacity: self.capacity,
             });
-        }
-        if tokens.len() == 1 {
-            self.run(tokens, false);
-        } else {
-            for chunk in tokens.chunks(self.batch) {
-                self.run(chunk, true);
-            }
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! Element-wise add with scale over token rows (residuals, biases) and in-place scaling.
 //! Shader: `add.wgsl` (`SCALE` selects the in-place form).
 
-use super::{build_dispatch, token_grid, Dispatch, StepBuffer, View, STEP_BINDING};
+use super::{build_dispatch, token_grid, Dispatch, StepBuffer, View, Work, STEP_BINDING};
 use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
 
 /// Workgroup size of the add and scale kernels (one invocation per element).
@@ -64,7 +64,17 @@ impl Add {
         };
         let key = key(&[]);
         let buffers = [(1, x.buffer), (2, y.buffer), (STEP_BINDING, &step.buffer)];
-        let d = build_dispatch(gpu, &key, key.label(), &buffers, (3, &p), groups)?;
+        let w = width as f64;
+        let x_bytes = if broadcast_x { w * 4.0 } else { 0.0 };
+        let d = build_dispatch(gpu, &key, key.label(), &buffers, (3, &p), groups)?.costed(
+            format!("{width}"),
+            Work {
+                c: x_bytes,
+                t: w * if broadcast_x { 8.0 } else { 12.0 },
+                ..Work::default()
+            },
+            Work::per_token(w * 2.0),
+        );
         Ok(Self {
             dispatches: vec![d],
         })
@@ -98,7 +108,12 @@ impl Scale {
         };
         let key = key(&["SCALE"]);
         let buffers = [(1, x.buffer), (STEP_BINDING, &step.buffer)];
-        let d = build_dispatch(gpu, &key, key.label(), &buffers, (3, &p), groups)?;
+        let w = width as f64;
+        let d = build_dispatch(gpu, &key, key.label(), &buffers, (3, &p), groups)?.costed(
+            format!("{width}"),
+            Work::per_token(w * 8.0),
+            Work::per_token(w),
+        );
         Ok(Self {
             dispatches: vec![d],
         })

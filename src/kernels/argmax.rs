@@ -2,7 +2,7 @@
 //! back. Two dispatches (per-workgroup partials, then one final workgroup); no float
 //! atomics. Shader: `argmax.wgsl`.
 
-use super::{to_u32, two_pass, Dispatch, View};
+use super::{to_u32, two_pass, Dispatch, View, Work};
 use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
 
 /// Workgroup size of both argmax passes.
@@ -69,7 +69,26 @@ impl Argmax {
             _pad: [0; 3],
         };
         let keys = (&key(&[]), &key(&["FINAL"]));
-        let dispatches = two_pass(gpu, keys, x.buffer, &partials, out, &p, n_partials)?;
+        let mut dispatches = two_pass(gpu, keys, x.buffer, &partials, out, &p, n_partials)?;
+        let partial_bytes = n_partials as f64 * 8.0;
+        let fixed = |c| Work {
+            c,
+            ..Work::default()
+        };
+        let last = dispatches.pop().expect("two passes");
+        let first = dispatches.pop().expect("two passes");
+        dispatches = vec![
+            first.costed(
+                format!("{width}"),
+                fixed(width as f64 * 4.0 + partial_bytes),
+                fixed(width as f64),
+            ),
+            last.costed(
+                format!("{n_partials}"),
+                fixed(partial_bytes + 4.0),
+                fixed(n_partials as f64),
+            ),
+        ];
         Ok(Self {
             dispatches,
             _partials: partials,

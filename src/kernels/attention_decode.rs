@@ -4,7 +4,7 @@
 //! a second dispatch merges the chunks per head. Long contexts thus fill the GPU even
 //! with a single query. Shader: `attention_decode.wgsl` (pass 2 under `COMBINE`).
 
-use super::{build_dispatch, to_u32, Dispatch, KvCache, StepBuffer, View, STEP_BINDING};
+use super::{build_dispatch, to_u32, Dispatch, KvCache, StepBuffer, View, Work, STEP_BINDING};
 use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
 
 /// Workgroup size of both passes; also the key positions per chunk.
@@ -165,6 +165,36 @@ impl AttentionDecode {
             (3, &p),
             (n_heads, 1, 1),
         )?;
+        // Pass 1 reads q and every cached K and V row once and writes one partial per chunk
+        // and head; pass 2 reads the partials and writes the output.
+        let (nh, hd, q_bytes) = (n_heads as f64, head_dim as f64, q_len as f64 * 4.0);
+        let elem = if cache.f16 { 2.0 } else { 4.0 };
+        let partial = nh * (hd + 2.0) * 4.0 / CHUNK as f64;
+        let shape = format!("{n_heads}x{head_dim}");
+        let chunks = chunks.costed(
+            shape.clone(),
+            Work {
+                c: q_bytes,
+                k: 2.0 * cache.kv_dim as f64 * elem + partial,
+                ..Work::default()
+            },
+            Work {
+                tk: 4.0 * nh * hd,
+                ..Work::default()
+            },
+        );
+        let combine = combine.costed(
+            shape,
+            Work {
+                c: q_bytes,
+                k: partial,
+                ..Work::default()
+            },
+            Work {
+                k: 3.0 * nh * hd / CHUNK as f64,
+                ..Work::default()
+            },
+        );
         Ok(Self {
             dispatches: vec![chunks, combine],
             scratch,

@@ -5,7 +5,7 @@
 //! position (chunked prefill). Shader: `attention_prefill.wgsl`.
 
 use super::attention_decode::check_heads;
-use super::{build_dispatch, to_u32, Dispatch, KvCache, StepBuffer, View, STEP_BINDING};
+use super::{build_dispatch, to_u32, Dispatch, KvCache, StepBuffer, View, Work, STEP_BINDING};
 use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
 
 /// Workgroup size (fixed by the shader's shared-memory layout).
@@ -117,6 +117,22 @@ impl AttentionPrefill {
             (3, &p),
             (tiles as u32, n_kv_heads, 1),
         )?;
+        // Compulsory traffic: q read and the output written per token, each cached K and V
+        // row read once. FLOPs count the causal half of the score matrix.
+        let elem = if cache.f16 { 2.0 } else { 4.0 };
+        let q_row = n_heads as f64 * head_dim as f64;
+        let dispatch = dispatch.costed(
+            format!("{n_heads}x{head_dim}"),
+            Work {
+                t: q_row * 8.0,
+                k: 2.0 * cache.kv_dim as f64 * elem,
+                ..Work::default()
+            },
+            Work {
+                tk: 2.0 * q_row,
+                ..Work::default()
+            },
+        );
         Ok(Self { dispatch })
     }
 }

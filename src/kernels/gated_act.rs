@@ -1,7 +1,7 @@
 //! Gated activation of the FFN, `gate = act(gate) * up` in place (SwiGLU for Llama and
 //! Qwen, GeGLU with tanh-approximated GELU for Gemma). Shader: `gated_act.wgsl`.
 
-use super::{build_dispatch, token_grid, Dispatch, StepBuffer, View, STEP_BINDING};
+use super::{build_dispatch, token_grid, Dispatch, StepBuffer, View, Work, STEP_BINDING};
 use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
 use crate::model::Activation;
 
@@ -70,7 +70,12 @@ impl GatedAct {
             (2, up.buffer),
             (STEP_BINDING, &step.buffer),
         ];
-        let d = build_dispatch(gpu, &key, key.label(), &buffers, (3, &p), groups)?;
+        // The activation (GELU's tanh or SiLU's exp) counted as ~8 operations.
+        let d = build_dispatch(gpu, &key, key.label(), &buffers, (3, &p), groups)?.costed(
+            format!("{width}"),
+            Work::per_token(width as f64 * 12.0),
+            Work::per_token(width as f64 * 10.0),
+        );
         Ok(Self {
             dispatches: vec![d],
         })

@@ -1,7 +1,7 @@
 //! Appends a step's keys and values to the KV cache, converting to f16 when the cache is
 //! f16. Shader: `kv_append.wgsl`.
 
-use super::{build_dispatch, to_u32, Dispatch, KvCache, StepBuffer, View, STEP_BINDING};
+use super::{build_dispatch, to_u32, Dispatch, KvCache, StepBuffer, View, Work, STEP_BINDING};
 use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
 
 /// Workgroup size of the append kernel.
@@ -93,6 +93,13 @@ impl KvAppend {
             (3, &p),
             (cache.kv_dim.div_ceil(WORKGROUP), max_tokens, 1),
         )?;
+        let elem = if cache.f16 { 2.0 } else { 4.0 };
+        let kvd = cache.kv_dim as f64;
+        let dispatch = dispatch.costed(
+            format!("{}", cache.kv_dim),
+            Work::per_token(2.0 * kvd * (4.0 + elem)),
+            Work::default(),
+        );
         Ok(Self { dispatch })
     }
 }

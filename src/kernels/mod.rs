@@ -15,6 +15,7 @@ pub mod penalties;
 pub mod rmsnorm;
 pub mod rope;
 pub mod softmax;
+pub mod stream_read;
 pub mod topk;
 
 pub use add::{Add, Scale};
@@ -31,12 +32,44 @@ pub use penalties::Penalties;
 pub use rmsnorm::{NormOut, RmsNorm};
 pub use rope::Rope;
 pub use softmax::Softmax;
+pub use stream_read::StreamRead;
 pub use topk::TopK;
 
 use crate::gpu::{Gpu, GpuError, GpuTensor, PipelineKey, ShaderVariant};
 use crate::quant::GgmlType;
 use std::sync::Arc;
 use wgpu::util::DeviceExt;
+
+/// An amount of work as a function of the step: `c + t·n + k·L + tk·n·L` for a step of
+/// `n` tokens leaving `L` positions in the KV cache. Bytes and FLOPs of a dispatch are
+/// given this way, so one plan reports right for any chunk length and position.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Work {
+    /// Fixed part (weights read once per dispatch).
+    pub c: f64,
+    /// Per token of the step.
+    pub t: f64,
+    /// Per cached position (K/V read once per dispatch).
+    pub k: f64,
+    /// Per token and cached position (attention scores).
+    pub tk: f64,
+}
+
+impl Work {
+    /// The work of a step of `n_tokens` tokens leaving `kv_len` cached positions.
+    pub fn at(&self, n_tokens: u32, kv_len: u32) -> f64 {
+        let (n, l) = (n_tokens as f64, kv_len as f64);
+        self.c + self.t * n + self.k * l + self.tk * n * l
+    }
+
+    /// Only a per-token part.
+    pub fn per_token(t: f64) -> Self {
+        Self {
+            t,
+            ..Self::default()
+        }
+    }
+}
 
 /// One recorded dispatch: pipeline, bind group and workgroup counts.
 pub struct Dispatch {
@@ -47,6 +80,14 @@ pub struct Dispatch {
     workgroups: (u32, u32, u32),
     /// Label for profiles, e.g. `matvec_q4_k_sg_wg64 [shard 1/2]`.
     pub label: String,
+    /// The kernel: the pipeline's name, e.g. `matvec_q4_k_sg_wg64`.
+    pub kind: String,
+    /// The problem shape profiles group by, e.g. `1024x640` (rows x cols).
+    pub shape: String,
+    /// Compulsory memory traffic: each tensor the kernel touches read or written once.
+    pub bytes: Work,
+    /// Floating-point operations (a multiply-add counts 2).
+    pub flops: Work,
 }
 
 impl Dispatch {
@@ -56,6 +97,14 @@ impl Dispatch {
         pass.set_bind_group(0, &self.bind_group, &[]);
         let (x, y, z) = self.workgroups;
         pass.dispatch_workgroups(x, y, z);
+    }
+
+    /// Sets the shape and the work that profiles report for this dispatch.
+    pub(crate) fn costed(mut self, shape: String, bytes: Work, flops: Work) -> Self {
+        self.shape = shape;
+        self.bytes = bytes;
+        self.flops = flops;
+        self
     }
 }
 
@@ -258,6 +307,10 @@ pub fn build_dispatch<P: bytemuck::Pod>(
         _params: params_buf,
         workgroups,
         label,
+        kind: key.label(),
+        shape: String::new(),
+        bytes: Work::default(),
+        flops: Work::default(),
     })
 }
 
@@ -324,14 +377,35 @@ fn weight_dispatches<P: bytemuck::Pod>(
         if let Some(s) = step {
             buffers.push((STEP_BINDING, &s.buffer));
         }
-        out.push(build_dispatch(
-            gpu,
-            &key,
-            label,
-            &buffers,
-            (3, &p),
-            workgroups,
-        )?);
+        let d = build_dispatch(gpu, &key, label, &buffers, (3, &p), workgroups)?;
+        let (rows, cols) = (shard.rows as f64, w.cols as f64);
+        let weights = rows * w.row_words as f64 * 4.0;
+        let (bytes, flops) = match op {
+            "matvec" => (
+                Work {
+                    c: weights + (cols + rows) * 4.0,
+                    ..Work::default()
+                },
+                Work {
+                    c: 2.0 * rows * cols,
+                    ..Work::default()
+                },
+            ),
+            "matmul" => (
+                Work {
+                    c: weights,
+                    t: (cols + rows) * 4.0,
+                    ..Work::default()
+                },
+                Work::per_token(2.0 * rows * cols),
+            ),
+            // A lookup reads one row per token (from whichever shard holds it).
+            _ => (
+                Work::per_token((weights / rows + cols * 4.0 + 4.0) * rows / w.rows as f64),
+                Work::default(),
+            ),
+        };
+        out.push(d.costed(format!("{}x{}", shard.rows, w.cols), bytes, flops));
     }
     Ok(out)
 }
@@ -373,6 +447,7 @@ pub fn all_variants() -> Vec<PipelineKey> {
     v.extend(argmax::variants());
     v.extend(penalties::variants());
     v.extend(topk::variants());
+    v.extend(stream_read::variants());
     v
 }
 

@@ -1,7 +1,7 @@
 //! RMSNorm over rows of f32 activations, in place, into another buffer, or added to
 //! one (the post-norm + residual fusion of Gemma 3). Shader: `rmsnorm.wgsl`.
 
-use super::{build_dispatch, token_grid, Dispatch, StepBuffer, View, STEP_BINDING};
+use super::{build_dispatch, token_grid, Dispatch, StepBuffer, View, Work, STEP_BINDING};
 use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
 
 /// Workgroup size of the rmsnorm kernel (one workgroup per row).
@@ -102,7 +102,17 @@ impl RmsNorm {
         };
         let key = key(defines, gpu.features.subgroups);
         let groups = token_grid(gpu, "rmsnorm", rows_per_token as u64, max_tokens)?;
-        let d = build_dispatch(gpu, &key, key.label(), &buffers, (4, &p), groups)?;
+        // Read x, write the result (and read what it is added to), read the weights.
+        let io = if defines.len() == 2 { 12.0 } else { 8.0 };
+        let d = build_dispatch(gpu, &key, key.label(), &buffers, (4, &p), groups)?.costed(
+            format!("{rows_per_token}x{width}"),
+            Work {
+                c: width as f64 * 4.0,
+                t: per_token as f64 * io,
+                ..Work::default()
+            },
+            Work::per_token(per_token as f64 * 4.0),
+        );
         Ok(Self {
             dispatches: vec![d],
         })

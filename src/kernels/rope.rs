@@ -3,7 +3,7 @@
 //! scaling). Shader: `rope.wgsl`, which explains how it keeps the angle accurate at any
 //! position.
 
-use super::{build_dispatch, token_grid, Dispatch, StepBuffer, View, STEP_BINDING};
+use super::{build_dispatch, token_grid, Dispatch, StepBuffer, View, Work, STEP_BINDING};
 use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
 use wgpu::util::DeviceExt;
 
@@ -104,7 +104,12 @@ impl Rope {
         if let Some(f) = freq_factors {
             buffers.push((3, f));
         }
-        let d = build_dispatch(gpu, &key, key.label(), &buffers, (4, &p), groups)?;
+        let rotated = (n_heads * half * 2) as f64;
+        let d = build_dispatch(gpu, &key, key.label(), &buffers, (4, &p), groups)?.costed(
+            format!("{n_heads}x{head_dim}"),
+            Work::per_token(rotated * 8.0),
+            Work::per_token(rotated * 3.0),
+        );
         Ok(Self {
             dispatches: vec![d],
             _freq: freq,
