@@ -16,9 +16,9 @@ struct Params {
 @group(0) @binding(3) var<uniform> p: Params;
 
 @compute @workgroup_size(WG)
-fn main(ids: Ids) {
-    let threads = ids.nwg.x * ids.nwg.y * WG;
-    let gid = wg_index(ids) * WG + ids.lid;
+fn main(ids: Ids, gs: Groups) {
+    let threads = gs.nwg.x * gs.nwg.y * WG;
+    let gid = wg_index(gs) * WG + ids.lid;
     var acc = vec4<u32>(0u);
     for (var i = gid; i < p.n_vec4; i += threads) {
         acc ^= x[i];
