@@ -177,6 +177,16 @@ impl Engine {
         })
     }
 
+    /// The prompt's token ids as a session's `generate` would feed them, without a GPU.
+    pub fn tokenize_prompt(&self, prompt: &Prompt) -> Result<Vec<u32>, EngineError> {
+        tokenize_prompt(
+            &self.tokenizer,
+            self.template.as_deref(),
+            self.cfg.arch.name(),
+            prompt,
+        )
+    }
+
     /// The tokenizer.
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
@@ -343,40 +353,12 @@ impl Session {
 
     /// The prompt's token ids as `generate` would feed them.
     pub fn tokenize_prompt(&self, prompt: &Prompt) -> Result<Vec<u32>, EngineError> {
-        let tok = &self.tokenizer;
-        let ids = match prompt {
-            Prompt::Raw(text) => tok.encode(text, true, true)?,
-            Prompt::Chat(messages) => {
-                let template = self.template.as_ref().ok_or_else(|| {
-                    EngineError::NoTemplate(self.model.cfg.arch.name().to_string())
-                })?;
-                let text = |id: Option<u32>| {
-                    id.and_then(|i| tok.token_text(i))
-                        .unwrap_or_default()
-                        .to_string()
-                };
-                let bos = text(tok.bos());
-                let rendered = template.render(
-                    messages,
-                    &RenderOptions {
-                        add_generation_prompt: true,
-                        bos_token: bos.clone(),
-                        eos_token: text(tok.eos()),
-                        date: None,
-                    },
-                )?;
-                // Templates often write the BOS themselves; the tokenizer adds it too.
-                let body = match rendered.strip_prefix(bos.as_str()) {
-                    Some(rest) if tok.add_bos() && !bos.is_empty() => rest,
-                    _ => rendered.as_str(),
-                };
-                tok.encode(body, true, true)?
-            }
-        };
-        if ids.is_empty() {
-            return Err(EngineError::EmptyPrompt);
-        }
-        Ok(ids)
+        tokenize_prompt(
+            &self.tokenizer,
+            self.template.as_deref(),
+            self.model.cfg.arch.name(),
+            prompt,
+        )
     }
 
     /// Generates from `prompt`. Errors that need no GPU work (bad parameters, a prompt
@@ -445,6 +427,46 @@ impl Session {
             Some((item, run))
         }))
     }
+}
+
+/// Renders (for a conversation) and tokenizes a prompt.
+fn tokenize_prompt(
+    tok: &Tokenizer,
+    template: Option<&ChatTemplate>,
+    arch: &str,
+    prompt: &Prompt,
+) -> Result<Vec<u32>, EngineError> {
+    let ids = match prompt {
+        Prompt::Raw(text) => tok.encode(text, true, true)?,
+        Prompt::Chat(messages) => {
+            let template = template.ok_or_else(|| EngineError::NoTemplate(arch.to_string()))?;
+            let text = |id: Option<u32>| {
+                id.and_then(|i| tok.token_text(i))
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let bos = text(tok.bos());
+            let rendered = template.render(
+                messages,
+                &RenderOptions {
+                    add_generation_prompt: true,
+                    bos_token: bos.clone(),
+                    eos_token: text(tok.eos()),
+                    date: None,
+                },
+            )?;
+            // Templates often write the BOS themselves; the tokenizer adds it too.
+            let body = match rendered.strip_prefix(bos.as_str()) {
+                Some(rest) if tok.add_bos() && !bos.is_empty() => rest,
+                _ => rendered.as_str(),
+            };
+            tok.encode(body, true, true)?
+        }
+    };
+    if ids.is_empty() {
+        return Err(EngineError::EmptyPrompt);
+    }
+    Ok(ids)
 }
 
 /// The state of one generation between stream items.
