@@ -7,14 +7,14 @@
 
 use super::time::KeepAlive;
 use super::{ApiError, Metrics};
-use crate::engine::{Engine, EngineOptions, Event, GenerateOptions, Session};
+use crate::engine::{Engine, EngineError, EngineOptions, Event, GenerateOptions, Session};
 use crate::gguf::GgufFile;
 use crate::gpu::{Gpu, GpuOptions};
 use crate::store::Store;
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, OnceCell, OwnedSemaphorePermit, Semaphore};
@@ -347,9 +347,19 @@ impl Ticket {
             .await
             .map_err(|_| ApiError::unavailable("the model is unloading"))?;
         let (tx, rx) = mpsc::channel(64);
+        // Raised when the client goes away, so that a long prefill stops between passes.
+        let cancel = Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let (tx, cancel) = (tx.clone(), cancel.clone());
+            tokio::spawn(async move {
+                tx.closed().await;
+                cancel.store(true, Ordering::Relaxed);
+            })
+        };
         tokio::task::spawn_blocking(move || {
             slot.active.fetch_add(1, Ordering::SeqCst);
-            let result = generate(&self.loaded, ids, opts, &tx, &metrics);
+            let result = generate(&self.loaded, ids, opts, &tx, &cancel, &metrics);
+            watcher.abort();
             if let Err(e) = result {
                 let _ = tx.blocking_send(Err(e));
             }
@@ -367,12 +377,14 @@ fn generate(
     ids: Vec<u32>,
     opts: GenerateOptions,
     tx: &mpsc::Sender<Result<Event, String>>,
+    cancel: &Arc<AtomicBool>,
     metrics: &Metrics,
 ) -> Result<(), String> {
     if tx.is_closed() {
         return Ok(());
     }
     let mut session = take_session(loaded, &ids)?;
+    session.set_cancel(Some(cancel.clone()));
     let outcome = (|| {
         let stream = session
             .generate_tokens(ids, opts)
@@ -383,7 +395,7 @@ fn generate(
                 return Ok(());
             }
             match pollster::block_on(stream.next()) {
-                None => return Ok(()),
+                None | Some(Err(EngineError::Cancelled)) => return Ok(()),
                 Some(Err(e)) => return Err(e.to_string()),
                 Some(Ok(ev)) => {
                     if let Event::Done { stats, .. } = &ev {
@@ -402,6 +414,7 @@ fn generate(
             }
         }
     })();
+    session.set_cancel(None);
     if let Ok(mut idle) = loaded.idle.lock() {
         idle.push(session);
     }
