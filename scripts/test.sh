@@ -24,4 +24,6 @@ step tests
 cargo build --bins --examples
 ./target/debug/hearth devices
 cargo test -- --test-threads="${HEARTH_TEST_THREADS:-2}"
+step hearth serve with the official ollama and openai clients
+scripts/test-clients.sh
 step done

@@ -282,7 +282,7 @@ async fn metrics_text(State(app): State<App>) -> Response {
     metric(
         "hearth_tokens_per_second",
         "gauge",
-        "Generated tokens per second of generation time, per request, averaged.",
+        "Tokens generated per second of request time (prompt and generation), summed over requests.",
         format!("{rate:.3}"),
     );
     metric(

@@ -174,7 +174,7 @@ pub(super) async fn ps(State(app): State<App>) -> Json<Value> {
             let loaded = s.loaded()?;
             let m = loaded.engine.memory();
             let size = m.weights + m.kv_cache + m.activations;
-            let quant = loaded.engine.info().quant.clone();
+            let quant = loaded.engine.info().quant.trim_start_matches("mostly ").to_string();
             Some(json!({
                 "name": s.name,
                 "model": s.name,
