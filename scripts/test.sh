@@ -27,4 +27,6 @@ cargo build --bins --examples
 cargo test -- --test-threads="${HEARTH_TEST_THREADS:-2}"
 step browser
 scripts/test-browser.sh
+step hearth serve with the official ollama and openai clients
+scripts/test-clients.sh
 step done

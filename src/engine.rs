@@ -21,6 +21,7 @@ use crate::tokenizer::{
     ChatTemplate, Message, RenderOptions, StreamDecoder, TemplateError, Tokenizer, TokenizerError,
 };
 use futures::Stream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use thiserror::Error;
 use web_time::{Duration, Instant};
@@ -57,6 +58,9 @@ pub enum EngineError {
     /// Nothing to feed the model.
     #[error("the prompt is empty")]
     EmptyPrompt,
+    /// The session's cancel flag was raised during the prompt.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 /// Options fixed when the engine loads.
@@ -174,7 +178,18 @@ impl Engine {
             tokenizer: self.tokenizer.clone(),
             template: self.template.clone(),
             cached: Vec::new(),
+            cancel: None,
         })
+    }
+
+    /// The prompt's token ids as a session's `generate` would feed them, without a GPU.
+    pub fn tokenize_prompt(&self, prompt: &Prompt) -> Result<Vec<u32>, EngineError> {
+        tokenize_prompt(
+            &self.tokenizer,
+            self.template.as_deref(),
+            self.cfg.arch.name(),
+            prompt,
+        )
     }
 
     /// The tokenizer.
@@ -322,9 +337,18 @@ pub struct Session {
     template: Option<Arc<ChatTemplate>>,
     /// The tokens whose keys and values are in the cache, in order.
     cached: Vec<u32>,
+    /// Checked between prefill passes (the server raises it when the client leaves).
+    cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Session {
+    /// A flag that, once raised, stops a long prompt between two prefill passes (the
+    /// stream then yields `EngineError::Cancelled`). Between generated tokens, dropping
+    /// the stream is the way to stop.
+    pub fn set_cancel(&mut self, flag: Option<Arc<AtomicBool>>) {
+        self.cancel = flag;
+    }
+
     /// Forgets the cached tokens.
     pub fn reset(&mut self) {
         self.model.reset();
@@ -343,40 +367,12 @@ impl Session {
 
     /// The prompt's token ids as `generate` would feed them.
     pub fn tokenize_prompt(&self, prompt: &Prompt) -> Result<Vec<u32>, EngineError> {
-        let tok = &self.tokenizer;
-        let ids = match prompt {
-            Prompt::Raw(text) => tok.encode(text, true, true)?,
-            Prompt::Chat(messages) => {
-                let template = self.template.as_ref().ok_or_else(|| {
-                    EngineError::NoTemplate(self.model.cfg.arch.name().to_string())
-                })?;
-                let text = |id: Option<u32>| {
-                    id.and_then(|i| tok.token_text(i))
-                        .unwrap_or_default()
-                        .to_string()
-                };
-                let bos = text(tok.bos());
-                let rendered = template.render(
-                    messages,
-                    &RenderOptions {
-                        add_generation_prompt: true,
-                        bos_token: bos.clone(),
-                        eos_token: text(tok.eos()),
-                        date: None,
-                    },
-                )?;
-                // Templates often write the BOS themselves; the tokenizer adds it too.
-                let body = match rendered.strip_prefix(bos.as_str()) {
-                    Some(rest) if tok.add_bos() && !bos.is_empty() => rest,
-                    _ => rendered.as_str(),
-                };
-                tok.encode(body, true, true)?
-            }
-        };
-        if ids.is_empty() {
-            return Err(EngineError::EmptyPrompt);
-        }
-        Ok(ids)
+        tokenize_prompt(
+            &self.tokenizer,
+            self.template.as_deref(),
+            self.model.cfg.arch.name(),
+            prompt,
+        )
     }
 
     /// Generates from `prompt`. Errors that need no GPU work (bad parameters, a prompt
@@ -445,6 +441,46 @@ impl Session {
             Some((item, run))
         }))
     }
+}
+
+/// Renders (for a conversation) and tokenizes a prompt.
+fn tokenize_prompt(
+    tok: &Tokenizer,
+    template: Option<&ChatTemplate>,
+    arch: &str,
+    prompt: &Prompt,
+) -> Result<Vec<u32>, EngineError> {
+    let ids = match prompt {
+        Prompt::Raw(text) => tok.encode(text, true, true)?,
+        Prompt::Chat(messages) => {
+            let template = template.ok_or_else(|| EngineError::NoTemplate(arch.to_string()))?;
+            let text = |id: Option<u32>| {
+                id.and_then(|i| tok.token_text(i))
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let bos = text(tok.bos());
+            let rendered = template.render(
+                messages,
+                &RenderOptions {
+                    add_generation_prompt: true,
+                    bos_token: bos.clone(),
+                    eos_token: text(tok.eos()),
+                    date: None,
+                },
+            )?;
+            // Templates often write the BOS themselves; the tokenizer adds it too.
+            let body = match rendered.strip_prefix(bos.as_str()) {
+                Some(rest) if tok.add_bos() && !bos.is_empty() => rest,
+                _ => rendered.as_str(),
+            };
+            tok.encode(body, true, true)?
+        }
+    };
+    if ids.is_empty() {
+        return Err(EngineError::EmptyPrompt);
+    }
+    Ok(ids)
 }
 
 /// The state of one generation between stream items.
@@ -522,11 +558,29 @@ impl Run<'_> {
             .min(ids.len() - 1);
         s.model.truncate(common);
         s.cached.truncate(common);
-        s.model.forward(&ids[common..]).inspect_err(|_| {
-            // A failed step leaves the cache undefined past `common`.
-            s.model.truncate(common);
-        })?;
-        s.cached.extend_from_slice(&ids[common..]);
+        // With a cancel flag, one prefill pass at a time, waiting for each, so that a
+        // long prompt can stop early; without one, every pass is queued at once.
+        let step = match &s.cancel {
+            Some(_) if cfg!(not(target_arch = "wasm32")) => s.model.batch().max(1),
+            _ => ids.len(),
+        };
+        let mut done = common;
+        while done < ids.len() {
+            let end = (done + step).min(ids.len());
+            s.model.forward(&ids[done..end]).inspect_err(|_| {
+                // A failed step leaves the cache undefined past what was fed.
+                s.model.truncate(done);
+            })?;
+            s.cached.extend_from_slice(&ids[done..end]);
+            done = end;
+            if done < ids.len() {
+                #[cfg(not(target_arch = "wasm32"))]
+                s.model.gpu.wait()?;
+                if s.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+                    return Err(EngineError::Cancelled);
+                }
+            }
+        }
         self.prompt_tokens = ids.len();
         self.cached_tokens = common;
         Ok(())

@@ -16,6 +16,8 @@ pub mod quant;
 pub mod reference;
 pub mod sampling;
 #[cfg(not(target_arch = "wasm32"))]
+pub mod server;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod store;
 pub mod tokenizer;
 pub mod web;

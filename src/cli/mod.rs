@@ -9,6 +9,7 @@ mod models;
 mod profile;
 mod pull;
 mod run;
+mod serve;
 mod tokenize;
 
 use crate::gpu::{BackendChoice, GpuOptions};
@@ -80,6 +81,8 @@ enum Command {
     Rm(models::RmArgs),
     /// Give a stored model another name
     Cp(models::CpArgs),
+    /// Serve the ollama and OpenAI HTTP APIs (default http://127.0.0.1:11434)
+    Serve(serve::ServeArgs),
 }
 
 /// Entry point of the binary.
@@ -102,6 +105,7 @@ pub fn main() -> ExitCode {
         Command::Show(a) => models::show(a, cli.models.as_deref()),
         Command::Rm(a) => models::rm(a, cli.models.as_deref()),
         Command::Cp(a) => models::cp(a, cli.models.as_deref()),
+        Command::Serve(a) => serve::run(a, &cli.gpu, cli.models.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -209,6 +209,11 @@ impl Model {
         self.capacity
     }
 
+    /// Prompt tokens per prefill pass.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
     /// Forgets the sequence (the KV cache is overwritten from position 0).
     pub fn reset(&mut self) {
         self.pos = 0;

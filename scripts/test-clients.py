@@ -1,0 +1,286 @@
+"""Drives a running `hearth serve` with the official ollama and openai Python clients and
+with raw HTTP: generate and chat (streamed and not), bad requests, a bounded load test
+(every response complete, the queue limit answers 503, server memory flat across rounds)
+and client disconnects while queued, in prefill and while streaming.
+
+Usage: test-clients.py BASE_URL MODEL SERVER_PID [--bench]
+With --bench it only measures total generated tokens/s for 1, 4 and 16 clients.
+"""
+
+import http.client
+import json
+import os
+import socket
+import sys
+import threading
+import time
+import urllib.parse
+
+import ollama
+import openai
+
+BASE, MODEL, PID = sys.argv[1], sys.argv[2], int(sys.argv[3])
+HOST = urllib.parse.urlparse(BASE)
+FAILS = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        FAILS.append(what)
+
+
+def rss_mb():
+    with open(f"/proc/{PID}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def conn(timeout=300):
+    return http.client.HTTPConnection(HOST.hostname, HOST.port, timeout=timeout)
+
+
+def raw(method, path, body=None):
+    c = conn()
+    data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+    c.request(method, path, body=data, headers={"Content-Type": "application/json"})
+    r = c.getresponse()
+    out = r.status, r.read().decode()
+    c.close()
+    return out
+
+
+def metric(name):
+    _, text = raw("GET", "/metrics")
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def wait_metric(name, value, secs):
+    t = time.time()
+    while time.time() - t < secs:
+        if metric(name) == value:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+OPTS = {"num_predict": 8, "temperature": 0}
+
+
+def basics():
+    cl = ollama.Client(host=BASE)
+    r = cl.generate(model=MODEL, prompt="Local AI matters because", options=OPTS)
+    check(r.done and r.done_reason in ("stop", "length") and len(r.response) > 0,
+          f"ollama generate: {r.response!r} ({r.eval_count} tokens)")
+    check(r.eval_duration > 0 and r.prompt_eval_count > 0, "ollama generate timings and counts")
+    parts = list(cl.generate(model=MODEL, prompt="Local AI matters because", options=OPTS, stream=True))
+    check(parts[-1].done and "".join(p.response for p in parts) == r.response,
+          f"ollama generate streamed: {len(parts)} chunks, same text")
+    msgs = [{"role": "user", "content": "Why is the sky blue?"}]
+    c = cl.chat(model=MODEL, messages=msgs, options=OPTS)
+    check(c.done and c.message.role == "assistant" and len(c.message.content) > 0,
+          f"ollama chat: {c.message.content!r}")
+    parts = list(cl.chat(model=MODEL, messages=msgs, options=OPTS, stream=True))
+    check(parts[-1].done and "".join(p.message.content for p in parts) == c.message.content,
+          "ollama chat streamed, same text")
+    names = [m.model for m in cl.list().models]
+    check(MODEL in names, f"ollama list: {names}")
+    check(cl.show(MODEL).details.family == "gemma3", "ollama show")
+    check(any(m.model == MODEL for m in cl.ps().models), "ollama ps")
+
+    oa = openai.OpenAI(base_url=BASE + "/v1", api_key="unused")
+    cc = oa.chat.completions.create(model=MODEL, messages=msgs, max_tokens=8, temperature=0)
+    check(cc.choices[0].message.content and cc.usage.completion_tokens > 0,
+          f"openai chat: {cc.choices[0].message.content!r} usage {cc.usage.total_tokens}")
+    chunks = list(oa.chat.completions.create(model=MODEL, messages=msgs, max_tokens=8, temperature=0,
+                                             stream=True, stream_options={"include_usage": True}))
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    check(text == cc.choices[0].message.content and chunks[-1].usage is not None,
+          "openai chat streamed with usage, same text")
+    co = oa.completions.create(model=MODEL, prompt="Local AI matters because", max_tokens=8, temperature=0)
+    check(co.choices[0].text == r.response and co.usage.prompt_tokens > 0,
+          f"openai completion matches ollama generate: {co.choices[0].text!r}")
+    text = "".join(ch.choices[0].text for ch in oa.completions.create(
+        model=MODEL, prompt="Local AI matters because", max_tokens=8, temperature=0, stream=True))
+    check(text == r.response, "openai completion streamed")
+    check(MODEL in [m.id for m in oa.models.list().data], "openai models")
+
+
+def bad_requests():
+    cl = ollama.Client(host=BASE)
+    for kwargs, status, what in [
+        ({"model": "nope:1", "prompt": "x"}, 404, "unknown model"),
+        ({"model": "../../etc/passwd", "prompt": "x"}, 400, "path as model"),
+        ({"model": MODEL, "prompt": "x", "options": {"temperature": -1}}, 400, "temperature < 0"),
+        ({"model": MODEL, "prompt": "x", "options": {"top_p": 1.5}}, 400, "top_p > 1"),
+        ({"model": MODEL, "prompt": "x " * 5000}, 400, "prompt longer than the context"),
+        ({"model": MODEL, "prompt": "x", "format": "json"}, 400, "format json (not supported yet)"),
+    ]:
+        try:
+            cl.generate(**kwargs)
+            check(False, f"ollama {what}: no error")
+        except ollama.ResponseError as e:
+            check(e.status_code == status, f"ollama {what}: {e.status_code} {e.error[:80]}")
+    oa = openai.OpenAI(base_url=BASE + "/v1", api_key="unused", max_retries=0)
+    msgs = [{"role": "user", "content": "x"}]
+    for kwargs, exc, what in [
+        ({"model": "nope"}, openai.NotFoundError, "unknown model"),
+        ({"model": MODEL, "temperature": 5}, openai.BadRequestError, "temperature 5"),
+        ({"model": MODEL, "max_tokens": 0}, openai.BadRequestError, "max_tokens 0"),
+    ]:
+        try:
+            oa.chat.completions.create(messages=msgs, **kwargs)
+            check(False, f"openai {what}: no error")
+        except exc as e:
+            check(True, f"openai {what}: {e.status_code}")
+    for body, what in [(b"{", "truncated JSON"), (b'{"model": 5}', "wrong type"), (b"", "empty body")]:
+        s, t = raw("POST", "/api/chat", body)
+        check(s == 400 and "error" in json.loads(t), f"raw {what}: {s}")
+
+
+def load_test(clients=int(os.environ.get("HEARTH_LOAD_CLIENTS", 8)), rounds=3,
+              secs=float(os.environ.get("HEARTH_LOAD_SECS", 10))):
+    """Concurrent clients in rounds; every response must complete; RSS must stay flat."""
+    rss = []
+    for rnd in range(rounds):
+        done, bad = [0], []
+        stop = time.time() + secs
+
+        def worker(i):
+            cl = ollama.Client(host=BASE)
+            oa = openai.OpenAI(base_url=BASE + "/v1", api_key="unused", max_retries=0)
+            while time.time() < stop:
+                try:
+                    if i % 2:
+                        r = cl.generate(model=MODEL, prompt=f"Story {i}:", options={"num_predict": 6})
+                        ok = r.done and r.done_reason in ("stop", "length")
+                    else:
+                        r = oa.chat.completions.create(model=MODEL, max_tokens=6,
+                                                       messages=[{"role": "user", "content": f"Hi {i}"}])
+                        ok = r.choices[0].finish_reason in ("stop", "length")
+                    done[0] += 1 if ok else 0
+                    if not ok:
+                        bad.append(repr(r))
+                except Exception as e:  # noqa: BLE001 - any failure is a test failure
+                    bad.append(repr(e))
+        ts = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        rss.append(rss_mb())
+        check(not bad and done[0] > 0,
+              f"load round {rnd + 1}: {clients} clients, {done[0]} complete, {len(bad)} failed {bad[:2]}; RSS {rss[-1]:.0f} MB")
+    check(rss[-1] - rss[0] < 64, f"server RSS flat across rounds: {[round(x) for x in rss]} MB")
+
+
+def queue_limit(n=24):
+    """More concurrent requests than parallel + queue: the rest get 503 at once."""
+    codes = []
+    lock = threading.Lock()
+
+    def one():
+        s, t = raw("POST", "/api/generate", {"model": MODEL, "prompt": "Hello", "stream": False,
+                                             "options": {"num_predict": 4}})
+        ok = s == 200 and json.loads(t)["done"] or s == 503 and "busy" in json.loads(t)["error"]
+        with lock:
+            codes.append(s if ok else -s)
+    ts = [threading.Thread(target=one) for _ in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    n503, n200 = codes.count(503), codes.count(200)
+    check(n503 > 0 and n200 > 0 and n503 + n200 == n,
+          f"queue limit: {n} at once -> {n200} complete, {n503} answered 503")
+    check(wait_metric("hearth_queue_depth", 0, 30), "queue empty afterwards")
+
+
+def open_stream(body):
+    c = conn()
+    c.request("POST", "/api/generate", body=json.dumps(body), headers={"Content-Type": "application/json"})
+    return c
+
+
+def hang_up(c):
+    """Closes the connection for real (the response object holds the socket too)."""
+    try:
+        c.sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    c.close()
+
+
+def disconnects(parallel):
+    long = {"model": MODEL, "prompt": "Once upon a time", "options": {"num_predict": 100000}}
+    # While streaming.
+    c = open_stream(long)
+    r = c.getresponse()
+    r.readline()
+    check(metric("hearth_active_requests") == 1, "streaming request holds a slot")
+    hang_up(c)
+    check(wait_metric("hearth_active_requests", 0, 30), "disconnect while streaming frees the slot")
+    # While queued: fill every slot, queue one more, drop it.
+    holders = []
+    for _ in range(parallel):
+        c = open_stream(long)
+        r = c.getresponse()
+        r.readline()
+        holders.append(c)
+    q = open_stream(long)
+    check(wait_metric("hearth_queue_depth", 1, 10), "one request queued")
+    hang_up(q)
+    check(wait_metric("hearth_queue_depth", 0, 10), "disconnect while queued leaves the queue")
+    for c in holders:
+        hang_up(c)
+    check(wait_metric("hearth_active_requests", 0, 30), "all slots free again")
+    # In prefill: a long prompt, gone before the first token.
+    c = open_stream({"model": MODEL, "prompt": "word " * 1500, "options": {"num_predict": 100000}})
+    time.sleep(1)
+    check(metric("hearth_active_requests") == 1, "long prompt in prefill")
+    t = time.time()
+    hang_up(c)
+    check(wait_metric("hearth_active_requests", 0, 60),
+          f"disconnect in prefill frees the slot ({time.time() - t:.1f} s)")
+    s, t = raw("POST", "/api/generate", {"model": MODEL, "prompt": "Hi", "stream": False, "options": OPTS})
+    check(s == 200 and json.loads(t)["done"], "server still answers")
+
+
+def bench():
+    for clients in (1, 4, 16):
+        tokens, stop = [0], time.time() + 40
+        lock = threading.Lock()
+
+        def worker():
+            cl = ollama.Client(host=BASE)
+            while time.time() < stop:
+                r = cl.generate(model=MODEL, prompt="The history of the printing press",
+                                options={"num_predict": 16, "temperature": 0})
+                with lock:
+                    tokens[0] += r.eval_count
+        t0 = time.time()
+        ts = [threading.Thread(target=worker) for _ in range(clients)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        wall = time.time() - t0
+        print(f"{clients:2} clients: {tokens[0]} tokens in {wall:.1f} s = {tokens[0] / wall:.2f} tokens/s", flush=True)
+
+
+if __name__ == "__main__":
+    if "--bench" in sys.argv:
+        bench()
+        sys.exit(0)
+    parallel = int(sys.argv[4]) if len(sys.argv) > 4 else 4
+    for step in (basics, bad_requests, load_test, queue_limit, lambda: disconnects(parallel)):
+        t = time.time()
+        step()
+        print(f"-- {getattr(step, '__name__', 'step')} took {time.time() - t:.0f} s", flush=True)
+    print("FAILED: " + "; ".join(FAILS) if FAILS else "all client checks passed")
+    sys.exit(1 if FAILS else 0)

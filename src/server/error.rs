@@ -1,0 +1,104 @@
+//! The one error shape of every route: a status and `{"error": "..."}`.
+
+use crate::store::{looks_like_path, ModelName, StoreError};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::de::DeserializeOwned;
+
+/// An HTTP error with a message a client can act on.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// The status code.
+    pub status: StatusCode,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with any status.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// 400.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    /// 500.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+
+    /// 503.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.status)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(serde_json::json!({ "error": self.message }));
+        (self.status, body).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let status = match &e {
+            StoreError::NotFound { .. } | StoreError::NoFile(_) => StatusCode::NOT_FOUND,
+            StoreError::BadName { .. } | StoreError::BadSpec(_) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self::new(status, e.to_string())
+    }
+}
+
+/// Parses a JSON request body into `T`: 400 on malformed JSON or wrong types, 413 when
+/// the body is over the limit.
+pub fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let bytes = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "the request body is empty; send a JSON object",
+        ));
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid request: {e}")))
+}
+
+/// A model name from a request, checked against the store's rules: never a path or a
+/// URL. Returns the canonical `family:tag`.
+pub fn model_name(raw: &str) -> Result<String, ApiError> {
+    if raw.trim().is_empty() {
+        return Err(ApiError::bad_request("\"model\" is required"));
+    }
+    if looks_like_path(raw) || raw.contains("://") || raw.contains('\\') {
+        return Err(ApiError::bad_request(format!(
+            "invalid model name {raw:?}: file paths and URLs are not accepted, only names in the model store"
+        )));
+    }
+    let name = crate::store::pull::name_for_spec(raw)?;
+    // Round-trip through the name parser: the spec rules must not widen the name rules.
+    ModelName::parse(&name.to_string())?;
+    Ok(name.to_string())
+}

@@ -1,0 +1,421 @@
+//! ollama's generation endpoints: `POST /api/generate` and `POST /api/chat`. Streaming
+//! (the default) answers NDJSON, one object per piece of text and a last one with
+//! `done: true`, the reason and nanosecond timings; `"stream": false` answers one object.
+
+use super::error::{model_name, parse_body};
+use super::events::{collect, outs, Out};
+use super::options::{OllamaOptions, Wanted};
+use super::time::{parse_keep_alive, rfc3339, KeepAlive};
+use super::{ApiError, App};
+use crate::engine::{Engine, Prompt, Stats};
+use crate::tokenizer::{Message, TemplateOrigin};
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+pub(super) struct GenerateRequest {
+    model: String,
+    prompt: String,
+    suffix: String,
+    system: Option<String>,
+    template: Option<String>,
+    context: Option<Vec<u32>>,
+    stream: Option<bool>,
+    raw: bool,
+    format: Option<Value>,
+    options: OllamaOptions,
+    keep_alive: Option<Value>,
+    images: Option<Vec<String>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+pub(super) struct ChatMessage {
+    role: String,
+    content: String,
+    images: Option<Vec<String>>,
+    tool_calls: Option<Vec<Value>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+pub(super) struct ChatRequest {
+    model: String,
+    messages: Vec<ChatMessage>,
+    tools: Option<Vec<Value>>,
+    format: Option<Value>,
+    options: OllamaOptions,
+    stream: Option<bool>,
+    keep_alive: Option<Value>,
+}
+
+/// 400 for a `format` other than none: constrained decoding is not implemented.
+pub(super) fn check_format(format: &Option<Value>) -> Result<(), ApiError> {
+    match format {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(s)) if s.is_empty() => Ok(()),
+        Some(_) => Err(ApiError::bad_request(
+            "format (JSON-constrained output) is not supported yet by hearth",
+        )),
+    }
+}
+
+fn keep_alive(v: &Option<Value>) -> Result<Option<KeepAlive>, ApiError> {
+    v.as_ref().map(parse_keep_alive).transpose()
+}
+
+fn no_images(images: &Option<Vec<String>>) -> Result<(), ApiError> {
+    match images {
+        Some(i) if !i.is_empty() => Err(ApiError::bad_request(
+            "images are not supported: hearth serves text-only models",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `POST /api/generate`.
+pub(super) async fn generate(
+    State(app): State<App>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let start = Instant::now();
+    let req: GenerateRequest = parse_body(body)?;
+    let name = model_name(&req.model)?;
+    let wanted = req.options.wanted()?;
+    let keep = keep_alive(&req.keep_alive)?;
+    check_format(&req.format)?;
+    no_images(&req.images)?;
+    if !req.suffix.is_empty() {
+        return Err(ApiError::bad_request(
+            "suffix (fill-in-the-middle) is not supported",
+        ));
+    }
+    if req.prompt.is_empty() && req.context.as_ref().is_none_or(Vec::is_empty) {
+        return load_only(&app, &name, keep, "response").await;
+    }
+    let stream = req.stream.unwrap_or(true);
+    let build = move |engine: &Engine| -> Result<Vec<u32>, ApiError> {
+        let prompt = generate_prompt(engine, &req);
+        let mut ids = match &req.context {
+            Some(ctx) if !ctx.is_empty() => {
+                // With a context the prompt is a raw continuation (see `generate_prompt`).
+                let text = match &prompt {
+                    Prompt::Raw(t) => t.clone(),
+                    Prompt::Chat(_) => String::new(),
+                };
+                let mut ids = ctx.clone();
+                let more = engine
+                    .tokenizer()
+                    .encode(&text, false, true)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                ids.extend(more);
+                ids
+            }
+            _ => engine
+                .tokenize_prompt(&prompt)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?,
+        };
+        let vocab = engine.tokenizer().vocab_size();
+        if let Some(bad) = ids.iter().find(|&&t| t as usize >= vocab) {
+            return Err(ApiError::bad_request(format!(
+                "context holds token {bad}, outside the vocabulary of {vocab}"
+            )));
+        }
+        ids.shrink_to_fit();
+        Ok(ids)
+    };
+    run(
+        &app,
+        name,
+        keep,
+        wanted,
+        build,
+        stream,
+        Kind::Generate,
+        start,
+    )
+    .await
+}
+
+/// The prompt of a generate request: raw when asked or when `template` is given (its
+/// `{{ .System }}` and `{{ .Prompt }}` filled in) or when a `context` continues an
+/// earlier answer; else through the model's own chat template when its GGUF has one; a
+/// base model without one continues the text as is.
+fn generate_prompt(engine: &Engine, req: &GenerateRequest) -> Prompt {
+    let system = req.system.clone().unwrap_or_default();
+    if req.raw {
+        return Prompt::Raw(req.prompt.clone());
+    }
+    if let Some(t) = req.template.as_deref().filter(|t| !t.is_empty()) {
+        return Prompt::Raw(fill_template(t, &system, &req.prompt));
+    }
+    let own_template = engine
+        .template()
+        .is_some_and(|t| matches!(t.origin(), TemplateOrigin::Gguf));
+    let continuing = req.context.as_ref().is_some_and(|c| !c.is_empty());
+    if own_template && !continuing {
+        let mut messages = Vec::new();
+        if !system.is_empty() {
+            messages.push(Message::new("system", system));
+        }
+        messages.push(Message::new("user", req.prompt.clone()));
+        return Prompt::Chat(messages);
+    }
+    if system.is_empty() || continuing {
+        Prompt::Raw(req.prompt.clone())
+    } else {
+        Prompt::Raw(format!("{system}\n\n{}", req.prompt))
+    }
+}
+
+/// Fills an ollama-style template: `{{ .System }}`, `{{ .Prompt }}`, `{{ .Response }}`
+/// (empty), and `{{ if .System }}…{{ end }}` blocks (kept only when the field is set).
+/// Other Go-template syntax is left as text.
+pub(super) fn fill_template(t: &str, system: &str, prompt: &str) -> String {
+    let fields = [("System", system), ("Prompt", prompt), ("Response", "")];
+    let mut s = t.to_string();
+    for (field, value) in fields {
+        for open in [
+            format!("{{{{ if .{field} }}}}"),
+            format!("{{{{if .{field}}}}}"),
+        ] {
+            while let Some(a) = s.find(&open) {
+                let Some(rel) = s[a..].find("{{ end }}").or_else(|| s[a..].find("{{end}}")) else {
+                    break;
+                };
+                let end_len = if s[a + rel..].starts_with("{{ end }}") {
+                    9
+                } else {
+                    7
+                };
+                let inner = s[a + open.len()..a + rel].to_string();
+                let keep = if value.is_empty() {
+                    String::new()
+                } else {
+                    inner
+                };
+                s.replace_range(a..a + rel + end_len, &keep);
+            }
+        }
+    }
+    for (field, value) in fields {
+        s = s
+            .replace(&format!("{{{{ .{field} }}}}"), value)
+            .replace(&format!("{{{{.{field}}}}}"), value);
+    }
+    s
+}
+
+/// `POST /api/chat`.
+pub(super) async fn chat(
+    State(app): State<App>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let start = Instant::now();
+    let req: ChatRequest = parse_body(body)?;
+    let name = model_name(&req.model)?;
+    let wanted = req.options.wanted()?;
+    let keep = keep_alive(&req.keep_alive)?;
+    check_format(&req.format)?;
+    if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
+        return Err(ApiError::bad_request(
+            "tools are not supported yet by hearth",
+        ));
+    }
+    let mut messages = Vec::with_capacity(req.messages.len());
+    for m in &req.messages {
+        no_images(&m.images)?;
+        if m.tool_calls.as_ref().is_some_and(|t| !t.is_empty()) {
+            return Err(ApiError::bad_request(
+                "tool calls are not supported yet by hearth",
+            ));
+        }
+        check_role(&m.role)?;
+        messages.push(Message::new(m.role.clone(), m.content.clone()));
+    }
+    if messages.is_empty() {
+        return load_only(&app, &name, keep, "message").await;
+    }
+    let build = move |engine: &Engine| -> Result<Vec<u32>, ApiError> {
+        engine
+            .tokenize_prompt(&Prompt::Chat(messages))
+            .map_err(|e| ApiError::bad_request(e.to_string()))
+    };
+    run(
+        &app,
+        name,
+        keep,
+        wanted,
+        build,
+        req.stream.unwrap_or(true),
+        Kind::Chat,
+        start,
+    )
+    .await
+}
+
+/// 400 unless `role` is one a chat template understands.
+pub(super) fn check_role(role: &str) -> Result<(), ApiError> {
+    match role {
+        "system" | "user" | "assistant" | "tool" | "developer" => Ok(()),
+        "" => Err(ApiError::bad_request("every message needs a role")),
+        r => Err(ApiError::bad_request(format!(
+            "unknown message role {r:?}: expected system, user, assistant or tool"
+        ))),
+    }
+}
+
+/// A request without a prompt: load (or, with keep_alive 0, unload) the model.
+async fn load_only(
+    app: &App,
+    name: &str,
+    keep: Option<KeepAlive>,
+    field: &str,
+) -> Result<Response, ApiError> {
+    let unload = keep == Some(Some(Duration::ZERO));
+    let mut obj = Map::new();
+    obj.insert("model".into(), json!(name));
+    obj.insert("created_at".into(), json!(rfc3339(SystemTime::now())));
+    if unload {
+        app.sched.unload(name);
+    } else {
+        drop(app.sched.admit(name, keep).await?);
+    }
+    let empty = if field == "message" {
+        json!({"role": "assistant", "content": ""})
+    } else {
+        json!("")
+    };
+    obj.insert(field.into(), empty);
+    obj.insert("done".into(), json!(true));
+    obj.insert(
+        "done_reason".into(),
+        json!(if unload { "unload" } else { "load" }),
+    );
+    Ok(Json(Value::Object(obj)).into_response())
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Generate,
+    Chat,
+}
+
+impl Kind {
+    fn piece(self, model: &str, text: &str, done: bool) -> Map<String, Value> {
+        let mut o = Map::new();
+        o.insert("model".into(), json!(model));
+        o.insert("created_at".into(), json!(rfc3339(SystemTime::now())));
+        match self {
+            Kind::Generate => o.insert("response".into(), json!(text)),
+            Kind::Chat => o.insert(
+                "message".into(),
+                json!({"role": "assistant", "content": text}),
+            ),
+        };
+        o.insert("done".into(), json!(done));
+        o
+    }
+}
+
+/// The end-of-generation fields ollama clients read.
+fn finish(o: &mut Map<String, Value>, stats: &Stats, start: Instant, load: Duration) {
+    let ns = |d: Duration| json!(d.as_nanos() as u64);
+    o.insert("done_reason".into(), json!(stats.reason.as_str()));
+    o.insert("total_duration".into(), ns(start.elapsed()));
+    o.insert("load_duration".into(), ns(load));
+    o.insert("prompt_eval_count".into(), json!(stats.prompt_tokens));
+    o.insert("prompt_eval_duration".into(), ns(stats.prompt_duration));
+    o.insert("eval_count".into(), json!(stats.generated));
+    o.insert("eval_duration".into(), ns(stats.generate_duration));
+}
+
+/// Admits, tokenizes (off the async threads), checks the context, runs, and answers in
+/// the requested shape.
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    app: &App,
+    name: String,
+    keep: Option<KeepAlive>,
+    wanted: Wanted,
+    build: impl FnOnce(&Engine) -> Result<Vec<u32>, ApiError> + Send + 'static,
+    stream: bool,
+    kind: Kind,
+    start: Instant,
+) -> Result<Response, ApiError> {
+    let ticket = app.sched.admit(&name, keep).await?;
+    let engine = ticket.loaded.engine.clone();
+    let ids = tokio::task::spawn_blocking(move || build(&engine))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let opts = wanted.fit(ids.len(), ticket.loaded.capacity)?;
+    let load = ticket.load_duration;
+    let prompt_ids = Arc::new(ids.clone());
+    let rx = ticket.run(ids, opts, app.metrics.clone()).await?;
+    if !stream {
+        let (text, stats, gen_ids) = collect(rx).await?;
+        let mut o = kind.piece(&name, &text, true);
+        finish(&mut o, &stats, start, load);
+        if kind == Kind::Generate {
+            o.insert("context".into(), json!(context(&prompt_ids, &gen_ids)));
+        }
+        return Ok(Json(Value::Object(o)).into_response());
+    }
+    let lines = outs(rx).map(move |out| {
+        let o = match out {
+            Out::Text(t) => kind.piece(&name, &t, false),
+            Out::Done(t, stats, gen_ids) => {
+                let mut o = kind.piece(&name, &t, true);
+                finish(&mut o, &stats, start, load);
+                if kind == Kind::Generate {
+                    o.insert("context".into(), json!(context(&prompt_ids, &gen_ids)));
+                }
+                o
+            }
+            Out::Error(e) => {
+                let mut o = Map::new();
+                o.insert("error".into(), json!(e));
+                o
+            }
+        };
+        let mut line = serde_json::to_vec(&Value::Object(o)).unwrap_or_default();
+        line.push(b'\n');
+        Ok::<_, std::convert::Infallible>(Bytes::from(line))
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(lines),
+    )
+        .into_response())
+}
+
+/// The ids ollama returns as `context`: the prompt and the answer.
+fn context(prompt: &[u32], generated: &[u32]) -> Vec<u32> {
+    prompt.iter().chain(generated).copied().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fill_template;
+
+    #[test]
+    fn templates_fill() {
+        let t = "{{ if .System }}<s>{{ .System }}</s>{{ end }}Q: {{ .Prompt }}\nA:";
+        assert_eq!(fill_template(t, "", "hi"), "Q: hi\nA:");
+        assert_eq!(
+            fill_template(t, "be brief", "hi"),
+            "<s>be brief</s>Q: hi\nA:"
+        );
+        assert_eq!(fill_template("{{.Prompt}}!", "", "x"), "x!");
+    }
+}

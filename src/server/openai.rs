@@ -1,0 +1,333 @@
+//! The OpenAI-compatible endpoints: `POST /v1/chat/completions`, `POST /v1/completions`
+//! (server-sent events when `stream`, closed by `data: [DONE]`; `usage` in the reply, or
+//! in a last chunk with `stream_options.include_usage`) and `GET /v1/models`.
+
+use super::error::{model_name, parse_body};
+use super::events::{collect, outs, Out};
+use super::ollama::check_role;
+use super::options::{OneOrMany, OpenAiSampling, Wanted};
+use super::time::unix;
+use super::{ApiError, App};
+use crate::engine::{Engine, Prompt, Stats};
+use crate::tokenizer::Message;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+/// Message content: a string or a list of parts of which only text is supported.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+#[derive(Deserialize)]
+struct Part {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: String,
+}
+
+#[derive(Deserialize)]
+struct ChatMessage {
+    role: String,
+    #[serde(default)]
+    content: Option<Content>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct StreamOptions {
+    include_usage: bool,
+}
+
+#[derive(Deserialize)]
+pub(super) struct ChatRequest {
+    model: String,
+    messages: Vec<ChatMessage>,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    response_format: Option<Value>,
+    #[serde(default)]
+    tools: Option<Vec<Value>>,
+    #[serde(default)]
+    logprobs: Option<bool>,
+    #[serde(flatten)]
+    sampling: OpenAiSampling,
+}
+
+#[derive(Deserialize)]
+pub(super) struct CompletionRequest {
+    model: String,
+    prompt: OneOrMany,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    suffix: Option<String>,
+    #[serde(default)]
+    echo: bool,
+    #[serde(default)]
+    logprobs: Option<Value>,
+    #[serde(flatten)]
+    sampling: OpenAiSampling,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed))
+}
+
+fn usage(s: &Stats) -> Value {
+    json!({
+        "prompt_tokens": s.prompt_tokens,
+        "completion_tokens": s.generated,
+        "total_tokens": s.prompt_tokens + s.generated,
+    })
+}
+
+/// `POST /v1/chat/completions`.
+pub(super) async fn chat(
+    State(app): State<App>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: ChatRequest = parse_body(body)?;
+    let name = model_name(&req.model)?;
+    match &req.response_format {
+        None | Some(Value::Null) => {}
+        Some(f) if f.get("type").and_then(Value::as_str) == Some("text") => {}
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "response_format other than text (JSON mode) is not supported yet by hearth",
+            ))
+        }
+    }
+    if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
+        return Err(ApiError::bad_request(
+            "tools are not supported yet by hearth",
+        ));
+    }
+    if req.logprobs == Some(true) {
+        return Err(ApiError::bad_request(
+            "logprobs are not supported yet by hearth",
+        ));
+    }
+    if req.messages.is_empty() {
+        return Err(ApiError::bad_request("messages must not be empty"));
+    }
+    let mut messages = Vec::with_capacity(req.messages.len());
+    for m in req.messages {
+        check_role(&m.role)?;
+        let content = match m.content {
+            None => String::new(),
+            Some(Content::Text(t)) => t,
+            Some(Content::Parts(parts)) => {
+                let mut s = String::new();
+                for p in parts {
+                    if p.kind != "text" {
+                        return Err(ApiError::bad_request(format!(
+                            "content part type {:?} is not supported; only text",
+                            p.kind
+                        )));
+                    }
+                    s += &p.text;
+                }
+                s
+            }
+        };
+        let role = if m.role == "developer" {
+            "system".into()
+        } else {
+            m.role
+        };
+        messages.push(Message::new(role, content));
+    }
+    let wanted = req.sampling.wanted()?;
+    let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
+    let build = move |engine: &Engine| {
+        engine
+            .tokenize_prompt(&Prompt::Chat(messages))
+            .map_err(|e| ApiError::bad_request(e.to_string()))
+    };
+    run(&app, name, wanted, build, req.stream, include_usage, true).await
+}
+
+/// `POST /v1/completions`.
+pub(super) async fn completions(
+    State(app): State<App>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: CompletionRequest = parse_body(body)?;
+    let name = model_name(&req.model)?;
+    if req.suffix.as_ref().is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::bad_request("suffix is not supported"));
+    }
+    if req.echo {
+        return Err(ApiError::bad_request("echo is not supported"));
+    }
+    if req.logprobs.as_ref().is_some_and(|v| !v.is_null()) {
+        return Err(ApiError::bad_request(
+            "logprobs are not supported yet by hearth",
+        ));
+    }
+    let prompt = match req.prompt.into_vec() {
+        v if v.len() == 1 => v.into_iter().next().unwrap_or_default(),
+        _ => return Err(ApiError::bad_request("prompt must be one string")),
+    };
+    let wanted = req.sampling.wanted()?;
+    let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
+    let build = move |engine: &Engine| {
+        engine
+            .tokenize_prompt(&Prompt::Raw(prompt))
+            .map_err(|e| ApiError::bad_request(e.to_string()))
+    };
+    run(&app, name, wanted, build, req.stream, include_usage, false).await
+}
+
+/// Runs a request and answers as a chat completion (`chat`) or a text completion.
+async fn run(
+    app: &App,
+    name: String,
+    wanted: Wanted,
+    build: impl FnOnce(&Engine) -> Result<Vec<u32>, ApiError> + Send + 'static,
+    stream: bool,
+    include_usage: bool,
+    chat: bool,
+) -> Result<Response, ApiError> {
+    let ticket = app.sched.admit(&name, None).await?;
+    let engine = ticket.loaded.engine.clone();
+    let ids = tokio::task::spawn_blocking(move || build(&engine))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let opts = wanted.fit(ids.len(), ticket.loaded.capacity)?;
+    let rx = ticket.run(ids, opts, app.metrics.clone()).await?;
+    let id = new_id(if chat { "chatcmpl" } else { "cmpl" });
+    let created = unix(SystemTime::now());
+    let (object, chunk_object) = if chat {
+        ("chat.completion", "chat.completion.chunk")
+    } else {
+        ("text_completion", "text_completion")
+    };
+    if !stream {
+        let (text, stats, _) = collect(rx).await?;
+        let choice = if chat {
+            json!({"index": 0, "message": {"role": "assistant", "content": text},
+                   "finish_reason": stats.reason.as_str()})
+        } else {
+            json!({"index": 0, "text": text, "logprobs": null,
+                   "finish_reason": stats.reason.as_str()})
+        };
+        return Ok(Json(json!({
+            "id": id, "object": object, "created": created, "model": name,
+            "system_fingerprint": "hearth",
+            "choices": [choice],
+            "usage": usage(&stats),
+        }))
+        .into_response());
+    }
+    let chunk = move |choice: Option<Value>, usage: Option<Value>| {
+        let mut c = json!({
+            "id": id, "object": chunk_object, "created": created, "model": name,
+            "system_fingerprint": "hearth",
+            "choices": choice.map_or(vec![], |c| vec![c]),
+        });
+        if let Some(u) = usage {
+            c["usage"] = u;
+        }
+        format!("data: {c}\n\n")
+    };
+    let piece = move |text: &str, reason: Option<&str>, first: bool| {
+        if chat {
+            let delta = match (first, text.is_empty() && reason.is_some()) {
+                (_, true) => json!({}),
+                (true, _) => json!({"role": "assistant", "content": text}),
+                (false, _) => json!({"content": text}),
+            };
+            json!({"index": 0, "delta": delta, "finish_reason": reason})
+        } else {
+            json!({"index": 0, "text": text, "logprobs": null, "finish_reason": reason})
+        }
+    };
+    let mut first = true;
+    let events = outs(rx).map(move |out| {
+        let s = match out {
+            Out::Text(t) => {
+                let s = chunk(Some(piece(&t, None, first)), None);
+                first = false;
+                s
+            }
+            Out::Done(t, stats, _) => {
+                let mut s = String::new();
+                if !t.is_empty() {
+                    s += &chunk(Some(piece(&t, None, first)), None);
+                }
+                s += &chunk(Some(piece("", Some(stats.reason.as_str()), false)), None);
+                if include_usage {
+                    s += &chunk(None, Some(usage(&stats)));
+                }
+                s + "data: [DONE]\n\n"
+            }
+            Out::Error(e) => format!(
+                "data: {}\n\ndata: [DONE]\n\n",
+                json!({"error": {"message": e, "type": "server_error"}})
+            ),
+        };
+        Ok::<_, std::convert::Infallible>(Bytes::from(s))
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(events),
+    )
+        .into_response())
+}
+
+fn model_object(name: &str, created: u64) -> Value {
+    json!({"id": name, "object": "model", "created": created, "owned_by": "library"})
+}
+
+/// `GET /v1/models`.
+pub(super) async fn models(State(app): State<App>) -> Result<Json<Value>, ApiError> {
+    let store = app.sched.store.clone();
+    let list = tokio::task::spawn_blocking(move || store.list())
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let data: Vec<Value> = list
+        .iter()
+        .map(|e| model_object(&e.name.to_string(), unix(e.modified)))
+        .collect();
+    Ok(Json(json!({"object": "list", "data": data})))
+}
+
+/// `GET /v1/models/{model}`.
+pub(super) async fn model(
+    State(app): State<App>,
+    Path(model): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let name = model_name(&model)?;
+    let store = app.sched.store.clone();
+    let list = tokio::task::spawn_blocking(move || store.list())
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    list.iter()
+        .find(|e| e.name.to_string() == name)
+        .map(|e| Json(model_object(&name, unix(e.modified))))
+        .ok_or_else(|| ApiError::not_found(format!("model '{name}' not found")))
+}

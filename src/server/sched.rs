@@ -1,0 +1,445 @@
+//! Which models are in memory and who may use them. A model loads on the first request
+//! that names it (one engine per store name) and unloads when nobody has used it for its
+//! keep-alive. Each model admits at most `parallel` running and `queue` waiting requests;
+//! the next one is refused at once. A running request owns one of the model's sessions
+//! on a blocking thread and streams events back through a channel; a closed channel (the
+//! client left) stops it between tokens and returns the session to the pool.
+
+use super::time::KeepAlive;
+use super::{ApiError, Metrics};
+use crate::engine::{Engine, EngineError, EngineOptions, Event, GenerateOptions, Session};
+use crate::gguf::GgufFile;
+use crate::gpu::{Gpu, GpuOptions};
+use crate::store::Store;
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{mpsc, OnceCell, OwnedSemaphorePermit, Semaphore};
+
+/// Scheduling settings.
+#[derive(Clone, Debug)]
+pub struct SchedConfig {
+    /// Sessions per model that generate at the same time.
+    pub parallel: usize,
+    /// Requests per model that may wait for a session.
+    pub queue: usize,
+    /// Default keep-alive (None: forever).
+    pub keep_alive: KeepAlive,
+    /// KV-cache capacity of each session in tokens.
+    pub context: usize,
+    /// Prefill chunk in tokens.
+    pub batch: usize,
+}
+
+/// A model in memory: the engine and its idle sessions.
+pub struct Loaded {
+    /// The engine.
+    pub engine: Arc<Engine>,
+    idle: Mutex<Vec<Session>>,
+    /// Tokens each session holds.
+    pub capacity: usize,
+}
+
+/// One store name's entry: loaded or loading, with its admission counters.
+pub struct ModelSlot {
+    /// The canonical store name.
+    pub name: String,
+    /// The GGUF blob.
+    pub path: PathBuf,
+    /// The manifest's digest.
+    pub digest: String,
+    cell: OnceCell<Arc<Loaded>>,
+    permits: Arc<Semaphore>,
+    /// Requests admitted and not finished (waiting, loading or running).
+    users: AtomicUsize,
+    /// Requests holding a session.
+    active: AtomicUsize,
+    expiry: Mutex<Expiry>,
+}
+
+struct Expiry {
+    keep_alive: KeepAlive,
+    /// When the model may unload (None: never), counted from the last request's end.
+    at: Option<Instant>,
+    wall: Option<SystemTime>,
+}
+
+impl ModelSlot {
+    /// The loaded model, if loading finished.
+    pub fn loaded(&self) -> Option<&Arc<Loaded>> {
+        self.cell.get()
+    }
+
+    /// When the model unloads if nothing uses it (None: never or in use).
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.expiry.lock().map(|e| e.wall).unwrap_or(None)
+    }
+
+    fn touch(&self, keep_alive: KeepAlive) {
+        if let Ok(mut e) = self.expiry.lock() {
+            e.keep_alive = keep_alive;
+            e.at = keep_alive.map(|k| Instant::now() + k);
+            e.wall = keep_alive.map(|k| SystemTime::now() + k);
+        }
+    }
+}
+
+/// Queue gauges for `/metrics`.
+pub struct QueueStats {
+    /// Admitted requests without a session.
+    pub waiting: usize,
+    /// Requests holding a session.
+    pub active: usize,
+    /// Models in memory.
+    pub loaded: usize,
+}
+
+/// Models by name, the GPU they share and the admission rules.
+pub struct Scheduler {
+    /// The model store names resolve in.
+    pub store: Store,
+    gpu_opts: GpuOptions,
+    gpu: Mutex<Option<Arc<Gpu>>>,
+    /// The settings.
+    pub cfg: SchedConfig,
+    models: Mutex<HashMap<String, Arc<ModelSlot>>>,
+    loading: AtomicUsize,
+    metrics: Arc<Metrics>,
+}
+
+/// A place among a model's admitted requests, given back when dropped.
+struct Place {
+    slot: Arc<ModelSlot>,
+    keep_alive: KeepAlive,
+}
+
+/// An admitted request: keeps its model and its place in the queue until dropped.
+pub struct Ticket {
+    place: Place,
+    /// The model, loaded.
+    pub loaded: Arc<Loaded>,
+    /// Time this request spent waiting for the model to load.
+    pub load_duration: Duration,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.slot.touch(self.keep_alive);
+        self.slot.users.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A running generation's events; the error is already a message for the client.
+pub type Events = mpsc::Receiver<Result<Event, String>>;
+
+impl Scheduler {
+    /// A scheduler over `store` with nothing loaded.
+    pub fn new(
+        store: Store,
+        gpu_opts: GpuOptions,
+        cfg: SchedConfig,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            store,
+            gpu_opts,
+            gpu: Mutex::new(None),
+            cfg,
+            models: Mutex::new(HashMap::new()),
+            loading: AtomicUsize::new(0),
+            metrics,
+        }
+    }
+
+    /// Models being loaded now.
+    pub fn loading(&self) -> usize {
+        self.loading.load(Ordering::SeqCst)
+    }
+
+    /// The models in memory (or loading).
+    pub fn slots(&self) -> Vec<Arc<ModelSlot>> {
+        let map = self.models.lock().expect("models lock");
+        let mut v: Vec<_> = map.values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Gauges for `/metrics`.
+    pub fn queue_stats(&self) -> QueueStats {
+        let mut s = QueueStats {
+            waiting: 0,
+            active: 0,
+            loaded: 0,
+        };
+        for m in self.slots() {
+            let (u, a) = (
+                m.users.load(Ordering::SeqCst),
+                m.active.load(Ordering::SeqCst),
+            );
+            s.waiting += u.saturating_sub(a);
+            s.active += a;
+            s.loaded += usize::from(m.loaded().is_some());
+        }
+        s
+    }
+
+    /// Drops `name` from memory now if nobody uses it (used by delete and keep_alive 0).
+    pub fn unload(&self, name: &str) {
+        let mut map = self.models.lock().expect("models lock");
+        if map
+            .get(name)
+            .is_some_and(|s| s.users.load(Ordering::SeqCst) == 0)
+        {
+            map.remove(name);
+        }
+    }
+
+    /// Unloads every idle model whose keep-alive has passed.
+    pub fn reap(&self) {
+        let now = Instant::now();
+        let mut map = self.models.lock().expect("models lock");
+        map.retain(|_, s| {
+            let idle = s.users.load(Ordering::SeqCst) == 0;
+            let expired = s
+                .expiry
+                .lock()
+                .map(|e| e.at.is_some_and(|t| t <= now))
+                .unwrap_or(true);
+            let keep = !(idle && (expired || s.loaded().is_none()));
+            if !keep {
+                log::info!("unloading {}", s.name);
+            }
+            keep
+        });
+    }
+
+    /// Admits a request for `name` (a canonical store name): 404 when not installed, 503
+    /// when `parallel + queue` requests are in already; then waits for the model to load.
+    pub async fn admit(
+        &self,
+        name: &str,
+        keep_alive: Option<KeepAlive>,
+    ) -> Result<Ticket, ApiError> {
+        let keep_alive = keep_alive.unwrap_or(self.cfg.keep_alive);
+        let slot = {
+            let mut map = self.models.lock().expect("models lock");
+            let slot = match map.get(name) {
+                Some(s) => s.clone(),
+                None => {
+                    let path = self.store.resolve(name)?;
+                    let digest = crate::store::pull::name_for_spec(name)
+                        .ok()
+                        .and_then(|n| self.store.get(&n).ok().flatten())
+                        .map(|m| m.digest)
+                        .unwrap_or_default();
+                    let s = Arc::new(ModelSlot {
+                        name: name.to_string(),
+                        path,
+                        digest,
+                        cell: OnceCell::new(),
+                        permits: Arc::new(Semaphore::new(self.cfg.parallel.max(1))),
+                        users: AtomicUsize::new(0),
+                        active: AtomicUsize::new(0),
+                        expiry: Mutex::new(Expiry {
+                            keep_alive,
+                            at: None,
+                            wall: None,
+                        }),
+                    });
+                    map.insert(name.to_string(), s.clone());
+                    s
+                }
+            };
+            let limit = self.cfg.parallel.max(1) + self.cfg.queue;
+            if slot.users.load(Ordering::SeqCst) >= limit {
+                self.metrics.rejected.fetch_add(1, Ordering::Relaxed);
+                return Err(ApiError::unavailable(format!(
+                    "server busy: {name} already has {limit} requests running or queued; try again later"
+                )));
+            }
+            slot.users.fetch_add(1, Ordering::SeqCst);
+            slot
+        };
+        // From here the place is given back whatever happens, a dropped future included.
+        let place = Place {
+            slot: slot.clone(),
+            keep_alive,
+        };
+        let start = Instant::now();
+        let loaded = slot
+            .cell
+            .get_or_try_init(|| self.load(&slot))
+            .await?
+            .clone();
+        Ok(Ticket {
+            place,
+            loaded,
+            load_duration: start.elapsed(),
+        })
+    }
+
+    async fn load(&self, slot: &ModelSlot) -> Result<Arc<Loaded>, ApiError> {
+        struct Counting<'a>(&'a AtomicUsize);
+        impl Drop for Counting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.loading.fetch_add(1, Ordering::SeqCst);
+        let _guard = Counting(&self.loading);
+        let gpu = self.gpu().await?;
+        let path = slot.path.clone();
+        let name = slot.name.clone();
+        let opts = EngineOptions {
+            context: self.cfg.context,
+            batch: self.cfg.batch,
+            template: None,
+        };
+        log::info!("loading {name} from {}", path.display());
+        let loaded = tokio::task::spawn_blocking(move || -> Result<Loaded, String> {
+            let f = GgufFile::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let engine = Engine::load(gpu, &f, opts, &mut |_, _| {}).map_err(|e| e.to_string())?;
+            // One session up front: checks that a KV cache fits and gives the capacity.
+            let session = engine.session().map_err(|e| e.to_string())?;
+            Ok(Loaded {
+                capacity: session.capacity(),
+                engine: Arc::new(engine),
+                idle: Mutex::new(vec![session]),
+            })
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("loading {name} failed: {e}")))?
+        .map_err(|e| ApiError::internal(format!("loading {name} failed: {e}")))?;
+        Ok(Arc::new(loaded))
+    }
+
+    async fn gpu(&self) -> Result<Arc<Gpu>, ApiError> {
+        if let Some(g) = self.gpu.lock().expect("gpu lock").clone() {
+            return Ok(g);
+        }
+        let opts = self.gpu_opts.clone();
+        let gpu = tokio::task::spawn_blocking(move || Gpu::new_blocking(&opts))
+            .await
+            .map_err(|e| ApiError::internal(format!("GPU: {e}")))?
+            .map_err(|e| ApiError::internal(format!("GPU: {e}")))?;
+        let mut cell = self.gpu.lock().expect("gpu lock");
+        Ok(cell.get_or_insert(gpu).clone())
+    }
+}
+
+impl Ticket {
+    /// Waits for a free session, then starts generating `ids` on a blocking thread.
+    /// Dropping the returned receiver stops the generation before its next token.
+    pub async fn run(
+        self,
+        ids: Vec<u32>,
+        opts: GenerateOptions,
+        metrics: Arc<Metrics>,
+    ) -> Result<Events, ApiError> {
+        let slot = self.place.slot.clone();
+        let permit: OwnedSemaphorePermit = slot
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::unavailable("the model is unloading"))?;
+        let (tx, rx) = mpsc::channel(64);
+        // Raised when the client goes away, so that a long prefill stops between passes.
+        let cancel = Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let (tx, cancel) = (tx.clone(), cancel.clone());
+            tokio::spawn(async move {
+                tx.closed().await;
+                cancel.store(true, Ordering::Relaxed);
+            })
+        };
+        tokio::task::spawn_blocking(move || {
+            slot.active.fetch_add(1, Ordering::SeqCst);
+            let result = generate(&self.loaded, ids, opts, &tx, &cancel, &metrics);
+            watcher.abort();
+            if let Err(e) = result {
+                let _ = tx.blocking_send(Err(e));
+            }
+            slot.active.fetch_sub(1, Ordering::SeqCst);
+            drop(permit);
+            drop(self);
+        });
+        Ok(rx)
+    }
+}
+
+/// Runs one generation on the calling (blocking) thread.
+fn generate(
+    loaded: &Loaded,
+    ids: Vec<u32>,
+    opts: GenerateOptions,
+    tx: &mpsc::Sender<Result<Event, String>>,
+    cancel: &Arc<AtomicBool>,
+    metrics: &Metrics,
+) -> Result<(), String> {
+    if tx.is_closed() {
+        return Ok(());
+    }
+    let mut session = take_session(loaded, &ids)?;
+    session.set_cancel(Some(cancel.clone()));
+    let outcome = (|| {
+        let stream = session
+            .generate_tokens(ids, opts)
+            .map_err(|e| e.to_string())?;
+        let mut stream = std::pin::pin!(stream);
+        loop {
+            if tx.is_closed() {
+                return Ok(());
+            }
+            match pollster::block_on(stream.next()) {
+                None | Some(Err(EngineError::Cancelled)) => return Ok(()),
+                Some(Err(e)) => return Err(e.to_string()),
+                Some(Ok(ev)) => {
+                    if let Event::Done { stats, .. } = &ev {
+                        let m = metrics;
+                        m.prompt_tokens
+                            .fetch_add(stats.prompt_tokens as u64, Ordering::Relaxed);
+                        m.generated_tokens
+                            .fetch_add(stats.generated as u64, Ordering::Relaxed);
+                        let us = (stats.generate_duration + stats.prompt_duration).as_micros();
+                        m.generate_us.fetch_add(us as u64, Ordering::Relaxed);
+                    }
+                    if tx.blocking_send(Ok(ev)).is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    })();
+    session.set_cancel(None);
+    if let Ok(mut idle) = loaded.idle.lock() {
+        idle.push(session);
+    }
+    outcome
+}
+
+/// The idle session whose cache shares the longest prefix with `ids`, or a new one.
+fn take_session(loaded: &Loaded, ids: &[u32]) -> Result<Session, String> {
+    let best = {
+        let mut idle = loaded.idle.lock().map_err(|_| "session pool poisoned")?;
+        let best = idle
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, s)| {
+                s.cached_tokens()
+                    .iter()
+                    .zip(ids)
+                    .take_while(|(a, b)| a == b)
+                    .count()
+            })
+            .map(|(i, _)| i);
+        best.map(|i| idle.swap_remove(i))
+    };
+    match best {
+        Some(s) => Ok(s),
+        None => loaded.engine.session().map_err(|e| e.to_string()),
+    }
+}
