@@ -105,6 +105,23 @@ try {
     console.log("FAIL: cancel(), chat messages or option checking misbehave");
     failed = true;
   }
+  // The profile report: with timestamp-query, every dispatch is timed; without it the
+  // call must refuse and say why.
+  const prof = await page.evaluate(async () => {
+    const h = window.hearthDemo.hearth;
+    try {
+      const r = await h.profile({ prompt_tokens: 8, n_gen: 2 });
+      const phases = r.runs[0].phases;
+      return { ok: true, timing: r.runs[0].timing, phases: phases.map(p => p.phase),
+               rows: phases.map(p => p.kernels.length), steps: phases.map(p => p.steps) };
+    } catch (e) { return { ok: false, error: e.message }; }
+  });
+  console.log(`profile: ${JSON.stringify(prof)}`);
+  if (prof.ok ? !(prof.rows.length === 2 && prof.rows.every(n => n > 3))
+              : !/timestamp/i.test(prof.error)) {
+    console.log("FAIL: profile() gave neither a report nor a timestamp-query refusal");
+    failed = true;
+  }
   if (process.env.HEARTH_SCREENSHOT) {
     await page.screenshot({ path: process.env.HEARTH_SCREENSHOT, fullPage: true });
     console.log(`screenshot: ${process.env.HEARTH_SCREENSHOT}`);

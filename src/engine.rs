@@ -360,6 +360,13 @@ impl Session {
         self.model.capacity()
     }
 
+    /// The session's model, for profiling; forgets the cached tokens, since the caller
+    /// may run anything through it.
+    pub fn model_mut(&mut self) -> &mut Model {
+        self.cached.clear();
+        &mut self.model
+    }
+
     /// Tokens currently in the KV cache.
     pub fn cached_tokens(&self) -> &[u32] {
         &self.cached

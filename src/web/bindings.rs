@@ -234,6 +234,39 @@ impl Hearth {
         }
     }
 
+    /// Times every kernel of a prefill of `prompt_tokens` (default 32) tokens and of
+    /// `n_gen` (default 8) decode steps with WebGPU timestamp queries and resolves to the
+    /// report `hearth profile -o json` prints (per phase, one row per kernel). Rejects
+    /// when the device has no `timestamp-query`. Forgets the conversation.
+    pub fn profile(&self, params: JsValue) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let p = to_json(&params)?;
+            let count = |key: &str, default: u64| match p.get(key) {
+                None | Some(Value::Null) => Ok(default as usize),
+                Some(v) => v
+                    .as_u64()
+                    .map(|n| n as usize)
+                    .ok_or_else(|| err(format!("profile option '{key}' must be a count"))),
+            };
+            let (n_prompt, n_gen) = (count("prompt_tokens", 32)?, count("n_gen", 8)?);
+            let mut loaded = match inner.loaded.borrow_mut().take() {
+                Some(l) => l,
+                None if inner.busy.get() => {
+                    return Err(err("cannot profile: a load or generation is still running"))
+                }
+                None => return Err(err("no model is loaded; call load() first")),
+            };
+            inner.busy.set(true);
+            let result = profile(&mut loaded, n_prompt, n_gen).await;
+            inner.busy.set(false);
+            if !inner.unload_after.replace(false) {
+                *inner.loaded.borrow_mut() = Some(loaded);
+            }
+            result
+        })
+    }
+
     /// Facts about the loaded model, or `null`.
     pub fn model(&self) -> JsValue {
         match self.inner.loaded.borrow().as_ref() {
@@ -241,6 +274,30 @@ impl Hearth {
             None => JsValue::NULL,
         }
     }
+}
+
+async fn profile(loaded: &mut Loaded, n_prompt: usize, n_gen: usize) -> Result<JsValue, JsValue> {
+    use crate::profile::{json, profile_model, ProfileOptions};
+    let capacity = loaded.session.capacity();
+    if n_prompt + n_gen.max(2) > capacity {
+        return Err(err(format!(
+            "profile: {n_prompt} prompt tokens + {n_gen} steps exceed the context of {capacity}"
+        )));
+    }
+    // Ids spread over the vocabulary, as `hearth profile` uses.
+    let vocab = loaded.engine.config().vocab.max(2) as u64;
+    let prompt = (0..n_prompt as u64)
+        .map(|i| (1 + i * 7919 % (vocab - 1)) as u32)
+        .collect();
+    let opts = ProfileOptions {
+        prompt,
+        n_gen,
+        peak: true,
+    };
+    let run = profile_model(loaded.session.model_mut(), &opts).await;
+    loaded.session.reset();
+    let run = run.map_err(|e| err(format!("profile: {e}")))?;
+    Ok(from_json(&json(&[run])))
 }
 
 fn progress(cb: Option<&Function>, phase: &str, done: f64, total: f64) {
