@@ -14,6 +14,7 @@
 
 use crate::gguf::GgufFile;
 use crate::gpu::{Gpu, GpuError};
+use crate::grammar::JsonGrammar;
 use crate::graph::{LoadOptions, MemoryPlan, Model, MAX_PENALTY_IDS, SAMPLE_K};
 use crate::model::{file_type_name, ModelConfig, ModelError, Weights};
 use crate::sampling::{ParamError, Sampler, SamplingParams, StopMatcher};
@@ -247,6 +248,9 @@ pub struct GenerateOptions {
     pub max_tokens: Option<usize>,
     /// Text that ends generation; never part of the output.
     pub stop: Vec<String>,
+    /// Constrain the output to one JSON object (`format: "json"`); generation stops when
+    /// it is closed.
+    pub json: bool,
 }
 
 /// Why generation ended.
@@ -426,6 +430,7 @@ impl Session {
             session: self,
             sampler,
             stop: StopMatcher::new(&opts.stop),
+            json: opts.json.then(JsonGrammar::new),
             decoder: StreamDecoder::new(),
             max_tokens: opts.max_tokens,
             prompt: Some(ids),
@@ -495,6 +500,8 @@ struct Run<'a> {
     session: &'a mut Session,
     sampler: Sampler,
     stop: StopMatcher,
+    /// The JSON recognizer when the output is constrained.
+    json: Option<JsonGrammar>,
     decoder: StreamDecoder,
     max_tokens: Option<usize>,
     /// The prompt, until it has been fed.
@@ -525,7 +532,10 @@ impl Run<'_> {
         if self.max_tokens == Some(0) {
             return Ok(self.done(FinishReason::Length));
         }
-        let id = self.sample().await?;
+        let Some(id) = self.sample().await? else {
+            // JSON mode with no candidate that continues the text.
+            return Ok(self.done(FinishReason::Stop));
+        };
         if self.first.is_none() {
             self.first = Some(Instant::now());
         }
@@ -533,12 +543,19 @@ impl Run<'_> {
         if tok.is_eog(id) {
             return Ok(self.done(FinishReason::Stop));
         }
+        let json_closed = match &mut self.json {
+            Some(g) => {
+                g.advance(&tok.token_bytes(id, false));
+                g.is_complete()
+            }
+            None => false,
+        };
         self.generated += 1;
         self.sampler.accept(id);
         self.pending = Some(id);
         let piece = self.decoder.push(tok, id);
         let (text, stopped) = self.stop.push(&piece);
-        if stopped {
+        if stopped || json_closed {
             let mut done = self.done(FinishReason::Stop);
             if let Event::Done { text: t, .. } = &mut done {
                 *t = text;
@@ -594,14 +611,15 @@ impl Run<'_> {
     }
 
     /// The next token: argmax on the GPU when greedy without penalties, else penalties
-    /// and top-k on the GPU and the draw on the CPU.
-    async fn sample(&mut self) -> Result<u32, EngineError> {
+    /// and top-k on the GPU and the draw on the CPU. In JSON mode the draw is among the
+    /// GPU's top `SAMPLE_K` that keep the output valid; `None` when none does.
+    async fn sample(&mut self) -> Result<Option<u32>, EngineError> {
         let model = &self.session.model;
         let p = self.sampler.params();
         let penalize =
             p.repeat_penalty != 1.0 || p.presence_penalty != 0.0 || p.frequency_penalty != 0.0;
-        if p.temperature == 0.0 && !penalize {
-            return Ok(model.argmax().await?);
+        if p.temperature == 0.0 && !penalize && self.json.is_none() {
+            return Ok(Some(model.argmax().await?));
         }
         if penalize {
             let window = self.sampler.window();
@@ -614,14 +632,25 @@ impl Run<'_> {
             )?;
         }
         let k = match (p.temperature == 0.0, p.top_k) {
+            _ if self.json.is_some() => SAMPLE_K,
             (true, _) => 1,
             (false, 0) => SAMPLE_K,
             (false, k) => k.min(SAMPLE_K),
         };
-        let candidates = model.sample_top_k(k).await?;
+        let mut candidates = model.sample_top_k(k).await?;
+        if let Some(g) = &self.json {
+            let tok = &self.session.tokenizer;
+            candidates.retain(|&(id, _)| {
+                let bytes = tok.token_bytes(id, false);
+                !tok.is_eog(id) && !bytes.is_empty() && g.accepts(&bytes)
+            });
+            if candidates.is_empty() {
+                return Ok(None);
+            }
+        }
         match self.sampler.sample(&candidates) {
             u32::MAX => Err(GpuError::Runtime("top-k returned no candidates".into()).into()),
-            id => Ok(id),
+            id => Ok(Some(id)),
         }
     }
 

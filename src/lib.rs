@@ -8,6 +8,7 @@ pub mod cli;
 pub mod engine;
 pub mod gguf;
 pub mod gpu;
+pub mod grammar;
 pub mod graph;
 pub mod kernels;
 pub mod model;

@@ -73,6 +73,7 @@ fn greedy(max: usize) -> GenerateOptions {
         sampling: SamplingParams::greedy(),
         max_tokens: Some(max),
         stop: Vec::new(),
+        json: false,
     }
 }
 
@@ -235,10 +236,30 @@ fn seeded_sampling_is_reproducible() {
         },
         max_tokens: Some(12),
         stop: Vec::new(),
+        json: false,
     };
     let a = collect(&mut s, &prompt, opts(7)).unwrap().0;
     let b = collect(&mut s, &prompt, opts(7)).unwrap().0;
     let c = collect(&mut s, &prompt, opts(8)).unwrap().0;
     assert_eq!(a, b);
     assert_ne!(a, c, "different seeds gave the same 12 tokens");
+}
+
+#[test]
+fn json_format_gives_one_valid_object() {
+    let Some(e) = engine() else { return };
+    let mut s = e.session().unwrap();
+    let prompt = Prompt::Raw("A person described as JSON with name and age:".into());
+    let mut o = greedy(48);
+    o.json = true;
+    let (ids, text, stats) = collect(&mut s, &prompt, o).unwrap();
+    assert!(!ids.is_empty());
+    let mut g = hearth::grammar::JsonGrammar::new();
+    assert!(g.advance(text.as_bytes()), "not a JSON prefix: {text:?}");
+    if stats.reason == FinishReason::Stop {
+        assert!(g.is_complete(), "stopped before the object closed: {text:?}");
+        let v: Value = serde_json::from_str(&text).expect("valid JSON");
+        assert!(v.is_object(), "{text}");
+    }
+    eprintln!("json output ({:?}): {text}", stats.reason);
 }

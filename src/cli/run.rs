@@ -70,6 +70,9 @@ pub struct RunArgs {
     /// Print load time, token counts and rates
     #[arg(long)]
     verbose: bool,
+    /// Output format: `json` constrains the answer to one JSON object
+    #[arg(long)]
+    format: Option<String>,
 }
 
 impl RunArgs {
@@ -97,10 +100,16 @@ impl RunArgs {
             -1 => None,
             n => Some(n as usize),
         };
+        let json = match self.format.as_deref() {
+            None | Some("") => false,
+            Some("json") => true,
+            Some(f) => anyhow::bail!("--format {f}: only json is supported"),
+        };
         Ok(GenerateOptions {
             sampling,
             max_tokens,
             stop: self.stop.clone(),
+            json,
         })
     }
 }

@@ -59,14 +59,17 @@ pub(super) struct ChatRequest {
     keep_alive: Option<Value>,
 }
 
-/// 400 for a `format` other than none: constrained decoding is not implemented.
-pub(super) fn check_format(format: &Option<Value>) -> Result<(), ApiError> {
+/// Whether `format` asks for JSON output: `"json"` does; none or `""` does not; a JSON
+/// schema is a 400 (only plain JSON objects are constrained so far).
+pub(super) fn check_format(format: &Option<Value>) -> Result<bool, ApiError> {
     match format {
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::String(s)) if s.is_empty() => Ok(()),
-        Some(_) => Err(ApiError::bad_request(
-            "format (JSON-constrained output) is not supported yet by hearth",
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::String(s)) if s.is_empty() => Ok(false),
+        Some(Value::String(s)) if s == "json" => Ok(true),
+        Some(Value::Object(_)) => Err(ApiError::bad_request(
+            "format with a JSON schema is not supported yet by hearth; use \"json\"",
         )),
+        Some(_) => Err(ApiError::bad_request("format must be \"json\" or a JSON schema")),
     }
 }
 
@@ -91,9 +94,9 @@ pub(super) async fn generate(
     let start = Instant::now();
     let req: GenerateRequest = parse_body(body)?;
     let name = model_name(&req.model)?;
-    let wanted = req.options.wanted()?;
+    let mut wanted = req.options.wanted()?;
     let keep = keep_alive(&req.keep_alive)?;
-    check_format(&req.format)?;
+    wanted.json = check_format(&req.format)?;
     no_images(&req.images)?;
     if !req.suffix.is_empty() {
         return Err(ApiError::bad_request(
@@ -224,9 +227,9 @@ pub(super) async fn chat(
     let start = Instant::now();
     let req: ChatRequest = parse_body(body)?;
     let name = model_name(&req.model)?;
-    let wanted = req.options.wanted()?;
+    let mut wanted = req.options.wanted()?;
     let keep = keep_alive(&req.keep_alive)?;
-    check_format(&req.format)?;
+    wanted.json = check_format(&req.format)?;
     if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
         return Err(ApiError::bad_request(
             "tools are not supported yet by hearth",

@@ -108,15 +108,18 @@ pub(super) async fn chat(
 ) -> Result<Response, ApiError> {
     let req: ChatRequest = parse_body(body)?;
     let name = model_name(&req.model)?;
-    match &req.response_format {
-        None | Some(Value::Null) => {}
-        Some(f) if f.get("type").and_then(Value::as_str) == Some("text") => {}
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "response_format other than text (JSON mode) is not supported yet by hearth",
-            ))
-        }
-    }
+    let json = match &req.response_format {
+        None | Some(Value::Null) => false,
+        Some(f) => match f.get("type").and_then(Value::as_str) {
+            Some("text") => false,
+            Some("json_object") => true,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "response_format must be text or json_object (JSON schemas are not supported yet by hearth)",
+                ))
+            }
+        },
+    };
     if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
         return Err(ApiError::bad_request(
             "tools are not supported yet by hearth",
@@ -157,7 +160,8 @@ pub(super) async fn chat(
         };
         messages.push(Message::new(role, content));
     }
-    let wanted = req.sampling.wanted()?;
+    let mut wanted = req.sampling.wanted()?;
+    wanted.json = json;
     let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
     let build = move |engine: &Engine| {
         engine

@@ -58,6 +58,8 @@ pub struct Wanted {
     pub stop: Vec<String>,
     /// A context window smaller than the server's, when asked.
     pub num_ctx: Option<usize>,
+    /// Constrain the output to one JSON object.
+    pub json: bool,
 }
 
 fn seed_or_clock(seed: Option<i64>) -> u64 {
@@ -143,6 +145,7 @@ impl OllamaOptions {
             max_tokens,
             stop,
             num_ctx,
+            json: false,
         })
     }
 }
@@ -208,6 +211,7 @@ impl OpenAiSampling {
             max_tokens,
             stop,
             num_ctx: None,
+            json: false,
         })
     }
 }
@@ -230,6 +234,7 @@ impl Wanted {
             sampling,
             max_tokens: Some(self.max_tokens.map_or(room, |m| m.min(room))),
             stop: self.stop,
+            json: self.json,
         })
     }
 }
