@@ -111,6 +111,28 @@ def basics():
     check(MODEL in [m.id for m in oa.models.list().data], "openai models")
 
 
+def json_mode():
+    """format "json" through both clients: one JSON object, closed by the model."""
+    cl = ollama.Client(host=BASE)
+    prompt = 'A person as JSON: {"name": "Ada", "age": 36}. Another person as JSON:'
+    r = cl.generate(model=MODEL, prompt=prompt, format="json", options={"num_predict": 40, "temperature": 0})
+    try:
+        ok = isinstance(json.loads(r.response), dict) and r.done_reason == "stop"
+    except ValueError:
+        ok = False
+    check(ok, f"ollama format json: {r.response!r} ({r.done_reason})")
+    oa = openai.OpenAI(base_url=BASE + "/v1", api_key="unused", max_retries=0)
+    cc = oa.chat.completions.create(model=MODEL, max_tokens=40, temperature=0,
+                                    response_format={"type": "json_object"},
+                                    messages=[{"role": "user", "content": prompt}])
+    text, reason = cc.choices[0].message.content, cc.choices[0].finish_reason
+    try:
+        ok = isinstance(json.loads(text), dict) if reason == "stop" else text.lstrip().startswith("{")
+    except ValueError:
+        ok = False
+    check(ok, f"openai json_object: {text!r} ({reason})")
+
+
 def bad_requests():
     cl = ollama.Client(host=BASE)
     for kwargs, status, what in [
@@ -119,7 +141,7 @@ def bad_requests():
         ({"model": MODEL, "prompt": "x", "options": {"temperature": -1}}, 400, "temperature < 0"),
         ({"model": MODEL, "prompt": "x", "options": {"top_p": 1.5}}, 400, "top_p > 1"),
         ({"model": MODEL, "prompt": "x " * 5000}, 400, "prompt longer than the context"),
-        ({"model": MODEL, "prompt": "x", "format": "json"}, 400, "format json (not supported yet)"),
+        ({"model": MODEL, "prompt": "x", "format": {"type": "object"}}, 400, "format schema (not supported yet)"),
     ]:
         try:
             cl.generate(**kwargs)
@@ -278,7 +300,7 @@ if __name__ == "__main__":
         bench()
         sys.exit(0)
     parallel = int(sys.argv[4]) if len(sys.argv) > 4 else 4
-    for step in (basics, bad_requests, load_test, queue_limit, lambda: disconnects(parallel)):
+    for step in (basics, json_mode, bad_requests, load_test, queue_limit, lambda: disconnects(parallel)):
         t = time.time()
         step()
         print(f"-- {getattr(step, '__name__', 'step')} took {time.time() - t:.0f} s", flush=True)

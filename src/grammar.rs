@@ -65,7 +65,11 @@ enum State {
     Colon,
     /// Inside a string; `key` tells what follows it, `escape` counts pending escape bytes
     /// (1 after a backslash, 1..=4 hex digits of `\u`).
-    Str { key: bool, escape: u8, unicode: bool },
+    Str {
+        key: bool,
+        escape: u8,
+        unicode: bool,
+    },
     /// Inside a number.
     Number(Num),
     /// Inside `true`, `false` or `null`: the bytes still expected.
@@ -201,7 +205,9 @@ impl JsonGrammar {
         match self.state {
             State::Start => b == b'{' && self.open(Container::Object),
             State::Value => self.start_value(b),
-            State::ValueOrClose => (b == b']' && self.close(Container::Array)) || self.start_value(b),
+            State::ValueOrClose => {
+                (b == b']' && self.close(Container::Array)) || self.start_value(b)
+            }
             State::KeyOrClose | State::Key => {
                 if b == b'"' {
                     self.state = State::Str {
@@ -355,6 +361,9 @@ mod tests {
         }
         let deep = "{\"a\":".to_string() + &"[".repeat(MAX_DEPTH);
         assert!(!valid_prefix(&deep));
-        assert!(!valid_prefix(&format!("{{{}", " ".repeat(MAX_SPACE_RUN + 1))));
+        assert!(!valid_prefix(&format!(
+            "{{{}",
+            " ".repeat(MAX_SPACE_RUN + 1)
+        )));
     }
 }

@@ -257,7 +257,10 @@ fn json_format_gives_one_valid_object() {
     let mut g = hearth::grammar::JsonGrammar::new();
     assert!(g.advance(text.as_bytes()), "not a JSON prefix: {text:?}");
     if stats.reason == FinishReason::Stop {
-        assert!(g.is_complete(), "stopped before the object closed: {text:?}");
+        assert!(
+            g.is_complete(),
+            "stopped before the object closed: {text:?}"
+        );
         let v: Value = serde_json::from_str(&text).expect("valid JSON");
         assert!(v.is_object(), "{text}");
     }

@@ -69,7 +69,9 @@ pub(super) fn check_format(format: &Option<Value>) -> Result<bool, ApiError> {
         Some(Value::Object(_)) => Err(ApiError::bad_request(
             "format with a JSON schema is not supported yet by hearth; use \"json\"",
         )),
-        Some(_) => Err(ApiError::bad_request("format must be \"json\" or a JSON schema")),
+        Some(_) => Err(ApiError::bad_request(
+            "format must be \"json\" or a JSON schema",
+        )),
     }
 }
 

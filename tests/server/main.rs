@@ -73,6 +73,42 @@ fn every_endpoint_streamed_and_not() {
     assert_eq!(text, g["response"].as_str().unwrap());
     assert_eq!(last["eval_count"], g["eval_count"]);
 
+    // format "json" (ollama) and response_format json_object (OpenAI): the text is a
+    // valid JSON prefix, and a whole object when generation stopped on its own.
+    let is_json = |text: &str, reason: &str| {
+        let mut g = hearth::grammar::JsonGrammar::new();
+        assert!(g.advance(text.as_bytes()), "not a JSON prefix: {text:?}");
+        if reason == "stop" {
+            assert!(
+                serde_json::from_str::<Value>(text).is_ok_and(|v| v.is_object()),
+                "{text:?}"
+            );
+        }
+    };
+    let j = ok(post(
+        a,
+        "/api/generate",
+        json!({"model": MODEL, "prompt": "hello", "format": "json", "stream": false,
+               "options": {"num_predict": 12, "temperature": 0}}),
+    ))
+    .json();
+    is_json(
+        j["response"].as_str().unwrap(),
+        j["done_reason"].as_str().unwrap(),
+    );
+    let j = ok(post(
+        a,
+        "/v1/chat/completions",
+        json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 12,
+               "response_format": {"type": "json_object"}}),
+    ))
+    .json();
+    let choice = &j["choices"][0];
+    is_json(
+        choice["message"]["content"].as_str().unwrap(),
+        choice["finish_reason"].as_str().unwrap(),
+    );
+
     // ollama chat.
     let msgs =
         json!([{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]);
@@ -285,9 +321,14 @@ fn bad_requests_are_4xx_json() {
             "num_ctx",
         ),
         (
-            json!({"model": MODEL, "prompt": "x", "format": "json"}),
+            json!({"model": MODEL, "prompt": "x", "format": {"type": "object"}}),
             400,
-            "not supported",
+            "schema",
+        ),
+        (
+            json!({"model": MODEL, "prompt": "x", "format": 7}),
+            400,
+            "format",
         ),
         (
             json!({"model": MODEL, "prompt": "x", "keep_alive": "soon"}),
@@ -317,7 +358,7 @@ fn bad_requests_are_4xx_json() {
         json!({"max_tokens": 0}),
         json!({"temperature": 3}),
         json!({"n": 2}),
-        json!({"response_format": {"type": "json_object"}}),
+        json!({"response_format": {"type": "json_schema"}}),
     ] {
         let mut body = json!({"model": MODEL, "messages": m});
         body.as_object_mut()
