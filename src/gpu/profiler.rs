@@ -10,7 +10,7 @@
 //! Also here: the bandwidth probe (`measure_peak`), a large buffer copy and a streaming
 //! read, each timed around a device sync.
 
-use super::{Gpu, GpuError};
+use super::{map_read, Gpu, GpuError};
 use crate::kernels::{Dispatch, Op, StreamRead};
 use web_time::Instant;
 
@@ -415,31 +415,6 @@ fn step_times(d: &[DispatchTime], timing: Timing) -> (f64, f64) {
         busy += hi - lo;
     }
     (busy, span)
-}
-
-/// Maps `staging` (already the target of a submitted copy) and copies `bytes` out.
-async fn map_read(gpu: &Gpu, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, GpuError> {
-    let (tx, rx) = futures::channel::oneshot::channel();
-    staging
-        .slice(..bytes)
-        .map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-    #[cfg(not(target_arch = "wasm32"))]
-    gpu.wait()?;
-    #[cfg(target_arch = "wasm32")]
-    let _ = gpu;
-    rx.await
-        .map_err(|_| GpuError::Runtime("profiler readback cancelled".into()))?
-        .map_err(|e| GpuError::Runtime(format!("profiler readback failed: {e}")))?;
-    let view = staging
-        .slice(..bytes)
-        .get_mapped_range()
-        .map_err(|e| GpuError::Runtime(e.to_string()))?;
-    let out = view.to_vec();
-    drop(view);
-    staging.unmap();
-    Ok(out)
 }
 
 /// The adapter's measured memory bandwidth.

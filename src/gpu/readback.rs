@@ -23,21 +23,31 @@ pub async fn read_f32(
     let mut enc = gpu.device.create_command_encoder(&Default::default());
     enc.copy_buffer_to_buffer(src, offset * 4, &staging, 0, bytes);
     gpu.queue.submit([enc.finish()]);
+    let view = map_read(gpu, &staging, bytes).await?;
+    Ok(bytemuck::cast_slice::<u8, f32>(&view).to_vec())
+}
+
+/// Maps the first `bytes` of `staging` (the target of an already submitted copy) and
+/// copies them out, then unmaps. Blocks until the GPU is done (native), or awaits (wasm).
+pub async fn map_read(gpu: &Gpu, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, GpuError> {
     let (tx, rx) = futures::channel::oneshot::channel();
-    staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-        let _ = tx.send(r);
-    });
+    staging
+        .slice(..bytes)
+        .map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
     #[cfg(not(target_arch = "wasm32"))]
     gpu.wait()?;
+    #[cfg(target_arch = "wasm32")]
+    let _ = gpu;
     rx.await
         .map_err(|_| GpuError::Runtime("readback cancelled".into()))?
         .map_err(|e| GpuError::Runtime(format!("readback map failed: {e}")))?;
-    let view = staging
-        .slice(..)
+    let out = staging
+        .slice(..bytes)
         .get_mapped_range()
-        .map_err(|e| GpuError::Runtime(e.to_string()))?;
-    let out = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
-    drop(view);
+        .map_err(|e| GpuError::Runtime(e.to_string()))?
+        .to_vec();
     staging.unmap();
     Ok(out)
 }

@@ -45,24 +45,7 @@ pub(super) async fn read_into(
     let mut enc = gpu.device.create_command_encoder(&Default::default());
     enc.copy_buffer_to_buffer(src, offset, staging, 0, bytes);
     gpu.queue.submit([enc.finish()]);
-    let (tx, rx) = futures::channel::oneshot::channel();
-    staging
-        .slice(..bytes)
-        .map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-    #[cfg(not(target_arch = "wasm32"))]
-    gpu.wait()?;
-    rx.await
-        .map_err(|_| GpuError::Runtime("readback cancelled".into()))?
-        .map_err(|e| GpuError::Runtime(format!("readback failed: {e}")))?;
-    let out = staging
-        .slice(..bytes)
-        .get_mapped_range()
-        .map_err(|e| GpuError::Runtime(e.to_string()))?
-        .to_vec();
-    staging.unmap();
-    Ok(out)
+    crate::gpu::map_read(gpu, staging, bytes).await
 }
 
 impl Activations {
