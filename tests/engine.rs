@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{gpu, Config};
+use common::{gpu, ids, llama_goldens as goldens, Config};
 use futures::StreamExt;
 use hearth::engine::{
     Engine, EngineError, EngineOptions, Event, FinishReason, GenerateOptions, Prompt, Session,
@@ -32,22 +32,6 @@ fn engine() -> Option<&'static Engine> {
         Some(Engine::load(gpu(Config::Full), &f, opts, &mut |_, _| {}).unwrap())
     })
     .as_ref()
-}
-
-fn goldens() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/llama_goldens.json"
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
 }
 
 fn golden(text: &str) -> (Vec<u32>, Vec<u32>, Vec<f64>) {

@@ -18,7 +18,7 @@
 
 mod common;
 
-use common::{gpu, Config};
+use common::{gpu, ids, llama_goldens as goldens, Config};
 use hearth::gguf::GgufFile;
 use hearth::graph::{LoadOptions, Model};
 use serde_json::Value;
@@ -33,22 +33,6 @@ const NMSE_MEAN: f64 = 2e-3;
 const GAP: f64 = 0.1;
 /// Above this gap the top-1 must always agree.
 const GAP_STRICT: f64 = 0.25;
-
-fn goldens() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/llama_goldens.json"
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
 
 fn floats(v: &Value) -> Vec<f64> {
     v.as_array()

@@ -120,3 +120,22 @@ pub fn real_model() -> Option<std::path::PathBuf> {
         None
     }
 }
+
+/// llama.cpp's goldens for the real model (tests/fixtures/llama_goldens.json, written by
+/// scripts/gen-llama-goldens.py).
+pub fn llama_goldens() -> serde_json::Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/llama_goldens.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// A JSON array of token ids.
+pub fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
