@@ -103,22 +103,57 @@ pub fn random_vec(n: usize, seed: u64) -> Vec<f32> {
     (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect()
 }
 
-/// Path of the real Gemma 3 270M model, if present.
-pub fn real_model() -> Option<std::path::PathBuf> {
-    let p = match std::env::var_os("HEARTH_TEST_MODEL") {
+/// A test fixture found through the environment variable `var`, else at `default` (a path
+/// under `$HOME`). `None` (the test skips, with a note) only on a developer's machine:
+/// when `var` is set, or when `CI` is set, a missing fixture fails the test instead, so
+/// nothing in CI passes without running. `fetch` names the script that provides it.
+pub fn fixture(var: &str, default: &str, fetch: &str) -> Option<std::path::PathBuf> {
+    let explicit = std::env::var_os(var);
+    let p = match &explicit {
         Some(p) => std::path::PathBuf::from(p),
-        None => std::path::PathBuf::from(std::env::var_os("HOME")?)
-            .join(".cache/hearth/gemma-3-270m-q4_k_m.gguf"),
+        None => std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(default),
     };
     if p.exists() {
-        Some(p)
-    } else {
-        eprintln!(
-            "note: {} not found; run scripts/fetch-model.sh (CI always has it)",
+        return Some(p);
+    }
+    if explicit.is_some() {
+        panic!("{var}={} does not exist; run {fetch}", p.display());
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "CI is set and {} is missing: set {var} or run {fetch} (tests never skip in CI)",
             p.display()
         );
-        None
     }
+    eprintln!("note: {} not found; run {fetch} (CI always has it); skipping", p.display());
+    None
+}
+
+/// Path of the real Gemma 3 270M model (`HEARTH_TEST_MODEL`), if present.
+pub fn real_model() -> Option<std::path::PathBuf> {
+    fixture(
+        "HEARTH_TEST_MODEL",
+        ".cache/hearth/gemma-3-270m-q4_k_m.gguf",
+        "scripts/fetch-model.sh",
+    )
+}
+
+/// Path of SmolLM2-135M-Instruct Q4_1 (`HEARTH_TEST_CHAT_MODEL`), if present.
+pub fn chat_model() -> Option<std::path::PathBuf> {
+    fixture(
+        "HEARTH_TEST_CHAT_MODEL",
+        ".cache/hearth/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "scripts/fetch-model.sh",
+    )
+}
+
+/// llama.cpp's vocabularies and chat templates (`HEARTH_LLAMA_MODELS`), if present.
+pub fn llama_models() -> Option<std::path::PathBuf> {
+    fixture(
+        "HEARTH_LLAMA_MODELS",
+        ".cache/hearth/llama-models-0.3.36",
+        "scripts/fetch-llama-src.sh",
+    )
 }
 
 /// llama.cpp's goldens for the real model (tests/fixtures/llama_goldens.json, written by
