@@ -50,7 +50,7 @@ for t in "${targets[@]}"; do
     # shellcheck disable=SC2046
     if ! cargo fuzz run --sanitizer "$sanitizer" "$t" "fuzz/corpus-new/$t" "fuzz/corpus/$t" -- \
         -max_total_time="$secs" -rss_limit_mb=4096 \
-        -print_final_stats=1 $(opts "$t") 2>&1 | tee "$log" | grep -E "^#[0-9]+ +(DONE|INITED)|ERROR|panicked|SUMMARY|deadly|Test unit written"; then
+        -print_final_stats=1 $(opts "$t") 2>&1 | tee "$log" | grep -E "^#[0-9]+[[:space:]]+(DONE|INITED)|ERROR|panicked|SUMMARY|deadly|Test unit written"; then
         :
     fi
     if grep -qE "ERROR: libFuzzer|panicked|deadly signal|SUMMARY: " "$log"; then

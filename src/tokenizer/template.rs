@@ -335,8 +335,14 @@ fn rewrite_generation_tags(source: &str) -> String {
     while let Some(start) = rest.find("{%") {
         out.push_str(&rest[..start]);
         let tag = &rest[start..];
-        let Some(end) = tag.find("%}") else { break };
-        let inner = tag[2..end].trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
+        // The closer is searched after the opener: in `{%}` they share the `%`.
+        let Some(end) = tag[2..].find("%}").map(|e| e + 2) else {
+            rest = tag;
+            break;
+        };
+        let body = &tag[2..end];
+        let marks = |c: char| c == '-' || c == '+' || c.is_whitespace();
+        let inner = body.trim_matches(marks);
         let replacement = match inner {
             "generation" => Some("if true"),
             "endgeneration" => Some("endif"),
@@ -344,9 +350,9 @@ fn rewrite_generation_tags(source: &str) -> String {
         };
         match replacement {
             Some(r) => {
-                let body = &tag[2..end];
-                let open = &body[..body.len() - body.trim_start().len()];
-                let close = &body[body.trim_end().len()..];
+                // Keep the whitespace-control marks (`{%-`, `+%}`) around the new word.
+                let open = &body[..body.len() - body.trim_start_matches(marks).len()];
+                let close = &body[body.trim_end_matches(marks).len()..];
                 out.push_str("{%");
                 out.push_str(open);
                 out.push_str(r);

@@ -137,6 +137,36 @@ fn generation_tags_render_their_body() {
 }
 
 #[test]
+fn generation_rewrite_survives_odd_tags() {
+    // `{%}` once sliced the tag backwards (found by fuzzing), the text before an
+    // unclosed tag was copied twice, and the `-`/`+` marks of a generation tag were lost.
+    for src in [
+        "{%}{% generation %}x{% endgeneration %}",
+        "a {% generation",
+        "{% generation %}{%",
+    ] {
+        assert!(
+            matches!(
+                ChatTemplate::new(src, TemplateOrigin::Gguf),
+                Err(TemplateError::Syntax { .. })
+            ),
+            "{src}"
+        );
+    }
+    assert_eq!(
+        rewrite_generation_tags("a {% generation"),
+        "a {% generation"
+    );
+    assert_eq!(
+        rewrite_generation_tags("{%- generation +%}"),
+        "{%- if true +%}"
+    );
+    // As Jinja2 renders it: `-` strips the whitespace before the tag.
+    let src = "A  {%- generation %}B{% endgeneration -%}  C";
+    assert_eq!(render(src).unwrap(), "ABC");
+}
+
+#[test]
 fn bad_date_is_an_error() {
     let t = ChatTemplate::builtin("qwen2").unwrap();
     let o = RenderOptions {
