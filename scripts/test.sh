@@ -24,7 +24,17 @@ cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
 step tests
 cargo build --bins --examples
 ./target/debug/hearth devices
-cargo test -- --test-threads="${HEARTH_TEST_THREADS:-2}"
+# Fixture variables are set above, so a test whose data is missing fails instead of
+# skipping (tests/common/mod.rs `fixture`); the summary below counts what ran.
+CI=${CI:-true} cargo test -- --test-threads="${HEARTH_TEST_THREADS:-2}" 2>&1 | tee target/test.log
+python3 - target/test.log <<'PY'
+import re, sys
+runs = re.findall(r"test result: (\w+)\. (\d+) passed; (\d+) failed; (\d+) ignored", open(sys.argv[1]).read())
+passed, failed, ignored = (sum(int(r[i]) for r in runs) for i in (1, 2, 3))
+print(f"tests: {passed} passed, {failed} failed, {ignored} ignored in {len(runs)} test binaries; "
+      "none skipped for missing data (fixtures are required: a missing one fails its test)")
+sys.exit(1 if failed or not runs else 0)
+PY
 step browser
 scripts/test-browser.sh
 step hearth serve with the official ollama and openai clients

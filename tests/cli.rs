@@ -255,3 +255,27 @@ fn tokenize_prints_ids_and_pieces() {
         "the spelling is split as text: {text}"
     );
 }
+
+#[test]
+fn run_refuses_an_absurd_penalty_window_without_allocating() {
+    // Used to abort: the sampler preallocated `--repeat-last-n` entries.
+    let model = hearth::model::tiny::TinySpec::new(hearth::model::Arch::Llama).build();
+    let p = temp_file("tiny-window.gguf", &model);
+    let out = hearth(&[
+        "run",
+        p.to_str().unwrap(),
+        "--raw",
+        "-n",
+        "2",
+        "--repeat-last-n",
+        "18446744073709551615",
+        "hi",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("capacity"),
+        "{err}"
+    );
+    assert!(err.contains("repeat_last_n"), "{err}");
+}

@@ -111,7 +111,9 @@ pub fn fixture(var: &str, default: &str, fetch: &str) -> Option<std::path::PathB
     let explicit = std::env::var_os(var);
     let p = match &explicit {
         Some(p) => std::path::PathBuf::from(p),
-        None => std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(default),
+        None => {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(default)
+        }
     };
     if p.exists() {
         return Some(p);
@@ -125,7 +127,10 @@ pub fn fixture(var: &str, default: &str, fetch: &str) -> Option<std::path::PathB
             p.display()
         );
     }
-    eprintln!("note: {} not found; run {fetch} (CI always has it); skipping", p.display());
+    eprintln!(
+        "note: {} not found; run {fetch} (CI always has it); skipping",
+        p.display()
+    );
     None
 }
 

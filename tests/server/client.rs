@@ -54,11 +54,17 @@ pub fn store_with_tiny(tag: &str) -> TempDir {
 }
 
 pub fn serve(tag: &str, args: &[&str]) -> Server {
+    serve_with_env(tag, args, &[])
+}
+
+/// `serve` with extra environment variables (e.g. `HEARTH_FAULT_INJECT`).
+pub fn serve_with_env(tag: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
     let dir = store_with_tiny(tag);
     let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
         .args(["serve", "--port", "0"])
         .args(args)
         .env("HEARTH_MODELS", dir.0.join("store"))
+        .envs(env.iter().copied())
         .env_remove("HEARTH_API_KEY")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -6,6 +6,7 @@
 mod client;
 #[path = "../common/mod.rs"]
 mod common;
+mod faults;
 
 use client::*;
 
@@ -472,7 +473,7 @@ fn read_first_line(s: &TcpStream) {
 
 /// Polls `/metrics` until it shows `line`, for at most 5 s (cancellation is between
 /// two tokens, milliseconds on the tiny model).
-fn wait_metric(addr: &str, line: &str) {
+pub(crate) fn wait_metric(addr: &str, line: &str) {
     let t = Instant::now();
     loop {
         let m = get(addr, "/metrics").body;
