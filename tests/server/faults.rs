@@ -92,3 +92,44 @@ fn a_lost_device_fails_its_request_reports_unhealthy_and_reloads() {
     assert_eq!(r.json()["done"], true, "{}", r.body);
     assert_eq!(get(a, "/health").status, 200);
 }
+
+#[test]
+fn a_model_that_fails_to_load_is_a_json_error_and_others_still_serve() {
+    let srv = serve("loadfail", &[]);
+    let a = srv.addr.as_str();
+    // A model the plans cannot run (final-logit soft-capping) next to the good one.
+    let spec = hearth::model::TinySpec::new(hearth::model::Arch::Gemma3);
+    let mut meta = spec.metadata();
+    meta.push((
+        "gemma3.final_logit_softcapping".into(),
+        hearth::gguf::Value::F32(30.0),
+    ));
+    let file = srv._dir.0.join("capped.gguf");
+    std::fs::write(&file, hearth::model::tiny::assemble(meta, spec.tensors())).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["import", file.to_str().unwrap(), "capped:test"])
+        .env("HEARTH_MODELS", srv._dir.0.join("store"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for _ in 0..2 {
+        let r = post(
+            a,
+            "/api/generate",
+            json!({"model": "capped:test", "prompt": "x"}),
+        );
+        assert_eq!(r.status, 500, "{}", r.body);
+        assert!(r.error().contains("soft-capping"), "{}", r.body);
+    }
+    let r = ok(post(
+        a,
+        "/api/generate",
+        json!({"model": MODEL, "prompt": "x", "stream": false, "options": {"num_predict": 2}}),
+    ));
+    assert_eq!(r.json()["done"], true);
+    assert_eq!(get(a, "/health").status, 200);
+}
