@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # hearth's whole check, as CI runs it: installs what is missing (lavapipe, wasm32 target),
-# fetches the real test model, then fmt, clippy (native and wasm32, warnings denied) and
-# every test on the first adapter wgpu offers (lavapipe's Vulkan on a machine without GPU),
+# fetches the real test models (Gemma 3 270M base and SmolLM2-135M-Instruct), then fmt,
+# clippy (native and wasm32, warnings denied) and every test on the first adapter wgpu offers (lavapipe's Vulkan on a machine without GPU),
 # then the demo page in headless Chromium (scripts/test-browser.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 HEARTH_TEST_MODEL=$(scripts/fetch-model.sh)
 export HEARTH_TEST_MODEL
+# The chat model (SmolLM2-135M-Instruct): llama architecture, byte-level BPE, Q4_1.
+HEARTH_TEST_CHAT_MODEL=$(scripts/fetch-model.sh smollm2)
+export HEARTH_TEST_CHAT_MODEL
 # llama.cpp's tokenizer suite and chat templates (read-only test data).
 HEARTH_LLAMA_MODELS=$(scripts/fetch-llama-src.sh)
 export HEARTH_LLAMA_MODELS
