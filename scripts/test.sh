@@ -2,7 +2,8 @@
 # hearth's whole check, as CI runs it: installs what is missing (lavapipe, wasm32 target),
 # fetches the real test models (Gemma 3 270M base and SmolLM2-135M-Instruct), then fmt,
 # clippy (native and wasm32, warnings denied) and every test on the first adapter wgpu
-# offers (lavapipe's Vulkan on a machine without GPU), then the demo page in headless Chromium (scripts/test-browser.sh).
+# offers (lavapipe's Vulkan on a machine without GPU), then the demo page in headless
+# Chromium (scripts/test-browser.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
