@@ -1,38 +1,81 @@
-//! Agreement with llama.cpp on the real Gemma 3 270M Q4_K_M. Goldens come from
-//! `scripts/gen-llama-goldens.py` (llama-cpp-python 0.3.36, CPU backend): for 8 prompts (the last typed with Gemma's turn markers),
+//! Agreement with llama.cpp on real models: Gemma 3 270M Q4_K_M (base) and
+//! SmolLM2-135M-Instruct Q4_1 (the chat model: llama architecture, Q4_1, byte-level BPE).
+//! Goldens come from `scripts/gen-llama-goldens.py` (llama-cpp-python 0.3.36, CPU
+//! backend): for each prompt (raw text, and for each model prompts in its chat format),
 //! the logits at every position of prompt + llama.cpp's greedy 32-token continuation.
 //!
 //! llama.cpp's CPU backend quantizes activations to 8 bits before every quantized matmul
-//! and evaluates GELU through an f16 table, so its logits carry noise of about 0.1 that
-//! hearth's f32 path does not (hearth matches the plain f64 reference to NMSE < 1e-6, see
-//! tests/real_model.rs). The checks are therefore:
-//! (a) teacher-forced: the same top-1 wherever llama.cpp's top-2 gap exceeds 0.25 (and
-//!     its batched and one-at-a-time runs agree on the top-1); where
-//!     the gap is between 0.1 and 0.25, at most 1% of positions may differ, and only where
-//!     hearth itself sees a near-tie (its own gap < 0.05); at least 8 of llama.cpp's top-10
-//!     in hearth's top-10 at 99% of positions and never fewer than 7; NMSE of the logits
-//!     (over llama.cpp's top-20 and 128 fixed probe ids) below 2e-2 at every position and
-//!     below 2e-3 on average;
+//! (and evaluates GELU through an f16 table), so its logits carry noise that hearth's f32
+//! path does not (hearth matches the plain f64 reference to NMSE < 1e-6, see
+//! tests/real_model.rs and tests/smollm2.rs): about 0.1 on Gemma, 0.2-0.4 on SmolLM2. On
+//! SmolLM2 this moves the first answer token to the chat question: llama.cpp prefers "L" over "The" by 0.24
+//! where the exact answer is the reverse by 0.08. The checks, with each model's bounds in
+//! [`Bounds`]:
+//! (a) teacher-forced: the same top-1 wherever llama.cpp's top-2 gap exceeds `strict`
+//!     (and its batched and one-at-a-time runs agree on the top-1); where the gap is
+//!     between `gap` and `strict`, at most 1% of positions may differ, and only where
+//!     hearth itself sees a near-tie (its own gap below `own_gap`); at least 8 of
+//!     llama.cpp's top-10 in hearth's top-10 at 99% of positions and never fewer than 7;
+//!     NMSE of the logits (over llama.cpp's top-20 and 128 fixed probe ids) below
+//!     `nmse_max` at every position and `nmse_mean` on average, and no logit further than
+//!     `max_diff` from llama.cpp's;
 //! (b) free-running greedy decode: the same tokens up to llama.cpp's first step with a
-//!     top-2 gap below 0.1.
+//!     top-2 gap below `gap`.
 
 mod common;
 
-use common::{gpu, ids, llama_goldens as goldens, Config};
+use common::{gpu, ids, llama_goldens as goldens, llama_goldens_smollm2, Config};
 use hearth::gguf::GgufFile;
 use hearth::graph::{LoadOptions, Model};
 use serde_json::Value;
 
-/// Bound on the NMSE between hearth's and llama.cpp's logits at any one position. Right
-/// after Gemma's turn markers (`<start_of_turn>user`) the logits are small and flat, so
-/// llama.cpp's 8-bit activation noise weighs more there: 1.3e-2 was seen at such a position.
-const NMSE_MAX: f64 = 2e-2;
-/// Bound on the mean NMSE over all positions.
-const NMSE_MEAN: f64 = 2e-3;
-/// llama.cpp top-2 gaps below this are near-ties: no top-1 claim there.
-const GAP: f64 = 0.1;
-/// Above this gap the top-1 must always agree.
-const GAP_STRICT: f64 = 0.25;
+/// How closely one model's logits must follow llama.cpp's (see the module comment).
+struct Bounds {
+    /// NMSE at any one position.
+    nmse_max: f64,
+    /// Mean NMSE over all positions.
+    nmse_mean: f64,
+    /// Largest difference of any compared logit.
+    max_diff: f64,
+    /// llama.cpp top-2 gaps below this are near-ties: no top-1 claim there.
+    gap: f64,
+    /// Above this gap the top-1 must always agree.
+    strict: f64,
+    /// Where the top-1 differs, hearth's own top-2 gap must be below this.
+    own_gap: f64,
+    /// Fewest positions, top-1 comparisons and free-running greedy tokens for a pass.
+    min_positions: usize,
+    min_top1: usize,
+    min_greedy: usize,
+}
+
+/// Gemma 3 270M. Right after Gemma's turn markers (`<start_of_turn>user`) the logits are
+/// small and flat, so llama.cpp's 8-bit activation noise weighs more there: NMSE 1.3e-2
+/// was seen at such a position.
+const GEMMA: Bounds = Bounds {
+    nmse_max: 2e-2,
+    nmse_mean: 2e-3,
+    max_diff: 1.0,
+    gap: 0.1,
+    strict: 0.25,
+    own_gap: 0.05,
+    min_positions: 250,
+    min_top1: 150,
+    min_greedy: 20,
+};
+
+/// SmolLM2-135M-Instruct: llama.cpp's noise is 0.2-0.4 on logits of 10-25.
+const SMOLLM2: Bounds = Bounds {
+    nmse_max: 2e-3,
+    nmse_mean: 5e-4,
+    max_diff: 0.6,
+    gap: 0.4,
+    strict: 0.8,
+    own_gap: 0.4,
+    min_positions: 250,
+    min_top1: 150,
+    min_greedy: 20,
+};
 
 fn floats(v: &Value) -> Vec<f64> {
     v.as_array()
@@ -53,23 +96,51 @@ fn top_k(logits: &[f32], k: usize) -> Vec<u32> {
     idx
 }
 
-fn load() -> Option<Model> {
-    let path = common::real_model()?;
-    let f = GgufFile::open(&path).unwrap();
+fn load(path: &std::path::Path) -> Model {
+    let f = GgufFile::open(path).unwrap();
     let opts = LoadOptions {
         context: 256,
         batch: 64,
         all_logits: true,
     };
-    Some(Model::load(gpu(Config::Full), &f, &opts).unwrap())
+    Model::load(gpu(Config::Full), &f, &opts).unwrap()
 }
 
 #[test]
 fn teacher_forced_logits_match_llama_cpp() {
-    let Some(mut model) = load() else { return };
-    let g = goldens();
+    let Some(path) = common::real_model() else {
+        return;
+    };
+    teacher_forced(&mut load(&path), &goldens(), &GEMMA);
+}
+
+#[test]
+fn free_running_greedy_matches_until_the_first_near_tie() {
+    let Some(path) = common::real_model() else {
+        return;
+    };
+    free_running(&mut load(&path), &goldens(), &GEMMA);
+}
+
+#[test]
+fn smollm2_teacher_forced_logits_match_llama_cpp() {
+    let Some(path) = common::chat_model() else {
+        return;
+    };
+    teacher_forced(&mut load(&path), &llama_goldens_smollm2(), &SMOLLM2);
+}
+
+#[test]
+fn smollm2_free_running_greedy_matches_until_the_first_near_tie() {
+    let Some(path) = common::chat_model() else {
+        return;
+    };
+    free_running(&mut load(&path), &llama_goldens_smollm2(), &SMOLLM2);
+}
+
+fn teacher_forced(model: &mut Model, g: &Value, b: &Bounds) {
     let probes = ids(&g["probe_ids"]);
-    let (mut worst, mut sum, mut count) = (0f64, 0f64, 0usize);
+    let (mut worst, mut sum, mut count, mut max_diff) = (0f64, 0f64, 0usize, 0f64);
     let (mut checked_top1, mut top1_differs, mut top10_short) = (0usize, 0usize, 0usize);
     for p in g["prompts"].as_array().unwrap() {
         let seq: Vec<u32> = ids(&p["ids"])
@@ -92,7 +163,7 @@ fn teacher_forced_logits_match_llama_cpp() {
             // matches its f64 reference at such a position, see tests/real_model.rs).
             let free = i.checked_sub(n_prompt - 1).and_then(|j| cont.get(j));
             let self_consistent = free.is_none_or(|&t| t == top_ids[0]);
-            if gap > GAP && self_consistent {
+            if gap > b.gap && self_consistent {
                 checked_top1 += 1;
                 if our_top[0] != top_ids[0] {
                     let our_gap = (ours[our_top[0] as usize] - ours[our_top[1] as usize]) as f64;
@@ -101,11 +172,11 @@ fn teacher_forced_logits_match_llama_cpp() {
                         our_top[0], top_ids[0]
                     );
                     assert!(
-                        gap <= GAP_STRICT,
+                        gap <= b.strict,
                         "{case}: top-1 differs where llama.cpp's gap is {gap:.3}"
                     );
                     assert!(
-                        our_gap < 0.05,
+                        our_gap < b.own_gap,
                         "{case}: top-1 differs and hearth's own gap is {our_gap:.3}"
                     );
                     top1_differs += 1;
@@ -134,7 +205,10 @@ fn teacher_forced_logits_match_llama_cpp() {
             let err: f64 = pairs.iter().map(|(a, b)| (a - b).powi(2)).sum();
             let norm: f64 = pairs.iter().map(|(_, b)| b * b).sum();
             let nmse = err / norm;
-            assert!(nmse < NMSE_MAX, "{case}: NMSE {nmse:.2e} >= {NMSE_MAX:.0e}");
+            assert!(nmse < b.nmse_max, "{case}: NMSE {nmse:.2e} >= {:.0e}", b.nmse_max);
+            let diff = pairs.iter().map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            assert!(diff < b.max_diff, "{case}: a logit differs by {diff:.3}");
+            max_diff = max_diff.max(diff);
             worst = worst.max(nmse);
             sum += nmse;
             count += 1;
@@ -142,14 +216,15 @@ fn teacher_forced_logits_match_llama_cpp() {
     }
     let mean = sum / count as f64;
     eprintln!(
-        "{count} positions: NMSE mean {mean:.2e}, worst {worst:.2e}; top-1 compared at {checked_top1}, \
-         differs at {top1_differs}; top-10 overlap below 8 at {top10_short}"
+        "{count} positions: NMSE mean {mean:.2e}, worst {worst:.2e}; largest logit difference \
+         {max_diff:.3}; top-1 compared at {checked_top1}, differs at {top1_differs}; top-10 overlap \
+         below 8 at {top10_short}"
     );
     assert!(
-        count > 250 && checked_top1 > 150,
+        count > b.min_positions && checked_top1 > b.min_top1,
         "too few positions compared"
     );
-    assert!(mean < NMSE_MEAN, "mean NMSE {mean:.2e} >= {NMSE_MEAN:.0e}");
+    assert!(mean < b.nmse_mean, "mean NMSE {mean:.2e} >= {:.0e}", b.nmse_mean);
     assert!(
         top1_differs * 100 <= checked_top1,
         "top-1 differs at {top1_differs} of {checked_top1}"
@@ -160,10 +235,7 @@ fn teacher_forced_logits_match_llama_cpp() {
     );
 }
 
-#[test]
-fn free_running_greedy_matches_until_the_first_near_tie() {
-    let Some(mut model) = load() else { return };
-    let g = goldens();
+fn free_running(model: &mut Model, g: &Value, b: &Bounds) {
     let mut compared = 0;
     for p in g["prompts"].as_array().unwrap() {
         let (prompt, cont, gaps) = (
@@ -174,7 +246,7 @@ fn free_running_greedy_matches_until_the_first_near_tie() {
         model.reset();
         let mut next = model.greedy_step(&prompt).unwrap();
         for (step, (&want, &gap)) in cont.iter().zip(&gaps).enumerate() {
-            if gap < GAP {
+            if gap < b.gap {
                 break;
             }
             assert_eq!(
@@ -188,5 +260,5 @@ fn free_running_greedy_matches_until_the_first_near_tie() {
         }
     }
     eprintln!("{compared} greedy tokens equal to llama.cpp's");
-    assert!(compared >= 20);
+    assert!(compared >= b.min_greedy);
 }

@@ -171,6 +171,17 @@ pub fn llama_goldens() -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// llama.cpp's goldens for the chat model SmolLM2-135M-Instruct
+/// (tests/fixtures/llama_goldens_smollm2.json, `scripts/gen-llama-goldens.py --prompts
+/// chat`): logits as for Gemma, plus llama.cpp's token ids under "tokenize".
+pub fn llama_goldens_smollm2() -> serde_json::Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/llama_goldens_smollm2.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 /// A JSON array of token ids.
 pub fn ids(v: &serde_json::Value) -> Vec<u32> {
     v.as_array()
