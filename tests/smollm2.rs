@@ -141,12 +141,16 @@ fn smollm2_template_renders_like_llama_cpp_python() {
 }
 
 /// GPU against the f64 CPU reference on the chat-templated question followed by the
-/// exact answer: tight NMSE and the same argmax at every position, prefill and decode;
-/// the reference's own argmax chain (so its greedy answer) is "The capital of France is
-/// Paris." then `<|im_end|>`.
+/// exact answer, prefill and decode: the same argmax at every position, and NMSE below
+/// `NMSE_F32` with an f32 KV cache, the same arithmetic as the reference's. The default
+/// device keeps the cache in f16, which moves this model's logits more than Gemma's: the
+/// reference itself with an f16-rounded cache is up to 1.4e-5 away from the f32 one, and
+/// the GPU's f32 sums round some values to the other neighbouring f16 than its f64 sums
+/// do, so that device is held to `NMSE_F16` against the f32 reference (4e-11 and 2e-5
+/// measured on lavapipe). The reference's own argmax chain (its greedy answer) is "The
+/// capital of France is Paris." then `<|im_end|>`.
 #[test]
 fn gpu_forward_matches_the_cpu_reference_on_smollm2() {
-    use hearth::graph::{LoadOptions, Model};
     use hearth::reference::{RefCache, Reference};
     let Some(path) = common::chat_model() else {
         return;
@@ -161,61 +165,85 @@ fn gpu_forward_matches_the_cpu_reference_on_smollm2() {
 
     let t0 = std::time::Instant::now();
     let reference = Reference::load(&f).unwrap();
-    let gpu = gpu(Config::Full);
-    let mut cache = RefCache::new(&reference.cfg, tokens.len(), gpu.features.shader_f16);
+    let mut cache = RefCache::new(&reference.cfg, tokens.len(), false);
     let want = reference.forward(&mut cache, &tokens, 0).unwrap();
     eprintln!("reference: {} tokens in {:.1?}", tokens.len(), t0.elapsed());
+    check_reference_answer(&tok, &want[prompt.len() - 1..], &answer);
 
-    let argmax = |row: &[f32]| {
-        (0..row.len())
-            .max_by(|&a, &b| row[a].total_cmp(&row[b]).then(b.cmp(&a)))
-            .unwrap() as u32
+    let full = gpu(Config::Full);
+    let f32_cache = {
+        // Every optional feature of the default device (subgroups) but f16: an f32 cache.
+        let mut o = hearth::gpu::GpuOptions::from_env().unwrap();
+        o.features.shader_f16 = false;
+        hearth::gpu::Gpu::new_blocking(&o).unwrap()
     };
-    // The exact model's greedy answer, and its margin on the first token.
+    for (gpu, bound) in [(f32_cache, NMSE_F32), (full, NMSE_F16)] {
+        let kv_f16 = gpu.features.shader_f16;
+        let got = gpu_logits(gpu, &f, &tokens, prompt.len() + 2);
+        let mut worst = 0f64;
+        for (i, row) in got.iter().enumerate() {
+            let case = format!("smollm2 position {i}, f16 cache {kv_f16}");
+            assert_close(&case, row, &want[i], bound);
+            worst = worst.max(common::nmse(row, &want[i]));
+            assert_eq!(argmax(row), argmax(&want[i]), "{case}: argmax");
+        }
+        eprintln!(
+            "GPU (f16 cache {kv_f16}) vs reference: worst NMSE {worst:.2e} over {} positions",
+            got.len()
+        );
+    }
+}
+
+/// NMSE bound, GPU against the reference, with an f32 KV cache.
+const NMSE_F32: f64 = 1e-9;
+/// NMSE bound with an f16 KV cache against the f32 reference (see the test's comment).
+const NMSE_F16: f64 = 1e-4;
+
+fn argmax(row: &[f32]) -> u32 {
+    (0..row.len())
+        .max_by(|&a, &b| row[a].total_cmp(&row[b]).then(b.cmp(&a)))
+        .unwrap() as u32
+}
+
+/// The exact model's greedy answer: each row's argmax is the next answer token. Also
+/// prints the first token's margin ("The" over llama.cpp's "L").
+fn check_reference_answer(tok: &Tokenizer, rows: &[Vec<f32>], answer: &[u32]) {
     for (j, &t) in answer.iter().enumerate() {
-        let row = &want[prompt.len() - 1 + j];
+        let got = argmax(&rows[j]);
         assert_eq!(
-            argmax(row),
+            got,
             t,
             "reference greedy token {j}: {:?} instead of {:?}",
-            tok.decode(&[argmax(row)], true),
+            tok.decode(&[got], true),
             tok.decode(&[t], true)
         );
     }
-    let first = &want[prompt.len() - 1];
     let l = tok.encode("L", false, false).unwrap()[0];
-    eprintln!(
-        "reference: \"The\" over \"L\" by {:.3}",
-        first[answer[0] as usize] - first[l as usize]
-    );
+    let margin = rows[0][answer[0] as usize] - rows[0][l as usize];
+    eprintln!("reference: \"The\" over \"L\" by {margin:.3}");
+    assert!(margin > 0.0);
+}
 
-    let split = prompt.len() + 2;
-    let mut model = Model::load(
-        gpu,
-        &f,
-        &LoadOptions {
-            context: 64,
-            batch: split,
-            all_logits: true,
-        },
-    )
-    .unwrap();
+/// The GPU's logits for `tokens`: the first `split` as one prefill, the rest decoded one
+/// at a time.
+fn gpu_logits(
+    gpu: std::sync::Arc<hearth::gpu::Gpu>,
+    f: &GgufFile,
+    tokens: &[u32],
+    split: usize,
+) -> Vec<Vec<f32>> {
+    use hearth::graph::{LoadOptions, Model};
+    let opts = LoadOptions {
+        context: 64,
+        batch: split,
+        all_logits: true,
+    };
+    let mut model = Model::load(gpu, f, &opts).unwrap();
     model.forward(&tokens[..split]).unwrap();
-    let got = pollster::block_on(model.all_logits()).unwrap();
-    let mut rows: Vec<Vec<f32>> = got;
+    let mut rows = pollster::block_on(model.all_logits()).unwrap();
     for &t in &tokens[split..] {
         model.forward(&[t]).unwrap();
         rows.push(pollster::block_on(model.logits()).unwrap());
     }
-    let mut worst = 0f64;
-    for (i, row) in rows.iter().enumerate() {
-        let case = format!("smollm2 position {i} ({})", if i < split { "prefill" } else { "decode" });
-        assert_close(&case, row, &want[i], NMSE);
-        worst = worst.max(common::nmse(row, &want[i]));
-        assert_eq!(argmax(row), argmax(&want[i]), "{case}: argmax");
-    }
-    eprintln!("GPU vs reference: worst NMSE {worst:.2e} over {} positions", rows.len());
+    rows
 }
-
-/// Bound on the NMSE between the GPU's and the reference's logits at every position.
-const NMSE: f64 = 1e-6;
