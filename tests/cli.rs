@@ -298,7 +298,11 @@ fn run_chat_model_by_store_name_answers_paris() {
             .expect("run hearth")
     };
     let out = with_store(&["import", "--link", path.to_str().unwrap(), "smollm2:135m"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = with_store(&[
         "run",
         "smollm2:135m",
@@ -315,7 +319,11 @@ fn run_chat_model_by_store_name_answers_paris() {
         String::from_utf8_lossy(&out.stderr),
     );
     assert!(out.status.success(), "{stderr}");
-    assert_eq!(stdout.trim_end(), "The capital of France is Paris.", "{stderr}");
+    assert_eq!(
+        stdout.trim_end(),
+        "The capital of France is Paris.",
+        "{stderr}"
+    );
     assert!(stderr.contains("done reason:          stop"), "{stderr}");
     assert!(stderr.contains("from the GGUF"), "{stderr}");
 }

@@ -1,26 +1,31 @@
 //! Agreement with llama.cpp on real models: Gemma 3 270M Q4_K_M (base) and
 //! SmolLM2-135M-Instruct Q4_1 (the chat model: llama architecture, Q4_1, byte-level BPE).
 //! Goldens come from `scripts/gen-llama-goldens.py` (llama-cpp-python 0.3.36, CPU
-//! backend): for each prompt (raw text, and for each model prompts in its chat format),
-//! the logits at every position of prompt + llama.cpp's greedy 32-token continuation.
+//! backend): for each prompt (raw text, and prompts in the model's chat format), the logits
+//! at every position of prompt + llama.cpp's greedy 32-token continuation.
 //!
 //! llama.cpp's CPU backend quantizes activations to 8 bits before every quantized matmul
 //! (and evaluates GELU through an f16 table), so its logits carry noise that hearth's f32
-//! path does not (hearth matches the plain f64 reference to NMSE < 1e-6, see
-//! tests/real_model.rs and tests/smollm2.rs): about 0.1 on Gemma, 0.2-0.4 on SmolLM2. On
-//! SmolLM2 this moves the first answer token to the chat question: llama.cpp prefers "L" over "The" by 0.24
-//! where the exact answer is the reverse by 0.08. The checks, with each model's bounds in
-//! [`Bounds`]:
+//! path does not (hearth matches the plain f64 reference to NMSE < 1e-6 on Gemma, see
+//! tests/real_model.rs, and < 1e-10 on SmolLM2 with an f32 KV cache, see tests/smollm2.rs).
+//! Per position, hearth's minus llama.cpp's logits are a shift of the whole row (which
+//! changes no probability; up to 1.1 on SmolLM2, 2.9 on Gemma) plus noise: on SmolLM2 a
+//! standard deviation of 0.13 at the median position and 0.30 at the worst, single logits
+//! 0.2-0.4 off (0.84 at worst). That is enough to flip near-ties: on the chat-templated
+//! "What is the capital of France?" llama.cpp prefers "L" over "The" by 0.09 where the
+//! exact answer (the f64 reference, and hearth) is the reverse by 0.08, so llama.cpp
+//! answers "L'Étoile…" and hearth "The capital of France is Paris.". The checks, with
+//! each model's bounds in [`Bounds`]:
 //! (a) teacher-forced: the same top-1 wherever llama.cpp's top-2 gap exceeds `strict`
 //!     (and its batched and one-at-a-time runs agree on the top-1); where the gap is
 //!     between `gap` and `strict`, at most 1% of positions may differ, and only where
 //!     hearth itself sees a near-tie (its own gap below `own_gap`); at least 8 of
 //!     llama.cpp's top-10 in hearth's top-10 at 99% of positions and never fewer than 7;
 //!     NMSE of the logits (over llama.cpp's top-20 and 128 fixed probe ids) below
-//!     `nmse_max` at every position and `nmse_mean` on average, and no logit further than
-//!     `max_diff` from llama.cpp's;
+//!     `nmse_max` at every position and `nmse_mean` on average; the noise around the
+//!     shift below `noise_sd`, and no logit further than `max_dev` from the shift;
 //! (b) free-running greedy decode: the same tokens up to llama.cpp's first step with a
-//!     top-2 gap below `gap`.
+//!     top-2 gap below `free_gap`.
 
 mod common;
 
@@ -35,46 +40,60 @@ struct Bounds {
     nmse_max: f64,
     /// Mean NMSE over all positions.
     nmse_mean: f64,
-    /// Largest difference of any compared logit.
-    max_diff: f64,
+    /// Standard deviation of hearth's minus llama.cpp's logits around their mean at a
+    /// position (the mean itself, a shift of the whole row, changes no probability).
+    noise_sd: f64,
+    /// Largest deviation of one logit from that mean.
+    max_dev: f64,
     /// llama.cpp top-2 gaps below this are near-ties: no top-1 claim there.
     gap: f64,
     /// Above this gap the top-1 must always agree.
     strict: f64,
     /// Where the top-1 differs, hearth's own top-2 gap must be below this.
     own_gap: f64,
-    /// Fewest positions, top-1 comparisons and free-running greedy tokens for a pass.
+    /// Free-running greedy decode is compared up to llama.cpp's first step with a top-2
+    /// gap below this (its one-token-at-a-time noise differs from its batched noise).
+    free_gap: f64,
+    /// Fewest positions and top-1 comparisons, and fewest free-running greedy tokens.
     min_positions: usize,
     min_top1: usize,
     min_greedy: usize,
 }
 
-/// Gemma 3 270M. Right after Gemma's turn markers (`<start_of_turn>user`) the logits are
-/// small and flat, so llama.cpp's 8-bit activation noise weighs more there: NMSE 1.3e-2
-/// was seen at such a position.
+/// Gemma 3 270M (measured: NMSE mean 1.2e-3, worst 1.3e-2; noise sd up to 0.54, deviation
+/// up to 1.51). Right after Gemma's turn markers (`<start_of_turn>user`) the logits are
+/// small and flat, so llama.cpp's 8-bit activation noise weighs more there: the worst NMSE
+/// is at such a position.
 const GEMMA: Bounds = Bounds {
     nmse_max: 2e-2,
     nmse_mean: 2e-3,
-    max_diff: 1.0,
+    noise_sd: 0.75,
+    max_dev: 2.0,
     gap: 0.1,
     strict: 0.25,
     own_gap: 0.05,
+    free_gap: 0.1,
     min_positions: 250,
     min_top1: 150,
     min_greedy: 20,
 };
 
-/// SmolLM2-135M-Instruct: llama.cpp's noise is 0.2-0.4 on logits of 10-25.
+/// SmolLM2-135M-Instruct (measured: NMSE mean 8.8e-4, worst 1.5e-2; noise sd median 0.13
+/// and up to 0.30, deviation median 0.38 and up to 0.84; the top-1 differs at llama.cpp
+/// gaps up to 0.19 teacher-forced, and its free-running decode leaves hearth's greedy path
+/// at a gap of 0.33).
 const SMOLLM2: Bounds = Bounds {
-    nmse_max: 2e-3,
-    nmse_mean: 5e-4,
-    max_diff: 0.6,
-    gap: 0.4,
-    strict: 0.8,
-    own_gap: 0.4,
-    min_positions: 250,
-    min_top1: 150,
-    min_greedy: 20,
+    nmse_max: 3e-2,
+    nmse_mean: 2e-3,
+    noise_sd: 0.45,
+    max_dev: 1.25,
+    gap: 0.25,
+    strict: 0.5,
+    own_gap: 0.25,
+    free_gap: 0.5,
+    min_positions: 300,
+    min_top1: 250,
+    min_greedy: 30,
 };
 
 fn floats(v: &Value) -> Vec<f64> {
@@ -96,11 +115,12 @@ fn top_k(logits: &[f32], k: usize) -> Vec<u32> {
     idx
 }
 
-fn load(path: &std::path::Path) -> Model {
+/// The model, with a batch that holds each golden sequence whole.
+fn load(path: &std::path::Path, batch: usize) -> Model {
     let f = GgufFile::open(path).unwrap();
     let opts = LoadOptions {
         context: 256,
-        batch: 64,
+        batch,
         all_logits: true,
     };
     Model::load(gpu(Config::Full), &f, &opts).unwrap()
@@ -111,7 +131,7 @@ fn teacher_forced_logits_match_llama_cpp() {
     let Some(path) = common::real_model() else {
         return;
     };
-    teacher_forced(&mut load(&path), &goldens(), &GEMMA);
+    teacher_forced(&mut load(&path, 64), &goldens(), &GEMMA);
 }
 
 #[test]
@@ -119,7 +139,7 @@ fn free_running_greedy_matches_until_the_first_near_tie() {
     let Some(path) = common::real_model() else {
         return;
     };
-    free_running(&mut load(&path), &goldens(), &GEMMA);
+    free_running(&mut load(&path, 64), &goldens(), &GEMMA);
 }
 
 #[test]
@@ -127,7 +147,7 @@ fn smollm2_teacher_forced_logits_match_llama_cpp() {
     let Some(path) = common::chat_model() else {
         return;
     };
-    teacher_forced(&mut load(&path), &llama_goldens_smollm2(), &SMOLLM2);
+    teacher_forced(&mut load(&path, 80), &llama_goldens_smollm2(), &SMOLLM2);
 }
 
 #[test]
@@ -135,12 +155,14 @@ fn smollm2_free_running_greedy_matches_until_the_first_near_tie() {
     let Some(path) = common::chat_model() else {
         return;
     };
-    free_running(&mut load(&path), &llama_goldens_smollm2(), &SMOLLM2);
+    free_running(&mut load(&path, 80), &llama_goldens_smollm2(), &SMOLLM2);
 }
 
 fn teacher_forced(model: &mut Model, g: &Value, b: &Bounds) {
     let probes = ids(&g["probe_ids"]);
-    let (mut worst, mut sum, mut count, mut max_diff) = (0f64, 0f64, 0usize, 0f64);
+    let (mut worst, mut sum, mut count) = (0f64, 0f64, 0usize);
+    // Largest |shift|, noise sd and deviation from the shift at any position.
+    let mut noise = (0f64, 0f64, 0f64);
     let (mut checked_top1, mut top1_differs, mut top10_short) = (0usize, 0usize, 0usize);
     for p in g["prompts"].as_array().unwrap() {
         let seq: Vec<u32> = ids(&p["ids"])
@@ -205,10 +227,27 @@ fn teacher_forced(model: &mut Model, g: &Value, b: &Bounds) {
             let err: f64 = pairs.iter().map(|(a, b)| (a - b).powi(2)).sum();
             let norm: f64 = pairs.iter().map(|(_, b)| b * b).sum();
             let nmse = err / norm;
-            assert!(nmse < b.nmse_max, "{case}: NMSE {nmse:.2e} >= {:.0e}", b.nmse_max);
-            let diff = pairs.iter().map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-            assert!(diff < b.max_diff, "{case}: a logit differs by {diff:.3}");
-            max_diff = max_diff.max(diff);
+            assert!(
+                nmse < b.nmse_max,
+                "{case}: NMSE {nmse:.2e} >= {:.0e}",
+                b.nmse_max
+            );
+            // hearth minus llama.cpp: a shift common to the whole row (which changes no
+            // probability) plus noise around it.
+            let n = pairs.len() as f64;
+            let shift = pairs.iter().map(|(a, b)| a - b).sum::<f64>() / n;
+            let dev = |(a, b): &(f64, f64)| a - b - shift;
+            let sd = (pairs.iter().map(|p| dev(p).powi(2)).sum::<f64>() / n).sqrt();
+            let far = pairs.iter().map(|p| dev(p).abs()).fold(0.0, f64::max);
+            assert!(
+                sd < b.noise_sd,
+                "{case}: noise sd {sd:.3} >= {}",
+                b.noise_sd
+            );
+            assert!(far < b.max_dev, "{case}: a logit deviates by {far:.3}");
+            noise.0 = noise.0.max(shift.abs());
+            noise.1 = noise.1.max(sd);
+            noise.2 = noise.2.max(far);
             worst = worst.max(nmse);
             sum += nmse;
             count += 1;
@@ -216,15 +255,20 @@ fn teacher_forced(model: &mut Model, g: &Value, b: &Bounds) {
     }
     let mean = sum / count as f64;
     eprintln!(
-        "{count} positions: NMSE mean {mean:.2e}, worst {worst:.2e}; largest logit difference \
-         {max_diff:.3}; top-1 compared at {checked_top1}, differs at {top1_differs}; top-10 overlap \
-         below 8 at {top10_short}"
+        "{count} positions: NMSE mean {mean:.2e}, worst {worst:.2e}; largest shift {:.3}, noise sd \
+         {:.3}, deviation {:.3}; top-1 compared at {checked_top1}, differs at {top1_differs}; \
+         top-10 overlap below 8 at {top10_short}",
+        noise.0, noise.1, noise.2
     );
     assert!(
         count > b.min_positions && checked_top1 > b.min_top1,
         "too few positions compared"
     );
-    assert!(mean < b.nmse_mean, "mean NMSE {mean:.2e} >= {:.0e}", b.nmse_mean);
+    assert!(
+        mean < b.nmse_mean,
+        "mean NMSE {mean:.2e} >= {:.0e}",
+        b.nmse_mean
+    );
     assert!(
         top1_differs * 100 <= checked_top1,
         "top-1 differs at {top1_differs} of {checked_top1}"
@@ -243,10 +287,13 @@ fn free_running(model: &mut Model, g: &Value, b: &Bounds) {
             ids(&p["continuation"]),
             floats(&p["free_gaps"]),
         );
+        if gaps.first().is_none_or(|&g| g < b.free_gap) {
+            continue;
+        }
         model.reset();
         let mut next = model.greedy_step(&prompt).unwrap();
         for (step, (&want, &gap)) in cont.iter().zip(&gaps).enumerate() {
-            if gap < b.gap {
+            if gap < b.free_gap {
                 break;
             }
             assert_eq!(

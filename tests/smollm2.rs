@@ -18,7 +18,6 @@ use serde_json::Value;
 /// The answer the exact (f64) model gives greedily, without a repeat penalty.
 const ANSWER: &str = "The capital of France is Paris.";
 
-
 /// The golden prompt that is the chat-templated question.
 fn question(g: &Value) -> &Value {
     g["prompts"]
@@ -78,7 +77,10 @@ fn smollm2_tokenizer_matches_llama_cpp() {
     let f = GgufFile::open(&path).unwrap();
     let tok = Tokenizer::from_gguf(f.header()).unwrap();
     assert_eq!(tok.vocab_size(), 49152);
-    assert_eq!((tok.bos(), tok.eos(), tok.add_bos()), (Some(1), Some(2), false));
+    assert_eq!(
+        (tok.bos(), tok.eos(), tok.add_bos()),
+        (Some(1), Some(2), false)
+    );
     assert_eq!(tok.token_text(2), Some("<|im_end|>"));
     assert!(tok.is_eog(2));
     let g = goldens();
@@ -93,7 +95,10 @@ fn smollm2_tokenizer_matches_llama_cpp() {
                 bad.push(format!("{text:?} ({key})\n  want {want:?}\n  got  {got:?}"));
             }
         }
-        assert_eq!(tok.decode(&tok.encode(text, false, false).unwrap(), false), text);
+        assert_eq!(
+            tok.decode(&tok.encode(text, false, false).unwrap(), false),
+            text
+        );
     }
     for p in g["prompts"].as_array().unwrap() {
         let text = p["text"].as_str().unwrap();
@@ -103,7 +108,12 @@ fn smollm2_tokenizer_matches_llama_cpp() {
             bad.push(format!("prompt {text:?}\n  want {want:?}\n  got  {got:?}"));
         }
     }
-    assert!(bad.is_empty(), "{} mismatches:\n{}", bad.len(), bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{} mismatches:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
 }
 
 /// The GGUF's Jinja template renders each user message exactly as llama-cpp-python's
@@ -114,7 +124,9 @@ fn smollm2_template_renders_like_llama_cpp_python() {
         return;
     };
     let f = GgufFile::open(&path).unwrap();
-    let t = ChatTemplate::for_model(f.header()).unwrap().expect("a template");
+    let t = ChatTemplate::for_model(f.header())
+        .unwrap()
+        .expect("a template");
     let opts = RenderOptions {
         add_generation_prompt: true,
         bos_token: "<|im_start|>".into(),
