@@ -73,16 +73,20 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// Parses a JSON request body into `T`: 400 on malformed JSON or wrong types, 413 when
-/// the body is over the limit.
-pub fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
-    let bytes = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+/// The bytes of a request body, or the 413/400 axum found reading it.
+pub fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| ApiError::new(e.status(), e.body_text()))
+}
+
+/// Parses a JSON request body into `T`: 400 when it is blank, malformed or has fields
+/// of the wrong type (a body over the limit is a 413 from [`body_bytes`]).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request(
             "the request body is empty; send a JSON object",
         ));
     }
-    serde_json::from_slice(&bytes)
+    serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("invalid request: {e}")))
 }
 

@@ -12,11 +12,11 @@
 
 mod error;
 mod events;
-mod ollama;
-mod openai;
-mod options;
+pub(crate) mod ollama;
+pub(crate) mod openai;
+pub(crate) mod options;
 mod sched;
-mod store_api;
+pub(crate) mod store_api;
 mod time;
 
 pub use error::ApiError;

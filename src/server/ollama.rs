@@ -2,7 +2,7 @@
 //! (the default) answers NDJSON, one object per piece of text and a last one with
 //! `done: true`, the reason and nanosecond timings; `"stream": false` answers one object.
 
-use super::error::{model_name, parse_body};
+use super::error::{body_bytes, model_name, parse_json};
 use super::events::{collect, outs, Out};
 use super::options::{OllamaOptions, Wanted};
 use super::time::{parse_keep_alive, rfc3339, KeepAlive};
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 #[derive(Default, Deserialize)]
 #[serde(default)]
-pub(super) struct GenerateRequest {
+pub(crate) struct GenerateRequest {
     model: String,
     prompt: String,
     suffix: String,
@@ -88,13 +88,19 @@ fn no_images(images: &Option<Vec<String>>) -> Result<(), ApiError> {
     }
 }
 
-/// `POST /api/generate`.
-pub(super) async fn generate(
-    State(app): State<App>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let start = Instant::now();
-    let req: GenerateRequest = parse_body(body)?;
+/// A `/api/generate` body after every check that needs no model.
+pub(crate) struct GenerateCall {
+    pub(crate) req: GenerateRequest,
+    /// The canonical model name.
+    pub(crate) name: String,
+    pub(crate) wanted: Wanted,
+    pub(crate) keep: Option<KeepAlive>,
+}
+
+/// Parses and checks a `/api/generate` body: the model name, options, keep_alive,
+/// format, images and suffix. The handler's only path from bytes to a request.
+pub(crate) fn check_generate(body: &[u8]) -> Result<GenerateCall, ApiError> {
+    let req: GenerateRequest = parse_json(body)?;
     let name = model_name(&req.model)?;
     let mut wanted = req.options.wanted()?;
     let keep = keep_alive(&req.keep_alive)?;
@@ -105,12 +111,43 @@ pub(super) async fn generate(
             "suffix (fill-in-the-middle) is not supported",
         ));
     }
-    if req.prompt.is_empty() && req.context.as_ref().is_none_or(Vec::is_empty) {
-        return load_only(&app, &name, keep, "response").await;
+    Ok(GenerateCall {
+        req,
+        name,
+        wanted,
+        keep,
+    })
+}
+
+impl GenerateCall {
+    /// Whether the request only loads (or unloads) the model: no prompt, no context.
+    pub(crate) fn load_only(&self) -> bool {
+        self.req.prompt.is_empty() && self.req.context.as_ref().is_none_or(Vec::is_empty)
     }
+}
+
+/// `POST /api/generate`.
+pub(super) async fn generate(
+    State(app): State<App>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let start = Instant::now();
+    let call = check_generate(&body_bytes(body)?)?;
+    if call.load_only() {
+        return load_only(&app, &call.name, call.keep, "response").await;
+    }
+    let GenerateCall {
+        req,
+        name,
+        wanted,
+        keep,
+    } = call;
     let stream = req.stream.unwrap_or(true);
     let build = move |engine: &Engine| -> Result<Vec<u32>, ApiError> {
-        let prompt = generate_prompt(engine, &req);
+        let own_template = engine
+            .template()
+            .is_some_and(|t| matches!(t.origin(), TemplateOrigin::Gguf));
+        let prompt = generate_prompt(own_template, &req);
         let mut ids = match &req.context {
             Some(ctx) if !ctx.is_empty() => {
                 // With a context the prompt is a raw continuation (see `generate_prompt`).
@@ -156,7 +193,8 @@ pub(super) async fn generate(
 /// `{{ .System }}` and `{{ .Prompt }}` filled in) or when a `context` continues an
 /// earlier answer; else through the model's own chat template when its GGUF has one; a
 /// base model without one continues the text as is.
-fn generate_prompt(engine: &Engine, req: &GenerateRequest) -> Prompt {
+/// `own_template`: the model's GGUF has a chat template.
+pub(crate) fn generate_prompt(own_template: bool, req: &GenerateRequest) -> Prompt {
     let system = req.system.clone().unwrap_or_default();
     if req.raw {
         return Prompt::Raw(req.prompt.clone());
@@ -164,9 +202,6 @@ fn generate_prompt(engine: &Engine, req: &GenerateRequest) -> Prompt {
     if let Some(t) = req.template.as_deref().filter(|t| !t.is_empty()) {
         return Prompt::Raw(fill_template(t, &system, &req.prompt));
     }
-    let own_template = engine
-        .template()
-        .is_some_and(|t| matches!(t.origin(), TemplateOrigin::Gguf));
     let continuing = req.context.as_ref().is_some_and(|c| !c.is_empty());
     if own_template && !continuing {
         let mut messages = Vec::new();
@@ -221,13 +256,21 @@ pub(super) fn fill_template(t: &str, system: &str, prompt: &str) -> String {
     s
 }
 
-/// `POST /api/chat`.
-pub(super) async fn chat(
-    State(app): State<App>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let start = Instant::now();
-    let req: ChatRequest = parse_body(body)?;
+/// A `/api/chat` body after every check that needs no model.
+pub(crate) struct ChatCall {
+    /// The canonical model name.
+    pub(crate) name: String,
+    pub(crate) wanted: Wanted,
+    pub(crate) keep: Option<KeepAlive>,
+    /// The conversation; empty asks only to load the model.
+    pub(crate) messages: Vec<Message>,
+    pub(crate) stream: bool,
+}
+
+/// Parses and checks a `/api/chat` body: the model name, options, keep_alive, format,
+/// tools, images and roles. The handler's only path from bytes to a request.
+pub(crate) fn check_chat(body: &[u8]) -> Result<ChatCall, ApiError> {
+    let req: ChatRequest = parse_json(body)?;
     let name = model_name(&req.model)?;
     let mut wanted = req.options.wanted()?;
     let keep = keep_alive(&req.keep_alive)?;
@@ -238,7 +281,7 @@ pub(super) async fn chat(
         ));
     }
     let mut messages = Vec::with_capacity(req.messages.len());
-    for m in &req.messages {
+    for m in req.messages {
         no_images(&m.images)?;
         if m.tool_calls.as_ref().is_some_and(|t| !t.is_empty()) {
             return Err(ApiError::bad_request(
@@ -246,8 +289,30 @@ pub(super) async fn chat(
             ));
         }
         check_role(&m.role)?;
-        messages.push(Message::new(m.role.clone(), m.content.clone()));
+        messages.push(Message::new(m.role, m.content));
     }
+    Ok(ChatCall {
+        name,
+        wanted,
+        keep,
+        messages,
+        stream: req.stream.unwrap_or(true),
+    })
+}
+
+/// `POST /api/chat`.
+pub(super) async fn chat(
+    State(app): State<App>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let start = Instant::now();
+    let ChatCall {
+        name,
+        wanted,
+        keep,
+        messages,
+        stream,
+    } = check_chat(&body_bytes(body)?)?;
     if messages.is_empty() {
         return load_only(&app, &name, keep, "message").await;
     }
@@ -256,17 +321,7 @@ pub(super) async fn chat(
             .tokenize_prompt(&Prompt::Chat(messages))
             .map_err(|e| ApiError::bad_request(e.to_string()))
     };
-    run(
-        &app,
-        name,
-        keep,
-        wanted,
-        build,
-        req.stream.unwrap_or(true),
-        Kind::Chat,
-        start,
-    )
-    .await
+    run(&app, name, keep, wanted, build, stream, Kind::Chat, start).await
 }
 
 /// 400 unless `role` is one a chat template understands.

@@ -2,7 +2,7 @@
 //! (server-sent events when `stream`, closed by `data: [DONE]`; `usage` in the reply, or
 //! in a last chunk with `stream_options.include_usage`) and `GET /v1/models`.
 
-use super::error::{model_name, parse_body};
+use super::error::{body_bytes, model_name, parse_json};
 use super::events::{collect, outs, Out};
 use super::ollama::check_role;
 use super::options::{OneOrMany, OpenAiSampling, Wanted};
@@ -101,12 +101,22 @@ fn usage(s: &Stats) -> Value {
     })
 }
 
-/// `POST /v1/chat/completions`.
-pub(super) async fn chat(
-    State(app): State<App>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let req: ChatRequest = parse_body(body)?;
+/// A `/v1/chat/completions` body after every check that needs no model.
+pub(crate) struct ChatCall {
+    /// The canonical model name.
+    pub(crate) name: String,
+    pub(crate) wanted: Wanted,
+    /// The conversation, never empty; `developer` turns become `system`.
+    pub(crate) messages: Vec<Message>,
+    pub(crate) stream: bool,
+    pub(crate) include_usage: bool,
+}
+
+/// Parses and checks a `/v1/chat/completions` body: the model name, response_format,
+/// tools, logprobs, messages and sampling fields. The handler's only path from bytes to
+/// a request.
+pub(crate) fn check_chat(body: &[u8]) -> Result<ChatCall, ApiError> {
+    let req: ChatRequest = parse_json(body)?;
     let name = model_name(&req.model)?;
     let json = match &req.response_format {
         None | Some(Value::Null) => false,
@@ -162,21 +172,50 @@ pub(super) async fn chat(
     }
     let mut wanted = req.sampling.wanted()?;
     wanted.json = json;
-    let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
+    Ok(ChatCall {
+        name,
+        wanted,
+        messages,
+        stream: req.stream,
+        include_usage: req.stream_options.is_some_and(|o| o.include_usage),
+    })
+}
+
+/// `POST /v1/chat/completions`.
+pub(super) async fn chat(
+    State(app): State<App>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let ChatCall {
+        name,
+        wanted,
+        messages,
+        stream,
+        include_usage,
+    } = check_chat(&body_bytes(body)?)?;
     let build = move |engine: &Engine| {
         engine
             .tokenize_prompt(&Prompt::Chat(messages))
             .map_err(|e| ApiError::bad_request(e.to_string()))
     };
-    run(&app, name, wanted, build, req.stream, include_usage, true).await
+    run(&app, name, wanted, build, stream, include_usage, true).await
 }
 
-/// `POST /v1/completions`.
-pub(super) async fn completions(
-    State(app): State<App>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let req: CompletionRequest = parse_body(body)?;
+/// A `/v1/completions` body after every check that needs no model.
+pub(crate) struct CompletionCall {
+    /// The canonical model name.
+    pub(crate) name: String,
+    pub(crate) wanted: Wanted,
+    /// The one prompt.
+    pub(crate) prompt: String,
+    pub(crate) stream: bool,
+    pub(crate) include_usage: bool,
+}
+
+/// Parses and checks a `/v1/completions` body: the model name, suffix, echo, logprobs,
+/// prompt and sampling fields. The handler's only path from bytes to a request.
+pub(crate) fn check_completion(body: &[u8]) -> Result<CompletionCall, ApiError> {
+    let req: CompletionRequest = parse_json(body)?;
     let name = model_name(&req.model)?;
     if req.suffix.as_ref().is_some_and(|s| !s.is_empty()) {
         return Err(ApiError::bad_request("suffix is not supported"));
@@ -193,14 +232,33 @@ pub(super) async fn completions(
         v if v.len() == 1 => v.into_iter().next().unwrap_or_default(),
         _ => return Err(ApiError::bad_request("prompt must be one string")),
     };
-    let wanted = req.sampling.wanted()?;
-    let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
+    Ok(CompletionCall {
+        name,
+        wanted: req.sampling.wanted()?,
+        prompt,
+        stream: req.stream,
+        include_usage: req.stream_options.is_some_and(|o| o.include_usage),
+    })
+}
+
+/// `POST /v1/completions`.
+pub(super) async fn completions(
+    State(app): State<App>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let CompletionCall {
+        name,
+        wanted,
+        prompt,
+        stream,
+        include_usage,
+    } = check_completion(&body_bytes(body)?)?;
     let build = move |engine: &Engine| {
         engine
             .tokenize_prompt(&Prompt::Raw(prompt))
             .map_err(|e| ApiError::bad_request(e.to_string()))
     };
-    run(&app, name, wanted, build, req.stream, include_usage, false).await
+    run(&app, name, wanted, build, stream, include_usage, false).await
 }
 
 /// Runs a request and answers as a chat completion (`chat`) or a text completion.

@@ -2,7 +2,7 @@
 //! `GET /api/ps`, `DELETE /api/delete`, `POST /api/copy` and `POST /api/pull` (progress as
 //! NDJSON). Names go through the store's rules; file paths and URLs are refused.
 
-use super::error::{model_name, parse_body};
+use super::error::{body_bytes, model_name, parse_json};
 use super::time::rfc3339;
 use super::{ApiError, App};
 use crate::gguf::{GgufFile, Value as GgufValue};
@@ -94,15 +94,20 @@ impl NameRequest {
     }
 }
 
+/// Parses and checks a `/api/show` or `/api/delete` body: the canonical model name and
+/// whether `verbose` is set.
+pub(crate) fn check_name(body: &[u8]) -> Result<(String, bool), ApiError> {
+    let req: NameRequest = parse_json(body)?;
+    Ok((req.model()?, req.verbose))
+}
+
 /// `POST /api/show`.
 pub(super) async fn show(
     State(app): State<App>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let req: NameRequest = parse_body(body)?;
-    let name = req.model()?;
+    let (name, verbose) = check_name(&body_bytes(body)?)?;
     let store = app.sched.store.clone();
-    let verbose = req.verbose;
     blocking(move || {
         let path = store.resolve(&name)?;
         let f = GgufFile::open(&path)
@@ -195,8 +200,7 @@ pub(super) async fn delete(
     State(app): State<App>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let req: NameRequest = parse_body(body)?;
-    let name = req.model()?;
+    let (name, _) = check_name(&body_bytes(body)?)?;
     app.sched.unload(&name);
     let store = app.sched.store.clone();
     blocking(move || Ok(store.rm(&name)?)).await?;
@@ -209,13 +213,18 @@ struct CopyRequest {
     destination: String,
 }
 
+/// Parses and checks a `/api/copy` body: the canonical source and destination names.
+pub(crate) fn check_copy(body: &[u8]) -> Result<(String, String), ApiError> {
+    let req: CopyRequest = parse_json(body)?;
+    Ok((model_name(&req.source)?, model_name(&req.destination)?))
+}
+
 /// `POST /api/copy`.
 pub(super) async fn copy(
     State(app): State<App>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let req: CopyRequest = parse_body(body)?;
-    let (src, dst) = (model_name(&req.source)?, model_name(&req.destination)?);
+    let (src, dst) = check_copy(&body_bytes(body)?)?;
     let store = app.sched.store.clone();
     blocking(move || Ok(store.cp(&src, &dst)?)).await?;
     Ok(Json(json!({})).into_response())
@@ -272,12 +281,10 @@ impl Lines {
     }
 }
 
-/// `POST /api/pull`: a store name alias (`gemma3:270m`) or `hf.co/OWNER/REPO[:QUANT]`.
-pub(super) async fn pull(
-    State(app): State<App>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let req: PullRequest = parse_body(body)?;
+/// Parses and checks a `/api/pull` body: the spec to pull (checked as a model name) and
+/// `stream`.
+pub(crate) fn check_pull(body: &[u8]) -> Result<(String, Option<bool>), ApiError> {
+    let req: PullRequest = parse_json(body)?;
     let spec = if req.model.is_empty() {
         req.name
     } else {
@@ -287,6 +294,15 @@ pub(super) async fn pull(
     if req.insecure {
         return Err(ApiError::bad_request("insecure pulls are not supported"));
     }
+    Ok((spec, req.stream))
+}
+
+/// `POST /api/pull`: a store name alias (`gemma3:270m`) or `hf.co/OWNER/REPO[:QUANT]`.
+pub(super) async fn pull(
+    State(app): State<App>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let (spec, stream) = check_pull(&body_bytes(body)?)?;
     let opts = PullOptions::from_env()?;
     let store = app.sched.store.clone();
     let (tx, rx) = mpsc::unbounded_channel::<Value>();
@@ -312,7 +328,7 @@ pub(super) async fn pull(
             }
         }
     });
-    if req.stream == Some(false) {
+    if stream == Some(false) {
         task.await
             .map_err(|e| ApiError::internal(e.to_string()))??;
         return Ok(Json(json!({"status": "success"})).into_response());

@@ -11,7 +11,7 @@
 //! from [`Tokenizer::token_bytes`]; [`StreamDecoder`] turns a token stream into whole
 //! UTF-8 characters.
 
-mod bpe;
+pub(crate) mod bpe;
 mod spm;
 mod stream;
 pub mod template;

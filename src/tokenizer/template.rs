@@ -105,11 +105,18 @@ impl Default for RenderOptions {
     }
 }
 
-/// Fuel (minijinja instructions) allowed per render, plus [`FUEL_PER_MESSAGE`] per message.
-/// Real templates take a few hundred steps per message.
-pub const FUEL: u64 = 20_000_000;
+/// Fuel allowed per render, plus [`FUEL_PER_MESSAGE`] per message and
+/// [`FUEL_PER_INPUT_BYTE`] per byte of the messages. minijinja charges one fuel per
+/// instruction and per 64 bytes of data a render creates (strings, lists, filter
+/// input), so fuel bounds both the time and the memory a template can take: 10^6 is
+/// about 64 MiB of data and well under a second. The 70 templates of llama.cpp's suite
+/// need under 2,000 for a six-message conversation; fuzzing found that the former
+/// 2 x 10^7 let a template allocate gigabytes and run for tens of seconds.
+pub const FUEL: u64 = 1_000_000;
 /// Extra fuel per message in the conversation.
-pub const FUEL_PER_MESSAGE: u64 = 100_000;
+pub const FUEL_PER_MESSAGE: u64 = 10_000;
+/// Extra fuel per byte of message content: room to copy each message 64 times.
+pub const FUEL_PER_INPUT_BYTE: u64 = 1;
 /// The rendered prompt may be this long plus [`OUTPUT_PER_INPUT_BYTE`] times the messages'
 /// length.
 pub const OUTPUT_LIMIT: usize = 1 << 20;
@@ -200,7 +207,9 @@ impl ChatTemplate {
             .map(|m| m.content.len() + m.role.len())
             .sum();
         let limit = OUTPUT_LIMIT.saturating_add(input_bytes.saturating_mul(OUTPUT_PER_INPUT_BYTE));
-        let fuel = FUEL.saturating_add(FUEL_PER_MESSAGE.saturating_mul(messages.len() as u64));
+        let fuel = FUEL
+            .saturating_add(FUEL_PER_MESSAGE.saturating_mul(messages.len() as u64))
+            .saturating_add(FUEL_PER_INPUT_BYTE.saturating_mul(input_bytes as u64));
         let ctx = dict([
             ("messages", messages.iter().map(message_value).collect()),
             (
@@ -335,8 +344,14 @@ fn rewrite_generation_tags(source: &str) -> String {
     while let Some(start) = rest.find("{%") {
         out.push_str(&rest[..start]);
         let tag = &rest[start..];
-        let Some(end) = tag.find("%}") else { break };
-        let inner = tag[2..end].trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
+        // The closer is searched after the opener: in `{%}` they share the `%`.
+        let Some(end) = tag[2..].find("%}").map(|e| e + 2) else {
+            rest = tag;
+            break;
+        };
+        let body = &tag[2..end];
+        let marks = |c: char| c == '-' || c == '+' || c.is_whitespace();
+        let inner = body.trim_matches(marks);
         let replacement = match inner {
             "generation" => Some("if true"),
             "endgeneration" => Some("endif"),
@@ -344,9 +359,9 @@ fn rewrite_generation_tags(source: &str) -> String {
         };
         match replacement {
             Some(r) => {
-                let body = &tag[2..end];
-                let open = &body[..body.len() - body.trim_start().len()];
-                let close = &body[body.trim_end().len()..];
+                // Keep the whitespace-control marks (`{%-`, `+%}`) around the new word.
+                let open = &body[..body.len() - body.trim_start_matches(marks).len()];
+                let close = &body[body.trim_end_matches(marks).len()..];
                 out.push_str("{%");
                 out.push_str(open);
                 out.push_str(r);

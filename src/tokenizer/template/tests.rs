@@ -95,6 +95,25 @@ fn endless_loops_error_instead_of_hanging() {
 }
 
 #[test]
+fn huge_data_runs_out_of_fuel_before_it_is_allocated() {
+    // Each of these once allocated a gigabyte or more (found by fuzzing); minijinja
+    // charges data against the fuel, so the budget refuses them.
+    for src in [
+        "{{ 'x'|indent(1000000000, true) }}",
+        "{{ '%0999999999d'|format(1) }}",
+        "{% set ns = namespace(s='aaaaaaaaaa') %}{% for i in range(40) %}\
+         {% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}",
+        "{% set x = 'a' * 100000000 %}{{ x|length }}",
+    ] {
+        let r = render(src);
+        assert!(
+            matches!(r, Err(TemplateError::OutOfFuel(_))),
+            "{src}: {r:?}"
+        );
+    }
+}
+
+#[test]
 fn deep_recursion_errors() {
     let src = "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}";
     assert!(matches!(render(src), Err(TemplateError::Render(_))));
@@ -134,6 +153,36 @@ fn python_flavoured_globals_and_filters() {
 fn generation_tags_render_their_body() {
     let src = "{% generation %}\nA{%- endgeneration -%}\nB";
     assert_eq!(render(src).unwrap(), "AB");
+}
+
+#[test]
+fn generation_rewrite_survives_odd_tags() {
+    // `{%}` once sliced the tag backwards (found by fuzzing), the text before an
+    // unclosed tag was copied twice, and the `-`/`+` marks of a generation tag were lost.
+    for src in [
+        "{%}{% generation %}x{% endgeneration %}",
+        "a {% generation",
+        "{% generation %}{%",
+    ] {
+        assert!(
+            matches!(
+                ChatTemplate::new(src, TemplateOrigin::Gguf),
+                Err(TemplateError::Syntax { .. })
+            ),
+            "{src}"
+        );
+    }
+    assert_eq!(
+        rewrite_generation_tags("a {% generation"),
+        "a {% generation"
+    );
+    assert_eq!(
+        rewrite_generation_tags("{%- generation +%}"),
+        "{%- if true +%}"
+    );
+    // As Jinja2 renders it: `-` strips the whitespace before the tag.
+    let src = "A  {%- generation %}B{% endgeneration -%}  C";
+    assert_eq!(render(src).unwrap(), "ABC");
 }
 
 #[test]
