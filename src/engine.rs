@@ -140,7 +140,6 @@ impl Engine {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Self, EngineError> {
         let start = Instant::now();
-        let cfg = ModelConfig::from_gguf(f)?;
         let tokenizer = Tokenizer::from_gguf(f)?;
         let template = match opts.template {
             Some(t) => Some(t),
@@ -151,9 +150,7 @@ impl Engine {
             batch: opts.batch,
             all_logits: false,
         };
-        let memory = Model::plan_memory(&gpu, &cfg, f, &load);
-        memory.check(&gpu, f)?;
-        let weights = Arc::new(Weights::upload_with_progress(&gpu, f, &cfg, progress)?);
+        let (cfg, weights, memory) = Model::upload(&gpu, f, &load, progress)?;
         Ok(Self {
             info: ModelInfo::from_gguf(f, &cfg),
             gpu,
@@ -556,11 +553,7 @@ impl Run<'_> {
         let piece = self.decoder.push(tok, id);
         let (text, stopped) = self.stop.push(&piece);
         if stopped || json_closed {
-            let mut done = self.done(FinishReason::Stop);
-            if let Event::Done { text: t, .. } = &mut done {
-                *t = text;
-            }
-            return Ok(done);
+            return Ok(self.finish(text, stopped, FinishReason::Stop));
         }
         Ok(Event::Token {
             id,
@@ -655,15 +648,16 @@ impl Run<'_> {
     }
 
     fn done(&mut self, reason: FinishReason) -> Event {
+        self.finish(String::new(), false, reason)
+    }
+
+    /// The final event. `released` is text this step already let out; unless a stop
+    /// sequence matched (everything after it is dropped), what the decoder and the stop
+    /// matcher still hold follows it.
+    fn finish(&mut self, released: String, stopped: bool, reason: FinishReason) -> Event {
         let now = Instant::now();
         let first = self.first.unwrap_or(now);
-        let mut text = self.decoder.finish();
-        let (released, stopped) = self.stop.push(&text);
-        text = if stopped {
-            released
-        } else {
-            released + &self.stop.finish()
-        };
+        let text = final_text(released, stopped, &mut self.decoder, &mut self.stop);
         Event::Done {
             text,
             stats: Stats {
@@ -675,5 +669,51 @@ impl Run<'_> {
                 reason,
             },
         }
+    }
+}
+
+/// The text a generation releases last: `released` (already let out by this step), then,
+/// unless a stop sequence has matched, the bytes the decoder and the stop matcher hold
+/// (a held prefix of a stop that never completed is output, as generated).
+fn final_text(
+    released: String,
+    stopped: bool,
+    decoder: &mut StreamDecoder,
+    stop: &mut StopMatcher,
+) -> String {
+    if stopped {
+        return released;
+    }
+    let (tail, stopped) = stop.push(&decoder.finish());
+    if stopped {
+        released + &tail
+    } else {
+        released + &tail + &stop.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_json_object_closing_while_a_stop_is_held_keeps_its_brace() {
+        // The closing brace arrives while "}\n" might still be a stop sequence: the step
+        // releases `{"a": 1` and holds "}"; the final text must still end in it.
+        let mut stop = StopMatcher::new(&["}\n".to_string()]);
+        let (released, stopped) = stop.push("{\"a\": 1}");
+        assert!(!stopped);
+        assert_eq!(released, "{\"a\": 1");
+        let out = final_text(released, false, &mut StreamDecoder::new(), &mut stop);
+        assert_eq!(out, "{\"a\": 1}");
+    }
+
+    #[test]
+    fn a_matched_stop_drops_what_follows() {
+        let mut stop = StopMatcher::new(&["END".to_string()]);
+        let (released, stopped) = stop.push("done END trailing");
+        assert!(stopped);
+        let out = final_text(released, true, &mut StreamDecoder::new(), &mut stop);
+        assert_eq!(out, "done ");
     }
 }

@@ -20,6 +20,10 @@ pub struct ParamError {
     pub expected: &'static str,
 }
 
+/// The longest penalty window accepted: far above any context hearth serves, and a bound
+/// on what one option can make the sampler hold.
+pub const MAX_REPEAT_LAST_N: usize = 1 << 20;
+
 /// How the next token is chosen; `Default` holds ollama's defaults.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SamplingParams {
@@ -37,7 +41,8 @@ pub struct SamplingParams {
     pub presence_penalty: f32,
     /// Subtracted per occurrence in the window (0 = off).
     pub frequency_penalty: f32,
-    /// Tokens of history the penalties look at.
+    /// Tokens of history the penalties look at, at most `MAX_REPEAT_LAST_N` (the server
+    /// maps ollama's -1, "the whole context", to the context size).
     pub repeat_last_n: usize,
     /// Seed of the draw: the same seed and inputs give the same tokens.
     pub seed: u64,
@@ -94,6 +99,13 @@ impl SamplingParams {
                 "must be finite and > 0",
             );
         }
+        if self.repeat_last_n > MAX_REPEAT_LAST_N {
+            return Err(ParamError {
+                name: "repeat_last_n",
+                value: self.repeat_last_n as f64,
+                expected: "must be at most 1048576 (use the context size for the whole context)",
+            });
+        }
         if !self.presence_penalty.is_finite() {
             return err("presence_penalty", self.presence_penalty, "must be finite");
         }
@@ -122,7 +134,8 @@ impl Sampler {
         params.validate()?;
         Ok(Self {
             rng: Rng::new(params.seed),
-            history: VecDeque::with_capacity(params.repeat_last_n),
+            // Grows with the tokens actually seen, never sized by the option.
+            history: VecDeque::new(),
             params,
         })
     }
@@ -414,6 +427,26 @@ mod tests {
         });
         off.accept(1);
         assert!(off.window().is_empty());
+    }
+
+    #[test]
+    fn repeat_last_n_is_bounded_and_allocates_nothing_up_front() {
+        // `hearth run --repeat-last-n 18446744073709551615` used to size the history by it.
+        let huge = SamplingParams {
+            repeat_last_n: usize::MAX,
+            ..Default::default()
+        };
+        let e = Sampler::new(huge).unwrap_err();
+        assert_eq!(e.name, "repeat_last_n");
+        let mut s = sampler(SamplingParams {
+            repeat_last_n: MAX_REPEAT_LAST_N,
+            ..Default::default()
+        });
+        assert!(s.history.capacity() < 1024, "{}", s.history.capacity());
+        for id in 0..100 {
+            s.accept(id);
+        }
+        assert_eq!(s.window().len(), 100);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! for a few conversations with each template llama.cpp collects (see
 //! `scripts/gen-template-goldens.py`). The templates themselves come from
 //! `scripts/fetch-llama-src.sh` (`$HEARTH_LLAMA_MODELS/templates`); without them the test
-//! prints a note and passes.
+//! skips with a note, except where `CI` is set: there a missing fixture fails.
+
+mod common;
 
 use hearth::tokenizer::{ChatTemplate, Message, RenderOptions, TemplateOrigin};
 use serde_json::Value;
@@ -32,20 +34,13 @@ const NONE_LOOP: &str = "loops over `tools` unconditionally; with tools=None Jin
     the prompt without tools (its engine decides this, not a hook we can override)";
 
 fn templates_dir() -> Option<PathBuf> {
-    let root = match std::env::var_os("HEARTH_LLAMA_MODELS") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(std::env::var_os("HOME")?).join(".cache/hearth/llama-models-0.3.36"),
-    };
-    let dir = root.join("templates");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "note: {} not found; run scripts/fetch-llama-src.sh (CI always has it)",
-            dir.display()
-        );
-        None
-    }
+    let dir = common::llama_models()?.join("templates");
+    assert!(
+        dir.is_dir(),
+        "{} is missing; rerun scripts/fetch-llama-src.sh",
+        dir.display()
+    );
+    Some(dir)
 }
 
 fn goldens() -> Value {
@@ -144,10 +139,7 @@ fn templates_render_like_jinja2() {
             }
         }
     }
-    if checked == 0 {
-        eprintln!("note: no golden template found in {}", dir.display());
-        return;
-    }
+    assert!(checked > 0, "no golden template found in {}", dir.display());
     let passed = checked - failures.len();
     eprintln!("{passed}/{checked} templates render exactly like Jinja2 ({outcomes} renders)");
     for (name, why) in &failures {
@@ -254,12 +246,8 @@ fn for_model_prefers_the_gguf_template_then_the_architecture() {
     assert!(ChatTemplate::for_model(&broken).is_err());
 
     // The default test model is the base Gemma 3 270M: no template of its own.
-    let model = match std::env::var_os("HEARTH_TEST_MODEL") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-            .join(".cache/hearth/gemma-3-270m-q4_k_m.gguf"),
-    };
-    if let Ok(f) = hearth::gguf::GgufFile::open(&model) {
+    if let Some(model) = common::real_model() {
+        let f = hearth::gguf::GgufFile::open(&model).unwrap();
         let t = ChatTemplate::for_model(f.header())
             .unwrap()
             .expect("a template");

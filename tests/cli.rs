@@ -255,3 +255,75 @@ fn tokenize_prints_ids_and_pieces() {
         "the spelling is split as text: {text}"
     );
 }
+
+#[test]
+fn run_refuses_an_absurd_penalty_window_without_allocating() {
+    // Used to abort: the sampler preallocated `--repeat-last-n` entries.
+    let model = hearth::model::tiny::TinySpec::new(hearth::model::Arch::Llama).build();
+    let p = temp_file("tiny-window.gguf", &model);
+    let out = hearth(&[
+        "run",
+        p.to_str().unwrap(),
+        "--raw",
+        "-n",
+        "2",
+        "--repeat-last-n",
+        "18446744073709551615",
+        "hi",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("capacity"),
+        "{err}"
+    );
+    assert!(err.contains("repeat_last_n"), "{err}");
+}
+
+/// The README's first command: the chat model, imported into a store as `smollm2:135m`,
+/// answers through its own chat template; greedy without a repeat penalty it gives the
+/// exact (f64 reference) answer and stops at `<|im_end|>`.
+#[test]
+fn run_chat_model_by_store_name_answers_paris() {
+    let Some(path) = common::chat_model() else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("hearth-cli-chat-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let with_store = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .args(args)
+            .env("HEARTH_MODELS", dir.join("store"))
+            .output()
+            .expect("run hearth")
+    };
+    let out = with_store(&["import", "--link", path.to_str().unwrap(), "smollm2:135m"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = with_store(&[
+        "run",
+        "smollm2:135m",
+        "What is the capital of France?",
+        "--temperature",
+        "0",
+        "--repeat-penalty",
+        "1",
+        "--verbose",
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stdout.trim_end(),
+        "The capital of France is Paris.",
+        "{stderr}"
+    );
+    assert!(stderr.contains("done reason:          stop"), "{stderr}");
+    assert!(stderr.contains("from the GGUF"), "{stderr}");
+}

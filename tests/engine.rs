@@ -250,3 +250,35 @@ fn json_format_gives_one_valid_object() {
     }
     eprintln!("json output ({:?}): {text}", stats.reason);
 }
+
+#[test]
+fn every_load_path_refuses_final_logit_softcapping() {
+    // Engine::load (run, serve, the browser) and Model::load (bench, profile) share one
+    // path: a feature the plans cannot run is refused by both, never silently ignored.
+    use hearth::gguf::Value as V;
+    use hearth::model::{tiny, Arch};
+    let spec = tiny::TinySpec::new(Arch::Gemma3);
+    let mut meta = spec.metadata();
+    meta.push(("gemma3.final_logit_softcapping".into(), V::F32(30.0)));
+    let f = GgufFile::from_bytes(tiny::assemble(meta, spec.tensors())).unwrap();
+    let opts = EngineOptions {
+        context: 64,
+        batch: 8,
+        template: None,
+    };
+    let err = match Engine::load(gpu(Config::Full), &f, opts, &mut |_, _| {}) {
+        Ok(_) => panic!("Engine::load accepted final logit soft-capping"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("soft-capping"), "{err}");
+    let load = hearth::graph::LoadOptions {
+        context: 64,
+        batch: 8,
+        all_logits: false,
+    };
+    let err = match hearth::graph::Model::load(gpu(Config::Full), &f, &load) {
+        Ok(_) => panic!("Model::load accepted final logit soft-capping"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("soft-capping"), "{err}");
+}

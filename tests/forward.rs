@@ -124,6 +124,35 @@ fn qwen3_matches_reference() {
 }
 
 #[test]
+fn rope_freqs_apply_to_every_architecture() {
+    // One rule for the GPU plan, the reference and the tensor check: a file of any
+    // architecture may carry RoPE frequency divisors, and all three use them.
+    for (i, arch) in [Arch::Gemma3, Arch::Llama, Arch::Qwen2, Arch::Qwen3]
+        .into_iter()
+        .enumerate()
+    {
+        let mut with = spec(arch, GgmlType::Q8_0, 70 + i as u64);
+        with.rope_freqs = true;
+        check(&with, Config::Full);
+        // The divisors change the answer, so the check above could not pass by ignoring them.
+        let without = spec(arch, GgmlType::Q8_0, 70 + i as u64);
+        let logits = |s: &TinySpec| {
+            let f = GgufFile::from_bytes(s.build()).unwrap();
+            let r = Reference::load(&f).unwrap();
+            let mut cache = RefCache::new(&r.cfg, 16, false);
+            r.forward(&mut cache, &[1, 5, 9, 13, 17, 21], 0).unwrap()
+        };
+        let (a, b) = (logits(&with), logits(&without));
+        let diff = a[5]
+            .iter()
+            .zip(&b[5])
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(diff > 1e-3, "{arch:?}: rope_freqs changed nothing ({diff})");
+    }
+}
+
+#[test]
 fn bad_input_is_an_error_not_a_panic() {
     let f = GgufFile::from_bytes(TinySpec::new(Arch::Llama).build()).unwrap();
     let mut model = Model::load(

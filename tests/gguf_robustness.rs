@@ -3,6 +3,8 @@
 //! message names the field, plus writer round trips, truncation at every header byte,
 //! single-byte corruption, and the real test model when it is present.
 
+mod common;
+
 use hearth::gguf::{
     parse, put_string, put_tensor_info, put_value, Array, GgufError, GgufFile, GgufWriter, Value,
 };
@@ -367,14 +369,7 @@ fn corrupting_any_header_byte_never_panics() {
 
 #[test]
 fn real_model_parses() {
-    let path = std::env::var_os("HEARTH_TEST_MODEL")
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .map(|h| std::path::Path::new(&h).join(".cache/hearth/gemma-3-270m-q4_k_m.gguf"))
-        });
-    let Some(path) = path.filter(|p| p.exists()) else {
-        eprintln!("note: real GGUF model not found (set HEARTH_TEST_MODEL); skipping");
+    let Some(path) = common::real_model() else {
         return;
     };
     let f = GgufFile::open(&path).unwrap();

@@ -3,7 +3,10 @@
 //! string, without BOS/EOS and with special-token parsing off, as test-tokenizer-0 does.
 //!
 //! The files come from `scripts/fetch-llama-src.sh`; `HEARTH_LLAMA_MODELS` points at them
-//! (default ~/.cache/hearth/llama-models-0.3.36). Without them the test prints a note.
+//! (default ~/.cache/hearth/llama-models-0.3.36). Without them the test skips with a note,
+//! except where `CI` is set: there it fails.
+
+mod common;
 
 use hearth::gguf::GgufFile;
 use hearth::tokenizer::Tokenizer;
@@ -46,19 +49,13 @@ const UNSUPPORTED: &[(&str, &str)] = &[
 ];
 
 fn models_dir() -> Option<PathBuf> {
-    let p = match std::env::var_os("HEARTH_LLAMA_MODELS") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(std::env::var_os("HOME")?).join(".cache/hearth/llama-models-0.3.36"),
-    };
-    if p.join("ggml-vocab-llama-spm.gguf").exists() {
-        Some(p)
-    } else {
-        eprintln!(
-            "note: llama.cpp's vocab tests not found in {}; run scripts/fetch-llama-src.sh",
-            p.display()
-        );
-        None
-    }
+    let p = common::llama_models()?;
+    assert!(
+        p.join("ggml-vocab-llama-spm.gguf").exists(),
+        "llama.cpp's vocab tests are missing from {}; rerun scripts/fetch-llama-src.sh",
+        p.display()
+    );
+    Some(p)
 }
 
 /// The (input, expected ids) pairs of one vocabulary, as test-tokenizer-0 reads them.

@@ -236,6 +236,22 @@ pub struct Gpu {
     /// Largest storage binding hearth will create; tensors above it are sharded.
     pub max_binding: u64,
     pub(crate) pipelines: PipelineCache,
+    /// Faults the device reported outside any error scope, and its loss.
+    faults: Arc<Faults>,
+}
+
+/// What the device reported through its callbacks: hearth never lets wgpu's default
+/// handler panic; a fault is recorded here and surfaces as a `GpuError` at the next check.
+#[derive(Default)]
+struct Faults {
+    /// Why the device was lost, once it is.
+    lost: std::sync::Mutex<Option<String>>,
+    /// The first error no scope captured, not yet reported.
+    uncaptured: std::sync::Mutex<Option<String>>,
+}
+
+fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Gpu {
@@ -308,6 +324,26 @@ impl Gpu {
             Some(o) => o.min(hw_binding),
             None => hw_binding,
         };
+        let faults = Arc::new(Faults::default());
+        {
+            let faults = faults.clone();
+            device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                log::error!("GPU error: {e}");
+                locked(&faults.uncaptured).get_or_insert_with(|| e.to_string());
+            }));
+        }
+        {
+            let faults = faults.clone();
+            device.set_device_lost_callback(move |reason, msg| {
+                log::error!("GPU device lost ({reason:?}): {msg}");
+                let why = if msg.is_empty() {
+                    format!("{reason:?}")
+                } else {
+                    format!("{reason:?}: {msg}")
+                };
+                locked(&faults.lost).get_or_insert(why);
+            });
+        }
         Ok(Arc::new(Self {
             device,
             queue,
@@ -316,7 +352,71 @@ impl Gpu {
             features: OptionalFeatures::from_wgpu(features),
             max_binding,
             pipelines: PipelineCache::default(),
+            faults,
         }))
+    }
+
+    /// Why the device was lost, once it has been (a driver reset, `destroy`, an unplugged
+    /// GPU). Nothing more can run on it; a new `Gpu` is needed.
+    pub fn lost(&self) -> Option<String> {
+        locked(&self.faults.lost).clone()
+    }
+
+    /// `Err` when the device is lost or reported an error no scope captured since the
+    /// last check (the error is then consumed).
+    pub fn check(&self) -> Result<(), GpuError> {
+        if let Some(why) = self.lost() {
+            return Err(GpuError::Lost(why));
+        }
+        match locked(&self.faults.uncaptured).take() {
+            Some(e) => Err(GpuError::Runtime(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `f` (which creates GPU resources) with out-of-memory and validation errors
+    /// captured: a device that cannot give what `f` asks for gives an `Err` naming `what`
+    /// rather than a panic or a later fault. Native only captures by scope (the scope
+    /// stack is per thread there); in a browser the same errors arrive through the
+    /// uncaptured-error handler and are checked here.
+    pub fn catch<T, E: From<GpuError>>(
+        &self,
+        what: &str,
+        f: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
+        // wgpu panics on some calls on a lost device (a buffer mapped at creation).
+        if let Some(why) = self.lost() {
+            return Err(GpuError::Lost(why).into());
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+            let invalid = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+            let out = f();
+            let invalid = pollster::block_on(invalid.pop());
+            let oom = pollster::block_on(oom.pop());
+            if let Some(e) = oom {
+                return Err(GpuError::OutOfMemory {
+                    what: what.to_string(),
+                    reason: e.to_string(),
+                }
+                .into());
+            }
+            if let Some(e) = invalid {
+                return Err(GpuError::Runtime(format!("{what}: {e}")).into());
+            }
+            self.check()?;
+            out
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            let out = f();
+            self.check().map_err(|e| match e {
+                GpuError::Runtime(r) => GpuError::Runtime(format!("{what}: {r}")),
+                e => e,
+            })?;
+            out
+        }
     }
 
     /// One line naming the adapter: name, backend, type, driver.
@@ -326,10 +426,12 @@ impl Gpu {
 
     /// Blocks until all submitted work is done (native) — the sync every timing needs.
     pub fn wait(&self) -> Result<(), GpuError> {
+        self.check()?;
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map(|_| ())
-            .map_err(|e| GpuError::Runtime(e.to_string()))
+            .map_err(|e| GpuError::Runtime(e.to_string()))?;
+        self.check()
     }
 }
 

@@ -40,4 +40,10 @@ pub enum GpuError {
     /// Waiting for the device or mapping a buffer failed.
     #[error("GPU operation failed: {0}")]
     Runtime(String),
+    /// The device could not allocate what was asked.
+    #[error("out of GPU memory while {what}: {reason}")]
+    OutOfMemory { what: String, reason: String },
+    /// The device is gone (driver reset, removed, destroyed); a new one is needed.
+    #[error("GPU device lost: {0}")]
+    Lost(String),
 }

@@ -101,6 +101,20 @@ impl Model {
         opts: &LoadOptions,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Self, ModelError> {
+        let (cfg, weights, memory) = Self::upload(&gpu, f, opts, progress)?;
+        Self::with_weights(gpu, cfg, weights, memory)
+    }
+
+    /// The one load path (`run`, `serve`, `bench`, `profile` and the browser all come
+    /// through here): reads the hyperparameters, refuses what the plans cannot run,
+    /// checks the memory plan against the device, then uploads the weights. Sessions are
+    /// then made with `with_weights`.
+    pub fn upload(
+        gpu: &Gpu,
+        f: &GgufFile,
+        opts: &LoadOptions,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<(ModelConfig, Arc<Weights>, MemoryPlan), ModelError> {
         let cfg = ModelConfig::from_gguf(f)?;
         if cfg.final_softcap.is_some() {
             return Err(ModelError::Input(format!(
@@ -108,10 +122,12 @@ impl Model {
                 cfg.arch.name()
             )));
         }
-        let memory = Self::plan_memory(&gpu, &cfg, f, opts);
-        memory.check(&gpu, f)?;
-        let weights = Arc::new(Weights::upload_with_progress(&gpu, f, &cfg, progress)?);
-        Self::with_weights(gpu, cfg, weights, memory)
+        let memory = Self::plan_memory(gpu, &cfg, f, opts);
+        memory.check(gpu, f)?;
+        let weights = gpu.catch("uploading the weights", || {
+            Weights::upload_with_progress(gpu, f, &cfg, progress)
+        })?;
+        Ok((cfg, Arc::new(weights), memory))
     }
 
     /// The memory a `load` of `f` with `opts` plans (capacity and batch clamped as there).
@@ -136,7 +152,21 @@ impl Model {
     /// Another sequence over weights already on the GPU: its own KV cache, activations
     /// and plans, sized by `memory` (from `plan_memory`, already checked). Sessions of one
     /// engine share the weights this way.
+    /// GPU faults while allocating (out of memory, validation) come back as errors.
     pub fn with_weights(
+        gpu: Arc<Gpu>,
+        cfg: ModelConfig,
+        weights: Arc<Weights>,
+        memory: MemoryPlan,
+    ) -> Result<Self, ModelError> {
+        let g = gpu.clone();
+        g.catch(
+            "creating a session (KV cache, activations, plans)",
+            move || Self::build(gpu, cfg, weights, memory),
+        )
+    }
+
+    fn build(
         gpu: Arc<Gpu>,
         cfg: ModelConfig,
         weights: Arc<Weights>,

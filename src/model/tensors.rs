@@ -3,7 +3,7 @@
 //! (`ROBUSTNESS.md` case 13: a wrong shape is an error naming the tensor and both shapes,
 //! never an out-of-bounds read later).
 
-use super::config::{Arch, ModelConfig, ModelError};
+use super::config::{ModelConfig, ModelError};
 use crate::gguf::GgufHeader;
 
 /// One tensor the architecture expects.
@@ -38,15 +38,14 @@ pub fn expected_tensors(cfg: &ModelConfig) -> Vec<TensorSpec> {
         // Absent in tied models (Gemma, small Qwen): the head then reuses token_embd.
         spec("output.weight".into(), &[h, cfg.vocab], false, false),
     ];
-    if cfg.arch == Arch::Llama {
-        // Llama 3.1+ stores its long-context RoPE frequency divisors here.
-        v.push(spec(
-            "rope_freqs.weight".into(),
-            &[cfg.rope_dims / 2],
-            false,
-            true,
-        ));
-    }
+    // Optional RoPE frequency divisors (Llama 3.1+ long context). One rule for every
+    // architecture: when a file has it, the GPU plan, the reference and this check all use it.
+    v.push(spec(
+        "rope_freqs.weight".into(),
+        &[cfg.rope_dims / 2],
+        false,
+        true,
+    ));
     for i in 0..cfg.n_layers {
         let n = |s: &str| format!("blk.{i}.{s}");
         v.push(spec(n("attn_norm.weight"), &[h], true, true));

@@ -38,6 +38,8 @@ pub struct TinySpec {
     pub seed: u64,
     /// Leave out `output.weight`, so the head reuses `token_embd`.
     pub tied_output: bool,
+    /// Write `rope_freqs.weight` (RoPE frequency divisors), which any architecture may carry.
+    pub rope_freqs: bool,
 }
 
 /// Tokens and llama.cpp token types of a tiny SentencePiece vocabulary of `n` tokens:
@@ -101,6 +103,7 @@ impl TinySpec {
             weight_type: GgmlType::Q8_0,
             seed: 1,
             tied_output: gemma,
+            rope_freqs: false,
         }
     }
 
@@ -194,13 +197,18 @@ impl TinySpec {
         let mut rng = Rng::new(self.seed);
         let mut out = Vec::new();
         for s in expected_tensors(&cfg) {
-            // Optional tensors: only an untied head; no RoPE factors.
-            let include = s.required || (s.name == "output.weight" && !self.tied_output);
+            // Optional tensors: an untied head, RoPE factors when asked for.
+            let include = s.required
+                || (s.name == "output.weight" && !self.tied_output)
+                || (s.name == "rope_freqs.weight" && self.rope_freqs);
             if !include {
                 continue;
             }
             let n: u64 = s.dims.iter().product();
-            let vals: Vec<f32> = if s.name.ends_with("norm.weight") {
+            let vals: Vec<f32> = if s.name == "rope_freqs.weight" {
+                // Divisors of the rotation frequencies, as Llama 3.1's long-context scaling.
+                (0..n).map(|_| rng.uniform(1.0, 8.0)).collect()
+            } else if s.name.ends_with("norm.weight") {
                 (0..n).map(|_| 1.0 + 0.1 * rng.normal()).collect()
             } else if s.name.ends_with(".bias") {
                 (0..n).map(|_| 0.1 * rng.normal()).collect()

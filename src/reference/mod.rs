@@ -161,11 +161,8 @@ impl Reference {
                 post_ffw_norm: post("post_ffw_norm.weight")?,
             });
         }
-        let rope_freqs = if cfg.arch == crate::model::Arch::Llama {
-            load_opt(f, "rope_freqs.weight")?
-        } else {
-            None
-        };
+        // Any architecture may carry it (see `expected_tensors`).
+        let rope_freqs = load_opt(f, "rope_freqs.weight")?;
         Ok(Self {
             token_embd: load(f, "token_embd.weight")?,
             output: load_opt(f, "output.weight")?,

@@ -226,7 +226,10 @@ fn authorized(app: &AppState, req: &Request) -> bool {
 }
 
 async fn health(State(app): State<App>) -> Response {
-    if app.sched.loading() > 0 {
+    if let Some(why) = app.sched.unhealthy() {
+        let body = Json(serde_json::json!({"status": "unhealthy", "error": why}));
+        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    } else if app.sched.loading() > 0 {
         let body = Json(serde_json::json!({"status": "loading"}));
         (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
     } else {

@@ -4,7 +4,7 @@
 
 use super::ApiError;
 use crate::engine::GenerateOptions;
-use crate::sampling::SamplingParams;
+use crate::sampling::{SamplingParams, MAX_REPEAT_LAST_N};
 use serde::Deserialize;
 
 /// ollama's `options`. Unknown keys (num_gpu, num_thread, …) are accepted and ignored.
@@ -98,7 +98,7 @@ impl OllamaOptions {
             None => d.top_k,
         };
         let repeat_last_n = match self.repeat_last_n {
-            Some(-1) => usize::MAX,
+            Some(-1) => MAX_REPEAT_LAST_N,
             Some(n) if n < -1 => return Err(bad("repeat_last_n", n, "must be >= -1")),
             Some(n) => n as usize,
             None => d.repeat_last_n,

@@ -186,6 +186,18 @@ impl Scheduler {
         s
     }
 
+    /// Why the server cannot serve right now: a model whose GPU device was lost (it
+    /// reloads on the next request that names it). None when healthy.
+    pub fn unhealthy(&self) -> Option<String> {
+        self.slots().iter().find_map(|s| {
+            let lost = s.loaded()?.engine.gpu().lost()?;
+            Some(format!(
+                "{}: GPU device lost ({lost}); it reloads on the next request",
+                s.name
+            ))
+        })
+    }
+
     /// Drops `name` from memory now if nobody uses it (used by delete and keep_alive 0).
     pub fn unload(&self, name: &str) {
         let mut map = self.models.lock().expect("models lock");
@@ -226,6 +238,16 @@ impl Scheduler {
         let keep_alive = keep_alive.unwrap_or(self.cfg.keep_alive);
         let slot = {
             let mut map = self.models.lock().expect("models lock");
+            // A model whose device was lost cannot run again: the next request starts a
+            // fresh slot (and a fresh device); requests still on the old one fail.
+            let lost = map
+                .get(name)
+                .and_then(|s| s.loaded())
+                .is_some_and(|l| l.engine.gpu().lost().is_some());
+            if lost {
+                log::warn!("{name}: its GPU device was lost; reloading");
+                map.remove(name);
+            }
             let slot = match map.get(name) {
                 Some(s) => s.clone(),
                 None => {
@@ -318,7 +340,9 @@ impl Scheduler {
 
     async fn gpu(&self) -> Result<Arc<Gpu>, ApiError> {
         if let Some(g) = self.gpu.lock().expect("gpu lock").clone() {
-            return Ok(g);
+            if g.lost().is_none() {
+                return Ok(g);
+            }
         }
         let opts = self.gpu_opts.clone();
         let gpu = tokio::task::spawn_blocking(move || Gpu::new_blocking(&opts))
@@ -326,7 +350,10 @@ impl Scheduler {
             .map_err(|e| ApiError::internal(format!("GPU: {e}")))?
             .map_err(|e| ApiError::internal(format!("GPU: {e}")))?;
         let mut cell = self.gpu.lock().expect("gpu lock");
-        Ok(cell.get_or_insert(gpu).clone())
+        if cell.as_ref().is_none_or(|g| g.lost().is_some()) {
+            *cell = Some(gpu);
+        }
+        Ok(cell.clone().expect("just set"))
     }
 }
 
@@ -358,16 +385,41 @@ impl Ticket {
         };
         tokio::task::spawn_blocking(move || {
             slot.active.fetch_add(1, Ordering::SeqCst);
-            let result = generate(&self.loaded, ids, opts, &tx, &cancel, &metrics);
-            watcher.abort();
+            // Whatever happens below, a panic included, the watcher (which holds a
+            // sender, so the client's stream could never end) stops and the slot frees.
+            let _running = Running { slot, watcher };
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                generate(&self.loaded, ids, opts, &tx, &cancel, &metrics)
+            }))
+            .unwrap_or_else(|panic| {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                log::error!("generation panicked: {why}");
+                Err(format!("internal error: generation failed ({why})"))
+            });
             if let Err(e) = result {
                 let _ = tx.blocking_send(Err(e));
             }
-            slot.active.fetch_sub(1, Ordering::SeqCst);
             drop(permit);
             drop(self);
         });
         Ok(rx)
+    }
+}
+
+/// A running request's hold on its slot, given back when dropped (unwinding included).
+struct Running {
+    slot: Arc<ModelSlot>,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.watcher.abort();
+        self.slot.active.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -390,6 +442,7 @@ fn generate(
             .generate_tokens(ids, opts)
             .map_err(|e| e.to_string())?;
         let mut stream = std::pin::pin!(stream);
+        let mut sent = 0;
         loop {
             if tx.is_closed() {
                 return Ok(());
@@ -407,8 +460,13 @@ fn generate(
                         let us = (stats.generate_duration + stats.prompt_duration).as_micros();
                         m.generate_us.fetch_add(us as u64, Ordering::Relaxed);
                     }
+                    let token = matches!(ev, Event::Token { .. });
                     if tx.blocking_send(Ok(ev)).is_err() {
                         return Ok(());
+                    }
+                    if token {
+                        sent += 1;
+                        inject_fault(loaded, sent);
                     }
                 }
             }
@@ -419,6 +477,27 @@ fn generate(
         idle.push(session);
     }
     outcome
+}
+
+/// Faults a test can ask for through `HEARTH_FAULT_INJECT`: `panic:N` panics and
+/// `lose-device:N` destroys the GPU device right after a request's N-th token. They let the
+/// server tests prove that a failed generation ends its response with an error, frees its
+/// slot, and (for a lost device) reports unhealthy and reloads. Unset in normal use.
+fn inject_fault(loaded: &Loaded, sent: usize) {
+    static FAULT: std::sync::OnceLock<Option<(String, usize)>> = std::sync::OnceLock::new();
+    let fault = FAULT.get_or_init(|| {
+        let v = std::env::var("HEARTH_FAULT_INJECT").ok()?;
+        let (kind, n) = v.split_once(':')?;
+        Some((kind.to_string(), n.parse().ok()?))
+    });
+    match fault {
+        Some((kind, n)) if *n == sent && kind == "panic" => panic!("injected fault"),
+        Some((kind, n)) if *n == sent && kind == "lose-device" => {
+            log::warn!("HEARTH_FAULT_INJECT: destroying the GPU device");
+            loaded.engine.gpu().device.destroy();
+        }
+        _ => {}
+    }
 }
 
 /// The idle session whose cache shares the longest prefix with `ids`, or a new one.

