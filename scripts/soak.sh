@@ -17,7 +17,9 @@ else
     cargo build --quiet --bin hearth
     HEARTH=$PWD/target/debug/hearth
 fi
+# Both models, each registered in the store under its name.
 scripts/fetch-model.sh >/dev/null
+scripts/fetch-model.sh smollm2 >/dev/null
 WORK=$(mktemp -d)
 SERVER_PID=
 cleanup() {
