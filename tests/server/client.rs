@@ -34,15 +34,23 @@ impl Drop for TempDir {
     }
 }
 
-pub fn store_with_tiny(tag: &str) -> TempDir {
+fn temp_dir(tag: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!("hearth-serve-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("tiny.gguf");
-    std::fs::write(&file, TinySpec::new(Arch::Gemma3).build()).unwrap();
+    TempDir(dir)
+}
+
+/// `hearth import` of `file` as `name` into the store under `dir` (`--link`: hard link).
+pub fn import(dir: &TempDir, file: &std::path::Path, name: &str, link: bool) {
+    let mut args = vec!["import"];
+    if link {
+        args.push("--link");
+    }
     let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args(["import", file.to_str().unwrap(), MODEL])
-        .env("HEARTH_MODELS", dir.join("store"))
+        .args(args)
+        .args([file.to_str().unwrap(), name])
+        .env("HEARTH_MODELS", dir.0.join("store"))
         .output()
         .unwrap();
     assert!(
@@ -50,7 +58,14 @@ pub fn store_with_tiny(tag: &str) -> TempDir {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    TempDir(dir)
+}
+
+pub fn store_with_tiny(tag: &str) -> TempDir {
+    let dir = temp_dir(tag);
+    let file = dir.0.join("tiny.gguf");
+    std::fs::write(&file, TinySpec::new(Arch::Gemma3).build()).unwrap();
+    import(&dir, &file, MODEL, false);
+    dir
 }
 
 pub fn serve(tag: &str, args: &[&str]) -> Server {
@@ -59,7 +74,18 @@ pub fn serve(tag: &str, args: &[&str]) -> Server {
 
 /// `serve` with extra environment variables (e.g. `HEARTH_FAULT_INJECT`).
 pub fn serve_with_env(tag: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
-    let dir = store_with_tiny(tag);
+    spawn(store_with_tiny(tag), args, env)
+}
+
+/// `hearth serve` over a temp store holding only `file`, imported (hard-linked) as `name`.
+pub fn serve_file(tag: &str, file: &std::path::Path, name: &str, args: &[&str]) -> Server {
+    let dir = temp_dir(tag);
+    import(&dir, file, name, true);
+    spawn(dir, args, &[])
+}
+
+/// Starts `hearth serve` on an ephemeral port over the store in `dir`.
+fn spawn(dir: TempDir, args: &[&str], env: &[(&str, &str)]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
         .args(["serve", "--port", "0"])
         .args(args)
@@ -68,46 +94,6 @@ pub fn serve_with_env(tag: &str, args: &[&str], env: &[(&str, &str)]) -> Server 
         .env_remove("HEARTH_API_KEY")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("hearth listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    Server {
-        child,
-        addr,
-        _dir: dir,
-    }
-}
-
-/// `hearth serve` over a temp store holding only `file`, imported (hard-linked) as `name`.
-pub fn serve_file(tag: &str, file: &std::path::Path, name: &str, args: &[&str]) -> Server {
-    let dir = std::env::temp_dir().join(format!("hearth-serve-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let dir = TempDir(dir);
-    let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args(["import", "--link", file.to_str().unwrap(), name])
-        .env("HEARTH_MODELS", dir.0.join("store"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args(["serve", "--port", "0"])
-        .args(args)
-        .env("HEARTH_MODELS", dir.0.join("store"))
-        .env_remove("HEARTH_API_KEY")
-        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut line = String::new();

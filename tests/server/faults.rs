@@ -106,16 +106,7 @@ fn a_model_that_fails_to_load_is_a_json_error_and_others_still_serve() {
     ));
     let file = srv._dir.0.join("capped.gguf");
     std::fs::write(&file, hearth::model::tiny::assemble(meta, spec.tensors())).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args(["import", file.to_str().unwrap(), "capped:test"])
-        .env("HEARTH_MODELS", srv._dir.0.join("store"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    import(&srv._dir, &file, "capped:test", false);
     for _ in 0..2 {
         let r = post(
             a,
