@@ -4,7 +4,7 @@
 //! HEARTH_BENCH_COLS (default 4096 x 4096), adapter with HEARTH_BACKEND / HEARTH_ADAPTER.
 
 use hearth::gpu::{gpu_layout, Gpu, GpuOptions, GpuTensor};
-use hearth::kernels::{MatMul, MatVec, Op, Step, StepBuffer, View};
+use hearth::kernels::{MatMul, MatVec, Op, Rows, Step, StepBuffer, Tokens, View};
 use hearth::quant::{random_blocks, GgmlType};
 use std::time::Instant;
 use wgpu::util::DeviceExt;
@@ -74,17 +74,12 @@ fn main() {
         let w =
             GpuTensor::upload(&gpu, ty.name(), ty, cols as u64, rows as u64, &raw).expect("upload");
         let mv = MatVec::new(&gpu, &w, View::of(&x), View::of(&y)).expect("matvec");
-        let mm = MatMul::new(
-            &gpu,
-            &w,
-            View::of(&x),
-            cols as u64,
-            View::of(&y),
-            rows as u64,
-            tokens as u64,
-            &step,
-        )
-        .expect("matmul");
+        let tok = Tokens {
+            max: tokens as u32,
+            step: &step,
+        };
+        let (xr, yr) = (Rows::packed(&x, cols as u32), Rows::packed(&y, rows as u32));
+        let mm = MatMul::new(&gpu, &w, xr, yr, tok).expect("matmul");
         let t_mv = time(&gpu, &|p| mv.encode(p));
         let t_mm = time(&gpu, &|p| mm.encode(p));
         let bytes = w.file_bytes() as f64;

@@ -127,10 +127,7 @@ fn qwen3_matches_reference() {
 fn rope_freqs_apply_to_every_architecture() {
     // One rule for the GPU plan, the reference and the tensor check: a file of any
     // architecture may carry RoPE frequency divisors, and all three use them.
-    for (i, arch) in [Arch::Gemma3, Arch::Llama, Arch::Qwen2, Arch::Qwen3]
-        .into_iter()
-        .enumerate()
-    {
+    for (i, arch) in Arch::ALL.into_iter().enumerate() {
         let mut with = spec(arch, GgmlType::Q8_0, 70 + i as u64);
         with.rope_freqs = true;
         check(&with, Config::Full);

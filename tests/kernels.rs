@@ -8,7 +8,7 @@ use common::{
     assert_close, gpu, output, random_vec, read, storage, storage_u32, Config, SMALL_BINDING,
 };
 use hearth::gpu::{gpu_layout, GpuTensor};
-use hearth::kernels::{self, GetRows, MatMul, MatVec, Step, StepBuffer, View};
+use hearth::kernels::{self, GetRows, MatMul, MatVec, Rows, Step, StepBuffer, Tokens, View};
 use hearth::quant::{dequantize_to_vec, random_blocks, GgmlType};
 
 /// NMSE bound per type: weights decode exactly (f16 scales widen to f32 losslessly), so
@@ -98,17 +98,17 @@ fn check_matmul(cfg: Config, c: &Case, tokens: usize, seed: u64) {
     let xb = storage(&g, &x);
     let yb = output(&g, built * ys);
     let step = StepBuffer::new(&g, Step::new(0, tokens as u32));
-    let op = MatMul::new(
-        &g,
-        &t,
-        View::of(&xb),
-        xs as u64,
-        View::of(&yb),
-        ys as u64,
-        built as u64,
-        &step,
-    )
-    .unwrap();
+    let rows = |b, width: usize, stride: usize| Rows {
+        view: View::of(b),
+        width: width as u32,
+        rows: 1,
+        stride: stride as u32,
+    };
+    let tok = Tokens {
+        max: built as u32,
+        step: &step,
+    };
+    let op = MatMul::new(&g, &t, rows(&xb, c.cols, xs), rows(&yb, c.rows, ys), tok).unwrap();
     kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
     let all = read(&g, &yb, built * ys);
     assert!(
@@ -141,16 +141,11 @@ fn check_get_rows(cfg: Config, c: &Case, ids: &[u32]) {
     let ib = storage_u32(&g, ids);
     let ob = output(&g, ids.len() * c.cols);
     let step = StepBuffer::new(&g, Step::new(0, ids.len() as u32));
-    let op = GetRows::new(
-        &g,
-        &t,
-        &ib,
-        ids.len() as u64,
-        View::of(&ob),
-        c.cols as u64,
-        &step,
-    )
-    .unwrap();
+    let tok = Tokens {
+        max: ids.len() as u32,
+        step: &step,
+    };
+    let op = GetRows::new(&g, &t, &ib, Rows::packed(&ob, c.cols as u32), tok).unwrap();
     kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
     let got = read(&g, &ob, ids.len() * c.cols);
     let want = kernels::get_rows::cpu(&c.w, c.cols, ids);

@@ -10,8 +10,28 @@ use common::{assert_close, gpu, nmse, output, random_vec, read, storage, Config}
 use hearth::gpu::Gpu;
 use hearth::kernels::{
     self, attention_decode, attention_prefill, kv_append, AttentionDecode, AttentionPrefill,
-    KvAppend, KvCache, Step, StepBuffer, View,
+    AttnSpec, KvAppend, KvCache, Rows, Step, StepBuffer, Tokens, View,
 };
+
+fn spec(n_heads: u32, n_kv_heads: u32, head_dim: u32, scale: f32, window: Option<u32>) -> AttnSpec {
+    AttnSpec {
+        n_heads,
+        n_kv_heads,
+        head_dim,
+        scale,
+        window,
+    }
+}
+
+/// One row of `width` per token, packed, from `view`.
+fn packed(view: View, width: usize) -> Rows {
+    Rows {
+        view,
+        width: width as u32,
+        rows: 1,
+        stride: width as u32,
+    }
+}
 
 /// NMSE bound of attention against the f64 twin: both read identical cache values and
 /// differ only by f32 rounding of the dot products, exp and the weighted sums.
@@ -58,22 +78,20 @@ fn kv_append_writes_rows_exactly() {
         let xb = storage(&g, &x);
         let (ko, vo) = (3usize, 3 + max_tokens * stride + 2);
         let step = StepBuffer::new(&g, Step::new(0, 1));
-        let op = KvAppend::new(
-            &g,
-            View {
+        let at = |offset: usize| Rows {
+            view: View {
                 buffer: &xb,
-                offset: ko as u64,
+                offset: offset as u64,
             },
-            View {
-                buffer: &xb,
-                offset: vo as u64,
-            },
-            stride as u32,
-            &cache,
-            max_tokens as u32,
-            &step,
-        )
-        .unwrap();
+            width: kv_dim as u32,
+            rows: 1,
+            stride: stride as u32,
+        };
+        let tok = Tokens {
+            max: max_tokens as u32,
+            step: &step,
+        };
+        let op = KvAppend::new(&g, at(ko), at(vo), &cache, tok).unwrap();
         let mut want_k = vec![0f32; cap * kv_dim];
         let mut want_v = vec![0f32; cap * kv_dim];
         // Fewer tokens than built for; then a step that runs past the capacity.
@@ -123,14 +141,10 @@ fn attention_rejects_bad_shapes() {
     let dec = |h, kvh, hd, w| {
         AttentionDecode::new(
             &g,
+            &spec(h, kvh, hd, 1.0, w),
             View::of(&q),
-            &cache,
             View::of(&o),
-            h,
-            kvh,
-            hd,
-            1.0,
-            w,
+            &cache,
             &step,
         )
         .err()
@@ -143,16 +157,14 @@ fn attention_rejects_bad_shapes() {
     assert!(dec(4, 2, 256, Some(0)).contains("window"));
     let pre = AttentionPrefill::new(
         &g,
+        &spec(4, 2, 256, 1.0, None),
         View::of(&q),
-        &cache,
         View::of(&o),
-        4,
-        2,
-        256,
-        1.0,
-        None,
-        3,
-        &step,
+        &cache,
+        Tokens {
+            max: 3,
+            step: &step,
+        },
     );
     assert!(pre.err().unwrap().to_string().contains("needs"));
 }
@@ -178,22 +190,25 @@ fn check_decode(cfg: Config, n_heads: usize, n_kv_heads: usize, head_dim: usize)
     let step = StepBuffer::new(&g, Step::new(0, 1));
     let mut worst = 0f64;
     for window in [None, Some(8), Some(512)] {
-        let op = AttentionDecode::new(
-            &g,
-            View {
-                buffer: &qb,
-                offset: 3,
-            },
-            &cache,
-            View {
-                buffer: &ob,
-                offset: 2,
-            },
+        let a = spec(
             n_heads as u32,
             n_kv_heads as u32,
             head_dim as u32,
             scale,
             window,
+        );
+        let op = AttentionDecode::new(
+            &g,
+            &a,
+            View {
+                buffer: &qb,
+                offset: 3,
+            },
+            View {
+                buffer: &ob,
+                offset: 2,
+            },
+            &cache,
             &step,
         )
         .unwrap();
@@ -201,17 +216,7 @@ fn check_decode(cfg: Config, n_heads: usize, n_kv_heads: usize, head_dim: usize)
             step.write(&g, Step::new(kv_len as u32 - 1, 1));
             kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
             let got = read(&g, &ob, n_heads * head_dim + 2);
-            let want = attention_decode::cpu(
-                &q[3..],
-                &k,
-                &v,
-                n_heads,
-                n_kv_heads,
-                head_dim,
-                scale,
-                window,
-                kv_len,
-            );
+            let want = attention_decode::cpu(&a, &q[3..], &k, &v, kv_len);
             let case = format!(
                 "decode {cfg:?} heads {n_heads}/{n_kv_heads} d {head_dim} window {window:?} kv_len {kv_len}"
             );
@@ -289,47 +294,28 @@ fn prefill_step(
     };
     // The views of a late step do not hold MAX_TOKENS rows: build for what is left.
     let max = MAX_TOKENS.min(s.cache.capacity as usize - pos);
-    let append = KvAppend::new(
-        g,
-        at(&s.kb, pos, kv_dim),
-        at(&s.vb, pos, kv_dim),
-        kv_dim as u32,
-        &s.cache,
-        max as u32,
-        &s.step,
-    )
-    .unwrap();
-    let attn = AttentionPrefill::new(
-        g,
-        at(&s.qb, pos, qd),
-        &s.cache,
-        View::of(&s.ob),
+    let tok = Tokens {
+        max: max as u32,
+        step: &s.step,
+    };
+    let kv = |b| packed(at(b, pos, kv_dim), kv_dim);
+    let append = KvAppend::new(g, kv(&s.kb), kv(&s.vb), &s.cache, tok).unwrap();
+    let a = spec(
         n_heads as u32,
         n_kv_heads as u32,
         head_dim as u32,
         scale,
         window,
-        max as u32,
-        &s.step,
-    )
-    .unwrap();
+    );
+    let attn =
+        AttentionPrefill::new(g, &a, at(&s.qb, pos, qd), View::of(&s.ob), &s.cache, tok).unwrap();
     s.step.write(g, Step::new(pos as u32, n as u32));
     kernels::run(g, &[&append.dispatch, &attn.dispatch]);
     let got = read(g, &s.ob, n * qd);
     let k = read_cache(g, &s.cache, &s.cache.k);
     let v = read_cache(g, &s.cache, &s.cache.v);
     let q = read(g, &s.qb, (pos + n) * qd);
-    let want = attention_prefill::cpu(
-        &q[pos * qd..],
-        &k,
-        &v,
-        n_heads,
-        n_kv_heads,
-        head_dim,
-        scale,
-        window,
-        pos,
-    );
+    let want = attention_prefill::cpu(&a, &q[pos * qd..], &k, &v, pos);
     (got, want)
 }
 
@@ -381,30 +367,23 @@ fn decode_after_prefill_equals_whole_prefill() {
                 buffer: b,
                 offset: ((n - 1) * w) as u64,
             };
-            let append = KvAppend::new(
-                &g,
-                row(&s.kb, kv_dim),
-                row(&s.vb, kv_dim),
-                kv_dim as u32,
-                &s.cache,
-                1,
-                &s.step,
-            )
-            .unwrap();
+            let tok = Tokens {
+                max: 1,
+                step: &s.step,
+            };
+            let kv = |b| packed(row(b, kv_dim), kv_dim);
+            let append = KvAppend::new(&g, kv(&s.kb), kv(&s.vb), &s.cache, tok).unwrap();
             let ob = output(&g, qd);
-            let dec = AttentionDecode::new(
-                &g,
-                row(&s.qb, qd),
-                &s.cache,
-                View::of(&ob),
+            let a = spec(
                 n_heads as u32,
                 n_kv_heads as u32,
                 head_dim as u32,
                 1.0 / (head_dim as f32).sqrt(),
                 window,
-                &s.step,
-            )
-            .unwrap();
+            );
+            let dec =
+                AttentionDecode::new(&g, &a, row(&s.qb, qd), View::of(&ob), &s.cache, &s.step)
+                    .unwrap();
             s.step.write(&g, Step::new(n as u32 - 1, 1));
             kernels::run(
                 &g,

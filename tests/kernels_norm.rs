@@ -10,8 +10,19 @@ mod errors;
 mod vocab;
 
 use common::{assert_close, gpu, random_vec, read, storage, Config};
-use hearth::kernels::{self, Add, GatedAct, NormOut, RmsNorm, Rope, Scale, Step, StepBuffer, View};
+use hearth::kernels::{
+    self, Add, GatedAct, NormOut, RmsNorm, Rope, RopeSpec, Rows, Scale, Step, StepBuffer, Tokens,
+    View,
+};
 use hearth::model::Activation;
+
+/// The step context of an op built for `built` tokens.
+fn tokens(built: usize, step: &StepBuffer) -> Tokens<'_> {
+    Tokens {
+        max: built as u32,
+        step,
+    }
+}
 
 const CONFIGS: [Config; 2] = [Config::Full, Config::Bare];
 
@@ -97,19 +108,13 @@ fn check_rmsnorm(
         buffer: &xb,
         offset: off as u64,
     };
-    let op = RmsNorm::new(
-        &g,
-        xv,
-        out,
-        &wb,
-        width as u32,
-        rows as u32,
-        stride as u32,
-        eps,
-        built as u32,
-        &step,
-    )
-    .unwrap();
+    let xr = Rows {
+        view: xv,
+        width: width as u32,
+        rows: rows as u32,
+        stride: stride as u32,
+    };
+    let op = RmsNorm::new(&g, xr, out, &wb, eps, tokens(built, &step)).unwrap();
     kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
     let got = read(
         &g,
@@ -196,24 +201,23 @@ fn check_rope(cfg: Config, c: &RopeCase, pos: u32, built: usize, run: usize, see
     let fb = storage(&g, &factors);
     // Built for another step: the op must read the step at run time.
     let step = StepBuffer::new(&g, Step::new(0, built as u32));
-    let op = Rope::new(
-        &g,
-        View {
+    let xr = Rows {
+        view: View {
             buffer: &xb,
             offset: off as u64,
         },
-        c.heads as u32,
-        c.head_dim as u32,
-        c.rope_dims as u32,
-        stride as u32,
-        c.base,
-        c.pos_scale,
-        c.neox,
-        c.factors.then_some(&fb),
-        built as u32,
-        &step,
-    )
-    .unwrap();
+        width: c.head_dim as u32,
+        rows: c.heads as u32,
+        stride: stride as u32,
+    };
+    let spec = RopeSpec {
+        dims: c.rope_dims as u32,
+        base: c.base,
+        pos_scale: c.pos_scale,
+        neox: c.neox,
+    };
+    let factors_buf = c.factors.then_some(&fb);
+    let op = Rope::new(&g, xr, spec, factors_buf, tokens(built, &step)).unwrap();
     step.write(&g, Step::new(pos, run as u32));
     kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
     let got = read(&g, &xb, len);
@@ -223,11 +227,8 @@ fn check_rope(cfg: Config, c: &RopeCase, pos: u32, built: usize, run: usize, see
             let s = off + t * stride + h * c.head_dim;
             let r = kernels::rope::cpu(
                 &x[s..s + c.head_dim],
-                c.rope_dims,
+                spec,
                 pos + t as u32,
-                c.base,
-                c.pos_scale,
-                c.neox,
                 c.factors.then_some(&factors[..]),
             );
             want[s..s + c.head_dim].copy_from_slice(&r);
@@ -302,25 +303,18 @@ fn check_add(
     let y = random_vec(ylen, seed + 1);
     let (xb, yb) = (storage(&g, &x), storage(&g, &y));
     let step = StepBuffer::new(&g, Step::new(3, run as u32));
-    let op = Add::new(
-        &g,
-        View {
-            buffer: &xb,
-            offset: xoff as u64,
+    let row = |buffer, offset: usize, stride: usize| Rows {
+        view: View {
+            buffer,
+            offset: offset as u64,
         },
-        View {
-            buffer: &yb,
-            offset: yoff as u64,
-        },
-        width as u32,
-        if broadcast { 0 } else { xs as u32 },
-        ys as u32,
-        broadcast,
-        scale,
-        built as u32,
-        &step,
-    )
-    .unwrap();
+        width: width as u32,
+        rows: 1,
+        stride: stride as u32,
+    };
+    let x_stride = if broadcast { 0 } else { xs };
+    let (xr, yr) = (row(&xb, xoff, x_stride), row(&yb, yoff, ys));
+    let op = Add::new(&g, xr, yr, scale, tokens(built, &step)).unwrap();
     kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
     let got = read(&g, &yb, ylen);
     let mut want = y.clone();
@@ -342,19 +336,16 @@ fn check_scale(cfg: Config, width: usize, scale: f32, built: usize, run: usize, 
     let x = random_vec(len, seed);
     let xb = storage(&g, &x);
     let step = StepBuffer::new(&g, Step::new(0, run as u32));
-    let op = Scale::new(
-        &g,
-        View {
+    let xr = Rows {
+        view: View {
             buffer: &xb,
             offset: off as u64,
         },
-        width as u32,
-        stride as u32,
-        scale,
-        built as u32,
-        &step,
-    )
-    .unwrap();
+        width: width as u32,
+        rows: 1,
+        stride: stride as u32,
+    };
+    let op = Scale::new(&g, xr, scale, tokens(built, &step)).unwrap();
     kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
     let got = read(&g, &xb, len);
     let mut want = x.clone();
@@ -422,21 +413,21 @@ fn check_gated_act(
     }
     let (gb, ub) = (storage(&g, &gate), storage(&g, &up));
     let step = StepBuffer::new(&g, Step::new(0, run as u32));
+    let row = |buffer, offset: usize| Rows {
+        view: View {
+            buffer,
+            offset: offset as u64,
+        },
+        width: width as u32,
+        rows: 1,
+        stride: stride as u32,
+    };
     let op = GatedAct::new(
         &g,
-        View {
-            buffer: &gb,
-            offset: goff as u64,
-        },
-        View {
-            buffer: &ub,
-            offset: uoff as u64,
-        },
-        width as u32,
-        stride as u32,
+        row(&gb, goff),
+        row(&ub, uoff),
         act,
-        built as u32,
-        &step,
+        tokens(built, &step),
     )
     .unwrap();
     kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());

@@ -7,7 +7,7 @@ mod common;
 use common::{assert_close, gpu, output, random_vec, read, storage, storage_u32, Config};
 use hearth::gguf::{GgufFile, TensorInfo};
 use hearth::gpu::GpuTensor;
-use hearth::kernels::{self, GetRows, MatMul, MatVec, Step, StepBuffer, View};
+use hearth::kernels::{self, GetRows, MatMul, MatVec, Rows, Step, StepBuffer, Tokens, View};
 use hearth::quant::dequantize_to_vec;
 
 const BOUND: f64 = 1e-7;
@@ -37,17 +37,16 @@ fn check(f: &GgufFile, t: &TensorInfo, tokens: usize) {
         BOUND,
     );
 
-    let mm = MatMul::new(
-        &g,
-        &wt,
-        View::of(&xb),
-        cols as u64,
-        View::of(&yb),
-        rows as u64,
-        tokens as u64,
-        &StepBuffer::new(&g, Step::new(0, tokens as u32)),
-    )
-    .unwrap();
+    let step = StepBuffer::new(&g, Step::new(0, tokens as u32));
+    let tok = Tokens {
+        max: tokens as u32,
+        step: &step,
+    };
+    let (xr, yr) = (
+        Rows::packed(&xb, cols as u32),
+        Rows::packed(&yb, rows as u32),
+    );
+    let mm = MatMul::new(&g, &wt, xr, yr, tok).unwrap();
     kernels::run(&g, &mm.dispatches.iter().collect::<Vec<_>>());
     assert_close(
         &format!("matmul {case}"),
@@ -107,16 +106,11 @@ fn sharded_token_embd_matches_cpu() {
     let ib = storage_u32(&g, &ids);
     let ob = output(&g, ids.len() * cols);
     let step = StepBuffer::new(&g, Step::new(0, ids.len() as u32));
-    let op = GetRows::new(
-        &g,
-        &wt,
-        &ib,
-        ids.len() as u64,
-        View::of(&ob),
-        cols as u64,
-        &step,
-    )
-    .unwrap();
+    let tok = Tokens {
+        max: ids.len() as u32,
+        step: &step,
+    };
+    let op = GetRows::new(&g, &wt, &ib, Rows::packed(&ob, cols as u32), tok).unwrap();
     kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
     let want: Vec<f32> = ids
         .iter()
@@ -155,8 +149,9 @@ fn gemma3_config_from_metadata() {
         (c.vocab, c.context, c.sliding_window),
         (262144, 32768, Some(512))
     );
-    assert!(c.rope_neox && c.qk_norm && c.post_norms && !c.qkv_bias);
-    assert_eq!(c.act, hearth::model::Activation::GeluTanh);
+    // Gemma 3's block (q/k norms, sandwich norms, GeGLU) and NeoX RoPE pairs.
+    assert_eq!(c.arch, hearth::model::Arch::Gemma3);
+    assert!(c.rope_neox);
     assert!((c.embed_scale - 640f32.sqrt()).abs() < 1e-4);
     assert!((c.rms_eps - 1e-6).abs() < 1e-12);
     let globals: Vec<usize> = (0..18).filter(|&il| !c.is_sliding(il)).collect();

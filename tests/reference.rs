@@ -10,7 +10,7 @@ use hearth::model::{check_tensors, Arch, ModelConfig, ModelError, TinySpec, Tiny
 use hearth::quant::{nmse, GgmlType};
 use hearth::reference::{RefCache, Reference};
 
-const ARCHS: [Arch; 4] = [Arch::Gemma3, Arch::Llama, Arch::Qwen2, Arch::Qwen3];
+const ARCHS: [Arch; Arch::ALL.len()] = Arch::ALL;
 const TOKENS: [u32; 12] = [1, 17, 299, 42, 0, 5, 5, 123, 250, 7, 88, 2];
 
 fn reference(spec: &TinySpec) -> Reference {

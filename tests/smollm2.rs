@@ -54,8 +54,9 @@ fn smollm2_config_from_metadata() {
         (30, 576, 9, 3, 64, 1536)
     );
     assert_eq!((c.vocab, c.context, c.sliding_window), (49152, 8192, None));
-    assert!(!c.rope_neox && !c.qk_norm && !c.post_norms && !c.qkv_bias);
-    assert_eq!(c.act, hearth::model::Activation::Silu);
+    // Llama's block (no q/k norms, post-norms or biases; SwiGLU), adjacent RoPE pairs.
+    assert_eq!(c.arch, hearth::model::Arch::Llama);
+    assert!(!c.rope_neox);
     assert_eq!(c.rope(0), (100000.0, 1.0));
     assert!((c.rms_eps - 1e-5).abs() < 1e-12);
     assert!(f.tensor("output.weight").is_none(), "output is tied");

@@ -28,7 +28,6 @@ shader_table!(
     "rope.wgsl",
     "add.wgsl",
     "gated_act.wgsl",
-    "softmax.wgsl",
     "argmax.wgsl",
     "penalties.wgsl",
     "topk.wgsl",

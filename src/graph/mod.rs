@@ -7,11 +7,13 @@
 // wgpu handles are not Send/Sync on wasm, where there is a single thread anyway.
 #![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
+mod block;
 mod buffers;
 mod memory;
 mod plan;
 mod profile;
 
+pub use block::Block;
 pub use memory::MemoryPlan;
 
 use buffers::{read_into, Activations};
@@ -19,7 +21,7 @@ use plan::{Builder, Plan};
 
 use crate::gguf::GgufFile;
 use crate::gpu::{Gpu, GpuError};
-use crate::kernels::{KvCache, Op, Penalties, Step, StepBuffer, TopK, View};
+use crate::kernels::{Dispatch, KvCache, Op, Penalties, Step, StepBuffer, TopK, View};
 use crate::model::{ModelConfig, ModelError, Weights};
 use std::sync::Arc;
 
@@ -29,6 +31,43 @@ pub type Stage = Arc<dyn Op + Send + Sync>;
 /// An op shared between plans (norms, RoPE and friends serve prefill and decode alike).
 #[cfg(target_arch = "wasm32")]
 pub type Stage = Arc<dyn Op>;
+
+/// How the executor hands a step's command buffers to the queue: `Plain` records and
+/// submits each; the profiler times every dispatch.
+pub(crate) trait Submit {
+    /// Records `dispatches` into one command buffer (after `before`, if given) and submits it.
+    fn submit(
+        &mut self,
+        gpu: &Gpu,
+        dispatches: &[&Dispatch],
+        before: Option<&dyn Fn(&mut wgpu::CommandEncoder)>,
+    ) -> Result<(), GpuError>;
+}
+
+/// Unprofiled submission.
+struct Plain;
+
+impl Submit for Plain {
+    fn submit(
+        &mut self,
+        gpu: &Gpu,
+        dispatches: &[&Dispatch],
+        before: Option<&dyn Fn(&mut wgpu::CommandEncoder)>,
+    ) -> Result<(), GpuError> {
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        if let Some(f) = before {
+            f(&mut enc);
+        }
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            for d in dispatches {
+                d.encode(&mut pass);
+            }
+        }
+        gpu.queue.submit([enc.finish()]);
+        Ok(())
+    }
+}
 
 /// Options fixed at load.
 #[derive(Clone, Debug)]
@@ -260,12 +299,8 @@ impl Model {
     /// token's logits (and `all_logits()` every prefill token's, if enabled).
     pub fn forward(&mut self, tokens: &[u32]) -> Result<(), ModelError> {
         self.check_tokens(tokens)?;
-        if tokens.len() == 1 {
-            self.run(tokens, false);
-        } else {
-            for chunk in tokens.chunks(self.batch) {
-                self.run(chunk, true);
-            }
+        for chunk in tokens.chunks(self.batch) {
+            self.run(chunk, tokens.len() > 1, &mut Plain)?;
         }
         Ok(())
     }
@@ -290,46 +325,56 @@ impl Model {
         Ok(())
     }
 
-    /// Records and submits one step of `tokens.len()` tokens at `self.pos`.
-    fn run(&mut self, tokens: &[u32], prefill: bool) {
-        let gpu = &self.gpu;
+    /// The one executor: writes the ids and the step uniform, hands each command buffer's
+    /// dispatches of the prefill or decode plan to `submit` (plain or profiled), and
+    /// advances the position. `forward` sends a single token through the decode plan and
+    /// every chunk of a longer input through the prefill plan.
+    fn run(
+        &mut self,
+        tokens: &[u32],
+        prefill: bool,
+        submit: &mut dyn Submit,
+    ) -> Result<(), ModelError> {
+        let gpu = self.gpu.clone();
         let n = tokens.len();
         gpu.queue
             .write_buffer(&self.acts.ids, 0, bytemuck::cast_slice(tokens));
-        self.step.write(gpu, Step::new(self.pos as u32, n as u32));
-        let plan = if prefill { &self.prefill } else { &self.decode };
-        let submit = |stages: &[Stage], before: Option<&dyn Fn(&mut wgpu::CommandEncoder)>| {
-            let mut enc = gpu.device.create_command_encoder(&Default::default());
-            if let Some(f) = before {
-                f(&mut enc);
-            }
-            {
-                let mut pass = enc.begin_compute_pass(&Default::default());
-                for s in stages {
-                    s.encode(&mut pass);
-                }
-            }
-            gpu.queue.submit([enc.finish()]);
-        };
-        submit(&plan.embed, None);
-        for layer in &plan.layers {
-            submit(layer, None);
-        }
-        if prefill && !plan.all_logits.is_empty() {
-            submit(&plan.all_logits, None);
-        }
-        // The last token's row becomes the input of the shared tail (norm, head, argmax).
+        self.step.write(&gpu, Step::new(self.pos as u32, n as u32));
+        let groups = self.plan_groups(prefill);
+        // The last token's row becomes the input of the shared tail (norm, head, argmax),
+        // which is the last group.
         let row = (n as u64 - 1) * self.cfg.hidden as u64 * 4;
         let (x, last, bytes) = (&self.acts.x, &self.acts.last, self.cfg.hidden as u64 * 4);
-        submit(
-            &self.tail,
-            Some(&|enc: &mut wgpu::CommandEncoder| {
-                enc.copy_buffer_to_buffer(x, row, last, 0, bytes)
-            }),
-        );
+        let copy =
+            |enc: &mut wgpu::CommandEncoder| enc.copy_buffer_to_buffer(x, row, last, 0, bytes);
+        let tail = groups.len() - 1;
+        for (i, g) in groups.iter().enumerate() {
+            let before: Option<&dyn Fn(&mut wgpu::CommandEncoder)> =
+                if i == tail { Some(&copy) } else { None };
+            submit.submit(&gpu, g, before)?;
+        }
         self.pos += n;
         self.last_n = n;
         self.last_was_prefill = prefill;
+        Ok(())
+    }
+
+    /// Every dispatch of the decode plan (or the prefill plan), in execution order,
+    /// including the shared tail.
+    pub fn plan_dispatches(&self, prefill: bool) -> Vec<&Dispatch> {
+        self.plan_groups(prefill).into_iter().flatten().collect()
+    }
+
+    /// The plan's stages as submitted: one group per command buffer, the tail last.
+    fn plan_groups(&self, prefill: bool) -> Vec<Vec<&Dispatch>> {
+        let plan = if prefill { &self.prefill } else { &self.decode };
+        let mut groups = vec![flat(&plan.embed)];
+        groups.extend(plan.layers.iter().map(|l| flat(l)));
+        if prefill && !plan.all_logits.is_empty() {
+            groups.push(flat(&plan.all_logits));
+        }
+        groups.push(flat(&self.tail));
+        groups
     }
 
     /// The last token's logits, read back to the CPU.
@@ -421,4 +466,9 @@ impl Model {
     pub fn weights(&self) -> &Arc<Weights> {
         &self.weights
     }
+}
+
+/// The dispatches of `stages`, in order.
+fn flat(stages: &[Stage]) -> Vec<&Dispatch> {
+    stages.iter().flat_map(|s| s.dispatches().iter()).collect()
 }

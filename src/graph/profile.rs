@@ -1,11 +1,21 @@
-//! The profiled executor: the same plan, stages and submissions as `Model::forward`, with
-//! every dispatch handed to a `Profiler`. Kept apart from `run` so that an unprofiled
-//! forward pass never sees a query.
+//! Profiled forward passes: the one executor (`Model::run`) with a `Profiler` as its
+//! submit strategy, so every dispatch is timed and an unprofiled pass never sees a query.
 
-use super::{Model, Stage};
-use crate::gpu::{Phase, Profiler, StepProfile};
+use super::{Model, Submit};
+use crate::gpu::{Gpu, GpuError, Phase, Profiler, StepProfile};
 use crate::kernels::{Dispatch, Step};
 use crate::model::ModelError;
+
+impl Submit for Profiler {
+    fn submit(
+        &mut self,
+        gpu: &Gpu,
+        dispatches: &[&Dispatch],
+        before: Option<&dyn Fn(&mut wgpu::CommandEncoder)>,
+    ) -> Result<(), GpuError> {
+        Profiler::submit(self, gpu, dispatches, before)
+    }
+}
 
 impl Model {
     /// `forward` with every dispatch timed: one `StepProfile` per step (each prefill chunk,
@@ -18,75 +28,18 @@ impl Model {
     ) -> Result<Vec<StepProfile>, ModelError> {
         self.check_tokens(tokens)?;
         let mut out = Vec::new();
-        if tokens.len() == 1 {
-            out.push(self.run_profiled(tokens, false, prof).await?);
-        } else {
-            let batch = self.batch;
-            for chunk in tokens.chunks(batch) {
-                out.push(self.run_profiled(chunk, true, prof).await?);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Every dispatch of the decode plan (or the prefill plan), in execution order,
-    /// including the shared tail.
-    pub fn plan_dispatches(&self, prefill: bool) -> Vec<&Dispatch> {
-        self.plan_groups(prefill).into_iter().flatten().collect()
-    }
-
-    /// The plan's stages as submitted: one group per command buffer.
-    fn plan_groups(&self, prefill: bool) -> Vec<Vec<&Dispatch>> {
-        let plan = if prefill { &self.prefill } else { &self.decode };
-        let mut groups = vec![flat(&plan.embed)];
-        groups.extend(plan.layers.iter().map(|l| flat(l)));
-        if prefill && !plan.all_logits.is_empty() {
-            groups.push(flat(&plan.all_logits));
-        }
-        groups.push(flat(&self.tail));
-        groups
-    }
-
-    async fn run_profiled(
-        &mut self,
-        tokens: &[u32],
-        prefill: bool,
-        prof: &mut Profiler,
-    ) -> Result<StepProfile, ModelError> {
-        let n = tokens.len();
-        let gpu = self.gpu.clone();
-        gpu.queue
-            .write_buffer(&self.acts.ids, 0, bytemuck::cast_slice(tokens));
-        let step = Step::new(self.pos as u32, n as u32);
-        self.step.write(&gpu, step);
+        let prefill = tokens.len() > 1;
         let phase = if prefill {
             Phase::Prefill
         } else {
             Phase::Decode
         };
-        prof.begin_step(phase, step.n_tokens, step.kv_len);
-        let groups = self.plan_groups(prefill);
-        let last = groups.len() - 1;
-        let row = (n as u64 - 1) * self.cfg.hidden as u64 * 4;
-        let (x, last_x, bytes) = (&self.acts.x, &self.acts.last, self.cfg.hidden as u64 * 4);
-        for (i, g) in groups.iter().enumerate() {
-            if i == last {
-                let copy = |enc: &mut wgpu::CommandEncoder| {
-                    enc.copy_buffer_to_buffer(x, row, last_x, 0, bytes)
-                };
-                prof.submit(&gpu, g, Some(&copy))?;
-            } else {
-                prof.submit(&gpu, g, None)?;
-            }
+        for chunk in tokens.chunks(self.batch) {
+            let step = Step::new(self.pos as u32, chunk.len() as u32);
+            prof.begin_step(phase, step.n_tokens, step.kv_len);
+            self.run(chunk, prefill, prof)?;
+            out.push(prof.finish_step(&self.gpu).await?);
         }
-        let profile = prof.finish_step(&gpu).await?;
-        self.pos += n;
-        self.last_n = n;
-        self.last_was_prefill = prefill;
-        Ok(profile)
+        Ok(out)
     }
-}
-
-fn flat(stages: &[Stage]) -> Vec<&Dispatch> {
-    stages.iter().flat_map(|s| s.dispatches().iter()).collect()
 }

@@ -1,7 +1,7 @@
 //! Element-wise add with scale over token rows (residuals, biases) and in-place scaling.
 //! Shader: `add.wgsl` (`SCALE` selects the in-place form).
 
-use super::{build_dispatch, token_grid, Dispatch, StepBuffer, View, Work, STEP_BINDING};
+use super::{build_dispatch, to_u32, token_grid, Dispatch, Rows, Tokens, Work, STEP_BINDING};
 use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
 
 /// Workgroup size of the add and scale kernels (one invocation per element).
@@ -28,42 +28,44 @@ pub struct Add {
 }
 
 impl Add {
-    /// Builds the dispatch; x and y must be different buffers. With `broadcast_x` x holds
-    /// one row of `width` and `token_stride_x` is ignored.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        gpu: &Gpu,
-        x: View,
-        y: View,
-        width: u32,
-        token_stride_x: u32,
-        token_stride_y: u32,
-        broadcast_x: bool,
-        scale: f32,
-        max_tokens: u32,
-        step: &StepBuffer,
-    ) -> Result<Self, GpuError> {
-        let x_stride = if broadcast_x { 0 } else { token_stride_x };
-        check_stride("add x", width, x_stride, broadcast_x)?;
-        check_stride("add y", width, token_stride_y, false)?;
-        if x.buffer == y.buffer {
+    /// Builds the dispatch over `y.per_token()` elements per token; x has as many (a
+    /// stride of 0 broadcasts its one row to every token) and must be another buffer.
+    pub fn new(gpu: &Gpu, x: Rows, y: Rows, scale: f32, tok: Tokens) -> Result<Self, GpuError> {
+        let width = to_u32("add width", y.per_token())?;
+        let broadcast_x = x.stride == 0;
+        if x.per_token() != y.per_token() {
+            return Err(GpuError::Runtime(format!(
+                "add: x has {} elements per token, y {}",
+                x.per_token(),
+                y.per_token()
+            )));
+        }
+        if y.stride == 0 {
+            return Err(GpuError::Runtime(
+                "add y: a token stride of 0 would add every token into one row".into(),
+            ));
+        }
+        if x.view.buffer == y.view.buffer {
             return Err(GpuError::Runtime(
                 "add: x and y must be different buffers (y is written while x is read)".into(),
             ));
         }
-        let x_tokens = if broadcast_x { 1 } else { max_tokens };
-        let x_offset = x.check_tokens("add x", x_tokens, x_stride as u64, width as u64)?;
-        let y_offset = y.check_tokens("add y", max_tokens, token_stride_y as u64, width as u64)?;
-        let (p, groups) = params(gpu, width, max_tokens, scale)?;
+        let x_offset = x.check("add x", tok.max)?;
+        let y_offset = y.check("add y", tok.max)?;
+        let (p, groups) = params(gpu, width, tok.max, scale)?;
         let p = Params {
-            x_stride,
-            y_stride: token_stride_y,
+            x_stride: x.stride,
+            y_stride: y.stride,
             x_offset,
             y_offset,
             ..p
         };
         let key = key(&[]);
-        let buffers = [(1, x.buffer), (2, y.buffer), (STEP_BINDING, &step.buffer)];
+        let buffers = [
+            (1, x.view.buffer),
+            (2, y.view.buffer),
+            (STEP_BINDING, &tok.step.buffer),
+        ];
         let w = width as f64;
         let x_bytes = if broadcast_x { w * 4.0 } else { 0.0 };
         let d = build_dispatch(gpu, &key, key.label(), &buffers, (3, &p), groups)?.costed(
@@ -88,26 +90,23 @@ pub struct Scale {
 }
 
 impl Scale {
-    /// Builds the dispatch.
-    pub fn new(
-        gpu: &Gpu,
-        x: View,
-        width: u32,
-        token_stride: u32,
-        scale: f32,
-        max_tokens: u32,
-        step: &StepBuffer,
-    ) -> Result<Self, GpuError> {
-        check_stride("scale", width, token_stride, false)?;
-        let x_offset = x.check_tokens("scale", max_tokens, token_stride as u64, width as u64)?;
-        let (p, groups) = params(gpu, width, max_tokens, scale)?;
+    /// Builds the dispatch over every element of the step's tokens of `x`.
+    pub fn new(gpu: &Gpu, x: Rows, scale: f32, tok: Tokens) -> Result<Self, GpuError> {
+        let width = to_u32("scale width", x.per_token())?;
+        let x_offset = x.check("scale", tok.max)?;
+        if x.stride == 0 {
+            return Err(GpuError::Runtime(
+                "scale: a token stride of 0 would scale one row once per token".into(),
+            ));
+        }
+        let (p, groups) = params(gpu, width, tok.max, scale)?;
         let p = Params {
-            x_stride: token_stride,
+            x_stride: x.stride,
             x_offset,
             ..p
         };
         let key = key(&["SCALE"]);
-        let buffers = [(1, x.buffer), (STEP_BINDING, &step.buffer)];
+        let buffers = [(1, x.view.buffer), (STEP_BINDING, &tok.step.buffer)];
         let w = width as f64;
         let d = build_dispatch(gpu, &key, key.label(), &buffers, (3, &p), groups)?.costed(
             format!("{width}"),
@@ -118,16 +117,6 @@ impl Scale {
             dispatches: vec![d],
         })
     }
-}
-
-/// Rows `stride` apart must not overlap (invocations of different tokens would race).
-fn check_stride(what: &str, width: u32, stride: u32, broadcast: bool) -> Result<(), GpuError> {
-    if width == 0 || (!broadcast && stride < width) {
-        return Err(GpuError::Runtime(format!(
-            "{what}: width {width} with token stride {stride} (needs width >= 1 and stride >= width)"
-        )));
-    }
-    Ok(())
 }
 
 /// The parameters shared by both forms, and the grid.

@@ -46,15 +46,32 @@ pub fn variants() -> Vec<PipelineKey> {
     vec![key(false, false), key(true, false), key(false, true)]
 }
 
+/// What an attention op computes: `n_heads` query heads of `head_dim` over `n_kv_heads`
+/// KV heads (query head `h` reads KV head `h / (n_heads / n_kv_heads)`), scores scaled
+/// by `scale`, and with a window `w` only the last `w` positions seen.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttnSpec {
+    /// Query heads.
+    pub n_heads: u32,
+    /// Key/value heads (divides `n_heads`).
+    pub n_kv_heads: u32,
+    /// Width of one head.
+    pub head_dim: u32,
+    /// Multiplier of q·k.
+    pub scale: f32,
+    /// Sliding window in positions (`None`: every cached position).
+    pub window: Option<u32>,
+}
+
 /// Checks the head layout shared by the attention ops against the cache.
-pub(crate) fn check_heads(
-    what: &str,
-    cache: &KvCache,
-    n_heads: u32,
-    n_kv_heads: u32,
-    head_dim: u32,
-    window: Option<u32>,
-) -> Result<(), GpuError> {
+pub(crate) fn check_heads(what: &str, cache: &KvCache, spec: &AttnSpec) -> Result<(), GpuError> {
+    let AttnSpec {
+        n_heads,
+        n_kv_heads,
+        head_dim,
+        window,
+        ..
+    } = *spec;
     if n_heads == 0 || n_kv_heads == 0 || !n_heads.is_multiple_of(n_kv_heads) {
         return Err(GpuError::Runtime(format!(
             "{what}: {n_heads} query heads must be a positive multiple of {n_kv_heads} kv heads"
@@ -84,22 +101,25 @@ pub struct AttentionDecode {
 }
 
 impl AttentionDecode {
-    /// Builds both passes for any `step.kv_len` up to the cache's capacity.
-    #[allow(clippy::too_many_arguments)]
+    /// Builds both passes for any `step.kv_len` up to the cache's capacity; `q` and
+    /// `out` hold `n_heads * head_dim` values.
     pub fn new(
         gpu: &Gpu,
+        spec: &AttnSpec,
         q: View,
-        cache: &KvCache,
         out: View,
-        n_heads: u32,
-        n_kv_heads: u32,
-        head_dim: u32,
-        scale: f32,
-        window: Option<u32>,
+        cache: &KvCache,
         step: &StepBuffer,
     ) -> Result<Self, GpuError> {
         let what = "attention_decode";
-        check_heads(what, cache, n_heads, n_kv_heads, head_dim, window)?;
+        check_heads(what, cache, spec)?;
+        let AttnSpec {
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            scale,
+            window,
+        } = *spec;
         let q_len = n_heads as u64 * head_dim as u64;
         q.check("attention_decode query", q_len)?;
         out.check("attention_decode output", q_len)?;
@@ -205,18 +225,13 @@ impl AttentionDecode {
 /// CPU twin: attention of one token at position `kv_len - 1`. `q` is `[n_heads][head_dim]`,
 /// `k` and `v` are `[position][n_kv_heads * head_dim]` as the cache stores them (already
 /// f16-rounded for an f16 cache); computed in f64.
-#[allow(clippy::too_many_arguments)]
-pub fn cpu(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    n_heads: usize,
-    n_kv_heads: usize,
-    head_dim: usize,
-    scale: f32,
-    window: Option<u32>,
-    kv_len: usize,
-) -> Vec<f32> {
+pub fn cpu(spec: &AttnSpec, q: &[f32], k: &[f32], v: &[f32], kv_len: usize) -> Vec<f32> {
+    let (n_heads, n_kv_heads, head_dim) = (
+        spec.n_heads as usize,
+        spec.n_kv_heads as usize,
+        spec.head_dim as usize,
+    );
+    let (scale, window) = (spec.scale, spec.window);
     let kv_dim = n_kv_heads * head_dim;
     let group = n_heads / n_kv_heads;
     let lo = match window {

@@ -4,8 +4,8 @@
 //! staged in shared memory, with an online softmax. Works for a step starting at any
 //! position (chunked prefill). Shader: `attention_prefill.wgsl`.
 
-use super::attention_decode::check_heads;
-use super::{build_dispatch, to_u32, Dispatch, KvCache, StepBuffer, View, Work, STEP_BINDING};
+use super::attention_decode::{check_heads, AttnSpec};
+use super::{build_dispatch, to_u32, Dispatch, KvCache, Tokens, View, Work, STEP_BINDING};
 use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
 
 /// Workgroup size (fixed by the shader's shared-memory layout).
@@ -53,24 +53,26 @@ pub struct AttentionPrefill {
 }
 
 impl AttentionPrefill {
-    /// Builds the dispatch for up to `max_tokens` tokens per step; `q` and `out` are
+    /// Builds the dispatch for up to `tok.max` tokens per step; `q` and `out` are
     /// `[token][n_heads * head_dim]`.
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         gpu: &Gpu,
+        spec: &AttnSpec,
         q: View,
-        cache: &KvCache,
         out: View,
-        n_heads: u32,
-        n_kv_heads: u32,
-        head_dim: u32,
-        scale: f32,
-        window: Option<u32>,
-        max_tokens: u32,
-        step: &StepBuffer,
+        cache: &KvCache,
+        tok: Tokens,
     ) -> Result<Self, GpuError> {
         let what = "attention_prefill";
-        check_heads(what, cache, n_heads, n_kv_heads, head_dim, window)?;
+        check_heads(what, cache, spec)?;
+        let AttnSpec {
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            scale,
+            window,
+        } = *spec;
+        let max_tokens = tok.max;
         if max_tokens == 0 {
             return Err(GpuError::Runtime(format!(
                 "{what}: max_tokens must be positive"
@@ -112,7 +114,7 @@ impl AttentionPrefill {
                 (1, &cache.k),
                 (2, &cache.v),
                 (4, out.buffer),
-                (STEP_BINDING, &step.buffer),
+                (STEP_BINDING, &tok.step.buffer),
             ],
             (3, &p),
             (tiles as u32, n_kv_heads, 1),
@@ -139,33 +141,10 @@ impl AttentionPrefill {
 
 /// CPU twin: token t of `q` (`[token][n_heads * head_dim]`) at position `pos + t` attends
 /// the cache rows `k`, `v` (`[position][kv_dim]`, as stored) causally; computed in f64.
-#[allow(clippy::too_many_arguments)]
-pub fn cpu(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    n_heads: usize,
-    n_kv_heads: usize,
-    head_dim: usize,
-    scale: f32,
-    window: Option<u32>,
-    pos: usize,
-) -> Vec<f32> {
-    q.chunks_exact(n_heads * head_dim)
+pub fn cpu(spec: &AttnSpec, q: &[f32], k: &[f32], v: &[f32], pos: usize) -> Vec<f32> {
+    q.chunks_exact((spec.n_heads * spec.head_dim) as usize)
         .enumerate()
-        .flat_map(|(t, qt)| {
-            super::attention_decode::cpu(
-                qt,
-                k,
-                v,
-                n_heads,
-                n_kv_heads,
-                head_dim,
-                scale,
-                window,
-                pos + t + 1,
-            )
-        })
+        .flat_map(|(t, qt)| super::attention_decode::cpu(spec, qt, k, v, pos + t + 1))
         .collect()
 }
 

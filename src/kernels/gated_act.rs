@@ -1,7 +1,7 @@
 //! Gated activation of the FFN, `gate = act(gate) * up` in place (SwiGLU for Llama and
 //! Qwen, GeGLU with tanh-approximated GELU for Gemma). Shader: `gated_act.wgsl`.
 
-use super::{build_dispatch, token_grid, Dispatch, StepBuffer, View, Work, STEP_BINDING};
+use super::{build_dispatch, to_u32, token_grid, Dispatch, Rows, Tokens, Work, STEP_BINDING};
 use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
 use crate::model::Activation;
 
@@ -28,31 +28,32 @@ pub struct GatedAct {
 }
 
 impl GatedAct {
-    /// Builds the dispatch; gate and up share the layout but must be different buffers.
-    #[allow(clippy::too_many_arguments)]
+    /// Builds the dispatch; gate and up share one layout but must be different buffers.
     pub fn new(
         gpu: &Gpu,
-        gate: View,
-        up: View,
-        width: u32,
-        token_stride: u32,
+        gate: Rows,
+        up: Rows,
         act: Activation,
-        max_tokens: u32,
-        step: &StepBuffer,
+        tok: Tokens,
     ) -> Result<Self, GpuError> {
-        if width == 0 || token_stride < width {
+        let (width, token_stride, max_tokens) = (
+            to_u32("gated_act width", gate.per_token())?,
+            gate.stride,
+            tok.max,
+        );
+        if (up.per_token(), up.stride) != (gate.per_token(), gate.stride) || gate.stride == 0 {
             return Err(GpuError::Runtime(format!(
-                "gated_act: width {width} with token stride {token_stride} (needs width >= 1 and stride >= width)"
+                "gated_act: gate ({} per token, stride {}) and up ({} per token, stride {}) must share one layout with a token stride",
+                gate.per_token(), gate.stride, up.per_token(), up.stride
             )));
         }
-        if gate.buffer == up.buffer {
+        if gate.view.buffer == up.view.buffer {
             return Err(GpuError::Runtime(
                 "gated_act: gate and up must be different buffers (gate is written while up is read)".into(),
             ));
         }
-        let stride = token_stride as u64;
-        let gate_offset = gate.check_tokens("gated_act gate", max_tokens, stride, width as u64)?;
-        let up_offset = up.check_tokens("gated_act up", max_tokens, stride, width as u64)?;
+        let gate_offset = gate.check("gated_act gate", max_tokens)?;
+        let up_offset = up.check("gated_act up", max_tokens)?;
         let per_token = width.div_ceil(WORKGROUP);
         let p = Params {
             width,
@@ -66,9 +67,9 @@ impl GatedAct {
         let groups = token_grid(gpu, "gated_act", per_token as u64, max_tokens)?;
         let key = key(act);
         let buffers = [
-            (1, gate.buffer),
-            (2, up.buffer),
-            (STEP_BINDING, &step.buffer),
+            (1, gate.view.buffer),
+            (2, up.view.buffer),
+            (STEP_BINDING, &tok.step.buffer),
         ];
         // The activation (GELU's tanh or SiLU's exp) counted as ~8 operations.
         let d = build_dispatch(gpu, &key, key.label(), &buffers, (3, &p), groups)?.costed(

@@ -1,7 +1,7 @@
 //! Embedding lookup with dequantization: copies rows `ids[t]` of a weight into an f32
 //! activation buffer. Shader: `get_rows.wgsl`.
 
-use super::{to_u32, weight_dispatches, Dispatch, StepBuffer, View};
+use super::{to_u32, weight_bytes, weight_dispatches, Dispatch, Rows, Tokens, WeightKernel, Work};
 use crate::gpu::{Gpu, GpuError, GpuTensor};
 
 /// Workgroup size of the get_rows kernel.
@@ -28,25 +28,27 @@ pub struct GetRows {
 }
 
 impl GetRows {
-    /// Builds the dispatches; `ids` is a u32 storage buffer with at least `n_ids` entries.
+    /// Builds the dispatches for up to `tok.max` ids; `ids` is a u32 storage buffer with
+    /// at least that many entries, and each token of `out` holds `w.cols` values.
     pub fn new(
         gpu: &Gpu,
         w: &GpuTensor,
         ids: &wgpu::Buffer,
-        n_ids: u64,
-        out: View,
-        out_stride: u64,
-        step: &StepBuffer,
+        out: Rows,
+        tok: Tokens,
     ) -> Result<Self, GpuError> {
-        if n_ids == 0 || out_stride < w.cols || ids.size() < n_ids * 4 {
+        let n_ids = tok.max as u64;
+        if n_ids == 0 || out.per_token() != w.cols || out.stride == 0 || ids.size() < n_ids * 4 {
             return Err(GpuError::Runtime(format!(
-                "get_rows {}: {n_ids} ids in {} bytes, out stride {out_stride} (needs >= {})",
+                "get_rows {}: {n_ids} ids in {} bytes, out {} values per token at stride {} (needs {})",
                 w.name,
                 ids.size(),
+                out.per_token(),
+                out.stride,
                 w.cols
             )));
         }
-        out.check("get_rows output", (n_ids - 1) * out_stride + w.cols)?;
+        let out_offset = out.check("get_rows output", tok.max)?;
         if n_ids > gpu.limits.max_compute_workgroups_per_dimension as u64 {
             return Err(GpuError::Runtime(format!(
                 "get_rows: {n_ids} ids exceed the dispatch limit"
@@ -58,29 +60,32 @@ impl GetRows {
             row_words: to_u32("row words", w.row_words)?,
             row_offset: 0,
             n_ids: n_ids as u32,
-            out_offset: to_u32("out offset", out.offset)?,
-            out_stride: to_u32("out stride", out_stride)?,
+            out_offset,
+            out_stride: out.stride,
             _pad: 0,
         };
         let groups = w.cols.div_ceil(4).div_ceil(WORKGROUP as u64) as u32;
-        let dispatches = weight_dispatches(
-            gpu,
-            "get_rows",
-            w,
-            WORKGROUP,
-            [ids, out.buffer],
-            Some(step),
-            |start, rows| {
-                (
-                    Params {
-                        rows: rows as u32,
-                        row_offset: start as u32,
-                        ..p0
-                    },
-                    (groups, n_ids as u32, 1),
-                )
+        let kernel = WeightKernel {
+            op: "get_rows",
+            subgroups: false,
+            workgroup: WORKGROUP,
+            inputs: [ids, out.view.buffer],
+            step: Some(tok.step),
+            // Each token reads one row (from whichever shard holds it), its id, and
+            // writes the row as f32.
+            cost: |w, rows| {
+                let row = weight_bytes(w, 1.0) + w.cols as f64 * 4.0 + 4.0;
+                (Work::per_token(row * rows / w.rows as f64), Work::default())
             },
-        )?;
+        };
+        let dispatches = weight_dispatches(gpu, &kernel, w, |start, rows| {
+            let p = Params {
+                rows: rows as u32,
+                row_offset: start as u32,
+                ..p0
+            };
+            (p, (groups, n_ids as u32, 1))
+        })?;
         Ok(Self { dispatches })
     }
 }

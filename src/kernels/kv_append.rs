@@ -1,7 +1,7 @@
 //! Appends a step's keys and values to the KV cache, converting to f16 when the cache is
 //! f16. Shader: `kv_append.wgsl`.
 
-use super::{build_dispatch, to_u32, Dispatch, KvCache, StepBuffer, View, Work, STEP_BINDING};
+use super::{build_dispatch, to_u32, Dispatch, KvCache, Rows, Tokens, Work, STEP_BINDING};
 use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
 
 /// Workgroup size of the append kernel.
@@ -42,21 +42,29 @@ pub struct KvAppend {
 }
 
 impl KvAppend {
-    /// Builds the dispatch; token `t` of `k` / `v` starts `t * token_stride` elements after
-    /// the view's offset (so K and V may sit inside a fused QKV activation).
-    #[allow(clippy::too_many_arguments)]
+    /// Builds the dispatch; `k` and `v` hold `kv_dim` elements per token (as rows of any
+    /// width), their token strides equal (so K and V may sit inside a fused QKV activation).
     pub fn new(
         gpu: &Gpu,
-        k: View,
-        v: View,
-        token_stride: u32,
+        k: Rows,
+        v: Rows,
         cache: &KvCache,
-        max_tokens: u32,
-        step: &StepBuffer,
+        tok: Tokens,
     ) -> Result<Self, GpuError> {
-        if max_tokens == 0 || token_stride < cache.kv_dim {
+        let (token_stride, max_tokens) = (k.stride, tok.max);
+        let kv_dim = cache.kv_dim as u64;
+        if max_tokens == 0
+            || token_stride == 0
+            || v.stride != token_stride
+            || k.per_token() != kv_dim
+            || v.per_token() != kv_dim
+        {
             return Err(GpuError::Runtime(format!(
-                "kv_append: {max_tokens} tokens, token stride {token_stride} (needs >= kv_dim {})",
+                "kv_append: {max_tokens} tokens of {} keys and {} values, token strides {} and {} (needs kv_dim {} each and one stride)",
+                k.per_token(),
+                v.per_token(),
+                token_stride,
+                v.stride,
                 cache.kv_dim
             )));
         }
@@ -65,12 +73,13 @@ impl KvAppend {
                 "kv_append: {max_tokens} tokens exceed the dispatch limit"
             )));
         }
-        let len = (max_tokens as u64 - 1) * token_stride as u64 + cache.kv_dim as u64;
-        k.check("kv_append keys", len)?;
-        v.check("kv_append values", len)?;
+        let k_offset = k.check("kv_append keys", max_tokens)?;
+        let v_offset = v.check("kv_append values", max_tokens)?;
+        let (k, v) = (k.view, v.view);
+        let len = (max_tokens as u64 - 1) * token_stride as u64 + kv_dim;
         let p = Params {
-            k_offset: to_u32("k offset", k.offset)?,
-            v_offset: to_u32("v offset", v.offset)?,
+            k_offset,
+            v_offset,
             token_stride,
             kv_dim: cache.kv_dim,
             capacity: cache.capacity,
@@ -88,7 +97,7 @@ impl KvAppend {
                 (1, v.buffer),
                 (2, &cache.k),
                 (4, &cache.v),
-                (STEP_BINDING, &step.buffer),
+                (STEP_BINDING, &tok.step.buffer),
             ],
             (3, &p),
             (cache.kv_dim.div_ceil(WORKGROUP), max_tokens, 1),

@@ -1,7 +1,7 @@
 //! Matrix-matrix product over quantized weights (prefill: many tokens, tiled).
 //! Shader: `matmul.wgsl`.
 
-use super::{to_u32, weight_dispatches, Dispatch, StepBuffer, View};
+use super::{to_u32, weight_bytes, weight_dispatches, Dispatch, Rows, Tokens, WeightKernel, Work};
 use crate::gpu::{Gpu, GpuError, GpuTensor};
 
 /// Rows and tokens per tile (fixed in the shader).
@@ -30,37 +30,35 @@ pub struct MatMul {
 }
 
 impl MatMul {
-    /// Builds the dispatches for up to `n_tokens` tokens; each run covers
-    /// `min(n_tokens, step.n_tokens)`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        gpu: &Gpu,
-        w: &GpuTensor,
-        x: View,
-        x_stride: u64,
-        y: View,
-        y_stride: u64,
-        n_tokens: u64,
-        step: &StepBuffer,
-    ) -> Result<Self, GpuError> {
-        if n_tokens == 0 || x_stride < w.cols || y_stride < w.rows {
+    /// Builds the dispatches for up to `tok.max` tokens; each run covers
+    /// `min(tok.max, step.n_tokens)`. Each token of `x` holds `w.cols` values, of `y`
+    /// `w.rows`.
+    pub fn new(gpu: &Gpu, w: &GpuTensor, x: Rows, y: Rows, tok: Tokens) -> Result<Self, GpuError> {
+        let n_tokens = tok.max as u64;
+        if x.per_token() != w.cols || y.per_token() != w.rows || x.stride == 0 || y.stride == 0 {
             return Err(GpuError::Runtime(format!(
-                "matmul {}: {n_tokens} tokens, x stride {x_stride} (needs >= {}), y stride {y_stride} (needs >= {})",
-                w.name, w.cols, w.rows
+                "matmul {}: x has {} values per token at stride {} (needs {}), y {} at stride {} (needs {})",
+                w.name,
+                x.per_token(),
+                x.stride,
+                w.cols,
+                y.per_token(),
+                y.stride,
+                w.rows
             )));
         }
-        x.check("matmul input", (n_tokens - 1) * x_stride + w.cols)?;
-        y.check("matmul output", (n_tokens - 1) * y_stride + w.rows)?;
+        let x_offset = x.check("matmul input", tok.max)?;
+        let y_offset = y.check("matmul output", tok.max)?;
         let p0 = Params {
             rows: 0,
             k: to_u32("k", w.cols)?,
             row_words: to_u32("row words", w.row_words)?,
             row_offset: 0,
-            n_tokens: to_u32("tokens", n_tokens)?,
-            x_offset: to_u32("x offset", x.offset)?,
-            x_stride: to_u32("x stride", x_stride)?,
-            y_stride: to_u32("y stride", y_stride)?,
-            y_offset: to_u32("y offset", y.offset)?,
+            n_tokens: tok.max,
+            x_offset,
+            x_stride: x.stride,
+            y_stride: y.stride,
+            y_offset,
             _pad: [0; 3],
         };
         let max = gpu.limits.max_compute_workgroups_per_dimension as u64;
@@ -71,22 +69,32 @@ impl MatMul {
                 w.name, w.rows
             )));
         }
-        let dispatches = weight_dispatches(
-            gpu,
-            "matmul",
-            w,
-            64,
-            [x.buffer, y.buffer],
-            Some(step),
-            |start, rows| {
-                let p = Params {
-                    rows: rows as u32,
-                    row_offset: start as u32,
-                    ..p0
-                };
-                (p, (rows.div_ceil(TILE) as u32, tiles_t as u32, 1))
+        let kernel = WeightKernel {
+            op: "matmul",
+            subgroups: false,
+            workgroup: 64,
+            inputs: [x.view.buffer, y.view.buffer],
+            step: Some(tok.step),
+            // The weights once per step, each token's x and y once.
+            cost: |w, rows| {
+                (
+                    Work {
+                        c: weight_bytes(w, rows),
+                        t: (w.cols as f64 + rows) * 4.0,
+                        ..Work::default()
+                    },
+                    Work::per_token(2.0 * rows * w.cols as f64),
+                )
             },
-        )?;
+        };
+        let dispatches = weight_dispatches(gpu, &kernel, w, |start, rows| {
+            let p = Params {
+                rows: rows as u32,
+                row_offset: start as u32,
+                ..p0
+            };
+            (p, (rows.div_ceil(TILE) as u32, tiles_t as u32, 1))
+        })?;
         Ok(Self { dispatches })
     }
 }

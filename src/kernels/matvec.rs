@@ -1,6 +1,6 @@
 //! Matrix-vector product over quantized weights (decode: one token). Shader: `matvec.wgsl`.
 
-use super::{grid, to_u32, weight_dispatches, Dispatch, View};
+use super::{grid, to_u32, weight_bytes, weight_dispatches, Dispatch, View, WeightKernel, Work};
 use crate::gpu::{Gpu, GpuError, GpuTensor};
 
 /// Workgroup sizes the matvec kernel is built with; `workgroup_for` picks one per shape.
@@ -45,27 +45,40 @@ impl MatVec {
         y.check("matvec output", w.rows)?;
         let (k, row_words) = (to_u32("k", w.cols)?, to_u32("row words", w.row_words)?);
         let (xo, yo) = (to_u32("x offset", x.offset)?, to_u32("y offset", y.offset)?);
-        let dispatches = weight_dispatches(
-            gpu,
-            "matvec",
-            w,
-            workgroup_for(w.cols),
-            [x.buffer, y.buffer],
-            None,
-            |start, rows| {
-                let p = Params {
-                    rows: rows as u32,
-                    k,
-                    row_words,
-                    row_offset: start as u32,
-                    x_offset: xo,
-                    y_offset: yo,
-                    _pad: [0; 2],
-                };
-                let (gx, gy) = grid(gpu, rows.div_ceil(ROWS_PER_WG) as u32);
-                (p, (gx, gy, 1))
+        let kernel = WeightKernel {
+            op: "matvec",
+            subgroups: gpu.features.subgroups,
+            workgroup: workgroup_for(w.cols),
+            inputs: [x.buffer, y.buffer],
+            step: None,
+            // The weights, x and y each once.
+            cost: |w, rows| {
+                let io = (w.cols as f64 + rows) * 4.0;
+                (
+                    Work {
+                        c: weight_bytes(w, rows) + io,
+                        ..Work::default()
+                    },
+                    Work {
+                        c: 2.0 * rows * w.cols as f64,
+                        ..Work::default()
+                    },
+                )
             },
-        )?;
+        };
+        let dispatches = weight_dispatches(gpu, &kernel, w, |start, rows| {
+            let p = Params {
+                rows: rows as u32,
+                k,
+                row_words,
+                row_offset: start as u32,
+                x_offset: xo,
+                y_offset: yo,
+                _pad: [0; 2],
+            };
+            let (gx, gy) = grid(gpu, rows.div_ceil(ROWS_PER_WG) as u32);
+            (p, (gx, gy, 1))
+        })?;
         Ok(Self { dispatches })
     }
 }

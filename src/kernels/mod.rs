@@ -14,13 +14,12 @@ pub mod matvec;
 pub mod penalties;
 pub mod rmsnorm;
 pub mod rope;
-pub mod softmax;
 pub mod stream_read;
 pub mod topk;
 
 pub use add::{Add, Scale};
 pub use argmax::Argmax;
-pub use attention_decode::AttentionDecode;
+pub use attention_decode::{AttentionDecode, AttnSpec};
 pub use attention_prefill::AttentionPrefill;
 pub use gated_act::GatedAct;
 pub use get_rows::GetRows;
@@ -30,8 +29,7 @@ pub use matmul::MatMul;
 pub use matvec::MatVec;
 pub use penalties::Penalties;
 pub use rmsnorm::{NormOut, RmsNorm};
-pub use rope::Rope;
-pub use softmax::Softmax;
+pub use rope::{Rope, RopeSpec};
 pub use stream_read::StreamRead;
 pub use topk::TopK;
 
@@ -210,6 +208,84 @@ impl<'a> View<'a> {
     }
 }
 
+/// Token rows of f32 activations, the layout token-parallel ops read and write: each of
+/// the step's tokens holds `rows` rows of `width` elements (heads of q, say), and token
+/// `t` starts `t * stride` elements after the view's offset. A stride of 0 broadcasts one
+/// token's rows to every token (a bias).
+#[derive(Clone, Copy)]
+pub struct Rows<'a> {
+    /// Where token 0 starts.
+    pub view: View<'a>,
+    /// Elements per row.
+    pub width: u32,
+    /// Rows per token.
+    pub rows: u32,
+    /// Elements from one token to the next (0: broadcast).
+    pub stride: u32,
+}
+
+impl<'a> Rows<'a> {
+    /// One row of `width` per token, packed (`[token][width]`).
+    pub fn packed(buffer: &'a wgpu::Buffer, width: u32) -> Self {
+        Self::heads(buffer, 1, width)
+    }
+
+    /// `n` heads of `dim` per token, packed (`[token][n][dim]`).
+    pub fn heads(buffer: &'a wgpu::Buffer, n: u32, dim: u32) -> Self {
+        Self {
+            view: View::of(buffer),
+            width: dim,
+            rows: n,
+            stride: n * dim,
+        }
+    }
+
+    /// One row of `width`, the same for every token.
+    pub fn broadcast(buffer: &'a wgpu::Buffer, width: u32) -> Self {
+        Self {
+            stride: 0,
+            ..Self::packed(buffer, width)
+        }
+    }
+
+    /// Elements of one token.
+    pub fn per_token(&self) -> u64 {
+        self.width as u64 * self.rows as u64
+    }
+
+    /// Checks that the rows of `tokens` tokens fit the buffer and the kernels' 32-bit
+    /// indices, and that tokens do not overlap (unless broadcast); returns the offset as
+    /// kernels take it.
+    fn check(&self, what: &str, tokens: u32) -> Result<u32, GpuError> {
+        let per_token = self.per_token();
+        if self.width == 0 || self.rows == 0 {
+            return Err(GpuError::Runtime(format!(
+                "{what}: width {} x {} rows per token (both must be at least 1)",
+                self.width, self.rows
+            )));
+        }
+        if self.stride != 0 && (self.stride as u64) < per_token {
+            return Err(GpuError::Runtime(format!(
+                "{what}: {} rows of {} per token overlap at token stride {}",
+                self.rows, self.width, self.stride
+            )));
+        }
+        let tokens = if self.stride == 0 { 1 } else { tokens };
+        self.view
+            .check_tokens(what, tokens, self.stride as u64, per_token)
+    }
+}
+
+/// The step context of a token-parallel op: the uniform it reads the step's token count
+/// and position from, and the most tokens a step may hold (its grid is sized for them).
+#[derive(Clone, Copy)]
+pub struct Tokens<'a> {
+    /// Most tokens per step.
+    pub max: u32,
+    /// The step uniform.
+    pub step: &'a StepBuffer,
+}
+
 /// Binding of the shared per-step uniform (`lib/step.wgsl`) in every kernel that reads it.
 pub const STEP_BINDING: u32 = 8;
 
@@ -347,23 +423,37 @@ pub(crate) fn two_pass<P: bytemuck::Pod>(
     Ok(vec![d1, d2])
 }
 
+/// A kernel over a weight matrix: which shader and variant, what it reads and writes
+/// besides the weights, and its cost per shard.
+struct WeightKernel<'a> {
+    /// The shader.
+    op: &'static str,
+    /// Whether to build the subgroup variant.
+    subgroups: bool,
+    /// Workgroup size.
+    workgroup: u32,
+    /// Bindings 1 and 2.
+    inputs: [&'a wgpu::Buffer; 2],
+    /// The step uniform, for kernels that read it.
+    step: Option<&'a StepBuffer>,
+    /// Bytes and FLOPs of a shard of `rows` rows of `w`.
+    cost: fn(w: &GpuTensor, rows: f64) -> (Work, Work),
+}
+
+/// Bytes of `rows` rows of `w` as stored on the GPU.
+fn weight_bytes(w: &GpuTensor, rows: f64) -> f64 {
+    rows * w.row_words as f64 * 4.0
+}
+
 /// Common per-shard setup of weight kernels: binding 0 = the shard's weights, 1 and 2 =
-/// `inputs`, 3 = params, and the step uniform when given; one dispatch per shard.
+/// `k.inputs`, 3 = params, and the step uniform when given; one dispatch per shard.
 fn weight_dispatches<P: bytemuck::Pod>(
     gpu: &Gpu,
-    op: &'static str,
+    k: &WeightKernel,
     w: &GpuTensor,
-    workgroup: u32,
-    inputs: [&wgpu::Buffer; 2],
-    step: Option<&StepBuffer>,
     mut params: impl FnMut(u64, u64) -> (P, (u32, u32, u32)),
 ) -> Result<Vec<Dispatch>, GpuError> {
-    let key = weight_key(
-        op,
-        w.ty,
-        op == "matvec" && gpu.features.subgroups,
-        workgroup,
-    );
+    let key = weight_key(k.op, w.ty, k.subgroups, k.workgroup);
     let n = w.shards.len();
     let mut out = Vec::with_capacity(n);
     for (i, shard) in w.shards.iter().enumerate() {
@@ -373,38 +463,12 @@ fn weight_dispatches<P: bytemuck::Pod>(
         } else {
             format!("{} [{}]", key.label(), w.name)
         };
-        let mut buffers = vec![(0, &shard.buffer), (1, inputs[0]), (2, inputs[1])];
-        if let Some(s) = step {
+        let mut buffers = vec![(0, &shard.buffer), (1, k.inputs[0]), (2, k.inputs[1])];
+        if let Some(s) = k.step {
             buffers.push((STEP_BINDING, &s.buffer));
         }
         let d = build_dispatch(gpu, &key, label, &buffers, (3, &p), workgroups)?;
-        let (rows, cols) = (shard.rows as f64, w.cols as f64);
-        let weights = rows * w.row_words as f64 * 4.0;
-        let (bytes, flops) = match op {
-            "matvec" => (
-                Work {
-                    c: weights + (cols + rows) * 4.0,
-                    ..Work::default()
-                },
-                Work {
-                    c: 2.0 * rows * cols,
-                    ..Work::default()
-                },
-            ),
-            "matmul" => (
-                Work {
-                    c: weights,
-                    t: (cols + rows) * 4.0,
-                    ..Work::default()
-                },
-                Work::per_token(2.0 * rows * cols),
-            ),
-            // A lookup reads one row per token (from whichever shard holds it).
-            _ => (
-                Work::per_token((weights / rows + cols * 4.0 + 4.0) * rows / w.rows as f64),
-                Work::default(),
-            ),
-        };
+        let (bytes, flops) = (k.cost)(w, shard.rows as f64);
         out.push(d.costed(format!("{}x{}", shard.rows, w.cols), bytes, flops));
     }
     Ok(out)
@@ -443,7 +507,6 @@ pub fn all_variants() -> Vec<PipelineKey> {
     v.extend(rope::variants());
     v.extend(add::variants());
     v.extend(gated_act::variants());
-    v.extend(softmax::variants());
     v.extend(argmax::variants());
     v.extend(penalties::variants());
     v.extend(topk::variants());

@@ -1,7 +1,7 @@
 //! RMSNorm over rows of f32 activations, in place, into another buffer, or added to
 //! one (the post-norm + residual fusion of Gemma 3). Shader: `rmsnorm.wgsl`.
 
-use super::{build_dispatch, token_grid, Dispatch, StepBuffer, View, Work, STEP_BINDING};
+use super::{build_dispatch, token_grid, Dispatch, Rows, Tokens, View, Work, STEP_BINDING};
 use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
 
 /// Workgroup size of the rmsnorm kernel (one workgroup per row).
@@ -39,27 +39,18 @@ pub struct RmsNorm {
 }
 
 impl RmsNorm {
-    /// Builds the dispatch. Row r of token t starts at `t * token_stride + r * width`
-    /// in x (and in the output view); `w` holds `width` f32 weights.
-    #[allow(clippy::too_many_arguments)]
+    /// Builds the dispatch: each row of `x` normalized and multiplied by `w` (`x.width`
+    /// f32 weights), the result going where `out` says (an output view is laid out like x).
     pub fn new(
         gpu: &Gpu,
-        x: View,
+        x: Rows,
         out: NormOut,
         w: &wgpu::Buffer,
-        width: u32,
-        rows_per_token: u32,
-        token_stride: u32,
         eps: f32,
-        max_tokens: u32,
-        step: &StepBuffer,
+        tok: Tokens,
     ) -> Result<Self, GpuError> {
-        let per_token = width as u64 * rows_per_token as u64;
-        if width == 0 || rows_per_token == 0 || (token_stride as u64) < per_token {
-            return Err(GpuError::Runtime(format!(
-                "rmsnorm: width {width} x {rows_per_token} rows per token with token stride {token_stride} (needs width, rows >= 1 and stride >= their product)"
-            )));
-        }
+        let (width, rows_per_token, token_stride) = (x.width, x.rows, x.stride);
+        let per_token = x.per_token();
         if !(eps >= 0.0 && eps.is_finite()) {
             return Err(GpuError::Runtime(format!(
                 "rmsnorm: eps {eps} is not a finite value >= 0"
@@ -72,17 +63,23 @@ impl RmsNorm {
                 w.size()
             )));
         }
+        let max_tokens = tok.max;
+        let x_offset = x.check("rmsnorm input", max_tokens)?;
+        if token_stride == 0 {
+            return Err(GpuError::Runtime(
+                "rmsnorm: a token stride of 0 would normalize one row for every token".into(),
+            ));
+        }
         let stride = token_stride as u64;
-        let x_offset = x.check_tokens("rmsnorm input", max_tokens, stride, per_token)?;
         let (defines, o): (&'static [&'static str], Option<View>) = match out {
             NormOut::InPlace => (&[], None),
             NormOut::To(o) => (&["OUT"], Some(o)),
             NormOut::AddTo(o) => (&["OUT", "ADD"], Some(o)),
         };
         let mut out_offset = 0;
-        let mut buffers = vec![(1, x.buffer), (3, w), (STEP_BINDING, &step.buffer)];
+        let mut buffers = vec![(1, x.view.buffer), (3, w), (STEP_BINDING, &tok.step.buffer)];
         if let Some(o) = o {
-            if o.buffer == x.buffer {
+            if o.buffer == x.view.buffer {
                 return Err(GpuError::Runtime(
                     "rmsnorm: the output must be a buffer other than x's (use NormOut::InPlace to normalize x itself)".into(),
                 ));

@@ -3,7 +3,7 @@
 //! scaling). Shader: `rope.wgsl`, which explains how it keeps the angle accurate at any
 //! position.
 
-use super::{build_dispatch, token_grid, Dispatch, StepBuffer, View, Work, STEP_BINDING};
+use super::{build_dispatch, token_grid, Dispatch, Rows, Tokens, Work, STEP_BINDING};
 use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
 use wgpu::util::DeviceExt;
 
@@ -33,31 +33,44 @@ pub struct Rope {
     _freq: wgpu::Buffer,
 }
 
+/// What a RoPE rotates and how: the first `dims` dimensions of each head, pair `i` by
+/// `theta_i = pos * pos_scale * base^(-2i/dims)` (divided by a frequency factor when the
+/// model has them), pairs `(i, i + dims/2)` with `neox`, else `(2i, 2i + 1)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RopeSpec {
+    /// Rotated dimensions per head (even, at most the head width).
+    pub dims: u32,
+    /// Frequency base.
+    pub base: f32,
+    /// Position multiplier (linear scaling: 1 / factor).
+    pub pos_scale: f32,
+    /// NeoX pairing.
+    pub neox: bool,
+}
+
 impl Rope {
-    /// Builds the dispatch; x holds `[t][n_heads][head_dim]` with `token_stride` elements
-    /// between tokens, and `freq_factors` (if any) `rope_dims / 2` f32 divisors, each in
-    /// [2^-32, 2^94] (Llama 3's are 1 to 8).
-    #[allow(clippy::too_many_arguments)]
+    /// Builds the dispatch; x holds `x.rows` heads of `x.width` per token, and
+    /// `freq_factors` (if any) `spec.dims / 2` f32 divisors, each in [2^-32, 2^94]
+    /// (Llama 3's are 1 to 8).
     pub fn new(
         gpu: &Gpu,
-        x: View,
-        n_heads: u32,
-        head_dim: u32,
-        rope_dims: u32,
-        token_stride: u32,
-        base: f32,
-        pos_scale: f32,
-        neox: bool,
+        x: Rows,
+        spec: RopeSpec,
         freq_factors: Option<&wgpu::Buffer>,
-        max_tokens: u32,
-        step: &StepBuffer,
+        tok: Tokens,
     ) -> Result<Self, GpuError> {
-        let per_token = n_heads as u64 * head_dim as u64;
+        let (n_heads, head_dim, token_stride, max_tokens) = (x.rows, x.width, x.stride, tok.max);
+        let RopeSpec {
+            dims: rope_dims,
+            base,
+            pos_scale,
+            neox,
+        } = spec;
         if n_heads == 0
             || rope_dims == 0
             || !rope_dims.is_multiple_of(2)
             || rope_dims > head_dim
-            || (token_stride as u64) < per_token
+            || token_stride == 0
         {
             return Err(GpuError::Runtime(format!(
                 "rope: {n_heads} heads of {head_dim}, {rope_dims} rotary dims, token stride {token_stride} (needs heads >= 1, even rotary dims in 2..=head_dim, stride >= heads x head_dim)"
@@ -78,7 +91,7 @@ impl Rope {
                 )));
             }
         }
-        let x_offset = x.check_tokens("rope", max_tokens, token_stride as u64, per_token)?;
+        let x_offset = x.check("rope", max_tokens)?;
         let freq = gpu
             .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -100,7 +113,11 @@ impl Rope {
         };
         let groups = token_grid(gpu, "rope", per_token_groups as u64, max_tokens)?;
         let key = key(neox, freq_factors.is_some());
-        let mut buffers = vec![(1, x.buffer), (2, &freq), (STEP_BINDING, &step.buffer)];
+        let mut buffers = vec![
+            (1, x.view.buffer),
+            (2, &freq),
+            (STEP_BINDING, &tok.step.buffer),
+        ];
         if let Some(f) = freq_factors {
             buffers.push((3, f));
         }
@@ -164,15 +181,14 @@ pub fn variants() -> Vec<PipelineKey> {
 }
 
 /// CPU twin on one head of one token at position `pos`, in f64.
-pub fn cpu(
-    head: &[f32],
-    rope_dims: usize,
-    pos: u32,
-    base: f32,
-    pos_scale: f32,
-    neox: bool,
-    freq_factors: Option<&[f32]>,
-) -> Vec<f32> {
+pub fn cpu(head: &[f32], spec: RopeSpec, pos: u32, freq_factors: Option<&[f32]>) -> Vec<f32> {
+    let RopeSpec {
+        dims: rope_dims,
+        base,
+        pos_scale,
+        neox,
+    } = spec;
+    let rope_dims = rope_dims as usize;
     let mut out = head.to_vec();
     let half = rope_dims / 2;
     for i in 0..half {

@@ -1,14 +1,20 @@
-//! Model hyperparameters read from GGUF metadata, for the architectures hearth runs:
-//! `gemma3`, `llama` (Llama 2/3, TinyLlama, SmolLM, Mistral), `qwen2` and `qwen3`.
+//! Model hyperparameters read from GGUF metadata: the keys every architecture shares,
+//! read here with Llama's defaults, then each architecture's `configure` (see `mod.rs`).
 
+use super::Arch;
 use crate::gguf::{GgufError, GgufHeader};
 use thiserror::Error;
+
+/// The architectures hearth runs, for error messages.
+fn supported() -> String {
+    Arch::ALL.map(Arch::name).join(", ")
+}
 
 /// Errors from reading a model's configuration or weights.
 #[derive(Debug, Error)]
 pub enum ModelError {
     /// The architecture named in `general.architecture` is not one hearth runs.
-    #[error("unsupported architecture '{0}' (hearth runs gemma3, llama, qwen2, qwen3)")]
+    #[error("unsupported architecture '{0}' (hearth runs {list})", list = supported())]
     UnsupportedArch(String),
     /// A metadata key is missing or has the wrong type.
     #[error(transparent)]
@@ -48,31 +54,6 @@ pub enum ModelError {
     /// A forward pass must start at or before the end of what the cache holds.
     #[error("position {pos} leaves a gap after the {cached} cached positions")]
     PositionGap { pos: usize, cached: usize },
-}
-
-/// The transformer families hearth implements.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Arch {
-    /// Gemma 3: scaled embedding, q/k norms, sandwich norms, sliding-window layers.
-    Gemma3,
-    /// Llama 2/3 and relatives: RMSNorm, normal RoPE, SwiGLU, GQA.
-    Llama,
-    /// Qwen 2/2.5: Llama with q/k/v biases and NeoX RoPE.
-    Qwen2,
-    /// Qwen 3: Qwen 2 without biases, with per-head q/k RMSNorm.
-    Qwen3,
-}
-
-impl Arch {
-    /// The GGUF `general.architecture` string.
-    pub fn name(self) -> &'static str {
-        match self {
-            Arch::Gemma3 => "gemma3",
-            Arch::Llama => "llama",
-            Arch::Qwen2 => "qwen2",
-            Arch::Qwen3 => "qwen3",
-        }
-    }
 }
 
 /// The gated activation of the feed-forward block: `act(gate) * up`.
@@ -125,14 +106,6 @@ pub struct ModelConfig {
     pub attn_scale: f32,
     /// Multiplier of the token embedding (Gemma: sqrt(hidden)), 1 otherwise.
     pub embed_scale: f32,
-    /// Gated activation of the FFN.
-    pub act: Activation,
-    /// Per-head RMSNorm of q and k before RoPE (Gemma 3, Qwen 3).
-    pub qk_norm: bool,
-    /// Biases on the q, k, v projections (Qwen 2).
-    pub qkv_bias: bool,
-    /// Norms after attention and after the FFN, before each residual add (Gemma 3).
-    pub post_norms: bool,
     /// Final logit soft-capping `c * tanh(x / c)` when present.
     pub final_softcap: Option<f32>,
 }
@@ -141,13 +114,8 @@ impl ModelConfig {
     /// Reads the configuration from GGUF metadata (`{arch}.*` keys).
     pub fn from_gguf(h: &GgufHeader) -> Result<Self, ModelError> {
         let arch_name = h.architecture()?;
-        let arch = match arch_name {
-            "gemma3" => Arch::Gemma3,
-            "llama" => Arch::Llama,
-            "qwen2" => Arch::Qwen2,
-            "qwen3" => Arch::Qwen3,
-            other => return Err(ModelError::UnsupportedArch(other.to_string())),
-        };
+        let arch = Arch::from_name(arch_name)
+            .ok_or_else(|| ModelError::UnsupportedArch(arch_name.to_string()))?;
         let a = arch_name;
         let key = |k: &str| format!("{a}.{k}");
         let need = |k: &str| -> Result<usize, ModelError> { Ok(h.require_u32(&key(k))? as usize) };
@@ -242,20 +210,11 @@ impl ModelConfig {
             sliding_pattern: 1,
             attn_scale: 1.0 / (head_dim as f32).sqrt(),
             embed_scale: 1.0,
-            act: Activation::Silu,
-            qk_norm: false,
-            qkv_bias: false,
-            post_norms: false,
             final_softcap: h
                 .get_f32(&key("final_logit_softcapping"))?
                 .filter(|c| *c > 0.0),
         };
-        match arch {
-            Arch::Gemma3 => super::gemma3::configure(h, &mut cfg)?,
-            Arch::Llama => super::llama::configure(h, &mut cfg)?,
-            Arch::Qwen2 => super::qwen2::configure(h, &mut cfg)?,
-            Arch::Qwen3 => super::qwen3::configure(h, &mut cfg)?,
-        }
+        (arch.def().configure)(h, &mut cfg)?;
         cfg.validate()?;
         Ok(cfg)
     }

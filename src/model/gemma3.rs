@@ -8,17 +8,26 @@
 //! global with the model's base (1 000 000) and optional linear scaling. The output head
 //! is tied to the embedding. Norm weights in GGUF already include Gemma's `1 +`.
 
+use super::blocks::{attention_tensors, ffn_tensors, qk_norm_tensors};
 use super::config::{bad, ModelConfig, ModelError};
-use super::Activation;
-use crate::gguf::GgufHeader;
+use super::{Activation, ArchDef, Attention, BlockTensor, FeedForward, LayerWeights, TinySpec};
+use crate::gguf::{GgufHeader, Value};
+use crate::graph::Block;
+
+pub(crate) const DEF: ArchDef = ArchDef {
+    name: "gemma3",
+    configure,
+    tensors,
+    block,
+    reference: crate::reference::gemma3::block,
+    tiny,
+    tiny_metadata,
+};
 
 /// Applies Gemma 3's differences to the Llama defaults.
-pub(super) fn configure(h: &GgufHeader, cfg: &mut ModelConfig) -> Result<(), ModelError> {
+fn configure(h: &GgufHeader, cfg: &mut ModelConfig) -> Result<(), ModelError> {
     cfg.rope_neox = true;
     cfg.embed_scale = (cfg.hidden as f32).sqrt();
-    cfg.act = Activation::GeluTanh;
-    cfg.qk_norm = true;
-    cfg.post_norms = true;
     // Local layers keep their own base and no scaling (llama.cpp's default 10 000).
     cfg.rope_base_local = h.get_f32("gemma3.rope.freq_base_swa")?.unwrap_or(10000.0);
     if let Some(w) = h
@@ -39,4 +48,43 @@ pub(super) fn configure(h: &GgufHeader, cfg: &mut ModelConfig) -> Result<(), Mod
         cfg.sliding_pattern = pattern as usize;
     }
     Ok(())
+}
+
+/// Llama's tensors plus the q/k norms and the two post-norms.
+fn tensors(cfg: &ModelConfig) -> Vec<BlockTensor> {
+    let mut v = attention_tensors(cfg, &qk_norm_tensors(cfg));
+    v.push(BlockTensor::vector(
+        "post_attention_norm.weight",
+        cfg.hidden,
+    ));
+    v.extend(ffn_tensors(cfg));
+    v.push(BlockTensor::vector("post_ffw_norm.weight", cfg.hidden));
+    v
+}
+
+/// `x += norm(attn(norm(x)))`, then `x += norm(ffn(norm(x)))` with GeGLU.
+fn block(b: &mut Block, w: &LayerWeights) -> Result<(), ModelError> {
+    b.pre_norm(w.vec("attn_norm.weight")?)?;
+    b.attention(&Attention::projections(w)?.with_qk_norm(w)?)?;
+    b.residual(Some(w.vec("post_attention_norm.weight")?))?;
+    b.pre_norm(w.vec("ffn_norm.weight")?)?;
+    b.ffn(&FeedForward::named(w, Activation::GeluTanh)?)?;
+    b.residual(Some(w.vec("post_ffw_norm.weight")?))
+}
+
+/// Six layers with a window of 8 (five sliding, one global), a tied head, base 10^6.
+fn tiny(s: &mut TinySpec) {
+    s.n_layers = 6;
+    s.sliding_window = Some(8);
+    s.tied_output = true;
+    s.rope_base = 1e6;
+}
+
+fn tiny_metadata(s: &TinySpec, m: &mut Vec<(String, Value)>) {
+    if let Some(w) = s.sliding_window {
+        m.push((
+            "gemma3.attention.sliding_window".into(),
+            Value::U32(w as u32),
+        ));
+    }
 }

@@ -7,11 +7,39 @@
 //! head that is either its own `output.weight` or tied to the embedding. Llama 3.1+
 //! files may carry `rope_freqs.weight`, per-frequency divisors the RoPE kernel applies.
 
+use super::blocks::{attention_tensors, ffn_tensors};
 use super::config::{ModelConfig, ModelError};
-use crate::gguf::GgufHeader;
+use super::{Activation, ArchDef, Attention, BlockTensor, FeedForward, LayerWeights, TinySpec};
+use crate::gguf::{GgufHeader, Value};
+use crate::graph::Block;
 
-/// Llama is the default configuration; only checks remain.
-pub(super) fn configure(_h: &GgufHeader, cfg: &mut ModelConfig) -> Result<(), ModelError> {
+pub(crate) const DEF: ArchDef = ArchDef {
+    name: "llama",
+    configure,
+    tensors,
+    block,
+    reference: crate::reference::llama::block,
+    tiny: |_: &mut TinySpec| {},
+    tiny_metadata: |_: &TinySpec, _: &mut Vec<(String, Value)>| {},
+};
+
+/// Llama is the default configuration.
+fn configure(_h: &GgufHeader, cfg: &mut ModelConfig) -> Result<(), ModelError> {
     cfg.rope_neox = false;
     Ok(())
+}
+
+fn tensors(cfg: &ModelConfig) -> Vec<BlockTensor> {
+    let mut v = attention_tensors(cfg, &[]);
+    v.extend(ffn_tensors(cfg));
+    v
+}
+
+/// `x += attn(norm(x))`, then `x += ffn(norm(x))` with SwiGLU.
+fn block(b: &mut Block, w: &LayerWeights) -> Result<(), ModelError> {
+    b.pre_norm_block(
+        w,
+        &Attention::projections(w)?,
+        &FeedForward::named(w, Activation::Silu)?,
+    )
 }

@@ -1,7 +1,32 @@
-//! Model architectures: configuration from GGUF metadata (one file per architecture for
-//! what differs from Llama), the tensors each needs, the weights on the GPU, and tiny
-//! random models for tests.
+//! Model architectures. Each architecture is one file here that owns everything about it:
+//! its hyperparameters from GGUF metadata, the tensors of one block, the function that
+//! builds one block on the GPU from the shared builders of [`crate::graph::Block`], and
+//! the shape of its tiny random test model. Its CPU reference is the file of the same
+//! name in `src/reference/`, built from the same kind of shared helpers, so the two read
+//! side by side.
+//!
+//! # Adding an architecture
+//! 1. `src/model/<arch>.rs`: a module doc naming the paper and what differs from Llama,
+//!    then `configure` (read the `<arch>.*` keys that differ, on top of the Llama defaults
+//!    `ModelConfig::from_gguf` has filled), `tensors` (one block's tensors:
+//!    [`blocks::attention_tensors`] and [`blocks::ffn_tensors`] cover the usual ones),
+//!    `block` (the GPU block, e.g. `pre_norm`, `attention`, `residual`, `pre_norm`, `ffn`,
+//!    `residual`), and `tiny` / `tiny_metadata` (defaults and extra keys of the tiny
+//!    model). Finish with `pub(crate) const DEF: ArchDef = ArchDef { .. }`.
+//! 2. `src/reference/<arch>.rs`: the CPU `block` with the reference's helpers.
+//! 3. Register both: a variant of [`Arch`] with its line in `Arch::ALL` and `Arch::def`
+//!    below, and `pub(crate) mod <arch>;` in `src/reference/mod.rs`.
+//! 4. Tests need no change to cover it: `Arch::ALL` drives the tiny-model and tensor-check
+//!    test here, the reference tests (`tests/reference.rs`: prefill equals decode, f16
+//!    cache) and the GPU-against-reference check (`tests/forward.rs`). Add a named test
+//!    there for what is special about the architecture, and llama.cpp goldens when it
+//!    has weights (see `scripts/gen-llama-goldens.py`).
+//!
+//! Nothing else changes: the loader uploads what `tensors` lists, the plan calls `block`
+//! per layer, the reference calls its `block`, and `TinySpec` writes what `tensors`
+//! lists.
 
+pub mod blocks;
 pub mod config;
 mod gemma3;
 mod llama;
@@ -11,7 +36,69 @@ pub mod tensors;
 pub mod tiny;
 pub mod weights;
 
-pub use config::{file_type_name, Activation, Arch, ModelConfig, ModelError};
-pub use tensors::{check_tensors, expected_tensors, TensorSpec};
+pub use blocks::{Attention, FeedForward};
+pub use config::{file_type_name, Activation, ModelConfig, ModelError};
+pub use tensors::{check_tensors, expected_tensors, BlockTensor, LayerTensors, TensorSpec};
 pub use tiny::{TinySpec, TinyTensor};
 pub use weights::{LayerWeights, Weights};
+
+use crate::gguf::{GgufHeader, Value};
+
+/// What one architecture provides; see the module doc for the recipe.
+pub struct ArchDef {
+    /// The GGUF `general.architecture` string.
+    pub name: &'static str,
+    /// Applies the architecture's differences to the Llama defaults read from `h`.
+    pub configure: fn(h: &GgufHeader, cfg: &mut ModelConfig) -> Result<(), ModelError>,
+    /// The tensors of one block (names without the `blk.N.` prefix).
+    pub tensors: fn(cfg: &ModelConfig) -> Vec<BlockTensor>,
+    /// Builds one block of the GPU plan.
+    pub block: fn(b: &mut crate::graph::Block, w: &LayerWeights) -> Result<(), ModelError>,
+    /// Runs one block of the CPU reference.
+    pub reference: fn(
+        b: &mut crate::reference::Block,
+        w: &crate::reference::RefLayer,
+    ) -> Result<(), ModelError>,
+    /// Changes the tiny test model's defaults (layers, window, tied head...).
+    pub tiny: fn(spec: &mut TinySpec),
+    /// Metadata keys of the tiny model beyond the common ones.
+    pub tiny_metadata: fn(spec: &TinySpec, m: &mut Vec<(String, Value)>),
+}
+
+/// The architectures hearth runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    /// Gemma 3: scaled embedding, q/k norms, sandwich norms, sliding-window layers.
+    Gemma3,
+    /// Llama 2/3 and relatives: RMSNorm, normal RoPE, SwiGLU, GQA.
+    Llama,
+    /// Qwen 2/2.5: Llama with q/k/v biases and NeoX RoPE.
+    Qwen2,
+    /// Qwen 3: Qwen 2 without biases, with per-head q/k RMSNorm.
+    Qwen3,
+}
+
+impl Arch {
+    /// Every architecture, in the order errors list them.
+    pub const ALL: [Arch; 4] = [Arch::Gemma3, Arch::Llama, Arch::Qwen2, Arch::Qwen3];
+
+    /// The architecture's definition.
+    pub fn def(self) -> &'static ArchDef {
+        match self {
+            Arch::Gemma3 => &gemma3::DEF,
+            Arch::Llama => &llama::DEF,
+            Arch::Qwen2 => &qwen2::DEF,
+            Arch::Qwen3 => &qwen3::DEF,
+        }
+    }
+
+    /// The GGUF `general.architecture` string.
+    pub fn name(self) -> &'static str {
+        self.def().name
+    }
+
+    /// The architecture named `name` in GGUF.
+    pub fn from_name(name: &str) -> Option<Arch> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+}

@@ -3,12 +3,39 @@
 //! Llama with biases on the q, k and v projections and NeoX-style RoPE pairing
 //! (dimension i with i + d/2). Large rope bases (1 000 000) are common.
 
+use super::blocks::{attention_tensors, ffn_tensors, qkv_bias_tensors};
 use super::config::{ModelConfig, ModelError};
-use crate::gguf::GgufHeader;
+use super::{Activation, ArchDef, Attention, BlockTensor, FeedForward, LayerWeights, TinySpec};
+use crate::gguf::{GgufHeader, Value};
+use crate::graph::Block;
+
+pub(crate) const DEF: ArchDef = ArchDef {
+    name: "qwen2",
+    configure,
+    tensors,
+    block,
+    reference: crate::reference::qwen2::block,
+    tiny: |_: &mut TinySpec| {},
+    tiny_metadata: |_: &TinySpec, _: &mut Vec<(String, Value)>| {},
+};
 
 /// Applies Qwen 2's differences to the Llama defaults.
-pub(super) fn configure(_h: &GgufHeader, cfg: &mut ModelConfig) -> Result<(), ModelError> {
+fn configure(_h: &GgufHeader, cfg: &mut ModelConfig) -> Result<(), ModelError> {
     cfg.rope_neox = true;
-    cfg.qkv_bias = true;
     Ok(())
+}
+
+fn tensors(cfg: &ModelConfig) -> Vec<BlockTensor> {
+    let mut v = attention_tensors(cfg, &qkv_bias_tensors(cfg));
+    v.extend(ffn_tensors(cfg));
+    v
+}
+
+/// Llama's block with biased q/k/v projections.
+fn block(b: &mut Block, w: &LayerWeights) -> Result<(), ModelError> {
+    b.pre_norm_block(
+        w,
+        &Attention::projections(w)?.with_bias(w)?,
+        &FeedForward::named(w, Activation::Silu)?,
+    )
 }

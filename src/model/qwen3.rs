@@ -4,12 +4,39 @@
 //! (as Gemma 3 has), NeoX pairing. The head width is explicit (`attention.key_length`)
 //! and need not equal hidden / heads.
 
+use super::blocks::{attention_tensors, ffn_tensors, qk_norm_tensors};
 use super::config::{ModelConfig, ModelError};
-use crate::gguf::GgufHeader;
+use super::{Activation, ArchDef, Attention, BlockTensor, FeedForward, LayerWeights, TinySpec};
+use crate::gguf::{GgufHeader, Value};
+use crate::graph::Block;
+
+pub(crate) const DEF: ArchDef = ArchDef {
+    name: "qwen3",
+    configure,
+    tensors,
+    block,
+    reference: crate::reference::qwen3::block,
+    tiny: |_: &mut TinySpec| {},
+    tiny_metadata: |_: &TinySpec, _: &mut Vec<(String, Value)>| {},
+};
 
 /// Applies Qwen 3's differences to the Llama defaults.
-pub(super) fn configure(_h: &GgufHeader, cfg: &mut ModelConfig) -> Result<(), ModelError> {
+fn configure(_h: &GgufHeader, cfg: &mut ModelConfig) -> Result<(), ModelError> {
     cfg.rope_neox = true;
-    cfg.qk_norm = true;
     Ok(())
+}
+
+fn tensors(cfg: &ModelConfig) -> Vec<BlockTensor> {
+    let mut v = attention_tensors(cfg, &qk_norm_tensors(cfg));
+    v.extend(ffn_tensors(cfg));
+    v
+}
+
+/// Llama's block with per-head q/k norms.
+fn block(b: &mut Block, w: &LayerWeights) -> Result<(), ModelError> {
+    b.pre_norm_block(
+        w,
+        &Attention::projections(w)?.with_qk_norm(w)?,
+        &FeedForward::named(w, Activation::Silu)?,
+    )
 }

@@ -29,51 +29,164 @@ fn spec(name: String, dims: &[usize], required: bool, float_only: bool) -> Tenso
     }
 }
 
-/// Every tensor of `cfg`'s architecture with its expected shape.
+/// One tensor of a block, as an architecture lists it (the loader adds `blk.N.`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockTensor {
+    /// Name within the block, e.g. `attn_q.weight`.
+    pub name: &'static str,
+    /// Expected dimensions in GGUF order.
+    pub dims: [usize; 2],
+    /// Whether the model cannot run without it.
+    pub required: bool,
+    /// A float vector (norm weight, bias: never quantized, uploaded as f32) rather than a
+    /// matrix (uploaded as raw blocks).
+    pub vector: bool,
+}
+
+impl BlockTensor {
+    /// A required matrix `[cols, rows]`: `rows` outputs of `cols` inputs, stored quantized.
+    pub fn matrix(name: &'static str, cols: usize, rows: usize) -> Self {
+        Self {
+            name,
+            dims: [cols, rows],
+            required: true,
+            vector: false,
+        }
+    }
+
+    /// A required float vector (norm weight, bias) of `len` elements.
+    pub fn vector(name: &'static str, len: usize) -> Self {
+        Self {
+            name,
+            dims: [len, 1],
+            required: true,
+            vector: true,
+        }
+    }
+
+    /// The same tensor, optional.
+    pub fn optional(self) -> Self {
+        Self {
+            required: false,
+            ..self
+        }
+    }
+}
+
+/// Every tensor of `cfg`'s architecture with its expected shape: the shared embedding,
+/// head and RoPE factors, then each block's tensors as the architecture lists them.
 pub fn expected_tensors(cfg: &ModelConfig) -> Vec<TensorSpec> {
-    let (h, q, kv, ff, hd) = (cfg.hidden, cfg.q_dim(), cfg.kv_dim(), cfg.ffn, cfg.head_dim);
+    let (h, vocab) = (cfg.hidden, cfg.vocab);
     let mut v = vec![
-        spec("token_embd.weight".into(), &[h, cfg.vocab], true, false),
+        spec("token_embd.weight".into(), &[h, vocab], true, false),
         spec("output_norm.weight".into(), &[h], true, true),
         // Absent in tied models (Gemma, small Qwen): the head then reuses token_embd.
-        spec("output.weight".into(), &[h, cfg.vocab], false, false),
+        spec("output.weight".into(), &[h, vocab], false, false),
+        // Optional RoPE frequency divisors (Llama 3.1+ long context). One rule for every
+        // architecture: when a file has it, the GPU plan, the reference and this check
+        // all use it.
+        spec(
+            "rope_freqs.weight".into(),
+            &[cfg.rope_dims / 2],
+            false,
+            true,
+        ),
     ];
-    // Optional RoPE frequency divisors (Llama 3.1+ long context). One rule for every
-    // architecture: when a file has it, the GPU plan, the reference and this check all use it.
-    v.push(spec(
-        "rope_freqs.weight".into(),
-        &[cfg.rope_dims / 2],
-        false,
-        true,
-    ));
+    let block = (cfg.arch.def().tensors)(cfg);
     for i in 0..cfg.n_layers {
-        let n = |s: &str| format!("blk.{i}.{s}");
-        v.push(spec(n("attn_norm.weight"), &[h], true, true));
-        v.push(spec(n("attn_q.weight"), &[h, q], true, false));
-        v.push(spec(n("attn_k.weight"), &[h, kv], true, false));
-        v.push(spec(n("attn_v.weight"), &[h, kv], true, false));
-        if cfg.qkv_bias {
-            v.push(spec(n("attn_q.bias"), &[q], true, true));
-            v.push(spec(n("attn_k.bias"), &[kv], true, true));
-            v.push(spec(n("attn_v.bias"), &[kv], true, true));
-        }
-        if cfg.qk_norm {
-            v.push(spec(n("attn_q_norm.weight"), &[hd], true, true));
-            v.push(spec(n("attn_k_norm.weight"), &[hd], true, true));
-        }
-        v.push(spec(n("attn_output.weight"), &[q, h], true, false));
-        if cfg.post_norms {
-            v.push(spec(n("post_attention_norm.weight"), &[h], true, true));
-        }
-        v.push(spec(n("ffn_norm.weight"), &[h], true, true));
-        v.push(spec(n("ffn_gate.weight"), &[h, ff], true, false));
-        v.push(spec(n("ffn_up.weight"), &[h, ff], true, false));
-        v.push(spec(n("ffn_down.weight"), &[ff, h], true, false));
-        if cfg.post_norms {
-            v.push(spec(n("post_ffw_norm.weight"), &[h], true, true));
+        for t in &block {
+            let dims: &[usize] = if t.vector { &t.dims[..1] } else { &t.dims };
+            v.push(spec(
+                format!("blk.{i}.{}", t.name),
+                dims,
+                t.required,
+                t.vector,
+            ));
         }
     }
     v
+}
+
+/// One block's tensors by name, of either side: GPU weights (`LayerWeights`) or the CPU
+/// reference's dequantized ones. The block builders look tensors up here by the names
+/// the architecture listed.
+pub struct LayerTensors<M, V> {
+    /// The block's index.
+    pub il: usize,
+    /// Matrices by name.
+    pub matrices: Vec<(&'static str, M)>,
+    /// Vectors (norm weights, biases) by name.
+    pub vectors: Vec<(&'static str, V)>,
+}
+
+impl<M, V> LayerTensors<M, V> {
+    /// An empty block `il`.
+    pub fn new(il: usize) -> Self {
+        Self {
+            il,
+            matrices: Vec::new(),
+            vectors: Vec::new(),
+        }
+    }
+
+    fn missing(&self, name: &str) -> ModelError {
+        ModelError::MissingTensor(format!("blk.{}.{name}", self.il))
+    }
+
+    /// The matrix `name`.
+    pub fn mat(&self, name: &str) -> Result<&M, ModelError> {
+        find(&self.matrices, name).ok_or_else(|| self.missing(name))
+    }
+
+    /// The vector `name`.
+    pub fn vec(&self, name: &str) -> Result<&V, ModelError> {
+        self.opt_vec(name).ok_or_else(|| self.missing(name))
+    }
+
+    /// The vector `name`, when the file has it (optional tensors).
+    pub fn opt_vec(&self, name: &str) -> Option<&V> {
+        find(&self.vectors, name)
+    }
+
+    /// The vectors `names`, all required.
+    pub fn vecs<const N: usize>(&self, names: [&str; N]) -> Result<[&V; N], ModelError> {
+        let mut out = Vec::with_capacity(N);
+        for n in names {
+            out.push(self.vec(n)?);
+        }
+        Ok(out
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("N names give N vectors")))
+    }
+}
+
+fn find<'a, T>(items: &'a [(&'static str, T)], name: &str) -> Option<&'a T> {
+    items.iter().find(|(n, _)| *n == name).map(|(_, t)| t)
+}
+
+/// Fills a block's tensors from a file: every tensor `cfg`'s architecture lists for
+/// block `il` that the file holds, matrices through `mat` and vectors through `vec`
+/// (the file has passed `check_tensors`, so required ones are all there).
+pub fn load_block<M, V, E>(
+    cfg: &ModelConfig,
+    h: &GgufHeader,
+    il: usize,
+    mut mat: impl FnMut(&str) -> Result<M, E>,
+    mut vec: impl FnMut(&str) -> Result<V, E>,
+) -> Result<LayerTensors<M, V>, E> {
+    let mut l = LayerTensors::new(il);
+    for t in (cfg.arch.def().tensors)(cfg) {
+        let name = format!("blk.{il}.{}", t.name);
+        if h.tensor(&name).is_none() {
+            continue;
+        }
+        if t.vector {
+            l.vectors.push((t.name, vec(&name)?));
+        } else {
+            l.matrices.push((t.name, mat(&name)?));
+        }
+    }
+    Ok(l)
 }
 
 /// Drops trailing dimensions of 1, as ggml does when it compares shapes: `[640, 1]` is

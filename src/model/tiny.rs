@@ -4,8 +4,9 @@
 //! layers (matrices ~ N(0, 1/cols), norm weights ~ 1). The file is built in memory, so
 //! tests run without any download.
 
-use super::config::{Arch, ModelConfig};
+use super::config::ModelConfig;
 use super::tensors::expected_tensors;
+use super::Arch;
 use crate::gguf::{parse, Array, GgufWriter, Value};
 use crate::quant::{quantize, GgmlType, Rng};
 
@@ -30,8 +31,10 @@ pub struct TinySpec {
     pub vocab: usize,
     /// Context length written to the metadata.
     pub context: usize,
-    /// Sliding window of local layers (written for Gemma 3 only).
+    /// Sliding window of local layers (written by architectures that have one).
     pub sliding_window: Option<usize>,
+    /// RoPE frequency base.
+    pub rope_base: f32,
     /// Type of the big matrices (embeddings and projections); norms and biases are F32.
     pub weight_type: GgmlType,
     /// Seed of the weights.
@@ -84,14 +87,13 @@ pub struct TinyTensor {
 }
 
 impl TinySpec {
-    /// Small defaults with GQA (4 query heads on 2 KV heads) and Q8_0 matrices. Gemma 3
-    /// gets 6 layers and a window of 8, so 5 sliding layers and one global (`il % 6 == 5`)
-    /// are exercised by any test longer than 8 tokens.
+    /// Small defaults with GQA (4 query heads on 2 KV heads) and Q8_0 matrices, then
+    /// the architecture's own (Gemma 3: 6 layers and a window of 8, so 5 sliding layers
+    /// and one global (`il % 6 == 5`) are exercised by any test longer than 8 tokens).
     pub fn new(arch: Arch) -> Self {
-        let gemma = arch == Arch::Gemma3;
-        Self {
+        let mut s = Self {
             arch,
-            n_layers: if gemma { 6 } else { 2 },
+            n_layers: 2,
             hidden: 64,
             n_heads: 4,
             n_kv_heads: 2,
@@ -99,12 +101,15 @@ impl TinySpec {
             ffn: 128,
             vocab: 300,
             context: 1024,
-            sliding_window: gemma.then_some(8),
+            sliding_window: None,
+            rope_base: 1e4,
             weight_type: GgmlType::Q8_0,
             seed: 1,
-            tied_output: gemma,
+            tied_output: false,
             rope_freqs: false,
-        }
+        };
+        (arch.def().tiny)(&mut s);
+        s
     }
 
     /// Sets the matrix type and, for 256-element block types (K-quants), widens the
@@ -140,11 +145,8 @@ impl TinySpec {
                 Value::F32(1e-6),
             ),
         ];
-        let base = if self.arch == Arch::Gemma3 { 1e6 } else { 1e4 };
-        m.push((format!("{a}.rope.freq_base"), Value::F32(base)));
-        if let (Arch::Gemma3, Some(w)) = (self.arch, self.sliding_window) {
-            m.push((format!("{a}.attention.sliding_window"), u(w)));
-        }
+        m.push((format!("{a}.rope.freq_base"), Value::F32(self.rope_base)));
+        (self.arch.def().tiny_metadata)(self, &mut m);
         let (bos, eos) = (1usize, 2usize);
         let (tokens, types) = tiny_vocab(self.vocab);
         let scores = (0..self.vocab).map(|i| -(i as f32)).collect();
@@ -264,7 +266,7 @@ mod tests {
 
     #[test]
     fn every_architecture_builds_and_passes_the_tensor_check() {
-        for arch in [Arch::Gemma3, Arch::Llama, Arch::Qwen2, Arch::Qwen3] {
+        for arch in Arch::ALL {
             for ty in [GgmlType::F32, GgmlType::Q8_0, GgmlType::Q4_K] {
                 let spec = TinySpec::new(arch).with_weight_type(ty);
                 let f = GgufFile::from_bytes(spec.build()).unwrap();

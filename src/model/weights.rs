@@ -1,41 +1,16 @@
 //! A model's weights on the GPU: matrices as raw quantized blocks (sharded when large),
 //! norm weights and biases as plain f32 vectors. Uploaded once at load.
 
+use super::tensors::{load_block, LayerTensors};
 use super::{ModelConfig, ModelError};
 use crate::gguf::GgufFile;
 use crate::gpu::{Gpu, GpuTensor};
 use crate::quant::dequantize_to_vec;
 use wgpu::util::DeviceExt;
 
-/// One transformer block's weights.
-pub struct LayerWeights {
-    /// RMSNorm weight before attention `[hidden]`.
-    pub attn_norm: wgpu::Buffer,
-    /// Query projection `[hidden] -> [q_dim]`.
-    pub wq: GpuTensor,
-    /// Key projection `[hidden] -> [kv_dim]`.
-    pub wk: GpuTensor,
-    /// Value projection `[hidden] -> [kv_dim]`.
-    pub wv: GpuTensor,
-    /// Biases of q, k, v (Qwen 2).
-    pub bias: Option<[wgpu::Buffer; 3]>,
-    /// Per-head RMSNorm weights of q and k `[head_dim]` (Gemma 3, Qwen 3).
-    pub qk_norm: Option<[wgpu::Buffer; 2]>,
-    /// Attention output projection `[q_dim] -> [hidden]`.
-    pub wo: GpuTensor,
-    /// Norm after attention, before the residual add (Gemma 3).
-    pub post_attn_norm: Option<wgpu::Buffer>,
-    /// RMSNorm weight before the FFN `[hidden]`.
-    pub ffn_norm: wgpu::Buffer,
-    /// FFN gate projection `[hidden] -> [ffn]`.
-    pub gate: GpuTensor,
-    /// FFN up projection `[hidden] -> [ffn]`.
-    pub up: GpuTensor,
-    /// FFN down projection `[ffn] -> [hidden]`.
-    pub down: GpuTensor,
-    /// Norm after the FFN, before the residual add (Gemma 3).
-    pub post_ffn_norm: Option<wgpu::Buffer>,
-}
+/// One transformer block's weights by name, as its architecture lists them: matrices
+/// as raw blocks, norm weights and biases as f32 buffers.
+pub type LayerWeights = LayerTensors<GpuTensor, wgpu::Buffer>;
 
 /// All weights of a model.
 pub struct Weights {
@@ -77,47 +52,7 @@ impl Weights {
         };
         let mut layers = Vec::with_capacity(cfg.n_layers);
         for il in 0..cfg.n_layers {
-            let p = |s: &str| format!("blk.{il}.{s}");
-            let bias = if cfg.qkv_bias {
-                Some([
-                    vec(&p("attn_q.bias"))?,
-                    vec(&p("attn_k.bias"))?,
-                    vec(&p("attn_v.bias"))?,
-                ])
-            } else {
-                None
-            };
-            let qk_norm = if cfg.qk_norm {
-                Some([
-                    vec(&p("attn_q_norm.weight"))?,
-                    vec(&p("attn_k_norm.weight"))?,
-                ])
-            } else {
-                None
-            };
-            let (post_attn_norm, post_ffn_norm) = if cfg.post_norms {
-                (
-                    Some(vec(&p("post_attention_norm.weight"))?),
-                    Some(vec(&p("post_ffw_norm.weight"))?),
-                )
-            } else {
-                (None, None)
-            };
-            layers.push(LayerWeights {
-                attn_norm: vec(&p("attn_norm.weight"))?,
-                wq: mat(&p("attn_q.weight"))?,
-                wk: mat(&p("attn_k.weight"))?,
-                wv: mat(&p("attn_v.weight"))?,
-                bias,
-                qk_norm,
-                wo: mat(&p("attn_output.weight"))?,
-                post_attn_norm,
-                ffn_norm: vec(&p("ffn_norm.weight"))?,
-                gate: mat(&p("ffn_gate.weight"))?,
-                up: mat(&p("ffn_up.weight"))?,
-                down: mat(&p("ffn_down.weight"))?,
-                post_ffn_norm,
-            });
+            layers.push(load_block(cfg, f, il, mat, vec)?);
             progress(il + 1, total);
         }
         let token_embd = mat("token_embd.weight")?;

@@ -1,38 +1,35 @@
-//! The plain CPU forward pass of every architecture hearth runs (Gemma 3, Llama, Qwen 2,
-//! Qwen 3), one token at a time, top to bottom, in the manner of llama2.c's `run.c`.
+//! The plain CPU forward pass of every architecture hearth runs, one token at a time, top
+//! to bottom, in the manner of llama2.c's `run.c`. This file holds what every
+//! architecture shares (embedding, the KV cache, the head) and the block helpers of
+//! [`Block`]; each architecture's block is `<arch>.rs`, beside its GPU twin in
+//! `src/model/<arch>.rs`.
 //!
-//! It is two things at once: the onboarding document (read [`Reference::step`] to learn
-//! what a transformer does per token, with every buffer's shape in a comment) and the
-//! oracle every GPU test compares against. Weights are dequantized to f32 once at load,
+//! It is two things at once: the onboarding document (read [`Reference::step`] and
+//! [`Block`] to learn what a transformer does per token, with every buffer's shape in a
+//! comment) and the oracle every GPU test compares against. Weights are dequantized to f32 once at load,
 //! sums are accumulated in f64, and nothing is fused or reordered for speed; the
 //! semantics follow llama.cpp (`src/models/{gemma3,llama,qwen2,qwen3}.cpp`).
 //!
 //! Matrices keep GGUF's layout: a `[cols, rows]` tensor is `rows` rows of `cols` floats,
 //! and `out = W x` takes one dot product per row.
 
+pub(crate) mod gemma3;
+pub(crate) mod llama;
 mod ops;
+pub(crate) mod qwen2;
+pub(crate) mod qwen3;
 
 use crate::gguf::{GgufFile, TensorInfo};
-use crate::model::{check_tensors, Activation, ModelConfig, ModelError};
+use crate::kernels::{AttnSpec, RopeSpec};
+use crate::model::tensors::load_block;
+use crate::model::{
+    check_tensors, Activation, Attention, FeedForward, LayerTensors, ModelConfig, ModelError,
+};
 use crate::quant::dequantize_to_vec;
 use ops::{add, attention, gelu_tanh, matvec, rmsnorm, rmsnorm_heads, rope, silu};
 
-/// One transformer block's weights, dequantized; matrices are `[rows][cols]`.
-struct Layer {
-    attn_norm: Vec<f32>,              // [hidden]
-    wq: Vec<f32>,                     // [q_dim][hidden]
-    wk: Vec<f32>,                     // [kv_dim][hidden]
-    wv: Vec<f32>,                     // [kv_dim][hidden]
-    bias: Option<[Vec<f32>; 3]>,      // q [q_dim], k [kv_dim], v [kv_dim] (Qwen 2)
-    qk_norm: Option<[Vec<f32>; 2]>,   // q, k: [head_dim] each (Gemma 3, Qwen 3)
-    wo: Vec<f32>,                     // [hidden][q_dim]
-    post_attn_norm: Option<Vec<f32>>, // [hidden] (Gemma 3)
-    ffn_norm: Vec<f32>,               // [hidden]
-    w_gate: Vec<f32>,                 // [ffn][hidden]
-    w_up: Vec<f32>,                   // [ffn][hidden]
-    w_down: Vec<f32>,                 // [hidden][ffn]
-    post_ffw_norm: Option<Vec<f32>>,  // [hidden] (Gemma 3)
-}
+/// One transformer block's weights by name, dequantized; matrices are `[rows][cols]`.
+pub type RefLayer = LayerTensors<Vec<f32>, Vec<f32>>;
 
 /// A model with every weight dequantized to f32, ready for [`Reference::forward`].
 pub struct Reference {
@@ -43,7 +40,7 @@ pub struct Reference {
     output: Option<Vec<f32>>,     // [vocab][hidden]; None: tied to token_embd
     output_norm: Vec<f32>,        // [hidden]
     rope_freqs: Option<Vec<f32>>, // [rope_dims / 2] frequency divisors (Llama 3.1+)
-    layers: Vec<Layer>,           // [n_layers]
+    layers: Vec<RefLayer>,        // [n_layers]
 }
 
 /// The key/value cache of one sequence: every layer's K and V for each position so far.
@@ -125,41 +122,9 @@ impl Reference {
         let cfg = ModelConfig::from_gguf(f.header())?;
         check_tensors(&cfg, f.header())?;
         let mut layers = Vec::with_capacity(cfg.n_layers);
-        for i in 0..cfg.n_layers {
-            let n = |s: &str| format!("blk.{i}.{s}");
-            let l = |s: &str| load(f, &n(s));
-            let bias = if cfg.qkv_bias {
-                Some([l("attn_q.bias")?, l("attn_k.bias")?, l("attn_v.bias")?])
-            } else {
-                None
-            };
-            let qk_norm = if cfg.qk_norm {
-                Some([l("attn_q_norm.weight")?, l("attn_k_norm.weight")?])
-            } else {
-                None
-            };
-            let post = |s: &str| -> Result<Option<Vec<f32>>, ModelError> {
-                if cfg.post_norms {
-                    l(s).map(Some)
-                } else {
-                    Ok(None)
-                }
-            };
-            layers.push(Layer {
-                attn_norm: l("attn_norm.weight")?,
-                wq: l("attn_q.weight")?,
-                wk: l("attn_k.weight")?,
-                wv: l("attn_v.weight")?,
-                bias,
-                qk_norm,
-                wo: l("attn_output.weight")?,
-                post_attn_norm: post("post_attention_norm.weight")?,
-                ffn_norm: l("ffn_norm.weight")?,
-                w_gate: l("ffn_gate.weight")?,
-                w_up: l("ffn_up.weight")?,
-                w_down: l("ffn_down.weight")?,
-                post_ffw_norm: post("post_ffw_norm.weight")?,
-            });
+        for il in 0..cfg.n_layers {
+            let l = |name: &str| load(f, name);
+            layers.push(load_block(&cfg, f, il, l, l)?);
         }
         // Any architecture may carry it (see `expected_tensors`).
         let rope_freqs = load_opt(f, "rope_freqs.weight")?;
@@ -209,132 +174,178 @@ impl Reference {
             });
         }
         cache.len = pos;
-        let logits = tokens
+        tokens
             .iter()
             .enumerate()
             .map(|(i, &t)| self.step(cache, t, pos + i))
-            .collect();
-        Ok(logits)
+            .collect()
     }
 
     /// One token through the whole model at position `pos` (checked by `forward`):
     /// returns its logits `[vocab]` and leaves its K/V in the cache.
-    fn step(&self, cache: &mut RefCache, token: u32, pos: usize) -> Vec<f32> {
+    fn step(&self, cache: &mut RefCache, token: u32, pos: usize) -> Result<Vec<f32>, ModelError> {
         let c = &self.cfg;
-        let (hidden, hd, q_dim, kv_dim) = (c.hidden, c.head_dim, c.q_dim(), c.kv_dim());
+        let hidden = c.hidden;
 
         // The residual stream: the token's embedding row, scaled (Gemma: sqrt(hidden)).
         let row = token as usize * hidden;
-        let mut x: Vec<f32> = self.token_embd[row..row + hidden] // [hidden]
+        let x: Vec<f32> = self.token_embd[row..row + hidden] // [hidden]
             .iter()
             .map(|&v| v * c.embed_scale)
             .collect();
-
-        let mut xb = vec![0.0f32; hidden]; // [hidden] normed input of each block
-        let mut q = vec![0.0f32; q_dim]; // [n_heads][head_dim]
-        let mut k = vec![0.0f32; kv_dim]; // [n_kv_heads][head_dim]
-        let mut v = vec![0.0f32; kv_dim]; // [n_kv_heads][head_dim]
-        let mut att = vec![0.0f32; q_dim]; // [n_heads][head_dim] attention output
-        let mut proj = vec![0.0f32; hidden]; // [hidden] block output before the residual
-        let mut gate = vec![0.0f32; c.ffn]; // [ffn]
-        let mut up = vec![0.0f32; c.ffn]; // [ffn]
-
+        let mut b = Block {
+            cfg: c,
+            cache,
+            pos,
+            il: 0,
+            rope_freqs: self.rope_freqs.as_deref(),
+            x,
+            h: vec![0.0; hidden],
+            o: vec![0.0; hidden],
+        };
+        // Each block in turn, as its architecture builds it (`<arch>.rs`).
         for (il, l) in self.layers.iter().enumerate() {
-            // ---- attention ----
-            rmsnorm(&mut xb, &x, &l.attn_norm, c.rms_eps);
-            matvec(&mut q, &l.wq, &xb);
-            matvec(&mut k, &l.wk, &xb);
-            matvec(&mut v, &l.wv, &xb);
-            if let Some([bq, bk, bv]) = &l.bias {
-                add(&mut q, bq);
-                add(&mut k, bk);
-                add(&mut v, bv);
-            }
-            if let Some([qn, kn]) = &l.qk_norm {
-                // Each head normalized on its own, before RoPE.
-                rmsnorm_heads(&mut q, qn, c.rms_eps);
-                rmsnorm_heads(&mut k, kn, c.rms_eps);
-            }
-            let (base, pos_scale) = c.rope(il);
-            let ff = self.rope_freqs.as_deref();
-            rope(
-                &mut q,
-                hd,
-                c.rope_dims,
-                pos,
-                base,
-                pos_scale,
-                c.rope_neox,
-                ff,
-            );
-            rope(
-                &mut k,
-                hd,
-                c.rope_dims,
-                pos,
-                base,
-                pos_scale,
-                c.rope_neox,
-                ff,
-            );
-
-            // Store this position's K and V; later tokens read them back.
-            let kv_f16 = cache.kv_f16;
-            let (kc, vc) = cache.layer(il); // [capacity][kv_dim] each
-            let store = |dst: &mut [f32], src: &[f32]| {
-                for (d, &s) in dst.iter_mut().zip(src) {
-                    *d = if kv_f16 {
-                        half::f16::from_f32(s).to_f32()
-                    } else {
-                        s
-                    };
-                }
-            };
-            store(&mut kc[pos * kv_dim..(pos + 1) * kv_dim], &k);
-            store(&mut vc[pos * kv_dim..(pos + 1) * kv_dim], &v);
-
-            let (nh, nkv) = (c.n_heads, c.n_kv_heads);
-            let win = c.window(il);
-            attention(&mut att, &q, kc, vc, pos, nh, nkv, hd, c.attn_scale, win);
-            matvec(&mut proj, &l.wo, &att);
-            residual(&mut x, &mut proj, l.post_attn_norm.as_deref(), c.rms_eps);
-
-            // ---- feed-forward: down(act(gate xb) * up xb) ----
-            rmsnorm(&mut xb, &x, &l.ffn_norm, c.rms_eps);
-            matvec(&mut gate, &l.w_gate, &xb);
-            matvec(&mut up, &l.w_up, &xb);
-            for (g, &u) in gate.iter_mut().zip(&up) {
-                let a = match c.act {
-                    Activation::Silu => silu(*g),
-                    Activation::GeluTanh => gelu_tanh(*g),
-                };
-                *g = a * u;
-            }
-            matvec(&mut proj, &l.w_down, &gate);
-            residual(&mut x, &mut proj, l.post_ffw_norm.as_deref(), c.rms_eps);
+            b.il = il;
+            (c.arch.def().reference)(&mut b, l)?;
         }
-        cache.len = pos + 1;
+        b.cache.len = pos + 1;
 
         // ---- head: final norm, then one dot product per vocabulary entry ----
-        rmsnorm(&mut xb, &x, &self.output_norm, c.rms_eps);
+        rmsnorm(&mut b.h, &b.x, &self.output_norm, c.rms_eps);
         let head = self.output.as_deref().unwrap_or(&self.token_embd); // [vocab][hidden]
         let mut logits = vec![0.0f32; c.vocab]; // [vocab]
-        matvec(&mut logits, head, &xb);
+        matvec(&mut logits, head, &b.h);
         if let Some(cap) = c.final_softcap {
             for l in &mut logits {
                 *l = cap * (*l / cap).tanh();
             }
         }
-        logits
+        Ok(logits)
     }
 }
 
-/// `x += out`, with `out` first normalized by `post_norm` when the model has one
-/// (Gemma 3's sandwich norms).
-fn residual(x: &mut [f32], out: &mut [f32], post_norm: Option<&[f32]>, eps: f32) {
-    if let Some(w) = post_norm {
-        let copy = out.to_vec();
-        rmsnorm(out, &copy, w, eps);
+/// The state of one token passing through the blocks, and the helpers architectures
+/// build their blocks from (the CPU twins of `graph::Block`'s builders). The residual
+/// stream is `x`; a pre-norm writes `h`; a sub-block reads `h` and leaves its output in
+/// `o`; `residual` adds `o` into `x`.
+pub struct Block<'a> {
+    cfg: &'a ModelConfig,
+    cache: &'a mut RefCache,
+    pos: usize,
+    il: usize,
+    rope_freqs: Option<&'a [f32]>, // [rope_dims / 2] frequency divisors (Llama 3.1+)
+    x: Vec<f32>,                   // [hidden] residual stream
+    h: Vec<f32>,                   // [hidden] normed input of a sub-block
+    o: Vec<f32>,                   // [hidden] sub-block output before the residual
+}
+
+impl Block<'_> {
+    /// `h = RmsNorm(x) * w`.
+    pub fn pre_norm(&mut self, w: &[f32]) -> Result<(), ModelError> {
+        rmsnorm(&mut self.h, &self.x, w, self.cfg.rms_eps);
+        Ok(())
     }
-    add(x, out);
+
+    /// `x += o`, with `o` first normalized by `post_norm` when given (Gemma 3's sandwich).
+    pub fn residual(&mut self, post_norm: Option<&Vec<f32>>) -> Result<(), ModelError> {
+        if let Some(w) = post_norm {
+            let copy = self.o.clone();
+            rmsnorm(&mut self.o, &copy, w, self.cfg.rms_eps);
+        }
+        add(&mut self.x, &self.o);
+        Ok(())
+    }
+
+    /// Self-attention of this position from `h` into `o`.
+    pub fn attention(&mut self, w: &Attention<Vec<f32>, Vec<f32>>) -> Result<(), ModelError> {
+        let c = self.cfg;
+        let (hd, pos, il) = (c.head_dim, self.pos, self.il);
+        let mut q = vec![0.0f32; c.q_dim()]; // [n_heads][head_dim]
+        let mut k = vec![0.0f32; c.kv_dim()]; // [n_kv_heads][head_dim]
+        let mut v = vec![0.0f32; c.kv_dim()]; // [n_kv_heads][head_dim]
+        let [wq, wk, wv] = w.qkv;
+        matvec(&mut q, wq, &self.h);
+        matvec(&mut k, wk, &self.h);
+        matvec(&mut v, wv, &self.h);
+        if let Some([bq, bk, bv]) = w.bias {
+            add(&mut q, bq);
+            add(&mut k, bk);
+            add(&mut v, bv);
+        }
+        if let Some([qn, kn]) = w.qk_norm {
+            // Each head normalized on its own, before RoPE.
+            rmsnorm_heads(&mut q, qn, c.rms_eps);
+            rmsnorm_heads(&mut k, kn, c.rms_eps);
+        }
+        let (base, pos_scale) = c.rope(il);
+        let spec = RopeSpec {
+            dims: c.rope_dims as u32,
+            base,
+            pos_scale,
+            neox: c.rope_neox,
+        };
+        rope(&mut q, hd, pos, &spec, self.rope_freqs);
+        rope(&mut k, hd, pos, &spec, self.rope_freqs);
+
+        // Store this position's K and V; later tokens read them back.
+        let kv_dim = c.kv_dim();
+        let kv_f16 = self.cache.kv_f16;
+        let (kc, vc) = self.cache.layer(il); // [capacity][kv_dim] each
+        let store = |dst: &mut [f32], src: &[f32]| {
+            for (d, &s) in dst.iter_mut().zip(src) {
+                *d = if kv_f16 {
+                    half::f16::from_f32(s).to_f32()
+                } else {
+                    s
+                };
+            }
+        };
+        store(&mut kc[pos * kv_dim..(pos + 1) * kv_dim], &k);
+        store(&mut vc[pos * kv_dim..(pos + 1) * kv_dim], &v);
+
+        let spec = AttnSpec {
+            n_heads: c.n_heads as u32,
+            n_kv_heads: c.n_kv_heads as u32,
+            head_dim: hd as u32,
+            scale: c.attn_scale,
+            window: c.window(il).map(|w| w as u32),
+        };
+        let mut att = vec![0.0f32; c.q_dim()]; // [n_heads][head_dim] attention output
+        attention(&mut att, &q, (kc, vc), pos, &spec);
+        matvec(&mut self.o, w.out, &att);
+        Ok(())
+    }
+
+    /// Gated feed-forward from `h` into `o`: `down(act(gate h) * up h)`.
+    pub fn ffn(&mut self, w: &FeedForward<Vec<f32>>) -> Result<(), ModelError> {
+        let ffn = self.cfg.ffn;
+        let mut gate = vec![0.0f32; ffn]; // [ffn]
+        let mut up = vec![0.0f32; ffn]; // [ffn]
+        matvec(&mut gate, w.gate, &self.h);
+        matvec(&mut up, w.up, &self.h);
+        for (g, &u) in gate.iter_mut().zip(&up) {
+            let a = match w.act {
+                Activation::Silu => silu(*g),
+                Activation::GeluTanh => gelu_tanh(*g),
+            };
+            *g = a * u;
+        }
+        matvec(&mut self.o, w.down, &gate);
+        Ok(())
+    }
+
+    /// The usual pre-norm block: `x += attn(norm(x))`, then `x += ffn(norm(x))`.
+    pub fn pre_norm_block(
+        &mut self,
+        w: &RefLayer,
+        attn: &Attention<Vec<f32>, Vec<f32>>,
+        ffn: &FeedForward<Vec<f32>>,
+    ) -> Result<(), ModelError> {
+        self.pre_norm(w.vec("attn_norm.weight")?)?;
+        self.attention(attn)?;
+        self.residual(None)?;
+        self.pre_norm(w.vec("ffn_norm.weight")?)?;
+        self.ffn(ffn)?;
+        self.residual(None)
+    }
 }

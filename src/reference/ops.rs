@@ -1,6 +1,8 @@
 //! The handful of operations the forward pass is made of, on plain f32 slices. Every sum
 //! is accumulated in f64, so the oracle's own rounding stays far below any GPU kernel's.
 
+use crate::kernels::{AttnSpec, RopeSpec};
+
 /// RMSNorm: `out = x / sqrt(mean(x²) + eps) * w`.
 pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
     let ss: f64 = x.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / x.len() as f64;
@@ -43,17 +45,20 @@ pub fn add(x: &mut [f32], b: &[f32]) {
 /// Pair `i` (of `rope_dims / 2`) turns by `theta = pos * pos_scale * base^(-2i/rope_dims)
 /// / freq_factors[i]`. NeoX style pairs element `i` with `i + rope_dims/2`; the original
 /// (GPT-J / Llama) style pairs `2i` with `2i + 1`. Dims past `rope_dims` pass unchanged.
-#[allow(clippy::too_many_arguments)]
 pub fn rope(
     x: &mut [f32],
     head_dim: usize,
-    rope_dims: usize,
     pos: usize,
-    base: f32,
-    pos_scale: f32,
-    neox: bool,
+    spec: &RopeSpec,
     freq_factors: Option<&[f32]>,
 ) {
+    let RopeSpec {
+        dims,
+        base,
+        pos_scale,
+        neox,
+    } = *spec;
+    let rope_dims = dims as usize;
     let half = rope_dims / 2;
     for head in x.chunks_exact_mut(head_dim) {
         for i in 0..half {
@@ -90,19 +95,19 @@ pub fn gelu_tanh(x: f32) -> f32 {
 /// values (`[positions][kv_dim]`, row `t` holding position `t`), writing `[n_heads *
 /// head_dim]` into `out`. Query head `h` reads KV head `h / (n_heads / n_kv_heads)`
 /// (GQA). With a window `w` only positions `t` with `pos - t < w` are seen.
-#[allow(clippy::too_many_arguments)]
 pub fn attention(
     out: &mut [f32],
     q: &[f32],
-    k_cache: &[f32],
-    v_cache: &[f32],
+    (k_cache, v_cache): (&[f32], &[f32]),
     pos: usize,
-    n_heads: usize,
-    n_kv_heads: usize,
-    head_dim: usize,
-    scale: f32,
-    window: Option<usize>,
+    spec: &AttnSpec,
 ) {
+    let (n_heads, n_kv_heads, head_dim) = (
+        spec.n_heads as usize,
+        spec.n_kv_heads as usize,
+        spec.head_dim as usize,
+    );
+    let (scale, window) = (spec.scale, spec.window.map(|w| w as usize));
     let kv_dim = n_kv_heads * head_dim;
     let group = n_heads / n_kv_heads;
     let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
@@ -136,6 +141,25 @@ pub fn attention(
 mod tests {
     use super::*;
 
+    fn spec(dims: u32, base: f32, neox: bool) -> RopeSpec {
+        RopeSpec {
+            dims,
+            base,
+            pos_scale: 1.0,
+            neox,
+        }
+    }
+
+    fn heads(n_heads: u32, n_kv_heads: u32, head_dim: usize, window: Option<usize>) -> AttnSpec {
+        AttnSpec {
+            n_heads,
+            n_kv_heads,
+            head_dim: head_dim as u32,
+            scale: 1.0,
+            window: window.map(|w| w as u32),
+        }
+    }
+
     #[test]
     fn rmsnorm_of_a_constant_is_the_weight() {
         let mut out = [0.0; 4];
@@ -148,14 +172,20 @@ mod tests {
         // head_dim 4, all dims rotated: pair 0 turns by pos, pair 1 by pos / base^(1/2).
         let (pos, base) = (3usize, 100.0f32);
         let mut neox = [1.0, 1.0, 0.0, 0.0];
-        rope(&mut neox, 4, 4, pos, base, 1.0, true, None);
+        rope(&mut neox, 4, pos, &spec(4, base, true), None);
         let (t0, t1): (f64, f64) = (3.0, 3.0 / 10.0);
         let want = [t0.cos(), t1.cos(), t0.sin(), t1.sin()];
         for (g, w) in neox.iter().zip(want) {
             assert!((*g as f64 - w).abs() < 1e-6, "{neox:?}");
         }
         let mut normal = [1.0, 0.0, 1.0, 0.0];
-        rope(&mut normal, 4, 4, pos, base, 1.0, false, Some(&[1.0, 2.0]));
+        rope(
+            &mut normal,
+            4,
+            pos,
+            &spec(4, base, false),
+            Some(&[1.0, 2.0]),
+        );
         let t1 = t1 / 2.0;
         let want = [t0.cos(), t0.sin(), t1.cos(), t1.sin()];
         for (g, w) in normal.iter().zip(want) {
@@ -163,7 +193,7 @@ mod tests {
         }
         // Only the first rope_dims rotate.
         let mut partial = [1.0, 0.0, 5.0, 6.0];
-        rope(&mut partial, 4, 2, pos, base, 1.0, false, None);
+        rope(&mut partial, 4, pos, &spec(2, base, false), None);
         assert_eq!(&partial[2..], &[5.0, 6.0]);
     }
 
@@ -186,7 +216,7 @@ mod tests {
             (7, Some(1), &[7]),
         ];
         for (pos, window, visible) in cases {
-            attention(&mut out, &q, &k, &v, pos, 2, 1, hd, 1.0, window);
+            attention(&mut out, &q, (&k, &v), pos, &heads(2, 1, hd, window));
             for h in 0..2 {
                 for t in 0..n_pos {
                     let want = if visible.contains(&t) {
@@ -212,7 +242,7 @@ mod tests {
         let v = vec![1.0, 1.0, 2.0, 2.0];
         let q = vec![0.5f32; 4 * hd];
         let mut out = vec![0.0f32; 4 * hd];
-        attention(&mut out, &q, &k, &v, 0, 4, 2, hd, 1.0, None);
+        attention(&mut out, &q, (&k, &v), 0, &heads(4, 2, hd, None));
         assert_eq!(out, [1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0]);
     }
 

@@ -1,0 +1,192 @@
+//! The shared block builders architectures compose (`src/model/<arch>.rs`): each adds
+//! the stages of one sub-block to the prefill and the decode plan at once, over the
+//! model's activation buffers. The residual stream is `x`; a pre-norm writes `h`; a
+//! sub-block reads `h` and leaves its output in `o`; `residual` adds `o` into `x`.
+
+use super::buffers::Activations;
+use super::Stage;
+use crate::gpu::{Gpu, GpuTensor};
+use crate::kernels::{
+    Add, AttentionDecode, AttentionPrefill, AttnSpec, GatedAct, KvAppend, KvCache, MatMul, MatVec,
+    NormOut, RmsNorm, Rope, RopeSpec, Rows, Tokens, View,
+};
+use crate::model::{Attention, FeedForward, LayerWeights, ModelConfig, ModelError};
+use std::sync::Arc;
+
+/// Builds block `il` of both plans; handed to the architecture's `block` function.
+pub struct Block<'a> {
+    pub(super) gpu: &'a Gpu,
+    pub(super) cfg: &'a ModelConfig,
+    pub(super) a: &'a Activations,
+    pub(super) kv: &'a KvCache,
+    pub(super) rope_freqs: Option<&'a wgpu::Buffer>,
+    pub(super) tok: Tokens<'a>,
+    pub(super) il: usize,
+    pub(super) pre: Vec<Stage>,
+    pub(super) dec: Vec<Stage>,
+}
+
+impl<'a> Block<'a> {
+    /// The model's hyperparameters.
+    pub fn cfg(&self) -> &ModelConfig {
+        self.cfg
+    }
+
+    /// The block's index.
+    pub fn il(&self) -> usize {
+        self.il
+    }
+
+    /// An op both plans run as is (it reads the token count from the step uniform).
+    fn both(&mut self, s: Stage) {
+        self.pre.push(s.clone());
+        self.dec.push(s);
+    }
+
+    /// A projection `y = W x`: a matmul in prefill, a matvec in decode.
+    fn proj(
+        &mut self,
+        w: &GpuTensor,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+    ) -> Result<(), ModelError> {
+        let (cols, rows) = (w.cols as u32, w.rows as u32);
+        let mm = MatMul::new(
+            self.gpu,
+            w,
+            Rows::packed(x, cols),
+            Rows::packed(y, rows),
+            self.tok,
+        )?;
+        let mv = MatVec::new(self.gpu, w, View::of(x), View::of(y))?;
+        self.pre.push(Arc::new(mm));
+        self.dec.push(Arc::new(mv));
+        Ok(())
+    }
+
+    /// `h = RmsNorm(x) * w`: the pre-norm of a sub-block.
+    pub fn pre_norm(&mut self, w: &wgpu::Buffer) -> Result<(), ModelError> {
+        let stage = pre_norm(self.gpu, self.cfg, self.a, w, self.tok)?;
+        self.both(stage);
+        Ok(())
+    }
+
+    /// `x += o`, through the post-norm `RmsNorm(o) * w` when given (fused: one pass).
+    pub fn residual(&mut self, post_norm: Option<&wgpu::Buffer>) -> Result<(), ModelError> {
+        let (gpu, a, hidden) = (self.gpu, self.a, self.cfg.hidden as u32);
+        let (o, x) = (Rows::packed(&a.o, hidden), Rows::packed(&a.x, hidden));
+        let stage: Stage = match post_norm {
+            Some(w) => {
+                let out = NormOut::AddTo(x.view);
+                Arc::new(RmsNorm::new(gpu, o, out, w, self.cfg.rms_eps, self.tok)?)
+            }
+            None => Arc::new(Add::new(gpu, o, x, 1.0, self.tok)?),
+        };
+        self.both(stage);
+        Ok(())
+    }
+
+    /// Self-attention from `h` into `o`: the q/k/v projections (plus biases), per-head
+    /// q/k norms, RoPE with this layer's base and scaling, the KV-cache append, causal
+    /// attention (windowed on sliding layers) and the output projection.
+    pub fn attention(&mut self, w: &Attention<GpuTensor, wgpu::Buffer>) -> Result<(), ModelError> {
+        let (gpu, cfg, a, tok) = (self.gpu, self.cfg, self.a, self.tok);
+        let (nh, nkv, hd) = (
+            cfg.n_heads as u32,
+            cfg.n_kv_heads as u32,
+            cfg.head_dim as u32,
+        );
+        let (q, k, v) = (
+            Rows::heads(&a.q, nh, hd),
+            Rows::heads(&a.k, nkv, hd),
+            Rows::heads(&a.v, nkv, hd),
+        );
+        for (wt, y) in w.qkv.iter().zip([&a.q, &a.k, &a.v]) {
+            self.proj(wt, &a.h, y)?;
+        }
+        if let Some(bias) = w.bias {
+            for (b, y) in bias.iter().zip([q, k, v]) {
+                let b = Rows::broadcast(b, y.rows * y.width);
+                self.both(Arc::new(Add::new(gpu, b, y, 1.0, tok)?));
+            }
+        }
+        if let Some(norms) = w.qk_norm {
+            for (n, y) in norms.iter().zip([q, k]) {
+                let norm = RmsNorm::new(gpu, y, NormOut::InPlace, n, cfg.rms_eps, tok)?;
+                self.both(Arc::new(norm));
+            }
+        }
+        let (base, pos_scale) = cfg.rope(self.il);
+        let spec = RopeSpec {
+            dims: cfg.rope_dims as u32,
+            base,
+            pos_scale,
+            neox: cfg.rope_neox,
+        };
+        for y in [q, k] {
+            self.both(Arc::new(Rope::new(gpu, y, spec, self.rope_freqs, tok)?));
+        }
+        self.both(Arc::new(KvAppend::new(gpu, k, v, self.kv, tok)?));
+        let spec = AttnSpec {
+            n_heads: nh,
+            n_kv_heads: nkv,
+            head_dim: hd,
+            scale: cfg.attn_scale,
+            window: cfg.window(self.il).map(|w| w as u32),
+        };
+        let (qv, out) = (View::of(&a.q), View::of(&a.attn));
+        let prefill = AttentionPrefill::new(gpu, &spec, qv, out, self.kv, tok)?;
+        let decode = AttentionDecode::new(gpu, &spec, qv, out, self.kv, tok.step)?;
+        self.pre.push(Arc::new(prefill));
+        self.dec.push(Arc::new(decode));
+        self.proj(w.out, &a.attn, &a.o)
+    }
+
+    /// Gated feed-forward from `h` into `o`: `down(act(gate h) * up h)`.
+    pub fn ffn(&mut self, w: &FeedForward<GpuTensor>) -> Result<(), ModelError> {
+        let a = self.a;
+        self.proj(w.gate, &a.h, &a.g)?;
+        self.proj(w.up, &a.h, &a.u)?;
+        let ffn = self.cfg.ffn as u32;
+        let (g, u) = (Rows::packed(&a.g, ffn), Rows::packed(&a.u, ffn));
+        self.both(Arc::new(GatedAct::new(self.gpu, g, u, w.act, self.tok)?));
+        self.proj(w.down, &a.g, &a.o)
+    }
+
+    /// The usual pre-norm block: `x += attn(norm(x))`, then `x += ffn(norm(x))`, with the
+    /// norms `attn_norm.weight` and `ffn_norm.weight` and no post-norms.
+    pub fn pre_norm_block(
+        &mut self,
+        w: &LayerWeights,
+        attn: &Attention<GpuTensor, wgpu::Buffer>,
+        ffn: &FeedForward<GpuTensor>,
+    ) -> Result<(), ModelError> {
+        self.pre_norm(w.vec("attn_norm.weight")?)?;
+        self.attention(attn)?;
+        self.residual(None)?;
+        self.pre_norm(w.vec("ffn_norm.weight")?)?;
+        self.ffn(ffn)?;
+        self.residual(None)
+    }
+}
+
+/// `h = RmsNorm(x) * w` over the whole hidden vector of each token: the pre-norm of both
+/// sub-blocks and of the all-token output head.
+pub(super) fn pre_norm(
+    gpu: &Gpu,
+    cfg: &ModelConfig,
+    a: &Activations,
+    w: &wgpu::Buffer,
+    tok: Tokens,
+) -> Result<Stage, ModelError> {
+    let hidden = cfg.hidden as u32;
+    let (x, h) = (Rows::packed(&a.x, hidden), View::of(&a.h));
+    Ok(Arc::new(RmsNorm::new(
+        gpu,
+        x,
+        NormOut::To(h),
+        w,
+        cfg.rms_eps,
+        tok,
+    )?))
+}

@@ -1,0 +1,119 @@
+//! The parts blocks are made of, as architectures describe them to the shared builders:
+//! which weights an attention or feed-forward sub-block uses, and the usual tensor lists.
+//! The same descriptions serve the GPU plan (`M` = `GpuTensor`, `V` = a buffer) and the
+//! CPU reference (`M` = `V` = `Vec<f32>`).
+
+use super::{Activation, BlockTensor, LayerTensors, ModelConfig, ModelError};
+
+/// Self-attention: `q, k, v = W x (+ b)`, optional per-head RMSNorm of q and k, RoPE,
+/// the KV cache, causal (possibly windowed) attention, then the output projection.
+pub struct Attention<'a, M, V> {
+    /// Query, key and value projections `[hidden] -> [q_dim], [kv_dim], [kv_dim]`.
+    pub qkv: [&'a M; 3],
+    /// Output projection `[q_dim] -> [hidden]`.
+    pub out: &'a M,
+    /// Biases of q, k and v (Qwen 2).
+    pub bias: Option<[&'a V; 3]>,
+    /// Per-head RMSNorm weights of q and k `[head_dim]`, applied before RoPE.
+    pub qk_norm: Option<[&'a V; 2]>,
+}
+
+impl<'a, M, V> Attention<'a, M, V> {
+    /// The projections under their usual names (`attn_{q,k,v,output}.weight`), with no
+    /// bias and no q/k norm.
+    pub fn projections(l: &'a LayerTensors<M, V>) -> Result<Self, ModelError> {
+        Ok(Self {
+            qkv: [
+                l.mat("attn_q.weight")?,
+                l.mat("attn_k.weight")?,
+                l.mat("attn_v.weight")?,
+            ],
+            out: l.mat("attn_output.weight")?,
+            bias: None,
+            qk_norm: None,
+        })
+    }
+
+    /// With the q/k/v biases under their usual names.
+    pub fn with_bias(self, l: &'a LayerTensors<M, V>) -> Result<Self, ModelError> {
+        Ok(Self {
+            bias: Some(l.vecs(["attn_q.bias", "attn_k.bias", "attn_v.bias"])?),
+            ..self
+        })
+    }
+
+    /// With the per-head q/k norms under their usual names.
+    pub fn with_qk_norm(self, l: &'a LayerTensors<M, V>) -> Result<Self, ModelError> {
+        Ok(Self {
+            qk_norm: Some(l.vecs(["attn_q_norm.weight", "attn_k_norm.weight"])?),
+            ..self
+        })
+    }
+}
+
+/// Gated feed-forward: `down(act(gate x) * up x)`.
+pub struct FeedForward<'a, M> {
+    /// Gate projection `[hidden] -> [ffn]`.
+    pub gate: &'a M,
+    /// Up projection `[hidden] -> [ffn]`.
+    pub up: &'a M,
+    /// Down projection `[ffn] -> [hidden]`.
+    pub down: &'a M,
+    /// The activation applied to the gate.
+    pub act: Activation,
+}
+
+impl<'a, M> FeedForward<'a, M> {
+    /// The projections under their usual names (`ffn_{gate,up,down}.weight`).
+    pub fn named<V>(l: &'a LayerTensors<M, V>, act: Activation) -> Result<Self, ModelError> {
+        Ok(Self {
+            gate: l.mat("ffn_gate.weight")?,
+            up: l.mat("ffn_up.weight")?,
+            down: l.mat("ffn_down.weight")?,
+            act,
+        })
+    }
+}
+
+/// The attention tensors most architectures share, in the converters' order: pre-norm,
+/// q, k, v, then `extra` (biases, q/k norms), then the output projection.
+pub fn attention_tensors(cfg: &ModelConfig, extra: &[BlockTensor]) -> Vec<BlockTensor> {
+    let (h, q, kv) = (cfg.hidden, cfg.q_dim(), cfg.kv_dim());
+    let mut v = vec![
+        BlockTensor::vector("attn_norm.weight", h),
+        BlockTensor::matrix("attn_q.weight", h, q),
+        BlockTensor::matrix("attn_k.weight", h, kv),
+        BlockTensor::matrix("attn_v.weight", h, kv),
+    ];
+    v.extend_from_slice(extra);
+    v.push(BlockTensor::matrix("attn_output.weight", q, h));
+    v
+}
+
+/// The q/k/v biases (Qwen 2).
+pub fn qkv_bias_tensors(cfg: &ModelConfig) -> Vec<BlockTensor> {
+    vec![
+        BlockTensor::vector("attn_q.bias", cfg.q_dim()),
+        BlockTensor::vector("attn_k.bias", cfg.kv_dim()),
+        BlockTensor::vector("attn_v.bias", cfg.kv_dim()),
+    ]
+}
+
+/// The per-head q/k norm weights (Gemma 3, Qwen 3).
+pub fn qk_norm_tensors(cfg: &ModelConfig) -> Vec<BlockTensor> {
+    vec![
+        BlockTensor::vector("attn_q_norm.weight", cfg.head_dim),
+        BlockTensor::vector("attn_k_norm.weight", cfg.head_dim),
+    ]
+}
+
+/// The gated feed-forward tensors: pre-norm, gate, up, down.
+pub fn ffn_tensors(cfg: &ModelConfig) -> Vec<BlockTensor> {
+    let (h, ff) = (cfg.hidden, cfg.ffn);
+    vec![
+        BlockTensor::vector("ffn_norm.weight", h),
+        BlockTensor::matrix("ffn_gate.weight", h, ff),
+        BlockTensor::matrix("ffn_up.weight", h, ff),
+        BlockTensor::matrix("ffn_down.weight", ff, h),
+    ]
+}
