@@ -75,8 +75,19 @@ pub(super) fn check_format(format: &Option<Value>) -> Result<bool, ApiError> {
     }
 }
 
-fn keep_alive(v: &Option<Value>) -> Result<Option<KeepAlive>, ApiError> {
-    v.as_ref().map(parse_keep_alive).transpose()
+/// The fields `/api/generate` and `/api/chat` share, checked in this order: the model
+/// name, the options, keep_alive and format.
+fn check_common(
+    model: &str,
+    options: &OllamaOptions,
+    keep_alive: &Option<Value>,
+    format: &Option<Value>,
+) -> Result<(String, Wanted, Option<KeepAlive>), ApiError> {
+    let name = model_name(model)?;
+    let mut wanted = options.wanted()?;
+    let keep = keep_alive.as_ref().map(parse_keep_alive).transpose()?;
+    wanted.json = check_format(format)?;
+    Ok((name, wanted, keep))
 }
 
 fn no_images(images: &Option<Vec<String>>) -> Result<(), ApiError> {
@@ -101,10 +112,8 @@ pub(crate) struct GenerateCall {
 /// format, images and suffix. The handler's only path from bytes to a request.
 pub(crate) fn check_generate(body: &[u8]) -> Result<GenerateCall, ApiError> {
     let req: GenerateRequest = parse_json(body)?;
-    let name = model_name(&req.model)?;
-    let mut wanted = req.options.wanted()?;
-    let keep = keep_alive(&req.keep_alive)?;
-    wanted.json = check_format(&req.format)?;
+    let (name, wanted, keep) =
+        check_common(&req.model, &req.options, &req.keep_alive, &req.format)?;
     no_images(&req.images)?;
     if !req.suffix.is_empty() {
         return Err(ApiError::bad_request(
@@ -271,10 +280,8 @@ pub(crate) struct ChatCall {
 /// tools, images and roles. The handler's only path from bytes to a request.
 pub(crate) fn check_chat(body: &[u8]) -> Result<ChatCall, ApiError> {
     let req: ChatRequest = parse_json(body)?;
-    let name = model_name(&req.model)?;
-    let mut wanted = req.options.wanted()?;
-    let keep = keep_alive(&req.keep_alive)?;
-    wanted.json = check_format(&req.format)?;
+    let (name, wanted, keep) =
+        check_common(&req.model, &req.options, &req.keep_alive, &req.format)?;
     if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
         return Err(ApiError::bad_request(
             "tools are not supported yet by hearth",
