@@ -355,7 +355,7 @@ pub fn server_request(data: &[u8]) {
     }
     if let Some(call) = rejected(openai::check_chat(data)) {
         safe_name(&call.name);
-        assert!(!call.messages.is_empty());
+        assert!(matches!(&call.prompt, crate::engine::Prompt::Chat(m) if !m.is_empty()));
         fits(call.wanted);
     }
     if let Some(call) = rejected(openai::check_completion(data)) {

@@ -15,6 +15,7 @@ mod events;
 pub(crate) mod ollama;
 pub(crate) mod openai;
 pub(crate) mod options;
+mod prelude;
 mod sched;
 pub(crate) mod store_api;
 mod time;

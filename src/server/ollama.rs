@@ -5,6 +5,7 @@
 use super::error::{body_bytes, model_name, parse_json};
 use super::events::{collect, outs, Out};
 use super::options::{OllamaOptions, Wanted};
+use super::prelude::{self, RunRequest, Started};
 use super::time::{parse_keep_alive, rfc3339, KeepAlive};
 use super::{ApiError, App};
 use crate::engine::{Engine, Prompt, Stats};
@@ -18,7 +19,6 @@ use axum::Json;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 #[derive(Default, Deserialize)]
@@ -75,8 +75,19 @@ pub(super) fn check_format(format: &Option<Value>) -> Result<bool, ApiError> {
     }
 }
 
-fn keep_alive(v: &Option<Value>) -> Result<Option<KeepAlive>, ApiError> {
-    v.as_ref().map(parse_keep_alive).transpose()
+/// The fields `/api/generate` and `/api/chat` share, checked in this order: the model
+/// name, the options, keep_alive and format.
+fn check_common(
+    model: &str,
+    options: &OllamaOptions,
+    keep_alive: &Option<Value>,
+    format: &Option<Value>,
+) -> Result<(String, Wanted, Option<KeepAlive>), ApiError> {
+    let name = model_name(model)?;
+    let mut wanted = options.wanted()?;
+    let keep = keep_alive.as_ref().map(parse_keep_alive).transpose()?;
+    wanted.json = check_format(format)?;
+    Ok((name, wanted, keep))
 }
 
 fn no_images(images: &Option<Vec<String>>) -> Result<(), ApiError> {
@@ -101,10 +112,8 @@ pub(crate) struct GenerateCall {
 /// format, images and suffix. The handler's only path from bytes to a request.
 pub(crate) fn check_generate(body: &[u8]) -> Result<GenerateCall, ApiError> {
     let req: GenerateRequest = parse_json(body)?;
-    let name = model_name(&req.model)?;
-    let mut wanted = req.options.wanted()?;
-    let keep = keep_alive(&req.keep_alive)?;
-    wanted.json = check_format(&req.format)?;
+    let (name, wanted, keep) =
+        check_common(&req.model, &req.options, &req.keep_alive, &req.format)?;
     no_images(&req.images)?;
     if !req.suffix.is_empty() {
         return Err(ApiError::bad_request(
@@ -163,9 +172,7 @@ pub(super) async fn generate(
                 ids.extend(more);
                 ids
             }
-            _ => engine
-                .tokenize_prompt(&prompt)
-                .map_err(|e| ApiError::bad_request(e.to_string()))?,
+            _ => prelude::tokenize(engine, &prompt)?,
         };
         let vocab = engine.tokenizer().vocab_size();
         if let Some(bad) = ids.iter().find(|&&t| t as usize >= vocab) {
@@ -176,17 +183,13 @@ pub(super) async fn generate(
         ids.shrink_to_fit();
         Ok(ids)
     };
-    run(
-        &app,
-        name,
+    let req = RunRequest {
+        model: &name,
         keep,
         wanted,
-        build,
-        stream,
-        Kind::Generate,
-        start,
-    )
-    .await
+    };
+    let run = prelude::start(&app, req, build).await?;
+    answer(run, name, Kind::Generate, stream, start).await
 }
 
 /// The prompt of a generate request: raw when asked or when `template` is given (its
@@ -271,10 +274,8 @@ pub(crate) struct ChatCall {
 /// tools, images and roles. The handler's only path from bytes to a request.
 pub(crate) fn check_chat(body: &[u8]) -> Result<ChatCall, ApiError> {
     let req: ChatRequest = parse_json(body)?;
-    let name = model_name(&req.model)?;
-    let mut wanted = req.options.wanted()?;
-    let keep = keep_alive(&req.keep_alive)?;
-    wanted.json = check_format(&req.format)?;
+    let (name, wanted, keep) =
+        check_common(&req.model, &req.options, &req.keep_alive, &req.format)?;
     if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
         return Err(ApiError::bad_request(
             "tools are not supported yet by hearth",
@@ -316,12 +317,14 @@ pub(super) async fn chat(
     if messages.is_empty() {
         return load_only(&app, &name, keep, "message").await;
     }
-    let build = move |engine: &Engine| -> Result<Vec<u32>, ApiError> {
-        engine
-            .tokenize_prompt(&Prompt::Chat(messages))
-            .map_err(|e| ApiError::bad_request(e.to_string()))
+    let req = RunRequest {
+        model: &name,
+        keep,
+        wanted,
     };
-    run(&app, name, keep, wanted, build, stream, Kind::Chat, start).await
+    let build = move |engine: &Engine| prelude::tokenize(engine, &Prompt::Chat(messages));
+    let run = prelude::start(&app, req, build).await?;
+    answer(run, name, Kind::Chat, stream, start).await
 }
 
 /// 400 unless `role` is one a chat template understands.
@@ -400,28 +403,20 @@ fn finish(o: &mut Map<String, Value>, stats: &Stats, start: Instant, load: Durat
     o.insert("eval_duration".into(), ns(stats.generate_duration));
 }
 
-/// Admits, tokenizes (off the async threads), checks the context, runs, and answers in
-/// the requested shape.
-#[allow(clippy::too_many_arguments)]
-async fn run(
-    app: &App,
+/// Answers a started run of model `name` in `kind`'s shape, whole or streamed; `start`
+/// is when the request came in.
+async fn answer(
+    run: Started,
     name: String,
-    keep: Option<KeepAlive>,
-    wanted: Wanted,
-    build: impl FnOnce(&Engine) -> Result<Vec<u32>, ApiError> + Send + 'static,
-    stream: bool,
     kind: Kind,
+    stream: bool,
     start: Instant,
 ) -> Result<Response, ApiError> {
-    let ticket = app.sched.admit(&name, keep).await?;
-    let engine = ticket.loaded.engine.clone();
-    let ids = tokio::task::spawn_blocking(move || build(&engine))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
-    let opts = wanted.fit(ids.len(), ticket.loaded.capacity)?;
-    let load = ticket.load_duration;
-    let prompt_ids = Arc::new(ids.clone());
-    let rx = ticket.run(ids, opts, app.metrics.clone()).await?;
+    let Started {
+        events: rx,
+        prompt: prompt_ids,
+        load_duration: load,
+    } = run;
     if !stream {
         let (text, stats, gen_ids) = collect(rx).await?;
         let mut o = kind.piece(&name, &text, true);

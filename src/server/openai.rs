@@ -6,9 +6,10 @@ use super::error::{body_bytes, model_name, parse_json};
 use super::events::{collect, outs, Out};
 use super::ollama::check_role;
 use super::options::{OneOrMany, OpenAiSampling, Wanted};
+use super::prelude::{self, RunRequest};
 use super::time::unix;
 use super::{ApiError, App};
-use crate::engine::{Engine, Prompt, Stats};
+use crate::engine::{Prompt, Stats};
 use crate::tokenizer::Message;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -101,13 +102,15 @@ fn usage(s: &Stats) -> Value {
     })
 }
 
-/// A `/v1/chat/completions` body after every check that needs no model.
-pub(crate) struct ChatCall {
+/// A `/v1/chat/completions` or `/v1/completions` body after every check that needs no
+/// model.
+pub(crate) struct Call {
     /// The canonical model name.
     pub(crate) name: String,
     pub(crate) wanted: Wanted,
-    /// The conversation, never empty; `developer` turns become `system`.
-    pub(crate) messages: Vec<Message>,
+    /// A chat completion's conversation (never empty; `developer` turns become `system`)
+    /// or a text completion's one raw prompt.
+    pub(crate) prompt: Prompt,
     pub(crate) stream: bool,
     pub(crate) include_usage: bool,
 }
@@ -115,7 +118,7 @@ pub(crate) struct ChatCall {
 /// Parses and checks a `/v1/chat/completions` body: the model name, response_format,
 /// tools, logprobs, messages and sampling fields. The handler's only path from bytes to
 /// a request.
-pub(crate) fn check_chat(body: &[u8]) -> Result<ChatCall, ApiError> {
+pub(crate) fn check_chat(body: &[u8]) -> Result<Call, ApiError> {
     let req: ChatRequest = parse_json(body)?;
     let name = model_name(&req.model)?;
     let json = match &req.response_format {
@@ -172,49 +175,18 @@ pub(crate) fn check_chat(body: &[u8]) -> Result<ChatCall, ApiError> {
     }
     let mut wanted = req.sampling.wanted()?;
     wanted.json = json;
-    Ok(ChatCall {
+    Ok(Call {
         name,
         wanted,
-        messages,
+        prompt: Prompt::Chat(messages),
         stream: req.stream,
         include_usage: req.stream_options.is_some_and(|o| o.include_usage),
     })
 }
 
-/// `POST /v1/chat/completions`.
-pub(super) async fn chat(
-    State(app): State<App>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let ChatCall {
-        name,
-        wanted,
-        messages,
-        stream,
-        include_usage,
-    } = check_chat(&body_bytes(body)?)?;
-    let build = move |engine: &Engine| {
-        engine
-            .tokenize_prompt(&Prompt::Chat(messages))
-            .map_err(|e| ApiError::bad_request(e.to_string()))
-    };
-    run(&app, name, wanted, build, stream, include_usage, true).await
-}
-
-/// A `/v1/completions` body after every check that needs no model.
-pub(crate) struct CompletionCall {
-    /// The canonical model name.
-    pub(crate) name: String,
-    pub(crate) wanted: Wanted,
-    /// The one prompt.
-    pub(crate) prompt: String,
-    pub(crate) stream: bool,
-    pub(crate) include_usage: bool,
-}
-
 /// Parses and checks a `/v1/completions` body: the model name, suffix, echo, logprobs,
 /// prompt and sampling fields. The handler's only path from bytes to a request.
-pub(crate) fn check_completion(body: &[u8]) -> Result<CompletionCall, ApiError> {
+pub(crate) fn check_completion(body: &[u8]) -> Result<Call, ApiError> {
     let req: CompletionRequest = parse_json(body)?;
     let name = model_name(&req.model)?;
     if req.suffix.as_ref().is_some_and(|s| !s.is_empty()) {
@@ -232,13 +204,21 @@ pub(crate) fn check_completion(body: &[u8]) -> Result<CompletionCall, ApiError> 
         v if v.len() == 1 => v.into_iter().next().unwrap_or_default(),
         _ => return Err(ApiError::bad_request("prompt must be one string")),
     };
-    Ok(CompletionCall {
+    Ok(Call {
         name,
         wanted: req.sampling.wanted()?,
-        prompt,
+        prompt: Prompt::Raw(prompt),
         stream: req.stream,
         include_usage: req.stream_options.is_some_and(|o| o.include_usage),
     })
+}
+
+/// `POST /v1/chat/completions`.
+pub(super) async fn chat(
+    State(app): State<App>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    run(&app, check_chat(&body_bytes(body)?)?).await
 }
 
 /// `POST /v1/completions`.
@@ -246,38 +226,27 @@ pub(super) async fn completions(
     State(app): State<App>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let CompletionCall {
+    run(&app, check_completion(&body_bytes(body)?)?).await
+}
+
+/// Runs a checked request and answers as a chat completion (a chat prompt) or a text
+/// completion (a raw one).
+async fn run(app: &App, call: Call) -> Result<Response, ApiError> {
+    let Call {
         name,
         wanted,
         prompt,
         stream,
         include_usage,
-    } = check_completion(&body_bytes(body)?)?;
-    let build = move |engine: &Engine| {
-        engine
-            .tokenize_prompt(&Prompt::Raw(prompt))
-            .map_err(|e| ApiError::bad_request(e.to_string()))
+    } = call;
+    let chat = matches!(prompt, Prompt::Chat(_));
+    let req = RunRequest {
+        model: &name,
+        keep: None,
+        wanted,
     };
-    run(&app, name, wanted, build, stream, include_usage, false).await
-}
-
-/// Runs a request and answers as a chat completion (`chat`) or a text completion.
-async fn run(
-    app: &App,
-    name: String,
-    wanted: Wanted,
-    build: impl FnOnce(&Engine) -> Result<Vec<u32>, ApiError> + Send + 'static,
-    stream: bool,
-    include_usage: bool,
-    chat: bool,
-) -> Result<Response, ApiError> {
-    let ticket = app.sched.admit(&name, None).await?;
-    let engine = ticket.loaded.engine.clone();
-    let ids = tokio::task::spawn_blocking(move || build(&engine))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
-    let opts = wanted.fit(ids.len(), ticket.loaded.capacity)?;
-    let rx = ticket.run(ids, opts, app.metrics.clone()).await?;
+    let started = prelude::start(app, req, move |engine| prelude::tokenize(engine, &prompt));
+    let rx = started.await?.events;
     let id = new_id(if chat { "chatcmpl" } else { "cmpl" });
     let created = unix(SystemTime::now());
     let (object, chunk_object) = if chat {

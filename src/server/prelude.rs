@@ -1,0 +1,61 @@
+//! The start every generation request shares, through either API: admit the model in
+//! the scheduler, build the prompt ids off the async threads, fit the options to the
+//! context and start the run. What the run's events become is the API's own business.
+
+use super::options::Wanted;
+use super::sched::Events;
+use super::time::KeepAlive;
+use super::{ApiError, App};
+use crate::engine::{Engine, Prompt};
+use std::time::Duration;
+
+/// A generation request, as far as the prelude needs it.
+pub(super) struct RunRequest<'a> {
+    /// The canonical model name.
+    pub(super) model: &'a str,
+    /// How long the model stays loaded afterwards (None: the server's default).
+    pub(super) keep: Option<KeepAlive>,
+    /// The options asked for, fitted to the context once the prompt is known.
+    pub(super) wanted: Wanted,
+}
+
+/// A started run.
+pub(super) struct Started {
+    /// The run's events; dropping them stops it before its next token.
+    pub(super) events: Events,
+    /// The prompt's token ids.
+    pub(super) prompt: Vec<u32>,
+    /// Time the request spent waiting for the model to load.
+    pub(super) load_duration: Duration,
+}
+
+/// Admits `req.model`, builds the prompt ids with `build` on a blocking thread, fits the
+/// options to them (a 400 when the prompt does not fit the context) and starts the run.
+pub(super) async fn start(
+    app: &App,
+    req: RunRequest<'_>,
+    build: impl FnOnce(&Engine) -> Result<Vec<u32>, ApiError> + Send + 'static,
+) -> Result<Started, ApiError> {
+    let ticket = app.sched.admit(req.model, req.keep).await?;
+    let engine = ticket.loaded.engine.clone();
+    let ids = tokio::task::spawn_blocking(move || build(&engine))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let opts = req.wanted.fit(ids.len(), ticket.loaded.capacity)?;
+    let load_duration = ticket.load_duration;
+    let prompt = ids.clone();
+    let events = ticket.run(ids, opts, app.metrics.clone()).await?;
+    Ok(Started {
+        events,
+        prompt,
+        load_duration,
+    })
+}
+
+/// `prompt`'s token ids through the model's tokenizer (and its chat template for a
+/// chat); a prompt it cannot encode is the client's error.
+pub(super) fn tokenize(engine: &Engine, prompt: &Prompt) -> Result<Vec<u32>, ApiError> {
+    engine
+        .tokenize_prompt(prompt)
+        .map_err(|e| ApiError::bad_request(e.to_string()))
+}
