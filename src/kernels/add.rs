@@ -7,17 +7,18 @@ use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
 /// Workgroup size of the add and scale kernels (one invocation per element).
 pub const WORKGROUP: u32 = 256;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    width: u32,
-    x_stride: u32,
-    y_stride: u32,
-    x_offset: u32,
-    y_offset: u32,
-    max_tokens: u32,
-    groups_per_token: u32,
-    scale: f32,
+params! {
+    @binding(3)
+    pub(crate) struct Params {
+        width: u32,
+        x_stride: u32,
+        y_stride: u32,
+        x_offset: u32,
+        y_offset: u32,
+        max_tokens: u32,
+        groups_per_token: u32,
+        scale: f32,
+    }
 }
 
 /// `y[t, i] += scale * x[t, i]` (or `x[0, i]` when x is broadcast) for `i < width` and

@@ -14,20 +14,21 @@ pub const CHUNK: u32 = WORKGROUP;
 /// Largest head dimension the attention kernels take (shared-memory and register sizes).
 pub const MAX_HEAD_DIM: u32 = 256;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n_heads: u32,
-    group: u32,
-    head_dim: u32,
-    kv_dim: u32,
-    capacity: u32,
-    window: u32,
-    max_chunks: u32,
-    q_offset: u32,
-    out_offset: u32,
-    scale: f32,
-    _pad: [u32; 2],
+params! {
+    @binding(3)
+    pub(crate) struct Params {
+        n_heads: u32,
+        group: u32,
+        head_dim: u32,
+        kv_dim: u32,
+        capacity: u32,
+        window: u32,
+        max_chunks: u32,
+        q_offset: u32,
+        out_offset: u32,
+        scale: f32,
+        _pad: [u32; 2],
+    }
 }
 
 fn key(f16: bool, combine: bool) -> PipelineKey {

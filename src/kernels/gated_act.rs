@@ -8,16 +8,17 @@ use crate::model::Activation;
 /// Workgroup size of the gated_act kernel (one invocation per element).
 pub const WORKGROUP: u32 = 256;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    width: u32,
-    token_stride: u32,
-    gate_offset: u32,
-    up_offset: u32,
-    max_tokens: u32,
-    groups_per_token: u32,
-    _pad: [u32; 2],
+params! {
+    @binding(3)
+    pub(crate) struct Params {
+        width: u32,
+        token_stride: u32,
+        gate_offset: u32,
+        up_offset: u32,
+        max_tokens: u32,
+        groups_per_token: u32,
+        _pad: [u32; 2],
+    }
 }
 
 /// `gate[t, i] = act(gate[t, i]) * up[t, i]` for `i < width` and the step's tokens (up

@@ -1,6 +1,10 @@
 //! Host side of each shader: its parameter struct, bindings and dispatch geometry. An op
 //! is built once (pipelines and bind groups created up front) and then only encoded.
 
+// First, so that `params!` is in scope in the kernel modules below.
+#[macro_use]
+pub mod params;
+
 pub mod add;
 pub mod argmax;
 pub mod attention_decode;
@@ -211,21 +215,23 @@ impl<'a> View<'a> {
 }
 
 /// Binding of the shared per-step uniform (`lib/step.wgsl`) in every kernel that reads it.
-pub const STEP_BINDING: u32 = 8;
+pub const STEP_BINDING: u32 = <Step as params::ShaderParams>::BINDING;
 
-/// What changes between forward passes, written once per step into one small uniform
-/// that every position-dependent kernel reads (see `lib/step.wgsl`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct Step {
-    /// Position of the first token of this step in the sequence.
-    pub pos: u32,
-    /// Tokens in this step (1 for decode; up to the batch size for prefill).
-    pub n_tokens: u32,
-    /// Valid KV-cache length after this step: `pos + n_tokens`.
-    pub kv_len: u32,
-    /// Padding to 16 bytes.
-    pub _pad: u32,
+params! {
+    /// What changes between forward passes, written once per step into one small uniform
+    /// that every position-dependent kernel reads (see `lib/step.wgsl`).
+    #[derive(Debug, Default, PartialEq, Eq)]
+    @binding(8)
+    pub struct Step {
+        /// Position of the first token of this step in the sequence.
+        pub pos: u32,
+        /// Tokens in this step (1 for decode; up to the batch size for prefill).
+        pub n_tokens: u32,
+        /// Valid KV-cache length after this step: `pos + n_tokens`.
+        pub kv_len: u32,
+        /// Padding to 16 bytes.
+        pub _pad: u32,
+    }
 }
 
 impl Step {

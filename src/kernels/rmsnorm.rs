@@ -7,17 +7,18 @@ use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
 /// Workgroup size of the rmsnorm kernel (one workgroup per row).
 pub const WORKGROUP: u32 = 128;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    width: u32,
-    rows_per_token: u32,
-    token_stride: u32,
-    max_tokens: u32,
-    x_offset: u32,
-    out_offset: u32,
-    eps: f32,
-    _pad: u32,
+params! {
+    @binding(4)
+    pub(crate) struct Params {
+        width: u32,
+        rows_per_token: u32,
+        token_stride: u32,
+        max_tokens: u32,
+        x_offset: u32,
+        out_offset: u32,
+        eps: f32,
+        _pad: u32,
+    }
 }
 
 /// Where the normalized rows go.

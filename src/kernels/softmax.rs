@@ -7,15 +7,16 @@ use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
 /// Workgroup size of the softmax kernel (one workgroup per row).
 pub const WORKGROUP: u32 = 256;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    width: u32,
-    token_stride: u32,
-    x_offset: u32,
-    max_tokens: u32,
-    scale: f32,
-    _pad: [u32; 3],
+params! {
+    @binding(3)
+    pub(crate) struct Params {
+        width: u32,
+        token_stride: u32,
+        x_offset: u32,
+        max_tokens: u32,
+        scale: f32,
+        _pad: [u32; 3],
+    }
 }
 
 /// `x[t, :] = softmax(scale * x[t, :])` over `width` elements for the step's tokens (up

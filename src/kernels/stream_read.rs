@@ -9,12 +9,13 @@ pub const WORKGROUP: u32 = 256;
 /// Workgroups launched: enough to fill any GPU; each walks the buffer with a grid stride.
 const GROUPS: u32 = 1024;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n_vec4: u32,
-    sentinel: u32,
-    _pad: [u32; 2],
+params! {
+    @binding(3)
+    pub(crate) struct Params {
+        n_vec4: u32,
+        sentinel: u32,
+        _pad: [u32; 2],
+    }
 }
 
 fn key() -> PipelineKey {
