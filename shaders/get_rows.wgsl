@@ -12,7 +12,7 @@ struct Params {
     n_ids: u32,
     out_offset: u32,
     out_stride: u32,
-    _pad0: u32,
+    _pad: u32,
 }
 
 @group(0) @binding(1) var<storage, read> row_ids: array<u32>;

@@ -13,7 +13,7 @@ struct Params {
     x_offset: u32,
     out_offset: u32,
     eps: f32,
-    _pad0: u32,
+    _pad: u32,
 }
 
 #ifdef OUT

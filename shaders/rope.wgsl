@@ -21,7 +21,7 @@ struct Params {
     x_offset: u32,
     max_tokens: u32,
     groups_per_token: u32,
-    _pad0: u32,
+    _pad: u32,
 }
 
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;

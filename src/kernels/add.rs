@@ -7,17 +7,18 @@ use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
 /// Workgroup size of the add and scale kernels (one invocation per element).
 pub const WORKGROUP: u32 = 256;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    width: u32,
-    x_stride: u32,
-    y_stride: u32,
-    x_offset: u32,
-    y_offset: u32,
-    max_tokens: u32,
-    groups_per_token: u32,
-    scale: f32,
+params! {
+    @binding(3)
+    pub(crate) struct Params {
+        width: u32,
+        x_stride: u32,
+        y_stride: u32,
+        x_offset: u32,
+        y_offset: u32,
+        max_tokens: u32,
+        groups_per_token: u32,
+        scale: f32,
+    }
 }
 
 /// `y[t, i] += scale * x[t, i]` (or `x[0, i]` when x is broadcast) for `i < width` and
@@ -68,7 +69,7 @@ impl Add {
         ];
         let w = width as f64;
         let x_bytes = if broadcast_x { w * 4.0 } else { 0.0 };
-        let d = build_dispatch(gpu, &key, key.label(), &buffers, (3, &p), groups)?.costed(
+        let d = build_dispatch(gpu, &key, key.label(), &buffers, &p, groups)?.costed(
             format!("{width}"),
             Work {
                 c: x_bytes,
@@ -108,7 +109,7 @@ impl Scale {
         let key = key(&["SCALE"]);
         let buffers = [(1, x.view.buffer), (STEP_BINDING, &tok.step.buffer)];
         let w = width as f64;
-        let d = build_dispatch(gpu, &key, key.label(), &buffers, (3, &p), groups)?.costed(
+        let d = build_dispatch(gpu, &key, key.label(), &buffers, &p, groups)?.costed(
             format!("{width}"),
             Work::per_token(w * 8.0),
             Work::per_token(w),

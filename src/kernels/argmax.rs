@@ -11,15 +11,16 @@ pub const WORKGROUP: u32 = 256;
 /// partials (128 for a 262144-entry vocabulary).
 const CHUNK: u32 = WORKGROUP * 8;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    width: u32,
-    x_offset: u32,
-    chunk: u32,
-    n_partials: u32,
-    out_index: u32,
-    _pad: [u32; 3],
+params! {
+    @binding(4)
+    pub(crate) struct Params {
+        width: u32,
+        x_offset: u32,
+        chunk: u32,
+        n_partials: u32,
+        out_index: u32,
+        _pad: [u32; 3],
+    }
 }
 
 /// `out[out_index] = argmax x[..width]`: ties to the lowest index, NaN never wins,

@@ -14,20 +14,21 @@ pub const CHUNK: u32 = WORKGROUP;
 /// Largest head dimension the attention kernels take (shared-memory and register sizes).
 pub const MAX_HEAD_DIM: u32 = 256;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n_heads: u32,
-    group: u32,
-    head_dim: u32,
-    kv_dim: u32,
-    capacity: u32,
-    window: u32,
-    max_chunks: u32,
-    q_offset: u32,
-    out_offset: u32,
-    scale: f32,
-    _pad: [u32; 2],
+params! {
+    @binding(3)
+    pub(crate) struct Params {
+        n_heads: u32,
+        group: u32,
+        head_dim: u32,
+        kv_dim: u32,
+        capacity: u32,
+        window: u32,
+        max_chunks: u32,
+        q_offset: u32,
+        out_offset: u32,
+        scale: f32,
+        _pad: [u32; 2],
+    }
 }
 
 fn key(f16: bool, combine: bool) -> PipelineKey {
@@ -173,7 +174,7 @@ impl AttentionDecode {
                 (4, &scratch),
                 (STEP_BINDING, &step.buffer),
             ],
-            (3, &p),
+            &p,
             (max_chunks, n_heads, 1),
         )?;
         let k2 = key(false, true);
@@ -182,7 +183,7 @@ impl AttentionDecode {
             &k2,
             k2.label(),
             &[(4, &scratch), (5, out.buffer), (STEP_BINDING, &step.buffer)],
-            (3, &p),
+            &p,
             (n_heads, 1, 1),
         )?;
         // Pass 1 reads q and every cached K and V row once and writes one partial per chunk

@@ -13,20 +13,21 @@ pub const WORKGROUP: u32 = 64;
 /// Query rows, (token, head) pairs, per workgroup: `WORKGROUP / 8` lanes per row.
 pub const ROWS: u32 = 8;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n_heads: u32,
-    group: u32,
-    head_dim: u32,
-    kv_dim: u32,
-    capacity: u32,
-    window: u32,
-    max_tokens: u32,
-    q_offset: u32,
-    out_offset: u32,
-    scale: f32,
-    _pad: [u32; 2],
+params! {
+    @binding(3)
+    pub(crate) struct Params {
+        n_heads: u32,
+        group: u32,
+        head_dim: u32,
+        kv_dim: u32,
+        capacity: u32,
+        window: u32,
+        max_tokens: u32,
+        q_offset: u32,
+        out_offset: u32,
+        scale: f32,
+        _pad: [u32; 2],
+    }
 }
 
 fn key(f16: bool) -> PipelineKey {
@@ -116,7 +117,7 @@ impl AttentionPrefill {
                 (4, out.buffer),
                 (STEP_BINDING, &tok.step.buffer),
             ],
-            (3, &p),
+            &p,
             (tiles as u32, n_kv_heads, 1),
         )?;
         // Compulsory traffic: q read and the output written per token, each cached K and V

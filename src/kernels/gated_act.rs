@@ -8,16 +8,17 @@ use crate::model::Activation;
 /// Workgroup size of the gated_act kernel (one invocation per element).
 pub const WORKGROUP: u32 = 256;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    width: u32,
-    token_stride: u32,
-    gate_offset: u32,
-    up_offset: u32,
-    max_tokens: u32,
-    groups_per_token: u32,
-    _pad: [u32; 2],
+params! {
+    @binding(3)
+    pub(crate) struct Params {
+        width: u32,
+        token_stride: u32,
+        gate_offset: u32,
+        up_offset: u32,
+        max_tokens: u32,
+        groups_per_token: u32,
+        _pad: [u32; 2],
+    }
 }
 
 /// `gate[t, i] = act(gate[t, i]) * up[t, i]` for `i < width` and the step's tokens (up
@@ -72,7 +73,7 @@ impl GatedAct {
             (STEP_BINDING, &tok.step.buffer),
         ];
         // The activation (GELU's tanh or SiLU's exp) counted as ~8 operations.
-        let d = build_dispatch(gpu, &key, key.label(), &buffers, (3, &p), groups)?.costed(
+        let d = build_dispatch(gpu, &key, key.label(), &buffers, &p, groups)?.costed(
             format!("{width}"),
             Work::per_token(width as f64 * 12.0),
             Work::per_token(width as f64 * 10.0),

@@ -7,17 +7,18 @@ use crate::gpu::{Gpu, GpuError, GpuTensor};
 /// Workgroup size of the get_rows kernel.
 pub const WORKGROUP: u32 = 64;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    rows: u32,
-    k: u32,
-    row_words: u32,
-    row_offset: u32,
-    n_ids: u32,
-    out_offset: u32,
-    out_stride: u32,
-    _pad: u32,
+params! {
+    @binding(3)
+    pub(crate) struct Params {
+        rows: u32,
+        k: u32,
+        row_words: u32,
+        row_offset: u32,
+        n_ids: u32,
+        out_offset: u32,
+        out_stride: u32,
+        _pad: u32,
+    }
 }
 
 /// `out[t, :] = W[ids[t], :]` for the step's tokens (up to `n_ids`). Ids outside W are skipped (callers

@@ -7,16 +7,17 @@ use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
 /// Workgroup size of the append kernel.
 pub const WORKGROUP: u32 = 64;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    k_offset: u32,
-    v_offset: u32,
-    token_stride: u32,
-    kv_dim: u32,
-    capacity: u32,
-    max_tokens: u32,
-    _pad: [u32; 2],
+params! {
+    @binding(3)
+    pub(crate) struct Params {
+        k_offset: u32,
+        v_offset: u32,
+        token_stride: u32,
+        kv_dim: u32,
+        capacity: u32,
+        max_tokens: u32,
+        _pad: [u32; 2],
+    }
 }
 
 fn key(f16: bool) -> PipelineKey {
@@ -99,7 +100,7 @@ impl KvAppend {
                 (4, &cache.v),
                 (STEP_BINDING, &tok.step.buffer),
             ],
-            (3, &p),
+            &p,
             (cache.kv_dim.div_ceil(WORKGROUP), max_tokens, 1),
         )?;
         let elem = if cache.f16 { 2.0 } else { 4.0 };

@@ -7,19 +7,20 @@ use crate::gpu::{Gpu, GpuError, GpuTensor};
 /// Rows and tokens per tile (fixed in the shader).
 const TILE: u64 = 32;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    rows: u32,
-    k: u32,
-    row_words: u32,
-    row_offset: u32,
-    n_tokens: u32,
-    x_offset: u32,
-    x_stride: u32,
-    y_stride: u32,
-    y_offset: u32,
-    _pad: [u32; 3],
+params! {
+    @binding(3)
+    pub(crate) struct Params {
+        rows: u32,
+        k: u32,
+        row_words: u32,
+        row_offset: u32,
+        n_tokens: u32,
+        x_offset: u32,
+        x_stride: u32,
+        y_stride: u32,
+        y_offset: u32,
+        _pad: [u32; 3],
+    }
 }
 
 /// `Y[t, r] = sum_k W[r, k] * X[t, k]` for the step's tokens (up to `max_tokens`, the

@@ -20,16 +20,17 @@ pub fn workgroup_for(k: u64) -> u32 {
 /// Rows computed by one workgroup (fixed in the shader).
 const ROWS_PER_WG: u64 = 4;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    rows: u32,
-    k: u32,
-    row_words: u32,
-    row_offset: u32,
-    x_offset: u32,
-    y_offset: u32,
-    _pad: [u32; 2],
+params! {
+    @binding(3)
+    pub(crate) struct Params {
+        rows: u32,
+        k: u32,
+        row_words: u32,
+        row_offset: u32,
+        x_offset: u32,
+        y_offset: u32,
+        _pad: [u32; 2],
+    }
 }
 
 /// `y[y.offset + r] = sum_k W[r, k] * x[x.offset + k]` for every row r of W.

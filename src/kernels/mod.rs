@@ -1,6 +1,10 @@
 //! Host side of each shader: its parameter struct, bindings and dispatch geometry. An op
 //! is built once (pipelines and bind groups created up front) and then only encoded.
 
+// First, so that `params!` is in scope in the kernel modules below.
+#[macro_use]
+pub mod params;
+
 pub mod add;
 pub mod argmax;
 pub mod attention_decode;
@@ -35,6 +39,7 @@ pub use topk::TopK;
 
 use crate::gpu::{Gpu, GpuError, GpuTensor, PipelineKey, ShaderVariant};
 use crate::quant::GgmlType;
+use params::ShaderParams;
 use std::sync::Arc;
 use wgpu::util::DeviceExt;
 
@@ -287,21 +292,23 @@ pub struct Tokens<'a> {
 }
 
 /// Binding of the shared per-step uniform (`lib/step.wgsl`) in every kernel that reads it.
-pub const STEP_BINDING: u32 = 8;
+pub const STEP_BINDING: u32 = <Step as params::ShaderParams>::BINDING;
 
-/// What changes between forward passes, written once per step into one small uniform
-/// that every position-dependent kernel reads (see `lib/step.wgsl`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct Step {
-    /// Position of the first token of this step in the sequence.
-    pub pos: u32,
-    /// Tokens in this step (1 for decode; up to the batch size for prefill).
-    pub n_tokens: u32,
-    /// Valid KV-cache length after this step: `pos + n_tokens`.
-    pub kv_len: u32,
-    /// Padding to 16 bytes.
-    pub _pad: u32,
+params! {
+    /// What changes between forward passes, written once per step into one small uniform
+    /// that every position-dependent kernel reads (see `lib/step.wgsl`).
+    #[derive(Debug, Default, PartialEq, Eq)]
+    @binding(8)
+    pub struct Step {
+        /// Position of the first token of this step in the sequence.
+        pub pos: u32,
+        /// Tokens in this step (1 for decode; up to the batch size for prefill).
+        pub n_tokens: u32,
+        /// Valid KV-cache length after this step: `pos + n_tokens`.
+        pub kv_len: u32,
+        /// Padding to 16 bytes.
+        pub _pad: u32,
+    }
 }
 
 impl Step {
@@ -343,13 +350,13 @@ impl StepBuffer {
 }
 
 /// Builds one dispatch: the pipeline of `key`, a bind group over `buffers` (binding,
-/// buffer bound whole) plus a fresh uniform holding `params` at `params.0`.
-pub fn build_dispatch<P: bytemuck::Pod>(
+/// buffer bound whole) plus a fresh uniform holding `params` at its `ShaderParams::BINDING`.
+pub fn build_dispatch<P: ShaderParams>(
     gpu: &Gpu,
     key: &PipelineKey,
     label: String,
     buffers: &[(u32, &wgpu::Buffer)],
-    params: (u32, &P),
+    params: &P,
     workgroups: (u32, u32, u32),
 ) -> Result<Dispatch, GpuError> {
     let pipeline = gpu.pipeline(key)?;
@@ -358,7 +365,7 @@ pub fn build_dispatch<P: bytemuck::Pod>(
         .device
         .create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(key.op),
-            contents: bytemuck::bytes_of(params.1),
+            contents: bytemuck::bytes_of(params),
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         });
     let mut entries: Vec<wgpu::BindGroupEntry> = buffers
@@ -369,7 +376,7 @@ pub fn build_dispatch<P: bytemuck::Pod>(
         })
         .collect();
     entries.push(wgpu::BindGroupEntry {
-        binding: params.0,
+        binding: P::BINDING,
         resource: params_buf.as_entire_binding(),
     });
     let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -394,7 +401,7 @@ pub fn build_dispatch<P: bytemuck::Pod>(
 /// binding 1 and writes one partial per chunk to `scratch` at binding 2, over a grid of
 /// `n_chunks` workgroups; the last, one workgroup, reads the partials and writes `out` at
 /// binding 3. Both read `params` at binding 4.
-pub(crate) fn two_pass<P: bytemuck::Pod>(
+pub(crate) fn two_pass<P: ShaderParams>(
     gpu: &Gpu,
     (first, last): (&PipelineKey, &PipelineKey),
     x: &wgpu::Buffer,
@@ -409,7 +416,7 @@ pub(crate) fn two_pass<P: bytemuck::Pod>(
         first,
         first.label(),
         &[(1, x), (2, scratch)],
-        (4, params),
+        params,
         (gx, gy, 1),
     )?;
     let d2 = build_dispatch(
@@ -417,7 +424,7 @@ pub(crate) fn two_pass<P: bytemuck::Pod>(
         last,
         last.label(),
         &[(2, scratch), (3, out)],
-        (4, params),
+        params,
         (1, 1, 1),
     )?;
     Ok(vec![d1, d2])
@@ -447,7 +454,7 @@ fn weight_bytes(w: &GpuTensor, rows: f64) -> f64 {
 
 /// Common per-shard setup of weight kernels: binding 0 = the shard's weights, 1 and 2 =
 /// `k.inputs`, 3 = params, and the step uniform when given; one dispatch per shard.
-fn weight_dispatches<P: bytemuck::Pod>(
+fn weight_dispatches<P: ShaderParams>(
     gpu: &Gpu,
     k: &WeightKernel,
     w: &GpuTensor,
@@ -467,7 +474,7 @@ fn weight_dispatches<P: bytemuck::Pod>(
         if let Some(s) = k.step {
             buffers.push((STEP_BINDING, &s.buffer));
         }
-        let d = build_dispatch(gpu, &key, label, &buffers, (3, &p), workgroups)?;
+        let d = build_dispatch(gpu, &key, label, &buffers, &p, workgroups)?;
         let (bytes, flops) = (k.cost)(w, shard.rows as f64);
         out.push(d.costed(format!("{}x{}", shard.rows, w.cols), bytes, flops));
     }

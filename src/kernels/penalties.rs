@@ -2,28 +2,31 @@
 //! in place to the logits on the GPU so the vocabulary never leaves it. Shader:
 //! `penalties.wgsl`.
 
+use super::params::ShaderParams;
 use super::{build_dispatch, grid, to_u32, Dispatch, View};
 use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
 
 /// Workgroup size of the penalties kernel (one invocation per window entry).
 pub const WORKGROUP: u32 = 64;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    x_offset: u32,
-    vocab: u32,
-    max_ids: u32,
-    _pad: u32,
+params! {
+    @binding(3)
+    pub(crate) struct Params {
+        x_offset: u32,
+        vocab: u32,
+        max_ids: u32,
+        _pad: u32,
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Window {
-    n_ids: u32,
-    repeat: f32,
-    presence: f32,
-    frequency: f32,
+params! {
+    @binding(4)
+    pub(crate) struct Window {
+        n_ids: u32,
+        repeat: f32,
+        presence: f32,
+        frequency: f32,
+    }
 }
 
 /// Penalties on `logits[..vocab]` for up to `max_ids` distinct tokens, set per step.
@@ -72,8 +75,8 @@ impl Penalties {
             gpu,
             &key,
             key.label(),
-            &[(1, logits.buffer), (2, &ids), (4, &window)],
-            (3, &p),
+            &[(1, logits.buffer), (2, &ids), (Window::BINDING, &window)],
+            &p,
             (gx, gy, 1),
         )?;
         Ok(Self {

@@ -7,17 +7,18 @@ use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
 /// Workgroup size of the rmsnorm kernel (one workgroup per row).
 pub const WORKGROUP: u32 = 128;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    width: u32,
-    rows_per_token: u32,
-    token_stride: u32,
-    max_tokens: u32,
-    x_offset: u32,
-    out_offset: u32,
-    eps: f32,
-    _pad: u32,
+params! {
+    @binding(4)
+    pub(crate) struct Params {
+        width: u32,
+        rows_per_token: u32,
+        token_stride: u32,
+        max_tokens: u32,
+        x_offset: u32,
+        out_offset: u32,
+        eps: f32,
+        _pad: u32,
+    }
 }
 
 /// Where the normalized rows go.
@@ -101,7 +102,7 @@ impl RmsNorm {
         let groups = token_grid(gpu, "rmsnorm", rows_per_token as u64, max_tokens)?;
         // Read x, write the result (and read what it is added to), read the weights.
         let io = if defines.len() == 2 { 12.0 } else { 8.0 };
-        let d = build_dispatch(gpu, &key, key.label(), &buffers, (4, &p), groups)?.costed(
+        let d = build_dispatch(gpu, &key, key.label(), &buffers, &p, groups)?.costed(
             format!("{rows_per_token}x{width}"),
             Work {
                 c: width as f64 * 4.0,

@@ -10,17 +10,18 @@ use wgpu::util::DeviceExt;
 /// Workgroup size of the rope kernel (one invocation per rotary pair).
 pub const WORKGROUP: u32 = 64;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n_heads: u32,
-    head_dim: u32,
-    half_dims: u32,
-    token_stride: u32,
-    x_offset: u32,
-    max_tokens: u32,
-    groups_per_token: u32,
-    _pad: u32,
+params! {
+    @binding(4)
+    pub(crate) struct Params {
+        n_heads: u32,
+        head_dim: u32,
+        half_dims: u32,
+        token_stride: u32,
+        x_offset: u32,
+        max_tokens: u32,
+        groups_per_token: u32,
+        _pad: u32,
+    }
 }
 
 /// Rotates the first `rope_dims` dimensions of every head of the step's tokens (up to
@@ -122,7 +123,7 @@ impl Rope {
             buffers.push((3, f));
         }
         let rotated = (n_heads * half * 2) as f64;
-        let d = build_dispatch(gpu, &key, key.label(), &buffers, (4, &p), groups)?.costed(
+        let d = build_dispatch(gpu, &key, key.label(), &buffers, &p, groups)?.costed(
             format!("{n_heads}x{head_dim}"),
             Work::per_token(rotated * 8.0),
             Work::per_token(rotated * 3.0),

@@ -9,12 +9,13 @@ pub const WORKGROUP: u32 = 256;
 /// Workgroups launched: enough to fill any GPU; each walks the buffer with a grid stride.
 const GROUPS: u32 = 1024;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n_vec4: u32,
-    sentinel: u32,
-    _pad: [u32; 2],
+params! {
+    @binding(3)
+    pub(crate) struct Params {
+        n_vec4: u32,
+        sentinel: u32,
+        _pad: [u32; 2],
+    }
 }
 
 fn key() -> PipelineKey {
@@ -48,14 +49,7 @@ impl StreamRead {
         };
         let key = key();
         let (gx, gy) = grid(gpu, GROUPS);
-        let d = build_dispatch(
-            gpu,
-            &key,
-            key.label(),
-            &[(1, x), (2, out)],
-            (3, &p),
-            (gx, gy, 1),
-        )?;
+        let d = build_dispatch(gpu, &key, key.label(), &[(1, x), (2, out)], &p, (gx, gy, 1))?;
         let bytes = Work {
             c: n_vec4 as f64 * 16.0,
             ..Work::default()

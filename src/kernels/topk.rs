@@ -15,13 +15,14 @@ const CHUNK: u32 = 1024;
 /// Chunks the final pass can merge (`MAX_CHUNKS` in the shader).
 const MAX_CHUNKS: u32 = 1024;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    width: u32,
-    x_offset: u32,
-    k: u32,
-    n_chunks: u32,
+params! {
+    @binding(4)
+    pub(crate) struct Params {
+        width: u32,
+        x_offset: u32,
+        k: u32,
+        n_chunks: u32,
+    }
 }
 
 /// The `k` largest of `x[..width]` with their indices into `out`: `k` u32 ids, then the
