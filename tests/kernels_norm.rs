@@ -16,6 +16,19 @@ use hearth::kernels::{
 };
 use hearth::model::Activation;
 
+/// One row of `width` per token, `stride` apart, from element `offset` of `buffer`.
+fn row(buffer: &wgpu::Buffer, offset: usize, width: usize, stride: usize) -> Rows<'_> {
+    Rows {
+        view: View {
+            buffer,
+            offset: offset as u64,
+        },
+        width: width as u32,
+        rows: 1,
+        stride: stride as u32,
+    }
+}
+
 /// The step context of an op built for `built` tokens.
 fn tokens(built: usize, step: &StepBuffer) -> Tokens<'_> {
     Tokens {
@@ -303,17 +316,8 @@ fn check_add(
     let y = random_vec(ylen, seed + 1);
     let (xb, yb) = (storage(&g, &x), storage(&g, &y));
     let step = StepBuffer::new(&g, Step::new(3, run as u32));
-    let row = |buffer, offset: usize, stride: usize| Rows {
-        view: View {
-            buffer,
-            offset: offset as u64,
-        },
-        width: width as u32,
-        rows: 1,
-        stride: stride as u32,
-    };
     let x_stride = if broadcast { 0 } else { xs };
-    let (xr, yr) = (row(&xb, xoff, x_stride), row(&yb, yoff, ys));
+    let (xr, yr) = (row(&xb, xoff, width, x_stride), row(&yb, yoff, width, ys));
     let op = Add::new(&g, xr, yr, scale, tokens(built, &step)).unwrap();
     kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
     let got = read(&g, &yb, ylen);
@@ -336,15 +340,7 @@ fn check_scale(cfg: Config, width: usize, scale: f32, built: usize, run: usize, 
     let x = random_vec(len, seed);
     let xb = storage(&g, &x);
     let step = StepBuffer::new(&g, Step::new(0, run as u32));
-    let xr = Rows {
-        view: View {
-            buffer: &xb,
-            offset: off as u64,
-        },
-        width: width as u32,
-        rows: 1,
-        stride: stride as u32,
-    };
+    let xr = row(&xb, off, width, stride);
     let op = Scale::new(&g, xr, scale, tokens(built, &step)).unwrap();
     kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
     let got = read(&g, &xb, len);
@@ -413,15 +409,7 @@ fn check_gated_act(
     }
     let (gb, ub) = (storage(&g, &gate), storage(&g, &up));
     let step = StepBuffer::new(&g, Step::new(0, run as u32));
-    let row = |buffer, offset: usize| Rows {
-        view: View {
-            buffer,
-            offset: offset as u64,
-        },
-        width: width as u32,
-        rows: 1,
-        stride: stride as u32,
-    };
+    let row = |buffer, offset: usize| row(buffer, offset, width, stride);
     let op = GatedAct::new(
         &g,
         row(&gb, goff),

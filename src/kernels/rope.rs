@@ -183,13 +183,7 @@ pub fn variants() -> Vec<PipelineKey> {
 
 /// CPU twin on one head of one token at position `pos`, in f64.
 pub fn cpu(head: &[f32], spec: RopeSpec, pos: u32, freq_factors: Option<&[f32]>) -> Vec<f32> {
-    let RopeSpec {
-        dims: rope_dims,
-        base,
-        pos_scale,
-        neox,
-    } = spec;
-    let rope_dims = rope_dims as usize;
+    let (rope_dims, base, pos_scale) = (spec.dims as usize, spec.base, spec.pos_scale);
     let mut out = head.to_vec();
     let half = rope_dims / 2;
     for i in 0..half {
@@ -199,7 +193,7 @@ pub fn cpu(head: &[f32], spec: RopeSpec, pos: u32, freq_factors: Option<&[f32]>)
             theta /= f[i] as f64;
         }
         let (s, c) = theta.sin_cos();
-        let (a, b) = if neox {
+        let (a, b) = if spec.neox {
             (i, i + half)
         } else {
             (2 * i, 2 * i + 1)
