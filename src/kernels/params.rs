@@ -61,7 +61,7 @@ members!(u32 => "u32", i32 => "i32", f32 => "f32");
 /// Defines a uniform struct shared with the shaders: `#[repr(C)]`, `Pod`, and a
 /// [`ShaderParams`] impl recording its binding and field table.
 ///
-/// ```ignore
+/// ```text
 /// params! {
 ///     @binding(3)
 ///     pub(crate) struct Params { width: u32, eps: f32, _pad: [u32; 2] }
