@@ -11,7 +11,7 @@
 //! read, each timed around a device sync.
 
 use super::{map_read, Gpu, GpuError};
-use crate::kernels::{Dispatch, Op, StreamRead};
+use crate::kernels::{Dispatch, Op, StreamRead, Submit};
 use web_time::Instant;
 
 /// How a profiler times dispatches.
@@ -228,83 +228,6 @@ impl Profiler {
         (&self.sets[i / SET as usize], (i % SET as usize) as u32)
     }
 
-    /// Records `dispatches` into one command buffer (after `before`, if given) with their
-    /// timestamps and submits it; in CPU mode, submits each dispatch alone and waits.
-    pub fn submit(
-        &mut self,
-        gpu: &Gpu,
-        dispatches: &[&Dispatch],
-        before: Option<&dyn Fn(&mut wgpu::CommandEncoder)>,
-    ) -> Result<(), GpuError> {
-        let (_, n_tokens, kv_len) = self
-            .step
-            .ok_or_else(|| GpuError::Runtime("profiler: submit before begin_step".into()))?;
-        let first = self.pending.len();
-        let submission = self.submissions;
-        self.submissions += 1;
-        for d in dispatches {
-            self.pending.push(Pending {
-                label: d.label.clone(),
-                kind: d.kind.clone(),
-                shape: d.shape.clone(),
-                bytes: d.bytes.at(n_tokens, kv_len),
-                flops: d.flops.at(n_tokens, kv_len),
-                submission,
-                cpu: None,
-            });
-        }
-        let mut enc = gpu.device.create_command_encoder(&Default::default());
-        if let Some(f) = before {
-            f(&mut enc);
-        }
-        match self.timing {
-            Timing::InsidePasses => {
-                self.reserve(gpu, 2 * self.pending.len() as u32);
-                let mut pass = enc.begin_compute_pass(&Default::default());
-                for (i, d) in dispatches.iter().enumerate() {
-                    let q = 2 * (first + i);
-                    let (set, idx) = self.query(q);
-                    pass.write_timestamp(set, idx);
-                    d.encode(&mut pass);
-                    let (set, idx) = self.query(q + 1);
-                    pass.write_timestamp(set, idx);
-                }
-            }
-            Timing::PassPerDispatch => {
-                self.reserve(gpu, 2 * self.pending.len() as u32);
-                for (i, d) in dispatches.iter().enumerate() {
-                    let q = 2 * (first + i);
-                    // A pair never straddles two sets: SET is even.
-                    let (set, idx) = self.query(q);
-                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                        label: None,
-                        timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
-                            query_set: set,
-                            beginning_of_pass_write_index: Some(idx),
-                            end_of_pass_write_index: Some(idx + 1),
-                        }),
-                    });
-                    d.encode(&mut pass);
-                }
-            }
-            Timing::CpuSubmit => {
-                gpu.queue.submit([enc.finish()]);
-                self.cpu_sync(gpu)?;
-                for (i, d) in dispatches.iter().enumerate() {
-                    let t0 = Instant::now();
-                    crate::kernels::run(gpu, &[*d]);
-                    self.cpu_sync(gpu)?;
-                    let start = (t0 - self.origin).as_secs_f64() * 1e9;
-                    let dur = t0.elapsed().as_secs_f64() * 1e9;
-                    self.pending[first + i].cpu = Some((start, dur));
-                }
-                return Ok(());
-            }
-        }
-        gpu.queue.submit([enc.finish()]);
-        Ok(())
-    }
-
     #[cfg(not(target_arch = "wasm32"))]
     fn cpu_sync(&self, gpu: &Gpu) -> Result<(), GpuError> {
         gpu.wait()
@@ -499,4 +422,83 @@ async fn best_of(
         }
     }
     Ok(best)
+}
+
+impl Submit for Profiler {
+    /// Records `dispatches` into one command buffer (after `before`, if given) with their
+    /// timestamps and submits it; in CPU mode, submits each dispatch alone and waits.
+    fn submit(
+        &mut self,
+        gpu: &Gpu,
+        dispatches: &[&Dispatch],
+        before: Option<&dyn Fn(&mut wgpu::CommandEncoder)>,
+    ) -> Result<(), GpuError> {
+        let (_, n_tokens, kv_len) = self
+            .step
+            .ok_or_else(|| GpuError::Runtime("profiler: submit before begin_step".into()))?;
+        let first = self.pending.len();
+        let submission = self.submissions;
+        self.submissions += 1;
+        for d in dispatches {
+            self.pending.push(Pending {
+                label: d.label.clone(),
+                kind: d.kind.clone(),
+                shape: d.shape.clone(),
+                bytes: d.bytes.at(n_tokens, kv_len),
+                flops: d.flops.at(n_tokens, kv_len),
+                submission,
+                cpu: None,
+            });
+        }
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        if let Some(f) = before {
+            f(&mut enc);
+        }
+        match self.timing {
+            Timing::InsidePasses => {
+                self.reserve(gpu, 2 * self.pending.len() as u32);
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                for (i, d) in dispatches.iter().enumerate() {
+                    let q = 2 * (first + i);
+                    let (set, idx) = self.query(q);
+                    pass.write_timestamp(set, idx);
+                    d.encode(&mut pass);
+                    let (set, idx) = self.query(q + 1);
+                    pass.write_timestamp(set, idx);
+                }
+            }
+            Timing::PassPerDispatch => {
+                self.reserve(gpu, 2 * self.pending.len() as u32);
+                for (i, d) in dispatches.iter().enumerate() {
+                    let q = 2 * (first + i);
+                    // A pair never straddles two sets: SET is even.
+                    let (set, idx) = self.query(q);
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: None,
+                        timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                            query_set: set,
+                            beginning_of_pass_write_index: Some(idx),
+                            end_of_pass_write_index: Some(idx + 1),
+                        }),
+                    });
+                    d.encode(&mut pass);
+                }
+            }
+            Timing::CpuSubmit => {
+                gpu.queue.submit([enc.finish()]);
+                self.cpu_sync(gpu)?;
+                for (i, d) in dispatches.iter().enumerate() {
+                    let t0 = Instant::now();
+                    crate::kernels::run(gpu, &[*d]);
+                    self.cpu_sync(gpu)?;
+                    let start = (t0 - self.origin).as_secs_f64() * 1e9;
+                    let dur = t0.elapsed().as_secs_f64() * 1e9;
+                    self.pending[first + i].cpu = Some((start, dur));
+                }
+                return Ok(());
+            }
+        }
+        gpu.queue.submit([enc.finish()]);
+        Ok(())
+    }
 }

@@ -21,7 +21,9 @@ use plan::{Builder, Plan};
 
 use crate::gguf::GgufFile;
 use crate::gpu::{Gpu, GpuError};
-use crate::kernels::{Dispatch, KvCache, Op, Penalties, Step, StepBuffer, TopK, View};
+use crate::kernels::{
+    Dispatch, KvCache, Op, Penalties, Plain, Step, StepBuffer, Submit, TopK, View,
+};
 use crate::model::{ModelConfig, ModelError, Weights};
 use std::sync::Arc;
 
@@ -31,43 +33,6 @@ pub type Stage = Arc<dyn Op + Send + Sync>;
 /// An op shared between plans (norms, RoPE and friends serve prefill and decode alike).
 #[cfg(target_arch = "wasm32")]
 pub type Stage = Arc<dyn Op>;
-
-/// How the executor hands a step's command buffers to the queue: `Plain` records and
-/// submits each; the profiler times every dispatch.
-pub(crate) trait Submit {
-    /// Records `dispatches` into one command buffer (after `before`, if given) and submits it.
-    fn submit(
-        &mut self,
-        gpu: &Gpu,
-        dispatches: &[&Dispatch],
-        before: Option<&dyn Fn(&mut wgpu::CommandEncoder)>,
-    ) -> Result<(), GpuError>;
-}
-
-/// Unprofiled submission.
-struct Plain;
-
-impl Submit for Plain {
-    fn submit(
-        &mut self,
-        gpu: &Gpu,
-        dispatches: &[&Dispatch],
-        before: Option<&dyn Fn(&mut wgpu::CommandEncoder)>,
-    ) -> Result<(), GpuError> {
-        let mut enc = gpu.device.create_command_encoder(&Default::default());
-        if let Some(f) = before {
-            f(&mut enc);
-        }
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            for d in dispatches {
-                d.encode(&mut pass);
-            }
-        }
-        gpu.queue.submit([enc.finish()]);
-        Ok(())
-    }
-}
 
 /// Options fixed at load.
 #[derive(Clone, Debug)]
@@ -424,24 +389,13 @@ impl Model {
     ) -> Result<(), GpuError> {
         self.penalties
             .set(&self.gpu, window, repeat, presence, frequency)?;
-        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            self.penalties.encode(&mut pass);
-        }
-        self.gpu.queue.submit([enc.finish()]);
-        Ok(())
+        Plain.submit(&self.gpu, &flat_op(&self.penalties), None)
     }
 
     /// The `k` (at most `SAMPLE_K`) largest last logits with their ids, sorted
     /// descending, selected on the GPU: only `SAMPLE_K` (id, value) pairs are read back.
     pub async fn sample_top_k(&self, k: usize) -> Result<Vec<(u32, f32)>, GpuError> {
-        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            self.topk.encode(&mut pass);
-        }
-        self.gpu.queue.submit([enc.finish()]);
+        Plain.submit(&self.gpu, &flat_op(&self.topk), None)?;
         let n = self.topk_out.size() / 8;
         let b = read_into(&self.gpu, &self.topk_out, 0, &self.staging_topk, n * 8).await?;
         let words: &[u32] = bytemuck::cast_slice(&b);
@@ -471,4 +425,9 @@ impl Model {
 /// The dispatches of `stages`, in order.
 fn flat(stages: &[Stage]) -> Vec<&Dispatch> {
     stages.iter().flat_map(|s| s.dispatches().iter()).collect()
+}
+
+/// The dispatches of one op.
+fn flat_op(op: &dyn Op) -> Vec<&Dispatch> {
+    op.dispatches().iter().collect()
 }

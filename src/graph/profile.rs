@@ -1,21 +1,10 @@
 //! Profiled forward passes: the one executor (`Model::run`) with a `Profiler` as its
 //! submit strategy, so every dispatch is timed and an unprofiled pass never sees a query.
 
-use super::{Model, Submit};
-use crate::gpu::{Gpu, GpuError, Phase, Profiler, StepProfile};
-use crate::kernels::{Dispatch, Step};
+use super::Model;
+use crate::gpu::{Phase, Profiler, StepProfile};
+use crate::kernels::Step;
 use crate::model::ModelError;
-
-impl Submit for Profiler {
-    fn submit(
-        &mut self,
-        gpu: &Gpu,
-        dispatches: &[&Dispatch],
-        before: Option<&dyn Fn(&mut wgpu::CommandEncoder)>,
-    ) -> Result<(), GpuError> {
-        Profiler::submit(self, gpu, dispatches, before)
-    }
-}
 
 impl Model {
     /// `forward` with every dispatch timed: one `StepProfile` per step (each prefill chunk,

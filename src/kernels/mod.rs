@@ -124,16 +124,47 @@ pub trait Op {
     }
 }
 
-/// Records `ops` into one compute pass of a new encoder and submits it.
-pub fn run(gpu: &Gpu, dispatches: &[&Dispatch]) {
-    let mut enc = gpu.device.create_command_encoder(&Default::default());
-    {
-        let mut pass = enc.begin_compute_pass(&Default::default());
-        for d in dispatches {
-            d.encode(&mut pass);
+/// How a step's command buffers reach the queue: `Plain` records and submits each; the
+/// profiler (`gpu::Profiler`) also times every dispatch.
+pub trait Submit {
+    /// Records `dispatches` into one command buffer (after `before`, if given) and submits it.
+    fn submit(
+        &mut self,
+        gpu: &Gpu,
+        dispatches: &[&Dispatch],
+        before: Option<&dyn Fn(&mut wgpu::CommandEncoder)>,
+    ) -> Result<(), GpuError>;
+}
+
+/// Unprofiled submission: one compute pass in one command buffer.
+pub struct Plain;
+
+impl Submit for Plain {
+    fn submit(
+        &mut self,
+        gpu: &Gpu,
+        dispatches: &[&Dispatch],
+        before: Option<&dyn Fn(&mut wgpu::CommandEncoder)>,
+    ) -> Result<(), GpuError> {
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        if let Some(f) = before {
+            f(&mut enc);
         }
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            for d in dispatches {
+                d.encode(&mut pass);
+            }
+        }
+        gpu.queue.submit([enc.finish()]);
+        Ok(())
     }
-    gpu.queue.submit([enc.finish()]);
+}
+
+/// Records `dispatches` into one compute pass of a new encoder and submits it.
+pub fn run(gpu: &Gpu, dispatches: &[&Dispatch]) {
+    // Plain submission records and submits; it has no error of its own to report.
+    let _ = Plain.submit(gpu, dispatches, None);
 }
 
 /// Splits `n` workgroups into an (x, y) grid within the per-dimension limit; kernels

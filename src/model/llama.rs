@@ -9,19 +9,16 @@
 
 use super::blocks::{attention_tensors, ffn_tensors};
 use super::config::{ModelConfig, ModelError};
-use super::{Activation, ArchDef, Attention, BlockTensor, FeedForward, LayerWeights, TinySpec};
-use crate::gguf::{GgufHeader, Value};
+use super::{Activation, ArchDef, Attention, BlockTensor, FeedForward, LayerWeights};
+use crate::gguf::GgufHeader;
 use crate::graph::Block;
 
-pub(crate) const DEF: ArchDef = ArchDef {
-    name: "llama",
+pub(crate) const DEF: ArchDef = ArchDef::new(
+    "llama",
     configure,
     tensors,
-    block,
-    reference: crate::reference::llama::block,
-    tiny: |_: &mut TinySpec| {},
-    tiny_metadata: |_: &TinySpec, _: &mut Vec<(String, Value)>| {},
-};
+    (block, crate::reference::llama::block),
+);
 
 /// Llama is the default configuration.
 fn configure(_h: &GgufHeader, cfg: &mut ModelConfig) -> Result<(), ModelError> {

@@ -12,7 +12,8 @@
 //!    [`blocks::attention_tensors`] and [`blocks::ffn_tensors`] cover the usual ones),
 //!    `block` (the GPU block, e.g. `pre_norm`, `attention`, `residual`, `pre_norm`, `ffn`,
 //!    `residual`), and `tiny` / `tiny_metadata` (defaults and extra keys of the tiny
-//!    model). Finish with `pub(crate) const DEF: ArchDef = ArchDef { .. }`.
+//!    model). Finish with `pub(crate) const DEF: ArchDef = ArchDef { .. }`, or
+//!    `ArchDef::new(..)` when the tiny model takes the defaults.
 //! 2. `src/reference/<arch>.rs`: the CPU `block` with the reference's helpers.
 //! 3. Register both: a variant of [`Arch`] with its line in `Arch::ALL` and `Arch::def`
 //!    below, and `pub(crate) mod <arch>;` in `src/reference/mod.rs`.
@@ -63,6 +64,31 @@ pub struct ArchDef {
     pub tiny: fn(spec: &mut TinySpec),
     /// Metadata keys of the tiny model beyond the common ones.
     pub tiny_metadata: fn(spec: &TinySpec, m: &mut Vec<(String, Value)>),
+}
+
+type Configure = fn(&GgufHeader, &mut ModelConfig) -> Result<(), ModelError>;
+type GpuBlock = fn(&mut crate::graph::Block, &LayerWeights) -> Result<(), ModelError>;
+type RefBlock =
+    fn(&mut crate::reference::Block, &crate::reference::RefLayer) -> Result<(), ModelError>;
+
+impl ArchDef {
+    /// An architecture whose tiny test model takes the defaults.
+    pub const fn new(
+        name: &'static str,
+        configure: Configure,
+        tensors: fn(&ModelConfig) -> Vec<BlockTensor>,
+        (block, reference): (GpuBlock, RefBlock),
+    ) -> Self {
+        Self {
+            name,
+            configure,
+            tensors,
+            block,
+            reference,
+            tiny: |_| {},
+            tiny_metadata: |_, _| {},
+        }
+    }
 }
 
 /// The architectures hearth runs.

@@ -5,19 +5,16 @@
 
 use super::blocks::{attention_tensors, ffn_tensors, qkv_bias_tensors};
 use super::config::{ModelConfig, ModelError};
-use super::{Activation, ArchDef, Attention, BlockTensor, FeedForward, LayerWeights, TinySpec};
-use crate::gguf::{GgufHeader, Value};
+use super::{Activation, ArchDef, Attention, BlockTensor, FeedForward, LayerWeights};
+use crate::gguf::GgufHeader;
 use crate::graph::Block;
 
-pub(crate) const DEF: ArchDef = ArchDef {
-    name: "qwen2",
+pub(crate) const DEF: ArchDef = ArchDef::new(
+    "qwen2",
     configure,
     tensors,
-    block,
-    reference: crate::reference::qwen2::block,
-    tiny: |_: &mut TinySpec| {},
-    tiny_metadata: |_: &TinySpec, _: &mut Vec<(String, Value)>| {},
-};
+    (block, crate::reference::qwen2::block),
+);
 
 /// Applies Qwen 2's differences to the Llama defaults.
 fn configure(_h: &GgufHeader, cfg: &mut ModelConfig) -> Result<(), ModelError> {

@@ -6,19 +6,16 @@
 
 use super::blocks::{attention_tensors, ffn_tensors, qk_norm_tensors};
 use super::config::{ModelConfig, ModelError};
-use super::{Activation, ArchDef, Attention, BlockTensor, FeedForward, LayerWeights, TinySpec};
-use crate::gguf::{GgufHeader, Value};
+use super::{Activation, ArchDef, Attention, BlockTensor, FeedForward, LayerWeights};
+use crate::gguf::GgufHeader;
 use crate::graph::Block;
 
-pub(crate) const DEF: ArchDef = ArchDef {
-    name: "qwen3",
+pub(crate) const DEF: ArchDef = ArchDef::new(
+    "qwen3",
     configure,
     tensors,
-    block,
-    reference: crate::reference::qwen3::block,
-    tiny: |_: &mut TinySpec| {},
-    tiny_metadata: |_: &TinySpec, _: &mut Vec<(String, Value)>| {},
-};
+    (block, crate::reference::qwen3::block),
+);
 
 /// Applies Qwen 3's differences to the Llama defaults.
 fn configure(_h: &GgufHeader, cfg: &mut ModelConfig) -> Result<(), ModelError> {
