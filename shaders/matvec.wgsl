@@ -1,7 +1,10 @@
 // Matrix-vector product for decode: y[y_offset + row_offset + r] = sum_k W[r, k] * x[x_offset + k]
-// over the rows of one shard of W. Each workgroup takes 4 rows; every invocation walks the
-// row's 4-element groups with stride WG, and the workgroup sums the partials.
-#include "lib/reduce.wgsl"
+// over the rows of one shard of W. LANES consecutive invocations share one row, so rows
+// map onto subgroups; each lane walks the row's block parts with stride LANES, decoding a
+// whole part (8 to 32 weights) with its block's scale unpacked once (the dtype's
+// `dot_part`), and the row's lanes are summed with subgroup shuffles or, without
+// subgroups, in shared memory. WG and LANES come from the host's per-adapter table.
+#include "lib/common.wgsl"
 
 struct Params {
     rows: u32,        // rows in this shard
@@ -18,14 +21,36 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
-// x[4g .. 4g+3]; elements past k read as 0 (float rows may end inside a group).
-fn x4(g: u32) -> vec4<f32> {
-    let k0 = 4u * g;
-    let o = p.x_offset + k0;
+#ifdef LANES_1
+const LANES: u32 = 1u;
+#endif
+#ifdef LANES_4
+const LANES: u32 = 4u;
+#endif
+#ifdef LANES_8
+const LANES: u32 = 8u;
+#endif
+#ifdef LANES_16
+const LANES: u32 = 16u;
+#endif
+#ifdef LANES_32
+const LANES: u32 = 32u;
+#endif
+#ifdef LANES_64
+const LANES: u32 = 64u;
+#endif
+
+// Rows per workgroup.
+const ROWS: u32 = WG / LANES;
+
+// x[e .. e+3] of the row's input (e a multiple of 4); past k it reads 0 (float rows
+// may end inside a group).
+fn xv4(e: u32) -> vec4<f32> {
+    let o = p.x_offset + e;
 #ifdef FLOAT_WEIGHTS
-    if (k0 + 4u > p.k) {
+    if (e + 4u > p.k) {
         var v = vec4<f32>(0.0);
-        for (var c = 0u; c < p.k - k0; c++) {
+        for (var c = 0u; c < p.k - e; c++) {
             v[c] = x[o + c];
         }
         return v;
@@ -34,26 +59,47 @@ fn x4(g: u32) -> vec4<f32> {
     return vec4<f32>(x[o], x[o + 1u], x[o + 2u], x[o + 3u]);
 }
 
+#ifndef SUBGROUPS
+var<workgroup> lane_sums: array<f32, WG>;
+#endif
+
+// The sum of v over the LANES lanes of a row, valid in lane 0. Uniform control flow.
+fn row_sum(v: f32, ids: Ids, lane: u32) -> f32 {
+    var s = v;
+#ifdef SUBGROUPS
+    // The host uses this form only when LANES divides the smallest subgroup size.
+    for (var m = LANES / 2u; m > 0u; m >>= 1u) {
+        s += subgroupShuffleXor(s, m);
+    }
+#else
+    lane_sums[ids.lid] = s;
+    workgroupBarrier();
+    for (var m = LANES / 2u; m > 0u; m >>= 1u) {
+        if (lane < m) {
+            lane_sums[ids.lid] += lane_sums[ids.lid + m];
+        }
+        workgroupBarrier();
+    }
+    s = lane_sums[ids.lid];
+#endif
+    return s;
+}
+
 @compute @workgroup_size(WG)
 fn main(ids: Ids, gs: Groups) {
-    let row0 = wg_index(gs) * 4u;
-    let groups = (p.k + 3u) / 4u;
-    var acc = vec4<f32>(0.0);
-    for (var g = ids.lid; g < groups; g += WG) {
-        let xv = x4(g);
-        for (var r = 0u; r < 4u; r++) {
-            let row = row0 + r;
-            if (row < p.rows) {
-                acc[r] += dot(dq4_row(row * p.row_words, g), xv);
-            }
+    let lane = ids.lid % LANES;
+    let row = wg_index(gs) * ROWS + ids.lid / LANES;
+    var acc = 0.0;
+    if (row < p.rows) {
+        let base = row * p.row_words;
+        let parts = (p.k + QK - 1u) / QK * PARTS;
+        for (var i = lane; i < parts; i += LANES) {
+            let blk = i / PARTS;
+            acc += dot_part(base + blk * BLOCK_WORDS, i % PARTS, blk * QK);
         }
     }
-    let total = wg_sum4(acc, ids);
-    if (ids.lid == 0u) {
-        for (var r = 0u; r < 4u; r++) {
-            if (row0 + r < p.rows) {
-                y[p.y_offset + p.row_offset + row0 + r] = total[r];
-            }
-        }
+    let total = row_sum(acc, ids, lane);
+    if (lane == 0u && row < p.rows) {
+        y[p.y_offset + p.row_offset + row] = total;
     }
 }

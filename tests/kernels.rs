@@ -8,6 +8,7 @@ use common::{
     assert_close, gpu, output, random_vec, read, storage, storage_u32, Config, SMALL_BINDING,
 };
 use hearth::gpu::{gpu_layout, GpuTensor};
+use hearth::kernels::matvec::{Geometry, TABLE};
 use hearth::kernels::{self, GetRows, MatMul, MatVec, Rows, Step, StepBuffer, Tokens, View};
 use hearth::quant::{dequantize_to_vec, random_blocks, GgmlType};
 
@@ -56,30 +57,36 @@ fn case(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> Case {
 }
 
 fn check_matvec(cfg: Config, c: &Case, seed: u64) {
+    check_matvec_geometry(cfg, c, seed, None);
+}
+
+/// The matvec of `c` with the adapter's geometry, or with `geometry` (and whether its
+/// lanes sum with subgroup shuffles).
+fn check_matvec_geometry(cfg: Config, c: &Case, seed: u64, geometry: Option<(Geometry, bool)>) {
     let g = gpu(cfg);
     let t = GpuTensor::upload(&g, "w", c.ty, c.cols as u64, c.rows as u64, &c.raw).unwrap();
     // Offsets in x and y check that kernels honour them.
     let x = random_vec(c.cols + 3, seed);
     let xb = storage(&g, &x);
     let yb = output(&g, c.rows + 2);
-    let op = MatVec::new(
-        &g,
-        &t,
-        View {
-            buffer: &xb,
-            offset: 3,
-        },
-        View {
-            buffer: &yb,
-            offset: 2,
-        },
-    )
+    let xv = View {
+        buffer: &xb,
+        offset: 3,
+    };
+    let yv = View {
+        buffer: &yb,
+        offset: 2,
+    };
+    let op = match geometry {
+        None => MatVec::new(&g, &t, xv, yv),
+        Some((geo, shuffles)) => MatVec::with_geometry(&g, &t, xv, yv, geo, shuffles),
+    }
     .unwrap();
     kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
     let got = read(&g, &yb, c.rows + 2);
     let want = kernels::matvec::cpu(&c.w, c.cols, &x[3..]);
     let name = format!(
-        "matvec {} {}x{} {cfg:?} ({} shards)",
+        "matvec {} {}x{} {cfg:?} {geometry:?} ({} shards)",
         c.ty,
         c.rows,
         c.cols,
@@ -167,6 +174,32 @@ fn matvec_every_type_and_shape() {
             let c = case(ty, rows, cols, (i * 100 + j) as u64);
             for cfg in [Config::Full, Config::Bare] {
                 check_matvec(cfg, &c, j as u64 + 7);
+            }
+        }
+    }
+}
+
+/// Every geometry of the per-adapter table (and one and four lanes per row) against the
+/// CPU twin, for every type: with subgroup shuffles where this adapter's subgroups hold a
+/// row's lanes, with the shared-memory sum everywhere.
+#[test]
+fn matvec_every_table_geometry() {
+    let full = gpu(Config::Full);
+    let sg_min = full.info.subgroup_min_size;
+    let mut geos: Vec<Geometry> = TABLE.iter().map(|(_, g)| *g).collect();
+    geos.extend([1, 4].map(|lanes| Geometry {
+        workgroup: 64,
+        lanes,
+    }));
+    for (i, ty) in gpu_types().into_iter().enumerate() {
+        let qk = ty.block_elems();
+        for (j, (rows, cols)) in [(37, 3 * qk), (9, 5 * qk)].into_iter().enumerate() {
+            let c = case(ty, rows, cols, (i * 10 + j) as u64);
+            for geo in &geos {
+                check_matvec_geometry(Config::Bare, &c, 3, Some((*geo, false)));
+                if full.features.subgroups && geo.lanes <= sg_min {
+                    check_matvec_geometry(Config::Full, &c, 4, Some((*geo, true)));
+                }
             }
         }
     }

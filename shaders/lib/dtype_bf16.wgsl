@@ -9,3 +9,7 @@ fn dq4(b: u32, i: u32) -> vec4<f32> {
     let c = w[b + 1u];
     return bitcast<vec4<f32>>(vec4<u32>(a << 16u, a & 0xFFFF0000u, c << 16u, c & 0xFFFF0000u));
 }
+
+#ifdef MATVEC
+#include "lib/dot_generic.wgsl"
+#endif

@@ -7,3 +7,7 @@ const BLOCK_WORDS: u32 = 4u;
 fn dq4(b: u32, i: u32) -> vec4<f32> {
     return bitcast<vec4<f32>>(vec4<u32>(w[b], w[b + 1u], w[b + 2u], w[b + 3u]));
 }
+
+#ifdef MATVEC
+#include "lib/dot_generic.wgsl"
+#endif

@@ -10,3 +10,7 @@ fn dq4(b: u32, i: u32) -> vec4<f32> {
     let q = (w[b + 1u + (i & 3u)] >> (4u * (i >> 2u))) & 0x0F0F0F0Fu;
     return f16_hi(w[b]) * iq4_lookup(bytes4(q));
 }
+
+#ifdef MATVEC
+#include "lib/dot_generic.wgsl"
+#endif

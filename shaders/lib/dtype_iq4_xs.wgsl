@@ -16,3 +16,7 @@ fn dq4(b: u32, i: u32) -> vec4<f32> {
     let q = (w[b + 2u + 4u * ib + (ii & 3u)] >> (4u * (ii >> 2u))) & 0x0F0F0F0Fu;
     return dl * iq4_lookup(bytes4(q));
 }
+
+#ifdef MATVEC
+#include "lib/dot_generic.wgsl"
+#endif

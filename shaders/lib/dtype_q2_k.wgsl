@@ -14,3 +14,7 @@ fn dq4(b: u32, i: u32) -> vec4<f32> {
     let dm = unpack2x16float(w[b + 20u]);
     return dm.x * f32(sc & 0xFu) * vec4<f32>(bytes4(q)) - dm.y * f32(sc >> 4u);
 }
+
+#ifdef MATVEC
+#include "lib/dot_generic.wgsl"
+#endif

@@ -20,3 +20,7 @@ fn dq4(b: u32, i: u32) -> vec4<f32> {
     let v = vec4<f32>(bytes4(q)) - 4.0 + 4.0 * vec4<f32>(bytes4(hm));
     return f16_lo(w[b + 27u]) * scale * v;
 }
+
+#ifdef MATVEC
+#include "lib/dot_generic.wgsl"
+#endif

@@ -10,3 +10,7 @@ fn dq4(b: u32, i: u32) -> vec4<f32> {
     let q = (w[b + 1u + (i & 3u)] >> (4u * (i >> 2u))) & 0x0F0F0F0Fu;
     return d * (vec4<f32>(bytes4(q)) - 8.0);
 }
+
+#ifdef MATVEC
+#include "lib/dot_generic.wgsl"
+#endif

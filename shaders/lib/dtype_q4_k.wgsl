@@ -14,3 +14,25 @@ fn dq4(b: u32, i: u32) -> vec4<f32> {
     let sm = scale_min_k4(b + 1u, s);
     return dm.x * sm.x * vec4<f32>(bytes4(q)) - dm.y * sm.y;
 }
+
+#ifdef MATVEC
+// Matvec: one part per 32-element sub-block s (eight words, one nibble each), its
+// 6-bit scale and min unpacked once; the min applies to the sum of x.
+const PARTS: u32 = 8u;
+
+fn dot_part(b: u32, s: u32, e: u32) -> f32 {
+    let dm = unpack2x16float(w[b]);
+    let sm = scale_min_k4(b + 1u, s);
+    let q0 = b + 4u + 8u * (s >> 1u);
+    let sh = 4u * (s & 1u);
+    let x0 = e + 32u * s;
+    var acc = 0.0;
+    var sx = 0.0;
+    for (var j = 0u; j < 8u; j++) {
+        let xv = xv4(x0 + 4u * j);
+        acc += dot(vec4<f32>(bytes4((w[q0 + j] >> sh) & 0x0F0F0F0Fu)), xv);
+        sx += dot(xv, vec4<f32>(1.0));
+    }
+    return dm.x * sm.x * acc - dm.y * sm.y * sx;
+}
+#endif

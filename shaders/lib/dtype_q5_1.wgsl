@@ -10,3 +10,7 @@ fn dq4(b: u32, i: u32) -> vec4<f32> {
     let hb = (vec4<u32>(w[b + 1u] >> (4u * i)) >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u);
     return dm.x * vec4<f32>(bytes4(lo) | (hb << vec4<u32>(4u))) + dm.y;
 }
+
+#ifdef MATVEC
+#include "lib/dot_generic.wgsl"
+#endif

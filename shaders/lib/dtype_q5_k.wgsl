@@ -15,3 +15,7 @@ fn dq4(b: u32, i: u32) -> vec4<f32> {
     let sm = scale_min_k4(b + 1u, s);
     return dm.x * sm.x * q - dm.y * sm.y;
 }
+
+#ifdef MATVEC
+#include "lib/dot_generic.wgsl"
+#endif

@@ -34,6 +34,7 @@ shader_table!(
     "stream_read.wgsl",
     "lib/common.wgsl",
     "lib/weights.wgsl",
+    "lib/dot_generic.wgsl",
     "lib/reduce.wgsl",
     "lib/iq4_values.wgsl",
     "lib/kquant_scales.wgsl",

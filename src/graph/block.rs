@@ -4,8 +4,8 @@
 //! sub-block reads `h` and leaves its output in `o`; `residual` adds `o` into `x`.
 
 use super::buffers::Activations;
-use super::Stage;
-use crate::gpu::{Gpu, GpuTensor};
+use super::{Stage, StageOp};
+use crate::gpu::{Gpu, GpuError, GpuTensor};
 use crate::kernels::{
     Add, AttentionDecode, AttentionPrefill, AttnSpec, GatedAct, KvAppend, KvCache, MatMul, MatVec,
     NormOut, RmsNorm, Rope, RopeSpec, Rows, Tokens, View,
@@ -37,10 +37,19 @@ impl<'a> Block<'a> {
         self.il
     }
 
-    /// An op both plans run as is (it reads the token count from the step uniform).
-    fn both(&mut self, s: Stage) {
-        self.pre.push(s.clone());
-        self.dec.push(s);
+    /// A token-parallel op in both plans, built twice by `make`: over the prefill batch,
+    /// and over one token for decode, so a decode step launches only one token's grid.
+    fn both<S: StageOp>(
+        &mut self,
+        make: impl Fn(Tokens) -> Result<S, GpuError>,
+    ) -> Result<(), ModelError> {
+        let one = Tokens {
+            max: 1,
+            step: self.tok.step,
+        };
+        self.pre.push(Arc::new(make(self.tok)?));
+        self.dec.push(Arc::new(make(one)?));
+        Ok(())
     }
 
     /// A projection `y = W x`: a matmul in prefill, a matvec in decode.
@@ -66,31 +75,28 @@ impl<'a> Block<'a> {
 
     /// `h = RmsNorm(x) * w`: the pre-norm of a sub-block.
     pub fn pre_norm(&mut self, w: &wgpu::Buffer) -> Result<(), ModelError> {
-        let stage = pre_norm(self.gpu, self.cfg, self.a, w, self.tok)?;
-        self.both(stage);
-        Ok(())
+        let (gpu, cfg, a) = (self.gpu, self.cfg, self.a);
+        self.both(|tok| pre_norm(gpu, cfg, a, w, tok))
     }
 
     /// `x += o`, through the post-norm `RmsNorm(o) * w` when given (fused: one pass).
     pub fn residual(&mut self, post_norm: Option<&wgpu::Buffer>) -> Result<(), ModelError> {
-        let (gpu, a, hidden) = (self.gpu, self.a, self.cfg.hidden as u32);
+        let (gpu, a, hidden, eps) = (self.gpu, self.a, self.cfg.hidden as u32, self.cfg.rms_eps);
         let (o, x) = (Rows::packed(&a.o, hidden), Rows::packed(&a.x, hidden));
-        let stage: Stage = match post_norm {
+        match post_norm {
             Some(w) => {
                 let out = NormOut::AddTo(x.view);
-                Arc::new(RmsNorm::new(gpu, o, out, w, self.cfg.rms_eps, self.tok)?)
+                self.both(|tok| RmsNorm::new(gpu, o, out, w, eps, tok))
             }
-            None => Arc::new(Add::new(gpu, o, x, 1.0, self.tok)?),
-        };
-        self.both(stage);
-        Ok(())
+            None => self.both(|tok| Add::new(gpu, o, x, 1.0, tok)),
+        }
     }
 
     /// Self-attention from `h` into `o`: the q/k/v projections (plus biases), per-head
     /// q/k norms, RoPE with this layer's base and scaling, the KV-cache append, causal
     /// attention (windowed on sliding layers) and the output projection.
     pub fn attention(&mut self, w: &Attention<GpuTensor, wgpu::Buffer>) -> Result<(), ModelError> {
-        let (gpu, cfg, a, tok) = (self.gpu, self.cfg, self.a, self.tok);
+        let (gpu, cfg, a) = (self.gpu, self.cfg, self.a);
         let (nh, nkv, hd) = (
             cfg.n_heads as u32,
             cfg.n_kv_heads as u32,
@@ -107,13 +113,12 @@ impl<'a> Block<'a> {
         if let Some(bias) = w.bias {
             for (b, y) in bias.iter().zip([q, k, v]) {
                 let b = Rows::broadcast(b, y.rows * y.width);
-                self.both(Arc::new(Add::new(gpu, b, y, 1.0, tok)?));
+                self.both(|tok| Add::new(gpu, b, y, 1.0, tok))?;
             }
         }
         if let Some(norms) = w.qk_norm {
             for (n, y) in norms.iter().zip([q, k]) {
-                let norm = RmsNorm::new(gpu, y, NormOut::InPlace, n, cfg.rms_eps, tok)?;
-                self.both(Arc::new(norm));
+                self.both(|tok| RmsNorm::new(gpu, y, NormOut::InPlace, n, cfg.rms_eps, tok))?;
             }
         }
         let (base, pos_scale) = cfg.rope(self.il);
@@ -124,9 +129,11 @@ impl<'a> Block<'a> {
             neox: cfg.rope_neox,
         };
         for y in [q, k] {
-            self.both(Arc::new(Rope::new(gpu, y, spec, self.rope_freqs, tok)?));
+            let freqs = self.rope_freqs;
+            self.both(|tok| Rope::new(gpu, y, spec, freqs, tok))?;
         }
-        self.both(Arc::new(KvAppend::new(gpu, k, v, self.kv, tok)?));
+        let kv = self.kv;
+        self.both(|tok| KvAppend::new(gpu, k, v, kv, tok))?;
         let spec = AttnSpec {
             n_heads: nh,
             n_kv_heads: nkv,
@@ -135,8 +142,8 @@ impl<'a> Block<'a> {
             window: cfg.window(self.il).map(|w| w as u32),
         };
         let (qv, out) = (View::of(&a.q), View::of(&a.attn));
-        let prefill = AttentionPrefill::new(gpu, &spec, qv, out, self.kv, tok)?;
-        let decode = AttentionDecode::new(gpu, &spec, qv, out, self.kv, tok.step)?;
+        let prefill = AttentionPrefill::new(gpu, &spec, qv, out, kv, self.tok)?;
+        let decode = AttentionDecode::new(gpu, &spec, qv, out, kv, self.tok.step)?;
         self.pre.push(Arc::new(prefill));
         self.dec.push(Arc::new(decode));
         self.proj(w.out, &a.attn, &a.o)
@@ -149,7 +156,8 @@ impl<'a> Block<'a> {
         self.proj(w.up, &a.h, &a.u)?;
         let ffn = self.cfg.ffn as u32;
         let (g, u) = (Rows::packed(&a.g, ffn), Rows::packed(&a.u, ffn));
-        self.both(Arc::new(GatedAct::new(self.gpu, g, u, w.act, self.tok)?));
+        let (gpu, act) = (self.gpu, w.act);
+        self.both(|tok| GatedAct::new(gpu, g, u, act, tok))?;
         self.proj(w.down, &a.g, &a.o)
     }
 
@@ -178,15 +186,8 @@ pub(super) fn pre_norm(
     a: &Activations,
     w: &wgpu::Buffer,
     tok: Tokens,
-) -> Result<Stage, ModelError> {
+) -> Result<RmsNorm, GpuError> {
     let hidden = cfg.hidden as u32;
     let (x, h) = (Rows::packed(&a.x, hidden), View::of(&a.h));
-    Ok(Arc::new(RmsNorm::new(
-        gpu,
-        x,
-        NormOut::To(h),
-        w,
-        cfg.rms_eps,
-        tok,
-    )?))
+    RmsNorm::new(gpu, x, NormOut::To(h), w, cfg.rms_eps, tok)
 }

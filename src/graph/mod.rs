@@ -27,12 +27,23 @@ use crate::kernels::{
 use crate::model::{ModelConfig, ModelError, Weights};
 use std::sync::Arc;
 
-/// An op shared between plans (norms, RoPE and friends serve prefill and decode alike).
+/// A built op in a plan (shared between plans where both run it as is).
 #[cfg(not(target_arch = "wasm32"))]
 pub type Stage = Arc<dyn Op + Send + Sync>;
-/// An op shared between plans (norms, RoPE and friends serve prefill and decode alike).
+/// A built op in a plan (shared between plans where both run it as is).
 #[cfg(target_arch = "wasm32")]
 pub type Stage = Arc<dyn Op>;
+
+/// An op that can become a `Stage`.
+#[cfg(not(target_arch = "wasm32"))]
+pub trait StageOp: Op + Send + Sync + 'static {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<T: Op + Send + Sync + 'static> StageOp for T {}
+/// An op that can become a `Stage`.
+#[cfg(target_arch = "wasm32")]
+pub trait StageOp: Op + 'static {}
+#[cfg(target_arch = "wasm32")]
+impl<T: Op + 'static> StageOp for T {}
 
 /// Options fixed at load.
 #[derive(Clone, Debug)]
@@ -305,19 +316,18 @@ impl Model {
         gpu.queue
             .write_buffer(&self.acts.ids, 0, bytemuck::cast_slice(tokens));
         self.step.write(&gpu, Step::new(self.pos as u32, n as u32));
+        // Two command buffers: the embedding and every block (and the all-token head),
+        // then the shared tail (norm, head, argmax) after copying the last token's row
+        // into its input.
         let groups = self.plan_groups(prefill);
-        // The last token's row becomes the input of the shared tail (norm, head, argmax),
-        // which is the last group.
+        let (tail, body) = groups.split_last().expect("a plan has a tail");
+        let body: Vec<&Dispatch> = body.iter().flatten().copied().collect();
         let row = (n as u64 - 1) * self.cfg.hidden as u64 * 4;
         let (x, last, bytes) = (&self.acts.x, &self.acts.last, self.cfg.hidden as u64 * 4);
         let copy =
             |enc: &mut wgpu::CommandEncoder| enc.copy_buffer_to_buffer(x, row, last, 0, bytes);
-        let tail = groups.len() - 1;
-        for (i, g) in groups.iter().enumerate() {
-            let before: Option<&dyn Fn(&mut wgpu::CommandEncoder)> =
-                if i == tail { Some(&copy) } else { None };
-            submit.submit(&gpu, g, before)?;
-        }
+        submit.submit(&gpu, &body, None)?;
+        submit.submit(&gpu, tail, Some(&copy))?;
         self.pos += n;
         self.last_n = n;
         self.last_was_prefill = prefill;

@@ -85,7 +85,7 @@ impl Builder<'_> {
             let h = Rows::packed(&a.h, hidden);
             let logits = MatMul::new(gpu, head, h, Rows::packed(all, cfg.vocab as u32), tok)?;
             let norm = pre_norm(gpu, cfg, a, &self.w.output_norm, tok)?;
-            prefill.all_logits = vec![norm, Arc::new(logits)];
+            prefill.all_logits = vec![Arc::new(norm), Arc::new(logits)];
         }
         let one = Tokens { max: 1, step };
         let (last, last_normed) = (Rows::packed(&a.last, hidden), View::of(&a.last_normed));

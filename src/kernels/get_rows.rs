@@ -71,6 +71,7 @@ impl GetRows {
             subgroups: false,
             workgroup: WORKGROUP,
             inputs: [ids, out.view.buffer],
+            defines: &[],
             step: Some(tok.step),
             // Each token reads one row (from whichever shard holds it), its id, and
             // writes the row as f32.

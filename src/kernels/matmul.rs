@@ -75,6 +75,7 @@ impl MatMul {
             subgroups: false,
             workgroup: 64,
             inputs: [x.view.buffer, y.view.buffer],
+            defines: &[],
             step: Some(tok.step),
             // The weights once per step, each token's x and y once.
             cost: |w, rows| {

@@ -3,22 +3,111 @@
 use super::{grid, to_u32, weight_bytes, weight_dispatches, Dispatch, View, WeightKernel, Work};
 use crate::gpu::{Gpu, GpuError, GpuTensor};
 
-/// Workgroup sizes the matvec kernel is built with; `workgroup_for` picks one per shape.
-pub const WORKGROUPS: [u32; 3] = [16, 32, 64];
-
-/// The workgroup size for rows of `k` elements: enough 4-element groups per invocation
-/// (about 8) that short rows do not leave most of a large workgroup idle and pay a full
-/// reduction for little work, while long rows still spread over 64 invocations.
-pub fn workgroup_for(k: u64) -> u32 {
-    let per_thread = k.div_ceil(4) / 8;
-    WORKGROUPS
-        .into_iter()
-        .rev()
-        .find(|&wg| wg as u64 <= per_thread)
-        .unwrap_or(WORKGROUPS[0])
+/// The kinds of adapter the matvec geometry is chosen for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdapterClass {
+    /// A CPU rasterizer (lavapipe, SwiftShader, WARP): SIMD lanes, big caches.
+    Cpu,
+    /// NVIDIA: 32-wide warps.
+    Nvidia,
+    /// AMD: 32- or 64-wide waves.
+    Amd,
+    /// Apple: 32-wide SIMD-groups.
+    Apple,
+    /// Intel: 8-, 16- or 32-wide subgroups.
+    Intel,
+    /// Anything else (mobile GPUs, unknown vendors).
+    Other,
 }
-/// Rows computed by one workgroup (fixed in the shader).
-const ROWS_PER_WG: u64 = 4;
+
+impl AdapterClass {
+    /// The class of `info`'s adapter.
+    pub fn of(info: &wgpu::AdapterInfo) -> Self {
+        if info.device_type == wgpu::DeviceType::Cpu {
+            return Self::Cpu;
+        }
+        match info.vendor {
+            0x10de => Self::Nvidia,
+            0x1002 | 0x1022 => Self::Amd,
+            0x106b => Self::Apple,
+            0x8086 => Self::Intel,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// How the matvec kernel maps rows onto an adapter: `workgroup` invocations, `lanes` of
+/// them per row (so `workgroup / lanes` rows per workgroup).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Invocations per workgroup.
+    pub workgroup: u32,
+    /// Invocations sharing one row (a power of two dividing `workgroup`).
+    pub lanes: u32,
+}
+
+/// The geometry per adapter class. On GPUs a row takes a whole 32-wide subgroup (NVIDIA
+/// warps, Apple SIMD-groups, AMD's wave32 or half a wave64) or 16 lanes (Intel, whose
+/// subgroups may be 8 to 32 wide, and unknown vendors); workgroups hold 4 to 8 rows. On a
+/// CPU rasterizer a row takes one 8-lane SIMD subgroup. `geometry` decides whether the
+/// lanes may sum with subgroup shuffles.
+pub const TABLE: [(AdapterClass, Geometry); 6] = [
+    (AdapterClass::Cpu, Geometry { workgroup: 64, lanes: 8 }),
+    (AdapterClass::Nvidia, Geometry { workgroup: 128, lanes: 32 }),
+    (AdapterClass::Amd, Geometry { workgroup: 256, lanes: 32 }),
+    (AdapterClass::Apple, Geometry { workgroup: 128, lanes: 32 }),
+    (AdapterClass::Intel, Geometry { workgroup: 128, lanes: 16 }),
+    (AdapterClass::Other, Geometry { workgroup: 64, lanes: 16 }),
+];
+
+/// The lane counts the shader is built for (`LANES_n`), with their defines.
+const LANE_DEFINES: [(u32, &[&str]); 6] = [
+    (1, &["MATVEC", "LANES_1"]),
+    (4, &["MATVEC", "LANES_4"]),
+    (8, &["MATVEC", "LANES_8"]),
+    (16, &["MATVEC", "LANES_16"]),
+    (32, &["MATVEC", "LANES_32"]),
+    (64, &["MATVEC", "LANES_64"]),
+];
+
+fn defines(lanes: u32) -> Result<&'static [&'static str], GpuError> {
+    LANE_DEFINES
+        .iter()
+        .find(|(l, _)| *l == lanes)
+        .map(|(_, d)| *d)
+        .ok_or_else(|| GpuError::Runtime(format!("matvec: no build for {lanes} lanes per row")))
+}
+
+/// The table's geometry for `gpu`, and whether the row sums may use subgroup shuffles:
+/// only when the adapter has subgroups and a row's lanes fit its smallest subgroup.
+pub fn geometry(gpu: &Gpu) -> (Geometry, bool) {
+    let class = AdapterClass::of(&gpu.info);
+    let g = TABLE
+        .iter()
+        .find(|(c, _)| *c == class)
+        .map(|(_, g)| *g)
+        .unwrap_or(TABLE[TABLE.len() - 1].1);
+    let shuffles = gpu.features.subgroups
+        && gpu.info.subgroup_min_size >= g.lanes
+        && gpu.info.subgroup_min_size.is_power_of_two();
+    (g, shuffles)
+}
+
+/// Every matvec variant of `ty` the table can ask for, with and without subgroups.
+pub(crate) fn variants(ty: crate::quant::GgmlType) -> Vec<crate::gpu::PipelineKey> {
+    let mut v = Vec::new();
+    for (_, g) in TABLE {
+        for sg in [false, true] {
+            if let Ok(d) = defines(g.lanes) {
+                let key = super::weight_key("matvec", ty, sg, g.workgroup, d);
+                if !v.contains(&key) {
+                    v.push(key);
+                }
+            }
+        }
+    }
+    v
+}
 
 params! {
     @binding(3)
@@ -40,16 +129,39 @@ pub struct MatVec {
 }
 
 impl MatVec {
-    /// Builds the dispatches; `x` must hold `w.cols` values and `y` `w.rows`.
+    /// Builds the dispatches with the adapter's geometry; `x` must hold `w.cols` values
+    /// and `y` `w.rows`.
     pub fn new(gpu: &Gpu, w: &GpuTensor, x: View, y: View) -> Result<Self, GpuError> {
+        let (g, shuffles) = geometry(gpu);
+        Self::with_geometry(gpu, w, x, y, g, shuffles)
+    }
+
+    /// `new` with a given geometry (tests run every table entry); `shuffles` asks for the
+    /// subgroup form, which needs `g.lanes` to divide the adapter's subgroups.
+    pub fn with_geometry(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        x: View,
+        y: View,
+        g: Geometry,
+        shuffles: bool,
+    ) -> Result<Self, GpuError> {
+        if !g.lanes.is_power_of_two() || g.workgroup % g.lanes != 0 {
+            return Err(GpuError::Runtime(format!(
+                "matvec: {} lanes per row in workgroups of {}",
+                g.lanes, g.workgroup
+            )));
+        }
         x.check("matvec input", w.cols)?;
         y.check("matvec output", w.rows)?;
         let (k, row_words) = (to_u32("k", w.cols)?, to_u32("row words", w.row_words)?);
         let (xo, yo) = (to_u32("x offset", x.offset)?, to_u32("y offset", y.offset)?);
+        let rows_per_wg = (g.workgroup / g.lanes) as u64;
         let kernel = WeightKernel {
             op: "matvec",
-            subgroups: gpu.features.subgroups,
-            workgroup: workgroup_for(w.cols),
+            subgroups: shuffles,
+            workgroup: g.workgroup,
+            defines: defines(g.lanes)?,
             inputs: [x.buffer, y.buffer],
             step: None,
             // The weights, x and y each once.
@@ -77,7 +189,7 @@ impl MatVec {
                 y_offset: yo,
                 _pad: [0; 2],
             };
-            let (gx, gy) = grid(gpu, rows.div_ceil(ROWS_PER_WG) as u32);
+            let (gx, gy) = grid(gpu, rows.div_ceil(rows_per_wg) as u32);
             (p, (gx, gy, 1))
         })?;
         Ok(Self { dispatches })
@@ -104,14 +216,14 @@ impl super::Op for MatVec {
 
 #[cfg(test)]
 mod tests {
-    use super::workgroup_for;
+    use super::*;
 
     #[test]
-    fn workgroup_follows_row_length() {
-        assert_eq!(workgroup_for(1), 16);
-        assert_eq!(workgroup_for(640), 16); // Gemma's hidden: 160 groups
-        assert_eq!(workgroup_for(1024), 32);
-        assert_eq!(workgroup_for(2048), 64);
-        assert_eq!(workgroup_for(1 << 20), 64);
+    fn every_class_has_a_buildable_geometry() {
+        for (class, g) in TABLE {
+            assert!(g.lanes.is_power_of_two() && g.workgroup % g.lanes == 0, "{class:?}");
+            assert!((64..=256).contains(&g.workgroup), "{class:?}");
+            assert!(defines(g.lanes).is_ok(), "{class:?}");
+        }
     }
 }

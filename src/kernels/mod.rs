@@ -470,6 +470,8 @@ struct WeightKernel<'a> {
     subgroups: bool,
     /// Workgroup size.
     workgroup: u32,
+    /// Op-specific shader switches.
+    defines: &'static [&'static str],
     /// Bindings 1 and 2.
     inputs: [&'a wgpu::Buffer; 2],
     /// The step uniform, for kernels that read it.
@@ -491,7 +493,7 @@ fn weight_dispatches<P: ShaderParams>(
     w: &GpuTensor,
     mut params: impl FnMut(u64, u64) -> (P, (u32, u32, u32)),
 ) -> Result<Vec<Dispatch>, GpuError> {
-    let key = weight_key(k.op, w.ty, k.subgroups, k.workgroup);
+    let key = weight_key(k.op, w.ty, k.subgroups, k.workgroup, k.defines);
     let n = w.shards.len();
     let mut out = Vec::with_capacity(n);
     for (i, shard) in w.shards.iter().enumerate() {
@@ -512,12 +514,19 @@ fn weight_dispatches<P: ShaderParams>(
     Ok(out)
 }
 
-fn weight_key(op: &'static str, ty: GgmlType, subgroups: bool, workgroup: u32) -> PipelineKey {
+fn weight_key(
+    op: &'static str,
+    ty: GgmlType,
+    subgroups: bool,
+    workgroup: u32,
+    defines: &'static [&'static str],
+) -> PipelineKey {
     PipelineKey {
         op,
         variant: ShaderVariant {
             dtype: Some(ty),
             subgroups,
+            defines,
             ..ShaderVariant::new(workgroup)
         },
     }
@@ -530,13 +539,9 @@ pub fn all_variants() -> Vec<PipelineKey> {
         .into_iter()
         .filter(|t| crate::gpu::gpu_layout(*t).is_some())
     {
-        for sg in [false, true] {
-            for wg in matvec::WORKGROUPS {
-                v.push(weight_key("matvec", ty, sg, wg));
-            }
-        }
-        v.push(weight_key("matmul", ty, false, 64));
-        v.push(weight_key("get_rows", ty, false, get_rows::WORKGROUP));
+        v.extend(matvec::variants(ty));
+        v.push(weight_key("matmul", ty, false, 64, &[]));
+        v.push(weight_key("get_rows", ty, false, get_rows::WORKGROUP, &[]));
     }
     v.extend(kv_append::variants());
     v.extend(attention_decode::variants());
