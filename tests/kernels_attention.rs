@@ -9,8 +9,9 @@ mod common;
 use common::{assert_close, gpu, nmse, output, random_vec, read, storage, Config};
 use hearth::gpu::Gpu;
 use hearth::kernels::{
-    self, attention_decode, attention_prefill, kv_append, AttentionDecode, AttentionPrefill,
-    AttnSpec, KvAppend, KvCache, Rows, Step, StepBuffer, Tokens, View,
+    self, attention_decode, attention_prefill, kv_append, rope_kv, AttentionDecode,
+    AttentionPrefill, AttnSpec, KvAppend, KvCache, RopeKv, RopeKvIo, RopeSpec, Rows, Step,
+    StepBuffer, Tokens, View,
 };
 
 fn spec(n_heads: u32, n_kv_heads: u32, head_dim: u32, scale: f32, window: Option<u32>) -> AttnSpec {
@@ -409,5 +410,188 @@ fn prefill_long_steps_gemma_shape() {
         let (got, want) = prefill_step(&g, &s, n_heads, n_kv_heads, head_dim, window, pos, 512);
         let case = format!("prefill {cfg:?} 512 tokens at {pos} window {window:?}");
         assert_close(&case, &got, &want, BOUND);
+    }
+}
+
+/// One case of the fused q/k norm + RoPE + KV append.
+struct RopeKvCase {
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+    rope_dims: usize,
+    neox: bool,
+    norm: bool,
+    factors: bool,
+}
+
+/// `RopeKv` against its twin (RMSNorm then RoPE per head, in f64) on random q, k and v
+/// with offsets and token strides wider than a token, built for more tokens than the
+/// step runs, at a position past 0: q rotated in place (rows past the step untouched),
+/// the cache rows of the step holding rotated keys and the values, every other row
+/// untouched.
+fn check_rope_kv(cfg: Config, c: &RopeKvCase, pos: u32, built: usize, run: usize, seed: u64) {
+    let g = gpu(cfg);
+    let (qd, kvd) = (c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim);
+    let (qs, kvs) = (qd + 5, kvd + 3);
+    let cap = pos as usize + built + 2;
+    let cache = KvCache::new(&g, cap as u32, kvd as u32).unwrap();
+    let sentinel = -7.0f32;
+    let sentinels = vec![sentinel; cap * kvd];
+    fill(&g, &cache, &cache.k, &sentinels);
+    fill(&g, &cache, &cache.v, &sentinels);
+    let (qo, ko, vo) = (2usize, 1usize, 3usize);
+    let q = random_vec(qo + built * qs, seed);
+    let k = random_vec(ko + built * kvs, seed + 1);
+    let v = random_vec(vo + built * kvs, seed + 2);
+    let (qb, kb, vb) = (storage(&g, &q), storage(&g, &k), storage(&g, &v));
+    let qn: Vec<f32> = random_vec(c.head_dim, seed + 3)
+        .iter()
+        .map(|x| 1.0 + 0.3 * x)
+        .collect();
+    let kn: Vec<f32> = random_vec(c.head_dim, seed + 4)
+        .iter()
+        .map(|x| 1.0 + 0.3 * x)
+        .collect();
+    let (qnb, knb) = (storage(&g, &qn), storage(&g, &kn));
+    let factors: Vec<f32> = (0..c.rope_dims / 2)
+        .map(|i| 1.0 + i as f32 * 0.25)
+        .collect();
+    let fb = storage(&g, &factors);
+    let rows = |buffer, offset: usize, n: usize, stride: usize| Rows {
+        view: View {
+            buffer,
+            offset: offset as u64,
+        },
+        width: c.head_dim as u32,
+        rows: n as u32,
+        stride: stride as u32,
+    };
+    let heads = spec(
+        c.n_heads as u32,
+        c.n_kv_heads as u32,
+        c.head_dim as u32,
+        1.0,
+        None,
+    );
+    let rope = RopeSpec {
+        dims: c.rope_dims as u32,
+        base: 1e4,
+        pos_scale: 1.0,
+        neox: c.neox,
+    };
+    let eps = 1e-6;
+    let io = RopeKvIo {
+        q: rows(&qb, qo, c.n_heads, qs),
+        k: rows(&kb, ko, c.n_kv_heads, kvs),
+        v: rows(&vb, vo, c.n_kv_heads, kvs),
+        norms: c.norm.then_some(([&qnb, &knb], eps)),
+        freq_factors: c.factors.then_some(&fb),
+    };
+    let step = StepBuffer::new(&g, Step::new(0, 1));
+    let tok = Tokens {
+        max: built as u32,
+        step: &step,
+    };
+    let op = RopeKv::new(&g, &heads, rope, io, &cache, tok).unwrap();
+    step.write(&g, Step::new(pos, run as u32));
+    kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
+
+    let twin = |head: &[f32], w: &[f32], p: u32| {
+        let norm = c.norm.then_some((w, eps));
+        rope_kv::cpu(head, norm, rope, p, c.factors.then_some(&factors[..]))
+    };
+    let round = |x: f32| {
+        if cache.f16 {
+            half::f16::from_f32(x).to_f32()
+        } else {
+            x
+        }
+    };
+    let mut want_q = q.clone();
+    let mut want_k = sentinels.clone();
+    let mut want_v = sentinels.clone();
+    for t in 0..run {
+        let p = pos + t as u32;
+        for h in 0..c.n_heads {
+            let s = qo + t * qs + h * c.head_dim;
+            let r = twin(&q[s..s + c.head_dim], &qn, p);
+            want_q[s..s + c.head_dim].copy_from_slice(&r);
+        }
+        for h in 0..c.n_kv_heads {
+            let s = ko + t * kvs + h * c.head_dim;
+            let d = p as usize * kvd + h * c.head_dim;
+            let r = twin(&k[s..s + c.head_dim], &kn, p);
+            for (i, x) in r.iter().enumerate() {
+                want_k[d + i] = round(*x);
+                want_v[d + i] = round(v[vo + t * kvs + h * c.head_dim + i]);
+            }
+        }
+    }
+    let case = format!(
+        "rope_kv {}/{} heads of {} dims {} neox {} norm {} factors {} pos {pos} built {built} run {run} {cfg:?}",
+        c.n_heads, c.n_kv_heads, c.head_dim, c.rope_dims, c.neox, c.norm, c.factors
+    );
+    assert_close(
+        &format!("{case} q"),
+        &read(&g, &qb, q.len()),
+        &want_q,
+        1e-10,
+    );
+    let kv_bound = if cache.f16 { 1e-6 } else { 1e-10 };
+    let got_k = read_cache(&g, &cache, &cache.k);
+    let got_v = read_cache(&g, &cache, &cache.v);
+    assert_close(&format!("{case} K"), &got_k, &want_k, kv_bound);
+    assert_close(&format!("{case} V"), &got_v, &want_v, 0.0);
+}
+
+#[test]
+fn rope_kv_matches_its_twin() {
+    let cases = [
+        // Gemma 3: 4 query heads on 1 KV head of 256, NeoX, q/k norms.
+        RopeKvCase {
+            n_heads: 4,
+            n_kv_heads: 1,
+            head_dim: 256,
+            rope_dims: 256,
+            neox: true,
+            norm: true,
+            factors: false,
+        },
+        // SmolLM2-like: adjacent pairs, no norms, GQA 3:1.
+        RopeKvCase {
+            n_heads: 9,
+            n_kv_heads: 3,
+            head_dim: 64,
+            rope_dims: 64,
+            neox: false,
+            norm: false,
+            factors: false,
+        },
+        // Llama 3.1 frequency factors, partial rotary dims, an awkward head width.
+        RopeKvCase {
+            n_heads: 6,
+            n_kv_heads: 2,
+            head_dim: 40,
+            rope_dims: 24,
+            neox: false,
+            norm: true,
+            factors: true,
+        },
+        RopeKvCase {
+            n_heads: 2,
+            n_kv_heads: 2,
+            head_dim: 96,
+            rope_dims: 64,
+            neox: true,
+            norm: false,
+            factors: true,
+        },
+    ];
+    for cfg in [Config::Full, Config::Bare] {
+        for (i, c) in cases.iter().enumerate() {
+            check_rope_kv(cfg, c, 0, 1, 1, 10 + i as u64);
+            check_rope_kv(cfg, c, 37, 5, 3, 20 + i as u64);
+            check_rope_kv(cfg, c, 4000, 4, 4, 30 + i as u64);
+        }
     }
 }

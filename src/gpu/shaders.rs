@@ -35,6 +35,8 @@ shader_table!(
     "lib/common.wgsl",
     "lib/weights.wgsl",
     "lib/dot_generic.wgsl",
+    "lib/rope_angle.wgsl",
+    "rope_kv.wgsl",
     "lib/reduce.wgsl",
     "lib/iq4_values.wgsl",
     "lib/kquant_scales.wgsl",

@@ -7,8 +7,8 @@ use super::buffers::Activations;
 use super::{Stage, StageOp};
 use crate::gpu::{Gpu, GpuError, GpuTensor};
 use crate::kernels::{
-    Add, AttentionDecode, AttentionPrefill, AttnSpec, GatedAct, KvAppend, KvCache, MatMul, MatVec,
-    NormOut, RmsNorm, Rope, RopeSpec, Rows, Tokens, View,
+    Add, AttentionDecode, AttentionPrefill, AttnSpec, GatedAct, KvCache, MatMul, MatVec, NormOut,
+    RmsNorm, RopeKv, RopeKvIo, RopeSpec, Rows, Tokens, View,
 };
 use crate::model::{Attention, FeedForward, LayerWeights, ModelConfig, ModelError};
 use std::sync::Arc;
@@ -92,9 +92,10 @@ impl<'a> Block<'a> {
         }
     }
 
-    /// Self-attention from `h` into `o`: the q/k/v projections (plus biases), per-head
-    /// q/k norms, RoPE with this layer's base and scaling, the KV-cache append, causal
-    /// attention (windowed on sliding layers) and the output projection.
+    /// Self-attention from `h` into `o`: the q/k/v projections (plus biases), then in one
+    /// op the per-head q/k norms, RoPE with this layer's base and scaling and the KV-cache
+    /// append, then causal attention (windowed on sliding layers) and the output
+    /// projection.
     pub fn attention(&mut self, w: &Attention<GpuTensor, wgpu::Buffer>) -> Result<(), ModelError> {
         let (gpu, cfg, a) = (self.gpu, self.cfg, self.a);
         let (nh, nkv, hd) = (
@@ -116,24 +117,6 @@ impl<'a> Block<'a> {
                 self.both(|tok| Add::new(gpu, b, y, 1.0, tok))?;
             }
         }
-        if let Some(norms) = w.qk_norm {
-            for (n, y) in norms.iter().zip([q, k]) {
-                self.both(|tok| RmsNorm::new(gpu, y, NormOut::InPlace, n, cfg.rms_eps, tok))?;
-            }
-        }
-        let (base, pos_scale) = cfg.rope(self.il);
-        let spec = RopeSpec {
-            dims: cfg.rope_dims as u32,
-            base,
-            pos_scale,
-            neox: cfg.rope_neox,
-        };
-        for y in [q, k] {
-            let freqs = self.rope_freqs;
-            self.both(|tok| Rope::new(gpu, y, spec, freqs, tok))?;
-        }
-        let kv = self.kv;
-        self.both(|tok| KvAppend::new(gpu, k, v, kv, tok))?;
         let spec = AttnSpec {
             n_heads: nh,
             n_kv_heads: nkv,
@@ -141,6 +124,23 @@ impl<'a> Block<'a> {
             scale: cfg.attn_scale,
             window: cfg.window(self.il).map(|w| w as u32),
         };
+        // Per-head q/k norms, RoPE and the KV append in one op.
+        let (base, pos_scale) = cfg.rope(self.il);
+        let rope = RopeSpec {
+            dims: cfg.rope_dims as u32,
+            base,
+            pos_scale,
+            neox: cfg.rope_neox,
+        };
+        let io = RopeKvIo {
+            q,
+            k,
+            v,
+            norms: w.qk_norm.map(|[qn, kn]| ([qn, kn], cfg.rms_eps)),
+            freq_factors: self.rope_freqs,
+        };
+        let kv = self.kv;
+        self.both(|tok| RopeKv::new(gpu, &spec, rope, io, kv, tok))?;
         let (qv, out) = (View::of(&a.q), View::of(&a.attn));
         let prefill = AttentionPrefill::new(gpu, &spec, qv, out, kv, self.tok)?;
         let decode = AttentionDecode::new(gpu, &spec, qv, out, kv, self.tok.step)?;

@@ -18,6 +18,7 @@ pub mod matvec;
 pub mod penalties;
 pub mod rmsnorm;
 pub mod rope;
+pub mod rope_kv;
 pub mod stream_read;
 pub mod topk;
 
@@ -34,6 +35,7 @@ pub use matvec::MatVec;
 pub use penalties::Penalties;
 pub use rmsnorm::{NormOut, RmsNorm};
 pub use rope::{Rope, RopeSpec};
+pub use rope_kv::{RopeKv, RopeKvIo};
 pub use stream_read::StreamRead;
 pub use topk::TopK;
 
@@ -548,6 +550,7 @@ pub fn all_variants() -> Vec<PipelineKey> {
     v.extend(attention_prefill::variants());
     v.extend(rmsnorm::variants());
     v.extend(rope::variants());
+    v.extend(rope_kv::variants());
     v.extend(add::variants());
     v.extend(gated_act::variants());
     v.extend(argmax::variants());

@@ -138,6 +138,7 @@ mod tests {
             "penalties" => vec![host::<penalties::Params>(), host::<penalties::Window>()],
             "rmsnorm" => vec![host::<rmsnorm::Params>()],
             "rope" => vec![host::<rope::Params>()],
+            "rope_kv" => vec![host::<rope_kv::Params>()],
             "stream_read" => vec![host::<stream_read::Params>()],
             "topk" => vec![host::<topk::Params>()],
             _ => panic!("no host uniforms listed for op {op}: add it to host_uniforms"),

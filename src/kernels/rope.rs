@@ -61,45 +61,14 @@ impl Rope {
         tok: Tokens,
     ) -> Result<Self, GpuError> {
         let (n_heads, head_dim, token_stride, max_tokens) = (x.rows, x.width, x.stride, tok.max);
-        let RopeSpec {
-            dims: rope_dims,
-            base,
-            pos_scale,
-            neox,
-        } = spec;
-        if n_heads == 0
-            || rope_dims == 0
-            || !rope_dims.is_multiple_of(2)
-            || rope_dims > head_dim
-            || token_stride == 0
-        {
+        if n_heads == 0 || token_stride == 0 {
             return Err(GpuError::Runtime(format!(
-                "rope: {n_heads} heads of {head_dim}, {rope_dims} rotary dims, token stride {token_stride} (needs heads >= 1, even rotary dims in 2..=head_dim, stride >= heads x head_dim)"
+                "rope: {n_heads} heads, token stride {token_stride} (needs heads >= 1 and a stride)"
             )));
         }
-        if !(base > 0.0 && base.is_finite() && pos_scale.is_finite()) {
-            return Err(GpuError::Runtime(format!(
-                "rope: base {base} must be finite and > 0, position scale {pos_scale} finite"
-            )));
-        }
-        let half = rope_dims / 2;
-        if let Some(f) = freq_factors {
-            if f.size() < half as u64 * 4 {
-                return Err(GpuError::Runtime(format!(
-                    "rope frequency factors: needs {} bytes but the buffer has {}",
-                    half as u64 * 4,
-                    f.size()
-                )));
-            }
-        }
+        let freq = frequencies(gpu, spec, head_dim, freq_factors)?;
+        let half = spec.dims / 2;
         let x_offset = x.check("rope", max_tokens)?;
-        let freq = gpu
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("rope frequencies"),
-                contents: bytemuck::cast_slice(&freq_table(base, rope_dims, pos_scale)),
-                usage: wgpu::BufferUsages::STORAGE,
-            });
         let pairs = n_heads * half;
         let per_token_groups = pairs.div_ceil(WORKGROUP);
         let p = Params {
@@ -113,7 +82,7 @@ impl Rope {
             _pad: 0,
         };
         let groups = token_grid(gpu, "rope", per_token_groups as u64, max_tokens)?;
-        let key = key(neox, freq_factors.is_some());
+        let key = key(spec.neox, freq_factors.is_some());
         let mut buffers = vec![
             (1, x.view.buffer),
             (2, &freq),
@@ -133,6 +102,49 @@ impl Rope {
             _freq: freq,
         })
     }
+}
+
+/// Checks `spec` against heads of `head_dim` and the frequency factors (`dims / 2` f32
+/// divisors), and uploads the fixed-point frequency table the RoPE kernels read.
+pub(crate) fn frequencies(
+    gpu: &Gpu,
+    spec: RopeSpec,
+    head_dim: u32,
+    freq_factors: Option<&wgpu::Buffer>,
+) -> Result<wgpu::Buffer, GpuError> {
+    let RopeSpec {
+        dims,
+        base,
+        pos_scale,
+        ..
+    } = spec;
+    if dims == 0 || !dims.is_multiple_of(2) || dims > head_dim {
+        return Err(GpuError::Runtime(format!(
+            "rope: {dims} rotary dims on heads of {head_dim} (needs even rotary dims in 2..=head_dim)"
+        )));
+    }
+    if !(base > 0.0 && base.is_finite() && pos_scale.is_finite()) {
+        return Err(GpuError::Runtime(format!(
+            "rope: base {base} must be finite and > 0, position scale {pos_scale} finite"
+        )));
+    }
+    let half = dims / 2;
+    if let Some(f) = freq_factors {
+        if f.size() < half as u64 * 4 {
+            return Err(GpuError::Runtime(format!(
+                "rope frequency factors: needs {} bytes but the buffer has {}",
+                half as u64 * 4,
+                f.size()
+            )));
+        }
+    }
+    Ok(gpu
+        .device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("rope frequencies"),
+            contents: bytemuck::cast_slice(&freq_table(base, dims, pos_scale)),
+            usage: wgpu::BufferUsages::STORAGE,
+        }))
 }
 
 /// The fraction of `g_i = pos_scale * base^(-2i/rope_dims) / (2 pi)` turns per position,
