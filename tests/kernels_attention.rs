@@ -275,13 +275,10 @@ impl Prefill {
 
 /// Appends tokens `pos..pos + n` of the sequence's k / v and runs prefill attention for
 /// them; returns (GPU output, twin output) for those tokens.
-#[allow(clippy::too_many_arguments)]
 fn prefill_step(
     g: &Gpu,
     s: &Prefill,
-    n_heads: usize,
-    n_kv_heads: usize,
-    head_dim: usize,
+    (n_heads, n_kv_heads, head_dim): (usize, usize, usize),
     window: Option<u32>,
     pos: usize,
     n: usize,
@@ -332,12 +329,18 @@ fn prefill_matches_twin() {
                         let s = Prefill::new(&g, 110, n_heads, n_kv_heads * head_dim, head_dim, 7);
                         if pos > 0 {
                             // Earlier tokens, appended (and attended) by a previous step.
-                            let (got, want) =
-                                prefill_step(&g, &s, n_heads, n_kv_heads, head_dim, window, 0, pos);
+                            let (got, want) = prefill_step(
+                                &g,
+                                &s,
+                                (n_heads, n_kv_heads, head_dim),
+                                window,
+                                0,
+                                pos,
+                            );
                             assert_close("prefill before", &got, &want, BOUND);
                         }
                         let (got, want) =
-                            prefill_step(&g, &s, n_heads, n_kv_heads, head_dim, window, pos, n);
+                            prefill_step(&g, &s, (n_heads, n_kv_heads, head_dim), window, pos, n);
                         let case = format!(
                             "prefill {cfg:?} heads {n_heads}/{n_kv_heads} d {head_dim} window {window:?} pos {pos} n {n}"
                         );
@@ -360,10 +363,10 @@ fn decode_after_prefill_equals_whole_prefill() {
         for window in [None, Some(8)] {
             // The whole sequence in one prefill step.
             let whole = Prefill::new(&g, 110, n_heads, kv_dim, head_dim, 21);
-            let (all, _) = prefill_step(&g, &whole, n_heads, n_kv_heads, head_dim, window, 0, n);
+            let (all, _) = prefill_step(&g, &whole, (n_heads, n_kv_heads, head_dim), window, 0, n);
             // The same sequence as a prefill of n - 1 tokens, then one decode step.
             let s = Prefill::new(&g, 110, n_heads, kv_dim, head_dim, 21);
-            prefill_step(&g, &s, n_heads, n_kv_heads, head_dim, window, 0, n - 1);
+            prefill_step(&g, &s, (n_heads, n_kv_heads, head_dim), window, 0, n - 1);
             let row = |b, w: usize| View {
                 buffer: b,
                 offset: ((n - 1) * w) as u64,
@@ -405,9 +408,9 @@ fn prefill_long_steps_gemma_shape() {
         let g = gpu(cfg);
         let s = Prefill::new(&g, 600, n_heads, n_kv_heads * head_dim, head_dim, 5);
         if pos > 0 {
-            prefill_step(&g, &s, n_heads, n_kv_heads, head_dim, window, 0, pos);
+            prefill_step(&g, &s, (n_heads, n_kv_heads, head_dim), window, 0, pos);
         }
-        let (got, want) = prefill_step(&g, &s, n_heads, n_kv_heads, head_dim, window, pos, 512);
+        let (got, want) = prefill_step(&g, &s, (n_heads, n_kv_heads, head_dim), window, pos, 512);
         let case = format!("prefill {cfg:?} 512 tokens at {pos} window {window:?}");
         assert_close(&case, &got, &want, BOUND);
     }

@@ -11,8 +11,8 @@ mod vocab;
 
 use common::{assert_close, gpu, random_vec, read, storage, Config};
 use hearth::kernels::{
-    self, Add, GatedAct, NormOut, RmsNorm, Rope, RopeSpec, Rows, Scale, Step, StepBuffer, Tokens,
-    View,
+    self, Add, GatedAct, NormOut, ResidualNorm, ResidualNormIo, RmsNorm, Rope, RopeSpec, Rows,
+    Scale, Step, StepBuffer, Tokens, View,
 };
 use hearth::model::Activation;
 
@@ -83,7 +83,6 @@ enum Mode {
     AddTo,
 }
 
-#[allow(clippy::too_many_arguments)]
 fn check_rmsnorm(
     cfg: Config,
     mode: Mode,
@@ -443,6 +442,72 @@ fn gated_act_both_activations() {
             for (i, width) in [1, 255, 257, 2048].into_iter().enumerate() {
                 check_gated_act(cfg, act, width, 1, 1, i as u64);
                 check_gated_act(cfg, act, width, 5, 3, 50 + i as u64);
+            }
+        }
+    }
+}
+
+/// The residual add fused with the next pre-norm, with and without the post-norm, against
+/// its twin: x updated in place and h written for the step's tokens only.
+fn check_residual_norm(cfg: Config, width: usize, post: bool, built: usize, run: usize) {
+    let g = gpu(cfg);
+    let (off, stride) = (3, width + 5);
+    let len = off + built * stride;
+    let seed = width as u64 + post as u64;
+    let (x, o) = (random_vec(len, seed), random_vec(len, seed + 1));
+    let (w, pw) = (random_vec(width, seed + 2), random_vec(width, seed + 3));
+    let h0 = vec![f32::NAN; len];
+    let (xb, ob, hb) = (storage(&g, &x), storage(&g, &o), storage(&g, &h0));
+    let (wb, pwb) = (storage(&g, &w), storage(&g, &pw));
+    let eps = 1e-6;
+    let at = |buffer| View {
+        buffer,
+        offset: off as u64,
+    };
+    let io = ResidualNormIo {
+        x: row(&xb, off, width, stride),
+        o: at(&ob),
+        h: at(&hb),
+        post: post.then_some(&pwb),
+        norm: &wb,
+    };
+    let step = StepBuffer::new(&g, Step::new(2, run as u32));
+    let op = ResidualNorm::new(&g, io, eps, tokens(built, &step)).unwrap();
+    kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
+    let (mut want_x, mut want_h) = (x.clone(), h0.clone());
+    for t in 0..run {
+        let s = off + t * stride;
+        let post_w = post.then_some(&pw[..]);
+        let (nx, nh) =
+            kernels::residual_norm::cpu(&x[s..s + width], &o[s..s + width], post_w, &w, eps);
+        want_x[s..s + width].copy_from_slice(&nx);
+        want_h[s..s + width].copy_from_slice(&nh);
+    }
+    let case = format!("residual_norm {width} post {post} built {built} run {run} {cfg:?}");
+    let rows = || in_rows(off, stride, width, run);
+    check_buffer(
+        &format!("{case} x"),
+        &read(&g, &xb, len),
+        &want_x,
+        rows(),
+        NORM_BOUND,
+    );
+    check_buffer(
+        &format!("{case} h"),
+        &read(&g, &hb, len),
+        &want_h,
+        rows(),
+        NORM_BOUND,
+    );
+}
+
+#[test]
+fn residual_norm_with_and_without_post_norm() {
+    for cfg in CONFIGS {
+        for post in [false, true] {
+            for width in [1, 64, 640, 1000, 2049] {
+                check_residual_norm(cfg, width, post, 1, 1);
+                check_residual_norm(cfg, width, post, 4, 3);
             }
         }
     }

@@ -37,6 +37,7 @@ shader_table!(
     "lib/dot_generic.wgsl",
     "lib/rope_angle.wgsl",
     "rope_kv.wgsl",
+    "residual_norm.wgsl",
     "lib/reduce.wgsl",
     "lib/iq4_values.wgsl",
     "lib/kquant_scales.wgsl",

@@ -8,7 +8,7 @@ use super::{Stage, StageOp};
 use crate::gpu::{Gpu, GpuError, GpuTensor};
 use crate::kernels::{
     Add, AttentionDecode, AttentionPrefill, AttnSpec, GatedAct, KvCache, MatMul, MatVec, NormOut,
-    RmsNorm, RopeKv, RopeKvIo, RopeSpec, Rows, Tokens, View,
+    ResidualNorm, ResidualNormIo, RmsNorm, RopeKv, RopeKvIo, RopeSpec, Rows, Tokens, View,
 };
 use crate::model::{Attention, FeedForward, LayerWeights, ModelConfig, ModelError};
 use std::sync::Arc;
@@ -24,6 +24,10 @@ pub struct Block<'a> {
     pub(super) il: usize,
     pub(super) pre: Vec<Stage>,
     pub(super) dec: Vec<Stage>,
+    /// A residual add not yet emitted (with its post-norm, if any): the next `pre_norm`
+    /// takes it into one fused op; anything else emits it first. It may carry over from
+    /// the previous block.
+    pub(super) pending: Option<Option<wgpu::Buffer>>,
 }
 
 impl<'a> Block<'a> {
@@ -76,14 +80,36 @@ impl<'a> Block<'a> {
     /// `h = RmsNorm(x) * w`: the pre-norm of a sub-block.
     pub fn pre_norm(&mut self, w: &wgpu::Buffer) -> Result<(), ModelError> {
         let (gpu, cfg, a) = (self.gpu, self.cfg, self.a);
-        self.both(|tok| pre_norm(gpu, cfg, a, w, tok))
+        let Some(post) = self.pending.take() else {
+            return self.both(|tok| pre_norm(gpu, cfg, a, w, tok));
+        };
+        // The pending residual and this norm in one pass.
+        let io = ResidualNormIo {
+            x: Rows::packed(&a.x, cfg.hidden as u32),
+            o: View::of(&a.o),
+            h: View::of(&a.h),
+            post: post.as_ref(),
+            norm: w,
+        };
+        self.both(|tok| ResidualNorm::new(gpu, io, cfg.rms_eps, tok))
     }
 
-    /// `x += o`, through the post-norm `RmsNorm(o) * w` when given (fused: one pass).
+    /// `x += o`, through the post-norm `RmsNorm(o) * w` when given. Emitted with the next
+    /// `pre_norm` as one op when that comes next.
     pub fn residual(&mut self, post_norm: Option<&wgpu::Buffer>) -> Result<(), ModelError> {
+        self.flush()?;
+        self.pending = Some(post_norm.cloned());
+        Ok(())
+    }
+
+    /// Emits a pending residual on its own (fused with its post-norm: one pass).
+    pub(super) fn flush(&mut self) -> Result<(), ModelError> {
+        let Some(post_norm) = self.pending.take() else {
+            return Ok(());
+        };
         let (gpu, a, hidden, eps) = (self.gpu, self.a, self.cfg.hidden as u32, self.cfg.rms_eps);
         let (o, x) = (Rows::packed(&a.o, hidden), Rows::packed(&a.x, hidden));
-        match post_norm {
+        match &post_norm {
             Some(w) => {
                 let out = NormOut::AddTo(x.view);
                 self.both(|tok| RmsNorm::new(gpu, o, out, w, eps, tok))
@@ -97,6 +123,7 @@ impl<'a> Block<'a> {
     /// append, then causal attention (windowed on sliding layers) and the output
     /// projection.
     pub fn attention(&mut self, w: &Attention<GpuTensor, wgpu::Buffer>) -> Result<(), ModelError> {
+        self.flush()?;
         let (gpu, cfg, a) = (self.gpu, self.cfg, self.a);
         let (nh, nkv, hd) = (
             cfg.n_heads as u32,
@@ -151,6 +178,7 @@ impl<'a> Block<'a> {
 
     /// Gated feed-forward from `h` into `o`: `down(act(gate h) * up h)`.
     pub fn ffn(&mut self, w: &FeedForward<GpuTensor>) -> Result<(), ModelError> {
+        self.flush()?;
         let a = self.a;
         self.proj(w.gate, &a.h, &a.g)?;
         self.proj(w.up, &a.h, &a.u)?;

@@ -64,6 +64,8 @@ impl Builder<'_> {
             layers: Vec::new(),
             all_logits: Vec::new(),
         };
+        let mut pending = None;
+        let last = self.w.layers.len().saturating_sub(1);
         for (il, lw) in self.w.layers.iter().enumerate() {
             let mut b = Block {
                 gpu,
@@ -75,8 +77,13 @@ impl Builder<'_> {
                 il,
                 pre: Vec::new(),
                 dec: Vec::new(),
+                pending,
             };
             (cfg.arch.def().block)(&mut b, lw)?;
+            if il == last {
+                b.flush()?;
+            }
+            pending = b.pending.take();
             prefill.layers.push(b.pre);
             decode.layers.push(b.dec);
         }

@@ -137,6 +137,7 @@ mod tests {
             "matvec" => vec![host::<matvec::Params>()],
             "penalties" => vec![host::<penalties::Params>(), host::<penalties::Window>()],
             "rmsnorm" => vec![host::<rmsnorm::Params>()],
+            "residual_norm" => vec![host::<residual_norm::Params>()],
             "rope" => vec![host::<rope::Params>()],
             "rope_kv" => vec![host::<rope_kv::Params>()],
             "stream_read" => vec![host::<stream_read::Params>()],
