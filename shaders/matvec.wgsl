@@ -4,7 +4,12 @@
 // whole part (8 to 32 weights) with its block's scale unpacked once (the dtype's
 // `dot_part`), and the row's lanes are summed with subgroup shuffles or, without
 // subgroups, in shared memory. WG and LANES come from the host's per-adapter table.
+// GATED: y holds the FFN's gate projection, and the row's result u becomes
+// y = act(y) * u (the up projection with the gated activation as its epilogue).
 #include "lib/common.wgsl"
+#ifdef GATED
+#include "lib/act.wgsl"
+#endif
 
 struct Params {
     rows: u32,        // rows in this shard
@@ -100,6 +105,11 @@ fn main(ids: Ids, gs: Groups) {
     }
     let total = row_sum(acc, ids, lane);
     if (lane == 0u && row < p.rows) {
-        y[p.y_offset + p.row_offset + row] = total;
+        let yi = p.y_offset + p.row_offset + row;
+#ifdef GATED
+        y[yi] = act(y[yi]) * total;
+#else
+        y[yi] = total;
+#endif
     }
 }

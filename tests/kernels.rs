@@ -8,8 +8,9 @@ use common::{
     assert_close, gpu, output, random_vec, read, storage, storage_u32, Config, SMALL_BINDING,
 };
 use hearth::gpu::{gpu_layout, GpuTensor};
-use hearth::kernels::matvec::{Geometry, TABLE};
+use hearth::kernels::matvec::{self, Geometry, TABLE};
 use hearth::kernels::{self, GetRows, MatMul, MatVec, Rows, Step, StepBuffer, Tokens, View};
+use hearth::model::Activation;
 use hearth::quant::{dequantize_to_vec, random_blocks, GgmlType};
 
 /// NMSE bound per type: weights decode exactly (f16 scales widen to f32 losslessly), so
@@ -57,18 +58,29 @@ fn case(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> Case {
 }
 
 fn check_matvec(cfg: Config, c: &Case, seed: u64) {
-    check_matvec_geometry(cfg, c, seed, None);
+    check_matvec_geometry(cfg, c, seed, None, None);
 }
 
 /// The matvec of `c` with the adapter's geometry, or with `geometry` (and whether its
-/// lanes sum with subgroup shuffles).
-fn check_matvec_geometry(cfg: Config, c: &Case, seed: u64, geometry: Option<(Geometry, bool)>) {
+/// lanes sum with subgroup shuffles); with `act`, the gated form (y holds a gate vector
+/// and becomes `act(gate) * W x`).
+fn check_matvec_geometry(
+    cfg: Config,
+    c: &Case,
+    seed: u64,
+    geometry: Option<(Geometry, bool)>,
+    act: Option<Activation>,
+) {
     let g = gpu(cfg);
     let t = GpuTensor::upload(&g, "w", c.ty, c.cols as u64, c.rows as u64, &c.raw).unwrap();
     // Offsets in x and y check that kernels honour them.
     let x = random_vec(c.cols + 3, seed);
     let xb = storage(&g, &x);
-    let yb = output(&g, c.rows + 2);
+    let gate = random_vec(c.rows + 2, seed + 1);
+    let yb = match act {
+        Some(_) => storage(&g, &gate),
+        None => output(&g, c.rows + 2),
+    };
     let xv = View {
         buffer: &xb,
         offset: 3,
@@ -79,14 +91,17 @@ fn check_matvec_geometry(cfg: Config, c: &Case, seed: u64, geometry: Option<(Geo
     };
     let op = match geometry {
         None => MatVec::new(&g, &t, xv, yv),
-        Some((geo, shuffles)) => MatVec::with_geometry(&g, &t, xv, yv, geo, shuffles),
+        Some(geo) => MatVec::with_geometry(&g, &t, xv, yv, geo, act),
     }
     .unwrap();
     kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
     let got = read(&g, &yb, c.rows + 2);
-    let want = kernels::matvec::cpu(&c.w, c.cols, &x[3..]);
+    let mut want = kernels::matvec::cpu(&c.w, c.cols, &x[3..]);
+    if let Some(a) = act {
+        want = kernels::gated_act::cpu(&gate[2..], &want, a);
+    }
     let name = format!(
-        "matvec {} {}x{} {cfg:?} {geometry:?} ({} shards)",
+        "matvec {} {}x{} {cfg:?} {geometry:?} {act:?} ({} shards)",
         c.ty,
         c.rows,
         c.cols,
@@ -196,10 +211,20 @@ fn matvec_every_table_geometry() {
         for (j, (rows, cols)) in [(37, 3 * qk), (9, 5 * qk)].into_iter().enumerate() {
             let c = case(ty, rows, cols, (i * 10 + j) as u64);
             for geo in &geos {
-                check_matvec_geometry(Config::Bare, &c, 3, Some((*geo, false)));
+                check_matvec_geometry(Config::Bare, &c, 3, Some((*geo, false)), None);
                 if full.features.subgroups && geo.lanes <= sg_min {
-                    check_matvec_geometry(Config::Full, &c, 4, Some((*geo, true)));
+                    check_matvec_geometry(Config::Full, &c, 4, Some((*geo, true)), None);
                 }
+            }
+            // The gated epilogue (the decode FFN's up projection), both activations.
+            for (k, act) in [Activation::Silu, Activation::GeluTanh]
+                .into_iter()
+                .enumerate()
+            {
+                let geo = (geos[k % geos.len()], false);
+                check_matvec_geometry(Config::Bare, &c, 5, Some(geo), Some(act));
+                let (own, shuffles) = matvec::geometry(&full);
+                check_matvec_geometry(Config::Full, &c, 6, Some((own, shuffles)), Some(act));
             }
         }
     }

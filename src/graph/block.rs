@@ -176,16 +176,22 @@ impl<'a> Block<'a> {
         self.proj(w.out, &a.attn, &a.o)
     }
 
-    /// Gated feed-forward from `h` into `o`: `down(act(gate h) * up h)`.
+    /// Gated feed-forward from `h` into `o`: `down(act(gate h) * up h)`; in decode the
+    /// activation is the up projection's epilogue.
     pub fn ffn(&mut self, w: &FeedForward<GpuTensor>) -> Result<(), ModelError> {
         self.flush()?;
-        let a = self.a;
+        let (gpu, a) = (self.gpu, self.a);
         self.proj(w.gate, &a.h, &a.g)?;
-        self.proj(w.up, &a.h, &a.u)?;
+        // Prefill: the up projection, then the gated activation. Decode: one matvec with
+        // the activation as its epilogue.
         let ffn = self.cfg.ffn as u32;
         let (g, u) = (Rows::packed(&a.g, ffn), Rows::packed(&a.u, ffn));
-        let (gpu, act) = (self.gpu, w.act);
-        self.both(|tok| GatedAct::new(gpu, g, u, act, tok))?;
+        let up = MatMul::new(gpu, w.up, Rows::packed(&a.h, w.up.cols as u32), u, self.tok)?;
+        self.pre.push(Arc::new(up));
+        self.pre
+            .push(Arc::new(GatedAct::new(gpu, g, u, w.act, self.tok)?));
+        let gated = MatVec::gated(gpu, w.up, View::of(&a.h), View::of(&a.g), w.act)?;
+        self.dec.push(Arc::new(gated));
         self.proj(w.down, &a.g, &a.o)
     }
 

@@ -2,6 +2,7 @@
 
 use super::{grid, to_u32, weight_bytes, weight_dispatches, Dispatch, View, WeightKernel, Work};
 use crate::gpu::{Gpu, GpuError, GpuTensor};
+use crate::model::Activation;
 
 /// The kinds of adapter the matvec geometry is chosen for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,21 +99,68 @@ pub const TABLE: [(AdapterClass, Geometry); 6] = [
     ),
 ];
 
-/// The lane counts the shader is built for (`LANES_n`), with their defines.
-const LANE_DEFINES: [(u32, &[&str]); 6] = [
-    (1, &["MATVEC", "LANES_1"]),
-    (4, &["MATVEC", "LANES_4"]),
-    (8, &["MATVEC", "LANES_8"]),
-    (16, &["MATVEC", "LANES_16"]),
-    (32, &["MATVEC", "LANES_32"]),
-    (64, &["MATVEC", "LANES_64"]),
+/// The lane counts the shader is built for (`LANES_n`): per count the defines without an
+/// epilogue, with the SiLU gated epilogue and with the GELU one.
+const LANE_DEFINES: [(u32, [&[&str]; 3]); 6] = [
+    (
+        1,
+        [
+            &["MATVEC", "LANES_1"],
+            &["MATVEC", "LANES_1", "GATED", "SILU"],
+            &["MATVEC", "LANES_1", "GATED", "GELU_TANH"],
+        ],
+    ),
+    (
+        4,
+        [
+            &["MATVEC", "LANES_4"],
+            &["MATVEC", "LANES_4", "GATED", "SILU"],
+            &["MATVEC", "LANES_4", "GATED", "GELU_TANH"],
+        ],
+    ),
+    (
+        8,
+        [
+            &["MATVEC", "LANES_8"],
+            &["MATVEC", "LANES_8", "GATED", "SILU"],
+            &["MATVEC", "LANES_8", "GATED", "GELU_TANH"],
+        ],
+    ),
+    (
+        16,
+        [
+            &["MATVEC", "LANES_16"],
+            &["MATVEC", "LANES_16", "GATED", "SILU"],
+            &["MATVEC", "LANES_16", "GATED", "GELU_TANH"],
+        ],
+    ),
+    (
+        32,
+        [
+            &["MATVEC", "LANES_32"],
+            &["MATVEC", "LANES_32", "GATED", "SILU"],
+            &["MATVEC", "LANES_32", "GATED", "GELU_TANH"],
+        ],
+    ),
+    (
+        64,
+        [
+            &["MATVEC", "LANES_64"],
+            &["MATVEC", "LANES_64", "GATED", "SILU"],
+            &["MATVEC", "LANES_64", "GATED", "GELU_TANH"],
+        ],
+    ),
 ];
 
-fn defines(lanes: u32) -> Result<&'static [&'static str], GpuError> {
+const EPILOGUES: [Option<Activation>; 3] =
+    [None, Some(Activation::Silu), Some(Activation::GeluTanh)];
+
+fn defines(lanes: u32, act: Option<Activation>) -> Result<&'static [&'static str], GpuError> {
+    let e = EPILOGUES.iter().position(|a| *a == act).unwrap_or(0);
     LANE_DEFINES
         .iter()
         .find(|(l, _)| *l == lanes)
-        .map(|(_, d)| *d)
+        .map(|(_, d)| d[e])
         .ok_or_else(|| GpuError::Runtime(format!("matvec: no build for {lanes} lanes per row")))
 }
 
@@ -133,7 +181,7 @@ pub fn geometry(gpu: &Gpu) -> (Geometry, bool) {
     }) {
         if let (Some(workgroup), Some(lanes)) = (wg, lanes) {
             let o = Geometry { workgroup, lanes };
-            if defines(lanes).is_ok()
+            if defines(lanes, None).is_ok()
                 && o.lanes <= o.workgroup
                 && o.workgroup.is_multiple_of(o.lanes)
             {
@@ -150,9 +198,9 @@ pub fn geometry(gpu: &Gpu) -> (Geometry, bool) {
 /// Every matvec variant of `ty` the table can ask for, with and without subgroups.
 pub(crate) fn variants(ty: crate::quant::GgmlType) -> Vec<crate::gpu::PipelineKey> {
     let mut v = Vec::new();
-    for (_, g) in TABLE {
-        for sg in [false, true] {
-            if let Ok(d) = defines(g.lanes) {
+    for ((_, g), sg) in TABLE.iter().flat_map(|g| [(g, false), (g, true)]) {
+        for act in EPILOGUES {
+            if let Ok(d) = defines(g.lanes, act) {
                 let key = super::weight_key("matvec", ty, sg, g.workgroup, d);
                 if !v.contains(&key) {
                     v.push(key);
@@ -187,18 +235,31 @@ impl MatVec {
     /// and `y` `w.rows`.
     pub fn new(gpu: &Gpu, w: &GpuTensor, x: View, y: View) -> Result<Self, GpuError> {
         let (g, shuffles) = geometry(gpu);
-        Self::with_geometry(gpu, w, x, y, g, shuffles)
+        Self::with_geometry(gpu, w, x, y, (g, shuffles), None)
     }
 
-    /// `new` with a given geometry (tests run every table entry); `shuffles` asks for the
-    /// subgroup form, which needs `g.lanes` to divide the adapter's subgroups.
+    /// The up projection of a gated FFN with the activation as its epilogue: `y` holds
+    /// the gate projection, and row r becomes `y[r] = act(y[r]) * (W x)[r]`.
+    pub fn gated(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        x: View,
+        gate: View,
+        act: Activation,
+    ) -> Result<Self, GpuError> {
+        Self::with_geometry(gpu, w, x, gate, geometry(gpu), Some(act))
+    }
+
+    /// `new` (or `gated`, with `act`) with a given geometry (tests run every table
+    /// entry); `shuffles` asks for the subgroup form, which needs `g.lanes` to divide the
+    /// adapter's subgroups.
     pub fn with_geometry(
         gpu: &Gpu,
         w: &GpuTensor,
         x: View,
         y: View,
-        g: Geometry,
-        shuffles: bool,
+        (g, shuffles): (Geometry, bool),
+        act: Option<Activation>,
     ) -> Result<Self, GpuError> {
         if !g.lanes.is_power_of_two() || !g.workgroup.is_multiple_of(g.lanes) {
             return Err(GpuError::Runtime(format!(
@@ -215,7 +276,7 @@ impl MatVec {
             op: "matvec",
             subgroups: shuffles,
             workgroup: g.workgroup,
-            defines: defines(g.lanes)?,
+            defines: defines(g.lanes, act)?,
             inputs: [x.buffer, y.buffer],
             step: None,
             // The weights, x and y each once.
@@ -280,7 +341,7 @@ mod tests {
                 "{class:?}"
             );
             assert!((64..=256).contains(&g.workgroup), "{class:?}");
-            assert!(defines(g.lanes).is_ok(), "{class:?}");
+            assert!(defines(g.lanes, None).is_ok(), "{class:?}");
         }
     }
 }
