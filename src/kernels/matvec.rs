@@ -168,31 +168,38 @@ fn defines(lanes: u32, act: Option<Activation>) -> Result<&'static [&'static str
 /// only when the adapter has subgroups and a row's lanes fit its smallest subgroup.
 pub fn geometry(gpu: &Gpu) -> (Geometry, bool) {
     let class = AdapterClass::of(&gpu.info);
-    let mut g = TABLE
+    let table = TABLE
         .iter()
         .find(|(c, _)| *c == class)
         .map(|(_, g)| *g)
         .unwrap_or(TABLE[TABLE.len() - 1].1);
-    // Tuning aid: HEARTH_MATVEC=WORKGROUP,LANES overrides the table (when valid).
-    #[cfg(not(target_arch = "wasm32"))]
-    if let Some((wg, lanes)) = std::env::var("HEARTH_MATVEC").ok().and_then(|v| {
-        v.split_once(',')
-            .map(|(a, b)| (a.parse().ok(), b.parse().ok()))
-    }) {
-        if let (Some(workgroup), Some(lanes)) = (wg, lanes) {
-            let o = Geometry { workgroup, lanes };
-            if defines(lanes, None).is_ok()
-                && o.lanes <= o.workgroup
-                && o.workgroup.is_multiple_of(o.lanes)
-            {
-                g = o;
-            }
-        }
-    }
+    let g = tuning_override().unwrap_or(table);
     let shuffles = gpu.features.subgroups
         && gpu.info.subgroup_min_size >= g.lanes
         && gpu.info.subgroup_min_size.is_power_of_two();
     (g, shuffles)
+}
+
+/// Tuning aid: `HEARTH_MATVEC=WORKGROUP,LANES` overrides the table when it names a
+/// geometry the shader is built for.
+#[cfg(not(target_arch = "wasm32"))]
+fn tuning_override() -> Option<Geometry> {
+    let v = std::env::var("HEARTH_MATVEC").ok()?;
+    let (a, b) = v.split_once(',')?;
+    let g = Geometry {
+        workgroup: a.trim().parse().ok()?,
+        lanes: b.trim().parse().ok()?,
+    };
+    let ok = defines(g.lanes, None).is_ok()
+        && g.lanes <= g.workgroup
+        && g.workgroup.is_multiple_of(g.lanes);
+    ok.then_some(g)
+}
+
+/// The browser has no environment to tune from.
+#[cfg(target_arch = "wasm32")]
+fn tuning_override() -> Option<Geometry> {
+    None
 }
 
 /// Every matvec variant of `ty` the table can ask for, with and without subgroups.
