@@ -1,8 +1,8 @@
 //! Plans and the executor. At load every pipeline, bind group and buffer is created and two
 //! plans are built: prefill (the prompt in chunks of `batch` tokens through matrix-matrix
-//! kernels) and decode (one token through matrix-vector kernels). A step only writes the
-//! token ids and the small `Step` uniform, then records the plan layer by layer into
-//! command buffers and submits each as soon as it is recorded.
+//! kernels) and decode (one token through matrix-vector kernels, every other op built for
+//! one token). A step only writes the token ids and the small `Step` uniform, then
+//! records the plan into two command buffers (the blocks, then the tail) and submits them.
 
 // wgpu handles are not Send/Sync on wasm, where there is a single thread anyway.
 #![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
@@ -340,7 +340,8 @@ impl Model {
         self.plan_groups(prefill).into_iter().flatten().collect()
     }
 
-    /// The plan's stages as submitted: one group per command buffer, the tail last.
+    /// The plan's stages grouped as built (embedding, each block, the all-token head, the
+    /// tail last); `run` submits all but the tail as one command buffer.
     fn plan_groups(&self, prefill: bool) -> Vec<Vec<&Dispatch>> {
         let plan = if prefill { &self.prefill } else { &self.decode };
         let mut groups = vec![flat(&plan.embed)];
