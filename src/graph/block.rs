@@ -31,16 +31,6 @@ pub struct Block<'a> {
 }
 
 impl<'a> Block<'a> {
-    /// The model's hyperparameters.
-    pub fn cfg(&self) -> &ModelConfig {
-        self.cfg
-    }
-
-    /// The block's index.
-    pub fn il(&self) -> usize {
-        self.il
-    }
-
     /// A token-parallel op in both plans, built twice by `make`: over the prefill batch,
     /// and over one token for decode, so a decode step launches only one token's grid.
     fn both<S: StageOp>(

@@ -63,14 +63,6 @@ impl BlockTensor {
             vector: true,
         }
     }
-
-    /// The same tensor, optional.
-    pub fn optional(self) -> Self {
-        Self {
-            required: false,
-            ..self
-        }
-    }
 }
 
 /// Every tensor of `cfg`'s architecture with its expected shape: the shared embedding,
@@ -140,12 +132,7 @@ impl<M, V> LayerTensors<M, V> {
 
     /// The vector `name`.
     pub fn vec(&self, name: &str) -> Result<&V, ModelError> {
-        self.opt_vec(name).ok_or_else(|| self.missing(name))
-    }
-
-    /// The vector `name`, when the file has it (optional tensors).
-    pub fn opt_vec(&self, name: &str) -> Option<&V> {
-        find(&self.vectors, name)
+        find(&self.vectors, name).ok_or_else(|| self.missing(name))
     }
 
     /// The vectors `names`, all required.
