@@ -93,3 +93,84 @@ fn constructors_reject_bad_sizes() {
     assert!(msg(Argmax::new(&g, View::of(&a), 64, &b, 64).map(drop)).contains("index"));
     assert!(msg(Argmax::new(&g, View::of(&a), 64, &a, 0).map(drop)).contains("other"));
 }
+
+/// The fused ops and the matvec geometry refuse what they cannot run, naming the problem.
+#[test]
+fn fused_constructors_reject_bad_inputs() {
+    use hearth::gpu::GpuTensor;
+    use hearth::kernels::matvec::Geometry;
+    use hearth::kernels::{
+        AttnSpec, KvCache, MatVec, ResidualNorm, ResidualNormIo, RopeKv, RopeKvIo,
+    };
+    use hearth::quant::GgmlType;
+    let g = gpu(Config::Bare);
+    let (a, b, c) = (
+        storage(&g, &[0.0; 256]),
+        storage(&g, &[0.0; 256]),
+        storage(&g, &[0.0; 256]),
+    );
+    let step = StepBuffer::new(&g, Step::new(0, 1));
+    let tok = Tokens {
+        max: 1,
+        step: &step,
+    };
+    let msg = |r: Result<(), GpuError>| r.err().map(|e| e.to_string()).unwrap_or_default();
+
+    let rn = |x: &wgpu::Buffer, o: &wgpu::Buffer, norm: &wgpu::Buffer, width: u32, eps: f32| {
+        let io = ResidualNormIo {
+            x: Rows::packed(x, width),
+            o: View::of(o),
+            h: View::of(&c),
+            post: None,
+            norm,
+        };
+        msg(ResidualNorm::new(&g, io, eps, tok).map(drop))
+    };
+    assert!(rn(&a, &b, &b, 64, 1e-6).is_empty());
+    assert!(rn(&a, &a, &b, 64, 1e-6).contains("three different"));
+    assert!(rn(&a, &b, &b, 64, f32::NAN).contains("eps"));
+    let small = storage(&g, &[1.0; 8]);
+    assert!(rn(&a, &b, &small, 64, 1e-6).contains("weights"));
+
+    let cache = KvCache::new(&g, 4, 32).unwrap();
+    let heads = AttnSpec {
+        n_heads: 2,
+        n_kv_heads: 1,
+        head_dim: 32,
+        scale: 1.0,
+        window: None,
+    };
+    let rope = RopeSpec {
+        dims: 32,
+        base: 1e4,
+        pos_scale: 1.0,
+        neox: true,
+    };
+    let rk = |q: Rows, rope: RopeSpec, norms: Option<([&wgpu::Buffer; 2], f32)>| {
+        let io = RopeKvIo {
+            q,
+            k: Rows::heads(&b, 1, 32),
+            v: Rows::heads(&c, 1, 32),
+            norms,
+            freq_factors: None,
+        };
+        msg(RopeKv::new(&g, &heads, rope, io, &cache, tok).map(drop))
+    };
+    let q = Rows::heads(&a, 2, 32);
+    assert!(rk(q, rope, None).is_empty());
+    assert!(rk(Rows::heads(&a, 3, 32), rope, None).contains("heads of 32"));
+    assert!(rk(q, RopeSpec { dims: 33, ..rope }, None).contains("rotary"));
+    assert!(rk(q, rope, Some(([&small, &small], 1e-6))).contains("norm weights"));
+    assert!(rk(q, rope, Some(([&b, &b], -1.0))).contains("eps"));
+
+    let raw = vec![0u8; GgmlType::Q8_0.bytes_for(64).unwrap() as usize];
+    let w = GpuTensor::upload(&g, "w", GgmlType::Q8_0, 32, 2, &raw).unwrap();
+    let mv = |workgroup, lanes| {
+        let geo = (Geometry { workgroup, lanes }, false);
+        msg(MatVec::with_geometry(&g, &w, View::of(&a), View::of(&b), geo, None).map(drop))
+    };
+    assert!(mv(64, 8).is_empty());
+    assert!(mv(64, 3).contains("lanes"));
+    assert!(mv(64, 128).contains("lanes"));
+    assert!(mv(64, 2).contains("no build"));
+}
