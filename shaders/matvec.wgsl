@@ -2,8 +2,9 @@
 // over the rows of one shard of W. LANES consecutive invocations share one row, so rows
 // map onto subgroups; each lane walks the row's block parts with stride LANES, decoding a
 // whole part (8 to 32 weights) with its block's scale unpacked once (the dtype's
-// `dot_part`), and the row's lanes are summed with subgroup shuffles or, without
-// subgroups, in shared memory. WG and LANES come from the host's per-adapter table.
+// `dot_block_part`; split-row types read a part's quants in one 16-byte load), and the
+// row's lanes are summed with subgroup shuffles or, without subgroups, in shared memory.
+// WG and LANES come from the host's per-adapter table.
 // GATED: y holds the FFN's gate projection, and the row's result u becomes
 // y = act(y) * u (the up projection with the gated activation as its epilogue).
 #include "lib/common.wgsl"
@@ -97,10 +98,10 @@ fn main(ids: Ids, gs: Groups) {
     var acc = 0.0;
     if (row < p.rows) {
         let base = row * p.row_words;
-        let parts = (p.k + QK - 1u) / QK * PARTS;
-        for (var i = lane; i < parts; i += LANES) {
+        let nb = (p.k + QK - 1u) / QK;
+        for (var i = lane; i < nb * PARTS; i += LANES) {
             let blk = i / PARTS;
-            acc += dot_part(base + blk * BLOCK_WORDS, i % PARTS, blk * QK);
+            acc += dot_block_part(base, nb, blk, i % PARTS, blk * QK);
         }
     }
     let total = row_sum(acc, ids, lane);

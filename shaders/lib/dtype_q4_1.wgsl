@@ -1,31 +1,36 @@
-// Q4_1: [f16 d][f16 m][qs 16 bytes] = 5 words; nibbles as in Q4_0; value q * d + m.
-#include "lib/weights.wgsl"
-
+// Q4_1: nibbles as in Q4_0, and f16 d and m per block; value q * d + m. Split rows
+// (lib/split.wgsl).
 const QK: u32 = 32u;
-const BLOCK_WORDS: u32 = 5u;
+const QW: u32 = 4u;
+#define DM
+#include "lib/split.wgsl"
 
-fn dq4(b: u32, i: u32) -> vec4<f32> {
-    let dm = unpack2x16float(w[b]);
-    let q = (w[b + 1u + (i & 3u)] >> (4u * (i >> 2u))) & 0x0F0F0F0Fu;
-    return dm.x * vec4<f32>(bytes4(q)) + dm.y;
+fn nibbles4(q: u32, g: u32) -> vec4<f32> {
+    return vec4<f32>(bytes4((q >> (4u * (g >> 2u))) & 0x0F0F0F0Fu));
+}
+
+fn dq4_row(row: u32, g: u32) -> vec4<f32> {
+    let blk = g / GPB;
+    let i = g % GPB;
+    let dm = block_dm(row, row_blocks(), blk);
+    return dm.x * nibbles4(quant_word(row, blk, i & 3u), i) + dm.y;
 }
 
 #ifdef MATVEC
-// Matvec: part 0 is elements 0..15 (low nibbles), part 1 elements 16..31 (high
-// nibbles); d and m read once, m applied to the sum of x.
-const PARTS: u32 = 2u;
+// Matvec: one part per block, its quants one vec4 load; m applied to the sum of x.
+const PARTS: u32 = 1u;
 
-fn dot_part(b: u32, part: u32, e: u32) -> f32 {
-    let dm = unpack2x16float(w[b]);
-    let sh = 4u * part;
-    let x0 = e + 16u * part;
+fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
+    let q = quant_vec4(row, blk, 0u);
     var s = 0.0;
     var sx = 0.0;
     for (var j = 0u; j < 4u; j++) {
-        let xv = xv4(x0 + 4u * j);
-        s += dot(vec4<f32>(bytes4((w[b + 1u + j] >> sh) & 0x0F0F0F0Fu)), xv);
-        sx += dot(xv, vec4<f32>(1.0));
+        let lo = xv4(e + 4u * j);
+        let hi = xv4(e + 16u + 4u * j);
+        s += dot(nibbles4(q[j], 0u), lo) + dot(nibbles4(q[j], 4u), hi);
+        sx += dot(lo + hi, vec4<f32>(1.0));
     }
+    let dm = block_dm(row, nb, blk);
     return dm.x * s + dm.y * sx;
 }
 #endif

@@ -1,36 +1,34 @@
-// Q5_0: [2 pad][f16 d][qh u32][qs 16 bytes] = 6 words. Bit j of qh is the fifth bit of
-// element j; value (q - 16) * d.
-#include "lib/weights.wgsl"
-
+// Q5_0: 5-bit quants (lib/q5_quants.wgsl) and an f16 d per block; value (q - 16) * d.
+// Split rows (lib/split.wgsl).
 const QK: u32 = 32u;
-const BLOCK_WORDS: u32 = 6u;
+const QW: u32 = 4u;
+#define HIGH_BITS
+#include "lib/split.wgsl"
+#include "lib/q5_quants.wgsl"
 
-fn q5_quants(b: u32, i: u32) -> vec4<f32> {
-    let lo = (w[b + 2u + (i & 3u)] >> (4u * (i >> 2u))) & 0x0F0F0F0Fu;
-    let hb = (vec4<u32>(w[b + 1u] >> (4u * i)) >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u);
-    return vec4<f32>(bytes4(lo) | (hb << vec4<u32>(4u)));
-}
-
-fn dq4(b: u32, i: u32) -> vec4<f32> {
-    return f16_hi(w[b]) * (q5_quants(b, i) - 16.0);
+fn dq4_row(row: u32, g: u32) -> vec4<f32> {
+    let blk = g / GPB;
+    let i = g % GPB;
+    let nb = row_blocks();
+    let q = q5_group(quant_word(row, blk, i & 3u), block_qh(row, nb, blk), i);
+    return block_d(row, nb, blk) * (q - 16.0);
 }
 
 #ifdef MATVEC
-// Matvec: part 0 is elements 0..15 (low nibbles, qh bits 0..15), part 1 elements 16..31
-// (high nibbles, qh bits 16..31); the scale and qh read once.
-const PARTS: u32 = 2u;
+// Matvec: one part per block, its quants one vec4 load; the -16 applied to the sum of x.
+const PARTS: u32 = 1u;
 
-fn dot_part(b: u32, part: u32, e: u32) -> f32 {
-    let sh = 4u * part;
-    let qh = w[b + 1u] >> (16u * part);
-    let x0 = e + 16u * part;
+fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
+    let q = quant_vec4(row, blk, 0u);
+    let qh = block_qh(row, nb, blk);
     var s = 0.0;
+    var sx = 0.0;
     for (var j = 0u; j < 4u; j++) {
-        let lo = (w[b + 2u + j] >> sh) & 0x0F0F0F0Fu;
-        let hb = (vec4<u32>(qh >> (4u * j)) >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u);
-        let q = vec4<f32>(bytes4(lo) | (hb << vec4<u32>(4u))) - 16.0;
-        s += dot(q, xv4(x0 + 4u * j));
+        let lo = xv4(e + 4u * j);
+        let hi = xv4(e + 16u + 4u * j);
+        s += dot(q5_group(q[j], qh, j), lo) + dot(q5_group(q[j], qh, j + 4u), hi);
+        sx += dot(lo + hi, vec4<f32>(1.0));
     }
-    return f16_hi(w[b]) * s;
+    return block_d(row, nb, blk) * (s - 16.0 * sx);
 }
 #endif

@@ -1,16 +1,35 @@
-// Q5_1: [f16 d][f16 m][qh u32][qs 16 bytes] = 6 words; quants as in Q5_0; q * d + m.
-#include "lib/weights.wgsl"
-
+// Q5_1: 5-bit quants (lib/q5_quants.wgsl), and f16 d and m per block; value q * d + m.
+// Split rows (lib/split.wgsl).
 const QK: u32 = 32u;
-const BLOCK_WORDS: u32 = 6u;
+const QW: u32 = 4u;
+#define DM
+#define HIGH_BITS
+#include "lib/split.wgsl"
+#include "lib/q5_quants.wgsl"
 
-fn dq4(b: u32, i: u32) -> vec4<f32> {
-    let dm = unpack2x16float(w[b]);
-    let lo = (w[b + 2u + (i & 3u)] >> (4u * (i >> 2u))) & 0x0F0F0F0Fu;
-    let hb = (vec4<u32>(w[b + 1u] >> (4u * i)) >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u);
-    return dm.x * vec4<f32>(bytes4(lo) | (hb << vec4<u32>(4u))) + dm.y;
+fn dq4_row(row: u32, g: u32) -> vec4<f32> {
+    let blk = g / GPB;
+    let i = g % GPB;
+    let nb = row_blocks();
+    let dm = block_dm(row, nb, blk);
+    return dm.x * q5_group(quant_word(row, blk, i & 3u), block_qh(row, nb, blk), i) + dm.y;
 }
 
 #ifdef MATVEC
-#include "lib/dot_generic.wgsl"
+const PARTS: u32 = 1u;
+
+fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
+    let q = quant_vec4(row, blk, 0u);
+    let qh = block_qh(row, nb, blk);
+    var s = 0.0;
+    var sx = 0.0;
+    for (var j = 0u; j < 4u; j++) {
+        let lo = xv4(e + 4u * j);
+        let hi = xv4(e + 16u + 4u * j);
+        s += dot(q5_group(q[j], qh, j), lo) + dot(q5_group(q[j], qh, j + 4u), hi);
+        sx += dot(lo + hi, vec4<f32>(1.0));
+    }
+    let dm = block_dm(row, nb, blk);
+    return dm.x * s + dm.y * sx;
+}
 #endif

@@ -1,22 +1,22 @@
-// Q8_0: [2 pad][f16 d][i8 qs 32] = 9 words; value q * d.
-#include "lib/weights.wgsl"
-
+// Q8_0: 32 signed bytes and an f16 d per block; value q * d. Split rows (lib/split.wgsl).
 const QK: u32 = 32u;
-const BLOCK_WORDS: u32 = 9u;
+const QW: u32 = 8u;
+#include "lib/split.wgsl"
 
-fn dq4(b: u32, i: u32) -> vec4<f32> {
-    return f16_hi(w[b]) * sbytes4(w[b + 1u + i]);
+fn dq4_row(row: u32, g: u32) -> vec4<f32> {
+    let blk = g / GPB;
+    return block_d(row, row_blocks(), blk) * sbytes4(quant_word(row, blk, g % GPB));
 }
 
 #ifdef MATVEC
-// Matvec: two parts of 16 per block, four words each, the scale read once.
+// Matvec: two parts of 16 per block, each one vec4 load.
 const PARTS: u32 = 2u;
 
-fn dot_part(b: u32, part: u32, e: u32) -> f32 {
-    let q = b + 1u + 4u * part;
+fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
+    let q = quant_vec4(row, blk, part);
     let x0 = e + 16u * part;
-    let s = dot(sbytes4(w[q]), xv4(x0)) + dot(sbytes4(w[q + 1u]), xv4(x0 + 4u))
-        + dot(sbytes4(w[q + 2u]), xv4(x0 + 8u)) + dot(sbytes4(w[q + 3u]), xv4(x0 + 12u));
-    return f16_hi(w[b]) * s;
+    let s = dot(sbytes4(q.x), xv4(x0)) + dot(sbytes4(q.y), xv4(x0 + 4u))
+        + dot(sbytes4(q.z), xv4(x0 + 8u)) + dot(sbytes4(q.w), xv4(x0 + 12u));
+    return block_d(row, nb, blk) * s;
 }
 #endif

@@ -20,3 +20,11 @@ const GPB: u32 = QK / 4u;
 fn dq4_row(row_base: u32, g: u32) -> vec4<f32> {
     return dq4(row_base + (g / GPB) * BLOCK_WORDS, g % GPB);
 }
+
+#ifdef MATVEC
+// The matvec's per-block entry point (split-row types define their own): part `part` of
+// block `blk` of the row starting at word `row`, against x from element `e`.
+fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
+    return dot_part(row + blk * BLOCK_WORDS, part, e);
+}
+#endif

@@ -1,6 +1,6 @@
 //! The shader registry: every WGSL file embedded at compile time, a tiny preprocessor
-//! (`#include "lib/x.wgsl"`, `#ifdef NAME` / `#ifndef` / `#else` / `#endif`, and `const`
-//! defines prepended), and the pipeline cache keyed by the same axes as the file names.
+//! (`#include "lib/x.wgsl"`, `#define NAME`, `#ifdef NAME` / `#ifndef` / `#else` /
+//! `#endif`, and `const` defines prepended), and the pipeline cache keyed by the same axes as the file names.
 
 use super::{Gpu, GpuError};
 use crate::quant::GgmlType;
@@ -35,6 +35,8 @@ shader_table!(
     "lib/common.wgsl",
     "lib/weights.wgsl",
     "lib/dot_generic.wgsl",
+    "lib/split.wgsl",
+    "lib/q5_quants.wgsl",
     "lib/rope_angle.wgsl",
     "rope_kv.wgsl",
     "residual_norm.wgsl",
@@ -137,38 +139,39 @@ pub fn compose(key: &PipelineKey) -> Result<String, GpuError> {
         name: key.label(),
         reason,
     };
-    let mut defines: Vec<&str> = key.variant.defines.to_vec();
+    let mut defines: Vec<String> = key.variant.defines.iter().map(|d| d.to_string()).collect();
     let mut out = String::new();
     let mut seen = Vec::new();
     if key.variant.f16 {
         // Enable directives must precede every declaration.
         out.push_str("enable f16;\n");
-        defines.push("F16");
+        defines.push("F16".into());
     }
     out.push_str(&format!("const WG: u32 = {}u;\n", key.variant.workgroup));
     if key.variant.subgroups {
-        defines.push("SUBGROUPS");
+        defines.push("SUBGROUPS".into());
     }
     if let Some(t) = key.variant.dtype {
         let path = format!("lib/dtype_{}.wgsl", t.name().to_ascii_lowercase());
         let src = file(&path).ok_or_else(|| err(format!("no GPU decoder for {t} ({path})")))?;
         if t.is_float() {
-            defines.push("FLOAT_WEIGHTS");
+            defines.push("FLOAT_WEIGHTS".into());
         }
-        expand(&path, src, &defines, &mut out, &mut seen, 0).map_err(err)?;
+        expand(&path, src, &mut defines, &mut out, &mut seen, 0).map_err(err)?;
     }
     let path = format!("{}.wgsl", key.op);
     let src = file(&path).ok_or_else(|| err(format!("no shader file {path}")))?;
-    expand(&path, src, &defines, &mut out, &mut seen, 0).map_err(err)?;
+    expand(&path, src, &mut defines, &mut out, &mut seen, 0).map_err(err)?;
     Ok(out)
 }
 
 /// Appends `src` to `out` with directives applied; each include is expanded once
-/// (`seen`), so fragments may include what they need without guards.
+/// (`seen`), so fragments may include what they need without guards. `#define` adds to
+/// `defines` for the rest of the composition (the op file sees its dtype's defines).
 fn expand(
     path: &str,
     src: &str,
-    defines: &[&str],
+    defines: &mut Vec<String>,
     out: &mut String,
     seen: &mut Vec<String>,
     depth: u32,
@@ -182,9 +185,13 @@ fn expand(
     for (n, line) in src.lines().enumerate() {
         let t = line.trim_start();
         if let Some(name) = t.strip_prefix("#ifdef ") {
-            stack.push((defines.contains(&name.trim()), false));
+            stack.push((defines.iter().any(|d| d == name.trim()), false));
         } else if let Some(name) = t.strip_prefix("#ifndef ") {
-            stack.push((!defines.contains(&name.trim()), false));
+            stack.push((!defines.iter().any(|d| d == name.trim()), false));
+        } else if let Some(name) = t.strip_prefix("#define ") {
+            if active(&stack) && !defines.iter().any(|d| d == name.trim()) {
+                defines.push(name.trim().to_string());
+            }
         } else if t.starts_with("#else") {
             let top = stack
                 .last_mut()
@@ -271,25 +278,40 @@ mod tests {
         let mut out = String::new();
         let mut seen = Vec::new();
         let src = "a\n#ifdef X\nb\n#else\nc\n#endif\n#ifndef X\nd\n#endif\n";
-        expand("t", src, &["X"], &mut out, &mut seen, 0).unwrap();
+        expand("t", src, &mut vec!["X".into()], &mut out, &mut seen, 0).unwrap();
         assert_eq!(out, "a\nb\n");
         out.clear();
-        expand("t", src, &[], &mut out, &mut seen, 0).unwrap();
+        expand("t", src, &mut vec![], &mut out, &mut seen, 0).unwrap();
         assert_eq!(out, "a\nc\nd\n");
+        // A #define holds for the rest of the composition, only where it is active.
+        out.clear();
+        let mut defines = vec![];
+        let src =
+            "#ifdef Y\n#define Z\n#endif\n#define X\n#ifdef X\nx\n#endif\n#ifdef Z\nz\n#endif\n";
+        expand("t", src, &mut defines, &mut out, &mut seen, 0).unwrap();
+        assert_eq!((out.as_str(), defines), ("x\n", vec!["X".to_string()]));
         assert!(expand(
             "t",
             "#ifdef X\n",
-            &[],
+            &mut vec![],
             &mut String::new(),
             &mut Vec::new(),
             0
         )
         .is_err());
-        assert!(expand("t", "#endif\n", &[], &mut String::new(), &mut Vec::new(), 0).is_err());
+        assert!(expand(
+            "t",
+            "#endif\n",
+            &mut vec![],
+            &mut String::new(),
+            &mut Vec::new(),
+            0
+        )
+        .is_err());
         assert!(expand(
             "t",
             "#include \"nope.wgsl\"\n",
-            &[],
+            &mut vec![],
             &mut String::new(),
             &mut Vec::new(),
             0

@@ -1,11 +1,18 @@
 //! Weights on the GPU: the on-device block layout, repacking at upload, and row shards.
 //!
-//! Several block types are not a multiple of 4 bytes long (18, 22, 34, 110, 210), but WGSL
-//! reads storage as `array<u32>`. Rather than decode at unaligned offsets on every read,
-//! upload pads each such block by 2 bytes so every field the decoders read as a word is
-//! word-aligned: in front when the block starts with its f16 scale (Q4_0, Q5_0, Q8_0,
-//! IQ4_NL), behind when it ends with it (Q3_K, Q6_K). Float tensors are stored as
-//! 4-element groups with each row zero-padded to a multiple of 4 elements.
+//! WGSL reads storage as `array<u32>` (or `array<vec4<u32>>`), so blocks are laid out
+//! for aligned reads:
+//! - **Split rows** for the 32-element types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL):
+//!   a row of `nb` blocks becomes three planes, the quants of every block (16 or 32
+//!   bytes each, so each block's quants start on a 16-byte boundary and a matvec reads
+//!   them as `vec4<u32>`), then the scales (two f16 d per word, or one `d | m << 16`
+//!   word per block), then the Q5 types' `qh` words; the row is padded to 16 bytes.
+//!   No byte per block is padding (the file's 18-, 22- and 34-byte blocks are not word
+//!   sized). `shaders/lib/split.wgsl` reads it.
+//! - **Padded blocks** for the rest: Q3_K and Q6_K (110 and 210 bytes) get 2 bytes behind
+//!   their closing f16 scale; the other K-quants and IQ4_XS are word sized already.
+//! - Float tensors are stored as 4-element groups with each row zero-padded to a
+//!   multiple of 4 elements.
 
 use super::{Gpu, GpuError};
 use crate::quant::GgmlType;
@@ -18,17 +25,87 @@ const REPACK_CHUNK: u64 = 4 << 20;
 pub struct GpuLayout {
     /// Elements per GPU block (4 for float types, the block size otherwise).
     pub block_elems: u32,
-    /// u32 words per GPU block, padding included.
+    /// u32 words per GPU block, padding included (0 for split rows).
     pub block_words: u32,
-    /// Zero bytes placed before the file's block bytes.
+    /// Zero bytes placed before the file's block bytes (padded blocks).
     pub pad_front: u32,
+    /// The split-row planes, for the 32-element types.
+    pub split: Option<Split>,
+}
+
+/// Where a split-row type's fields sit in its file block (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Split {
+    /// Bytes of quants per block (16 or 32) and their offset in the file block.
+    pub quant_bytes: u32,
+    pub quant_at: u32,
+    /// Whether the block has an f16 m after its d (then one scale word per block).
+    pub dm: bool,
+    /// Offset of the `qh` word (Q5_0, Q5_1).
+    pub qh_at: Option<u32>,
+}
+
+impl Split {
+    fn of(ty: GgmlType) -> Option<Self> {
+        use GgmlType::*;
+        let (quant_bytes, quant_at, dm, qh_at) = match ty {
+            Q4_0 | IQ4_NL => (16, 2, false, None),
+            Q4_1 => (16, 4, true, None),
+            Q5_0 => (16, 6, false, Some(2)),
+            Q5_1 => (16, 8, true, Some(4)),
+            Q8_0 => (32, 2, false, None),
+            _ => return None,
+        };
+        Some(Self {
+            quant_bytes,
+            quant_at,
+            dm,
+            qh_at,
+        })
+    }
+
+    /// Words of the quant, scale and qh planes of a row of `nb` blocks.
+    fn planes(&self, nb: u64) -> (u64, u64, u64) {
+        let scales = if self.dm { nb } else { nb.div_ceil(2) };
+        let qh = if self.qh_at.is_some() { nb } else { 0 };
+        (nb * self.quant_bytes as u64 / 4, scales, qh)
+    }
+
+    /// Repacks one row of `nb` file blocks (`src`) into `dst` (the row's GPU words).
+    fn repack_row(&self, ty: GgmlType, src: &[u8], dst: &mut [u8]) {
+        let (bb, qb, qa) = (
+            ty.block_bytes(),
+            self.quant_bytes as usize,
+            self.quant_at as usize,
+        );
+        let nb = src.len() / bb;
+        let (quants, scales, _) = self.planes(nb as u64);
+        let (s0, h0) = (4 * quants as usize, 4 * (quants + scales) as usize);
+        dst.fill(0);
+        for (b, blk) in src.chunks_exact(bb).enumerate() {
+            dst[b * qb..(b + 1) * qb].copy_from_slice(&blk[qa..qa + qb]);
+            let scale = if self.dm { 4 } else { 2 };
+            dst[s0 + b * scale..s0 + (b + 1) * scale].copy_from_slice(&blk[..scale]);
+            if let Some(at) = self.qh_at {
+                let at = at as usize;
+                dst[h0 + 4 * b..h0 + 4 * b + 4].copy_from_slice(&blk[at..at + 4]);
+            }
+        }
+    }
 }
 
 /// The GPU layout of `ty`, or `None` for types without a GPU decoder (Q8_K).
 pub fn gpu_layout(ty: GgmlType) -> Option<GpuLayout> {
     use GgmlType::*;
+    if let Some(split) = Split::of(ty) {
+        return Some(GpuLayout {
+            block_elems: ty.block_elems() as u32,
+            block_words: 0,
+            pad_front: 0,
+            split: Some(split),
+        });
+    }
     let (pad_front, pad_back) = match ty {
-        Q4_0 | Q5_0 | Q8_0 | IQ4_NL => (2, 0),
         Q3_K | Q6_K => (0, 2),
         Q8_K => return None,
         _ => (0, 0),
@@ -39,6 +116,7 @@ pub fn gpu_layout(ty: GgmlType) -> Option<GpuLayout> {
             block_elems: 4,
             block_words: words,
             pad_front: 0,
+            split: None,
         });
     }
     let bytes = ty.block_bytes() + pad_front + pad_back;
@@ -47,13 +125,21 @@ pub fn gpu_layout(ty: GgmlType) -> Option<GpuLayout> {
         block_elems: ty.block_elems() as u32,
         block_words: (bytes / 4) as u32,
         pad_front: pad_front as u32,
+        split: None,
     })
 }
 
 impl GpuLayout {
     /// u32 words per row of `cols` elements.
     pub fn row_words(&self, cols: u64) -> u64 {
-        cols.div_ceil(self.block_elems as u64) * self.block_words as u64
+        let nb = cols.div_ceil(self.block_elems as u64);
+        match self.split {
+            Some(s) => {
+                let (q, sc, qh) = s.planes(nb);
+                (q + sc + qh).next_multiple_of(4)
+            }
+            None => nb * self.block_words as u64,
+        }
     }
 }
 
@@ -85,6 +171,15 @@ pub fn repack_rows(
         {
             d[..src_row].copy_from_slice(s);
             d[src_row..].fill(0);
+        }
+        return Ok(());
+    }
+    if let Some(split) = layout.split {
+        for (s, d) in src
+            .chunks_exact(src_row.max(1))
+            .zip(dst.chunks_exact_mut(dst_row.max(1)))
+        {
+            split.repack_row(ty, s, d);
         }
         return Ok(());
     }
@@ -242,18 +337,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_gpu_block_is_word_aligned() {
+    fn gpu_rows_add_at_most_two_bytes_per_block_and_split_rows_none() {
         for ty in GgmlType::ALL {
-            if let Some(l) = gpu_layout(ty) {
-                let file_bytes = if ty.is_float() {
-                    4 * ty.block_bytes()
-                } else {
-                    ty.block_bytes()
-                };
-                let pad = l.block_words as usize * 4 - file_bytes;
-                assert!(pad <= 2, "{ty}: {pad} bytes of padding");
-            }
+            let Some(l) = gpu_layout(ty) else { continue };
+            let block_bytes = if ty.is_float() {
+                4 * ty.block_bytes() as u64
+            } else {
+                ty.block_bytes() as u64
+            };
+            // 64 blocks per row: split rows end on a 16-byte boundary with no padding.
+            let cols = 64 * l.block_elems as u64;
+            let pad = l.row_words(cols) * 4 - 64 * block_bytes;
+            let allowed = if l.split.is_some() { 0 } else { 2 * 64 };
+            assert!(pad <= allowed, "{ty}: {pad} bytes of padding per row");
+            assert_eq!(l.row_words(cols) % 4, 0, "{ty}: rows not 16-byte aligned");
         }
+    }
+
+    #[test]
+    fn split_rows_put_quants_scales_and_high_bits_in_planes() {
+        // Two Q5_1 blocks: [d d][m m][qh x4][qs x16], bytes numbered by block.
+        let block = |b: u8| -> Vec<u8> { (0..24).map(|i| b * 100 + i).collect() };
+        let src = [block(0), block(1)].concat();
+        let mut dst = vec![0xAA; 4 * gpu_layout(GgmlType::Q5_1).unwrap().row_words(64) as usize];
+        repack_rows(GgmlType::Q5_1, &src, 64, 1, &mut dst).unwrap();
+        assert_eq!(dst.len(), 48);
+        assert_eq!(&dst[..16], &block(0)[8..]);
+        assert_eq!(&dst[16..32], &block(1)[8..]);
+        assert_eq!(&dst[32..40], &[0, 1, 2, 3, 100, 101, 102, 103]);
+        assert_eq!(&dst[40..48], &[4, 5, 6, 7, 104, 105, 106, 107]);
+        // Three Q8_0 blocks: two f16 d per scale word, the row padded to 16 bytes.
+        let q8 = |b: u8| -> Vec<u8> { (0..34).map(|i| b * 50 + i).collect() };
+        let src = [q8(0), q8(1), q8(2)].concat();
+        let mut dst = vec![0xAA; 4 * gpu_layout(GgmlType::Q8_0).unwrap().row_words(96) as usize];
+        repack_rows(GgmlType::Q8_0, &src, 96, 1, &mut dst).unwrap();
+        assert_eq!(dst.len(), 112);
+        assert_eq!(&dst[64..96], &q8(2)[2..]);
+        assert_eq!(&dst[96..102], &[0, 1, 50, 51, 100, 101]);
+        assert!(dst[102..].iter().all(|b| *b == 0));
     }
 
     #[test]
