@@ -1,11 +1,15 @@
 // Q4_K, 256 elements: [f16 d][f16 dmin][scales 12][qs 128] = 36 words. Four chunks of
 // 64: qs[32c + l] holds element 64c + l (low nibble) and 64c + 32 + l (high nibble);
 // sub-block s = e/32 has a 6-bit scale and min; value d*sc*q - dmin*m.
-#include "lib/weights.wgsl"
-#include "lib/kquant_scales.wgsl"
-
 const QK: u32 = 256u;
 const BLOCK_WORDS: u32 = 36u;
+#ifdef MATVEC
+#define WEIGHTS_VEC4
+#endif
+#include "lib/weights.wgsl"
+
+#ifndef MATVEC
+#include "lib/kquant_scales.wgsl"
 
 fn dq4(b: u32, i: u32) -> vec4<f32> {
     let s = i >> 3u;
@@ -14,25 +18,47 @@ fn dq4(b: u32, i: u32) -> vec4<f32> {
     let sm = scale_min_k4(b + 1u, s);
     return dm.x * sm.x * vec4<f32>(bytes4(q)) - dm.y * sm.y;
 }
-
-#ifdef MATVEC
-// Matvec: one part per 32-element sub-block s (eight words, one nibble each), its
-// 6-bit scale and min unpacked once; the min applies to the sum of x.
+#else
+// Matvec: a block is nine vec4 words (the header, then eight of quants). Part p reads
+// quant word 1 + p: bytes 16h..16h+15 of chunk c = p / 2 (h = p % 2), whose low nibbles
+// are 16 elements of sub-block 2c and high nibbles 16 of sub-block 2c + 1. Consecutive
+// lanes read consecutive 16-byte words; each quant byte is read once.
 const PARTS: u32 = 8u;
 
-fn dot_part(b: u32, s: u32, e: u32) -> f32 {
-    let dm = unpack2x16float(w[b]);
-    let sm = scale_min_k4(b + 1u, s);
-    let q0 = b + 4u + 8u * (s >> 1u);
-    let sh = 4u * (s & 1u);
-    let x0 = e + 32u * s;
-    var acc = 0.0;
-    var sx = 0.0;
-    for (var j = 0u; j < 8u; j++) {
-        let xv = xv4(x0 + 4u * j);
-        acc += dot(vec4<f32>(bytes4((w[q0 + j] >> sh) & 0x0F0F0F0Fu)), xv);
-        sx += dot(xv, vec4<f32>(1.0));
+// Byte k of the 12 scale bytes (header words 1..3).
+fn sbyte_k(sc: vec3<u32>, k: u32) -> u32 {
+    return (sc[k >> 2u] >> (8u * (k & 3u))) & 0xFFu;
+}
+
+// (scale, min) of sub-block j, as lib/kquant_scales.wgsl unpacks them.
+fn scale_min_v(sc: vec3<u32>, j: u32) -> vec2<f32> {
+    if (j < 4u) {
+        return vec2<f32>(f32(sbyte_k(sc, j) & 63u), f32(sbyte_k(sc, j + 4u) & 63u));
     }
-    return dm.x * sm.x * acc - dm.y * sm.y * sx;
+    let hi = sbyte_k(sc, j + 4u);
+    let s = (hi & 0xFu) | ((sbyte_k(sc, j - 4u) >> 6u) << 4u);
+    let m = (hi >> 4u) | ((sbyte_k(sc, j) >> 6u) << 4u);
+    return vec2<f32>(f32(s), f32(m));
+}
+
+fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
+    let b4 = row / 4u + blk * 9u;
+    let head = w4[b4];
+    let q = w4[b4 + 1u + part];
+    let c = part >> 1u;
+    let x0 = e + 64u * c + 16u * (part & 1u);
+    var a = vec2<f32>(0.0);
+    var sx = vec2<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) {
+        let lo = xv4(x0 + 4u * j);
+        let hi = xv4(x0 + 32u + 4u * j);
+        a += vec2<f32>(dot(vec4<f32>(bytes4(q[j] & 0x0F0F0F0Fu)), lo),
+            dot(vec4<f32>(bytes4((q[j] >> 4u) & 0x0F0F0F0Fu)), hi));
+        sx += vec2<f32>(dot(lo, vec4<f32>(1.0)), dot(hi, vec4<f32>(1.0)));
+    }
+    let dm = unpack2x16float(head.x);
+    let s0 = scale_min_v(head.yzw, 2u * c);
+    let s1 = scale_min_v(head.yzw, 2u * c + 1u);
+    return dm.x * (s0.x * a.x + s1.x * a.y) - dm.y * (s0.y * sx.x + s1.y * sx.y);
 }
 #endif

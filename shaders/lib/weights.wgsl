@@ -6,6 +6,14 @@
 // and kernels loop over 4-element groups without knowing the type.
 #include "lib/common.wgsl"
 
+// 4-element groups per block.
+const GPB: u32 = QK / 4u;
+
+#ifdef WEIGHTS_VEC4
+// A decoder whose blocks are whole 16-byte words (Q4_K) may read them as vec4 words in
+// its matvec; it then defines WEIGHTS_VEC4 and its own `dot_block_part`.
+@group(0) @binding(0) var<storage, read> w4: array<vec4<u32>>;
+#else
 @group(0) @binding(0) var<storage, read> w: array<u32>;
 
 // Byte k of the byte array starting at word `base`.
@@ -13,18 +21,18 @@ fn wbyte(base: u32, k: u32) -> u32 {
     return (w[base + (k >> 2u)] >> (8u * (k & 3u))) & 0xFFu;
 }
 
-// 4-element groups per block.
-const GPB: u32 = QK / 4u;
-
 // Elements 4g..4g+3 of the row whose first word is `row_base`.
 fn dq4_row(row_base: u32, g: u32) -> vec4<f32> {
     return dq4(row_base + (g / GPB) * BLOCK_WORDS, g % GPB);
 }
+#endif
 
 #ifdef MATVEC
+#ifndef WEIGHTS_VEC4
 // The matvec's per-block entry point (split-row types define their own): part `part` of
 // block `blk` of the row starting at word `row`, against x from element `e`.
 fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
     return dot_part(row + blk * BLOCK_WORDS, part, e);
 }
+#endif
 #endif
