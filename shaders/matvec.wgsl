@@ -1,10 +1,11 @@
 // Matrix-vector product for decode: y[y_offset + row_offset + r] = sum_k W[r, k] * x[x_offset + k]
-// over the rows of one shard of W. LANES consecutive invocations share one row, so rows
-// map onto subgroups; each lane walks the row's block parts with stride LANES, decoding a
-// whole part (8 to 32 weights) with its block's scale unpacked once (the dtype's
-// `dot_block_part`; split-row types read a part's quants in one 16-byte load), and the
-// row's lanes are summed with subgroup shuffles or, without subgroups, in shared memory.
-// WG and LANES come from the host's per-adapter table.
+// over the rows of one shard of W. LANES consecutive invocations share NR rows, so rows
+// map onto subgroups and each x value read serves NR rows. Each lane walks the rows'
+// block parts with stride LANES, decoding a whole part (8 to 32 weights) with its
+// block's scale unpacked once (the dtype's `dot_block_part`; split-row types and Q4_K
+// read a part's quants in one 16-byte load), and the row's lanes are summed with
+// subgroup shuffles or, without subgroups, in shared memory. WG, LANES and NR come from
+// the host's per-adapter table.
 // GATED: y holds the FFN's gate projection, and the row's result u becomes
 // y = act(y) * u (the up projection with the gated activation as its epilogue).
 #include "lib/common.wgsl"
@@ -23,37 +24,25 @@ struct Params {
     _pad1: u32,
 }
 
+#ifdef FLOAT_WEIGHTS
 @group(0) @binding(1) var<storage, read> x: array<f32>;
+#else
+// Block types: rows are whole blocks (k a multiple of 32) and the host checks that
+// x_offset is a multiple of 4, so x is read as vec4 words.
+@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+#endif
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
-#ifdef LANES_1
-const LANES: u32 = 1u;
-#endif
-#ifdef LANES_4
-const LANES: u32 = 4u;
-#endif
-#ifdef LANES_8
-const LANES: u32 = 8u;
-#endif
-#ifdef LANES_16
-const LANES: u32 = 16u;
-#endif
-#ifdef LANES_32
-const LANES: u32 = 32u;
-#endif
-#ifdef LANES_64
-const LANES: u32 = 64u;
-#endif
-
-// Rows per workgroup.
+// LANES (invocations per row) and NR (rows per invocation) come as constants from the
+// host's table. Rows per workgroup: ROWS groups of NR.
 const ROWS: u32 = WG / LANES;
 
 // x[e .. e+3] of the row's input (e a multiple of 4); past k it reads 0 (float rows
 // may end inside a group).
 fn xv4(e: u32) -> vec4<f32> {
-    let o = p.x_offset + e;
 #ifdef FLOAT_WEIGHTS
+    let o = p.x_offset + e;
     if (e + 4u > p.k) {
         var v = vec4<f32>(0.0);
         for (var c = 0u; c < p.k - e; c++) {
@@ -61,8 +50,10 @@ fn xv4(e: u32) -> vec4<f32> {
         }
         return v;
     }
-#endif
     return vec4<f32>(x[o], x[o + 1u], x[o + 2u], x[o + 3u]);
+#else
+    return x4[(p.x_offset + e) / 4u];
+#endif
 }
 
 #ifndef SUBGROUPS
@@ -94,23 +85,30 @@ fn row_sum(v: f32, ids: Ids, lane: u32) -> f32 {
 @compute @workgroup_size(WG)
 fn main(ids: Ids, gs: Groups) {
     let lane = ids.lid % LANES;
-    let row = wg_index(gs) * ROWS + ids.lid / LANES;
-    var acc = 0.0;
-    if (row < p.rows) {
-        let base = row * p.row_words;
+    // This invocation's NR rows; the parts of x it reads are shared by all of them.
+    let first = (wg_index(gs) * ROWS + ids.lid / LANES) * NR;
+    var acc: array<f32, NR>;
+    if (first < p.rows) {
         let nb = (p.k + QK - 1u) / QK;
         for (var i = lane; i < nb * PARTS; i += LANES) {
             let blk = i / PARTS;
-            acc += dot_block_part(base, nb, blk, i % PARTS, blk * QK);
+            for (var r = 0u; r < NR; r++) {
+                // Past the last row, recompute it (never stored).
+                let base = min(first + r, p.rows - 1u) * p.row_words;
+                acc[r] += dot_block_part(base, nb, blk, i % PARTS, blk * QK);
+            }
         }
     }
-    let total = row_sum(acc, ids, lane);
-    if (lane == 0u && row < p.rows) {
-        let yi = p.y_offset + p.row_offset + row;
+    for (var r = 0u; r < NR; r++) {
+        let total = row_sum(acc[r], ids, lane);
+        let row = first + r;
+        if (lane == 0u && row < p.rows) {
+            let yi = p.y_offset + p.row_offset + row;
 #ifdef GATED
-        y[yi] = act(y[yi]) * total;
+            y[yi] = act(y[yi]) * total;
 #else
-        y[yi] = total;
+            y[yi] = total;
 #endif
+        }
     }
 }

@@ -73,9 +73,22 @@ fn check_matvec_geometry(
 ) {
     let g = gpu(cfg);
     let t = GpuTensor::upload(&g, "w", c.ty, c.cols as u64, c.rows as u64, &c.raw).unwrap();
-    // Offsets in x and y check that kernels honour them.
-    let x = random_vec(c.cols + 3, seed);
+    // Offsets in x and y check that kernels honour them. Block types read x as vec4
+    // words from a multiple of 4 (any other offset is refused); floats from any.
+    let xo = if c.ty.is_float() { 3 } else { 4 };
+    let x = random_vec(c.cols + xo, seed);
     let xb = storage(&g, &x);
+    if !c.ty.is_float() {
+        let odd = View {
+            buffer: &xb,
+            offset: 3,
+        };
+        let out = output(&g, c.rows);
+        let err = MatVec::new(&g, &t, odd, View::of(&out))
+            .err()
+            .expect("offset 3 refused");
+        assert!(err.to_string().contains("not a multiple of 4"), "{err}");
+    }
     let gate = random_vec(c.rows + 2, seed + 1);
     let yb = match act {
         Some(_) => storage(&g, &gate),
@@ -83,7 +96,7 @@ fn check_matvec_geometry(
     };
     let xv = View {
         buffer: &xb,
-        offset: 3,
+        offset: xo as u64,
     };
     let yv = View {
         buffer: &yb,
@@ -96,7 +109,7 @@ fn check_matvec_geometry(
     .unwrap();
     kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
     let got = read(&g, &yb, c.rows + 2);
-    let mut want = kernels::matvec::cpu(&c.w, c.cols, &x[3..]);
+    let mut want = kernels::matvec::cpu(&c.w, c.cols, &x[xo..]);
     if let Some(a) = act {
         want = kernels::gated_act::cpu(&gate[2..], &want, a);
     }
@@ -194,7 +207,8 @@ fn matvec_every_type_and_shape() {
     }
 }
 
-/// Every geometry of the per-adapter table (and one and four lanes per row) against the
+/// Every geometry of the per-adapter table (and others: one to 32 lanes, one to four rows
+/// per invocation) against the
 /// CPU twin, for every type: with subgroup shuffles where this adapter's subgroups hold a
 /// row's lanes, with the shared-memory sum everywhere.
 #[test]
@@ -202,10 +216,14 @@ fn matvec_every_table_geometry() {
     let full = gpu(Config::Full);
     let sg_min = full.info.subgroup_min_size;
     let mut geos: Vec<Geometry> = TABLE.iter().map(|(_, g)| *g).collect();
-    geos.extend([1, 4].map(|lanes| Geometry {
-        workgroup: 64,
-        lanes,
-    }));
+    // Rows per invocation beyond the table's: 37 and 9 rows leave partial groups.
+    geos.extend(
+        [(1, 1), (4, 1), (1, 2), (4, 4), (32, 2)].map(|(lanes, rows)| Geometry {
+            workgroup: 64,
+            lanes,
+            rows,
+        }),
+    );
     for (i, ty) in gpu_types().into_iter().enumerate() {
         let qk = ty.block_elems();
         for (j, (rows, cols)) in [(37, 3 * qk), (9, 5 * qk)].into_iter().enumerate() {

@@ -1,6 +1,6 @@
 //! The shader registry: every WGSL file embedded at compile time, a tiny preprocessor
 //! (`#include "lib/x.wgsl"`, `#define NAME`, `#ifdef NAME` / `#ifndef` / `#else` /
-//! `#endif`, and `const` defines prepended), and the pipeline cache keyed by the same axes as the file names.
+//! `#endif`, and `const` defines prepended: `WG` and every `NAME=VALUE` define), and the pipeline cache keyed by the same axes as the file names.
 
 use super::{Gpu, GpuError};
 use crate::quant::GgmlType;
@@ -83,7 +83,8 @@ pub struct ShaderVariant {
     pub f16: bool,
     /// Workgroup size (threads), available to the shader as `const WG`.
     pub workgroup: u32,
-    /// Op-specific switches, each defined for `#ifdef` (e.g. `NEOX`, `GELU`).
+    /// Op-specific switches, each defined for `#ifdef` (e.g. `NEOX`, `GELU`), or
+    /// `NAME=VALUE`, declared as `const NAME: u32` (e.g. `LANES=32`).
     pub defines: &'static [&'static str],
 }
 
@@ -119,7 +120,7 @@ impl PipelineKey {
         }
         for d in self.variant.defines {
             s.push('_');
-            s.push_str(&d.to_ascii_lowercase());
+            s.push_str(&d.to_ascii_lowercase().replace('=', ""));
         }
         if self.variant.subgroups {
             s.push_str("_sg");
@@ -148,6 +149,21 @@ pub fn compose(key: &PipelineKey) -> Result<String, GpuError> {
         defines.push("F16".into());
     }
     out.push_str(&format!("const WG: u32 = {}u;\n", key.variant.workgroup));
+    // `NAME=VALUE` defines become u32 constants (e.g. a matvec's `LANES=32`).
+    for d in key.variant.defines {
+        if let Some((name, value)) = d.split_once('=') {
+            let ident = !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !name.starts_with(|c: char| c.is_ascii_digit());
+            let value: u32 = value
+                .parse()
+                .map_err(|_| err(format!("define {d}: the value is not a u32")))?;
+            if !ident {
+                return Err(err(format!("define {d}: not an identifier")));
+            }
+            out.push_str(&format!("const {name}: u32 = {value}u;\n"));
+        }
+    }
     if key.variant.subgroups {
         defines.push("SUBGROUPS".into());
     }

@@ -165,12 +165,20 @@ fn fused_constructors_reject_bad_inputs() {
 
     let raw = vec![0u8; GgmlType::Q8_0.bytes_for(64).unwrap() as usize];
     let w = GpuTensor::upload(&g, "w", GgmlType::Q8_0, 32, 2, &raw).unwrap();
-    let mv = |workgroup, lanes| {
-        let geo = (Geometry { workgroup, lanes }, false);
+    let mv = |workgroup, lanes, rows| {
+        let geo = (
+            Geometry {
+                workgroup,
+                lanes,
+                rows,
+            },
+            false,
+        );
         msg(MatVec::with_geometry(&g, &w, View::of(&a), View::of(&b), geo, None).map(drop))
     };
-    assert!(mv(64, 8).is_empty());
-    assert!(mv(64, 3).contains("lanes"));
-    assert!(mv(64, 128).contains("lanes"));
-    assert!(mv(64, 2).contains("no build"));
+    assert!(mv(64, 8, 2).is_empty());
+    assert!(mv(64, 3, 1).contains("lanes"));
+    assert!(mv(64, 128, 1).contains("lanes"));
+    assert!(mv(64, 2, 1).contains("no build"));
+    assert!(mv(64, 8, 3).contains("no build"));
 }
