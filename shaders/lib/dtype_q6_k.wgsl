@@ -1,49 +1,61 @@
-// Q6_K, 256 elements: [ql 128][qh 64][i8 scales 16][f16 d][2 pad] = 53 words. Two halves
-// of 128; in half n, quarter k (32 elements): low 4 bits from ql[64n + 32(k%2) + l]
-// (nibble k/2), high 2 bits from qh[32n + l] at shift 2k; value d * scale[e/16] * (q - 32).
-#include "lib/weights.wgsl"
-
+// Q6_K, 256 elements: quants [ql 128][qh 64][i8 scales 16] and an f16 d, in split rows
+// (lib/split.wgsl). Two halves of 128; in half n, quarter k (32 elements): low 4 bits
+// from ql[64n + 32(k%2) + l] (nibble k/2), high 2 bits from qh[32n + l] at shift 2k;
+// value d * scale[e/16] * (q - 32).
 const QK: u32 = 256u;
-const BLOCK_WORDS: u32 = 53u;
+const QW: u32 = 52u;
+#include "lib/split.wgsl"
 
-fn dq4(b: u32, i: u32) -> vec4<f32> {
+// Signed scale byte s (0..15) of a block's 16 scales, from their four words.
+fn q6_scale(sw: vec4<u32>, s: u32) -> f32 {
+    return sbyte((sw[s >> 2u] >> (8u * (s & 3u))) & 0xFFu);
+}
+
+fn dq4_row(row: u32, g: u32) -> vec4<f32> {
+    let blk = g / GPB;
+    let i = g % GPB;
     let n = i >> 5u;
     let k = (i & 31u) >> 3u;
     let lw = i & 7u;
-    let ql = (w[b + 16u * n + 8u * (k & 1u) + lw] >> (4u * (k >> 1u))) & 0x0F0F0F0Fu;
-    let qh = (w[b + 32u + 8u * n + lw] >> (2u * k)) & 0x03030303u;
+    let ql = (quant_word(row, blk, 16u * n + 8u * (k & 1u) + lw) >> (4u * (k >> 1u))) & 0x0F0F0F0Fu;
+    let qh = (quant_word(row, blk, 32u + 8u * n + lw) >> (2u * k)) & 0x03030303u;
     let q = vec4<f32>(bytes4(ql | (qh << 4u))) - 32.0;
-    let sc = sbyte(wbyte(b + 48u, i >> 2u));
-    return f16_lo(w[b + 52u]) * sc * q;
+    let s = i >> 2u;
+    let sc = sbyte((quant_word(row, blk, 48u + (s >> 2u)) >> (8u * (s & 3u))) & 0xFFu);
+    return block_d(row, row_blocks(), blk) * sc * q;
 }
 
 #ifdef MATVEC
-// Matvec: one part per 32 elements (half n = p/4, quarter k = p%4), the two 16-element
-// scales and d read once.
+// Matvec: part p is half n = p/4, bytes l in 16j..16j+15 (j = p/2 % 2) of quarters
+// c and c + 2 (c = p % 2): 32 elements from one ql vec4 word (its low and high nibbles)
+// and one qh vec4 word, with the two 16-element scales they use. Each ql byte is read
+// once, each qh byte twice.
 const PARTS: u32 = 8u;
 
-fn q6_group(qlw: u32, qlsh: u32, qhw: u32, qhsh: u32, lw: u32) -> vec4<f32> {
-    let ql = (w[qlw + lw] >> qlsh) & 0x0F0F0F0Fu;
-    let qh = (w[qhw + lw] >> qhsh) & 0x03030303u;
-    return vec4<f32>(bytes4(ql | (qh << 4u))) - 32.0;
-}
-
-fn dot_part(b: u32, part: u32, e: u32) -> f32 {
+fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
+    let b4 = row / 4u + blk * (QW / 4u);
     let n = part >> 2u;
-    let k = part & 3u;
-    let qlw = b + 16u * n + 8u * (k & 1u);
-    let qlsh = 4u * (k >> 1u);
-    let qhw = b + 32u + 8u * n;
-    let qhsh = 2u * k;
-    let x0 = e + 32u * part;
-    var a0 = 0.0;
-    var a1 = 0.0;
-    for (var lw = 0u; lw < 4u; lw++) {
-        a0 += dot(q6_group(qlw, qlsh, qhw, qhsh, lw), xv4(x0 + 4u * lw));
-        a1 += dot(q6_group(qlw, qlsh, qhw, qhsh, lw + 4u), xv4(x0 + 16u + 4u * lw));
+    let j = (part >> 1u) & 1u;
+    let c = part & 1u;
+    let ql = w4[b4 + 4u * n + 2u * c + j];
+    let qh = w4[b4 + 8u + 2u * n + j];
+    let x0 = e + 128u * n + 32u * c + 16u * j;
+    let hs = 2u * c;
+    var a = vec2<f32>(0.0);
+    var sx = vec2<f32>(0.0);
+    for (var t = 0u; t < 4u; t++) {
+        let h = qh[t] >> hs;
+        let lo = (ql[t] & 0x0F0F0F0Fu) | ((h & 0x03030303u) << 4u);
+        let hi = ((ql[t] >> 4u) & 0x0F0F0F0Fu) | (((h >> 4u) & 0x03030303u) << 4u);
+        let xl = xv4(x0 + 4u * t);
+        let xh = xv4(x0 + 64u + 4u * t);
+        a += vec2<f32>(dot(vec4<f32>(bytes4(lo)), xl), dot(vec4<f32>(bytes4(hi)), xh));
+        sx += vec2<f32>(dot(xl, vec4<f32>(1.0)), dot(xh, vec4<f32>(1.0)));
     }
-    let sc0 = sbyte(wbyte(b + 48u, 2u * part));
-    let sc1 = sbyte(wbyte(b + 48u, 2u * part + 1u));
-    return f16_lo(w[b + 52u]) * (sc0 * a0 + sc1 * a1);
+    let sw = w4[b4 + 12u];
+    // Quarter k's scale for these bytes: index 8n + 2k + j.
+    let s0 = 8u * n + 2u * c + j;
+    let sc = vec2<f32>(q6_scale(sw, s0), q6_scale(sw, s0 + 4u));
+    return block_d(row, nb, blk) * dot(sc, a - 32.0 * sx);
 }
 #endif

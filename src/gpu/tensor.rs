@@ -2,15 +2,15 @@
 //!
 //! WGSL reads storage as `array<u32>` (or `array<vec4<u32>>`), so blocks are laid out
 //! for aligned reads:
-//! - **Split rows** for the 32-element types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL):
-//!   a row of `nb` blocks becomes three planes, the quants of every block (16 or 32
-//!   bytes each, so each block's quants start on a 16-byte boundary and a matvec reads
-//!   them as `vec4<u32>`), then the scales (two f16 d per word, or one `d | m << 16`
-//!   word per block), then the Q5 types' `qh` words; the row is padded to 16 bytes.
-//!   No byte per block is padding (the file's 18-, 22- and 34-byte blocks are not word
-//!   sized). `shaders/lib/split.wgsl` reads it.
-//! - **Padded blocks** for the rest: Q3_K and Q6_K (110 and 210 bytes) get 2 bytes behind
-//!   their closing f16 scale; the other K-quants and IQ4_XS are word sized already.
+//! - **Split rows** for the 32-element types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL) and
+//!   Q6_K: a row of `nb` blocks becomes three planes, the quants of every block (16 or
+//!   32 bytes; Q6_K's ql, qh and scales, 208), so each block's quants start on a 16-byte
+//!   boundary and a matvec reads them as `vec4<u32>`, then the scales (two f16 d per
+//!   word, or one `d | m << 16` word per block), then the Q5 types' `qh` words; the row
+//!   is padded to 16 bytes. No byte per block is padding (the file's 18-, 22-, 34- and
+//!   210-byte blocks are not word sized). `shaders/lib/split.wgsl` reads it.
+//! - **Padded blocks** for the rest: Q3_K (110 bytes) gets 2 bytes behind its closing
+//!   f16 scale; the other K-quants and IQ4_XS are word sized already.
 //! - Float tensors are stored as 4-element groups with each row zero-padded to a
 //!   multiple of 4 elements.
 
@@ -43,17 +43,21 @@ pub struct Split {
     pub dm: bool,
     /// Offset of the `qh` word (Q5_0, Q5_1).
     pub qh_at: Option<u32>,
+    /// Offset of the f16 d (and m) in the file block.
+    pub d_at: u32,
 }
 
 impl Split {
     fn of(ty: GgmlType) -> Option<Self> {
         use GgmlType::*;
-        let (quant_bytes, quant_at, dm, qh_at) = match ty {
-            Q4_0 | IQ4_NL => (16, 2, false, None),
-            Q4_1 => (16, 4, true, None),
-            Q5_0 => (16, 6, false, Some(2)),
-            Q5_1 => (16, 8, true, Some(4)),
-            Q8_0 => (32, 2, false, None),
+        let (quant_bytes, quant_at, dm, qh_at, d_at) = match ty {
+            Q4_0 | IQ4_NL => (16, 2, false, None, 0),
+            Q4_1 => (16, 4, true, None, 0),
+            Q5_0 => (16, 6, false, Some(2), 0),
+            Q5_1 => (16, 8, true, Some(4), 0),
+            Q8_0 => (32, 2, false, None, 0),
+            // ql, qh and the 16 scales stay together as the "quants"; d follows them.
+            Q6_K => (208, 0, false, None, 208),
             _ => return None,
         };
         Some(Self {
@@ -61,6 +65,7 @@ impl Split {
             quant_at,
             dm,
             qh_at,
+            d_at,
         })
     }
 
@@ -84,8 +89,8 @@ impl Split {
         dst.fill(0);
         for (b, blk) in src.chunks_exact(bb).enumerate() {
             dst[b * qb..(b + 1) * qb].copy_from_slice(&blk[qa..qa + qb]);
-            let scale = if self.dm { 4 } else { 2 };
-            dst[s0 + b * scale..s0 + (b + 1) * scale].copy_from_slice(&blk[..scale]);
+            let (scale, d) = (if self.dm { 4 } else { 2 }, self.d_at as usize);
+            dst[s0 + b * scale..s0 + (b + 1) * scale].copy_from_slice(&blk[d..d + scale]);
             if let Some(at) = self.qh_at {
                 let at = at as usize;
                 dst[h0 + 4 * b..h0 + 4 * b + 4].copy_from_slice(&blk[at..at + 4]);
@@ -106,7 +111,7 @@ pub fn gpu_layout(ty: GgmlType) -> Option<GpuLayout> {
         });
     }
     let (pad_front, pad_back) = match ty {
-        Q3_K | Q6_K => (0, 2),
+        Q3_K => (0, 2),
         Q8_K => return None,
         _ => (0, 0),
     };
