@@ -162,7 +162,8 @@ fn check_rmsnorm(
 
 #[test]
 fn rmsnorm_shapes_modes_and_configs() {
-    // (width, rows per token): 1, below/above the workgroup, Gemma's hidden and its per-head q/k norms.
+    // (width, rows per token): 1, below/above the workgroup, Gemma's hidden and its
+    // per-head q/k norms, and rows wide enough for the 512-wide workgroup.
     let shapes = [
         (1, 1),
         (1, 3),
@@ -172,6 +173,7 @@ fn rmsnorm_shapes_modes_and_configs() {
         (256, 4),
         (256, 1),
         (2048, 1),
+        (3001, 2),
     ];
     for cfg in CONFIGS {
         for mode in [Mode::InPlace, Mode::To, Mode::AddTo] {

@@ -5,8 +5,7 @@
 use super::{build_dispatch, token_grid, Dispatch, Rows, Tokens, View, Work, STEP_BINDING};
 use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
 
-/// Workgroup size (one workgroup per token), the rmsnorm kernel's.
-pub const WORKGROUP: u32 = super::rmsnorm::WORKGROUP;
+use super::rmsnorm::{workgroup, WORKGROUPS};
 
 params! {
     @binding(3)
@@ -88,7 +87,7 @@ impl ResidualNorm {
             eps,
             _pad: 0,
         };
-        let key = key(io.post.is_some(), gpu.features.subgroups);
+        let key = key(io.post.is_some(), gpu.features.subgroups, workgroup(width));
         let mut buffers = vec![
             (0, io.x.view.buffer),
             (1, io.o.buffer),
@@ -118,13 +117,13 @@ impl ResidualNorm {
     }
 }
 
-fn key(post: bool, subgroups: bool) -> PipelineKey {
+fn key(post: bool, subgroups: bool, wg: u32) -> PipelineKey {
     PipelineKey {
         op: "residual_norm",
         variant: ShaderVariant {
             subgroups,
             defines: if post { &["POST"] } else { &[] },
-            ..ShaderVariant::new(WORKGROUP)
+            ..ShaderVariant::new(wg)
         },
     }
 }
@@ -134,7 +133,7 @@ pub fn variants() -> Vec<PipelineKey> {
     let mut v = Vec::new();
     for post in [false, true] {
         for sg in [false, true] {
-            v.push(key(post, sg));
+            v.extend(WORKGROUPS.map(|wg| key(post, sg, wg)));
         }
     }
     v
