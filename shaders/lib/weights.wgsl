@@ -1,9 +1,11 @@
-// Access to the weight words `w` that every dtype decoder reads. A decoder defines
+// Access to the weight words `w` for the decoders of whole-block layouts (float types,
+// Q2_K..Q5_K, IQ4_XS; the split-row types use lib/split.wgsl). A decoder defines
 //   const QK: u32           elements per block (4 for float types)
 //   const BLOCK_WORDS: u32  u32 words per block in GPU layout (see src/gpu/tensor.rs)
 //   fn dq4(b: u32, i: u32) -> vec4<f32>
 //                           elements 4i..4i+3 of the block starting at word b
-// and kernels loop over 4-element groups without knowing the type.
+// and kernels loop over 4-element groups through `dq4_row` without knowing the type
+// (matvec through `dot_block_part`).
 #include "lib/common.wgsl"
 
 // 4-element groups per block.
