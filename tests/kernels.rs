@@ -228,7 +228,12 @@ fn matvec_every_table_geometry() {
         let qk = ty.block_elems();
         for (j, (rows, cols)) in [(37, 3 * qk), (9, 5 * qk)].into_iter().enumerate() {
             let c = case(ty, rows, cols, (i * 10 + j) as u64);
-            for geo in &geos {
+            // The table's entries as each class builds them for this type.
+            let own: Vec<Geometry> = TABLE
+                .iter()
+                .map(|(class, _)| matvec::class_geometry(*class, ty))
+                .collect();
+            for geo in geos.iter().chain(&own) {
                 check_matvec_geometry(Config::Bare, &c, 3, Some((*geo, false)), None);
                 if full.features.subgroups && geo.lanes <= sg_min {
                     check_matvec_geometry(Config::Full, &c, 4, Some((*geo, true)), None);
@@ -241,7 +246,7 @@ fn matvec_every_table_geometry() {
             {
                 let geo = (geos[k % geos.len()], false);
                 check_matvec_geometry(Config::Bare, &c, 5, Some(geo), Some(act));
-                let (own, shuffles) = matvec::geometry(&full);
+                let (own, shuffles) = matvec::geometry(&full, ty);
                 check_matvec_geometry(Config::Full, &c, 6, Some((own, shuffles)), Some(act));
             }
         }

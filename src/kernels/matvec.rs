@@ -3,6 +3,7 @@
 use super::{grid, to_u32, weight_bytes, weight_dispatches, Dispatch, View, WeightKernel, Work};
 use crate::gpu::{Gpu, GpuError, GpuTensor};
 use crate::model::Activation;
+use crate::quant::GgmlType;
 
 /// The kinds of adapter the matvec geometry is chosen for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,16 +153,18 @@ fn defines(g: Geometry, act: Option<Activation>) -> Result<&'static [&'static st
     Ok(d)
 }
 
-/// The table's geometry for `gpu`, and whether the row sums may use subgroup shuffles:
-/// only when the adapter has subgroups and a row's lanes fit its smallest subgroup.
-pub fn geometry(gpu: &Gpu) -> (Geometry, bool) {
+/// Block types whose decode is light enough for more rows per invocation on a class:
+/// (class, type, rows). On lavapipe Q8_0 streams at 6.2 GB/s with four rows against 4.8
+/// with two, while the 4- to 6-bit types fall to 1.4-2.1 GB/s from 2.2-2.4 (2048 x 1024,
+/// `cargo bench --bench matvec` with `HEARTH_MATVEC=64,8,4`).
+const MORE_ROWS: [(AdapterClass, GgmlType, u32); 1] = [(AdapterClass::Cpu, GgmlType::Q8_0, 4)];
+
+/// The table's geometry for `gpu` and weights of type `ty`, and whether the row sums may
+/// use subgroup shuffles: only when the adapter has subgroups and a row's lanes fit its
+/// smallest subgroup.
+pub fn geometry(gpu: &Gpu, ty: GgmlType) -> (Geometry, bool) {
     let class = AdapterClass::of(&gpu.info);
-    let table = TABLE
-        .iter()
-        .find(|(c, _)| *c == class)
-        .map(|(_, g)| *g)
-        .unwrap_or(TABLE[TABLE.len() - 1].1);
-    let g = tuning_override().unwrap_or(table);
+    let g = tuning_override().unwrap_or(class_geometry(class, ty));
     let shuffles = gpu.features.subgroups
         && gpu.info.subgroup_min_size >= g.lanes
         && gpu.info.subgroup_min_size.is_power_of_two();
@@ -190,12 +193,26 @@ fn tuning_override() -> Option<Geometry> {
     None
 }
 
+/// The table's geometry of `class` for weights of type `ty`.
+pub fn class_geometry(class: AdapterClass, ty: GgmlType) -> Geometry {
+    let mut g = TABLE
+        .iter()
+        .find(|(c, _)| *c == class)
+        .map(|(_, g)| *g)
+        .unwrap_or(TABLE[TABLE.len() - 1].1);
+    if let Some((_, _, rows)) = MORE_ROWS.iter().find(|(c, t, _)| *c == class && *t == ty) {
+        g.rows = *rows;
+    }
+    g
+}
+
 /// Every matvec variant of `ty` the table can ask for, with and without subgroups.
-pub(crate) fn variants(ty: crate::quant::GgmlType) -> Vec<crate::gpu::PipelineKey> {
+pub(crate) fn variants(ty: GgmlType) -> Vec<crate::gpu::PipelineKey> {
     let mut v = Vec::new();
-    for ((_, g), sg) in TABLE.iter().flat_map(|g| [(g, false), (g, true)]) {
+    let geos = TABLE.iter().map(|(c, _)| class_geometry(*c, ty));
+    for (g, sg) in geos.flat_map(|g| [(g, false), (g, true)]) {
         for act in EPILOGUES {
-            if let Ok(d) = defines(*g, act) {
+            if let Ok(d) = defines(g, act) {
                 let key = super::weight_key("matvec", ty, sg, g.workgroup, d);
                 if !v.contains(&key) {
                     v.push(key);
@@ -229,8 +246,7 @@ impl MatVec {
     /// Builds the dispatches with the adapter's geometry; `x` must hold `w.cols` values
     /// and `y` `w.rows`.
     pub fn new(gpu: &Gpu, w: &GpuTensor, x: View, y: View) -> Result<Self, GpuError> {
-        let (g, shuffles) = geometry(gpu);
-        Self::with_geometry(gpu, w, x, y, (g, shuffles), None)
+        Self::with_geometry(gpu, w, x, y, geometry(gpu, w.ty), None)
     }
 
     /// The up projection of a gated FFN with the activation as its epilogue: `y` holds
@@ -242,7 +258,7 @@ impl MatVec {
         gate: View,
         act: Activation,
     ) -> Result<Self, GpuError> {
-        Self::with_geometry(gpu, w, x, gate, geometry(gpu), Some(act))
+        Self::with_geometry(gpu, w, x, gate, geometry(gpu, w.ty), Some(act))
     }
 
     /// `new` (or `gated`, with `act`) with a given geometry (tests run every table
@@ -344,6 +360,12 @@ mod tests {
             );
             assert!((64..=256).contains(&g.workgroup), "{class:?}");
             assert!(defines(g, None).is_ok(), "{class:?}");
+        }
+        for (class, ty, _) in MORE_ROWS {
+            assert!(
+                defines(class_geometry(class, ty), None).is_ok(),
+                "{class:?} {ty}"
+            );
         }
     }
 }
