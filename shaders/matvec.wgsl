@@ -7,7 +7,9 @@
 // subgroup shuffles or, without subgroups, in shared memory. WG, LANES and NR come from
 // the host's per-adapter table.
 // GATED: y holds the FFN's gate projection, and the row's result u becomes
-// y = act(y) * u (the up projection with the gated activation as its epilogue).
+// y = act(y) * u (the up projection with the gated activation as its epilogue). With
+// PAIR both projections come from one dispatch: the weights hold the gate's rows, then
+// the up's.
 #include "lib/common.wgsl"
 #ifdef GATED
 #include "lib/act.wgsl"
@@ -88,26 +90,42 @@ fn main(ids: Ids, gs: Groups) {
     // This invocation's NR rows; the parts of x it reads are shared by all of them.
     let first = (wg_index(gs) * ROWS + ids.lid / LANES) * NR;
     var acc: array<f32, NR>;
+#ifdef PAIR
+    // PAIR: the weights hold 2 * p.rows rows, a gated FFN's gate then its up projection;
+    // row r's result is act(gate r) * up r, both read against the same x.
+    var acc_up: array<f32, NR>;
+#endif
     if (first < p.rows) {
         let nb = (p.k + QK - 1u) / QK;
         for (var i = lane; i < nb * PARTS; i += LANES) {
             let blk = i / PARTS;
             for (var r = 0u; r < NR; r++) {
                 // Past the last row, recompute it (never stored).
-                let base = min(first + r, p.rows - 1u) * p.row_words;
-                acc[r] += dot_block_part(base, nb, blk, i % PARTS, blk * QK);
+                let row = min(first + r, p.rows - 1u);
+                acc[r] += dot_block_part(row * p.row_words, nb, blk, i % PARTS, blk * QK);
+#ifdef PAIR
+                let up = (row + p.rows) * p.row_words;
+                acc_up[r] += dot_block_part(up, nb, blk, i % PARTS, blk * QK);
+#endif
             }
         }
     }
     for (var r = 0u; r < NR; r++) {
         let total = row_sum(acc[r], ids, lane);
+#ifdef PAIR
+        let up_total = row_sum(acc_up[r], ids, lane);
+#endif
         let row = first + r;
         if (lane == 0u && row < p.rows) {
             let yi = p.y_offset + p.row_offset + row;
+#ifdef PAIR
+            y[yi] = act(total) * up_total;
+#else
 #ifdef GATED
             y[yi] = act(y[yi]) * total;
 #else
             y[yi] = total;
+#endif
 #endif
         }
     }

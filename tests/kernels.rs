@@ -253,6 +253,84 @@ fn matvec_every_table_geometry() {
     }
 }
 
+/// A gated FFN's gate and up uploaded as one pair (`GpuTensor::upload_pair`), read by
+/// one matvec: `act(gate x) * (up x)` against the twins, for every type, on table and
+/// other geometries; tensors that are not a pair do not join, and an odd row count is
+/// refused.
+#[test]
+fn matvec_gate_up_pair() {
+    let full = gpu(Config::Full);
+    let sg_min = full.info.subgroup_min_size;
+    let geos = [(64, 1, 1), (64, 8, 2), (128, 32, 1), (64, 4, 4)].map(|(w, l, r)| Geometry {
+        workgroup: w,
+        lanes: l,
+        rows: r,
+    });
+    for (i, ty) in gpu_types().into_iter().enumerate() {
+        let qk = ty.block_elems();
+        // 64 rows keep every type's half a multiple of the binding offset alignment.
+        let (gate, up) = (
+            case(ty, 64, 3 * qk, 50 + i as u64),
+            case(ty, 64, 3 * qk, 90 + i as u64),
+        );
+        for (j, (cfg, geo)) in geos
+            .iter()
+            .flat_map(|g| [(Config::Bare, (*g, false)), (Config::Full, (*g, true))])
+            .filter(|(_, (g, sg))| !sg || g.lanes <= sg_min)
+            .enumerate()
+        {
+            let g = gpu(cfg);
+            let pair = GpuTensor::upload_pair(
+                &g,
+                ["gate", "up"],
+                ty,
+                gate.cols as u64,
+                64,
+                [&gate.raw, &up.raw],
+            )
+            .unwrap();
+            let Some((tg, tu)) = pair else {
+                let align = g.limits.min_storage_buffer_offset_alignment;
+                panic!("{ty}: 64 rows not paired (offset alignment {align})");
+            };
+            let both = tg.joined(&tu).expect("the pair's views join");
+            assert!(tu.joined(&tg).is_none(), "only in order");
+            let x = random_vec(gate.cols + 4, 7 + j as u64);
+            let xb = storage(&g, &x);
+            let yb = output(&g, 64 + 1);
+            let act = [Activation::Silu, Activation::GeluTanh][j % 2];
+            let (xv, yv) = (
+                View {
+                    buffer: &xb,
+                    offset: 4,
+                },
+                View {
+                    buffer: &yb,
+                    offset: 1,
+                },
+            );
+            let op = MatVec::pair_with_geometry(&g, &both, xv, yv, geo, act).unwrap();
+            kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
+            let got = read(&g, &yb, 65);
+            let gw = kernels::matvec::cpu(&gate.w, gate.cols, &x[4..]);
+            let uw = kernels::matvec::cpu(&up.w, up.cols, &x[4..]);
+            let want = kernels::gated_act::cpu(&gw, &uw, act);
+            let name = format!("gate/up pair {ty} {cfg:?} {geo:?} {act:?}");
+            assert_close(&name, &got[1..], &want, bound(ty));
+            // Apart, the two are not a pair.
+            let lone = GpuTensor::upload(&g, "up", ty, up.cols as u64, 64, &up.raw).unwrap();
+            assert!(tg.joined(&lone).is_none());
+            let odd = case(ty, 63, 3 * qk, 5);
+            let odd = GpuTensor::upload(&g, "odd", ty, odd.cols as u64, 63, &odd.raw).unwrap();
+            let err = MatVec::gated_pair(&g, &odd, View::of(&xb), View::of(&yb), act).err();
+            assert!(
+                format!("{err:?}").contains("even number of rows"),
+                "{err:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn matmul_every_type_and_shape() {
     for (i, ty) in gpu_types().into_iter().enumerate() {

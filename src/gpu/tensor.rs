@@ -223,10 +223,12 @@ pub fn shard_rows(
         .collect())
 }
 
-/// One buffer holding a contiguous range of a tensor's rows.
+/// One buffer range holding a contiguous range of a tensor's rows.
 pub struct Shard {
     /// The GPU buffer (storage, read-only for kernels).
     pub buffer: wgpu::Buffer,
+    /// Byte offset of the first row in `buffer` (0, or the second of a stacked pair).
+    pub offset: u64,
     /// First row of the tensor held here.
     pub row_start: u64,
     /// Rows held here.
@@ -317,6 +319,7 @@ impl GpuTensor {
             buffer.unmap();
             shards.push(Shard {
                 buffer,
+                offset: 0,
                 row_start: row,
                 rows: n,
             });
@@ -334,6 +337,91 @@ impl GpuTensor {
     /// Bytes of the weights as stored in the file (what a kernel must read).
     pub fn file_bytes(&self) -> u64 {
         self.ty.bytes_for(self.cols).unwrap_or(0) * self.rows
+    }
+
+    /// Uploads two tensors of one type and shape (a gated FFN's gate and up) into one
+    /// buffer, the second right after the first, and returns a view of each; `None`
+    /// when the pair does not fit one binding or the second could not be bound at its
+    /// offset (the caller then uploads them apart). A kernel may read both through
+    /// [`GpuTensor::joined`].
+    pub fn upload_pair(
+        gpu: &Gpu,
+        names: [&str; 2],
+        ty: GgmlType,
+        cols: u64,
+        rows: u64,
+        data: [&[u8]; 2],
+    ) -> Result<Option<(Self, Self)>, GpuError> {
+        let Some(layout) = gpu_layout(ty) else {
+            return Ok(None);
+        };
+        let half = layout.row_words(cols) * 4 * rows;
+        let align = u64::from(gpu.limits.min_storage_buffer_offset_alignment).max(1);
+        if data[0].len() != data[1].len()
+            || !half.is_multiple_of(align)
+            || 2 * half > gpu.max_binding
+        {
+            return Ok(None);
+        }
+        let both = GpuTensor::upload(
+            gpu,
+            names[0],
+            ty,
+            cols,
+            2 * rows,
+            &[data[0], data[1]].concat(),
+        )?;
+        let Some(shard) = both.shards.first().filter(|_| both.shards.len() == 1) else {
+            return Ok(None);
+        };
+        let view = |name: &str, offset| Self {
+            name: name.to_string(),
+            ty,
+            cols,
+            rows,
+            row_words: both.row_words,
+            shards: vec![Shard {
+                buffer: shard.buffer.clone(),
+                offset,
+                row_start: 0,
+                rows,
+            }],
+        };
+        Ok(Some((view(names[0], 0), view(names[1], half))))
+    }
+
+    /// `self` and `next` as one tensor of both row ranges, when `next`'s rows follow
+    /// `self`'s in the same buffer (an [`upload_pair`](Self::upload_pair)).
+    pub fn joined(&self, next: &GpuTensor) -> Option<GpuTensor> {
+        let (a, b) = match (&self.shards[..], &next.shards[..]) {
+            ([a], [b]) => (a, b),
+            _ => return None,
+        };
+        let bytes = self.row_words * 4 * self.rows;
+        let same = self.ty == next.ty && self.cols == next.cols && self.row_words == next.row_words;
+        (same && a.buffer == b.buffer && b.offset == a.offset + bytes).then(|| Self {
+            name: format!("{}+{}", self.name, next.name),
+            ty: self.ty,
+            cols: self.cols,
+            rows: self.rows + next.rows,
+            row_words: self.row_words,
+            shards: vec![Shard {
+                buffer: a.buffer.clone(),
+                offset: a.offset,
+                row_start: 0,
+                rows: self.rows + next.rows,
+            }],
+        })
+    }
+
+    /// The binding of shard `i` (its byte range of the buffer).
+    pub fn binding(&self, i: usize) -> wgpu::BindingResource<'_> {
+        let s = &self.shards[i];
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: &s.buffer,
+            offset: s.offset,
+            size: std::num::NonZeroU64::new(s.rows * self.row_words * 4),
+        })
     }
 }
 

@@ -171,17 +171,31 @@ impl<'a> Block<'a> {
     pub fn ffn(&mut self, w: &FeedForward<GpuTensor>) -> Result<(), ModelError> {
         self.flush()?;
         let (gpu, a) = (self.gpu, self.a);
-        self.proj(w.gate, &a.h, &a.g)?;
-        // Prefill: the up projection, then the gated activation. Decode: one matvec with
-        // the activation as its epilogue.
+        // Prefill: the gate and up projections, then the gated activation. Decode: when
+        // gate and up share a buffer (see `Weights`), one matvec computes both and the
+        // activation; else the gate's matvec, then the up's with the activation as its
+        // epilogue.
         let ffn = self.cfg.ffn as u32;
         let (g, u) = (Rows::packed(&a.g, ffn), Rows::packed(&a.u, ffn));
-        let up = MatMul::new(gpu, w.up, Rows::packed(&a.h, w.up.cols as u32), u, self.tok)?;
-        self.pre.push(Arc::new(up));
+        let h = Rows::packed(&a.h, w.up.cols as u32);
+        self.pre
+            .push(Arc::new(MatMul::new(gpu, w.gate, h, g, self.tok)?));
+        self.pre
+            .push(Arc::new(MatMul::new(gpu, w.up, h, u, self.tok)?));
         self.pre
             .push(Arc::new(GatedAct::new(gpu, g, u, w.act, self.tok)?));
-        let gated = MatVec::gated(gpu, w.up, View::of(&a.h), View::of(&a.g), w.act)?;
-        self.dec.push(Arc::new(gated));
+        let (x, y) = (View::of(&a.h), View::of(&a.g));
+        match w.gate.joined(w.up) {
+            Some(pair) => {
+                let mv = MatVec::gated_pair(gpu, &pair, x, y, w.act)?;
+                self.dec.push(Arc::new(mv));
+            }
+            None => {
+                self.dec.push(Arc::new(MatVec::new(gpu, w.gate, x, y)?));
+                self.dec
+                    .push(Arc::new(MatVec::gated(gpu, w.up, x, y, w.act)?));
+            }
+        }
         self.proj(w.down, &a.g, &a.o)
     }
 

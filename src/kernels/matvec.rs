@@ -118,11 +118,16 @@ const NR: [u32; 3] = [1, 2, 4];
 const EPILOGUES: [Option<Activation>; 3] =
     [None, Some(Activation::Silu), Some(Activation::GeluTanh)];
 
-/// The shader defines of a geometry and epilogue: `MATVEC`, `LANES=n`, `NR=n` and the
-/// gated activation. Each distinct list is built once and kept for the process (at most
+/// The shader defines of a geometry and epilogue: `MATVEC`, `LANES=n`, `NR=n`, the
+/// gated activation and `PAIR` (gate and up from one dispatch) when `pair`. Each distinct list is built once and kept for the process (at most
 /// 6 x 3 x 3 of them), as pipeline keys hold `'static` defines.
-fn defines(g: Geometry, act: Option<Activation>) -> Result<&'static [&'static str], GpuError> {
-    type Cache = std::sync::Mutex<Vec<((u32, u32, Option<Activation>), &'static [&'static str])>>;
+fn defines_for(
+    g: Geometry,
+    act: Option<Activation>,
+    pair: bool,
+) -> Result<&'static [&'static str], GpuError> {
+    type Key = (u32, u32, Option<Activation>, bool);
+    type Cache = std::sync::Mutex<Vec<(Key, &'static [&'static str])>>;
     static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
     if !LANES.contains(&g.lanes) || !NR.contains(&g.rows) || !EPILOGUES.contains(&act) {
         return Err(GpuError::Runtime(format!(
@@ -130,7 +135,12 @@ fn defines(g: Geometry, act: Option<Activation>) -> Result<&'static [&'static st
             g.lanes, g.rows
         )));
     }
-    let key = (g.lanes, g.rows, act);
+    if pair && act.is_none() {
+        return Err(GpuError::Runtime(
+            "matvec: a gate/up pair needs an activation".into(),
+        ));
+    }
+    let key = (g.lanes, g.rows, act, pair);
     let mut cache = CACHE
         .get_or_init(Default::default)
         .lock()
@@ -147,6 +157,9 @@ fn defines(g: Geometry, act: Option<Activation>) -> Result<&'static [&'static st
         Some(Activation::Silu) => d.extend(["GATED", "SILU"]),
         Some(Activation::GeluTanh) => d.extend(["GATED", "GELU_TANH"]),
         None => {}
+    }
+    if pair {
+        d.push("PAIR");
     }
     let d: &'static [&'static str] = Box::leak(d.into_boxed_slice());
     cache.push((key, d));
@@ -182,8 +195,9 @@ fn tuning_override() -> Option<Geometry> {
         lanes: n.next()?.ok()?,
         rows: n.next().unwrap_or(Ok(1)).ok()?,
     };
-    let ok =
-        defines(g, None).is_ok() && g.lanes <= g.workgroup && g.workgroup.is_multiple_of(g.lanes);
+    let ok = defines_for(g, None, false).is_ok()
+        && g.lanes <= g.workgroup
+        && g.workgroup.is_multiple_of(g.lanes);
     ok.then_some(g)
 }
 
@@ -211,8 +225,8 @@ pub(crate) fn variants(ty: GgmlType) -> Vec<crate::gpu::PipelineKey> {
     let mut v = Vec::new();
     let geos = TABLE.iter().map(|(c, _)| class_geometry(*c, ty));
     for (g, sg) in geos.flat_map(|g| [(g, false), (g, true)]) {
-        for act in EPILOGUES {
-            if let Ok(d) = defines(g, act) {
+        for (act, pair) in EPILOGUES.into_iter().flat_map(|a| [(a, false), (a, true)]) {
+            if let Ok(d) = defines_for(g, act, pair) {
                 let key = super::weight_key("matvec", ty, sg, g.workgroup, d);
                 if !v.contains(&key) {
                     v.push(key);
@@ -261,6 +275,31 @@ impl MatVec {
         Self::with_geometry(gpu, w, x, gate, geometry(gpu, w.ty), Some(act))
     }
 
+    /// A gated FFN's gate and up projections in one dispatch: `w` holds the gate's rows
+    /// then the up's (a [`GpuTensor::joined`] pair, one shard), and row r of `y` becomes
+    /// `act(gate x)[r] * (up x)[r]`. x is read once for both.
+    pub fn gated_pair(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        x: View,
+        y: View,
+        act: Activation,
+    ) -> Result<Self, GpuError> {
+        Self::build(gpu, w, x, y, geometry(gpu, w.ty), Some(act), true)
+    }
+
+    /// `gated_pair` with a given geometry (for tests).
+    pub fn pair_with_geometry(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        x: View,
+        y: View,
+        geo: (Geometry, bool),
+        act: Activation,
+    ) -> Result<Self, GpuError> {
+        Self::build(gpu, w, x, y, geo, Some(act), true)
+    }
+
     /// `new` (or `gated`, with `act`) with a given geometry (tests run every table
     /// entry); `shuffles` asks for the subgroup form, which needs `g.lanes` to divide the
     /// adapter's subgroups.
@@ -269,8 +308,20 @@ impl MatVec {
         w: &GpuTensor,
         x: View,
         y: View,
+        geo: (Geometry, bool),
+        act: Option<Activation>,
+    ) -> Result<Self, GpuError> {
+        Self::build(gpu, w, x, y, geo, act, false)
+    }
+
+    fn build(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        x: View,
+        y: View,
         (g, shuffles): (Geometry, bool),
         act: Option<Activation>,
+        pair: bool,
     ) -> Result<Self, GpuError> {
         if !g.lanes.is_power_of_two() || !g.workgroup.is_multiple_of(g.lanes) {
             return Err(GpuError::Runtime(format!(
@@ -278,8 +329,15 @@ impl MatVec {
                 g.lanes, g.workgroup
             )));
         }
+        if pair && (w.shards.len() != 1 || !w.rows.is_multiple_of(2)) {
+            return Err(GpuError::Runtime(format!(
+                "matvec {}: a gate/up pair must be one shard of an even number of rows",
+                w.name
+            )));
+        }
+        let out_rows = if pair { w.rows / 2 } else { w.rows };
         x.check("matvec input", w.cols)?;
-        y.check("matvec output", w.rows)?;
+        y.check("matvec output", out_rows)?;
         let (k, row_words) = (to_u32("k", w.cols)?, to_u32("row words", w.row_words)?);
         let (xo, yo) = (to_u32("x offset", x.offset)?, to_u32("y offset", y.offset)?);
         // Block types read x as vec4 words (their rows are whole blocks of 32 or more).
@@ -294,7 +352,7 @@ impl MatVec {
             op: "matvec",
             subgroups: shuffles,
             workgroup: g.workgroup,
-            defines: defines(g, act)?,
+            defines: defines_for(g, act, pair)?,
             inputs: [x.buffer, y.buffer],
             step: None,
             // The weights, x and y each once.
@@ -313,6 +371,8 @@ impl MatVec {
             },
         };
         let dispatches = weight_dispatches(gpu, &kernel, w, |start, rows| {
+            // A pair's shard holds both projections; the rows out are half of it.
+            let rows = if pair { rows / 2 } else { rows };
             let p = Params {
                 rows: rows as u32,
                 k,
@@ -359,11 +419,11 @@ mod tests {
                 "{class:?}"
             );
             assert!((64..=256).contains(&g.workgroup), "{class:?}");
-            assert!(defines(g, None).is_ok(), "{class:?}");
+            assert!(defines_for(g, None, false).is_ok(), "{class:?}");
         }
         for (class, ty, _) in MORE_ROWS {
             assert!(
-                defines(class_geometry(class, ty), None).is_ok(),
+                defines_for(class_geometry(class, ty), None, false).is_ok(),
                 "{class:?} {ty}"
             );
         }

@@ -394,6 +394,22 @@ pub fn build_dispatch<P: ShaderParams>(
     params: &P,
     workgroups: (u32, u32, u32),
 ) -> Result<Dispatch, GpuError> {
+    let entries = buffers
+        .iter()
+        .map(|(binding, b)| (*binding, b.as_entire_binding()))
+        .collect();
+    build_dispatch_with(gpu, key, label, entries, params, workgroups)
+}
+
+/// `build_dispatch` over resources given as bindings (a weight shard's byte range).
+fn build_dispatch_with<P: ShaderParams>(
+    gpu: &Gpu,
+    key: &PipelineKey,
+    label: String,
+    resources: Vec<(u32, wgpu::BindingResource<'_>)>,
+    params: &P,
+    workgroups: (u32, u32, u32),
+) -> Result<Dispatch, GpuError> {
     let pipeline = gpu.pipeline(key)?;
     let layout = pipeline.get_bind_group_layout(0);
     let params_buf = gpu
@@ -403,12 +419,9 @@ pub fn build_dispatch<P: ShaderParams>(
             contents: bytemuck::bytes_of(params),
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         });
-    let mut entries: Vec<wgpu::BindGroupEntry> = buffers
-        .iter()
-        .map(|(binding, b)| wgpu::BindGroupEntry {
-            binding: *binding,
-            resource: b.as_entire_binding(),
-        })
+    let mut entries: Vec<wgpu::BindGroupEntry> = resources
+        .into_iter()
+        .map(|(binding, resource)| wgpu::BindGroupEntry { binding, resource })
         .collect();
     entries.push(wgpu::BindGroupEntry {
         binding: P::BINDING,
@@ -507,11 +520,15 @@ fn weight_dispatches<P: ShaderParams>(
         } else {
             format!("{} [{}]", key.label(), w.name)
         };
-        let mut buffers = vec![(0, &shard.buffer), (1, k.inputs[0]), (2, k.inputs[1])];
+        let mut entries = vec![
+            (0, w.binding(i)),
+            (1, k.inputs[0].as_entire_binding()),
+            (2, k.inputs[1].as_entire_binding()),
+        ];
         if let Some(s) = k.step {
-            buffers.push((STEP_BINDING, &s.buffer));
+            entries.push((STEP_BINDING, s.buffer.as_entire_binding()));
         }
-        let d = build_dispatch(gpu, &key, label, &buffers, &p, workgroups)?;
+        let d = build_dispatch_with(gpu, &key, label, entries, &p, workgroups)?;
         let (bytes, flops) = (k.cost)(w, shard.rows as f64);
         out.push(d.costed(format!("{}x{}", shard.rows, w.cols), bytes, flops));
     }

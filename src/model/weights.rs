@@ -41,6 +41,35 @@ impl Weights {
     ) -> Result<Self, ModelError> {
         super::tensors::check_tensors(cfg, f)?;
         let total = cfg.n_layers + 1;
+        // A gated FFN's gate and up go into one buffer, gate first, when they can (one
+        // dispatch reads both in decode): the first of the two a block asks for uploads
+        // both, and the other waits here until asked for (each name is asked once).
+        let mut waiting: Option<(String, GpuTensor)> = None;
+        let mut block_mat = |name: &str| -> Result<GpuTensor, ModelError> {
+            if let Some((n, t)) = waiting.take() {
+                if n == name {
+                    return Ok(t);
+                }
+                waiting = Some((n, t));
+            }
+            let base = name.strip_suffix("ffn_gate.weight");
+            let up_base = name.strip_suffix("ffn_up.weight");
+            if let (Some(b), None) | (None, Some(b)) = (base, up_base) {
+                let (gate, up) = (format!("{b}ffn_gate.weight"), format!("{b}ffn_up.weight"));
+                if waiting.is_none() {
+                    if let Some((g, u)) = matrix_pair(gpu, f, &gate, &up)? {
+                        let (mine, other) = if base.is_some() {
+                            (g, (up, u))
+                        } else {
+                            (u, (gate, g))
+                        };
+                        waiting = Some(other);
+                        return Ok(mine);
+                    }
+                }
+            }
+            matrix(gpu, f, name)
+        };
         let mat = |name: &str| matrix(gpu, f, name);
         let vec = |name: &str| vector(gpu, f, name);
         let opt_vec = |name: &str| {
@@ -52,7 +81,7 @@ impl Weights {
         };
         let mut layers = Vec::with_capacity(cfg.n_layers);
         for il in 0..cfg.n_layers {
-            layers.push(load_block(cfg, f, il, mat, vec)?);
+            layers.push(load_block(cfg, f, il, &mut block_mat, vec)?);
             progress(il + 1, total);
         }
         let token_embd = mat("token_embd.weight")?;
@@ -82,6 +111,25 @@ fn matrix(gpu: &Gpu, f: &GgufFile, name: &str) -> Result<GpuTensor, ModelError> 
         .tensor(name)
         .ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
     GpuTensor::upload(gpu, name, t.ty, t.row_len(), t.n_rows(), f.tensor_data(t))
+        .map_err(ModelError::from)
+}
+
+/// Uploads `a` and `b` into one buffer (see `GpuTensor::upload_pair`) when both exist
+/// with one type and shape and fit one binding; `None` leaves them to `matrix`.
+fn matrix_pair(
+    gpu: &Gpu,
+    f: &GgufFile,
+    a: &str,
+    b: &str,
+) -> Result<Option<(GpuTensor, GpuTensor)>, ModelError> {
+    let (Some(ta), Some(tb)) = (f.tensor(a), f.tensor(b)) else {
+        return Ok(None);
+    };
+    if (ta.ty, ta.row_len(), ta.n_rows()) != (tb.ty, tb.row_len(), tb.n_rows()) {
+        return Ok(None);
+    }
+    let data = [f.tensor_data(ta), f.tensor_data(tb)];
+    GpuTensor::upload_pair(gpu, [a, b], ta.ty, ta.row_len(), ta.n_rows(), data)
         .map_err(ModelError::from)
 }
 

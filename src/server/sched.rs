@@ -387,7 +387,7 @@ impl Ticket {
             slot.active.fetch_add(1, Ordering::SeqCst);
             // Whatever happens below, a panic included, the watcher (which holds a
             // sender, so the client's stream could never end) stops and the slot frees.
-            let _running = Running { slot, watcher };
+            let running = Running { slot, watcher };
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 generate(&self.loaded, ids, opts, &tx, &cancel, &metrics)
             }))
@@ -400,11 +400,18 @@ impl Ticket {
                 log::error!("generation panicked: {why}");
                 Err(format!("internal error: generation failed ({why})"))
             });
-            if let Err(e) = result {
-                let _ = tx.blocking_send(Err(e));
-            }
+            // The session and the request's place are given back before the final event
+            // goes out: a client that sends its next request the moment this one ends
+            // must find the place free (the queue bound counts places).
             drop(permit);
             drop(self);
+            drop(running);
+            let last = match result {
+                Ok(Some(done)) => Ok(done),
+                Ok(None) => return,
+                Err(e) => Err(e),
+            };
+            let _ = tx.blocking_send(last);
         });
         Ok(rx)
     }
@@ -423,7 +430,8 @@ impl Drop for Running {
     }
 }
 
-/// Runs one generation on the calling (blocking) thread.
+/// Runs one generation on the calling (blocking) thread, sending every event but the
+/// last (`Done`), which it returns.
 fn generate(
     loaded: &Loaded,
     ids: Vec<u32>,
@@ -431,9 +439,9 @@ fn generate(
     tx: &mpsc::Sender<Result<Event, String>>,
     cancel: &Arc<AtomicBool>,
     metrics: &Metrics,
-) -> Result<(), String> {
+) -> Result<Option<Event>, String> {
     if tx.is_closed() {
-        return Ok(());
+        return Ok(None);
     }
     let mut session = take_session(loaded, &ids)?;
     session.set_cancel(Some(cancel.clone()));
@@ -445,10 +453,10 @@ fn generate(
         let mut sent = 0;
         loop {
             if tx.is_closed() {
-                return Ok(());
+                return Ok(None);
             }
             match pollster::block_on(stream.next()) {
-                None | Some(Err(EngineError::Cancelled)) => return Ok(()),
+                None | Some(Err(EngineError::Cancelled)) => return Ok(None),
                 Some(Err(e)) => return Err(e.to_string()),
                 Some(Ok(ev)) => {
                     if let Event::Done { stats, .. } = &ev {
@@ -459,10 +467,12 @@ fn generate(
                             .fetch_add(stats.generated as u64, Ordering::Relaxed);
                         let us = (stats.generate_duration + stats.prompt_duration).as_micros();
                         m.generate_us.fetch_add(us as u64, Ordering::Relaxed);
+                        // The last event; the caller sends it once the session is back.
+                        return Ok(Some(ev));
                     }
                     let token = matches!(ev, Event::Token { .. });
                     if tx.blocking_send(Ok(ev)).is_err() {
-                        return Ok(());
+                        return Ok(None);
                     }
                     if token {
                         sent += 1;
