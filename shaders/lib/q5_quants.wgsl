@@ -2,8 +2,10 @@
 // the fifth bit of element j.
 
 // Elements 4g..4g+3 (g in 0..7) of a block: `q` its quant word g & 3, `qh` its high bits.
+// The group's four high bits are spread to bit 4 of each byte with one multiply (the
+// shifted copies of a 4-bit value at 0, 7, 14 and 21 never overlap).
 fn q5_group(q: u32, qh: u32, g: u32) -> vec4<f32> {
     let lo = (q >> (4u * (g >> 2u))) & 0x0F0F0F0Fu;
-    let hb = (vec4<u32>(qh >> (4u * g)) >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u);
-    return vec4<f32>(bytes4(lo) | (hb << vec4<u32>(4u)));
+    let hi = (((qh >> (4u * g)) & 0xFu) * 0x00204081u) & 0x01010101u;
+    return vec4<f32>(bytes4(lo | (hi << 4u)));
 }
