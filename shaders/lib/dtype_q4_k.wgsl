@@ -7,15 +7,14 @@ const BLOCK_WORDS: u32 = 36u;
 #define WEIGHTS_VEC4
 #endif
 #include "lib/weights.wgsl"
-
-#ifndef MATVEC
 #include "lib/kquant_scales.wgsl"
 
+#ifndef MATVEC
 fn dq4(b: u32, i: u32) -> vec4<f32> {
     let s = i >> 3u;
     let q = (w[b + 4u + 8u * (i >> 4u) + (i & 7u)] >> (4u * (s & 1u))) & 0x0F0F0F0Fu;
     let dm = unpack2x16float(w[b]);
-    let sm = scale_min_k4(b + 1u, s);
+    let sm = scale_min_k4(vec3<u32>(w[b + 1u], w[b + 2u], w[b + 3u]), s);
     return dm.x * sm.x * vec4<f32>(bytes4(q)) - dm.y * sm.y;
 }
 #else
@@ -24,22 +23,6 @@ fn dq4(b: u32, i: u32) -> vec4<f32> {
 // are 16 elements of sub-block 2c and high nibbles 16 of sub-block 2c + 1. Consecutive
 // lanes read consecutive 16-byte words; each quant byte is read once.
 const PARTS: u32 = 8u;
-
-// Byte k of the 12 scale bytes (header words 1..3).
-fn sbyte_k(sc: vec3<u32>, k: u32) -> u32 {
-    return (sc[k >> 2u] >> (8u * (k & 3u))) & 0xFFu;
-}
-
-// (scale, min) of sub-block j, as lib/kquant_scales.wgsl unpacks them.
-fn scale_min_v(sc: vec3<u32>, j: u32) -> vec2<f32> {
-    if (j < 4u) {
-        return vec2<f32>(f32(sbyte_k(sc, j) & 63u), f32(sbyte_k(sc, j + 4u) & 63u));
-    }
-    let hi = sbyte_k(sc, j + 4u);
-    let s = (hi & 0xFu) | ((sbyte_k(sc, j - 4u) >> 6u) << 4u);
-    let m = (hi >> 4u) | ((sbyte_k(sc, j) >> 6u) << 4u);
-    return vec2<f32>(f32(s), f32(m));
-}
 
 fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
     let b4 = row / 4u + blk * 9u;
@@ -57,8 +40,8 @@ fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
         sx += vec2<f32>(dot(lo, vec4<f32>(1.0)), dot(hi, vec4<f32>(1.0)));
     }
     let dm = unpack2x16float(head.x);
-    let s0 = scale_min_v(head.yzw, 2u * c);
-    let s1 = scale_min_v(head.yzw, 2u * c + 1u);
+    let s0 = scale_min_k4(head.yzw, 2u * c);
+    let s1 = scale_min_k4(head.yzw, 2u * c + 1u);
     return dm.x * (s0.x * a.x + s1.x * a.y) - dm.y * (s0.y * sx.x + s1.y * sx.y);
 }
 #endif

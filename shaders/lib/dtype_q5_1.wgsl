@@ -19,17 +19,8 @@ fn dq4_row(row: u32, g: u32) -> vec4<f32> {
 const PARTS: u32 = 1u;
 
 fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
-    let q = quant_vec4(row, blk, 0u);
-    let qh = block_qh(row, nb, blk);
-    var s = 0.0;
-    var sx = 0.0;
-    for (var j = 0u; j < 4u; j++) {
-        let lo = xv4(e + 4u * j);
-        let hi = xv4(e + 16u + 4u * j);
-        s += dot(q5_group(q[j], qh, j), lo) + dot(q5_group(q[j], qh, j + 4u), hi);
-        sx += dot(lo + hi, vec4<f32>(1.0));
-    }
+    let s = q5_dots(quant_vec4(row, blk, 0u), block_qh(row, nb, blk), e);
     let dm = block_dm(row, nb, blk);
-    return dm.x * s + dm.y * sx;
+    return dm.x * s.x + dm.y * s.y;
 }
 #endif

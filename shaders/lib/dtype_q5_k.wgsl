@@ -12,7 +12,7 @@ fn dq4(b: u32, i: u32) -> vec4<f32> {
     let hb = (w[b + 4u + (i & 7u)] >> s) & 0x01010101u;
     let q = vec4<f32>(bytes4(lo | (hb << 4u)));
     let dm = unpack2x16float(w[b]);
-    let sm = scale_min_k4(b + 1u, s);
+    let sm = scale_min_k4(vec3<u32>(w[b + 1u], w[b + 2u], w[b + 3u]), s);
     return dm.x * sm.x * q - dm.y * sm.y;
 }
 

@@ -9,3 +9,19 @@ fn q5_group(q: u32, qh: u32, g: u32) -> vec4<f32> {
     let hi = (((qh >> (4u * g)) & 0xFu) * 0x00204081u) & 0x01010101u;
     return vec4<f32>(bytes4(lo | (hi << 4u)));
 }
+
+#ifdef MATVEC
+// (sum of q * x, sum of x) over a block's 32 elements against x from element e, its
+// quants one vec4 word: the caller applies its scale and offset (Q5_0's -16, Q5_1's m).
+fn q5_dots(q: vec4<u32>, qh: u32, e: u32) -> vec2<f32> {
+    var s = 0.0;
+    var sx = 0.0;
+    for (var j = 0u; j < 4u; j++) {
+        let lo = xv4(e + 4u * j);
+        let hi = xv4(e + 16u + 4u * j);
+        s += dot(q5_group(q[j], qh, j), lo) + dot(q5_group(q[j], qh, j + 4u), hi);
+        sx += dot(lo + hi, vec4<f32>(1.0));
+    }
+    return vec2<f32>(s, sx);
+}
+#endif

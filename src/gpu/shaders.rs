@@ -37,6 +37,7 @@ shader_table!(
     "lib/dot_generic.wgsl",
     "lib/split.wgsl",
     "lib/q5_quants.wgsl",
+    "lib/q4_nibbles.wgsl",
     "lib/rope_angle.wgsl",
     "rope_kv.wgsl",
     "residual_norm.wgsl",
@@ -306,32 +307,10 @@ mod tests {
             "#ifdef Y\n#define Z\n#endif\n#define X\n#ifdef X\nx\n#endif\n#ifdef Z\nz\n#endif\n";
         expand("t", src, &mut defines, &mut out, &mut seen, 0).unwrap();
         assert_eq!((out.as_str(), defines), ("x\n", vec!["X".to_string()]));
-        assert!(expand(
-            "t",
-            "#ifdef X\n",
-            &mut vec![],
-            &mut String::new(),
-            &mut Vec::new(),
-            0
-        )
-        .is_err());
-        assert!(expand(
-            "t",
-            "#endif\n",
-            &mut vec![],
-            &mut String::new(),
-            &mut Vec::new(),
-            0
-        )
-        .is_err());
-        assert!(expand(
-            "t",
-            "#include \"nope.wgsl\"\n",
-            &mut vec![],
-            &mut String::new(),
-            &mut Vec::new(),
-            0
-        )
-        .is_err());
+        for bad in ["#ifdef X\n", "#endif\n", "#include \"nope.wgsl\"\n"] {
+            let (mut out, mut seen) = (String::new(), Vec::new());
+            let r = expand("t", bad, &mut vec![], &mut out, &mut seen, 0);
+            assert!(r.is_err(), "{bad:?} accepted");
+        }
     }
 }
