@@ -3,6 +3,9 @@
 // against q[h], and writes to its own slot of the scratch buffer the chunk's max score m,
 // sum of exp(s - m) and the exp-weighted sum of V rows. Chunks outside [lo, kv_len) exit.
 // Pass 2 (COMBINE): one workgroup per head rescales the chunks to a common max and divides.
+// SINGLE: one pass for short contexts: one workgroup per head walks the chunks in order
+// with an online softmax (running max and sum, the output rescaled as the max grows) and
+// writes the output itself, so a short step needs no scratch round trip and no pass 2.
 // Dispatching a fixed grid for the capacity keeps the plan static while kv_len grows.
 #include "lib/common.wgsl"
 #include "lib/step.wgsl"
@@ -85,11 +88,108 @@ fn main(ids: Ids, gs: Groups) {
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> kc: array<kv_t>;
 @group(0) @binding(2) var<storage, read> vc: array<kv_t>;
-@group(0) @binding(4) var<storage, read_write> part: array<f32>;
 
 var<workgroup> qs: array<f32, 256>;
 var<workgroup> ss: array<f32, CHUNK>;
 var<workgroup> es: array<f32, CHUNK>;
+
+// q[h] * scale into shared memory.
+fn load_q(h: u32, lid: u32) {
+    for (var d = lid; d < p.head_dim; d += WG) {
+        qs[d] = q[p.q_offset + h * p.head_dim + d] * p.scale;
+    }
+}
+
+// The score of key position `pos` (NEG outside [lo, kv_len)).
+fn score(pos: u32, lo: u32, kv_len: u32, kv_base: u32) -> f32 {
+    var s = NEG;
+    if (pos >= lo && pos < kv_len) {
+        s = 0.0;
+        let row = pos * p.kv_dim + kv_base;
+        for (var d = 0u; d < p.head_dim; d++) {
+            s += qs[d] * f32(kc[row + d]);
+        }
+    }
+    return s;
+}
+
+// The largest of the chunk's scores in `ss` and `m`.
+fn chunk_max(m: f32) -> f32 {
+    var mc = m;
+    for (var j = 0u; j < CHUNK; j++) {
+        mc = max(mc, ss[j]);
+    }
+    return mc;
+}
+
+// The es-weighted sum of V rows c0 + [j0, j1) at dim d.
+fn weighted_v(c0: u32, j0: u32, j1: u32, kv_base: u32, d: u32) -> f32 {
+    var acc = 0.0;
+    for (var i = j0; i < j1; i++) {
+        acc += es[i] * f32(vc[(c0 + i) * p.kv_dim + kv_base + d]);
+    }
+    return acc;
+}
+
+#ifdef SINGLE
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(WG)
+fn main(ids: Ids, gs: Groups) {
+    let h = gs.wid.x;
+    if (h >= p.n_heads) {
+        return;
+    }
+    let kv_len = min(step.kv_len, p.capacity);
+    let lo = window_lo(kv_len, p.window);
+    let cr = chunk_range();
+    let kv_base = (h / p.group) * p.head_dim;
+    load_q(h, ids.lid);
+    workgroupBarrier();
+    var m = NEG;
+    var l = 0.0;
+    var acc: array<f32, DPT>;
+    for (var c = cr.x; c < cr.y; c++) {
+        let c0 = c * CHUNK;
+        let s = score(c0 + ids.lid, lo, kv_len, kv_base);
+        ss[ids.lid] = s;
+        workgroupBarrier();
+        // Every chunk in range holds a valid position, so mc is a real score and the
+        // rescale of the old sums exp(m - mc) is 0 on the first chunk.
+        let mc = chunk_max(m);
+        let f = exp(m - mc);
+        var e = 0.0;
+        if (s > NEG) {
+            e = exp(s - mc);
+        }
+        es[ids.lid] = e;
+        workgroupBarrier();
+        let j0 = max(lo, c0) - c0;
+        let j1 = min(kv_len - c0, CHUNK);
+        for (var j = 0u; j < DPT; j++) {
+            let d = ids.lid + j * WG;
+            if (d < p.head_dim) {
+                acc[j] = acc[j] * f + weighted_v(c0, j0, j1, kv_base, d);
+            }
+        }
+        var lc = 0.0;
+        for (var i = j0; i < j1; i++) {
+            lc += es[i];
+        }
+        l = l * f + lc;
+        m = mc;
+        // The next chunk overwrites ss and es.
+        workgroupBarrier();
+    }
+    for (var j = 0u; j < DPT; j++) {
+        let d = ids.lid + j * WG;
+        if (d < p.head_dim) {
+            out[p.out_offset + h * p.head_dim + d] = acc[j] / l;
+        }
+    }
+}
+#else
+@group(0) @binding(4) var<storage, read_write> part: array<f32>;
 
 @compute @workgroup_size(WG)
 fn main(ids: Ids, gs: Groups) {
@@ -102,29 +202,16 @@ fn main(ids: Ids, gs: Groups) {
     let kv_len = min(step.kv_len, p.capacity);
     let lo = window_lo(kv_len, p.window);
     let kv_base = (h / p.group) * p.head_dim;
-    for (var d = ids.lid; d < p.head_dim; d += WG) {
-        qs[d] = q[p.q_offset + h * p.head_dim + d] * p.scale;
-    }
+    load_q(h, ids.lid);
     workgroupBarrier();
 
     // Scores: each invocation owns one key position.
     let c0 = c * CHUNK;
-    let pos = c0 + ids.lid;
-    var s = NEG;
-    if (pos >= lo && pos < kv_len) {
-        s = 0.0;
-        let row = pos * p.kv_dim + kv_base;
-        for (var d = 0u; d < p.head_dim; d++) {
-            s += qs[d] * f32(kc[row + d]);
-        }
-    }
+    let s = score(c0 + ids.lid, lo, kv_len, kv_base);
     ss[ids.lid] = s;
     workgroupBarrier();
     // The chunk has at least one valid position, so m is a real score.
-    var m = NEG;
-    for (var j = 0u; j < CHUNK; j++) {
-        m = max(m, ss[j]);
-    }
+    let m = chunk_max(NEG);
     var e = 0.0;
     if (s > NEG) {
         e = exp(s - m);
@@ -136,18 +223,14 @@ fn main(ids: Ids, gs: Groups) {
     let j0 = max(lo, c0) - c0;
     let j1 = min(kv_len - c0, CHUNK);
     let slot = h * p.max_chunks + c;
-    var l = 0.0;
     for (var j = 0u; j < DPT; j++) {
         let d = ids.lid + j * WG;
         if (d < p.head_dim) {
-            var acc = 0.0;
-            for (var i = j0; i < j1; i++) {
-                acc += es[i] * f32(vc[(c0 + i) * p.kv_dim + kv_base + d]);
-            }
-            part[slot * p.head_dim + d] = acc;
+            part[slot * p.head_dim + d] = weighted_v(c0, j0, j1, kv_base, d);
         }
     }
     if (ids.lid == 0u) {
+        var l = 0.0;
         for (var i = j0; i < j1; i++) {
             l += es[i];
         }
@@ -156,4 +239,5 @@ fn main(ids: Ids, gs: Groups) {
         part[mi + 1u] = l;
     }
 }
+#endif
 #endif

@@ -10,6 +10,8 @@
 // y = act(y) * u (the up projection with the gated activation as its epilogue). With
 // PAIR both projections come from one dispatch: the weights hold the gate's rows, then
 // the up's.
+// SPLIT: the weights hold up to three projections of one input stacked (an attention's
+// q, k and v); rows before split0 go to y, rows before split1 to y1, the rest to y2.
 #include "lib/common.wgsl"
 #ifdef GATED
 #include "lib/act.wgsl"
@@ -22,6 +24,10 @@ struct Params {
     row_offset: u32,  // first row of this shard in the whole tensor
     x_offset: u32,
     y_offset: u32,
+    split0: u32,      // SPLIT: rows of the first output
+    split1: u32,      // SPLIT: rows of the first two outputs
+    y1_offset: u32,
+    y2_offset: u32,
     _pad0: u32,
     _pad1: u32,
 }
@@ -35,6 +41,10 @@ struct Params {
 #endif
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
+#ifdef SPLIT
+@group(0) @binding(4) var<storage, read_write> y1: array<f32>;
+@group(0) @binding(5) var<storage, read_write> y2: array<f32>;
+#endif
 
 // LANES (invocations per row) and NR (rows per invocation) come as constants from the
 // host's table. Rows per workgroup: ROWS groups of NR.
@@ -121,10 +131,20 @@ fn main(ids: Ids, gs: Groups) {
 #ifdef PAIR
             y[yi] = act(total) * up_total;
 #else
+#ifdef SPLIT
+            if (row < p.split0) {
+                y[yi] = total;
+            } else if (row < p.split1) {
+                y1[p.y1_offset + row - p.split0] = total;
+            } else {
+                y2[p.y2_offset + row - p.split1] = total;
+            }
+#else
 #ifdef GATED
             y[yi] = act(y[yi]) * total;
 #else
             y[yi] = total;
+#endif
 #endif
 #endif
         }

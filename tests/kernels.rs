@@ -253,7 +253,7 @@ fn matvec_every_table_geometry() {
     }
 }
 
-/// A gated FFN's gate and up uploaded as one pair (`GpuTensor::upload_pair`), read by
+/// A gated FFN's gate and up uploaded as one pair (`GpuTensor::upload_stack`), read by
 /// one matvec: `act(gate x) * (up x)` against the twins, for every type, on table and
 /// other geometries; tensors that are not a pair do not join, and an odd row count is
 /// refused.
@@ -280,16 +280,9 @@ fn matvec_gate_up_pair() {
             .enumerate()
         {
             let g = gpu(cfg);
-            let pair = GpuTensor::upload_pair(
-                &g,
-                ["gate", "up"],
-                ty,
-                gate.cols as u64,
-                64,
-                [&gate.raw, &up.raw],
-            )
-            .unwrap();
-            let Some((tg, tu)) = pair else {
+            let parts = [("gate", 64, &gate.raw[..]), ("up", 64, &up.raw[..])];
+            let pair = GpuTensor::upload_stack(&g, ty, gate.cols as u64, &parts).unwrap();
+            let Some([tg, tu]) = pair.map(|v| <[GpuTensor; 2]>::try_from(v).ok().unwrap()) else {
                 let align = g.limits.min_storage_buffer_offset_alignment;
                 panic!("{ty}: 64 rows not paired (offset alignment {align})");
             };
@@ -328,6 +321,103 @@ fn matvec_gate_up_pair() {
                 "{err:?}"
             );
         }
+    }
+}
+
+/// An attention's q, k and v (GQA shapes: 48, 16 and 16 rows) uploaded as one stack and
+/// read by one matvec with three outputs, and q and k alone with two, against the twins
+/// for every type on table and other geometries; stacks that are out of order, not in
+/// one buffer, or whose parts do not end on a bindable offset are refused or declined.
+#[test]
+fn matvec_qkv_stack() {
+    let full = gpu(Config::Full);
+    let sg_min = full.info.subgroup_min_size;
+    let geos = [(64, 1, 1), (64, 8, 2), (128, 32, 1), (64, 4, 4)].map(|(w, l, r)| Geometry {
+        workgroup: w,
+        lanes: l,
+        rows: r,
+    });
+    let rows = [48usize, 16, 16];
+    for (i, ty) in gpu_types().into_iter().enumerate() {
+        let qk = ty.block_elems();
+        let cases: Vec<_> = rows
+            .iter()
+            .enumerate()
+            .map(|(j, &r)| case(ty, r, 3 * qk, 300 + (10 * i + j) as u64))
+            .collect();
+        let cols = cases[0].cols;
+        for (j, (cfg, geo)) in geos
+            .iter()
+            .flat_map(|g| [(Config::Bare, (*g, false)), (Config::Full, (*g, true))])
+            .filter(|(_, (g, sg))| !sg || g.lanes <= sg_min)
+            .enumerate()
+        {
+            let g = gpu(cfg);
+            let n = 2 + j % 2;
+            let parts: Vec<(&str, u64, &[u8])> = ["q", "k", "v"][..n]
+                .iter()
+                .zip(&cases)
+                .map(|(name, c)| (*name, c.rows as u64, &c.raw[..]))
+                .collect();
+            let stack = GpuTensor::upload_stack(&g, ty, cols as u64, &parts)
+                .unwrap()
+                .unwrap_or_else(|| panic!("{ty}: q/k/v not stacked"));
+            let x = random_vec(cols + 4, 17 + j as u64);
+            let xb = storage(&g, &x);
+            let xv = View {
+                buffer: &xb,
+                offset: 4,
+            };
+            // The outputs at offsets 1, 2 and 3 of their own buffers (k and v share one
+            // on odd runs).
+            let outs: Vec<wgpu::Buffer> = (0..n).map(|_| output(&g, 48 + 3)).collect();
+            let shared = j % 4 >= 2;
+            let ys: Vec<View> = (0..n)
+                .map(|p| View {
+                    buffer: &outs[if shared && p == 2 { 1 } else { p }],
+                    offset: if shared && p == 2 {
+                        16 + 2
+                    } else {
+                        1 + p as u64
+                    },
+                })
+                .collect();
+            let refs: Vec<&GpuTensor> = stack.iter().collect();
+            let op = MatVec::stacked_with_geometry(&g, &refs, xv, &ys, geo)
+                .unwrap()
+                .expect("the stack joins");
+            kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
+            for p in 0..n {
+                let y = &ys[p];
+                let got = read(&g, y.buffer, y.offset as usize + rows[p]);
+                let want = kernels::matvec::cpu(&cases[p].w, cols, &x[4..]);
+                let name = format!("qkv stack {ty} part {p} of {n} {cfg:?} {geo:?}");
+                assert_close(&name, &got[y.offset as usize..], &want, bound(ty));
+            }
+            // Out of order, or one part uploaded apart: no stack.
+            let rev: Vec<&GpuTensor> = refs.iter().rev().copied().collect();
+            let none = MatVec::stacked_with_geometry(&g, &rev, xv, &ys, geo).unwrap();
+            assert!(none.is_none(), "{ty}: reversed parts joined");
+            let lone = GpuTensor::upload(&g, "k", ty, cols as u64, 16, &cases[1].raw).unwrap();
+            let apart = [refs[0], &lone];
+            let none = MatVec::stacked_with_geometry(&g, &apart, xv, &ys[..2], geo).unwrap();
+            assert!(none.is_none(), "{ty}: separate buffers joined");
+            let err = MatVec::stacked_with_geometry(&g, &refs, xv, &ys[..1], geo).err();
+            assert!(format!("{err:?}").contains("outputs"), "{err:?}");
+        }
+        // A first part that ends off the binding offset alignment is not stacked.
+        let align = full.limits.min_storage_buffer_offset_alignment as u64;
+        let row_bytes = gpu_layout(ty).unwrap().row_words(cols as u64) * 4;
+        if !row_bytes.is_multiple_of(align) {
+            let odd = case(ty, 1, cols, 9);
+            let parts = [("q", 1, &odd.raw[..]), ("k", 16, &cases[1].raw[..])];
+            let got = GpuTensor::upload_stack(&full, ty, cols as u64, &parts).unwrap();
+            assert!(got.is_none(), "{ty}: misaligned part stacked");
+        }
+        // Data that does not match the rows given is declined, not read past.
+        let short = [("q", 48, &cases[1].raw[..]), ("k", 16, &cases[1].raw[..])];
+        let got = GpuTensor::upload_stack(&full, ty, cols as u64, &short).unwrap();
+        assert!(got.is_none(), "{ty}: short data stacked");
     }
 }
 

@@ -170,6 +170,18 @@ fn attention_rejects_bad_shapes() {
     assert!(pre.err().unwrap().to_string().contains("needs"));
 }
 
+/// Refills `out` with NaN (so a form that wrote nothing cannot pass on the other's
+/// result), then the dispatches `d`.
+fn output_reset<'a>(
+    g: &Gpu,
+    out: &wgpu::Buffer,
+    d: &'a [kernels::Dispatch],
+) -> Vec<&'a kernels::Dispatch> {
+    g.queue
+        .write_buffer(out, 0, &vec![0u8; out.size() as usize]);
+    d.iter().collect()
+}
+
 /// Decode over a cache filled with random rows, for every kv_len and window, against the
 /// twin; the op is built once per shape and only the step changes, as in a real plan.
 fn check_decode(cfg: Config, n_heads: usize, n_kv_heads: usize, head_dim: usize) -> f64 {
@@ -215,14 +227,25 @@ fn check_decode(cfg: Config, n_heads: usize, n_kv_heads: usize, head_dim: usize)
         .unwrap();
         for kv_len in [1usize, 7, 63, 64, 65, 300, 1000] {
             step.write(&g, Step::new(kv_len as u32 - 1, 1));
-            kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
-            let got = read(&g, &ob, n_heads * head_dim + 2);
             let want = attention_decode::cpu(&a, &q[3..], &k, &v, kv_len);
-            let case = format!(
-                "decode {cfg:?} heads {n_heads}/{n_kv_heads} d {head_dim} window {window:?} kv_len {kv_len}"
+            // Both forms at every length (the plan picks one by length: `for_len`).
+            for (form, d) in [("split", &op.dispatches), ("single", &op.single)] {
+                kernels::run(&g, &output_reset(&g, &ob, d));
+                let got = read(&g, &ob, n_heads * head_dim + 2);
+                let case = format!(
+                    "decode {form} {cfg:?} heads {n_heads}/{n_kv_heads} d {head_dim} window {window:?} kv_len {kv_len}"
+                );
+                assert_close(&case, &got[2..], &want, BOUND);
+                worst = worst.max(nmse(&got[2..], &want));
+            }
+            let seen = window.map_or(kv_len, |w| kv_len.min(w as usize));
+            let picked = op.for_len(kv_len as u32).len();
+            let short = seen <= attention_decode::SINGLE_PASS_MAX as usize;
+            assert_eq!(
+                picked,
+                if short { 1 } else { 2 },
+                "kv_len {kv_len} window {window:?}"
             );
-            assert_close(&case, &got[2..], &want, BOUND);
-            worst = worst.max(nmse(&got[2..], &want));
         }
     }
     worst

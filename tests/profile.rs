@@ -52,7 +52,7 @@ fn profile_run(model: &mut Model, prof: &mut Profiler) -> Vec<StepProfile> {
 fn check_counts(model: &Model, steps: &[StepProfile]) {
     assert_eq!(steps.len(), 4);
     for s in steps {
-        let plan = model.plan_dispatches(s.phase == Phase::Prefill);
+        let plan = model.plan_dispatches(s.phase == Phase::Prefill, s.kv_len);
         assert_eq!(s.dispatches.len(), plan.len(), "{:?}", s.phase);
         for (got, want) in s.dispatches.iter().zip(&plan) {
             assert_eq!(got.label, want.label);

@@ -339,59 +339,67 @@ impl GpuTensor {
         self.ty.bytes_for(self.cols).unwrap_or(0) * self.rows
     }
 
-    /// Uploads two tensors of one type and shape (a gated FFN's gate and up) into one
-    /// buffer, the second right after the first, and returns a view of each; `None`
-    /// when the pair does not fit one binding or the second could not be bound at its
-    /// offset (the caller then uploads them apart). A kernel may read both through
-    /// [`GpuTensor::joined`].
-    pub fn upload_pair(
+    /// Uploads tensors of one type and row length (a gated FFN's gate and up, or an
+    /// attention's q, k and v) into one buffer, each right after the one before, and
+    /// returns a view of each; `None` when they do not fit one binding or a part could
+    /// not be bound at its offset (the caller then uploads them apart). A kernel may read
+    /// neighbours as one tensor through [`GpuTensor::joined`]. `parts` are (name, rows,
+    /// file bytes).
+    pub fn upload_stack(
         gpu: &Gpu,
-        names: [&str; 2],
         ty: GgmlType,
         cols: u64,
-        rows: u64,
-        data: [&[u8]; 2],
-    ) -> Result<Option<(Self, Self)>, GpuError> {
+        parts: &[(&str, u64, &[u8])],
+    ) -> Result<Option<Vec<Self>>, GpuError> {
         let Some(layout) = gpu_layout(ty) else {
             return Ok(None);
         };
-        let half = layout.row_words(cols) * 4 * rows;
+        let (Some(row_bytes), Some(first)) = (ty.bytes_for(cols), parts.first()) else {
+            return Ok(None);
+        };
         let align = u64::from(gpu.limits.min_storage_buffer_offset_alignment).max(1);
-        if data[0].len() != data[1].len()
-            || !half.is_multiple_of(align)
-            || 2 * half > gpu.max_binding
-        {
+        let gpu_row = layout.row_words(cols) * 4;
+        let mut total_rows = 0u64;
+        for (i, (_, rows, data)) in parts.iter().enumerate() {
+            let fits = row_bytes.checked_mul(*rows) == Some(data.len() as u64);
+            // Every part but the last must end on a bindable offset.
+            let aligned = i + 1 == parts.len() || (gpu_row * rows).is_multiple_of(align);
+            if !fits || !aligned {
+                return Ok(None);
+            }
+            total_rows += rows;
+        }
+        if gpu_row.saturating_mul(total_rows) > gpu.max_binding {
             return Ok(None);
         }
-        let both = GpuTensor::upload(
-            gpu,
-            names[0],
-            ty,
-            cols,
-            2 * rows,
-            &[data[0], data[1]].concat(),
-        )?;
-        let Some(shard) = both.shards.first().filter(|_| both.shards.len() == 1) else {
+        let data = parts.iter().map(|p| p.2).collect::<Vec<_>>().concat();
+        let all = GpuTensor::upload(gpu, first.0, ty, cols, total_rows, &data)?;
+        let Some(shard) = all.shards.first().filter(|_| all.shards.len() == 1) else {
             return Ok(None);
         };
-        let view = |name: &str, offset| Self {
-            name: name.to_string(),
-            ty,
-            cols,
-            rows,
-            row_words: both.row_words,
-            shards: vec![Shard {
-                buffer: shard.buffer.clone(),
-                offset,
-                row_start: 0,
-                rows,
-            }],
-        };
-        Ok(Some((view(names[0], 0), view(names[1], half))))
+        let mut offset = 0;
+        let mut views = Vec::with_capacity(parts.len());
+        for (name, rows, _) in parts {
+            views.push(Self {
+                name: name.to_string(),
+                ty,
+                cols,
+                rows: *rows,
+                row_words: all.row_words,
+                shards: vec![Shard {
+                    buffer: shard.buffer.clone(),
+                    offset,
+                    row_start: 0,
+                    rows: *rows,
+                }],
+            });
+            offset += gpu_row * rows;
+        }
+        Ok(Some(views))
     }
 
     /// `self` and `next` as one tensor of both row ranges, when `next`'s rows follow
-    /// `self`'s in the same buffer (an [`upload_pair`](Self::upload_pair)).
+    /// `self`'s in the same buffer (an [`upload_stack`](Self::upload_stack)).
     pub fn joined(&self, next: &GpuTensor) -> Option<GpuTensor> {
         let (a, b) = match (&self.shards[..], &next.shards[..]) {
             ([a], [b]) => (a, b),

@@ -67,6 +67,38 @@ impl<'a> Block<'a> {
         Ok(())
     }
 
+    /// The q, k and v projections of `h`: three matmuls in prefill; in decode one
+    /// matvec with three outputs when the weights share a buffer (see `Weights`), or q
+    /// and k in one and v alone, or one matvec each.
+    fn qkv(&mut self, w: [&GpuTensor; 3], y: [&wgpu::Buffer; 3]) -> Result<(), ModelError> {
+        let (gpu, h) = (self.gpu, &self.a.h);
+        let cols = w[0].cols as u32;
+        for (wt, out) in w.iter().zip(y) {
+            let mm = MatMul::new(
+                gpu,
+                wt,
+                Rows::packed(h, cols),
+                Rows::packed(out, wt.rows as u32),
+                self.tok,
+            )?;
+            self.pre.push(Arc::new(mm));
+        }
+        let views = y.map(View::of);
+        let mut done = 0;
+        for n in [3, 2] {
+            if let Some(mv) = MatVec::stacked(gpu, &w[..n], View::of(h), &views[..n])? {
+                self.dec.push(Arc::new(mv));
+                done = n;
+                break;
+            }
+        }
+        for (wt, out) in w.iter().zip(views).skip(done) {
+            self.dec
+                .push(Arc::new(MatVec::new(gpu, wt, View::of(h), out)?));
+        }
+        Ok(())
+    }
+
     /// `h = RmsNorm(x) * w`: the pre-norm of a sub-block.
     pub fn pre_norm(&mut self, w: &wgpu::Buffer) -> Result<(), ModelError> {
         let (gpu, cfg, a) = (self.gpu, self.cfg, self.a);
@@ -125,9 +157,7 @@ impl<'a> Block<'a> {
             Rows::heads(&a.k, nkv, hd),
             Rows::heads(&a.v, nkv, hd),
         );
-        for (wt, y) in w.qkv.iter().zip([&a.q, &a.k, &a.v]) {
-            self.proj(wt, &a.h, y)?;
-        }
+        self.qkv(w.qkv, [&a.q, &a.k, &a.v])?;
         if let Some(bias) = w.bias {
             for (b, y) in bias.iter().zip([q, k, v]) {
                 let b = Rows::broadcast(b, y.rows * y.width);
@@ -185,7 +215,7 @@ impl<'a> Block<'a> {
         self.pre
             .push(Arc::new(GatedAct::new(gpu, g, u, w.act, self.tok)?));
         let (x, y) = (View::of(&a.h), View::of(&a.g));
-        match w.gate.joined(w.up) {
+        match w.gate.joined(w.up).filter(|_| w.gate.rows == w.up.rows) {
             Some(pair) => {
                 let mv = MatVec::gated_pair(gpu, &pair, x, y, w.act)?;
                 self.dec.push(Arc::new(mv));

@@ -319,7 +319,7 @@ impl Model {
         // Two command buffers: the embedding and every block (and the all-token head),
         // then the shared tail (norm, head, argmax) after copying the last token's row
         // into its input.
-        let groups = self.plan_groups(prefill);
+        let groups = self.plan_groups(prefill, (self.pos + n) as u32);
         let (tail, body) = groups.split_last().expect("a plan has a tail");
         let body: Vec<&Dispatch> = body.iter().flatten().copied().collect();
         let row = (n as u64 - 1) * self.cfg.hidden as u64 * 4;
@@ -335,21 +335,25 @@ impl Model {
     }
 
     /// Every dispatch of the decode plan (or the prefill plan), in execution order,
-    /// including the shared tail.
-    pub fn plan_dispatches(&self, prefill: bool) -> Vec<&Dispatch> {
-        self.plan_groups(prefill).into_iter().flatten().collect()
+    /// including the shared tail, for a step that ends with `kv_len` cached positions
+    /// (some ops pick their form by context length).
+    pub fn plan_dispatches(&self, prefill: bool, kv_len: u32) -> Vec<&Dispatch> {
+        self.plan_groups(prefill, kv_len)
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// The plan's stages grouped as built (embedding, each block, the all-token head, the
     /// tail last); `run` submits all but the tail as one command buffer.
-    fn plan_groups(&self, prefill: bool) -> Vec<Vec<&Dispatch>> {
+    fn plan_groups(&self, prefill: bool, kv_len: u32) -> Vec<Vec<&Dispatch>> {
         let plan = if prefill { &self.prefill } else { &self.decode };
-        let mut groups = vec![flat(&plan.embed)];
-        groups.extend(plan.layers.iter().map(|l| flat(l)));
+        let mut groups = vec![flat(&plan.embed, kv_len)];
+        groups.extend(plan.layers.iter().map(|l| flat(l, kv_len)));
         if prefill && !plan.all_logits.is_empty() {
-            groups.push(flat(&plan.all_logits));
+            groups.push(flat(&plan.all_logits, kv_len));
         }
-        groups.push(flat(&self.tail));
+        groups.push(flat(&self.tail, kv_len));
         groups
     }
 
@@ -433,9 +437,12 @@ impl Model {
     }
 }
 
-/// The dispatches of `stages`, in order.
-fn flat(stages: &[Stage]) -> Vec<&Dispatch> {
-    stages.iter().flat_map(|s| s.dispatches().iter()).collect()
+/// The dispatches of `stages` for a step ending at `kv_len`, in order.
+fn flat(stages: &[Stage], kv_len: u32) -> Vec<&Dispatch> {
+    stages
+        .iter()
+        .flat_map(|s| s.dispatches_at(kv_len).iter())
+        .collect()
 }
 
 /// The dispatches of one op.

@@ -31,20 +31,44 @@ params! {
     }
 }
 
-fn key(f16: bool, combine: bool) -> PipelineKey {
+/// Contexts of at most this many positions attend in one pass (`SINGLE`: one workgroup
+/// per head walks every chunk) instead of chunks in parallel and a combine pass: a short
+/// step then costs one dispatch, and its chunks are too few to fill a GPU anyway.
+pub const SINGLE_PASS_MAX: u32 = 4 * CHUNK;
+
+/// The three shader forms: chunks in parallel, their combine, and the single pass.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    Chunks,
+    Combine,
+    Single,
+}
+
+fn key(f16: bool, pass: Pass) -> PipelineKey {
     PipelineKey {
         op: "attention_decode",
         variant: ShaderVariant {
             f16,
-            defines: if combine { &["COMBINE"] } else { &[] },
+            defines: match pass {
+                Pass::Chunks => &[],
+                Pass::Combine => &["COMBINE"],
+                Pass::Single => &["SINGLE"],
+            },
             ..ShaderVariant::new(WORKGROUP)
         },
     }
 }
 
-/// The decode attention variants: pass 1 for an f32 and an f16 cache, and the combine pass.
+/// The decode attention variants: pass 1 and the single pass for an f32 and an f16
+/// cache, and the combine pass.
 pub fn variants() -> Vec<PipelineKey> {
-    vec![key(false, false), key(true, false), key(false, true)]
+    vec![
+        key(false, Pass::Chunks),
+        key(true, Pass::Chunks),
+        key(false, Pass::Combine),
+        key(false, Pass::Single),
+        key(true, Pass::Single),
+    ]
 }
 
 /// What an attention op computes: `n_heads` query heads of `head_dim` over `n_kv_heads`
@@ -97,8 +121,12 @@ pub(crate) fn check_heads(what: &str, cache: &KvCache, spec: &AttnSpec) -> Resul
 pub struct AttentionDecode {
     /// Pass 1 (chunks) then pass 2 (combine).
     pub dispatches: Vec<Dispatch>,
+    /// The single pass, for steps of at most [`SINGLE_PASS_MAX`] positions attended.
+    pub single: Vec<Dispatch>,
     /// Per-chunk partial results, owned by this op.
     pub scratch: wgpu::Buffer,
+    /// The sliding window (0: none), to count the positions a step attends.
+    window: u32,
 }
 
 impl AttentionDecode {
@@ -162,7 +190,7 @@ impl AttentionDecode {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        let k1 = key(cache.f16, false);
+        let k1 = key(cache.f16, Pass::Chunks);
         let chunks = build_dispatch(
             gpu,
             &k1,
@@ -177,7 +205,7 @@ impl AttentionDecode {
             &p,
             (max_chunks, n_heads, 1),
         )?;
-        let k2 = key(false, true);
+        let k2 = key(false, Pass::Combine);
         let combine = build_dispatch(
             gpu,
             &k2,
@@ -216,10 +244,55 @@ impl AttentionDecode {
                 ..Work::default()
             },
         );
+        let k3 = key(cache.f16, Pass::Single);
+        let single = build_dispatch(
+            gpu,
+            &k3,
+            k3.label(),
+            &[
+                (0, q.buffer),
+                (1, &cache.k),
+                (2, &cache.v),
+                (5, out.buffer),
+                (STEP_BINDING, &step.buffer),
+            ],
+            &p,
+            (n_heads, 1, 1),
+        )?;
+        // Pass 1's reads, the output written once.
+        let single = single.costed(
+            format!("{n_heads}x{head_dim}"),
+            Work {
+                c: 2.0 * q_bytes,
+                k: 2.0 * cache.kv_dim as f64 * elem,
+                ..Work::default()
+            },
+            Work {
+                tk: 4.0 * nh * hd,
+                ..Work::default()
+            },
+        );
         Ok(Self {
             dispatches: vec![chunks, combine],
+            single: vec![single],
             scratch,
+            window: window.unwrap_or(0),
         })
+    }
+
+    /// The dispatches of a step whose query sits at position `kv_len - 1`: the single pass
+    /// when it attends at most [`SINGLE_PASS_MAX`] positions, else chunks and combine.
+    pub fn for_len(&self, kv_len: u32) -> &[Dispatch] {
+        let seen = if self.window > 0 {
+            kv_len.min(self.window)
+        } else {
+            kv_len
+        };
+        if seen <= SINGLE_PASS_MAX {
+            &self.single
+        } else {
+            &self.dispatches
+        }
     }
 }
 
@@ -271,5 +344,9 @@ pub fn cpu(spec: &AttnSpec, q: &[f32], k: &[f32], v: &[f32], kv_len: usize) -> V
 impl super::Op for AttentionDecode {
     fn dispatches(&self) -> &[Dispatch] {
         &self.dispatches
+    }
+
+    fn dispatches_at(&self, kv_len: u32) -> &[Dispatch] {
+        self.for_len(kv_len)
     }
 }

@@ -72,6 +72,7 @@ impl GetRows {
             workgroup: WORKGROUP,
             inputs: [ids, out.view.buffer],
             defines: &[],
+            extra: &[],
             step: Some(tok.step),
             // Each token reads one row (from whichever shard holds it), its id, and
             // writes the row as f32.

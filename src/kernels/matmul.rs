@@ -76,6 +76,7 @@ impl MatMul {
             workgroup: 64,
             inputs: [x.view.buffer, y.view.buffer],
             defines: &[],
+            extra: &[],
             step: Some(tok.step),
             // The weights once per step, each token's x and y once.
             cost: |w, rows| {

@@ -115,32 +115,42 @@ const LANES: [u32; 6] = [1, 4, 8, 16, 32, 64];
 /// Rows per invocation the shader supports.
 const NR: [u32; 3] = [1, 2, 4];
 
-const EPILOGUES: [Option<Activation>; 3] =
-    [None, Some(Activation::Silu), Some(Activation::GeluTanh)];
+/// What a matvec does with its rows besides `y = W x`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    /// `y = W x`.
+    Plain,
+    /// `y = act(y) * (W x)`: a gated FFN's up projection, `y` holding the gate's.
+    Gated(Activation),
+    /// `y = act(gate x) * (up x)`: W holds a gated FFN's gate rows, then its up rows.
+    Pair(Activation),
+    /// W holds two or three projections of one input stacked (q, k, v); each part's rows
+    /// go to their own output.
+    Split,
+}
 
-/// The shader defines of a geometry and epilogue: `MATVEC`, `LANES=n`, `NR=n`, the
-/// gated activation and `PAIR` (gate and up from one dispatch) when `pair`. Each distinct list is built once and kept for the process (at most
-/// 6 x 3 x 3 of them), as pipeline keys hold `'static` defines.
-fn defines_for(
-    g: Geometry,
-    act: Option<Activation>,
-    pair: bool,
-) -> Result<&'static [&'static str], GpuError> {
-    type Key = (u32, u32, Option<Activation>, bool);
-    type Cache = std::sync::Mutex<Vec<(Key, &'static [&'static str])>>;
+const FORMS: [Form; 6] = [
+    Form::Plain,
+    Form::Gated(Activation::Silu),
+    Form::Gated(Activation::GeluTanh),
+    Form::Pair(Activation::Silu),
+    Form::Pair(Activation::GeluTanh),
+    Form::Split,
+];
+
+/// The shader defines of a geometry and form: `MATVEC`, `LANES=n`, `NR=n`, then the
+/// gated activation and `PAIR` or `SPLIT`. Each distinct list is built once and kept for
+/// the process (at most 6 x 3 x 6 of them), as pipeline keys hold `'static` defines.
+fn defines_for(g: Geometry, form: Form) -> Result<&'static [&'static str], GpuError> {
+    type Cache = std::sync::Mutex<Vec<((u32, u32, Form), &'static [&'static str])>>;
     static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
-    if !LANES.contains(&g.lanes) || !NR.contains(&g.rows) || !EPILOGUES.contains(&act) {
+    if !LANES.contains(&g.lanes) || !NR.contains(&g.rows) || !FORMS.contains(&form) {
         return Err(GpuError::Runtime(format!(
-            "matvec: no build for {} lanes and {} rows per invocation",
+            "matvec: no build for {} lanes and {} rows per invocation ({form:?})",
             g.lanes, g.rows
         )));
     }
-    if pair && act.is_none() {
-        return Err(GpuError::Runtime(
-            "matvec: a gate/up pair needs an activation".into(),
-        ));
-    }
-    let key = (g.lanes, g.rows, act, pair);
+    let key = (g.lanes, g.rows, form);
     let mut cache = CACHE
         .get_or_init(Default::default)
         .lock()
@@ -153,13 +163,19 @@ fn defines_for(
         Box::leak(format!("LANES={}", g.lanes).into_boxed_str()),
         Box::leak(format!("NR={}", g.rows).into_boxed_str()),
     ];
+    let act = match form {
+        Form::Gated(a) | Form::Pair(a) => Some(a),
+        Form::Plain | Form::Split => None,
+    };
     match act {
         Some(Activation::Silu) => d.extend(["GATED", "SILU"]),
         Some(Activation::GeluTanh) => d.extend(["GATED", "GELU_TANH"]),
         None => {}
     }
-    if pair {
-        d.push("PAIR");
+    match form {
+        Form::Pair(_) => d.push("PAIR"),
+        Form::Split => d.push("SPLIT"),
+        Form::Plain | Form::Gated(_) => {}
     }
     let d: &'static [&'static str] = Box::leak(d.into_boxed_slice());
     cache.push((key, d));
@@ -195,7 +211,7 @@ fn tuning_override() -> Option<Geometry> {
         lanes: n.next()?.ok()?,
         rows: n.next().unwrap_or(Ok(1)).ok()?,
     };
-    let ok = defines_for(g, None, false).is_ok()
+    let ok = defines_for(g, Form::Plain).is_ok()
         && g.lanes <= g.workgroup
         && g.workgroup.is_multiple_of(g.lanes);
     ok.then_some(g)
@@ -225,8 +241,8 @@ pub(crate) fn variants(ty: GgmlType) -> Vec<crate::gpu::PipelineKey> {
     let mut v = Vec::new();
     let geos = TABLE.iter().map(|(c, _)| class_geometry(*c, ty));
     for (g, sg) in geos.flat_map(|g| [(g, false), (g, true)]) {
-        for (act, pair) in EPILOGUES.into_iter().flat_map(|a| [(a, false), (a, true)]) {
-            if let Ok(d) = defines_for(g, act, pair) {
+        for form in FORMS {
+            if let Ok(d) = defines_for(g, form) {
                 let key = super::weight_key("matvec", ty, sg, g.workgroup, d);
                 if !v.contains(&key) {
                     v.push(key);
@@ -246,6 +262,10 @@ params! {
         row_offset: u32,
         x_offset: u32,
         y_offset: u32,
+        split0: u32,
+        split1: u32,
+        y1_offset: u32,
+        y2_offset: u32,
         _pad: [u32; 2],
     }
 }
@@ -285,7 +305,7 @@ impl MatVec {
         y: View,
         act: Activation,
     ) -> Result<Self, GpuError> {
-        Self::build(gpu, w, x, y, geometry(gpu, w.ty), Some(act), true)
+        Self::build(gpu, w, x, &[y], geometry(gpu, w.ty), Form::Pair(act))
     }
 
     /// `gated_pair` with a given geometry (for tests).
@@ -297,7 +317,51 @@ impl MatVec {
         geo: (Geometry, bool),
         act: Activation,
     ) -> Result<Self, GpuError> {
-        Self::build(gpu, w, x, y, geo, Some(act), true)
+        Self::build(gpu, w, x, &[y], geo, Form::Pair(act))
+    }
+
+    /// Two or three projections of one input in one dispatch (an attention's q, k and
+    /// v): `parts` must lie one after another in one buffer (a
+    /// [`GpuTensor::upload_stack`]); part i's rows go to `ys[i]`. `None` when the parts
+    /// are not one stack (the caller then runs a matvec per part). x is read once.
+    pub fn stacked(
+        gpu: &Gpu,
+        parts: &[&GpuTensor],
+        x: View,
+        ys: &[View],
+    ) -> Result<Option<Self>, GpuError> {
+        let Some(first) = parts.first() else {
+            return Ok(None);
+        };
+        Self::stacked_with_geometry(gpu, parts, x, ys, geometry(gpu, first.ty))
+    }
+
+    /// `stacked` with a given geometry (for tests).
+    pub fn stacked_with_geometry(
+        gpu: &Gpu,
+        parts: &[&GpuTensor],
+        x: View,
+        ys: &[View],
+        geo: (Geometry, bool),
+    ) -> Result<Option<Self>, GpuError> {
+        if !(2..=3).contains(&parts.len()) || ys.len() != parts.len() {
+            return Err(GpuError::Runtime(format!(
+                "matvec: {} stacked parts with {} outputs (two or three of each)",
+                parts.len(),
+                ys.len()
+            )));
+        }
+        let mut all = parts[0].joined(parts[1]);
+        if let (Some(a), Some(next)) = (&all, parts.get(2)) {
+            all = a.joined(next);
+        }
+        match all {
+            Some(w) => {
+                let splits: Vec<u64> = parts.iter().map(|p| p.rows).collect();
+                Self::build_split(gpu, &w, x, ys, &splits, geo).map(Some)
+            }
+            None => Ok(None),
+        }
     }
 
     /// `new` (or `gated`, with `act`) with a given geometry (tests run every table
@@ -311,17 +375,42 @@ impl MatVec {
         geo: (Geometry, bool),
         act: Option<Activation>,
     ) -> Result<Self, GpuError> {
-        Self::build(gpu, w, x, y, geo, act, false)
+        let form = act.map_or(Form::Plain, Form::Gated);
+        Self::build(gpu, w, x, &[y], geo, form)
     }
 
     fn build(
         gpu: &Gpu,
         w: &GpuTensor,
         x: View,
-        y: View,
+        ys: &[View],
+        geo: (Geometry, bool),
+        form: Form,
+    ) -> Result<Self, GpuError> {
+        Self::dispatch(gpu, w, x, ys, &[], geo, form)
+    }
+
+    fn build_split(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        x: View,
+        ys: &[View],
+        splits: &[u64],
+        geo: (Geometry, bool),
+    ) -> Result<Self, GpuError> {
+        Self::dispatch(gpu, w, x, ys, splits, geo, Form::Split)
+    }
+
+    /// The dispatches of every form: `ys` holds one output, or one per part of `splits`
+    /// (the parts' row counts) for `Form::Split`.
+    fn dispatch(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        x: View,
+        ys: &[View],
+        splits: &[u64],
         (g, shuffles): (Geometry, bool),
-        act: Option<Activation>,
-        pair: bool,
+        form: Form,
     ) -> Result<Self, GpuError> {
         if !g.lanes.is_power_of_two() || !g.workgroup.is_multiple_of(g.lanes) {
             return Err(GpuError::Runtime(format!(
@@ -329,17 +418,42 @@ impl MatVec {
                 g.lanes, g.workgroup
             )));
         }
+        let pair = matches!(form, Form::Pair(_));
         if pair && (w.shards.len() != 1 || !w.rows.is_multiple_of(2)) {
             return Err(GpuError::Runtime(format!(
                 "matvec {}: a gate/up pair must be one shard of an even number of rows",
                 w.name
             )));
         }
-        let out_rows = if pair { w.rows / 2 } else { w.rows };
+        let split = form == Form::Split;
+        let want_outs = if split { splits.len() } else { 1 };
+        if ys.len() != want_outs
+            || (split && (w.shards.len() != 1 || splits.iter().sum::<u64>() != w.rows))
+        {
+            return Err(GpuError::Runtime(format!(
+                "matvec {}: {} outputs for {} parts of {} rows in {} shards",
+                w.name,
+                ys.len(),
+                want_outs,
+                w.rows,
+                w.shards.len()
+            )));
+        }
+        let out_rows: Vec<u64> = match form {
+            Form::Pair(_) => vec![w.rows / 2],
+            Form::Split => splits.to_vec(),
+            Form::Plain | Form::Gated(_) => vec![w.rows],
+        };
         x.check("matvec input", w.cols)?;
-        y.check("matvec output", out_rows)?;
+        for (y, rows) in ys.iter().zip(&out_rows) {
+            y.check("matvec output", *rows)?;
+        }
         let (k, row_words) = (to_u32("k", w.cols)?, to_u32("row words", w.row_words)?);
-        let (xo, yo) = (to_u32("x offset", x.offset)?, to_u32("y offset", y.offset)?);
+        let xo = to_u32("x offset", x.offset)?;
+        let yo: Vec<u32> = ys
+            .iter()
+            .map(|y| to_u32("y offset", y.offset))
+            .collect::<Result<_, _>>()?;
         // Block types read x as vec4 words (their rows are whole blocks of 32 or more).
         if !w.ty.is_float() && !xo.is_multiple_of(4) {
             return Err(GpuError::Runtime(format!(
@@ -347,13 +461,23 @@ impl MatVec {
                 w.name
             )));
         }
+        // Split boundaries (every row past the parts given goes to the last output).
+        let split0 = to_u32("split", splits.first().copied().unwrap_or(w.rows))?;
+        let split1 = to_u32("split", splits.iter().take(2).sum::<u64>())?;
+        let last = ys.len() - 1;
+        let extra: Vec<(u32, &wgpu::Buffer)> = if split {
+            vec![(4, ys[1.min(last)].buffer), (5, ys[2.min(last)].buffer)]
+        } else {
+            Vec::new()
+        };
         let rows_per_wg = (g.workgroup / g.lanes * g.rows) as u64;
         let kernel = WeightKernel {
             op: "matvec",
             subgroups: shuffles,
             workgroup: g.workgroup,
-            defines: defines_for(g, act, pair)?,
-            inputs: [x.buffer, y.buffer],
+            defines: defines_for(g, form)?,
+            inputs: [x.buffer, ys[0].buffer],
+            extra: &extra,
             step: None,
             // The weights, x and y each once.
             cost: |w, rows| {
@@ -379,7 +503,15 @@ impl MatVec {
                 row_words,
                 row_offset: start as u32,
                 x_offset: xo,
-                y_offset: yo,
+                y_offset: yo[0],
+                split0,
+                split1: if splits.len() > 2 {
+                    split1
+                } else {
+                    rows as u32
+                },
+                y1_offset: yo[1.min(last)],
+                y2_offset: yo[2.min(last)],
                 _pad: [0; 2],
             };
             let (gx, gy) = grid(gpu, rows.div_ceil(rows_per_wg) as u32);
@@ -419,11 +551,11 @@ mod tests {
                 "{class:?}"
             );
             assert!((64..=256).contains(&g.workgroup), "{class:?}");
-            assert!(defines_for(g, None, false).is_ok(), "{class:?}");
+            assert!(defines_for(g, Form::Plain).is_ok(), "{class:?}");
         }
         for (class, ty, _) in MORE_ROWS {
             assert!(
-                defines_for(class_geometry(class, ty), None, false).is_ok(),
+                defines_for(class_geometry(class, ty), Form::Plain).is_ok(),
                 "{class:?} {ty}"
             );
         }

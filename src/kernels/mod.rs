@@ -120,6 +120,13 @@ pub trait Op {
     /// The op's dispatches (one per weight shard, or per pass).
     fn dispatches(&self) -> &[Dispatch];
 
+    /// The dispatches of a step that ends with `kv_len` cached positions (ops that pick a
+    /// form by context length override this).
+    fn dispatches_at(&self, kv_len: u32) -> &[Dispatch] {
+        let _ = kv_len;
+        self.dispatches()
+    }
+
     /// Records the op's dispatches into a compute pass.
     fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
         for d in self.dispatches() {
@@ -491,6 +498,8 @@ struct WeightKernel<'a> {
     defines: &'static [&'static str],
     /// Bindings 1 and 2.
     inputs: [&'a wgpu::Buffer; 2],
+    /// More buffers, by binding.
+    extra: &'a [(u32, &'a wgpu::Buffer)],
     /// The step uniform, for kernels that read it.
     step: Option<&'a StepBuffer>,
     /// Bytes and FLOPs of a shard of `rows` rows of `w`.
@@ -528,6 +537,7 @@ fn weight_dispatches<P: ShaderParams>(
         if let Some(s) = k.step {
             entries.push((STEP_BINDING, s.buffer.as_entire_binding()));
         }
+        entries.extend(k.extra.iter().map(|(b, buf)| (*b, buf.as_entire_binding())));
         let d = build_dispatch_with(gpu, &key, label, entries, &p, workgroups)?;
         let (bytes, flops) = (k.cost)(w, shard.rows as f64);
         out.push(d.costed(format!("{}x{}", shard.rows, w.cols), bytes, flops));

@@ -6,6 +6,7 @@ use super::{ModelConfig, ModelError};
 use crate::gguf::GgufFile;
 use crate::gpu::{Gpu, GpuTensor};
 use crate::quant::dequantize_to_vec;
+use std::collections::HashMap;
 use wgpu::util::DeviceExt;
 
 /// One transformer block's weights by name, as its architecture lists them: matrices
@@ -41,30 +42,30 @@ impl Weights {
     ) -> Result<Self, ModelError> {
         super::tensors::check_tensors(cfg, f)?;
         let total = cfg.n_layers + 1;
-        // A gated FFN's gate and up go into one buffer, gate first, when they can (one
-        // dispatch reads both in decode): the first of the two a block asks for uploads
-        // both, and the other waits here until asked for (each name is asked once).
-        let mut waiting: Option<(String, GpuTensor)> = None;
+        // Tensors one decode dispatch reads together go into one buffer when they can
+        // (see `STACKS`): the first of a stack a block asks for uploads them all, and the
+        // others wait here until asked for (each name is asked once).
+        let mut waiting: HashMap<String, GpuTensor> = HashMap::new();
         let mut block_mat = |name: &str| -> Result<GpuTensor, ModelError> {
-            if let Some((n, t)) = waiting.take() {
-                if n == name {
-                    return Ok(t);
-                }
-                waiting = Some((n, t));
+            if let Some(t) = waiting.remove(name) {
+                return Ok(t);
             }
-            let base = name.strip_suffix("ffn_gate.weight");
-            let up_base = name.strip_suffix("ffn_up.weight");
-            if let (Some(b), None) | (None, Some(b)) = (base, up_base) {
-                let (gate, up) = (format!("{b}ffn_gate.weight"), format!("{b}ffn_up.weight"));
-                if waiting.is_none() {
-                    if let Some((g, u)) = matrix_pair(gpu, f, &gate, &up)? {
-                        let (mine, other) = if base.is_some() {
-                            (g, (up, u))
+            for stack in STACKS {
+                let Some(base) = stack.iter().find_map(|s| name.strip_suffix(s)) else {
+                    continue;
+                };
+                let names: Vec<String> = stack.iter().map(|s| format!("{base}{s}")).collect();
+                if let Some(views) = matrix_stack(gpu, f, &names)? {
+                    let mut mine = None;
+                    for (n, t) in names.into_iter().zip(views) {
+                        if n == name {
+                            mine = Some(t);
                         } else {
-                            (u, (gate, g))
-                        };
-                        waiting = Some(other);
-                        return Ok(mine);
+                            waiting.insert(n, t);
+                        }
+                    }
+                    if let Some(t) = mine {
+                        return Ok(t);
                     }
                 }
             }
@@ -114,23 +115,43 @@ fn matrix(gpu: &Gpu, f: &GgufFile, name: &str) -> Result<GpuTensor, ModelError> 
         .map_err(ModelError::from)
 }
 
-/// Uploads `a` and `b` into one buffer (see `GpuTensor::upload_pair`) when both exist
-/// with one type and shape and fit one binding; `None` leaves them to `matrix`.
-fn matrix_pair(
+/// Weights a decode step reads with one dispatch, in buffer order: a gated FFN's gate
+/// then up (the matvec's gated pair), an attention's q, k then v (one matvec with three
+/// outputs).
+const STACKS: [&[&str]; 2] = [
+    &["ffn_gate.weight", "ffn_up.weight"],
+    &["attn_q.weight", "attn_k.weight", "attn_v.weight"],
+];
+
+/// Uploads the longest leading run of `names` (at least two) that exist with one type
+/// and row length into one buffer (see `GpuTensor::upload_stack`); `None` leaves them to
+/// `matrix`. Gemma 3's q and k share a type where its v often does not: q and k stack.
+fn matrix_stack(
     gpu: &Gpu,
     f: &GgufFile,
-    a: &str,
-    b: &str,
-) -> Result<Option<(GpuTensor, GpuTensor)>, ModelError> {
-    let (Some(ta), Some(tb)) = (f.tensor(a), f.tensor(b)) else {
+    names: &[String],
+) -> Result<Option<Vec<GpuTensor>>, ModelError> {
+    let mut parts = Vec::new();
+    for name in names {
+        let Some(t) = f.tensor(name) else { break };
+        if let Some(&(_, ty, cols, _, _)) = parts.first() {
+            if (t.ty, t.row_len()) != (ty, cols) {
+                break;
+            }
+        }
+        parts.push((
+            name.as_str(),
+            t.ty,
+            t.row_len(),
+            t.n_rows(),
+            f.tensor_data(t),
+        ));
+    }
+    let Some(&(_, ty, cols, _, _)) = parts.first().filter(|_| parts.len() >= 2) else {
         return Ok(None);
     };
-    if (ta.ty, ta.row_len(), ta.n_rows()) != (tb.ty, tb.row_len(), tb.n_rows()) {
-        return Ok(None);
-    }
-    let data = [f.tensor_data(ta), f.tensor_data(tb)];
-    GpuTensor::upload_pair(gpu, [a, b], ta.ty, ta.row_len(), ta.n_rows(), data)
-        .map_err(ModelError::from)
+    let parts: Vec<(&str, u64, &[u8])> = parts.iter().map(|p| (p.0, p.3, p.4)).collect();
+    GpuTensor::upload_stack(gpu, ty, cols, &parts).map_err(ModelError::from)
 }
 
 /// Uploads a small float tensor (norm weight, bias) as plain f32.
