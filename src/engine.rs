@@ -529,7 +529,13 @@ impl Run<'_> {
         if self.max_tokens == Some(0) {
             return Ok(self.done(FinishReason::Length));
         }
-        let Some(id) = self.sample().await? else {
+        // Greedy without penalties where feeding ahead pays: the step that feeds the
+        // next token is submitted before that token is read back (`fed`).
+        let (id, fed) = match self.argmax_ahead().await? {
+            Some(id) => (Some(id), true),
+            None => (self.sample().await?, false),
+        };
+        let Some(id) = id else {
             // JSON mode with no candidate that continues the text.
             return Ok(self.done(FinishReason::Stop));
         };
@@ -549,11 +555,16 @@ impl Run<'_> {
         };
         self.generated += 1;
         self.sampler.accept(id);
-        self.pending = Some(id);
+        if !fed {
+            self.pending = Some(id);
+        }
         let piece = self.decoder.push(tok, id);
         let (text, stopped) = self.stop.push(&piece);
         if stopped || json_closed {
             return Ok(self.finish(text, stopped, FinishReason::Stop));
+        }
+        if fed {
+            self.session.cached.push(id);
         }
         Ok(Event::Token {
             id,
@@ -601,6 +612,25 @@ impl Run<'_> {
         self.prompt_tokens = ids.len();
         self.cached_tokens = common;
         Ok(())
+    }
+
+    /// The next token when greedy without penalties or JSON on an adapter where feeding
+    /// ahead pays (`Model::feeds_ahead`), and there is room for one more position and
+    /// one more token: submits the step that feeds the last argmax on the GPU, then reads
+    /// that argmax while the step runs. The caller keeps the step (the token joins
+    /// `cached`) or `finish` undoes it. `None`: the caller samples as usual.
+    async fn argmax_ahead(&mut self) -> Result<Option<u32>, EngineError> {
+        let p = self.sampler.params();
+        let plain = p.repeat_penalty == 1.0 && p.presence_penalty == 0.0;
+        let greedy = p.temperature == 0.0 && plain && p.frequency_penalty == 0.0;
+        let model = &mut self.session.model;
+        let room = model.pos() < model.capacity()
+            && self.max_tokens.is_none_or(|m| self.generated + 1 < m);
+        if !(greedy && self.json.is_none() && room && model.feeds_ahead()) {
+            return Ok(None);
+        }
+        model.forward_argmax()?;
+        Ok(Some(model.argmax_before().await?))
     }
 
     /// The next token: argmax on the GPU when greedy without penalties, else penalties
@@ -655,6 +685,11 @@ impl Run<'_> {
     /// sequence matched (everything after it is dropped), what the decoder and the stop
     /// matcher still hold follows it.
     fn finish(&mut self, released: String, stopped: bool, reason: FinishReason) -> Event {
+        // A step fed ahead with the token that ended the text is undone.
+        let s = &mut *self.session;
+        if s.model.pos() > s.cached.len() {
+            s.model.truncate(s.cached.len());
+        }
         let now = Instant::now();
         let first = self.first.unwrap_or(now);
         let text = final_text(released, stopped, &mut self.decoder, &mut self.stop);

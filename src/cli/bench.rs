@@ -118,11 +118,22 @@ pub fn run(args: &BenchArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyho
     for &n in args.n_gen.iter().filter(|&&n| n > 0) {
         let samples = repeat(args.repetitions, || {
             model.reset();
-            let mut id = 1u32;
+            // Greedy decoding as `run` and `serve` do it at temperature 0: each step
+            // feeds the last argmax on the GPU; where that pays (`feeds_ahead`) it is
+            // submitted before the argmax is read back, which is then read while it runs.
+            let ahead = model.feeds_ahead();
             let t = Instant::now();
-            for _ in 0..n {
-                id = model.greedy_step(&[id])?;
+            model.forward(&[1])?;
+            for _ in 1..n {
+                if !ahead {
+                    pollster::block_on(model.argmax())?;
+                }
+                model.forward_argmax()?;
+                if ahead {
+                    pollster::block_on(model.argmax_before())?;
+                }
             }
+            pollster::block_on(model.argmax())?;
             Ok(n as f64 / t.elapsed().as_secs_f64())
         })?;
         rows.push(Row {

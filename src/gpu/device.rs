@@ -426,11 +426,25 @@ impl Gpu {
 
     /// Blocks until all submitted work is done (native) — the sync every timing needs.
     pub fn wait(&self) -> Result<(), GpuError> {
+        self.wait_for(None)
+    }
+
+    /// Blocks until submission `index` is done (`None`: all submitted work), native.
+    pub fn wait_for(&self, index: Option<wgpu::SubmissionIndex>) -> Result<(), GpuError> {
         self.check()?;
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map(|_| ())
-            .map_err(|e| GpuError::Runtime(e.to_string()))?;
+        let poll = |submission_index| {
+            self.device.poll(wgpu::PollType::Wait {
+                submission_index,
+                timeout: None,
+            })
+        };
+        if let Err(e) = poll(index.clone()) {
+            // A submission that failed (a lost device refuses them) cannot be waited
+            // for: wait for everything instead, and report the loss if that is why.
+            let all = if index.is_some() { poll(None) } else { Err(e) };
+            self.check()?;
+            all.map_err(|e| GpuError::Runtime(e.to_string()))?;
+        }
         self.check()
     }
 }

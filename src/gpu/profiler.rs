@@ -11,7 +11,7 @@
 //! read, each timed around a device sync.
 
 use super::{map_read, Gpu, GpuError};
-use crate::kernels::{Dispatch, Op, StreamRead, Submit};
+use crate::kernels::{Copies, Dispatch, Op, StreamRead, Submit};
 use web_time::Instant;
 
 /// How a profiler times dispatches.
@@ -425,14 +425,16 @@ async fn best_of(
 }
 
 impl Submit for Profiler {
-    /// Records `dispatches` into one command buffer (after `before`, if given) with their
-    /// timestamps and submits it; in CPU mode, submits each dispatch alone and waits.
+    /// Records `dispatches` into one command buffer (between the copies `before` and
+    /// `after`, if given) with their timestamps and submits it; in CPU mode, submits each
+    /// dispatch alone and waits.
     fn submit(
         &mut self,
         gpu: &Gpu,
         dispatches: &[&Dispatch],
-        before: Option<&dyn Fn(&mut wgpu::CommandEncoder)>,
-    ) -> Result<(), GpuError> {
+        before: Copies,
+        after: Copies,
+    ) -> Result<wgpu::SubmissionIndex, GpuError> {
         let (_, n_tokens, kv_len) = self
             .step
             .ok_or_else(|| GpuError::Runtime("profiler: submit before begin_step".into()))?;
@@ -495,10 +497,16 @@ impl Submit for Profiler {
                     let dur = t0.elapsed().as_secs_f64() * 1e9;
                     self.pending[first + i].cpu = Some((start, dur));
                 }
-                return Ok(());
+                let mut enc = gpu.device.create_command_encoder(&Default::default());
+                if let Some(f) = after {
+                    f(&mut enc);
+                }
+                return Ok(gpu.queue.submit([enc.finish()]));
             }
         }
-        gpu.queue.submit([enc.finish()]);
-        Ok(())
+        if let Some(f) = after {
+            f(&mut enc);
+        }
+        Ok(gpu.queue.submit([enc.finish()]))
     }
 }

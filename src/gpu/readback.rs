@@ -30,6 +30,17 @@ pub async fn read_f32(
 /// Maps the first `bytes` of `staging` (the target of an already submitted copy) and
 /// copies them out, then unmaps. Blocks until the GPU is done (native), or awaits (wasm).
 pub async fn map_read(gpu: &Gpu, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, GpuError> {
+    map_read_after(gpu, staging, bytes, None).await
+}
+
+/// `map_read` of a copy made by submission `after`: natively it waits for that
+/// submission only, so work submitted since keeps the GPU busy meanwhile (`None`: all).
+pub async fn map_read_after(
+    gpu: &Gpu,
+    staging: &wgpu::Buffer,
+    bytes: u64,
+    after: Option<wgpu::SubmissionIndex>,
+) -> Result<Vec<u8>, GpuError> {
     let (tx, rx) = futures::channel::oneshot::channel();
     staging
         .slice(..bytes)
@@ -37,9 +48,9 @@ pub async fn map_read(gpu: &Gpu, staging: &wgpu::Buffer, bytes: u64) -> Result<V
             let _ = tx.send(r);
         });
     #[cfg(not(target_arch = "wasm32"))]
-    gpu.wait()?;
+    gpu.wait_for(after)?;
     #[cfg(target_arch = "wasm32")]
-    let _ = gpu;
+    let _ = (gpu, after);
     rx.await
         .map_err(|_| GpuError::Runtime("readback cancelled".into()))?
         .map_err(|e| GpuError::Runtime(format!("readback map failed: {e}")))?;

@@ -22,7 +22,9 @@ pub(super) struct Activations {
     pub(super) logits_all: Option<wgpu::Buffer>,
     pub(super) token: wgpu::Buffer,
     pub(super) staging_logits: wgpu::Buffer,
-    pub(super) staging_token: wgpu::Buffer,
+    /// The argmax of the last two steps, by step parity: a step's token can be read
+    /// while the next step runs.
+    pub(super) staging_tokens: [wgpu::Buffer; 2],
 }
 
 fn buffer(gpu: &Gpu, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
@@ -73,7 +75,8 @@ impl Activations {
             logits_all: all_logits.then(|| buffer(gpu, "logits_all", batch as u64 * v * 4, act)),
             token: buffer(gpu, "token", 4, act),
             staging_logits: buffer(gpu, "staging logits", v * 4, U::MAP_READ | U::COPY_DST),
-            staging_token: buffer(gpu, "staging token", 4, U::MAP_READ | U::COPY_DST),
+            staging_tokens: [0, 1]
+                .map(|_| buffer(gpu, "staging token", 4, U::MAP_READ | U::COPY_DST)),
         }
     }
 }

@@ -20,9 +20,9 @@ use buffers::{read_into, Activations};
 use plan::{Builder, Plan};
 
 use crate::gguf::GgufFile;
-use crate::gpu::{Gpu, GpuError};
+use crate::gpu::{map_read_after, Gpu, GpuError};
 use crate::kernels::{
-    Dispatch, KvCache, Op, Penalties, Plain, Step, StepBuffer, Submit, TopK, View,
+    Copies, Dispatch, KvCache, Op, Penalties, Plain, Step, StepBuffer, Submit, TopK, View,
 };
 use crate::model::{ModelConfig, ModelError, Weights};
 use std::sync::Arc;
@@ -81,13 +81,16 @@ pub struct Model {
     acts: Activations,
     prefill: Plan,
     decode: Plan,
-    tail: Vec<Stage>,
     batch: usize,
     capacity: usize,
     pos: usize,
     /// Tokens in the last step (rows of `logits_all` that are valid).
     last_n: usize,
     last_was_prefill: bool,
+    /// Steps run since load; step s copies its argmax to `staging_tokens[s % 2]`.
+    steps: u64,
+    /// The submission of the last step that copied into each staging token slot.
+    token_done: [Option<wgpu::SubmissionIndex>; 2],
     /// The GPU top-`SAMPLE_K` of `logits`, run on demand by `sample_top_k`.
     topk: TopK,
     /// `SAMPLE_K` ids then their values, and its persistent staging buffer.
@@ -202,7 +205,7 @@ impl Model {
             a: &acts,
             step: &step,
         };
-        let (prefill, decode, tail) = b.plans(batch)?;
+        let (prefill, decode) = b.plans(batch)?;
         let k = SAMPLE_K.min(cfg.vocab) as u32;
         let vocab = u32::try_from(cfg.vocab)
             .map_err(|_| ModelError::Input(format!("vocabulary of {} tokens", cfg.vocab)))?;
@@ -231,12 +234,13 @@ impl Model {
             acts,
             prefill,
             decode,
-            tail,
             batch,
             capacity,
             pos: 0,
             last_n: 0,
             last_was_prefill: false,
+            steps: 0,
+            token_done: [None, None],
             topk,
             topk_out,
             staging_topk,
@@ -276,11 +280,45 @@ impl Model {
     pub fn forward(&mut self, tokens: &[u32]) -> Result<(), ModelError> {
         self.check_tokens(tokens)?;
         for chunk in tokens.chunks(self.batch) {
-            self.run(chunk, tokens.len() > 1, &mut Plain)?;
+            self.run(Input::Ids(chunk), tokens.len() > 1, &mut Plain)?;
         }
         Ok(())
     }
 
+    /// Greedy decoding without a round trip: one decode step whose token is the last
+    /// step's argmax, read by the step itself from GPU memory. It can be submitted
+    /// before that argmax is read back: `argmax_before` then reads it while this step
+    /// runs. The caller undoes the step with `truncate` if the token ends the text.
+    pub fn forward_argmax(&mut self) -> Result<(), ModelError> {
+        if self.steps == 0 {
+            return Err(ModelError::Input(
+                "no step ran, so there is no argmax to feed".into(),
+            ));
+        }
+        if self.pos + 1 > self.capacity {
+            return Err(ModelError::ContextFull {
+                needed: self.pos + 1,
+                capacity: self.capacity,
+            });
+        }
+        self.run(Input::Argmax, false, &mut Plain)
+    }
+
+    /// Whether greedy decoding should submit each step before reading the last token
+    /// (`forward_argmax`, then `argmax_before`): on a GPU the CPU's reading and
+    /// recording then hide behind the GPU's work. On a CPU adapter (lavapipe) they
+    /// compete with it for the same cores: SmolLM2 tg128 on 2 cores ran at 21.2 tokens/s
+    /// overlapped against 23.1 in turn, so there it waits for each token first.
+    /// `HEARTH_FEED_AHEAD=0|1` overrides (for measuring).
+    pub fn feeds_ahead(&self) -> bool {
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Ok(v) = std::env::var("HEARTH_FEED_AHEAD") {
+            return v.trim() != "0";
+        }
+        self.gpu.info.device_type != wgpu::DeviceType::Cpu
+    }
+
+    /// Refuses an empty step, ids outside the vocabulary and steps past the capacity.
     /// Refuses an empty step, ids outside the vocabulary and steps past the capacity.
     fn check_tokens(&self, tokens: &[u32]) -> Result<(), ModelError> {
         if tokens.is_empty() {
@@ -301,33 +339,55 @@ impl Model {
         Ok(())
     }
 
-    /// The one executor: writes the ids and the step uniform, hands each command buffer's
-    /// dispatches of the prefill or decode plan to `submit` (plain or profiled), and
-    /// advances the position. `forward` sends a single token through the decode plan and
-    /// every chunk of a longer input through the prefill plan.
+    /// The one executor: writes the ids (or copies the last argmax into them) and the
+    /// step uniform, hands each command buffer's dispatches of the prefill or decode plan
+    /// to `submit` (plain or profiled), and advances the position. A decode step is one
+    /// command buffer; a prefill chunk two (the blocks, then the tail after copying the
+    /// last token's row). Each step ends by copying its argmax to a staging slot.
     fn run(
         &mut self,
-        tokens: &[u32],
+        input: Input,
         prefill: bool,
         submit: &mut dyn Submit,
     ) -> Result<(), ModelError> {
         let gpu = self.gpu.clone();
-        let n = tokens.len();
-        gpu.queue
-            .write_buffer(&self.acts.ids, 0, bytemuck::cast_slice(tokens));
+        let n = match input {
+            Input::Ids(tokens) => {
+                gpu.queue
+                    .write_buffer(&self.acts.ids, 0, bytemuck::cast_slice(tokens));
+                tokens.len()
+            }
+            Input::Argmax => 1,
+        };
         self.step.write(&gpu, Step::new(self.pos as u32, n as u32));
-        // Two command buffers: the embedding and every block (and the all-token head),
-        // then the shared tail (norm, head, argmax) after copying the last token's row
-        // into its input.
         let groups = self.plan_groups(prefill, (self.pos + n) as u32);
         let (tail, body) = groups.split_last().expect("a plan has a tail");
         let body: Vec<&Dispatch> = body.iter().flatten().copied().collect();
-        let row = (n as u64 - 1) * self.cfg.hidden as u64 * 4;
-        let (x, last, bytes) = (&self.acts.x, &self.acts.last, self.cfg.hidden as u64 * 4);
-        let copy =
-            |enc: &mut wgpu::CommandEncoder| enc.copy_buffer_to_buffer(x, row, last, 0, bytes);
-        submit.submit(&gpu, &body, None)?;
-        submit.submit(&gpu, tail, Some(&copy))?;
+        let a = &self.acts;
+        let slot = (self.steps % 2) as usize;
+        let save = |enc: &mut wgpu::CommandEncoder| {
+            enc.copy_buffer_to_buffer(&a.token, 0, &a.staging_tokens[slot], 0, 4)
+        };
+        let feed =
+            |enc: &mut wgpu::CommandEncoder| enc.copy_buffer_to_buffer(&a.token, 0, &a.ids, 0, 4);
+        let feed: Copies = match input {
+            Input::Argmax => Some(&feed),
+            Input::Ids(_) => None,
+        };
+        let done = if prefill {
+            let row = (n as u64 - 1) * self.cfg.hidden as u64 * 4;
+            let bytes = self.cfg.hidden as u64 * 4;
+            let copy = |enc: &mut wgpu::CommandEncoder| {
+                enc.copy_buffer_to_buffer(&a.x, row, &a.last, 0, bytes)
+            };
+            submit.submit(&gpu, &body, feed, None)?;
+            submit.submit(&gpu, tail, Some(&copy), Some(&save))?
+        } else {
+            let all: Vec<&Dispatch> = body.iter().chain(tail).copied().collect();
+            submit.submit(&gpu, &all, feed, Some(&save))?
+        };
+        self.token_done[slot] = Some(done);
+        self.steps += 1;
         self.pos += n;
         self.last_n = n;
         self.last_was_prefill = prefill;
@@ -353,7 +413,7 @@ impl Model {
         if prefill && !plan.all_logits.is_empty() {
             groups.push(flat(&plan.all_logits, kv_len));
         }
-        groups.push(flat(&self.tail, kv_len));
+        groups.push(flat(&plan.tail, kv_len));
         groups
     }
 
@@ -388,7 +448,24 @@ impl Model {
 
     /// The id of the largest logit of the last token, computed on the GPU (4 bytes read back).
     pub async fn argmax(&self) -> Result<u32, GpuError> {
-        let b = read_into(&self.gpu, &self.acts.token, 0, &self.acts.staging_token, 4).await?;
+        self.step_argmax(1).await
+    }
+
+    /// The argmax of the step before the last: after `forward_argmax`, the token it fed,
+    /// read while it runs.
+    pub async fn argmax_before(&self) -> Result<u32, GpuError> {
+        self.step_argmax(2).await
+    }
+
+    /// The argmax of the step `back` steps ago (1: the last), from its staging slot.
+    async fn step_argmax(&self, back: u64) -> Result<u32, GpuError> {
+        let step = self
+            .steps
+            .checked_sub(back)
+            .ok_or_else(|| GpuError::Runtime("no step has run to read the argmax of".into()))?;
+        let slot = (step % 2) as usize;
+        let staging = &self.acts.staging_tokens[slot];
+        let b = map_read_after(&self.gpu, staging, 4, self.token_done[slot].clone()).await?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
@@ -404,13 +481,15 @@ impl Model {
     ) -> Result<(), GpuError> {
         self.penalties
             .set(&self.gpu, window, repeat, presence, frequency)?;
-        Plain.submit(&self.gpu, &flat_op(&self.penalties), None)
+        Plain
+            .submit(&self.gpu, &flat_op(&self.penalties), None, None)
+            .map(drop)
     }
 
     /// The `k` (at most `SAMPLE_K`) largest last logits with their ids, sorted
     /// descending, selected on the GPU: only `SAMPLE_K` (id, value) pairs are read back.
     pub async fn sample_top_k(&self, k: usize) -> Result<Vec<(u32, f32)>, GpuError> {
-        Plain.submit(&self.gpu, &flat_op(&self.topk), None)?;
+        Plain.submit(&self.gpu, &flat_op(&self.topk), None, None)?;
         let n = self.topk_out.size() / 8;
         let b = read_into(&self.gpu, &self.topk_out, 0, &self.staging_topk, n * 8).await?;
         let words: &[u32] = bytemuck::cast_slice(&b);
@@ -435,6 +514,15 @@ impl Model {
     pub fn weights(&self) -> &Arc<Weights> {
         &self.weights
     }
+}
+
+/// What a step feeds the model.
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    /// Token ids from the CPU.
+    Ids(&'a [u32]),
+    /// The last step's argmax, copied on the GPU.
+    Argmax,
 }
 
 /// The dispatches of `stages` for a step ending at `kv_len`, in order.

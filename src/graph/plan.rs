@@ -22,6 +22,9 @@ pub(super) struct Plan {
     pub(super) layers: Vec<Vec<Stage>>,
     /// Final norm and output head over all tokens (prefill with `all_logits`).
     pub(super) all_logits: Vec<Stage>,
+    /// The last token's final norm, logits and argmax. Prefill's reads the row copied
+    /// into `last`; decode's reads `x` itself, so a decode step is one command buffer.
+    pub(super) tail: Vec<Stage>,
 }
 
 /// Builds the plans over the allocated buffers.
@@ -35,7 +38,7 @@ pub(super) struct Builder<'a> {
 }
 
 impl Builder<'_> {
-    pub(super) fn plans(&self, batch: usize) -> Result<(Plan, Plan, Vec<Stage>), ModelError> {
+    pub(super) fn plans(&self, batch: usize) -> Result<(Plan, Plan), ModelError> {
         let (gpu, cfg, a, step) = (self.gpu, self.cfg, self.a, self.step);
         let tok = Tokens {
             max: batch as u32,
@@ -58,11 +61,13 @@ impl Builder<'_> {
             embed: embed(tok.max)?,
             layers: Vec::new(),
             all_logits: Vec::new(),
+            tail: Vec::new(),
         };
         let mut decode = Plan {
             embed: embed(1)?,
             layers: Vec::new(),
             all_logits: Vec::new(),
+            tail: Vec::new(),
         };
         let mut pending = None;
         let last = self.w.layers.len().saturating_sub(1);
@@ -95,21 +100,28 @@ impl Builder<'_> {
             prefill.all_logits = vec![Arc::new(norm), Arc::new(logits)];
         }
         let one = Tokens { max: 1, step };
-        let (last, last_normed) = (Rows::packed(&a.last, hidden), View::of(&a.last_normed));
-        let out = NormOut::To(last_normed);
+        let last_normed = View::of(&a.last_normed);
         let logits = View::of(&a.logits);
-        let tail: Vec<Stage> = vec![
-            Arc::new(RmsNorm::new(
+        let norm = |from: &wgpu::Buffer| -> Result<Stage, ModelError> {
+            let x = Rows::packed(from, hidden);
+            let out = NormOut::To(last_normed);
+            Ok(Arc::new(RmsNorm::new(
                 gpu,
-                last,
+                x,
                 out,
                 &self.w.output_norm,
                 cfg.rms_eps,
                 one,
-            )?),
+            )?))
+        };
+        let head_argmax: Vec<Stage> = vec![
             Arc::new(MatVec::new(gpu, head, last_normed, logits)?),
             Arc::new(Argmax::new(gpu, logits, cfg.vocab as u32, &a.token, 0)?),
         ];
-        Ok((prefill, decode, tail))
+        prefill.tail = vec![norm(&a.last)?];
+        prefill.tail.extend(head_argmax.iter().cloned());
+        decode.tail = vec![norm(&a.x)?];
+        decode.tail.extend(head_argmax);
+        Ok((prefill, decode))
     }
 }

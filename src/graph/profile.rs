@@ -26,7 +26,7 @@ impl Model {
         for chunk in tokens.chunks(self.batch) {
             let step = Step::new(self.pos as u32, chunk.len() as u32);
             prof.begin_step(phase, step.n_tokens, step.kv_len);
-            self.run(chunk, prefill, prof)?;
+            self.run(super::Input::Ids(chunk), prefill, prof)?;
             out.push(prof.finish_step(&self.gpu).await?);
         }
         Ok(out)

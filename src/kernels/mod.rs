@@ -135,16 +135,22 @@ pub trait Op {
     }
 }
 
+/// Copies a step records outside its compute pass (before or after it).
+pub type Copies<'a> = Option<&'a dyn Fn(&mut wgpu::CommandEncoder)>;
+
 /// How a step's command buffers reach the queue: `Plain` records and submits each; the
 /// profiler (`gpu::Profiler`) also times every dispatch.
 pub trait Submit {
-    /// Records `dispatches` into one command buffer (after `before`, if given) and submits it.
+    /// Records `dispatches` into one command buffer (between the copies `before` and
+    /// `after`, if given) and submits it; returns the index of the last submission, to
+    /// wait for it alone.
     fn submit(
         &mut self,
         gpu: &Gpu,
         dispatches: &[&Dispatch],
-        before: Option<&dyn Fn(&mut wgpu::CommandEncoder)>,
-    ) -> Result<(), GpuError>;
+        before: Copies,
+        after: Copies,
+    ) -> Result<wgpu::SubmissionIndex, GpuError>;
 }
 
 /// Unprofiled submission: one compute pass in one command buffer.
@@ -155,8 +161,9 @@ impl Submit for Plain {
         &mut self,
         gpu: &Gpu,
         dispatches: &[&Dispatch],
-        before: Option<&dyn Fn(&mut wgpu::CommandEncoder)>,
-    ) -> Result<(), GpuError> {
+        before: Copies,
+        after: Copies,
+    ) -> Result<wgpu::SubmissionIndex, GpuError> {
         let mut enc = gpu.device.create_command_encoder(&Default::default());
         if let Some(f) = before {
             f(&mut enc);
@@ -167,15 +174,17 @@ impl Submit for Plain {
                 d.encode(&mut pass);
             }
         }
-        gpu.queue.submit([enc.finish()]);
-        Ok(())
+        if let Some(f) = after {
+            f(&mut enc);
+        }
+        Ok(gpu.queue.submit([enc.finish()]))
     }
 }
 
 /// Records `dispatches` into one compute pass of a new encoder and submits it.
 pub fn run(gpu: &Gpu, dispatches: &[&Dispatch]) {
     // Plain submission records and submits; it has no error of its own to report.
-    let _ = Plain.submit(gpu, dispatches, None);
+    let _ = Plain.submit(gpu, dispatches, None, None);
 }
 
 /// Splits `n` workgroups into an (x, y) grid within the per-dimension limit; kernels

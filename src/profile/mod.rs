@@ -89,6 +89,8 @@ pub struct PhaseSummary {
     pub tokens: u64,
     /// Dispatches per step (of the last step).
     pub dispatches_per_step: usize,
+    /// Command buffers submitted per step (of the last step).
+    pub submits_per_step: usize,
     /// Sum of the steps' GPU times (`StepProfile::gpu_ns`), ns.
     pub gpu_ns: f64,
     /// Sum of the steps' spans (first dispatch start to last end), ns.
@@ -148,6 +150,11 @@ pub fn summarize(run: &Run) -> Vec<PhaseSummary> {
             steps: steps.len(),
             tokens: steps.iter().map(|s| s.n_tokens as u64).sum(),
             dispatches_per_step: steps.last().map_or(0, |s| s.dispatches.len()),
+            submits_per_step: steps.last().map_or(0, |s| {
+                let mut subs: Vec<usize> = s.dispatches.iter().map(|d| d.submission).collect();
+                subs.dedup();
+                subs.len()
+            }),
             gpu_ns: steps.iter().map(|s| s.gpu_ns).sum(),
             span_ns: steps.iter().map(|s| s.span_ns).sum(),
             kernel_ns: steps.iter().map(|s| s.kernel_ns()).sum(),
@@ -194,11 +201,12 @@ pub fn table(run: &Run) -> String {
         let _ = writeln!(s);
         let _ = writeln!(
             s,
-            "{}: {} step(s), {} token(s), {} dispatches per step; GPU time per step {:.1} µs (kernels {:.1} µs, span {:.1} µs)",
+            "{}: {} step(s), {} token(s), {} dispatches and {} command buffer(s) per step; GPU time per step {:.1} µs (kernels {:.1} µs, span {:.1} µs)",
             ph.phase.name(),
             ph.steps,
             ph.tokens,
             ph.dispatches_per_step,
+            ph.submits_per_step,
             ph.step_ns() / 1e3,
             ph.kernel_ns / ph.steps.max(1) as f64 / 1e3,
             ph.span_ns / ph.steps.max(1) as f64 / 1e3,
@@ -357,6 +365,7 @@ pub fn json(runs: &[Run]) -> serde_json::Value {
                     serde_json::json!({
                         "phase": ph.phase.name(), "steps": ph.steps, "tokens": ph.tokens,
                         "dispatches_per_step": ph.dispatches_per_step,
+                        "submits_per_step": ph.submits_per_step,
                         "step_gpu_us": ph.step_ns() / 1e3,
                         "step_kernels_us": ph.kernel_ns / ph.steps.max(1) as f64 / 1e3,
                         "step_span_us": ph.span_ns / ph.steps.max(1) as f64 / 1e3,
@@ -415,7 +424,10 @@ mod tests {
             dispatches: vec![
                 d("matvec_q8_0_wg16", "8x4", 0.0, 100.0),
                 d("matvec_q8_0_wg16", "8x4", 100.0, 300.0),
-                d("matvec_q8_0_wg16", "4x8", 400.0, 50.0),
+                DispatchTime {
+                    submission: 1,
+                    ..d("matvec_q8_0_wg16", "4x8", 400.0, 50.0)
+                },
             ],
             gpu_ns: 500.0,
             span_ns: 500.0,
@@ -431,6 +443,7 @@ mod tests {
         assert_eq!(s.len(), 1);
         let ph = &s[0];
         assert_eq!((ph.steps, ph.tokens, ph.dispatches_per_step), (2, 2, 3));
+        assert_eq!(ph.submits_per_step, 2);
         assert_eq!(ph.rows.len(), 2);
         let r = &ph.rows[0];
         assert_eq!((r.shape.as_str(), r.calls), ("8x4", 4));
