@@ -92,6 +92,8 @@ fn constructors_reject_bad_sizes() {
     assert!(msg(Argmax::new(&g, View::of(&a), 65, &b, 0).map(drop)).contains("bytes"));
     assert!(msg(Argmax::new(&g, View::of(&a), 64, &b, 64).map(drop)).contains("index"));
     assert!(msg(Argmax::new(&g, View::of(&a), 64, &a, 0).map(drop)).contains("other"));
+    let odd_chunk = Argmax::with_chunk(&g, View::of(&a), 64, &b, 0, 100);
+    assert!(msg(odd_chunk.map(drop)).contains("chunk 100"));
 }
 
 /// The fused ops and the matvec geometry refuse what they cannot run, naming the problem.

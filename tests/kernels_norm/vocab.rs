@@ -12,24 +12,21 @@ fn check_argmax(cfg: Config, x: &[f32], case: &str) {
     data.push(1e30); // past the row: must be ignored
     let xb = storage(&g, &data);
     let sentinel = f32::from_bits(0xDEAD_BEEF);
-    let ob = storage(&g, &[sentinel; 4]);
-    let op = Argmax::new(
-        &g,
-        View {
+    let want = kernels::argmax::cpu(x);
+    // Every chunk size: a GPU's and a CPU adapter's.
+    for chunk in kernels::argmax::CHUNKS {
+        let ob = storage(&g, &[sentinel; 4]);
+        let view = View {
             buffer: &xb,
             offset: off as u64,
-        },
-        x.len() as u32,
-        &ob,
-        2,
-    )
-    .unwrap();
-    kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
-    let got: Vec<u32> = read(&g, &ob, 4).iter().map(|v| v.to_bits()).collect();
-    let want = kernels::argmax::cpu(x);
-    assert_eq!(got[2], want, "argmax {case} {cfg:?}");
-    for k in [0, 1, 3] {
-        assert_eq!(got[k], 0xDEAD_BEEF, "argmax {case} {cfg:?} wrote out[{k}]");
+        };
+        let op = Argmax::with_chunk(&g, view, x.len() as u32, &ob, 2, chunk).unwrap();
+        kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
+        let got: Vec<u32> = read(&g, &ob, 4).iter().map(|v| v.to_bits()).collect();
+        assert_eq!(got[2], want, "argmax {case} {cfg:?} chunk {chunk}");
+        for k in [0, 1, 3] {
+            assert_eq!(got[k], 0xDEAD_BEEF, "argmax {case} {cfg:?} wrote out[{k}]");
+        }
     }
 }
 
