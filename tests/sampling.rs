@@ -133,6 +133,42 @@ fn topk_small_and_odd_widths() {
     }
 }
 
+/// One op built for k up to 256 serves any smaller k per run (`set_k`): the first k
+/// slots are the top k, the rest empty; vocabularies past 262144 use larger groups
+/// (300007 entries: groups of 19, the last one short); k outside 1..=k_max is refused.
+#[test]
+fn topk_k_per_run_and_large_vocabularies() {
+    for cfg in CONFIGS {
+        let g = gpu(cfg);
+        for n in [300_007usize, 4097] {
+            let mut x = random_vec(n, n as u64);
+            x[n - 1] = 50.0; // in the short last group
+            let xb = storage(&g, &x);
+            let out = storage(&g, &[0.0; 512]);
+            let t = TopK::new(&g, View::of(&xb), n as u32, 256, &out).unwrap();
+            for k in [40u32, 1, 256, 7] {
+                t.set_k(&g, k).unwrap();
+                kernels::run(&g, &t.dispatches.iter().collect::<Vec<_>>());
+                let r = read(&g, &out, 512);
+                let want = topk::cpu(&x, k as usize);
+                for (i, w) in want.iter().enumerate() {
+                    let got = (r[i].to_bits(), r[256 + i]);
+                    assert_eq!(got, *w, "{cfg:?} width {n} k {k}: slot {i}");
+                }
+                for (i, id) in r[k as usize..256].iter().enumerate() {
+                    assert_eq!(
+                        id.to_bits(),
+                        u32::MAX,
+                        "{cfg:?} k {k}: slot {} filled",
+                        k as usize + i
+                    );
+                }
+            }
+            assert!(t.set_k(&g, 0).is_err() && t.set_k(&g, 257).is_err());
+        }
+    }
+}
+
 /// On a tiny model: the GPU top-k after a forward equals the CPU top-k of the read-back
 /// logits and starts with the GPU argmax; penalties on the GPU match the CPU twin.
 #[test]

@@ -489,8 +489,9 @@ impl Model {
     /// The `k` (at most `SAMPLE_K`) largest last logits with their ids, sorted
     /// descending, selected on the GPU: only `SAMPLE_K` (id, value) pairs are read back.
     pub async fn sample_top_k(&self, k: usize) -> Result<Vec<(u32, f32)>, GpuError> {
-        Plain.submit(&self.gpu, &flat_op(&self.topk), None, None)?;
         let n = self.topk_out.size() / 8;
+        self.topk.set_k(&self.gpu, k.clamp(1, n as usize) as u32)?;
+        Plain.submit(&self.gpu, &flat_op(&self.topk), None, None)?;
         let b = read_into(&self.gpu, &self.topk_out, 0, &self.staging_topk, n * 8).await?;
         let words: &[u32] = bytemuck::cast_slice(&b);
         let (ids, vals) = words.split_at(n as usize);
