@@ -1,7 +1,8 @@
 //! `hearth bench MODEL -p 512 -n 128 -r 5`: prompt processing and generation speed in
 //! llama-bench's terms. `ppN` evaluates N prompt tokens in one go from an empty cache;
-//! `tgN` generates N tokens one at a time from an empty cache (greedy, the argmax read
-//! back each step, which is also the sync). Tokenization and sampling are excluded.
+//! `tgN` generates N tokens one at a time from an empty cache (greedy as `run` and
+//! `serve` decode at temperature 0: each step feeds the last argmax on the GPU, and the
+//! argmax read back each step is also the sync). Tokenization and sampling are excluded.
 //! Each test runs once to warm up, then `-r` times; t/s is reported as mean ± sd.
 
 use super::load::{open_gguf, resolve_model};
