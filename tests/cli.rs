@@ -214,6 +214,7 @@ fn run_and_tokenize_reject_bad_input_in_one_line() {
         vec!["run", "/nonexistent/model.gguf", "x"],
         vec!["run", p, &"word ".repeat(200), "--raw", "--ctx", "64"],
         vec!["bench", p, "-p", "64", "-r", "0"],
+        vec!["bench", p, "-p", "0", "-n", "4", "--parallel", "0"],
     ] {
         let out = hearth(&args);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -221,6 +222,41 @@ fn run_and_tokenize_reject_bad_input_in_one_line() {
         assert!(err.starts_with("hearth: error: "), "{args:?}: {err}");
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
     }
+}
+
+/// `bench -o json` reports each test with its token count and positive rates; with
+/// `--parallel 2` generation is reported as the total over both sequences and per
+/// sequence (half of it).
+#[test]
+fn bench_reports_single_and_parallel_generation() {
+    let Some(path) = common::real_model() else {
+        return;
+    };
+    let p = path.to_str().unwrap();
+    let args = ["bench", p, "-p", "8", "-n", "4", "-r", "1", "-o", "json"];
+    let out = hearth(&[&args[..], &["--parallel", "2"]].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["parallel"], 2);
+    let tests = v["tests"].as_array().unwrap();
+    let find = |name: &str| {
+        tests
+            .iter()
+            .find(|t| t["test"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {tests:?}"))
+    };
+    assert_eq!(find("pp8")["n_tokens"], 8);
+    let (total, per) = (find("tg4 x2"), find("tg4 x2 per sequence"));
+    assert_eq!(
+        (total["n_tokens"].as_u64(), per["n_tokens"].as_u64()),
+        (Some(8), Some(4))
+    );
+    let rate = |t: &serde_json::Value| t["tokens_per_second"].as_f64().unwrap();
+    assert!(rate(total) > 0.0 && (rate(per) - rate(total) / 2.0).abs() < 1e-9 * rate(total));
 }
 
 #[test]

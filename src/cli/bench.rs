@@ -40,6 +40,11 @@ pub struct BenchArgs {
     /// Prompt tokens per prefill pass
     #[arg(short = 'b', long, default_value_t = 512)]
     batch: usize,
+    /// Sequences generating at once in the tg tests (each with its own KV cache over the
+    /// same weights, as `serve --parallel` runs them); reported as total and per-sequence
+    /// tokens/s
+    #[arg(long, default_value_t = 1)]
+    parallel: usize,
     /// Output: md (a table) or json
     #[arg(short = 'o', long, default_value = "md")]
     output: String,
@@ -73,6 +78,9 @@ pub fn run(args: &BenchArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyho
     }
     if args.repetitions == 0 {
         anyhow::bail!("-r 0: at least one repetition is needed");
+    }
+    if !(1..=64).contains(&args.parallel) {
+        anyhow::bail!("--parallel {}: expected 1 to 64 sequences", args.parallel);
     }
     let f = open_gguf(&path)?;
     let cfg = ModelConfig::from_gguf(&f)?;
@@ -116,30 +124,32 @@ pub fn run(args: &BenchArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyho
             samples,
         });
     }
+    let mut models = vec![model];
+    for _ in 1..args.parallel {
+        let m = &models[0];
+        let (cfg, weights, memory) = (m.cfg.clone(), m.weights().clone(), m.memory.clone());
+        models.push(Model::with_weights(gpu.clone(), cfg, weights, memory)?);
+    }
+    let par = args.parallel;
     for &n in args.n_gen.iter().filter(|&&n| n > 0) {
         let samples = repeat(args.repetitions, || {
-            model.reset();
-            // Greedy decoding as `run` and `serve` do it at temperature 0: each step
-            // feeds the last argmax on the GPU; where that pays (`feeds_ahead`) it is
-            // submitted before the argmax is read back, which is then read while it runs.
-            let ahead = model.feeds_ahead();
-            let t = Instant::now();
-            model.forward(&[1])?;
-            for _ in 1..n {
-                if !ahead {
-                    pollster::block_on(model.argmax())?;
-                }
-                model.forward_argmax()?;
-                if ahead {
-                    pollster::block_on(model.argmax_before())?;
-                }
-            }
-            pollster::block_on(model.argmax())?;
-            Ok(n as f64 / t.elapsed().as_secs_f64())
+            Ok((n * par) as f64 / generate(&mut models, n)?)
         })?;
+        let test = if par > 1 {
+            format!("tg{n} x{par}")
+        } else {
+            format!("tg{n}")
+        };
+        if par > 1 {
+            rows.push(Row {
+                test: format!("{test} per sequence"),
+                tokens: n,
+                samples: samples.iter().map(|t| t / par as f64).collect(),
+            });
+        }
         rows.push(Row {
-            test: format!("tg{n}"),
-            tokens: n,
+            test,
+            tokens: n * par,
             samples,
         });
     }
@@ -172,7 +182,7 @@ pub fn run(args: &BenchArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyho
         let out = serde_json::json!({
             "model": name.trim(), "path": path.display().to_string(),
             "size_bytes": size, "params": params, "backend": backend, "adapter": adapter,
-            "batch": opts.batch, "tests": tests,
+            "batch": opts.batch, "parallel": par, "tests": tests,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
@@ -194,6 +204,39 @@ pub fn run(args: &BenchArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyho
         );
     }
     Ok(())
+}
+
+/// Generates `n` tokens greedily from an empty cache in every model at once and returns
+/// the seconds taken: each round submits every sequence's next step, so the GPU always
+/// has one queued. Decoding as `run` and `serve` do it at temperature 0: each step feeds
+/// the last argmax on the GPU; where that pays (`feeds_ahead`) it is submitted before the
+/// argmax is read back, which is then read while it runs.
+fn generate(models: &mut [Model], n: usize) -> anyhow::Result<f64> {
+    let ahead = models.first().is_some_and(|m| m.feeds_ahead());
+    for m in models.iter_mut() {
+        m.reset();
+    }
+    let t = Instant::now();
+    for m in models.iter_mut() {
+        m.forward(&[1])?;
+    }
+    for _ in 1..n {
+        for m in models.iter_mut() {
+            if !ahead {
+                pollster::block_on(m.argmax())?;
+            }
+            m.forward_argmax()?;
+        }
+        if ahead {
+            for m in models.iter() {
+                pollster::block_on(m.argmax_before())?;
+            }
+        }
+    }
+    for m in models.iter() {
+        pollster::block_on(m.argmax())?;
+    }
+    Ok(t.elapsed().as_secs_f64())
 }
 
 /// One warm-up run, then `reps` measured ones.
