@@ -34,8 +34,16 @@ struct Best {
 const NONE: u32 = 0xFFFFFFFFu;
 const CAP: u32 = 1024u;  // candidates FINAL sorts in shared memory
 
+// The k of a run (<= k_max), rewritten by `TopK::set_k` before each use.
+struct Want {
+    k: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
 @group(0) @binding(4) var<uniform> p: Params;
-@group(0) @binding(5) var<uniform> want: vec4<u32>;  // x: k (<= k_max), set per call
+@group(0) @binding(5) var<uniform> want: Want;
 
 fn key(v: f32) -> u32 {
     let b = bitcast<u32>(v);
@@ -163,7 +171,7 @@ fn src_key(i: u32) -> u32 {
 
 @compute @workgroup_size(WG)
 fn main(ids: Ids) {
-    let t = kth_key(p.n_groups, want.x, ids.lid);
+    let t = kth_key(p.n_groups, want.k, ids.lid);
     if (ids.lid == 0u) {
         atomicStore(&state[0], t);
         atomicStore(&state[1], 0u);
@@ -218,7 +226,7 @@ fn append(e: u32, take: bool) {
 @compute @workgroup_size(WG)
 fn main(ids: Ids) {
     let lid = ids.lid;
-    let k = min(want.x, p.k_max);
+    let k = min(want.k, p.k_max);
     if (lid == 0u) {
         n_uniform = count[1];
         atomicStore(&n_cand, 0u);

@@ -141,7 +141,7 @@ mod tests {
             "rope" => vec![host::<rope::Params>()],
             "rope_kv" => vec![host::<rope_kv::Params>()],
             "stream_read" => vec![host::<stream_read::Params>()],
-            "topk" => vec![host::<topk::Params>()],
+            "topk" => vec![host::<topk::Params>(), host::<topk::Want>()],
             _ => panic!("no host uniforms listed for op {op}: add it to host_uniforms"),
         }
     }

@@ -4,7 +4,7 @@
 //! workgroup sorts those), none of which sorts the vocabulary; no float atomics. k is
 //! set per call (`set_k`) up to the capacity the op was built with. Shader: `topk.wgsl`.
 
-use super::{build_dispatch, grid, to_u32, Dispatch, View};
+use super::{build_dispatch, grid, to_u32, Dispatch, ShaderParams, View};
 use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
 use wgpu::util::DeviceExt;
 
@@ -28,6 +28,14 @@ params! {
         k_max: u32,
         n_groups: u32,
         group: u32,
+        _pad: [u32; 3],
+    }
+}
+
+params! {
+    @binding(5)
+    pub(crate) struct Want {
+        k: u32,
         _pad: [u32; 3],
     }
 }
@@ -88,7 +96,10 @@ impl TopK {
             .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("top-k k"),
-                contents: bytemuck::cast_slice(&[k_max, 0, 0, 0]),
+                contents: bytemuck::bytes_of(&Want {
+                    k: k_max,
+                    _pad: [0; 3],
+                }),
                 usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             });
         let p = Params {
@@ -108,7 +119,7 @@ impl TopK {
             pass(Pass::Groups, &[(0, x.buffer), (1, &gkeys)], (gx, gy, 1))?,
             pass(
                 Pass::Select,
-                &[(1, &gkeys), (2, &state), (5, &want)],
+                &[(1, &gkeys), (2, &state), (Want::BINDING, &want)],
                 (1, 1, 1),
             )?,
             pass(
@@ -118,7 +129,13 @@ impl TopK {
             )?,
             pass(
                 Pass::Final,
-                &[(0, x.buffer), (2, &state), (3, &cand), (5, &want), (6, out)],
+                &[
+                    (0, x.buffer),
+                    (2, &state),
+                    (3, &cand),
+                    (Want::BINDING, &want),
+                    (6, out),
+                ],
                 (1, 1, 1),
             )?,
         ];
@@ -138,8 +155,9 @@ impl TopK {
                 self.k_max
             )));
         }
+        let want = Want { k, _pad: [0; 3] };
         gpu.queue
-            .write_buffer(&self.want, 0, bytemuck::cast_slice(&[k, 0, 0, 0]));
+            .write_buffer(&self.want, 0, bytemuck::bytes_of(&want));
         Ok(())
     }
 }
