@@ -187,6 +187,8 @@ pub fn table(run: &Run) -> String {
     let _ = writeln!(s, "adapter: {} ({})", run.adapter, run.backend);
     let _ = writeln!(s, "timing:  {}", run.timing.describe());
     let peak = run.peak.map(|p| p.gbps());
+    // Kernels that only read (matvecs) compare most directly with the streaming read.
+    let read = run.peak.map(|p| p.read_gbps);
     if let Some(p) = run.peak {
         let _ = writeln!(
             s,
@@ -229,19 +231,19 @@ pub fn table(run: &Run) -> String {
         }
         let _ = writeln!(
             s,
-            "| kernel | shape | calls | total µs | mean µs | share | bytes/call | GB/s | % peak | GFLOP/s |"
+            "| kernel | shape | calls | total µs | mean µs | share | bytes/call | GB/s | % peak | % read | GFLOP/s |"
         );
         let _ = writeln!(
             s,
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         );
         for r in &ph.rows {
-            let pct = peak.map_or("-".to_string(), |p| {
-                format!("{:.1}", 100.0 * ratio(r.gbps(), p))
-            });
+            let pct = |p: Option<f64>| {
+                p.map_or("-".to_string(), |p| format!("{:.1}", 100.0 * ratio(r.gbps(), p)))
+            };
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {:.1} | {:.2} | {:.1}% | {} | {:.2} | {} | {:.2} |",
+                "| {} | {} | {} | {:.1} | {:.2} | {:.1}% | {} | {:.2} | {} | {} | {:.2} |",
                 r.kind,
                 r.shape,
                 r.calls,
@@ -250,7 +252,8 @@ pub fn table(run: &Run) -> String {
                 100.0 * ratio(r.total_ns, ph.gpu_ns),
                 human_bytes(r.bytes / r.calls.max(1) as f64),
                 r.gbps(),
-                pct,
+                pct(peak),
+                pct(read),
                 r.gflops()
             );
         }
@@ -345,6 +348,7 @@ pub fn json(runs: &[Run]) -> serde_json::Value {
         .iter()
         .map(|run| {
             let peak = run.peak.map(|p| p.gbps());
+            let read = run.peak.map(|p| p.read_gbps);
             let phases: Vec<serde_json::Value> = summarize(run)
                 .iter()
                 .map(|ph| {
@@ -359,6 +363,7 @@ pub fn json(runs: &[Run]) -> serde_json::Value {
                                 "bytes_per_call": r.bytes / r.calls.max(1) as f64,
                                 "gbps": r.gbps(), "gflops": r.gflops(),
                                 "peak_fraction": peak.map(|p| ratio(r.gbps(), p)),
+                                "read_fraction": read.map(|p| ratio(r.gbps(), p)),
                             })
                         })
                         .collect();
