@@ -239,7 +239,9 @@ pub fn table(run: &Run) -> String {
         );
         for r in &ph.rows {
             let pct = |p: Option<f64>| {
-                p.map_or("-".to_string(), |p| format!("{:.1}", 100.0 * ratio(r.gbps(), p)))
+                p.map_or("-".to_string(), |p| {
+                    format!("{:.1}", 100.0 * ratio(r.gbps(), p))
+                })
             };
             let _ = writeln!(
                 s,
