@@ -614,19 +614,23 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Whether the next token is the GPU's argmax: greedy, without penalties or JSON.
+    fn argmax_is_the_draw(&self) -> bool {
+        let p = self.sampler.params();
+        p.temperature == 0.0 && !penalizes(p) && self.json.is_none()
+    }
+
     /// The next token when greedy without penalties or JSON on an adapter where feeding
     /// ahead pays (`Model::feeds_ahead`), and there is room for one more position and
     /// one more token: submits the step that feeds the last argmax on the GPU, then reads
     /// that argmax while the step runs. The caller keeps the step (the token joins
     /// `cached`) or `finish` undoes it. `None`: the caller samples as usual.
     async fn argmax_ahead(&mut self) -> Result<Option<u32>, EngineError> {
-        let p = self.sampler.params();
-        let plain = p.repeat_penalty == 1.0 && p.presence_penalty == 0.0;
-        let greedy = p.temperature == 0.0 && plain && p.frequency_penalty == 0.0;
+        let argmax = self.argmax_is_the_draw();
         let model = &mut self.session.model;
         let room = model.pos() < model.capacity()
             && self.max_tokens.is_none_or(|m| self.generated + 1 < m);
-        if !(greedy && self.json.is_none() && room && model.feeds_ahead()) {
+        if !(argmax && room && model.feeds_ahead()) {
             return Ok(None);
         }
         model.forward_argmax()?;
@@ -638,13 +642,11 @@ impl Run<'_> {
     /// GPU's top `SAMPLE_K` that keep the output valid; `None` when none does.
     async fn sample(&mut self) -> Result<Option<u32>, EngineError> {
         let model = &self.session.model;
-        let p = self.sampler.params();
-        let penalize =
-            p.repeat_penalty != 1.0 || p.presence_penalty != 0.0 || p.frequency_penalty != 0.0;
-        if p.temperature == 0.0 && !penalize && self.json.is_none() {
+        if self.argmax_is_the_draw() {
             return Ok(Some(model.argmax().await?));
         }
-        if penalize {
+        let p = self.sampler.params();
+        if penalizes(p) {
             let window = self.sampler.window();
             let from = window.len().saturating_sub(MAX_PENALTY_IDS);
             model.apply_penalties(
@@ -705,6 +707,11 @@ impl Run<'_> {
             },
         }
     }
+}
+
+/// Whether `p` changes the logits before the draw (repetition, presence or frequency).
+fn penalizes(p: &SamplingParams) -> bool {
+    p.repeat_penalty != 1.0 || p.presence_penalty != 0.0 || p.frequency_penalty != 0.0
 }
 
 /// The text a generation releases last: `released` (already let out by this step), then,

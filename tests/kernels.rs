@@ -253,19 +253,28 @@ fn matvec_every_table_geometry() {
     }
 }
 
+/// The configurations the fused matvec forms are checked in: four geometries (table
+/// entries and others), each without subgroups and, where its lanes fit the adapter's
+/// smallest subgroup, with them.
+fn fused_runs() -> Vec<(Config, (Geometry, bool))> {
+    let sg_min = gpu(Config::Full).info.subgroup_min_size;
+    let geos = [(64, 1, 1), (64, 8, 2), (128, 32, 1), (64, 4, 4)].map(|(w, l, r)| Geometry {
+        workgroup: w,
+        lanes: l,
+        rows: r,
+    });
+    geos.iter()
+        .flat_map(|g| [(Config::Bare, (*g, false)), (Config::Full, (*g, true))])
+        .filter(|(_, (g, sg))| !sg || g.lanes <= sg_min)
+        .collect()
+}
+
 /// A gated FFN's gate and up uploaded as one pair (`GpuTensor::upload_stack`), read by
 /// one matvec: `act(gate x) * (up x)` against the twins, for every type, on table and
 /// other geometries; tensors that are not a pair do not join, and an odd row count is
 /// refused.
 #[test]
 fn matvec_gate_up_pair() {
-    let full = gpu(Config::Full);
-    let sg_min = full.info.subgroup_min_size;
-    let geos = [(64, 1, 1), (64, 8, 2), (128, 32, 1), (64, 4, 4)].map(|(w, l, r)| Geometry {
-        workgroup: w,
-        lanes: l,
-        rows: r,
-    });
     for (i, ty) in gpu_types().into_iter().enumerate() {
         let qk = ty.block_elems();
         // 64 rows keep every type's half a multiple of the binding offset alignment.
@@ -273,12 +282,7 @@ fn matvec_gate_up_pair() {
             case(ty, 64, 3 * qk, 50 + i as u64),
             case(ty, 64, 3 * qk, 90 + i as u64),
         );
-        for (j, (cfg, geo)) in geos
-            .iter()
-            .flat_map(|g| [(Config::Bare, (*g, false)), (Config::Full, (*g, true))])
-            .filter(|(_, (g, sg))| !sg || g.lanes <= sg_min)
-            .enumerate()
-        {
+        for (j, (cfg, geo)) in fused_runs().into_iter().enumerate() {
             let g = gpu(cfg);
             let parts = [("gate", 64, &gate.raw[..]), ("up", 64, &up.raw[..])];
             let pair = GpuTensor::upload_stack(&g, ty, gate.cols as u64, &parts).unwrap();
@@ -331,12 +335,6 @@ fn matvec_gate_up_pair() {
 #[test]
 fn matvec_qkv_stack() {
     let full = gpu(Config::Full);
-    let sg_min = full.info.subgroup_min_size;
-    let geos = [(64, 1, 1), (64, 8, 2), (128, 32, 1), (64, 4, 4)].map(|(w, l, r)| Geometry {
-        workgroup: w,
-        lanes: l,
-        rows: r,
-    });
     let rows = [48usize, 16, 16];
     for (i, ty) in gpu_types().into_iter().enumerate() {
         let qk = ty.block_elems();
@@ -346,12 +344,7 @@ fn matvec_qkv_stack() {
             .map(|(j, &r)| case(ty, r, 3 * qk, 300 + (10 * i + j) as u64))
             .collect();
         let cols = cases[0].cols;
-        for (j, (cfg, geo)) in geos
-            .iter()
-            .flat_map(|g| [(Config::Bare, (*g, false)), (Config::Full, (*g, true))])
-            .filter(|(_, (g, sg))| !sg || g.lanes <= sg_min)
-            .enumerate()
-        {
+        for (j, (cfg, geo)) in fused_runs().into_iter().enumerate() {
             let g = gpu(cfg);
             let n = 2 + j % 2;
             let parts: Vec<(&str, u64, &[u8])> = ["q", "k", "v"][..n]

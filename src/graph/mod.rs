@@ -21,6 +21,7 @@ use plan::{Builder, Plan};
 
 use crate::gguf::GgufFile;
 use crate::gpu::{map_read_after, Gpu, GpuError};
+use crate::kernels::matvec::AdapterClass;
 use crate::kernels::{
     Copies, Dispatch, KvCache, Op, Penalties, Plain, Step, StepBuffer, Submit, TopK, View,
 };
@@ -295,12 +296,7 @@ impl Model {
                 "no step ran, so there is no argmax to feed".into(),
             ));
         }
-        if self.pos + 1 > self.capacity {
-            return Err(ModelError::ContextFull {
-                needed: self.pos + 1,
-                capacity: self.capacity,
-            });
-        }
+        self.check_room(1)?;
         self.run(Input::Argmax, false, &mut Plain)
     }
 
@@ -315,10 +311,9 @@ impl Model {
         if let Ok(v) = std::env::var("HEARTH_FEED_AHEAD") {
             return v.trim() != "0";
         }
-        self.gpu.info.device_type != wgpu::DeviceType::Cpu
+        AdapterClass::of(&self.gpu.info) != AdapterClass::Cpu
     }
 
-    /// Refuses an empty step, ids outside the vocabulary and steps past the capacity.
     /// Refuses an empty step, ids outside the vocabulary and steps past the capacity.
     fn check_tokens(&self, tokens: &[u32]) -> Result<(), ModelError> {
         if tokens.is_empty() {
@@ -330,9 +325,14 @@ impl Model {
                 vocab: self.cfg.vocab,
             });
         }
-        if self.pos + tokens.len() > self.capacity {
+        self.check_room(tokens.len())
+    }
+
+    /// Refuses a step of `n` tokens past the capacity.
+    fn check_room(&self, n: usize) -> Result<(), ModelError> {
+        if self.pos + n > self.capacity {
             return Err(ModelError::ContextFull {
-                needed: self.pos + tokens.len(),
+                needed: self.pos + n,
                 capacity: self.capacity,
             });
         }

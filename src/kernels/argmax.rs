@@ -20,7 +20,7 @@ pub const CHUNKS: [u32; 2] = [CHUNK, CPU_CHUNK];
 
 /// First-pass elements per workgroup on `gpu`.
 pub fn chunk(gpu: &Gpu) -> u32 {
-    if gpu.info.device_type == wgpu::DeviceType::Cpu {
+    if super::matvec::AdapterClass::of(&gpu.info) == super::matvec::AdapterClass::Cpu {
         CPU_CHUNK
     } else {
         CHUNK

@@ -305,7 +305,7 @@ impl MatVec {
         y: View,
         act: Activation,
     ) -> Result<Self, GpuError> {
-        Self::build(gpu, w, x, &[y], geometry(gpu, w.ty), Form::Pair(act))
+        Self::build(gpu, w, x, &[y], &[], geometry(gpu, w.ty), Form::Pair(act))
     }
 
     /// `gated_pair` with a given geometry (for tests).
@@ -317,7 +317,7 @@ impl MatVec {
         geo: (Geometry, bool),
         act: Activation,
     ) -> Result<Self, GpuError> {
-        Self::build(gpu, w, x, &[y], geo, Form::Pair(act))
+        Self::build(gpu, w, x, &[y], &[], geo, Form::Pair(act))
     }
 
     /// Two or three projections of one input in one dispatch (an attention's q, k and
@@ -358,7 +358,7 @@ impl MatVec {
         match all {
             Some(w) => {
                 let splits: Vec<u64> = parts.iter().map(|p| p.rows).collect();
-                Self::build_split(gpu, &w, x, ys, &splits, geo).map(Some)
+                Self::build(gpu, &w, x, ys, &splits, geo, Form::Split).map(Some)
             }
             None => Ok(None),
         }
@@ -376,34 +376,12 @@ impl MatVec {
         act: Option<Activation>,
     ) -> Result<Self, GpuError> {
         let form = act.map_or(Form::Plain, Form::Gated);
-        Self::build(gpu, w, x, &[y], geo, form)
-    }
-
-    fn build(
-        gpu: &Gpu,
-        w: &GpuTensor,
-        x: View,
-        ys: &[View],
-        geo: (Geometry, bool),
-        form: Form,
-    ) -> Result<Self, GpuError> {
-        Self::dispatch(gpu, w, x, ys, &[], geo, form)
-    }
-
-    fn build_split(
-        gpu: &Gpu,
-        w: &GpuTensor,
-        x: View,
-        ys: &[View],
-        splits: &[u64],
-        geo: (Geometry, bool),
-    ) -> Result<Self, GpuError> {
-        Self::dispatch(gpu, w, x, ys, splits, geo, Form::Split)
+        Self::build(gpu, w, x, &[y], &[], geo, form)
     }
 
     /// The dispatches of every form: `ys` holds one output, or one per part of `splits`
     /// (the parts' row counts) for `Form::Split`.
-    fn dispatch(
+    fn build(
         gpu: &Gpu,
         w: &GpuTensor,
         x: View,
@@ -461,9 +439,13 @@ impl MatVec {
                 w.name
             )));
         }
-        // Split boundaries (every row past the parts given goes to the last output).
+        // Split boundaries: the rows of the first output, and of the first two (with two
+        // parts, every row past the first goes to the second output).
         let split0 = to_u32("split", splits.first().copied().unwrap_or(w.rows))?;
-        let split1 = to_u32("split", splits.iter().take(2).sum::<u64>())?;
+        let split1 = match splits {
+            [a, b, _] => to_u32("split", a + b)?,
+            _ => to_u32("rows", w.rows)?,
+        };
         let last = ys.len() - 1;
         let extra: Vec<(u32, &wgpu::Buffer)> = if split {
             vec![(4, ys[1.min(last)].buffer), (5, ys[2.min(last)].buffer)]
@@ -505,11 +487,7 @@ impl MatVec {
                 x_offset: xo,
                 y_offset: yo[0],
                 split0,
-                split1: if splits.len() > 2 {
-                    split1
-                } else {
-                    rows as u32
-                },
+                split1,
                 y1_offset: yo[1.min(last)],
                 y2_offset: yo[2.min(last)],
                 _pad: [0; 2],
