@@ -131,6 +131,9 @@ fn topk_small_and_odd_widths() {
     for (w, k) in [(8, 9), (8, 0), (8, 257)] {
         assert!(TopK::new(&g, View::of(&xb), w, k, &out).is_err(), "{w} {k}");
     }
+    // Past the widest vocabulary taken: refused by its width, before any buffer check.
+    let wide = TopK::new(&g, View::of(&xb), (1 << 24) + 1, 1, &out).err();
+    assert!(format!("{wide:?}").contains("width 16777217"), "{wide:?}");
 }
 
 /// One op built for k up to 256 serves any smaller k per run (`set_k`): the first k
