@@ -1,9 +1,11 @@
-// Flash-decoding attention for one query token at position kv_len - 1.
-// Pass 1 (default): workgroup (chunk c, head h) scores the CHUNK key positions of chunk c
+// Flash-decoding attention for each token t of the step (a query at position row_pos(t)
+// over the KV cache of its slot, row_slot(t)): grids carry the token in their last used
+// dimension, so a batched step attends every sequence's token in the same dispatches.
+// Pass 1 (default): workgroup (chunk c, head h, token t) scores the CHUNK key positions of chunk c
 // against q[h], and writes to its own slot of the scratch buffer the chunk's max score m,
 // sum of exp(s - m) and the exp-weighted sum of V rows. Chunks outside [lo, kv_len) exit.
-// Pass 2 (COMBINE): one workgroup per head rescales the chunks to a common max and divides.
-// SINGLE: one pass for short contexts: one workgroup per head walks the chunks in order
+// Pass 2 (COMBINE): one workgroup per (head, token) rescales the chunks to a common max and divides.
+// SINGLE: one pass for short contexts: one workgroup per (head, token) walks the chunks in order
 // with an online softmax (running max and sum, the output rescaled as the max grows) and
 // writes the output itself, so a short step needs no scratch round trip and no pass 2.
 // Dispatching a fixed grid for the capacity keeps the plan static while kv_len grows.
@@ -22,8 +24,8 @@ struct Params {
     q_offset: u32,
     out_offset: u32,
     scale: f32,
+    max_tokens: u32,  // tokens per step the grid and the scratch buffer are sized for
     _pad0: u32,
-    _pad1: u32,
 }
 
 // One key position per invocation in pass 1.
@@ -35,16 +37,42 @@ const NEG: f32 = -1e30;
 
 @group(0) @binding(3) var<uniform> p: Params;
 
-// Chunks holding keys of this step: [first, end).
-fn chunk_range() -> vec2<u32> {
-    let kv_len = min(step.kv_len, p.capacity);
+// Whether token t is in this step.
+fn live(t: u32) -> bool {
+    return t < min(p.max_tokens, step.n_tokens);
+}
+
+// Keys token t attends: its position + 1, within the capacity.
+fn kv_len_of(t: u32) -> u32 {
+    return min(row_pos(t) + 1u, p.capacity);
+}
+
+// Chunks holding keys of token t: [first, end).
+fn chunk_range(t: u32) -> vec2<u32> {
+    let kv_len = kv_len_of(t);
     let lo = window_lo(kv_len, p.window);
     return vec2<u32>(lo / CHUNK, (kv_len + CHUNK - 1u) / CHUNK);
 }
 
-// Scratch layout: partial V sums [head][chunk][head_dim], then (m, l) pairs [head][chunk].
-fn ml_index(h: u32, c: u32) -> u32 {
-    return p.n_heads * p.max_chunks * p.head_dim + 2u * (h * p.max_chunks + c);
+// Scratch slot of (token, head, chunk).
+fn slot_of(t: u32, h: u32, c: u32) -> u32 {
+    return (t * p.n_heads + h) * p.max_chunks + c;
+}
+
+// Scratch layout: partial V sums [token][head][chunk][head_dim], then (m, l) pairs
+// [token][head][chunk].
+fn ml_index(t: u32, h: u32, c: u32) -> u32 {
+    return p.max_tokens * p.n_heads * p.max_chunks * p.head_dim + 2u * slot_of(t, h, c);
+}
+
+// Element d of head h of token t in q and out.
+fn head_elem(t: u32, h: u32, d: u32) -> u32 {
+    return (t * p.n_heads + h) * p.head_dim + d;
+}
+
+// First element of KV head h / group of token t's slot in the cache.
+fn kv_base_of(t: u32, h: u32) -> u32 {
+    return cache_row(row_slot(t), 0u, p.capacity) * p.kv_dim + (h / p.group) * p.head_dim;
 }
 
 #ifdef COMBINE
@@ -54,22 +82,26 @@ fn ml_index(h: u32, c: u32) -> u32 {
 @compute @workgroup_size(WG)
 fn main(ids: Ids, gs: Groups) {
     let h = gs.wid.x;
-    let cr = chunk_range();
-    if (h >= p.n_heads || cr.x >= cr.y) {
+    let t = gs.wid.y;
+    if (h >= p.n_heads || !live(t)) {
+        return;
+    }
+    let cr = chunk_range(t);
+    if (cr.x >= cr.y) {
         return;
     }
     // Every invocation reads the same few (m, l) pairs: broadcast loads, no reduction pass.
     var m = NEG;
     for (var c = cr.x; c < cr.y; c++) {
-        m = max(m, part[ml_index(h, c)]);
+        m = max(m, part[ml_index(t, h, c)]);
     }
     var l = 0.0;
     var acc: array<f32, DPT>;
     for (var c = cr.x; c < cr.y; c++) {
-        let i = ml_index(h, c);
+        let i = ml_index(t, h, c);
         let w = exp(part[i] - m);
         l += w * part[i + 1u];
-        let base = (h * p.max_chunks + c) * p.head_dim;
+        let base = slot_of(t, h, c) * p.head_dim;
         for (var j = 0u; j < DPT; j++) {
             let d = ids.lid + j * WG;
             if (d < p.head_dim) {
@@ -80,7 +112,7 @@ fn main(ids: Ids, gs: Groups) {
     for (var j = 0u; j < DPT; j++) {
         let d = ids.lid + j * WG;
         if (d < p.head_dim) {
-            out[p.out_offset + h * p.head_dim + d] = acc[j] / l;
+            out[p.out_offset + head_elem(t, h, d)] = acc[j] / l;
         }
     }
 }
@@ -93,10 +125,10 @@ var<workgroup> qs: array<f32, 256>;
 var<workgroup> ss: array<f32, CHUNK>;
 var<workgroup> es: array<f32, CHUNK>;
 
-// q[h] * scale into shared memory.
-fn load_q(h: u32, lid: u32) {
+// q[t, h] * scale into shared memory.
+fn load_q(t: u32, h: u32, lid: u32) {
     for (var d = lid; d < p.head_dim; d += WG) {
-        qs[d] = q[p.q_offset + h * p.head_dim + d] * p.scale;
+        qs[d] = q[p.q_offset + head_elem(t, h, d)] * p.scale;
     }
 }
 
@@ -137,14 +169,15 @@ fn weighted_v(c0: u32, j0: u32, j1: u32, kv_base: u32, d: u32) -> f32 {
 @compute @workgroup_size(WG)
 fn main(ids: Ids, gs: Groups) {
     let h = gs.wid.x;
-    if (h >= p.n_heads) {
+    let t = gs.wid.y;
+    if (h >= p.n_heads || !live(t)) {
         return;
     }
-    let kv_len = min(step.kv_len, p.capacity);
+    let kv_len = kv_len_of(t);
     let lo = window_lo(kv_len, p.window);
-    let cr = chunk_range();
-    let kv_base = (h / p.group) * p.head_dim;
-    load_q(h, ids.lid);
+    let cr = chunk_range(t);
+    let kv_base = kv_base_of(t, h);
+    load_q(t, h, ids.lid);
     workgroupBarrier();
     var m = NEG;
     var l = 0.0;
@@ -184,7 +217,7 @@ fn main(ids: Ids, gs: Groups) {
     for (var j = 0u; j < DPT; j++) {
         let d = ids.lid + j * WG;
         if (d < p.head_dim) {
-            out[p.out_offset + h * p.head_dim + d] = acc[j] / l;
+            out[p.out_offset + head_elem(t, h, d)] = acc[j] / l;
         }
     }
 }
@@ -195,14 +228,18 @@ fn main(ids: Ids, gs: Groups) {
 fn main(ids: Ids, gs: Groups) {
     let c = gs.wid.x;
     let h = gs.wid.y;
-    let cr = chunk_range();
-    if (h >= p.n_heads || c < cr.x || c >= cr.y || c >= p.max_chunks) {
+    let t = gs.wid.z;
+    if (h >= p.n_heads || !live(t)) {
         return;
     }
-    let kv_len = min(step.kv_len, p.capacity);
+    let cr = chunk_range(t);
+    if (c < cr.x || c >= cr.y || c >= p.max_chunks) {
+        return;
+    }
+    let kv_len = kv_len_of(t);
     let lo = window_lo(kv_len, p.window);
-    let kv_base = (h / p.group) * p.head_dim;
-    load_q(h, ids.lid);
+    let kv_base = kv_base_of(t, h);
+    load_q(t, h, ids.lid);
     workgroupBarrier();
 
     // Scores: each invocation owns one key position.
@@ -222,7 +259,7 @@ fn main(ids: Ids, gs: Groups) {
     // Exp-weighted V rows: each invocation owns DPT dims (coalesced reads across the row).
     let j0 = max(lo, c0) - c0;
     let j1 = min(kv_len - c0, CHUNK);
-    let slot = h * p.max_chunks + c;
+    let slot = slot_of(t, h, c);
     for (var j = 0u; j < DPT; j++) {
         let d = ids.lid + j * WG;
         if (d < p.head_dim) {
@@ -234,7 +271,7 @@ fn main(ids: Ids, gs: Groups) {
         for (var i = j0; i < j1; i++) {
             l += es[i];
         }
-        let mi = ml_index(h, c);
+        let mi = ml_index(t, h, c);
         part[mi] = m;
         part[mi + 1u] = l;
     }

@@ -4,7 +4,9 @@
 // by L invocations, each holding head_dim / L of the row's q and output in registers.
 // Per key tile: lanes write partial dot products, every lane of a row sums them, and the
 // row's running max / exp-sum / output are rescaled (online softmax).
-// Query t sits at position pos + t and sees keys [window_lo(pos + t + 1), pos + t].
+// Query t sits at position row_pos(t) and sees keys [window_lo(row_pos(t) + 1), row_pos(t)]
+// of its sequence. The host runs this kernel only on steps whose tokens are one sequence's
+// consecutive positions, so a workgroup's keys are one slot's.
 #include "lib/common.wgsl"
 #include "lib/step.wgsl"
 #include "lib/kv.wgsl"
@@ -58,8 +60,9 @@ fn main(ids: Ids, gs: Groups) {
     }
     let t_last = min((row0 + R - 1u) / p.group, n_tok - 1u);
     // Keys any row of this workgroup needs (clamped to the cache: never read past it).
-    let k_lo = window_lo(step.pos + t_first + 1u, p.window);
-    let k_hi = min(step.pos + t_last + 1u, p.capacity);
+    let k_lo = window_lo(row_pos(t_first) + 1u, p.window);
+    let k_hi = min(row_pos(t_last) + 1u, p.capacity);
+    let slot_row = cache_row(row_slot(t_first), 0u, p.capacity);
     let hd = p.head_dim;
     let bk = min(BK_MAX, TILE / hd);
     let nd = (hd + L - 1u) / L;
@@ -70,7 +73,7 @@ fn main(ids: Ids, gs: Groups) {
     let t = row / p.group;
     let h = kvh * p.group + row % p.group;
     let live = t < n_tok;
-    let my_hi = step.pos + t + 1u;
+    let my_hi = row_pos(min(t, n_tok - 1u)) + 1u;
     let my_lo = window_lo(my_hi, p.window);
     let stride = p.n_heads * hd;
 
@@ -91,7 +94,7 @@ fn main(ids: Ids, gs: Groups) {
     for (var k0 = k_lo; k0 < k_hi; k0 += bk) {
         let nk = min(bk, k_hi - k0);
         for (var e = ids.lid; e < nk * hd; e += WG) {
-            let src = (k0 + e / hd) * p.kv_dim + kvh * hd + e % hd;
+            let src = (slot_row + k0 + e / hd) * p.kv_dim + kvh * hd + e % hd;
             ks[e] = kc[src];
             vs[e] = vc[src];
         }

@@ -1,6 +1,6 @@
-// Appends this step's keys and values to the KV cache: cache[pos + t, i] = x[t, i] for
+// Appends this step's keys and values to the KV cache: cache[row t, i] = x[t, i] for
 // t < n_tokens (at most p.max_tokens, the size it was built for) and i < kv_dim, converted
-// to the cache's element type. Rows past the capacity are dropped (the host sizes the cache).
+// to the cache's element type, at token t's position in its slot. Positions past the capacity are dropped (the host sizes the cache).
 #include "lib/common.wgsl"
 #include "lib/step.wgsl"
 #include "lib/kv.wgsl"
@@ -29,12 +29,12 @@ fn main(ids: Ids, gs: Groups) {
     if (t >= min(p.max_tokens, step.n_tokens) || i >= p.kv_dim) {
         return;
     }
-    let row = step.pos + t;
-    if (row >= p.capacity) {
+    let pos = row_pos(t);
+    if (pos >= p.capacity) {
         return;
     }
     let src = t * p.token_stride + i;
-    let dst = row * p.kv_dim + i;
+    let dst = cache_row(row_slot(t), pos, p.capacity) * p.kv_dim + i;
     kc[dst] = kv_t(k[p.k_offset + src]);
     vc[dst] = kv_t(v[p.v_offset + src]);
 }

@@ -1,7 +1,7 @@
 // Rotary position embedding in place on x[t][head][head_dim]: the pair (a, b) of rotary
 // index i (NEOX: a = i, b = i + rope_dims / 2; otherwise a = 2i, b = 2i + 1) turns by
 // theta = (pos * pos_scale) * base^(-2i / rope_dims) / freq_factors[i] (FREQ_FACTORS)
-// with pos = step.pos + t. Dimensions past rope_dims are untouched.
+// with pos the token's position (row_pos). Dimensions past rope_dims are untouched.
 //
 // Why the angle is computed in fixed point: at pos 32768 theta reaches 32768 rad, where
 // one f32 ulp is 0.004 rad, and sin/cos are only accurate near zero. Since pos is an
@@ -50,7 +50,7 @@ fn main(ids: Ids, gs: Groups) {
     let a = base + 2u * i;
     let b = a + 1u;
 #endif
-    let cs = rope_cs(i, step.pos + t);
+    let cs = rope_cs(i, row_pos(t));
     let c = cs.x;
     let s = cs.y;
     let x0 = x[a];

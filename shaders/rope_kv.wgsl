@@ -1,8 +1,8 @@
 // Attention's per-head preparation of a step in one pass. For each of the step's tokens t
 // and each query and key head: (NORM) RMS-normalize the head with its weights, then
-// rotate it (RoPE, exactly as rope.wgsl, with pos = step.pos + t). Query heads go back in
-// place; key heads, and the value heads with them, go straight into the KV cache at row
-// step.pos + t (rows past the capacity are dropped). One workgroup per (token, head)
+// rotate it (RoPE, exactly as rope.wgsl, at the token's position). Query heads go back in
+// place; key heads, and the value heads with them, go straight into the KV cache at the
+// token's position in its slot (positions past the capacity are dropped). One workgroup per (token, head)
 // over n_heads query heads then n_kv_heads key heads; the head is staged in shared
 // memory so a rotated pair may span invocations.
 #include "lib/reduce.wgsl"
@@ -50,11 +50,14 @@ fn main(ids: Ids, gs: Groups) {
     let heads = p.n_heads + p.n_kv_heads;
     let t = wg / heads;
     let h = wg % heads;
-    let row = step.pos + t;
     let is_q = h < p.n_heads;
     // Both depend only on the workgroup id and uniforms: the whole workgroup leaves
     // together, so the barriers below stay in uniform control flow.
-    if (t >= min(p.max_tokens, step.n_tokens) || (!is_q && row >= p.capacity)) {
+    if (t >= min(p.max_tokens, step.n_tokens)) {
+        return;
+    }
+    let pos = row_pos(t);
+    if (!is_q && pos >= p.capacity) {
         return;
     }
     let kh = h - select(p.n_heads, 0u, is_q);
@@ -84,7 +87,7 @@ fn main(ids: Ids, gs: Groups) {
     }
 #endif
     workgroupBarrier();
-    let dst = row * p.n_kv_heads * p.head_dim + kh * p.head_dim;
+    let dst = cache_row(row_slot(t), pos, p.capacity) * p.n_kv_heads * p.head_dim + kh * p.head_dim;
     // Rotated pairs.
     for (var i = ids.lid; i < p.half_dims; i += WG) {
 #ifdef NEOX
@@ -94,7 +97,7 @@ fn main(ids: Ids, gs: Groups) {
         let a = 2u * i;
         let b = a + 1u;
 #endif
-        let cs = rope_cs(i, row);
+        let cs = rope_cs(i, pos);
         let x0 = head[a];
         let x1 = head[b];
         let ra = x0 * cs.x - x1 * cs.y;

@@ -544,3 +544,96 @@ fn upload_rejects_bad_shapes() {
     ));
     assert!(e.contains("largest binding"), "{e}");
 }
+
+/// The batched-decode matvec (`MatVecBatch`): every type and shape, plain and gated, on
+/// table and other geometries with and without subgroups (rotating across cases), for
+/// steps of 1 to 19 tokens of an op built for 19 (every column block, and several blocks past the largest),
+/// against the CPU twin; tokens past the step stay untouched.
+#[test]
+fn matvec_batch_every_type_and_geometry() {
+    let built = 19usize;
+    let runs = fused_runs();
+    for (i, ty) in gpu_types().into_iter().enumerate() {
+        for (j, (rows, cols)) in shapes(ty).into_iter().enumerate() {
+            let c = case(ty, rows, cols, (i * 100 + j) as u64 + 70);
+            // One run per case, the runs rotating through geometries, token counts and
+            // forms across cases.
+            let k = i + j;
+            let (cfg, geo) = runs[k % runs.len()];
+            let n = [1, 2, 3, 5, 8, 13, 16, 19][(i * 3 + j) % 8];
+            let act = [None, Some(Activation::Silu), Some(Activation::GeluTanh)][k % 3];
+            check_matvec_batch(cfg, &c, built, n, geo, act, k as u64);
+        }
+    }
+}
+
+fn check_matvec_batch(
+    cfg: Config,
+    c: &Case,
+    built: usize,
+    n: usize,
+    geo: (Geometry, bool),
+    act: Option<Activation>,
+    seed: u64,
+) {
+    use hearth::kernels::MatVecBatch;
+    let g = gpu(cfg);
+    let t = GpuTensor::upload(&g, "w", c.ty, c.cols as u64, c.rows as u64, &c.raw).unwrap();
+    let (xs, ys) = (c.cols + 4, c.rows + 3); // strides wider than a row
+    let x = random_vec(built * xs, seed);
+    let xb = storage(&g, &x);
+    let gate = random_vec(built * ys, seed + 1);
+    let yb = match act {
+        Some(_) => storage(&g, &gate),
+        None => output(&g, built * ys),
+    };
+    let step = StepBuffer::new(&g, Step::new(0, n as u32));
+    let rows = |b, width: usize, stride: usize| Rows {
+        view: View::of(b),
+        width: width as u32,
+        rows: 1,
+        stride: stride as u32,
+    };
+    let tok = Tokens {
+        max: built as u32,
+        step: &step,
+    };
+    let (xr, yr) = (rows(&xb, c.cols, xs), rows(&yb, c.rows, ys));
+    let op = MatVecBatch::with_geometry(&g, &t, xr, yr, tok, act, geo).unwrap();
+    kernels::run(&g, &op.for_tokens(n as u32).iter().collect::<Vec<_>>());
+    let all = read(&g, &yb, built * ys);
+    let name = format!(
+        "matvec_batch {} {}x{} n={n} {cfg:?} {geo:?} {act:?} ({} shards)",
+        c.ty,
+        c.rows,
+        c.cols,
+        t.shards.len()
+    );
+    let untouched = all[n * ys..].iter().zip(&gate[n * ys..]).all(|(a, b)| {
+        if act.is_some() {
+            a == b
+        } else {
+            a.is_nan()
+        }
+    });
+    assert!(untouched, "{name}: wrote past the step's tokens");
+    let mut got = Vec::new();
+    let mut want = Vec::new();
+    for t in 0..n {
+        got.extend_from_slice(&all[t * ys..t * ys + c.rows]);
+        let mut w = kernels::matvec::cpu(&c.w, c.cols, &x[t * xs..t * xs + c.cols]);
+        if let Some(a) = act {
+            w = kernels::gated_act::cpu(&gate[t * ys..t * ys + c.rows], &w, a);
+        }
+        want.extend(w);
+        // The gaps between tokens' rows stay as they were.
+        let gap = &all[t * ys + c.rows..(t + 1) * ys];
+        assert!(
+            gap.iter()
+                .zip(&gate[t * ys + c.rows..(t + 1) * ys])
+                .all(|(a, b)| if act.is_some() { a == b } else { a.is_nan() }),
+            "{name}: wrote between tokens"
+        );
+    }
+    assert_close(&name, &got, &want, bound(c.ty));
+}

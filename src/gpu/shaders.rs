@@ -18,6 +18,7 @@ macro_rules! shader_table {
 
 shader_table!(
     "matvec.wgsl",
+    "matvec_batch.wgsl",
     "matmul.wgsl",
     "get_rows.wgsl",
     "kv_append.wgsl",

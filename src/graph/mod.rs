@@ -157,7 +157,7 @@ impl Model {
         opts: &LoadOptions,
     ) -> MemoryPlan {
         let capacity = opts.context.clamp(1, cfg.context);
-        let batch = opts.batch.clamp(1, capacity);
+        let batch = opts.batch.clamp(1, capacity).min(crate::kernels::MAX_ROWS);
         MemoryPlan::new(
             cfg,
             f,

@@ -4,7 +4,10 @@
 //! a second dispatch merges the chunks per head. Long contexts thus fill the GPU even
 //! with a single query. Shader: `attention_decode.wgsl` (pass 2 under `COMBINE`).
 
-use super::{build_dispatch, to_u32, Dispatch, KvCache, StepBuffer, View, Work, STEP_BINDING};
+use super::{
+    build_dispatch, check_rows, to_u32, Dispatch, KvCache, StepBuffer, Tokens, View, Work,
+    STEP_BINDING,
+};
 use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
 
 /// Workgroup size of both passes; also the key positions per chunk.
@@ -27,7 +30,8 @@ params! {
         q_offset: u32,
         out_offset: u32,
         scale: f32,
-        _pad: [u32; 2],
+        max_tokens: u32,
+        _pad0: u32,
     }
 }
 
@@ -130,8 +134,8 @@ pub struct AttentionDecode {
 }
 
 impl AttentionDecode {
-    /// Builds both passes for any `step.kv_len` up to the cache's capacity; `q` and
-    /// `out` hold `n_heads * head_dim` values.
+    /// Builds both passes for one token per step at any position up to the cache's
+    /// capacity; `q` and `out` hold `n_heads * head_dim` values.
     pub fn new(
         gpu: &Gpu,
         spec: &AttnSpec,
@@ -140,7 +144,24 @@ impl AttentionDecode {
         cache: &KvCache,
         step: &StepBuffer,
     ) -> Result<Self, GpuError> {
+        Self::rows(gpu, spec, q, out, cache, Tokens { max: 1, step })
+    }
+
+    /// Builds both passes for up to `tok.max` tokens per step, each at its own position
+    /// in its own cache slot (the step's rows); `q` and `out` hold `n_heads * head_dim`
+    /// values per token, tokens packed.
+    pub fn rows(
+        gpu: &Gpu,
+        spec: &AttnSpec,
+        q: View,
+        out: View,
+        cache: &KvCache,
+        tok: Tokens,
+    ) -> Result<Self, GpuError> {
         let what = "attention_decode";
+        let step = tok.step;
+        let rows = tok.max;
+        check_rows(what, rows)?;
         check_heads(what, cache, spec)?;
         let AttnSpec {
             n_heads,
@@ -149,17 +170,18 @@ impl AttentionDecode {
             scale,
             window,
         } = *spec;
-        let q_len = n_heads as u64 * head_dim as u64;
+        let q_len = n_heads as u64 * head_dim as u64 * rows as u64;
         q.check("attention_decode query", q_len)?;
         out.check("attention_decode output", q_len)?;
         let max_chunks = cache.capacity.div_ceil(CHUNK);
         let max_wg = gpu.limits.max_compute_workgroups_per_dimension;
-        if max_chunks > max_wg || n_heads > max_wg {
+        if max_chunks > max_wg || n_heads > max_wg || rows > max_wg {
             return Err(GpuError::Runtime(format!(
-                "{what}: {max_chunks} chunks x {n_heads} heads exceed the dispatch limit {max_wg}"
+                "{what}: {max_chunks} chunks x {n_heads} heads x {rows} tokens exceed the \
+                 dispatch limit {max_wg}"
             )));
         }
-        let scratch_len = n_heads as u64 * max_chunks as u64 * (head_dim as u64 + 2);
+        let scratch_len = rows as u64 * n_heads as u64 * max_chunks as u64 * (head_dim as u64 + 2);
         let scratch_bytes = scratch_len * 4;
         if scratch_bytes > gpu.max_binding {
             return Err(GpuError::Runtime(format!(
@@ -180,7 +202,8 @@ impl AttentionDecode {
             q_offset: to_u32("q offset", q.offset)?,
             out_offset: to_u32("out offset", out.offset)?,
             scale,
-            _pad: [0; 2],
+            max_tokens: rows,
+            _pad0: 0,
         };
         to_u32("q length", q.offset + q_len)?;
         to_u32("out length", out.offset + q_len)?;
@@ -203,7 +226,7 @@ impl AttentionDecode {
                 (STEP_BINDING, &step.buffer),
             ],
             &p,
-            (max_chunks, n_heads, 1),
+            (max_chunks, n_heads, rows),
         )?;
         let k2 = key(false, Pass::Combine);
         let combine = build_dispatch(
@@ -212,7 +235,7 @@ impl AttentionDecode {
             k2.label(),
             &[(4, &scratch), (5, out.buffer), (STEP_BINDING, &step.buffer)],
             &p,
-            (n_heads, 1, 1),
+            (n_heads, rows, 1),
         )?;
         // Pass 1 reads q and every cached K and V row once and writes one partial per chunk
         // and head; pass 2 reads the partials and writes the output.
@@ -257,7 +280,7 @@ impl AttentionDecode {
                 (STEP_BINDING, &step.buffer),
             ],
             &p,
-            (n_heads, 1, 1),
+            (n_heads, rows, 1),
         )?;
         // Pass 1's reads, the output written once.
         let single = single.costed(

@@ -5,7 +5,9 @@
 //! position (chunked prefill). Shader: `attention_prefill.wgsl`.
 
 use super::attention_decode::{check_heads, AttnSpec};
-use super::{build_dispatch, to_u32, Dispatch, KvCache, Tokens, View, Work, STEP_BINDING};
+use super::{
+    build_dispatch, check_rows, to_u32, Dispatch, KvCache, Tokens, View, Work, STEP_BINDING,
+};
 use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
 
 /// Workgroup size (fixed by the shader's shared-memory layout).
@@ -66,6 +68,7 @@ impl AttentionPrefill {
     ) -> Result<Self, GpuError> {
         let what = "attention_prefill";
         check_heads(what, cache, spec)?;
+        check_rows(what, tok.max)?;
         let AttnSpec {
             n_heads,
             n_kv_heads,

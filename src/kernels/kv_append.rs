@@ -1,7 +1,9 @@
 //! Appends a step's keys and values to the KV cache, converting to f16 when the cache is
 //! f16. Shader: `kv_append.wgsl`.
 
-use super::{build_dispatch, to_u32, Dispatch, KvCache, Rows, Tokens, Work, STEP_BINDING};
+use super::{
+    build_dispatch, check_rows, to_u32, Dispatch, KvCache, Rows, Tokens, Work, STEP_BINDING,
+};
 use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
 
 /// Workgroup size of the append kernel.
@@ -53,6 +55,7 @@ impl KvAppend {
         tok: Tokens,
     ) -> Result<Self, GpuError> {
         let (token_stride, max_tokens) = (k.stride, tok.max);
+        check_rows("kv_append", tok.max)?;
         let kv_dim = cache.kv_dim as u64;
         if max_tokens == 0
             || token_stride == 0

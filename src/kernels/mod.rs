@@ -15,6 +15,7 @@ pub mod kv_append;
 pub mod kv_cache;
 pub mod matmul;
 pub mod matvec;
+pub mod matvec_batch;
 pub mod penalties;
 pub mod residual_norm;
 pub mod rmsnorm;
@@ -33,6 +34,7 @@ pub use kv_append::KvAppend;
 pub use kv_cache::KvCache;
 pub use matmul::MatMul;
 pub use matvec::MatVec;
+pub use matvec_batch::MatVecBatch;
 pub use penalties::Penalties;
 pub use residual_norm::{ResidualNorm, ResidualNormIo};
 pub use rmsnorm::{NormOut, RmsNorm};
@@ -125,6 +127,13 @@ pub trait Op {
     fn dispatches_at(&self, kv_len: u32) -> &[Dispatch] {
         let _ = kv_len;
         self.dispatches()
+    }
+
+    /// The dispatches of a step of `n_tokens` tokens that ends with `kv_len` cached
+    /// positions (ops that pick a build by token count override this).
+    fn dispatches_for(&self, n_tokens: u32, kv_len: u32) -> &[Dispatch] {
+        let _ = n_tokens;
+        self.dispatches_at(kv_len)
     }
 
     /// Records the op's dispatches into a compute pass.
@@ -345,33 +354,79 @@ pub struct Tokens<'a> {
 /// Binding of the shared per-step uniform (`lib/step.wgsl`) in every kernel that reads it.
 pub const STEP_BINDING: u32 = <Step as params::ShaderParams>::BINDING;
 
+/// Most tokens one step may hold: the rows of the `Step` uniform (16 bytes each).
+pub const MAX_ROWS: usize = 1024;
+
 params! {
-    /// What changes between forward passes, written once per step into one small uniform
-    /// that every position-dependent kernel reads (see `lib/step.wgsl`).
-    #[derive(Debug, Default, PartialEq, Eq)]
+    /// What changes between forward passes, written once per step into one uniform that
+    /// every position-dependent kernel reads (see `lib/step.wgsl`): the token count and,
+    /// per token, its position and the KV-cache slot of its sequence.
+    #[derive(Debug, PartialEq, Eq)]
     @binding(8)
     pub struct Step {
-        /// Position of the first token of this step in the sequence.
+        /// Position of the first token of this step (single-sequence steps).
         pub pos: u32,
         /// Tokens in this step (1 for decode; up to the batch size for prefill).
         pub n_tokens: u32,
-        /// Valid KV-cache length after this step: `pos + n_tokens`.
+        /// The longest KV length a token of this step attends (its position + 1).
         pub kv_len: u32,
         /// Padding to 16 bytes.
         pub _pad: u32,
+        /// Per token: (position, KV slot, 0, 0); only the first `n_tokens` are written.
+        pub rows: [[u32; 4]; MAX_ROWS],
     }
 }
 
 impl Step {
-    /// The step processing `n_tokens` tokens starting at position `pos`.
+    /// The step processing `n_tokens` tokens of the sequence in slot 0 starting at
+    /// position `pos` (rows past [`MAX_ROWS`] are not representable and left out).
     pub fn new(pos: u32, n_tokens: u32) -> Self {
+        let mut s = Self::zeroed(n_tokens);
+        s.pos = pos;
+        s.kv_len = pos + n_tokens;
+        for (t, r) in s.rows.iter_mut().take(n_tokens as usize).enumerate() {
+            *r = [pos + t as u32, 0, 0, 0];
+        }
+        s
+    }
+
+    /// A step over `(slot, position)` rows, one per token, each sequence at its own
+    /// position (a batched decode step); at most [`MAX_ROWS`] rows are kept.
+    pub fn batch(rows: &[(u32, u32)]) -> Self {
+        let mut s = Self::zeroed(rows.len() as u32);
+        s.pos = rows.first().map_or(0, |r| r.1);
+        s.kv_len = rows.iter().map(|r| r.1 + 1).max().unwrap_or(0);
+        for (r, &(slot, pos)) in s.rows.iter_mut().zip(rows) {
+            *r = [pos, slot, 0, 0];
+        }
+        s
+    }
+
+    fn zeroed(n_tokens: u32) -> Self {
         Self {
-            pos,
+            pos: 0,
             n_tokens,
-            kv_len: pos + n_tokens,
+            kv_len: 0,
             _pad: 0,
+            rows: [[0; 4]; MAX_ROWS],
         }
     }
+
+    /// The bytes a write must cover: the header and the rows in use.
+    fn used_bytes(&self) -> &[u8] {
+        let n = (self.n_tokens as usize).min(MAX_ROWS);
+        &bytemuck::bytes_of(self)[..16 + 16 * n]
+    }
+}
+
+/// Refuses an op built for more tokens per step than the `Step` uniform has rows.
+pub(crate) fn check_rows(what: &str, tokens: u32) -> Result<(), GpuError> {
+    if tokens as usize > MAX_ROWS {
+        return Err(GpuError::Runtime(format!(
+            "{what}: {tokens} tokens per step exceed the {MAX_ROWS} rows of the step uniform"
+        )));
+    }
+    Ok(())
 }
 
 /// The GPU buffer holding the current `Step`.
@@ -393,10 +448,10 @@ impl StepBuffer {
         Self { buffer }
     }
 
-    /// Queues a write of `step`; it takes effect for work submitted after it.
+    /// Queues a write of `step` (its header and used rows); it takes effect for work
+    /// submitted after it.
     pub fn write(&self, gpu: &Gpu, step: Step) {
-        gpu.queue
-            .write_buffer(&self.buffer, 0, bytemuck::bytes_of(&step));
+        gpu.queue.write_buffer(&self.buffer, 0, step.used_bytes());
     }
 }
 
@@ -580,6 +635,7 @@ pub fn all_variants() -> Vec<PipelineKey> {
         .filter(|t| crate::gpu::gpu_layout(*t).is_some())
     {
         v.extend(matvec::variants(ty));
+        v.extend(matvec_batch::variants(ty));
         v.push(weight_key("matmul", ty, false, 64, &[]));
         v.push(weight_key("get_rows", ty, false, get_rows::WORKGROUP, &[]));
     }

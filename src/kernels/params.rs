@@ -58,6 +58,13 @@ macro_rules! members {
 
 members!(u32 => "u32", i32 => "i32", f32 => "f32");
 
+/// `[[u32; 4]; N]` stands for one WGSL member `array<vec4<u32>, N>` (16-byte stride, as
+/// uniform arrays need).
+impl<const N: usize> Member for [[u32; 4]; N] {
+    const SCALAR: &'static str = "array<vec4<u32>>";
+    const COUNT: usize = 1;
+}
+
 /// Defines a uniform struct shared with the shaders: `#[repr(C)]`, `Pod`, and a
 /// [`ShaderParams`] impl recording its binding and field table.
 ///
@@ -135,6 +142,7 @@ mod tests {
             "kv_append" => vec![host::<kv_append::Params>()],
             "matmul" => vec![host::<matmul::Params>()],
             "matvec" => vec![host::<matvec::Params>()],
+            "matvec_batch" => vec![host::<matvec_batch::Params>()],
             "penalties" => vec![host::<penalties::Params>(), host::<penalties::Window>()],
             "rmsnorm" => vec![host::<rmsnorm::Params>()],
             "residual_norm" => vec![host::<residual_norm::Params>()],
@@ -193,6 +201,15 @@ mod tests {
                             (ScalarKind::Sint, 4) => "i32",
                             (ScalarKind::Float, 4) => "f32",
                             _ => "other scalar",
+                        },
+                        TypeInner::Array { base, .. } => match &module.types[*base].inner {
+                            TypeInner::Vector {
+                                size: naga::VectorSize::Quad,
+                                scalar,
+                            } if scalar.kind == ScalarKind::Uint && scalar.width == 4 => {
+                                "array<vec4<u32>>"
+                            }
+                            _ => "other array",
                         },
                         _ => "not a scalar",
                     };

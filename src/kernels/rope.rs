@@ -3,7 +3,7 @@
 //! scaling). Shader: `rope.wgsl`, which explains how it keeps the angle accurate at any
 //! position.
 
-use super::{build_dispatch, token_grid, Dispatch, Rows, Tokens, Work, STEP_BINDING};
+use super::{build_dispatch, check_rows, token_grid, Dispatch, Rows, Tokens, Work, STEP_BINDING};
 use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
 use wgpu::util::DeviceExt;
 
@@ -61,6 +61,7 @@ impl Rope {
         tok: Tokens,
     ) -> Result<Self, GpuError> {
         let (n_heads, head_dim, token_stride, max_tokens) = (x.rows, x.width, x.stride, tok.max);
+        check_rows("rope", tok.max)?;
         if n_heads == 0 || token_stride == 0 {
             return Err(GpuError::Runtime(format!(
                 "rope: {n_heads} heads, token stride {token_stride} (needs heads >= 1 and a stride)"

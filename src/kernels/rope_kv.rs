@@ -5,7 +5,9 @@
 
 use super::attention_decode::{check_heads, AttnSpec, MAX_HEAD_DIM};
 use super::rope::{frequencies, RopeSpec};
-use super::{build_dispatch, token_grid, Dispatch, KvCache, Rows, Tokens, Work, STEP_BINDING};
+use super::{
+    build_dispatch, check_rows, token_grid, Dispatch, KvCache, Rows, Tokens, Work, STEP_BINDING,
+};
 use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
 
 /// Workgroup size (one workgroup per token and head).
@@ -68,6 +70,7 @@ impl RopeKv {
     ) -> Result<Self, GpuError> {
         let what = "rope_kv";
         check_heads(what, cache, heads)?;
+        check_rows(what, tok.max)?;
         let AttnSpec {
             n_heads,
             n_kv_heads,

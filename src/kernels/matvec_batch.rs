@@ -1,0 +1,222 @@
+//! Matrix times a few token columns: the projections of a batched decode step, which
+//! advances several sequences by one token each. Each weight group is read and decoded
+//! once per step and multiplied into every sequence's column, so the step costs about one
+//! sequence's weight traffic. Rows map onto lanes as in the matvec (its geometry table);
+//! the tokens of a step are split into blocks of `COLS` columns per workgroup, and a
+//! step of n tokens runs the build with the smallest block that holds n (several blocks
+//! past the largest). Shader: `matvec_batch.wgsl`.
+
+use super::matvec::{geometry, Geometry};
+use super::{
+    grid, to_u32, weight_bytes, weight_dispatches, Dispatch, Rows, Tokens, WeightKernel, Work,
+};
+use crate::gpu::{Gpu, GpuError, GpuTensor};
+use crate::model::Activation;
+use crate::quant::GgmlType;
+
+/// Token columns per workgroup the shader is built for.
+pub const COLS: [u32; 4] = [2, 4, 8, 16];
+
+params! {
+    @binding(3)
+    pub(crate) struct Params {
+        rows: u32,
+        k: u32,
+        row_words: u32,
+        row_offset: u32,
+        n_tokens: u32,
+        x_offset: u32,
+        x_stride: u32,
+        y_stride: u32,
+        y_offset: u32,
+        _pad: [u32; 3],
+    }
+}
+
+/// The shader defines of lanes per row, columns per workgroup and gated activation,
+/// each distinct list built once for the process (pipeline keys hold `'static` defines).
+fn defines_for(
+    lanes: u32,
+    cols: u32,
+    act: Option<Activation>,
+) -> Result<&'static [&'static str], GpuError> {
+    type Cache = std::sync::Mutex<Vec<((u32, u32, Option<Activation>), &'static [&'static str])>>;
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let key = (lanes, cols, act);
+    let mut cache = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .map_err(|_| GpuError::Runtime("matvec_batch define cache poisoned".into()))?;
+    if let Some((_, d)) = cache.iter().find(|(k, _)| *k == key) {
+        return Ok(d);
+    }
+    let mut d: Vec<&'static str> = vec![
+        Box::leak(format!("LANES={lanes}").into_boxed_str()),
+        Box::leak(format!("COLS={cols}").into_boxed_str()),
+    ];
+    match act {
+        Some(Activation::Silu) => d.extend(["GATED", "SILU"]),
+        Some(Activation::GeluTanh) => d.extend(["GATED", "GELU_TANH"]),
+        None => {}
+    }
+    let d: &'static [&'static str] = Box::leak(d.into_boxed_slice());
+    cache.push((key, d));
+    Ok(d)
+}
+
+/// Every variant of `ty` the matvec table can ask for: each geometry's lanes and
+/// workgroup, each column block, plain and gated, with and without subgroups.
+pub(crate) fn variants(ty: GgmlType) -> Vec<crate::gpu::PipelineKey> {
+    let mut v = Vec::new();
+    let acts = [None, Some(Activation::Silu), Some(Activation::GeluTanh)];
+    for (class, _) in super::matvec::TABLE {
+        let g = super::matvec::class_geometry(class, ty);
+        for sg in [false, true] {
+            for cols in COLS {
+                for act in acts {
+                    if let Ok(d) = defines_for(g.lanes, cols, act) {
+                        let key = super::weight_key("matvec_batch", ty, sg, g.workgroup, d);
+                        if !v.contains(&key) {
+                            v.push(key);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    v
+}
+
+/// `Y[t, r] = sum_k W[r, k] * X[t, k]` for the step's tokens (up to `tok.max`), or with
+/// an activation `Y[t, r] = act(Y[t, r]) * (W X)[t, r]` (a gated FFN's up projection).
+pub struct MatVecBatch {
+    /// Per column block (ascending): the dispatches, one per shard of W.
+    builds: Vec<(u32, Vec<Dispatch>)>,
+}
+
+impl MatVecBatch {
+    /// Builds for up to `tok.max` tokens per step with the adapter's geometry. Each token
+    /// of `x` holds `w.cols` values, of `y` `w.rows`.
+    pub fn new(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        x: Rows,
+        y: Rows,
+        tok: Tokens,
+        act: Option<Activation>,
+    ) -> Result<Self, GpuError> {
+        Self::with_geometry(gpu, w, x, y, tok, act, geometry(gpu, w.ty))
+    }
+
+    /// `new` with a given geometry (tests run every table entry).
+    pub fn with_geometry(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        x: Rows,
+        y: Rows,
+        tok: Tokens,
+        act: Option<Activation>,
+        (g, shuffles): (Geometry, bool),
+    ) -> Result<Self, GpuError> {
+        if x.per_token() != w.cols || y.per_token() != w.rows || x.stride == 0 || y.stride == 0 {
+            return Err(GpuError::Runtime(format!(
+                "matvec_batch {}: x has {} values per token at stride {} (needs {}), y {} at \
+                 stride {} (needs {})",
+                w.name,
+                x.per_token(),
+                x.stride,
+                w.cols,
+                y.per_token(),
+                y.stride,
+                w.rows
+            )));
+        }
+        if tok.max == 0 || !g.lanes.is_power_of_two() || !g.workgroup.is_multiple_of(g.lanes) {
+            return Err(GpuError::Runtime(format!(
+                "matvec_batch {}: {} tokens, {} lanes per row in workgroups of {}",
+                w.name, tok.max, g.lanes, g.workgroup
+            )));
+        }
+        let x_offset = x.check("matvec_batch input", tok.max)?;
+        let y_offset = y.check("matvec_batch output", tok.max)?;
+        let p0 = Params {
+            rows: 0,
+            k: to_u32("k", w.cols)?,
+            row_words: to_u32("row words", w.row_words)?,
+            row_offset: 0,
+            n_tokens: tok.max,
+            x_offset,
+            x_stride: x.stride,
+            y_stride: y.stride,
+            y_offset,
+            _pad: [0; 3],
+        };
+        let rows_per_wg = (g.workgroup / g.lanes) as u64;
+        let largest = COLS[COLS.len() - 1];
+        let mut builds = Vec::new();
+        for cols in COLS {
+            let blocks = tok.max.div_ceil(cols);
+            let kernel = WeightKernel {
+                op: "matvec_batch",
+                subgroups: shuffles,
+                workgroup: g.workgroup,
+                defines: defines_for(g.lanes, cols, act)?,
+                inputs: [x.view.buffer, y.view.buffer],
+                extra: &[],
+                step: Some(tok.step),
+                // The weights once per step, each token's x and y once.
+                cost: |w, rows| {
+                    (
+                        Work {
+                            c: weight_bytes(w, rows),
+                            t: (w.cols as f64 + rows) * 4.0,
+                            ..Work::default()
+                        },
+                        Work::per_token(2.0 * rows * w.cols as f64),
+                    )
+                },
+            };
+            let dispatches = weight_dispatches(gpu, &kernel, w, |start, rows| {
+                let p = Params {
+                    rows: rows as u32,
+                    row_offset: start as u32,
+                    ..p0
+                };
+                let (gx, gy) = grid(gpu, rows.div_ceil(rows_per_wg) as u32);
+                (p, (gx, gy, blocks))
+            })?;
+            builds.push((cols, dispatches));
+            // Blocks past the largest run several of it; smaller ones are never needed.
+            if cols >= tok.max || cols == largest {
+                break;
+            }
+        }
+        if tok.max.div_ceil(largest) > gpu.limits.max_compute_workgroups_per_dimension {
+            return Err(GpuError::Runtime(format!(
+                "matvec_batch {}: {} tokens exceed the dispatch limit",
+                w.name, tok.max
+            )));
+        }
+        Ok(Self { builds })
+    }
+
+    /// The dispatches of a step of `n` tokens: the smallest column block holding them.
+    pub fn for_tokens(&self, n: u32) -> &[Dispatch] {
+        let pick = self
+            .builds
+            .iter()
+            .find(|(cols, _)| *cols >= n)
+            .or(self.builds.last());
+        pick.map_or(&[], |(_, d)| d)
+    }
+}
+
+impl super::Op for MatVecBatch {
+    fn dispatches(&self) -> &[Dispatch] {
+        self.builds.last().map_or(&[], |(_, d)| d)
+    }
+
+    fn dispatches_for(&self, n_tokens: u32, _kv_len: u32) -> &[Dispatch] {
+        self.for_tokens(n_tokens)
+    }
+}
