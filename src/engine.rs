@@ -149,6 +149,7 @@ impl Engine {
             context: opts.context,
             batch: opts.batch,
             all_logits: false,
+            sequences: 1,
         };
         let (cfg, weights, memory) = Model::upload(&gpu, f, &load, progress)?;
         Ok(Self {

@@ -108,6 +108,7 @@ fn fed_ahead_equals_in_turn() {
         context: 64,
         batch: 16,
         all_logits: false,
+        sequences: 1,
     };
     let mut m = Model::load(g.clone(), &f, &opts).unwrap();
     assert!(m.forward_argmax().is_err(), "fed an argmax before any step");

@@ -27,6 +27,7 @@ fn check(spec: &TinySpec, cfg: Config) {
             context: 64,
             batch: 8,
             all_logits: true,
+            sequences: 1,
         },
     )
     .unwrap();
@@ -159,6 +160,7 @@ fn bad_input_is_an_error_not_a_panic() {
             context: 16,
             batch: 8,
             all_logits: false,
+            sequences: 1,
         },
     )
     .unwrap();
@@ -200,6 +202,7 @@ fn a_kv_cache_beyond_the_binding_limit_is_refused_before_allocating() {
             context: 4096,
             batch: 8,
             all_logits: false,
+            sequences: 1,
         },
     )
     .err()
@@ -216,7 +219,8 @@ fn a_kv_cache_beyond_the_binding_limit_is_refused_before_allocating() {
         &LoadOptions {
             context: 64,
             batch: 8,
-            all_logits: false
+            all_logits: false,
+            sequences: 1,
         }
     )
     .is_ok());

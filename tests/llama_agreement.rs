@@ -127,6 +127,7 @@ fn load(path: &std::path::Path, batch: usize) -> Model {
         context: 256,
         batch,
         all_logits: true,
+        sequences: 1,
     };
     Model::load(gpu(Config::Full), &f, &opts).unwrap()
 }

@@ -29,6 +29,7 @@ fn load(g: Arc<Gpu>) -> Model {
         context: 64,
         batch: 16,
         all_logits: false,
+        sequences: 1,
     };
     Model::load(g, &f, &opts).unwrap()
 }

@@ -183,6 +183,7 @@ fn gpu_forward_matches_the_cpu_reference_on_gemma() {
             context: 32,
             batch: 8,
             all_logits: true,
+            sequences: 1,
         },
     )
     .unwrap();
@@ -220,6 +221,7 @@ fn gpu_forward_matches_the_cpu_reference_after_turn_markers() {
         context: 32,
         batch: 32,
         all_logits: true,
+        sequences: 1,
     };
     let mut model = Model::load(g, &f, &opts).unwrap();
     model.forward(&tokens).unwrap();

@@ -184,6 +184,7 @@ fn model_top_k_and_penalties() {
         context: 64,
         batch: 8,
         all_logits: false,
+        sequences: 1,
     };
     let mut model = Model::load(gpu(Config::Full), &f, &opts).expect("load");
     model.forward(&[1, 5, 9, 2]).expect("forward");

@@ -251,6 +251,7 @@ fn gpu_logits(
         context: 64,
         batch: split,
         all_logits: true,
+        sequences: 1,
     };
     let mut model = Model::load(gpu, f, &opts).unwrap();
     model.forward(&tokens[..split]).unwrap();

@@ -102,6 +102,7 @@ pub fn run(args: &BenchArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyho
         context: longest.max(1),
         batch: args.batch.max(1),
         all_logits: false,
+        sequences: 1,
     };
     let mut model = Model::load(gpu.clone(), &f, &opts)?;
     let vocab = cfg.vocab as u64;

@@ -129,6 +129,7 @@ fn profile_on(
         context: args.n_prompt + args.n_gen.max(2) + 1,
         batch: args.batch.max(1),
         all_logits: false,
+        sequences: 1,
     };
     let mut model = Model::load(gpu.clone(), f, &load)?;
     let vocab = cfg.vocab as u64;

@@ -7,8 +7,9 @@ use super::buffers::Activations;
 use super::{Stage, StageOp};
 use crate::gpu::{Gpu, GpuError, GpuTensor};
 use crate::kernels::{
-    Add, AttentionDecode, AttentionPrefill, AttnSpec, GatedAct, KvCache, MatMul, MatVec, NormOut,
-    ResidualNorm, ResidualNormIo, RmsNorm, RopeKv, RopeKvIo, RopeSpec, Rows, Tokens, View,
+    Add, AttentionDecode, AttentionPrefill, AttnSpec, GatedAct, KvCache, MatMul, MatVec,
+    MatVecBatch, NormOut, ResidualNorm, ResidualNormIo, RmsNorm, RopeKv, RopeKvIo, RopeSpec, Rows,
+    Tokens, View,
 };
 use crate::model::{Attention, FeedForward, LayerWeights, ModelConfig, ModelError};
 use std::sync::Arc;
@@ -24,6 +25,9 @@ pub struct Block<'a> {
     pub(super) il: usize,
     pub(super) pre: Vec<Stage>,
     pub(super) dec: Vec<Stage>,
+    /// The batched decode plan's stages (one token of each of up to `tok.max`
+    /// sequences), when the model decodes several sequences per step.
+    pub(super) bat: Option<(Tokens<'a>, Vec<Stage>)>,
     /// A residual add not yet emitted (with its post-norm, if any): the next `pre_norm`
     /// takes it into one fused op; anything else emits it first. It may carry over from
     /// the previous block.
@@ -31,8 +35,9 @@ pub struct Block<'a> {
 }
 
 impl<'a> Block<'a> {
-    /// A token-parallel op in both plans, built twice by `make`: over the prefill batch,
-    /// and over one token for decode, so a decode step launches only one token's grid.
+    /// A token-parallel op in every plan, built by `make` once per plan: over the
+    /// prefill batch, over one token for decode (so a decode step launches only one
+    /// token's grid), and over the batched plan's sequences.
     fn both<S: StageOp>(
         &mut self,
         make: impl Fn(Tokens) -> Result<S, GpuError>,
@@ -43,10 +48,32 @@ impl<'a> Block<'a> {
         };
         self.pre.push(Arc::new(make(self.tok)?));
         self.dec.push(Arc::new(make(one)?));
+        if let Some((tok, bat)) = &mut self.bat {
+            bat.push(Arc::new(make(*tok)?));
+        }
         Ok(())
     }
 
-    /// A projection `y = W x`: a matmul in prefill, a matvec in decode.
+    /// In the batched plan: `y = W x` for each sequence's token (`act`: the gated form).
+    fn batched(
+        &mut self,
+        w: &GpuTensor,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        act: Option<crate::model::Activation>,
+    ) -> Result<(), ModelError> {
+        if let Some((tok, bat)) = &mut self.bat {
+            let (xr, yr) = (
+                Rows::packed(x, w.cols as u32),
+                Rows::packed(y, w.rows as u32),
+            );
+            bat.push(Arc::new(MatVecBatch::new(self.gpu, w, xr, yr, *tok, act)?));
+        }
+        Ok(())
+    }
+
+    /// A projection `y = W x`: a matmul in prefill, a matvec in decode, a matrix times
+    /// the sequences' columns in the batched plan.
     fn proj(
         &mut self,
         w: &GpuTensor,
@@ -64,7 +91,7 @@ impl<'a> Block<'a> {
         let mv = MatVec::new(self.gpu, w, View::of(x), View::of(y))?;
         self.pre.push(Arc::new(mm));
         self.dec.push(Arc::new(mv));
-        Ok(())
+        self.batched(w, x, y, None)
     }
 
     /// The q, k and v projections of `h`: three matmuls in prefill; in decode one
@@ -82,6 +109,7 @@ impl<'a> Block<'a> {
                 self.tok,
             )?;
             self.pre.push(Arc::new(mm));
+            self.batched(wt, h, out, None)?;
         }
         let views = y.map(View::of);
         let mut done = 0;
@@ -193,6 +221,11 @@ impl<'a> Block<'a> {
         let decode = AttentionDecode::new(gpu, &spec, qv, out, kv, self.tok.step)?;
         self.pre.push(Arc::new(prefill));
         self.dec.push(Arc::new(decode));
+        if let Some((tok, bat)) = &mut self.bat {
+            bat.push(Arc::new(AttentionDecode::rows(
+                gpu, &spec, qv, out, kv, *tok,
+            )?));
+        }
         self.proj(w.out, &a.attn, &a.o)
     }
 
@@ -214,6 +247,9 @@ impl<'a> Block<'a> {
             .push(Arc::new(MatMul::new(gpu, w.up, h, u, self.tok)?));
         self.pre
             .push(Arc::new(GatedAct::new(gpu, g, u, w.act, self.tok)?));
+        // Batched: the gate's columns, then the up's with the activation as epilogue.
+        self.batched(w.gate, &a.h, &a.g, None)?;
+        self.batched(w.up, &a.h, &a.g, Some(w.act))?;
         let (x, y) = (View::of(&a.h), View::of(&a.g));
         match w.gate.joined(w.up).filter(|_| w.gate.rows == w.up.rows) {
             Some(pair) => {

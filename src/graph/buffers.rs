@@ -20,6 +20,10 @@ pub(super) struct Activations {
     pub(super) last_normed: wgpu::Buffer,
     pub(super) logits: wgpu::Buffer,
     pub(super) logits_all: Option<wgpu::Buffer>,
+    /// Batched decoding: each sequence's logits row and argmax, and the argmaxes' staging.
+    pub(super) logits_batch: Option<wgpu::Buffer>,
+    pub(super) tokens_batch: Option<wgpu::Buffer>,
+    pub(super) staging_batch: Option<wgpu::Buffer>,
     pub(super) token: wgpu::Buffer,
     pub(super) staging_logits: wgpu::Buffer,
     /// The argmax of the last two steps, by step parity: a step's token can be read
@@ -51,15 +55,25 @@ pub(super) async fn read_into(
 }
 
 impl Activations {
-    /// Allocates every activation buffer for `batch` tokens.
-    pub(super) fn new(gpu: &Gpu, cfg: &ModelConfig, batch: usize, all_logits: bool) -> Self {
+    /// Allocates every activation buffer for `batch` tokens per step (prefill's chunk,
+    /// or the batched plan's sequences if more), and for `sequences > 1` each
+    /// sequence's logits and argmax.
+    pub(super) fn new(
+        gpu: &Gpu,
+        cfg: &ModelConfig,
+        batch: usize,
+        all_logits: bool,
+        sequences: usize,
+    ) -> Self {
+        let rows = batch.max(sequences);
+        let batched = sequences > 1;
         use wgpu::BufferUsages as U;
         let act = U::STORAGE | U::COPY_SRC | U::COPY_DST;
         let f =
-            |label: &str, per_token: usize| buffer(gpu, label, (batch * per_token * 4) as u64, act);
+            |label: &str, per_token: usize| buffer(gpu, label, (rows * per_token * 4) as u64, act);
         let v = cfg.vocab as u64;
         Self {
-            ids: buffer(gpu, "ids", batch as u64 * 4, U::STORAGE | U::COPY_DST),
+            ids: buffer(gpu, "ids", rows as u64 * 4, U::STORAGE | U::COPY_DST),
             x: f("x", cfg.hidden),
             h: f("h", cfg.hidden),
             q: f("q", cfg.q_dim()),
@@ -73,6 +87,13 @@ impl Activations {
             last_normed: buffer(gpu, "last_normed", cfg.hidden as u64 * 4, act),
             logits: buffer(gpu, "logits", v * 4, act),
             logits_all: all_logits.then(|| buffer(gpu, "logits_all", batch as u64 * v * 4, act)),
+            logits_batch: batched
+                .then(|| buffer(gpu, "logits_batch", sequences as u64 * v * 4, act)),
+            tokens_batch: batched.then(|| buffer(gpu, "tokens_batch", sequences as u64 * 4, act)),
+            staging_batch: batched.then(|| {
+                let usage = U::MAP_READ | U::COPY_DST;
+                buffer(gpu, "staging batch", sequences as u64 * 4, usage)
+            }),
             token: buffer(gpu, "token", 4, act),
             staging_logits: buffer(gpu, "staging logits", v * 4, U::MAP_READ | U::COPY_DST),
             staging_tokens: [0, 1]

@@ -20,6 +20,8 @@ pub struct MemoryPlan {
     pub capacity: usize,
     /// Prefill batch size.
     pub batch: usize,
+    /// Sequences decoded together (KV slots; 1: no batched plan).
+    pub sequences: usize,
     /// KV cache element size (2 with shader-f16, else 4).
     pub kv_elem_bytes: u64,
     /// Whether every prefill token's logits are kept.
@@ -36,6 +38,21 @@ impl MemoryPlan {
         all_logits: bool,
         kv_f16: bool,
     ) -> Self {
+        Self::batched(cfg, f, capacity, batch, all_logits, kv_f16, 1)
+    }
+
+    /// `new` for `sequences` sequences decoded together: a KV slot of `capacity`
+    /// positions each, and the batched plan's activations, logits and attention scratch.
+    pub fn batched(
+        cfg: &ModelConfig,
+        f: &GgufFile,
+        capacity: usize,
+        batch: usize,
+        all_logits: bool,
+        kv_f16: bool,
+        sequences: usize,
+    ) -> Self {
+        let seqs = sequences.max(1) as u64;
         let mut largest = (String::new(), 0u64);
         let mut note = |what: &str, bytes: u64| {
             if bytes > largest.1 {
@@ -51,10 +68,10 @@ impl MemoryPlan {
             weights += bytes;
         }
         let kv_elem_bytes = if kv_f16 { 2 } else { 4 };
-        let kv_layer = capacity as u64 * cfg.kv_dim() as u64 * kv_elem_bytes;
+        let kv_layer = seqs * capacity as u64 * cfg.kv_dim() as u64 * kv_elem_bytes;
         note("KV cache (K or V of one layer)", kv_layer);
         let kv_cache = 2 * kv_layer * cfg.n_layers as u64;
-        let b = batch as u64;
+        let b = (batch as u64).max(seqs);
         let per_token =
             4 * (3 * cfg.hidden + 2 * cfg.q_dim() + 2 * cfg.kv_dim() + 2 * cfg.ffn) as u64;
         note(
@@ -75,8 +92,17 @@ impl MemoryPlan {
             + scratch * cfg.n_layers as u64
             + topk;
         if all_logits {
-            activations += b * logits;
-            note("logits of every prefill token", b * logits);
+            activations += batch as u64 * logits;
+            note("logits of every prefill token", batch as u64 * logits);
+        }
+        if seqs > 1 {
+            // The batched plan's logits rows, and its attention's partials per sequence.
+            activations += seqs * logits + seqs * scratch * cfg.n_layers as u64;
+            note("logits of a batched step", seqs * logits);
+            note(
+                "batched decode attention scratch of one layer",
+                seqs * scratch,
+            );
         }
         Self {
             weights,
@@ -85,6 +111,7 @@ impl MemoryPlan {
             largest,
             capacity,
             batch,
+            sequences: seqs as usize,
             kv_elem_bytes,
             all_logits,
         }
@@ -100,12 +127,13 @@ impl MemoryPlan {
     pub fn check_with(&self, max_binding: u64, f: &GgufFile) -> Result<(), ModelError> {
         if self.largest.1 > max_binding {
             return Err(ModelError::Input(format!(
-                "{} needs {} MiB, more than this adapter's largest binding ({} MiB); lower the context ({} tokens) or the batch ({})",
+                "{} needs {} MiB, more than this adapter's largest binding ({} MiB); lower the context ({} tokens), the batch ({}) or the sequences decoded together ({})",
                 self.largest.0,
                 self.largest.1 >> 20,
                 max_binding >> 20,
                 self.capacity,
-                self.batch
+                self.batch,
+                self.sequences
             )));
         }
         for t in f.tensors.iter().filter(|t| t.dims.len() >= 2) {
@@ -128,10 +156,14 @@ impl MemoryPlan {
     pub fn describe(&self) -> String {
         let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64);
         format!(
-            "{} total: weights {}, KV cache {} ({} tokens, {}-byte elements), activations {} (batch {})",
+            "{} total: weights {}, KV cache {} ({}{} tokens, {}-byte elements), activations {} (batch {})",
             mib(self.total()),
             mib(self.weights),
             mib(self.kv_cache),
+            match self.sequences {
+                1 => String::new(),
+                n => format!("{n} sequences x "),
+            },
             self.capacity,
             self.kv_elem_bytes,
             mib(self.activations),

@@ -55,6 +55,9 @@ pub struct LoadOptions {
     pub batch: usize,
     /// Keep logits of every prefill token (tests, perplexity), not only the last.
     pub all_logits: bool,
+    /// Sequences decoded together (`forward_batch`): each gets a KV slot of `context`
+    /// positions, and one step advances up to this many. 1: single-sequence decoding.
+    pub sequences: usize,
 }
 
 impl Default for LoadOptions {
@@ -63,6 +66,7 @@ impl Default for LoadOptions {
             context: 4096,
             batch: 64,
             all_logits: false,
+            sequences: 1,
         }
     }
 }
@@ -82,9 +86,19 @@ pub struct Model {
     acts: Activations,
     prefill: Plan,
     decode: Plan,
+    /// The batched decode plan (`sequences > 1`).
+    batched: Option<Plan>,
     batch: usize,
     capacity: usize,
+    /// The current slot's next position (the single-sequence API works on `slot`).
     pos: usize,
+    /// The sequence (KV slot) the single-sequence API works on.
+    slot: usize,
+    /// Every slot's next position; the current slot's lives in `pos`.
+    slot_pos: Vec<usize>,
+    /// Tokens in the last batched step and its submission (its argmaxes' staging copy).
+    /// (Whether it ran as a single decode step, its argmax in the step staging.)
+    batch_done: Option<(usize, wgpu::SubmissionIndex, bool)>,
     /// Tokens in the last step (rows of `logits_all` that are valid).
     last_n: usize,
     last_was_prefill: bool,
@@ -158,13 +172,14 @@ impl Model {
     ) -> MemoryPlan {
         let capacity = opts.context.clamp(1, cfg.context);
         let batch = opts.batch.clamp(1, capacity).min(crate::kernels::MAX_ROWS);
-        MemoryPlan::new(
+        MemoryPlan::batched(
             cfg,
             f,
             capacity,
             batch,
             opts.all_logits,
             gpu.features.shader_f16,
+            opts.sequences.clamp(1, crate::kernels::MAX_ROWS),
         )
     }
 
@@ -193,10 +208,13 @@ impl Model {
     ) -> Result<Self, ModelError> {
         let (capacity, batch) = (memory.capacity, memory.batch);
         let all_logits = memory.all_logits;
+        let sequences = memory.sequences.max(1);
         let kv = (0..cfg.n_layers)
-            .map(|_| KvCache::new(&gpu, capacity as u32, cfg.kv_dim() as u32))
+            .map(|_| {
+                KvCache::with_slots(&gpu, sequences as u32, capacity as u32, cfg.kv_dim() as u32)
+            })
             .collect::<Result<Vec<_>, GpuError>>()?;
-        let acts = Activations::new(&gpu, &cfg, batch, all_logits);
+        let acts = Activations::new(&gpu, &cfg, batch, all_logits, sequences);
         let step = StepBuffer::new(&gpu, Step::new(0, 1));
         let b = Builder {
             gpu: &gpu,
@@ -206,7 +224,7 @@ impl Model {
             a: &acts,
             step: &step,
         };
-        let (prefill, decode) = b.plans(batch)?;
+        let (prefill, decode, batched) = b.plans(batch, sequences)?;
         let k = SAMPLE_K.min(cfg.vocab) as u32;
         let vocab = u32::try_from(cfg.vocab)
             .map_err(|_| ModelError::Input(format!("vocabulary of {} tokens", cfg.vocab)))?;
@@ -235,9 +253,13 @@ impl Model {
             acts,
             prefill,
             decode,
+            batched,
             batch,
             capacity,
             pos: 0,
+            slot: 0,
+            slot_pos: vec![0; sequences],
+            batch_done: None,
             last_n: 0,
             last_was_prefill: false,
             steps: 0,
@@ -273,6 +295,180 @@ impl Model {
     /// Rewinds to position `pos` (keeps the first `pos` cached tokens).
     pub fn truncate(&mut self, pos: usize) {
         self.pos = self.pos.min(pos);
+    }
+
+    /// Sequences this model decodes together (KV slots).
+    pub fn sequences(&self) -> usize {
+        self.slot_pos.len()
+    }
+
+    /// The sequence (KV slot) that `forward`, `argmax`, `reset`, `truncate` and `pos`
+    /// act on.
+    pub fn slot(&self) -> usize {
+        self.slot
+    }
+
+    /// Makes slot `slot` the one the single-sequence API acts on; each slot keeps its
+    /// own position and cache.
+    pub fn set_slot(&mut self, slot: usize) -> Result<(), ModelError> {
+        if slot >= self.sequences() {
+            return Err(ModelError::Input(format!(
+                "sequence slot {slot} of a model loaded for {} sequences",
+                self.sequences()
+            )));
+        }
+        self.slot_pos[self.slot] = self.pos;
+        self.slot = slot;
+        self.pos = self.slot_pos[slot];
+        Ok(())
+    }
+
+    /// The next position of the sequence in `slot`.
+    pub fn pos_of(&self, slot: usize) -> usize {
+        if slot == self.slot {
+            self.pos
+        } else {
+            self.slot_pos.get(slot).copied().unwrap_or(0)
+        }
+    }
+
+    fn set_pos_of(&mut self, slot: usize, pos: usize) {
+        if slot == self.slot {
+            self.pos = pos;
+        } else {
+            self.slot_pos[slot] = pos;
+        }
+    }
+
+    /// One batched decode step: the next token of each of several sequences, given as
+    /// `(slot, token)` with distinct slots, each at its slot's own position. The weights
+    /// are read once for all of them. `argmax_batch` then reads each row's argmax; each
+    /// slot advances by one position.
+    pub fn forward_batch(&mut self, rows: &[(usize, u32)]) -> Result<(), ModelError> {
+        let n = rows.len();
+        if n == 0 || n > self.sequences() {
+            return Err(ModelError::Input(format!(
+                "a batched step of {n} tokens on a model loaded for {} sequences",
+                self.sequences()
+            )));
+        }
+        let mut seen = vec![false; self.sequences()];
+        let mut step_rows = Vec::with_capacity(n);
+        for &(slot, id) in rows {
+            if slot >= seen.len() || std::mem::replace(&mut seen[slot], true) {
+                return Err(ModelError::Input(format!(
+                    "slot {slot} is out of range or repeated in a batched step"
+                )));
+            }
+            if id as usize >= self.cfg.vocab {
+                return Err(ModelError::TokenOutOfRange {
+                    id,
+                    vocab: self.cfg.vocab,
+                });
+            }
+            let pos = self.pos_of(slot);
+            if pos + 1 > self.capacity {
+                return Err(ModelError::ContextFull {
+                    needed: pos + 1,
+                    capacity: self.capacity,
+                });
+            }
+            step_rows.push((slot as u32, pos as u32));
+        }
+        let gpu = self.gpu.clone();
+        let ids: Vec<u32> = rows.iter().map(|r| r.1).collect();
+        gpu.queue
+            .write_buffer(&self.acts.ids, 0, bytemuck::cast_slice(&ids));
+        let step = Step::batch(&step_rows);
+        let kv_len = step.kv_len;
+        self.step.write(&gpu, step);
+        let a = &self.acts;
+        let batched = match (&self.batched, &a.tokens_batch, &a.staging_batch) {
+            (Some(plan), Some(tokens), Some(staging)) if n > 1 => Some((plan, tokens, staging)),
+            _ => None,
+        };
+        let Some((plan, tokens, staging)) = batched else {
+            // One token: the decode plan (its fused matvecs), its argmax staged as a
+            // single step's.
+            let dispatches = self.plan_dispatches(false, kv_len);
+            let save = |enc: &mut wgpu::CommandEncoder| {
+                let slot = (self.steps % 2) as usize;
+                enc.copy_buffer_to_buffer(&a.token, 0, &a.staging_tokens[slot], 0, 4)
+            };
+            let done = Plain.submit(&gpu, &dispatches, None, Some(&save))?;
+            return self.finish_batch(rows, done, true);
+        };
+        let mut groups = vec![flat_for(&plan.embed, n, kv_len)];
+        groups.extend(plan.layers.iter().map(|l| flat_for(l, n, kv_len)));
+        groups.push(flat_for(&plan.tail, n, kv_len));
+        let all: Vec<&Dispatch> = groups.into_iter().flatten().collect();
+        let bytes = n as u64 * 4;
+        let save = |enc: &mut wgpu::CommandEncoder| {
+            enc.copy_buffer_to_buffer(tokens, 0, staging, 0, bytes)
+        };
+        let done = Plain.submit(&gpu, &all, None, Some(&save))?;
+        self.finish_batch(rows, done, false)
+    }
+
+    /// Advances the slots of a submitted batched step and remembers it for reading.
+    fn finish_batch(
+        &mut self,
+        rows: &[(usize, u32)],
+        done: wgpu::SubmissionIndex,
+        single: bool,
+    ) -> Result<(), ModelError> {
+        if single {
+            // The decode plan wrote a step's argmax slot.
+            let slot = (self.steps % 2) as usize;
+            self.token_done[slot] = Some(done.clone());
+            self.steps += 1;
+        }
+        for &(slot, _) in rows {
+            let p = self.pos_of(slot);
+            self.set_pos_of(slot, p + 1);
+        }
+        self.last_n = 1;
+        self.last_was_prefill = false;
+        self.batch_done = Some((rows.len(), done, single));
+        Ok(())
+    }
+
+    /// Each row's argmax of the last `forward_batch`, in its row order.
+    pub async fn argmax_batch(&self) -> Result<Vec<u32>, GpuError> {
+        let (n, done, single) = self
+            .batch_done
+            .clone()
+            .ok_or_else(|| GpuError::Runtime("no batched step has run".into()))?;
+        match &self.acts.staging_batch {
+            Some(staging) if !single => {
+                let b = map_read_after(&self.gpu, staging, n as u64 * 4, Some(done)).await?;
+                Ok(bytemuck::cast_slice(&b).to_vec())
+            }
+            _ => Ok(vec![self.step_argmax(1).await?]),
+        }
+    }
+
+    /// Each row's logits of the last `forward_batch` (tests; a sampler reads less).
+    pub async fn batch_logits(&self) -> Result<Vec<Vec<f32>>, GpuError> {
+        let (n, _, single) = self
+            .batch_done
+            .clone()
+            .ok_or_else(|| GpuError::Runtime("no batched step has run".into()))?;
+        match &self.acts.logits_batch {
+            Some(buf) if !single => {
+                let v = self.cfg.vocab;
+                let all = crate::gpu::read_f32(&self.gpu, buf, 0, (n * v) as u64).await?;
+                Ok(all.chunks_exact(v).map(|c| c.to_vec()).collect())
+            }
+            _ => Ok(vec![self.logits().await?]),
+        }
+    }
+
+    /// Blocking `forward_batch` + `argmax_batch`: one greedy token for each row.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn greedy_batch(&mut self, rows: &[(usize, u32)]) -> Result<Vec<u32>, ModelError> {
+        self.forward_batch(rows)?;
+        Ok(pollster::block_on(self.argmax_batch())?)
     }
 
     /// Runs `tokens` at the current position: one token goes through the decode plan,
@@ -359,7 +555,8 @@ impl Model {
             }
             Input::Argmax => 1,
         };
-        self.step.write(&gpu, Step::new(self.pos as u32, n as u32));
+        let step = Step::at(self.slot as u32, self.pos as u32, n as u32);
+        self.step.write(&gpu, step);
         let groups = self.plan_groups(prefill, (self.pos + n) as u32);
         let (tail, body) = groups.split_last().expect("a plan has a tail");
         let body: Vec<&Dispatch> = body.iter().flatten().copied().collect();
@@ -531,6 +728,14 @@ fn flat(stages: &[Stage], kv_len: u32) -> Vec<&Dispatch> {
     stages
         .iter()
         .flat_map(|s| s.dispatches_at(kv_len).iter())
+        .collect()
+}
+
+/// The dispatches of `stages` for a step of `n` tokens ending at `kv_len`, in order.
+fn flat_for(stages: &[Stage], n: usize, kv_len: u32) -> Vec<&Dispatch> {
+    stages
+        .iter()
+        .flat_map(|s| s.dispatches_for(n as u32, kv_len).iter())
         .collect()
 }
 

@@ -8,8 +8,8 @@ use super::buffers::Activations;
 use super::Stage;
 use crate::gpu::Gpu;
 use crate::kernels::{
-    Argmax, GetRows, KvCache, MatMul, MatVec, NormOut, RmsNorm, Rows, Scale, StepBuffer, Tokens,
-    View,
+    Argmax, Dispatch, GetRows, KvCache, MatMul, MatVec, MatVecBatch, NormOut, RmsNorm, Rows, Scale,
+    StepBuffer, Tokens, View,
 };
 use crate::model::{ModelConfig, ModelError, Weights};
 use std::sync::Arc;
@@ -38,7 +38,14 @@ pub(super) struct Builder<'a> {
 }
 
 impl Builder<'_> {
-    pub(super) fn plans(&self, batch: usize) -> Result<(Plan, Plan), ModelError> {
+    /// The prefill plan (up to `batch` tokens of one sequence), the decode plan (one
+    /// token) and, for `sequences > 1`, the batched decode plan (one token of each of up
+    /// to `sequences` sequences).
+    pub(super) fn plans(
+        &self,
+        batch: usize,
+        sequences: usize,
+    ) -> Result<(Plan, Plan, Option<Plan>), ModelError> {
         let (gpu, cfg, a, step) = (self.gpu, self.cfg, self.a, self.step);
         let tok = Tokens {
             max: batch as u32,
@@ -69,6 +76,19 @@ impl Builder<'_> {
             all_logits: Vec::new(),
             tail: Vec::new(),
         };
+        let tok_b = Tokens {
+            max: sequences as u32,
+            step,
+        };
+        let mut batched = match sequences > 1 {
+            true => Some(Plan {
+                embed: embed(tok_b.max)?,
+                layers: Vec::new(),
+                all_logits: Vec::new(),
+                tail: Vec::new(),
+            }),
+            false => None,
+        };
         let mut pending = None;
         let last = self.w.layers.len().saturating_sub(1);
         for (il, lw) in self.w.layers.iter().enumerate() {
@@ -82,6 +102,7 @@ impl Builder<'_> {
                 il,
                 pre: Vec::new(),
                 dec: Vec::new(),
+                bat: batched.as_ref().map(|_| (tok_b, Vec::new())),
                 pending,
             };
             (cfg.arch.def().block)(&mut b, lw)?;
@@ -91,6 +112,9 @@ impl Builder<'_> {
             pending = b.pending.take();
             prefill.layers.push(b.pre);
             decode.layers.push(b.dec);
+            if let (Some(plan), Some((_, stages))) = (&mut batched, b.bat) {
+                plan.layers.push(stages);
+            }
         }
         let head = self.w.head();
         if let Some(all) = &a.logits_all {
@@ -122,6 +146,57 @@ impl Builder<'_> {
         prefill.tail.extend(head_argmax.iter().cloned());
         decode.tail = vec![norm(&a.x)?];
         decode.tail.extend(head_argmax);
-        Ok((prefill, decode))
+        if let (Some(plan), Some(logits), Some(tokens)) =
+            (&mut batched, &a.logits_batch, &a.tokens_batch)
+        {
+            // Each sequence's final norm (into h), its logits row and argmax.
+            let norm = pre_norm(gpu, cfg, a, &self.w.output_norm, tok_b)?;
+            let vocab = cfg.vocab as u32;
+            let (h, l) = (Rows::packed(&a.h, hidden), Rows::packed(logits, vocab));
+            let head = MatVecBatch::new(gpu, head, h, l, tok_b, None)?;
+            let argmax = PerRow::new((0..tok_b.max).map(|r| {
+                let row = View {
+                    buffer: logits,
+                    offset: r as u64 * vocab as u64,
+                };
+                Argmax::new(gpu, row, vocab, tokens, r).map(|op| op.dispatches)
+            }))?;
+            plan.tail = vec![Arc::new(norm), Arc::new(head), Arc::new(argmax)];
+        }
+        Ok((prefill, decode, batched))
+    }
+}
+
+/// One op built per token row (the batched plan's argmax of each sequence's logits): a
+/// step of n tokens runs the first n rows' dispatches.
+struct PerRow {
+    /// Every row's dispatches, row after row.
+    all: Vec<Dispatch>,
+    /// Dispatches per row.
+    each: usize,
+}
+
+impl PerRow {
+    fn new(
+        rows: impl Iterator<Item = Result<Vec<Dispatch>, crate::gpu::GpuError>>,
+    ) -> Result<Self, crate::gpu::GpuError> {
+        let mut all = Vec::new();
+        let mut each = 0;
+        for r in rows {
+            let d = r?;
+            each = d.len();
+            all.extend(d);
+        }
+        Ok(Self { all, each })
+    }
+}
+
+impl crate::kernels::Op for PerRow {
+    fn dispatches(&self) -> &[Dispatch] {
+        &self.all
+    }
+
+    fn dispatches_for(&self, n_tokens: u32, _kv_len: u32) -> &[Dispatch] {
+        &self.all[..(n_tokens as usize * self.each).min(self.all.len())]
     }
 }

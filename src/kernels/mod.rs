@@ -381,11 +381,17 @@ impl Step {
     /// The step processing `n_tokens` tokens of the sequence in slot 0 starting at
     /// position `pos` (rows past [`MAX_ROWS`] are not representable and left out).
     pub fn new(pos: u32, n_tokens: u32) -> Self {
+        Self::at(0, pos, n_tokens)
+    }
+
+    /// The step processing `n_tokens` tokens of the sequence in KV slot `slot` starting
+    /// at position `pos`.
+    pub fn at(slot: u32, pos: u32, n_tokens: u32) -> Self {
         let mut s = Self::zeroed(n_tokens);
         s.pos = pos;
         s.kv_len = pos + n_tokens;
         for (t, r) in s.rows.iter_mut().take(n_tokens as usize).enumerate() {
-            *r = [pos + t as u32, 0, 0, 0];
+            *r = [pos + t as u32, slot, 0, 0];
         }
         s
     }
