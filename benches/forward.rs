@@ -42,6 +42,7 @@ fn main() {
         context: n_prompt + n_decode + 8,
         batch: n_prompt.max(1),
         all_logits: false,
+        sequences: 1,
     };
     let mut model = Model::load(gpu.clone(), &f, &opts).expect("load");
     println!("model: {path}");
