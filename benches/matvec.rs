@@ -2,9 +2,11 @@
 //! weights (as stored in GGUF) read per second, timed over many dispatches with a device
 //! sync. Run: `cargo bench --bench matvec [-- TYPE...]`; size with HEARTH_BENCH_ROWS /
 //! HEARTH_BENCH_COLS (default 4096 x 4096), adapter with HEARTH_BACKEND / HEARTH_ADAPTER.
+//! The batched-decode matvec runs HEARTH_BENCH_SEQS (default 8) token columns; its
+//! speedup is that many single matvecs' time over its own.
 
 use hearth::gpu::{gpu_layout, Gpu, GpuOptions, GpuTensor};
-use hearth::kernels::{MatMul, MatVec, Op, Rows, Step, StepBuffer, Tokens, View};
+use hearth::kernels::{MatMul, MatVec, MatVecBatch, Op, Rows, Step, StepBuffer, Tokens, View};
 use hearth::quant::{random_blocks, GgmlType};
 use std::time::Instant;
 use wgpu::util::DeviceExt;
@@ -54,12 +56,14 @@ fn main() {
     let rows = env_usize("HEARTH_BENCH_ROWS", 4096);
     let cols = env_usize("HEARTH_BENCH_COLS", 4096);
     let tokens = env_usize("HEARTH_BENCH_TOKENS", 64);
+    let seqs = env_usize("HEARTH_BENCH_SEQS", 8).clamp(1, tokens);
     let gpu = Gpu::new_blocking(&GpuOptions::from_env().expect("options")).expect("GPU adapter");
     println!("adapter: {}", gpu.describe());
     println!("features: {:?}", gpu.features);
     println!("matvec {rows} x {cols} (decode), matmul with {tokens} tokens (prefill)\n");
-    println!("| type   | weights MB | matvec us | matvec GB/s | matmul ms | matmul GFLOP/s |");
-    println!("|--------|-----------:|----------:|------------:|----------:|---------------:|");
+    println!("batched matvec with {seqs} sequences\n");
+    println!("| type   | weights MB | matvec us | matvec GB/s | batch us | batch speedup | matmul ms | matmul GFLOP/s |");
+    println!("|--------|-----------:|----------:|------------:|---------:|--------------:|----------:|---------------:|");
     let x = buffer(&gpu, cols * tokens);
     let y = buffer(&gpu, rows * tokens);
     let step = StepBuffer::new(&gpu, Step::new(0, tokens as u32));
@@ -80,16 +84,28 @@ fn main() {
         };
         let (xr, yr) = (Rows::packed(&x, cols as u32), Rows::packed(&y, rows as u32));
         let mm = MatMul::new(&gpu, &w, xr, yr, tok).expect("matmul");
+        let tok_b = Tokens {
+            max: seqs as u32,
+            step: &step,
+        };
+        let mb = MatVecBatch::new(&gpu, &w, xr, yr, tok_b, None).expect("matvec_batch");
         let t_mv = time(&gpu, &|p| mv.encode(p));
+        let t_b = time(&gpu, &|p| {
+            for d in mb.for_tokens(seqs as u32) {
+                d.encode(p)
+            }
+        });
         let t_mm = time(&gpu, &|p| mm.encode(p));
         let bytes = w.file_bytes() as f64;
         let flops = 2.0 * rows as f64 * cols as f64 * tokens as f64;
         println!(
-            "| {:<6} | {:>10.1} | {:>9.0} | {:>11.2} | {:>9.2} | {:>14.1} |",
+            "| {:<6} | {:>10.1} | {:>9.0} | {:>11.2} | {:>8.0} | {:>13.2} | {:>9.2} | {:>14.1} |",
             ty.name(),
             bytes / 1e6,
             t_mv * 1e6,
             bytes / t_mv / 1e9,
+            t_b * 1e6,
+            seqs as f64 * t_mv / t_b,
             t_mm * 1e3,
             flops / t_mm / 1e9
         );

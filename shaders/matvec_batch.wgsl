@@ -29,7 +29,13 @@ struct Params {
     _pad2: u32,
 }
 
+#ifdef FLOAT_WEIGHTS
 @group(0) @binding(1) var<storage, read> x: array<f32>;
+#else
+// Block types: rows are whole blocks and the host checks that x's offset and stride are
+// multiples of 4, so x is read as vec4 words.
+@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+#endif
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
@@ -37,6 +43,9 @@ const ROWS: u32 = WG / LANES;
 
 // x[tok, 4g .. 4g+3]; past k it reads 0 (float rows may end inside a group).
 fn load_x4(tok: u32, g: u32) -> vec4<f32> {
+#ifndef FLOAT_WEIGHTS
+    return x4[(p.x_offset + tok * p.x_stride) / 4u + g];
+#else
     let k0 = 4u * g;
     let o = p.x_offset + tok * p.x_stride + k0;
     if (k0 + 4u > p.k) {
@@ -47,6 +56,7 @@ fn load_x4(tok: u32, g: u32) -> vec4<f32> {
         return v;
     }
     return vec4<f32>(x[o], x[o + 1u], x[o + 2u], x[o + 3u]);
+#endif
 }
 
 #ifndef SUBGROUPS
@@ -77,6 +87,10 @@ fn row_sum(v: f32, ids: Ids, lane: u32) -> f32 {
     return s;
 }
 
+// Rows per invocation: each x value read serves BR rows, as each decoded weight group
+// serves COLS columns (a BR x COLS register tile).
+const BR: u32 = 4u;
+
 @compute @workgroup_size(WG)
 fn main(ids: Ids, gs: Groups) {
     let n = min(p.n_tokens, step.n_tokens);
@@ -85,30 +99,81 @@ fn main(ids: Ids, gs: Groups) {
         return;
     }
     let lane = ids.lid % LANES;
-    let row = (gs.wid.x + gs.wid.y * gs.nwg.x) * ROWS + ids.lid / LANES;
+    let first = ((gs.wid.x + gs.wid.y * gs.nwg.x) * ROWS + ids.lid / LANES) * BR;
     // Past the last row, recompute it (never stored): the lanes stay in step for the sums.
-    let r = min(row, p.rows - 1u);
-    let base = r * p.row_words;
+    let top = p.rows - 1u;
+    let b0 = min(first, top) * p.row_words;
+    let b1 = min(first + 1u, top) * p.row_words;
+    let b2 = min(first + 2u, top) * p.row_words;
+    let b3 = min(first + 3u, top) * p.row_words;
     let groups = (p.k + 3u) / 4u;
-    // Columns past the step's tokens repeat its last token (never stored).
+    // Columns past the step's tokens repeat its last token (never stored). The
+    // accumulators are named vec4s (row r, 4 columns each), so they stay in registers.
     let last = n - 1u;
-    var acc: array<f32, COLS>;
-    for (var g = lane; g < groups; g += LANES) {
-        let wv = dq4_row(base, g);
-        for (var c = 0u; c < COLS; c++) {
-            acc[c] += dot(wv, load_x4(min(t0 + c, last), g));
-        }
-    }
-    for (var c = 0u; c < COLS; c++) {
-        let total = row_sum(acc[c], ids, lane);
-        let t = t0 + c;
-        if (lane == 0u && row < p.rows && t < n) {
-            let yi = p.y_offset + t * p.y_stride + p.row_offset + row;
-#ifdef GATED
-            y[yi] = act(y[yi]) * total;
-#else
-            y[yi] = total;
+    let c0 = min(t0, last);
+    let c1 = min(t0 + 1u, last);
+    let c2 = min(t0 + 2u, last);
+    let c3 = min(t0 + 3u, last);
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+#ifdef WIDE
+    let c4 = min(t0 + 4u, last);
+    let c5 = min(t0 + 5u, last);
+    let c6 = min(t0 + 6u, last);
+    let c7 = min(t0 + 7u, last);
+    var e0 = vec4<f32>(0.0);
+    var e1 = vec4<f32>(0.0);
+    var e2 = vec4<f32>(0.0);
+    var e3 = vec4<f32>(0.0);
 #endif
+    for (var g = lane; g < groups; g += LANES) {
+        let x0 = load_x4(c0, g);
+        let x1 = load_x4(c1, g);
+        let x2 = load_x4(c2, g);
+        let x3 = load_x4(c3, g);
+        let w0 = dq4_row(b0, g);
+        let w1 = dq4_row(b1, g);
+        let w2 = dq4_row(b2, g);
+        let w3 = dq4_row(b3, g);
+        a0 += vec4<f32>(dot(w0, x0), dot(w0, x1), dot(w0, x2), dot(w0, x3));
+        a1 += vec4<f32>(dot(w1, x0), dot(w1, x1), dot(w1, x2), dot(w1, x3));
+        a2 += vec4<f32>(dot(w2, x0), dot(w2, x1), dot(w2, x2), dot(w2, x3));
+        a3 += vec4<f32>(dot(w3, x0), dot(w3, x1), dot(w3, x2), dot(w3, x3));
+#ifdef WIDE
+        let x4 = load_x4(c4, g);
+        let x5 = load_x4(c5, g);
+        let x6 = load_x4(c6, g);
+        let x7 = load_x4(c7, g);
+        e0 += vec4<f32>(dot(w0, x4), dot(w0, x5), dot(w0, x6), dot(w0, x7));
+        e1 += vec4<f32>(dot(w1, x4), dot(w1, x5), dot(w1, x6), dot(w1, x7));
+        e2 += vec4<f32>(dot(w2, x4), dot(w2, x5), dot(w2, x6), dot(w2, x7));
+        e3 += vec4<f32>(dot(w3, x4), dot(w3, x5), dot(w3, x6), dot(w3, x7));
+#endif
+    }
+    let lo = array<vec4<f32>, 4>(a0, a1, a2, a3);
+#ifdef WIDE
+    let hi = array<vec4<f32>, 4>(e0, e1, e2, e3);
+#endif
+    for (var r = 0u; r < BR; r++) {
+        for (var c = 0u; c < COLS; c++) {
+#ifdef WIDE
+            let v = select(lo[r][c & 3u], hi[r][c & 3u], c >= 4u);
+#else
+            let v = lo[r][c];
+#endif
+            let total = row_sum(v, ids, lane);
+            let t = t0 + c;
+            let row = first + r;
+            if (lane == 0u && row < p.rows && t < n) {
+                let yi = p.y_offset + t * p.y_stride + p.row_offset + row;
+#ifdef GATED
+                y[yi] = act(y[yi]) * total;
+#else
+                y[yi] = total;
+#endif
+            }
         }
     }
 }

@@ -40,9 +40,9 @@ pub struct BenchArgs {
     /// Prompt tokens per prefill pass
     #[arg(short = 'b', long, default_value_t = 512)]
     batch: usize,
-    /// Sequences generating at once in the tg tests (each with its own KV cache over the
-    /// same weights, as `serve --parallel` runs them); reported as total and per-sequence
-    /// tokens/s
+    /// Sequences generating at once in the tg tests, batched: each step advances every
+    /// sequence by one token (its own KV slot and position) and reads the weights once;
+    /// reported as total and per-sequence tokens/s
     #[arg(long, default_value_t = 1)]
     parallel: usize,
     /// Output: md (a table) or json
@@ -102,7 +102,7 @@ pub fn run(args: &BenchArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyho
         context: longest.max(1),
         batch: args.batch.max(1),
         all_logits: false,
-        sequences: 1,
+        sequences: args.parallel,
     };
     let mut model = Model::load(gpu.clone(), &f, &opts)?;
     let vocab = cfg.vocab as u64;
@@ -125,16 +125,14 @@ pub fn run(args: &BenchArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyho
             samples,
         });
     }
-    let mut models = vec![model];
-    for _ in 1..args.parallel {
-        let m = &models[0];
-        let (cfg, weights, memory) = (m.cfg.clone(), m.weights().clone(), m.memory.clone());
-        models.push(Model::with_weights(gpu.clone(), cfg, weights, memory)?);
-    }
     let par = args.parallel;
     for &n in args.n_gen.iter().filter(|&&n| n > 0) {
         let samples = repeat(args.repetitions, || {
-            Ok((n * par) as f64 / generate(&mut models, n)?)
+            let secs = match par {
+                1 => generate(&mut model, n)?,
+                _ => generate_batched(&mut model, par, n)?,
+            };
+            Ok((n * par) as f64 / secs)
         })?;
         let test = if par > 1 {
             format!("tg{n} x{par}")
@@ -207,35 +205,42 @@ pub fn run(args: &BenchArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyho
     Ok(())
 }
 
-/// Generates `n` tokens greedily from an empty cache in every model at once and returns
-/// the seconds taken: each round submits every sequence's next step, so the GPU always
-/// has one queued. Decoding as `run` and `serve` do it at temperature 0: each step feeds
-/// the last argmax on the GPU; where that pays (`feeds_ahead`) it is submitted before the
-/// argmax is read back, which is then read while it runs.
-fn generate(models: &mut [Model], n: usize) -> anyhow::Result<f64> {
-    let ahead = models.first().is_some_and(|m| m.feeds_ahead());
-    for m in models.iter_mut() {
+/// Generates `n` tokens greedily from an empty cache and returns the seconds taken.
+/// Decoding as `run` and `serve` do it at temperature 0: each step feeds the last argmax
+/// on the GPU; where that pays (`feeds_ahead`) it is submitted before the argmax is read
+/// back, which is then read while it runs.
+fn generate(m: &mut Model, n: usize) -> anyhow::Result<f64> {
+    let ahead = m.feeds_ahead();
+    m.set_slot(0)?;
+    m.reset();
+    let t = Instant::now();
+    m.forward(&[1])?;
+    for _ in 1..n {
+        if !ahead {
+            pollster::block_on(m.argmax())?;
+        }
+        m.forward_argmax()?;
+        if ahead {
+            pollster::block_on(m.argmax_before())?;
+        }
+    }
+    pollster::block_on(m.argmax())?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// Generates `n` tokens greedily in each of `par` sequences from empty caches, all in
+/// one batched step per token (each sequence starts from a different token), and returns
+/// the seconds taken.
+fn generate_batched(m: &mut Model, par: usize, n: usize) -> anyhow::Result<f64> {
+    for slot in 0..par {
+        m.set_slot(slot)?;
         m.reset();
     }
     let t = Instant::now();
-    for m in models.iter_mut() {
-        m.forward(&[1])?;
-    }
-    for _ in 1..n {
-        for m in models.iter_mut() {
-            if !ahead {
-                pollster::block_on(m.argmax())?;
-            }
-            m.forward_argmax()?;
-        }
-        if ahead {
-            for m in models.iter() {
-                pollster::block_on(m.argmax_before())?;
-            }
-        }
-    }
-    for m in models.iter() {
-        pollster::block_on(m.argmax())?;
+    let mut next: Vec<u32> = (1..=par as u32).collect();
+    for _ in 0..n {
+        let rows: Vec<(usize, u32)> = next.iter().copied().enumerate().collect();
+        next = m.greedy_batch(&rows)?;
     }
     Ok(t.elapsed().as_secs_f64())
 }

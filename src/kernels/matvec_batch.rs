@@ -14,8 +14,11 @@ use crate::gpu::{Gpu, GpuError, GpuTensor};
 use crate::model::Activation;
 use crate::quant::GgmlType;
 
+/// Rows per invocation (`BR` in the shader): each x value read serves this many rows.
+const ROWS_PER_INVOCATION: u32 = 4;
+
 /// Token columns per workgroup the shader is built for.
-pub const COLS: [u32; 4] = [2, 4, 8, 16];
+pub const COLS: [u32; 2] = [4, 8];
 
 params! {
     @binding(3)
@@ -54,6 +57,9 @@ fn defines_for(
         Box::leak(format!("LANES={lanes}").into_boxed_str()),
         Box::leak(format!("COLS={cols}").into_boxed_str()),
     ];
+    if cols == 8 {
+        d.push("WIDE");
+    }
     match act {
         Some(Activation::Silu) => d.extend(["GATED", "SILU"]),
         Some(Activation::GeluTanh) => d.extend(["GATED", "GELU_TANH"]),
@@ -138,6 +144,13 @@ impl MatVecBatch {
             )));
         }
         let x_offset = x.check("matvec_batch input", tok.max)?;
+        // Block types read x as vec4 words (their rows are whole blocks of 32 or more).
+        if !w.ty.is_float() && (!x_offset.is_multiple_of(4) || !x.stride.is_multiple_of(4)) {
+            return Err(GpuError::Runtime(format!(
+                "matvec_batch {}: input offset {x_offset} and stride {} must be multiples of 4",
+                w.name, x.stride
+            )));
+        }
         let y_offset = y.check("matvec_batch output", tok.max)?;
         let p0 = Params {
             rows: 0,
@@ -151,7 +164,7 @@ impl MatVecBatch {
             y_offset,
             _pad: [0; 3],
         };
-        let rows_per_wg = (g.workgroup / g.lanes) as u64;
+        let rows_per_wg = (g.workgroup / g.lanes * ROWS_PER_INVOCATION) as u64;
         let largest = COLS[COLS.len() - 1];
         let mut builds = Vec::new();
         for cols in COLS {
