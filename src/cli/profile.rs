@@ -38,10 +38,21 @@ pub struct ProfileArgs {
     /// Skip the bandwidth probe (no % of peak, no floor)
     #[arg(long)]
     no_peak: bool,
+    /// Sequences per decode step: above 1, the decode phase profiles batched steps that
+    /// advance this many sequences at once
+    #[arg(long, default_value_t = 1)]
+    parallel: usize,
 }
 
 /// Profiles on the chosen adapter (or on every one) and prints the report.
 pub fn run(args: &ProfileArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyhow::Result<()> {
+    if !(1..=crate::kernels::MAX_ROWS).contains(&args.parallel) {
+        anyhow::bail!(
+            "--parallel {}: expected 1 to {} sequences",
+            args.parallel,
+            crate::kernels::MAX_ROWS
+        );
+    }
     if !matches!(args.output.as_str(), "table" | "json") {
         anyhow::bail!("-o {}: expected table or json", args.output);
     }
@@ -129,7 +140,7 @@ fn profile_on(
         context: args.n_prompt + args.n_gen.max(2) + 1,
         batch: args.batch.max(1),
         all_logits: false,
-        sequences: 1,
+        sequences: args.parallel,
     };
     let mut model = Model::load(gpu.clone(), f, &load)?;
     let vocab = cfg.vocab as u64;
@@ -141,6 +152,7 @@ fn profile_on(
         prompt,
         n_gen: args.n_gen,
         peak: !args.no_peak,
+        parallel: args.parallel,
     };
     Ok(pollster::block_on(profile::profile_model(
         &mut model, &opts,

@@ -345,6 +345,15 @@ impl Model {
     /// are read once for all of them. `argmax_batch` then reads each row's argmax; each
     /// slot advances by one position.
     pub fn forward_batch(&mut self, rows: &[(usize, u32)]) -> Result<(), ModelError> {
+        self.run_batch(rows, &mut Plain)
+    }
+
+    /// The executor of `forward_batch`, handing the step's one command buffer to `submit`.
+    fn run_batch(
+        &mut self,
+        rows: &[(usize, u32)],
+        submit: &mut dyn Submit,
+    ) -> Result<(), ModelError> {
         let n = rows.len();
         if n == 0 || n > self.sequences() {
             return Err(ModelError::Input(format!(
@@ -395,7 +404,7 @@ impl Model {
                 let slot = (self.steps % 2) as usize;
                 enc.copy_buffer_to_buffer(&a.token, 0, &a.staging_tokens[slot], 0, 4)
             };
-            let done = Plain.submit(&gpu, &dispatches, None, Some(&save))?;
+            let done = submit.submit(&gpu, &dispatches, None, Some(&save))?;
             return self.finish_batch(rows, done, true);
         };
         let mut groups = vec![flat_for(&plan.embed, n, kv_len)];
@@ -406,7 +415,7 @@ impl Model {
         let save = |enc: &mut wgpu::CommandEncoder| {
             enc.copy_buffer_to_buffer(tokens, 0, staging, 0, bytes)
         };
-        let done = Plain.submit(&gpu, &all, None, Some(&save))?;
+        let done = submit.submit(&gpu, &all, None, Some(&save))?;
         self.finish_batch(rows, done, false)
     }
 

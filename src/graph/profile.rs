@@ -31,4 +31,21 @@ impl Model {
         }
         Ok(out)
     }
+
+    /// `forward_batch` with every dispatch timed: the batched step's `StepProfile`
+    /// (a decode step of `rows.len()` tokens).
+    pub async fn forward_batch_profiled(
+        &mut self,
+        rows: &[(usize, u32)],
+        prof: &mut Profiler,
+    ) -> Result<StepProfile, ModelError> {
+        let kv_len = rows
+            .iter()
+            .map(|r| self.pos_of(r.0) as u32 + 1)
+            .max()
+            .unwrap_or(0);
+        prof.begin_step(Phase::Decode, rows.len() as u32, kv_len);
+        self.run_batch(rows, prof)?;
+        Ok(prof.finish_step(&self.gpu).await?)
+    }
 }

@@ -15,6 +15,10 @@ pub struct ProfileOptions {
     pub n_gen: usize,
     /// Measure the adapter's peak bandwidth first.
     pub peak: bool,
+    /// Sequences per decode step: above 1, each decode step is a batched step advancing
+    /// every slot of a model loaded for that many sequences (slot 0 after the prompt, the
+    /// others from an empty cache).
+    pub parallel: usize,
 }
 
 /// Profiles `model` from an empty cache: one unprofiled warm-up of the same work (the
@@ -45,9 +49,24 @@ pub async fn profile_model(model: &mut Model, opts: &ProfileOptions) -> Result<R
         steps.extend(model.forward_profiled(&opts.prompt, &mut prof).await?);
         id = model.argmax().await?;
     }
-    for _ in 0..opts.n_gen {
-        steps.extend(model.forward_profiled(&[id], &mut prof).await?);
-        id = model.argmax().await?;
+    let par = opts.parallel.clamp(1, model.sequences());
+    if par > 1 {
+        for slot in 1..par {
+            model.set_slot(slot)?;
+            model.reset();
+        }
+        model.set_slot(0)?;
+        let mut ids = vec![id; par];
+        for _ in 0..opts.n_gen {
+            let rows: Vec<(usize, u32)> = ids.iter().copied().enumerate().collect();
+            steps.push(model.forward_batch_profiled(&rows, &mut prof).await?);
+            ids = model.argmax_batch().await?;
+        }
+    } else {
+        for _ in 0..opts.n_gen {
+            steps.extend(model.forward_profiled(&[id], &mut prof).await?);
+            id = model.argmax().await?;
+        }
     }
     Ok(Run {
         backend: format!("{:?}", gpu.info.backend),

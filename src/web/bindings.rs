@@ -293,6 +293,7 @@ async fn profile(loaded: &mut Loaded, n_prompt: usize, n_gen: usize) -> Result<J
         prompt,
         n_gen,
         peak: true,
+        parallel: 1,
     };
     let run = profile_model(loaded.session.model_mut(), &opts).await;
     loaded.session.reset();
