@@ -4,7 +4,8 @@ with raw HTTP: generate and chat (streamed and not), bad requests, a bounded loa
 and client disconnects while queued, in prefill and while streaming.
 
 Usage: test-clients.py BASE_URL MODEL SERVER_PID [--bench]
-With --bench it only measures total generated tokens/s for 1, 4 and 16 clients.
+With --bench it only measures total generated tokens/s for 1, 4, 8 and 16 clients;
+with --prefill-delay, how long a 2,000-token prompt stalls 4 streaming clients.
 """
 
 import http.client
@@ -274,8 +275,9 @@ def disconnects(parallel):
 
 
 def bench():
-    for clients in (1, 4, 16):
-        tokens, stop = [0], time.time() + 40
+    secs = float(os.environ.get("HEARTH_BENCH_SECS", 40))
+    for clients in (1, 4, 8, 16):
+        tokens, stop = [0], time.time() + secs
         lock = threading.Lock()
 
         def worker():
@@ -295,9 +297,56 @@ def bench():
         print(f"{clients:2} clients: {tokens[0]} tokens in {wall:.1f} s = {tokens[0] / wall:.2f} tokens/s", flush=True)
 
 
+def prefill_delay(streams=4, prompt_tokens=2000):
+    """While `streams` clients stream tokens, a prompt of about `prompt_tokens` tokens
+    arrives: the largest gap between two tokens of a streaming client while it is
+    prefilled, against the time of one prefill chunk (its prompt time over its chunks)."""
+    stamps = [[] for _ in range(streams)]
+    stop = [False]
+
+    def streamer(i):
+        cl = ollama.Client(host=BASE)
+        while not stop[0]:
+            for part in cl.generate(model=MODEL, prompt=f"Story number {i}:", stream=True,
+                                    options={"num_predict": 64, "temperature": 0}):
+                stamps[i].append(time.time())
+                if stop[0]:
+                    break
+    ts = [threading.Thread(target=streamer, args=(i,)) for i in range(streams)]
+    for t in ts:
+        t.start()
+    time.sleep(10)
+    words = " ".join(f"w{i % 97}" for i in range(prompt_tokens // 2))
+    t0 = time.time()
+    r = ollama.Client(host=BASE).generate(model=MODEL, prompt=words,
+                                          options={"num_predict": 1, "temperature": 0,
+                                                   "num_ctx": 4096})
+    t1 = time.time()
+    stop[0] = True
+    for t in ts:
+        t.join()
+    n = r.prompt_eval_count
+    chunk = int(os.environ.get("HEARTH_SERVE_BATCH", 256))
+    chunks = max(1, -(-n // chunk))
+    per_chunk = (r.prompt_eval_duration / 1e9) / chunks
+    gaps = []
+    for s in stamps:
+        inside = [x for x in s if t0 <= x <= t1]
+        before = [x for x in s if x < t0][-1:]
+        seq = before + inside
+        gaps += [b - a for a, b in zip(seq, seq[1:])]
+    worst = max(gaps) if gaps else float("nan")
+    print(f"a {n}-token prompt ({chunks} chunks of {chunk}, {per_chunk:.2f} s each) took "
+          f"{t1 - t0:.1f} s; the {streams} streaming clients' largest gap between tokens "
+          f"meanwhile: {worst:.2f} s = {worst / per_chunk:.2f} chunks", flush=True)
+
+
 if __name__ == "__main__":
     if "--bench" in sys.argv:
         bench()
+        sys.exit(0)
+    if "--prefill-delay" in sys.argv:
+        prefill_delay()
         sys.exit(0)
     parallel = int(sys.argv[4]) if len(sys.argv) > 4 else 4
     for step in (basics, json_mode, bad_requests, load_test, queue_limit, lambda: disconnects(parallel)):

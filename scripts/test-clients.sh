@@ -4,7 +4,10 @@
 # 270M model in a temporary store. Generate and chat (streamed and not), bad requests, a
 # bounded load test, the queue limit, disconnects in each phase (scripts/test-clients.py).
 #   scripts/test-clients.sh           the checks (a few minutes on lavapipe)
-#   scripts/test-clients.sh --bench   total tokens/s with 1, 4 and 16 concurrent clients
+#   scripts/test-clients.sh --bench   total tokens/s with 1, 4, 8 and 16 concurrent clients
+#                                     (HEARTH_BENCH_SECS per count, default 40)
+#   scripts/test-clients.sh --prefill-delay   how long a 2,000-token prompt stalls 4
+#                                     streaming clients, in prefill chunks
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,8 +18,14 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import ollama, openai
     "$VENV/bin/pip" install --quiet --upgrade pip
     "$VENV/bin/pip" install --quiet ollama openai
 fi
-cargo build --quiet --bin hearth
-HEARTH=$PWD/target/debug/hearth
+# The checks run the debug build (assertions on); the benchmarks measure the release build.
+if [ "${1:-}" = "--bench" ] || [ "${1:-}" = "--prefill-delay" ]; then
+    cargo build --quiet --release --bin hearth
+    HEARTH=$PWD/target/release/hearth
+else
+    cargo build --quiet --bin hearth
+    HEARTH=$PWD/target/debug/hearth
+fi
 
 WORK=$(mktemp -d)
 SERVER_PID=
@@ -43,6 +52,11 @@ start_server() {
 if [ "${1:-}" = "--bench" ]; then
     start_server --parallel 16 --queue 16 --ctx 512
     "$VENV/bin/python" scripts/test-clients.py "$BASE" gemma3:270m-base "$SERVER_PID" --bench
+    exit 0
+fi
+if [ "${1:-}" = "--prefill-delay" ]; then
+    start_server --parallel 8 --queue 8 --ctx 4096 --batch "${HEARTH_SERVE_BATCH:-256}"
+    "$VENV/bin/python" scripts/test-clients.py "$BASE" gemma3:270m-base "$SERVER_PID" --prefill-delay
     exit 0
 fi
 

@@ -27,6 +27,38 @@ use std::sync::Arc;
 use thiserror::Error;
 use web_time::{Duration, Instant};
 
+#[cfg(not(target_arch = "wasm32"))]
+mod batcher;
+#[cfg(not(target_arch = "wasm32"))]
+use batcher::SlotModel;
+#[cfg(target_arch = "wasm32")]
+mod batcher {
+    /// How the token after a step is chosen (see the native batcher).
+    #[derive(Clone, Debug)]
+    pub enum Want {
+        Argmax,
+        TopK {
+            k: usize,
+            penalties: Option<Penalty>,
+        },
+    }
+    /// Penalties on a step's logits before top-k.
+    #[derive(Clone, Debug)]
+    pub struct Penalty {
+        pub window: Vec<(u32, u32)>,
+        pub repeat: f32,
+        pub presence: f32,
+        pub frequency: f32,
+    }
+    /// What a step chose.
+    #[derive(Clone, Debug)]
+    pub enum Pick {
+        Argmax(u32),
+        TopK(Vec<(u32, f32)>),
+    }
+}
+use batcher::{Penalty, Pick, Want};
+
 /// Everything that can go wrong between a prompt and its tokens.
 #[derive(Debug, Error)]
 pub enum EngineError {
@@ -172,13 +204,38 @@ impl Engine {
             self.weights.clone(),
             self.memory.clone(),
         )?;
-        Ok(Session {
+        Ok(self.session_over(SeqModel::Own(Box::new(model))))
+    }
+
+    fn session_over(&self, model: SeqModel) -> Session {
+        Session {
             model,
             tokenizer: self.tokenizer.clone(),
             template: self.template.clone(),
             cached: Vec::new(),
             cancel: None,
-        })
+        }
+    }
+
+    /// `n` sessions that generate together: one model holds a KV slot of the engine's
+    /// context size for each, and a worker thread runs every session's next token in
+    /// one batched step (continuous batching; see `batcher`). Each session is used like
+    /// any other, one generation at a time.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn batched_sessions(&self, n: usize) -> Result<Vec<Session>, EngineError> {
+        let n = n.clamp(1, crate::kernels::MAX_ROWS);
+        let memory = self.memory.with_sequences(&self.cfg, n);
+        memory.check_buffers(self.gpu.max_binding)?;
+        let model = Model::with_weights(
+            self.gpu.clone(),
+            self.cfg.clone(),
+            self.weights.clone(),
+            memory,
+        )?;
+        Ok(batcher::slots(model)?
+            .into_iter()
+            .map(|slot| self.session_over(SeqModel::Slot(slot)))
+            .collect())
     }
 
     /// The prompt's token ids as a session's `generate` would feed them, without a GPU.
@@ -332,9 +389,119 @@ pub enum Event {
     },
 }
 
-/// A sequence with its own KV cache over an engine's weights.
+/// What a session runs on: its own model (KV cache and plans), or a slot of a model
+/// shared by batched sessions.
+enum SeqModel {
+    Own(Box<Model>),
+    #[cfg(not(target_arch = "wasm32"))]
+    Slot(SlotModel),
+}
+
+impl SeqModel {
+    fn pos(&self) -> usize {
+        match self {
+            Self::Own(m) => m.pos(),
+            #[cfg(not(target_arch = "wasm32"))]
+            Self::Slot(s) => s.pos(),
+        }
+    }
+
+    fn capacity(&self) -> usize {
+        match self {
+            Self::Own(m) => m.capacity(),
+            #[cfg(not(target_arch = "wasm32"))]
+            Self::Slot(s) => s.capacity(),
+        }
+    }
+
+    fn batch(&self) -> usize {
+        match self {
+            Self::Own(m) => m.batch(),
+            #[cfg(not(target_arch = "wasm32"))]
+            Self::Slot(s) => s.batch(),
+        }
+    }
+
+    fn cfg(&self) -> &ModelConfig {
+        match self {
+            Self::Own(m) => &m.cfg,
+            #[cfg(not(target_arch = "wasm32"))]
+            Self::Slot(s) => s.cfg(),
+        }
+    }
+
+    fn reset(&mut self) {
+        match self {
+            Self::Own(m) => m.reset(),
+            #[cfg(not(target_arch = "wasm32"))]
+            Self::Slot(s) => s.truncate(0),
+        }
+    }
+
+    fn truncate(&mut self, pos: usize) {
+        match self {
+            Self::Own(m) => m.truncate(pos),
+            #[cfg(not(target_arch = "wasm32"))]
+            Self::Slot(s) => s.truncate(pos),
+        }
+    }
+
+    /// Feeds `ids` (a batched session's last ids travel with the next `pick`).
+    fn forward(&mut self, ids: &[u32]) -> Result<(), EngineError> {
+        match self {
+            Self::Own(m) => Ok(m.forward(ids)?),
+            #[cfg(not(target_arch = "wasm32"))]
+            Self::Slot(s) => s.forward(ids),
+        }
+    }
+
+    /// Waits for the fed work (between prompt chunks, so a cancel is seen).
+    #[cfg(not(target_arch = "wasm32"))]
+    fn wait(&self) -> Result<(), EngineError> {
+        match self {
+            Self::Own(m) => Ok(m.gpu.wait()?),
+            Self::Slot(_) => Ok(()),
+        }
+    }
+
+    /// The own model when feeding ahead pays there (never for a batched session).
+    fn ahead(&mut self) -> Option<&mut Model> {
+        match self {
+            Self::Own(m) if m.feeds_ahead() => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The next token per `want`, after what was fed.
+    async fn pick(&mut self, want: Want) -> Result<Pick, EngineError> {
+        match self {
+            Self::Own(m) => Ok(match want {
+                Want::Argmax => Pick::Argmax(m.argmax().await?),
+                Want::TopK { k, penalties } => {
+                    if let Some(p) = penalties {
+                        m.apply_penalties(&p.window, p.repeat, p.presence, p.frequency)?;
+                    }
+                    Pick::TopK(m.sample_top_k(k).await?)
+                }
+            }),
+            #[cfg(not(target_arch = "wasm32"))]
+            Self::Slot(s) => s.pick(want),
+        }
+    }
+
+    /// The generation on this model ended (a batched round stops waiting for it).
+    fn idle(&self) {
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Self::Slot(s) = self {
+            s.idle();
+        }
+    }
+}
+
+/// A sequence with its own KV cache (or KV slot of a batched model) over an engine's
+/// weights.
 pub struct Session {
-    model: Model,
+    model: SeqModel,
     tokenizer: Arc<Tokenizer>,
     template: Option<Arc<ChatTemplate>>,
     /// The tokens whose keys and values are in the cache, in order.
@@ -362,11 +529,18 @@ impl Session {
         self.model.capacity()
     }
 
-    /// The session's model, for profiling; forgets the cached tokens, since the caller
-    /// may run anything through it.
-    pub fn model_mut(&mut self) -> &mut Model {
+    /// The session's own model, for profiling; forgets the cached tokens, since the
+    /// caller may run anything through it. A batched session has none.
+    pub fn model_mut(&mut self) -> Result<&mut Model, EngineError> {
         self.cached.clear();
-        &mut self.model
+        match &mut self.model {
+            SeqModel::Own(m) => Ok(m),
+            #[cfg(not(target_arch = "wasm32"))]
+            SeqModel::Slot(_) => Err(ModelError::Input(
+                "a batched session shares its model; profile a session of its own".into(),
+            )
+            .into()),
+        }
     }
 
     /// Tokens currently in the KV cache.
@@ -379,7 +553,7 @@ impl Session {
         tokenize_prompt(
             &self.tokenizer,
             self.template.as_deref(),
-            self.model.cfg.arch.name(),
+            self.model.cfg().arch.name(),
             prompt,
         )
     }
@@ -414,10 +588,10 @@ impl Session {
                 capacity,
             });
         }
-        if let Some(&id) = ids.iter().find(|&&t| t as usize >= self.model.cfg.vocab) {
+        if let Some(&id) = ids.iter().find(|&&t| t as usize >= self.model.cfg().vocab) {
             return Err(ModelError::TokenOutOfRange {
                 id,
-                vocab: self.model.cfg.vocab,
+                vocab: self.model.cfg().vocab,
             }
             .into());
         }
@@ -514,6 +688,13 @@ struct Run<'a> {
     finished: bool,
 }
 
+impl Drop for Run<'_> {
+    /// A generation dropped before its end (the client left) stops being waited for.
+    fn drop(&mut self) {
+        self.session.model.idle();
+    }
+}
+
 impl Run<'_> {
     /// Feeds what is due (the prompt, or the last token) and samples the next token.
     async fn step(&mut self) -> Result<Event, EngineError> {
@@ -604,7 +785,7 @@ impl Run<'_> {
             done = end;
             if done < ids.len() {
                 #[cfg(not(target_arch = "wasm32"))]
-                s.model.gpu.wait()?;
+                s.model.wait()?;
                 if s.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
                     return Err(EngineError::Cancelled);
                 }
@@ -628,12 +809,12 @@ impl Run<'_> {
     /// `cached`) or `finish` undoes it. `None`: the caller samples as usual.
     async fn argmax_ahead(&mut self) -> Result<Option<u32>, EngineError> {
         let argmax = self.argmax_is_the_draw();
-        let model = &mut self.session.model;
-        let room = model.pos() < model.capacity()
+        let room = self.session.model.pos() < self.session.model.capacity()
             && self.max_tokens.is_none_or(|m| self.generated + 1 < m);
-        if !(argmax && room && model.feeds_ahead()) {
-            return Ok(None);
-        }
+        let model = match self.session.model.ahead() {
+            Some(m) if argmax && room => m,
+            _ => return Ok(None),
+        };
         model.forward_argmax()?;
         Ok(Some(model.argmax_before().await?))
     }
@@ -642,28 +823,33 @@ impl Run<'_> {
     /// and top-k on the GPU and the draw on the CPU. In JSON mode the draw is among the
     /// GPU's top `SAMPLE_K` that keep the output valid; `None` when none does.
     async fn sample(&mut self) -> Result<Option<u32>, EngineError> {
-        let model = &self.session.model;
         if self.argmax_is_the_draw() {
-            return Ok(Some(model.argmax().await?));
+            return match self.session.model.pick(Want::Argmax).await? {
+                Pick::Argmax(id) => Ok(Some(id)),
+                Pick::TopK(c) => Ok(c.first().map(|c| c.0)),
+            };
         }
         let p = self.sampler.params();
-        if penalizes(p) {
+        let penalties = penalizes(p).then(|| {
             let window = self.sampler.window();
             let from = window.len().saturating_sub(MAX_PENALTY_IDS);
-            model.apply_penalties(
-                &window[from..],
-                p.repeat_penalty,
-                p.presence_penalty,
-                p.frequency_penalty,
-            )?;
-        }
+            Penalty {
+                window: window[from..].to_vec(),
+                repeat: p.repeat_penalty,
+                presence: p.presence_penalty,
+                frequency: p.frequency_penalty,
+            }
+        });
         let k = match (p.temperature == 0.0, p.top_k) {
             _ if self.json.is_some() => SAMPLE_K,
             (true, _) => 1,
             (false, 0) => SAMPLE_K,
             (false, k) => k.min(SAMPLE_K),
         };
-        let mut candidates = model.sample_top_k(k).await?;
+        let mut candidates = match self.session.model.pick(Want::TopK { k, penalties }).await? {
+            Pick::TopK(c) => c,
+            Pick::Argmax(id) => vec![(id, 0.0)],
+        };
         if let Some(g) = &self.json {
             let tok = &self.session.tokenizer;
             candidates.retain(|&(id, _)| {
@@ -690,6 +876,7 @@ impl Run<'_> {
     fn finish(&mut self, released: String, stopped: bool, reason: FinishReason) -> Event {
         // A step fed ahead with the token that ended the text is undone.
         let s = &mut *self.session;
+        s.model.idle();
         if s.model.pos() > s.cached.len() {
             s.model.truncate(s.cached.len());
         }

@@ -3,16 +3,23 @@
 //! different steps, a freed slot is reused by a new sequence, and every row of every
 //! batched step matches the reference's logits at that sequence's position. On the real
 //! model, batched greedy decoding equals one-at-a-time greedy decoding token for token.
+//! Through the engine, batched sessions (continuous batching) generate what sessions of
+//! their own generate, with requests joining, leaving and reusing slots.
 
 mod common;
 
 use common::{assert_close, gpu, Config};
+use futures::StreamExt;
+use hearth::engine::{Engine, EngineOptions, Event, GenerateOptions, Prompt, Session};
 use hearth::gguf::GgufFile;
 use hearth::graph::{LoadOptions, Model};
 use hearth::model::tiny::TinySpec;
 use hearth::model::Arch;
 use hearth::quant::{GgmlType, Rng};
 use hearth::reference::{RefCache, Reference};
+use hearth::sampling::SamplingParams;
+use std::sync::Mutex;
+use std::time::Duration;
 
 /// As in the forward tests: the same f32 math on the same weights and rounded KV cache;
 /// only accumulation order differs.
@@ -168,4 +175,139 @@ fn batched_step_refuses_bad_rows() {
     assert!(err(&mut model, &[(0, 1), (1, 2)]).contains("4"));
     model.forward_batch(&[(0, 1)]).unwrap();
     assert_eq!((model.pos_of(0), model.pos_of(1)), (1, 4));
+}
+
+/// Runs one generation to the end: the token ids.
+fn generate(s: &mut Session, ids: Vec<u32>, o: GenerateOptions) -> Vec<u32> {
+    let mut stream = Box::pin(s.generate_tokens(ids, o).unwrap());
+    let mut out = Vec::new();
+    while let Some(ev) = pollster::block_on(stream.next()) {
+        match ev.unwrap() {
+            Event::Token { id, .. } => out.push(id),
+            Event::Done { .. } => return out,
+        }
+    }
+    panic!("stream ended without Done");
+}
+
+fn options(kind: usize, max: usize) -> GenerateOptions {
+    let sampling = match kind % 3 {
+        0 => SamplingParams::greedy(),
+        1 => SamplingParams {
+            repeat_penalty: 1.3,
+            ..SamplingParams::greedy()
+        },
+        _ => SamplingParams {
+            temperature: 0.9,
+            top_k: 20,
+            seed: 11 + kind as u64,
+            ..Default::default()
+        },
+    };
+    GenerateOptions {
+        sampling,
+        max_tokens: Some(max),
+        stop: Vec::new(),
+        json: false,
+    }
+}
+
+/// Requests through batched sessions, running at once (each on its own thread, joining
+/// at different times and leaving after different lengths, more requests than slots so
+/// a slot is reused), give the tokens a session of its own gives: greedy, greedy with
+/// repetition penalty (per-row penalties and top-k on the GPU) and seeded sampling.
+fn check_engine(e: &Engine, requests: &[(Vec<u32>, GenerateOptions)], slots: usize) {
+    let want: Vec<Vec<u32>> = requests
+        .iter()
+        .map(|(ids, o)| generate(&mut e.session().unwrap(), ids.clone(), o.clone()))
+        .collect();
+    let pool = Mutex::new(e.batched_sessions(slots).unwrap());
+    let got: Vec<Vec<u32>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = requests
+            .iter()
+            .enumerate()
+            .map(|(i, (ids, o))| {
+                let pool = &pool;
+                scope.spawn(move || {
+                    std::thread::sleep(Duration::from_millis(40 * i as u64));
+                    let mut s = loop {
+                        if let Some(s) = pool.lock().unwrap().pop() {
+                            break s;
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    };
+                    let out = generate(&mut s, ids.clone(), o.clone());
+                    pool.lock().unwrap().push(s);
+                    out
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(
+            g, w,
+            "request {i}: batched tokens differ from a session of its own"
+        );
+        assert!(!w.is_empty(), "request {i} generated nothing");
+    }
+}
+
+#[test]
+fn batched_sessions_generate_as_own_sessions_do() {
+    for (arch, ty, seed) in [
+        (Arch::Llama, GgmlType::Q8_0, 330),
+        (Arch::Gemma3, GgmlType::Q4_K, 331),
+    ] {
+        let f = GgufFile::from_bytes(spec(arch, ty, seed).build()).unwrap();
+        let opts = EngineOptions {
+            context: 48,
+            batch: 8,
+            template: None,
+        };
+        let e = Engine::load(gpu(Config::Full), &f, opts, &mut |_, _| {}).unwrap();
+        let vocab = e.config().vocab as u64;
+        let mut rng = Rng::new(seed);
+        let requests: Vec<(Vec<u32>, GenerateOptions)> =
+            [(3, 20), (12, 9), (5, 16), (9, 12), (2, 7)]
+                .iter()
+                .enumerate()
+                .map(|(i, &(len, max))| {
+                    let ids = (0..len).map(|_| rng.below(vocab) as u32).collect();
+                    (ids, options(i, max))
+                })
+                .collect();
+        check_engine(&e, &requests, 3);
+    }
+}
+
+/// The same on the real model (Gemma 3 270M): four requests on three slots, greedy
+/// output token for token.
+#[test]
+fn batched_greedy_equals_unbatched_on_the_real_model() {
+    let Some(path) = common::real_model() else {
+        return;
+    };
+    let f = GgufFile::open(&path).unwrap();
+    let opts = EngineOptions {
+        context: 96,
+        batch: 64,
+        template: None,
+    };
+    let e = Engine::load(gpu(Config::Full), &f, opts, &mut |_, _| {}).unwrap();
+    let prompts = [
+        "The capital of France is",
+        "A short history of the printing press: in 1440,",
+        "def fibonacci(n):",
+        "Water boils at",
+    ];
+    let requests: Vec<(Vec<u32>, GenerateOptions)> = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let ids = e.tokenize_prompt(&Prompt::Raw(p.to_string())).unwrap();
+            (ids, options(0, 10 + 4 * i))
+        })
+        .collect();
+    check_engine(&e, &requests, 3);
 }

@@ -14,7 +14,8 @@ pub struct ServeArgs {
     /// Port to listen on (0: any free port, printed at start)
     #[arg(long, default_value_t = 11434, env = "HEARTH_PORT")]
     port: u16,
-    /// Requests per model generating at the same time (one KV cache each)
+    /// Requests per model generating at the same time, decoded together in batched steps
+    /// (one KV slot of --ctx tokens each)
     #[arg(long, default_value_t = 4)]
     parallel: usize,
     /// Requests per model that may wait for a slot; beyond that the answer is 503

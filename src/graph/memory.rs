@@ -52,13 +52,6 @@ impl MemoryPlan {
         kv_f16: bool,
         sequences: usize,
     ) -> Self {
-        let seqs = sequences.max(1) as u64;
-        let mut largest = (String::new(), 0u64);
-        let mut note = |what: &str, bytes: u64| {
-            if bytes > largest.1 {
-                largest = (what.to_string(), bytes);
-            }
-        };
         let mut weights = 0u64;
         for t in &f.tensors {
             let bytes = match gpu_layout(t.ty) {
@@ -67,6 +60,33 @@ impl MemoryPlan {
             };
             weights += bytes;
         }
+        Self::sized(cfg, weights, capacity, batch, all_logits, kv_f16, sequences)
+    }
+
+    /// This plan for `sequences` sequences decoded together (the same weights, context
+    /// and batch).
+    pub fn with_sequences(&self, cfg: &ModelConfig, sequences: usize) -> Self {
+        let (c, b, all) = (self.capacity, self.batch, self.all_logits);
+        let f16 = self.kv_elem_bytes == 2;
+        Self::sized(cfg, self.weights, c, b, all, f16, sequences)
+    }
+
+    fn sized(
+        cfg: &ModelConfig,
+        weights: u64,
+        capacity: usize,
+        batch: usize,
+        all_logits: bool,
+        kv_f16: bool,
+        sequences: usize,
+    ) -> Self {
+        let seqs = sequences.max(1) as u64;
+        let mut largest = (String::new(), 0u64);
+        let mut note = |what: &str, bytes: u64| {
+            if bytes > largest.1 {
+                largest = (what.to_string(), bytes);
+            }
+        };
         let kv_elem_bytes = if kv_f16 { 2 } else { 4 };
         let kv_layer = seqs * capacity as u64 * cfg.kv_dim() as u64 * kv_elem_bytes;
         note("KV cache (K or V of one layer)", kv_layer);
@@ -125,6 +145,21 @@ impl MemoryPlan {
     /// Refuses, naming the culprit, when a buffer cannot exist on `gpu` or a weight cannot
     /// be sharded into its bindings.
     pub fn check_with(&self, max_binding: u64, f: &GgufFile) -> Result<(), ModelError> {
+        self.check_buffers(max_binding)?;
+        for t in f.tensors.iter().filter(|t| t.dims.len() >= 2) {
+            shard_rows(t.ty, t.row_len(), t.n_rows(), max_binding).map_err(|why| {
+                ModelError::BadTensor {
+                    name: t.name.clone(),
+                    why,
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Refuses, naming the culprit, when a buffer other than a weight cannot exist in a
+    /// binding of `max_binding` bytes.
+    pub fn check_buffers(&self, max_binding: u64) -> Result<(), ModelError> {
         if self.largest.1 > max_binding {
             return Err(ModelError::Input(format!(
                 "{} needs {} MiB, more than this adapter's largest binding ({} MiB); lower the context ({} tokens), the batch ({}) or the sequences decoded together ({})",
@@ -135,14 +170,6 @@ impl MemoryPlan {
                 self.batch,
                 self.sequences
             )));
-        }
-        for t in f.tensors.iter().filter(|t| t.dims.len() >= 2) {
-            shard_rows(t.ty, t.row_len(), t.n_rows(), max_binding).map_err(|why| {
-                ModelError::BadTensor {
-                    name: t.name.clone(),
-                    why,
-                }
-            })?;
         }
         Ok(())
     }

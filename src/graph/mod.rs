@@ -113,6 +113,8 @@ pub struct Model {
     staging_topk: wgpu::Buffer,
     /// In-place penalties on `logits`, set by `apply_penalties`.
     penalties: Penalties,
+    /// The same two ops over each row of a batched step's logits (`sequences > 1`).
+    row_sampling: Vec<(TopK, Penalties)>,
 }
 
 /// Most candidates `Model::sample_top_k` returns.
@@ -243,6 +245,18 @@ impl Model {
         let topk = TopK::new(&gpu, View::of(&acts.logits), vocab, k, &topk_out)?;
         let penalties =
             Penalties::new(&gpu, View::of(&acts.logits), vocab, MAX_PENALTY_IDS as u32)?;
+        let mut row_sampling = Vec::new();
+        if let Some(buf) = &acts.logits_batch {
+            for r in 0..sequences as u64 {
+                let row = View {
+                    buffer: buf,
+                    offset: r * vocab as u64,
+                };
+                let topk = TopK::new(&gpu, row, vocab, k, &topk_out)?;
+                let pen = Penalties::new(&gpu, row, vocab, MAX_PENALTY_IDS as u32)?;
+                row_sampling.push((topk, pen));
+            }
+        }
         Ok(Self {
             cfg,
             gpu,
@@ -268,6 +282,7 @@ impl Model {
             topk_out,
             staging_topk,
             penalties,
+            row_sampling,
         })
     }
 
@@ -685,19 +700,75 @@ impl Model {
         presence: f32,
         frequency: f32,
     ) -> Result<(), GpuError> {
-        self.penalties
-            .set(&self.gpu, window, repeat, presence, frequency)?;
-        Plain
-            .submit(&self.gpu, &flat_op(&self.penalties), None, None)
-            .map(drop)
+        Self::penalize(
+            &self.gpu,
+            &self.penalties,
+            window,
+            [repeat, presence, frequency],
+        )
+    }
+
+    fn penalize(
+        gpu: &Gpu,
+        op: &Penalties,
+        window: &[(u32, u32)],
+        [repeat, presence, frequency]: [f32; 3],
+    ) -> Result<(), GpuError> {
+        op.set(gpu, window, repeat, presence, frequency)?;
+        Plain.submit(gpu, &flat_op(op), None, None).map(drop)
+    }
+
+    /// The sampling ops of row `row` of the last `forward_batch`: its own for a batched
+    /// step, the single-token ones when the step ran as one decode step.
+    fn row_ops(&self, row: usize) -> Result<(&TopK, &Penalties), GpuError> {
+        let (n, _, single) = self
+            .batch_done
+            .clone()
+            .ok_or_else(|| GpuError::Runtime("no batched step has run".into()))?;
+        if row >= n {
+            return Err(GpuError::Runtime(format!(
+                "row {row} of a batched step of {n} tokens"
+            )));
+        }
+        match self.row_sampling.get(row) {
+            Some((t, p)) if !single => Ok((t, p)),
+            _ => Ok((&self.topk, &self.penalties)),
+        }
+    }
+
+    /// `apply_penalties` on row `row` of the last `forward_batch`.
+    pub fn apply_penalties_row(
+        &self,
+        row: usize,
+        window: &[(u32, u32)],
+        repeat: f32,
+        presence: f32,
+        frequency: f32,
+    ) -> Result<(), GpuError> {
+        let (_, pen) = self.row_ops(row)?;
+        Self::penalize(&self.gpu, pen, window, [repeat, presence, frequency])
+    }
+
+    /// `sample_top_k` on row `row` of the last `forward_batch`.
+    pub async fn sample_top_k_row(
+        &self,
+        row: usize,
+        k: usize,
+    ) -> Result<Vec<(u32, f32)>, GpuError> {
+        let (topk, _) = self.row_ops(row)?;
+        self.top_k_with(topk, k).await
     }
 
     /// The `k` (at most `SAMPLE_K`) largest last logits with their ids, sorted
     /// descending, selected on the GPU: only `SAMPLE_K` (id, value) pairs are read back.
     pub async fn sample_top_k(&self, k: usize) -> Result<Vec<(u32, f32)>, GpuError> {
+        self.top_k_with(&self.topk, k).await
+    }
+
+    async fn top_k_with(&self, topk: &TopK, k: usize) -> Result<Vec<(u32, f32)>, GpuError> {
         let n = self.topk_out.size() / 8;
-        self.topk.set_k(&self.gpu, k.clamp(1, n as usize) as u32)?;
-        Plain.submit(&self.gpu, &flat_op(&self.topk), None, None)?;
+        topk.set_k(&self.gpu, k.clamp(1, n as usize) as u32)?;
+        Plain.submit(&self.gpu, &flat_op(topk), None, None)?;
         let b = read_into(&self.gpu, &self.topk_out, 0, &self.staging_topk, n * 8).await?;
         let words: &[u32] = bytemuck::cast_slice(&b);
         let (ids, vals) = words.split_at(n as usize);

@@ -22,7 +22,8 @@ use tokio::sync::{mpsc, OnceCell, OwnedSemaphorePermit, Semaphore};
 /// Scheduling settings.
 #[derive(Clone, Debug)]
 pub struct SchedConfig {
-    /// Sessions per model that generate at the same time.
+    /// Sessions per model that generate at the same time, decoded together in batched
+    /// steps (one KV slot each).
     pub parallel: usize,
     /// Requests per model that may wait for a session.
     pub queue: usize,
@@ -321,15 +322,21 @@ impl Scheduler {
             template: None,
         };
         log::info!("loading {name} from {}", path.display());
+        let parallel = self.cfg.parallel;
         let loaded = tokio::task::spawn_blocking(move || -> Result<Loaded, String> {
             let f = GgufFile::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             let engine = Engine::load(gpu, &f, opts, &mut |_, _| {}).map_err(|e| e.to_string())?;
-            // One session up front: checks that a KV cache fits and gives the capacity.
-            let session = engine.session().map_err(|e| e.to_string())?;
+            // Every session up front: with several, one batched model holds a KV slot
+            // for each and decodes them together; this also checks that the KV fits.
+            let sessions = match parallel {
+                0 | 1 => engine.session().map(|s| vec![s]),
+                n => engine.batched_sessions(n),
+            }
+            .map_err(|e| e.to_string())?;
             Ok(Loaded {
-                capacity: session.capacity(),
+                capacity: sessions.first().map_or(0, |s| s.capacity()),
                 engine: Arc::new(engine),
-                idle: Mutex::new(vec![session]),
+                idle: Mutex::new(sessions),
             })
         })
         .await

@@ -295,7 +295,11 @@ async fn profile(loaded: &mut Loaded, n_prompt: usize, n_gen: usize) -> Result<J
         peak: true,
         parallel: 1,
     };
-    let run = profile_model(loaded.session.model_mut(), &opts).await;
+    let model = loaded
+        .session
+        .model_mut()
+        .map_err(|e| err(format!("profile: {e}")))?;
+    let run = profile_model(model, &opts).await;
     loaded.session.reset();
     let run = run.map_err(|e| err(format!("profile: {e}")))?;
     Ok(from_json(&json(&[run])))

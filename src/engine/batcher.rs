@@ -1,0 +1,389 @@
+//! Continuous batching: one worker thread owns a model loaded for N sequences and runs
+//! the steps of every session that shares it. Each session holds one sequence slot (its
+//! own KV cache region and position) and sends its work as jobs: a prompt chunk, or the
+//! next token with how to choose the one after. Each round the worker waits briefly
+//! until every session that is decoding has sent its next token (or left), runs all of
+//! them as one batched step (the weights read once for everyone), answers each with its
+//! token or candidates, then runs at most one prompt chunk: a long prompt delays the
+//! others' tokens by one chunk per round, never by the whole prompt.
+
+use super::EngineError;
+use crate::gpu::GpuError;
+use crate::graph::Model;
+use crate::model::{ModelConfig, ModelError};
+use std::collections::{HashSet, VecDeque};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How the token after a step is chosen.
+#[derive(Clone, Debug)]
+pub enum Want {
+    /// The largest logit.
+    Argmax,
+    /// The `k` largest logits (after the penalties, if any), for the CPU's draw.
+    TopK {
+        /// Candidates.
+        k: usize,
+        /// Repetition penalties applied first.
+        penalties: Option<Penalty>,
+    },
+}
+
+/// Penalties on a step's logits before top-k.
+#[derive(Clone, Debug)]
+pub struct Penalty {
+    /// Recent distinct ids with their counts.
+    pub window: Vec<(u32, u32)>,
+    /// Repetition penalty (1: none).
+    pub repeat: f32,
+    /// Presence penalty (0: none).
+    pub presence: f32,
+    /// Frequency penalty (0: none).
+    pub frequency: f32,
+}
+
+/// What a step chose.
+#[derive(Clone, Debug)]
+pub enum Pick {
+    /// The argmax.
+    Argmax(u32),
+    /// The top-k candidates, largest first.
+    TopK(Vec<(u32, f32)>),
+}
+
+type Reply = mpsc::Sender<Result<Option<Pick>, EngineError>>;
+
+/// A session's work: feed `ids` to the sequence in `slot` from position `keep` (the
+/// tokens past it are forgotten first), then choose per `want`.
+struct Job {
+    slot: usize,
+    keep: usize,
+    ids: Vec<u32>,
+    want: Option<Want>,
+    reply: Reply,
+}
+
+impl Job {
+    /// One token with a choice after it: a decode step, batched with the others.
+    fn is_decode(&self) -> bool {
+        self.ids.len() == 1 && self.want.is_some()
+    }
+}
+
+enum Msg {
+    Job(Job),
+    /// The session in this slot stopped generating (finished, or its client left).
+    Idle(usize),
+}
+
+/// How long the worker waits after a round for the decoding sessions' next tokens
+/// before it runs the step without the missing ones.
+const GATHER: Duration = Duration::from_millis(20);
+
+/// Starts the worker over `model` (loaded for several sequences); the returned sender
+/// is cloned into each slot's session, and the worker ends when the last is dropped.
+fn spawn(model: Model) -> Result<mpsc::Sender<Msg>, EngineError> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("hearth-batcher".into())
+        .spawn(move || worker(model, rx))
+        .map_err(|e| GpuError::Runtime(format!("starting the batch worker: {e}")))?;
+    Ok(tx)
+}
+
+/// One session per slot of `model`, all stepping through one worker.
+pub(super) fn slots(model: Model) -> Result<Vec<SlotModel>, EngineError> {
+    let (n, capacity, batch) = (model.sequences(), model.capacity(), model.batch());
+    let cfg = model.cfg.clone();
+    let tx = spawn(model)?;
+    Ok((0..n)
+        .map(|slot| SlotModel {
+            tx: tx.clone(),
+            slot,
+            pos: 0,
+            capacity,
+            batch,
+            cfg: cfg.clone(),
+            deferred: None,
+        })
+        .collect())
+}
+
+fn worker(mut model: Model, rx: mpsc::Receiver<Msg>) {
+    let mut queue: VecDeque<Job> = VecDeque::new();
+    // Slots that were answered a token and will likely send the next.
+    let mut decoding: HashSet<usize> = HashSet::new();
+    let mut open = true;
+    let take = |m: Msg, queue: &mut VecDeque<Job>, decoding: &mut HashSet<usize>| match m {
+        Msg::Job(j) => {
+            decoding.remove(&j.slot);
+            queue.push_back(j);
+        }
+        Msg::Idle(slot) => {
+            decoding.remove(&slot);
+        }
+    };
+    let mut stats = Stats::default();
+    while open || !queue.is_empty() {
+        let idle_from = Instant::now();
+        if queue.is_empty() {
+            match rx.recv() {
+                Ok(m) => take(m, &mut queue, &mut decoding),
+                Err(_) => break,
+            }
+        }
+        let gather_from = Instant::now();
+        stats.idle += gather_from - idle_from;
+        let deadline = gather_from + GATHER;
+        while open && decoding.iter().any(|s| !queue.iter().any(|j| j.slot == *s)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(m) => take(m, &mut queue, &mut decoding),
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => open = false,
+            }
+        }
+        while let Ok(m) = rx.try_recv() {
+            take(m, &mut queue, &mut decoding);
+        }
+        let step_from = Instant::now();
+        stats.gather += step_from - gather_from;
+        let (decodes, rest): (Vec<Job>, Vec<Job>) = queue.drain(..).partition(Job::is_decode);
+        let mut rest = VecDeque::from(rest);
+        if !decodes.is_empty() {
+            stats.steps += 1;
+            stats.rows += decodes.len();
+            for slot in run_decodes(&mut model, decodes) {
+                decoding.insert(slot);
+            }
+        }
+        let one_from = Instant::now();
+        stats.decode += one_from - step_from;
+        if let Some(job) = rest.pop_front() {
+            let (slot, wants) = (job.slot, job.want.is_some());
+            stats.others += 1;
+            if run_one(&mut model, job) && wants {
+                decoding.insert(slot);
+            }
+        }
+        stats.other += one_from.elapsed();
+        queue = rest;
+        stats.report();
+    }
+}
+
+/// Where the worker's time goes, logged at debug level every so many rounds.
+#[derive(Default)]
+struct Stats {
+    rounds: usize,
+    steps: usize,
+    rows: usize,
+    others: usize,
+    idle: Duration,
+    gather: Duration,
+    decode: Duration,
+    other: Duration,
+}
+
+impl Stats {
+    fn report(&mut self) {
+        self.rounds += 1;
+        if self.rounds < 50 {
+            return;
+        }
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        log::debug!(
+            "batcher: {} rounds, {} batched steps of {:.1} rows on average ({:.0} ms), {} other jobs ({:.0} ms), {:.0} ms gathering, {:.0} ms idle",
+            self.rounds,
+            self.steps,
+            self.rows as f64 / self.steps.max(1) as f64,
+            ms(self.decode),
+            self.others,
+            ms(self.other),
+            ms(self.gather),
+            ms(self.idle)
+        );
+        *self = Self::default();
+    }
+}
+
+/// Positions the model on the job's slot at `keep`.
+fn seat(model: &mut Model, job: &Job) -> Result<(), EngineError> {
+    model.set_slot(job.slot)?;
+    model.truncate(job.keep);
+    if model.pos() != job.keep {
+        return Err(ModelError::Input(format!(
+            "sequence slot {} holds {} tokens, not the {} its session expects",
+            job.slot,
+            model.pos(),
+            job.keep
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// The jobs' tokens as one batched step; answers each; returns the slots answered.
+fn run_decodes(model: &mut Model, jobs: Vec<Job>) -> Vec<usize> {
+    let mut step = || -> Result<Vec<u32>, EngineError> {
+        for j in &jobs {
+            seat(model, j)?;
+        }
+        let rows: Vec<(usize, u32)> = jobs.iter().map(|j| (j.slot, j.ids[0])).collect();
+        model.forward_batch(&rows)?;
+        Ok(pollster::block_on(model.argmax_batch())?)
+    };
+    let argmax = match step() {
+        Ok(a) => a,
+        Err(e) => {
+            let why = e.to_string();
+            for j in jobs {
+                let _ = j.reply.send(Err(GpuError::Runtime(why.clone()).into()));
+            }
+            return Vec::new();
+        }
+    };
+    let mut answered = Vec::new();
+    for (row, j) in jobs.into_iter().enumerate() {
+        let pick = match &j.want {
+            Some(Want::TopK { k, penalties }) => pick_row(model, row, *k, penalties.as_ref()),
+            _ => Ok(Pick::Argmax(argmax[row])),
+        };
+        if j.reply.send(pick.map(Some)).is_ok() {
+            answered.push(j.slot);
+        }
+    }
+    answered
+}
+
+/// Penalties and top-k on row `row` of the last batched step.
+fn pick_row(
+    model: &Model,
+    row: usize,
+    k: usize,
+    penalties: Option<&Penalty>,
+) -> Result<Pick, EngineError> {
+    if let Some(p) = penalties {
+        model.apply_penalties_row(row, &p.window, p.repeat, p.presence, p.frequency)?;
+    }
+    Ok(Pick::TopK(pollster::block_on(
+        model.sample_top_k_row(row, k),
+    )?))
+}
+
+/// A prompt chunk (or any other job) on its own; answers it. Whether it succeeded.
+fn run_one(model: &mut Model, job: Job) -> bool {
+    let result = (|| -> Result<Option<Pick>, EngineError> {
+        seat(model, &job)?;
+        model
+            .forward(&job.ids)
+            .inspect_err(|_| model.truncate(job.keep))?;
+        let Some(want) = &job.want else {
+            return Ok(None);
+        };
+        Ok(Some(match want {
+            Want::Argmax => Pick::Argmax(pollster::block_on(model.argmax())?),
+            Want::TopK { k, penalties } => {
+                if let Some(p) = penalties {
+                    model.apply_penalties(&p.window, p.repeat, p.presence, p.frequency)?;
+                }
+                Pick::TopK(pollster::block_on(model.sample_top_k(*k))?)
+            }
+        }))
+    })();
+    let ok = result.is_ok();
+    job.reply.send(result).is_ok() && ok
+}
+
+impl Drop for SlotModel {
+    fn drop(&mut self) {
+        self.idle();
+    }
+}
+
+/// A session's sequence in a batched model: its slot, and the position the worker
+/// holds for it. The last fed ids are kept until the choice after them is asked for, so
+/// both travel as one job.
+pub struct SlotModel {
+    tx: mpsc::Sender<Msg>,
+    slot: usize,
+    /// Tokens the worker has fed for this slot.
+    pos: usize,
+    capacity: usize,
+    batch: usize,
+    cfg: ModelConfig,
+    deferred: Option<Vec<u32>>,
+}
+
+impl SlotModel {
+    /// Tokens fed so far (sent or not).
+    pub fn pos(&self) -> usize {
+        self.pos + self.deferred.as_ref().map_or(0, Vec::len)
+    }
+
+    /// KV capacity of the slot.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Prompt tokens per prefill chunk.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Hyperparameters.
+    pub fn cfg(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// Keeps the first `pos` tokens (applied with the next job).
+    pub fn truncate(&mut self, pos: usize) {
+        if pos >= self.pos() {
+            return;
+        }
+        self.deferred = None;
+        self.pos = self.pos.min(pos);
+    }
+
+    /// Feeds `ids` after what was fed: the ids before them go to the worker now (a
+    /// prompt's earlier chunk), these with the next `pick`.
+    pub fn forward(&mut self, ids: &[u32]) -> Result<(), EngineError> {
+        if let Some(d) = self.deferred.take() {
+            self.send(d, None)?;
+        }
+        self.deferred = Some(ids.to_vec());
+        Ok(())
+    }
+
+    /// Runs the fed ids and chooses the next token per `want`.
+    pub fn pick(&mut self, want: Want) -> Result<Pick, EngineError> {
+        let ids = self
+            .deferred
+            .take()
+            .ok_or_else(|| ModelError::Input("no token was fed to choose after".into()))?;
+        self.send(ids, Some(want))?
+            .ok_or_else(|| GpuError::Runtime("the batch worker chose nothing".into()).into())
+    }
+
+    /// Tells the worker this slot stopped generating, so a round does not wait for it.
+    pub fn idle(&self) {
+        let _ = self.tx.send(Msg::Idle(self.slot));
+    }
+
+    fn send(&mut self, ids: Vec<u32>, want: Option<Want>) -> Result<Option<Pick>, EngineError> {
+        let gone = || GpuError::Runtime("the batch worker stopped".into());
+        let (reply, answer) = mpsc::channel();
+        let n = ids.len();
+        let job = Job {
+            slot: self.slot,
+            keep: self.pos,
+            ids,
+            want,
+            reply,
+        };
+        self.tx.send(Msg::Job(job)).map_err(|_| gone())?;
+        let pick = answer.recv().map_err(|_| gone())??;
+        self.pos += n;
+        Ok(pick)
+    }
+}
