@@ -3,9 +3,11 @@
 //! own KV cache region and position) and sends its work as jobs: a prompt chunk, or the
 //! next token with how to choose the one after. Each round the worker waits briefly
 //! until every session that is decoding has sent its next token (or left), runs all of
-//! them as one batched step (the weights read once for everyone), answers each with its
-//! token or candidates, then runs at most one prompt chunk: a long prompt delays the
-//! others' tokens by one chunk per round, never by the whole prompt.
+//! them as one batched step (the weights read once for everyone) together with short
+//! prompts (or a long prompt's last chunk) in the rows to spare, answers each with its
+//! token or candidates, then runs at most one longer prompt chunk through the prefill
+//! plan: a long prompt delays the others' tokens by one chunk per round, never by the
+//! whole prompt.
 
 use super::EngineError;
 use crate::gpu::GpuError;
@@ -67,6 +69,12 @@ impl Job {
     /// One token with a choice after it: a decode step, batched with the others.
     fn is_decode(&self) -> bool {
         self.ids.len() == 1 && self.want.is_some()
+    }
+
+    /// A job that may run as rows of a batched step: a choice after it, and few enough
+    /// tokens for the step's spare rows (a short prompt, or a long one's last chunk).
+    fn fits(&self, spare: usize) -> bool {
+        self.want.is_some() && !self.ids.is_empty() && self.ids.len() <= spare
     }
 }
 
@@ -148,12 +156,22 @@ fn worker(mut model: Model, rx: mpsc::Receiver<Msg>) {
         }
         let step_from = Instant::now();
         stats.gather += step_from - gather_from;
-        let (decodes, rest): (Vec<Job>, Vec<Job>) = queue.drain(..).partition(Job::is_decode);
+        // Every decode token, then short prompts in arrival order while rows are spare.
+        let (mut step, rest): (Vec<Job>, Vec<Job>) = queue.drain(..).partition(Job::is_decode);
+        let mut spare = model.sequences().saturating_sub(step.len());
         let mut rest = VecDeque::from(rest);
-        if !decodes.is_empty() {
+        for job in std::mem::take(&mut rest) {
+            if job.fits(spare) && !step.iter().any(|j| j.slot == job.slot) {
+                spare -= job.ids.len();
+                step.push(job);
+            } else {
+                rest.push_back(job);
+            }
+        }
+        if !step.is_empty() {
             stats.steps += 1;
-            stats.rows += decodes.len();
-            for slot in run_decodes(&mut model, decodes) {
+            stats.rows += step.iter().map(|j| j.ids.len()).sum::<usize>();
+            for slot in run_rows(&mut model, step) {
                 decoding.insert(slot);
             }
         }
@@ -223,13 +241,17 @@ fn seat(model: &mut Model, job: &Job) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// The jobs' tokens as one batched step; answers each; returns the slots answered.
-fn run_decodes(model: &mut Model, jobs: Vec<Job>) -> Vec<usize> {
+/// The jobs' tokens as one batched step (a job's tokens in consecutive rows); answers
+/// each with the choice after its last row; returns the slots answered.
+fn run_rows(model: &mut Model, jobs: Vec<Job>) -> Vec<usize> {
     let mut step = || -> Result<Vec<u32>, EngineError> {
         for j in &jobs {
             seat(model, j)?;
         }
-        let rows: Vec<(usize, u32)> = jobs.iter().map(|j| (j.slot, j.ids[0])).collect();
+        let rows: Vec<(usize, u32)> = jobs
+            .iter()
+            .flat_map(|j| j.ids.iter().map(|&id| (j.slot, id)))
+            .collect();
         model.forward_batch(&rows)?;
         Ok(pollster::block_on(model.argmax_batch())?)
     };
@@ -244,7 +266,11 @@ fn run_decodes(model: &mut Model, jobs: Vec<Job>) -> Vec<usize> {
         }
     };
     let mut answered = Vec::new();
-    for (row, j) in jobs.into_iter().enumerate() {
+    let mut row = 0;
+    for j in jobs {
+        // The choice follows the job's last token.
+        row += j.ids.len();
+        let row = row - 1;
         let pick = match &j.want {
             Some(Want::TopK { k, penalties }) => pick_row(model, row, *k, penalties.as_ref()),
             _ => Ok(Pick::Argmax(argmax[row])),

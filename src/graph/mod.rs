@@ -355,10 +355,12 @@ impl Model {
         }
     }
 
-    /// One batched decode step: the next token of each of several sequences, given as
-    /// `(slot, token)` with distinct slots, each at its slot's own position. The weights
-    /// are read once for all of them. `argmax_batch` then reads each row's argmax; each
-    /// slot advances by one position.
+    /// One batched step: the next tokens of several sequences, given as `(slot, token)`
+    /// rows (at most `sequences()` of them), each sequence continuing from its own
+    /// position. A slot may appear in several rows: its tokens take consecutive
+    /// positions in row order (a short prompt, or a chunk of one, sharing the step with
+    /// other sequences' decode tokens). The weights are read once for all rows.
+    /// `argmax_batch` then reads each row's argmax; each slot advances by its rows.
     pub fn forward_batch(&mut self, rows: &[(usize, u32)]) -> Result<(), ModelError> {
         self.run_batch(rows, &mut Plain)
     }
@@ -376,12 +378,13 @@ impl Model {
                 self.sequences()
             )));
         }
-        let mut seen = vec![false; self.sequences()];
+        let mut next: Vec<Option<usize>> = vec![None; self.sequences()];
         let mut step_rows = Vec::with_capacity(n);
         for &(slot, id) in rows {
-            if slot >= seen.len() || std::mem::replace(&mut seen[slot], true) {
+            if slot >= next.len() {
                 return Err(ModelError::Input(format!(
-                    "slot {slot} is out of range or repeated in a batched step"
+                    "slot {slot} of a model loaded for {} sequences",
+                    next.len()
                 )));
             }
             if id as usize >= self.cfg.vocab {
@@ -390,13 +393,14 @@ impl Model {
                     vocab: self.cfg.vocab,
                 });
             }
-            let pos = self.pos_of(slot);
+            let pos = next[slot].unwrap_or_else(|| self.pos_of(slot));
             if pos + 1 > self.capacity {
                 return Err(ModelError::ContextFull {
                     needed: pos + 1,
                     capacity: self.capacity,
                 });
             }
+            next[slot] = Some(pos + 1);
             step_rows.push((slot as u32, pos as u32));
         }
         let gpu = self.gpu.clone();
@@ -451,6 +455,7 @@ impl Model {
             let p = self.pos_of(slot);
             self.set_pos_of(slot, p + 1);
         }
+        // (Rows of one slot advance it once each, in row order.)
         self.last_n = 1;
         self.last_was_prefill = false;
         self.batch_done = Some((rows.len(), done, single));
