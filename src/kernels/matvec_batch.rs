@@ -3,8 +3,7 @@
 //! once per step and multiplied into every sequence's column, so the step costs about one
 //! sequence's weight traffic. Rows map onto lanes as in the matvec (its geometry table);
 //! the tokens of a step are split into blocks of `COLS` columns per workgroup, and a
-//! step of n tokens runs the build with the smallest block that holds n (several blocks
-//! past the largest). Shader: `matvec_batch.wgsl`.
+//! step of n tokens runs the smallest build that covers n. Shader: `matvec_batch.wgsl`.
 
 use super::matvec::{geometry, Geometry};
 use super::{
@@ -96,7 +95,7 @@ pub(crate) fn variants(ty: GgmlType) -> Vec<crate::gpu::PipelineKey> {
 /// `Y[t, r] = sum_k W[r, k] * X[t, k]` for the step's tokens (up to `tok.max`), or with
 /// an activation `Y[t, r] = act(Y[t, r]) * (W X)[t, r]` (a gated FFN's up projection).
 pub struct MatVecBatch {
-    /// Per column block (ascending): the dispatches, one per shard of W.
+    /// By the most tokens each covers (ascending): the dispatches, one per shard of W.
     builds: Vec<(u32, Vec<Dispatch>)>,
 }
 
@@ -166,9 +165,23 @@ impl MatVecBatch {
         };
         let rows_per_wg = (g.workgroup / g.lanes * ROWS_PER_INVOCATION) as u64;
         let largest = COLS[COLS.len() - 1];
+        if tok.max.div_ceil(largest) > gpu.limits.max_compute_workgroups_per_dimension {
+            return Err(GpuError::Runtime(format!(
+                "matvec_batch {}: {} tokens exceed the dispatch limit",
+                w.name, tok.max
+            )));
+        }
+        // Builds by the tokens they cover: 4 columns in one block, then blocks of 8 in
+        // powers of two up to the most tokens, so a step launches at most twice the
+        // column blocks it needs (on a CPU adapter every launched workgroup costs).
+        let mut shapes = vec![(COLS[0], 1)];
+        let mut blocks = 1;
+        while shapes.last().is_some_and(|&(c, b)| c * b < tok.max) {
+            shapes.push((largest, blocks));
+            blocks *= 2;
+        }
         let mut builds = Vec::new();
-        for cols in COLS {
-            let blocks = tok.max.div_ceil(cols);
+        for (cols, blocks) in shapes {
             let kernel = WeightKernel {
                 op: "matvec_batch",
                 subgroups: shuffles,
@@ -198,27 +211,17 @@ impl MatVecBatch {
                 let (gx, gy) = grid(gpu, rows.div_ceil(rows_per_wg) as u32);
                 (p, (gx, gy, blocks))
             })?;
-            builds.push((cols, dispatches));
-            // Blocks past the largest run several of it; smaller ones are never needed.
-            if cols >= tok.max || cols == largest {
-                break;
-            }
-        }
-        if tok.max.div_ceil(largest) > gpu.limits.max_compute_workgroups_per_dimension {
-            return Err(GpuError::Runtime(format!(
-                "matvec_batch {}: {} tokens exceed the dispatch limit",
-                w.name, tok.max
-            )));
+            builds.push((cols * blocks, dispatches));
         }
         Ok(Self { builds })
     }
 
-    /// The dispatches of a step of `n` tokens: the smallest column block holding them.
+    /// The dispatches of a step of `n` tokens: the smallest build covering them.
     pub fn for_tokens(&self, n: u32) -> &[Dispatch] {
         let pick = self
             .builds
             .iter()
-            .find(|(cols, _)| *cols >= n)
+            .find(|(covers, _)| *covers >= n)
             .or(self.builds.last());
         pick.map_or(&[], |(_, d)| d)
     }
