@@ -30,6 +30,8 @@ use web_time::{Duration, Instant};
 #[cfg(not(target_arch = "wasm32"))]
 mod batcher;
 #[cfg(not(target_arch = "wasm32"))]
+pub use batcher::BatchCounters;
+#[cfg(not(target_arch = "wasm32"))]
 use batcher::SlotModel;
 #[cfg(target_arch = "wasm32")]
 mod batcher {
@@ -516,6 +518,16 @@ impl Session {
     /// the stream is the way to stop.
     pub fn set_cancel(&mut self, flag: Option<Arc<AtomicBool>>) {
         self.cancel = flag;
+    }
+
+    /// The counters of the batch worker this session steps through (None: a session
+    /// of its own).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn batch_counters(&self) -> Option<Arc<BatchCounters>> {
+        match &self.model {
+            SeqModel::Slot(s) => Some(s.counters().clone()),
+            SeqModel::Own(_) => None,
+        }
     }
 
     /// Forgets the cached tokens.

@@ -14,7 +14,8 @@ use crate::gpu::GpuError;
 use crate::graph::Model;
 use crate::model::{ModelConfig, ModelError};
 use std::collections::{HashSet, VecDeque};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 /// How the token after a step is chosen.
@@ -84,17 +85,26 @@ enum Msg {
     Idle(usize),
 }
 
+/// What a batch worker has run, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct BatchCounters {
+    /// Batched steps.
+    pub steps: AtomicU64,
+    /// Rows (tokens) over all batched steps: over `steps`, the mean batch size.
+    pub rows: AtomicU64,
+}
+
 /// How long the worker waits after a round for the decoding sessions' next tokens
 /// before it runs the step without the missing ones.
 const GATHER: Duration = Duration::from_millis(20);
 
 /// Starts the worker over `model` (loaded for several sequences); the returned sender
 /// is cloned into each slot's session, and the worker ends when the last is dropped.
-fn spawn(model: Model) -> Result<mpsc::Sender<Msg>, EngineError> {
+fn spawn(model: Model, counters: Arc<BatchCounters>) -> Result<mpsc::Sender<Msg>, EngineError> {
     let (tx, rx) = mpsc::channel();
     std::thread::Builder::new()
         .name("hearth-batcher".into())
-        .spawn(move || worker(model, rx))
+        .spawn(move || worker(model, rx, &counters))
         .map_err(|e| GpuError::Runtime(format!("starting the batch worker: {e}")))?;
     Ok(tx)
 }
@@ -103,9 +113,11 @@ fn spawn(model: Model) -> Result<mpsc::Sender<Msg>, EngineError> {
 pub(super) fn slots(model: Model) -> Result<Vec<SlotModel>, EngineError> {
     let (n, capacity, batch) = (model.sequences(), model.capacity(), model.batch());
     let cfg = model.cfg.clone();
-    let tx = spawn(model)?;
+    let counters = Arc::new(BatchCounters::default());
+    let tx = spawn(model, counters.clone())?;
     Ok((0..n)
         .map(|slot| SlotModel {
+            counters: counters.clone(),
             tx: tx.clone(),
             slot,
             pos: 0,
@@ -117,7 +129,7 @@ pub(super) fn slots(model: Model) -> Result<Vec<SlotModel>, EngineError> {
         .collect())
 }
 
-fn worker(mut model: Model, rx: mpsc::Receiver<Msg>) {
+fn worker(mut model: Model, rx: mpsc::Receiver<Msg>, counters: &BatchCounters) {
     let mut queue: VecDeque<Job> = VecDeque::new();
     // Slots that were answered a token and will likely send the next.
     let mut decoding: HashSet<usize> = HashSet::new();
@@ -169,8 +181,11 @@ fn worker(mut model: Model, rx: mpsc::Receiver<Msg>) {
             }
         }
         if !step.is_empty() {
+            let rows = step.iter().map(|j| j.ids.len()).sum::<usize>();
             stats.steps += 1;
-            stats.rows += step.iter().map(|j| j.ids.len()).sum::<usize>();
+            stats.rows += rows;
+            counters.steps.fetch_add(1, Ordering::Relaxed);
+            counters.rows.fetch_add(rows as u64, Ordering::Relaxed);
             for slot in run_rows(&mut model, step) {
                 decoding.insert(slot);
             }
@@ -331,6 +346,7 @@ impl Drop for SlotModel {
 /// holds for it. The last fed ids are kept until the choice after them is asked for, so
 /// both travel as one job.
 pub struct SlotModel {
+    counters: Arc<BatchCounters>,
     tx: mpsc::Sender<Msg>,
     slot: usize,
     /// Tokens the worker has fed for this slot.
@@ -389,6 +405,11 @@ impl SlotModel {
             .ok_or_else(|| ModelError::Input("no token was fed to choose after".into()))?;
         self.send(ids, Some(want))?
             .ok_or_else(|| GpuError::Runtime("the batch worker chose nothing".into()).into())
+    }
+
+    /// The worker's counters.
+    pub fn counters(&self) -> &Arc<BatchCounters> {
+        &self.counters
     }
 
     /// Tells the worker this slot stopped generating, so a round does not wait for it.

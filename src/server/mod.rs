@@ -302,6 +302,18 @@ async fn metrics_text(State(app): State<App>) -> Response {
         q.active.to_string(),
     );
     metric(
+        "hearth_batch_steps_total",
+        "counter",
+        "Batched decode steps of loaded models (requests decoded together).",
+        q.batch_steps.to_string(),
+    );
+    metric(
+        "hearth_batch_rows_total",
+        "counter",
+        "Tokens over all batched steps; over hearth_batch_steps_total, the mean batch size.",
+        q.batch_rows.to_string(),
+    );
+    metric(
         "hearth_models_loaded",
         "gauge",
         "Models in memory.",

@@ -7,7 +7,9 @@
 
 use super::time::KeepAlive;
 use super::{ApiError, Metrics};
-use crate::engine::{Engine, EngineError, EngineOptions, Event, GenerateOptions, Session};
+use crate::engine::{
+    BatchCounters, Engine, EngineError, EngineOptions, Event, GenerateOptions, Session,
+};
 use crate::gguf::GgufFile;
 use crate::gpu::{Gpu, GpuOptions};
 use crate::store::Store;
@@ -42,6 +44,8 @@ pub struct Loaded {
     idle: Mutex<Vec<Session>>,
     /// Tokens each session holds.
     pub capacity: usize,
+    /// The batch worker's counters, when the sessions are batched.
+    pub batch: Option<Arc<BatchCounters>>,
 }
 
 /// One store name's entry: loaded or loading, with its admission counters.
@@ -96,6 +100,10 @@ pub struct QueueStats {
     pub active: usize,
     /// Models in memory.
     pub loaded: usize,
+    /// Batched steps run by the loaded models' batch workers.
+    pub batch_steps: u64,
+    /// Their rows (tokens) in all.
+    pub batch_rows: u64,
 }
 
 /// Models by name, the GPU they share and the admission rules.
@@ -174,6 +182,8 @@ impl Scheduler {
             waiting: 0,
             active: 0,
             loaded: 0,
+            batch_steps: 0,
+            batch_rows: 0,
         };
         for m in self.slots() {
             let (u, a) = (
@@ -183,6 +193,10 @@ impl Scheduler {
             s.waiting += u.saturating_sub(a);
             s.active += a;
             s.loaded += usize::from(m.loaded().is_some());
+            if let Some(c) = m.loaded().and_then(|l| l.batch.as_ref()) {
+                s.batch_steps += c.steps.load(Ordering::Relaxed);
+                s.batch_rows += c.rows.load(Ordering::Relaxed);
+            }
         }
         s
     }
@@ -335,6 +349,7 @@ impl Scheduler {
             .map_err(|e| e.to_string())?;
             Ok(Loaded {
                 capacity: sessions.first().map_or(0, |s| s.capacity()),
+                batch: sessions.first().and_then(|s| s.batch_counters()),
                 engine: Arc::new(engine),
                 idle: Mutex::new(sessions),
             })

@@ -184,6 +184,23 @@ fn every_endpoint_streamed_and_not() {
     let m = ok(get(a, "/metrics"));
     assert!(m.body.contains("hearth_generated_tokens_total"));
     assert!(m.body.contains("hearth_queue_depth 0"));
+    // --parallel 2: the requests above ran through the batch worker.
+    let counter = |name: &str| -> u64 {
+        let line = m
+            .body
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap();
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let (steps, rows) = (
+        counter("hearth_batch_steps_total"),
+        counter("hearth_batch_rows_total"),
+    );
+    assert!(
+        steps > 0 && rows >= steps,
+        "batch steps {steps}, rows {rows}"
+    );
     let r = read_reply(send(
         a,
         "GET",
