@@ -236,7 +236,7 @@ impl Engine {
         )?;
         Ok(batcher::slots(model)?
             .into_iter()
-            .map(|slot| self.session_over(SeqModel::Slot(slot)))
+            .map(|slot| self.session_over(SeqModel::Slot(Box::new(slot))))
             .collect())
     }
 
@@ -396,7 +396,7 @@ pub enum Event {
 enum SeqModel {
     Own(Box<Model>),
     #[cfg(not(target_arch = "wasm32"))]
-    Slot(SlotModel),
+    Slot(Box<SlotModel>),
 }
 
 impl SeqModel {
