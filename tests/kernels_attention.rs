@@ -621,3 +621,79 @@ fn rope_kv_matches_its_twin() {
         }
     }
 }
+
+/// Decode attention over several tokens per step (a batched step): each row attends its
+/// own slot of a multi-slot cache up to its own position, in both forms, against the twin
+/// on that slot's rows; rows past the step stay untouched, and a slot mix-up fails.
+#[test]
+fn decode_rows_attend_their_own_slots() {
+    for cfg in [Config::Full, Config::Bare] {
+        let g = gpu(cfg);
+        let (slots, cap, n_heads, n_kv_heads, head_dim) = (3usize, 300usize, 4, 2, 64);
+        let kv_dim = n_kv_heads * head_dim;
+        let cache = KvCache::with_slots(&g, slots as u32, cap as u32, kv_dim as u32).unwrap();
+        let k = fill(&g, &cache, &cache.k, &random_vec(slots * cap * kv_dim, 91));
+        let v = fill(&g, &cache, &cache.v, &random_vec(slots * cap * kv_dim, 92));
+        let built = 5usize;
+        let width = n_heads * head_dim;
+        let q: Vec<f32> = random_vec(built * width, 93)
+            .iter()
+            .map(|x| 3.0 * x)
+            .collect();
+        let qb = storage(&g, &q);
+        let ob = output(&g, built * width);
+        let step = StepBuffer::new(&g, Step::new(0, 1));
+        for window in [None, Some(40)] {
+            let a = spec(
+                n_heads as u32,
+                n_kv_heads as u32,
+                head_dim as u32,
+                0.125,
+                window,
+            );
+            let tok = Tokens {
+                max: built as u32,
+                step: &step,
+            };
+            let op =
+                AttentionDecode::rows(&g, &a, View::of(&qb), View::of(&ob), &cache, tok).unwrap();
+            // (slot, position): two rows of slot 1 (a short prompt's tokens), one long row
+            // past the single-pass limit.
+            let rows = [(2u32, 0u32), (0, 270), (1, 5), (1, 6)];
+            step.write(&g, Step::batch(&rows));
+            for (form, d) in [("split", &op.dispatches), ("single", &op.single)] {
+                g.queue
+                    .write_buffer(&ob, 0, bytemuck::cast_slice(&vec![f32::NAN; built * width]));
+                kernels::run(&g, &d.iter().collect::<Vec<_>>());
+                let got = read(&g, &ob, built * width);
+                for (t, &(slot, pos)) in rows.iter().enumerate() {
+                    let base = slot as usize * cap * kv_dim;
+                    let (ks, vs) = (&k[base..base + cap * kv_dim], &v[base..base + cap * kv_dim]);
+                    let qt = &q[t * width..(t + 1) * width];
+                    let want = attention_decode::cpu(&a, qt, ks, vs, pos as usize + 1);
+                    let case = format!(
+                        "decode rows {form} {cfg:?} {window:?} row {t} slot {slot} pos {pos}"
+                    );
+                    assert_close(&case, &got[t * width..(t + 1) * width], &want, BOUND);
+                    // Another slot's keys give another answer: the check can fail.
+                    let other = ((slot as usize + 1) % slots) * cap * kv_dim;
+                    let wrong = attention_decode::cpu(
+                        &a,
+                        qt,
+                        &k[other..other + cap * kv_dim],
+                        &v[other..other + cap * kv_dim],
+                        pos as usize + 1,
+                    );
+                    assert!(
+                        nmse(&wrong, &want) > 1e-3,
+                        "{case}: slots too alike to tell"
+                    );
+                }
+                assert!(
+                    got[rows.len() * width..].iter().all(|x| x.is_nan()),
+                    "{form}: wrote past the step's rows"
+                );
+            }
+        }
+    }
+}
