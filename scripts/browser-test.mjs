@@ -27,7 +27,15 @@ const browser = await chromium.launch({
 let failed = false;
 try {
   const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
-  page.on("console", (m) => console.log(`  [page ${m.type()}] ${m.text()}`));
+  // WebGPU validation errors (a shader the browser's compiler rejects, a pipeline or
+  // command buffer invalid because of one) only reach the console: each fails the test.
+  const gpuErrors = [];
+  page.on("console", (m) => {
+    console.log(`  [page ${m.type()}] ${m.text()}`);
+    if (/Error while parsing WGSL|Invalid ShaderModule|Invalid ComputePipeline|Invalid CommandBuffer/.test(m.text())) {
+      gpuErrors.push(m.text().split("\n")[0]);
+    }
+  });
   page.on("pageerror", (e) => console.log(`  [page error] ${e.message}`));
   await page.goto(page_url);
   await page.waitForFunction(() => window.hearthDemo?.ready || document.querySelector("#adapter.error"),
@@ -120,6 +128,10 @@ try {
   if (prof.ok ? !(prof.rows.length === 2 && prof.rows.every(n => n > 3))
               : !/timestamp/i.test(prof.error)) {
     console.log("FAIL: profile() gave neither a report nor a timestamp-query refusal");
+    failed = true;
+  }
+  if (gpuErrors.length > 0) {
+    console.log(`FAIL: ${gpuErrors.length} WebGPU validation error(s), first: ${gpuErrors[0]}`);
     failed = true;
   }
   if (process.env.HEARTH_SCREENSHOT) {

@@ -155,9 +155,9 @@ fn kth_key(n: u32, k: u32, lid: u32) -> u32 {
         }
         workgroupBarrier();
     }
-    let r = found;
-    workgroupBarrier();
-    return r.x;
+    // A uniform load: callers branch on the key around barriers, and browsers (Tint)
+    // accept that only for a value they can prove workgroup-uniform.
+    return workgroupUniformLoad(&found).x;
 }
 #endif
 
