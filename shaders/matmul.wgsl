@@ -2,27 +2,8 @@
 // the step's tokens (at most p.n_tokens, the size it was built for) over one shard of W. Tiled: a workgroup of 64 computes a
 // 32-row x 32-token tile, staging 32-element slices of W (dequantized once per tile) and
 // of X in shared memory; each invocation owns a 4 x 4 block of the tile.
-#include "lib/common.wgsl"
+#include "lib/token_rows.wgsl"
 #include "lib/step.wgsl"
-
-struct Params {
-    rows: u32,
-    k: u32,
-    row_words: u32,
-    row_offset: u32,
-    n_tokens: u32,
-    x_offset: u32,
-    x_stride: u32,   // elements between tokens in x
-    y_stride: u32,   // elements between tokens in y
-    y_offset: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<uniform> p: Params;
 
 const TM: u32 = 32u;   // rows per tile
 const TN: u32 = 32u;   // tokens per tile
@@ -30,19 +11,6 @@ const TG: u32 = 8u;    // 4-element groups per k step (32 elements)
 
 var<workgroup> ws: array<vec4<f32>, 256>;  // [TM][TG]
 var<workgroup> xs: array<vec4<f32>, 256>;  // [TN][TG]
-
-fn load_x4(tok: u32, g: u32) -> vec4<f32> {
-    let k0 = 4u * g;
-    let o = p.x_offset + tok * p.x_stride + k0;
-    if (k0 + 4u > p.k) {
-        var v = vec4<f32>(0.0);
-        for (var c = 0u; c < p.k - k0; c++) {
-            v[c] = x[o + c];
-        }
-        return v;
-    }
-    return vec4<f32>(x[o], x[o + 1u], x[o + 2u], x[o + 3u]);
-}
 
 @compute @workgroup_size(64)
 fn main(ids: Ids, gs: Groups) {

@@ -68,31 +68,7 @@ fn xv4(e: u32) -> vec4<f32> {
 #endif
 }
 
-#ifndef SUBGROUPS
-var<workgroup> lane_sums: array<f32, WG>;
-#endif
-
-// The sum of v over the LANES lanes of a row, valid in lane 0. Uniform control flow.
-fn row_sum(v: f32, ids: Ids, lane: u32) -> f32 {
-    var s = v;
-#ifdef SUBGROUPS
-    // The host uses this form only when LANES divides the smallest subgroup size.
-    for (var m = LANES / 2u; m > 0u; m >>= 1u) {
-        s += subgroupShuffleXor(s, m);
-    }
-#else
-    lane_sums[ids.lid] = s;
-    workgroupBarrier();
-    for (var m = LANES / 2u; m > 0u; m >>= 1u) {
-        if (lane < m) {
-            lane_sums[ids.lid] += lane_sums[ids.lid + m];
-        }
-        workgroupBarrier();
-    }
-    s = lane_sums[ids.lid];
-#endif
-    return s;
-}
+#include "lib/row_sum.wgsl"
 
 @compute @workgroup_size(WG)
 fn main(ids: Ids, gs: Groups) {

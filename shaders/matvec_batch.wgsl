@@ -8,88 +8,26 @@
 // subgroup shuffles or, without subgroups, in shared memory. WG and LANES come from the
 // matvec geometry table; COLS (tokens per workgroup) from the host's pick per step.
 // GATED: Y holds the FFN's gate projection, and the result u becomes y = act(y) * u.
-#include "lib/common.wgsl"
+#ifndef FLOAT_WEIGHTS
+#define X_VEC4
+#endif
+#include "lib/token_rows.wgsl"
+#include "lib/row_sum.wgsl"
 #include "lib/step.wgsl"
 #ifdef GATED
 #include "lib/act.wgsl"
 #endif
 
-struct Params {
-    rows: u32,        // rows in this shard
-    k: u32,           // elements per row
-    row_words: u32,   // words per row in GPU layout
-    row_offset: u32,  // first row of this shard in the whole tensor
-    n_tokens: u32,    // most tokens per step (the size it was built for)
-    x_offset: u32,
-    x_stride: u32,    // elements between tokens in x
-    y_stride: u32,    // elements between tokens in y
-    y_offset: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-#ifdef FLOAT_WEIGHTS
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-#else
-// Block types: rows are whole blocks and the host checks that x's offset and stride are
-// multiples of 4, so x is read as vec4 words.
-@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
-#endif
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<uniform> p: Params;
-
 const ROWS: u32 = WG / LANES;
-
-// x[tok, 4g .. 4g+3]; past k it reads 0 (float rows may end inside a group).
-fn load_x4(tok: u32, g: u32) -> vec4<f32> {
-#ifndef FLOAT_WEIGHTS
-    return x4[(p.x_offset + tok * p.x_stride) / 4u + g];
-#else
-    let k0 = 4u * g;
-    let o = p.x_offset + tok * p.x_stride + k0;
-    if (k0 + 4u > p.k) {
-        var v = vec4<f32>(0.0);
-        for (var c = 0u; c < p.k - k0; c++) {
-            v[c] = x[o + c];
-        }
-        return v;
-    }
-    return vec4<f32>(x[o], x[o + 1u], x[o + 2u], x[o + 3u]);
-#endif
-}
-
-#ifndef SUBGROUPS
-var<workgroup> lane_sums: array<f32, WG>;
-#endif
-
-// The sum of v over the LANES lanes of a row, valid in lane 0. Uniform control flow.
-fn row_sum(v: f32, ids: Ids, lane: u32) -> f32 {
-    var s = v;
-#ifdef SUBGROUPS
-    // The host uses this form only when LANES divides the smallest subgroup size.
-    for (var m = LANES / 2u; m > 0u; m >>= 1u) {
-        s += subgroupShuffleXor(s, m);
-    }
-#else
-    lane_sums[ids.lid] = s;
-    workgroupBarrier();
-    for (var m = LANES / 2u; m > 0u; m >>= 1u) {
-        if (lane < m) {
-            lane_sums[ids.lid] += lane_sums[ids.lid + m];
-        }
-        workgroupBarrier();
-    }
-    s = lane_sums[ids.lid];
-    // The next column overwrites lane_sums.
-    workgroupBarrier();
-#endif
-    return s;
-}
 
 // Rows per invocation: each x value read serves BR rows, as each decoded weight group
 // serves COLS columns (a BR x COLS register tile).
 const BR: u32 = 4u;
+
+// w's dot products with four columns' x.
+fn dots4(w: vec4<f32>, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>) -> vec4<f32> {
+    return vec4<f32>(dot(w, x0), dot(w, x1), dot(w, x2), dot(w, x3));
+}
 
 @compute @workgroup_size(WG)
 fn main(ids: Ids, gs: Groups) {
@@ -137,19 +75,19 @@ fn main(ids: Ids, gs: Groups) {
         let w1 = dq4_row(b1, g);
         let w2 = dq4_row(b2, g);
         let w3 = dq4_row(b3, g);
-        a0 += vec4<f32>(dot(w0, x0), dot(w0, x1), dot(w0, x2), dot(w0, x3));
-        a1 += vec4<f32>(dot(w1, x0), dot(w1, x1), dot(w1, x2), dot(w1, x3));
-        a2 += vec4<f32>(dot(w2, x0), dot(w2, x1), dot(w2, x2), dot(w2, x3));
-        a3 += vec4<f32>(dot(w3, x0), dot(w3, x1), dot(w3, x2), dot(w3, x3));
+        a0 += dots4(w0, x0, x1, x2, x3);
+        a1 += dots4(w1, x0, x1, x2, x3);
+        a2 += dots4(w2, x0, x1, x2, x3);
+        a3 += dots4(w3, x0, x1, x2, x3);
 #ifdef WIDE
         let x4 = load_x4(c4, g);
         let x5 = load_x4(c5, g);
         let x6 = load_x4(c6, g);
         let x7 = load_x4(c7, g);
-        e0 += vec4<f32>(dot(w0, x4), dot(w0, x5), dot(w0, x6), dot(w0, x7));
-        e1 += vec4<f32>(dot(w1, x4), dot(w1, x5), dot(w1, x6), dot(w1, x7));
-        e2 += vec4<f32>(dot(w2, x4), dot(w2, x5), dot(w2, x6), dot(w2, x7));
-        e3 += vec4<f32>(dot(w3, x4), dot(w3, x5), dot(w3, x6), dot(w3, x7));
+        e0 += dots4(w0, x4, x5, x6, x7);
+        e1 += dots4(w1, x4, x5, x6, x7);
+        e2 += dots4(w2, x4, x5, x6, x7);
+        e3 += dots4(w3, x4, x5, x6, x7);
 #endif
     }
     let lo = array<vec4<f32>, 4>(a0, a1, a2, a3);

@@ -33,33 +33,8 @@ mod batcher;
 pub use batcher::BatchCounters;
 #[cfg(not(target_arch = "wasm32"))]
 use batcher::SlotModel;
-#[cfg(target_arch = "wasm32")]
-mod batcher {
-    /// How the token after a step is chosen (see the native batcher).
-    #[derive(Clone, Debug)]
-    pub enum Want {
-        Argmax,
-        TopK {
-            k: usize,
-            penalties: Option<Penalty>,
-        },
-    }
-    /// Penalties on a step's logits before top-k.
-    #[derive(Clone, Debug)]
-    pub struct Penalty {
-        pub window: Vec<(u32, u32)>,
-        pub repeat: f32,
-        pub presence: f32,
-        pub frequency: f32,
-    }
-    /// What a step chose.
-    #[derive(Clone, Debug)]
-    pub enum Pick {
-        Argmax(u32),
-        TopK(Vec<(u32, f32)>),
-    }
-}
-use batcher::{Penalty, Pick, Want};
+mod pick;
+use pick::{Penalty, Pick, Want};
 
 /// Everything that can go wrong between a prompt and its tokens.
 #[derive(Debug, Error)]

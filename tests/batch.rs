@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{assert_close, gpu, Config};
+use common::{argmax, assert_close, gpu, Config};
 use futures::StreamExt;
 use hearth::engine::{Engine, EngineOptions, Event, GenerateOptions, Prompt, Session};
 use hearth::gguf::GgufFile;
@@ -121,19 +121,13 @@ fn check(spec: &TinySpec, cfg: Config) {
             .collect();
         model.forward_batch(&rows).unwrap();
         let got = pollster::block_on(model.batch_logits()).unwrap();
-        let argmax = pollster::block_on(model.argmax_batch()).unwrap();
+        let tops = pollster::block_on(model.argmax_batch()).unwrap();
         assert_eq!(got.len(), rows.len(), "{name} step {step}");
-        for ((&i, row), &top) in rowseq.iter().zip(&got).zip(&argmax) {
+        for ((&i, row), &top) in rowseq.iter().zip(&got).zip(&tops) {
             let at = done[i];
             let what = format!("{name} step {step} seq {i} ({} rows) at {at}", rows.len());
             assert_close(&what, row, &want[i][at], BOUND);
-            let best = want[i][at]
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .unwrap()
-                .0 as u32;
-            assert_eq!(top, best, "{what}: argmax");
+            assert_eq!(top, argmax(&want[i][at]), "{what}: argmax");
             done[i] += 1;
         }
         for &i in &active {

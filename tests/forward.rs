@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_close, gpu, Config};
+use common::{argmax, assert_close, gpu, Config};
 use hearth::gguf::GgufFile;
 use hearth::graph::{LoadOptions, Model};
 use hearth::model::tiny::TinySpec;
@@ -72,14 +72,8 @@ fn check(spec: &TinySpec, cfg: Config) {
             &want[i],
             BOUND,
         );
-        let argmax = pollster::block_on(model.argmax()).unwrap();
-        let best = want[i]
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .unwrap()
-            .0 as u32;
-        assert_eq!(argmax, best, "{name} argmax at {i}");
+        let got = pollster::block_on(model.argmax()).unwrap();
+        assert_eq!(got, argmax(&want[i]), "{name} argmax at {i}");
     }
     assert_eq!(model.pos(), tokens.len());
 }

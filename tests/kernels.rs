@@ -123,6 +123,16 @@ fn check_matvec_geometry(
     assert_close(&name, &got[2..], &want, bound(c.ty));
 }
 
+/// One token's `width` values every `stride` elements of `b`.
+fn strided(b: &wgpu::Buffer, width: usize, stride: usize) -> Rows<'_> {
+    Rows {
+        view: View::of(b),
+        width: width as u32,
+        rows: 1,
+        stride: stride as u32,
+    }
+}
+
 fn check_matmul(cfg: Config, c: &Case, tokens: usize, seed: u64) {
     let g = gpu(cfg);
     let t = GpuTensor::upload(&g, "w", c.ty, c.cols as u64, c.rows as u64, &c.raw).unwrap();
@@ -133,17 +143,18 @@ fn check_matmul(cfg: Config, c: &Case, tokens: usize, seed: u64) {
     let xb = storage(&g, &x);
     let yb = output(&g, built * ys);
     let step = StepBuffer::new(&g, Step::new(0, tokens as u32));
-    let rows = |b, width: usize, stride: usize| Rows {
-        view: View::of(b),
-        width: width as u32,
-        rows: 1,
-        stride: stride as u32,
-    };
     let tok = Tokens {
         max: built as u32,
         step: &step,
     };
-    let op = MatMul::new(&g, &t, rows(&xb, c.cols, xs), rows(&yb, c.rows, ys), tok).unwrap();
+    let op = MatMul::new(
+        &g,
+        &t,
+        strided(&xb, c.cols, xs),
+        strided(&yb, c.rows, ys),
+        tok,
+    )
+    .unwrap();
     kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
     let all = read(&g, &yb, built * ys);
     assert!(
@@ -588,17 +599,11 @@ fn check_matvec_batch(
         None => output(&g, built * ys),
     };
     let step = StepBuffer::new(&g, Step::new(0, n as u32));
-    let rows = |b, width: usize, stride: usize| Rows {
-        view: View::of(b),
-        width: width as u32,
-        rows: 1,
-        stride: stride as u32,
-    };
     let tok = Tokens {
         max: built as u32,
         step: &step,
     };
-    let (xr, yr) = (rows(&xb, c.cols, xs), rows(&yb, c.rows, ys));
+    let (xr, yr) = (strided(&xb, c.cols, xs), strided(&yb, c.rows, ys));
     let op = MatVecBatch::with_geometry(&g, &t, xr, yr, tok, act, geo).unwrap();
     kernels::run(&g, &op.for_tokens(n as u32).iter().collect::<Vec<_>>());
     let all = read(&g, &yb, built * ys);

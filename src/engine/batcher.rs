@@ -9,6 +9,7 @@
 //! plan: a long prompt delays the others' tokens by one chunk per round, never by the
 //! whole prompt.
 
+use super::pick::{Penalty, Pick, Want};
 use super::EngineError;
 use crate::gpu::GpuError;
 use crate::graph::Model;
@@ -17,42 +18,6 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
-
-/// How the token after a step is chosen.
-#[derive(Clone, Debug)]
-pub enum Want {
-    /// The largest logit.
-    Argmax,
-    /// The `k` largest logits (after the penalties, if any), for the CPU's draw.
-    TopK {
-        /// Candidates.
-        k: usize,
-        /// Repetition penalties applied first.
-        penalties: Option<Penalty>,
-    },
-}
-
-/// Penalties on a step's logits before top-k.
-#[derive(Clone, Debug)]
-pub struct Penalty {
-    /// Recent distinct ids with their counts.
-    pub window: Vec<(u32, u32)>,
-    /// Repetition penalty (1: none).
-    pub repeat: f32,
-    /// Presence penalty (0: none).
-    pub presence: f32,
-    /// Frequency penalty (0: none).
-    pub frequency: f32,
-}
-
-/// What a step chose.
-#[derive(Clone, Debug)]
-pub enum Pick {
-    /// The argmax.
-    Argmax(u32),
-    /// The top-k candidates, largest first.
-    TopK(Vec<(u32, f32)>),
-}
 
 type Reply = mpsc::Sender<Result<Option<Pick>, EngineError>>;
 

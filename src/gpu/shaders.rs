@@ -47,6 +47,8 @@ shader_table!(
     "lib/iq4_values.wgsl",
     "lib/kquant_scales.wgsl",
     "lib/step.wgsl",
+    "lib/token_rows.wgsl",
+    "lib/row_sum.wgsl",
     "lib/dtype_f32.wgsl",
     "lib/dtype_f16.wgsl",
     "lib/dtype_bf16.wgsl",

@@ -96,9 +96,8 @@ pub struct Model {
     slot: usize,
     /// Every slot's next position; the current slot's lives in `pos`.
     slot_pos: Vec<usize>,
-    /// Tokens in the last batched step and its submission (its argmaxes' staging copy).
-    /// (Whether it ran as a single decode step, its argmax in the step staging.)
-    batch_done: Option<(usize, wgpu::SubmissionIndex, bool)>,
+    /// The last batched step, for reading its rows.
+    batch_done: Option<BatchDone>,
     /// Tokens in the last step (rows of `logits_all` that are valid).
     last_n: usize,
     last_was_prefill: bool,
@@ -424,7 +423,8 @@ impl Model {
                 enc.copy_buffer_to_buffer(&a.token, 0, &a.staging_tokens[slot], 0, 4)
             };
             let done = submit.submit(&gpu, &dispatches, None, Some(&save))?;
-            return self.finish_batch(rows, done, true);
+            self.finish_batch(rows, done, true);
+            return Ok(());
         };
         let mut groups = vec![flat_for(&plan.embed, n, kv_len)];
         groups.extend(plan.layers.iter().map(|l| flat_for(l, n, kv_len)));
@@ -435,39 +435,46 @@ impl Model {
             enc.copy_buffer_to_buffer(tokens, 0, staging, 0, bytes)
         };
         let done = submit.submit(&gpu, &all, None, Some(&save))?;
-        self.finish_batch(rows, done, false)
+        self.finish_batch(rows, done, false);
+        Ok(())
     }
 
     /// Advances the slots of a submitted batched step and remembers it for reading.
-    fn finish_batch(
-        &mut self,
-        rows: &[(usize, u32)],
-        done: wgpu::SubmissionIndex,
-        single: bool,
-    ) -> Result<(), ModelError> {
+    fn finish_batch(&mut self, rows: &[(usize, u32)], done: wgpu::SubmissionIndex, single: bool) {
         if single {
             // The decode plan wrote a step's argmax slot.
             let slot = (self.steps % 2) as usize;
             self.token_done[slot] = Some(done.clone());
             self.steps += 1;
         }
+        // Each row advances its slot by one.
         for &(slot, _) in rows {
             let p = self.pos_of(slot);
             self.set_pos_of(slot, p + 1);
         }
-        // (Rows of one slot advance it once each, in row order.)
         self.last_n = 1;
         self.last_was_prefill = false;
-        self.batch_done = Some((rows.len(), done, single));
-        Ok(())
+        self.batch_done = Some(BatchDone {
+            rows: rows.len(),
+            done,
+            single,
+        });
+    }
+
+    /// The last batched step.
+    fn last_batch(&self) -> Result<BatchDone, GpuError> {
+        self.batch_done
+            .clone()
+            .ok_or_else(|| GpuError::Runtime("no batched step has run".into()))
     }
 
     /// Each row's argmax of the last `forward_batch`, in its row order.
     pub async fn argmax_batch(&self) -> Result<Vec<u32>, GpuError> {
-        let (n, done, single) = self
-            .batch_done
-            .clone()
-            .ok_or_else(|| GpuError::Runtime("no batched step has run".into()))?;
+        let BatchDone {
+            rows: n,
+            done,
+            single,
+        } = self.last_batch()?;
         match &self.acts.staging_batch {
             Some(staging) if !single => {
                 let b = map_read_after(&self.gpu, staging, n as u64 * 4, Some(done)).await?;
@@ -479,10 +486,9 @@ impl Model {
 
     /// Each row's logits of the last `forward_batch` (tests; a sampler reads less).
     pub async fn batch_logits(&self) -> Result<Vec<Vec<f32>>, GpuError> {
-        let (n, _, single) = self
-            .batch_done
-            .clone()
-            .ok_or_else(|| GpuError::Runtime("no batched step has run".into()))?;
+        let BatchDone {
+            rows: n, single, ..
+        } = self.last_batch()?;
         match &self.acts.logits_batch {
             Some(buf) if !single => {
                 let v = self.cfg.vocab;
@@ -726,10 +732,9 @@ impl Model {
     /// The sampling ops of row `row` of the last `forward_batch`: its own for a batched
     /// step, the single-token ones when the step ran as one decode step.
     fn row_ops(&self, row: usize) -> Result<(&TopK, &Penalties), GpuError> {
-        let (n, _, single) = self
-            .batch_done
-            .clone()
-            .ok_or_else(|| GpuError::Runtime("no batched step has run".into()))?;
+        let BatchDone {
+            rows: n, single, ..
+        } = self.last_batch()?;
         if row >= n {
             return Err(GpuError::Runtime(format!(
                 "row {row} of a batched step of {n} tokens"
@@ -797,6 +802,15 @@ impl Model {
     pub fn weights(&self) -> &Arc<Weights> {
         &self.weights
     }
+}
+
+/// A submitted batched step: its rows, its submission (the argmaxes' staging copy), and
+/// whether it ran as one decode step (its argmax then in the step staging).
+#[derive(Clone)]
+struct BatchDone {
+    rows: usize,
+    done: wgpu::SubmissionIndex,
+    single: bool,
 }
 
 /// What a step feeds the model.

@@ -15,11 +15,59 @@ params! {
         row_words: u32,
         row_offset: u32,
         n_tokens: u32,
-        x_offset: u32,
+        pub(super) x_offset: u32,
         x_stride: u32,
         y_stride: u32,
         y_offset: u32,
         _pad: [u32; 3],
+    }
+}
+
+impl Params {
+    /// The uniform of `what` (matmul or matvec_batch) over up to `tok.max` tokens of `x`
+    /// (`w.cols` values each) and `y` (`w.rows` each), without its shard (`rows`,
+    /// `row_offset`); refuses views that do not hold them.
+    pub(super) fn over(
+        what: &str,
+        w: &GpuTensor,
+        x: Rows,
+        y: Rows,
+        tok: Tokens,
+    ) -> Result<Self, GpuError> {
+        if x.per_token() != w.cols || y.per_token() != w.rows || x.stride == 0 || y.stride == 0 {
+            return Err(GpuError::Runtime(format!(
+                "{what} {}: x has {} values per token at stride {} (needs {}), y {} at \
+                 stride {} (needs {})",
+                w.name,
+                x.per_token(),
+                x.stride,
+                w.cols,
+                y.per_token(),
+                y.stride,
+                w.rows
+            )));
+        }
+        Ok(Params {
+            rows: 0,
+            k: to_u32("k", w.cols)?,
+            row_words: to_u32("row words", w.row_words)?,
+            row_offset: 0,
+            n_tokens: tok.max,
+            x_offset: x.check(&format!("{what} input"), tok.max)?,
+            x_stride: x.stride,
+            y_stride: y.stride,
+            y_offset: y.check(&format!("{what} output"), tok.max)?,
+            _pad: [0; 3],
+        })
+    }
+
+    /// This uniform for the shard of `rows` rows from `start`.
+    pub(super) fn shard(self, start: u64, rows: u64) -> Self {
+        Self {
+            rows: rows as u32,
+            row_offset: start as u32,
+            ..self
+        }
     }
 }
 
@@ -36,32 +84,7 @@ impl MatMul {
     /// `w.rows`.
     pub fn new(gpu: &Gpu, w: &GpuTensor, x: Rows, y: Rows, tok: Tokens) -> Result<Self, GpuError> {
         let n_tokens = tok.max as u64;
-        if x.per_token() != w.cols || y.per_token() != w.rows || x.stride == 0 || y.stride == 0 {
-            return Err(GpuError::Runtime(format!(
-                "matmul {}: x has {} values per token at stride {} (needs {}), y {} at stride {} (needs {})",
-                w.name,
-                x.per_token(),
-                x.stride,
-                w.cols,
-                y.per_token(),
-                y.stride,
-                w.rows
-            )));
-        }
-        let x_offset = x.check("matmul input", tok.max)?;
-        let y_offset = y.check("matmul output", tok.max)?;
-        let p0 = Params {
-            rows: 0,
-            k: to_u32("k", w.cols)?,
-            row_words: to_u32("row words", w.row_words)?,
-            row_offset: 0,
-            n_tokens: tok.max,
-            x_offset,
-            x_stride: x.stride,
-            y_stride: y.stride,
-            y_offset,
-            _pad: [0; 3],
-        };
+        let p0 = Params::over("matmul", w, x, y, tok)?;
         let max = gpu.limits.max_compute_workgroups_per_dimension as u64;
         let (tiles_r, tiles_t) = (w.rows.div_ceil(TILE), n_tokens.div_ceil(TILE));
         if tiles_r > max || tiles_t > max {
@@ -78,28 +101,29 @@ impl MatMul {
             defines: &[],
             extra: &[],
             step: Some(tok.step),
-            // The weights once per step, each token's x and y once.
-            cost: |w, rows| {
-                (
-                    Work {
-                        c: weight_bytes(w, rows),
-                        t: (w.cols as f64 + rows) * 4.0,
-                        ..Work::default()
-                    },
-                    Work::per_token(2.0 * rows * w.cols as f64),
-                )
-            },
+            cost: per_step_cost,
         };
         let dispatches = weight_dispatches(gpu, &kernel, w, |start, rows| {
-            let p = Params {
-                rows: rows as u32,
-                row_offset: start as u32,
-                ..p0
-            };
-            (p, (rows.div_ceil(TILE) as u32, tiles_t as u32, 1))
+            (
+                p0.shard(start, rows),
+                (rows.div_ceil(TILE) as u32, tiles_t as u32, 1),
+            )
         })?;
         Ok(Self { dispatches })
     }
+}
+
+/// The bytes and FLOPs of a shard of `rows` rows of `w` over a step's tokens: the
+/// weights once per step, each token's x and y once.
+pub(super) fn per_step_cost(w: &GpuTensor, rows: f64) -> (Work, Work) {
+    (
+        Work {
+            c: weight_bytes(w, rows),
+            t: (w.cols as f64 + rows) * 4.0,
+            ..Work::default()
+        },
+        Work::per_token(2.0 * rows * w.cols as f64),
+    )
 }
 
 /// CPU twin: `y[t * rows + r] = sum_k w[r * cols + k] * x[t * cols + k]`, in f64.

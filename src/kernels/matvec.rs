@@ -139,47 +139,30 @@ const FORMS: [Form; 6] = [
 ];
 
 /// The shader defines of a geometry and form: `MATVEC`, `LANES=n`, `NR=n`, then the
-/// gated activation and `PAIR` or `SPLIT`. Each distinct list is built once and kept for
-/// the process (at most 6 x 3 x 6 of them), as pipeline keys hold `'static` defines.
+/// gated activation and `PAIR` or `SPLIT` (kept for the process: `static_defines`).
 fn defines_for(g: Geometry, form: Form) -> Result<&'static [&'static str], GpuError> {
-    type Cache = std::sync::Mutex<Vec<((u32, u32, Form), &'static [&'static str])>>;
-    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
     if !LANES.contains(&g.lanes) || !NR.contains(&g.rows) || !FORMS.contains(&form) {
         return Err(GpuError::Runtime(format!(
             "matvec: no build for {} lanes and {} rows per invocation ({form:?})",
             g.lanes, g.rows
         )));
     }
-    let key = (g.lanes, g.rows, form);
-    let mut cache = CACHE
-        .get_or_init(Default::default)
-        .lock()
-        .map_err(|_| GpuError::Runtime("matvec define cache poisoned".into()))?;
-    if let Some((_, d)) = cache.iter().find(|(k, _)| *k == key) {
-        return Ok(d);
-    }
-    let mut d: Vec<&'static str> = vec![
-        "MATVEC",
-        Box::leak(format!("LANES={}", g.lanes).into_boxed_str()),
-        Box::leak(format!("NR={}", g.rows).into_boxed_str()),
+    let mut d = vec![
+        "MATVEC".to_string(),
+        format!("LANES={}", g.lanes),
+        format!("NR={}", g.rows),
     ];
     let act = match form {
         Form::Gated(a) | Form::Pair(a) => Some(a),
         Form::Plain | Form::Split => None,
     };
-    match act {
-        Some(Activation::Silu) => d.extend(["GATED", "SILU"]),
-        Some(Activation::GeluTanh) => d.extend(["GATED", "GELU_TANH"]),
-        None => {}
-    }
+    d.extend(super::act_defines(act).iter().map(|s| s.to_string()));
     match form {
-        Form::Pair(_) => d.push("PAIR"),
-        Form::Split => d.push("SPLIT"),
+        Form::Pair(_) => d.push("PAIR".into()),
+        Form::Split => d.push("SPLIT".into()),
         Form::Plain | Form::Gated(_) => {}
     }
-    let d: &'static [&'static str] = Box::leak(d.into_boxed_slice());
-    cache.push((key, d));
-    Ok(d)
+    super::static_defines(&d)
 }
 
 /// Block types whose decode is light enough for more rows per invocation on a class:

@@ -5,10 +5,9 @@
 //! the tokens of a step are split into blocks of `COLS` columns per workgroup, and a
 //! step of n tokens runs the smallest build that covers n. Shader: `matvec_batch.wgsl`.
 
+use super::matmul::{per_step_cost, Params};
 use super::matvec::{geometry, Geometry};
-use super::{
-    grid, to_u32, weight_bytes, weight_dispatches, Dispatch, Rows, Tokens, WeightKernel, Work,
-};
+use super::{grid, weight_dispatches, Dispatch, Rows, Tokens, WeightKernel};
 use crate::gpu::{Gpu, GpuError, GpuTensor};
 use crate::model::Activation;
 use crate::quant::GgmlType;
@@ -19,54 +18,19 @@ const ROWS_PER_INVOCATION: u32 = 4;
 /// Token columns per workgroup the shader is built for.
 pub const COLS: [u32; 2] = [4, 8];
 
-params! {
-    @binding(3)
-    pub(crate) struct Params {
-        rows: u32,
-        k: u32,
-        row_words: u32,
-        row_offset: u32,
-        n_tokens: u32,
-        x_offset: u32,
-        x_stride: u32,
-        y_stride: u32,
-        y_offset: u32,
-        _pad: [u32; 3],
-    }
-}
-
-/// The shader defines of lanes per row, columns per workgroup and gated activation,
-/// each distinct list built once for the process (pipeline keys hold `'static` defines).
+/// The shader defines of lanes per row, columns per workgroup (`WIDE`: 8) and gated
+/// activation (kept for the process: `static_defines`).
 fn defines_for(
     lanes: u32,
     cols: u32,
     act: Option<Activation>,
 ) -> Result<&'static [&'static str], GpuError> {
-    type Cache = std::sync::Mutex<Vec<((u32, u32, Option<Activation>), &'static [&'static str])>>;
-    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
-    let key = (lanes, cols, act);
-    let mut cache = CACHE
-        .get_or_init(Default::default)
-        .lock()
-        .map_err(|_| GpuError::Runtime("matvec_batch define cache poisoned".into()))?;
-    if let Some((_, d)) = cache.iter().find(|(k, _)| *k == key) {
-        return Ok(d);
-    }
-    let mut d: Vec<&'static str> = vec![
-        Box::leak(format!("LANES={lanes}").into_boxed_str()),
-        Box::leak(format!("COLS={cols}").into_boxed_str()),
-    ];
+    let mut d = vec![format!("LANES={lanes}"), format!("COLS={cols}")];
     if cols == 8 {
-        d.push("WIDE");
+        d.push("WIDE".into());
     }
-    match act {
-        Some(Activation::Silu) => d.extend(["GATED", "SILU"]),
-        Some(Activation::GeluTanh) => d.extend(["GATED", "GELU_TANH"]),
-        None => {}
-    }
-    let d: &'static [&'static str] = Box::leak(d.into_boxed_slice());
-    cache.push((key, d));
-    Ok(d)
+    d.extend(super::act_defines(act).iter().map(|s| s.to_string()));
+    super::static_defines(&d)
 }
 
 /// Every variant of `ty` the matvec table can ask for: each geometry's lanes and
@@ -123,46 +87,20 @@ impl MatVecBatch {
         act: Option<Activation>,
         (g, shuffles): (Geometry, bool),
     ) -> Result<Self, GpuError> {
-        if x.per_token() != w.cols || y.per_token() != w.rows || x.stride == 0 || y.stride == 0 {
-            return Err(GpuError::Runtime(format!(
-                "matvec_batch {}: x has {} values per token at stride {} (needs {}), y {} at \
-                 stride {} (needs {})",
-                w.name,
-                x.per_token(),
-                x.stride,
-                w.cols,
-                y.per_token(),
-                y.stride,
-                w.rows
-            )));
-        }
         if tok.max == 0 || !g.lanes.is_power_of_two() || !g.workgroup.is_multiple_of(g.lanes) {
             return Err(GpuError::Runtime(format!(
                 "matvec_batch {}: {} tokens, {} lanes per row in workgroups of {}",
                 w.name, tok.max, g.lanes, g.workgroup
             )));
         }
-        let x_offset = x.check("matvec_batch input", tok.max)?;
+        let p0 = Params::over("matvec_batch", w, x, y, tok)?;
         // Block types read x as vec4 words (their rows are whole blocks of 32 or more).
-        if !w.ty.is_float() && (!x_offset.is_multiple_of(4) || !x.stride.is_multiple_of(4)) {
+        if !w.ty.is_float() && (!p0.x_offset.is_multiple_of(4) || !x.stride.is_multiple_of(4)) {
             return Err(GpuError::Runtime(format!(
-                "matvec_batch {}: input offset {x_offset} and stride {} must be multiples of 4",
-                w.name, x.stride
+                "matvec_batch {}: input offset {} and stride {} must be multiples of 4",
+                w.name, p0.x_offset, x.stride
             )));
         }
-        let y_offset = y.check("matvec_batch output", tok.max)?;
-        let p0 = Params {
-            rows: 0,
-            k: to_u32("k", w.cols)?,
-            row_words: to_u32("row words", w.row_words)?,
-            row_offset: 0,
-            n_tokens: tok.max,
-            x_offset,
-            x_stride: x.stride,
-            y_stride: y.stride,
-            y_offset,
-            _pad: [0; 3],
-        };
         let rows_per_wg = (g.workgroup / g.lanes * ROWS_PER_INVOCATION) as u64;
         let largest = COLS[COLS.len() - 1];
         if tok.max.div_ceil(largest) > gpu.limits.max_compute_workgroups_per_dimension {
@@ -190,26 +128,11 @@ impl MatVecBatch {
                 inputs: [x.view.buffer, y.view.buffer],
                 extra: &[],
                 step: Some(tok.step),
-                // The weights once per step, each token's x and y once.
-                cost: |w, rows| {
-                    (
-                        Work {
-                            c: weight_bytes(w, rows),
-                            t: (w.cols as f64 + rows) * 4.0,
-                            ..Work::default()
-                        },
-                        Work::per_token(2.0 * rows * w.cols as f64),
-                    )
-                },
+                cost: per_step_cost,
             };
             let dispatches = weight_dispatches(gpu, &kernel, w, |start, rows| {
-                let p = Params {
-                    rows: rows as u32,
-                    row_offset: start as u32,
-                    ..p0
-                };
                 let (gx, gy) = grid(gpu, rows.div_ceil(rows_per_wg) as u32);
-                (p, (gx, gy, blocks))
+                (p0.shard(start, rows), (gx, gy, blocks))
             })?;
             builds.push((cols * blocks, dispatches));
         }

@@ -661,6 +661,38 @@ pub fn all_variants() -> Vec<PipelineKey> {
     v
 }
 
+/// `defines` as a `'static` list, as pipeline keys hold them: each distinct list is
+/// leaked once for the process and reused (a handful per kernel).
+fn static_defines(defines: &[String]) -> Result<&'static [&'static str], GpuError> {
+    type Cache = std::sync::Mutex<Vec<&'static [&'static str]>>;
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let mut cache = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .map_err(|_| GpuError::Runtime("shader define cache poisoned".into()))?;
+    let same = |d: &&&[&str]| d.iter().copied().eq(defines.iter().map(String::as_str));
+    if let Some(d) = cache.iter().find(same) {
+        return Ok(d);
+    }
+    let d: Vec<&'static str> = defines
+        .iter()
+        .map(|s| &*Box::leak(s.clone().into_boxed_str()))
+        .collect();
+    let d: &'static [&'static str] = Box::leak(d.into_boxed_slice());
+    cache.push(d);
+    Ok(d)
+}
+
+/// The defines of a gated activation epilogue (`GATED` and the activation), if any.
+fn act_defines(act: Option<crate::model::Activation>) -> &'static [&'static str] {
+    use crate::model::Activation;
+    match act {
+        Some(Activation::Silu) => &["GATED", "SILU"],
+        Some(Activation::GeluTanh) => &["GATED", "GELU_TANH"],
+        None => &[],
+    }
+}
+
 fn to_u32(what: &str, v: u64) -> Result<u32, GpuError> {
     u32::try_from(v).map_err(|_| {
         GpuError::Runtime(format!(

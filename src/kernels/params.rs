@@ -142,7 +142,8 @@ mod tests {
             "kv_append" => vec![host::<kv_append::Params>()],
             "matmul" => vec![host::<matmul::Params>()],
             "matvec" => vec![host::<matvec::Params>()],
-            "matvec_batch" => vec![host::<matvec_batch::Params>()],
+            // The same uniform as matmul's (lib/token_rows.wgsl).
+            "matvec_batch" => vec![host::<matmul::Params>()],
             "penalties" => vec![host::<penalties::Params>(), host::<penalties::Window>()],
             "rmsnorm" => vec![host::<rmsnorm::Params>()],
             "residual_norm" => vec![host::<residual_norm::Params>()],

@@ -192,3 +192,13 @@ pub fn ids(v: &serde_json::Value) -> Vec<u32> {
         .map(|x| x.as_u64().unwrap() as u32)
         .collect()
 }
+
+/// The index of the largest value (the last of equal ones), as the CPU twin of a GPU
+/// argmax over exact logits.
+pub fn argmax(v: &[f32]) -> u32 {
+    v.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .expect("a non-empty vector")
+        .0 as u32
+}
