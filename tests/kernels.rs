@@ -642,3 +642,45 @@ fn check_matvec_batch(
     }
     assert_close(&name, &got, &want, bound(c.ty));
 }
+
+/// The batched matvec refuses what it cannot run, by name: views that do not hold the
+/// rows, a block type's x off its vec4 words, no tokens, and lanes that are not a power
+/// of two.
+#[test]
+fn matvec_batch_refuses_bad_views() {
+    use hearth::kernels::MatVecBatch;
+    let g = gpu(Config::Full);
+    let c = case(GgmlType::Q8_0, 8, 64, 5);
+    let t = GpuTensor::upload(&g, "w", c.ty, c.cols as u64, c.rows as u64, &c.raw).unwrap();
+    let (xb, yb) = (output(&g, 4 * 80), output(&g, 4 * 8));
+    let step = StepBuffer::new(&g, Step::new(0, 4));
+    let tok = |max| Tokens { max, step: &step };
+    let geo = matvec::geometry(&g, c.ty);
+    let err = |x: Rows, y: Rows, max: u32, geo: (Geometry, bool)| {
+        MatVecBatch::with_geometry(&g, &t, x, y, tok(max), None, geo)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    let y = strided(&yb, 8, 8);
+    assert!(err(strided(&xb, 63, 64), y, 4, geo).contains("values per token"));
+    assert!(err(strided(&xb, 64, 66), y, 4, geo).contains("multiples of 4"));
+    let off = Rows {
+        view: View {
+            buffer: &xb,
+            offset: 2,
+        },
+        ..strided(&xb, 64, 64)
+    };
+    assert!(err(off, y, 4, geo).contains("multiples of 4"));
+    assert!(err(strided(&xb, 64, 64), y, 0, geo).contains("0 tokens"));
+    let odd = Geometry {
+        workgroup: 64,
+        lanes: 3,
+        rows: 1,
+    };
+    assert!(err(strided(&xb, 64, 64), y, 4, (odd, false)).contains("3 lanes"));
+    assert!(err(strided(&xb, 64, 80), y, 5, geo).contains("needs"));
+    // The same views with a good layout build.
+    assert!(err(strided(&xb, 64, 64), y, 4, geo).is_empty());
+}
