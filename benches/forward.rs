@@ -43,6 +43,7 @@ fn main() {
         batch: n_prompt.max(1),
         all_logits: false,
         sequences: 1,
+        kv_size: None,
     };
     let mut model = Model::load(gpu.clone(), &f, &opts).expect("load");
     println!("model: {path}");

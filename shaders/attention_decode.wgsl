@@ -70,9 +70,20 @@ fn head_elem(t: u32, h: u32, d: u32) -> u32 {
     return (t * p.n_heads + h) * p.head_dim + d;
 }
 
-// First element of KV head h / group of token t's slot in the cache.
-fn kv_base_of(t: u32, h: u32) -> u32 {
-    return cache_row(row_slot(t), 0u, p.capacity) * p.kv_dim + (h / p.group) * p.head_dim;
+// Where token t's query head h reads the cache: its slot and the offset of its KV head
+// (group) within a row.
+struct KvAt {
+    slot: u32,
+    head: u32,
+}
+
+fn kv_at(t: u32, h: u32) -> KvAt {
+    return KvAt(row_slot(t), (h / p.group) * p.head_dim);
+}
+
+// First element of position `pos`'s K or V head in the cache.
+fn kv_elem(at: KvAt, pos: u32) -> u32 {
+    return cache_row(at.slot, pos, p.capacity) * p.kv_dim + at.head;
 }
 
 #ifdef COMBINE
@@ -133,11 +144,11 @@ fn load_q(t: u32, h: u32, lid: u32) {
 }
 
 // The score of key position `pos` (NEG outside [lo, kv_len)).
-fn score(pos: u32, lo: u32, kv_len: u32, kv_base: u32) -> f32 {
+fn score(pos: u32, lo: u32, kv_len: u32, at: KvAt) -> f32 {
     var s = NEG;
     if (pos >= lo && pos < kv_len) {
         s = 0.0;
-        let row = pos * p.kv_dim + kv_base;
+        let row = kv_elem(at, pos);
         for (var d = 0u; d < p.head_dim; d++) {
             s += qs[d] * f32(kc[row + d]);
         }
@@ -155,10 +166,10 @@ fn chunk_max(m: f32) -> f32 {
 }
 
 // The es-weighted sum of V rows c0 + [j0, j1) at dim d.
-fn weighted_v(c0: u32, j0: u32, j1: u32, kv_base: u32, d: u32) -> f32 {
+fn weighted_v(c0: u32, j0: u32, j1: u32, at: KvAt, d: u32) -> f32 {
     var acc = 0.0;
     for (var i = j0; i < j1; i++) {
-        acc += es[i] * f32(vc[(c0 + i) * p.kv_dim + kv_base + d]);
+        acc += es[i] * f32(vc[kv_elem(at, c0 + i) + d]);
     }
     return acc;
 }
@@ -176,7 +187,7 @@ fn main(ids: Ids, gs: Groups) {
     let kv_len = kv_len_of(t);
     let lo = window_lo(kv_len, p.window);
     let cr = chunk_range(t);
-    let kv_base = kv_base_of(t, h);
+    let at = kv_at(t, h);
     load_q(t, h, ids.lid);
     workgroupBarrier();
     var m = NEG;
@@ -184,7 +195,7 @@ fn main(ids: Ids, gs: Groups) {
     var acc: array<f32, DPT>;
     for (var c = cr.x; c < cr.y; c++) {
         let c0 = c * CHUNK;
-        let s = score(c0 + ids.lid, lo, kv_len, kv_base);
+        let s = score(c0 + ids.lid, lo, kv_len, at);
         ss[ids.lid] = s;
         workgroupBarrier();
         // Every chunk in range holds a valid position, so mc is a real score and the
@@ -202,7 +213,7 @@ fn main(ids: Ids, gs: Groups) {
         for (var j = 0u; j < DPT; j++) {
             let d = ids.lid + j * WG;
             if (d < p.head_dim) {
-                acc[j] = acc[j] * f + weighted_v(c0, j0, j1, kv_base, d);
+                acc[j] = acc[j] * f + weighted_v(c0, j0, j1, at, d);
             }
         }
         var lc = 0.0;
@@ -238,13 +249,13 @@ fn main(ids: Ids, gs: Groups) {
     }
     let kv_len = kv_len_of(t);
     let lo = window_lo(kv_len, p.window);
-    let kv_base = kv_base_of(t, h);
+    let at = kv_at(t, h);
     load_q(t, h, ids.lid);
     workgroupBarrier();
 
     // Scores: each invocation owns one key position.
     let c0 = c * CHUNK;
-    let s = score(c0 + ids.lid, lo, kv_len, kv_base);
+    let s = score(c0 + ids.lid, lo, kv_len, at);
     ss[ids.lid] = s;
     workgroupBarrier();
     // The chunk has at least one valid position, so m is a real score.
@@ -263,7 +274,7 @@ fn main(ids: Ids, gs: Groups) {
     for (var j = 0u; j < DPT; j++) {
         let d = ids.lid + j * WG;
         if (d < p.head_dim) {
-            part[slot * p.head_dim + d] = weighted_v(c0, j0, j1, kv_base, d);
+            part[slot * p.head_dim + d] = weighted_v(c0, j0, j1, at, d);
         }
     }
     if (ids.lid == 0u) {

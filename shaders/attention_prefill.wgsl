@@ -62,7 +62,7 @@ fn main(ids: Ids, gs: Groups) {
     // Keys any row of this workgroup needs (clamped to the cache: never read past it).
     let k_lo = window_lo(row_pos(t_first) + 1u, p.window);
     let k_hi = min(row_pos(t_last) + 1u, p.capacity);
-    let slot_row = cache_row(row_slot(t_first), 0u, p.capacity);
+    let slot = row_slot(t_first);
     let hd = p.head_dim;
     let bk = min(BK_MAX, TILE / hd);
     let nd = (hd + L - 1u) / L;
@@ -94,7 +94,7 @@ fn main(ids: Ids, gs: Groups) {
     for (var k0 = k_lo; k0 < k_hi; k0 += bk) {
         let nk = min(bk, k_hi - k0);
         for (var e = ids.lid; e < nk * hd; e += WG) {
-            let src = (slot_row + k0 + e / hd) * p.kv_dim + kvh * hd + e % hd;
+            let src = cache_row(slot, k0 + e / hd, p.capacity) * p.kv_dim + kvh * hd + e % hd;
             ks[e] = kc[src];
             vs[e] = vc[src];
         }

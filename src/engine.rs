@@ -159,6 +159,7 @@ impl Engine {
             batch: opts.batch,
             all_logits: false,
             sequences: 1,
+            kv_size: None,
         };
         let (cfg, weights, memory) = Model::upload(&gpu, f, &load, progress)?;
         Ok(Self {
@@ -199,9 +200,16 @@ impl Engine {
     /// one batched step (continuous batching; see `batcher`). Each session is used like
     /// any other, one generation at a time.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn batched_sessions(&self, n: usize) -> Result<Vec<Session>, EngineError> {
+    pub fn batched_sessions(
+        &self,
+        n: usize,
+        kv_size: Option<usize>,
+    ) -> Result<Vec<Session>, EngineError> {
         let n = n.clamp(1, crate::kernels::MAX_ROWS);
-        let memory = self.memory.with_sequences(&self.cfg, n);
+        let mut memory = self.memory.with_sequences(&self.cfg, n);
+        if let Some(k) = kv_size {
+            memory = memory.with_kv_size(&self.cfg, k);
+        }
         memory.check_buffers(self.gpu.max_binding)?;
         let model = Model::with_weights(
             self.gpu.clone(),

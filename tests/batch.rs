@@ -41,6 +41,7 @@ fn check(spec: &TinySpec, cfg: Config) {
         batch: 8,
         all_logits: false,
         sequences: 3,
+        kv_size: None,
     };
     let mut model = Model::load(g.clone(), &f, &opts).unwrap();
     assert_eq!(model.sequences(), 3);
@@ -173,6 +174,7 @@ fn batched_step_refuses_bad_rows() {
         batch: 4,
         all_logits: false,
         sequences: 2,
+        kv_size: None,
     };
     let mut model = Model::load(gpu(Config::Full), &f, &opts).unwrap();
     let err = |m: &mut Model, rows: &[(usize, u32)]| m.forward_batch(rows).unwrap_err().to_string();
@@ -237,7 +239,7 @@ fn check_engine(e: &Engine, requests: &[(Vec<u32>, GenerateOptions)], slots: usi
         .iter()
         .map(|(ids, o)| generate(&mut e.session().unwrap(), ids.clone(), o.clone()))
         .collect();
-    let pool = Mutex::new(e.batched_sessions(slots).unwrap());
+    let pool = Mutex::new(e.batched_sessions(slots, None).unwrap());
     let got: Vec<Vec<u32>> = std::thread::scope(|scope| {
         let handles: Vec<_> = requests
             .iter()

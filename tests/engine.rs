@@ -276,6 +276,7 @@ fn every_load_path_refuses_final_logit_softcapping() {
         batch: 8,
         all_logits: false,
         sequences: 1,
+        kv_size: None,
     };
     let err = match hearth::graph::Model::load(gpu(Config::Full), &f, &load) {
         Ok(_) => panic!("Model::load accepted final logit soft-capping"),

@@ -109,6 +109,7 @@ fn fed_ahead_equals_in_turn() {
         batch: 16,
         all_logits: false,
         sequences: 1,
+        kv_size: None,
     };
     let mut m = Model::load(g.clone(), &f, &opts).unwrap();
     assert!(m.forward_argmax().is_err(), "fed an argmax before any step");

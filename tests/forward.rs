@@ -28,6 +28,7 @@ fn check(spec: &TinySpec, cfg: Config) {
             batch: 8,
             all_logits: true,
             sequences: 1,
+            kv_size: None,
         },
     )
     .unwrap();
@@ -155,6 +156,7 @@ fn bad_input_is_an_error_not_a_panic() {
             batch: 8,
             all_logits: false,
             sequences: 1,
+            kv_size: None,
         },
     )
     .unwrap();
@@ -197,6 +199,7 @@ fn a_kv_cache_beyond_the_binding_limit_is_refused_before_allocating() {
             batch: 8,
             all_logits: false,
             sequences: 1,
+            kv_size: None,
         },
     )
     .err()
@@ -215,6 +218,7 @@ fn a_kv_cache_beyond_the_binding_limit_is_refused_before_allocating() {
             batch: 8,
             all_logits: false,
             sequences: 1,
+            kv_size: None,
         }
     )
     .is_ok());

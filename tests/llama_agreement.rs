@@ -128,6 +128,7 @@ fn load(path: &std::path::Path, batch: usize) -> Model {
         batch,
         all_logits: true,
         sequences: 1,
+        kv_size: None,
     };
     Model::load(gpu(Config::Full), &f, &opts).unwrap()
 }

@@ -30,6 +30,7 @@ fn load(g: Arc<Gpu>) -> Model {
         batch: 16,
         all_logits: false,
         sequences: 1,
+        kv_size: None,
     };
     Model::load(g, &f, &opts).unwrap()
 }

@@ -184,6 +184,7 @@ fn gpu_forward_matches_the_cpu_reference_on_gemma() {
             batch: 8,
             all_logits: true,
             sequences: 1,
+            kv_size: None,
         },
     )
     .unwrap();
@@ -222,6 +223,7 @@ fn gpu_forward_matches_the_cpu_reference_after_turn_markers() {
         batch: 32,
         all_logits: true,
         sequences: 1,
+        kv_size: None,
     };
     let mut model = Model::load(g, &f, &opts).unwrap();
     model.forward(&tokens).unwrap();

@@ -185,6 +185,7 @@ fn model_top_k_and_penalties() {
         batch: 8,
         all_logits: false,
         sequences: 1,
+        kv_size: None,
     };
     let mut model = Model::load(gpu(Config::Full), &f, &opts).expect("load");
     model.forward(&[1, 5, 9, 2]).expect("forward");

@@ -252,6 +252,7 @@ fn gpu_logits(
         batch: split,
         all_logits: true,
         sequences: 1,
+        kv_size: None,
     };
     let mut model = Model::load(gpu, f, &opts).unwrap();
     model.forward(&tokens[..split]).unwrap();

@@ -15,9 +15,3 @@ fn window_lo(kv_len: u32, window: u32) -> u32 {
     }
     return 0u;
 }
-
-// Cache row of position `pos` of the sequence in slot `slot`: each slot holds `capacity`
-// positions, slots side by side.
-fn cache_row(slot: u32, pos: u32, capacity: u32) -> u32 {
-    return slot * capacity + pos;
-}

@@ -103,6 +103,7 @@ pub fn run(args: &BenchArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyho
         batch: args.batch.max(1),
         all_logits: false,
         sequences: args.parallel,
+        kv_size: None,
     };
     let mut model = Model::load(gpu.clone(), &f, &opts)?;
     let vocab = cfg.vocab as u64;

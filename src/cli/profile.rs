@@ -141,6 +141,7 @@ fn profile_on(
         batch: args.batch.max(1),
         all_logits: false,
         sequences: args.parallel,
+        kv_size: None,
     };
     let mut model = Model::load(gpu.clone(), f, &load)?;
     let vocab = cfg.vocab as u64;

@@ -15,7 +15,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 11434, env = "HEARTH_PORT")]
     port: u16,
     /// Requests per model generating at the same time, decoded together in batched steps
-    /// (one KV slot of --ctx tokens each)
+    /// (each up to --ctx tokens, in KV pages from one pool)
     #[arg(long, default_value_t = 4)]
     parallel: usize,
     /// Requests per model that may wait for a slot; beyond that the answer is 503
@@ -30,9 +30,14 @@ pub struct ServeArgs {
     /// Allow browsers on this origin (or *) to call the API; CORS is off without it
     #[arg(long)]
     cors_origin: Option<String>,
-    /// Context size in tokens of each slot's KV cache
+    /// Most tokens one request's context may hold
     #[arg(long, default_value_t = 4096)]
     ctx: usize,
+    /// KV cache positions all running requests share, in pages (default: --parallel x
+    /// --ctx, so every request can reach --ctx); less saves memory, and a request that
+    /// finds no free page fails with 503
+    #[arg(long)]
+    kv_size: Option<usize>,
     /// Prompt tokens per prefill pass
     #[arg(long, default_value_t = 256)]
     batch: usize,
@@ -52,6 +57,9 @@ pub fn run(args: &ServeArgs, gpu: &GpuArgs, models: Option<&Path>) -> anyhow::Re
     if args.parallel == 0 {
         anyhow::bail!("--parallel must be at least 1");
     }
+    if args.kv_size == Some(0) {
+        anyhow::bail!("--kv-size must be at least 1");
+    }
     if args.ctx == 0 {
         anyhow::bail!("--ctx must be at least 1");
     }
@@ -68,6 +76,7 @@ pub fn run(args: &ServeArgs, gpu: &GpuArgs, models: Option<&Path>) -> anyhow::Re
             keep_alive,
             context: args.ctx,
             batch: args.batch.max(1),
+            kv_size: args.kv_size,
         },
         api_key: args.api_key.clone(),
         cors_origin: args.cors_origin.clone(),

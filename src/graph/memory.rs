@@ -1,6 +1,7 @@
 //! Memory planned before anything is allocated: weights, KV cache and activations, and
 //! the check that every buffer fits the adapter's limits.
 
+use super::pages::KvPages;
 use crate::gguf::GgufFile;
 use crate::gpu::{gpu_layout, shard_rows, Gpu};
 use crate::model::{ModelConfig, ModelError};
@@ -10,12 +11,18 @@ use crate::model::{ModelConfig, ModelError};
 pub struct MemoryPlan {
     /// Weights in GPU layout (matrices as blocks, norms and biases as f32).
     pub weights: u64,
-    /// KV cache of all layers at full capacity.
+    /// KV cache of all layers: the page pool.
     pub kv_cache: u64,
+    /// Pages in the KV pool, each of `2^page_shift` positions.
+    pub kv_pages: usize,
+    /// log2 of the KV page size.
+    pub page_shift: u32,
     /// Activation, logits and staging buffers.
     pub activations: u64,
     /// The single largest buffer: (what, bytes); it must fit one binding.
     pub largest: (String, u64),
+    /// The largest buffer other than the KV cache's.
+    pub largest_other: (String, u64),
     /// KV-cache capacity in tokens.
     pub capacity: usize,
     /// Prefill batch size.
@@ -88,8 +95,11 @@ impl MemoryPlan {
             }
         };
         let kv_elem_bytes = if kv_f16 { 2 } else { 4 };
-        let kv_layer = seqs * capacity as u64 * cfg.kv_dim() as u64 * kv_elem_bytes;
-        note("KV cache (K or V of one layer)", kv_layer);
+        // By default the pool holds every sequence at full capacity.
+        let (page_shift, per_slot) =
+            KvPages::geometry(seqs as usize, capacity, crate::kernels::MAX_PAGES);
+        let kv_pages = seqs as usize * per_slot;
+        let kv_layer = Self::kv_layer_bytes(cfg, kv_pages, page_shift, kv_elem_bytes);
         let kv_cache = 2 * kv_layer * cfg.n_layers as u64;
         let b = (batch as u64).max(seqs);
         let per_token =
@@ -124,9 +134,14 @@ impl MemoryPlan {
                 seqs * scratch,
             );
         }
+        let largest_other = largest.clone();
+        let largest = Self::with_kv(largest, kv_layer);
         Self {
             weights,
             kv_cache,
+            largest_other,
+            kv_pages,
+            page_shift,
             activations,
             largest,
             capacity,
@@ -135,6 +150,35 @@ impl MemoryPlan {
             kv_elem_bytes,
             all_logits,
         }
+    }
+
+    fn kv_layer_bytes(cfg: &ModelConfig, pages: usize, shift: u32, elem: u64) -> u64 {
+        ((pages as u64) << shift) * cfg.kv_dim() as u64 * elem
+    }
+
+    /// This plan with a KV pool of `positions` positions (`--kv-size`), rounded up to
+    /// whole pages, at least one page and at most every sequence at full capacity.
+    pub fn with_kv_size(mut self, cfg: &ModelConfig, positions: usize) -> Self {
+        let most = self.kv_pages;
+        self.kv_pages = positions.div_ceil(1 << self.page_shift).clamp(1, most);
+        let layer = Self::kv_layer_bytes(cfg, self.kv_pages, self.page_shift, self.kv_elem_bytes);
+        self.kv_cache = 2 * layer * cfg.n_layers as u64;
+        self.largest = Self::with_kv(self.largest_other.clone(), layer);
+        self
+    }
+
+    /// The larger of `other` and one layer's K or V buffer.
+    fn with_kv(other: (String, u64), kv_layer: u64) -> (String, u64) {
+        if kv_layer > other.1 {
+            ("KV cache (K or V of one layer)".into(), kv_layer)
+        } else {
+            other
+        }
+    }
+
+    /// Positions the KV pool holds, all sequences together.
+    pub fn kv_positions(&self) -> usize {
+        self.kv_pages << self.page_shift
     }
 
     /// Everything together.
@@ -183,15 +227,16 @@ impl MemoryPlan {
     pub fn describe(&self) -> String {
         let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64);
         format!(
-            "{} total: weights {}, KV cache {} ({}{} tokens, {}-byte elements), activations {} (batch {})",
+            "{} total: weights {}, KV cache {} ({}{} tokens, pages of {}, {}-byte elements), activations {} (batch {})",
             mib(self.total()),
             mib(self.weights),
             mib(self.kv_cache),
             match self.sequences {
                 1 => String::new(),
-                n => format!("{n} sequences x "),
+                n => format!("{} positions shared by {n} sequences of ", self.kv_positions()),
             },
             self.capacity,
+            1usize << self.page_shift,
             self.kv_elem_bytes,
             mib(self.activations),
             self.batch

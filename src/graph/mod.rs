@@ -10,11 +10,13 @@
 mod block;
 mod buffers;
 mod memory;
+mod pages;
 mod plan;
 mod profile;
 
 pub use block::Block;
 pub use memory::MemoryPlan;
+pub use pages::{KvPages, PageStats};
 
 use buffers::{read_into, Activations};
 use plan::{Builder, Plan};
@@ -55,9 +57,12 @@ pub struct LoadOptions {
     pub batch: usize,
     /// Keep logits of every prefill token (tests, perplexity), not only the last.
     pub all_logits: bool,
-    /// Sequences decoded together (`forward_batch`): each gets a KV slot of `context`
+    /// Sequences decoded together (`forward_batch`): each may hold up to `context`
     /// positions, and one step advances up to this many. 1: single-sequence decoding.
     pub sequences: usize,
+    /// Positions in the KV page pool, all sequences together (`--kv-size`); `None`:
+    /// every sequence at full `context`.
+    pub kv_size: Option<usize>,
 }
 
 impl Default for LoadOptions {
@@ -67,6 +72,7 @@ impl Default for LoadOptions {
             batch: 64,
             all_logits: false,
             sequences: 1,
+            kv_size: None,
         }
     }
 }
@@ -80,8 +86,10 @@ pub struct Model {
     /// What the load planned and allocated.
     pub memory: MemoryPlan,
     weights: Arc<Weights>,
-    #[allow(dead_code)] // owned here; ops hold bind groups on its buffers
+    /// Per layer; ops hold bind groups on its buffers, page copies use them.
     kv: Vec<KvCache>,
+    /// The KV page pool, each slot's page table and the prefix cache.
+    pages: KvPages,
     step: StepBuffer,
     acts: Activations,
     prefill: Plan,
@@ -173,7 +181,7 @@ impl Model {
     ) -> MemoryPlan {
         let capacity = opts.context.clamp(1, cfg.context);
         let batch = opts.batch.clamp(1, capacity).min(crate::kernels::MAX_ROWS);
-        MemoryPlan::batched(
+        let plan = MemoryPlan::batched(
             cfg,
             f,
             capacity,
@@ -181,7 +189,11 @@ impl Model {
             opts.all_logits,
             gpu.features.shader_f16,
             opts.sequences.clamp(1, crate::kernels::MAX_ROWS),
-        )
+        );
+        match opts.kv_size {
+            Some(n) => plan.with_kv_size(cfg, n),
+            None => plan,
+        }
     }
 
     /// Another sequence over weights already on the GPU: its own KV cache, activations
@@ -210,13 +222,22 @@ impl Model {
         let (capacity, batch) = (memory.capacity, memory.batch);
         let all_logits = memory.all_logits;
         let sequences = memory.sequences.max(1);
+        let (shift, per_slot) = KvPages::geometry(sequences, capacity, crate::kernels::MAX_PAGES);
+        if shift != memory.page_shift {
+            return Err(ModelError::Input(format!(
+                "a memory plan with pages of {} positions for a model that needs {}",
+                1u64 << memory.page_shift,
+                1u64 << shift
+            )));
+        }
+        let pages = KvPages::new(memory.kv_pages, shift, sequences, per_slot);
+        let rows = memory.kv_positions() as u64;
         let kv = (0..cfg.n_layers)
-            .map(|_| {
-                KvCache::with_slots(&gpu, sequences as u32, capacity as u32, cfg.kv_dim() as u32)
-            })
+            .map(|_| KvCache::paged(&gpu, rows, capacity as u32, cfg.kv_dim() as u32))
             .collect::<Result<Vec<_>, GpuError>>()?;
         let acts = Activations::new(&gpu, &cfg, batch, all_logits, sequences);
-        let step = StepBuffer::new(&gpu, Step::new(0, 1));
+        let mut step = StepBuffer::new(&gpu, Step::new(0, 1));
+        step.paging = (shift, per_slot as u32);
         let b = Builder {
             gpu: &gpu,
             cfg: &cfg,
@@ -262,6 +283,7 @@ impl Model {
             memory,
             weights,
             kv,
+            pages,
             step,
             acts,
             prefill,
@@ -300,15 +322,104 @@ impl Model {
         self.batch
     }
 
-    /// Forgets the sequence (the KV cache is overwritten from position 0).
+    /// Forgets the sequence and releases its KV pages.
     pub fn reset(&mut self) {
-        self.pos = 0;
+        self.truncate(0);
         self.last_n = 0;
     }
 
-    /// Rewinds to position `pos` (keeps the first `pos` cached tokens).
+    /// Rewinds to position `pos` (keeps the first `pos` cached tokens) and releases the
+    /// pages past it. Where `pos` ends inside a page another sequence shares, that page
+    /// is copied first; when the pool has no page for the copy, the sequence keeps only
+    /// its whole pages, so `pos()` afterwards may be below `pos`.
     pub fn truncate(&mut self, pos: usize) {
+        let slot = self.slot;
         self.pos = self.pos.min(pos);
+        self.pos = self.release_to(slot, self.pos);
+    }
+
+    /// Releases `slot`'s pages past `len`; returns the positions it keeps.
+    fn release_to(&mut self, slot: usize, len: usize) -> usize {
+        match self.pages.truncate(slot, len) {
+            Ok(None) => len,
+            Ok(Some((from, to))) => {
+                self.copy_page(from, to);
+                len
+            }
+            Err(()) => {
+                let whole = len - len % self.pages.page_size();
+                let _ = self.pages.truncate(slot, whole);
+                whole
+            }
+        }
+    }
+
+    /// Copies pool page `from` to `to` in every layer's K and V.
+    fn copy_page(&self, from: u32, to: u32) {
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        for c in &self.kv {
+            let elem = if c.f16 { 2 } else { 4 };
+            let bytes = self.pages.page_size() as u64 * c.kv_dim as u64 * elem;
+            for b in [&c.k, &c.v] {
+                enc.copy_buffer_to_buffer(b, from as u64 * bytes, b, to as u64 * bytes, bytes);
+            }
+        }
+        self.gpu.queue.submit([enc.finish()]);
+    }
+
+    /// Gives `slot` KV pages for its first `len` positions and writes changed page
+    /// tables into the step uniform.
+    fn reserve(&mut self, slot: usize, len: usize) -> Result<(), ModelError> {
+        self.pages.ensure(slot, len).map_err(ModelError::KvFull)?;
+        self.sync_pages();
+        Ok(())
+    }
+
+    /// Writes the page tables that changed into the step uniform.
+    fn sync_pages(&mut self) {
+        for (first, entries) in self.pages.take_dirty() {
+            self.step.write_pages(&self.gpu, first, &entries);
+        }
+    }
+
+    /// Starts the current sequence, when it is empty, with the cached KV pages of the
+    /// longest whole-page prefix of `tokens` that an earlier sequence published
+    /// (`publish_prefix`), leaving at least the last token to feed; returns the
+    /// positions adopted (0 when the sequence is not empty or nothing matches). The
+    /// caller feeds `tokens` from there.
+    pub fn share_prefix(&mut self, tokens: &[u32]) -> usize {
+        if self.pos != 0 {
+            return 0;
+        }
+        let n = self
+            .pages
+            .adopt(self.slot, &tokens[..tokens.len().saturating_sub(1)]);
+        self.sync_pages();
+        self.pos = n;
+        n
+    }
+
+    /// Publishes the current sequence's whole KV pages to the prefix cache, `tokens`
+    /// being the tokens it was fed (only its first `pos()` count), so that later
+    /// sequences starting the same way share them (`share_prefix`). Published pages
+    /// stay cached after the sequence releases them, until the pool needs them.
+    pub fn publish_prefix(&mut self, tokens: &[u32]) {
+        let n = tokens.len().min(self.pos);
+        self.pages.publish(self.slot, &tokens[..n]);
+    }
+
+    /// The KV page pool: pages held, cached and in all.
+    pub fn kv_pages(&self) -> PageStats {
+        self.pages.stats()
+    }
+
+    /// KV pages the sequence in `slot` holds (shared ones included).
+    pub fn pages_held_by(&self, slot: usize) -> usize {
+        if slot < self.sequences() {
+            self.pages.held_by(slot)
+        } else {
+            0
+        }
     }
 
     /// Sequences this model decodes together (KV slots).
@@ -401,6 +512,11 @@ impl Model {
             }
             next[slot] = Some(pos + 1);
             step_rows.push((slot as u32, pos as u32));
+        }
+        for (slot, end) in next.iter().enumerate() {
+            if let Some(end) = *end {
+                self.reserve(slot, end)?;
+            }
         }
         let gpu = self.gpu.clone();
         let ids: Vec<u32> = rows.iter().map(|r| r.1).collect();
@@ -582,6 +698,11 @@ impl Model {
         submit: &mut dyn Submit,
     ) -> Result<(), ModelError> {
         let gpu = self.gpu.clone();
+        let count = match input {
+            Input::Ids(tokens) => tokens.len(),
+            Input::Argmax => 1,
+        };
+        self.reserve(self.slot, self.pos + count)?;
         let n = match input {
             Input::Ids(tokens) => {
                 gpu.queue

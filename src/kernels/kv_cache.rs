@@ -4,18 +4,19 @@
 
 use crate::gpu::{Gpu, GpuError};
 
-/// K and V of one layer: `slots` sequences of `capacity` positions each, slot after slot;
-/// row `s * capacity + p` (position `p` of slot `s`) holds `kv_dim` values, heads side by
-/// side.
+/// K and V of one layer: `rows` rows of `kv_dim` values (heads side by side). Unpaged,
+/// `slots` sequences of `capacity` positions each lie slot after slot (row
+/// `s * capacity + p` is position `p` of slot `s`); paged, the rows are a pool of pages
+/// that the step's page tables map positions to (`lib/step.wgsl`, `cache_row`).
 pub struct KvCache {
-    /// Keys, `slots * capacity * kv_dim` elements.
+    /// Keys, `rows * kv_dim` elements.
     pub k: wgpu::Buffer,
     /// Values, same layout as `k`.
     pub v: wgpu::Buffer,
-    /// Positions each slot holds.
+    /// Positions one sequence may hold.
     pub capacity: u32,
-    /// Sequences the cache holds.
-    pub slots: u32,
+    /// Rows in the buffers.
+    pub rows: u32,
     /// Values per position: `n_kv_heads * head_dim`.
     pub kv_dim: u32,
     /// Elements are f16 (`array<f16>`) rather than f32.
@@ -31,18 +32,23 @@ impl KvCache {
 
     /// A cache of `slots` sequences of `capacity` positions each (batched decoding).
     pub fn with_slots(gpu: &Gpu, slots: u32, capacity: u32, kv_dim: u32) -> Result<Self, GpuError> {
-        if capacity == 0 || kv_dim == 0 || slots == 0 {
+        Self::paged(gpu, slots as u64 * capacity as u64, capacity, kv_dim)
+    }
+
+    /// A cache of `rows` rows (a pool of pages) for sequences of at most `capacity`
+    /// positions.
+    pub fn paged(gpu: &Gpu, rows: u64, capacity: u32, kv_dim: u32) -> Result<Self, GpuError> {
+        if capacity == 0 || kv_dim == 0 || rows == 0 {
             return Err(GpuError::Runtime(format!(
-                "KV cache: capacity {capacity}, kv_dim {kv_dim} and slots {slots} must all be \
+                "KV cache: capacity {capacity}, kv_dim {kv_dim} and rows {rows} must all be \
                  positive"
             )));
         }
         let f16 = gpu.features.shader_f16;
-        let rows = slots as u64 * capacity as u64;
         let each = Self::bytes_u64(rows, kv_dim, f16) / 2;
         if each > gpu.max_binding {
             return Err(GpuError::Runtime(format!(
-                "KV cache of {slots} x {capacity} positions x {kv_dim} values needs {each} bytes \
+                "KV cache of {rows} positions x {kv_dim} values needs {each} bytes \
                  per K/V buffer, above this device's largest storage binding ({} bytes); use \
                  at most {} positions in all",
                 gpu.max_binding,
@@ -52,7 +58,7 @@ impl KvCache {
         // Kernels index elements with u32.
         if rows * kv_dim as u64 > u32::MAX as u64 {
             return Err(GpuError::Runtime(format!(
-                "KV cache of {capacity} positions x {kv_dim} values exceeds the 32-bit index range"
+                "KV cache of {rows} positions x {kv_dim} values exceeds the 32-bit index range"
             )));
         }
         let buffer = |label| {
@@ -69,7 +75,7 @@ impl KvCache {
             k: buffer("kv cache k"),
             v: buffer("kv cache v"),
             capacity,
-            slots,
+            rows: rows as u32,
             kv_dim,
             f16,
         })

@@ -356,6 +356,10 @@ pub const STEP_BINDING: u32 = <Step as params::ShaderParams>::BINDING;
 
 /// Most tokens one step may hold: the rows of the `Step` uniform (16 bytes each).
 pub const MAX_ROWS: usize = 1024;
+/// Page-table entries the `Step` uniform holds (all slots together; 4 bytes each).
+pub const MAX_PAGES: usize = 8192;
+/// Bytes of the `Step` header before the rows.
+const STEP_HEADER: usize = 32;
 
 params! {
     /// What changes between forward passes, written once per step into one uniform that
@@ -370,10 +374,16 @@ params! {
         pub n_tokens: u32,
         /// The longest KV length a token of this step attends (its position + 1).
         pub kv_len: u32,
+        /// log2 of the KV page size in positions (paged caches).
+        pub page_shift: u32,
+        /// Page-table entries per slot; 0: the cache is unpaged (slot after slot).
+        pub pages_per_slot: u32,
         /// Padding to 16 bytes.
-        pub _pad: u32,
+        pub _pad: [u32; 3],
         /// Per token: (position, KV slot, 0, 0); only the first `n_tokens` are written.
         pub rows: [[u32; 4]; MAX_ROWS],
+        /// Page tables, slot after slot, four entries per element (`StepBuffer::write_pages`).
+        pub pages: [[u32; 4]; MAX_PAGES / 4],
     }
 }
 
@@ -413,15 +423,18 @@ impl Step {
             pos: 0,
             n_tokens,
             kv_len: 0,
-            _pad: 0,
+            page_shift: 0,
+            pages_per_slot: 0,
+            _pad: [0; 3],
             rows: [[0; 4]; MAX_ROWS],
+            pages: [[0; 4]; MAX_PAGES / 4],
         }
     }
 
     /// The bytes a write must cover: the header and the rows in use.
     fn used_bytes(&self) -> &[u8] {
         let n = (self.n_tokens as usize).min(MAX_ROWS);
-        &bytemuck::bytes_of(self)[..16 + 16 * n]
+        &bytemuck::bytes_of(self)[..STEP_HEADER + 16 * n]
     }
 }
 
@@ -439,6 +452,8 @@ pub(crate) fn check_rows(what: &str, tokens: u32) -> Result<(), GpuError> {
 pub struct StepBuffer {
     /// Uniform buffer of one `Step`.
     pub buffer: wgpu::Buffer,
+    /// (page_shift, pages_per_slot) every write carries: (0, 0) for an unpaged cache.
+    pub paging: (u32, u32),
 }
 
 impl StepBuffer {
@@ -451,13 +466,32 @@ impl StepBuffer {
                 contents: bytemuck::bytes_of(&step),
                 usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             });
-        Self { buffer }
+        Self {
+            buffer,
+            paging: (0, 0),
+        }
     }
 
-    /// Queues a write of `step` (its header and used rows); it takes effect for work
-    /// submitted after it.
-    pub fn write(&self, gpu: &Gpu, step: Step) {
+    /// Queues a write of `step` (its header, with this buffer's paging, and used rows);
+    /// it takes effect for work submitted after it.
+    pub fn write(&self, gpu: &Gpu, mut step: Step) {
+        (step.page_shift, step.pages_per_slot) = self.paging;
         gpu.queue.write_buffer(&self.buffer, 0, step.used_bytes());
+    }
+
+    /// Queues a write of page-table entries `first..first + entries.len()` (indices
+    /// past [`MAX_PAGES`] are the caller's bug and left out).
+    pub fn write_pages(&self, gpu: &Gpu, first: usize, entries: &[u32]) {
+        let n = entries.len().min(MAX_PAGES.saturating_sub(first));
+        if n == 0 {
+            return;
+        }
+        let offset = STEP_HEADER + 16 * MAX_ROWS + 4 * first;
+        gpu.queue.write_buffer(
+            &self.buffer,
+            offset as u64,
+            bytemuck::cast_slice(&entries[..n]),
+        );
     }
 }
 

@@ -51,6 +51,9 @@ pub enum ModelError {
     /// The tokens would run past the end of the KV cache.
     #[error("{needed} positions do not fit a KV cache of {capacity}")]
     ContextFull { needed: usize, capacity: usize },
+    /// The KV page pool has no page left for a sequence to grow (others hold them).
+    #[error("{0}")]
+    KvFull(String),
     /// A forward pass must start at or before the end of what the cache holds.
     #[error("position {pos} leaves a gap after the {cached} cached positions")]
     PositionGap { pos: usize, cached: usize },

@@ -35,6 +35,9 @@ pub struct SchedConfig {
     pub context: usize,
     /// Prefill chunk in tokens.
     pub batch: usize,
+    /// Positions in the KV page pool that the batched sessions share (None: every
+    /// session at full context).
+    pub kv_size: Option<usize>,
 }
 
 /// A model in memory: the engine and its idle sessions.
@@ -336,7 +339,7 @@ impl Scheduler {
             template: None,
         };
         log::info!("loading {name} from {}", path.display());
-        let parallel = self.cfg.parallel;
+        let (parallel, kv_size) = (self.cfg.parallel, self.cfg.kv_size);
         let loaded = tokio::task::spawn_blocking(move || -> Result<Loaded, String> {
             let f = GgufFile::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             let engine = Engine::load(gpu, &f, opts, &mut |_, _| {}).map_err(|e| e.to_string())?;
@@ -344,7 +347,7 @@ impl Scheduler {
             // for each and decodes them together; this also checks that the KV fits.
             let sessions = match parallel {
                 0 | 1 => engine.session().map(|s| vec![s]),
-                n => engine.batched_sessions(n),
+                n => engine.batched_sessions(n, kv_size),
             }
             .map_err(|e| e.to_string())?;
             Ok(Loaded {

@@ -1,0 +1,371 @@
+//! The paged KV cache's bookkeeping (the PagedAttention idea): the cache of every layer
+//! is one pool of pages of `2^shift` positions, and each sequence (slot) has a page
+//! table mapping its logical pages to pool pages, allocated as it grows and released as
+//! it shrinks, so sequences of any length share one budget. Full pages whose tokens are
+//! known can be published to a prefix cache; a new sequence whose prompt starts with the
+//! same tokens adopts those pages instead of computing them again (a shared system
+//! prompt, a chat's earlier turns). A page held by several sequences is never written:
+//! a sequence writes only at or past its length, which lies in a page of its own, and a
+//! truncation into a shared page copies it first (`truncate` reports the copy for the
+//! GPU). Released cached pages stay cached until the pool needs them (least recently
+//! used first).
+
+use std::collections::{BTreeMap, HashMap};
+
+/// No page: the parent of a sequence's first page in the prefix cache.
+const ROOT: u32 = u32::MAX;
+
+/// A prefix-cache key: the page before (the whole prefix up to here, since that page's
+/// own key names its parent) and this page's tokens.
+type Key = (u32, Box<[u32]>);
+
+/// Pages in use, cached and free, for `/metrics`, `hearth bench` and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PageStats {
+    /// Positions per page.
+    pub page_size: usize,
+    /// Pages in the pool.
+    pub total: usize,
+    /// Pages held by at least one sequence.
+    pub held: usize,
+    /// Pages held by no sequence but kept for their cached prefix.
+    pub cached: usize,
+}
+
+/// A page copy the GPU must make before the next step: `(from, to)` pool pages.
+pub type PageCopy = (u32, u32);
+
+/// The page pool, page tables and prefix cache of one model's KV cache.
+#[derive(Debug)]
+pub struct KvPages {
+    shift: u32,
+    per_slot: usize,
+    /// Per slot: the pool page of each logical page in use.
+    tables: Vec<Vec<u32>>,
+    /// Per slot: its table changed since `take_dirty`.
+    dirty: Vec<bool>,
+    /// Per pool page: the tables holding it.
+    refs: Vec<u32>,
+    /// Pages neither held nor cached.
+    free: Vec<u32>,
+    /// Prefix cache: key to page, and each cached page's key and cached children.
+    cache: HashMap<Key, u32>,
+    key_of: Vec<Option<Key>>,
+    children: Vec<Vec<u32>>,
+    /// Cached pages no table holds, by when they were last released (evicted oldest first).
+    idle: BTreeMap<u64, u32>,
+    idle_at: Vec<u64>,
+    tick: u64,
+}
+
+impl KvPages {
+    /// A pool of `pages` pages of `2^shift` positions for `slots` sequences of at most
+    /// `per_slot` pages each.
+    pub fn new(pages: usize, shift: u32, slots: usize, per_slot: usize) -> Self {
+        Self {
+            shift,
+            per_slot,
+            tables: vec![Vec::new(); slots],
+            dirty: vec![true; slots],
+            refs: vec![0; pages],
+            // Popped from the end: page 0 first.
+            free: (0..pages as u32).rev().collect(),
+            cache: HashMap::new(),
+            key_of: vec![None; pages],
+            children: vec![Vec::new(); pages],
+            idle: BTreeMap::new(),
+            idle_at: vec![0; pages],
+            tick: 0,
+        }
+    }
+
+    /// The smallest page shift (at least 4: 16 positions) whose tables for `slots`
+    /// sequences of `capacity` positions fit in `max_entries`, and the entries per slot.
+    pub fn geometry(slots: usize, capacity: usize, max_entries: usize) -> (u32, usize) {
+        let mut shift = 4;
+        loop {
+            let per_slot = capacity.div_ceil(1 << shift).max(1);
+            if slots * per_slot <= max_entries || shift >= 30 {
+                return (shift, per_slot);
+            }
+            shift += 1;
+        }
+    }
+
+    /// Positions per page.
+    pub fn page_size(&self) -> usize {
+        1 << self.shift
+    }
+
+    /// log2 of the page size.
+    pub fn shift(&self) -> u32 {
+        self.shift
+    }
+
+    /// Page-table entries per slot.
+    pub fn per_slot(&self) -> usize {
+        self.per_slot
+    }
+
+    /// Pages in use, cached and in the pool.
+    pub fn stats(&self) -> PageStats {
+        let held = self.refs.iter().filter(|&&r| r > 0).count();
+        PageStats {
+            page_size: self.page_size(),
+            total: self.refs.len(),
+            held,
+            cached: self.idle.len(),
+        }
+    }
+
+    /// Pages held by the sequence in `slot`.
+    pub fn held_by(&self, slot: usize) -> usize {
+        self.tables[slot].len()
+    }
+
+    /// Gives `slot` pages for its first `len` positions. Fails, allocating nothing,
+    /// when the pool (free pages and cached pages no sequence holds) runs out.
+    pub fn ensure(&mut self, slot: usize, len: usize) -> Result<(), String> {
+        let want = len.div_ceil(self.page_size());
+        let more = want.saturating_sub(self.tables[slot].len());
+        if more == 0 {
+            return Ok(());
+        }
+        if want > self.per_slot {
+            return Err(format!(
+                "{len} positions exceed a sequence's {} pages of {}",
+                self.per_slot,
+                self.page_size()
+            ));
+        }
+        if more > self.free.len() + self.idle.len() {
+            return Err(self.full(more));
+        }
+        for _ in 0..more {
+            let page = self.take().ok_or_else(|| self.full(1))?;
+            self.refs[page as usize] = 1;
+            self.tables[slot].push(page);
+        }
+        self.dirty[slot] = true;
+        Ok(())
+    }
+
+    fn full(&self, more: usize) -> String {
+        let s = self.stats();
+        format!(
+            "the KV cache is full: {more} more pages of {} positions needed, {} of {} held \
+             by running sequences (raise --kv-size or lower --parallel)",
+            s.page_size, s.held, s.total
+        )
+    }
+
+    /// A page from the free list, or the least recently released cached page.
+    fn take(&mut self) -> Option<u32> {
+        if let Some(p) = self.free.pop() {
+            return Some(p);
+        }
+        let (_, &page) = self.idle.iter().next()?;
+        self.uncache(page);
+        // `uncache` freed it (and its cached descendants, all idle too).
+        self.free.pop()
+    }
+
+    /// Drops `page` and every page cached below it from the prefix cache; those no
+    /// table holds go back to the free list.
+    fn uncache(&mut self, page: u32) {
+        let Some(key) = self.key_of[page as usize].take() else {
+            return;
+        };
+        self.cache.remove(&key);
+        if key.0 != ROOT {
+            self.children[key.0 as usize].retain(|&c| c != page);
+        }
+        for child in std::mem::take(&mut self.children[page as usize]) {
+            self.uncache(child);
+        }
+        if self.refs[page as usize] == 0 {
+            self.idle.remove(&self.idle_at[page as usize]);
+            self.free.push(page);
+        }
+    }
+
+    /// One fewer table holds `page`: unheld, it is cached idle or freed.
+    fn unref(&mut self, page: u32) {
+        let r = &mut self.refs[page as usize];
+        *r -= 1;
+        if *r > 0 {
+            return;
+        }
+        if self.key_of[page as usize].is_some() {
+            self.tick += 1;
+            self.idle_at[page as usize] = self.tick;
+            self.idle.insert(self.tick, page);
+        } else {
+            self.free.push(page);
+        }
+    }
+
+    /// Keeps `slot`'s first `len` positions, releasing the pages past them. When `len`
+    /// ends inside a page, that page will be written again: a page other sequences hold
+    /// is copied to a page of this one (the returned copy; `None` when the pool has no
+    /// page for it, and the caller must then keep only the whole pages), and a cached
+    /// page leaves the prefix cache.
+    pub fn truncate(&mut self, slot: usize, len: usize) -> Result<Option<PageCopy>, ()> {
+        let keep = len.div_ceil(self.page_size());
+        while self.tables[slot].len() > keep {
+            let page = self.tables[slot].pop().expect("longer than keep");
+            self.unref(page);
+            self.dirty[slot] = true;
+        }
+        if len % self.page_size() == 0 || keep == 0 {
+            return Ok(None);
+        }
+        let last = self.tables[slot][keep - 1];
+        if self.refs[last as usize] == 1 {
+            self.uncache(last);
+            return Ok(None);
+        }
+        let Some(copy) = self.take() else {
+            return Err(());
+        };
+        self.refs[copy as usize] = 1;
+        self.unref(last);
+        self.tables[slot][keep - 1] = copy;
+        self.dirty[slot] = true;
+        Ok(Some((last, copy)))
+    }
+
+    /// Starts the empty sequence in `slot` with the longest run of cached whole pages
+    /// that `tokens` begins with; returns the positions adopted (a multiple of the page
+    /// size). The caller still feeds the rest, so it passes at most the prompt's tokens
+    /// before the last.
+    pub fn adopt(&mut self, slot: usize, tokens: &[u32]) -> usize {
+        if !self.tables[slot].is_empty() {
+            return 0;
+        }
+        let mut parent = ROOT;
+        for chunk in tokens.chunks_exact(self.page_size()).take(self.per_slot) {
+            let key: Key = (parent, chunk.into());
+            let Some(&page) = self.cache.get(&key) else {
+                break;
+            };
+            if self.refs[page as usize] == 0 {
+                self.idle.remove(&self.idle_at[page as usize]);
+            }
+            self.refs[page as usize] += 1;
+            self.tables[slot].push(page);
+            parent = page;
+        }
+        self.dirty[slot] = true;
+        self.tables[slot].len() * self.page_size()
+    }
+
+    /// Publishes `slot`'s whole pages to the prefix cache, `tokens` being the tokens at
+    /// its first positions (pages past `tokens` or past the table are left out). A page
+    /// whose prefix another page already caches is not published (nor are its successors).
+    pub fn publish(&mut self, slot: usize, tokens: &[u32]) {
+        let mut parent = ROOT;
+        let pages = self.tables[slot].clone();
+        for (chunk, page) in tokens.chunks_exact(self.page_size()).zip(pages) {
+            match &self.key_of[page as usize] {
+                Some(k) if k.0 == parent && *k.1 == *chunk => {}
+                Some(_) => return,
+                None => {
+                    let key: Key = (parent, chunk.into());
+                    if self.cache.contains_key(&key) {
+                        return;
+                    }
+                    self.cache.insert(key.clone(), page);
+                    self.key_of[page as usize] = Some(key);
+                    if parent != ROOT {
+                        self.children[parent as usize].push(page);
+                    }
+                }
+            }
+            parent = page;
+        }
+    }
+
+    /// The page tables that changed since the last call: `(first entry, entries)` per
+    /// slot, unused entries 0.
+    pub fn take_dirty(&mut self) -> Vec<(usize, Vec<u32>)> {
+        let mut out = Vec::new();
+        for (slot, d) in self.dirty.iter_mut().enumerate() {
+            if std::mem::take(d) {
+                let mut e = self.tables[slot].clone();
+                e.resize(self.per_slot, 0);
+                out.push((slot * self.per_slot, e));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn toks(n: usize, seed: u32) -> Vec<u32> {
+        (0..n as u32).map(|i| i.wrapping_mul(7) + seed).collect()
+    }
+
+    #[test]
+    fn pages_grow_shrink_and_run_out() {
+        let mut p = KvPages::new(4, 4, 2, 4);
+        p.ensure(0, 17).unwrap();
+        assert_eq!(p.held_by(0), 2);
+        p.ensure(1, 32).unwrap();
+        assert!(p.ensure(0, 33).unwrap_err().contains("full"));
+        assert_eq!(p.held_by(0), 2, "a failed ensure allocates nothing");
+        p.truncate(1, 0).unwrap();
+        p.ensure(0, 64).unwrap();
+        assert!(p.ensure(0, 65).unwrap_err().contains("exceed"));
+        assert_eq!(p.stats().held, 4);
+    }
+
+    #[test]
+    fn shared_prefix_is_adopted_copied_on_truncate_and_evicted_last_used_first() {
+        let mut p = KvPages::new(8, 4, 3, 8);
+        let a = toks(40, 1);
+        p.ensure(0, 40).unwrap();
+        p.publish(0, &a);
+        // Two whole pages are cached; the third is partial.
+        let mut b = a[..35].to_vec();
+        b.push(999);
+        assert_eq!(p.adopt(1, &b), 32);
+        assert_eq!(p.stats().held, 3);
+        assert_eq!(p.adopt(2, &toks(40, 2)), 0, "another prompt shares nothing");
+        // Truncating slot 1 into its shared second page copies it.
+        let copy = p.truncate(1, 20).unwrap().expect("a shared page is copied");
+        assert_eq!(copy.0, p.tables[0][1]);
+        assert_ne!(copy.1, copy.0);
+        // Slot 0 leaves: its second page is cached idle (slot 1 still holds the first),
+        // and slot 2 can still adopt both.
+        p.truncate(0, 0).unwrap();
+        assert_eq!(p.stats().cached, 1);
+        assert_eq!(p.adopt(2, &a), 32);
+        p.truncate(2, 0).unwrap();
+        p.truncate(1, 0).unwrap();
+        // Filling the pool evicts the cached pages.
+        p.ensure(0, 128).unwrap();
+        assert_eq!(
+            p.stats(),
+            PageStats {
+                page_size: 16,
+                total: 8,
+                held: 8,
+                cached: 0
+            }
+        );
+        p.truncate(0, 0).unwrap();
+        assert_eq!(p.adopt(1, &a), 0, "evicted pages are no longer cached");
+    }
+
+    #[test]
+    fn geometry_fits_the_table() {
+        assert_eq!(KvPages::geometry(1, 4096, 8192), (4, 256));
+        assert_eq!(KvPages::geometry(16, 8192, 8192), (4, 512));
+        assert_eq!(KvPages::geometry(32, 8192, 8192), (5, 256));
+        assert_eq!(KvPages::geometry(1, 1 << 20, 8192), (7, 8192));
+    }
+}
