@@ -16,7 +16,7 @@ mod profile;
 
 pub use block::Block;
 pub use memory::MemoryPlan;
-pub use pages::{KvPages, PageStats};
+pub use pages::{Cut, KvPages, PageStats};
 
 use buffers::{read_into, Activations};
 use plan::{Builder, Plan};
@@ -341,14 +341,14 @@ impl Model {
     /// Releases `slot`'s pages past `len`; returns the positions it keeps.
     fn release_to(&mut self, slot: usize, len: usize) -> usize {
         match self.pages.truncate(slot, len) {
-            Ok(None) => len,
-            Ok(Some((from, to))) => {
+            Cut::Done => len,
+            Cut::Copy { from, to } => {
                 self.copy_page(from, to);
                 len
             }
-            Err(()) => {
+            Cut::NoRoom => {
                 let whole = len - len % self.pages.page_size();
-                let _ = self.pages.truncate(slot, whole);
+                self.pages.truncate(slot, whole);
                 whole
             }
         }

@@ -32,8 +32,17 @@ pub struct PageStats {
     pub cached: usize,
 }
 
-/// A page copy the GPU must make before the next step: `(from, to)` pool pages.
-pub type PageCopy = (u32, u32);
+/// What a truncation into the middle of a page needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cut {
+    /// Nothing: the pages kept are the sequence's own (or it ends on a page boundary).
+    Done,
+    /// The GPU must copy pool page `from` to `to` (the sequence's copy of a shared page)
+    /// before the next step.
+    Copy { from: u32, to: u32 },
+    /// The shared page could not be copied (no page left): keep only whole pages.
+    NoRoom,
+}
 
 /// The page pool, page tables and prefix cache of one model's KV cache.
 #[derive(Debug)]
@@ -210,29 +219,32 @@ impl KvPages {
     /// is copied to a page of this one (the returned copy; `None` when the pool has no
     /// page for it, and the caller must then keep only the whole pages), and a cached
     /// page leaves the prefix cache.
-    pub fn truncate(&mut self, slot: usize, len: usize) -> Result<Option<PageCopy>, ()> {
+    pub fn truncate(&mut self, slot: usize, len: usize) -> Cut {
         let keep = len.div_ceil(self.page_size());
         while self.tables[slot].len() > keep {
             let page = self.tables[slot].pop().expect("longer than keep");
             self.unref(page);
             self.dirty[slot] = true;
         }
-        if len % self.page_size() == 0 || keep == 0 {
-            return Ok(None);
+        if len.is_multiple_of(self.page_size()) || keep == 0 || keep > self.tables[slot].len() {
+            return Cut::Done;
         }
         let last = self.tables[slot][keep - 1];
         if self.refs[last as usize] == 1 {
             self.uncache(last);
-            return Ok(None);
+            return Cut::Done;
         }
         let Some(copy) = self.take() else {
-            return Err(());
+            return Cut::NoRoom;
         };
         self.refs[copy as usize] = 1;
         self.unref(last);
         self.tables[slot][keep - 1] = copy;
         self.dirty[slot] = true;
-        Ok(Some((last, copy)))
+        Cut::Copy {
+            from: last,
+            to: copy,
+        }
     }
 
     /// Starts the empty sequence in `slot` with the longest run of cached whole pages
@@ -317,7 +329,7 @@ mod tests {
         p.ensure(1, 32).unwrap();
         assert!(p.ensure(0, 33).unwrap_err().contains("full"));
         assert_eq!(p.held_by(0), 2, "a failed ensure allocates nothing");
-        p.truncate(1, 0).unwrap();
+        p.truncate(1, 0);
         p.ensure(0, 64).unwrap();
         assert!(p.ensure(0, 65).unwrap_err().contains("exceed"));
         assert_eq!(p.stats().held, 4);
@@ -336,16 +348,19 @@ mod tests {
         assert_eq!(p.stats().held, 3);
         assert_eq!(p.adopt(2, &toks(40, 2)), 0, "another prompt shares nothing");
         // Truncating slot 1 into its shared second page copies it.
-        let copy = p.truncate(1, 20).unwrap().expect("a shared page is copied");
-        assert_eq!(copy.0, p.tables[0][1]);
-        assert_ne!(copy.1, copy.0);
+        let Cut::Copy { from, to } = p.truncate(1, 20) else {
+            panic!("a shared page is copied");
+        };
+        assert_eq!(from, p.tables[0][1]);
+        assert_eq!(to, p.tables[1][1]);
+        assert_ne!(to, from);
         // Slot 0 leaves: its second page is cached idle (slot 1 still holds the first),
         // and slot 2 can still adopt both.
-        p.truncate(0, 0).unwrap();
+        p.truncate(0, 0);
         assert_eq!(p.stats().cached, 1);
         assert_eq!(p.adopt(2, &a), 32);
-        p.truncate(2, 0).unwrap();
-        p.truncate(1, 0).unwrap();
+        p.truncate(2, 0);
+        p.truncate(1, 0);
         // Filling the pool evicts the cached pages.
         p.ensure(0, 128).unwrap();
         assert_eq!(
@@ -357,7 +372,7 @@ mod tests {
                 cached: 0
             }
         );
-        p.truncate(0, 0).unwrap();
+        p.truncate(0, 0);
         assert_eq!(p.adopt(1, &a), 0, "evicted pages are no longer cached");
     }
 
