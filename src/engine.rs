@@ -474,12 +474,26 @@ impl SeqModel {
         }
     }
 
-    /// The generation on this model ended (a batched round stops waiting for it).
-    fn idle(&self) {
+    /// A batched session's sequence starts from the cached pages of the longest
+    /// whole-page prefix of `ids` that an ended sequence left (shared, not copied);
+    /// returns the positions adopted. A session of its own keeps its own cache instead.
+    fn share_prefix(&mut self, ids: &[u32]) -> Result<usize, EngineError> {
+        match self {
+            Self::Own(_) => Ok(0),
+            #[cfg(not(target_arch = "wasm32"))]
+            Self::Slot(s) => s.share_prefix(ids),
+        }
+    }
+
+    /// The generation ended (a batched round stops waiting for it): a batched session publishes the whole pages of `cached`
+    /// (what its sequence holds) to the prefix cache and gives its KV pages back to the
+    /// shared pool at once, so `cached` empties; a session of its own keeps its cache.
+    fn end(&mut self, cached: &mut Vec<u32>) {
         #[cfg(not(target_arch = "wasm32"))]
         if let Self::Slot(s) = self {
-            s.idle();
+            s.release(std::mem::take(cached));
         }
+        let _ = cached;
     }
 }
 
@@ -684,9 +698,11 @@ struct Run<'a> {
 }
 
 impl Drop for Run<'_> {
-    /// A generation dropped before its end (the client left) stops being waited for.
+    /// A generation dropped before its end (the client left) stops being waited for,
+    /// and a batched session's KV pages go back to the pool.
     fn drop(&mut self) {
-        self.session.model.idle();
+        let s = &mut *self.session;
+        s.model.end(&mut s.cached);
     }
 }
 
@@ -763,6 +779,11 @@ impl Run<'_> {
             .min(ids.len() - 1);
         s.model.truncate(common);
         s.cached.truncate(common);
+        let mut common = common;
+        if common == 0 {
+            common = s.model.share_prefix(&ids)?;
+            s.cached.extend_from_slice(&ids[..common]);
+        }
         // With a cancel flag, one prefill pass at a time, waiting for each, so that a
         // long prompt can stop early; without one, every pass is queued at once.
         let step = match &s.cancel {
@@ -871,10 +892,10 @@ impl Run<'_> {
     fn finish(&mut self, released: String, stopped: bool, reason: FinishReason) -> Event {
         // A step fed ahead with the token that ended the text is undone.
         let s = &mut *self.session;
-        s.model.idle();
         if s.model.pos() > s.cached.len() {
             s.model.truncate(s.cached.len());
         }
+        s.model.end(&mut s.cached);
         let now = Instant::now();
         let first = self.first.unwrap_or(now);
         let text = final_text(released, stopped, &mut self.decoder, &mut self.stop);

@@ -195,6 +195,127 @@ fn batched_step_refuses_bad_rows() {
     assert!(err(&mut model, &[(0, 1), (0, 2)]).contains("5"));
 }
 
+/// The paged KV cache's prefix sharing against the reference: a sequence that adopts
+/// another's published whole pages gives the reference's logits for its own prompt,
+/// holds only its own pages past them, and keeps doing so after truncating into a
+/// shared page (copied, not overwritten: the owner's next token is still right). Pages
+/// of an ended sequence stay cached for a later one; a pool too small for a request
+/// refuses it by name, and the model goes on.
+fn check_prefix(spec: &TinySpec, cfg: Config) {
+    let f = GgufFile::from_bytes(spec.build()).unwrap();
+    let g = gpu(cfg);
+    let reference = Reference::load(&f).unwrap();
+    let opts = LoadOptions {
+        context: 64,
+        batch: 8,
+        all_logits: false,
+        sequences: 3,
+        kv_size: None,
+    };
+    let mut model = Model::load(g.clone(), &f, &opts).unwrap();
+    assert_eq!(model.kv_pages().page_size, 16);
+    let mut rng = Rng::new(spec.seed);
+    let vocab = reference.cfg.vocab as u64;
+    let mut draw = |n: usize| -> Vec<u32> { (0..n).map(|_| rng.below(vocab) as u32).collect() };
+    let prefix = draw(40);
+    let a = [prefix.clone(), draw(6)].concat();
+    let b = [prefix.clone(), draw(8)].concat();
+    let want = |t: &[u32]| {
+        let mut cache = RefCache::new(&reference.cfg, 64, g.features.shader_f16);
+        reference.forward(&mut cache, t, 0).unwrap()
+    };
+    let name = format!("{:?} {} {cfg:?}", spec.arch, spec.weight_type);
+    let last = |m: &Model| pollster::block_on(m.logits()).unwrap();
+    model.set_slot(0).unwrap();
+    model.forward(&a[..45]).unwrap();
+    model.publish_prefix(&a[..45]);
+    assert_eq!(model.pages_held_by(0), 3);
+    model.set_slot(1).unwrap();
+    assert_eq!(
+        model.share_prefix(&b),
+        32,
+        "{name}: two whole pages of the prefix"
+    );
+    model.forward(&b[32..45]).unwrap();
+    assert_close(
+        &format!("{name} b after sharing"),
+        &last(&model),
+        &want(&b[..45])[44],
+        BOUND,
+    );
+    assert_eq!(
+        model.kv_pages().held,
+        4,
+        "{name}: b holds one page of its own"
+    );
+    // b goes back into its second (shared) page: copied, so a's stays intact.
+    model.truncate(20);
+    model.forward(&b[20..45]).unwrap();
+    assert_close(
+        &format!("{name} b after the copy"),
+        &last(&model),
+        &want(&b[..45])[44],
+        BOUND,
+    );
+    model.forward_batch(&[(0, a[45]), (1, b[45])]).unwrap();
+    let rows = pollster::block_on(model.batch_logits()).unwrap();
+    assert_close(&format!("{name} a next"), &rows[0], &want(&a)[45], BOUND);
+    assert_close(
+        &format!("{name} b next"),
+        &rows[1],
+        &want(&b[..46])[45],
+        BOUND,
+    );
+    // a ends; its published pages stay cached for a later sequence.
+    model.set_slot(0).unwrap();
+    model.reset();
+    model.set_slot(2).unwrap();
+    assert_eq!(model.share_prefix(&a), 32, "{name}: cached after a left");
+    model.forward(&a[32..]).unwrap();
+    assert_close(
+        &format!("{name} a again"),
+        &last(&model),
+        &want(&a)[45],
+        BOUND,
+    );
+}
+
+#[test]
+fn shared_prefix_pages_match_reference() {
+    check_prefix(&spec(Arch::Llama, GgmlType::Q8_0, 340), Config::Full);
+    check_prefix(&spec(Arch::Gemma3, GgmlType::Q4_K, 341), Config::Bare);
+    check_prefix(&spec(Arch::Qwen3, GgmlType::F16, 342), Config::Full);
+}
+
+#[test]
+fn a_full_page_pool_refuses_by_name() {
+    let f = GgufFile::from_bytes(spec(Arch::Llama, GgmlType::Q8_0, 343).build()).unwrap();
+    let opts = LoadOptions {
+        context: 64,
+        batch: 8,
+        all_logits: false,
+        sequences: 2,
+        kv_size: Some(40),
+    };
+    let mut model = Model::load(gpu(Config::Full), &f, &opts).unwrap();
+    assert_eq!(model.kv_pages().total, 3);
+    model.forward(&[1; 40]).unwrap();
+    model.set_slot(1).unwrap();
+    let e = model.forward(&[2; 9]).unwrap_err().to_string();
+    assert!(e.contains("KV cache is full"), "{e}");
+    let e = model
+        .forward_batch(&[(0, 3), (1, 4)])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("KV cache is full"), "{e}");
+    model.set_slot(0).unwrap();
+    model.truncate(16);
+    model.set_slot(1).unwrap();
+    model.forward(&[2; 9]).unwrap();
+    model.forward_batch(&[(0, 3), (1, 4)]).unwrap();
+    assert_eq!((model.pos_of(0), model.pos_of(1)), (17, 10));
+}
+
 /// Runs one generation to the end: the token ids.
 fn generate(s: &mut Session, ids: Vec<u32>, o: GenerateOptions) -> Vec<u32> {
     let mut stream = Box::pin(s.generate_tokens(ids, o).unwrap());
@@ -328,4 +449,52 @@ fn batched_greedy_equals_unbatched_on_the_real_model() {
         })
         .collect();
     check_engine(&e, &requests, 3);
+}
+
+/// Batched sessions share a common prompt prefix through the prefix cache: after the
+/// first request publishes its pages, each later request (on either slot) takes the
+/// whole pages of the shared prefix from the cache (reported as cached prompt tokens)
+/// and still generates what a session of its own generates.
+#[test]
+fn batched_sessions_share_a_prompt_prefix() {
+    let f = GgufFile::from_bytes(spec(Arch::Llama, GgmlType::Q8_0, 344).build()).unwrap();
+    let opts = EngineOptions {
+        context: 96,
+        batch: 8,
+        template: None,
+    };
+    let e = Engine::load(gpu(Config::Full), &f, opts, &mut |_, _| {}).unwrap();
+    let vocab = e.config().vocab as u64;
+    let mut rng = Rng::new(344);
+    let mut draw = |n: usize| -> Vec<u32> { (0..n).map(|_| rng.below(vocab) as u32).collect() };
+    let prefix = draw(37);
+    let requests: Vec<Vec<u32>> = (3..7).map(|n| [prefix.clone(), draw(n)].concat()).collect();
+    let o = options(0, 6);
+    let want: Vec<Vec<u32>> = requests
+        .iter()
+        .map(|ids| generate(&mut e.session().unwrap(), ids.clone(), o.clone()))
+        .collect();
+    let mut pool = e.batched_sessions(2, None).unwrap();
+    for (i, ids) in requests.iter().enumerate() {
+        let s = &mut pool[i % 2];
+        let mut stream = Box::pin(s.generate_tokens(ids.clone(), o.clone()).unwrap());
+        let mut out = Vec::new();
+        let mut cached = None;
+        while let Some(ev) = pollster::block_on(stream.next()) {
+            match ev.unwrap() {
+                Event::Token { id, .. } => out.push(id),
+                Event::Done { stats, .. } => cached = Some(stats.cached_tokens),
+            }
+        }
+        assert_eq!(
+            out, want[i],
+            "request {i}: tokens differ from a session of its own"
+        );
+        let want_cached = if i == 0 { 0 } else { 32 };
+        assert_eq!(
+            cached,
+            Some(want_cached),
+            "request {i}: cached prompt tokens"
+        );
+    }
 }

@@ -697,3 +697,75 @@ fn decode_rows_attend_their_own_slots() {
         }
     }
 }
+
+/// Decode attention through page tables: each slot's positions live in pool pages
+/// scattered by a shuffled table (the paged KV cache), in both forms, against the twin
+/// on the slot's rows gathered through the same table; an unshuffled read fails.
+#[test]
+fn decode_rows_read_through_page_tables() {
+    for cfg in [Config::Full, Config::Bare] {
+        let g = gpu(cfg);
+        let (slots, cap, n_heads, n_kv_heads, head_dim) = (3usize, 300usize, 4, 2, 64);
+        let (shift, per_slot) = hearth::graph::KvPages::geometry(slots, cap, 8192);
+        let page = 1usize << shift;
+        let pool = slots * per_slot;
+        let kv_dim = n_kv_heads * head_dim;
+        let rows_total = pool * page;
+        let cache = KvCache::paged(&g, rows_total as u64, cap as u32, kv_dim as u32).unwrap();
+        let k = fill(&g, &cache, &cache.k, &random_vec(rows_total * kv_dim, 94));
+        let v = fill(&g, &cache, &cache.v, &random_vec(rows_total * kv_dim, 95));
+        // A fixed shuffle of the pool pages over the slots' tables.
+        let table: Vec<u32> = (0..pool as u32)
+            .map(|i| (i * 17 + 5) % pool as u32)
+            .collect();
+        let mut step = StepBuffer::new(&g, Step::new(0, 1));
+        step.paging = (shift, per_slot as u32);
+        step.write_pages(&g, 0, &table);
+        let gather = |src: &[f32], slot: usize| -> Vec<f32> {
+            (0..cap)
+                .flat_map(|p| {
+                    let row = table[slot * per_slot + p / page] as usize * page + p % page;
+                    src[row * kv_dim..(row + 1) * kv_dim].to_vec()
+                })
+                .collect()
+        };
+        let built = 4usize;
+        let width = n_heads * head_dim;
+        let q: Vec<f32> = random_vec(built * width, 96)
+            .iter()
+            .map(|x| 3.0 * x)
+            .collect();
+        let qb = storage(&g, &q);
+        let ob = output(&g, built * width);
+        let a = spec(
+            n_heads as u32,
+            n_kv_heads as u32,
+            head_dim as u32,
+            0.125,
+            None,
+        );
+        let tok = Tokens {
+            max: built as u32,
+            step: &step,
+        };
+        let op = AttentionDecode::rows(&g, &a, View::of(&qb), View::of(&ob), &cache, tok).unwrap();
+        let rows = [(2u32, 17u32), (0, 270), (1, 299), (1, 3)];
+        step.write(&g, Step::batch(&rows));
+        for (form, d) in [("split", &op.dispatches), ("single", &op.single)] {
+            kernels::run(&g, &d.iter().collect::<Vec<_>>());
+            let got = read(&g, &ob, built * width);
+            for (t, &(slot, pos)) in rows.iter().enumerate() {
+                let (ks, vs) = (gather(&k, slot as usize), gather(&v, slot as usize));
+                let qt = &q[t * width..(t + 1) * width];
+                let want = attention_decode::cpu(&a, qt, &ks, &vs, pos as usize + 1);
+                let case = format!("paged decode {form} {cfg:?} row {t} slot {slot} pos {pos}");
+                assert_close(&case, &got[t * width..(t + 1) * width], &want, BOUND);
+                // Reading the pool in order instead gives another answer.
+                let base = slot as usize * per_slot * page * kv_dim;
+                let flat = |src: &[f32]| src[base..base + cap * kv_dim].to_vec();
+                let wrong = attention_decode::cpu(&a, qt, &flat(&k), &flat(&v), pos as usize + 1);
+                assert!(nmse(&wrong, &want) > 1e-3, "{case}: table too tame to tell");
+            }
+        }
+    }
+}

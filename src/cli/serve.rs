@@ -35,7 +35,7 @@ pub struct ServeArgs {
     ctx: usize,
     /// KV cache positions all running requests share, in pages (default: --parallel x
     /// --ctx, so every request can reach --ctx); less saves memory, and a request that
-    /// finds no free page fails with 503
+    /// finds no free page ends with a "KV cache is full" error
     #[arg(long)]
     kv_size: Option<usize>,
     /// Prompt tokens per prefill pass

@@ -48,6 +48,19 @@ enum Msg {
     Job(Job),
     /// The session in this slot stopped generating (finished, or its client left).
     Idle(usize),
+    /// The session in `slot` ended its generation: publish its whole pages of `tokens`
+    /// to the prefix cache and release its KV pages.
+    Release {
+        slot: usize,
+        tokens: Vec<u32>,
+    },
+    /// The empty sequence in `slot` adopts the cached pages of the longest whole-page
+    /// prefix of `tokens`; the reply is the positions adopted.
+    Adopt {
+        slot: usize,
+        tokens: Vec<u32>,
+        reply: mpsc::Sender<Result<usize, EngineError>>,
+    },
 }
 
 /// What a batch worker has run, for `/metrics`.
@@ -57,6 +70,24 @@ pub struct BatchCounters {
     pub steps: AtomicU64,
     /// Rows (tokens) over all batched steps: over `steps`, the mean batch size.
     pub rows: AtomicU64,
+    /// KV pages in the pool.
+    pub pages_total: AtomicU64,
+    /// KV pages held by sequences.
+    pub pages_held: AtomicU64,
+    /// KV pages no sequence holds, kept for their cached prefix.
+    pub pages_cached: AtomicU64,
+    /// Prompt positions taken from the prefix cache instead of computed.
+    pub prefix_hits: AtomicU64,
+}
+
+impl BatchCounters {
+    /// Copies the model's page counts.
+    fn pages(&self, model: &Model) {
+        let s = model.kv_pages();
+        self.pages_total.store(s.total as u64, Ordering::Relaxed);
+        self.pages_held.store(s.held as u64, Ordering::Relaxed);
+        self.pages_cached.store(s.cached as u64, Ordering::Relaxed);
+    }
 }
 
 /// How long the worker waits after a round for the decoding sessions' next tokens
@@ -99,7 +130,12 @@ fn worker(mut model: Model, rx: mpsc::Receiver<Msg>, counters: &BatchCounters) {
     // Slots that were answered a token and will likely send the next.
     let mut decoding: HashSet<usize> = HashSet::new();
     let mut open = true;
-    let take = |m: Msg, queue: &mut VecDeque<Job>, decoding: &mut HashSet<usize>| match m {
+    // Jobs wait for the next round; page work runs at once (the session sending it has
+    // no job in the queue: it waits for each job's answer).
+    let take = |m: Msg,
+                model: &mut Model,
+                queue: &mut VecDeque<Job>,
+                decoding: &mut HashSet<usize>| match m {
         Msg::Job(j) => {
             decoding.remove(&j.slot);
             queue.push_back(j);
@@ -107,13 +143,37 @@ fn worker(mut model: Model, rx: mpsc::Receiver<Msg>, counters: &BatchCounters) {
         Msg::Idle(slot) => {
             decoding.remove(&slot);
         }
+        Msg::Release { slot, tokens } => {
+            decoding.remove(&slot);
+            if model.set_slot(slot).is_ok() {
+                model.publish_prefix(&tokens);
+                model.reset();
+            }
+            counters.pages(model);
+        }
+        Msg::Adopt {
+            slot,
+            tokens,
+            reply,
+        } => {
+            let adopted = model.set_slot(slot).map(|_| {
+                model.reset();
+                model.share_prefix(&tokens)
+            });
+            if let Ok(n) = adopted {
+                counters.prefix_hits.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            counters.pages(model);
+            let _ = reply.send(adopted.map_err(Into::into));
+        }
     };
+    counters.pages(&model);
     let mut stats = Stats::default();
     while open || !queue.is_empty() {
         let idle_from = Instant::now();
         if queue.is_empty() {
             match rx.recv() {
-                Ok(m) => take(m, &mut queue, &mut decoding),
+                Ok(m) => take(m, &mut model, &mut queue, &mut decoding),
                 Err(_) => break,
             }
         }
@@ -123,13 +183,13 @@ fn worker(mut model: Model, rx: mpsc::Receiver<Msg>, counters: &BatchCounters) {
         while open && decoding.iter().any(|s| !queue.iter().any(|j| j.slot == *s)) {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
-                Ok(m) => take(m, &mut queue, &mut decoding),
+                Ok(m) => take(m, &mut model, &mut queue, &mut decoding),
                 Err(mpsc::RecvTimeoutError::Timeout) => break,
                 Err(mpsc::RecvTimeoutError::Disconnected) => open = false,
             }
         }
         while let Ok(m) = rx.try_recv() {
-            take(m, &mut queue, &mut decoding);
+            take(m, &mut model, &mut queue, &mut decoding);
         }
         let step_from = Instant::now();
         stats.gather += step_from - gather_from;
@@ -165,6 +225,7 @@ fn worker(mut model: Model, rx: mpsc::Receiver<Msg>, counters: &BatchCounters) {
             }
         }
         stats.other += one_from.elapsed();
+        counters.pages(&model);
         queue = rest;
         stats.report();
     }
@@ -380,6 +441,36 @@ impl SlotModel {
     /// Tells the worker this slot stopped generating, so a round does not wait for it.
     pub fn idle(&self) {
         let _ = self.tx.send(Msg::Idle(self.slot));
+    }
+
+    /// Ends the slot's sequence: its whole pages of `tokens` (what it was fed) go to the
+    /// prefix cache and its KV pages back to the pool.
+    pub fn release(&mut self, tokens: Vec<u32>) {
+        self.deferred = None;
+        self.pos = 0;
+        let _ = self.tx.send(Msg::Release {
+            slot: self.slot,
+            tokens,
+        });
+    }
+
+    /// Starts the empty sequence with the cached pages of the longest whole-page prefix
+    /// of `tokens` (at most all but the last token); returns the positions adopted.
+    pub fn share_prefix(&mut self, tokens: &[u32]) -> Result<usize, EngineError> {
+        if self.pos() != 0 {
+            return Ok(0);
+        }
+        let gone = || GpuError::Runtime("the batch worker stopped".into());
+        let (reply, answer) = mpsc::channel();
+        let msg = Msg::Adopt {
+            slot: self.slot,
+            tokens: tokens.to_vec(),
+            reply,
+        };
+        self.tx.send(msg).map_err(|_| gone())?;
+        let n = answer.recv().map_err(|_| gone())??;
+        self.pos = n;
+        Ok(n)
     }
 
     fn send(&mut self, ids: Vec<u32>, want: Option<Want>) -> Result<Option<Pick>, EngineError> {

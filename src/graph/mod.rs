@@ -354,14 +354,25 @@ impl Model {
         }
     }
 
-    /// Copies pool page `from` to `to` in every layer's K and V.
+    /// Copies pool page `from` to `to` in every layer's K and V (through a one-page
+    /// buffer: a copy within one buffer is not allowed).
     fn copy_page(&self, from: u32, to: u32) {
+        let Some(c) = self.kv.first() else {
+            return;
+        };
+        let elem = if c.f16 { 2 } else { 4 };
+        let bytes = self.pages.page_size() as u64 * c.kv_dim as u64 * elem;
+        let page = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kv page copy"),
+            size: bytes,
+            usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         for c in &self.kv {
-            let elem = if c.f16 { 2 } else { 4 };
-            let bytes = self.pages.page_size() as u64 * c.kv_dim as u64 * elem;
             for b in [&c.k, &c.v] {
-                enc.copy_buffer_to_buffer(b, from as u64 * bytes, b, to as u64 * bytes, bytes);
+                enc.copy_buffer_to_buffer(b, from as u64 * bytes, &page, 0, bytes);
+                enc.copy_buffer_to_buffer(&page, 0, b, to as u64 * bytes, bytes);
             }
         }
         self.gpu.queue.submit([enc.finish()]);

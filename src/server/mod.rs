@@ -313,6 +313,34 @@ async fn metrics_text(State(app): State<App>) -> Response {
         "Tokens over all batched steps; over hearth_batch_steps_total, the mean batch size.",
         q.batch_rows.to_string(),
     );
+    for (name, kind, help, v) in [
+        (
+            "hearth_kv_pages_total",
+            "gauge",
+            "KV cache pages in the pools of loaded batched models.",
+            q.kv_pages_total,
+        ),
+        (
+            "hearth_kv_pages_held",
+            "gauge",
+            "KV pages held by running requests (a page shared by several counts once).",
+            q.kv_pages_held,
+        ),
+        (
+            "hearth_kv_pages_cached",
+            "gauge",
+            "KV pages no request holds, kept for their cached prompt prefix.",
+            q.kv_pages_cached,
+        ),
+        (
+            "hearth_prefix_cache_hits_total",
+            "counter",
+            "Prompt tokens taken from the prefix cache instead of computed.",
+            q.prefix_hits,
+        ),
+    ] {
+        metric(name, kind, help, v.to_string());
+    }
     metric(
         "hearth_models_loaded",
         "gauge",

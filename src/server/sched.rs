@@ -107,6 +107,13 @@ pub struct QueueStats {
     pub batch_steps: u64,
     /// Their rows (tokens) in all.
     pub batch_rows: u64,
+    /// KV pages of the loaded batched models: in their pools, held by sequences, and
+    /// kept only for their cached prefix.
+    pub kv_pages_total: u64,
+    pub kv_pages_held: u64,
+    pub kv_pages_cached: u64,
+    /// Prompt positions taken from the prefix cache instead of computed.
+    pub prefix_hits: u64,
 }
 
 /// Models by name, the GPU they share and the admission rules.
@@ -187,6 +194,10 @@ impl Scheduler {
             loaded: 0,
             batch_steps: 0,
             batch_rows: 0,
+            kv_pages_total: 0,
+            kv_pages_held: 0,
+            kv_pages_cached: 0,
+            prefix_hits: 0,
         };
         for m in self.slots() {
             let (u, a) = (
@@ -199,6 +210,10 @@ impl Scheduler {
             if let Some(c) = m.loaded().and_then(|l| l.batch.as_ref()) {
                 s.batch_steps += c.steps.load(Ordering::Relaxed);
                 s.batch_rows += c.rows.load(Ordering::Relaxed);
+                s.kv_pages_total += c.pages_total.load(Ordering::Relaxed);
+                s.kv_pages_held += c.pages_held.load(Ordering::Relaxed);
+                s.kv_pages_cached += c.pages_cached.load(Ordering::Relaxed);
+                s.prefix_hits += c.prefix_hits.load(Ordering::Relaxed);
             }
         }
         s
