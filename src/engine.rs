@@ -478,6 +478,7 @@ impl SeqModel {
     /// whole-page prefix of `ids` that an ended sequence left (shared, not copied);
     /// returns the positions adopted. A session of its own keeps its own cache instead.
     fn share_prefix(&mut self, ids: &[u32]) -> Result<usize, EngineError> {
+        let _ = ids; // only batched sessions (not on wasm) share
         match self {
             Self::Own(_) => Ok(0),
             #[cfg(not(target_arch = "wasm32"))]
