@@ -45,6 +45,11 @@ pub struct BenchArgs {
     /// reported as total and per-sequence tokens/s
     #[arg(long, default_value_t = 1)]
     parallel: usize,
+    /// With --parallel: also run the sequences as requests sharing a system prompt of
+    /// this many tokens (each adds 8 tokens of its own and generates the first -n
+    /// count): the prefix cache's KV pages against one sequence's, and the prompt rate
+    #[arg(long, default_value_t = 0)]
+    shared_prefix: usize,
     /// Output: md (a table) or json
     #[arg(short = 'o', long, default_value = "md")]
     output: String,
@@ -91,7 +96,8 @@ pub fn run(args: &BenchArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyho
         .chain(&args.n_gen)
         .copied()
         .max()
-        .unwrap_or(0);
+        .unwrap_or(0)
+        .max(args.shared_prefix + SUFFIX + args.n_gen.first().copied().unwrap_or(0));
     if longest > cfg.context {
         anyhow::bail!(
             "a test of {longest} tokens exceeds the model's context of {}",
@@ -153,6 +159,19 @@ pub fn run(args: &BenchArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyho
             samples,
         });
     }
+    let shared = match args.shared_prefix {
+        0 => None,
+        t => {
+            let gen = args.n_gen.first().copied().unwrap_or(0);
+            let s = shared_prefix(&mut model, par, t, gen)?;
+            rows.push(Row {
+                test: format!("pp{}+{SUFFIX} x{par} shared", t),
+                tokens: (t + SUFFIX) * par,
+                samples: vec![s.prompt_rate],
+            });
+            Some(s)
+        }
+    };
     let name = format!(
         "{} {} {}",
         cfg.arch.name(),
@@ -183,6 +202,7 @@ pub fn run(args: &BenchArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyho
             "model": name.trim(), "path": path.display().to_string(),
             "size_bytes": size, "params": params, "backend": backend, "adapter": adapter,
             "batch": opts.batch, "parallel": par, "tests": tests,
+            "shared_prefix": shared.as_ref().map(SharedPrefix::json),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
@@ -203,7 +223,129 @@ pub fn run(args: &BenchArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyho
             sd
         );
     }
+    if let Some(s) = &shared {
+        println!();
+        println!("{}", s.describe());
+    }
     Ok(())
+}
+
+/// Tokens of its own each sequence adds after the shared prompt.
+const SUFFIX: usize = 8;
+
+/// KV pages of sequences sharing a prompt prefix.
+struct SharedPrefix {
+    prefix: usize,
+    sequences: usize,
+    page_size: usize,
+    generated: usize,
+    /// Pages one sequence holds after its prompt, and after generating.
+    one: [usize; 2],
+    /// Pages all sequences hold together, at the same two points.
+    all: [usize; 2],
+    /// Prompt positions computed in all, and taken from the prefix cache.
+    computed: usize,
+    adopted: usize,
+    prompt_rate: f64,
+}
+
+impl SharedPrefix {
+    fn ratio(&self, i: usize) -> f64 {
+        self.all[i] as f64 / self.one[i].max(1) as f64
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "shared prefix: {} sequences with a {}-token prompt in common (+{SUFFIX} of their own), \
+             pages of {}: one holds {} KV pages after its prompt and {} after {} tokens; all \
+             together hold {} ({:.2}x one) and {} ({:.2}x); {} prompt positions computed, {} \
+             taken from the prefix cache",
+            self.sequences,
+            self.prefix,
+            self.page_size,
+            self.one[0],
+            self.one[1],
+            self.generated,
+            self.all[0],
+            self.ratio(0),
+            self.all[1],
+            self.ratio(1),
+            self.computed,
+            self.adopted
+        )
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "prefix_tokens": self.prefix, "own_tokens": SUFFIX, "sequences": self.sequences,
+            "page_size": self.page_size, "generated": self.generated,
+            "pages_one": {"after_prompt": self.one[0], "after_generation": self.one[1]},
+            "pages_all": {"after_prompt": self.all[0], "after_generation": self.all[1]},
+            "ratio_after_prompt": self.ratio(0), "ratio_after_generation": self.ratio(1),
+            "prompt_positions_computed": self.computed,
+            "prompt_positions_cached": self.adopted,
+            "prompt_tokens_per_second": self.prompt_rate,
+        })
+    }
+}
+
+/// `par` sequences whose prompts share their first `prefix` tokens: the first computes
+/// its prompt and publishes its pages, the others adopt the cached whole pages and
+/// compute the rest; then all generate `gen` tokens in batched steps.
+fn shared_prefix(
+    m: &mut Model,
+    par: usize,
+    prefix: usize,
+    gen: usize,
+) -> anyhow::Result<SharedPrefix> {
+    for slot in 0..par {
+        m.set_slot(slot)?;
+        m.reset();
+    }
+    let vocab = m.cfg.vocab as u64;
+    let prompt = |s: usize| -> Vec<u32> {
+        (0..(prefix + SUFFIX) as u64)
+            .map(|i| {
+                let salt = if i < prefix as u64 { 0 } else { 7 * s as u64 + 1 };
+                (1 + (i * 104_729 + salt * 15_485_863) % (vocab - 1)) as u32
+            })
+            .collect()
+    };
+    let t = Instant::now();
+    let (mut computed, mut adopted) = (0, 0);
+    for s in 0..par {
+        let p = prompt(s);
+        m.set_slot(s)?;
+        let n = m.share_prefix(&p);
+        m.forward(&p[n..])?;
+        m.publish_prefix(&p);
+        computed += p.len() - n;
+        adopted += n;
+    }
+    pollster::block_on(m.argmax())?;
+    let prompt_rate = (par * (prefix + SUFFIX)) as f64 / t.elapsed().as_secs_f64();
+    let after_prompt = (m.pages_held_by(0), m.kv_pages().held);
+    let mut next: Vec<u32> = (1..=par as u32).collect();
+    for _ in 0..gen {
+        let rows: Vec<(usize, u32)> = next.iter().copied().enumerate().collect();
+        next = m.greedy_batch(&rows)?;
+    }
+    let s = SharedPrefix {
+        prefix,
+        sequences: par,
+        page_size: m.kv_pages().page_size,
+        generated: gen,
+        one: [after_prompt.0, m.pages_held_by(0)],
+        all: [after_prompt.1, m.kv_pages().held],
+        computed,
+        adopted,
+        prompt_rate,
+    };
+    for slot in 0..par {
+        m.set_slot(slot)?;
+        m.reset();
+    }
+    Ok(s)
 }
 
 /// Generates `n` tokens greedily from an empty cache and returns the seconds taken.
