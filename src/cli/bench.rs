@@ -306,7 +306,11 @@ fn shared_prefix(
     let prompt = |s: usize| -> Vec<u32> {
         (0..(prefix + SUFFIX) as u64)
             .map(|i| {
-                let salt = if i < prefix as u64 { 0 } else { 7 * s as u64 + 1 };
+                let salt = if i < prefix as u64 {
+                    0
+                } else {
+                    7 * s as u64 + 1
+                };
                 (1 + (i * 104_729 + salt * 15_485_863) % (vocab - 1)) as u32
             })
             .collect()

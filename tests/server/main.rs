@@ -201,6 +201,38 @@ fn every_endpoint_streamed_and_not() {
         steps > 0 && rows >= steps,
         "batch steps {steps}, rows {rows}"
     );
+    // Ended requests hold no KV page; a long prompt sent again takes its whole pages
+    // from the prefix cache (reported as cached prompt tokens by both APIs' counters).
+    let long = "The quick brown fox jumps over the lazy dog while the cat sleeps. ".repeat(6);
+    let body = json!({"model": MODEL, "prompt": long, "stream": false, "options": opts});
+    ok(post(a, "/api/generate", body.clone()));
+    ok(post(a, "/api/generate", body));
+    let read = |m: &Reply, name: &str| -> u64 {
+        let line = m
+            .body
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    // The worker releases a finished request's pages just after its last token.
+    let mut m = ok(get(a, "/metrics"));
+    for _ in 0..40 {
+        if read(&m, "hearth_kv_pages_held") == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        m = ok(get(a, "/metrics"));
+    }
+    let counter = |name: &str| read(&m, name);
+    assert!(
+        counter("hearth_prefix_cache_hits_total") >= 16,
+        "{}",
+        m.body
+    );
+    assert_eq!(counter("hearth_kv_pages_held"), 0, "{}", m.body);
+    assert!(counter("hearth_kv_pages_cached") > 0, "{}", m.body);
+    assert!(counter("hearth_kv_pages_total") >= counter("hearth_kv_pages_cached"));
     let r = read_reply(send(
         a,
         "GET",
