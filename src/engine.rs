@@ -486,6 +486,16 @@ impl SeqModel {
         }
     }
 
+    /// A prompt ending at position `end` is about to be fed (a batched session takes
+    /// its KV pages for all of it with its first chunk).
+    fn expect(&mut self, end: usize) {
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Self::Slot(s) = self {
+            s.expect(end);
+        }
+        let _ = end;
+    }
+
     /// The generation ended (a batched round stops waiting for it): a batched session publishes the whole pages of `cached`
     /// (what its sequence holds) to the prefix cache and gives its KV pages back to the
     /// shared pool at once, so `cached` empties; a session of its own keeps its cache.
@@ -785,6 +795,7 @@ impl Run<'_> {
             common = s.model.share_prefix(&ids)?;
             s.cached.extend_from_slice(&ids[..common]);
         }
+        s.model.expect(ids.len());
         // With a cancel flag, one prefill pass at a time, waiting for each, so that a
         // long prompt can stop early; without one, every pass is queued at once.
         let step = match &s.cancel {

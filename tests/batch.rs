@@ -498,3 +498,74 @@ fn batched_sessions_share_a_prompt_prefix() {
         );
     }
 }
+
+/// A pool with room for one request at a time (`kv_size` of 4 pages of 16 on 2 slots):
+/// a second request's prompt waits for pages until the first ends, then both generate
+/// what sessions of their own generate; a prompt no empty pool could hold is refused
+/// by name, and the sessions go on.
+#[test]
+fn prompts_wait_for_kv_pages() {
+    let f = GgufFile::from_bytes(spec(Arch::Llama, GgmlType::Q8_0, 345).build()).unwrap();
+    let opts = EngineOptions {
+        context: 96,
+        batch: 8,
+        template: None,
+    };
+    let e = Engine::load(gpu(Config::Full), &f, opts, &mut |_, _| {}).unwrap();
+    let vocab = e.config().vocab as u64;
+    let mut rng = Rng::new(345);
+    let requests: Vec<Vec<u32>> = (0..2)
+        .map(|_| (0..40).map(|_| rng.below(vocab) as u32).collect())
+        .collect();
+    let o = options(0, 6);
+    let want: Vec<Vec<u32>> = requests
+        .iter()
+        .map(|ids| generate(&mut e.session().unwrap(), ids.clone(), o.clone()))
+        .collect();
+    let mut pool = e.batched_sessions(2, Some(64)).unwrap();
+    let counters = pool[0].batch_counters().unwrap();
+    let (s0, s1) = pool.split_at_mut(1);
+    // b's prompt arrives once a holds the pages of its whole prompt.
+    let (started, start) = std::sync::mpsc::channel();
+    let got: Vec<Vec<u32>> = std::thread::scope(|scope| {
+        let (r, o) = (&requests, &o);
+        let a = scope.spawn(move || {
+            let mut stream = Box::pin(s0[0].generate_tokens(r[0].clone(), o.clone()).unwrap());
+            let mut out = Vec::new();
+            while let Some(ev) = pollster::block_on(stream.next()) {
+                match ev.unwrap() {
+                    Event::Token { id, .. } => {
+                        out.push(id);
+                        let _ = started.send(());
+                        // Slow enough that b's prompt meets a full pool.
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    Event::Done { .. } => break,
+                }
+            }
+            out
+        });
+        start.recv().unwrap();
+        let b = scope.spawn(move || generate(&mut s1[0], r[1].clone(), o.clone()));
+        vec![a.join().unwrap(), b.join().unwrap()]
+    });
+    assert_eq!(got, want, "tokens differ from sessions of their own");
+    let waits = counters
+        .page_waits
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(waits > 0, "b's prompt never waited for pages");
+    let long: Vec<u32> = (0..70).map(|_| rng.below(vocab) as u32).collect();
+    let e = pool[0]
+        .generate_tokens(long, o.clone())
+        .and_then(|s| {
+            let mut s = Box::pin(s);
+            while let Some(ev) = pollster::block_on(s.next()) {
+                ev?;
+            }
+            Ok(())
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("KV cache is full"), "{e}");
+    assert_eq!(generate(&mut pool[1], requests[0].clone(), o), want[0]);
+}

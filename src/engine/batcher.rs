@@ -27,11 +27,24 @@ struct Job {
     slot: usize,
     keep: usize,
     ids: Vec<u32>,
+    /// Positions whose KV pages the sequence takes before this job runs (its prompt's
+    /// end), so that the prompt's later chunks never wait for pages.
+    reserve: usize,
     want: Option<Want>,
     reply: Reply,
 }
 
 impl Job {
+    /// Whether the KV pool has the pages this job's tokens need now.
+    fn has_pages(&self, model: &Model) -> bool {
+        model.kv_room(self.slot, self.end()).is_ok()
+    }
+
+    /// Positions the sequence needs pages for when this job runs.
+    fn end(&self) -> usize {
+        (self.keep + self.ids.len()).max(self.reserve)
+    }
+
     /// One token with a choice after it: a decode step, batched with the others.
     fn is_decode(&self) -> bool {
         self.ids.len() == 1 && self.want.is_some()
@@ -78,6 +91,8 @@ pub struct BatchCounters {
     pub pages_cached: AtomicU64,
     /// Prompt positions taken from the prefix cache instead of computed.
     pub prefix_hits: AtomicU64,
+    /// Rounds in which a prompt waited for KV pages (other requests held them).
+    pub page_waits: AtomicU64,
 }
 
 impl BatchCounters {
@@ -121,6 +136,7 @@ pub(super) fn slots(model: Model) -> Result<Vec<SlotModel>, EngineError> {
             batch,
             cfg: cfg.clone(),
             deferred: None,
+            prompt_end: 0,
         })
         .collect())
 }
@@ -193,19 +209,29 @@ fn worker(mut model: Model, rx: mpsc::Receiver<Msg>, counters: &BatchCounters) {
         }
         let step_from = Instant::now();
         stats.gather += step_from - gather_from;
-        // Every decode token, then short prompts in arrival order while rows are spare.
-        let (mut step, rest): (Vec<Job>, Vec<Job>) = queue.drain(..).partition(Job::is_decode);
+        // Every decode token, then short prompts in arrival order while rows are spare
+        // and the KV pool has their pages (prompts wait for pages; decodes never do).
+        let (step, rest): (Vec<Job>, Vec<Job>) = queue.drain(..).partition(Job::is_decode);
+        // A decode the pool has no page for fails alone (its session ends and gives its
+        // pages back), not the whole step.
+        let (mut step, starved): (Vec<Job>, Vec<Job>) =
+            step.into_iter().partition(|j| j.has_pages(&model));
+        for job in starved {
+            refuse(&model, job);
+        }
         let mut spare = model.sequences().saturating_sub(step.len());
         let mut rest = VecDeque::from(rest);
         for job in std::mem::take(&mut rest) {
-            if job.fits(spare) && !step.iter().any(|j| j.slot == job.slot) {
+            let free = !step.iter().any(|j| j.slot == job.slot);
+            if job.fits(spare) && free && job.has_pages(&model) {
                 spare -= job.ids.len();
                 step.push(job);
             } else {
                 rest.push_back(job);
             }
         }
-        if !step.is_empty() {
+        let step_empty = step.is_empty();
+        if !step_empty {
             let rows = step.iter().map(|j| j.ids.len()).sum::<usize>();
             stats.steps += 1;
             stats.rows += rows;
@@ -217,12 +243,28 @@ fn worker(mut model: Model, rx: mpsc::Receiver<Msg>, counters: &BatchCounters) {
         }
         let one_from = Instant::now();
         stats.decode += one_from - step_from;
-        if let Some(job) = rest.pop_front() {
-            let (slot, wants) = (job.slot, job.want.is_some());
-            stats.others += 1;
-            if run_one(&mut model, job) && wants {
-                decoding.insert(slot);
+        let ran = !step_empty;
+        if rest.iter().any(|j| !j.has_pages(&model)) {
+            counters.page_waits.fetch_add(1, Ordering::Relaxed);
+        }
+        match rest.iter().position(|j| j.has_pages(&model)) {
+            Some(i) => {
+                let job = rest.remove(i).expect("a position in rest");
+                let (slot, wants) = (job.slot, job.want.is_some());
+                stats.others += 1;
+                if run_one(&mut model, job) && wants {
+                    decoding.insert(slot);
+                }
             }
+            // Nothing ran, no session is between tokens, and every waiting job lacks
+            // pages: only the holders' ending frees any, and the holders are these
+            // jobs, so the first is refused (its session ends and gives its pages back).
+            None if !ran && decoding.is_empty() => {
+                if let Some(job) = rest.pop_front() {
+                    refuse(&model, job);
+                }
+            }
+            None => {}
         }
         stats.other += one_from.elapsed();
         counters.pages(&model);
@@ -266,10 +308,18 @@ impl Stats {
     }
 }
 
-/// Positions the model on the job's slot at `keep`.
+/// Answers `job` with the KV pool's "full" error.
+fn refuse(model: &Model, job: Job) {
+    let why = model.kv_room(job.slot, job.end()).err();
+    let why = why.unwrap_or_else(|| ModelError::KvFull("the KV cache is full".into()));
+    let _ = job.reply.send(Err(why.into()));
+}
+
+/// Positions the model on the job's slot at `keep`, with the KV pages the job needs.
 fn seat(model: &mut Model, job: &Job) -> Result<(), EngineError> {
     model.set_slot(job.slot)?;
     model.truncate(job.keep);
+    model.kv_reserve(job.slot, job.end())?;
     if model.pos() != job.keep {
         return Err(ModelError::Input(format!(
             "sequence slot {} holds {} tokens, not the {} its session expects",
@@ -381,6 +431,8 @@ pub struct SlotModel {
     batch: usize,
     cfg: ModelConfig,
     deferred: Option<Vec<u32>>,
+    /// The prompt's end: its jobs take the KV pages of the whole prompt.
+    prompt_end: usize,
 }
 
 impl SlotModel {
@@ -448,10 +500,17 @@ impl SlotModel {
     pub fn release(&mut self, tokens: Vec<u32>) {
         self.deferred = None;
         self.pos = 0;
+        self.prompt_end = 0;
         let _ = self.tx.send(Msg::Release {
             slot: self.slot,
             tokens,
         });
+    }
+
+    /// The prompt being fed ends at position `end`: its first job waits until the KV
+    /// pool can give it pages for all of it, and takes them.
+    pub fn expect(&mut self, end: usize) {
+        self.prompt_end = end.min(self.capacity);
     }
 
     /// Starts the empty sequence with the cached pages of the longest whole-page prefix
@@ -481,6 +540,7 @@ impl SlotModel {
             slot: self.slot,
             keep: self.pos,
             ids,
+            reserve: self.prompt_end,
             want,
             reply,
         };

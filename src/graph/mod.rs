@@ -322,9 +322,10 @@ impl Model {
         self.batch
     }
 
-    /// Forgets the sequence and releases its KV pages.
+    /// Forgets the sequence and releases its KV pages (reserved ones too).
     pub fn reset(&mut self) {
-        self.truncate(0);
+        self.pos = 0;
+        self.release_to(self.slot, 0);
         self.last_n = 0;
     }
 
@@ -333,9 +334,9 @@ impl Model {
     /// is copied first; when the pool has no page for the copy, the sequence keeps only
     /// its whole pages, so `pos()` afterwards may be below `pos`.
     pub fn truncate(&mut self, pos: usize) {
-        let slot = self.slot;
-        self.pos = self.pos.min(pos);
-        self.pos = self.release_to(slot, self.pos);
+        if pos < self.pos {
+            self.pos = self.release_to(self.slot, pos);
+        }
     }
 
     /// Releases `slot`'s pages past `len`; returns the positions it keeps.
@@ -386,6 +387,16 @@ impl Model {
         Ok(())
     }
 
+    /// Gives the sequence in `slot` its KV pages up to `len` positions now (a prompt's
+    /// whole length when it starts, so that its later chunks never wait for pages);
+    /// they stay its own until it is reset or truncated below them.
+    pub fn kv_reserve(&mut self, slot: usize, len: usize) -> Result<(), ModelError> {
+        if slot >= self.sequences() {
+            return Err(ModelError::Input(format!("sequence slot {slot}")));
+        }
+        self.reserve(slot, len.min(self.capacity))
+    }
+
     /// Writes the page tables that changed into the step uniform.
     fn sync_pages(&mut self) {
         for (first, entries) in self.pages.take_dirty() {
@@ -422,6 +433,15 @@ impl Model {
     /// The KV page pool: pages held, cached and in all.
     pub fn kv_pages(&self) -> PageStats {
         self.pages.stats()
+    }
+
+    /// Whether the sequence in `slot` could grow to `len` positions now: the
+    /// `KvFull` error its step would meet if not (other sequences hold the pages).
+    pub fn kv_room(&self, slot: usize, len: usize) -> Result<(), ModelError> {
+        if slot >= self.sequences() {
+            return Ok(());
+        }
+        self.pages.room(slot, len).map_err(ModelError::KvFull)
     }
 
     /// KV pages the sequence in `slot` holds (shared ones included).

@@ -159,6 +159,17 @@ impl KvPages {
         Ok(())
     }
 
+    /// Whether `ensure(slot, len)` would find its pages now (the same error if not).
+    pub fn room(&self, slot: usize, len: usize) -> Result<(), String> {
+        let more = len
+            .div_ceil(self.page_size())
+            .saturating_sub(self.tables[slot].len());
+        if more > self.free.len() + self.idle.len() {
+            return Err(self.full(more));
+        }
+        Ok(())
+    }
+
     fn full(&self, more: usize) -> String {
         let s = self.stats();
         format!(

@@ -338,6 +338,12 @@ async fn metrics_text(State(app): State<App>) -> Response {
             "Prompt tokens taken from the prefix cache instead of computed.",
             q.prefix_hits,
         ),
+        (
+            "hearth_kv_page_waits_total",
+            "counter",
+            "Scheduler rounds in which a prompt waited for KV pages other requests held.",
+            q.page_waits,
+        ),
     ] {
         metric(name, kind, help, v.to_string());
     }

@@ -114,6 +114,8 @@ pub struct QueueStats {
     pub kv_pages_cached: u64,
     /// Prompt positions taken from the prefix cache instead of computed.
     pub prefix_hits: u64,
+    /// Rounds in which a prompt waited for KV pages.
+    pub page_waits: u64,
 }
 
 /// Models by name, the GPU they share and the admission rules.
@@ -198,6 +200,7 @@ impl Scheduler {
             kv_pages_held: 0,
             kv_pages_cached: 0,
             prefix_hits: 0,
+            page_waits: 0,
         };
         for m in self.slots() {
             let (u, a) = (
@@ -214,6 +217,7 @@ impl Scheduler {
                 s.kv_pages_held += c.pages_held.load(Ordering::Relaxed);
                 s.kv_pages_cached += c.pages_cached.load(Ordering::Relaxed);
                 s.prefix_hits += c.prefix_hits.load(Ordering::Relaxed);
+                s.page_waits += c.page_waits.load(Ordering::Relaxed);
             }
         }
         s
