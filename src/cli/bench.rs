@@ -3,6 +3,7 @@
 //! `tgN` generates N tokens one at a time from an empty cache (greedy as `run` and
 //! `serve` decode at temperature 0: each step feeds the last argmax on the GPU, and the
 //! argmax read back each step is also the sync). Tokenization and sampling are excluded.
+//! With `-d D` each test starts from D tokens already in the cache instead (`@ dD`).
 //! Each test runs once to warm up, then `-r` times; t/s is reported as mean ± sd.
 
 use super::load::{open_gguf, resolve_model};
@@ -34,6 +35,16 @@ pub struct BenchArgs {
         default_value = "128"
     )]
     n_gen: Vec<usize>,
+    /// Context depths each test starts from (comma-separated): that many tokens are in
+    /// the KV cache first (computed once, then shared through the prefix cache; not
+    /// timed), as llama-bench's -d
+    #[arg(
+        short = 'd',
+        long = "n-depth",
+        value_delimiter = ',',
+        default_value = "0"
+    )]
+    n_depth: Vec<usize>,
     /// Repetitions of each test
     #[arg(short = 'r', long, default_value_t = 5)]
     repetitions: usize,
@@ -97,7 +108,9 @@ pub fn run(args: &BenchArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyho
         .copied()
         .max()
         .unwrap_or(0)
-        .max(args.shared_prefix + SUFFIX + args.n_gen.first().copied().unwrap_or(0));
+        + args.n_depth.iter().copied().max().unwrap_or(0);
+    let longest =
+        longest.max(args.shared_prefix + SUFFIX + args.n_gen.first().copied().unwrap_or(0));
     if longest > cfg.context {
         anyhow::bail!(
             "a test of {longest} tokens exceeds the model's context of {}",
@@ -114,50 +127,62 @@ pub fn run(args: &BenchArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyho
     let mut model = Model::load(gpu.clone(), &f, &opts)?;
     let vocab = cfg.vocab as u64;
     let mut rows = Vec::new();
-    for &n in args.n_prompt.iter().filter(|&&n| n > 0) {
-        // Ids spread over the vocabulary, fixed so runs compare.
-        let ids: Vec<u32> = (0..n as u64)
-            .map(|i| (1 + i * 7919 % (vocab - 1)) as u32)
-            .collect();
-        let samples = repeat(args.repetitions, || {
-            model.reset();
-            let t = Instant::now();
-            model.forward(&ids)?;
-            pollster::block_on(model.argmax())?;
-            Ok(n as f64 / t.elapsed().as_secs_f64())
-        })?;
-        rows.push(Row {
-            test: format!("pp{n}"),
-            tokens: n,
-            samples,
-        });
-    }
     let par = args.parallel;
-    for &n in args.n_gen.iter().filter(|&&n| n > 0) {
-        let samples = repeat(args.repetitions, || {
-            let secs = match par {
-                1 => generate(&mut model, n)?,
-                _ => generate_batched(&mut model, par, n)?,
-            };
-            Ok((n * par) as f64 / secs)
-        })?;
-        let test = if par > 1 {
-            format!("tg{n} x{par}")
-        } else {
-            format!("tg{n}")
+    for &d in &args.n_depth {
+        // The depth's context: other ids than the tests', so no test prompt matches it.
+        let ctx: Vec<u32> = (0..d as u64)
+            .map(|i| (1 + (i * 104_723 + 17) % (vocab - 1)) as u32)
+            .collect();
+        let at = |test: String| match d {
+            0 => test,
+            d => format!("{test} @ d{d}"),
         };
-        if par > 1 {
+        let mut depth = Depth::new(ctx);
+        for &n in args.n_prompt.iter().filter(|&&n| n > 0) {
+            // Ids spread over the vocabulary, fixed so runs compare.
+            let ids: Vec<u32> = (0..n as u64)
+                .map(|i| (1 + i * 7919 % (vocab - 1)) as u32)
+                .collect();
+            let samples = repeat(args.repetitions, || {
+                depth.enter(&mut model, 1)?;
+                let t = Instant::now();
+                model.forward(&ids)?;
+                pollster::block_on(model.argmax())?;
+                Ok(n as f64 / t.elapsed().as_secs_f64())
+            })?;
             rows.push(Row {
-                test: format!("{test} per sequence"),
+                test: at(format!("pp{n}")),
                 tokens: n,
-                samples: samples.iter().map(|t| t / par as f64).collect(),
+                samples,
             });
         }
-        rows.push(Row {
-            test,
-            tokens: n * par,
-            samples,
-        });
+        for &n in args.n_gen.iter().filter(|&&n| n > 0) {
+            let samples = repeat(args.repetitions, || {
+                depth.enter(&mut model, par)?;
+                let secs = match par {
+                    1 => generate(&mut model, n)?,
+                    _ => generate_batched(&mut model, par, n)?,
+                };
+                Ok((n * par) as f64 / secs)
+            })?;
+            let test = at(if par > 1 {
+                format!("tg{n} x{par}")
+            } else {
+                format!("tg{n}")
+            });
+            if par > 1 {
+                rows.push(Row {
+                    test: format!("{test} per sequence"),
+                    tokens: n,
+                    samples: samples.iter().map(|t| t / par as f64).collect(),
+                });
+            }
+            rows.push(Row {
+                test,
+                tokens: n * par,
+                samples,
+            });
+        }
     }
     let shared = match args.shared_prefix {
         0 => None,
@@ -359,7 +384,6 @@ fn shared_prefix(
 fn generate(m: &mut Model, n: usize) -> anyhow::Result<f64> {
     let ahead = m.feeds_ahead();
     m.set_slot(0)?;
-    m.reset();
     let t = Instant::now();
     m.forward(&[1])?;
     for _ in 1..n {
@@ -379,10 +403,6 @@ fn generate(m: &mut Model, n: usize) -> anyhow::Result<f64> {
 /// one batched step per token (each sequence starts from a different token), and returns
 /// the seconds taken.
 fn generate_batched(m: &mut Model, par: usize, n: usize) -> anyhow::Result<f64> {
-    for slot in 0..par {
-        m.set_slot(slot)?;
-        m.reset();
-    }
     let t = Instant::now();
     let mut next: Vec<u32> = (1..=par as u32).collect();
     for _ in 0..n {
@@ -390,6 +410,41 @@ fn generate_batched(m: &mut Model, par: usize, n: usize) -> anyhow::Result<f64> 
         next = m.greedy_batch(&rows)?;
     }
     Ok(t.elapsed().as_secs_f64())
+}
+
+/// The context a test starts from: computed once, then taken from the prefix cache.
+struct Depth {
+    ctx: Vec<u32>,
+    published: bool,
+}
+
+impl Depth {
+    fn new(ctx: Vec<u32>) -> Self {
+        Self {
+            ctx,
+            published: false,
+        }
+    }
+
+    /// Empties the first `slots` sequences and puts the context in each; slot 0 is
+    /// current afterwards.
+    fn enter(&mut self, m: &mut Model, slots: usize) -> anyhow::Result<()> {
+        for slot in (0..slots).rev() {
+            m.set_slot(slot)?;
+            m.reset();
+            if self.ctx.is_empty() {
+                continue;
+            }
+            let n = m.share_prefix(&self.ctx);
+            m.forward(&self.ctx[n..])?;
+            if !self.published {
+                m.publish_prefix(&self.ctx);
+                self.published = true;
+            }
+        }
+        m.gpu.wait()?;
+        Ok(())
+    }
 }
 
 /// One warm-up run, then `reps` measured ones.
