@@ -1,13 +1,18 @@
 // Flash-decoding attention for each token t of the step (a query at position row_pos(t)
 // over the KV cache of its slot, row_slot(t)): grids carry the token in their last used
 // dimension, so a batched step attends every sequence's token in the same dispatches.
-// Pass 1 (default): workgroup (chunk c, head h, token t) scores the CHUNK key positions of chunk c
-// against q[h], and writes to its own slot of the scratch buffer the chunk's max score m,
-// sum of exp(s - m) and the exp-weighted sum of V rows. Chunks outside [lo, kv_len) exit.
+// Pass 1 and SINGLE take a block of `heads` query heads of one KV group per workgroup, so
+// each K and V row is read once for all of them (GQA / MQA), as vec4 where head_dim
+// allows (VEC4).
+// Pass 1 (default): workgroup (chunk c, head block b, token t) scores the CHUNK key
+// positions of chunk c against each head's q, and writes to each head's own slot of the
+// scratch buffer the chunk's max score m, sum of exp(s - m) and the exp-weighted sum of V
+// rows. Chunks outside [lo, kv_len) exit.
 // Pass 2 (COMBINE): one workgroup per (head, token) rescales the chunks to a common max and divides.
-// SINGLE: one pass for short contexts: one workgroup per (head, token) walks the chunks in order
-// with an online softmax (running max and sum, the output rescaled as the max grows) and
-// writes the output itself, so a short step needs no scratch round trip and no pass 2.
+// SINGLE: one pass for short contexts: one workgroup per (head block, token) walks the
+// chunks in order with an online softmax per head (running max and sum, the output
+// rescaled as the max grows) and writes the output itself, so a short step needs no
+// scratch round trip and no pass 2.
 // Dispatching a fixed grid for the capacity keeps the plan static while kv_len grows.
 #include "lib/common.wgsl"
 #include "lib/step.wgsl"
@@ -25,13 +30,22 @@ struct Params {
     out_offset: u32,
     scale: f32,
     max_tokens: u32,  // tokens per step the grid and the scratch buffer are sized for
-    _pad0: u32,
+    heads: u32,       // query heads per workgroup (HEADS)
 }
 
 // One key position per invocation in pass 1.
 const CHUNK: u32 = WG;
-// Dims per invocation: head_dim <= 256 (checked on the host) with WG = 64.
+// Dims per invocation in the combine pass: head_dim <= 256 (checked on the host) with WG = 64.
 const DPT: u32 = 4u;
+// Query heads per workgroup (HEADS, a divisor of the group size up to 8: a pipeline per
+// count, so the per-head loops unroll and their arrays stay in registers).
+#ifdef COMBINE
+const HB: u32 = 1u;
+#else
+const HB: u32 = HEADS;
+#endif
+// vec4 columns of a head at most (head_dim <= 256).
+const D4: u32 = 64u;
 // Finite stand-in for -inf, so exp(m_old - m_new) never sees inf - inf.
 const NEG: f32 = -1e30;
 
@@ -86,6 +100,11 @@ fn kv_elem(at: KvAt, pos: u32) -> u32 {
     return cache_row(at.slot, pos, p.capacity) * p.kv_dim + at.head;
 }
 
+// vec4 columns of a head (the last one zero-padded when head_dim is not a multiple of 4).
+fn head_d4() -> u32 {
+    return (p.head_dim + 3u) / 4u;
+}
+
 #ifdef COMBINE
 @group(0) @binding(4) var<storage, read> part: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
@@ -129,106 +148,182 @@ fn main(ids: Ids, gs: Groups) {
 }
 #else
 @group(0) @binding(0) var<storage, read> q: array<f32>;
+#ifdef VEC4
+// head_dim and kv_dim are multiples of 4 (host-checked), so a head's row is whole vec4s.
+@group(0) @binding(1) var<storage, read> kc: array<vec4<kv_t>>;
+@group(0) @binding(2) var<storage, read> vc: array<vec4<kv_t>>;
+#else
 @group(0) @binding(1) var<storage, read> kc: array<kv_t>;
 @group(0) @binding(2) var<storage, read> vc: array<kv_t>;
+#endif
 
-var<workgroup> qs: array<f32, 256>;
-var<workgroup> ss: array<f32, CHUNK>;
-var<workgroup> es: array<f32, CHUNK>;
+// The block's q heads, scaled, as vec4 columns: qs[g * D4 + d4].
+var<workgroup> qs: array<vec4<f32>, 512>;
+// Per head of the block, per key of the chunk: scores, then their exps.
+var<workgroup> ss: array<f32, 512>;
+var<workgroup> es: array<f32, 512>;
 
-// q[t, h] * scale into shared memory.
-fn load_q(t: u32, h: u32, lid: u32) {
-    for (var d = lid; d < p.head_dim; d += WG) {
-        qs[d] = q[p.q_offset + head_elem(t, h, d)] * p.scale;
-    }
-}
-
-// The score of key position `pos` (NEG outside [lo, kv_len)).
-fn score(pos: u32, lo: u32, kv_len: u32, at: KvAt) -> f32 {
-    var s = NEG;
-    if (pos >= lo && pos < kv_len) {
-        s = 0.0;
-        let row = kv_elem(at, pos);
-        for (var d = 0u; d < p.head_dim; d++) {
-            s += qs[d] * f32(kc[row + d]);
+// vec4 column d4 of the K (or V) head row starting at element `e`.
+fn k_col(e: u32, d4: u32) -> vec4<f32> {
+#ifdef VEC4
+    return vec4<f32>(kc[e / 4u + d4]);
+#else
+    var r = vec4<f32>(0.0);
+    for (var i = 0u; i < 4u; i++) {
+        let d = d4 * 4u + i;
+        if (d < p.head_dim) {
+            r[i] = f32(kc[e + d]);
         }
     }
-    return s;
+    return r;
+#endif
 }
 
-// The largest of the chunk's scores in `ss` and `m`.
-fn chunk_max(m: f32) -> f32 {
+fn v_col(e: u32, d4: u32) -> vec4<f32> {
+#ifdef VEC4
+    return vec4<f32>(vc[e / 4u + d4]);
+#else
+    var r = vec4<f32>(0.0);
+    for (var i = 0u; i < 4u; i++) {
+        let d = d4 * 4u + i;
+        if (d < p.head_dim) {
+            r[i] = f32(vc[e + d]);
+        }
+    }
+    return r;
+#endif
+}
+
+// The block's q heads (first head h0) of token t, times scale, into shared memory.
+fn load_q(t: u32, h0: u32, lid: u32) {
+    let nd4 = head_d4();
+    for (var i = lid; i < HB * nd4; i += WG) {
+        let g = i / nd4;
+        let d4 = i % nd4;
+        var r = vec4<f32>(0.0);
+        for (var j = 0u; j < 4u; j++) {
+            let d = d4 * 4u + j;
+            if (d < p.head_dim) {
+                r[j] = q[p.q_offset + head_elem(t, h0 + g, d)] * p.scale;
+            }
+        }
+        qs[g * D4 + d4] = r;
+    }
+}
+
+// Each head's score of key position `pos` into ss[g * CHUNK + j] (NEG outside [lo, kv_len)).
+fn score(pos: u32, j: u32, lo: u32, kv_len: u32, at: KvAt) {
+    var s: array<f32, HB>;
+    for (var g = 0u; g < HB; g++) {
+        s[g] = NEG;
+    }
+    if (pos >= lo && pos < kv_len) {
+        for (var g = 0u; g < HB; g++) {
+            s[g] = 0.0;
+        }
+        let e = kv_elem(at, pos);
+        for (var d4 = 0u; d4 < head_d4(); d4++) {
+            let k = k_col(e, d4);
+            for (var g = 0u; g < HB; g++) {
+                s[g] += dot(qs[g * D4 + d4], k);
+            }
+        }
+    }
+    for (var g = 0u; g < HB; g++) {
+        ss[g * CHUNK + j] = s[g];
+    }
+}
+
+// The largest of head g's chunk scores and `m`.
+fn chunk_max(g: u32, m: f32) -> f32 {
     var mc = m;
     for (var j = 0u; j < CHUNK; j++) {
-        mc = max(mc, ss[j]);
+        mc = max(mc, ss[g * CHUNK + j]);
     }
     return mc;
 }
 
-// The es-weighted sum of V rows c0 + [j0, j1) at dim d.
-fn weighted_v(c0: u32, j0: u32, j1: u32, at: KvAt, d: u32) -> f32 {
-    var acc = 0.0;
+// Each head's es-weighted sum of V rows c0 + [j0, j1) at vec4 column d4, added to acc.
+fn weighted_v(c0: u32, j0: u32, j1: u32, at: KvAt, d4: u32, acc: ptr<function, array<vec4<f32>, HB>>) {
     for (var i = j0; i < j1; i++) {
-        acc += es[i] * f32(vc[kv_elem(at, c0 + i) + d]);
+        let v = v_col(kv_elem(at, c0 + i), d4);
+        for (var g = 0u; g < HB; g++) {
+            (*acc)[g] += es[g * CHUNK + i] * v;
+        }
     }
-    return acc;
 }
 
 #ifdef SINGLE
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
+// Writes vec4 column d4 of head h of token t (the part within head_dim).
+fn store_col(t: u32, h: u32, d4: u32, r: vec4<f32>) {
+    for (var i = 0u; i < 4u; i++) {
+        let d = d4 * 4u + i;
+        if (d < p.head_dim) {
+            out[p.out_offset + head_elem(t, h, d)] = r[i];
+        }
+    }
+}
+
 @compute @workgroup_size(WG)
 fn main(ids: Ids, gs: Groups) {
-    let h = gs.wid.x;
+    let h0 = gs.wid.x * HB;
     let t = gs.wid.y;
-    if (h >= p.n_heads || !live(t)) {
+    if (h0 >= p.n_heads || !live(t)) {
         return;
     }
     let kv_len = kv_len_of(t);
     let lo = window_lo(kv_len, p.window);
     let cr = chunk_range(t);
-    let at = kv_at(t, h);
-    load_q(t, h, ids.lid);
+    let at = kv_at(t, h0);
+    load_q(t, h0, ids.lid);
     workgroupBarrier();
-    var m = NEG;
-    var l = 0.0;
-    var acc: array<f32, DPT>;
+    var m: array<f32, HB>;
+    var l: array<f32, HB>;
+    var acc: array<vec4<f32>, HB>;
+    for (var g = 0u; g < HB; g++) {
+        m[g] = NEG;
+    }
+    let d4 = ids.lid;
     for (var c = cr.x; c < cr.y; c++) {
         let c0 = c * CHUNK;
-        let s = score(c0 + ids.lid, lo, kv_len, at);
-        ss[ids.lid] = s;
+        score(c0 + ids.lid, ids.lid, lo, kv_len, at);
         workgroupBarrier();
         // Every chunk in range holds a valid position, so mc is a real score and the
         // rescale of the old sums exp(m - mc) is 0 on the first chunk.
-        let mc = chunk_max(m);
-        let f = exp(m - mc);
-        var e = 0.0;
-        if (s > NEG) {
-            e = exp(s - mc);
+        var f: array<f32, HB>;
+        for (var g = 0u; g < HB; g++) {
+            let mc = chunk_max(g, m[g]);
+            f[g] = exp(m[g] - mc);
+            m[g] = mc;
+            let s = ss[g * CHUNK + ids.lid];
+            var e = 0.0;
+            if (s > NEG) {
+                e = exp(s - mc);
+            }
+            es[g * CHUNK + ids.lid] = e;
         }
-        es[ids.lid] = e;
         workgroupBarrier();
         let j0 = max(lo, c0) - c0;
         let j1 = min(kv_len - c0, CHUNK);
-        for (var j = 0u; j < DPT; j++) {
-            let d = ids.lid + j * WG;
-            if (d < p.head_dim) {
-                acc[j] = acc[j] * f + weighted_v(c0, j0, j1, at, d);
+        for (var g = 0u; g < HB; g++) {
+            acc[g] *= f[g];
+            var lc = 0.0;
+            for (var i = j0; i < j1; i++) {
+                lc += es[g * CHUNK + i];
             }
+            l[g] = l[g] * f[g] + lc;
         }
-        var lc = 0.0;
-        for (var i = j0; i < j1; i++) {
-            lc += es[i];
+        if (d4 < head_d4()) {
+            weighted_v(c0, j0, j1, at, d4, &acc);
         }
-        l = l * f + lc;
-        m = mc;
         // The next chunk overwrites ss and es.
         workgroupBarrier();
     }
-    for (var j = 0u; j < DPT; j++) {
-        let d = ids.lid + j * WG;
-        if (d < p.head_dim) {
-            out[p.out_offset + head_elem(t, h, d)] = acc[j] / l;
+    if (d4 < head_d4()) {
+        for (var g = 0u; g < HB; g++) {
+            store_col(t, h0 + g, d4, acc[g] / l[g]);
         }
     }
 }
@@ -238,9 +333,9 @@ fn main(ids: Ids, gs: Groups) {
 @compute @workgroup_size(WG)
 fn main(ids: Ids, gs: Groups) {
     let c = gs.wid.x;
-    let h = gs.wid.y;
+    let h0 = gs.wid.y * HB;
     let t = gs.wid.z;
-    if (h >= p.n_heads || !live(t)) {
+    if (h0 >= p.n_heads || !live(t)) {
         return;
     }
     let cr = chunk_range(t);
@@ -249,41 +344,52 @@ fn main(ids: Ids, gs: Groups) {
     }
     let kv_len = kv_len_of(t);
     let lo = window_lo(kv_len, p.window);
-    let at = kv_at(t, h);
-    load_q(t, h, ids.lid);
+    let at = kv_at(t, h0);
+    load_q(t, h0, ids.lid);
     workgroupBarrier();
 
-    // Scores: each invocation owns one key position.
+    // Scores: each invocation owns one key position, for every head of the block.
     let c0 = c * CHUNK;
-    let s = score(c0 + ids.lid, lo, kv_len, at);
-    ss[ids.lid] = s;
+    score(c0 + ids.lid, ids.lid, lo, kv_len, at);
     workgroupBarrier();
-    // The chunk has at least one valid position, so m is a real score.
-    let m = chunk_max(NEG);
-    var e = 0.0;
-    if (s > NEG) {
-        e = exp(s - m);
+    // The chunk has at least one valid position, so each m is a real score.
+    var m: array<f32, HB>;
+    for (var g = 0u; g < HB; g++) {
+        m[g] = chunk_max(g, NEG);
+        let s = ss[g * CHUNK + ids.lid];
+        var e = 0.0;
+        if (s > NEG) {
+            e = exp(s - m[g]);
+        }
+        es[g * CHUNK + ids.lid] = e;
     }
-    es[ids.lid] = e;
     workgroupBarrier();
 
-    // Exp-weighted V rows: each invocation owns DPT dims (coalesced reads across the row).
+    // Exp-weighted V rows: each invocation owns one vec4 column of every head.
     let j0 = max(lo, c0) - c0;
     let j1 = min(kv_len - c0, CHUNK);
-    let slot = slot_of(t, h, c);
-    for (var j = 0u; j < DPT; j++) {
-        let d = ids.lid + j * WG;
-        if (d < p.head_dim) {
-            part[slot * p.head_dim + d] = weighted_v(c0, j0, j1, at, d);
+    let d4 = ids.lid;
+    if (d4 < head_d4()) {
+        var acc: array<vec4<f32>, HB>;
+        weighted_v(c0, j0, j1, at, d4, &acc);
+        for (var g = 0u; g < HB; g++) {
+            let base = slot_of(t, h0 + g, c) * p.head_dim;
+            for (var i = 0u; i < 4u; i++) {
+                let d = d4 * 4u + i;
+                if (d < p.head_dim) {
+                    part[base + d] = acc[g][i];
+                }
+            }
         }
     }
-    if (ids.lid == 0u) {
+    if (ids.lid < HB) {
+        let g = ids.lid;
         var l = 0.0;
         for (var i = j0; i < j1; i++) {
-            l += es[i];
+            l += es[g * CHUNK + i];
         }
-        let mi = ml_index(t, h, c);
-        part[mi] = m;
+        let mi = ml_index(t, h0 + g, c);
+        part[mi] = m[g];
         part[mi + 1u] = l;
     }
 }

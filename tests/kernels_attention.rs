@@ -260,6 +260,11 @@ fn decode_matches_twin() {
                 worst = worst.max(check_decode(cfg, h, kvh, head_dim));
             }
         }
+        // A head_dim off vec4 (scalar reads); groups of 7 and 12 query heads (blocks of
+        // 7 and 6 heads per workgroup); MQA with 16 heads (two blocks of 8).
+        for (h, kvh, hd) in [(4, 2, 18), (14, 2, 64), (12, 1, 40), (16, 1, 18)] {
+            worst = worst.max(check_decode(cfg, h, kvh, hd));
+        }
         eprintln!("decode {cfg:?}: worst NMSE {worst:.2e}");
     }
 }

@@ -1,8 +1,10 @@
 //! Attention for one decoded token over the KV cache, flash-decoding style: the cached
-//! positions are split into chunks scored in parallel (one workgroup per chunk and head,
-//! each writing its softmax max, exp-sum and partial output to its own scratch slot), then
-//! a second dispatch merges the chunks per head. Long contexts thus fill the GPU even
-//! with a single query. Shader: `attention_decode.wgsl` (pass 2 under `COMBINE`).
+//! positions are split into chunks scored in parallel (one workgroup per chunk and block
+//! of query heads of one KV group, each writing every head's softmax max, exp-sum and
+//! partial output to its own scratch slot), then a second dispatch merges the chunks per
+//! head. Long contexts thus fill the GPU even with a single query, and each K and V row
+//! is read once per block of heads that shares it (GQA), as vec4 where head_dim allows.
+//! Shader: `attention_decode.wgsl` (pass 2 under `COMBINE`).
 
 use super::{
     build_dispatch, check_rows, to_u32, Dispatch, KvCache, StepBuffer, Tokens, View, Work,
@@ -31,8 +33,17 @@ params! {
         out_offset: u32,
         scale: f32,
         max_tokens: u32,
-        _pad0: u32,
+        heads: u32,
     }
+}
+
+/// Query heads one workgroup of pass 1 or the single pass takes (they share each K and V
+/// row they read): the largest divisor of the group size up to 8.
+pub fn heads_per_workgroup(group: u32) -> u32 {
+    (1..=group.min(8))
+        .rev()
+        .find(|d| group.is_multiple_of(*d))
+        .unwrap_or(1)
 }
 
 /// Contexts of at most this many positions attend in one pass (`SINGLE`: one workgroup
@@ -48,31 +59,47 @@ enum Pass {
     Single,
 }
 
-fn key(f16: bool, pass: Pass) -> PipelineKey {
-    PipelineKey {
+/// `vec4`: K and V rows are read as vec4 (head_dim a multiple of 4); `heads`: query
+/// heads per workgroup (pass 1 and the single pass).
+fn key(f16: bool, pass: Pass, vec4: bool, heads: u32) -> Result<PipelineKey, GpuError> {
+    let mut d: Vec<String> = Vec::new();
+    match pass {
+        Pass::Combine => d.push("COMBINE".into()),
+        Pass::Single => d.push("SINGLE".into()),
+        Pass::Chunks => {}
+    }
+    if pass != Pass::Combine {
+        if vec4 {
+            d.push("VEC4".into());
+        }
+        d.push(format!("HEADS={heads}"));
+    }
+    Ok(PipelineKey {
         op: "attention_decode",
         variant: ShaderVariant {
             f16,
-            defines: match pass {
-                Pass::Chunks => &[],
-                Pass::Combine => &["COMBINE"],
-                Pass::Single => &["SINGLE"],
-            },
+            defines: super::static_defines(&d)?,
             ..ShaderVariant::new(WORKGROUP)
         },
-    }
+    })
 }
 
 /// The decode attention variants: pass 1 and the single pass for an f32 and an f16
-/// cache, and the combine pass.
+/// cache, with scalar and vec4 reads, for 1 to 8 heads per workgroup, and the combine
+/// pass.
 pub fn variants() -> Vec<PipelineKey> {
-    vec![
-        key(false, Pass::Chunks),
-        key(true, Pass::Chunks),
-        key(false, Pass::Combine),
-        key(false, Pass::Single),
-        key(true, Pass::Single),
-    ]
+    let mut keys = vec![(false, Pass::Combine, false, 1)];
+    for f16 in [false, true] {
+        for vec4 in [false, true] {
+            for heads in 1..=8 {
+                keys.push((f16, Pass::Chunks, vec4, heads));
+                keys.push((f16, Pass::Single, vec4, heads));
+            }
+        }
+    }
+    keys.into_iter()
+        .map(|(f, p, v, h)| key(f, p, v, h).expect("static defines"))
+        .collect()
 }
 
 /// What an attention op computes: `n_heads` query heads of `head_dim` over `n_kv_heads`
@@ -191,9 +218,12 @@ impl AttentionDecode {
             )));
         }
         to_u32("attention_decode scratch length", scratch_len)?;
+        let group = n_heads / n_kv_heads;
+        let heads = heads_per_workgroup(group);
+        let vec4 = head_dim.is_multiple_of(4);
         let p = Params {
             n_heads,
-            group: n_heads / n_kv_heads,
+            group,
             head_dim,
             kv_dim: cache.kv_dim,
             capacity: cache.capacity,
@@ -203,7 +233,7 @@ impl AttentionDecode {
             out_offset: to_u32("out offset", out.offset)?,
             scale,
             max_tokens: rows,
-            _pad0: 0,
+            heads,
         };
         to_u32("q length", q.offset + q_len)?;
         to_u32("out length", out.offset + q_len)?;
@@ -213,7 +243,7 @@ impl AttentionDecode {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        let k1 = key(cache.f16, Pass::Chunks);
+        let k1 = key(cache.f16, Pass::Chunks, vec4, heads)?;
         let chunks = build_dispatch(
             gpu,
             &k1,
@@ -226,9 +256,9 @@ impl AttentionDecode {
                 (STEP_BINDING, &step.buffer),
             ],
             &p,
-            (max_chunks, n_heads, rows),
+            (max_chunks, n_heads / heads, rows),
         )?;
-        let k2 = key(false, Pass::Combine);
+        let k2 = key(false, Pass::Combine, false, 1)?;
         let combine = build_dispatch(
             gpu,
             &k2,
@@ -267,7 +297,7 @@ impl AttentionDecode {
                 ..Work::default()
             },
         );
-        let k3 = key(cache.f16, Pass::Single);
+        let k3 = key(cache.f16, Pass::Single, vec4, heads)?;
         let single = build_dispatch(
             gpu,
             &k3,
@@ -280,7 +310,7 @@ impl AttentionDecode {
                 (STEP_BINDING, &step.buffer),
             ],
             &p,
-            (n_heads, rows, 1),
+            (n_heads / heads, rows, 1),
         )?;
         // Pass 1's reads, the output written once.
         let single = single.costed(
