@@ -34,8 +34,10 @@ struct Params {
 
 const L: u32 = 8u;          // lanes per row
 const R: u32 = WG / L;      // rows per workgroup
-const DPL: u32 = 32u;       // dims per lane: head_dim <= 256 (checked on the host)
-const BK_MAX: u32 = 16u;    // keys per tile at most
+// HD (head_dim), DPL (dims per lane, ceil(HD / L)) and BK (keys per tile) are defines,
+// a pipeline per head_dim: the per-lane loops then unroll and q, the output and the
+// scores stay in registers rather than in indexed per-invocation memory.
+const BK_MAX: u32 = 16u;    // keys per tile at most (the `part` layout)
 // Elements of each K / V tile: 4 KiB in either element type, so the workgroup stays
 // within the 16 KiB of shared memory WebGPU guarantees.
 #ifdef F16
@@ -63,9 +65,9 @@ fn main(ids: Ids, gs: Groups) {
     let k_lo = window_lo(row_pos(t_first) + 1u, p.window);
     let k_hi = min(row_pos(t_last) + 1u, p.capacity);
     let slot = row_slot(t_first);
-    let hd = p.head_dim;
-    let bk = min(BK_MAX, TILE / hd);
-    let nd = (hd + L - 1u) / L;
+    let hd = HD;
+    let bk = BK;
+    let nd = DPL;
 
     let r = ids.lid / L;
     let lane = ids.lid % L;
@@ -89,7 +91,7 @@ fn main(ids: Ids, gs: Groups) {
     }
     var m = NEG;
     var lsum = 0.0;
-    var sc: array<f32, BK_MAX>;
+    var sc: array<f32, BK>;
 
     for (var k0 = k_lo; k0 < k_hi; k0 += bk) {
         let nk = min(bk, k_hi - k0);
@@ -113,10 +115,10 @@ fn main(ids: Ids, gs: Groups) {
         // Every lane of the row sums the same partials in the same order, so the row's
         // softmax state stays identical across its lanes.
         var mt = m;
-        for (var j = 0u; j < nk; j++) {
+        for (var j = 0u; j < BK; j++) {
             let kp = k0 + j;
             var s = NEG;
-            if (kp >= my_lo && kp < my_hi) {
+            if (j < nk && kp >= my_lo && kp < my_hi) {
                 s = 0.0;
                 for (var x = 0u; x < L; x++) {
                     s += part[j * WG + r * L + x];
@@ -130,7 +132,7 @@ fn main(ids: Ids, gs: Groups) {
         for (var i = 0u; i < nd; i++) {
             o[i] *= alpha;
         }
-        for (var j = 0u; j < nk; j++) {
+        for (var j = 0u; j < BK; j++) {
             if (sc[j] > NEG) {
                 let w = exp(sc[j] - mt);
                 lsum += w;

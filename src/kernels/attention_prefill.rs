@@ -32,19 +32,35 @@ params! {
     }
 }
 
-fn key(f16: bool) -> PipelineKey {
-    PipelineKey {
+/// Lanes per query row (the shader's L).
+const LANES: u32 = 8;
+
+/// The pipeline for an f16 (or f32) cache and heads of `head_dim`: the shader's loops
+/// are sized for it (keys per tile: its 4 KiB K and V tiles, at most 16).
+fn key(f16: bool, head_dim: u32) -> Result<PipelineKey, GpuError> {
+    let tile = if f16 { 2048 } else { 1024 };
+    let bk = (tile / head_dim.max(1)).clamp(1, 16);
+    let d = [
+        format!("HD={head_dim}"),
+        format!("DPL={}", head_dim.div_ceil(LANES)),
+        format!("BK={bk}"),
+    ];
+    Ok(PipelineKey {
         op: "attention_prefill",
         variant: ShaderVariant {
             f16,
+            defines: super::static_defines(&d)?,
             ..ShaderVariant::new(WORKGROUP)
         },
-    }
+    })
 }
 
 /// The prefill attention variants (f32 and f16 cache).
 pub fn variants() -> Vec<PipelineKey> {
-    vec![key(false), key(true)]
+    [false, true]
+        .into_iter()
+        .flat_map(|f16| [64, 128, 256].map(|hd| key(f16, hd).expect("static defines")))
+        .collect()
 }
 
 /// `out[t, h] = softmax(scale * q[t, h] . K[lo..=pos+t]) V[lo..=pos+t]` for the step's
@@ -108,7 +124,7 @@ impl AttentionPrefill {
             scale,
             _pad: [0; 2],
         };
-        let key = key(cache.f16);
+        let key = key(cache.f16, head_dim)?;
         let dispatch = build_dispatch(
             gpu,
             &key,
