@@ -155,30 +155,35 @@ fn check_matmul(cfg: Config, c: &Case, tokens: usize, seed: u64) {
         tok,
     )
     .unwrap();
-    kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
-    let all = read(&g, &yb, built * ys);
-    assert!(
-        all[tokens * ys..].iter().all(|v| v.is_nan()),
-        "matmul wrote past the step's tokens"
-    );
-    let got = all[..tokens * ys].to_vec();
-    let got: Vec<f32> = got
-        .chunks_exact(ys)
-        .flat_map(|r| r[..c.rows].to_vec())
-        .collect();
-    let xt: Vec<f32> = x[..tokens * xs]
-        .chunks_exact(xs)
-        .flat_map(|r| r[..c.cols].to_vec())
-        .collect();
-    let want = kernels::matmul::cpu(&c.w, c.cols, &xt);
-    let name = format!(
-        "matmul {} {}x{} T={tokens} {cfg:?} ({} shards)",
-        c.ty,
-        c.rows,
-        c.cols,
-        t.shards.len()
-    );
-    assert_close(&name, &got, &want, bound(c.ty));
+    // Both builds (64- and 32-token tiles), whatever the step's size.
+    for (form, d) in [("wide", &op.dispatches), ("narrow", &op.narrow)] {
+        g.queue
+            .write_buffer(&yb, 0, bytemuck::cast_slice(&vec![f32::NAN; built * ys]));
+        kernels::run(&g, &d.iter().collect::<Vec<_>>());
+        let all = read(&g, &yb, built * ys);
+        assert!(
+            all[tokens * ys..].iter().all(|v| v.is_nan()),
+            "matmul {form} wrote past the step's tokens"
+        );
+        let got = all[..tokens * ys].to_vec();
+        let got: Vec<f32> = got
+            .chunks_exact(ys)
+            .flat_map(|r| r[..c.rows].to_vec())
+            .collect();
+        let xt: Vec<f32> = x[..tokens * xs]
+            .chunks_exact(xs)
+            .flat_map(|r| r[..c.cols].to_vec())
+            .collect();
+        let want = kernels::matmul::cpu(&c.w, c.cols, &xt);
+        let name = format!(
+            "matmul {form} {} {}x{} T={tokens} {cfg:?} ({} shards)",
+            c.ty,
+            c.rows,
+            c.cols,
+            t.shards.len()
+        );
+        assert_close(&name, &got, &want, bound(c.ty));
+    }
 }
 
 fn check_get_rows(cfg: Config, c: &Case, ids: &[u32]) {
@@ -430,7 +435,7 @@ fn matmul_every_type_and_shape() {
     for (i, ty) in gpu_types().into_iter().enumerate() {
         for (j, (rows, cols)) in shapes(ty).into_iter().enumerate() {
             let c = case(ty, rows, cols, (i * 100 + j) as u64 + 50);
-            for tokens in [1, 5, 33] {
+            for tokens in [1, 5, 33, 70] {
                 check_matmul(Config::Full, &c, tokens, j as u64);
             }
         }

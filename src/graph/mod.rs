@@ -744,7 +744,7 @@ impl Model {
         };
         let step = Step::at(self.slot as u32, self.pos as u32, n as u32);
         self.step.write(&gpu, step);
-        let groups = self.plan_groups(prefill, (self.pos + n) as u32);
+        let groups = self.plan_groups(prefill, n, (self.pos + n) as u32);
         let (tail, body) = groups.split_last().expect("a plan has a tail");
         let body: Vec<&Dispatch> = body.iter().flatten().copied().collect();
         let a = &self.acts;
@@ -782,7 +782,8 @@ impl Model {
     /// including the shared tail, for a step that ends with `kv_len` cached positions
     /// (some ops pick their form by context length).
     pub fn plan_dispatches(&self, prefill: bool, kv_len: u32) -> Vec<&Dispatch> {
-        self.plan_groups(prefill, kv_len)
+        let n = if prefill { self.batch } else { 1 };
+        self.plan_groups(prefill, n, kv_len)
             .into_iter()
             .flatten()
             .collect()
@@ -790,14 +791,15 @@ impl Model {
 
     /// The plan's stages grouped as built (embedding, each block, the all-token head, the
     /// tail last); `run` submits all but the tail as one command buffer.
-    fn plan_groups(&self, prefill: bool, kv_len: u32) -> Vec<Vec<&Dispatch>> {
+    /// `n`: the step's tokens (some ops pick a build by it).
+    fn plan_groups(&self, prefill: bool, n: usize, kv_len: u32) -> Vec<Vec<&Dispatch>> {
         let plan = if prefill { &self.prefill } else { &self.decode };
-        let mut groups = vec![flat(&plan.embed, kv_len)];
-        groups.extend(plan.layers.iter().map(|l| flat(l, kv_len)));
+        let mut groups = vec![flat_for(&plan.embed, n, kv_len)];
+        groups.extend(plan.layers.iter().map(|l| flat_for(l, n, kv_len)));
         if prefill && !plan.all_logits.is_empty() {
-            groups.push(flat(&plan.all_logits, kv_len));
+            groups.push(flat_for(&plan.all_logits, n, kv_len));
         }
-        groups.push(flat(&plan.tail, kv_len));
+        groups.push(flat_for(&plan.tail, n, kv_len));
         groups
     }
 
@@ -972,14 +974,6 @@ enum Input<'a> {
     Ids(&'a [u32]),
     /// The last step's argmax, copied on the GPU.
     Argmax,
-}
-
-/// The dispatches of `stages` for a step ending at `kv_len`, in order.
-fn flat(stages: &[Stage], kv_len: u32) -> Vec<&Dispatch> {
-    stages
-        .iter()
-        .flat_map(|s| s.dispatches_at(kv_len).iter())
-        .collect()
 }
 
 /// The dispatches of `stages` for a step of `n` tokens ending at `kv_len`, in order.

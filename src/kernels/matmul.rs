@@ -4,8 +4,11 @@
 use super::{to_u32, weight_bytes, weight_dispatches, Dispatch, Rows, Tokens, WeightKernel, Work};
 use crate::gpu::{Gpu, GpuError, GpuTensor};
 
-/// Rows and tokens per tile (fixed in the shader).
-const TILE: u64 = 32;
+/// Rows per workgroup tile (fixed in the shader: TM).
+const TILE_ROWS: u64 = 64;
+/// Tokens per workgroup tile: the wide build (`WIDE`) and the narrow one.
+const TILE_WIDE: u64 = 64;
+const TILE_NARROW: u64 = 32;
 
 params! {
     @binding(3)
@@ -74,8 +77,11 @@ impl Params {
 /// `Y[t, r] = sum_k W[r, k] * X[t, k]` for the step's tokens (up to `max_tokens`, the
 /// size it is built for); X rows are `x_stride` apart, Y rows `y_stride` apart.
 pub struct MatMul {
-    /// One dispatch per shard of W.
+    /// One dispatch per shard of W, tiles of 64 tokens (8 per invocation).
     pub dispatches: Vec<Dispatch>,
+    /// The same with tiles of 32 tokens (4 per invocation), for steps of at most 32
+    /// tokens: a short prompt wastes less of a tile.
+    pub narrow: Vec<Dispatch>,
 }
 
 impl MatMul {
@@ -86,30 +92,40 @@ impl MatMul {
         let n_tokens = tok.max as u64;
         let p0 = Params::over("matmul", w, x, y, tok)?;
         let max = gpu.limits.max_compute_workgroups_per_dimension as u64;
-        let (tiles_r, tiles_t) = (w.rows.div_ceil(TILE), n_tokens.div_ceil(TILE));
-        if tiles_r > max || tiles_t > max {
+        let tiles_r = w.rows.div_ceil(TILE_ROWS);
+        if tiles_r > max || n_tokens.div_ceil(TILE_NARROW) > max {
             return Err(GpuError::Runtime(format!(
                 "matmul {}: {} rows x {n_tokens} tokens exceed the dispatch limit",
                 w.name, w.rows
             )));
         }
-        let kernel = WeightKernel {
-            op: "matmul",
-            subgroups: false,
-            workgroup: 64,
-            inputs: [x.view.buffer, y.view.buffer],
-            defines: &[],
-            extra: &[],
-            step: Some(tok.step),
-            cost: per_step_cost,
+        let build = |wide: bool| {
+            let (defines, tile): (&'static [&'static str], u64) = match wide {
+                true => (&["WIDE"], TILE_WIDE),
+                false => (&[], TILE_NARROW),
+            };
+            let kernel = WeightKernel {
+                op: "matmul",
+                subgroups: false,
+                workgroup: 64,
+                inputs: [x.view.buffer, y.view.buffer],
+                defines,
+                extra: &[],
+                step: Some(tok.step),
+                cost: per_step_cost,
+            };
+            let tiles_t = n_tokens.div_ceil(tile) as u32;
+            weight_dispatches(gpu, &kernel, w, |start, rows| {
+                (
+                    p0.shard(start, rows),
+                    (rows.div_ceil(TILE_ROWS) as u32, tiles_t, 1),
+                )
+            })
         };
-        let dispatches = weight_dispatches(gpu, &kernel, w, |start, rows| {
-            (
-                p0.shard(start, rows),
-                (rows.div_ceil(TILE) as u32, tiles_t as u32, 1),
-            )
-        })?;
-        Ok(Self { dispatches })
+        Ok(Self {
+            dispatches: build(true)?,
+            narrow: build(false)?,
+        })
     }
 }
 
@@ -136,5 +152,13 @@ pub fn cpu(w: &[f32], cols: usize, x: &[f32]) -> Vec<f32> {
 impl super::Op for MatMul {
     fn dispatches(&self) -> &[Dispatch] {
         &self.dispatches
+    }
+
+    fn dispatches_for(&self, n_tokens: u32, _kv_len: u32) -> &[Dispatch] {
+        if n_tokens as u64 <= TILE_NARROW {
+            &self.narrow
+        } else {
+            &self.dispatches
+        }
     }
 }

@@ -677,6 +677,7 @@ pub fn all_variants() -> Vec<PipelineKey> {
         v.extend(matvec::variants(ty));
         v.extend(matvec_batch::variants(ty));
         v.push(weight_key("matmul", ty, false, 64, &[]));
+        v.push(weight_key("matmul", ty, false, 64, &["WIDE"]));
         v.push(weight_key("get_rows", ty, false, get_rows::WORKGROUP, &[]));
     }
     v.extend(kv_append::variants());
