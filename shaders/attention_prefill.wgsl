@@ -1,7 +1,9 @@
 // Causal attention for the step's tokens (prefill), flash-attention style: queries are
 // tiled in rows of (token, head of one kv group), R rows per workgroup, so the K/V tile
 // staged in shared memory serves every head that shares it (GQA / MQA). Each row is owned
-// by L invocations, each holding head_dim / L of the row's q and output in registers.
+// by L invocations, each holding D4L vec4 columns of the row's q and output in registers
+// (columns lane, lane + L, ...; a pipeline per head_dim HD, so the loops over them are
+// short and unroll: an indexed array lands in per-invocation memory on some compilers).
 // Per key tile: lanes write partial dot products, every lane of a row sums them, and the
 // row's running max / exp-sum / output are rescaled (online softmax).
 // Query t sits at position row_pos(t) and sees keys [window_lo(row_pos(t) + 1), row_pos(t)]
@@ -26,30 +28,71 @@ struct Params {
     _pad1: u32,
 }
 
+#ifdef VEC4
+// head_dim and kv_dim are multiples of 4 (host-checked): a head's row is whole vec4s.
+@group(0) @binding(0) var<storage, read> q: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> kc: array<vec4<kv_t>>;
+@group(0) @binding(2) var<storage, read> vc: array<vec4<kv_t>>;
+#else
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> kc: array<kv_t>;
 @group(0) @binding(2) var<storage, read> vc: array<kv_t>;
+#endif
 @group(0) @binding(3) var<uniform> p: Params;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-const L: u32 = 8u;          // lanes per row
-const R: u32 = WG / L;      // rows per workgroup
-// HD (head_dim), DPL (dims per lane, ceil(HD / L)) and BK (keys per tile) are defines,
-// a pipeline per head_dim: the per-lane loops then unroll and q, the output and the
-// scores stay in registers rather than in indexed per-invocation memory.
-const BK_MAX: u32 = 16u;    // keys per tile at most (the `part` layout)
-// Elements of each K / V tile: 4 KiB in either element type, so the workgroup stays
-// within the 16 KiB of shared memory WebGPU guarantees.
-#ifdef F16
-const TILE: u32 = 2048u;
-#else
-const TILE: u32 = 1024u;
-#endif
+const L: u32 = 8u;                   // lanes per row
+const R: u32 = WG / L;               // rows per workgroup
+const HD4: u32 = (HD + 3u) / 4u;     // vec4 columns of a head (the last zero-padded)
+const D4L: u32 = (HD4 + L - 1u) / L; // vec4 columns per lane
+// BK (keys per tile, at most 16: the `part` layout) is a define, sized so that each K / V
+// tile is 4 KiB in either element type and the workgroup stays within the 16 KiB of
+// shared memory WebGPU guarantees.
 const NEG: f32 = -1e30;     // finite -inf: rows with no key yet rescale by exp(0) = 1
 
-var<workgroup> ks: array<kv_t, TILE>;
-var<workgroup> vs: array<kv_t, TILE>;
-var<workgroup> part: array<f32, 1024>;  // [key j][invocation], BK_MAX * WG
+var<workgroup> ks: array<vec4<kv_t>, 512>;  // [key j][column], BK * HD4
+var<workgroup> vs: array<vec4<kv_t>, 512>;
+var<workgroup> part: array<f32, 1024>;      // [key j][invocation], 16 * WG
+
+// Column c of the K (or V) head row starting at element `e` of the cache.
+fn kv_col(e: u32, c: u32, is_v: bool) -> vec4<kv_t> {
+#ifdef VEC4
+    if (is_v) {
+        return vc[e / 4u + c];
+    }
+    return kc[e / 4u + c];
+#else
+    var r = vec4<kv_t>(kv_t(0.0));
+    for (var i = 0u; i < 4u; i++) {
+        let d = c * 4u + i;
+        if (d < HD) {
+            if (is_v) {
+                r[i] = vc[e + d];
+            } else {
+                r[i] = kc[e + d];
+            }
+        }
+    }
+    return r;
+#endif
+}
+
+// Column c of query row (t, h), scaled.
+fn q_col(t: u32, h: u32, c: u32) -> vec4<f32> {
+    let e = p.q_offset + t * p.n_heads * HD + h * HD;
+#ifdef VEC4
+    return q[e / 4u + c] * p.scale;
+#else
+    var r = vec4<f32>(0.0);
+    for (var i = 0u; i < 4u; i++) {
+        let d = c * 4u + i;
+        if (d < HD) {
+            r[i] = q[e + d] * p.scale;
+        }
+    }
+    return r;
+#endif
+}
 
 @compute @workgroup_size(WG)
 fn main(ids: Ids, gs: Groups) {
@@ -65,9 +108,6 @@ fn main(ids: Ids, gs: Groups) {
     let k_lo = window_lo(row_pos(t_first) + 1u, p.window);
     let k_hi = min(row_pos(t_last) + 1u, p.capacity);
     let slot = row_slot(t_first);
-    let hd = HD;
-    let bk = BK;
-    let nd = DPL;
 
     let r = ids.lid / L;
     let lane = ids.lid % L;
@@ -77,69 +117,71 @@ fn main(ids: Ids, gs: Groups) {
     let live = t < n_tok;
     let my_hi = row_pos(min(t, n_tok - 1u)) + 1u;
     let my_lo = window_lo(my_hi, p.window);
-    let stride = p.n_heads * hd;
 
-    var qr: array<f32, DPL>;
-    var o: array<f32, DPL>;
-    if (live) {
-        for (var i = 0u; i < nd; i++) {
-            let d = lane + i * L;
-            if (d < hd) {
-                qr[i] = q[p.q_offset + t * stride + h * hd + d] * p.scale;
-            }
+    var qr: array<vec4<f32>, D4L>;
+    var o: array<vec4<f32>, D4L>;
+    for (var i = 0u; i < D4L; i++) {
+        let c = lane + i * L;
+        if (live && c < HD4) {
+            qr[i] = q_col(t, h, c);
         }
     }
     var m = NEG;
     var lsum = 0.0;
-    var sc: array<f32, BK>;
 
-    for (var k0 = k_lo; k0 < k_hi; k0 += bk) {
-        let nk = min(bk, k_hi - k0);
-        for (var e = ids.lid; e < nk * hd; e += WG) {
-            let src = cache_row(slot, k0 + e / hd, p.capacity) * p.kv_dim + kvh * hd + e % hd;
-            ks[e] = kc[src];
-            vs[e] = vc[src];
+    for (var k0 = k_lo; k0 < k_hi; k0 += BK) {
+        let nk = min(BK, k_hi - k0);
+        for (var e = ids.lid; e < nk * HD4; e += WG) {
+            let j = e / HD4;
+            let c = e % HD4;
+            let src = cache_row(slot, k0 + j, p.capacity) * p.kv_dim + kvh * HD;
+            ks[e] = kv_col(src, c, false);
+            vs[e] = kv_col(src, c, true);
         }
         workgroupBarrier();
         for (var j = 0u; j < nk; j++) {
             var s = 0.0;
-            for (var i = 0u; i < nd; i++) {
-                let d = lane + i * L;
-                if (d < hd) {
-                    s += qr[i] * f32(ks[j * hd + d]);
+            for (var i = 0u; i < D4L; i++) {
+                let c = lane + i * L;
+                if (c < HD4) {
+                    s += dot(qr[i], vec4<f32>(ks[j * HD4 + c]));
                 }
             }
             part[j * WG + ids.lid] = s;
         }
         workgroupBarrier();
         // Every lane of the row sums the same partials in the same order, so the row's
-        // softmax state stays identical across its lanes.
+        // softmax state stays identical across its lanes: the tile's max first, then
+        // the scores again for their weights.
         var mt = m;
-        for (var j = 0u; j < BK; j++) {
+        for (var j = 0u; j < nk; j++) {
             let kp = k0 + j;
-            var s = NEG;
-            if (j < nk && kp >= my_lo && kp < my_hi) {
-                s = 0.0;
+            if (kp >= my_lo && kp < my_hi) {
+                var s = 0.0;
                 for (var x = 0u; x < L; x++) {
                     s += part[j * WG + r * L + x];
                 }
                 mt = max(mt, s);
             }
-            sc[j] = s;
         }
         let alpha = exp(m - mt);
         lsum *= alpha;
-        for (var i = 0u; i < nd; i++) {
+        for (var i = 0u; i < D4L; i++) {
             o[i] *= alpha;
         }
-        for (var j = 0u; j < BK; j++) {
-            if (sc[j] > NEG) {
-                let w = exp(sc[j] - mt);
+        for (var j = 0u; j < nk; j++) {
+            let kp = k0 + j;
+            if (kp >= my_lo && kp < my_hi) {
+                var s = 0.0;
+                for (var x = 0u; x < L; x++) {
+                    s += part[j * WG + r * L + x];
+                }
+                let w = exp(s - mt);
                 lsum += w;
-                for (var i = 0u; i < nd; i++) {
-                    let d = lane + i * L;
-                    if (d < hd) {
-                        o[i] += w * f32(vs[j * hd + d]);
+                for (var i = 0u; i < D4L; i++) {
+                    let c = lane + i * L;
+                    if (c < HD4) {
+                        o[i] += w * vec4<f32>(vs[j * HD4 + c]);
                     }
                 }
             }
@@ -155,10 +197,14 @@ fn main(ids: Ids, gs: Groups) {
         if (lsum > 0.0) {
             inv = 1.0 / lsum;
         }
-        for (var i = 0u; i < nd; i++) {
-            let d = lane + i * L;
-            if (d < hd) {
-                out[p.out_offset + t * stride + h * hd + d] = o[i] * inv;
+        let base = p.out_offset + t * p.n_heads * HD + h * HD;
+        for (var i = 0u; i < D4L; i++) {
+            let c = lane + i * L;
+            for (var k = 0u; k < 4u; k++) {
+                let d = c * 4u + k;
+                if (c < HD4 && d < HD) {
+                    out[base + d] = o[i][k] * inv;
+                }
             }
         }
     }

@@ -350,7 +350,9 @@ fn prefill_matches_twin() {
     for cfg in [Config::Full, Config::Bare] {
         let g = gpu(cfg);
         let mut worst = 0f64;
-        for (n_heads, n_kv_heads, head_dim) in [(4, 2, 64), (4, 1, 256), (4, 4, 16), (4, 2, 256)] {
+        for (n_heads, n_kv_heads, head_dim) in
+            [(4, 2, 64), (4, 1, 256), (4, 4, 16), (4, 2, 256), (2, 1, 18)]
+        {
             for window in [None, Some(8), Some(512)] {
                 for pos in [0usize, 37] {
                     for n in [1usize, 5, 17, 64] {

@@ -32,19 +32,16 @@ params! {
     }
 }
 
-/// Lanes per query row (the shader's L).
-const LANES: u32 = 8;
-
 /// The pipeline for an f16 (or f32) cache and heads of `head_dim`: the shader's loops
-/// are sized for it (keys per tile: its 4 KiB K and V tiles, at most 16).
-fn key(f16: bool, head_dim: u32) -> Result<PipelineKey, GpuError> {
-    let tile = if f16 { 2048 } else { 1024 };
-    let bk = (tile / head_dim.max(1)).clamp(1, 16);
-    let d = [
-        format!("HD={head_dim}"),
-        format!("DPL={}", head_dim.div_ceil(LANES)),
-        format!("BK={bk}"),
-    ];
+/// are sized for it (keys per tile: 4 KiB K and V tiles, at most 16), and it reads vec4s
+/// where `vec4` (head_dim, kv_dim and the q offset multiples of 4).
+fn key(f16: bool, head_dim: u32, vec4: bool) -> Result<PipelineKey, GpuError> {
+    let tile_vec4s = if f16 { 512 } else { 256 };
+    let bk = (tile_vec4s / head_dim.div_ceil(4).max(1)).clamp(1, 16);
+    let mut d = vec![format!("HD={head_dim}"), format!("BK={bk}")];
+    if vec4 {
+        d.push("VEC4".into());
+    }
     Ok(PipelineKey {
         op: "attention_prefill",
         variant: ShaderVariant {
@@ -55,11 +52,14 @@ fn key(f16: bool, head_dim: u32) -> Result<PipelineKey, GpuError> {
     })
 }
 
-/// The prefill attention variants (f32 and f16 cache).
+/// The prefill attention variants (f32 and f16 cache) for the usual head sizes.
 pub fn variants() -> Vec<PipelineKey> {
     [false, true]
         .into_iter()
-        .flat_map(|f16| [64, 128, 256].map(|hd| key(f16, hd).expect("static defines")))
+        .flat_map(|f16| {
+            [(64, true), (128, true), (256, true), (18, false)]
+                .map(|(hd, v)| key(f16, hd, v).expect("static defines"))
+        })
         .collect()
 }
 
@@ -124,7 +124,9 @@ impl AttentionPrefill {
             scale,
             _pad: [0; 2],
         };
-        let key = key(cache.f16, head_dim)?;
+        // vec4 reads need head_dim (so kv_dim) and the q offset in whole vec4s.
+        let vec4 = head_dim.is_multiple_of(4) && q.offset.is_multiple_of(4);
+        let key = key(cache.f16, head_dim, vec4)?;
         let dispatch = build_dispatch(
             gpu,
             &key,
