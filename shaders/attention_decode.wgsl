@@ -163,31 +163,23 @@ var<workgroup> qs: array<vec4<f32>, 512>;
 var<workgroup> ss: array<f32, 512>;
 var<workgroup> es: array<f32, 512>;
 
-// vec4 column d4 of the K (or V) head row starting at element `e`.
-fn k_col(e: u32, d4: u32) -> vec4<f32> {
+// vec4 column d4 of the K (or, with is_v, V) head row starting at element `e`.
+fn kv_col(e: u32, d4: u32, is_v: bool) -> vec4<f32> {
 #ifdef VEC4
+    if (is_v) {
+        return vec4<f32>(vc[e / 4u + d4]);
+    }
     return vec4<f32>(kc[e / 4u + d4]);
 #else
     var r = vec4<f32>(0.0);
     for (var i = 0u; i < 4u; i++) {
         let d = d4 * 4u + i;
         if (d < p.head_dim) {
-            r[i] = f32(kc[e + d]);
-        }
-    }
-    return r;
-#endif
-}
-
-fn v_col(e: u32, d4: u32) -> vec4<f32> {
-#ifdef VEC4
-    return vec4<f32>(vc[e / 4u + d4]);
-#else
-    var r = vec4<f32>(0.0);
-    for (var i = 0u; i < 4u; i++) {
-        let d = d4 * 4u + i;
-        if (d < p.head_dim) {
-            r[i] = f32(vc[e + d]);
+            if (is_v) {
+                r[i] = f32(vc[e + d]);
+            } else {
+                r[i] = f32(kc[e + d]);
+            }
         }
     }
     return r;
@@ -223,7 +215,7 @@ fn score(pos: u32, j: u32, lo: u32, kv_len: u32, at: KvAt) {
         }
         let e = kv_elem(at, pos);
         for (var d4 = 0u; d4 < head_d4(); d4++) {
-            let k = k_col(e, d4);
+            let k = kv_col(e, d4, false);
             for (var g = 0u; g < HB; g++) {
                 s[g] += dot(qs[g * D4 + d4], k);
             }
@@ -246,7 +238,7 @@ fn chunk_max(g: u32, m: f32) -> f32 {
 // Each head's es-weighted sum of V rows c0 + [j0, j1) at vec4 column d4, added to acc.
 fn weighted_v(c0: u32, j0: u32, j1: u32, at: KvAt, d4: u32, acc: ptr<function, array<vec4<f32>, HB>>) {
     for (var i = j0; i < j1; i++) {
-        let v = v_col(kv_elem(at, c0 + i), d4);
+        let v = kv_col(kv_elem(at, c0 + i), d4, true);
         for (var g = 0u; g < HB; g++) {
             (*acc)[g] += es[g * CHUNK + i] * v;
         }

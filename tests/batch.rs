@@ -451,19 +451,24 @@ fn batched_greedy_equals_unbatched_on_the_real_model() {
     check_engine(&e, &requests, 3);
 }
 
+/// An engine over a tiny Llama (Q8_0) of 96 positions, prefill chunks of 8.
+fn tiny_llama_engine(seed: u64) -> Engine {
+    let f = GgufFile::from_bytes(spec(Arch::Llama, GgmlType::Q8_0, seed).build()).unwrap();
+    let opts = EngineOptions {
+        context: 96,
+        batch: 8,
+        template: None,
+    };
+    Engine::load(gpu(Config::Full), &f, opts, &mut |_, _| {}).unwrap()
+}
+
 /// Batched sessions share a common prompt prefix through the prefix cache: after the
 /// first request publishes its pages, each later request (on either slot) takes the
 /// whole pages of the shared prefix from the cache (reported as cached prompt tokens)
 /// and still generates what a session of its own generates.
 #[test]
 fn batched_sessions_share_a_prompt_prefix() {
-    let f = GgufFile::from_bytes(spec(Arch::Llama, GgmlType::Q8_0, 344).build()).unwrap();
-    let opts = EngineOptions {
-        context: 96,
-        batch: 8,
-        template: None,
-    };
-    let e = Engine::load(gpu(Config::Full), &f, opts, &mut |_, _| {}).unwrap();
+    let e = tiny_llama_engine(344);
     let vocab = e.config().vocab as u64;
     let mut rng = Rng::new(344);
     let mut draw = |n: usize| -> Vec<u32> { (0..n).map(|_| rng.below(vocab) as u32).collect() };
@@ -505,13 +510,7 @@ fn batched_sessions_share_a_prompt_prefix() {
 /// by name, and the sessions go on.
 #[test]
 fn prompts_wait_for_kv_pages() {
-    let f = GgufFile::from_bytes(spec(Arch::Llama, GgmlType::Q8_0, 345).build()).unwrap();
-    let opts = EngineOptions {
-        context: 96,
-        batch: 8,
-        template: None,
-    };
-    let e = Engine::load(gpu(Config::Full), &f, opts, &mut |_, _| {}).unwrap();
+    let e = tiny_llama_engine(345);
     let vocab = e.config().vocab as u64;
     let mut rng = Rng::new(345);
     let requests: Vec<Vec<u32>> = (0..2)
