@@ -5,7 +5,9 @@
 // (columns lane, lane + L, ...; a pipeline per head_dim HD, so the loops over them are
 // short and unroll: an indexed array lands in per-invocation memory on some compilers).
 // Per key tile: lanes write partial dot products, every lane of a row sums them, and the
-// row's running max / exp-sum / output are rescaled (online softmax).
+// row's running max / exp-sum / output are rescaled (online softmax). With SUBGROUPS (the
+// row's 8 lanes within one subgroup) the partials are summed by shuffles instead and
+// each key updates the softmax state as it comes: no shared partials, one barrier less.
 // Query t sits at position row_pos(t) and sees keys [window_lo(row_pos(t) + 1), row_pos(t)]
 // of its sequence. The host runs this kernel only on steps whose tokens are one sequence's
 // consecutive positions, so a workgroup's keys are one slot's.
@@ -52,7 +54,9 @@ const NEG: f32 = -1e30;     // finite -inf: rows with no key yet rescale by exp(
 
 var<workgroup> ks: array<vec4<kv_t>, 512>;  // [key j][column], BK * HD4
 var<workgroup> vs: array<vec4<kv_t>, 512>;
+#ifndef SUBGROUPS
 var<workgroup> part: array<f32, 1024>;      // [key j][invocation], 16 * WG
+#endif
 
 // Column c of the K (or V) head row starting at element `e` of the cache.
 fn kv_col(e: u32, c: u32, is_v: bool) -> vec4<kv_t> {
@@ -139,6 +143,40 @@ fn main(ids: Ids, gs: Groups) {
             vs[e] = kv_col(src, c, true);
         }
         workgroupBarrier();
+#ifdef SUBGROUPS
+        for (var j = 0u; j < nk; j++) {
+            var s = 0.0;
+            for (var i = 0u; i < D4L; i++) {
+                let c = lane + i * L;
+                if (c < HD4) {
+                    s += dot(qr[i], vec4<f32>(ks[j * HD4 + c]));
+                }
+            }
+            // The row's lanes are 8 consecutive invocations of one subgroup.
+            s += subgroupShuffleXor(s, 1u);
+            s += subgroupShuffleXor(s, 2u);
+            s += subgroupShuffleXor(s, 4u);
+            let kp = k0 + j;
+            if (kp >= my_lo && kp < my_hi) {
+                if (s > m) {
+                    let a = exp(m - s);
+                    lsum *= a;
+                    for (var i = 0u; i < D4L; i++) {
+                        o[i] *= a;
+                    }
+                    m = s;
+                }
+                let w = exp(s - m);
+                lsum += w;
+                for (var i = 0u; i < D4L; i++) {
+                    let c = lane + i * L;
+                    if (c < HD4) {
+                        o[i] += w * vec4<f32>(vs[j * HD4 + c]);
+                    }
+                }
+            }
+        }
+#else
         for (var j = 0u; j < nk; j++) {
             var s = 0.0;
             for (var i = 0u; i < D4L; i++) {
@@ -187,6 +225,7 @@ fn main(ids: Ids, gs: Groups) {
             }
         }
         m = mt;
+#endif
         // The next tile overwrites ks, vs and part.
         workgroupBarrier();
     }

@@ -35,7 +35,8 @@ params! {
 /// The pipeline for an f16 (or f32) cache and heads of `head_dim`: the shader's loops
 /// are sized for it (keys per tile: 4 KiB K and V tiles, at most 16), and it reads vec4s
 /// where `vec4` (head_dim, kv_dim and the q offset multiples of 4).
-fn key(f16: bool, head_dim: u32, vec4: bool) -> Result<PipelineKey, GpuError> {
+/// `subgroups`: a row's partial dot products are summed by subgroup shuffles.
+fn key(f16: bool, head_dim: u32, vec4: bool, subgroups: bool) -> Result<PipelineKey, GpuError> {
     let tile_vec4s = if f16 { 512 } else { 256 };
     let bk = (tile_vec4s / head_dim.div_ceil(4).max(1)).clamp(1, 16);
     let mut d = vec![format!("HD={head_dim}"), format!("BK={bk}")];
@@ -46,6 +47,7 @@ fn key(f16: bool, head_dim: u32, vec4: bool) -> Result<PipelineKey, GpuError> {
         op: "attention_prefill",
         variant: ShaderVariant {
             f16,
+            subgroups,
             defines: super::static_defines(&d)?,
             ..ShaderVariant::new(WORKGROUP)
         },
@@ -58,7 +60,10 @@ pub fn variants() -> Vec<PipelineKey> {
         .into_iter()
         .flat_map(|f16| {
             [(64, true), (128, true), (256, true), (18, false)]
-                .map(|(hd, v)| key(f16, hd, v).expect("static defines"))
+                .into_iter()
+                .flat_map(move |(hd, v)| {
+                    [false, true].map(|sg| key(f16, hd, v, sg).expect("static defines"))
+                })
         })
         .collect()
 }
@@ -126,7 +131,13 @@ impl AttentionPrefill {
         };
         // vec4 reads need head_dim (so kv_dim) and the q offset in whole vec4s.
         let vec4 = head_dim.is_multiple_of(4) && q.offset.is_multiple_of(4);
-        let key = key(cache.f16, head_dim, vec4)?;
+        // Shuffles within a row's 8 lanes need subgroups of at least 8 (a power of two,
+        // so rows never straddle two).
+        let info = &gpu.info;
+        let subgroups = gpu.features.subgroups
+            && info.subgroup_min_size >= 8
+            && info.subgroup_min_size.is_power_of_two();
+        let key = key(cache.f16, head_dim, vec4, subgroups)?;
         let dispatch = build_dispatch(
             gpu,
             &key,
