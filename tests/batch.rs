@@ -124,6 +124,20 @@ fn check(spec: &TinySpec, cfg: Config) {
         let got = pollster::block_on(model.batch_logits()).unwrap();
         let tops = pollster::block_on(model.argmax_batch()).unwrap();
         assert_eq!(got.len(), rows.len(), "{name} step {step}");
+        // Every row's top-k at once equals each row's on its own.
+        let picks: Vec<(usize, usize)> = (0..rows.len()).map(|r| (r, 3 + 2 * r)).collect();
+        let all = pollster::block_on(model.sample_top_k_rows(&picks)).unwrap();
+        assert_eq!(all.len(), picks.len(), "{name} step {step}: top-k rows");
+        for (&(r, k), cands) in picks.iter().zip(&all) {
+            let one = pollster::block_on(model.sample_top_k_row(r, k)).unwrap();
+            assert_eq!(cands, &one, "{name} step {step} row {r}: top-{k}");
+            assert_eq!(cands.len(), k.min(reference.cfg.vocab));
+            assert_eq!(
+                cands[0].0,
+                argmax(&got[r]),
+                "{name} step {step} row {r}: top-1"
+            );
+        }
         for ((&i, row), &top) in rowseq.iter().zip(&got).zip(&tops) {
             let at = done[i];
             let what = format!("{name} step {step} seq {i} ({} rows) at {at}", rows.len());

@@ -9,7 +9,7 @@
 //! plan: a long prompt delays the others' tokens by one chunk per round, never by the
 //! whole prompt.
 
-use super::pick::{Penalty, Pick, Want};
+use super::pick::{Pick, Want};
 use super::EngineError;
 use crate::gpu::GpuError;
 use crate::graph::Model;
@@ -356,14 +356,41 @@ fn run_rows(model: &mut Model, jobs: Vec<Job>) -> Vec<usize> {
             return Vec::new();
         }
     };
+    // The choice follows each job's last token; the rows that sample get their
+    // penalties, then all their top-k in one submission and one read back.
+    let last: Vec<usize> = jobs
+        .iter()
+        .scan(0, |row, j| {
+            *row += j.ids.len();
+            Some(*row - 1)
+        })
+        .collect();
+    let sampled: Vec<(usize, usize)> = jobs
+        .iter()
+        .zip(&last)
+        .filter_map(|(j, &row)| match &j.want {
+            Some(Want::TopK { k, .. }) => Some((row, *k)),
+            _ => None,
+        })
+        .collect();
+    let mut tops = match top_k_rows(model, &jobs, &last, &sampled) {
+        Ok(t) => t.into_iter().map(Ok).collect::<Vec<_>>(),
+        Err(e) => {
+            let why = e.to_string();
+            sampled
+                .iter()
+                .map(|_| Err(GpuError::Runtime(why.clone()).into()))
+                .collect()
+        }
+    }
+    .into_iter();
     let mut answered = Vec::new();
-    let mut row = 0;
-    for j in jobs {
-        // The choice follows the job's last token.
-        row += j.ids.len();
-        let row = row - 1;
+    for (j, &row) in jobs.into_iter().zip(&last) {
         let pick = match &j.want {
-            Some(Want::TopK { k, penalties }) => pick_row(model, row, *k, penalties.as_ref()),
+            Some(Want::TopK { .. }) => tops
+                .next()
+                .unwrap_or_else(|| Err(GpuError::Runtime("no candidates".into()).into()))
+                .map(Pick::TopK),
             _ => Ok(Pick::Argmax(argmax[row])),
         };
         if j.reply.send(pick.map(Some)).is_ok() {
@@ -373,19 +400,26 @@ fn run_rows(model: &mut Model, jobs: Vec<Job>) -> Vec<usize> {
     answered
 }
 
-/// Penalties and top-k on row `row` of the last batched step.
-fn pick_row(
+/// Penalties on each sampled row (`sampled`: (row, k) in job order), then every sampled
+/// row's top-k candidates from one submission.
+fn top_k_rows(
     model: &Model,
-    row: usize,
-    k: usize,
-    penalties: Option<&Penalty>,
-) -> Result<Pick, EngineError> {
-    if let Some(p) = penalties {
-        model.apply_penalties_row(row, &p.window, p.repeat, p.presence, p.frequency)?;
+    jobs: &[Job],
+    last: &[usize],
+    sampled: &[(usize, usize)],
+) -> Result<Vec<Vec<(u32, f32)>>, EngineError> {
+    if sampled.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(Pick::TopK(pollster::block_on(
-        model.sample_top_k_row(row, k),
-    )?))
+    for (j, &row) in jobs.iter().zip(last) {
+        if let Some(Want::TopK {
+            penalties: Some(p), ..
+        }) = &j.want
+        {
+            model.apply_penalties_row(row, &p.window, p.repeat, p.presence, p.frequency)?;
+        }
+    }
+    Ok(pollster::block_on(model.sample_top_k_rows(sampled))?)
 }
 
 /// A prompt chunk (or any other job) on its own; answers it. Whether it succeeded.

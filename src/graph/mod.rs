@@ -121,7 +121,17 @@ pub struct Model {
     /// In-place penalties on `logits`, set by `apply_penalties`.
     penalties: Penalties,
     /// The same two ops over each row of a batched step's logits (`sequences > 1`).
-    row_sampling: Vec<(TopK, Penalties)>,
+    row_sampling: Vec<RowSampling>,
+    /// Where `sample_top_k_rows` reads every row's candidates at once.
+    staging_rows: Option<wgpu::Buffer>,
+}
+
+/// The sampling ops over one row of a batched step's logits, with the row's own top-k
+/// output (so that several rows' top-k run in one submission).
+struct RowSampling {
+    topk: TopK,
+    penalties: Penalties,
+    out: wgpu::Buffer,
 }
 
 /// Most candidates `Model::sample_top_k` returns.
@@ -266,16 +276,31 @@ impl Model {
         let penalties =
             Penalties::new(&gpu, View::of(&acts.logits), vocab, MAX_PENALTY_IDS as u32)?;
         let mut row_sampling = Vec::new();
+        let mut staging_rows = None;
         if let Some(buf) = &acts.logits_batch {
             for r in 0..sequences as u64 {
                 let row = View {
                     buffer: buf,
                     offset: r * vocab as u64,
                 };
-                let topk = TopK::new(&gpu, row, vocab, k, &topk_out)?;
-                let pen = Penalties::new(&gpu, row, vocab, MAX_PENALTY_IDS as u32)?;
-                row_sampling.push((topk, pen));
+                let out = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("row top-k out"),
+                    size: k as u64 * 8,
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                });
+                row_sampling.push(RowSampling {
+                    topk: TopK::new(&gpu, row, vocab, k, &out)?,
+                    penalties: Penalties::new(&gpu, row, vocab, MAX_PENALTY_IDS as u32)?,
+                    out,
+                });
             }
+            staging_rows = Some(gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("staging row top-k"),
+                size: sequences as u64 * k as u64 * 8,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }));
         }
         Ok(Self {
             cfg,
@@ -304,6 +329,7 @@ impl Model {
             staging_topk,
             penalties,
             row_sampling,
+            staging_rows,
         })
     }
 
@@ -883,9 +909,9 @@ impl Model {
         Plain.submit(gpu, &flat_op(op), None, None).map(drop)
     }
 
-    /// The sampling ops of row `row` of the last `forward_batch`: its own for a batched
-    /// step, the single-token ones when the step ran as one decode step.
-    fn row_ops(&self, row: usize) -> Result<(&TopK, &Penalties), GpuError> {
+    /// Row `row`'s own sampling ops, or None when the last step ran as one decode step
+    /// (its single-token ops then serve).
+    fn row_sampling_of(&self, row: usize) -> Result<Option<&RowSampling>, GpuError> {
         let BatchDone {
             rows: n, single, ..
         } = self.last_batch()?;
@@ -894,10 +920,7 @@ impl Model {
                 "row {row} of a batched step of {n} tokens"
             )));
         }
-        match self.row_sampling.get(row) {
-            Some((t, p)) if !single => Ok((t, p)),
-            _ => Ok((&self.topk, &self.penalties)),
-        }
+        Ok(self.row_sampling.get(row).filter(|_| !single))
     }
 
     /// `apply_penalties` on row `row` of the last `forward_batch`.
@@ -909,7 +932,10 @@ impl Model {
         presence: f32,
         frequency: f32,
     ) -> Result<(), GpuError> {
-        let (_, pen) = self.row_ops(row)?;
+        let pen = match self.row_sampling_of(row)? {
+            Some(r) => &r.penalties,
+            None => &self.penalties,
+        };
         Self::penalize(&self.gpu, pen, window, [repeat, presence, frequency])
     }
 
@@ -919,29 +945,71 @@ impl Model {
         row: usize,
         k: usize,
     ) -> Result<Vec<(u32, f32)>, GpuError> {
-        let (topk, _) = self.row_ops(row)?;
-        self.top_k_with(topk, k).await
+        match self.row_sampling_of(row)? {
+            Some(r) => self.top_k_with(&r.topk, &r.out, k).await,
+            None => self.top_k_with(&self.topk, &self.topk_out, k).await,
+        }
     }
 
     /// The `k` (at most `SAMPLE_K`) largest last logits with their ids, sorted
     /// descending, selected on the GPU: only `SAMPLE_K` (id, value) pairs are read back.
     pub async fn sample_top_k(&self, k: usize) -> Result<Vec<(u32, f32)>, GpuError> {
-        self.top_k_with(&self.topk, k).await
+        self.top_k_with(&self.topk, &self.topk_out, k).await
     }
 
-    async fn top_k_with(&self, topk: &TopK, k: usize) -> Result<Vec<(u32, f32)>, GpuError> {
+    /// Runs `topk` (writing `out`) and reads its first `k` candidates back.
+    async fn top_k_with(
+        &self,
+        topk: &TopK,
+        out: &wgpu::Buffer,
+        k: usize,
+    ) -> Result<Vec<(u32, f32)>, GpuError> {
         let n = self.topk_out.size() / 8;
         topk.set_k(&self.gpu, k.clamp(1, n as usize) as u32)?;
         Plain.submit(&self.gpu, &flat_op(topk), None, None)?;
-        let b = read_into(&self.gpu, &self.topk_out, 0, &self.staging_topk, n * 8).await?;
+        let b = read_into(&self.gpu, out, 0, &self.staging_topk, n * 8).await?;
+        Ok(candidates(bytemuck::cast_slice(&b), k))
+    }
+
+    /// `sample_top_k_row` for several `(row, k)` of the last `forward_batch` at once: one
+    /// submission and one read back for all of them (rows must differ).
+    pub async fn sample_top_k_rows(
+        &self,
+        picks: &[(usize, usize)],
+    ) -> Result<Vec<Vec<(u32, f32)>>, GpuError> {
+        let n = self.topk_out.size() / 8;
+        let mut ops = Vec::with_capacity(picks.len());
+        for (i, &(row, k)) in picks.iter().enumerate() {
+            if picks[..i].iter().any(|p| p.0 == row) {
+                return Err(GpuError::Runtime(format!("row {row} picked twice")));
+            }
+            match self.row_sampling_of(row)? {
+                Some(r) => ops.push(r),
+                // A one-token step: its single row through the single-token ops.
+                None => return Ok(vec![self.sample_top_k_row(row, k).await?]),
+            }
+            ops[i]
+                .topk
+                .set_k(&self.gpu, k.clamp(1, n as usize) as u32)?;
+        }
+        let Some(staging) = &self.staging_rows else {
+            return Err(GpuError::Runtime("no batched plan".into()));
+        };
+        let dispatches: Vec<&Dispatch> = ops.iter().flat_map(|r| flat_op(&r.topk)).collect();
+        let bytes = n * 8;
+        let copy = |enc: &mut wgpu::CommandEncoder| {
+            for (i, r) in ops.iter().enumerate() {
+                enc.copy_buffer_to_buffer(&r.out, 0, staging, i as u64 * bytes, bytes);
+            }
+        };
+        let done = Plain.submit(&self.gpu, &dispatches, None, Some(&copy))?;
+        let total = bytes * picks.len() as u64;
+        let b = map_read_after(&self.gpu, staging, total, Some(done)).await?;
         let words: &[u32] = bytemuck::cast_slice(&b);
-        let (ids, vals) = words.split_at(n as usize);
-        Ok(ids
-            .iter()
-            .zip(vals)
-            .take(k)
-            .filter(|(&id, _)| id != u32::MAX)
-            .map(|(&id, &v)| (id, f32::from_bits(v)))
+        Ok(words
+            .chunks_exact(2 * n as usize)
+            .zip(picks)
+            .map(|(w, &(_, k))| candidates(w, k))
             .collect())
     }
 
@@ -956,6 +1024,18 @@ impl Model {
     pub fn weights(&self) -> &Arc<Weights> {
         &self.weights
     }
+}
+
+/// The first `k` candidates of a top-k output (`n` ids, then their `n` values as bits;
+/// unfilled slots have id `u32::MAX`).
+fn candidates(words: &[u32], k: usize) -> Vec<(u32, f32)> {
+    let (ids, vals) = words.split_at(words.len() / 2);
+    ids.iter()
+        .zip(vals)
+        .take(k)
+        .filter(|(&id, _)| id != u32::MAX)
+        .map(|(&id, &v)| (id, f32::from_bits(v)))
+        .collect()
 }
 
 /// A submitted batched step: its rows, its submission (the argmaxes' staging copy), and
