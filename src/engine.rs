@@ -195,8 +195,9 @@ impl Engine {
         }
     }
 
-    /// `n` sessions that generate together: one model holds a KV slot of the engine's
-    /// context size for each, and a worker thread runs every session's next token in
+    /// `n` sessions that generate together: one model, whose KV page pool (`kv_size`
+    /// positions; None: `n` x the engine's context) they share, each up to the engine's
+    /// context size, and a worker thread runs every session's next token in
     /// one batched step (continuous batching; see `batcher`). Each session is used like
     /// any other, one generation at a time.
     #[cfg(not(target_arch = "wasm32"))]
@@ -508,8 +509,8 @@ impl SeqModel {
     }
 }
 
-/// A sequence with its own KV cache (or KV slot of a batched model) over an engine's
-/// weights.
+/// A sequence with its own KV cache (or a slot of a batched model's paged cache) over
+/// an engine's weights.
 pub struct Session {
     model: SeqModel,
     tokenizer: Arc<Tokenizer>,

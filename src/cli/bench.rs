@@ -52,7 +52,7 @@ pub struct BenchArgs {
     #[arg(short = 'b', long, default_value_t = 512)]
     batch: usize,
     /// Sequences generating at once in the tg tests, batched: each step advances every
-    /// sequence by one token (its own KV slot and position) and reads the weights once;
+    /// sequence by one token (its own KV pages and position) and reads the weights once;
     /// reported as total and per-sequence tokens/s
     #[arg(long, default_value_t = 1)]
     parallel: usize,

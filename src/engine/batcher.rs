@@ -1,13 +1,16 @@
 //! Continuous batching: one worker thread owns a model loaded for N sequences and runs
 //! the steps of every session that shares it. Each session holds one sequence slot (its
-//! own KV cache region and position) and sends its work as jobs: a prompt chunk, or the
+//! position and page table; its KV pages come from the model's pool as it grows, from
+//! the prefix cache where its prompt starts like an earlier one, and go back when its
+//! generation ends) and sends its work as jobs: a prompt chunk, or the
 //! next token with how to choose the one after. Each round the worker waits briefly
 //! until every session that is decoding has sent its next token (or left), runs all of
 //! them as one batched step (the weights read once for everyone) together with short
 //! prompts (or a long prompt's last chunk) in the rows to spare, answers each with its
 //! token or candidates, then runs at most one longer prompt chunk through the prefill
 //! plan: a long prompt delays the others' tokens by one chunk per round, never by the
-//! whole prompt.
+//! whole prompt. A prompt takes the KV pages of its whole length with its first chunk,
+//! and waits in the queue while other sequences hold them.
 
 use super::pick::{Pick, Want};
 use super::EngineError;

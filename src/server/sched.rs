@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, OnceCell, OwnedSemaphorePermit, Semaphore};
 #[derive(Clone, Debug)]
 pub struct SchedConfig {
     /// Sessions per model that generate at the same time, decoded together in batched
-    /// steps (one KV slot each).
+    /// steps (KV pages from one pool).
     pub parallel: usize,
     /// Requests per model that may wait for a session.
     pub queue: usize,
@@ -362,8 +362,8 @@ impl Scheduler {
         let loaded = tokio::task::spawn_blocking(move || -> Result<Loaded, String> {
             let f = GgufFile::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             let engine = Engine::load(gpu, &f, opts, &mut |_, _| {}).map_err(|e| e.to_string())?;
-            // Every session up front: with several, one batched model holds a KV slot
-            // for each and decodes them together; this also checks that the KV fits.
+            // Every session up front: with several, one batched model holds a KV page
+            // pool for all and decodes them together; this also checks that the KV fits.
             let sessions = match parallel {
                 0 | 1 => engine.session().map(|s| vec![s]),
                 n => engine.batched_sessions(n, kv_size),
