@@ -229,6 +229,10 @@ fn gpu_forward_matches_the_cpu_reference_after_turn_markers() {
     model.forward(&tokens).unwrap();
     let got = pollster::block_on(model.all_logits()).unwrap();
     for (i, row) in got.iter().enumerate() {
-        assert_close(&format!("turn-marker position {i}"), row, &want[i], 1e-6);
+        // The last position (a rare token after the turn markers) is the ill-conditioned
+        // one: NMSE 8.9e-7 with the shared-memory row sums of prefill attention, 1.04e-6
+        // with the subgroup-shuffle ones (another summation order); every other position
+        // stays near 1e-7 or below in both.
+        assert_close(&format!("turn-marker position {i}"), row, &want[i], 2e-6);
     }
 }
