@@ -98,6 +98,39 @@ fn q_col(t: u32, h: u32, c: u32) -> vec4<f32> {
 #endif
 }
 
+// This lane's part of q . key j of the tile (its columns lane, lane + L, ...).
+fn lane_dot(qr: array<vec4<f32>, D4L>, lane: u32, j: u32) -> f32 {
+    var s = 0.0;
+    for (var i = 0u; i < D4L; i++) {
+        let c = lane + i * L;
+        if (c < HD4) {
+            s += dot(qr[i], vec4<f32>(ks[j * HD4 + c]));
+        }
+    }
+    return s;
+}
+
+// Adds w times this lane's columns of V row j of the tile to its output columns.
+fn add_v(o: ptr<function, array<vec4<f32>, D4L>>, w: f32, lane: u32, j: u32) {
+    for (var i = 0u; i < D4L; i++) {
+        let c = lane + i * L;
+        if (c < HD4) {
+            (*o)[i] += w * vec4<f32>(vs[j * HD4 + c]);
+        }
+    }
+}
+
+#ifndef SUBGROUPS
+// Row r's score of key j of the tile: the sum of its lanes' partials.
+fn row_score(j: u32, r: u32) -> f32 {
+    var s = 0.0;
+    for (var x = 0u; x < L; x++) {
+        s += part[j * WG + r * L + x];
+    }
+    return s;
+}
+#endif
+
 @compute @workgroup_size(WG)
 fn main(ids: Ids, gs: Groups) {
     let n_tok = min(p.max_tokens, step.n_tokens);
@@ -145,13 +178,7 @@ fn main(ids: Ids, gs: Groups) {
         workgroupBarrier();
 #ifdef SUBGROUPS
         for (var j = 0u; j < nk; j++) {
-            var s = 0.0;
-            for (var i = 0u; i < D4L; i++) {
-                let c = lane + i * L;
-                if (c < HD4) {
-                    s += dot(qr[i], vec4<f32>(ks[j * HD4 + c]));
-                }
-            }
+            var s = lane_dot(qr, lane, j);
             // The row's lanes are 8 consecutive invocations of one subgroup.
             s += subgroupShuffleXor(s, 1u);
             s += subgroupShuffleXor(s, 2u);
@@ -168,24 +195,12 @@ fn main(ids: Ids, gs: Groups) {
                 }
                 let w = exp(s - m);
                 lsum += w;
-                for (var i = 0u; i < D4L; i++) {
-                    let c = lane + i * L;
-                    if (c < HD4) {
-                        o[i] += w * vec4<f32>(vs[j * HD4 + c]);
-                    }
-                }
+                add_v(&o, w, lane, j);
             }
         }
 #else
         for (var j = 0u; j < nk; j++) {
-            var s = 0.0;
-            for (var i = 0u; i < D4L; i++) {
-                let c = lane + i * L;
-                if (c < HD4) {
-                    s += dot(qr[i], vec4<f32>(ks[j * HD4 + c]));
-                }
-            }
-            part[j * WG + ids.lid] = s;
+            part[j * WG + ids.lid] = lane_dot(qr, lane, j);
         }
         workgroupBarrier();
         // Every lane of the row sums the same partials in the same order, so the row's
@@ -195,10 +210,7 @@ fn main(ids: Ids, gs: Groups) {
         for (var j = 0u; j < nk; j++) {
             let kp = k0 + j;
             if (kp >= my_lo && kp < my_hi) {
-                var s = 0.0;
-                for (var x = 0u; x < L; x++) {
-                    s += part[j * WG + r * L + x];
-                }
+                let s = row_score(j, r);
                 mt = max(mt, s);
             }
         }
@@ -210,18 +222,10 @@ fn main(ids: Ids, gs: Groups) {
         for (var j = 0u; j < nk; j++) {
             let kp = k0 + j;
             if (kp >= my_lo && kp < my_hi) {
-                var s = 0.0;
-                for (var x = 0u; x < L; x++) {
-                    s += part[j * WG + r * L + x];
-                }
+                let s = row_score(j, r);
                 let w = exp(s - mt);
                 lsum += w;
-                for (var i = 0u; i < D4L; i++) {
-                    let c = lane + i * L;
-                    if (c < HD4) {
-                        o[i] += w * vec4<f32>(vs[j * HD4 + c]);
-                    }
-                }
+                add_v(&o, w, lane, j);
             }
         }
         m = mt;

@@ -323,10 +323,7 @@ fn shared_prefix(
     prefix: usize,
     gen: usize,
 ) -> anyhow::Result<SharedPrefix> {
-    for slot in 0..par {
-        m.set_slot(slot)?;
-        m.reset();
-    }
+    empty_slots(m, par)?;
     let vocab = m.cfg.vocab as u64;
     let prompt = |s: usize| -> Vec<u32> {
         (0..(prefix + SUFFIX) as u64)
@@ -370,10 +367,7 @@ fn shared_prefix(
         adopted,
         prompt_rate,
     };
-    for slot in 0..par {
-        m.set_slot(slot)?;
-        m.reset();
-    }
+    empty_slots(m, par)?;
     Ok(s)
 }
 
@@ -410,6 +404,15 @@ fn generate_batched(m: &mut Model, par: usize, n: usize) -> anyhow::Result<f64> 
         next = m.greedy_batch(&rows)?;
     }
     Ok(t.elapsed().as_secs_f64())
+}
+
+/// Empties the first `n` sequences of `m`.
+fn empty_slots(m: &mut Model, n: usize) -> anyhow::Result<()> {
+    for slot in 0..n {
+        m.set_slot(slot)?;
+        m.reset();
+    }
+    Ok(())
 }
 
 /// The context a test starts from: computed once, then taken from the prefix cache.

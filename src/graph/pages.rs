@@ -135,20 +135,9 @@ impl KvPages {
     /// Gives `slot` pages for its first `len` positions. Fails, allocating nothing,
     /// when the pool (free pages and cached pages no sequence holds) runs out.
     pub fn ensure(&mut self, slot: usize, len: usize) -> Result<(), String> {
-        let want = len.div_ceil(self.page_size());
-        let more = want.saturating_sub(self.tables[slot].len());
+        let more = self.missing(slot, len)?;
         if more == 0 {
             return Ok(());
-        }
-        if want > self.per_slot {
-            return Err(format!(
-                "{len} positions exceed a sequence's {} pages of {}",
-                self.per_slot,
-                self.page_size()
-            ));
-        }
-        if more > self.free.len() + self.idle.len() {
-            return Err(self.full(more));
         }
         for _ in 0..more {
             let page = self.take().ok_or_else(|| self.full(1))?;
@@ -161,13 +150,28 @@ impl KvPages {
 
     /// Whether `ensure(slot, len)` would find its pages now (the same error if not).
     pub fn room(&self, slot: usize, len: usize) -> Result<(), String> {
-        let more = len
-            .div_ceil(self.page_size())
-            .saturating_sub(self.tables[slot].len());
+        self.missing(slot, len).map(drop)
+    }
+
+    /// The pages `slot` lacks for its first `len` positions, or why the pool cannot give
+    /// them (past a sequence's table, or more than the free and cached pages).
+    fn missing(&self, slot: usize, len: usize) -> Result<usize, String> {
+        let want = len.div_ceil(self.page_size());
+        let more = want.saturating_sub(self.tables[slot].len());
+        if more == 0 {
+            return Ok(0);
+        }
+        if want > self.per_slot {
+            return Err(format!(
+                "{len} positions exceed a sequence's {} pages of {}",
+                self.per_slot,
+                self.page_size()
+            ));
+        }
         if more > self.free.len() + self.idle.len() {
             return Err(self.full(more));
         }
-        Ok(())
+        Ok(more)
     }
 
     fn full(&self, more: usize) -> String {
