@@ -44,6 +44,7 @@ fn main() {
         all_logits: false,
         sequences: 1,
         kv_size: None,
+        kv_type: None,
     };
     let mut model = Model::load(gpu.clone(), &f, &opts).expect("load");
     println!("model: {path}");

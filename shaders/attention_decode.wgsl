@@ -92,10 +92,11 @@ struct KvAt {
 }
 
 fn kv_at(t: u32, h: u32) -> KvAt {
-    return KvAt(row_slot(t), (h / p.group) * p.head_dim);
+    return KvAt(row_slot(t), (h / p.group) * kv_head_stride(p.head_dim));
 }
 
-// First element of position `pos`'s K or V head in the cache.
+// First element (Q8: word) of position `pos`'s K or V head in the cache (kv_dim is the
+// row's length in those units).
 fn kv_elem(at: KvAt, pos: u32) -> u32 {
     return cache_row(at.slot, pos, p.capacity) * p.kv_dim + at.head;
 }
@@ -148,6 +149,10 @@ fn main(ids: Ids, gs: Groups) {
 }
 #else
 @group(0) @binding(0) var<storage, read> q: array<f32>;
+#ifdef Q8
+@group(0) @binding(1) var<storage, read> kc: array<u32>;
+@group(0) @binding(2) var<storage, read> vc: array<u32>;
+#else
 #ifdef VEC4
 // head_dim and kv_dim are multiples of 4 (host-checked), so a head's row is whole vec4s.
 @group(0) @binding(1) var<storage, read> kc: array<vec4<kv_t>>;
@@ -155,6 +160,7 @@ fn main(ids: Ids, gs: Groups) {
 #else
 @group(0) @binding(1) var<storage, read> kc: array<kv_t>;
 @group(0) @binding(2) var<storage, read> vc: array<kv_t>;
+#endif
 #endif
 
 // The block's q heads, scaled, as vec4 columns: qs[g * D4 + d4].
@@ -165,6 +171,13 @@ var<workgroup> es: array<f32, 512>;
 
 // vec4 column d4 of the K (or, with is_v, V) head row starting at element `e`.
 fn kv_col(e: u32, d4: u32, is_v: bool) -> vec4<f32> {
+#ifdef Q8
+    let s = e + p.head_dim / 4u + d4 / 16u;
+    if (is_v) {
+        return q8_col(vc[e + d4], vc[s], d4);
+    }
+    return q8_col(kc[e + d4], kc[s], d4);
+#else
 #ifdef VEC4
     if (is_v) {
         return vec4<f32>(vc[e / 4u + d4]);
@@ -183,6 +196,7 @@ fn kv_col(e: u32, d4: u32, is_v: bool) -> vec4<f32> {
         }
     }
     return r;
+#endif
 #endif
 }
 

@@ -33,12 +33,20 @@ struct Params {
 #ifdef VEC4
 // head_dim and kv_dim are multiples of 4 (host-checked): a head's row is whole vec4s.
 @group(0) @binding(0) var<storage, read> q: array<vec4<f32>>;
+#else
+@group(0) @binding(0) var<storage, read> q: array<f32>;
+#endif
+#ifdef Q8
+@group(0) @binding(1) var<storage, read> kc: array<u32>;
+@group(0) @binding(2) var<storage, read> vc: array<u32>;
+#else
+#ifdef VEC4
 @group(0) @binding(1) var<storage, read> kc: array<vec4<kv_t>>;
 @group(0) @binding(2) var<storage, read> vc: array<vec4<kv_t>>;
 #else
-@group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> kc: array<kv_t>;
 @group(0) @binding(2) var<storage, read> vc: array<kv_t>;
+#endif
 #endif
 @group(0) @binding(3) var<uniform> p: Params;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
@@ -58,8 +66,15 @@ var<workgroup> vs: array<vec4<kv_t>, 512>;
 var<workgroup> part: array<f32, 1024>;      // [key j][invocation], 16 * WG
 #endif
 
-// Column c of the K (or V) head row starting at element `e` of the cache.
+// Column c of the K (or V) head row starting at element (Q8: word) `e` of the cache.
 fn kv_col(e: u32, c: u32, is_v: bool) -> vec4<kv_t> {
+#ifdef Q8
+    let s = e + HD / 4u + c / 16u;
+    if (is_v) {
+        return q8_col(vc[e + c], vc[s], c);
+    }
+    return q8_col(kc[e + c], kc[s], c);
+#else
 #ifdef VEC4
     if (is_v) {
         return vc[e / 4u + c];
@@ -78,6 +93,7 @@ fn kv_col(e: u32, c: u32, is_v: bool) -> vec4<kv_t> {
         }
     }
     return r;
+#endif
 #endif
 }
 
@@ -171,7 +187,7 @@ fn main(ids: Ids, gs: Groups) {
         for (var e = ids.lid; e < nk * HD4; e += WG) {
             let j = e / HD4;
             let c = e % HD4;
-            let src = cache_row(slot, k0 + j, p.capacity) * p.kv_dim + kvh * HD;
+            let src = cache_row(slot, k0 + j, p.capacity) * p.kv_dim + kvh * kv_head_stride(HD);
             ks[e] = kv_col(src, c, false);
             vs[e] = kv_col(src, c, true);
         }

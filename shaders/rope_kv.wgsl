@@ -29,8 +29,13 @@ struct Params {
 @group(0) @binding(1) var<storage, read> k: array<f32>;
 @group(0) @binding(2) var<storage, read> v: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
+#ifdef Q8
+@group(0) @binding(4) var<storage, read_write> kc: array<u32>;
+@group(0) @binding(5) var<storage, read_write> vc: array<u32>;
+#else
 @group(0) @binding(4) var<storage, read_write> kc: array<kv_t>;
 @group(0) @binding(5) var<storage, read_write> vc: array<kv_t>;
+#endif
 @group(0) @binding(6) var<storage, read> freq: array<vec2<u32>>;
 #ifdef FREQ_FACTORS
 @group(0) @binding(7) var<storage, read> freq_factors: array<f32>;
@@ -43,6 +48,54 @@ struct Params {
 // The largest head the attention kernels take.
 const MAX_HEAD: u32 = 256u;
 var<workgroup> head: array<f32, MAX_HEAD>;
+
+#ifdef Q8
+// The scales of the head's 32-value blocks.
+var<workgroup> scales: array<f32, 8>;
+
+// Stores the head staged in `head` as Q8_0 at word `dst` of K (or V): per block the
+// scale amax / 127, each value times its inverse rounded half away from zero (as
+// llama.cpp quantizes), the scale kept as f16. Called in uniform control flow.
+fn store_q8(dst: u32, to_v: bool, lid: u32) {
+    let nb = p.head_dim / 32u;
+    for (var b = lid; b < nb; b += WG) {
+        var amax = 0.0;
+        for (var j = 0u; j < 32u; j++) {
+            amax = max(amax, abs(head[b * 32u + j]));
+        }
+        scales[b] = amax / 127.0;
+    }
+    workgroupBarrier();
+    for (var w = lid; w < p.head_dim / 4u; w += WG) {
+        let d = scales[w / 8u];
+        var id = 0.0;
+        if (d > 0.0) {
+            id = 1.0 / d;
+        }
+        let x = vec4<f32>(head[4u * w], head[4u * w + 1u], head[4u * w + 2u], head[4u * w + 3u]) * id;
+        let q = vec4<i32>(sign(x) * floor(abs(x) + 0.5)) & vec4<i32>(255);
+        let word = u32(q.x) | (u32(q.y) << 8u) | (u32(q.z) << 16u) | (u32(q.w) << 24u);
+        if (to_v) {
+            vc[dst + w] = word;
+        } else {
+            kc[dst + w] = word;
+        }
+    }
+    for (var w = lid; w < (nb + 1u) / 2u; w += WG) {
+        var hi = 0.0;
+        if (2u * w + 1u < nb) {
+            hi = scales[2u * w + 1u];
+        }
+        let word = pack2x16float(vec2<f32>(scales[2u * w], hi));
+        let at = dst + p.head_dim / 4u + w;
+        if (to_v) {
+            vc[at] = word;
+        } else {
+            kc[at] = word;
+        }
+    }
+}
+#endif
 
 @compute @workgroup_size(WG)
 fn main(ids: Ids, gs: Groups) {
@@ -87,7 +140,8 @@ fn main(ids: Ids, gs: Groups) {
     }
 #endif
     workgroupBarrier();
-    let dst = cache_row(row_slot(t), pos, p.capacity) * p.n_kv_heads * p.head_dim + kh * p.head_dim;
+    let hs = kv_head_stride(p.head_dim);
+    let dst = cache_row(row_slot(t), pos, p.capacity) * p.n_kv_heads * hs + kh * hs;
     // Rotated pairs.
     for (var i = ids.lid; i < p.half_dims; i += WG) {
 #ifdef NEOX
@@ -106,8 +160,14 @@ fn main(ids: Ids, gs: Groups) {
             q[q_base + a] = ra;
             q[q_base + b] = rb;
         } else {
+#ifdef Q8
+            // Each pair is read and written by one invocation: no race.
+            head[a] = ra;
+            head[b] = rb;
+#else
             kc[dst + a] = kv_t(ra);
             kc[dst + b] = kv_t(rb);
+#endif
         }
     }
     // Dimensions past the rotary ones pass through; value heads ride with key heads.
@@ -115,13 +175,29 @@ fn main(ids: Ids, gs: Groups) {
         if (is_q) {
             q[q_base + i] = head[i];
         } else {
+#ifndef Q8
             kc[dst + i] = kv_t(head[i]);
+#endif
         }
     }
+#ifdef Q8
+    if (!is_q) {
+        workgroupBarrier();
+        store_q8(dst, false, ids.lid);
+        workgroupBarrier();
+        let v_base = p.v_offset + t * p.kv_stride + kh * p.head_dim;
+        for (var i = ids.lid; i < p.head_dim; i += WG) {
+            head[i] = v[v_base + i];
+        }
+        workgroupBarrier();
+        store_q8(dst, true, ids.lid);
+    }
+#else
     if (!is_q) {
         let v_base = p.v_offset + t * p.kv_stride + kh * p.head_dim;
         for (var i = ids.lid; i < p.head_dim; i += WG) {
             vc[dst + i] = kv_t(v[v_base + i]);
         }
     }
+#endif
 }

@@ -82,6 +82,8 @@ pub struct EngineOptions {
     pub batch: usize,
     /// A chat template that replaces the model's own.
     pub template: Option<Arc<ChatTemplate>>,
+    /// How the KV cache stores K and V (None: f16 where the device has shader-f16).
+    pub kv_type: Option<crate::kernels::KvType>,
 }
 
 impl Default for EngineOptions {
@@ -90,6 +92,7 @@ impl Default for EngineOptions {
             context: 4096,
             batch: 256,
             template: None,
+            kv_type: None,
         }
     }
 }
@@ -160,6 +163,7 @@ impl Engine {
             all_logits: false,
             sequences: 1,
             kv_size: None,
+            kv_type: opts.kv_type,
         };
         let (cfg, weights, memory) = Model::upload(&gpu, f, &load, progress)?;
         Ok(Self {

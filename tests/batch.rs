@@ -42,6 +42,7 @@ fn check(spec: &TinySpec, cfg: Config) {
         all_logits: false,
         sequences: 3,
         kv_size: None,
+        kv_type: None,
     };
     let mut model = Model::load(g.clone(), &f, &opts).unwrap();
     assert_eq!(model.sequences(), 3);
@@ -189,6 +190,7 @@ fn batched_step_refuses_bad_rows() {
         all_logits: false,
         sequences: 2,
         kv_size: None,
+        kv_type: None,
     };
     let mut model = Model::load(gpu(Config::Full), &f, &opts).unwrap();
     let err = |m: &mut Model, rows: &[(usize, u32)]| m.forward_batch(rows).unwrap_err().to_string();
@@ -225,6 +227,7 @@ fn check_prefix(spec: &TinySpec, cfg: Config) {
         all_logits: false,
         sequences: 3,
         kv_size: None,
+        kv_type: None,
     };
     let mut model = Model::load(g.clone(), &f, &opts).unwrap();
     assert_eq!(model.kv_pages().page_size, 16);
@@ -310,6 +313,7 @@ fn a_full_page_pool_refuses_by_name() {
         all_logits: false,
         sequences: 2,
         kv_size: Some(40),
+        kv_type: None,
     };
     let mut model = Model::load(gpu(Config::Full), &f, &opts).unwrap();
     assert_eq!(model.kv_pages().total, 3);
@@ -417,6 +421,7 @@ fn batched_sessions_generate_as_own_sessions_do() {
             context: 48,
             batch: 8,
             template: None,
+            kv_type: None,
         };
         let e = Engine::load(gpu(Config::Full), &f, opts, &mut |_, _| {}).unwrap();
         let vocab = e.config().vocab as u64;
@@ -446,6 +451,7 @@ fn batched_greedy_equals_unbatched_on_the_real_model() {
         context: 96,
         batch: 64,
         template: None,
+        kv_type: None,
     };
     let e = Engine::load(gpu(Config::Full), &f, opts, &mut |_, _| {}).unwrap();
     let prompts = [
@@ -472,6 +478,7 @@ fn tiny_llama_engine(seed: u64) -> Engine {
         context: 96,
         batch: 8,
         template: None,
+        kv_type: None,
     };
     Engine::load(gpu(Config::Full), &f, opts, &mut |_, _| {}).unwrap()
 }

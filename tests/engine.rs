@@ -28,6 +28,7 @@ fn engine() -> Option<&'static Engine> {
             context: 256,
             batch: 64,
             template: None,
+            kv_type: None,
         };
         Some(Engine::load(gpu(Config::Full), &f, opts, &mut |_, _| {}).unwrap())
     })
@@ -265,6 +266,7 @@ fn every_load_path_refuses_final_logit_softcapping() {
         context: 64,
         batch: 8,
         template: None,
+        kv_type: None,
     };
     let err = match Engine::load(gpu(Config::Full), &f, opts, &mut |_, _| {}) {
         Ok(_) => panic!("Engine::load accepted final logit soft-capping"),
@@ -277,6 +279,7 @@ fn every_load_path_refuses_final_logit_softcapping() {
         all_logits: false,
         sequences: 1,
         kv_size: None,
+        kv_type: None,
     };
     let err = match hearth::graph::Model::load(gpu(Config::Full), &f, &load) {
         Ok(_) => panic!("Model::load accepted final logit soft-capping"),

@@ -110,6 +110,7 @@ fn fed_ahead_equals_in_turn() {
         all_logits: false,
         sequences: 1,
         kv_size: None,
+        kv_type: None,
     };
     let mut m = Model::load(g.clone(), &f, &opts).unwrap();
     assert!(m.forward_argmax().is_err(), "fed an argmax before any step");
@@ -140,6 +141,7 @@ fn fed_ahead_equals_in_turn() {
         context: 256,
         batch: 64,
         template: None,
+        kv_type: None,
     };
     let e = Engine::load(g, &f, opts, &mut |_, _| {}).unwrap();
     set_ahead(false);

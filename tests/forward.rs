@@ -7,6 +7,7 @@ mod common;
 use common::{argmax, assert_close, gpu, Config};
 use hearth::gguf::GgufFile;
 use hearth::graph::{LoadOptions, Model};
+use hearth::kernels::KvType;
 use hearth::model::tiny::TinySpec;
 use hearth::model::Arch;
 use hearth::quant::{GgmlType, Rng};
@@ -17,6 +18,12 @@ use hearth::reference::{RefCache, Reference};
 const BOUND: f64 = 1e-6;
 
 fn check(spec: &TinySpec, cfg: Config) {
+    check_kv(spec, cfg, None, BOUND);
+}
+
+/// `check` with a KV cache of `kv_type` (None: the device's default) on both sides, the
+/// logits held to `bound`.
+fn check_kv(spec: &TinySpec, cfg: Config, kv_type: Option<KvType>, bound: f64) {
     let f = GgufFile::from_bytes(spec.build()).unwrap();
     let g = gpu(cfg);
     let reference = Reference::load(&f).unwrap();
@@ -29,6 +36,7 @@ fn check(spec: &TinySpec, cfg: Config) {
             all_logits: true,
             sequences: 1,
             kv_size: None,
+            kv_type,
         },
     )
     .unwrap();
@@ -36,9 +44,10 @@ fn check(spec: &TinySpec, cfg: Config) {
     let tokens: Vec<u32> = (0..24)
         .map(|_| rng.below(reference.cfg.vocab as u64) as u32)
         .collect();
-    let mut cache = RefCache::new(&reference.cfg, 64, g.features.shader_f16);
+    let kv = kv_type.unwrap_or(KvType::default_for(g.features.shader_f16));
+    let mut cache = RefCache::typed(&reference.cfg, 64, kv);
     let want = reference.forward(&mut cache, &tokens, 0).unwrap();
-    let name = format!("{:?} {} {cfg:?}", spec.arch, spec.weight_type);
+    let name = format!("{:?} {} {cfg:?} KV {kv}", spec.arch, spec.weight_type);
 
     // Prefill 13 tokens: a full chunk of 8, then 5 at position 8.
     let mut pos = 0;
@@ -51,7 +60,7 @@ fn check(spec: &TinySpec, cfg: Config) {
                 &format!("{name} prefill position {}", pos + i),
                 row,
                 &want[pos + i],
-                BOUND,
+                bound,
             );
         }
         let last = pollster::block_on(model.logits()).unwrap();
@@ -59,7 +68,7 @@ fn check(spec: &TinySpec, cfg: Config) {
             &format!("{name} prefill last logits"),
             &last,
             &want[pos + chunk.len() - 1],
-            BOUND,
+            bound,
         );
         pos += chunk.len();
     }
@@ -71,7 +80,7 @@ fn check(spec: &TinySpec, cfg: Config) {
             &format!("{name} decode position {i}"),
             &got,
             &want[i],
-            BOUND,
+            bound,
         );
         let got = pollster::block_on(model.argmax()).unwrap();
         assert_eq!(got, argmax(&want[i]), "{name} argmax at {i}");
@@ -83,6 +92,30 @@ fn spec(arch: Arch, ty: GgmlType, seed: u64) -> TinySpec {
     let mut s = TinySpec::new(arch).with_weight_type(ty);
     s.seed = seed;
     s
+}
+
+/// A q8_0 KV cache (`--kv-type q8_0`) on every architecture, with and without shader-f16
+/// and subgroups: the reference quantizes K and V by llama.cpp's rule as it stores them.
+/// The GPU's keys differ from the reference's by f32 rounding, so now and then one lands
+/// on the other side of a quantization step (1/127 of its block's largest value); the
+/// bound allows for those few flips.
+#[test]
+fn q8_kv_cache_matches_reference() {
+    for (i, arch) in Arch::ALL.into_iter().enumerate() {
+        let mut s = spec(arch, GgmlType::Q8_0, 90 + i as u64);
+        // Heads of 32: one q8_0 block each.
+        (s.hidden, s.head_dim) = (128, 32);
+        for cfg in [Config::Full, Config::Bare] {
+            check_kv(&s, cfg, Some(KvType::Q8_0), 1e-5);
+        }
+    }
+    // And a head of 64 (two blocks, one scale word) with K-quant weights.
+    check_kv(
+        &spec(Arch::Qwen3, GgmlType::Q4_K, 97),
+        Config::Full,
+        Some(KvType::Q8_0),
+        1e-5,
+    );
 }
 
 #[test]
@@ -157,6 +190,7 @@ fn bad_input_is_an_error_not_a_panic() {
             all_logits: false,
             sequences: 1,
             kv_size: None,
+            kv_type: None,
         },
     )
     .unwrap();
@@ -188,7 +222,7 @@ fn a_kv_cache_beyond_the_binding_limit_is_refused_before_allocating() {
     spec.context = 4096;
     let f = GgufFile::from_bytes(spec.build()).unwrap();
     let cfg = hearth::model::ModelConfig::from_gguf(&f).unwrap();
-    let plan = hearth::graph::MemoryPlan::new(&cfg, &f, 4096, 8, false, false);
+    let plan = hearth::graph::MemoryPlan::new(&cfg, &f, 4096, 8, false, KvType::F32);
     assert!(plan.kv_cache > 0 && plan.total() > plan.weights);
     let small = gpu(Config::SmallBinding); // 64 KiB bindings
     let err = Model::load(
@@ -200,6 +234,7 @@ fn a_kv_cache_beyond_the_binding_limit_is_refused_before_allocating() {
             all_logits: false,
             sequences: 1,
             kv_size: None,
+            kv_type: None,
         },
     )
     .err()
@@ -219,6 +254,7 @@ fn a_kv_cache_beyond_the_binding_limit_is_refused_before_allocating() {
             all_logits: false,
             sequences: 1,
             kv_size: None,
+            kv_type: None,
         }
     )
     .is_ok());

@@ -58,6 +58,7 @@ fn a_device_lost_mid_generation_ends_the_stream_with_an_error() {
         context: 64,
         batch: 8,
         template: None,
+        kv_type: None,
     };
     let engine = Engine::load(gpu.clone(), &f, opts, &mut |_, _| {}).unwrap();
     let mut session = engine.session().unwrap();

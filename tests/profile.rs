@@ -31,6 +31,7 @@ fn load(g: Arc<Gpu>) -> Model {
         all_logits: false,
         sequences: 1,
         kv_size: None,
+        kv_type: None,
     };
     Model::load(g, &f, &opts).unwrap()
 }

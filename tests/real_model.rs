@@ -185,6 +185,7 @@ fn gpu_forward_matches_the_cpu_reference_on_gemma() {
             all_logits: true,
             sequences: 1,
             kv_size: None,
+            kv_type: None,
         },
     )
     .unwrap();
@@ -224,6 +225,7 @@ fn gpu_forward_matches_the_cpu_reference_after_turn_markers() {
         all_logits: true,
         sequences: 1,
         kv_size: None,
+        kv_type: None,
     };
     let mut model = Model::load(g, &f, &opts).unwrap();
     model.forward(&tokens).unwrap();

@@ -186,6 +186,7 @@ fn model_top_k_and_penalties() {
         all_logits: false,
         sequences: 1,
         kv_size: None,
+        kv_type: None,
     };
     let mut model = Model::load(gpu(Config::Full), &f, &opts).expect("load");
     model.forward(&[1, 5, 9, 2]).expect("forward");

@@ -253,6 +253,7 @@ fn gpu_logits(
         all_logits: true,
         sequences: 1,
         kv_size: None,
+        kv_type: None,
     };
     let mut model = Model::load(gpu, f, &opts).unwrap();
     model.forward(&tokens[..split]).unwrap();

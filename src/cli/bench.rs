@@ -51,6 +51,10 @@ pub struct BenchArgs {
     /// Prompt tokens per prefill pass
     #[arg(short = 'b', long, default_value_t = 512)]
     batch: usize,
+    /// KV cache element type: f32, f16 or q8_0 (default: f16 where the GPU has
+    /// shader-f16, else f32)
+    #[arg(long, value_parser = crate::kernels::KvType::parse)]
+    kv_type: Option<crate::kernels::KvType>,
     /// Sequences generating at once in the tg tests, batched: each step advances every
     /// sequence by one token (its own KV pages and position) and reads the weights once;
     /// reported as total and per-sequence tokens/s
@@ -123,6 +127,7 @@ pub fn run(args: &BenchArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyho
         all_logits: false,
         sequences: args.parallel,
         kv_size: None,
+        kv_type: args.kv_type,
     };
     let mut model = Model::load(gpu.clone(), &f, &opts)?;
     let vocab = cfg.vocab as u64;
@@ -212,6 +217,9 @@ pub fn run(args: &BenchArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyho
     let params: u64 = f.tensors.iter().map(|t| t.n_elements()).sum();
     let backend = format!("{:?}", gpu.info.backend);
     let adapter = gpu.info.name.clone();
+    let kv_type = opts
+        .kv_type
+        .unwrap_or(crate::kernels::KvType::default_for(gpu.features.shader_f16));
     if args.output == "json" {
         let tests: Vec<serde_json::Value> = rows
             .iter()
@@ -226,7 +234,7 @@ pub fn run(args: &BenchArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyho
         let out = serde_json::json!({
             "model": name.trim(), "path": path.display().to_string(),
             "size_bytes": size, "params": params, "backend": backend, "adapter": adapter,
-            "batch": opts.batch, "parallel": par, "tests": tests,
+            "batch": opts.batch, "parallel": par, "tests": tests, "kv_type": kv_type.name(),
             "shared_prefix": shared.as_ref().map(SharedPrefix::json),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -248,6 +256,7 @@ pub fn run(args: &BenchArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyho
             sd
         );
     }
+    println!("\nKV cache: {kv_type}, batch {}", opts.batch);
     if let Some(s) = &shared {
         println!();
         println!("{}", s.describe());

@@ -21,6 +21,10 @@ pub struct InfoArgs {
     /// Prefill batch size to plan GPU memory for
     #[arg(long, default_value_t = 64)]
     batch: usize,
+    /// KV cache element type: f32, f16 or q8_0 (default: f16 where the GPU has
+    /// shader-f16, else f32); q8_0 takes about half of f16's memory
+    #[arg(long, value_parser = crate::kernels::KvType::parse)]
+    kv_type: Option<crate::kernels::KvType>,
 }
 
 /// Parses the file, prints its description, then the adapter and its fit.
@@ -193,7 +197,9 @@ pub fn run(args: &InfoArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyhow
                         ctx,
                         args.batch.clamp(1, ctx),
                         false,
-                        gpu.features.shader_f16,
+                        args.kv_type.unwrap_or(crate::kernels::KvType::default_for(
+                            gpu.features.shader_f16,
+                        )),
                     );
                     println!("\nGPU memory at context {ctx}:\n  {}", plan.describe());
                     match plan.check(&gpu, &f) {

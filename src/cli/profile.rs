@@ -26,6 +26,10 @@ pub struct ProfileArgs {
     /// Prompt tokens per prefill chunk
     #[arg(short = 'b', long, default_value_t = 512)]
     batch: usize,
+    /// KV cache element type: f32, f16 or q8_0 (default: f16 where the GPU has
+    /// shader-f16, else f32)
+    #[arg(long, value_parser = crate::kernels::KvType::parse)]
+    kv_type: Option<crate::kernels::KvType>,
     /// Output: table or json
     #[arg(short = 'o', long, default_value = "table")]
     output: String,
@@ -142,6 +146,7 @@ fn profile_on(
         all_logits: false,
         sequences: args.parallel,
         kv_size: None,
+        kv_type: args.kv_type,
     };
     let mut model = Model::load(gpu.clone(), f, &load)?;
     let vocab = cfg.vocab as u64;

@@ -57,6 +57,10 @@ pub struct RunArgs {
     /// Prompt tokens per prefill pass
     #[arg(long, default_value_t = 256)]
     batch: usize,
+    /// KV cache element type: f32, f16 or q8_0 (default: f16 where the GPU has
+    /// shader-f16, else f32); q8_0 takes about half of f16's memory
+    #[arg(long, value_parser = crate::kernels::KvType::parse)]
+    kv_type: Option<crate::kernels::KvType>,
     /// System prompt (chat mode)
     #[arg(long)]
     system: Option<String>,
@@ -126,6 +130,7 @@ pub fn run(args: &RunArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyhow:
             context: args.ctx,
             batch: args.batch,
             template,
+            kv_type: args.kv_type,
         },
     )?;
     if args.verbose {

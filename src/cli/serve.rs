@@ -38,6 +38,10 @@ pub struct ServeArgs {
     /// finds no free page ends with a "KV cache is full" error
     #[arg(long)]
     kv_size: Option<usize>,
+    /// KV cache element type: f32, f16 or q8_0 (default: f16 where the GPU has
+    /// shader-f16, else f32); q8_0 takes about half of f16's memory
+    #[arg(long, value_parser = crate::kernels::KvType::parse)]
+    kv_type: Option<crate::kernels::KvType>,
     /// Prompt tokens per prefill pass
     #[arg(long, default_value_t = 256)]
     batch: usize,
@@ -77,6 +81,7 @@ pub fn run(args: &ServeArgs, gpu: &GpuArgs, models: Option<&Path>) -> anyhow::Re
             context: args.ctx,
             batch: args.batch.max(1),
             kv_size: args.kv_size,
+            kv_type: args.kv_type,
         },
         api_key: args.api_key.clone(),
         cors_origin: args.cors_origin.clone(),

@@ -4,6 +4,7 @@
 use super::pages::KvPages;
 use crate::gguf::GgufFile;
 use crate::gpu::{gpu_layout, shard_rows, Gpu};
+use crate::kernels::KvType;
 use crate::model::{ModelConfig, ModelError};
 
 /// Bytes a loaded model takes on the GPU, by kind.
@@ -29,8 +30,8 @@ pub struct MemoryPlan {
     pub batch: usize,
     /// Sequences decoded together (KV slots; 1: no batched plan).
     pub sequences: usize,
-    /// KV cache element size (2 with shader-f16, else 4).
-    pub kv_elem_bytes: u64,
+    /// How the KV cache stores K and V.
+    pub kv_type: KvType,
     /// Whether every prefill token's logits are kept.
     pub all_logits: bool,
 }
@@ -43,9 +44,9 @@ impl MemoryPlan {
         capacity: usize,
         batch: usize,
         all_logits: bool,
-        kv_f16: bool,
+        kv_type: KvType,
     ) -> Self {
-        Self::batched(cfg, f, capacity, batch, all_logits, kv_f16, 1)
+        Self::batched(cfg, f, capacity, batch, all_logits, kv_type, 1)
     }
 
     /// `new` for `sequences` sequences decoded together: a KV slot of `capacity`
@@ -56,7 +57,7 @@ impl MemoryPlan {
         capacity: usize,
         batch: usize,
         all_logits: bool,
-        kv_f16: bool,
+        kv_type: KvType,
         sequences: usize,
     ) -> Self {
         let mut weights = 0u64;
@@ -67,15 +68,16 @@ impl MemoryPlan {
             };
             weights += bytes;
         }
-        Self::sized(cfg, weights, capacity, batch, all_logits, kv_f16, sequences)
+        Self::sized(
+            cfg, weights, capacity, batch, all_logits, kv_type, sequences,
+        )
     }
 
     /// This plan for `sequences` sequences decoded together (the same weights, context
     /// and batch).
     pub fn with_sequences(&self, cfg: &ModelConfig, sequences: usize) -> Self {
         let (c, b, all) = (self.capacity, self.batch, self.all_logits);
-        let f16 = self.kv_elem_bytes == 2;
-        Self::sized(cfg, self.weights, c, b, all, f16, sequences)
+        Self::sized(cfg, self.weights, c, b, all, self.kv_type, sequences)
     }
 
     fn sized(
@@ -84,7 +86,7 @@ impl MemoryPlan {
         capacity: usize,
         batch: usize,
         all_logits: bool,
-        kv_f16: bool,
+        kv_type: KvType,
         sequences: usize,
     ) -> Self {
         let seqs = sequences.max(1) as u64;
@@ -94,12 +96,11 @@ impl MemoryPlan {
                 largest = (what.to_string(), bytes);
             }
         };
-        let kv_elem_bytes = if kv_f16 { 2 } else { 4 };
         // By default the pool holds every sequence at full capacity.
         let (page_shift, per_slot) =
             KvPages::geometry(seqs as usize, capacity, crate::kernels::MAX_PAGES);
         let kv_pages = seqs as usize * per_slot;
-        let kv_layer = Self::kv_layer_bytes(cfg, kv_pages, page_shift, kv_elem_bytes);
+        let kv_layer = Self::kv_layer_bytes(cfg, kv_pages, page_shift, kv_type);
         let kv_cache = 2 * kv_layer * cfg.n_layers as u64;
         let b = (batch as u64).max(seqs);
         let per_token =
@@ -147,13 +148,13 @@ impl MemoryPlan {
             capacity,
             batch,
             sequences: seqs as usize,
-            kv_elem_bytes,
+            kv_type,
             all_logits,
         }
     }
 
-    fn kv_layer_bytes(cfg: &ModelConfig, pages: usize, shift: u32, elem: u64) -> u64 {
-        ((pages as u64) << shift) * cfg.kv_dim() as u64 * elem
+    fn kv_layer_bytes(cfg: &ModelConfig, pages: usize, shift: u32, kv: KvType) -> u64 {
+        ((pages as u64) << shift) * kv.row_bytes(cfg.kv_dim(), cfg.head_dim)
     }
 
     /// This plan with a KV pool of `positions` positions (`--kv-size`), rounded up to
@@ -161,7 +162,7 @@ impl MemoryPlan {
     pub fn with_kv_size(mut self, cfg: &ModelConfig, positions: usize) -> Self {
         let most = self.kv_pages;
         self.kv_pages = positions.div_ceil(1 << self.page_shift).clamp(1, most);
-        let layer = Self::kv_layer_bytes(cfg, self.kv_pages, self.page_shift, self.kv_elem_bytes);
+        let layer = Self::kv_layer_bytes(cfg, self.kv_pages, self.page_shift, self.kv_type);
         self.kv_cache = 2 * layer * cfg.n_layers as u64;
         self.largest = Self::with_kv(self.largest_other.clone(), layer);
         self
@@ -227,7 +228,7 @@ impl MemoryPlan {
     pub fn describe(&self) -> String {
         let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64);
         format!(
-            "{} total: weights {}, KV cache {} ({}{} tokens, pages of {}, {}-byte elements), activations {} (batch {})",
+            "{} total: weights {}, KV cache {} ({}{} tokens, pages of {}, {}), activations {} (batch {})",
             mib(self.total()),
             mib(self.weights),
             mib(self.kv_cache),
@@ -237,7 +238,7 @@ impl MemoryPlan {
             },
             self.capacity,
             1usize << self.page_shift,
-            self.kv_elem_bytes,
+            self.kv_type,
             mib(self.activations),
             self.batch
         )

@@ -25,7 +25,7 @@ use crate::gguf::GgufFile;
 use crate::gpu::{map_read_after, Gpu, GpuError};
 use crate::kernels::matvec::AdapterClass;
 use crate::kernels::{
-    Copies, Dispatch, KvCache, Op, Penalties, Plain, Step, StepBuffer, Submit, TopK, View,
+    Copies, Dispatch, KvCache, KvType, Op, Penalties, Plain, Step, StepBuffer, Submit, TopK, View,
 };
 use crate::model::{ModelConfig, ModelError, Weights};
 use std::sync::Arc;
@@ -63,6 +63,9 @@ pub struct LoadOptions {
     /// Positions in the KV page pool, all sequences together (`--kv-size`); `None`:
     /// every sequence at full `context`.
     pub kv_size: Option<usize>,
+    /// How the KV cache stores K and V (`--kv-type`); `None`: f16 where the device has
+    /// shader-f16, else f32.
+    pub kv_type: Option<KvType>,
 }
 
 impl Default for LoadOptions {
@@ -73,6 +76,7 @@ impl Default for LoadOptions {
             all_logits: false,
             sequences: 1,
             kv_size: None,
+            kv_type: None,
         }
     }
 }
@@ -197,7 +201,8 @@ impl Model {
             capacity,
             batch,
             opts.all_logits,
-            gpu.features.shader_f16,
+            opts.kv_type
+                .unwrap_or(KvType::default_for(gpu.features.shader_f16)),
             opts.sequences.clamp(1, crate::kernels::MAX_ROWS),
         );
         match opts.kv_size {
@@ -243,7 +248,10 @@ impl Model {
         let pages = KvPages::new(memory.kv_pages, shift, sequences, per_slot);
         let rows = memory.kv_positions() as u64;
         let kv = (0..cfg.n_layers)
-            .map(|_| KvCache::paged(&gpu, rows, capacity as u32, cfg.kv_dim() as u32))
+            .map(|_| {
+                let dims = (cfg.kv_dim() as u32, cfg.head_dim as u32);
+                KvCache::typed(&gpu, memory.kv_type, rows, capacity as u32, dims)
+            })
             .collect::<Result<Vec<_>, GpuError>>()?;
         let acts = Activations::new(&gpu, &cfg, batch, all_logits, sequences);
         let mut step = StepBuffer::new(&gpu, Step::new(0, 1));
@@ -387,8 +395,7 @@ impl Model {
         let Some(c) = self.kv.first() else {
             return;
         };
-        let elem = if c.f16 { 2 } else { 4 };
-        let bytes = self.pages.page_size() as u64 * c.kv_dim as u64 * elem;
+        let bytes = self.pages.page_size() as u64 * c.row_bytes();
         let page = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("kv page copy"),
             size: bytes,

@@ -7,7 +7,7 @@
 //! Shader: `attention_decode.wgsl` (pass 2 under `COMBINE`).
 
 use super::{
-    build_dispatch, check_rows, to_u32, Dispatch, KvCache, StepBuffer, Tokens, View, Work,
+    build_dispatch, check_rows, to_u32, Dispatch, KvCache, KvType, StepBuffer, Tokens, View, Work,
     STEP_BINDING,
 };
 use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
@@ -59,17 +59,22 @@ enum Pass {
     Single,
 }
 
-/// `vec4`: K and V rows are read as vec4 (head_dim a multiple of 4); `heads`: query
-/// heads per workgroup (pass 1 and the single pass).
-fn key(f16: bool, pass: Pass, vec4: bool, heads: u32) -> Result<PipelineKey, GpuError> {
+/// `kind`: the cache's type; `vec4`: K and V rows are read as vec4 (head_dim a multiple
+/// of 4; q8_0 reads whole words anyway); `heads`: query heads per workgroup (pass 1 and
+/// the single pass).
+fn key(kind: KvType, pass: Pass, vec4: bool, heads: u32) -> Result<PipelineKey, GpuError> {
     let mut d: Vec<String> = Vec::new();
+    let q8 = kind == KvType::Q8_0 && pass != Pass::Combine;
+    if q8 {
+        d.push("Q8".into());
+    }
     match pass {
         Pass::Combine => d.push("COMBINE".into()),
         Pass::Single => d.push("SINGLE".into()),
         Pass::Chunks => {}
     }
     if pass != Pass::Combine {
-        if vec4 {
+        if vec4 && !q8 {
             d.push("VEC4".into());
         }
         d.push(format!("HEADS={heads}"));
@@ -77,7 +82,7 @@ fn key(f16: bool, pass: Pass, vec4: bool, heads: u32) -> Result<PipelineKey, Gpu
     Ok(PipelineKey {
         op: "attention_decode",
         variant: ShaderVariant {
-            f16,
+            f16: kind == KvType::F16 && pass != Pass::Combine,
             defines: super::static_defines(&d)?,
             ..ShaderVariant::new(WORKGROUP)
         },
@@ -85,16 +90,22 @@ fn key(f16: bool, pass: Pass, vec4: bool, heads: u32) -> Result<PipelineKey, Gpu
 }
 
 /// The decode attention variants: pass 1 and the single pass for an f32 and an f16
-/// cache, with scalar and vec4 reads, for 1 to 8 heads per workgroup, and the combine
-/// pass.
+/// cache, with scalar and vec4 reads, and for a q8_0 cache, for 1 to 8 heads per
+/// workgroup, and the combine pass.
 pub fn variants() -> Vec<PipelineKey> {
-    let mut keys = vec![(false, Pass::Combine, false, 1)];
-    for f16 in [false, true] {
-        for vec4 in [false, true] {
-            for heads in 1..=8 {
-                keys.push((f16, Pass::Chunks, vec4, heads));
-                keys.push((f16, Pass::Single, vec4, heads));
-            }
+    let mut keys = vec![(KvType::F32, Pass::Combine, false, 1)];
+    let kinds = [
+        (KvType::F32, false),
+        (KvType::F32, true),
+        (KvType::F16, false),
+    ];
+    for (kind, vec4) in kinds
+        .into_iter()
+        .chain([(KvType::F16, true), (KvType::Q8_0, false)])
+    {
+        for heads in 1..=8 {
+            keys.push((kind, Pass::Chunks, vec4, heads));
+            keys.push((kind, Pass::Single, vec4, heads));
         }
     }
     keys.into_iter()
@@ -225,7 +236,7 @@ impl AttentionDecode {
             n_heads,
             group,
             head_dim,
-            kv_dim: cache.kv_dim,
+            kv_dim: cache.row_units(),
             capacity: cache.capacity,
             window: window.unwrap_or(0),
             max_chunks,
@@ -243,7 +254,7 @@ impl AttentionDecode {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        let k1 = key(cache.f16, Pass::Chunks, vec4, heads)?;
+        let k1 = key(cache.kind, Pass::Chunks, vec4, heads)?;
         let chunks = build_dispatch(
             gpu,
             &k1,
@@ -258,7 +269,7 @@ impl AttentionDecode {
             &p,
             (max_chunks, n_heads / heads, rows),
         )?;
-        let k2 = key(false, Pass::Combine, false, 1)?;
+        let k2 = key(KvType::F32, Pass::Combine, false, 1)?;
         let combine = build_dispatch(
             gpu,
             &k2,
@@ -270,14 +281,14 @@ impl AttentionDecode {
         // Pass 1 reads q and every cached K and V row once and writes one partial per chunk
         // and head; pass 2 reads the partials and writes the output.
         let (nh, hd, q_bytes) = (n_heads as f64, head_dim as f64, q_len as f64 * 4.0);
-        let elem = if cache.f16 { 2.0 } else { 4.0 };
+        let kv_row = cache.row_bytes() as f64;
         let partial = nh * (hd + 2.0) * 4.0 / CHUNK as f64;
         let shape = format!("{n_heads}x{head_dim}");
         let chunks = chunks.costed(
             shape.clone(),
             Work {
                 c: q_bytes,
-                k: 2.0 * cache.kv_dim as f64 * elem + partial,
+                k: 2.0 * kv_row + partial,
                 ..Work::default()
             },
             Work {
@@ -297,7 +308,7 @@ impl AttentionDecode {
                 ..Work::default()
             },
         );
-        let k3 = key(cache.f16, Pass::Single, vec4, heads)?;
+        let k3 = key(cache.kind, Pass::Single, vec4, heads)?;
         let single = build_dispatch(
             gpu,
             &k3,
@@ -317,7 +328,7 @@ impl AttentionDecode {
             format!("{n_heads}x{head_dim}"),
             Work {
                 c: 2.0 * q_bytes,
-                k: 2.0 * cache.kv_dim as f64 * elem,
+                k: 2.0 * kv_row,
                 ..Work::default()
             },
             Work {

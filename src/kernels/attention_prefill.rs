@@ -6,7 +6,7 @@
 
 use super::attention_decode::{check_heads, AttnSpec};
 use super::{
-    build_dispatch, check_rows, to_u32, Dispatch, KvCache, Tokens, View, Work, STEP_BINDING,
+    build_dispatch, check_rows, to_u32, Dispatch, KvCache, KvType, Tokens, View, Work, STEP_BINDING,
 };
 use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
 
@@ -36,12 +36,17 @@ params! {
 /// are sized for it (keys per tile: 4 KiB K and V tiles, at most 16), and it reads vec4s
 /// where `vec4` (head_dim, kv_dim and the q offset multiples of 4).
 /// `subgroups`: a row's partial dot products are summed by subgroup shuffles.
-fn key(f16: bool, head_dim: u32, vec4: bool, subgroups: bool) -> Result<PipelineKey, GpuError> {
+fn key(kind: KvType, head_dim: u32, vec4: bool, subgroups: bool) -> Result<PipelineKey, GpuError> {
+    let f16 = kind == KvType::F16;
     let tile_vec4s = if f16 { 512 } else { 256 };
     let bk = (tile_vec4s / head_dim.div_ceil(4).max(1)).clamp(1, 16);
     let mut d = vec![format!("HD={head_dim}"), format!("BK={bk}")];
     if vec4 {
         d.push("VEC4".into());
+    }
+    if kind == KvType::Q8_0 {
+        // Tiles hold the dequantized f32 values.
+        d.push("Q8".into());
     }
     Ok(PipelineKey {
         op: "attention_prefill",
@@ -54,16 +59,23 @@ fn key(f16: bool, head_dim: u32, vec4: bool, subgroups: bool) -> Result<Pipeline
     })
 }
 
-/// The prefill attention variants (f32 and f16 cache) for the usual head sizes.
+/// The prefill attention variants (f32, f16 and q8_0 cache) for the usual head sizes.
 pub fn variants() -> Vec<PipelineKey> {
-    [false, true]
+    [KvType::F32, KvType::F16, KvType::Q8_0]
         .into_iter()
-        .flat_map(|f16| {
-            [(64, true), (128, true), (256, true), (18, false)]
-                .into_iter()
-                .flat_map(move |(hd, v)| {
-                    [false, true].map(|sg| key(f16, hd, v, sg).expect("static defines"))
-                })
+        .flat_map(|kind| {
+            [
+                (64, true),
+                (128, true),
+                (256, true),
+                (18, false),
+                (32, false),
+            ]
+            .into_iter()
+            .filter(move |(hd, _)| kind != KvType::Q8_0 || hd % 32 == 0)
+            .flat_map(move |(hd, v)| {
+                [false, true].map(|sg| key(kind, hd, v, sg).expect("static defines"))
+            })
         })
         .collect()
 }
@@ -120,7 +132,7 @@ impl AttentionPrefill {
             n_heads,
             group,
             head_dim,
-            kv_dim: cache.kv_dim,
+            kv_dim: cache.row_units(),
             capacity: cache.capacity,
             window: window.unwrap_or(0),
             max_tokens,
@@ -137,7 +149,7 @@ impl AttentionPrefill {
         let subgroups = gpu.features.subgroups
             && info.subgroup_min_size >= 8
             && info.subgroup_min_size.is_power_of_two();
-        let key = key(cache.f16, head_dim, vec4, subgroups)?;
+        let key = key(cache.kind, head_dim, vec4, subgroups)?;
         let dispatch = build_dispatch(
             gpu,
             &key,
@@ -154,13 +166,12 @@ impl AttentionPrefill {
         )?;
         // Compulsory traffic: q read and the output written per token, each cached K and V
         // row read once. FLOPs count the causal half of the score matrix.
-        let elem = if cache.f16 { 2.0 } else { 4.0 };
         let q_row = n_heads as f64 * head_dim as f64;
         let dispatch = dispatch.costed(
             format!("{n_heads}x{head_dim}"),
             Work {
                 t: q_row * 8.0,
-                k: 2.0 * cache.kv_dim as f64 * elem,
+                k: 2.0 * cache.row_bytes() as f64,
                 ..Work::default()
             },
             Work {

@@ -54,6 +54,11 @@ impl KvAppend {
         cache: &KvCache,
         tok: Tokens,
     ) -> Result<Self, GpuError> {
+        if cache.q8() {
+            return Err(GpuError::Runtime(
+                "kv_append writes f32 and f16 caches; a q8_0 cache is written by rope_kv".into(),
+            ));
+        }
         let (token_stride, max_tokens) = (k.stride, tok.max);
         check_rows("kv_append", tok.max)?;
         let kv_dim = cache.kv_dim as u64;
@@ -91,7 +96,7 @@ impl KvAppend {
             _pad: [0; 2],
         };
         to_u32("kv_append input length", k.offset.max(v.offset) + len)?;
-        let key = key(cache.f16);
+        let key = key(cache.f16());
         let dispatch = build_dispatch(
             gpu,
             &key,
@@ -106,7 +111,7 @@ impl KvAppend {
             &p,
             (cache.kv_dim.div_ceil(WORKGROUP), max_tokens, 1),
         )?;
-        let elem = if cache.f16 { 2.0 } else { 4.0 };
+        let elem = if cache.f16() { 2.0 } else { 4.0 };
         let kvd = cache.kv_dim as f64;
         let dispatch = dispatch.costed(
             format!("{}", cache.kv_dim),

@@ -31,7 +31,7 @@ pub use attention_prefill::AttentionPrefill;
 pub use gated_act::GatedAct;
 pub use get_rows::GetRows;
 pub use kv_append::KvAppend;
-pub use kv_cache::KvCache;
+pub use kv_cache::{KvCache, KvType};
 pub use matmul::MatMul;
 pub use matvec::MatVec;
 pub use matvec_batch::MatVecBatch;

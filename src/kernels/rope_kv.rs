@@ -6,7 +6,8 @@
 use super::attention_decode::{check_heads, AttnSpec, MAX_HEAD_DIM};
 use super::rope::{frequencies, RopeSpec};
 use super::{
-    build_dispatch, check_rows, token_grid, Dispatch, KvCache, Rows, Tokens, Work, STEP_BINDING,
+    build_dispatch, check_rows, token_grid, Dispatch, KvCache, KvType, Rows, Tokens, Work,
+    STEP_BINDING,
 };
 use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
 
@@ -127,8 +128,8 @@ impl RopeKv {
             rope.neox,
             io.freq_factors.is_some(),
             io.norms.is_some(),
-            cache.f16,
-        );
+            cache.kind,
+        )?;
         let mut buffers = vec![
             (0, io.q.view.buffer),
             (1, io.k.view.buffer),
@@ -147,10 +148,10 @@ impl RopeKv {
         let groups = token_grid(gpu, what, (n_heads + n_kv_heads) as u64, tok.max)?;
         // Per token: q read and written, k and v read, K and V written to the cache.
         let (q_len, kv_len) = ((n_heads * head_dim) as f64, (n_kv_heads * head_dim) as f64);
-        let elem = if cache.f16 { 2.0 } else { 4.0 };
+        let cached = 2.0 * cache.row_bytes() as f64;
         let d = build_dispatch(gpu, &key, key.label(), &buffers, &p, groups)?.costed(
             format!("{n_heads}+{n_kv_heads}x{head_dim}"),
-            Work::per_token(q_len * 8.0 + kv_len * (8.0 + 2.0 * elem)),
+            Work::per_token(q_len * 8.0 + kv_len * 8.0 + cached),
             Work::per_token((q_len + kv_len) * 6.0),
         );
         Ok(Self {
@@ -172,24 +173,31 @@ const DEFINES: [&[&str]; 8] = [
     &["NEOX", "FREQ_FACTORS", "NORM"],
 ];
 
-fn key(neox: bool, freq_factors: bool, norm: bool, f16: bool) -> PipelineKey {
+fn key(neox: bool, freq_factors: bool, norm: bool, kind: KvType) -> Result<PipelineKey, GpuError> {
     let i = (neox as usize) << 2 | (freq_factors as usize) << 1 | norm as usize;
-    PipelineKey {
+    let defines = if kind == KvType::Q8_0 {
+        let mut d: Vec<String> = DEFINES[i].iter().map(|s| s.to_string()).collect();
+        d.push("Q8".into());
+        super::static_defines(&d)?
+    } else {
+        DEFINES[i]
+    };
+    Ok(PipelineKey {
         op: "rope_kv",
         variant: ShaderVariant {
-            f16,
-            defines: DEFINES[i],
+            f16: kind == KvType::F16,
+            defines,
             ..ShaderVariant::new(WORKGROUP)
         },
-    }
+    })
 }
 
 /// Every variant of the op, for validation tests.
 pub fn variants() -> Vec<PipelineKey> {
     let mut v = Vec::new();
     for i in 0..8usize {
-        for f16 in [false, true] {
-            v.push(key(i & 4 != 0, i & 2 != 0, i & 1 != 0, f16));
+        for kind in [KvType::F32, KvType::F16, KvType::Q8_0] {
+            v.push(key(i & 4 != 0, i & 2 != 0, i & 1 != 0, kind).expect("static defines"));
         }
     }
     v

@@ -20,7 +20,7 @@ pub(crate) mod qwen2;
 pub(crate) mod qwen3;
 
 use crate::gguf::{GgufFile, TensorInfo};
-use crate::kernels::{AttnSpec, RopeSpec};
+use crate::kernels::{AttnSpec, KvType, RopeSpec};
 use crate::model::tensors::load_block;
 use crate::model::{
     check_tensors, Activation, Attention, FeedForward, LayerTensors, ModelConfig, ModelError,
@@ -51,13 +51,19 @@ pub struct RefCache {
     kv_dim: usize,
     capacity: usize,
     len: usize,
-    kv_f16: bool,
+    kv_type: KvType,
 }
 
 impl RefCache {
     /// An empty cache for `capacity` positions of `cfg`; with `kv_f16`, K and V are
     /// rounded to f16 as they are stored, like a GPU cache kept in half precision.
     pub fn new(cfg: &ModelConfig, capacity: usize, kv_f16: bool) -> Self {
+        Self::typed(cfg, capacity, KvType::default_for(kv_f16))
+    }
+
+    /// An empty cache that rounds K and V as a GPU cache of `kv_type` stores them (f16,
+    /// or llama.cpp's q8_0 per 32 values).
+    pub fn typed(cfg: &ModelConfig, capacity: usize, kv_type: KvType) -> Self {
         let n = cfg.n_layers * capacity * cfg.kv_dim();
         Self {
             k: vec![0.0; n],
@@ -66,7 +72,7 @@ impl RefCache {
             kv_dim: cfg.kv_dim(),
             capacity,
             len: 0,
-            kv_f16,
+            kv_type,
         }
     }
 
@@ -289,16 +295,11 @@ impl Block<'_> {
 
         // Store this position's K and V; later tokens read them back.
         let kv_dim = c.kv_dim();
-        let kv_f16 = self.cache.kv_f16;
+        let kv_type = self.cache.kv_type;
         let (kc, vc) = self.cache.layer(il); // [capacity][kv_dim] each
         let store = |dst: &mut [f32], src: &[f32]| {
-            for (d, &s) in dst.iter_mut().zip(src) {
-                *d = if kv_f16 {
-                    half::f16::from_f32(s).to_f32()
-                } else {
-                    s
-                };
-            }
+            dst.copy_from_slice(src);
+            kv_type.round(dst);
         };
         store(&mut kc[pos * kv_dim..(pos + 1) * kv_dim], &k);
         store(&mut vc[pos * kv_dim..(pos + 1) * kv_dim], &v);

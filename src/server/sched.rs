@@ -38,6 +38,8 @@ pub struct SchedConfig {
     /// Positions in the KV page pool that the batched sessions share (None: every
     /// session at full context).
     pub kv_size: Option<usize>,
+    /// How the KV cache stores K and V (None: the device's default).
+    pub kv_type: Option<crate::kernels::KvType>,
 }
 
 /// A model in memory: the engine and its idle sessions.
@@ -356,6 +358,7 @@ impl Scheduler {
             context: self.cfg.context,
             batch: self.cfg.batch,
             template: None,
+            kv_type: self.cfg.kv_type,
         };
         log::info!("loading {name} from {}", path.display());
         let (parallel, kv_size) = (self.cfg.parallel, self.cfg.kv_size);

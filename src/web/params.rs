@@ -39,7 +39,7 @@ const GENERATE_KEYS: &[&str] = &[
 ];
 
 /// Keys `load` accepts.
-const LOAD_KEYS: &[&str] = &["context", "batch"];
+const LOAD_KEYS: &[&str] = &["context", "batch", "kv_type"];
 
 fn object<'a>(
     v: &'a Value,
@@ -195,7 +195,8 @@ pub fn prompt(v: &Value, params: &WebGenerate) -> Result<Prompt, String> {
     }
 }
 
-/// Reads `{context, batch}` on top of the browser defaults (a 2048-token context).
+/// Reads `{context, batch, kv_type}` on top of the browser defaults (a 2048-token
+/// context); `kv_type` is "f32", "f16" or "q8_0".
 pub fn load_options(v: &Value) -> Result<EngineOptions, String> {
     let mut opts = EngineOptions {
         context: 2048,
@@ -208,6 +209,11 @@ pub fn load_options(v: &Value) -> Result<EngineOptions, String> {
         if let Some(b) = count(m, "batch")? {
             opts.batch = b.max(1);
         }
+        match m.get("kv_type") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(t)) => opts.kv_type = Some(crate::kernels::KvType::parse(t)?),
+            Some(other) => return Err(format!("load.kv_type must be a string, not {other}")),
+        }
     }
     Ok(opts)
 }
@@ -216,6 +222,18 @@ pub fn load_options(v: &Value) -> Result<EngineOptions, String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn load_takes_a_kv_type() {
+        let o = load_options(&json!({"kv_type": "q8_0"})).unwrap();
+        assert_eq!(o.kv_type, Some(crate::kernels::KvType::Q8_0));
+        assert_eq!(load_options(&Value::Null).unwrap().kv_type, None);
+        let Err(e) = load_options(&json!({"kv_type": "q4"})) else {
+            panic!("q4 is no KV type");
+        };
+        assert!(e.contains("q8_0"), "{e}");
+        assert!(load_options(&json!({"kv_type": 8})).is_err());
+    }
 
     #[test]
     fn defaults_match_the_cli() {
