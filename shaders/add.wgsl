@@ -1,5 +1,6 @@
 // Element-wise over token rows: y[t, i] += scale * x[t, i] (x_stride 0 broadcasts x's
-// first row, for biases), or with SCALE x[t, i] *= scale in place. One invocation per
+// first row, for biases), or with SCALE x[t, i] *= scale in place, or with SOFTCAP
+// x[t, i] = scale * tanh(x[t, i] / scale) in place (logit soft-capping). One invocation per
 // element; workgroups run token-major (groups_per_token per token).
 #include "lib/common.wgsl"
 #include "lib/step.wgsl"
@@ -15,6 +16,9 @@ struct Params {
     scale: f32,
 }
 
+#ifdef SOFTCAP
+#define SCALE
+#endif
 #ifdef SCALE
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
 #else
@@ -32,10 +36,16 @@ fn main(ids: Ids, gs: Groups) {
         return;
     }
     let xi = p.x_offset + t * p.x_stride + i;
+#ifdef SOFTCAP
+    // tanh saturates to 1 in f32 long before 15; the clamp keeps exp-based tanh
+    // implementations away from inf / inf.
+    x[xi] = p.scale * tanh(clamp(x[xi] / p.scale, -15.0, 15.0));
+#else
 #ifdef SCALE
     x[xi] *= p.scale;
 #else
     let yi = p.y_offset + t * p.y_stride + i;
     y[yi] += p.scale * x[xi];
+#endif
 #endif
 }

@@ -31,6 +31,10 @@ struct Params {
     scale: f32,
     max_tokens: u32,  // tokens per step the grid and the scratch buffer are sized for
     heads: u32,       // query heads per workgroup (HEADS)
+    softcap: f32,     // > 0: scores become softcap * tanh(score / softcap)
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 // One key position per invocation in pass 1.
@@ -236,6 +240,9 @@ fn score(pos: u32, j: u32, lo: u32, kv_len: u32, at: KvAt) {
         }
     }
     for (var g = 0u; g < HB; g++) {
+        if (p.softcap > 0.0 && s[g] > NEG) {
+            s[g] = p.softcap * tanh(clamp(s[g] / p.softcap, -15.0, 15.0));
+        }
         ss[g * CHUNK + j] = s[g];
     }
 }

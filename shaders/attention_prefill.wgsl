@@ -26,8 +26,8 @@ struct Params {
     q_offset: u32,
     out_offset: u32,
     scale: f32,
+    softcap: f32,     // > 0: scores become softcap * tanh(score / softcap)
     _pad0: u32,
-    _pad1: u32,
 }
 
 #ifdef VEC4
@@ -114,6 +114,14 @@ fn q_col(t: u32, h: u32, c: u32) -> vec4<f32> {
 #endif
 }
 
+// A row's whole score, soft-capped when the model says so.
+fn capped(s: f32) -> f32 {
+    if (p.softcap > 0.0) {
+        return p.softcap * tanh(clamp(s / p.softcap, -15.0, 15.0));
+    }
+    return s;
+}
+
 // This lane's part of q . key j of the tile (its columns lane, lane + L, ...).
 fn lane_dot(qr: array<vec4<f32>, D4L>, lane: u32, j: u32) -> f32 {
     var s = 0.0;
@@ -143,7 +151,7 @@ fn row_score(j: u32, r: u32) -> f32 {
     for (var x = 0u; x < L; x++) {
         s += part[j * WG + r * L + x];
     }
-    return s;
+    return capped(s);
 }
 #endif
 
@@ -199,6 +207,7 @@ fn main(ids: Ids, gs: Groups) {
             s += subgroupShuffleXor(s, 1u);
             s += subgroupShuffleXor(s, 2u);
             s += subgroupShuffleXor(s, 4u);
+            s = capped(s);
             let kp = k0 + j;
             if (kp >= my_lo && kp < my_hi) {
                 if (s > m) {

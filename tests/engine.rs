@@ -253,15 +253,39 @@ fn json_format_gives_one_valid_object() {
 }
 
 #[test]
-fn every_load_path_refuses_final_logit_softcapping() {
-    // Engine::load (run, serve, the browser) and Model::load (bench, profile) share one
-    // path: a feature the plans cannot run is refused by both, never silently ignored.
+fn final_logit_softcapping_applies_and_bad_caps_are_refused() {
+    // Any architecture may carry a final soft-cap: the GPU caps the logits as the
+    // reference does (a cap of 0.5 squeezes every logit into (-0.5, 0.5)), and a negative
+    // cap is refused by both load paths (Engine::load: run, serve, the browser;
+    // Model::load: bench, profile), never silently ignored.
     use hearth::gguf::Value as V;
     use hearth::model::{tiny, Arch};
-    let spec = tiny::TinySpec::new(Arch::Gemma3);
-    let mut meta = spec.metadata();
-    meta.push(("gemma3.final_logit_softcapping".into(), V::F32(30.0)));
-    let f = GgufFile::from_bytes(tiny::assemble(meta, spec.tensors())).unwrap();
+    let spec = tiny::TinySpec::new(Arch::Llama);
+    let file = |cap: f32| {
+        let mut meta = spec.metadata();
+        meta.push(("llama.final_logit_softcapping".into(), V::F32(cap)));
+        GgufFile::from_bytes(tiny::assemble(meta, spec.tensors())).unwrap()
+    };
+    let load = hearth::graph::LoadOptions {
+        context: 64,
+        batch: 8,
+        all_logits: false,
+        sequences: 1,
+        kv_size: None,
+        kv_type: Some(hearth::kernels::KvType::F32),
+    };
+    let f = file(0.5);
+    let mut model = hearth::graph::Model::load(gpu(Config::Full), &f, &load).unwrap();
+    let r = hearth::reference::Reference::load(&f).unwrap();
+    let mut cache = hearth::reference::RefCache::new(&r.cfg, 64, false);
+    let tokens = [1u32, 5, 9, 200, 7];
+    let want = r.forward(&mut cache, &tokens, 0).unwrap();
+    model.forward(&tokens).unwrap();
+    let got = pollster::block_on(model.logits()).unwrap();
+    assert!(got.iter().all(|l| l.abs() < 0.5), "capped logits");
+    common::assert_close("soft-capped logits", &got, &want[4], 1e-6);
+
+    let f = file(-1.0);
     let opts = EngineOptions {
         context: 64,
         batch: 8,
@@ -269,21 +293,13 @@ fn every_load_path_refuses_final_logit_softcapping() {
         kv_type: None,
     };
     let err = match Engine::load(gpu(Config::Full), &f, opts, &mut |_, _| {}) {
-        Ok(_) => panic!("Engine::load accepted final logit soft-capping"),
+        Ok(_) => panic!("Engine::load accepted a negative soft-cap"),
         Err(e) => e.to_string(),
     };
-    assert!(err.contains("soft-capping"), "{err}");
-    let load = hearth::graph::LoadOptions {
-        context: 64,
-        batch: 8,
-        all_logits: false,
-        sequences: 1,
-        kv_size: None,
-        kv_type: None,
-    };
+    assert!(err.contains("final_logit_softcapping"), "{err}");
     let err = match hearth::graph::Model::load(gpu(Config::Full), &f, &load) {
-        Ok(_) => panic!("Model::load accepted final logit soft-capping"),
+        Ok(_) => panic!("Model::load accepted a negative soft-cap"),
         Err(e) => e.to_string(),
     };
-    assert!(err.contains("soft-capping"), "{err}");
+    assert!(err.contains("final_logit_softcapping"), "{err}");
 }

@@ -119,6 +119,13 @@ fn q8_kv_cache_matches_reference() {
 }
 
 #[test]
+fn gemma2_matches_reference() {
+    // Soft-capped scores and logits, every other layer sliding.
+    check(&spec(Arch::Gemma2, GgmlType::Q8_0, 15), Config::Full);
+    check(&spec(Arch::Gemma2, GgmlType::Q4_K, 16), Config::Bare);
+}
+
+#[test]
 fn gemma3_matches_reference() {
     for (i, ty) in [GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::F32]
         .into_iter()

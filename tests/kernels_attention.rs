@@ -21,6 +21,7 @@ fn spec(n_heads: u32, n_kv_heads: u32, head_dim: u32, scale: f32, window: Option
         head_dim,
         scale,
         window,
+        softcap: None,
     }
 }
 
@@ -231,6 +232,7 @@ fn check_decode(
     n_heads: usize,
     n_kv_heads: usize,
     head_dim: usize,
+    softcap: Option<f32>,
 ) -> f64 {
     let g = gpu(cfg);
     let cap = 1030usize;
@@ -250,13 +252,16 @@ fn check_decode(
     let step = StepBuffer::new(&g, Step::new(0, 1));
     let mut worst = 0f64;
     for window in [None, Some(8), Some(512)] {
-        let a = spec(
-            n_heads as u32,
-            n_kv_heads as u32,
-            head_dim as u32,
-            scale,
-            window,
-        );
+        let a = AttnSpec {
+            softcap,
+            ..spec(
+                n_heads as u32,
+                n_kv_heads as u32,
+                head_dim as u32,
+                scale,
+                window,
+            )
+        };
         let op = AttentionDecode::new(
             &g,
             &a,
@@ -280,7 +285,7 @@ fn check_decode(
                 kernels::run(&g, &output_reset(&g, &ob, d));
                 let got = read(&g, &ob, n_heads * head_dim + 2);
                 let case = format!(
-                    "decode {form} {cfg:?} {} heads {n_heads}/{n_kv_heads} d {head_dim} window {window:?} kv_len {kv_len}",
+                    "decode {form} {cfg:?} {} heads {n_heads}/{n_kv_heads} d {head_dim} window {window:?} softcap {softcap:?} kv_len {kv_len}",
                     cache.kind
                 );
                 assert_close(&case, &got[2..], &want, BOUND);
@@ -305,15 +310,26 @@ fn decode_matches_twin() {
         let mut worst = 0f64;
         for head_dim in [16, 64, 256] {
             for (h, kvh) in [(4, 4), (4, 2), (4, 1)] {
-                worst = worst.max(check_decode(cfg, None, h, kvh, head_dim));
+                worst = worst.max(check_decode(cfg, None, h, kvh, head_dim, None));
             }
         }
         // A head_dim off vec4 (scalar reads); groups of 7 and 12 query heads (blocks of
         // 7 and 6 heads per workgroup); MQA with 16 heads (two blocks of 8).
         for (h, kvh, hd) in [(4, 2, 18), (14, 2, 64), (12, 1, 40), (16, 1, 18)] {
-            worst = worst.max(check_decode(cfg, None, h, kvh, hd));
+            worst = worst.max(check_decode(cfg, None, h, kvh, hd, None));
         }
         eprintln!("decode {cfg:?}: worst NMSE {worst:.2e}");
+    }
+}
+
+/// Soft-capped scores (Gemma 2: `c * tanh(s / c)` of the scaled score), a cap small
+/// enough to bite on these peaky scores, with and without shader-f16 and subgroups.
+#[test]
+fn decode_softcap_matches_twin() {
+    for cfg in [Config::Full, Config::Bare] {
+        for (h, kvh, hd) in [(4, 2, 64), (8, 2, 256), (4, 4, 18)] {
+            check_decode(cfg, None, h, kvh, hd, Some(1.5));
+        }
     }
 }
 
@@ -331,7 +347,7 @@ fn decode_q8_matches_twin() {
             (14, 2, 64),
             (8, 8, 128),
         ] {
-            worst = worst.max(check_decode(cfg, Some(KvType::Q8_0), h, kvh, hd));
+            worst = worst.max(check_decode(cfg, Some(KvType::Q8_0), h, kvh, hd, None));
         }
         eprintln!("decode q8_0 {cfg:?}: worst NMSE {worst:.2e}");
     }
@@ -344,6 +360,8 @@ struct Prefill {
     /// The whole sequence's K and V rows as the cache holds them, when they were written
     /// up front (a q8_0 cache, which `KvAppend` does not write).
     preset: bool,
+    /// The attention's score soft-cap.
+    softcap: Option<f32>,
     step: StepBuffer,
     qb: wgpu::Buffer,
     kb: wgpu::Buffer,
@@ -384,6 +402,7 @@ impl Prefill {
         Self {
             cache,
             preset,
+            softcap: None,
             step: StepBuffer::new(g, Step::new(0, 1)),
             qb: storage(g, &q),
             kb: storage(g, &k),
@@ -419,13 +438,16 @@ fn prefill_step(
     let kv = |b| packed(at(b, pos, kv_dim), kv_dim);
     let append =
         (!s.preset).then(|| KvAppend::new(g, kv(&s.kb), kv(&s.vb), &s.cache, tok).unwrap());
-    let a = spec(
-        n_heads as u32,
-        n_kv_heads as u32,
-        head_dim as u32,
-        scale,
-        window,
-    );
+    let a = AttnSpec {
+        softcap: s.softcap,
+        ..spec(
+            n_heads as u32,
+            n_kv_heads as u32,
+            head_dim as u32,
+            scale,
+            window,
+        )
+    };
     let attn =
         AttentionPrefill::new(g, &a, at(&s.qb, pos, qd), View::of(&s.ob), &s.cache, tok).unwrap();
     s.step.write(g, Step::new(pos as u32, n as u32));
@@ -477,6 +499,30 @@ fn prefill_matches_twin() {
             }
         }
         eprintln!("prefill {cfg:?}: worst NMSE {worst:.2e}");
+    }
+}
+
+/// Soft-capped prefill attention against the twin, with and without shader-f16 and
+/// subgroups, at 0 and continuing past a window.
+#[test]
+fn prefill_softcap_matches_twin() {
+    for cfg in [Config::Full, Config::Bare] {
+        let g = gpu(cfg);
+        for (n_heads, n_kv_heads, head_dim) in [(4, 2, 64), (2, 1, 18), (4, 1, 256)] {
+            for (window, pos, n) in [(None, 0usize, 17usize), (Some(8), 37, 20)] {
+                let mut s = Prefill::new(&g, 110, n_heads, n_kv_heads * head_dim, head_dim, 3);
+                s.softcap = Some(1.5);
+                let shape = (n_heads, n_kv_heads, head_dim);
+                if pos > 0 {
+                    prefill_step(&g, &s, shape, window, 0, pos);
+                }
+                let (got, want) = prefill_step(&g, &s, shape, window, pos, n);
+                let case = format!(
+                    "prefill softcap {cfg:?} heads {n_heads}/{n_kv_heads} d {head_dim} window {window:?} pos {pos} n {n}"
+                );
+                assert_close(&case, &got, &want, BOUND);
+            }
+        }
     }
 }
 

@@ -335,23 +335,41 @@ fn check_add(
 }
 
 fn check_scale(cfg: Config, width: usize, scale: f32, built: usize, run: usize, seed: u64) {
+    check_scale_or_cap(cfg, width, (scale, false), (built, run), seed)
+}
+
+/// `Scale` (or with `cap`, `Scale::softcap` with the cap `scale`) against its twin.
+fn check_scale_or_cap(
+    cfg: Config,
+    width: usize,
+    (scale, cap): (f32, bool),
+    (built, run): (usize, usize),
+    seed: u64,
+) {
     let g = gpu(cfg);
     let (off, stride) = (2, width + 3);
     let len = off + built * stride;
-    let x = random_vec(len, seed);
+    // Large values (up to 40 times the cap) reach tanh's flat tails.
+    let x: Vec<f32> = random_vec(len, seed).iter().map(|v| v * 40.0).collect();
     let xb = storage(&g, &x);
     let step = StepBuffer::new(&g, Step::new(0, run as u32));
     let xr = row(&xb, off, width, stride);
-    let op = Scale::new(&g, xr, scale, tokens(built, &step)).unwrap();
+    let op = match cap {
+        true => Scale::softcap(&g, xr, scale, tokens(built, &step)).unwrap(),
+        false => Scale::new(&g, xr, scale, tokens(built, &step)).unwrap(),
+    };
     kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
     let got = read(&g, &xb, len);
     let mut want = x.clone();
     for t in 0..run {
         let o = off + t * stride;
-        let r = kernels::add::cpu_scale(&x[o..o + width], scale);
+        let r = match cap {
+            true => kernels::add::cpu_softcap(&x[o..o + width], scale),
+            false => kernels::add::cpu_scale(&x[o..o + width], scale),
+        };
         want[o..o + width].copy_from_slice(&r);
     }
-    let case = format!("scale {width} by {scale} built {built} run {run} {cfg:?}");
+    let case = format!("scale {width} by {scale} softcap {cap} built {built} run {run} {cfg:?}");
     check_buffer(
         &case,
         &got,
@@ -372,6 +390,8 @@ fn add_and_scale_shapes() {
             }
             check_scale(cfg, width, 0.7, 1, 1, seed + 2);
             check_scale(cfg, width, 25.3, 4, 2, seed + 3);
+            check_scale_or_cap(cfg, width, (1.0, true), (1, 1), seed + 4);
+            check_scale_or_cap(cfg, width, (30.0, true), (4, 3), seed + 5);
         }
         // The embedding scale of Gemma over a whole vocabulary row (softcapping's 1/c).
         check_scale(cfg, 262144, 1.0 / 30.0, 2, 1, 99);

@@ -198,6 +198,7 @@ impl<'a> Block<'a> {
             head_dim: hd,
             scale: cfg.attn_scale,
             window: cfg.window(self.il).map(|w| w as u32),
+            softcap: cfg.attn_softcap,
         };
         // Per-head q/k norms, RoPE and the KV append in one op.
         let (base, pos_scale) = cfg.rope(self.il);

@@ -172,12 +172,6 @@ impl Model {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<(ModelConfig, Arc<Weights>, MemoryPlan), ModelError> {
         let cfg = ModelConfig::from_gguf(f)?;
-        if cfg.final_softcap.is_some() {
-            return Err(ModelError::Input(format!(
-                "{}: final logit soft-capping is not supported",
-                cfg.arch.name()
-            )));
-        }
         let memory = Self::plan_memory(gpu, &cfg, f, opts);
         memory.check(gpu, f)?;
         let weights = gpu.catch("uploading the weights", || {

@@ -117,11 +117,25 @@ impl Builder<'_> {
             }
         }
         let head = self.w.head();
+        let vocab = cfg.vocab as u32;
+        // Final logit soft-capping (Gemma 2), in place after each head.
+        let cap = |logits: &wgpu::Buffer, tok: Tokens| -> Result<Vec<Stage>, ModelError> {
+            Ok(match cfg.final_softcap {
+                Some(c) => vec![Arc::new(Scale::softcap(
+                    gpu,
+                    Rows::packed(logits, vocab),
+                    c,
+                    tok,
+                )?)],
+                None => vec![],
+            })
+        };
         if let Some(all) = &a.logits_all {
             let h = Rows::packed(&a.h, hidden);
-            let logits = MatMul::new(gpu, head, h, Rows::packed(all, cfg.vocab as u32), tok)?;
+            let logits = MatMul::new(gpu, head, h, Rows::packed(all, vocab), tok)?;
             let norm = pre_norm(gpu, cfg, a, &self.w.output_norm, tok)?;
             prefill.all_logits = vec![Arc::new(norm), Arc::new(logits)];
+            prefill.all_logits.extend(cap(all, tok)?);
         }
         let one = Tokens { max: 1, step };
         let last_normed = View::of(&a.last_normed);
@@ -138,10 +152,10 @@ impl Builder<'_> {
                 one,
             )?))
         };
-        let head_argmax: Vec<Stage> = vec![
-            Arc::new(MatVec::new(gpu, head, last_normed, logits)?),
-            Arc::new(Argmax::new(gpu, logits, cfg.vocab as u32, &a.token, 0)?),
-        ];
+        let mut head_argmax: Vec<Stage> =
+            vec![Arc::new(MatVec::new(gpu, head, last_normed, logits)?)];
+        head_argmax.extend(cap(&a.logits, one)?);
+        head_argmax.push(Arc::new(Argmax::new(gpu, logits, vocab, &a.token, 0)?));
         prefill.tail = vec![norm(&a.last)?];
         prefill.tail.extend(head_argmax.iter().cloned());
         decode.tail = vec![norm(&a.x)?];
@@ -151,7 +165,6 @@ impl Builder<'_> {
         {
             // Each sequence's final norm (into h), its logits row and argmax.
             let norm = pre_norm(gpu, cfg, a, &self.w.output_norm, tok_b)?;
-            let vocab = cfg.vocab as u32;
             let (h, l) = (Rows::packed(&a.h, hidden), Rows::packed(logits, vocab));
             let head = MatVecBatch::new(gpu, head, h, l, tok_b, None)?;
             let argmax = PerRow::new((0..tok_b.max).map(|r| {
@@ -161,7 +174,9 @@ impl Builder<'_> {
                 };
                 Argmax::new(gpu, row, vocab, tokens, r).map(|op| op.dispatches)
             }))?;
-            plan.tail = vec![Arc::new(norm), Arc::new(head), Arc::new(argmax)];
+            plan.tail = vec![Arc::new(norm), Arc::new(head)];
+            plan.tail.extend(cap(logits, tok_b)?);
+            plan.tail.push(Arc::new(argmax));
         }
         Ok((prefill, decode, batched))
     }

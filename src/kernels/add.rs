@@ -93,6 +93,26 @@ pub struct Scale {
 impl Scale {
     /// Builds the dispatch over every element of the step's tokens of `x`.
     pub fn new(gpu: &Gpu, x: Rows, scale: f32, tok: Tokens) -> Result<Self, GpuError> {
+        Self::build(gpu, x, scale, tok, &["SCALE"])
+    }
+
+    /// Soft-capping in place instead: `x = cap * tanh(x / cap)` (Gemma 2's final logits).
+    pub fn softcap(gpu: &Gpu, x: Rows, cap: f32, tok: Tokens) -> Result<Self, GpuError> {
+        if !(cap > 0.0 && cap.is_finite()) {
+            return Err(GpuError::Runtime(format!(
+                "softcap: the cap {cap} must be positive"
+            )));
+        }
+        Self::build(gpu, x, cap, tok, &["SOFTCAP"])
+    }
+
+    fn build(
+        gpu: &Gpu,
+        x: Rows,
+        scale: f32,
+        tok: Tokens,
+        defines: &'static [&'static str],
+    ) -> Result<Self, GpuError> {
         let width = to_u32("scale width", x.per_token())?;
         let x_offset = x.check("scale", tok.max)?;
         if x.stride == 0 {
@@ -106,7 +126,7 @@ impl Scale {
             x_offset,
             ..p
         };
-        let key = key(&["SCALE"]);
+        let key = key(defines);
         let buffers = [(1, x.view.buffer), (STEP_BINDING, &tok.step.buffer)];
         let w = width as f64;
         let d = build_dispatch(gpu, &key, key.label(), &buffers, &p, groups)?.costed(
@@ -153,7 +173,7 @@ fn key(defines: &'static [&'static str]) -> PipelineKey {
 
 /// Every variant of the op, for validation tests.
 pub fn variants() -> Vec<PipelineKey> {
-    vec![key(&[]), key(&["SCALE"])]
+    vec![key(&[]), key(&["SCALE"]), key(&["SOFTCAP"])]
 }
 
 /// CPU twin of `Add` on one token row: `y + scale * x`, in f64.
@@ -161,6 +181,13 @@ pub fn cpu(x: &[f32], y: &[f32], scale: f32) -> Vec<f32> {
     x.iter()
         .zip(y)
         .map(|(x, y)| (*y as f64 + scale as f64 * *x as f64) as f32)
+        .collect()
+}
+
+/// CPU twin of `Scale::softcap` on one token row: `cap * tanh(x / cap)`, in f64.
+pub fn cpu_softcap(x: &[f32], cap: f32) -> Vec<f32> {
+    x.iter()
+        .map(|x| (cap as f64 * (*x as f64 / cap as f64).tanh()) as f32)
         .collect()
 }
 

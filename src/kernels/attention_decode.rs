@@ -34,6 +34,8 @@ params! {
         scale: f32,
         max_tokens: u32,
         heads: u32,
+        softcap: f32,
+        _pad: [u32; 3],
     }
 }
 
@@ -128,6 +130,23 @@ pub struct AttnSpec {
     pub scale: f32,
     /// Sliding window in positions (`None`: every cached position).
     pub window: Option<u32>,
+    /// Score soft-capping `c * tanh(s / c)` of the scaled scores (Gemma 2).
+    pub softcap: Option<f32>,
+}
+
+impl AttnSpec {
+    /// A score after scaling, soft-capped when the spec says so (the twins' rule).
+    pub fn cap(&self, s: f64) -> f64 {
+        match self.softcap {
+            Some(c) => c as f64 * (s / c as f64).tanh(),
+            None => s,
+        }
+    }
+
+    /// The cap as the kernels take it (0: none).
+    pub(crate) fn cap_param(&self) -> f32 {
+        self.softcap.unwrap_or(0.0)
+    }
 }
 
 /// Checks the head layout shared by the attention ops against the cache.
@@ -153,6 +172,13 @@ pub(crate) fn check_heads(what: &str, cache: &KvCache, spec: &AttnSpec) -> Resul
         return Err(GpuError::Runtime(format!(
             "{what}: a sliding window of 0 positions attends nothing; use None for no window"
         )));
+    }
+    if let Some(c) = spec.softcap {
+        if !(c > 0.0 && c.is_finite()) {
+            return Err(GpuError::Runtime(format!(
+                "{what}: a soft-cap of {c}; it must be positive"
+            )));
+        }
     }
     cache.check_dim(what, n_kv_heads, head_dim)
 }
@@ -207,6 +233,7 @@ impl AttentionDecode {
             head_dim,
             scale,
             window,
+            ..
         } = *spec;
         let q_len = n_heads as u64 * head_dim as u64 * rows as u64;
         q.check("attention_decode query", q_len)?;
@@ -245,6 +272,8 @@ impl AttentionDecode {
             scale,
             max_tokens: rows,
             heads,
+            softcap: spec.cap_param(),
+            _pad: [0; 3],
         };
         to_u32("q length", q.offset + q_len)?;
         to_u32("out length", out.offset + q_len)?;
@@ -389,6 +418,7 @@ pub fn cpu(spec: &AttnSpec, q: &[f32], k: &[f32], v: &[f32], kv_len: usize) -> V
                     .sum::<f64>()
                     * scale as f64
             })
+            .map(|s| spec.cap(s))
             .collect();
         let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();

@@ -28,7 +28,8 @@ params! {
         q_offset: u32,
         out_offset: u32,
         scale: f32,
-        _pad: [u32; 2],
+        softcap: f32,
+        _pad: u32,
     }
 }
 
@@ -108,6 +109,7 @@ impl AttentionPrefill {
             head_dim,
             scale,
             window,
+            ..
         } = *spec;
         let max_tokens = tok.max;
         if max_tokens == 0 {
@@ -139,7 +141,8 @@ impl AttentionPrefill {
             q_offset: to_u32("q offset", q.offset)?,
             out_offset: to_u32("out offset", out.offset)?,
             scale,
-            _pad: [0; 2],
+            softcap: spec.cap_param(),
+            _pad: 0,
         };
         // vec4 reads need head_dim (so kv_dim) and the q offset in whole vec4s.
         let vec4 = head_dim.is_multiple_of(4) && q.offset.is_multiple_of(4);

@@ -111,6 +111,8 @@ pub struct ModelConfig {
     pub embed_scale: f32,
     /// Final logit soft-capping `c * tanh(x / c)` when present.
     pub final_softcap: Option<f32>,
+    /// Attention score soft-capping `c * tanh(s / c)` of the scaled scores (Gemma 2).
+    pub attn_softcap: Option<f32>,
 }
 
 impl ModelConfig {
@@ -213,9 +215,8 @@ impl ModelConfig {
             sliding_pattern: 1,
             attn_scale: 1.0 / (head_dim as f32).sqrt(),
             embed_scale: 1.0,
-            final_softcap: h
-                .get_f32(&key("final_logit_softcapping"))?
-                .filter(|c| *c > 0.0),
+            final_softcap: softcap(h, &key("final_logit_softcapping"))?,
+            attn_softcap: softcap(h, &key("attn_logit_softcapping"))?,
         };
         (arch.def().configure)(h, &mut cfg)?;
         cfg.validate()?;
@@ -329,6 +330,16 @@ impl ModelConfig {
     /// Width of all key (or value) heads together.
     pub fn kv_dim(&self) -> usize {
         self.n_kv_heads * self.head_dim
+    }
+}
+
+/// A soft-capping value: absent or 0 means none; otherwise it must be positive.
+fn softcap(h: &GgufHeader, key: &str) -> Result<Option<f32>, ModelError> {
+    match h.get_f32(key)? {
+        None => Ok(None),
+        Some(0.0) => Ok(None),
+        Some(c) if c > 0.0 && c.is_finite() => Ok(Some(c)),
+        Some(c) => Err(bad(key, c, "must be positive (or 0 for none)")),
     }
 }
 

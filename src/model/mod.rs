@@ -29,6 +29,7 @@
 
 pub mod blocks;
 pub mod config;
+mod gemma2;
 mod gemma3;
 mod llama;
 mod qwen2;
@@ -94,6 +95,9 @@ impl ArchDef {
 /// The architectures hearth runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arch {
+    /// Gemma 2: Gemma 3 without q/k norms, alternating windows, soft-capped scores and
+    /// logits.
+    Gemma2,
     /// Gemma 3: scaled embedding, q/k norms, sandwich norms, sliding-window layers.
     Gemma3,
     /// Llama 2/3 and relatives: RMSNorm, normal RoPE, SwiGLU, GQA.
@@ -106,11 +110,18 @@ pub enum Arch {
 
 impl Arch {
     /// Every architecture, in the order errors list them.
-    pub const ALL: [Arch; 4] = [Arch::Gemma3, Arch::Llama, Arch::Qwen2, Arch::Qwen3];
+    pub const ALL: [Arch; 5] = [
+        Arch::Gemma2,
+        Arch::Gemma3,
+        Arch::Llama,
+        Arch::Qwen2,
+        Arch::Qwen3,
+    ];
 
     /// The architecture's definition.
     pub fn def(self) -> &'static ArchDef {
         match self {
+            Arch::Gemma2 => &gemma2::DEF,
             Arch::Gemma3 => &gemma3::DEF,
             Arch::Llama => &llama::DEF,
             Arch::Qwen2 => &qwen2::DEF,

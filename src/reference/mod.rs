@@ -13,6 +13,7 @@
 //! Matrices keep GGUF's layout: a `[cols, rows]` tensor is `rows` rows of `cols` floats,
 //! and `out = W x` takes one dot product per row.
 
+pub(crate) mod gemma2;
 pub(crate) mod gemma3;
 pub(crate) mod llama;
 mod ops;
@@ -310,6 +311,7 @@ impl Block<'_> {
             head_dim: hd as u32,
             scale: c.attn_scale,
             window: c.window(il).map(|w| w as u32),
+            softcap: c.attn_softcap,
         };
         let mut att = vec![0.0f32; c.q_dim()]; // [n_heads][head_dim] attention output
         attention(&mut att, &q, (kc, vc), pos, &spec);

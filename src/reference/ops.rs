@@ -117,7 +117,7 @@ pub fn attention(
         let off = (h / group) * head_dim;
         for (s, t) in scores.iter_mut().zip(first..=pos) {
             let kt = &k_cache[t * kv_dim + off..t * kv_dim + off + head_dim];
-            *s = dot(qh, kt) * scale as f64;
+            *s = spec.cap(dot(qh, kt) * scale as f64);
         }
         // Softmax with the maximum subtracted, so exp never overflows.
         let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -157,6 +157,7 @@ mod tests {
             head_dim: head_dim as u32,
             scale: 1.0,
             window: window.map(|w| w as u32),
+            softcap: None,
         }
     }
 

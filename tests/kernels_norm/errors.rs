@@ -141,6 +141,7 @@ fn fused_constructors_reject_bad_inputs() {
         head_dim: 32,
         scale: 1.0,
         window: None,
+        softcap: None,
     };
     let rope = RopeSpec {
         dims: 32,

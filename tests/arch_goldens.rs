@@ -1,0 +1,196 @@
+//! The architectures proven without real weights: tiny random-weight GGUFs written as
+//! llama.cpp's converter writes them, and llama.cpp 0.3.36's logits at every position of
+//! three sequences (`tests/fixtures/arch/`, made by `scripts/gen-arch-goldens.py`; see its
+//! README for what each file exercises). hearth's GPU forward (prefill in chunks, then
+//! decode steps, with and without shader-f16 and subgroups) and its CPU reference must
+//! both match them.
+//!
+//! Bounds. llama.cpp ran with an F32 KV cache, and so does hearth here. With F32 weights
+//! both compute in float: the logits agree to `F32_MAX_DIFF` everywhere, and the top-1
+//! agrees wherever llama.cpp's top-2 gap exceeds 0.05. With quantized weights llama.cpp's
+//! CPU backend quantizes the activations to 8 bits before each product (hearth does not),
+//! so the bound is an NMSE over each row, `QUANT_NMSE`, and the top-1 is claimed only where
+//! the gap exceeds `QUANT_GAP`.
+
+mod common;
+
+use common::{gpu, nmse, Config};
+use hearth::gguf::GgufFile;
+use hearth::graph::{LoadOptions, Model};
+use hearth::kernels::KvType;
+use hearth::reference::{RefCache, Reference};
+use serde_json::Value;
+use std::path::PathBuf;
+
+/// Largest |hearth - llama.cpp| of one logit, F32 weights.
+const F32_MAX_DIFF: f64 = 0.01;
+/// Largest NMSE of one position's logits, quantized weights.
+const QUANT_NMSE: f64 = 1e-2;
+/// Top-1 must agree above this llama.cpp top-2 gap, quantized weights.
+const QUANT_GAP: f64 = 0.5;
+
+struct Golden {
+    name: String,
+    gguf: PathBuf,
+    n_ctx: usize,
+    quantized: bool,
+    sequences: Vec<(Vec<u32>, Vec<Vec<f32>>)>,
+}
+
+fn golden(name: &str) -> Golden {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/arch");
+    let text = std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let sequences = v["sequences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let tokens = common::ids(&s["tokens"]);
+            let logits = s["logits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|row| {
+                    row.as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.as_f64().unwrap() as f32)
+                        .collect()
+                })
+                .collect();
+            (tokens, logits)
+        })
+        .collect();
+    Golden {
+        name: name.to_string(),
+        gguf: dir.join(v["gguf"].as_str().unwrap()),
+        n_ctx: v["n_ctx"].as_u64().unwrap() as usize,
+        quantized: v["variant"].as_str().unwrap() != "f32",
+        sequences,
+    }
+}
+
+/// Largest difference, and the top-2 gap of `want`.
+fn compare(got: &[f32], want: &[f32]) -> (f64, f64, bool) {
+    let diff = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs() as f64)
+        .fold(0.0, f64::max);
+    let top = common::argmax(want) as usize;
+    let second = want
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != top)
+        .map(|(_, v)| *v)
+        .fold(f32::NEG_INFINITY, f32::max);
+    let gap = (want[top] - second) as f64;
+    (diff, gap, common::argmax(got) as usize == top)
+}
+
+/// Checks one position's logits; returns its largest difference and NMSE.
+fn check_row(g: &Golden, case: &str, got: &[f32], want: &[f32]) -> (f64, f64) {
+    assert_eq!(got.len(), want.len(), "{case}: vocabulary");
+    let (diff, gap, same_top) = compare(got, want);
+    let e = nmse(got, want);
+    if g.quantized {
+        assert!(e < QUANT_NMSE, "{case}: NMSE {e:.2e} >= {QUANT_NMSE:.0e}");
+        assert!(
+            same_top || gap <= QUANT_GAP,
+            "{case}: top-1 differs at llama.cpp gap {gap:.3}"
+        );
+    } else {
+        assert!(
+            diff < F32_MAX_DIFF,
+            "{case}: a logit differs by {diff:.4} (NMSE {e:.2e})"
+        );
+        assert!(
+            same_top || gap <= 0.05,
+            "{case}: top-1 differs at llama.cpp gap {gap:.3}"
+        );
+    }
+    (diff, e)
+}
+
+/// The GPU forward: each sequence prefilled in chunks of 8 (the last chunk shorter)
+/// up to its last 5 tokens, then decoded one token at a time.
+fn check_gpu(g: &Golden, cfg: Config) {
+    let f = GgufFile::open(&g.gguf).unwrap();
+    let opts = LoadOptions {
+        context: g.n_ctx,
+        batch: 8,
+        all_logits: true,
+        sequences: 1,
+        kv_size: None,
+        kv_type: Some(KvType::F32),
+    };
+    let mut model = Model::load(gpu(cfg), &f, &opts).unwrap();
+    let (mut worst, mut worst_nmse) = (0f64, 0f64);
+    for (si, (tokens, want)) in g.sequences.iter().enumerate() {
+        model.reset();
+        let split = tokens.len() - 5;
+        let mut pos = 0;
+        for chunk in tokens[..split].chunks(8) {
+            model.forward(chunk).unwrap();
+            let rows = pollster::block_on(model.all_logits()).unwrap();
+            for (i, row) in rows.iter().enumerate() {
+                let case = format!(
+                    "{} {cfg:?} sequence {si} prefill position {}",
+                    g.name,
+                    pos + i
+                );
+                let (d, e) = check_row(g, &case, row, &want[pos + i]);
+                (worst, worst_nmse) = (worst.max(d), worst_nmse.max(e));
+            }
+            pos += chunk.len();
+        }
+        for (i, &t) in tokens.iter().enumerate().skip(split) {
+            model.forward(&[t]).unwrap();
+            let row = pollster::block_on(model.logits()).unwrap();
+            let case = format!("{} {cfg:?} sequence {si} decode position {i}", g.name);
+            let (d, e) = check_row(g, &case, &row, &want[i]);
+            (worst, worst_nmse) = (worst.max(d), worst_nmse.max(e));
+        }
+    }
+    eprintln!(
+        "{} GPU {cfg:?}: largest logit difference {worst:.2e}, worst NMSE {worst_nmse:.2e}",
+        g.name
+    );
+}
+
+/// The CPU reference, every sequence at once.
+fn check_reference(g: &Golden) {
+    let f = GgufFile::open(&g.gguf).unwrap();
+    let r = Reference::load(&f).unwrap();
+    let (mut worst, mut worst_nmse) = (0f64, 0f64);
+    for (si, (tokens, want)) in g.sequences.iter().enumerate() {
+        let mut cache = RefCache::typed(&r.cfg, g.n_ctx, KvType::F32);
+        let got = r.forward(&mut cache, tokens, 0).unwrap();
+        for (i, (row, w)) in got.iter().zip(want).enumerate() {
+            let case = format!("{} reference sequence {si} position {i}", g.name);
+            let (d, e) = check_row(g, &case, row, w);
+            (worst, worst_nmse) = (worst.max(d), worst_nmse.max(e));
+        }
+    }
+    eprintln!(
+        "{} reference: largest logit difference {worst:.2e}, worst NMSE {worst_nmse:.2e}",
+        g.name
+    );
+}
+
+/// Every check of the golden files `names`.
+fn check_all(names: &[&str]) {
+    for name in names {
+        let g = golden(name);
+        check_reference(&g);
+        for cfg in [Config::Full, Config::Bare] {
+            check_gpu(&g, cfg);
+        }
+    }
+}
+
+#[test]
+fn gemma2_matches_llama_cpp() {
+    check_all(&["gemma2-f32", "gemma2-q8_0"]);
+}
