@@ -404,8 +404,11 @@ def sequences(seed, add_bos):
 
 
 def run_llama(path, n_ctx, seqs):
+    # yarn_beta_fast/slow -1: the file's values, as llama.cpp's own tools take them
+    # (llama-cpp-python would otherwise pass its defaults 32 / 1 over them).
     llm = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_batch=256, n_ubatch=256, logits_all=True,
                           n_threads=1, n_threads_batch=1, flash_attn=False,
+                          yarn_beta_fast=-1.0, yarn_beta_slow=-1.0,
                           type_k=int(Q.F32), type_v=int(Q.F32), n_gpu_layers=0, verbose=False)
     results = []
     for ids in seqs:

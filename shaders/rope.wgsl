@@ -22,7 +22,7 @@ struct Params {
     x_offset: u32,
     max_tokens: u32,
     groups_per_token: u32,
-    _pad: u32,
+    mscale: f32,            // multiplier of cos and sin (YaRN, LongRoPE); 1 for none
 }
 
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
@@ -51,8 +51,8 @@ fn main(ids: Ids, gs: Groups) {
     let b = a + 1u;
 #endif
     let cs = rope_cs(i, row_pos(t));
-    let c = cs.x;
-    let s = cs.y;
+    let c = cs.x * p.mscale;
+    let s = cs.y * p.mscale;
     let x0 = x[a];
     let x1 = x[b];
     x[a] = x0 * c - x1 * s;

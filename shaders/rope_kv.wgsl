@@ -23,6 +23,10 @@ struct Params {
     capacity: u32,
     max_tokens: u32,
     eps: f32,
+    mscale: f32,       // multiplier of cos and sin (YaRN, LongRoPE); 1 for none
+    temp_scale: f32,   // attention temperature: q *= 1 + temp_scale * ln(floor(pos / temp_floor) + 1)
+    temp_floor: u32,
+    _pad0: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> q: array<f32>;
@@ -140,6 +144,8 @@ fn main(ids: Ids, gs: Groups) {
     }
 #endif
     workgroupBarrier();
+    // The attention temperature's multiplier of this token's q (1 when off).
+    let qt = 1.0 + p.temp_scale * log(f32(pos / p.temp_floor) + 1.0);
     let hs = kv_head_stride(p.head_dim);
     let dst = cache_row(row_slot(t), pos, p.capacity) * p.n_kv_heads * hs + kh * hs;
     // Rotated pairs.
@@ -151,14 +157,14 @@ fn main(ids: Ids, gs: Groups) {
         let a = 2u * i;
         let b = a + 1u;
 #endif
-        let cs = rope_cs(i, pos);
+        let cs = rope_cs(i, pos) * p.mscale;
         let x0 = head[a];
         let x1 = head[b];
         let ra = x0 * cs.x - x1 * cs.y;
         let rb = x0 * cs.y + x1 * cs.x;
         if (is_q) {
-            q[q_base + a] = ra;
-            q[q_base + b] = rb;
+            q[q_base + a] = ra * qt;
+            q[q_base + b] = rb * qt;
         } else {
 #ifdef Q8
             // Each pair is read and written by one invocation: no race.
@@ -173,7 +179,7 @@ fn main(ids: Ids, gs: Groups) {
     // Dimensions past the rotary ones pass through; value heads ride with key heads.
     for (var i = 2u * p.half_dims + ids.lid; i < p.head_dim; i += WG) {
         if (is_q) {
-            q[q_base + i] = head[i];
+            q[q_base + i] = head[i] * qt;
         } else {
 #ifndef Q8
             kc[dst + i] = kv_t(head[i]);

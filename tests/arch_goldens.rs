@@ -194,3 +194,8 @@ fn check_all(names: &[&str]) {
 fn gemma2_matches_llama_cpp() {
     check_all(&["gemma2-f32", "gemma2-q8_0"]);
 }
+
+#[test]
+fn mistral3_matches_llama_cpp() {
+    check_all(&["mistral3-f32", "mistral3-q8_0"]);
+}

@@ -126,6 +126,13 @@ fn gemma2_matches_reference() {
 }
 
 #[test]
+fn mistral3_matches_reference() {
+    // YaRN over 16 original positions and the attention temperature, past both.
+    check(&spec(Arch::Mistral3, GgmlType::Q8_0, 17), Config::Full);
+    check(&spec(Arch::Mistral3, GgmlType::F16, 18), Config::Bare);
+}
+
+#[test]
 fn gemma3_matches_reference() {
     for (i, ty) in [GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::F32]
         .into_iter()

@@ -8,6 +8,7 @@ mod common;
 
 use common::{assert_close, gpu, nmse, output, random_vec, read, storage, Config};
 use hearth::gpu::Gpu;
+use hearth::kernels::rope::YarnRamp;
 use hearth::kernels::{
     self, attention_decode, attention_prefill, kv_append, rope_kv, AttentionDecode,
     AttentionPrefill, AttnSpec, KvAppend, KvCache, KvType, RopeKv, RopeKvIo, RopeSpec, Rows, Step,
@@ -623,6 +624,8 @@ struct RopeKvCase {
     neox: bool,
     norm: bool,
     factors: bool,
+    /// YaRN's ramp and magnitude scale, and the attention temperature on q.
+    yarn: bool,
 }
 
 /// `RopeKv` against its twin (RMSNorm then RoPE per head, in f64) on random q, k and v
@@ -679,12 +682,20 @@ fn check_rope_kv(
         1.0,
         None,
     );
-    let rope = RopeSpec {
-        dims: c.rope_dims as u32,
-        base: 1e4,
-        pos_scale: 1.0,
-        neox: c.neox,
-    };
+    let mut rope = RopeSpec::plain(c.rope_dims as u32, 1e4, 1.0, c.neox);
+    if c.yarn {
+        // Mistral 3's tiny golden: factor 16 over 16 original positions, betas 8 / 0.5
+        // (a ramp over the first pairs), and an attention factor on cos and sin.
+        rope.yarn = Some(YarnRamp::new(
+            1.0 / 16.0,
+            c.rope_dims as u32,
+            1e4,
+            16,
+            (8.0, 0.5),
+        ));
+        rope.mscale = 1.277;
+    }
+    let q_temp = c.yarn.then_some((0.1, 16));
     let eps = 1e-6;
     let io = RopeKvIo {
         q: rows(&qb, qo, c.n_heads, qs),
@@ -692,6 +703,7 @@ fn check_rope_kv(
         v: rows(&vb, vo, c.n_kv_heads, kvs),
         norms: c.norm.then_some(([&qnb, &knb], eps)),
         freq_factors: c.factors.then_some(&fb),
+        q_temp,
     };
     let step = StepBuffer::new(&g, Step::new(0, 1));
     let tok = Tokens {
@@ -714,7 +726,10 @@ fn check_rope_kv(
         for h in 0..c.n_heads {
             let s = qo + t * qs + h * c.head_dim;
             let r = twin(&q[s..s + c.head_dim], &qn, p);
-            want_q[s..s + c.head_dim].copy_from_slice(&r);
+            let f = rope_kv::q_temp_factor(q_temp, p);
+            for (w, x) in want_q[s..s + c.head_dim].iter_mut().zip(&r) {
+                *w = (*x as f64 * f) as f32;
+            }
         }
         let row = p as usize * kvd..(p as usize + 1) * kvd;
         for h in 0..c.n_kv_heads {
@@ -730,8 +745,8 @@ fn check_rope_kv(
         cache.kind.round(&mut want_v[row]);
     }
     let case = format!(
-        "rope_kv {}/{} heads of {} dims {} neox {} norm {} factors {} pos {pos} built {built} run {run} {cfg:?} {}",
-        c.n_heads, c.n_kv_heads, c.head_dim, c.rope_dims, c.neox, c.norm, c.factors, cache.kind
+        "rope_kv {}/{} heads of {} dims {} neox {} norm {} factors {} yarn {} pos {pos} built {built} run {run} {cfg:?} {}",
+        c.n_heads, c.n_kv_heads, c.head_dim, c.rope_dims, c.neox, c.norm, c.factors, c.yarn, cache.kind
     );
     assert_close(
         &format!("{case} q"),
@@ -766,6 +781,7 @@ fn rope_kv_matches_its_twin() {
             neox: true,
             norm: true,
             factors: false,
+            yarn: false,
         },
         // SmolLM2-like: adjacent pairs, no norms, GQA 3:1.
         RopeKvCase {
@@ -776,6 +792,7 @@ fn rope_kv_matches_its_twin() {
             neox: false,
             norm: false,
             factors: false,
+            yarn: false,
         },
         // Llama 3.1 frequency factors, partial rotary dims, an awkward head width.
         RopeKvCase {
@@ -786,6 +803,7 @@ fn rope_kv_matches_its_twin() {
             neox: false,
             norm: true,
             factors: true,
+            yarn: false,
         },
         RopeKvCase {
             n_heads: 2,
@@ -795,6 +813,30 @@ fn rope_kv_matches_its_twin() {
             neox: true,
             norm: false,
             factors: true,
+            yarn: false,
+        },
+        // Mistral 3: YaRN with its magnitude scale, the attention temperature on q;
+        // and YaRN over frequency factors with q/k norms (positions past 16 and 4000
+        // take the temperature's steps).
+        RopeKvCase {
+            n_heads: 4,
+            n_kv_heads: 2,
+            head_dim: 64,
+            rope_dims: 64,
+            neox: false,
+            norm: false,
+            factors: false,
+            yarn: true,
+        },
+        RopeKvCase {
+            n_heads: 2,
+            n_kv_heads: 1,
+            head_dim: 32,
+            rope_dims: 32,
+            neox: true,
+            norm: true,
+            factors: true,
+            yarn: true,
         },
     ];
     for cfg in [Config::Full, Config::Bare] {

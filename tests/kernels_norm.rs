@@ -199,6 +199,8 @@ struct RopeCase {
     base: f32,
     pos_scale: f32,
     factors: bool,
+    /// YaRN's ramp and a magnitude scale (gpt-oss-like: factor 32 over 64 positions).
+    yarn: bool,
 }
 
 fn check_rope(cfg: Config, c: &RopeCase, pos: u32, built: usize, run: usize, seed: u64) {
@@ -224,12 +226,17 @@ fn check_rope(cfg: Config, c: &RopeCase, pos: u32, built: usize, run: usize, see
         rows: c.heads as u32,
         stride: stride as u32,
     };
-    let spec = RopeSpec {
-        dims: c.rope_dims as u32,
-        base: c.base,
-        pos_scale: c.pos_scale,
-        neox: c.neox,
-    };
+    let mut spec = RopeSpec::plain(c.rope_dims as u32, c.base, c.pos_scale, c.neox);
+    if c.yarn {
+        spec.yarn = Some(hearth::kernels::rope::YarnRamp::new(
+            1.0 / 32.0,
+            c.rope_dims as u32,
+            c.base,
+            64,
+            (32.0, 1.0),
+        ));
+        spec.mscale = 1.3466;
+    }
     let factors_buf = c.factors.then_some(&fb);
     let op = Rope::new(&g, xr, spec, factors_buf, tokens(built, &step)).unwrap();
     step.write(&g, Step::new(pos, run as u32));
@@ -271,7 +278,9 @@ fn rope_styles_positions_and_bases() {
         base,
         pos_scale,
         factors,
+        yarn: false,
     };
+    let yarn = |c: RopeCase| RopeCase { yarn: true, ..c };
     let cases = [
         // Gemma 3 q (4 heads) and k (1 head): NeoX, base 1e6 global and 1e4 local.
         rc(4, 256, 256, true, 1e6, 1.0, false),
@@ -284,6 +293,9 @@ fn rope_styles_positions_and_bases() {
         rc(3, 128, 96, false, 5e5, 1.0, true),
         rc(2, 64, 64, true, 1e6, 1.0, true),
         rc(1, 2, 2, false, 1e4, 1.0, false),
+        // YaRN: NeoX like gpt-oss, normal pairs with frequency factors.
+        yarn(rc(4, 64, 64, true, 1.5e5, 1.0, false)),
+        yarn(rc(2, 128, 96, false, 1e4, 1.0, true)),
     ];
     for cfg in CONFIGS {
         for (i, c) in cases.iter().enumerate() {

@@ -8,8 +8,8 @@ use super::{Stage, StageOp};
 use crate::gpu::{Gpu, GpuError, GpuTensor};
 use crate::kernels::{
     Add, AttentionDecode, AttentionPrefill, AttnSpec, GatedAct, KvCache, MatMul, MatVec,
-    MatVecBatch, NormOut, ResidualNorm, ResidualNormIo, RmsNorm, RopeKv, RopeKvIo, RopeSpec, Rows,
-    Tokens, View,
+    MatVecBatch, NormOut, ResidualNorm, ResidualNormIo, RmsNorm, RopeKv, RopeKvIo, Rows, Tokens,
+    View,
 };
 use crate::model::{Attention, FeedForward, LayerWeights, ModelConfig, ModelError};
 use std::sync::Arc;
@@ -201,19 +201,14 @@ impl<'a> Block<'a> {
             softcap: cfg.attn_softcap,
         };
         // Per-head q/k norms, RoPE and the KV append in one op.
-        let (base, pos_scale) = cfg.rope(self.il);
-        let rope = RopeSpec {
-            dims: cfg.rope_dims as u32,
-            base,
-            pos_scale,
-            neox: cfg.rope_neox,
-        };
+        let rope = cfg.rope_spec(self.il);
         let io = RopeKvIo {
             q,
             k,
             v,
             norms: w.qk_norm.map(|[qn, kn]| ([qn, kn], cfg.rms_eps)),
             freq_factors: self.rope_freqs,
+            q_temp: cfg.attn_temp,
         };
         let kv = self.kv;
         self.both(|tok| RopeKv::new(gpu, &spec, rope, io, kv, tok))?;

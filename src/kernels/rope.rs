@@ -20,7 +20,7 @@ params! {
         x_offset: u32,
         max_tokens: u32,
         groups_per_token: u32,
-        _pad: u32,
+        mscale: f32,
     }
 }
 
@@ -47,6 +47,68 @@ pub struct RopeSpec {
     pub pos_scale: f32,
     /// NeoX pairing.
     pub neox: bool,
+    /// Multiplier of every rotated pair's cos and sin (YaRN's attention factor, Phi-3's
+    /// LongRoPE factor); 1 for none.
+    pub mscale: f32,
+    /// YaRN's frequency ramp, when the model uses YaRN.
+    pub yarn: Option<YarnRamp>,
+}
+
+impl RopeSpec {
+    /// Plain RoPE: no YaRN, no magnitude scale.
+    pub fn plain(dims: u32, base: f32, pos_scale: f32, neox: bool) -> Self {
+        Self {
+            dims,
+            base,
+            pos_scale,
+            neox,
+            mscale: 1.0,
+            yarn: None,
+        }
+    }
+
+    /// Pair `i`'s angle per position, in radians (before frequency factors).
+    pub fn theta(&self, i: usize) -> f64 {
+        let f = self.pos_scale as f64 * (self.base as f64).powf(-2.0 * i as f64 / self.dims as f64);
+        f * self.yarn.map_or(1.0, |y| y.factor(i))
+    }
+}
+
+/// YaRN (Peng et al., "YaRN: Efficient Context Window Extension of Large Language
+/// Models", 2023), as ggml computes it: pair `i` turns at `freq_scale` times its speed
+/// (interpolated) below the ramp `[lo, hi]` of pair indices and at its own speed
+/// (extrapolated) above it, mixed linearly on the ramp.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct YarnRamp {
+    /// 1 / the context extension factor.
+    pub freq_scale: f32,
+    /// First pair index of the ramp (`floor` of the correction dim of beta_fast, >= 0).
+    pub lo: f32,
+    /// Last pair index of the ramp (`ceil` of the correction dim of beta_slow, <= dims - 1).
+    pub hi: f32,
+}
+
+impl YarnRamp {
+    /// The ramp for `dims` rotary dims at frequency `base`, a model trained on
+    /// `n_ctx_orig` positions, and the betas (ggml's correction dims).
+    pub fn new(freq_scale: f32, dims: u32, base: f32, n_ctx_orig: u32, beta: (f32, f32)) -> Self {
+        let corr = |b: f32| {
+            dims as f64 * (n_ctx_orig as f64 / (b as f64 * std::f64::consts::TAU)).ln()
+                / (2.0 * (base as f64).ln())
+        };
+        Self {
+            freq_scale,
+            lo: corr(beta.0).floor().max(0.0) as f32,
+            hi: corr(beta.1).ceil().min(dims as f64 - 1.0) as f32,
+        }
+    }
+
+    /// Multiplier of pair `i`'s frequency.
+    pub fn factor(&self, i: usize) -> f64 {
+        let y = (i as f64 - self.lo as f64) / (self.hi as f64 - self.lo as f64).max(0.001);
+        let extrapolate = 1.0 - y.clamp(0.0, 1.0);
+        self.freq_scale as f64 * (1.0 - extrapolate) + extrapolate
+    }
 }
 
 impl Rope {
@@ -80,7 +142,7 @@ impl Rope {
             x_offset,
             max_tokens,
             groups_per_token: per_token_groups,
-            _pad: 0,
+            mscale: spec.mscale,
         };
         let groups = token_grid(gpu, "rope", per_token_groups as u64, max_tokens)?;
         let key = key(spec.neox, freq_factors.is_some());
@@ -129,6 +191,12 @@ pub(crate) fn frequencies(
             "rope: base {base} must be finite and > 0, position scale {pos_scale} finite"
         )));
     }
+    if !(spec.mscale > 0.0 && spec.mscale.is_finite()) {
+        return Err(GpuError::Runtime(format!(
+            "rope: magnitude scale {} must be finite and > 0",
+            spec.mscale
+        )));
+    }
     let half = dims / 2;
     if let Some(f) = freq_factors {
         if f.size() < half as u64 * 4 {
@@ -143,20 +211,20 @@ pub(crate) fn frequencies(
         .device
         .create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("rope frequencies"),
-            contents: bytemuck::cast_slice(&freq_table(base, dims, pos_scale)),
+            contents: bytemuck::cast_slice(&freq_table(&spec)),
             usage: wgpu::BufferUsages::STORAGE,
         }))
 }
 
-/// The fraction of `g_i = pos_scale * base^(-2i/rope_dims) / (2 pi)` turns per position,
-/// in 64-bit fixed point as (low, high) words: positions are integers, so whole turns of
-/// g_i never matter (see rope.wgsl). Computed in f64: 53 significant bits, an error of
-/// about 2^-56 turn per position.
-fn freq_table(base: f32, rope_dims: u32, pos_scale: f32) -> Vec<[u32; 2]> {
-    (0..rope_dims / 2)
+/// The fraction of `g_i = theta_i / (2 pi)` turns per position (`RopeSpec::theta`: the
+/// base's frequency times the position scale and YaRN's factor), in 64-bit fixed point as
+/// (low, high) words: positions are integers, so whole turns of g_i never matter (see
+/// rope.wgsl). Computed in f64: 53 significant bits, an error of about 2^-56 turn per
+/// position.
+fn freq_table(spec: &RopeSpec) -> Vec<[u32; 2]> {
+    (0..spec.dims as usize / 2)
         .map(|i| {
-            let g = pos_scale as f64 * (base as f64).powf(-2.0 * i as f64 / rope_dims as f64)
-                / std::f64::consts::TAU;
+            let g = spec.theta(i) / std::f64::consts::TAU;
             // frac(g) rounds up to 1.0 (a whole turn, so 0) only for tiny negative g;
             // otherwise the product with 2^64 is exact and fits.
             let f = g - g.floor();
@@ -196,16 +264,15 @@ pub fn variants() -> Vec<PipelineKey> {
 
 /// CPU twin on one head of one token at position `pos`, in f64.
 pub fn cpu(head: &[f32], spec: RopeSpec, pos: u32, freq_factors: Option<&[f32]>) -> Vec<f32> {
-    let (rope_dims, base, pos_scale) = (spec.dims as usize, spec.base, spec.pos_scale);
     let mut out = head.to_vec();
-    let half = rope_dims / 2;
+    let half = spec.dims as usize / 2;
     for i in 0..half {
-        let mut theta =
-            pos as f64 * pos_scale as f64 * (base as f64).powf(-2.0 * i as f64 / rope_dims as f64);
+        let mut theta = pos as f64 * spec.theta(i);
         if let Some(f) = freq_factors {
             theta /= f[i] as f64;
         }
         let (s, c) = theta.sin_cos();
+        let (s, c) = (s * spec.mscale as f64, c * spec.mscale as f64);
         let (a, b) = if spec.neox {
             (i, i + half)
         } else {

@@ -29,6 +29,10 @@ params! {
         capacity: u32,
         max_tokens: u32,
         eps: f32,
+        mscale: f32,
+        temp_scale: f32,
+        temp_floor: u32,
+        _pad: u32,
     }
 }
 
@@ -45,6 +49,17 @@ pub struct RopeKvIo<'a> {
     pub norms: Option<([&'a wgpu::Buffer; 2], f32)>,
     /// RoPE frequency divisors (`rope.dims / 2` f32), when the model has them.
     pub freq_factors: Option<&'a wgpu::Buffer>,
+    /// Attention temperature (Llama 4, Mistral 3): after RoPE, q at position `pos` is
+    /// multiplied by `1 + scale * ln(floor(pos / floor) + 1)`, as (scale, floor).
+    pub q_temp: Option<(f32, u32)>,
+}
+
+/// The attention temperature's multiplier of q at `pos` (see `RopeKvIo::q_temp`).
+pub fn q_temp_factor(q_temp: Option<(f32, u32)>, pos: u32) -> f64 {
+    match q_temp {
+        Some((scale, floor)) => 1.0 + scale as f64 * ((pos / floor.max(1)) as f64 + 1.0).ln(),
+        None => 1.0,
+    }
 }
 
 /// `q[t, h] = rope(norm(q[t, h]))` in place, and at cache row `step.pos + t`:
@@ -123,6 +138,10 @@ impl RopeKv {
             capacity: cache.capacity,
             max_tokens: tok.max,
             eps,
+            mscale: rope.mscale,
+            temp_scale: io.q_temp.map_or(0.0, |t| t.0),
+            temp_floor: io.q_temp.map_or(1, |t| t.1.max(1)),
+            _pad: 0,
         };
         let key = key(
             rope.neox,

@@ -113,6 +113,17 @@ pub struct ModelConfig {
     pub final_softcap: Option<f32>,
     /// Attention score soft-capping `c * tanh(s / c)` of the scaled scores (Gemma 2).
     pub attn_softcap: Option<f32>,
+    /// Positions the model was trained on before any context extension
+    /// (`rope.scaling.original_context_length`, default `context`).
+    pub n_ctx_orig: usize,
+    /// YaRN: (1 / factor, beta_fast, beta_slow) when `rope.scaling.type` is `yarn`.
+    pub rope_yarn: Option<(f32, f32, f32)>,
+    /// Multiplier of RoPE's cos and sin (YaRN's attention factor times
+    /// `rope.scaling.attn_factor`, as llama.cpp computes it); 1 for none.
+    pub rope_mscale: f32,
+    /// Attention temperature of q after RoPE (Llama 4, Mistral 3): (scale, floor), q at
+    /// position p times `1 + scale * ln(floor(p / floor) + 1)`.
+    pub attn_temp: Option<(f32, u32)>,
 }
 
 impl ModelConfig {
@@ -173,13 +184,64 @@ impl ModelConfig {
             .get_f32(&key("attention.layer_norm_rms_epsilon"))?
             .unwrap_or(1e-6);
         let rope_base = h.get_f32(&key("rope.freq_base"))?.unwrap_or(10000.0);
+        let factor = || -> Result<f32, ModelError> {
+            let f = h.get_f32(&key("rope.scaling.factor"))?.unwrap_or(1.0);
+            if !(f > 0.0 && f.is_finite()) {
+                return Err(bad(&key("rope.scaling.factor"), f, "must be positive"));
+            }
+            Ok(f)
+        };
+        let n_ctx_orig = h
+            .get_u32(&key("rope.scaling.original_context_length"))?
+            .map_or(context, |v| v as usize);
+        let attn_factor = h.get_f32(&key("rope.scaling.attn_factor"))?.unwrap_or(1.0);
+        let mut rope_yarn = None;
+        let mut rope_mscale = attn_factor;
         let rope_scale = match h.get_str(&key("rope.scaling.type"))? {
-            Some("linear") => {
-                let f = h.get_f32(&key("rope.scaling.factor"))?.unwrap_or(1.0);
-                if !(f > 0.0 && f.is_finite()) {
-                    return Err(bad(&key("rope.scaling.factor"), f, "must be positive"));
+            Some("linear") => 1.0 / factor()?,
+            Some("yarn") => {
+                let f = factor()?;
+                if n_ctx_orig == 0 {
+                    return Err(bad(
+                        &key("rope.scaling.original_context_length"),
+                        0,
+                        "YaRN needs the original context length",
+                    ));
                 }
-                1.0 / f
+                let beta = |k: &str, d: f32| -> Result<f32, ModelError> {
+                    Ok(h.get_f32(&key(k))?.unwrap_or(d))
+                };
+                let (fast, slow) = (
+                    beta("rope.scaling.yarn_beta_fast", 32.0)?,
+                    beta("rope.scaling.yarn_beta_slow", 1.0)?,
+                );
+                if !(fast > 0.0 && slow > 0.0 && fast.is_finite() && slow.is_finite()) {
+                    return Err(bad(
+                        &key("rope.scaling.yarn_beta_fast"),
+                        format!("{fast} / {slow}"),
+                        "YaRN betas must be positive",
+                    ));
+                }
+                rope_yarn = Some((1.0 / f, fast, slow));
+                // llama.cpp: an attention factor of get_mscale(f, 1) (divided by
+                // get_mscale(f, log_mul) when the file sets a log multiplier), which it
+                // divides by 1 + 0.1 ln f because ggml's YaRN RoPE multiplies that in
+                // again: the net factor on cos and sin is `yarn` times attn_factor.
+                let log_mul = beta("rope.scaling.yarn_log_multiplier", 0.0)?;
+                let m = |s: f32, m: f32| {
+                    if s <= 1.0 {
+                        1.0
+                    } else {
+                        0.1 * m * s.ln() + 1.0
+                    }
+                };
+                let yarn = if log_mul != 0.0 {
+                    m(f, 1.0) / m(f, log_mul)
+                } else {
+                    m(f, 1.0)
+                };
+                rope_mscale = yarn * attn_factor;
+                1.0
             }
             Some("none") | None => 1.0,
             Some(other) => {
@@ -217,6 +279,10 @@ impl ModelConfig {
             embed_scale: 1.0,
             final_softcap: softcap(h, &key("final_logit_softcapping"))?,
             attn_softcap: softcap(h, &key("attn_logit_softcapping"))?,
+            n_ctx_orig,
+            rope_yarn,
+            rope_mscale,
+            attn_temp: None,
         };
         (arch.def().configure)(h, &mut cfg)?;
         cfg.validate()?;
@@ -288,6 +354,13 @@ impl ModelConfig {
                 "must be above 1",
             ));
         }
+        if !(self.rope_mscale.is_finite() && self.rope_mscale > 0.0) {
+            return Err(bad(
+                &format!("{a}.rope.scaling.attn_factor"),
+                self.rope_mscale,
+                "gives a RoPE magnitude scale that is not positive",
+            ));
+        }
         if self.sliding_pattern == 0 {
             return Err(bad(
                 &format!("{a}.attention.sliding_window_pattern"),
@@ -320,6 +393,25 @@ impl ModelConfig {
         } else {
             (self.rope_base, self.rope_scale)
         }
+    }
+
+    /// The RoPE of layer `il`: its base and position scale, YaRN's ramp (every layer,
+    /// as llama.cpp applies it) and the magnitude scale.
+    pub fn rope_spec(&self, il: usize) -> crate::kernels::RopeSpec {
+        let (base, pos_scale) = self.rope(il);
+        let mut spec =
+            crate::kernels::RopeSpec::plain(self.rope_dims as u32, base, pos_scale, self.rope_neox);
+        spec.mscale = self.rope_mscale;
+        spec.yarn = self.rope_yarn.map(|(freq_scale, fast, slow)| {
+            crate::kernels::rope::YarnRamp::new(
+                freq_scale,
+                self.rope_dims as u32,
+                base,
+                self.n_ctx_orig as u32,
+                (fast, slow),
+            )
+        });
+        spec
     }
 
     /// Width of all query heads together.

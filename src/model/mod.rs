@@ -32,6 +32,7 @@ pub mod config;
 mod gemma2;
 mod gemma3;
 mod llama;
+mod mistral3;
 mod qwen2;
 mod qwen3;
 pub mod tensors;
@@ -102,6 +103,8 @@ pub enum Arch {
     Gemma3,
     /// Llama 2/3 and relatives: RMSNorm, normal RoPE, SwiGLU, GQA.
     Llama,
+    /// Mistral 3 (Ministral 3): Llama with YaRN and an attention temperature.
+    Mistral3,
     /// Qwen 2/2.5: Llama with q/k/v biases and NeoX RoPE.
     Qwen2,
     /// Qwen 3: Qwen 2 without biases, with per-head q/k RMSNorm.
@@ -110,10 +113,11 @@ pub enum Arch {
 
 impl Arch {
     /// Every architecture, in the order errors list them.
-    pub const ALL: [Arch; 5] = [
+    pub const ALL: [Arch; 6] = [
         Arch::Gemma2,
         Arch::Gemma3,
         Arch::Llama,
+        Arch::Mistral3,
         Arch::Qwen2,
         Arch::Qwen3,
     ];
@@ -124,6 +128,7 @@ impl Arch {
             Arch::Gemma2 => &gemma2::DEF,
             Arch::Gemma3 => &gemma3::DEF,
             Arch::Llama => &llama::DEF,
+            Arch::Mistral3 => &mistral3::DEF,
             Arch::Qwen2 => &qwen2::DEF,
             Arch::Qwen3 => &qwen3::DEF,
         }

@@ -21,7 +21,7 @@ pub(crate) mod qwen2;
 pub(crate) mod qwen3;
 
 use crate::gguf::{GgufFile, TensorInfo};
-use crate::kernels::{AttnSpec, KvType, RopeSpec};
+use crate::kernels::{AttnSpec, KvType};
 use crate::model::tensors::load_block;
 use crate::model::{
     check_tensors, Activation, Attention, FeedForward, LayerTensors, ModelConfig, ModelError,
@@ -284,15 +284,16 @@ impl Block<'_> {
             rmsnorm_heads(&mut q, qn, c.rms_eps);
             rmsnorm_heads(&mut k, kn, c.rms_eps);
         }
-        let (base, pos_scale) = c.rope(il);
-        let spec = RopeSpec {
-            dims: c.rope_dims as u32,
-            base,
-            pos_scale,
-            neox: c.rope_neox,
-        };
+        let spec = c.rope_spec(il);
         rope(&mut q, hd, pos, &spec, self.rope_freqs);
         rope(&mut k, hd, pos, &spec, self.rope_freqs);
+        // The attention temperature (Mistral 3) scales q after RoPE.
+        let qt = crate::kernels::rope_kv::q_temp_factor(c.attn_temp, pos as u32);
+        if qt != 1.0 {
+            for x in q.iter_mut() {
+                *x = (*x as f64 * qt) as f32;
+            }
+        }
 
         // Store this position's K and V; later tokens read them back.
         let kv_dim = c.kv_dim();

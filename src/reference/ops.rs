@@ -52,20 +52,15 @@ pub fn rope(
     spec: &RopeSpec,
     freq_factors: Option<&[f32]>,
 ) {
-    let RopeSpec {
-        dims,
-        base,
-        pos_scale,
-        neox,
-    } = *spec;
-    let rope_dims = dims as usize;
-    let half = rope_dims / 2;
+    let (neox, m) = (spec.neox, spec.mscale as f64);
+    let half = spec.dims as usize / 2;
     for head in x.chunks_exact_mut(head_dim) {
         for i in 0..half {
             let ff = freq_factors.map_or(1.0, |f| f[i] as f64);
-            let freq = (base as f64).powf(-2.0 * i as f64 / rope_dims as f64) / ff;
-            let theta = pos as f64 * pos_scale as f64 * freq;
+            // The base's frequency, position scale and YaRN factor (`RopeSpec::theta`).
+            let theta = pos as f64 * spec.theta(i) / ff;
             let (sin, cos) = theta.sin_cos();
+            let (sin, cos) = (sin * m, cos * m);
             let (a, b) = if neox {
                 (i, i + half)
             } else {
@@ -142,12 +137,7 @@ mod tests {
     use super::*;
 
     fn spec(dims: u32, base: f32, neox: bool) -> RopeSpec {
-        RopeSpec {
-            dims,
-            base,
-            pos_scale: 1.0,
-            neox,
-        }
+        RopeSpec::plain(dims, base, 1.0, neox)
     }
 
     fn heads(n_heads: u32, n_kv_heads: u32, head_dim: usize, window: Option<usize>) -> AttnSpec {

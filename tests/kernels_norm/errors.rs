@@ -51,12 +51,7 @@ fn constructors_reject_bad_sizes() {
     assert!(norm(View::of(&a), NormOut::InPlace, 8, 1, 8, 0).contains("tokens"));
     assert!(norm(View::of(&a), NormOut::InPlace, 8, 1, 0, 1).contains("stride of 0"));
 
-    let spec = |dims, base| RopeSpec {
-        dims,
-        base,
-        pos_scale: 1.0,
-        neox: true,
-    };
+    let spec = |dims, base| RopeSpec::plain(dims, base, 1.0, true);
     let heads = |head_dim| rows(View::of(&a), head_dim, 2, 64);
     let rope = |dims, head_dim, base| {
         msg(Rope::new(&g, heads(head_dim), spec(dims, base), None, tok(1)).map(drop))
@@ -143,12 +138,7 @@ fn fused_constructors_reject_bad_inputs() {
         window: None,
         softcap: None,
     };
-    let rope = RopeSpec {
-        dims: 32,
-        base: 1e4,
-        pos_scale: 1.0,
-        neox: true,
-    };
+    let rope = RopeSpec::plain(32, 1e4, 1.0, true);
     let rk = |q: Rows, rope: RopeSpec, norms: Option<([&wgpu::Buffer; 2], f32)>| {
         let io = RopeKvIo {
             q,
@@ -156,6 +146,7 @@ fn fused_constructors_reject_bad_inputs() {
             v: Rows::heads(&c, 1, 32),
             norms,
             freq_factors: None,
+            q_temp: None,
         };
         msg(RopeKv::new(&g, &heads, rope, io, &cache, tok).map(drop))
     };
