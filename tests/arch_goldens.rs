@@ -199,3 +199,9 @@ fn gemma2_matches_llama_cpp() {
 fn mistral3_matches_llama_cpp() {
     check_all(&["mistral3-f32", "mistral3-q8_0"]);
 }
+
+#[test]
+fn phi3_matches_llama_cpp() {
+    // LongRoPE's long factors at n_ctx 512 and its short ones at 256 (original 256).
+    check_all(&["phi3-f32", "phi3-f32-short", "phi3-q8_0"]);
+}

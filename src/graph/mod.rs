@@ -257,6 +257,7 @@ impl Model {
             kv: &kv,
             a: &acts,
             step: &step,
+            capacity,
         };
         let (prefill, decode, batched) = b.plans(batch, sequences)?;
         let k = SAMPLE_K.min(cfg.vocab) as u32;

@@ -35,6 +35,8 @@ pub(super) struct Builder<'a> {
     pub(super) kv: &'a [KvCache],
     pub(super) a: &'a Activations,
     pub(super) step: &'a StepBuffer,
+    /// Positions one sequence may hold (picks LongRoPE's factors).
+    pub(super) capacity: usize,
 }
 
 impl Builder<'_> {
@@ -97,7 +99,11 @@ impl Builder<'_> {
                 cfg,
                 a,
                 kv: &self.kv[il],
-                rope_freqs: self.w.rope_freqs.as_ref(),
+                rope_freqs: cfg.rope_factors(
+                    self.w.rope_freqs.as_ref(),
+                    (self.w.rope_long.as_ref(), self.w.rope_short.as_ref()),
+                    self.capacity,
+                ),
                 tok,
                 il,
                 pre: Vec::new(),

@@ -414,6 +414,22 @@ impl ModelConfig {
         spec
     }
 
+    /// Which RoPE frequency divisors a model of `capacity` positions per sequence uses,
+    /// as llama.cpp picks them: `rope_freqs` when the file has them, else LongRoPE's long
+    /// factors when the context exceeds the original one, else its short factors.
+    pub fn rope_factors<'a, T>(
+        &self,
+        freqs: Option<&'a T>,
+        (long, short): (Option<&'a T>, Option<&'a T>),
+        capacity: usize,
+    ) -> Option<&'a T> {
+        freqs.or(if capacity > self.n_ctx_orig {
+            long
+        } else {
+            short
+        })
+    }
+
     /// Width of all query heads together.
     pub fn q_dim(&self) -> usize {
         self.n_heads * self.head_dim

@@ -33,6 +33,7 @@ mod gemma2;
 mod gemma3;
 mod llama;
 mod mistral3;
+mod phi3;
 mod qwen2;
 mod qwen3;
 pub mod tensors;
@@ -105,6 +106,8 @@ pub enum Arch {
     Llama,
     /// Mistral 3 (Ministral 3): Llama with YaRN and an attention temperature.
     Mistral3,
+    /// Phi-3 / Phi-4-mini: fused q/k/v and gate/up matrices, LongRoPE.
+    Phi3,
     /// Qwen 2/2.5: Llama with q/k/v biases and NeoX RoPE.
     Qwen2,
     /// Qwen 3: Qwen 2 without biases, with per-head q/k RMSNorm.
@@ -113,11 +116,12 @@ pub enum Arch {
 
 impl Arch {
     /// Every architecture, in the order errors list them.
-    pub const ALL: [Arch; 6] = [
+    pub const ALL: [Arch; 7] = [
         Arch::Gemma2,
         Arch::Gemma3,
         Arch::Llama,
         Arch::Mistral3,
+        Arch::Phi3,
         Arch::Qwen2,
         Arch::Qwen3,
     ];
@@ -129,6 +133,7 @@ impl Arch {
             Arch::Gemma3 => &gemma3::DEF,
             Arch::Llama => &llama::DEF,
             Arch::Mistral3 => &mistral3::DEF,
+            Arch::Phi3 => &phi3::DEF,
             Arch::Qwen2 => &qwen2::DEF,
             Arch::Qwen3 => &qwen3::DEF,
         }

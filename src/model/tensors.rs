@@ -41,6 +41,9 @@ pub struct BlockTensor {
     /// A float vector (norm weight, bias: never quantized, uploaded as f32) rather than a
     /// matrix (uploaded as raw blocks).
     pub vector: bool,
+    /// A fused matrix (Phi-3's `attn_qkv`): the blocks see its rows as these matrices,
+    /// in order, each (name, rows); unused entries are ("", 0).
+    pub split: [(&'static str, usize); 3],
 }
 
 impl BlockTensor {
@@ -51,7 +54,26 @@ impl BlockTensor {
             dims: [cols, rows],
             required: true,
             vector: false,
+            split: NO_SPLIT,
         }
+    }
+
+    /// A required fused matrix of `cols` inputs whose rows are the matrices `parts`
+    /// (name, rows) one after another; the blocks see the parts, never the whole.
+    pub fn fused(name: &'static str, cols: usize, parts: &[(&'static str, usize)]) -> Self {
+        let mut split = NO_SPLIT;
+        for (s, p) in split.iter_mut().zip(parts) {
+            *s = *p;
+        }
+        Self {
+            split,
+            ..Self::matrix(name, cols, parts.iter().map(|p| p.1).sum())
+        }
+    }
+
+    /// The parts of a fused matrix (empty for any other).
+    pub fn parts(&self) -> impl Iterator<Item = (&'static str, usize)> + '_ {
+        self.split.iter().copied().filter(|p| !p.0.is_empty())
     }
 
     /// A required float vector (norm weight, bias) of `len` elements.
@@ -61,9 +83,12 @@ impl BlockTensor {
             dims: [len, 1],
             required: true,
             vector: true,
+            split: NO_SPLIT,
         }
     }
 }
+
+const NO_SPLIT: [(&str, usize); 3] = [("", 0); 3];
 
 /// Every tensor of `cfg`'s architecture with its expected shape: the shared embedding,
 /// head and RoPE factors, then each block's tensors as the architecture lists them.
@@ -79,6 +104,19 @@ pub fn expected_tensors(cfg: &ModelConfig) -> Vec<TensorSpec> {
         // all use it.
         spec(
             "rope_freqs.weight".into(),
+            &[cfg.rope_dims / 2],
+            false,
+            true,
+        ),
+        // LongRoPE's two sets (Phi-3): long past the original context, short within.
+        spec(
+            "rope_factors_long.weight".into(),
+            &[cfg.rope_dims / 2],
+            false,
+            true,
+        ),
+        spec(
+            "rope_factors_short.weight".into(),
             &[cfg.rope_dims / 2],
             false,
             true,
@@ -152,14 +190,17 @@ fn find<'a, T>(items: &'a [(&'static str, T)], name: &str) -> Option<&'a T> {
 }
 
 /// Fills a block's tensors from a file: every tensor `cfg`'s architecture lists for
-/// block `il` that the file holds, matrices through `mat` and vectors through `vec`
-/// (the file has passed `check_tensors`, so required ones are all there).
+/// block `il` that the file holds, matrices through `mat` and vectors through `vec`, a
+/// fused matrix through `split` (its full name and its parts, (name, rows) in order; it
+/// returns one matrix per part). The file has passed `check_tensors`, so required ones
+/// are all there.
 pub fn load_block<M, V, E>(
     cfg: &ModelConfig,
     h: &GgufHeader,
     il: usize,
     mut mat: impl FnMut(&str) -> Result<M, E>,
     mut vec: impl FnMut(&str) -> Result<V, E>,
+    mut split: impl FnMut(&str, &[(&'static str, usize)]) -> Result<Vec<M>, E>,
 ) -> Result<LayerTensors<M, V>, E> {
     let mut l = LayerTensors::new(il);
     for t in (cfg.arch.def().tensors)(cfg) {
@@ -167,7 +208,11 @@ pub fn load_block<M, V, E>(
         if h.tensor(&name).is_none() {
             continue;
         }
-        if t.vector {
+        let parts: Vec<_> = t.parts().collect();
+        if !parts.is_empty() {
+            let mats = split(&name, &parts)?;
+            l.matrices.extend(parts.iter().map(|p| p.0).zip(mats));
+        } else if t.vector {
             l.vectors.push((t.name, vec(&name)?));
         } else {
             l.matrices.push((t.name, mat(&name)?));

@@ -23,6 +23,10 @@ pub struct Weights {
     pub output_norm: wgpu::Buffer,
     /// RoPE frequency divisors (Llama 3.1+ `rope_freqs.weight`).
     pub rope_freqs: Option<wgpu::Buffer>,
+    /// LongRoPE's divisors past the original context (Phi-3 `rope_factors_long.weight`).
+    pub rope_long: Option<wgpu::Buffer>,
+    /// LongRoPE's divisors within it (`rope_factors_short.weight`).
+    pub rope_short: Option<wgpu::Buffer>,
     /// Transformer blocks.
     pub layers: Vec<LayerWeights>,
 }
@@ -82,7 +86,8 @@ impl Weights {
         };
         let mut layers = Vec::with_capacity(cfg.n_layers);
         for il in 0..cfg.n_layers {
-            layers.push(load_block(cfg, f, il, &mut block_mat, vec)?);
+            let split = |name: &str, parts: &[(&'static str, usize)]| fused(gpu, f, name, parts);
+            layers.push(load_block(cfg, f, il, &mut block_mat, vec, split)?);
             progress(il + 1, total);
         }
         let token_embd = mat("token_embd.weight")?;
@@ -96,6 +101,8 @@ impl Weights {
             },
             output_norm: vec("output_norm.weight")?,
             rope_freqs: opt_vec("rope_freqs.weight")?,
+            rope_long: opt_vec("rope_factors_long.weight")?,
+            rope_short: opt_vec("rope_factors_short.weight")?,
             layers,
         })
     }
@@ -113,6 +120,49 @@ fn matrix(gpu: &Gpu, f: &GgufFile, name: &str) -> Result<GpuTensor, ModelError> 
         .ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
     GpuTensor::upload(gpu, name, t.ty, t.row_len(), t.n_rows(), f.tensor_data(t))
         .map_err(ModelError::from)
+}
+
+/// A fused matrix (`attn_qkv`, Phi-3's gate+up `ffn_up`) as its parts, each a matrix of
+/// its rows: in one buffer when the parts end on bindable offsets (so a decode step
+/// reads them with one dispatch, as a stack), else one upload each.
+fn fused(
+    gpu: &Gpu,
+    f: &GgufFile,
+    name: &str,
+    parts: &[(&'static str, usize)],
+) -> Result<Vec<GpuTensor>, ModelError> {
+    let t = f
+        .tensor(name)
+        .ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
+    let cols = t.row_len();
+    let bad = |why: &str| ModelError::BadTensor {
+        name: name.to_string(),
+        why: why.to_string(),
+    };
+    let row_bytes =
+        t.ty.bytes_for(cols)
+            .ok_or_else(|| bad("rows are not whole blocks"))?;
+    let data = f.tensor_data(t);
+    let mut slices = Vec::with_capacity(parts.len());
+    let mut at = 0usize;
+    for &(part, rows) in parts {
+        let n = (row_bytes * rows as u64) as usize;
+        let bytes = data
+            .get(at..at + n)
+            .ok_or_else(|| bad("shorter than its parts"))?;
+        slices.push((format!("{name}:{part}"), rows as u64, bytes));
+        at += n;
+    }
+    let stack: Vec<(&str, u64, &[u8])> = slices.iter().map(|s| (s.0.as_str(), s.1, s.2)).collect();
+    if let Some(v) = GpuTensor::upload_stack(gpu, t.ty, cols, &stack)? {
+        return Ok(v);
+    }
+    stack
+        .iter()
+        .map(|&(n, rows, d)| {
+            GpuTensor::upload(gpu, n, t.ty, cols, rows, d).map_err(ModelError::from)
+        })
+        .collect()
 }
 
 /// Weights a decode step reads with one dispatch, in buffer order: a gated FFN's gate

@@ -41,6 +41,8 @@ pub struct Reference {
     output: Option<Vec<f32>>,     // [vocab][hidden]; None: tied to token_embd
     output_norm: Vec<f32>,        // [hidden]
     rope_freqs: Option<Vec<f32>>, // [rope_dims / 2] frequency divisors (Llama 3.1+)
+    rope_long: Option<Vec<f32>>,  // [rope_dims / 2] LongRoPE divisors past n_ctx_orig (Phi-3)
+    rope_short: Option<Vec<f32>>, // [rope_dims / 2] LongRoPE divisors within it
     layers: Vec<RefLayer>,        // [n_layers]
 }
 
@@ -131,15 +133,33 @@ impl Reference {
         let mut layers = Vec::with_capacity(cfg.n_layers);
         for il in 0..cfg.n_layers {
             let l = |name: &str| load(f, name);
-            layers.push(load_block(&cfg, f, il, l, l)?);
+            // A fused matrix's parts are runs of its rows.
+            let split = |name: &str, parts: &[(&'static str, usize)]| {
+                let all = load(f, name)?;
+                let cols = all.len() / parts.iter().map(|p| p.1).sum::<usize>().max(1);
+                let mut at = 0;
+                Ok(parts
+                    .iter()
+                    .map(|&(_, rows)| {
+                        at += rows * cols;
+                        all[at - rows * cols..at].to_vec()
+                    })
+                    .collect())
+            };
+            layers.push(load_block(&cfg, f, il, l, l, split)?);
         }
-        // Any architecture may carry it (see `expected_tensors`).
+        // Any architecture may carry them (see `expected_tensors`): one set of divisors,
+        // or LongRoPE's pair chosen by the context.
         let rope_freqs = load_opt(f, "rope_freqs.weight")?;
+        let rope_long = load_opt(f, "rope_factors_long.weight")?;
+        let rope_short = load_opt(f, "rope_factors_short.weight")?;
         Ok(Self {
             token_embd: load(f, "token_embd.weight")?,
             output: load_opt(f, "output.weight")?,
             output_norm: load(f, "output_norm.weight")?,
             rope_freqs,
+            rope_long,
+            rope_short,
             layers,
             cfg,
         })
@@ -200,12 +220,19 @@ impl Reference {
             .iter()
             .map(|&v| v * c.embed_scale)
             .collect();
+        let rope_freqs = c
+            .rope_factors(
+                self.rope_freqs.as_ref(),
+                (self.rope_long.as_ref(), self.rope_short.as_ref()),
+                cache.capacity,
+            )
+            .map(|v| v.as_slice());
         let mut b = Block {
             cfg: c,
             cache,
             pos,
             il: 0,
-            rope_freqs: self.rope_freqs.as_deref(),
+            rope_freqs,
             x,
             h: vec![0.0; hidden],
             o: vec![0.0; hidden],
