@@ -27,7 +27,7 @@ struct Params {
     out_offset: u32,
     scale: f32,
     softcap: f32,     // > 0: scores become softcap * tanh(score / softcap)
-    _pad0: u32,
+    _pad: u32,
 }
 
 #ifdef VEC4

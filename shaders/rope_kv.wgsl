@@ -26,7 +26,7 @@ struct Params {
     mscale: f32,       // multiplier of cos and sin (YaRN, LongRoPE); 1 for none
     temp_scale: f32,   // attention temperature: q *= 1 + temp_scale * ln(floor(pos / temp_floor) + 1)
     temp_floor: u32,
-    _pad0: u32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> q: array<f32>;

@@ -205,3 +205,8 @@ fn phi3_matches_llama_cpp() {
     // LongRoPE's long factors at n_ctx 512 and its short ones at 256 (original 256).
     check_all(&["phi3-f32", "phi3-f32-short", "phi3-q8_0"]);
 }
+
+#[test]
+fn qwen3moe_matches_llama_cpp() {
+    check_all(&["qwen3moe-f32", "qwen3moe-q8_0"]);
+}

@@ -141,6 +141,17 @@ fn phi3_matches_reference() {
 }
 
 #[test]
+fn qwen3moe_matches_reference() {
+    // Eight experts, two per token: prefill chunks route each token on its own.
+    check(&spec(Arch::Qwen3Moe, GgmlType::Q8_0, 21), Config::Full);
+    check(&spec(Arch::Qwen3Moe, GgmlType::Q4_K, 22), Config::Bare);
+    check(
+        &spec(Arch::Qwen3Moe, GgmlType::F16, 23),
+        Config::SmallBinding,
+    );
+}
+
+#[test]
 fn gemma3_matches_reference() {
     for (i, ty) in [GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::F32]
         .into_iter()

@@ -11,7 +11,8 @@ use crate::kernels::{
     MatVecBatch, NormOut, ResidualNorm, ResidualNormIo, RmsNorm, RopeKv, RopeKvIo, Rows, Tokens,
     View,
 };
-use crate::model::{Attention, FeedForward, LayerWeights, ModelConfig, ModelError};
+use crate::kernels::{ExpertIo, MatVecId, MoeRoute, MoeSum};
+use crate::model::{Attention, FeedForward, LayerWeights, ModelConfig, ModelError, Moe};
 use std::sync::Arc;
 
 /// Builds block `il` of both plans; handed to the architecture's `block` function.
@@ -259,6 +260,52 @@ impl<'a> Block<'a> {
             }
         }
         self.proj(w.down, &a.g, &a.o)
+    }
+
+    /// A mixture-of-experts FFN from `h` into `o`: the router's logits (a projection like
+    /// any other, plus its bias), its choice of experts per token, each chosen expert's
+    /// gate and up projections (reading only their rows), the gated activation, their
+    /// down projections, and the weighted sum.
+    pub fn moe(&mut self, w: &Moe<GpuTensor, wgpu::Buffer>) -> Result<(), ModelError> {
+        self.flush()?;
+        let (gpu, cfg, a) = (self.gpu, self.cfg, self.a);
+        let m = a
+            .moe
+            .as_ref()
+            .ok_or_else(|| ModelError::Input("a MoE block in a dense model's plan".into()))?;
+        let (ne, k, eff, hidden) = (
+            cfg.n_expert as u32,
+            cfg.n_expert_used as u32,
+            cfg.expert_ffn as u32,
+            cfg.hidden as u32,
+        );
+        self.proj(w.router, &a.h, &m.logits)?;
+        let logits = Rows::packed(&m.logits, ne);
+        if let Some(b) = w.router_bias {
+            let b = Rows::broadcast(b, ne);
+            self.both(|tok| Add::new(gpu, b, logits, 1.0, tok))?;
+        }
+        let picks = (&m.sel, &m.wts);
+        self.both(|tok| MoeRoute::new(gpu, logits, picks, (k, cfg.gating), tok))?;
+        let [gb, ub, db] = match w.biases {
+            Some(b) => b.map(Some),
+            None => [None; 3],
+        };
+        let io = |x, per_slot, y, bias| ExpertIo {
+            x: View::of(x),
+            per_slot,
+            y: View::of(y),
+            sel: &m.sel,
+            bias,
+        };
+        let (gate, up, down) = (w.gate, w.up, w.down);
+        self.both(|tok| MatVecId::new(gpu, gate, (eff, k), io(&a.h, false, &a.g, gb), tok))?;
+        self.both(|tok| MatVecId::new(gpu, up, (eff, k), io(&a.h, false, &a.u, ub), tok))?;
+        let (g, u) = (Rows::packed(&a.g, k * eff), Rows::packed(&a.u, k * eff));
+        self.both(|tok| GatedAct::new(gpu, g, u, w.act, tok))?;
+        self.both(|tok| MatVecId::new(gpu, down, (hidden, k), io(&a.g, true, &m.down, db), tok))?;
+        let out = Rows::packed(&a.o, hidden);
+        self.both(|tok| MoeSum::new(gpu, View::of(&m.down), &m.wts, out, k, tok))
     }
 
     /// The usual pre-norm block: `x += attn(norm(x))`, then `x += ffn(norm(x))`, with the

@@ -29,6 +29,17 @@ pub(super) struct Activations {
     /// The argmax of the last two steps, by step parity: a step's token can be read
     /// while the next step runs.
     pub(super) staging_tokens: [wgpu::Buffer; 2],
+    /// A mixture-of-experts model's router state and expert outputs.
+    pub(super) moe: Option<MoeBuffers>,
+}
+
+/// Per token: the router's logits, the chosen experts and their weights, and the experts'
+/// down projections (their gate and up projections go to `g` and `u`).
+pub(super) struct MoeBuffers {
+    pub(super) logits: wgpu::Buffer,
+    pub(super) sel: wgpu::Buffer,
+    pub(super) wts: wgpu::Buffer,
+    pub(super) down: wgpu::Buffer,
 }
 
 fn buffer(gpu: &Gpu, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
@@ -72,6 +83,10 @@ impl Activations {
         let f =
             |label: &str, per_token: usize| buffer(gpu, label, (rows * per_token * 4) as u64, act);
         let v = cfg.vocab as u64;
+        // The gate and up activations hold every chosen expert's in a MoE model.
+        let ffn = cfg
+            .ffn
+            .max(cfg.n_expert_used * cfg.expert_ffn * cfg.is_moe() as usize);
         Self {
             ids: buffer(gpu, "ids", rows as u64 * 4, U::STORAGE | U::COPY_DST),
             x: f("x", cfg.hidden),
@@ -81,8 +96,8 @@ impl Activations {
             v: f("v", cfg.kv_dim()),
             attn: f("attn", cfg.q_dim()),
             o: f("o", cfg.hidden),
-            g: f("g", cfg.ffn),
-            u: f("u", cfg.ffn),
+            g: f("g", ffn),
+            u: f("u", ffn),
             last: buffer(gpu, "last", cfg.hidden as u64 * 4, act),
             last_normed: buffer(gpu, "last_normed", cfg.hidden as u64 * 4, act),
             logits: buffer(gpu, "logits", v * 4, act),
@@ -98,6 +113,12 @@ impl Activations {
             staging_logits: buffer(gpu, "staging logits", v * 4, U::MAP_READ | U::COPY_DST),
             staging_tokens: [0, 1]
                 .map(|_| buffer(gpu, "staging token", 4, U::MAP_READ | U::COPY_DST)),
+            moe: cfg.is_moe().then(|| MoeBuffers {
+                logits: f("router logits", cfg.n_expert),
+                sel: f("experts", cfg.n_expert_used),
+                wts: f("expert weights", cfg.n_expert_used),
+                down: f("expert outputs", cfg.n_expert_used * cfg.hidden),
+            }),
         }
     }
 }

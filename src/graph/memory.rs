@@ -103,8 +103,12 @@ impl MemoryPlan {
         let kv_layer = Self::kv_layer_bytes(cfg, kv_pages, page_shift, kv_type);
         let kv_cache = 2 * kv_layer * cfg.n_layers as u64;
         let b = (batch as u64).max(seqs);
-        let per_token =
-            4 * (3 * cfg.hidden + 2 * cfg.q_dim() + 2 * cfg.kv_dim() + 2 * cfg.ffn) as u64;
+        // A MoE model's gate and up hold every chosen expert's, plus the router's logits,
+        // choices and weights and the experts' down projections (buffers.rs).
+        let (k, moe) = (cfg.n_expert_used, cfg.is_moe() as usize);
+        let ffn = cfg.ffn.max(k * cfg.expert_ffn * moe);
+        let per_token = 4 * (3 * cfg.hidden + 2 * cfg.q_dim() + 2 * cfg.kv_dim() + 2 * ffn) as u64
+            + 4 * (moe * (cfg.n_expert + 2 * k + k * cfg.hidden)) as u64;
         note(
             "activations of one prefill batch",
             b * 4 * cfg.ffn.max(cfg.q_dim()) as u64,

@@ -16,6 +16,7 @@ pub mod kv_cache;
 pub mod matmul;
 pub mod matvec;
 pub mod matvec_batch;
+pub mod moe;
 pub mod penalties;
 pub mod residual_norm;
 pub mod rmsnorm;
@@ -35,6 +36,7 @@ pub use kv_cache::{KvCache, KvType};
 pub use matmul::MatMul;
 pub use matvec::MatVec;
 pub use matvec_batch::MatVecBatch;
+pub use moe::{ExpertIo, Gating, MatVecId, MoeRoute, MoeSum};
 pub use penalties::Penalties;
 pub use residual_norm::{ResidualNorm, ResidualNormIo};
 pub use rmsnorm::{NormOut, RmsNorm};
@@ -679,7 +681,9 @@ pub fn all_variants() -> Vec<PipelineKey> {
         v.push(weight_key("matmul", ty, false, 64, &[]));
         v.push(weight_key("matmul", ty, false, 64, &["WIDE"]));
         v.push(weight_key("get_rows", ty, false, get_rows::WORKGROUP, &[]));
+        v.extend(moe::id_variants(ty));
     }
+    v.extend(moe::variants());
     v.extend(kv_append::variants());
     v.extend(attention_decode::variants());
     v.extend(attention_prefill::variants());

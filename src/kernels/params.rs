@@ -144,6 +144,9 @@ mod tests {
             "matvec" => vec![host::<matvec::Params>()],
             // The same uniform as matmul's (lib/token_rows.wgsl).
             "matvec_batch" => vec![host::<matmul::Params>()],
+            "matvec_id" => vec![host::<moe::IdParams>()],
+            "moe_route" => vec![host::<moe::RouteParams>()],
+            "moe_sum" => vec![host::<moe::SumParams>()],
             "penalties" => vec![host::<penalties::Params>(), host::<penalties::Window>()],
             "rmsnorm" => vec![host::<rmsnorm::Params>()],
             "residual_norm" => vec![host::<residual_norm::Params>()],

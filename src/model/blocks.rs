@@ -75,6 +75,68 @@ impl<'a, M> FeedForward<'a, M> {
     }
 }
 
+/// A mixture-of-experts FFN: a router projection picks `n_expert_used` of `n_expert`
+/// experts per token and weighs them (`ModelConfig::gating`); each chosen expert is a
+/// gated FFN `down_e(act(gate_e x) * up_e x)`, and the output is their weighted sum.
+pub struct Moe<'a, M, V> {
+    /// Router `[hidden] -> [n_expert]`.
+    pub router: &'a M,
+    /// Router bias `[n_expert]` (gpt-oss).
+    pub router_bias: Option<&'a V>,
+    /// Every expert's gate `[hidden] -> [expert_ffn]`, experts one after another.
+    pub gate: &'a M,
+    /// Every expert's up projection, as the gate.
+    pub up: &'a M,
+    /// Every expert's down projection `[expert_ffn] -> [hidden]`.
+    pub down: &'a M,
+    /// Per-expert biases of gate, up and down (`[n_expert][rows]` each; gpt-oss).
+    pub biases: Option<[&'a V; 3]>,
+    /// The gated activation.
+    pub act: Activation,
+}
+
+impl<'a, M, V> Moe<'a, M, V> {
+    /// The router and experts under their usual names (`ffn_gate_inp.weight`,
+    /// `ffn_{gate,up,down}_exps.weight`), without biases.
+    pub fn named(l: &'a LayerTensors<M, V>, act: Activation) -> Result<Self, ModelError> {
+        Ok(Self {
+            router: l.mat("ffn_gate_inp.weight")?,
+            router_bias: None,
+            gate: l.mat("ffn_gate_exps.weight")?,
+            up: l.mat("ffn_up_exps.weight")?,
+            down: l.mat("ffn_down_exps.weight")?,
+            biases: None,
+            act,
+        })
+    }
+
+    /// With the router's and the experts' biases under their usual names.
+    pub fn with_biases(self, l: &'a LayerTensors<M, V>) -> Result<Self, ModelError> {
+        Ok(Self {
+            router_bias: Some(l.vec("ffn_gate_inp.bias")?),
+            biases: Some(l.vecs([
+                "ffn_gate_exps.bias",
+                "ffn_up_exps.bias",
+                "ffn_down_exps.bias",
+            ])?),
+            ..self
+        })
+    }
+}
+
+/// A mixture-of-experts FFN's tensors: pre-norm (`norm`), router, then the experts'
+/// gate, up and down.
+pub fn moe_tensors(cfg: &ModelConfig, norm: &'static str) -> Vec<BlockTensor> {
+    let (h, ff, n) = (cfg.hidden, cfg.expert_ffn, cfg.n_expert);
+    vec![
+        BlockTensor::vector(norm, h),
+        BlockTensor::matrix("ffn_gate_inp.weight", h, n),
+        BlockTensor::experts("ffn_gate_exps.weight", h, ff, n),
+        BlockTensor::experts("ffn_up_exps.weight", h, ff, n),
+        BlockTensor::experts("ffn_down_exps.weight", ff, h, n),
+    ]
+}
+
 /// The attention tensors most architectures share, in the converters' order: pre-norm,
 /// q, k, v, then `extra` (biases, q/k norms), then the output projection.
 pub fn attention_tensors(cfg: &ModelConfig, extra: &[BlockTensor]) -> Vec<BlockTensor> {

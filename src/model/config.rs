@@ -124,6 +124,14 @@ pub struct ModelConfig {
     /// Attention temperature of q after RoPE (Llama 4, Mistral 3): (scale, floor), q at
     /// position p times `1 + scale * ln(floor(p / floor) + 1)`.
     pub attn_temp: Option<(f32, u32)>,
+    /// Experts of each mixture-of-experts FFN (`expert_count`; 0: dense FFNs).
+    pub n_expert: usize,
+    /// Experts each token uses (`expert_used_count`).
+    pub n_expert_used: usize,
+    /// Inner width of one expert (`expert_feed_forward_length`, default `ffn`).
+    pub expert_ffn: usize,
+    /// How the router weighs the chosen experts.
+    pub gating: crate::kernels::Gating,
 }
 
 impl ModelConfig {
@@ -283,6 +291,12 @@ impl ModelConfig {
             rope_yarn,
             rope_mscale,
             attn_temp: None,
+            n_expert: h.get_u32(&key("expert_count"))?.unwrap_or(0) as usize,
+            n_expert_used: h.get_u32(&key("expert_used_count"))?.unwrap_or(0) as usize,
+            expert_ffn: h
+                .get_u32(&key("expert_feed_forward_length"))?
+                .map_or(ffn, |v| v as usize),
+            gating: crate::kernels::Gating::SoftmaxNorm,
         };
         (arch.def().configure)(h, &mut cfg)?;
         cfg.validate()?;
@@ -353,6 +367,31 @@ impl ModelConfig {
                 self.rope_base,
                 "must be above 1",
             ));
+        }
+        if self.n_expert > 0 {
+            use crate::kernels::moe::{MAX_EXPERTS, MAX_USED};
+            if self.n_expert > MAX_EXPERTS as usize {
+                return Err(bad(
+                    &format!("{a}.expert_count"),
+                    self.n_expert,
+                    "more experts than hearth's router takes (1024)",
+                ));
+            }
+            if self.n_expert_used == 0 || self.n_expert_used > self.n_expert.min(MAX_USED as usize)
+            {
+                return Err(bad(
+                    &format!("{a}.expert_used_count"),
+                    self.n_expert_used,
+                    "must be 1..=min(expert_count, 32)",
+                ));
+            }
+            if !(1..=1 << 20).contains(&self.expert_ffn) {
+                return Err(bad(
+                    &format!("{a}.expert_feed_forward_length"),
+                    self.expert_ffn,
+                    "must be 1..=2^20",
+                ));
+            }
         }
         if !(self.rope_mscale.is_finite() && self.rope_mscale > 0.0) {
             return Err(bad(
@@ -428,6 +467,11 @@ impl ModelConfig {
         } else {
             short
         })
+    }
+
+    /// Whether the FFNs are mixtures of experts.
+    pub fn is_moe(&self) -> bool {
+        self.n_expert > 0
     }
 
     /// Width of all query heads together.

@@ -36,11 +36,12 @@ mod mistral3;
 mod phi3;
 mod qwen2;
 mod qwen3;
+mod qwen3moe;
 pub mod tensors;
 pub mod tiny;
 pub mod weights;
 
-pub use blocks::{Attention, FeedForward};
+pub use blocks::{Attention, FeedForward, Moe};
 pub use config::{file_type_name, Activation, ModelConfig, ModelError};
 pub use tensors::{check_tensors, expected_tensors, BlockTensor, LayerTensors, TensorSpec};
 pub use tiny::{TinySpec, TinyTensor};
@@ -112,11 +113,13 @@ pub enum Arch {
     Qwen2,
     /// Qwen 3: Qwen 2 without biases, with per-head q/k RMSNorm.
     Qwen3,
+    /// Qwen3-MoE: Qwen 3's attention with a mixture-of-experts FFN.
+    Qwen3Moe,
 }
 
 impl Arch {
     /// Every architecture, in the order errors list them.
-    pub const ALL: [Arch; 7] = [
+    pub const ALL: [Arch; 8] = [
         Arch::Gemma2,
         Arch::Gemma3,
         Arch::Llama,
@@ -124,6 +127,7 @@ impl Arch {
         Arch::Phi3,
         Arch::Qwen2,
         Arch::Qwen3,
+        Arch::Qwen3Moe,
     ];
 
     /// The architecture's definition.
@@ -136,6 +140,7 @@ impl Arch {
             Arch::Phi3 => &phi3::DEF,
             Arch::Qwen2 => &qwen2::DEF,
             Arch::Qwen3 => &qwen3::DEF,
+            Arch::Qwen3Moe => &qwen3moe::DEF,
         }
     }
 

@@ -34,8 +34,9 @@ fn spec(name: String, dims: &[usize], required: bool, float_only: bool) -> Tenso
 pub struct BlockTensor {
     /// Name within the block, e.g. `attn_q.weight`.
     pub name: &'static str,
-    /// Expected dimensions in GGUF order.
-    pub dims: [usize; 2],
+    /// Expected dimensions in GGUF order (a 2-D matrix's third is 1; an expert tensor's
+    /// is the expert count).
+    pub dims: [usize; 3],
     /// Whether the model cannot run without it.
     pub required: bool,
     /// A float vector (norm weight, bias: never quantized, uploaded as f32) rather than a
@@ -51,10 +52,27 @@ impl BlockTensor {
     pub fn matrix(name: &'static str, cols: usize, rows: usize) -> Self {
         Self {
             name,
-            dims: [cols, rows],
+            dims: [cols, rows, 1],
             required: true,
             vector: false,
             split: NO_SPLIT,
+        }
+    }
+
+    /// A required expert tensor: `n` matrices `[cols, rows]` one after another (the GPU
+    /// sees one matrix of `n * rows` rows).
+    pub fn experts(name: &'static str, cols: usize, rows: usize, n: usize) -> Self {
+        Self {
+            dims: [cols, rows, n],
+            ..Self::matrix(name, cols, rows)
+        }
+    }
+
+    /// A required float tensor of `n` rows of `len` (per-expert biases).
+    pub fn vectors(name: &'static str, len: usize, n: usize) -> Self {
+        Self {
+            dims: [len, n, 1],
+            ..Self::vector(name, len)
         }
     }
 
@@ -80,7 +98,7 @@ impl BlockTensor {
     pub fn vector(name: &'static str, len: usize) -> Self {
         Self {
             name,
-            dims: [len, 1],
+            dims: [len, 1, 1],
             required: true,
             vector: true,
             split: NO_SPLIT,
@@ -125,7 +143,14 @@ pub fn expected_tensors(cfg: &ModelConfig) -> Vec<TensorSpec> {
     let block = (cfg.arch.def().tensors)(cfg);
     for i in 0..cfg.n_layers {
         for t in &block {
-            let dims: &[usize] = if t.vector { &t.dims[..1] } else { &t.dims };
+            let n = if t.dims[2] > 1 {
+                3
+            } else if t.dims[1] > 1 || !t.vector {
+                2
+            } else {
+                1
+            };
+            let dims = &t.dims[..n];
             v.push(spec(
                 format!("blk.{i}.{}", t.name),
                 dims,

@@ -19,12 +19,13 @@ pub(crate) mod llama;
 mod ops;
 pub(crate) mod qwen2;
 pub(crate) mod qwen3;
+pub(crate) mod qwen3moe;
 
 use crate::gguf::{GgufFile, TensorInfo};
 use crate::kernels::{AttnSpec, KvType};
 use crate::model::tensors::load_block;
 use crate::model::{
-    check_tensors, Activation, Attention, FeedForward, LayerTensors, ModelConfig, ModelError,
+    check_tensors, Activation, Attention, FeedForward, LayerTensors, ModelConfig, ModelError, Moe,
 };
 use crate::quant::dequantize_to_vec;
 use ops::{add, attention, gelu_tanh, matvec, rmsnorm, rmsnorm_heads, rope, silu};
@@ -355,13 +356,52 @@ impl Block<'_> {
         matvec(&mut gate, w.gate, &self.h);
         matvec(&mut up, w.up, &self.h);
         for (g, &u) in gate.iter_mut().zip(&up) {
-            let a = match w.act {
-                Activation::Silu => silu(*g),
-                Activation::GeluTanh => gelu_tanh(*g),
-            };
-            *g = a * u;
+            *g = act2(w.act, *g, u);
         }
         matvec(&mut self.o, w.down, &gate);
+        Ok(())
+    }
+
+    /// A mixture-of-experts FFN from `h` into `o`: the router's choice (the kernels' twin
+    /// `cpu_route`), each chosen expert's gated FFN on its slice of the expert tensors,
+    /// and their weighted sum.
+    pub fn moe(&mut self, w: &Moe<Vec<f32>, Vec<f32>>) -> Result<(), ModelError> {
+        let c = self.cfg;
+        let (hidden, eff) = (c.hidden, c.expert_ffn);
+        let mut logits = vec![0.0f32; c.n_expert]; // [n_expert]
+        matvec(&mut logits, w.router, &self.h);
+        if let Some(b) = w.router_bias {
+            add(&mut logits, b);
+        }
+        let chosen = crate::kernels::moe::cpu_route(&logits, c.n_expert_used, c.gating);
+        let mut out = vec![0f64; hidden];
+        for (e, weight) in chosen {
+            let mut gate = vec![0.0f32; eff]; // [expert_ffn]
+            let mut up = vec![0.0f32; eff];
+            let slice = |m: &[f32], rows: usize, cols: usize| -> Vec<f32> {
+                m[e * rows * cols..(e + 1) * rows * cols].to_vec()
+            };
+            matvec(&mut gate, &slice(w.gate, eff, hidden), &self.h);
+            matvec(&mut up, &slice(w.up, eff, hidden), &self.h);
+            if let Some([gb, ub, _]) = w.biases {
+                add(&mut gate, &gb[e * eff..(e + 1) * eff]);
+                add(&mut up, &ub[e * eff..(e + 1) * eff]);
+            }
+            for (g, &u) in gate.iter_mut().zip(&up) {
+                *g = act2(w.act, *g, u);
+            }
+            let mut y = vec![0.0f32; hidden]; // [hidden]
+            matvec(&mut y, &slice(w.down, hidden, eff), &gate);
+            if let Some([_, _, db]) = w.biases {
+                add(&mut y, &db[e * hidden..(e + 1) * hidden]);
+            }
+            for (o, v) in out.iter_mut().zip(&y) {
+                *o += weight as f64 * *v as f64;
+            }
+        }
+        for (o, v) in self.o.iter_mut().zip(out) {
+            *o = v as f32;
+        }
         Ok(())
     }
 
@@ -379,4 +419,13 @@ impl Block<'_> {
         self.ffn(ffn)?;
         self.residual(None)
     }
+}
+
+/// The gated activation of one element: `act(gate) * up`.
+fn act2(act: Activation, gate: f32, up: f32) -> f32 {
+    let a = match act {
+        Activation::Silu => silu(gate),
+        Activation::GeluTanh => gelu_tanh(gate),
+    };
+    a * up
 }
