@@ -110,6 +110,11 @@ fn head_d4() -> u32 {
     return (p.head_dim + 3u) / 4u;
 }
 
+#ifdef SINKS
+// Per-head attention sinks (gpt-oss): exp(sink[h]) joins head h's softmax denominator.
+@group(0) @binding(7) var<storage, read> sinks: array<f32>;
+#endif
+
 #ifdef COMBINE
 @group(0) @binding(4) var<storage, read> part: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
@@ -131,6 +136,10 @@ fn main(ids: Ids, gs: Groups) {
         m = max(m, part[ml_index(t, h, c)]);
     }
     var l = 0.0;
+#ifdef SINKS
+    m = max(m, sinks[h]);
+    l = exp(sinks[h] - m);
+#endif
     var acc: array<f32, DPT>;
     for (var c = cr.x; c < cr.y; c++) {
         let i = ml_index(t, h, c);
@@ -334,6 +343,16 @@ fn main(ids: Ids, gs: Groups) {
         // The next chunk overwrites ss and es.
         workgroupBarrier();
     }
+#ifdef SINKS
+    // The sink joins each head's denominator: rescale to the larger of the two maxima.
+    for (var g = 0u; g < HB; g++) {
+        let s = sinks[h0 + g];
+        let mn = max(m[g], s);
+        let f = exp(m[g] - mn);
+        acc[g] *= f;
+        l[g] = l[g] * f + exp(s - mn);
+    }
+#endif
     if (d4 < head_d4()) {
         for (var g = 0u; g < HB; g++) {
             store_col(t, h0 + g, d4, acc[g] / l[g]);

@@ -50,6 +50,10 @@ struct Params {
 #endif
 @group(0) @binding(3) var<uniform> p: Params;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
+#ifdef SINKS
+// Per-head attention sinks (gpt-oss): exp(sink[h]) joins head h's softmax denominator.
+@group(0) @binding(7) var<storage, read> sinks: array<f32>;
+#endif
 
 const L: u32 = 8u;                   // lanes per row
 const R: u32 = WG / L;               // rows per workgroup
@@ -259,6 +263,17 @@ fn main(ids: Ids, gs: Groups) {
         workgroupBarrier();
     }
 
+#ifdef SINKS
+    if (live) {
+        let s = sinks[h];
+        let mn = max(m, s);
+        let f = exp(m - mn);
+        lsum = lsum * f + exp(s - mn);
+        for (var i = 0u; i < D4L; i++) {
+            o[i] *= f;
+        }
+    }
+#endif
     if (live) {
         // lsum is 0 only for a query past the cache's capacity (a caller error).
         var inv = 0.0;

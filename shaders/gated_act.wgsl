@@ -1,5 +1,6 @@
 // Gated activation of the FFN: gate[t, i] = act(gate[t, i]) * up[t, i] in place, with
-// act = SiLU (SILU) or tanh-approximated GELU (GELU_TANH). One invocation per element.
+// act = SiLU (SILU) or tanh-approximated GELU (GELU_TANH), or gpt-oss's clamped SwiGLU
+// (SWIGLU_OAI, lib/act.wgsl). One invocation per element.
 #include "lib/common.wgsl"
 #include "lib/step.wgsl"
 #include "lib/act.wgsl"
@@ -28,5 +29,5 @@ fn main(ids: Ids, gs: Groups) {
         return;
     }
     let o = t * p.token_stride + i;
-    gate[p.gate_offset + o] = act(gate[p.gate_offset + o]) * up[p.up_offset + o];
+    gate[p.gate_offset + o] = gated(gate[p.gate_offset + o], up[p.up_offset + o]);
 }

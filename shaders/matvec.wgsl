@@ -105,7 +105,7 @@ fn main(ids: Ids, gs: Groups) {
         if (lane == 0u && row < p.rows) {
             let yi = p.y_offset + p.row_offset + row;
 #ifdef PAIR
-            y[yi] = act(total) * up_total;
+            y[yi] = gated(total, up_total);
 #else
 #ifdef SPLIT
             if (row < p.split0) {
@@ -117,7 +117,7 @@ fn main(ids: Ids, gs: Groups) {
             }
 #else
 #ifdef GATED
-            y[yi] = act(y[yi]) * total;
+            y[yi] = gated(y[yi], total);
 #else
             y[yi] = total;
 #endif

@@ -107,7 +107,7 @@ fn main(ids: Ids, gs: Groups) {
             if (lane == 0u && row < p.rows && t < n) {
                 let yi = p.y_offset + t * p.y_stride + p.row_offset + row;
 #ifdef GATED
-                y[yi] = act(y[yi]) * total;
+                y[yi] = gated(y[yi], total);
 #else
                 y[yi] = total;
 #endif

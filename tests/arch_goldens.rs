@@ -210,3 +210,8 @@ fn phi3_matches_llama_cpp() {
 fn qwen3moe_matches_llama_cpp() {
     check_all(&["qwen3moe-f32", "qwen3moe-q8_0"]);
 }
+
+#[test]
+fn gpt_oss_matches_llama_cpp() {
+    check_all(&["gpt-oss-f32"]);
+}

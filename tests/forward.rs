@@ -152,6 +152,13 @@ fn qwen3moe_matches_reference() {
 }
 
 #[test]
+fn gpt_oss_matches_reference() {
+    // Sinks, biases, alternating windows, YaRN, top-k-softmax routing, clamped SwiGLU.
+    check(&spec(Arch::GptOss, GgmlType::Q8_0, 24), Config::Full);
+    check(&spec(Arch::GptOss, GgmlType::F32, 25), Config::Bare);
+}
+
+#[test]
 fn gemma3_matches_reference() {
     for (i, ty) in [GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::F32]
         .into_iter()

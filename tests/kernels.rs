@@ -256,10 +256,7 @@ fn matvec_every_table_geometry() {
                 }
             }
             // The gated epilogue (the decode FFN's up projection), both activations.
-            for (k, act) in [Activation::Silu, Activation::GeluTanh]
-                .into_iter()
-                .enumerate()
-            {
+            for (k, act) in Activation::ALL.into_iter().enumerate() {
                 let geo = (geos[k % geos.len()], false);
                 check_matvec_geometry(Config::Bare, &c, 5, Some(geo), Some(act));
                 let (own, shuffles) = matvec::geometry(&full, ty);

@@ -999,3 +999,69 @@ fn decode_rows_read_through_page_tables() {
         }
     }
 }
+
+/// Attention sinks (gpt-oss: a per-head logit that joins the softmax's denominator with
+/// no value): decode in both forms and prefill against their twins, with sinks from far
+/// below the scores to far above them, GQA, a window, with and without shader-f16 and
+/// subgroups.
+#[test]
+fn sinks_match_twin() {
+    for cfg in [Config::Full, Config::Bare] {
+        let g = gpu(cfg);
+        let (n_heads, n_kv_heads, head_dim, cap) = (4usize, 2usize, 64usize, 600usize);
+        let kv_dim = n_kv_heads * head_dim;
+        let cache = cache_of(&g, None, cap, kv_dim, head_dim);
+        let k = fill(&g, &cache, &cache.k, &random_vec(cap * kv_dim, 1));
+        let v = fill(&g, &cache, &cache.v, &random_vec(cap * kv_dim, 2));
+        let sinks = [-30.0f32, 0.0, 2.5, 40.0];
+        let sb = storage(&g, &sinks);
+        for window in [None, Some(8)] {
+            let a = spec(
+                n_heads as u32,
+                n_kv_heads as u32,
+                head_dim as u32,
+                0.125,
+                window,
+            );
+            // Decode: one query, both forms, short and long contexts.
+            let q = random_vec(n_heads * head_dim, 3);
+            let qb = storage(&g, &q);
+            let ob = output(&g, n_heads * head_dim);
+            let step = StepBuffer::new(&g, Step::new(0, 1));
+            let tok = Tokens {
+                max: 1,
+                step: &step,
+            };
+            let views = (View::of(&qb), View::of(&ob));
+            let op = AttentionDecode::with_sinks(&g, &a, views, &cache, tok, Some(&sb)).unwrap();
+            for kv_len in [1usize, 40, 300, 600] {
+                step.write(&g, Step::new(kv_len as u32 - 1, 1));
+                let want = attention_decode::cpu_sinks(&a, &q, (&k, &v), kv_len, Some(&sinks));
+                for (form, d) in [("split", &op.dispatches), ("single", &op.single)] {
+                    kernels::run(&g, &output_reset(&g, &ob, d));
+                    let got = read(&g, &ob, n_heads * head_dim);
+                    let case =
+                        format!("sinks decode {form} {cfg:?} window {window:?} kv_len {kv_len}");
+                    assert_close(&case, &got, &want, BOUND);
+                }
+            }
+            // Prefill: 20 tokens at position 30 over the whole cache.
+            let (pos, n) = (30usize, 20usize);
+            let q = random_vec(n * n_heads * head_dim, 4);
+            let qb = storage(&g, &q);
+            let ob = output(&g, n * n_heads * head_dim);
+            let step = StepBuffer::new(&g, Step::new(pos as u32, n as u32));
+            let tok = Tokens {
+                max: n as u32,
+                step: &step,
+            };
+            let views = (View::of(&qb), View::of(&ob));
+            let op = AttentionPrefill::with_sinks(&g, &a, views, &cache, tok, Some(&sb)).unwrap();
+            kernels::run(&g, &[&op.dispatch]);
+            let got = read(&g, &ob, n * n_heads * head_dim);
+            let want = attention_prefill::cpu_sinks(&a, &q, (&k, &v), pos, Some(&sinks));
+            let case = format!("sinks prefill {cfg:?} window {window:?}");
+            assert_close(&case, &got, &want, BOUND);
+        }
+    }
+}

@@ -470,9 +470,9 @@ fn check_gated_act(
 }
 
 #[test]
-fn gated_act_both_activations() {
+fn gated_act_every_activation() {
     for cfg in CONFIGS {
-        for act in [Activation::Silu, Activation::GeluTanh] {
+        for act in Activation::ALL {
             for (i, width) in [1, 255, 257, 2048].into_iter().enumerate() {
                 check_gated_act(cfg, act, width, 1, 1, i as u64);
                 check_gated_act(cfg, act, width, 5, 3, 50 + i as u64);

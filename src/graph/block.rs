@@ -214,16 +214,34 @@ impl<'a> Block<'a> {
         let kv = self.kv;
         self.both(|tok| RopeKv::new(gpu, &spec, rope, io, kv, tok))?;
         let (qv, out) = (View::of(&a.q), View::of(&a.attn));
-        let prefill = AttentionPrefill::new(gpu, &spec, qv, out, kv, self.tok)?;
-        let decode = AttentionDecode::new(gpu, &spec, qv, out, kv, self.tok.step)?;
+        let sinks = w.sinks;
+        let one = Tokens {
+            max: 1,
+            step: self.tok.step,
+        };
+        let prefill = AttentionPrefill::with_sinks(gpu, &spec, (qv, out), kv, self.tok, sinks)?;
+        let decode = AttentionDecode::with_sinks(gpu, &spec, (qv, out), kv, one, sinks)?;
         self.pre.push(Arc::new(prefill));
         self.dec.push(Arc::new(decode));
         if let Some((tok, bat)) = &mut self.bat {
-            bat.push(Arc::new(AttentionDecode::rows(
-                gpu, &spec, qv, out, kv, *tok,
+            bat.push(Arc::new(AttentionDecode::with_sinks(
+                gpu,
+                &spec,
+                (qv, out),
+                kv,
+                *tok,
+                sinks,
             )?));
         }
-        self.proj(w.out, &a.attn, &a.o)
+        self.proj(w.out, &a.attn, &a.o)?;
+        if let Some(b) = w.out_bias {
+            let (b, o) = (
+                Rows::broadcast(b, cfg.hidden as u32),
+                Rows::packed(&a.o, cfg.hidden as u32),
+            );
+            self.both(|tok| Add::new(gpu, b, o, 1.0, tok))?;
+        }
+        Ok(())
     }
 
     /// Gated feed-forward from `h` into `o`: `down(act(gate h) * up h)`; in decode the

@@ -64,8 +64,18 @@ enum Pass {
 /// `kind`: the cache's type; `vec4`: K and V rows are read as vec4 (head_dim a multiple
 /// of 4; q8_0 reads whole words anyway); `heads`: query heads per workgroup (pass 1 and
 /// the single pass).
-fn key(kind: KvType, pass: Pass, vec4: bool, heads: u32) -> Result<PipelineKey, GpuError> {
+/// `sinks`: per-head attention sinks join the softmax (the single pass and the combine).
+fn key(
+    kind: KvType,
+    pass: Pass,
+    vec4: bool,
+    heads: u32,
+    sinks: bool,
+) -> Result<PipelineKey, GpuError> {
     let mut d: Vec<String> = Vec::new();
+    if sinks && pass != Pass::Chunks {
+        d.push("SINKS".into());
+    }
     let q8 = kind == KvType::Q8_0 && pass != Pass::Combine;
     if q8 {
         d.push("Q8".into());
@@ -95,7 +105,10 @@ fn key(kind: KvType, pass: Pass, vec4: bool, heads: u32) -> Result<PipelineKey, 
 /// cache, with scalar and vec4 reads, and for a q8_0 cache, for 1 to 8 heads per
 /// workgroup, and the combine pass.
 pub fn variants() -> Vec<PipelineKey> {
-    let mut keys = vec![(KvType::F32, Pass::Combine, false, 1)];
+    let mut keys = vec![
+        (KvType::F32, Pass::Combine, false, 1, false),
+        (KvType::F32, Pass::Combine, false, 1, true),
+    ];
     let kinds = [
         (KvType::F32, false),
         (KvType::F32, true),
@@ -106,12 +119,13 @@ pub fn variants() -> Vec<PipelineKey> {
         .chain([(KvType::F16, true), (KvType::Q8_0, false)])
     {
         for heads in 1..=8 {
-            keys.push((kind, Pass::Chunks, vec4, heads));
-            keys.push((kind, Pass::Single, vec4, heads));
+            keys.push((kind, Pass::Chunks, vec4, heads, false));
+            keys.push((kind, Pass::Single, vec4, heads, false));
+            keys.push((kind, Pass::Single, vec4, heads, true));
         }
     }
     keys.into_iter()
-        .map(|(f, p, v, h)| key(f, p, v, h).expect("static defines"))
+        .map(|(f, p, v, h, s)| key(f, p, v, h, s).expect("static defines"))
         .collect()
 }
 
@@ -222,7 +236,21 @@ impl AttentionDecode {
         cache: &KvCache,
         tok: Tokens,
     ) -> Result<Self, GpuError> {
+        Self::with_sinks(gpu, spec, (q, out), cache, tok, None)
+    }
+
+    /// `rows` with per-head attention sinks (`n_heads` f32, gpt-oss): each head's softmax
+    /// also counts `exp(sink)` in its denominator, a logit no value goes with.
+    pub fn with_sinks(
+        gpu: &Gpu,
+        spec: &AttnSpec,
+        (q, out): (View, View),
+        cache: &KvCache,
+        tok: Tokens,
+        sinks: Option<&wgpu::Buffer>,
+    ) -> Result<Self, GpuError> {
         let what = "attention_decode";
+        check_sinks(what, spec, sinks)?;
         let step = tok.step;
         let rows = tok.max;
         check_rows(what, rows)?;
@@ -283,7 +311,7 @@ impl AttentionDecode {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        let k1 = key(cache.kind, Pass::Chunks, vec4, heads)?;
+        let k1 = key(cache.kind, Pass::Chunks, vec4, heads, false)?;
         let chunks = build_dispatch(
             gpu,
             &k1,
@@ -298,15 +326,10 @@ impl AttentionDecode {
             &p,
             (max_chunks, n_heads / heads, rows),
         )?;
-        let k2 = key(KvType::F32, Pass::Combine, false, 1)?;
-        let combine = build_dispatch(
-            gpu,
-            &k2,
-            k2.label(),
-            &[(4, &scratch), (5, out.buffer), (STEP_BINDING, &step.buffer)],
-            &p,
-            (n_heads, rows, 1),
-        )?;
+        let k2 = key(KvType::F32, Pass::Combine, false, 1, sinks.is_some())?;
+        let mut b2 = vec![(4, &scratch), (5, out.buffer), (STEP_BINDING, &step.buffer)];
+        b2.extend(sinks.map(|s| (SINKS_BINDING, s)));
+        let combine = build_dispatch(gpu, &k2, k2.label(), &b2, &p, (n_heads, rows, 1))?;
         // Pass 1 reads q and every cached K and V row once and writes one partial per chunk
         // and head; pass 2 reads the partials and writes the output.
         let (nh, hd, q_bytes) = (n_heads as f64, head_dim as f64, q_len as f64 * 4.0);
@@ -337,21 +360,16 @@ impl AttentionDecode {
                 ..Work::default()
             },
         );
-        let k3 = key(cache.kind, Pass::Single, vec4, heads)?;
-        let single = build_dispatch(
-            gpu,
-            &k3,
-            k3.label(),
-            &[
-                (0, q.buffer),
-                (1, &cache.k),
-                (2, &cache.v),
-                (5, out.buffer),
-                (STEP_BINDING, &step.buffer),
-            ],
-            &p,
-            (n_heads / heads, rows, 1),
-        )?;
+        let k3 = key(cache.kind, Pass::Single, vec4, heads, sinks.is_some())?;
+        let mut b3 = vec![
+            (0, q.buffer),
+            (1, &cache.k),
+            (2, &cache.v),
+            (5, out.buffer),
+            (STEP_BINDING, &step.buffer),
+        ];
+        b3.extend(sinks.map(|s| (SINKS_BINDING, s)));
+        let single = build_dispatch(gpu, &k3, k3.label(), &b3, &p, (n_heads / heads, rows, 1))?;
         // Pass 1's reads, the output written once.
         let single = single.costed(
             format!("{n_heads}x{head_dim}"),
@@ -389,10 +407,41 @@ impl AttentionDecode {
     }
 }
 
+/// Binding of the per-head attention sinks in both attention shaders.
+pub(crate) const SINKS_BINDING: u32 = 7;
+
+/// Checks a sinks buffer against the spec's heads.
+pub(crate) fn check_sinks(
+    what: &str,
+    spec: &AttnSpec,
+    sinks: Option<&wgpu::Buffer>,
+) -> Result<(), GpuError> {
+    match sinks {
+        Some(s) if s.size() < spec.n_heads as u64 * 4 => Err(GpuError::Runtime(format!(
+            "{what}: attention sinks need {} bytes, the buffer has {}",
+            spec.n_heads as u64 * 4,
+            s.size()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// CPU twin: attention of one token at position `kv_len - 1`. `q` is `[n_heads][head_dim]`,
 /// `k` and `v` are `[position][n_kv_heads * head_dim]` as the cache stores them (already
 /// f16-rounded for an f16 cache); computed in f64.
 pub fn cpu(spec: &AttnSpec, q: &[f32], k: &[f32], v: &[f32], kv_len: usize) -> Vec<f32> {
+    cpu_sinks(spec, q, (k, v), kv_len, None)
+}
+
+/// `cpu` with per-head attention sinks: `exp(sink[h])` joins head h's softmax
+/// denominator.
+pub fn cpu_sinks(
+    spec: &AttnSpec,
+    q: &[f32],
+    (k, v): (&[f32], &[f32]),
+    kv_len: usize,
+    sinks: Option<&[f32]>,
+) -> Vec<f32> {
     let (n_heads, n_kv_heads, head_dim) = (
         spec.n_heads as usize,
         spec.n_kv_heads as usize,
@@ -420,9 +469,14 @@ pub fn cpu(spec: &AttnSpec, q: &[f32], k: &[f32], v: &[f32], kv_len: usize) -> V
             })
             .map(|s| spec.cap(s))
             .collect();
-        let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let sink = sinks.map(|s| s[h] as f64);
+        let m = scores
+            .iter()
+            .cloned()
+            .chain(sink)
+            .fold(f64::NEG_INFINITY, f64::max);
         let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
-        let l: f64 = e.iter().sum();
+        let l: f64 = e.iter().sum::<f64>() + sink.map_or(0.0, |s| (s - m).exp());
         for d in 0..head_dim {
             let acc: f64 = (lo..kv_len)
                 .zip(&e)

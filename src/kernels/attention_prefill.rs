@@ -37,7 +37,11 @@ params! {
 /// are sized for it (keys per tile: 4 KiB K and V tiles, at most 16), and it reads vec4s
 /// where `vec4` (head_dim, kv_dim and the q offset multiples of 4).
 /// `subgroups`: a row's partial dot products are summed by subgroup shuffles.
-fn key(kind: KvType, head_dim: u32, vec4: bool, subgroups: bool) -> Result<PipelineKey, GpuError> {
+fn key(
+    kind: KvType,
+    head_dim: u32,
+    (vec4, subgroups, sinks): (bool, bool, bool),
+) -> Result<PipelineKey, GpuError> {
     let f16 = kind == KvType::F16;
     let tile_vec4s = if f16 { 512 } else { 256 };
     let bk = (tile_vec4s / head_dim.div_ceil(4).max(1)).clamp(1, 16);
@@ -48,6 +52,9 @@ fn key(kind: KvType, head_dim: u32, vec4: bool, subgroups: bool) -> Result<Pipel
     if kind == KvType::Q8_0 {
         // Tiles hold the dequantized f32 values.
         d.push("Q8".into());
+    }
+    if sinks {
+        d.push("SINKS".into());
     }
     Ok(PipelineKey {
         op: "attention_prefill",
@@ -75,7 +82,8 @@ pub fn variants() -> Vec<PipelineKey> {
             .into_iter()
             .filter(move |(hd, _)| kind != KvType::Q8_0 || hd % 32 == 0)
             .flat_map(move |(hd, v)| {
-                [false, true].map(|sg| key(kind, hd, v, sg).expect("static defines"))
+                [(false, false), (true, false), (false, true), (true, true)]
+                    .map(|(sg, sk)| key(kind, hd, (v, sg, sk)).expect("static defines"))
             })
         })
         .collect()
@@ -100,7 +108,21 @@ impl AttentionPrefill {
         cache: &KvCache,
         tok: Tokens,
     ) -> Result<Self, GpuError> {
+        Self::with_sinks(gpu, spec, (q, out), cache, tok, None)
+    }
+
+    /// `new` with per-head attention sinks (`n_heads` f32, gpt-oss), as
+    /// `AttentionDecode::with_sinks`.
+    pub fn with_sinks(
+        gpu: &Gpu,
+        spec: &AttnSpec,
+        (q, out): (View, View),
+        cache: &KvCache,
+        tok: Tokens,
+        sinks: Option<&wgpu::Buffer>,
+    ) -> Result<Self, GpuError> {
         let what = "attention_prefill";
+        super::attention_decode::check_sinks(what, spec, sinks)?;
         check_heads(what, cache, spec)?;
         check_rows(what, tok.max)?;
         let AttnSpec {
@@ -152,21 +174,17 @@ impl AttentionPrefill {
         let subgroups = gpu.features.subgroups
             && info.subgroup_min_size >= 8
             && info.subgroup_min_size.is_power_of_two();
-        let key = key(cache.kind, head_dim, vec4, subgroups)?;
-        let dispatch = build_dispatch(
-            gpu,
-            &key,
-            key.label(),
-            &[
-                (0, q.buffer),
-                (1, &cache.k),
-                (2, &cache.v),
-                (4, out.buffer),
-                (STEP_BINDING, &tok.step.buffer),
-            ],
-            &p,
-            (tiles as u32, n_kv_heads, 1),
-        )?;
+        let key = key(cache.kind, head_dim, (vec4, subgroups, sinks.is_some()))?;
+        let mut buffers = vec![
+            (0, q.buffer),
+            (1, &cache.k),
+            (2, &cache.v),
+            (4, out.buffer),
+            (STEP_BINDING, &tok.step.buffer),
+        ];
+        buffers.extend(sinks.map(|s| (super::attention_decode::SINKS_BINDING, s)));
+        let groups = (tiles as u32, n_kv_heads, 1);
+        let dispatch = build_dispatch(gpu, &key, key.label(), &buffers, &p, groups)?;
         // Compulsory traffic: q read and the output written per token, each cached K and V
         // row read once. FLOPs count the causal half of the score matrix.
         let q_row = n_heads as f64 * head_dim as f64;
@@ -189,9 +207,20 @@ impl AttentionPrefill {
 /// CPU twin: token t of `q` (`[token][n_heads * head_dim]`) at position `pos + t` attends
 /// the cache rows `k`, `v` (`[position][kv_dim]`, as stored) causally; computed in f64.
 pub fn cpu(spec: &AttnSpec, q: &[f32], k: &[f32], v: &[f32], pos: usize) -> Vec<f32> {
+    cpu_sinks(spec, q, (k, v), pos, None)
+}
+
+/// `cpu` with per-head attention sinks.
+pub fn cpu_sinks(
+    spec: &AttnSpec,
+    q: &[f32],
+    kv: (&[f32], &[f32]),
+    pos: usize,
+    sinks: Option<&[f32]>,
+) -> Vec<f32> {
     q.chunks_exact((spec.n_heads * spec.head_dim) as usize)
         .enumerate()
-        .flat_map(|(t, qt)| super::attention_decode::cpu(spec, qt, k, v, pos + t + 1))
+        .flat_map(|(t, qt)| super::attention_decode::cpu_sinks(spec, qt, kv, pos + t + 1, sinks))
         .collect()
 }
 

@@ -88,6 +88,7 @@ fn key(act: Activation) -> PipelineKey {
     let defines: &'static [&'static str] = match act {
         Activation::Silu => &["SILU"],
         Activation::GeluTanh => &["GELU_TANH"],
+        Activation::SwigluOai => &["SWIGLU_OAI"],
     };
     PipelineKey {
         op: "gated_act",
@@ -100,7 +101,7 @@ fn key(act: Activation) -> PipelineKey {
 
 /// Every variant of the op, for validation tests.
 pub fn variants() -> Vec<PipelineKey> {
-    vec![key(Activation::Silu), key(Activation::GeluTanh)]
+    Activation::ALL.into_iter().map(key).collect()
 }
 
 /// The activation in f64: `x * sigmoid(x)` or `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`.
@@ -111,14 +112,28 @@ pub fn act_f64(act: Activation, x: f64) -> f64 {
             let k = (2.0 / std::f64::consts::PI).sqrt();
             0.5 * x * (1.0 + (k * (x + 0.044715 * x * x * x)).tanh())
         }
+        // Not an activation of the gate alone (see `gated_f64`).
+        Activation::SwigluOai => x,
     }
 }
 
-/// CPU twin on one token row: `act(gate) * up`, in f64.
+/// The gated value of one element, in f64: `act(gate) * up`, or gpt-oss's
+/// `min(g, 7) * sigmoid(1.702 min(g, 7)) * (clamp(u, -7, 7) + 1)`.
+pub fn gated_f64(act: Activation, g: f64, u: f64) -> f64 {
+    match act {
+        Activation::SwigluOai => {
+            let c = g.min(7.0);
+            c / (1.0 + (-1.702 * c).exp()) * (u.clamp(-7.0, 7.0) + 1.0)
+        }
+        _ => act_f64(act, g) * u,
+    }
+}
+
+/// CPU twin on one token row: `act(gate) * up` (see `gated_f64`), in f64.
 pub fn cpu(gate: &[f32], up: &[f32], act: Activation) -> Vec<f32> {
     gate.iter()
         .zip(up)
-        .map(|(g, u)| (act_f64(act, *g as f64) * *u as f64) as f32)
+        .map(|(g, u)| gated_f64(act, *g as f64, *u as f64) as f32)
         .collect()
 }
 

@@ -129,12 +129,14 @@ pub enum Form {
     Split,
 }
 
-const FORMS: [Form; 6] = [
+const FORMS: [Form; 8] = [
     Form::Plain,
     Form::Gated(Activation::Silu),
     Form::Gated(Activation::GeluTanh),
+    Form::Gated(Activation::SwigluOai),
     Form::Pair(Activation::Silu),
     Form::Pair(Activation::GeluTanh),
+    Form::Pair(Activation::SwigluOai),
     Form::Split,
 ];
 

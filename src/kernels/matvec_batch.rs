@@ -37,7 +37,12 @@ fn defines_for(
 /// workgroup, each column block, plain and gated, with and without subgroups.
 pub(crate) fn variants(ty: GgmlType) -> Vec<crate::gpu::PipelineKey> {
     let mut v = Vec::new();
-    let acts = [None, Some(Activation::Silu), Some(Activation::GeluTanh)];
+    let acts = [
+        None,
+        Some(Activation::Silu),
+        Some(Activation::GeluTanh),
+        Some(Activation::SwigluOai),
+    ];
     for (class, _) in super::matvec::TABLE {
         let g = super::matvec::class_geometry(class, ty);
         for sg in [false, true] {

@@ -728,6 +728,7 @@ fn act_defines(act: Option<crate::model::Activation>) -> &'static [&'static str]
     match act {
         Some(Activation::Silu) => &["GATED", "SILU"],
         Some(Activation::GeluTanh) => &["GATED", "GELU_TANH"],
+        Some(Activation::SwigluOai) => &["GATED", "SWIGLU_OAI"],
         None => &[],
     }
 }

@@ -16,6 +16,11 @@ pub struct Attention<'a, M, V> {
     pub bias: Option<[&'a V; 3]>,
     /// Per-head RMSNorm weights of q and k `[head_dim]`, applied before RoPE.
     pub qk_norm: Option<[&'a V; 2]>,
+    /// Bias of the output projection `[hidden]` (gpt-oss).
+    pub out_bias: Option<&'a V>,
+    /// Per-head attention sinks `[n_heads]` (gpt-oss): a logit in each head's softmax
+    /// denominator that no value goes with.
+    pub sinks: Option<&'a V>,
 }
 
 impl<'a, M, V> Attention<'a, M, V> {
@@ -31,6 +36,18 @@ impl<'a, M, V> Attention<'a, M, V> {
             out: l.mat("attn_output.weight")?,
             bias: None,
             qk_norm: None,
+            out_bias: None,
+            sinks: None,
+        })
+    }
+
+    /// With the output projection's bias and the attention sinks under their usual
+    /// names (`attn_output.bias`, `attn_sinks.weight`).
+    pub fn with_out_bias_and_sinks(self, l: &'a LayerTensors<M, V>) -> Result<Self, ModelError> {
+        Ok(Self {
+            out_bias: Some(l.vec("attn_output.bias")?),
+            sinks: Some(l.vec("attn_sinks.weight")?),
+            ..self
         })
     }
 

@@ -66,6 +66,17 @@ pub enum Activation {
     Silu,
     /// GELU, tanh approximation (GeGLU): Gemma.
     GeluTanh,
+    /// gpt-oss's SwiGLU: `min(g, 7) * sigmoid(1.702 min(g, 7)) * (clamp(u, -7, 7) + 1)`.
+    SwigluOai,
+}
+
+impl Activation {
+    /// Every activation.
+    pub const ALL: [Activation; 3] = [
+        Activation::Silu,
+        Activation::GeluTanh,
+        Activation::SwigluOai,
+    ];
 }
 
 /// Everything the forward pass needs to know about a model's shape.

@@ -31,6 +31,7 @@ pub mod blocks;
 pub mod config;
 mod gemma2;
 mod gemma3;
+mod gpt_oss;
 mod llama;
 mod mistral3;
 mod phi3;
@@ -101,6 +102,8 @@ pub enum Arch {
     /// Gemma 2: Gemma 3 without q/k norms, alternating windows, soft-capped scores and
     /// logits.
     Gemma2,
+    /// gpt-oss: a mixture of experts with attention sinks and biases, MXFP4 experts.
+    GptOss,
     /// Gemma 3: scaled embedding, q/k norms, sandwich norms, sliding-window layers.
     Gemma3,
     /// Llama 2/3 and relatives: RMSNorm, normal RoPE, SwiGLU, GQA.
@@ -119,9 +122,10 @@ pub enum Arch {
 
 impl Arch {
     /// Every architecture, in the order errors list them.
-    pub const ALL: [Arch; 8] = [
+    pub const ALL: [Arch; 9] = [
         Arch::Gemma2,
         Arch::Gemma3,
+        Arch::GptOss,
         Arch::Llama,
         Arch::Mistral3,
         Arch::Phi3,
@@ -135,6 +139,7 @@ impl Arch {
         match self {
             Arch::Gemma2 => &gemma2::DEF,
             Arch::Gemma3 => &gemma3::DEF,
+            Arch::GptOss => &gpt_oss::DEF,
             Arch::Llama => &llama::DEF,
             Arch::Mistral3 => &mistral3::DEF,
             Arch::Phi3 => &phi3::DEF,

@@ -15,6 +15,7 @@
 
 pub(crate) mod gemma2;
 pub(crate) mod gemma3;
+pub(crate) mod gpt_oss;
 pub(crate) mod llama;
 mod ops;
 pub(crate) mod qwen2;
@@ -343,8 +344,17 @@ impl Block<'_> {
             softcap: c.attn_softcap,
         };
         let mut att = vec![0.0f32; c.q_dim()]; // [n_heads][head_dim] attention output
-        attention(&mut att, &q, (kc, vc), pos, &spec);
+        attention(
+            &mut att,
+            &q,
+            (kc, vc),
+            pos,
+            (&spec, w.sinks.map(|s| s.as_slice())),
+        );
         matvec(&mut self.o, w.out, &att);
+        if let Some(b) = w.out_bias {
+            add(&mut self.o, b);
+        }
         Ok(())
     }
 
@@ -421,11 +431,13 @@ impl Block<'_> {
     }
 }
 
-/// The gated activation of one element: `act(gate) * up`.
+/// The gated activation of one element: `act(gate) * up` (gpt-oss's clamped form too).
 fn act2(act: Activation, gate: f32, up: f32) -> f32 {
-    let a = match act {
-        Activation::Silu => silu(gate),
-        Activation::GeluTanh => gelu_tanh(gate),
-    };
-    a * up
+    match act {
+        Activation::Silu => silu(gate) * up,
+        Activation::GeluTanh => gelu_tanh(gate) * up,
+        Activation::SwigluOai => {
+            crate::kernels::gated_act::gated_f64(act, gate as f64, up as f64) as f32
+        }
+    }
 }

@@ -95,7 +95,7 @@ pub fn attention(
     q: &[f32],
     (k_cache, v_cache): (&[f32], &[f32]),
     pos: usize,
-    spec: &AttnSpec,
+    (spec, sinks): (&AttnSpec, Option<&[f32]>),
 ) {
     let (n_heads, n_kv_heads, head_dim) = (
         spec.n_heads as usize,
@@ -114,9 +114,15 @@ pub fn attention(
             let kt = &k_cache[t * kv_dim + off..t * kv_dim + off + head_dim];
             *s = spec.cap(dot(qh, kt) * scale as f64);
         }
-        // Softmax with the maximum subtracted, so exp never overflows.
-        let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let mut sum = 0.0;
+        // Softmax with the maximum subtracted, so exp never overflows; a sink (gpt-oss)
+        // joins the denominator only.
+        let sink = sinks.map(|s| s[h] as f64);
+        let max = scores
+            .iter()
+            .copied()
+            .chain(sink)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let mut sum = sink.map_or(0.0, |s| (s - max).exp());
         for s in scores.iter_mut() {
             *s = (*s - max).exp();
             sum += *s;
@@ -207,7 +213,13 @@ mod tests {
             (7, Some(1), &[7]),
         ];
         for (pos, window, visible) in cases {
-            attention(&mut out, &q, (&k, &v), pos, &heads(2, 1, hd, window));
+            attention(
+                &mut out,
+                &q,
+                (&k, &v),
+                pos,
+                (&heads(2, 1, hd, window), None),
+            );
             for h in 0..2 {
                 for t in 0..n_pos {
                     let want = if visible.contains(&t) {
@@ -233,7 +245,7 @@ mod tests {
         let v = vec![1.0, 1.0, 2.0, 2.0];
         let q = vec![0.5f32; 4 * hd];
         let mut out = vec![0.0f32; 4 * hd];
-        attention(&mut out, &q, (&k, &v), 0, &heads(4, 2, hd, None));
+        attention(&mut out, &q, (&k, &v), 0, (&heads(4, 2, hd, None), None));
         assert_eq!(out, [1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0]);
     }
 
