@@ -78,6 +78,8 @@ TYPES = {
     "Q6_K": (T.Q6_K, 210, 256, [208], 4),
     "IQ4_NL": (T.IQ4_NL, 18, 32, [0], 8),
     "IQ4_XS": (T.IQ4_XS, 136, 256, [0], 4),
+    # E8M0 exponent byte at offset 0 (set in random_raw), then 16 bytes of E2M1 codes.
+    "MXFP4": (T.MXFP4, 17, 32, [], 8),
 }
 
 
@@ -90,6 +92,10 @@ def random_raw(rng, name, bb, offsets, n_blocks):
     elif name == "BF16":
         bits = raw.view("<u2").reshape(-1)
         bits &= np.where((bits & 0x7F80) == 0x7F80, 0xBFFF, 0xFFFF).astype(np.uint16)
+    if name == "MXFP4":
+        # Exponents 2^-10 .. 2^-4, and two blocks at the subnormal end (e = 0, 1).
+        raw[:, 0] = rng.integers(117, 124, size=n_blocks)
+        raw[0, 0], raw[1, 0] = 0, 1
     for off in offsets:
         mag = rng.uniform(0.001, 0.1, size=n_blocks)
         sign = np.where(rng.integers(0, 2, size=n_blocks) == 0, 1.0, -1.0)

@@ -6,9 +6,9 @@
 use hearth::quant::{dequantize_to_vec, GgmlType};
 use std::path::PathBuf;
 
-const TYPES: [&str; 14] = [
+const TYPES: [&str; 15] = [
     "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K",
-    "IQ4_NL", "IQ4_XS",
+    "IQ4_NL", "IQ4_XS", "MXFP4",
 ];
 
 /// Relative bound: about 8 ulp of f32, far below any layout mistake (which moves values

@@ -66,6 +66,7 @@ shader_table!(
     "lib/dtype_q5_k.wgsl",
     "lib/dtype_q6_k.wgsl",
     "lib/dtype_iq4_nl.wgsl",
+    "lib/dtype_mxfp4.wgsl",
     "lib/dtype_iq4_xs.wgsl",
 );
 

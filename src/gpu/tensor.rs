@@ -2,7 +2,8 @@
 //!
 //! WGSL reads storage as `array<u32>` (or `array<vec4<u32>>`), so blocks are laid out
 //! for aligned reads:
-//! - **Split rows** for the 32-element types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL) and
+//! - **Split rows** for the 32-element types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL,
+//!   MXFP4, whose E8M0 scale byte sits in the low byte of an f16 slot) and
 //!   Q6_K: a row of `nb` blocks becomes three planes, the quants of every block (16 or
 //!   32 bytes; Q6_K's ql, qh and scales, 208), so each block's quants start on a 16-byte
 //!   boundary and a matvec reads them as `vec4<u32>`, then the scales (two f16 d per
@@ -45,6 +46,8 @@ pub struct Split {
     pub qh_at: Option<u32>,
     /// Offset of the f16 d (and m) in the file block.
     pub d_at: u32,
+    /// The scale is one E8M0 byte (MXFP4), kept in the low byte of its f16 slot.
+    pub e8m0: bool,
 }
 
 impl Split {
@@ -52,6 +55,7 @@ impl Split {
         use GgmlType::*;
         let (quant_bytes, quant_at, dm, qh_at, d_at) = match ty {
             Q4_0 | IQ4_NL => (16, 2, false, None, 0),
+            MXFP4 => (16, 1, false, None, 0),
             Q4_1 => (16, 4, true, None, 0),
             Q5_0 => (16, 6, false, Some(2), 0),
             Q5_1 => (16, 8, true, Some(4), 0),
@@ -66,6 +70,7 @@ impl Split {
             dm,
             qh_at,
             d_at,
+            e8m0: ty == MXFP4,
         })
     }
 
@@ -90,7 +95,8 @@ impl Split {
         for (b, blk) in src.chunks_exact(bb).enumerate() {
             dst[b * qb..(b + 1) * qb].copy_from_slice(&blk[qa..qa + qb]);
             let (scale, d) = (if self.dm { 4 } else { 2 }, self.d_at as usize);
-            dst[s0 + b * scale..s0 + (b + 1) * scale].copy_from_slice(&blk[d..d + scale]);
+            let bytes = if self.e8m0 { 1 } else { scale };
+            dst[s0 + b * scale..s0 + b * scale + bytes].copy_from_slice(&blk[d..d + bytes]);
             if let Some(at) = self.qh_at {
                 let at = at as usize;
                 dst[h0 + 4 * b..h0 + 4 * b + 4].copy_from_slice(&blk[at..at + 4]);

@@ -108,6 +108,32 @@ pub struct BlockIQ4NL {
 }
 const _: () = assert!(std::mem::size_of::<BlockIQ4NL>() == 18);
 
+/// MXFP4's 4-bit E2M1 values, doubled (the OCP microscaling spec's FP4; the block scale
+/// is halved to match, see `e8m0_half`).
+pub const KVALUES_MXFP4: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
+
+/// MXFP4 (gpt-oss's experts): 32 weights as `e8m0_half(e) * KVALUES_MXFP4[q]`, q a nibble
+/// laid out as in Q4_0, `e` an E8M0 shared exponent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct BlockMXFP4 {
+    /// Shared exponent: the block scale is 2^(e - 127), stored halved (2^(e - 128)).
+    pub e: u8,
+    /// E2M1 codes.
+    pub qs: [u8; QK / 2],
+}
+const _: () = assert!(std::mem::size_of::<BlockMXFP4>() == 17);
+
+/// Half of the E8M0 scale `e`: 2^(e - 128), exactly (subnormal for e < 2), as ggml's
+/// `ggml_e8m0_to_fp32_half`.
+pub fn e8m0_half(e: u8) -> f32 {
+    if e < 2 {
+        f32::from_bits(0x0020_0000 << e)
+    } else {
+        f32::from_bits(((e as u32) - 1) << 23)
+    }
+}
+
 /// Q2_K: 16 sub-blocks of 16, each `d * sc * q - dmin * m`, q two bits.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]

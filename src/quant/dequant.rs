@@ -103,6 +103,7 @@ pub fn dequantize(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), Quant
         GgmlType::Q6_K => blocks::<BlockQ6K>(src, dst),
         GgmlType::Q8_K => blocks::<BlockQ8K>(src, dst),
         GgmlType::IQ4_NL => blocks::<BlockIQ4NL>(src, dst),
+        GgmlType::MXFP4 => blocks::<BlockMXFP4>(src, dst),
         GgmlType::IQ4_XS => blocks::<BlockIQ4XS>(src, dst),
     }
     Ok(())
@@ -143,6 +144,7 @@ mod tests {
         check_block::<BlockQ6K>();
         check_block::<BlockQ8K>();
         check_block::<BlockIQ4NL>();
+        check_block::<BlockMXFP4>();
         check_block::<BlockIQ4XS>();
     }
 

@@ -184,6 +184,44 @@ impl QuantizeBlock for BlockQ8_0 {
     }
 }
 
+impl Block for BlockMXFP4 {
+    const TYPE: GgmlType = GgmlType::MXFP4;
+    const ELEMS: usize = QK;
+    fn dequantize(&self, out: &mut [f32]) {
+        let d = e8m0_half(self.e);
+        for (j, o) in out.iter_mut().enumerate() {
+            *o = d * KVALUES_MXFP4[nibble(&self.qs, j) as usize] as f32;
+        }
+    }
+}
+
+impl QuantizeBlock for BlockMXFP4 {
+    /// gguf-py's rule: e = floor(log2(amax)) - 2 + 127 (0 for an all-zero block), then
+    /// each value the nearest code (the first of equals).
+    fn quantize(x: &[f32]) -> Self {
+        let amax = x.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+        let e = if amax > 0.0 {
+            (amax.log2().floor() - 2.0 + 127.0).clamp(0.0, 255.0) as u8
+        } else {
+            0
+        };
+        let d = e8m0_half(e);
+        let code = |v: f32| -> u8 {
+            let mut best = 0;
+            for (i, &k) in KVALUES_MXFP4.iter().enumerate() {
+                if (d * k as f32 - v).abs() < (d * KVALUES_MXFP4[best] as f32 - v).abs() {
+                    best = i;
+                }
+            }
+            best as u8
+        };
+        Self {
+            e,
+            qs: std::array::from_fn(|j| code(x[j]) | (code(x[j + 16]) << 4)),
+        }
+    }
+}
+
 impl Block for BlockIQ4NL {
     const TYPE: GgmlType = GgmlType::IQ4_NL;
     const ELEMS: usize = QK;
@@ -198,6 +236,48 @@ impl Block for BlockIQ4NL {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mxfp4_decodes_and_quantizes_by_the_spec() {
+        // e = 127: scale 1, values the E2M1 codes; low nibbles first, then high.
+        let mut b = BlockMXFP4::zeroed();
+        b.e = 127;
+        for j in 0..16 {
+            b.qs[j] = (j as u8) | ((15 - j as u8) << 4);
+        }
+        let mut got = [0f32; 32];
+        b.dequantize(&mut got);
+        let e2m1 = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0];
+        for j in 0..8 {
+            assert_eq!(got[j], e2m1[j]);
+            assert_eq!(got[j + 8], -e2m1[j]);
+        }
+        assert_eq!(got[16], -6.0);
+        assert_eq!(e8m0_half(0), 2f32.powi(-128));
+        assert_eq!(e8m0_half(200), 2f32.powi(72));
+        // Quantizing: amax 6 -> e = floor(log2 6) - 2 + 127 = 127, so codes are exact.
+        let x: Vec<f32> = (0..32)
+            .map(|j| e2m1[j % 8] * if j % 3 == 0 { -1.0 } else { 1.0 })
+            .collect();
+        let q = BlockMXFP4::quantize(&x);
+        assert_eq!(q.e, 127);
+        q.dequantize(&mut got);
+        assert_eq!(&got[..], &x[..]);
+        // Other values round to the nearest code; gguf-py's exponent leaves amax / 2^(e-127)
+        // in [4, 8), so values past the largest code (6) clip: errors up to 2 units.
+        let y: Vec<f32> = (0..32)
+            .map(|j| ((j * 37 % 19) as f32 - 9.0) * 0.013)
+            .collect();
+        let q = BlockMXFP4::quantize(&y);
+        q.dequantize(&mut got);
+        let step = 2f32.powi(q.e as i32 - 127);
+        for (a, b) in got.iter().zip(&y) {
+            assert!(
+                (a - b).abs() <= 2.0 * step + 1e-6,
+                "{a} vs {b} (unit {step})"
+            );
+        }
+    }
     use bytemuck::Zeroable;
 
     use crate::quant::dequant::decode_block as decode;

@@ -40,10 +40,11 @@ pub enum GgmlType {
     Q8_K,
     IQ4_NL,
     IQ4_XS,
+    MXFP4,
 }
 
 /// (type, ggml id, name, elements per block, bytes per block)
-const TABLE: [(GgmlType, u32, &str, usize, usize); 16] = [
+const TABLE: [(GgmlType, u32, &str, usize, usize); 17] = [
     (GgmlType::F32, 0, "F32", 1, 4),
     (GgmlType::F16, 1, "F16", 1, 2),
     (GgmlType::BF16, 30, "BF16", 1, 2),
@@ -60,14 +61,15 @@ const TABLE: [(GgmlType, u32, &str, usize, usize); 16] = [
     (GgmlType::Q8_K, 15, "Q8_K", 256, 292),
     (GgmlType::IQ4_NL, 20, "IQ4_NL", 32, 18),
     (GgmlType::IQ4_XS, 23, "IQ4_XS", 256, 136),
+    (GgmlType::MXFP4, 39, "MXFP4", 32, 17),
 ];
 
 impl GgmlType {
     /// Every type hearth knows, in table order.
-    pub const ALL: [GgmlType; 16] = {
-        let mut all = [GgmlType::F32; 16];
+    pub const ALL: [GgmlType; 17] = {
+        let mut all = [GgmlType::F32; 17];
         let mut i = 0;
-        while i < 16 {
+        while i < 17 {
             all[i] = TABLE[i].0;
             i += 1;
         }

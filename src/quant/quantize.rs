@@ -55,6 +55,7 @@ pub fn quantize(ty: GgmlType, src: &[f32], dst: &mut Vec<u8>) -> Result<(), Quan
         GgmlType::Q4_K => blocks::<BlockQ4K>(src, dst),
         GgmlType::Q5_K => blocks::<BlockQ5K>(src, dst),
         GgmlType::Q6_K => blocks::<BlockQ6K>(src, dst),
+        GgmlType::MXFP4 => blocks::<BlockMXFP4>(src, dst),
         GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q8_K | GgmlType::IQ4_NL | GgmlType::IQ4_XS => {
             return Err(QuantError::NoQuantizer(ty))
         }

@@ -22,6 +22,8 @@ fn f16_scale_offsets(ty: GgmlType) -> &'static [usize] {
         GgmlType::Q5_K => &[offset_of!(BlockQ5K, d), offset_of!(BlockQ5K, dmin)],
         GgmlType::Q6_K => &[offset_of!(BlockQ6K, d)],
         GgmlType::IQ4_NL => &[offset_of!(BlockIQ4NL, d)],
+        // Its scale is an exponent byte (see `random_blocks`).
+        GgmlType::MXFP4 => &[],
         GgmlType::IQ4_XS => &[offset_of!(BlockIQ4XS, d)],
     }
 }
@@ -69,6 +71,10 @@ pub fn random_blocks(ty: GgmlType, n_blocks: usize, seed: u64) -> Vec<u8> {
                 }
                 if ty == GgmlType::Q8_K {
                     fix_q8_k(block, random_scale(&mut rng));
+                }
+                if ty == GgmlType::MXFP4 {
+                    // Scales 2^-10 .. 2^-4 (values up to 6 x 2^-4 = 0.375).
+                    block[0] = 117 + (rng.next_u64() % 7) as u8;
                 }
             }
         }
