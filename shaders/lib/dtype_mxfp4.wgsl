@@ -1,5 +1,5 @@
 // MXFP4 (gpt-oss's experts): nibbles as in Q4_0, each an E2M1 code (values doubled), and
-// an E8M0 exponent byte per block in the low byte of its f16 scale slot; value
+// an E8M0 exponent byte per block, four to a word in the scale plane; value
 // 2^(e - 128) * code. Split rows (lib/split.wgsl).
 const QK: u32 = 32u;
 const QW: u32 = 4u;
@@ -18,8 +18,8 @@ fn mx_lookup(q: vec4<u32>) -> vec4<f32> {
 // Half of block blk's scale, 2^(e - 128) (e < 2 gives a subnormal that a GPU may flush
 // to zero: only blocks of values below 2^-125 are affected).
 fn mx_d(row: u32, nb: u32, blk: u32) -> f32 {
-    let w = word(scale_plane(row, nb) + blk / 2u);
-    let e = (w >> (16u * (blk & 1u))) & 0xFFu;
+    let w = word(scale_plane(row, nb) + blk / 4u);
+    let e = (w >> (8u * (blk & 3u))) & 0xFFu;
     return ldexp(1.0, i32(e) - 128);
 }
 

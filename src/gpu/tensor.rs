@@ -3,7 +3,7 @@
 //! WGSL reads storage as `array<u32>` (or `array<vec4<u32>>`), so blocks are laid out
 //! for aligned reads:
 //! - **Split rows** for the 32-element types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL,
-//!   MXFP4, whose E8M0 scale byte sits in the low byte of an f16 slot) and
+//!   MXFP4, whose E8M0 scale bytes pack four to a word) and
 //!   Q6_K: a row of `nb` blocks becomes three planes, the quants of every block (16 or
 //!   32 bytes; Q6_K's ql, qh and scales, 208), so each block's quants start on a 16-byte
 //!   boundary and a matvec reads them as `vec4<u32>`, then the scales (two f16 d per
@@ -46,7 +46,7 @@ pub struct Split {
     pub qh_at: Option<u32>,
     /// Offset of the f16 d (and m) in the file block.
     pub d_at: u32,
-    /// The scale is one E8M0 byte (MXFP4), kept in the low byte of its f16 slot.
+    /// The scale is one E8M0 byte (MXFP4): four to a word in the scale plane.
     pub e8m0: bool,
 }
 
@@ -76,7 +76,13 @@ impl Split {
 
     /// Words of the quant, scale and qh planes of a row of `nb` blocks.
     fn planes(&self, nb: u64) -> (u64, u64, u64) {
-        let scales = if self.dm { nb } else { nb.div_ceil(2) };
+        let scales = if self.dm {
+            nb
+        } else if self.e8m0 {
+            nb.div_ceil(4)
+        } else {
+            nb.div_ceil(2)
+        };
         let qh = if self.qh_at.is_some() { nb } else { 0 };
         (nb * self.quant_bytes as u64 / 4, scales, qh)
     }
@@ -94,9 +100,17 @@ impl Split {
         dst.fill(0);
         for (b, blk) in src.chunks_exact(bb).enumerate() {
             dst[b * qb..(b + 1) * qb].copy_from_slice(&blk[qa..qa + qb]);
-            let (scale, d) = (if self.dm { 4 } else { 2 }, self.d_at as usize);
-            let bytes = if self.e8m0 { 1 } else { scale };
-            dst[s0 + b * scale..s0 + b * scale + bytes].copy_from_slice(&blk[d..d + bytes]);
+            let (scale, d) = (
+                if self.dm {
+                    4
+                } else if self.e8m0 {
+                    1
+                } else {
+                    2
+                },
+                self.d_at as usize,
+            );
+            dst[s0 + b * scale..s0 + (b + 1) * scale].copy_from_slice(&blk[d..d + scale]);
             if let Some(at) = self.qh_at {
                 let at = at as usize;
                 dst[h0 + 4 * b..h0 + 4 * b + 4].copy_from_slice(&blk[at..at + 4]);
