@@ -57,7 +57,29 @@ pub fn run(args: &InfoArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyhow
         println!("file type:     {ft} ({})", crate::model::file_type_name(ft));
     }
     let params: u64 = f.tensors.iter().map(|t| t.n_elements()).sum();
-    println!("parameters:    {:.1} M", params as f64 / 1e6);
+    match crate::model::ModelConfig::from_gguf(&f)
+        .ok()
+        .filter(|c| c.is_moe())
+    {
+        Some(c) => {
+            // A token reads n_used of n_expert experts' weights (and biases).
+            let experts: u64 = f
+                .tensors
+                .iter()
+                .filter(|t| t.name.contains("_exps."))
+                .map(|t| t.n_elements())
+                .sum();
+            let idle = experts / c.n_expert as u64 * (c.n_expert - c.n_expert_used) as u64;
+            println!(
+                "parameters:    {:.1} M, {:.1} M active per token ({} of {} experts)",
+                params as f64 / 1e6,
+                (params - idle) as f64 / 1e6,
+                c.n_expert_used,
+                c.n_expert
+            );
+        }
+        None => println!("parameters:    {:.1} M", params as f64 / 1e6),
+    }
 
     println!("\nhyperparameters:");
     let prefix = format!("{arch}.");

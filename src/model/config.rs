@@ -536,6 +536,7 @@ pub fn file_type_name(ft: u32) -> &'static str {
         25 => "mostly IQ4_NL",
         30 => "mostly IQ4_XS",
         32 => "mostly BF16",
+        38 => "MXFP4 MoE",
         _ => "other",
     }
 }

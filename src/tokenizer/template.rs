@@ -173,8 +173,9 @@ impl ChatTemplate {
     }
 
     /// The built-in turn format for an architecture: Gemma's `<start_of_turn>` turns
-    /// ("gemma", "gemma2", "gemma3"), ChatML ("qwen2", "qwen3") or Llama 3 headers
-    /// ("llama"). None for other architectures.
+    /// ("gemma", "gemma2", "gemma3"), ChatML ("qwen2", "qwen3", "qwen3moe"), Llama 3
+    /// headers ("llama"), Phi-3's `<|user|>` turns ("phi3"), Mistral 3's `[INST]`
+    /// ("mistral3") or gpt-oss's harmony ("gpt-oss"). None for other architectures.
     pub fn builtin(arch: &str) -> Option<Self> {
         let (name, source) = BUILTINS.iter().find(|(name, _)| *name == arch)?;
         let t = Self::new(source, TemplateOrigin::Builtin(name));
@@ -436,6 +437,34 @@ const LLAMA3: &str = r#"{{ bos_token }}{% for m in messages %}
 
 {% endif %}"#;
 
+/// Phi-3's turns: `<|{role}|>\n{text}<|end|>\n`.
+const PHI3: &str = r#"{% for m in messages %}
+{% if m.role != "system" or m.content %}
+<|{{ m.role }}|>
+{{ m.content }}<|end|>
+{% endif %}
+{% endfor %}
+{% if add_generation_prompt %}
+<|assistant|>
+{% endif %}"#;
+
+/// Mistral 3's (Tekken v7) format: a `[SYSTEM_PROMPT]` block, `[INST]` user turns and
+/// `</s>` after each assistant turn.
+const MISTRAL3: &str = r#"{{ bos_token }}{% for m in messages %}{% if m.role == "system" %}[SYSTEM_PROMPT]{{ m.content }}[/SYSTEM_PROMPT]{% elif m.role == "user" %}[INST]{{ m.content }}[/INST]{% elif m.role == "assistant" %}{{ m.content }}{{ eos_token }}{% endif %}{% endfor %}"#;
+
+/// gpt-oss's harmony format, without tools or reasoning history: the system header, a
+/// system message as developer instructions, and turns as `<|start|>{role}<|message|>`;
+/// assistant turns are on the final channel.
+const HARMONY: &str = r#"<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.
+Knowledge cutoff: 2024-06
+Current date: {{ strftime_now("%Y-%m-%d") }}
+
+Reasoning: medium
+
+# Valid channels: analysis, commentary, final. Channel must be included for every message.<|end|>{% for m in messages %}{% if m.role == "system" %}<|start|>developer<|message|># Instructions
+
+{{ m.content }}<|end|>{% elif m.role == "assistant" %}<|start|>assistant<|channel|>final<|message|>{{ m.content }}<|end|>{% else %}<|start|>{{ m.role }}<|message|>{{ m.content }}<|end|>{% endif %}{% endfor %}{% if add_generation_prompt %}<|start|>assistant{% endif %}"#;
+
 /// Built-in formats by `general.architecture`.
 const BUILTINS: &[(&str, &str)] = &[
     ("gemma", GEMMA),
@@ -443,7 +472,11 @@ const BUILTINS: &[(&str, &str)] = &[
     ("gemma3", GEMMA),
     ("qwen2", CHATML),
     ("qwen3", CHATML),
+    ("qwen3moe", CHATML),
     ("llama", LLAMA3),
+    ("phi3", PHI3),
+    ("mistral3", MISTRAL3),
+    ("gpt-oss", HARMONY),
 ];
 
 #[cfg(test)]

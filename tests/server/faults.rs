@@ -97,12 +97,12 @@ fn a_lost_device_fails_its_request_reports_unhealthy_and_reloads() {
 fn a_model_that_fails_to_load_is_a_json_error_and_others_still_serve() {
     let srv = serve("loadfail", &[]);
     let a = srv.addr.as_str();
-    // A model the plans cannot run (final-logit soft-capping) next to the good one.
+    // A model that cannot load (a negative final-logit soft-cap) next to the good one.
     let spec = hearth::model::TinySpec::new(hearth::model::Arch::Gemma3);
     let mut meta = spec.metadata();
     meta.push((
         "gemma3.final_logit_softcapping".into(),
-        hearth::gguf::Value::F32(30.0),
+        hearth::gguf::Value::F32(-30.0),
     ));
     let file = srv._dir.0.join("capped.gguf");
     std::fs::write(&file, hearth::model::tiny::assemble(meta, spec.tensors())).unwrap();
@@ -114,7 +114,7 @@ fn a_model_that_fails_to_load_is_a_json_error_and_others_still_serve() {
             json!({"model": "capped:test", "prompt": "x"}),
         );
         assert_eq!(r.status, 500, "{}", r.body);
-        assert!(r.error().contains("soft-capping"), "{}", r.body);
+        assert!(r.error().contains("final_logit_softcapping"), "{}", r.body);
     }
     let r = ok(post(
         a,

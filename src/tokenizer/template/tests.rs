@@ -76,6 +76,45 @@ fn chatml_and_llama3_builtins() {
 }
 
 #[test]
+fn phi3_mistral3_and_harmony_builtins() {
+    let msgs = [
+        Message::new("system", "S"),
+        Message::new("user", "U"),
+        Message::new("assistant", "A"),
+        Message::new("user", "V"),
+    ];
+    let render = |arch: &str| {
+        ChatTemplate::builtin(arch)
+            .unwrap()
+            .render(&msgs, &opts())
+            .unwrap()
+    };
+    assert_eq!(
+        render("phi3"),
+        "<|system|>\nS<|end|>\n<|user|>\nU<|end|>\n<|assistant|>\nA<|end|>\n<|user|>\nV<|end|>\n<|assistant|>\n"
+    );
+    assert_eq!(
+        render("mistral3"),
+        "<bos>[SYSTEM_PROMPT]S[/SYSTEM_PROMPT][INST]U[/INST]A<eos>[INST]V[/INST]"
+    );
+    let h = render("gpt-oss");
+    assert!(
+        h.starts_with("<|start|>system<|message|>You are ChatGPT"),
+        "{h}"
+    );
+    assert!(
+        h.ends_with(
+            "<|start|>developer<|message|># Instructions\n\nS<|end|>\
+             <|start|>user<|message|>U<|end|>\
+             <|start|>assistant<|channel|>final<|message|>A<|end|>\
+             <|start|>user<|message|>V<|end|><|start|>assistant"
+        ),
+        "{h}"
+    );
+    assert_eq!(render("qwen3moe"), render("qwen3"));
+}
+
+#[test]
 fn output_over_the_limit_errors() {
     let src = "{% for i in range(2000) %}{{ 'x' * 1000 }}{% endfor %}";
     assert!(matches!(render(src), Err(TemplateError::OutputTooLarge(_))));
