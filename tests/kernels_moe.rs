@@ -7,9 +7,9 @@ mod common;
 
 use common::{assert_close, gpu, output, random_vec, read, storage, storage_u32, Config};
 use hearth::gpu::{gpu_layout, GpuTensor};
-use hearth::kernels::moe::{cpu_route, Gating};
+use hearth::kernels::moe::{cpu_group, cpu_route, Gating};
 use hearth::kernels::{
-    self, ExpertIo, MatVecId, MoeRoute, MoeSum, Rows, Step, StepBuffer, Tokens, View,
+    self, ExpertIo, MatVecId, MoeGroup, MoeRoute, MoeSum, Rows, Step, StepBuffer, Tokens, View,
 };
 use hearth::quant::{dequantize_to_vec, random_blocks, GgmlType, Rng};
 
@@ -39,8 +39,31 @@ fn check_id(
     (n_expert, rows, cols): (usize, usize, usize),
     (built, run): (usize, usize),
     n_used: usize,
-    per_slot: bool,
-    bias: bool,
+    (per_slot, bias): (bool, bool),
+    seed: u64,
+) {
+    for grouped in [false, true] {
+        check_id_form(
+            cfg,
+            ty,
+            (n_expert, rows, cols),
+            (built, run),
+            n_used,
+            (per_slot, bias, grouped),
+            seed,
+        );
+    }
+}
+
+/// One form of the expert projection: per (slot, token) or grouped by expert.
+#[allow(clippy::too_many_arguments)]
+fn check_id_form(
+    cfg: Config,
+    ty: GgmlType,
+    (n_expert, rows, cols): (usize, usize, usize),
+    (built, run): (usize, usize),
+    n_used: usize,
+    (per_slot, bias, grouped): (bool, bool, bool),
     seed: u64,
 ) {
     let g = gpu(cfg);
@@ -54,6 +77,7 @@ fn check_id(
     let b = random_vec(total, seed + 3);
     let (xb, sb, bb) = (storage(&g, &x), storage_u32(&g, &sel), storage(&g, &b));
     let yb = output(&g, 2 + built * n_used * rows);
+    let (order, offsets) = (output(&g, built * n_used), output(&g, 2 * n_expert + 2));
     let step = StepBuffer::new(&g, Step::new(0, run as u32));
     let io = ExpertIo {
         x: View {
@@ -67,13 +91,31 @@ fn check_id(
         },
         sel: &sb,
         bias: bias.then_some(&bb),
+        grouping: Some((&order, &offsets)),
     };
     let tok = Tokens {
         max: built as u32,
         step: &step,
     };
-    let op = MatVecId::new(&g, &t, (rows as u32, n_used as u32), io, tok).unwrap();
-    kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
+    let shape = (rows as u32, n_used as u32);
+    let op = match grouped {
+        true => MatVecId::grouped(&g, &t, shape, io, tok).unwrap(),
+        false => MatVecId::new(&g, &t, shape, io, tok).unwrap(),
+    };
+    let group = MoeGroup::new(
+        &g,
+        &sb,
+        (&order, &offsets),
+        (n_expert as u32, n_used as u32),
+        tok,
+    )
+    .unwrap();
+    let mut ds: Vec<&kernels::Dispatch> = Vec::new();
+    if grouped {
+        ds.extend(&group.dispatches);
+    }
+    ds.extend(&op.dispatches);
+    kernels::run(&g, &ds);
     let got = read(&g, &yb, 2 + run * n_used * rows);
     let mut want = vec![0f32; run * n_used * rows];
     for tk in 0..run {
@@ -92,7 +134,7 @@ fn check_id(
         }
     }
     let case = format!(
-        "matvec_id {ty} {n_expert}x{rows}x{cols} built {built} run {run} used {n_used} per_slot {per_slot} bias {bias} {cfg:?} ({} shards)",
+        "matvec_id {ty} {n_expert}x{rows}x{cols} built {built} run {run} used {n_used} per_slot {per_slot} bias {bias} grouped {grouped} {cfg:?} ({} shards)",
         t.shards.len()
     );
     assert_close(&case, &got[2..], &want, 1e-7);
@@ -112,9 +154,12 @@ fn expert_projection_every_type() {
         let seed = 100 * i as u64;
         for cfg in [Config::Full, Config::Bare] {
             // Decode (one token), a prefill step of several, an odd row count.
-            check_id(cfg, ty, (8, 16, cols), (1, 1), 2, false, false, seed);
-            check_id(cfg, ty, (4, 13, cols), (9, 7), 3, true, true, seed + 10);
-            check_id(cfg, ty, (6, 65, cols), (3, 3), 6, false, true, seed + 20);
+            check_id(cfg, ty, (8, 16, cols), (1, 1), 2, (false, false), seed);
+            check_id(cfg, ty, (4, 13, cols), (9, 7), 3, (true, true), seed + 10);
+            check_id(cfg, ty, (6, 65, cols), (3, 3), 6, (false, true), seed + 20);
+            // A prefill-sized step: more slots than a workgroup gathers in one round,
+            // experts chosen by many tokens (more than 8 at a time).
+            check_id(cfg, ty, (4, 9, cols), (40, 37), 2, (true, false), seed + 30);
         }
     }
 }
@@ -134,8 +179,7 @@ fn expert_projection_sharded() {
             (8, rows, cols),
             (3, 3),
             4,
-            false,
-            true,
+            (false, true),
             7,
         );
         check_id(
@@ -144,10 +188,55 @@ fn expert_projection_sharded() {
             (8, rows, cols),
             (2, 2),
             2,
-            true,
-            false,
+            (true, false),
             8,
         );
+    }
+}
+
+/// The grouping of a step's slots by expert against its twin: every expert's slots in
+/// increasing order, counts as offsets; slots past the step are left out.
+#[test]
+fn grouping_by_expert() {
+    for cfg in [Config::Full, Config::Bare] {
+        let g = gpu(cfg);
+        for (n_expert, n_used, built, run) in [
+            (8usize, 2usize, 40usize, 37usize),
+            (128, 8, 64, 64),
+            (4, 4, 1, 1),
+        ] {
+            let sel = selections(built, n_used, n_expert, n_expert as u64);
+            let sb = storage_u32(&g, &sel);
+            let (order, offsets) = (output(&g, built * n_used), output(&g, 2 * n_expert + 2));
+            let step = StepBuffer::new(&g, Step::new(0, run as u32));
+            let tok = Tokens {
+                max: built as u32,
+                step: &step,
+            };
+            let op = MoeGroup::new(
+                &g,
+                &sb,
+                (&order, &offsets),
+                (n_expert as u32, n_used as u32),
+                tok,
+            )
+            .unwrap();
+            kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
+            let bits = |b: &wgpu::Buffer, n: usize| -> Vec<u32> {
+                read(&g, b, n).iter().map(|f| f.to_bits()).collect()
+            };
+            let (want_order, want_offsets) = cpu_group(&sel[..run * n_used], n_expert);
+            assert_eq!(
+                bits(&offsets, n_expert + 1),
+                want_offsets,
+                "{n_expert}/{n_used} {cfg:?}"
+            );
+            assert_eq!(
+                bits(&order, run * n_used),
+                want_order,
+                "{n_expert}/{n_used} {cfg:?}"
+            );
+        }
     }
 }
 

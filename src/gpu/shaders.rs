@@ -32,6 +32,7 @@ shader_table!(
     "matvec_id.wgsl",
     "moe_route.wgsl",
     "moe_sum.wgsl",
+    "moe_group.wgsl",
     "argmax.wgsl",
     "penalties.wgsl",
     "topk.wgsl",

@@ -11,7 +11,7 @@ use crate::kernels::{
     MatVecBatch, NormOut, ResidualNorm, ResidualNormIo, RmsNorm, RopeKv, RopeKvIo, Rows, Tokens,
     View,
 };
-use crate::kernels::{ExpertIo, MatVecId, MoeRoute, MoeSum};
+use crate::kernels::{ExpertIo, ExpertProj, MatVecId, MoeGroup, MoeRoute, MoeSum};
 use crate::model::{Attention, FeedForward, LayerWeights, ModelConfig, ModelError, Moe};
 use std::sync::Arc;
 
@@ -309,21 +309,52 @@ impl<'a> Block<'a> {
             Some(b) => b.map(Some),
             None => [None; 3],
         };
+        // Prefill and batched steps also group their slots by expert.
+        let grouping = (&m.order, &m.offsets);
+        let group = |tok| MoeGroup::new(gpu, &m.sel, grouping, (ne, k), tok);
+        self.pre.push(Arc::new(group(self.tok)?));
+        if let Some((tok, bat)) = &mut self.bat {
+            bat.push(Arc::new(group(*tok)?));
+        }
         let io = |x, per_slot, y, bias| ExpertIo {
             x: View::of(x),
             per_slot,
             y: View::of(y),
             sel: &m.sel,
             bias,
+            grouping: Some(grouping),
         };
         let (gate, up, down) = (w.gate, w.up, w.down);
-        self.both(|tok| MatVecId::new(gpu, gate, (eff, k), io(&a.h, false, &a.g, gb), tok))?;
-        self.both(|tok| MatVecId::new(gpu, up, (eff, k), io(&a.h, false, &a.u, ub), tok))?;
+        self.experts(gate, (eff, k), io(&a.h, false, &a.g, gb))?;
+        self.experts(up, (eff, k), io(&a.h, false, &a.u, ub))?;
         let (g, u) = (Rows::packed(&a.g, k * eff), Rows::packed(&a.u, k * eff));
         self.both(|tok| GatedAct::new(gpu, g, u, w.act, tok))?;
-        self.both(|tok| MatVecId::new(gpu, down, (hidden, k), io(&a.g, true, &m.down, db), tok))?;
+        self.experts(down, (hidden, k), io(&a.g, true, &m.down, db))?;
         let out = Rows::packed(&a.o, hidden);
         self.both(|tok| MoeSum::new(gpu, View::of(&m.down), &m.wts, out, k, tok))
+    }
+
+    /// An expert projection in every plan: per token in decode, grouped by expert in
+    /// prefill and the batched plan when a step's tokens choose enough experts.
+    fn experts(
+        &mut self,
+        w: &GpuTensor,
+        shape: (u32, u32),
+        io: ExpertIo,
+    ) -> Result<(), ModelError> {
+        let gpu = self.gpu;
+        let one = Tokens {
+            max: 1,
+            step: self.tok.step,
+        };
+        self.pre
+            .push(Arc::new(ExpertProj::new(gpu, w, shape, io, self.tok)?));
+        self.dec
+            .push(Arc::new(MatVecId::new(gpu, w, shape, io, one)?));
+        if let Some((tok, bat)) = &mut self.bat {
+            bat.push(Arc::new(ExpertProj::new(gpu, w, shape, io, *tok)?));
+        }
+        Ok(())
     }
 
     /// The usual pre-norm block: `x += attn(norm(x))`, then `x += ffn(norm(x))`, with the

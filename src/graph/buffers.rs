@@ -40,6 +40,9 @@ pub(super) struct MoeBuffers {
     pub(super) sel: wgpu::Buffer,
     pub(super) wts: wgpu::Buffer,
     pub(super) down: wgpu::Buffer,
+    /// The step's slots grouped by expert (`MoeGroup`), for prefill's expert projections.
+    pub(super) order: wgpu::Buffer,
+    pub(super) offsets: wgpu::Buffer,
 }
 
 fn buffer(gpu: &Gpu, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
@@ -118,6 +121,13 @@ impl Activations {
                 sel: f("experts", cfg.n_expert_used),
                 wts: f("expert weights", cfg.n_expert_used),
                 down: f("expert outputs", cfg.n_expert_used * cfg.hidden),
+                order: f("expert order", cfg.n_expert_used),
+                offsets: buffer(
+                    gpu,
+                    "expert offsets",
+                    (2 * cfg.n_expert as u64 + 2) * 4,
+                    act,
+                ),
             }),
         }
     }

@@ -108,7 +108,7 @@ impl MemoryPlan {
         let (k, moe) = (cfg.n_expert_used, cfg.is_moe() as usize);
         let ffn = cfg.ffn.max(k * cfg.expert_ffn * moe);
         let per_token = 4 * (3 * cfg.hidden + 2 * cfg.q_dim() + 2 * cfg.kv_dim() + 2 * ffn) as u64
-            + 4 * (moe * (cfg.n_expert + 2 * k + k * cfg.hidden)) as u64;
+            + 4 * (moe * (cfg.n_expert + 3 * k + k * cfg.hidden)) as u64;
         note(
             "activations of one prefill batch",
             b * 4 * cfg.ffn.max(cfg.q_dim()) as u64,

@@ -36,7 +36,7 @@ pub use kv_cache::{KvCache, KvType};
 pub use matmul::MatMul;
 pub use matvec::MatVec;
 pub use matvec_batch::MatVecBatch;
-pub use moe::{ExpertIo, Gating, MatVecId, MoeRoute, MoeSum};
+pub use moe::{ExpertIo, ExpertProj, Gating, MatVecId, MoeGroup, MoeRoute, MoeSum};
 pub use penalties::Penalties;
 pub use residual_norm::{ResidualNorm, ResidualNormIo};
 pub use rmsnorm::{NormOut, RmsNorm};

@@ -70,26 +70,54 @@ pub struct ExpertIo<'a> {
     pub sel: &'a wgpu::Buffer,
     /// Per-expert biases `[n_expert][expert_rows]`, when the model has them (gpt-oss).
     pub bias: Option<&'a wgpu::Buffer>,
+    /// The step's slots grouped by expert (`MoeGroup`'s `order` and `offsets`): the
+    /// grouped form reads them.
+    pub grouping: Option<(&'a wgpu::Buffer, &'a wgpu::Buffer)>,
 }
 
-fn id_defines(bias: bool) -> &'static [&'static str] {
-    let lanes: &'static [&'static str] = &["LANES=8"];
-    if bias {
-        &["LANES=8", "BIAS"]
-    } else {
-        lanes
+fn id_defines(bias: bool, grouped: bool) -> &'static [&'static str] {
+    match (bias, grouped) {
+        (false, false) => &["LANES=8"],
+        (true, false) => &["LANES=8", "BIAS"],
+        (false, true) => &["LANES=8", "GROUPED"],
+        (true, true) => &["LANES=8", "BIAS", "GROUPED"],
     }
 }
 
 impl MatVecId {
     /// Builds the dispatches over up to `tok.max` tokens: `w` holds `n_expert` experts
-    /// of `expert_rows` rows (its rows are `n_expert * expert_rows`).
+    /// of `expert_rows` rows (its rows are `n_expert * expert_rows`). One workgroup per
+    /// (row block, slot, token): the decode form.
     pub fn new(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        shape: (u32, u32),
+        io: ExpertIo,
+        tok: Tokens,
+    ) -> Result<Self, GpuError> {
+        Self::build(gpu, w, shape, io, tok, false)
+    }
+
+    /// The prefill form: one workgroup per (row block, expert) takes the step's slots
+    /// that chose the expert (`io.grouping`, made by `MoeGroup`) and reads its rows once
+    /// per 8 of them (tokens grouped by expert).
+    pub fn grouped(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        shape: (u32, u32),
+        io: ExpertIo,
+        tok: Tokens,
+    ) -> Result<Self, GpuError> {
+        Self::build(gpu, w, shape, io, tok, true)
+    }
+
+    fn build(
         gpu: &Gpu,
         w: &GpuTensor,
         (expert_rows, n_used): (u32, u32),
         io: ExpertIo,
         tok: Tokens,
+        grouped: bool,
     ) -> Result<Self, GpuError> {
         let what = format!("matvec_id {}", w.name);
         let n_expert = if expert_rows == 0 {
@@ -157,7 +185,7 @@ impl MatVecId {
         };
         let max = gpu.limits.max_compute_workgroups_per_dimension;
         let row_blocks = expert_rows.div_ceil(WORKGROUP / LANES);
-        if row_blocks > max || tok.max > max {
+        if row_blocks > max || tok.max > max || n_expert > max as u64 {
             return Err(GpuError::Runtime(format!(
                 "{what}: {expert_rows} rows x {} tokens exceed the dispatch limit",
                 tok.max
@@ -171,8 +199,12 @@ impl MatVecId {
             w.ty,
             subgroups,
             WORKGROUP,
-            id_defines(io.bias.is_some()),
+            id_defines(io.bias.is_some(), grouped),
         );
+        let grid = match grouped {
+            true => (row_blocks, n_expert as u32, 1),
+            false => (row_blocks, n_used, tok.max),
+        };
         let n = w.shards.len();
         let mut dispatches = Vec::with_capacity(n);
         for (i, shard) in w.shards.iter().enumerate() {
@@ -185,31 +217,56 @@ impl MatVecId {
                 (0, w.binding(i)),
                 (1, io.x.buffer.as_entire_binding()),
                 (2, io.y.buffer.as_entire_binding()),
-                (4, io.sel.as_entire_binding()),
-                (STEP_BINDING, tok.step.buffer.as_entire_binding()),
             ];
             if let Some(b) = io.bias {
                 entries.push((5, b.as_entire_binding()));
             }
+            // The grouped form reads the experts' slot lists (made for the step) instead
+            // of `sel` and the step.
+            if grouped {
+                let Some((order, offsets)) = io.grouping else {
+                    return Err(GpuError::Runtime(format!(
+                        "{what}: the grouped form needs the slots grouped by expert"
+                    )));
+                };
+                if order.size() < slots * 4 || offsets.size() < (2 * n_expert + 2) * 4 {
+                    return Err(GpuError::Runtime(format!(
+                        "{what}: grouping buffers of {} and {} bytes are too small",
+                        order.size(),
+                        offsets.size()
+                    )));
+                }
+                entries.push((6, order.as_entire_binding()));
+                entries.push((7, offsets.as_entire_binding()));
+            } else {
+                entries.push((4, io.sel.as_entire_binding()));
+                entries.push((STEP_BINDING, tok.step.buffer.as_entire_binding()));
+            }
             let label = format!("{} [{} shard {}/{n}]", key.label(), w.name, i + 1);
-            let d =
-                build_dispatch_with(gpu, &key, label, entries, &p, (row_blocks, n_used, tok.max))?;
-            // Per token: this shard's share of n_used experts' rows, read and decoded.
+            let d = build_dispatch_with(gpu, &key, label, entries, &p, grid)?;
+            // Per token: this shard's share of n_used experts' rows, decoded; read once per
+            // token (per-token form), or once per step for every expert's (grouped: the
+            // compulsory traffic, each expert's rows reread only per 8 of its tokens).
             let share = shard.rows as f64 / w.rows as f64;
             let rows = n_used as f64 * expert_rows as f64 * share;
-            push_costed(&mut dispatches, d, w, rows);
+            let read = w.row_words as f64 * 4.0;
+            let io = w.cols as f64 * 4.0 + rows * 4.0;
+            let (c, t) = match grouped {
+                true => (shard.rows as f64 * read, io),
+                false => (0.0, rows * read + io),
+            };
+            dispatches.push(d.costed(
+                format!("{}x{}", w.rows, w.cols),
+                Work {
+                    c,
+                    t,
+                    ..Work::default()
+                },
+                Work::per_token(2.0 * rows * w.cols as f64),
+            ));
         }
         Ok(Self { dispatches })
     }
-}
-
-fn push_costed(out: &mut Vec<Dispatch>, d: Dispatch, w: &GpuTensor, rows: f64) {
-    let bytes = rows * w.row_words as f64 * 4.0 + w.cols as f64 * 4.0 + rows * 4.0;
-    out.push(d.costed(
-        format!("{}x{}", w.rows, w.cols),
-        Work::per_token(bytes),
-        Work::per_token(2.0 * rows * w.cols as f64),
-    ));
 }
 
 /// Every variant of the expert projection for `ty`, for validation tests.
@@ -217,7 +274,10 @@ pub(crate) fn id_variants(ty: GgmlType) -> Vec<PipelineKey> {
     let mut v = Vec::new();
     for sg in [false, true] {
         for bias in [false, true] {
-            v.push(weight_key("matvec_id", ty, sg, WORKGROUP, id_defines(bias)));
+            for grouped in [false, true] {
+                let d = id_defines(bias, grouped);
+                v.push(weight_key("matvec_id", ty, sg, WORKGROUP, d));
+            }
         }
     }
     v
@@ -391,12 +451,111 @@ impl MoeSum {
     }
 }
 
-/// The router and sum variants, for validation tests.
+params! {
+    @binding(3)
+    pub(crate) struct GroupParams {
+        n_expert: u32,
+        n_used: u32,
+        max_tokens: u32,
+        _pad: u32,
+    }
+}
+
+/// Groups the step's slots by expert (a counting sort): `order[offsets[e]..offsets[e+1]]`
+/// are expert e's slots `t * n_used + j`, in increasing order. `offsets` holds
+/// `2 * (n_expert + 1)` words (the second half is scratch).
+pub struct MoeGroup {
+    /// The one dispatch.
+    pub dispatches: Vec<Dispatch>,
+}
+
+fn group_key() -> PipelineKey {
+    PipelineKey {
+        op: "moe_group",
+        variant: ShaderVariant::new(64),
+    }
+}
+
+impl MoeGroup {
+    /// Builds the dispatch over up to `tok.max` tokens of `n_used` experts each.
+    pub fn new(
+        gpu: &Gpu,
+        sel: &wgpu::Buffer,
+        (order, offsets): (&wgpu::Buffer, &wgpu::Buffer),
+        (n_expert, n_used): (u32, u32),
+        tok: Tokens,
+    ) -> Result<Self, GpuError> {
+        let slots = tok.max as u64 * n_used as u64 * 4;
+        if n_expert == 0
+            || n_expert > MAX_EXPERTS
+            || sel.size() < slots
+            || order.size() < slots
+            || offsets.size() < (2 * n_expert as u64 + 2) * 4
+        {
+            return Err(GpuError::Runtime(format!(
+                "moe_group: {n_expert} experts, buffers too small for {} tokens of {n_used}",
+                tok.max
+            )));
+        }
+        let p = GroupParams {
+            n_expert,
+            n_used,
+            max_tokens: tok.max,
+            _pad: 0,
+        };
+        let key = group_key();
+        let buffers = [
+            (1, sel),
+            (2, order),
+            (4, offsets),
+            (STEP_BINDING, &tok.step.buffer),
+        ];
+        let d = build_dispatch(gpu, &key, key.label(), &buffers, &p, (1, 1, 1))?.costed(
+            format!("{n_used}/{n_expert}"),
+            Work {
+                c: n_expert as f64 * 16.0,
+                t: n_used as f64 * 12.0,
+                ..Work::default()
+            },
+            Work::per_token(n_used as f64 * 4.0),
+        );
+        Ok(Self {
+            dispatches: vec![d],
+        })
+    }
+}
+
+/// CPU twin of `MoeGroup`: (order, offsets[..n_expert + 1]).
+pub fn cpu_group(sel: &[u32], n_expert: usize) -> (Vec<u32>, Vec<u32>) {
+    let mut offsets = vec![0u32; n_expert + 1];
+    for &e in sel {
+        offsets[e as usize + 1] += 1;
+    }
+    for e in 0..n_expert {
+        offsets[e + 1] += offsets[e];
+    }
+    let mut cursor = offsets.clone();
+    let mut order = vec![0u32; sel.len()];
+    for (i, &e) in sel.iter().enumerate() {
+        order[cursor[e as usize] as usize] = i as u32;
+        cursor[e as usize] += 1;
+    }
+    (order, offsets)
+}
+
+impl super::Op for MoeGroup {
+    fn dispatches(&self) -> &[Dispatch] {
+        &self.dispatches
+    }
+}
+
+/// The router, grouping and sum variants, for validation tests.
 pub(crate) fn variants() -> Vec<PipelineKey> {
     vec![
         route_key(Gating::SoftmaxNorm),
         route_key(Gating::Softmax),
         route_key(Gating::TopKSoftmax),
+        group_key(),
         sum_key(),
     ]
 }
@@ -430,6 +589,56 @@ pub fn cpu_route(logits: &[f32], n_used: usize, gating: Gating) -> Vec<(usize, f
         .zip(raw)
         .map(|(e, w)| (e, (w / div) as f32))
         .collect()
+}
+
+/// Both forms of an expert projection for a multi-token plan: a step whose tokens pick
+/// at least as many slots as there are experts runs the grouped form (each expert's rows
+/// read once per 8 of its tokens), a smaller one the per-token form (no workgroups for
+/// experts nobody chose).
+pub struct ExpertProj {
+    per_token: MatVecId,
+    grouped: MatVecId,
+    /// Experts per token, and the experts in the tensor.
+    n_used: u32,
+    n_expert: u32,
+}
+
+impl ExpertProj {
+    /// Both forms over `w`, as `MatVecId::new` takes them.
+    pub fn new(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        (expert_rows, n_used): (u32, u32),
+        io: ExpertIo,
+        tok: Tokens,
+    ) -> Result<Self, GpuError> {
+        let shape = (expert_rows, n_used);
+        Ok(Self {
+            per_token: MatVecId::new(gpu, w, shape, io, tok)?,
+            grouped: MatVecId::grouped(gpu, w, shape, io, tok)?,
+            n_used,
+            n_expert: (w.rows / expert_rows.max(1) as u64) as u32,
+        })
+    }
+
+    /// The form a step of `n_tokens` runs.
+    pub fn for_tokens(&self, n_tokens: u32) -> &MatVecId {
+        if n_tokens.saturating_mul(self.n_used) >= self.n_expert {
+            &self.grouped
+        } else {
+            &self.per_token
+        }
+    }
+}
+
+impl super::Op for ExpertProj {
+    fn dispatches(&self) -> &[Dispatch] {
+        &self.grouped.dispatches
+    }
+
+    fn dispatches_for(&self, n_tokens: u32, _kv_len: u32) -> &[Dispatch] {
+        &self.for_tokens(n_tokens).dispatches
+    }
 }
 
 impl super::Op for MatVecId {

@@ -147,6 +147,7 @@ mod tests {
             "matvec_id" => vec![host::<moe::IdParams>()],
             "moe_route" => vec![host::<moe::RouteParams>()],
             "moe_sum" => vec![host::<moe::SumParams>()],
+            "moe_group" => vec![host::<moe::GroupParams>()],
             "penalties" => vec![host::<penalties::Params>(), host::<penalties::Window>()],
             "rmsnorm" => vec![host::<rmsnorm::Params>()],
             "residual_norm" => vec![host::<residual_norm::Params>()],
