@@ -294,6 +294,50 @@ def qwen3moe(b: Builder, variant):
     return meta, dict(add_bos=False, runs=[("", N_CTX)], facts=cfg)
 
 
+def qwen2moe(b: Builder, variant):
+    cfg = dict(freq_base=1e6, router_scale=3.0, shared_ffn=64)
+
+    def meta(w):
+        # base.py TextModel.set_gguf_parameters, then qwen.py Qwen2MoeModel
+        w.add_block_count(N_LAYER_MOE)
+        w.add_context_length(N_CTX)
+        w.add_embedding_length(HIDDEN)
+        w.add_feed_forward_length(FFN)
+        w.add_head_count(N_HEAD)
+        w.add_head_count_kv(N_HEAD_KV)
+        w.add_rope_freq_base(cfg["freq_base"])
+        w.add_layer_norm_rms_eps(1e-6)
+        w.add_expert_count(N_EXPERT)
+        w.add_expert_used_count(N_EXPERT_USED)
+        w.add_expert_feed_forward_length(FFN_EXP)
+        w.add_expert_shared_feed_forward_length(cfg["shared_ffn"])
+
+    b.mat("token_embd.weight", HIDDEN, VOCAB)
+    b.norm("output_norm.weight", HIDDEN)
+    b.mat("output.weight", HIDDEN, VOCAB)
+    for i in range(N_LAYER_MOE):
+        p = f"blk.{i}."
+        b.norm(p + "attn_norm.weight", HIDDEN)
+        b.mat(p + "attn_q.weight", HIDDEN, HIDDEN)
+        b.vec(p + "attn_q.bias", HIDDEN)
+        b.mat(p + "attn_k.weight", HIDDEN, N_HEAD_KV * (HIDDEN // N_HEAD))
+        b.vec(p + "attn_k.bias", N_HEAD_KV * (HIDDEN // N_HEAD))
+        b.mat(p + "attn_v.weight", HIDDEN, N_HEAD_KV * (HIDDEN // N_HEAD))
+        b.vec(p + "attn_v.bias", N_HEAD_KV * (HIDDEN // N_HEAD))
+        b.mat(p + "attn_output.weight", HIDDEN, HIDDEN)
+        b.norm(p + "ffn_norm.weight", HIDDEN)
+        b.mat(p + "ffn_gate_inp.weight", HIDDEN, N_EXPERT, scale=cfg["router_scale"], quant=False)
+        b.mat(p + "ffn_gate_exps.weight", HIDDEN, FFN_EXP, N_EXPERT)
+        b.mat(p + "ffn_up_exps.weight", HIDDEN, FFN_EXP, N_EXPERT)
+        b.mat(p + "ffn_down_exps.weight", FFN_EXP, HIDDEN, N_EXPERT)
+        # the shared expert and its sigmoid gate (a [n_embd] row, kept F32 like a norm)
+        b.vec(p + "ffn_gate_inp_shexp.weight", HIDDEN, scale=0.5)
+        b.mat(p + "ffn_gate_shexp.weight", HIDDEN, cfg["shared_ffn"])
+        b.mat(p + "ffn_up_shexp.weight", HIDDEN, cfg["shared_ffn"])
+        b.mat(p + "ffn_down_shexp.weight", cfg["shared_ffn"], HIDDEN)
+    return meta, dict(add_bos=False, runs=[("", N_CTX)], facts=cfg)
+
+
 def gpt_oss(b: Builder, variant):
     cfg = dict(rope_type="yarn", factor=16.0, original_context_length=16, context_length=256,
                beta_fast=32.0, beta_slow=1.0, freq_base=150000.0, router_scale=3.0, expert_gate_up_scale=3.0)
@@ -354,6 +398,7 @@ ARCHS = {
     "mistral3": (mistral3, ["f32", "q8_0"], 3),
     "qwen3moe": (qwen3moe, ["f32", "q8_0"], 4),
     "gpt-oss": (gpt_oss, ["f32", "mxfp4"], 5),
+    "qwen2moe": (qwen2moe, ["f32", "q8_0"], 6),
 }
 
 

@@ -260,3 +260,9 @@ fn gpt_oss_matches_llama_cpp() {
     // against them), everything else F32.
     check_all(&["gpt-oss-f32", "gpt-oss-mxfp4"]);
 }
+
+#[test]
+fn qwen2moe_matches_llama_cpp() {
+    // A shared expert weighed by a sigmoid gate; softmax weights not renormalized.
+    check_all(&["qwen2moe-f32", "qwen2moe-q8_0"]);
+}

@@ -159,6 +159,13 @@ fn gpt_oss_matches_reference() {
 }
 
 #[test]
+fn qwen2moe_matches_reference() {
+    // The shared expert and its sigmoid gate, next to the routed experts.
+    check(&spec(Arch::Qwen2Moe, GgmlType::Q8_0, 26), Config::Full);
+    check(&spec(Arch::Qwen2Moe, GgmlType::Q5_0, 27), Config::Bare);
+}
+
+#[test]
 fn gemma3_matches_reference() {
     for (i, ty) in [GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::F32]
         .into_iter()

@@ -299,40 +299,55 @@ fn router_every_gating() {
 fn weighted_sum_of_experts() {
     let g = gpu(Config::Full);
     for (width, n_used, built, run) in [(64usize, 2usize, 1usize, 1usize), (300, 8, 9, 6)] {
-        let y = random_vec(3 + built * n_used * width, 1);
-        let w = random_vec(built * n_used, 2);
-        let (yb, wb) = (storage(&g, &y), storage(&g, &w));
-        let out = output(&g, built * (width + 1));
-        let step = StepBuffer::new(&g, Step::new(0, run as u32));
-        let rows = Rows {
-            view: View::of(&out),
-            width: width as u32,
-            rows: 1,
-            stride: width as u32 + 1,
-        };
-        let tok = Tokens {
-            max: built as u32,
-            step: &step,
-        };
-        let yv = View {
-            buffer: &yb,
-            offset: 3,
-        };
-        let op = MoeSum::new(&g, yv, &wb, rows, n_used as u32, tok).unwrap();
-        kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
-        let got = read(&g, &out, built * (width + 1));
-        for t in 0..run {
-            let want: Vec<f32> = (0..width)
-                .map(|i| {
-                    (0..n_used)
-                        .map(|j| {
-                            w[t * n_used + j] as f64 * y[3 + (t * n_used + j) * width + i] as f64
-                        })
-                        .sum::<f64>() as f32
-                })
-                .collect();
-            let at = t * (width + 1);
-            assert_close("moe_sum", &got[at..at + width], &want, 1e-12);
+        for shared in [false, true] {
+            let y = random_vec(3 + built * n_used * width, 1);
+            let w = random_vec(built * n_used, 2);
+            let gates: Vec<f32> = random_vec(built, 3).iter().map(|v| 4.0 * v).collect();
+            let prior = random_vec(built * (width + 1), 4);
+            let (yb, wb, gb) = (storage(&g, &y), storage(&g, &w), storage(&g, &gates));
+            let out = storage(&g, &prior);
+            let step = StepBuffer::new(&g, Step::new(0, run as u32));
+            let rows = Rows {
+                view: View::of(&out),
+                width: width as u32,
+                rows: 1,
+                stride: width as u32 + 1,
+            };
+            let tok = Tokens {
+                max: built as u32,
+                step: &step,
+            };
+            let yv = View {
+                buffer: &yb,
+                offset: 3,
+            };
+            let s = shared.then_some(&gb);
+            let op = MoeSum::new(&g, yv, &wb, rows, (n_used as u32, s), tok).unwrap();
+            kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
+            let got = read(&g, &out, built * (width + 1));
+            for t in 0..run {
+                let at = t * (width + 1);
+                let want: Vec<f32> = (0..width)
+                    .map(|i| {
+                        let routed: f64 = (0..n_used)
+                            .map(|j| {
+                                w[t * n_used + j] as f64
+                                    * y[3 + (t * n_used + j) * width + i] as f64
+                            })
+                            .sum();
+                        // A shared expert's output (already in out) weighed by its gate.
+                        let sig = 1.0 / (1.0 + (-(gates[t] as f64)).exp());
+                        let kept = if shared {
+                            sig * prior[at + i] as f64
+                        } else {
+                            0.0
+                        };
+                        (routed + kept) as f32
+                    })
+                    .collect();
+                let case = format!("moe_sum {width} x {n_used} shared {shared}");
+                assert_close(&case, &got[at..at + width], &want, 1e-12);
+            }
         }
     }
 }

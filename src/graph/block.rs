@@ -253,7 +253,8 @@ impl<'a> Block<'a> {
         // gate and up share a buffer (see `Weights`), one matvec computes both and the
         // activation; else the gate's matvec, then the up's with the activation as its
         // epilogue.
-        let ffn = self.cfg.ffn as u32;
+        // The FFN's own width (a MoE's shared expert has its own).
+        let ffn = w.gate.rows as u32;
         let (g, u) = (Rows::packed(&a.g, ffn), Rows::packed(&a.u, ffn));
         let h = Rows::packed(&a.h, w.up.cols as u32);
         self.pre
@@ -291,6 +292,12 @@ impl<'a> Block<'a> {
             .moe
             .as_ref()
             .ok_or_else(|| ModelError::Input("a MoE block in a dense model's plan".into()))?;
+        // A shared expert first: its FFN of h into o, its gate logit per token; the
+        // weighted sum below adds the routed experts to sigmoid(gate) * o.
+        if let Some((ffn, gate)) = &w.shared {
+            self.ffn(ffn)?;
+            self.proj(gate, &a.h, &m.shared_gate)?;
+        }
         let (ne, k, eff, hidden) = (
             cfg.n_expert as u32,
             cfg.n_expert_used as u32,
@@ -331,7 +338,8 @@ impl<'a> Block<'a> {
         self.both(|tok| GatedAct::new(gpu, g, u, w.act, tok))?;
         self.experts(down, (hidden, k), io(&a.g, true, &m.down, db))?;
         let out = Rows::packed(&a.o, hidden);
-        self.both(|tok| MoeSum::new(gpu, View::of(&m.down), &m.wts, out, k, tok))
+        let shared = w.shared.as_ref().map(|_| &m.shared_gate);
+        self.both(|tok| MoeSum::new(gpu, View::of(&m.down), &m.wts, out, (k, shared), tok))
     }
 
     /// An expert projection in every plan: per token in decode, grouped by expert in

@@ -43,6 +43,8 @@ pub(super) struct MoeBuffers {
     /// The step's slots grouped by expert (`MoeGroup`), for prefill's expert projections.
     pub(super) order: wgpu::Buffer,
     pub(super) offsets: wgpu::Buffer,
+    /// The shared expert's gate logit per token (Qwen2-MoE).
+    pub(super) shared_gate: wgpu::Buffer,
 }
 
 fn buffer(gpu: &Gpu, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
@@ -87,9 +89,11 @@ impl Activations {
             |label: &str, per_token: usize| buffer(gpu, label, (rows * per_token * 4) as u64, act);
         let v = cfg.vocab as u64;
         // The gate and up activations hold every chosen expert's in a MoE model.
+        let moe = cfg.is_moe() as usize;
         let ffn = cfg
             .ffn
-            .max(cfg.n_expert_used * cfg.expert_ffn * cfg.is_moe() as usize);
+            .max(cfg.n_expert_used * cfg.expert_ffn * moe)
+            .max(cfg.expert_shared_ffn * moe);
         Self {
             ids: buffer(gpu, "ids", rows as u64 * 4, U::STORAGE | U::COPY_DST),
             x: f("x", cfg.hidden),
@@ -128,6 +132,7 @@ impl Activations {
                     (2 * cfg.n_expert as u64 + 2) * 4,
                     act,
                 ),
+                shared_gate: f("shared expert gate", 1),
             }),
         }
     }

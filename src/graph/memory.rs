@@ -106,9 +106,12 @@ impl MemoryPlan {
         // A MoE model's gate and up hold every chosen expert's, plus the router's logits,
         // choices and weights and the experts' down projections (buffers.rs).
         let (k, moe) = (cfg.n_expert_used, cfg.is_moe() as usize);
-        let ffn = cfg.ffn.max(k * cfg.expert_ffn * moe);
+        let ffn = cfg
+            .ffn
+            .max(k * cfg.expert_ffn * moe)
+            .max(cfg.expert_shared_ffn * moe);
         let per_token = 4 * (3 * cfg.hidden + 2 * cfg.q_dim() + 2 * cfg.kv_dim() + 2 * ffn) as u64
-            + 4 * (moe * (cfg.n_expert + 3 * k + k * cfg.hidden)) as u64;
+            + 4 * (moe * (cfg.n_expert + 3 * k + k * cfg.hidden + 1)) as u64;
         note(
             "activations of one prefill batch",
             b * 4 * cfg.ffn.max(cfg.q_dim()) as u64,

@@ -392,21 +392,27 @@ pub struct MoeSum {
 /// Workgroup size of the weighted sum (one invocation per element).
 const SUM_WG: u32 = 256;
 
-fn sum_key() -> PipelineKey {
+fn sum_key(shared: bool) -> PipelineKey {
+    let defines: &'static [&'static str] = if shared { &["SHARED"] } else { &[] };
     PipelineKey {
         op: "moe_sum",
-        variant: ShaderVariant::new(SUM_WG),
+        variant: ShaderVariant {
+            defines,
+            ..ShaderVariant::new(SUM_WG)
+        },
     }
 }
 
 impl MoeSum {
-    /// Builds the dispatch: `y` holds `n_used` rows of `out.per_token()` per token.
+    /// Builds the dispatch: `y` holds `n_used` rows of `out.per_token()` per token. With
+    /// `shared` (a shared expert's gate logits, one per token, its output already in
+    /// `out`): `out[t] = sigmoid(shared[t]) * out[t] + sum_j ...`.
     pub fn new(
         gpu: &Gpu,
         y: View,
         wts: &wgpu::Buffer,
         out: Rows,
-        n_used: u32,
+        (n_used, shared): (u32, Option<&wgpu::Buffer>),
         tok: Tokens,
     ) -> Result<Self, GpuError> {
         let width = to_u32("moe_sum width", out.per_token())?;
@@ -432,13 +438,19 @@ impl MoeSum {
             _pad: 0,
         };
         let groups = token_grid(gpu, "moe_sum", per_token as u64, tok.max)?;
-        let key = sum_key();
-        let buffers = [
+        if shared.is_some_and(|s| s.size() < tok.max as u64 * 4) {
+            return Err(GpuError::Runtime(
+                "moe_sum: the shared expert's gates need one f32 per token".into(),
+            ));
+        }
+        let key = sum_key(shared.is_some());
+        let mut buffers = vec![
             (1, y.buffer),
             (2, out.view.buffer),
             (4, wts),
             (STEP_BINDING, &tok.step.buffer),
         ];
+        buffers.extend(shared.map(|s| (5, s)));
         let w = width as f64 * n_used as f64;
         let d = build_dispatch(gpu, &key, key.label(), &buffers, &p, groups)?.costed(
             format!("{n_used}x{width}"),
@@ -556,7 +568,8 @@ pub(crate) fn variants() -> Vec<PipelineKey> {
         route_key(Gating::Softmax),
         route_key(Gating::TopKSoftmax),
         group_key(),
-        sum_key(),
+        sum_key(false),
+        sum_key(true),
     ]
 }
 

@@ -110,6 +110,9 @@ pub struct Moe<'a, M, V> {
     pub biases: Option<[&'a V; 3]>,
     /// The gated activation.
     pub act: Activation,
+    /// A shared expert every token uses (Qwen2-MoE): its FFN, and the one-row gate
+    /// `[hidden] -> [1]` whose sigmoid weighs it.
+    pub shared: Option<(FeedForward<'a, M>, &'a M)>,
 }
 
 impl<'a, M, V> Moe<'a, M, V> {
@@ -124,6 +127,22 @@ impl<'a, M, V> Moe<'a, M, V> {
             down: l.mat("ffn_down_exps.weight")?,
             biases: None,
             act,
+            shared: None,
+        })
+    }
+
+    /// With the shared expert under its usual names (`ffn_{gate,up,down}_shexp.weight`,
+    /// gated by `ffn_gate_inp_shexp.weight`).
+    pub fn with_shared_expert(self, l: &'a LayerTensors<M, V>) -> Result<Self, ModelError> {
+        let ffn = FeedForward {
+            gate: l.mat("ffn_gate_shexp.weight")?,
+            up: l.mat("ffn_up_shexp.weight")?,
+            down: l.mat("ffn_down_shexp.weight")?,
+            act: self.act,
+        };
+        Ok(Self {
+            shared: Some((ffn, l.mat("ffn_gate_inp_shexp.weight")?)),
+            ..self
         })
     }
 
@@ -151,6 +170,17 @@ pub fn moe_tensors(cfg: &ModelConfig, norm: &'static str) -> Vec<BlockTensor> {
         BlockTensor::experts("ffn_gate_exps.weight", h, ff, n),
         BlockTensor::experts("ffn_up_exps.weight", h, ff, n),
         BlockTensor::experts("ffn_down_exps.weight", ff, h, n),
+    ]
+}
+
+/// A shared expert's tensors: its sigmoid gate (one row) and its gated FFN.
+pub fn shared_expert_tensors(cfg: &ModelConfig) -> Vec<BlockTensor> {
+    let (h, ff) = (cfg.hidden, cfg.expert_shared_ffn);
+    vec![
+        BlockTensor::matrix("ffn_gate_inp_shexp.weight", h, 1),
+        BlockTensor::matrix("ffn_gate_shexp.weight", h, ff),
+        BlockTensor::matrix("ffn_up_shexp.weight", h, ff),
+        BlockTensor::matrix("ffn_down_shexp.weight", ff, h),
     ]
 }
 

@@ -141,6 +141,9 @@ pub struct ModelConfig {
     pub n_expert_used: usize,
     /// Inner width of one expert (`expert_feed_forward_length`, default `ffn`).
     pub expert_ffn: usize,
+    /// Inner width of the shared expert (`expert_shared_feed_forward_length`, default
+    /// `ffn`), in architectures that have one.
+    pub expert_shared_ffn: usize,
     /// How the router weighs the chosen experts.
     pub gating: crate::kernels::Gating,
 }
@@ -307,6 +310,9 @@ impl ModelConfig {
             expert_ffn: h
                 .get_u32(&key("expert_feed_forward_length"))?
                 .map_or(ffn, |v| v as usize),
+            expert_shared_ffn: h
+                .get_u32(&key("expert_shared_feed_forward_length"))?
+                .map_or(ffn, |v| v as usize),
             gating: crate::kernels::Gating::SoftmaxNorm,
         };
         (arch.def().configure)(h, &mut cfg)?;
@@ -400,6 +406,13 @@ impl ModelConfig {
                 return Err(bad(
                     &format!("{a}.expert_feed_forward_length"),
                     self.expert_ffn,
+                    "must be 1..=2^20",
+                ));
+            }
+            if !(1..=1 << 20).contains(&self.expert_shared_ffn) {
+                return Err(bad(
+                    &format!("{a}.expert_shared_feed_forward_length"),
+                    self.expert_shared_ffn,
                     "must be 1..=2^20",
                 ));
             }

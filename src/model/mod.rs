@@ -36,6 +36,7 @@ mod llama;
 mod mistral3;
 mod phi3;
 mod qwen2;
+mod qwen2moe;
 mod qwen3;
 mod qwen3moe;
 pub mod tensors;
@@ -114,6 +115,8 @@ pub enum Arch {
     Phi3,
     /// Qwen 2/2.5: Llama with q/k/v biases and NeoX RoPE.
     Qwen2,
+    /// Qwen2-MoE: Qwen 2's attention with experts and a shared expert.
+    Qwen2Moe,
     /// Qwen 3: Qwen 2 without biases, with per-head q/k RMSNorm.
     Qwen3,
     /// Qwen3-MoE: Qwen 3's attention with a mixture-of-experts FFN.
@@ -122,7 +125,7 @@ pub enum Arch {
 
 impl Arch {
     /// Every architecture, in the order errors list them.
-    pub const ALL: [Arch; 9] = [
+    pub const ALL: [Arch; 10] = [
         Arch::Gemma2,
         Arch::Gemma3,
         Arch::GptOss,
@@ -130,6 +133,7 @@ impl Arch {
         Arch::Mistral3,
         Arch::Phi3,
         Arch::Qwen2,
+        Arch::Qwen2Moe,
         Arch::Qwen3,
         Arch::Qwen3Moe,
     ];
@@ -144,6 +148,7 @@ impl Arch {
             Arch::Mistral3 => &mistral3::DEF,
             Arch::Phi3 => &phi3::DEF,
             Arch::Qwen2 => &qwen2::DEF,
+            Arch::Qwen2Moe => &qwen2moe::DEF,
             Arch::Qwen3 => &qwen3::DEF,
             Arch::Qwen3Moe => &qwen3moe::DEF,
         }

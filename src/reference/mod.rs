@@ -19,6 +19,7 @@ pub(crate) mod gpt_oss;
 pub(crate) mod llama;
 mod ops;
 pub(crate) mod qwen2;
+pub(crate) mod qwen2moe;
 pub(crate) mod qwen3;
 pub(crate) mod qwen3moe;
 
@@ -360,7 +361,7 @@ impl Block<'_> {
 
     /// Gated feed-forward from `h` into `o`: `down(act(gate h) * up h)`.
     pub fn ffn(&mut self, w: &FeedForward<Vec<f32>>) -> Result<(), ModelError> {
-        let ffn = self.cfg.ffn;
+        let ffn = w.gate.len() / self.cfg.hidden; // the FFN's own width (a shared expert's too)
         let mut gate = vec![0.0f32; ffn]; // [ffn]
         let mut up = vec![0.0f32; ffn]; // [ffn]
         matvec(&mut gate, w.gate, &self.h);
@@ -385,6 +386,15 @@ impl Block<'_> {
         }
         let chosen = crate::kernels::moe::cpu_route(&logits, c.n_expert_used, c.gating);
         let mut out = vec![0f64; hidden];
+        if let Some((ffn, gate)) = &w.shared {
+            // The shared expert, weighed by the sigmoid of its gate.
+            self.ffn(ffn)?;
+            let g = ops::dot(gate, &self.h);
+            let s = 1.0 / (1.0 + (-g).exp());
+            for (o, v) in out.iter_mut().zip(&self.o) {
+                *o = s * *v as f64;
+            }
+        }
         for (e, weight) in chosen {
             let mut gate = vec![0.0f32; eff]; // [expert_ffn]
             let mut up = vec![0.0f32; eff];

@@ -473,6 +473,7 @@ const BUILTINS: &[(&str, &str)] = &[
     ("qwen2", CHATML),
     ("qwen3", CHATML),
     ("qwen3moe", CHATML),
+    ("qwen2moe", CHATML),
     ("llama", LLAMA3),
     ("phi3", PHI3),
     ("mistral3", MISTRAL3),
