@@ -11,37 +11,16 @@ var<private> MXFP4_VALUES: array<f32, 16> = array<f32, 16>(
     0.0, -1.0, -2.0, -3.0, -4.0, -6.0, -8.0, -12.0,
 );
 
-fn mx_lookup(q: vec4<u32>) -> vec4<f32> {
+fn cb_lookup(q: vec4<u32>) -> vec4<f32> {
     return vec4<f32>(MXFP4_VALUES[q.x], MXFP4_VALUES[q.y], MXFP4_VALUES[q.z], MXFP4_VALUES[q.w]);
 }
 
 // Half of block blk's scale, 2^(e - 128) (e < 2 gives a subnormal that a GPU may flush
 // to zero: only blocks of values below 2^-125 are affected).
-fn mx_d(row: u32, nb: u32, blk: u32) -> f32 {
+fn cb_d(row: u32, nb: u32, blk: u32) -> f32 {
     let w = word(scale_plane(row, nb) + blk / 4u);
     let e = (w >> (8u * (blk & 3u))) & 0xFFu;
     return ldexp(1.0, i32(e) - 128);
 }
 
-fn mx_group(q: u32, g: u32) -> vec4<f32> {
-    return mx_lookup(bytes4((q >> (4u * (g >> 2u))) & 0x0F0F0F0Fu));
-}
-
-fn dq4_row(row: u32, g: u32) -> vec4<f32> {
-    let blk = g / GPB;
-    let i = g % GPB;
-    return mx_d(row, row_blocks(), blk) * mx_group(quant_word(row, blk, i & 3u), i);
-}
-
-#ifdef MATVEC
-const PARTS: u32 = 1u;
-
-fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
-    let q = quant_vec4(row, blk, 0u);
-    var s = 0.0;
-    for (var j = 0u; j < 4u; j++) {
-        s += dot(mx_group(q[j], 0u), xv4(e + 4u * j)) + dot(mx_group(q[j], 4u), xv4(e + 16u + 4u * j));
-    }
-    return mx_d(row, nb, blk) * s;
-}
-#endif
+#include "lib/codebook4.wgsl"

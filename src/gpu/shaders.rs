@@ -68,6 +68,7 @@ shader_table!(
     "lib/dtype_q6_k.wgsl",
     "lib/dtype_iq4_nl.wgsl",
     "lib/dtype_mxfp4.wgsl",
+    "lib/codebook4.wgsl",
     "lib/dtype_iq4_xs.wgsl",
 );
 

@@ -173,6 +173,24 @@ pub fn moe_tensors(cfg: &ModelConfig, norm: &'static str) -> Vec<BlockTensor> {
     ]
 }
 
+/// Gemma's sandwich: the attention tensors (with the q/k norms when `qk_norm`), a norm
+/// after attention, the FFN's, and a norm after the FFN.
+pub fn sandwich_tensors(cfg: &ModelConfig, qk_norm: bool) -> Vec<BlockTensor> {
+    let extra = if qk_norm {
+        qk_norm_tensors(cfg)
+    } else {
+        vec![]
+    };
+    let mut v = attention_tensors(cfg, &extra);
+    v.push(BlockTensor::vector(
+        "post_attention_norm.weight",
+        cfg.hidden,
+    ));
+    v.extend(ffn_tensors(cfg));
+    v.push(BlockTensor::vector("post_ffw_norm.weight", cfg.hidden));
+    v
+}
+
 /// A shared expert's tensors: its sigmoid gate (one row) and its gated FFN.
 pub fn shared_expert_tensors(cfg: &ModelConfig) -> Vec<BlockTensor> {
     let (h, ff) = (cfg.hidden, cfg.expert_shared_ffn);

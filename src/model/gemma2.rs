@@ -9,7 +9,7 @@
 //! scaled by 1/sqrt(head_dim), except in the 46-layer model (27B), which llama.cpp scales
 //! by 1/sqrt(hidden / heads) (its `query_pre_attn_scalar`).
 
-use super::blocks::{attention_tensors, ffn_tensors};
+use super::blocks::sandwich_tensors;
 use super::config::{ModelConfig, ModelError};
 use super::{Activation, ArchDef, Attention, BlockTensor, FeedForward, LayerWeights, TinySpec};
 use crate::gguf::{GgufHeader, Value};
@@ -44,14 +44,7 @@ fn configure(h: &GgufHeader, cfg: &mut ModelConfig) -> Result<(), ModelError> {
 
 /// Llama's tensors plus the two post-norms.
 fn tensors(cfg: &ModelConfig) -> Vec<BlockTensor> {
-    let mut v = attention_tensors(cfg, &[]);
-    v.push(BlockTensor::vector(
-        "post_attention_norm.weight",
-        cfg.hidden,
-    ));
-    v.extend(ffn_tensors(cfg));
-    v.push(BlockTensor::vector("post_ffw_norm.weight", cfg.hidden));
-    v
+    sandwich_tensors(cfg, false)
 }
 
 /// `x += norm(attn(norm(x)))`, then `x += norm(ffn(norm(x)))` with GeGLU.

@@ -8,7 +8,7 @@
 //! global with the model's base (1 000 000) and optional linear scaling. The output head
 //! is tied to the embedding. Norm weights in GGUF already include Gemma's `1 +`.
 
-use super::blocks::{attention_tensors, ffn_tensors, qk_norm_tensors};
+use super::blocks::sandwich_tensors;
 use super::config::{bad, ModelConfig, ModelError};
 use super::{Activation, ArchDef, Attention, BlockTensor, FeedForward, LayerWeights, TinySpec};
 use crate::gguf::{GgufHeader, Value};
@@ -52,14 +52,7 @@ fn configure(h: &GgufHeader, cfg: &mut ModelConfig) -> Result<(), ModelError> {
 
 /// Llama's tensors plus the q/k norms and the two post-norms.
 fn tensors(cfg: &ModelConfig) -> Vec<BlockTensor> {
-    let mut v = attention_tensors(cfg, &qk_norm_tensors(cfg));
-    v.push(BlockTensor::vector(
-        "post_attention_norm.weight",
-        cfg.hidden,
-    ));
-    v.extend(ffn_tensors(cfg));
-    v.push(BlockTensor::vector("post_ffw_norm.weight", cfg.hidden));
-    v
+    sandwich_tensors(cfg, true)
 }
 
 /// `x += norm(attn(norm(x)))`, then `x += norm(ffn(norm(x)))` with GeGLU.

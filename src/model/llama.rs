@@ -26,14 +26,14 @@ fn configure(_h: &GgufHeader, cfg: &mut ModelConfig) -> Result<(), ModelError> {
     Ok(())
 }
 
-fn tensors(cfg: &ModelConfig) -> Vec<BlockTensor> {
+pub(super) fn tensors(cfg: &ModelConfig) -> Vec<BlockTensor> {
     let mut v = attention_tensors(cfg, &[]);
     v.extend(ffn_tensors(cfg));
     v
 }
 
 /// `x += attn(norm(x))`, then `x += ffn(norm(x))` with SwiGLU.
-fn block(b: &mut Block, w: &LayerWeights) -> Result<(), ModelError> {
+pub(super) fn block(b: &mut Block, w: &LayerWeights) -> Result<(), ModelError> {
     b.pre_norm_block(
         w,
         &Attention::projections(w)?,

@@ -6,17 +6,16 @@
 //! `1 + temperature_scale * ln(floor(p / n) + 1)` with n the original context length
 //! (`rope.scaling.original_context_length`), so attention sharpens as the context grows.
 
-use super::blocks::{attention_tensors, ffn_tensors};
 use super::config::{bad, ModelConfig, ModelError};
-use super::{Activation, ArchDef, Attention, BlockTensor, FeedForward, LayerWeights, TinySpec};
+use super::{ArchDef, TinySpec};
 use crate::gguf::{GgufHeader, Value};
-use crate::graph::Block;
 
 pub(crate) const DEF: ArchDef = ArchDef {
     name: "mistral3",
     configure,
-    tensors,
-    block,
+    // Llama's tensors and block; RoPE and the temperature come from the configuration.
+    tensors: super::llama::tensors,
+    block: super::llama::block,
     reference: crate::reference::llama::block,
     tiny,
     tiny_metadata,
@@ -42,21 +41,6 @@ fn configure(h: &GgufHeader, cfg: &mut ModelConfig) -> Result<(), ModelError> {
         Some(s) => return Err(bad(key, s, "must be finite")),
     }
     Ok(())
-}
-
-fn tensors(cfg: &ModelConfig) -> Vec<BlockTensor> {
-    let mut v = attention_tensors(cfg, &[]);
-    v.extend(ffn_tensors(cfg));
-    v
-}
-
-/// Llama's block; RoPE and the temperature come from the configuration.
-fn block(b: &mut Block, w: &LayerWeights) -> Result<(), ModelError> {
-    b.pre_norm_block(
-        w,
-        &Attention::projections(w)?,
-        &FeedForward::named(w, Activation::Silu)?,
-    )
 }
 
 /// YaRN over 16 original positions (factor 16) and the temperature, as the tiny golden.

@@ -11,15 +11,15 @@
 
 use super::blocks::attention_tensors;
 use super::config::{ModelConfig, ModelError};
-use super::{Activation, ArchDef, Attention, BlockTensor, FeedForward, LayerWeights, TinySpec};
+use super::{ArchDef, BlockTensor, TinySpec};
 use crate::gguf::{GgufHeader, Value};
-use crate::graph::Block;
 
 pub(crate) const DEF: ArchDef = ArchDef {
     name: "phi3",
     configure,
     tensors,
-    block,
+    // Llama's block over the split parts.
+    block: super::llama::block,
     reference: crate::reference::llama::block,
     tiny,
     tiny_metadata,
@@ -60,15 +60,6 @@ fn tensors(cfg: &ModelConfig) -> Vec<BlockTensor> {
         BlockTensor::matrix("ffn_down.weight", ff, h),
     ]);
     v
-}
-
-/// Llama's block over the split parts.
-fn block(b: &mut Block, w: &LayerWeights) -> Result<(), ModelError> {
-    b.pre_norm_block(
-        w,
-        &Attention::projections(w)?,
-        &FeedForward::named(w, Activation::Silu)?,
-    )
 }
 
 /// An original context of 32 below the tiny model's 1024, so a test context picks the
