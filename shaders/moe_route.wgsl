@@ -36,7 +36,9 @@ fn main(ids: Ids, gs: Groups) {
         return;
     }
     let base = p.l_offset + t * p.l_stride;
-    // The row's largest logit (for a stable softmax) and its exp-sum.
+#ifndef TOPK_SOFTMAX
+    // The row's largest logit (for a stable softmax) and its exp-sum: the softmax over
+    // every expert (TOPK_SOFTMAX needs only the chosen ones, below).
     var m = NEG;
     for (var e = 0u; e < p.n_expert; e++) {
         m = max(m, l[base + e]);
@@ -45,6 +47,7 @@ fn main(ids: Ids, gs: Groups) {
     for (var e = 0u; e < p.n_expert; e++) {
         total += exp(l[base + e] - m);
     }
+#endif
     // Selection by repeated maximum: the largest logit not yet taken (lowest id on ties).
     var picked: array<u32, MAX_USED>;
     var sum = 0.0;
