@@ -37,7 +37,7 @@ fn main() -> anyhow::Result<()> {
         sampling: SamplingParams::greedy(),
         max_tokens: Some(n),
         stop: Vec::new(),
-        json: false,
+        format: None,
     };
     let (ids, text, stats) = pollster::block_on(async {
         let stream = session.generate(&Prompt::Raw(prompt), opts)?;

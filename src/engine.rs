@@ -12,9 +12,9 @@
 // wgpu handles are not Send/Sync on wasm, where there is a single thread anyway.
 #![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
+use crate::constraint::{Constraint, ConstraintError, Format, Grammars};
 use crate::gguf::GgufFile;
 use crate::gpu::{Gpu, GpuError};
-use crate::grammar::JsonGrammar;
 use crate::graph::{LoadOptions, MemoryPlan, Model, MAX_PENALTY_IDS, SAMPLE_K};
 use crate::model::{file_type_name, ModelConfig, ModelError, Weights};
 use crate::sampling::{ParamError, Sampler, SamplingParams, StopMatcher};
@@ -71,6 +71,9 @@ pub enum EngineError {
     /// The session's cancel flag was raised during the prompt.
     #[error("cancelled")]
     Cancelled,
+    /// The output constraint (grammar, schema, regular expression) cannot be used.
+    #[error(transparent)]
+    Constraint(#[from] ConstraintError),
 }
 
 /// Options fixed when the engine loads.
@@ -137,6 +140,7 @@ pub struct Engine {
     weights: Arc<Weights>,
     memory: MemoryPlan,
     tokenizer: Arc<Tokenizer>,
+    grammars: Arc<Grammars>,
     template: Option<Arc<ChatTemplate>>,
     info: ModelInfo,
     load_time: Duration,
@@ -166,13 +170,15 @@ impl Engine {
             kv_type: opts.kv_type,
         };
         let (cfg, weights, memory) = Model::upload(&gpu, f, &load, progress)?;
+        let tokenizer = Arc::new(tokenizer);
         Ok(Self {
             info: ModelInfo::from_gguf(f, &cfg),
             gpu,
             cfg,
             weights,
             memory,
-            tokenizer: Arc::new(tokenizer),
+            grammars: Arc::new(Grammars::new(tokenizer.clone())),
+            tokenizer,
             template,
             load_time: start.elapsed(),
         })
@@ -193,6 +199,7 @@ impl Engine {
         Session {
             model,
             tokenizer: self.tokenizer.clone(),
+            grammars: self.grammars.clone(),
             template: self.template.clone(),
             cached: Vec::new(),
             cancel: None,
@@ -236,6 +243,13 @@ impl Engine {
             self.cfg.arch.name(),
             prompt,
         )
+    }
+
+    /// Whether `format` compiles for this model's vocabulary (the first use builds the
+    /// vocabulary's token trie).
+    pub fn check_format(&self, format: &Format) -> Result<(), EngineError> {
+        self.grammars.constraint(format)?;
+        Ok(())
     }
 
     /// The tokenizer.
@@ -293,9 +307,9 @@ pub struct GenerateOptions {
     pub max_tokens: Option<usize>,
     /// Text that ends generation; never part of the output.
     pub stop: Vec<String>,
-    /// Constrain the output to one JSON object (`format: "json"`); generation stops when
-    /// it is closed.
-    pub json: bool,
+    /// What the output must match (JSON, a JSON schema, a grammar, a regular
+    /// expression); generation stops once the match is complete and nothing may follow.
+    pub format: Option<Format>,
 }
 
 /// Why generation ended.
@@ -332,6 +346,10 @@ pub struct Stats {
     pub generate_duration: Duration,
     /// Why it ended.
     pub reason: FinishReason,
+    /// Constraint masks computed (one per sampled token of a constrained generation).
+    pub masks: usize,
+    /// Time spent computing them (on the CPU, while the GPU finishes each step).
+    pub mask_duration: Duration,
 }
 
 impl Stats {
@@ -467,11 +485,19 @@ impl SeqModel {
         match self {
             Self::Own(m) => Ok(match want {
                 Want::Argmax => Pick::Argmax(m.argmax().await?),
-                Want::TopK { k, penalties } => {
+                Want::TopK {
+                    k,
+                    penalties,
+                    allowed,
+                } => {
                     if let Some(p) = penalties {
                         m.apply_penalties(&p.window, p.repeat, p.presence, p.frequency)?;
                     }
-                    Pick::TopK(m.sample_top_k(k).await?)
+                    let top = m.sample_top_k(k).await?;
+                    Pick::TopK(match pick::allowed_of(top, allowed.as_deref()) {
+                        Ok(c) => c,
+                        Err(mask) => pick::top_allowed(&m.logits().await?, mask),
+                    })
                 }
             }),
             #[cfg(not(target_arch = "wasm32"))]
@@ -518,6 +544,7 @@ impl SeqModel {
 pub struct Session {
     model: SeqModel,
     tokenizer: Arc<Tokenizer>,
+    grammars: Arc<Grammars>,
     template: Option<Arc<ChatTemplate>>,
     /// The tokens whose keys and values are in the cache, in order.
     cached: Vec<u32>,
@@ -623,11 +650,15 @@ impl Session {
         for &id in &ids {
             sampler.accept(id);
         }
+        let constraint = match &opts.format {
+            Some(f) => Some(self.grammars.constraint(f)?),
+            None => None,
+        };
         let state = Run {
             session: self,
             sampler,
             stop: StopMatcher::new(&opts.stop),
-            json: opts.json.then(JsonGrammar::new),
+            constraint,
             decoder: StreamDecoder::new(),
             max_tokens: opts.max_tokens,
             prompt: Some(ids),
@@ -697,8 +728,8 @@ struct Run<'a> {
     session: &'a mut Session,
     sampler: Sampler,
     stop: StopMatcher,
-    /// The JSON recognizer when the output is constrained.
-    json: Option<JsonGrammar>,
+    /// What the output must match, when it is constrained.
+    constraint: Option<Constraint>,
     decoder: StreamDecoder,
     max_tokens: Option<usize>,
     /// The prompt, until it has been fed.
@@ -745,7 +776,7 @@ impl Run<'_> {
             None => (self.sample().await?, false),
         };
         let Some(id) = id else {
-            // JSON mode with no candidate that continues the text.
+            // A constraint that allows no token at all (its grammar has ended).
             return Ok(self.done(FinishReason::Stop));
         };
         if self.first.is_none() {
@@ -755,10 +786,10 @@ impl Run<'_> {
         if tok.is_eog(id) {
             return Ok(self.done(FinishReason::Stop));
         }
-        let json_closed = match &mut self.json {
-            Some(g) => {
-                g.advance(&tok.token_bytes(id, false));
-                g.is_complete()
+        let complete = match &mut self.constraint {
+            Some(c) => {
+                c.accept(id)?;
+                c.is_done()
             }
             None => false,
         };
@@ -769,7 +800,7 @@ impl Run<'_> {
         }
         let piece = self.decoder.push(tok, id);
         let (text, stopped) = self.stop.push(&piece);
-        if stopped || json_closed {
+        if stopped || complete {
             return Ok(self.finish(text, stopped, FinishReason::Stop));
         }
         if fed {
@@ -829,10 +860,11 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Whether the next token is the GPU's argmax: greedy, without penalties or JSON.
+    /// Whether the next token is the GPU's argmax: greedy, without penalties or a
+    /// constraint.
     fn argmax_is_the_draw(&self) -> bool {
         let p = self.sampler.params();
-        p.temperature == 0.0 && !penalizes(p) && self.json.is_none()
+        p.temperature == 0.0 && !penalizes(p) && self.constraint.is_none()
     }
 
     /// The next token when greedy without penalties or JSON on an adapter where feeding
@@ -853,8 +885,9 @@ impl Run<'_> {
     }
 
     /// The next token: argmax on the GPU when greedy without penalties, else penalties
-    /// and top-k on the GPU and the draw on the CPU. In JSON mode the draw is among the
-    /// GPU's top `SAMPLE_K` that keep the output valid; `None` when none does.
+    /// and top-k on the GPU and the draw on the CPU. With a constraint the draw is among
+    /// the GPU's top `SAMPLE_K` that its mask allows, or, when none is allowed, among
+    /// the allowed tokens of the whole logit row; `None` when the mask allows nothing.
     async fn sample(&mut self) -> Result<Option<u32>, EngineError> {
         if self.argmax_is_the_draw() {
             return match self.session.model.pick(Want::Argmax).await? {
@@ -873,26 +906,29 @@ impl Run<'_> {
                 frequency: p.frequency_penalty,
             }
         });
+        // The mask is computed while the GPU finishes the step.
+        let mask = match &mut self.constraint {
+            Some(c) => Some(c.mask()?),
+            None => None,
+        };
         let k = match (p.temperature == 0.0, p.top_k) {
-            _ if self.json.is_some() => SAMPLE_K,
+            _ if mask.is_some() => SAMPLE_K,
             (true, _) => 1,
             (false, 0) => SAMPLE_K,
             (false, k) => k.min(SAMPLE_K),
         };
-        let mut candidates = match self.session.model.pick(Want::TopK { k, penalties }).await? {
+        if mask.as_ref().is_some_and(|m| m.count() == 0) {
+            return Ok(None);
+        }
+        let want = Want::TopK {
+            k,
+            penalties,
+            allowed: mask.map(Arc::new),
+        };
+        let candidates = match self.session.model.pick(want).await? {
             Pick::TopK(c) => c,
             Pick::Argmax(id) => vec![(id, 0.0)],
         };
-        if let Some(g) = &self.json {
-            let tok = &self.session.tokenizer;
-            candidates.retain(|&(id, _)| {
-                let bytes = tok.token_bytes(id, false);
-                !tok.is_eog(id) && !bytes.is_empty() && g.accepts(&bytes)
-            });
-            if candidates.is_empty() {
-                return Ok(None);
-            }
-        }
         match self.sampler.sample(&candidates) {
             u32::MAX => Err(GpuError::Runtime("top-k returned no candidates".into()).into()),
             id => Ok(Some(id)),
@@ -913,6 +949,10 @@ impl Run<'_> {
             s.model.truncate(s.cached.len());
         }
         s.model.end(&mut s.cached);
+        let (masks, mask_duration) = self
+            .constraint
+            .as_ref()
+            .map_or((0, Duration::ZERO), Constraint::mask_stats);
         let now = Instant::now();
         let first = self.first.unwrap_or(now);
         let text = final_text(released, stopped, &mut self.decoder, &mut self.stop);
@@ -925,6 +965,8 @@ impl Run<'_> {
                 generated: self.generated,
                 generate_duration: now - first,
                 reason,
+                masks,
+                mask_duration,
             },
         }
     }

@@ -1,8 +1,8 @@
-//! JSON-constrained decoding (`format: "json"`): a byte-level pushdown recognizer of JSON
-//! text whose root is an object. The engine asks it, for each GPU top-k candidate in
-//! order, whether the candidate's bytes keep the output a valid prefix, samples among
-//! those that do, and stops once the root object is closed. Whitespace runs outside
-//! strings are bounded so a model cannot stall in indentation forever.
+//! An independent JSON recognizer: a byte-level pushdown recognizer of JSON text whose
+//! root is an object. Constrained decoding runs on llguidance (`constraint`); this
+//! hand-written recognizer stays as a second opinion that tests and the fuzzer use to
+//! check that what the engine let through is a valid JSON prefix. Whitespace runs
+//! outside strings are bounded (as the engine bounds them).
 
 /// Most nested objects and arrays.
 const MAX_DEPTH: usize = 64;

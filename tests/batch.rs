@@ -365,7 +365,7 @@ fn options(kind: usize, max: usize) -> GenerateOptions {
         sampling,
         max_tokens: Some(max),
         stop: Vec::new(),
-        json: false,
+        format: None,
     }
 }
 

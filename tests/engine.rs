@@ -6,6 +6,7 @@ mod common;
 
 use common::{gpu, ids, llama_goldens as goldens, Config};
 use futures::StreamExt;
+use hearth::constraint::Format;
 use hearth::engine::{
     Engine, EngineError, EngineOptions, Event, FinishReason, GenerateOptions, Prompt, Session,
     Stats,
@@ -58,7 +59,7 @@ fn greedy(max: usize) -> GenerateOptions {
         sampling: SamplingParams::greedy(),
         max_tokens: Some(max),
         stop: Vec::new(),
-        json: false,
+        format: None,
     }
 }
 
@@ -221,7 +222,7 @@ fn seeded_sampling_is_reproducible() {
         },
         max_tokens: Some(12),
         stop: Vec::new(),
-        json: false,
+        format: None,
     };
     let a = collect(&mut s, &prompt, opts(7)).unwrap().0;
     let b = collect(&mut s, &prompt, opts(7)).unwrap().0;
@@ -236,7 +237,7 @@ fn json_format_gives_one_valid_object() {
     let mut s = e.session().unwrap();
     let prompt = Prompt::Raw("A person described as JSON with name and age:".into());
     let mut o = greedy(48);
-    o.json = true;
+    o.format = Some(Format::JsonObject);
     let (ids, text, stats) = collect(&mut s, &prompt, o).unwrap();
     assert!(!ids.is_empty());
     let mut g = hearth::grammar::JsonGrammar::new();
@@ -250,6 +251,90 @@ fn json_format_gives_one_valid_object() {
         assert!(v.is_object(), "{text}");
     }
     eprintln!("json output ({:?}): {text}", stats.reason);
+}
+
+/// A JSON schema on the 262,144-token Gemma vocabulary, sampled at temperature 1: every
+/// output validates (tests/common/schema.rs). Prints the mask's cost per token.
+#[test]
+fn json_schema_outputs_validate_on_the_real_vocabulary() {
+    let Some(e) = engine() else { return };
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "maxLength": 20},
+            "age": {"type": "integer", "minimum": 0, "maximum": 120},
+            "colour": {"enum": ["red", "green", "blue"]},
+            "tags": {"type": "array", "items": {"type": "string", "maxLength": 10}, "maxItems": 3},
+            "address": {
+                "type": "object",
+                "properties": {"city": {"type": "string", "maxLength": 16}, "zip": {"type": "integer", "minimum": 0, "maximum": 99999}},
+                "required": ["city", "zip"],
+                "additionalProperties": false
+            }
+        },
+        "required": ["name", "age", "colour", "tags", "address"],
+        "additionalProperties": false
+    });
+    let t = std::time::Instant::now();
+    e.check_format(&Format::schema(schema.clone())).unwrap();
+    eprintln!(
+        "first constraint (builds the token trie): {:?}",
+        t.elapsed()
+    );
+    let mut s = e.session().unwrap();
+    let prompt = Prompt::Raw("A person described as JSON:".into());
+    for seed in 0..3 {
+        let o = GenerateOptions {
+            sampling: SamplingParams {
+                temperature: 1.0,
+                seed,
+                ..Default::default()
+            },
+            max_tokens: Some(160),
+            stop: Vec::new(),
+            format: Some(Format::schema(schema.clone())),
+        };
+        let t = std::time::Instant::now();
+        let (ids, text, stats) = collect(&mut s, &prompt, o).unwrap();
+        eprintln!(
+            "seed {seed}: {} tokens in {:?}: {text}",
+            ids.len(),
+            t.elapsed()
+        );
+        assert_eq!(stats.reason, FinishReason::Stop, "{text}");
+        let v: Value = serde_json::from_str(&text).expect("valid JSON");
+        common::schema::validate(&schema, &v).unwrap_or_else(|w| panic!("{w}: {text}"));
+    }
+}
+
+/// Text the model would never rank among its likeliest 256 tokens: the draw falls back
+/// to the whole logit row, and the output still matches.
+#[test]
+fn unlikely_text_comes_through_the_whole_row() {
+    let Some(e) = engine() else { return };
+    let mut s = e.session().unwrap();
+    let prompt = Prompt::Raw("The capital of France is".into());
+    let mut o = greedy(24);
+    o.format = Some(Format::Regex("(QZX|#~){2} [a-z]{2}".into()));
+    let (_, text, stats) = collect(&mut s, &prompt, o).unwrap();
+    assert_eq!(stats.reason, FinishReason::Stop, "{text:?}");
+    let (head, tail) = text.split_at(text.len() - 3);
+    assert!(
+        head == "QZXQZX" || head == "QZX#~" || head == "#~QZX" || head == "#~#~",
+        "{text:?}"
+    );
+    assert!(
+        tail.starts_with(' ') && tail[1..].bytes().all(|b| b.is_ascii_lowercase()),
+        "{text:?}"
+    );
+    let mut o = greedy(12);
+    o.format = Some(Format::grammar("root ::= \"Paris\" | \"Lyon\" | \"Nice\""));
+    let (_, text, stats) = collect(&mut s, &prompt, o).unwrap();
+    assert_eq!(stats.reason, FinishReason::Stop);
+    assert!(
+        ["Paris", "Lyon", "Nice"].contains(&text.as_str()),
+        "{text:?}"
+    );
 }
 
 #[test]

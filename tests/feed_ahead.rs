@@ -20,7 +20,7 @@ fn greedy(max: Option<usize>, stop: &[&str]) -> GenerateOptions {
         sampling: SamplingParams::greedy(),
         max_tokens: max,
         stop: stop.iter().map(|s| s.to_string()).collect(),
-        json: false,
+        format: None,
     }
 }
 

@@ -66,7 +66,7 @@ fn a_device_lost_mid_generation_ends_the_stream_with_an_error() {
         sampling: SamplingParams::greedy(),
         max_tokens: Some(20),
         stop: Vec::new(),
-        json: false,
+        format: None,
     };
     let mut err = None;
     {

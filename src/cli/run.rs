@@ -3,6 +3,7 @@
 
 use super::load::{engine, resolve_model, template_file};
 use super::GpuArgs;
+use crate::constraint::Format;
 use crate::engine::{Engine, EngineOptions, Event, GenerateOptions, Prompt, Session, Stats};
 use crate::sampling::SamplingParams;
 use crate::tokenizer::Message;
@@ -74,9 +75,34 @@ pub struct RunArgs {
     /// Print load time, token counts and rates
     #[arg(long)]
     verbose: bool,
-    /// Output format: `json` constrains the answer to one JSON object
+    /// Constrain the answer: `json` (one JSON object), or a JSON schema (inline, or a
+    /// file holding one)
     #[arg(long)]
     format: Option<String>,
+    /// Constrain the answer to a grammar: GBNF (llama.cpp's, start rule `root`) or
+    /// llguidance's Lark syntax, inline or a file holding it
+    #[arg(long, conflicts_with_all = ["format", "regex"])]
+    grammar: Option<String>,
+    /// Constrain the answer to match a regular expression (Rust regex syntax)
+    #[arg(long, conflicts_with = "format")]
+    regex: Option<String>,
+}
+
+/// `arg` itself, or the contents of the file it names.
+fn inline_or_file(flag: &str, arg: &str) -> anyhow::Result<String> {
+    let path = Path::new(arg);
+    if !arg.contains('\n') && path.is_file() {
+        let meta = std::fs::metadata(path)?;
+        if meta.len() > crate::constraint::MAX_GRAMMAR_BYTES as u64 {
+            anyhow::bail!(
+                "{flag} {arg}: the file is {} bytes; at most {} are accepted",
+                meta.len(),
+                crate::constraint::MAX_GRAMMAR_BYTES
+            );
+        }
+        return std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{flag} {arg}: {e}"));
+    }
+    Ok(arg.to_string())
 }
 
 impl RunArgs {
@@ -104,16 +130,27 @@ impl RunArgs {
             -1 => None,
             n => Some(n as usize),
         };
-        let json = match self.format.as_deref() {
-            None | Some("") => false,
-            Some("json") => true,
-            Some(f) => anyhow::bail!("--format {f}: only json is supported"),
+        let format = match (&self.format, &self.grammar, &self.regex) {
+            (Some(f), _, _) if f.is_empty() => None,
+            (Some(f), _, _) if f == "json" => Some(Format::JsonObject),
+            (Some(f), _, _) => {
+                let text = inline_or_file("--format", f)?;
+                let schema: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                    anyhow::anyhow!(
+                        "--format {f}: not `json`, a JSON schema or a file holding one ({e})"
+                    )
+                })?;
+                Some(Format::schema(schema))
+            }
+            (None, Some(g), _) => Some(Format::grammar(&inline_or_file("--grammar", g)?)),
+            (None, None, Some(r)) => Some(Format::Regex(r.clone())),
+            (None, None, None) => None,
         };
         Ok(GenerateOptions {
             sampling,
             max_tokens,
             stop: self.stop.clone(),
-            json,
+            format,
         })
     }
 }
@@ -305,6 +342,14 @@ fn report(engine: &Engine, s: &Stats) {
     eprintln!("eval count:           {} token(s)", s.generated);
     eprintln!("eval duration:        {}", fmt(s.generate_duration));
     eprintln!("eval rate:            {:.2} tokens/s", s.generate_rate());
+    if s.masks > 0 {
+        eprintln!(
+            "constraint masks:     {} in {} ({} per token)",
+            s.masks,
+            fmt(s.mask_duration),
+            fmt(s.mask_duration / s.masks as u32)
+        );
+    }
     eprintln!("done reason:          {}", s.reason.as_str());
 }
 

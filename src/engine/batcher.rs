@@ -12,7 +12,7 @@
 //! whole prompt. A prompt takes the KV pages of its whole length with its first chunk,
 //! and waits in the queue while other sequences hold them.
 
-use super::pick::{Pick, Want};
+use super::pick::{allowed_of, top_allowed, Pick, Want};
 use super::EngineError;
 use crate::gpu::GpuError;
 use crate::graph::Model;
@@ -390,9 +390,16 @@ fn run_rows(model: &mut Model, jobs: Vec<Job>) -> Vec<usize> {
     let mut answered = Vec::new();
     for (j, &row) in jobs.into_iter().zip(&last) {
         let pick = match &j.want {
-            Some(Want::TopK { .. }) => tops
+            Some(Want::TopK { allowed, .. }) => tops
                 .next()
                 .unwrap_or_else(|| Err(GpuError::Runtime("no candidates".into()).into()))
+                .and_then(|top| match allowed_of(top, allowed.as_deref()) {
+                    Ok(c) => Ok(c),
+                    Err(mask) => Ok(top_allowed(
+                        &pollster::block_on(model.row_logits(row))?,
+                        mask,
+                    )),
+                })
                 .map(Pick::TopK),
             _ => Ok(Pick::Argmax(argmax[row])),
         };
@@ -437,11 +444,19 @@ fn run_one(model: &mut Model, job: Job) -> bool {
         };
         Ok(Some(match want {
             Want::Argmax => Pick::Argmax(pollster::block_on(model.argmax())?),
-            Want::TopK { k, penalties } => {
+            Want::TopK {
+                k,
+                penalties,
+                allowed,
+            } => {
                 if let Some(p) = penalties {
                     model.apply_penalties(&p.window, p.repeat, p.presence, p.frequency)?;
                 }
-                Pick::TopK(pollster::block_on(model.sample_top_k(*k))?)
+                let top = pollster::block_on(model.sample_top_k(*k))?;
+                Pick::TopK(match allowed_of(top, allowed.as_deref()) {
+                    Ok(c) => c,
+                    Err(mask) => top_allowed(&pollster::block_on(model.logits())?, mask),
+                })
             }
         }))
     })();

@@ -674,6 +674,25 @@ impl Model {
         }
     }
 
+    /// Row `row`'s logits of the last `forward_batch` (after any penalties on it).
+    pub async fn row_logits(&self, row: usize) -> Result<Vec<f32>, GpuError> {
+        let BatchDone {
+            rows: n, single, ..
+        } = self.last_batch()?;
+        if row >= n {
+            return Err(GpuError::Runtime(format!(
+                "row {row} of a batched step of {n} tokens"
+            )));
+        }
+        match &self.acts.logits_batch {
+            Some(buf) if !single => {
+                let v = self.cfg.vocab;
+                crate::gpu::read_f32(&self.gpu, buf, (row * v) as u64, v as u64).await
+            }
+            _ => self.logits().await,
+        }
+    }
+
     /// Blocking `forward_batch` + `argmax_batch`: one greedy token for each row.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn greedy_batch(&mut self, rows: &[(usize, u32)]) -> Result<Vec<u32>, ModelError> {

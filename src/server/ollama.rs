@@ -4,7 +4,7 @@
 
 use super::error::{body_bytes, model_name, parse_json};
 use super::events::{collect, outs, Out};
-use super::options::{OllamaOptions, Wanted};
+use super::options::{ollama_format, one_constraint, OllamaOptions, Wanted};
 use super::prelude::{self, RunRequest, Started};
 use super::time::{parse_keep_alive, rfc3339, KeepAlive};
 use super::{ApiError, App};
@@ -33,6 +33,8 @@ pub(crate) struct GenerateRequest {
     stream: Option<bool>,
     raw: bool,
     format: Option<Value>,
+    grammar: Option<String>,
+    regex: Option<String>,
     options: OllamaOptions,
     keep_alive: Option<Value>,
     images: Option<Vec<String>>,
@@ -54,25 +56,11 @@ pub(super) struct ChatRequest {
     messages: Vec<ChatMessage>,
     tools: Option<Vec<Value>>,
     format: Option<Value>,
+    grammar: Option<String>,
+    regex: Option<String>,
     options: OllamaOptions,
     stream: Option<bool>,
     keep_alive: Option<Value>,
-}
-
-/// Whether `format` asks for JSON output: `"json"` does; none or `""` does not; a JSON
-/// schema is a 400 (only plain JSON objects are constrained so far).
-pub(super) fn check_format(format: &Option<Value>) -> Result<bool, ApiError> {
-    match format {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::String(s)) if s.is_empty() => Ok(false),
-        Some(Value::String(s)) if s == "json" => Ok(true),
-        Some(Value::Object(_)) => Err(ApiError::bad_request(
-            "format with a JSON schema is not supported yet by hearth; use \"json\"",
-        )),
-        Some(_) => Err(ApiError::bad_request(
-            "format must be \"json\" or a JSON schema",
-        )),
-    }
 }
 
 /// The fields `/api/generate` and `/api/chat` share, checked in this order: the model
@@ -82,11 +70,13 @@ fn check_common(
     options: &OllamaOptions,
     keep_alive: &Option<Value>,
     format: &Option<Value>,
+    grammar: &Option<String>,
+    regex: &Option<String>,
 ) -> Result<(String, Wanted, Option<KeepAlive>), ApiError> {
     let name = model_name(model)?;
     let mut wanted = options.wanted()?;
     let keep = keep_alive.as_ref().map(parse_keep_alive).transpose()?;
-    wanted.json = check_format(format)?;
+    wanted.format = one_constraint(ollama_format(format)?, grammar.clone(), regex.clone())?;
     Ok((name, wanted, keep))
 }
 
@@ -112,8 +102,14 @@ pub(crate) struct GenerateCall {
 /// format, images and suffix. The handler's only path from bytes to a request.
 pub(crate) fn check_generate(body: &[u8]) -> Result<GenerateCall, ApiError> {
     let req: GenerateRequest = parse_json(body)?;
-    let (name, wanted, keep) =
-        check_common(&req.model, &req.options, &req.keep_alive, &req.format)?;
+    let (name, wanted, keep) = check_common(
+        &req.model,
+        &req.options,
+        &req.keep_alive,
+        &req.format,
+        &req.grammar,
+        &req.regex,
+    )?;
     no_images(&req.images)?;
     if !req.suffix.is_empty() {
         return Err(ApiError::bad_request(
@@ -274,8 +270,14 @@ pub(crate) struct ChatCall {
 /// tools, images and roles. The handler's only path from bytes to a request.
 pub(crate) fn check_chat(body: &[u8]) -> Result<ChatCall, ApiError> {
     let req: ChatRequest = parse_json(body)?;
-    let (name, wanted, keep) =
-        check_common(&req.model, &req.options, &req.keep_alive, &req.format)?;
+    let (name, wanted, keep) = check_common(
+        &req.model,
+        &req.options,
+        &req.keep_alive,
+        &req.format,
+        &req.grammar,
+        &req.regex,
+    )?;
     if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
         return Err(ApiError::bad_request(
             "tools are not supported yet by hearth",

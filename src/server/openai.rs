@@ -5,7 +5,7 @@
 use super::error::{body_bytes, model_name, parse_json};
 use super::events::{collect, outs, Out};
 use super::ollama::check_role;
-use super::options::{OneOrMany, OpenAiSampling, Wanted};
+use super::options::{one_constraint, openai_response_format, OneOrMany, OpenAiSampling, Wanted};
 use super::prelude::{self, RunRequest};
 use super::time::unix;
 use super::{ApiError, App};
@@ -63,6 +63,10 @@ pub(super) struct ChatRequest {
     #[serde(default)]
     response_format: Option<Value>,
     #[serde(default)]
+    grammar: Option<String>,
+    #[serde(default)]
+    regex: Option<String>,
+    #[serde(default)]
     tools: Option<Vec<Value>>,
     #[serde(default)]
     logprobs: Option<bool>,
@@ -84,6 +88,12 @@ pub(super) struct CompletionRequest {
     echo: bool,
     #[serde(default)]
     logprobs: Option<Value>,
+    #[serde(default)]
+    response_format: Option<Value>,
+    #[serde(default)]
+    grammar: Option<String>,
+    #[serde(default)]
+    regex: Option<String>,
     #[serde(flatten)]
     sampling: OpenAiSampling,
 }
@@ -121,18 +131,11 @@ pub(crate) struct Call {
 pub(crate) fn check_chat(body: &[u8]) -> Result<Call, ApiError> {
     let req: ChatRequest = parse_json(body)?;
     let name = model_name(&req.model)?;
-    let json = match &req.response_format {
-        None | Some(Value::Null) => false,
-        Some(f) => match f.get("type").and_then(Value::as_str) {
-            Some("text") => false,
-            Some("json_object") => true,
-            _ => {
-                return Err(ApiError::bad_request(
-                    "response_format must be text or json_object (JSON schemas are not supported yet by hearth)",
-                ))
-            }
-        },
-    };
+    let format = one_constraint(
+        openai_response_format(&req.response_format)?,
+        req.grammar,
+        req.regex,
+    )?;
     if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
         return Err(ApiError::bad_request(
             "tools are not supported yet by hearth",
@@ -174,7 +177,7 @@ pub(crate) fn check_chat(body: &[u8]) -> Result<Call, ApiError> {
         messages.push(Message::new(role, content));
     }
     let mut wanted = req.sampling.wanted()?;
-    wanted.json = json;
+    wanted.format = format;
     Ok(Call {
         name,
         wanted,
@@ -204,9 +207,15 @@ pub(crate) fn check_completion(body: &[u8]) -> Result<Call, ApiError> {
         v if v.len() == 1 => v.into_iter().next().unwrap_or_default(),
         _ => return Err(ApiError::bad_request("prompt must be one string")),
     };
+    let mut wanted = req.sampling.wanted()?;
+    wanted.format = one_constraint(
+        openai_response_format(&req.response_format)?,
+        req.grammar,
+        req.regex,
+    )?;
     Ok(Call {
         name,
-        wanted: req.sampling.wanted()?,
+        wanted,
         prompt: Prompt::Raw(prompt),
         stream: req.stream,
         include_usage: req.stream_options.is_some_and(|o| o.include_usage),

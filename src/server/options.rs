@@ -3,9 +3,11 @@
 //! limit larger than what the context leaves is clamped to it (documented in the README).
 
 use super::ApiError;
+use crate::constraint::Format;
 use crate::engine::GenerateOptions;
 use crate::sampling::{SamplingParams, MAX_REPEAT_LAST_N};
 use serde::Deserialize;
+use serde_json::Value;
 
 /// ollama's `options`. Unknown keys (num_gpu, num_thread, …) are accepted and ignored.
 #[derive(Debug, Default, Deserialize)]
@@ -58,8 +60,75 @@ pub struct Wanted {
     pub stop: Vec<String>,
     /// A context window smaller than the server's, when asked.
     pub num_ctx: Option<usize>,
-    /// Constrain the output to one JSON object.
-    pub json: bool,
+    /// What the output must match (JSON, a schema, a grammar, a regular expression).
+    pub format: Option<Format>,
+}
+
+/// ollama's `format`: none or `""` is free text, `"json"` one JSON object, an object a
+/// JSON schema.
+pub fn ollama_format(format: &Option<Value>) -> Result<Option<Format>, ApiError> {
+    match format {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) if s == "json" => Ok(Some(Format::JsonObject)),
+        Some(v @ Value::Object(_)) => Ok(Some(Format::schema(v.clone()))),
+        Some(_) => Err(ApiError::bad_request(
+            "format must be \"json\" or a JSON schema",
+        )),
+    }
+}
+
+/// OpenAI's `response_format`: `text`, `json_object` (with llama.cpp's optional
+/// `schema`), or `json_schema` with `json_schema.schema`.
+pub fn openai_response_format(format: &Option<Value>) -> Result<Option<Format>, ApiError> {
+    let Some(f) = format.as_ref().filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    match f.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(match f.get("schema") {
+            Some(s @ Value::Object(_)) => Format::schema(s.clone()),
+            _ => Format::JsonObject,
+        })),
+        Some("json_schema") => {
+            let spec = f.get("json_schema").ok_or_else(|| {
+                ApiError::bad_request("response_format json_schema needs a json_schema object")
+            })?;
+            match spec.get("schema") {
+                Some(s @ (Value::Object(_) | Value::Bool(_))) => {
+                    Ok(Some(Format::schema(s.clone())))
+                }
+                None => Ok(Some(Format::JsonObject)),
+                Some(_) => Err(ApiError::bad_request(
+                    "response_format.json_schema.schema must be a JSON schema object",
+                )),
+            }
+        }
+        _ => Err(ApiError::bad_request(
+            "response_format.type must be text, json_object or json_schema",
+        )),
+    }
+}
+
+/// The one constraint of a request: its format (`format` / `response_format`), a
+/// llama.cpp-style `grammar` (GBNF or Lark) or a `regex`; more than one is a 400.
+pub fn one_constraint(
+    format: Option<Format>,
+    grammar: Option<String>,
+    regex: Option<String>,
+) -> Result<Option<Format>, ApiError> {
+    let grammar = grammar
+        .filter(|g| !g.trim().is_empty())
+        .map(|g| Format::grammar(&g));
+    let regex = regex.filter(|r| !r.is_empty()).map(Format::Regex);
+    let mut all = [format, grammar, regex].into_iter().flatten();
+    let first = all.next();
+    if all.next().is_some() {
+        return Err(ApiError::bad_request(
+            "give at most one of format / response_format, grammar and regex",
+        ));
+    }
+    Ok(first)
 }
 
 fn seed_or_clock(seed: Option<i64>) -> u64 {
@@ -145,7 +214,7 @@ impl OllamaOptions {
             max_tokens,
             stop,
             num_ctx,
-            json: false,
+            format: None,
         })
     }
 }
@@ -211,7 +280,7 @@ impl OpenAiSampling {
             max_tokens,
             stop,
             num_ctx: None,
-            json: false,
+            format: None,
         })
     }
 }
@@ -234,7 +303,7 @@ impl Wanted {
             sampling,
             max_tokens: Some(self.max_tokens.map_or(room, |m| m.min(room))),
             stop: self.stop,
-            json: self.json,
+            format: self.format,
         })
     }
 }

@@ -38,9 +38,18 @@ pub(super) async fn start(
 ) -> Result<Started, ApiError> {
     let ticket = app.sched.admit(req.model, req.keep).await?;
     let engine = ticket.loaded.engine.clone();
-    let ids = tokio::task::spawn_blocking(move || build(&engine))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let format = req.wanted.format.clone();
+    let ids = tokio::task::spawn_blocking(move || {
+        // A grammar that does not compile is the client's error, before any GPU work.
+        if let Some(f) = &format {
+            engine
+                .check_format(f)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        }
+        build(&engine)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
     let opts = req.wanted.fit(ids.len(), ticket.loaded.capacity)?;
     let load_duration = ticket.load_duration;
     let prompt = ids.clone();

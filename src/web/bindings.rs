@@ -23,7 +23,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
-use web_time::Instant;
+use web_time::{Duration, Instant};
 
 fn err(msg: impl Into<String>) -> JsValue {
     js_sys::Error::new(&msg.into()).into()
@@ -411,6 +411,8 @@ async fn generate(
                         generated: ids.len(),
                         generate_duration: now - first,
                         reason: crate::engine::FinishReason::Stop,
+                        masks: 0,
+                        mask_duration: Duration::ZERO,
                     };
                     return Ok(stats_json(&stats, "cancelled", text, ids));
                 }

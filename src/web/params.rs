@@ -3,6 +3,7 @@
 //! and load options. Pure Rust over `serde_json`, so it is tested natively; the
 //! bindings turn JS values into JSON first.
 
+use crate::constraint::Format;
 use crate::engine::{EngineOptions, GenerateOptions, Prompt};
 use crate::sampling::SamplingParams;
 use crate::tokenizer::Message;
@@ -36,6 +37,9 @@ const GENERATE_KEYS: &[&str] = &[
     "stop",
     "raw",
     "system",
+    "format",
+    "grammar",
+    "regex",
 ];
 
 /// Keys `load` accepts.
@@ -154,6 +158,30 @@ pub fn generate_params(v: &Value) -> Result<WebGenerate, String> {
         Some(Value::String(s)) => Some(s.clone()),
         Some(other) => return Err(format!("'system' must be a string, not {other}")),
     };
+    let text = |key: &str| match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(format!("'{key}' must be a string, not {other}")),
+    };
+    let format = match m.get("format") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) if s == "json" => Some(Format::JsonObject),
+        Some(v @ (Value::Object(_) | Value::Bool(true))) => Some(Format::schema(v.clone())),
+        Some(other) => {
+            return Err(format!(
+                "'format' must be \"json\" or a JSON schema object, not {other}"
+            ))
+        }
+    };
+    let grammar = text("grammar")?.map(|g| Format::grammar(&g));
+    let regex = text("regex")?.map(Format::Regex);
+    let mut all = [format, grammar, regex].into_iter().flatten();
+    out.options.format = all.next();
+    if all.next().is_some() {
+        return Err("give at most one of 'format', 'grammar' and 'regex'".into());
+    }
     out.options.sampling = sampling;
     Ok(out)
 }

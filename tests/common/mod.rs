@@ -1,6 +1,8 @@
 //! Shared helpers for GPU tests: one device per configuration, buffers, error metrics.
 #![allow(dead_code)]
 
+pub mod schema;
+
 use hearth::gpu::{Gpu, GpuOptions, OptionalFeatures};
 use std::sync::{Arc, OnceLock};
 use wgpu::util::DeviceExt;

@@ -109,6 +109,54 @@ fn every_endpoint_streamed_and_not() {
         choice["finish_reason"].as_str().unwrap(),
     );
 
+    // A JSON schema (ollama `format`, OpenAI `json_schema`), a GBNF grammar and a
+    // regular expression: what comes back matches, sampled at temperature 1.
+    let schema = json!({"type": "object", "properties": {
+        "colour": {"enum": ["red", "green"]}, "n": {"type": "integer", "minimum": 1, "maximum": 9}},
+        "required": ["colour", "n"], "additionalProperties": false});
+    let sampled = json!({"num_predict": 200, "temperature": 1, "seed": 3});
+    let j = ok(post(
+        a,
+        "/api/generate",
+        json!({"model": MODEL, "prompt": "hello", "format": schema, "stream": false, "options": sampled}),
+    ))
+    .json();
+    let v: Value = serde_json::from_str(j["response"].as_str().unwrap()).unwrap();
+    common::schema::validate(&schema, &v).unwrap();
+    let j = ok(post(
+        a,
+        "/v1/chat/completions",
+        json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 200,
+               "temperature": 1, "seed": 4, "response_format": {"type": "json_schema",
+               "json_schema": {"name": "t", "strict": true, "schema": schema}}}),
+    ))
+    .json();
+    let v: Value =
+        serde_json::from_str(j["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
+    common::schema::validate(&schema, &v).unwrap();
+    assert_eq!(j["choices"][0]["finish_reason"], "stop");
+    let j = ok(post(
+        a,
+        "/api/generate",
+        json!({"model": MODEL, "prompt": "hello", "stream": false, "options": sampled,
+               "grammar": "root ::= (\"cat\" | \"dog\") \" \" [0-9]"}),
+    ))
+    .json();
+    let r = j["response"].as_str().unwrap();
+    assert!(
+        r.len() == 5 && (r.starts_with("cat ") || r.starts_with("dog ")),
+        "{r:?}"
+    );
+    let j = ok(post(
+        a,
+        "/v1/completions",
+        json!({"model": MODEL, "prompt": "hello", "max_tokens": 20, "temperature": 1,
+               "regex": "[A-C]{2}-[0-9]{2}"}),
+    ))
+    .json();
+    let r = j["choices"][0]["text"].as_str().unwrap();
+    assert!(r.len() == 5 && r.as_bytes()[2] == b'-', "{r:?}");
+
     // ollama chat.
     let msgs =
         json!([{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]);
@@ -370,9 +418,19 @@ fn bad_requests_are_4xx_json() {
             "num_ctx",
         ),
         (
-            json!({"model": MODEL, "prompt": "x", "format": {"type": "object"}}),
+            json!({"model": MODEL, "prompt": "x", "format": {"type": "frobnicate"}}),
             400,
-            "schema",
+            "JSON schema",
+        ),
+        (
+            json!({"model": MODEL, "prompt": "x", "grammar": "root ::= undefined-rule"}),
+            400,
+            "never defined",
+        ),
+        (
+            json!({"model": MODEL, "prompt": "x", "format": "json", "regex": "a+"}),
+            400,
+            "at most one",
         ),
         (
             json!({"model": MODEL, "prompt": "x", "format": 7}),
@@ -408,6 +466,8 @@ fn bad_requests_are_4xx_json() {
         json!({"temperature": 3}),
         json!({"n": 2}),
         json!({"response_format": {"type": "json_schema"}}),
+        json!({"response_format": {"type": "xml"}}),
+        json!({"grammar": "start: (\"x\""}),
     ] {
         let mut body = json!({"model": MODEL, "messages": m});
         body.as_object_mut()
