@@ -21,6 +21,7 @@ use crate::sampling::{ParamError, Sampler, SamplingParams, StopMatcher};
 use crate::tokenizer::{
     ChatTemplate, Message, RenderOptions, StreamDecoder, TemplateError, Tokenizer, TokenizerError,
 };
+use crate::tools::ToolSetup;
 use futures::Stream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -296,6 +297,10 @@ pub enum Prompt {
     Raw(String),
     /// A conversation rendered by the chat template, ending with the model's turn.
     Chat(Vec<Message>),
+    /// A conversation with tools the model may call: rendered through the template's
+    /// own `tools` when it has them, else with a system message describing them
+    /// (`ToolSetup::prepare`).
+    ChatTools(Vec<Message>, ToolSetup),
 }
 
 /// Per-request generation settings.
@@ -692,23 +697,35 @@ fn tokenize_prompt(
 ) -> Result<Vec<u32>, EngineError> {
     let ids = match prompt {
         Prompt::Raw(text) => tok.encode(text, true, true)?,
-        Prompt::Chat(messages) => {
+        Prompt::Chat(_) | Prompt::ChatTools(..) => {
             let template = template.ok_or_else(|| EngineError::NoTemplate(arch.to_string()))?;
+            let (messages, tools) = match prompt {
+                Prompt::ChatTools(m, setup) => setup.prepare(m),
+                Prompt::Chat(m) => (m.clone(), None),
+                Prompt::Raw(_) => unreachable!("matched above"),
+            };
             let text = |id: Option<u32>| {
                 id.and_then(|i| tok.token_text(i))
                     .unwrap_or_default()
                     .to_string()
             };
             let bos = text(tok.bos());
-            let rendered = template.render(
-                messages,
-                &RenderOptions {
-                    add_generation_prompt: true,
-                    bos_token: bos.clone(),
-                    eos_token: text(tok.eos()),
-                    date: None,
-                },
-            )?;
+            let mut opts = RenderOptions {
+                add_generation_prompt: true,
+                bos_token: bos.clone(),
+                eos_token: text(tok.eos()),
+                date: None,
+                tools,
+            };
+            let rendered = match template.render(&messages, &opts) {
+                // Tool-use templates that loop over `tools` refuse None, as in Jinja2;
+                // a conversation without tools renders with an empty list instead.
+                Err(TemplateError::Render(m)) if opts.tools.is_none() && m.contains("NoneType") => {
+                    opts.tools = Some(serde_json::Value::Array(Vec::new()));
+                    template.render(&messages, &opts)?
+                }
+                r => r?,
+            };
             // Templates often write the BOS themselves; the tokenizer adds it too.
             let body = match rendered.strip_prefix(bos.as_str()) {
                 Some(rest) if tok.add_bos() && !bos.is_empty() => rest,

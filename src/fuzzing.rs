@@ -189,6 +189,7 @@ pub fn chat_template(data: &[u8]) {
             bos_token: "<s>".into(),
             eos_token: "</s>".into(),
             date: Some("2026-11-25".into()),
+            tools: None,
         };
         match t.render(&messages, &opts) {
             Ok(out) => {

@@ -24,4 +24,5 @@ pub mod server;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod store;
 pub mod tokenizer;
+pub mod tools;
 pub mod web;

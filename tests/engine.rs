@@ -135,27 +135,21 @@ fn chat_through_the_builtin_gemma_template_gives_the_turn_tokens() {
         "<start_of_turn>user\nWhat is the capital of France?<end_of_turn>\n<start_of_turn>model\n",
     );
     let s = e.session().unwrap();
-    let chat = Prompt::Chat(vec![Message {
-        role: "user".into(),
-        content: "What is the capital of France?".into(),
-    }]);
+    let chat = Prompt::Chat(vec![Message::new(
+        "user",
+        "What is the capital of France?",
+    )]);
     assert_eq!(s.tokenize_prompt(&chat).unwrap(), want);
 }
 
 #[test]
 fn next_turn_reuses_the_cache_and_matches_a_fresh_session() {
     let Some(e) = engine() else { return };
-    let user = |c: &str| Message {
-        role: "user".into(),
-        content: c.into(),
-    };
+    let user = |c: &str| Message::new("user", c);
     let mut s = e.session().unwrap();
     let mut conv = vec![user("Name a color.")];
     let (_, reply, _) = collect(&mut s, &Prompt::Chat(conv.clone()), greedy(6)).unwrap();
-    conv.push(Message {
-        role: "assistant".into(),
-        content: reply,
-    });
+    conv.push(Message::new("assistant", reply));
     conv.push(user("Another one."));
     let (second, _, stats) = collect(&mut s, &Prompt::Chat(conv.clone()), greedy(6)).unwrap();
     assert!(

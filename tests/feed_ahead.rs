@@ -51,10 +51,7 @@ fn set_ahead(on: bool) {
 /// limit, a chat turn and the next turn over the cache, a stop sequence, the context
 /// filling up; then the next turn against a fresh session.
 fn scenarios(e: &Engine) -> Vec<(Vec<u32>, String, String)> {
-    let user = |c: &str| Message {
-        role: "user".into(),
-        content: c.into(),
-    };
+    let user = |c: &str| Message::new("user", c);
     let mut s = e.session().unwrap();
     let mut out = Vec::new();
     let mut record = |name: &str, (ids, text, stats): (Vec<u32>, String, Stats)| {
@@ -68,10 +65,7 @@ fn scenarios(e: &Engine) -> Vec<(Vec<u32>, String, String)> {
     record("raw", collect(&mut s, &raw, greedy(Some(16), &[])));
     let mut conv = vec![user("Name a color.")];
     let first = collect(&mut s, &Prompt::Chat(conv.clone()), greedy(Some(6), &[]));
-    conv.push(Message {
-        role: "assistant".into(),
-        content: first.1.clone(),
-    });
+    conv.push(Message::new("assistant", first.1.clone()));
     record("turn 1", first);
     conv.push(user("Another one."));
     let second = collect(&mut s, &Prompt::Chat(conv.clone()), greedy(Some(6), &[]));

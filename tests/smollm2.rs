@@ -133,6 +133,7 @@ fn smollm2_template_renders_like_llama_cpp_python() {
         bos_token: "<|im_start|>".into(),
         eos_token: "<|im_end|>".into(),
         date: None,
+        tools: None,
     };
     let g = goldens();
     let mut seen = 0;

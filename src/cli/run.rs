@@ -195,15 +195,9 @@ pub fn run(args: &RunArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyhow:
 fn conversation(args: &RunArgs, user: &str) -> Vec<Message> {
     let mut m = Vec::new();
     if let Some(s) = &args.system {
-        m.push(Message {
-            role: "system".into(),
-            content: s.clone(),
-        });
+        m.push(Message::new("system", s.clone()));
     }
-    m.push(Message {
-        role: "user".into(),
-        content: user.into(),
-    });
+    m.push(Message::new("user", user));
     m
 }
 
@@ -285,15 +279,9 @@ fn chat(
             }
             continue;
         }
-        messages.push(Message {
-            role: "user".into(),
-            content: line,
-        });
+        messages.push(Message::new("user", line));
         let (reply, stats) = stream_text(session, &Prompt::Chat(messages.clone()), gen)?;
-        messages.push(Message {
-            role: "assistant".into(),
-            content: reply.trim_end().to_string(),
-        });
+        messages.push(Message::new("assistant", reply.trim_end().to_string()));
         if args.verbose {
             report(engine, &stats);
         }

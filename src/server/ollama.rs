@@ -9,7 +9,9 @@ use super::prelude::{self, RunRequest, Started};
 use super::time::{parse_keep_alive, rfc3339, KeepAlive};
 use super::{ApiError, App};
 use crate::engine::{Engine, Prompt, Stats};
+use crate::tokenizer::ToolCall;
 use crate::tokenizer::{Message, TemplateOrigin};
+use crate::tools::{new_call_id, parse_choice, parse_tools, Tool, ToolChoice, ToolSetup};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -47,6 +49,8 @@ pub(super) struct ChatMessage {
     content: String,
     images: Option<Vec<String>>,
     tool_calls: Option<Vec<Value>>,
+    tool_name: Option<String>,
+    name: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -55,6 +59,7 @@ pub(super) struct ChatRequest {
     model: String,
     messages: Vec<ChatMessage>,
     tools: Option<Vec<Value>>,
+    tool_choice: Option<Value>,
     format: Option<Value>,
     grammar: Option<String>,
     regex: Option<String>,
@@ -148,7 +153,7 @@ pub(super) async fn generate(
         keep,
     } = call;
     let stream = req.stream.unwrap_or(true);
-    let build = move |engine: &Engine| -> Result<Vec<u32>, ApiError> {
+    let build = move |engine: &Engine, _: Option<&ToolSetup>| -> Result<Vec<u32>, ApiError> {
         let own_template = engine
             .template()
             .is_some_and(|t| matches!(t.origin(), TemplateOrigin::Gguf));
@@ -158,7 +163,7 @@ pub(super) async fn generate(
                 // With a context the prompt is a raw continuation (see `generate_prompt`).
                 let text = match &prompt {
                     Prompt::Raw(t) => t.clone(),
-                    Prompt::Chat(_) => String::new(),
+                    Prompt::Chat(_) | Prompt::ChatTools(..) => String::new(),
                 };
                 let mut ids = ctx.clone();
                 let more = engine
@@ -183,6 +188,7 @@ pub(super) async fn generate(
         model: &name,
         keep,
         wanted,
+        tools: None,
     };
     let run = prelude::start(&app, req, build).await?;
     answer(run, name, Kind::Generate, stream, start).await
@@ -263,6 +269,8 @@ pub(crate) struct ChatCall {
     pub(crate) keep: Option<KeepAlive>,
     /// The conversation; empty asks only to load the model.
     pub(crate) messages: Vec<Message>,
+    /// The tools offered and the choice.
+    pub(crate) tools: Option<(Vec<Tool>, ToolChoice)>,
     pub(crate) stream: bool,
 }
 
@@ -278,27 +286,36 @@ pub(crate) fn check_chat(body: &[u8]) -> Result<ChatCall, ApiError> {
         &req.grammar,
         &req.regex,
     )?;
-    if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
-        return Err(ApiError::bad_request(
-            "tools are not supported yet by hearth",
-        ));
-    }
+    let tools = tool_request(req.tools.as_deref(), req.tool_choice.as_ref())?;
     let mut messages = Vec::with_capacity(req.messages.len());
     for m in req.messages {
         no_images(&m.images)?;
-        if m.tool_calls.as_ref().is_some_and(|t| !t.is_empty()) {
-            return Err(ApiError::bad_request(
-                "tool calls are not supported yet by hearth",
-            ));
-        }
         check_role(&m.role)?;
-        messages.push(Message::new(m.role, m.content));
+        let mut msg = Message::new(m.role, m.content);
+        for (i, c) in m.tool_calls.iter().flatten().enumerate() {
+            let f = c.get("function").unwrap_or(c);
+            let name = f.get("name").and_then(Value::as_str).ok_or_else(|| {
+                ApiError::bad_request(format!("tool_calls[{i}] has no function name"))
+            })?;
+            let arguments = call_arguments(f.get("arguments"), i)?;
+            msg.tool_calls.push(ToolCall {
+                id: c
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .map_or_else(new_call_id, str::to_string),
+                name: name.to_string(),
+                arguments,
+            });
+        }
+        msg.name = m.tool_name.or(m.name);
+        messages.push(msg);
     }
     Ok(ChatCall {
         name,
         wanted,
         keep,
         messages,
+        tools,
         stream: req.stream.unwrap_or(true),
     })
 }
@@ -314,6 +331,7 @@ pub(super) async fn chat(
         wanted,
         keep,
         messages,
+        tools,
         stream,
     } = check_chat(&body_bytes(body)?)?;
     if messages.is_empty() {
@@ -323,8 +341,11 @@ pub(super) async fn chat(
         model: &name,
         keep,
         wanted,
+        tools,
     };
-    let build = move |engine: &Engine| prelude::tokenize(engine, &Prompt::Chat(messages));
+    let build = move |engine: &Engine, tools: Option<&ToolSetup>| {
+        prelude::tokenize_with(engine, &Prompt::Chat(messages), tools)
+    };
     let run = prelude::start(&app, req, build).await?;
     answer(run, name, Kind::Chat, stream, start).await
 }
@@ -418,7 +439,39 @@ async fn answer(
         events: rx,
         prompt: prompt_ids,
         load_duration: load,
+        tools,
     } = run;
+    if let Some(setup) = tools {
+        // With tools the answer is read whole: its text, then its calls.
+        let (text, stats, _) = collect(rx).await?;
+        let (content, calls) = setup.parse(&text);
+        let mut message = json!({"role": "assistant", "content": content});
+        if !calls.is_empty() {
+            message["tool_calls"] = calls
+                .iter()
+                .map(|c| json!({"function": {"name": c.name, "arguments": c.arguments}}))
+                .collect();
+        }
+        let mut o = kind.piece(&name, "", true);
+        o.insert("message".into(), message.clone());
+        finish(&mut o, &stats, start, load);
+        if !stream {
+            return Ok(Json(Value::Object(o)).into_response());
+        }
+        let mut first = kind.piece(&name, "", false);
+        first.insert("message".into(), message);
+        let mut last = kind.piece(&name, "", true);
+        finish(&mut last, &stats, start, load);
+        let body: Vec<u8> = [first, last]
+            .into_iter()
+            .flat_map(|o| {
+                let mut line = serde_json::to_vec(&Value::Object(o)).unwrap_or_default();
+                line.push(b'\n');
+                line
+            })
+            .collect();
+        return Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response());
+    }
     if !stream {
         let (text, stats, gen_ids) = collect(rx).await?;
         let mut o = kind.piece(&name, &text, true);
@@ -454,6 +507,35 @@ async fn answer(
         Body::from_stream(lines),
     )
         .into_response())
+}
+
+/// The tools a chat request offers (`tools`, `tool_choice`), checked; None when it
+/// offers none.
+pub(super) fn tool_request(
+    tools: Option<&[Value]>,
+    choice: Option<&Value>,
+) -> Result<Option<(Vec<Tool>, ToolChoice)>, ApiError> {
+    let tools = parse_tools(tools.unwrap_or_default()).map_err(|e| ApiError::bad_request(e.0))?;
+    let choice = parse_choice(choice, &tools).map_err(|e| ApiError::bad_request(e.0))?;
+    Ok((!tools.is_empty()).then_some((tools, choice)))
+}
+
+/// A call's arguments: a JSON object, or (OpenAI) a string holding one.
+pub(super) fn call_arguments(v: Option<&Value>, i: usize) -> Result<Value, ApiError> {
+    let bad = || {
+        ApiError::bad_request(format!(
+            "tool_calls[{i}].function.arguments must be a JSON object"
+        ))
+    };
+    match v {
+        None | Some(Value::Null) => Ok(json!({})),
+        Some(o @ Value::Object(_)) => Ok(o.clone()),
+        Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+            Ok(o @ Value::Object(_)) => Ok(o),
+            _ => Err(bad()),
+        },
+        Some(_) => Err(bad()),
+    }
 }
 
 /// The ids ollama returns as `context`: the prompt and the answer.

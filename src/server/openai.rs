@@ -4,13 +4,15 @@
 
 use super::error::{body_bytes, model_name, parse_json};
 use super::events::{collect, outs, Out};
-use super::ollama::check_role;
+use super::ollama::{call_arguments, check_role, tool_request};
 use super::options::{one_constraint, openai_response_format, OneOrMany, OpenAiSampling, Wanted};
 use super::prelude::{self, RunRequest};
 use super::time::unix;
 use super::{ApiError, App};
 use crate::engine::{Prompt, Stats};
 use crate::tokenizer::Message;
+use crate::tokenizer::ToolCall;
+use crate::tools::{new_call_id, Tool, ToolChoice, ToolSetup};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
@@ -44,6 +46,12 @@ struct ChatMessage {
     role: String,
     #[serde(default)]
     content: Option<Content>,
+    #[serde(default)]
+    tool_calls: Option<Vec<Value>>,
+    #[serde(default)]
+    tool_call_id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -68,6 +76,8 @@ pub(super) struct ChatRequest {
     regex: Option<String>,
     #[serde(default)]
     tools: Option<Vec<Value>>,
+    #[serde(default)]
+    tool_choice: Option<Value>,
     #[serde(default)]
     logprobs: Option<bool>,
     #[serde(flatten)]
@@ -121,6 +131,8 @@ pub(crate) struct Call {
     /// A chat completion's conversation (never empty; `developer` turns become `system`)
     /// or a text completion's one raw prompt.
     pub(crate) prompt: Prompt,
+    /// The tools offered and the choice (chat only).
+    pub(crate) tools: Option<(Vec<Tool>, ToolChoice)>,
     pub(crate) stream: bool,
     pub(crate) include_usage: bool,
 }
@@ -136,11 +148,7 @@ pub(crate) fn check_chat(body: &[u8]) -> Result<Call, ApiError> {
         req.grammar,
         req.regex,
     )?;
-    if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
-        return Err(ApiError::bad_request(
-            "tools are not supported yet by hearth",
-        ));
-    }
+    let tools = tool_request(req.tools.as_deref(), req.tool_choice.as_ref())?;
     if req.logprobs == Some(true) {
         return Err(ApiError::bad_request(
             "logprobs are not supported yet by hearth",
@@ -174,7 +182,26 @@ pub(crate) fn check_chat(body: &[u8]) -> Result<Call, ApiError> {
         } else {
             m.role
         };
-        messages.push(Message::new(role, content));
+        let mut msg = Message::new(role, content);
+        for (i, c) in m.tool_calls.iter().flatten().enumerate() {
+            let f = c
+                .get("function")
+                .ok_or_else(|| ApiError::bad_request(format!("tool_calls[{i}] has no function")))?;
+            let name = f.get("name").and_then(Value::as_str).ok_or_else(|| {
+                ApiError::bad_request(format!("tool_calls[{i}].function has no name"))
+            })?;
+            msg.tool_calls.push(ToolCall {
+                id: c
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .map_or_else(new_call_id, str::to_string),
+                name: name.to_string(),
+                arguments: call_arguments(f.get("arguments"), i)?,
+            });
+        }
+        msg.tool_call_id = m.tool_call_id;
+        msg.name = m.name;
+        messages.push(msg);
     }
     let mut wanted = req.sampling.wanted()?;
     wanted.format = format;
@@ -182,6 +209,7 @@ pub(crate) fn check_chat(body: &[u8]) -> Result<Call, ApiError> {
         name,
         wanted,
         prompt: Prompt::Chat(messages),
+        tools,
         stream: req.stream,
         include_usage: req.stream_options.is_some_and(|o| o.include_usage),
     })
@@ -217,6 +245,7 @@ pub(crate) fn check_completion(body: &[u8]) -> Result<Call, ApiError> {
         name,
         wanted,
         prompt: Prompt::Raw(prompt),
+        tools: None,
         stream: req.stream,
         include_usage: req.stream_options.is_some_and(|o| o.include_usage),
     })
@@ -245,6 +274,7 @@ async fn run(app: &App, call: Call) -> Result<Response, ApiError> {
         name,
         wanted,
         prompt,
+        tools,
         stream,
         include_usage,
     } = call;
@@ -253,9 +283,13 @@ async fn run(app: &App, call: Call) -> Result<Response, ApiError> {
         model: &name,
         keep: None,
         wanted,
+        tools,
     };
-    let started = prelude::start(app, req, move |engine| prelude::tokenize(engine, &prompt));
-    let rx = started.await?.events;
+    let started = prelude::start(app, req, move |engine, tools| {
+        prelude::tokenize_with(engine, &prompt, tools)
+    });
+    let started = started.await?;
+    let (rx, tools) = (started.events, started.tools);
     let id = new_id(if chat { "chatcmpl" } else { "cmpl" });
     let created = unix(SystemTime::now());
     let (object, chunk_object) = if chat {
@@ -263,6 +297,9 @@ async fn run(app: &App, call: Call) -> Result<Response, ApiError> {
     } else {
         ("text_completion", "text_completion")
     };
+    if let Some(setup) = tools {
+        return tool_answer(setup, rx, stream, include_usage, id, created, name).await;
+    }
     if !stream {
         let (text, stats, _) = collect(rx).await?;
         let choice = if chat {
@@ -335,6 +372,83 @@ async fn run(app: &App, call: Call) -> Result<Response, ApiError> {
             (header::CACHE_CONTROL, "no-cache"),
         ],
         Body::from_stream(events),
+    )
+        .into_response())
+}
+
+/// A chat completion with tools offered: the answer is read whole, then sent as its text
+/// and its calls (`tool_calls`, arguments as a JSON string; finish reason `tool_calls`),
+/// in one object or as chunks: the text, one delta per call, the finish.
+async fn tool_answer(
+    setup: ToolSetup,
+    rx: crate::server::sched::Events,
+    stream: bool,
+    include_usage: bool,
+    id: String,
+    created: u64,
+    name: String,
+) -> Result<Response, ApiError> {
+    let (text, stats, _) = collect(rx).await?;
+    let (content, calls) = setup.parse(&text);
+    let reason = if calls.is_empty() {
+        stats.reason.as_str()
+    } else {
+        "tool_calls"
+    };
+    let call_values: Vec<Value> = calls
+        .iter()
+        .map(|c| {
+            json!({"id": c.id, "type": "function",
+                   "function": {"name": c.name, "arguments": c.arguments.to_string()}})
+        })
+        .collect();
+    let content_value = if content.is_empty() && !calls.is_empty() {
+        Value::Null
+    } else {
+        json!(content)
+    };
+    if !stream {
+        let mut message = json!({"role": "assistant", "content": content_value});
+        if !calls.is_empty() {
+            message["tool_calls"] = json!(call_values);
+        }
+        return Ok(Json(json!({
+            "id": id, "object": "chat.completion", "created": created, "model": name,
+            "system_fingerprint": "hearth",
+            "choices": [{"index": 0, "message": message, "finish_reason": reason}],
+            "usage": usage(&stats),
+        }))
+        .into_response());
+    }
+    let chunk = |delta: Value, reason: Option<&str>| {
+        let c = json!({
+            "id": id, "object": "chat.completion.chunk", "created": created, "model": name,
+            "system_fingerprint": "hearth",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": reason}],
+        });
+        format!("data: {c}\n\n")
+    };
+    let mut body = chunk(json!({"role": "assistant", "content": content_value}), None);
+    for (i, c) in call_values.iter().enumerate() {
+        let mut c = c.clone();
+        c["index"] = json!(i);
+        body += &chunk(json!({"tool_calls": [c]}), None);
+    }
+    body += &chunk(json!({}), Some(reason));
+    if include_usage {
+        let c = json!({
+            "id": id, "object": "chat.completion.chunk", "created": created, "model": name,
+            "system_fingerprint": "hearth", "choices": [], "usage": usage(&stats),
+        });
+        body += &format!("data: {c}\n\n");
+    }
+    body += "data: [DONE]\n\n";
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
     )
         .into_response())
 }

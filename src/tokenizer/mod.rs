@@ -20,7 +20,7 @@ mod tests;
 mod vocab;
 
 pub use stream::StreamDecoder;
-pub use template::{ChatTemplate, Message, RenderOptions, TemplateError, TemplateOrigin};
+pub use template::{ChatTemplate, Message, RenderOptions, TemplateError, TemplateOrigin, ToolCall};
 
 use crate::gguf::{GgufError, GgufHeader};
 use std::ops::Range;

@@ -20,12 +20,18 @@ use minijinja::{Environment, ErrorKind, Value};
 use std::sync::{Arc, Mutex};
 
 /// One turn of a conversation.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Message {
-    /// `system`, `user`, `assistant` (or whatever else the template understands).
+    /// `system`, `user`, `assistant`, `tool` (or whatever else the template understands).
     pub role: String,
     /// The turn's text.
     pub content: String,
+    /// The functions an assistant turn called.
+    pub tool_calls: Vec<ToolCall>,
+    /// For a `tool` turn: the id of the call it answers.
+    pub tool_call_id: Option<String>,
+    /// For a `tool` turn: the function's name.
+    pub name: Option<String>,
 }
 
 impl Message {
@@ -34,8 +40,20 @@ impl Message {
         Self {
             role: role.into(),
             content: content.into(),
+            ..Self::default()
         }
     }
+}
+
+/// One function call of an assistant turn.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolCall {
+    /// The call's id (OpenAI's `call_…`), echoed by the tool turn that answers it.
+    pub id: String,
+    /// The function's name.
+    pub name: String,
+    /// Its arguments: a JSON object (templates see a mapping, as in transformers).
+    pub arguments: serde_json::Value,
 }
 
 /// Where a chat template came from, for messages and `hearth show`.
@@ -91,6 +109,9 @@ pub struct RenderOptions {
     pub eos_token: String,
     /// The date `strftime_now` sees, e.g. "25 Nov 2026" or "2026-11-25"; None = today (UTC).
     pub date: Option<String>,
+    /// The `tools` the template sees: a list of OpenAI-style function definitions
+    /// (`{"type": "function", "function": {name, description, parameters}}`), or None.
+    pub tools: Option<serde_json::Value>,
 }
 
 impl Default for RenderOptions {
@@ -101,6 +122,7 @@ impl Default for RenderOptions {
             bos_token: String::new(),
             eos_token: String::new(),
             date: None,
+            tools: None,
         }
     }
 }
@@ -148,7 +170,7 @@ impl ChatTemplate {
     /// Parses `source`; a syntax error is reported now, not at the first render.
     pub fn new(source: &str, origin: TemplateOrigin) -> Result<Self, TemplateError> {
         let mut env = environment();
-        env.add_template_owned(NAME, rewrite_generation_tags(source))
+        env.add_template_owned(NAME, rewrite_tags(source))
             .map_err(|e| TemplateError::Syntax {
                 origin: describe_origin(&origin),
                 message: message(&e),
@@ -203,10 +225,12 @@ impl ChatTemplate {
         };
         let strftime_now = move |fmt: String| now.strftime(&fmt);
 
+        let tools_bytes = opts.tools.as_ref().map_or(0, |t| t.to_string().len());
         let input_bytes: usize = messages
             .iter()
-            .map(|m| m.content.len() + m.role.len())
-            .sum();
+            .map(|m| m.content.len() + m.role.len() + calls_len(m))
+            .sum::<usize>()
+            + tools_bytes;
         let limit = OUTPUT_LIMIT.saturating_add(input_bytes.saturating_mul(OUTPUT_PER_INPUT_BYTE));
         let fuel = FUEL
             .saturating_add(FUEL_PER_MESSAGE.saturating_mul(messages.len() as u64))
@@ -219,7 +243,10 @@ impl ChatTemplate {
             ),
             ("bos_token", Value::from(opts.bos_token.as_str())),
             ("eos_token", Value::from(opts.eos_token.as_str())),
-            ("tools", Value::from(())),
+            (
+                "tools",
+                opts.tools.as_ref().map_or(Value::from(()), json_value),
+            ),
             ("documents", Value::from(())),
             ("raise_exception", Value::from_function(raise)),
             ("strftime_now", Value::from_function(strftime_now)),
@@ -279,12 +306,71 @@ fn describe_origin(origin: &TemplateOrigin) -> String {
     }
 }
 
-/// A message as a Python dict would hold it: `role` then `content`.
+/// A message as transformers hands it to templates: `role` and `content`, then for an
+/// assistant's calls `tool_calls` (`{id, type: "function", function: {name,
+/// arguments}}`, arguments a mapping), for a tool's answer `tool_call_id` and `name`.
 fn message_value(m: &Message) -> Value {
-    dict([
-        ("role", Value::from(m.role.as_str())),
-        ("content", Value::from(m.content.as_str())),
-    ])
+    let mut map: indexmap::IndexMap<Value, Value> = indexmap::IndexMap::new();
+    map.insert("role".into(), Value::from(m.role.as_str()));
+    map.insert("content".into(), Value::from(m.content.as_str()));
+    if !m.tool_calls.is_empty() {
+        let calls: Vec<Value> = m
+            .tool_calls
+            .iter()
+            .map(|c| {
+                dict([
+                    ("id", Value::from(c.id.as_str())),
+                    ("type", Value::from("function")),
+                    (
+                        "function",
+                        dict([
+                            ("name", Value::from(c.name.as_str())),
+                            ("arguments", json_value(&c.arguments)),
+                        ]),
+                    ),
+                ])
+            })
+            .collect();
+        map.insert("tool_calls".into(), Value::from(calls));
+    }
+    if let Some(id) = &m.tool_call_id {
+        map.insert("tool_call_id".into(), Value::from(id.as_str()));
+    }
+    if let Some(name) = &m.name {
+        map.insert("name".into(), Value::from(name.as_str()));
+    }
+    Value::from(map)
+}
+
+/// Bytes of a message's calls, for the render's budgets.
+fn calls_len(m: &Message) -> usize {
+    m.tool_calls
+        .iter()
+        .map(|c| c.name.len() + c.id.len() + c.arguments.to_string().len())
+        .sum()
+}
+
+/// A JSON value as the template sees it (objects keep their key order).
+fn json_value(v: &serde_json::Value) -> Value {
+    use serde_json::Value as J;
+    match v {
+        J::Null => Value::from(()),
+        J::Bool(b) => Value::from(*b),
+        J::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => Value::from(i),
+            (_, Some(u), _) => Value::from(u),
+            (_, _, f) => Value::from(f.unwrap_or(0.0)),
+        },
+        J::String(s) => Value::from(s.as_str()),
+        J::Array(a) => Value::from(a.iter().map(json_value).collect::<Vec<_>>()),
+        J::Object(o) => {
+            let map: indexmap::IndexMap<Value, Value> = o
+                .iter()
+                .map(|(k, v)| (Value::from(k.as_str()), json_value(v)))
+                .collect();
+            Value::from(map)
+        }
+    }
 }
 
 /// A map that keeps insertion order, as Python dicts do (templates may `tojson` it).
@@ -294,6 +380,57 @@ fn dict<const N: usize>(pairs: [(&str, Value); N]) -> Value {
         .map(|(k, v)| (Value::from(k), v))
         .collect();
     Value::from(map)
+}
+
+/// `for TARGETS in ITER [if COND] [recursive]` (after `for `) with ITER wrapped in the
+/// None-refusing filter; None when the tag does not read as a loop.
+fn strict_loop(rest: &str) -> Option<String> {
+    let bytes = rest.as_bytes();
+    // Top-level positions of ` in `, ` if ` and ` recursive` (outside strings and
+    // brackets).
+    let (mut depth, mut quote, mut i) = (0i32, None::<u8>, 0);
+    let (mut in_at, mut tail_at) = (None, None);
+    while i < bytes.len() {
+        let c = bytes[i];
+        match quote {
+            Some(q) => {
+                if c == b'\\' {
+                    i += 1;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                b'\'' | b'"' => quote = Some(c),
+                b'(' | b'[' | b'{' => depth += 1,
+                b')' | b']' | b'}' => depth -= 1,
+                _ if depth == 0 && c.is_ascii_whitespace() => {
+                    let word = rest[i + 1..].split(|c: char| c.is_whitespace()).next()?;
+                    let next = rest[i + 1 + word.len()..].chars().next();
+                    let whole = next.is_none_or(|c| c.is_whitespace());
+                    if in_at.is_none() && word == "in" && whole {
+                        in_at = Some(i);
+                    } else if in_at.is_some() && (word == "if" || word == "recursive") && whole {
+                        tail_at = Some(i);
+                        break;
+                    }
+                }
+                _ => {}
+            },
+        }
+        i += 1;
+    }
+    let in_at = in_at?;
+    let end = tail_at.unwrap_or(rest.len());
+    let iter = rest[in_at + 4..end].trim();
+    if iter.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "for {} in ({iter})|py_iterable{}",
+        rest[..in_at].trim(),
+        &rest[end..]
+    ))
 }
 
 /// An error's text with its cause chain (minijinja puts the line in the chain).
@@ -321,6 +458,7 @@ fn environment() -> Environment<'static> {
     env.set_fuel(Some(FUEL));
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.add_filter("tojson", python::tojson);
+    env.add_filter("py_iterable", python::iterable);
     env.add_function("range", python::range);
     env.add_test("iterable", python::is_iterable);
     env.add_test("sequence", python::is_sequence);
@@ -333,11 +471,15 @@ fn environment() -> Environment<'static> {
     env
 }
 
-/// transformers' `{% generation %}...{% endgeneration %}` marks assistant text for
-/// training masks and renders its body unchanged; minijinja has no such tag, so it
-/// becomes an `if true` block, which trims whitespace the same way.
-fn rewrite_generation_tags(source: &str) -> String {
-    if !source.contains("generation") {
+/// Two rewrites that make minijinja render as Jinja2 does:
+/// - transformers' `{% generation %}...{% endgeneration %}` marks assistant text for
+///   training masks and renders its body unchanged; minijinja has no such tag, so it
+///   becomes an `if true` block, which trims whitespace the same way;
+/// - Jinja2 refuses to loop over None (`'NoneType' object is not iterable`, e.g. a
+///   template that loops over `tools` when none are given) where minijinja loops zero
+///   times, so every loop's iterable passes through a filter that refuses None.
+fn rewrite_tags(source: &str) -> String {
+    if !source.contains("generation") && !source.contains("for") {
         return source.to_owned();
     }
     let mut out = String::with_capacity(source.len());
@@ -353,10 +495,11 @@ fn rewrite_generation_tags(source: &str) -> String {
         let body = &tag[2..end];
         let marks = |c: char| c == '-' || c == '+' || c.is_whitespace();
         let inner = body.trim_matches(marks);
+        let looped = inner.strip_prefix("for ").and_then(strict_loop);
         let replacement = match inner {
             "generation" => Some("if true"),
             "endgeneration" => Some("endif"),
-            _ => None,
+            _ => looped.as_deref(),
         };
         match replacement {
             Some(r) => {

@@ -391,6 +391,17 @@ pub(super) fn range(lower: i64, upper: Option<i64>, step: Option<i64>) -> Result
     Ok((0..len as i64).map(|i| start + i * step).collect())
 }
 
+/// A loop's iterable, unchanged, unless it is None: Jinja2 cannot loop over None.
+pub fn iterable(v: Value) -> Result<Value, Error> {
+    if v.is_none() {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "'NoneType' object is not iterable",
+        ));
+    }
+    Ok(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

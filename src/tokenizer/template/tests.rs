@@ -8,6 +8,7 @@ fn opts() -> RenderOptions {
         bos_token: "<bos>".into(),
         eos_token: "<eos>".into(),
         date: Some("25 Nov 2026".into()),
+        tools: None,
     }
 }
 
@@ -211,14 +212,8 @@ fn generation_rewrite_survives_odd_tags() {
             "{src}"
         );
     }
-    assert_eq!(
-        rewrite_generation_tags("a {% generation"),
-        "a {% generation"
-    );
-    assert_eq!(
-        rewrite_generation_tags("{%- generation +%}"),
-        "{%- if true +%}"
-    );
+    assert_eq!(rewrite_tags("a {% generation"), "a {% generation");
+    assert_eq!(rewrite_tags("{%- generation +%}"), "{%- if true +%}");
     // As Jinja2 renders it: `-` strips the whitespace before the tag.
     let src = "A  {%- generation %}B{% endgeneration -%}  C";
     assert_eq!(render(src).unwrap(), "ABC");
@@ -261,4 +256,44 @@ fn deeply_nested_source_is_an_error_not_a_stack_overflow() {
         include.render(&[], &opts()).is_err(),
         "no loader: includes fail"
     );
+}
+
+#[test]
+fn loops_over_none_fail_as_in_jinja2_and_loop_tags_keep_their_parts() {
+    assert_eq!(
+        rewrite_tags("{%- for k, v in d.items() if v recursive -%}"),
+        "{%- for k, v in (d.items())|py_iterable if v recursive -%}"
+    );
+    assert_eq!(
+        rewrite_tags("{% for x in ('in', ' if ')[0:1] %}"),
+        "{% for x in (('in', ' if ')[0:1])|py_iterable %}"
+    );
+    // Looping over None raises; over undefined, a list or a string does not.
+    let src = "{% for t in tools %}{{ t }}{% endfor %}|{% for x in nothing %}{% endfor %}";
+    let t = ChatTemplate::new(src, TemplateOrigin::Gguf).unwrap();
+    let err = t.render(&[], &opts()).unwrap_err().to_string();
+    assert!(err.contains("NoneType"), "{err}");
+    let with = RenderOptions {
+        tools: Some(serde_json::json!(["a", "b"])),
+        ..opts()
+    };
+    assert_eq!(t.render(&[], &with).unwrap(), "ab|");
+}
+
+#[test]
+fn tool_calls_and_results_reach_the_template() {
+    let src = "{% for m in messages %}{{ m.role }}:{% if m.tool_calls %}{% for c in m.tool_calls %}{{ c.function.name }}({{ c.function.arguments.city }}){% endfor %}{% else %}{{ m.content }}{% endif %}{% if m.tool_call_id %}[{{ m.tool_call_id }}]{% endif %};{% endfor %}";
+    let t = ChatTemplate::new(src, TemplateOrigin::Gguf).unwrap();
+    let mut call = Message::new("assistant", "");
+    call.tool_calls.push(crate::tokenizer::ToolCall {
+        id: "c1".into(),
+        name: "weather".into(),
+        arguments: serde_json::json!({"city": "Oslo"}),
+    });
+    let mut result = Message::new("tool", "cold");
+    result.tool_call_id = Some("c1".into());
+    let out = t
+        .render(&[Message::new("user", "hi"), call, result], &opts())
+        .unwrap();
+    assert_eq!(out, "user:hi;assistant:weather(Oslo);tool:cold[c1];");
 }
