@@ -11,6 +11,7 @@ use std::process::{Command, Output};
 fn hearth(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hearth"))
         .args(args)
+        .env("HEARTH_NO_EXTERNAL_MODELS", "1")
         .output()
         .expect("run hearth")
 }
@@ -330,6 +331,7 @@ fn run_chat_model_by_store_name_answers_paris() {
         Command::new(env!("CARGO_BIN_EXE_hearth"))
             .args(args)
             .env("HEARTH_MODELS", dir.join("store"))
+            .env("HEARTH_NO_EXTERNAL_MODELS", "1")
             .output()
             .expect("run hearth")
     };

@@ -205,6 +205,7 @@ fn hearth_cmd(models: &Path, server: Option<&Server>, args: &[&str]) -> Command 
     let mut c = Command::new(env!("CARGO_BIN_EXE_hearth"));
     c.args(args)
         .env("HEARTH_MODELS", models)
+        .env("HEARTH_NO_EXTERNAL_MODELS", "1")
         .env("HEARTH_HTTP_TIMEOUT", "10")
         .env_remove("HF_TOKEN")
         .env(

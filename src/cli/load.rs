@@ -11,14 +11,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The file a MODEL argument names: a path to a `.gguf` file, a store name
-/// (`gemma3:270m-base`) or a pulled `hf.co/OWNER/REPO[:QUANT]`.
+/// (`gemma3:270m-base`), a pulled `hf.co/OWNER/REPO[:QUANT]`, or a model of ollama's
+/// store or the Hugging Face cache.
 pub fn resolve_model(spec: &str, models: Option<&Path>) -> anyhow::Result<PathBuf> {
     if crate::store::looks_like_path(spec) {
         let p = PathBuf::from(spec);
-        if !p.is_file() {
-            anyhow::bail!("{spec}: no such model file");
+        if p.is_file() {
+            return Ok(p);
         }
-        return Ok(p);
+        // `user/model:tag` may be an ollama name; a path otherwise.
+        let found = crate::store::External::from_env().find(spec);
+        return found
+            .map(|m| m.path)
+            .ok_or_else(|| anyhow::anyhow!("{spec}: no such model file"));
     }
     Ok(super::models::open_store(models)?.resolve(spec)?)
 }

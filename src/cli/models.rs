@@ -1,17 +1,19 @@
 //! `hearth import | list | show | rm | cp`: the local model store from the command line.
 
 use crate::gguf::{GgufFile, Value};
-use crate::store::{quantization, ModelName, Store};
+use crate::store::{quantization, External, ModelName, Store};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-/// Opens the store at `--models DIR` / `HEARTH_MODELS`, else the platform default.
+/// Opens the store at `--models DIR` / `HEARTH_MODELS`, else the platform default, also
+/// finding the models of ollama and the Hugging Face cache unless
+/// `HEARTH_NO_EXTERNAL_MODELS` is set.
 pub fn open_store(models: Option<&Path>) -> anyhow::Result<Store> {
     let root = match models {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => Store::default_root()?,
     };
-    Ok(Store::open(root)?)
+    Ok(Store::open(root)?.with_external(External::from_env()))
 }
 
 /// Arguments of `hearth import`.
@@ -63,20 +65,21 @@ pub fn import(args: &ImportArgs, models: Option<&Path>) -> anyhow::Result<()> {
 /// `hearth list`: a table like `ollama list`.
 pub fn list(models: Option<&Path>) -> anyhow::Result<()> {
     let store = open_store(models)?;
-    let entries = store.list()?;
-    let rows: Vec<[String; 5]> = entries
+    let entries = store.list_all()?;
+    let rows: Vec<[String; 6]> = entries
         .iter()
         .map(|e| {
             [
-                e.name.to_string(),
-                e.id.clone(),
+                e.name.clone(),
+                e.id(),
                 human(e.size),
                 e.quantization.clone(),
+                e.origin.label().to_string(),
                 ago(e.modified),
             ]
         })
         .collect();
-    let header = ["NAME", "ID", "SIZE", "QUANT", "MODIFIED"].map(String::from);
+    let header = ["NAME", "ID", "SIZE", "QUANT", "SOURCE", "MODIFIED"].map(String::from);
     let mut widths = header.clone().map(|h| h.len());
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -132,16 +135,59 @@ pub fn show(args: &ShowArgs, models: Option<&Path>) -> anyhow::Result<()> {
         println!("  {:<18}{}", "digest", m.digest);
         println!("  {:<18}{}", "source", m.source);
     }
+    let external = if Path::new(&args.model).is_file() {
+        None
+    } else {
+        store.find_external(&args.model)
+    };
+    if let Some(m) = external {
+        if !m.digest.is_empty() {
+            println!("  {:<18}sha256:{}", "digest", m.digest);
+        }
+        println!(
+            "  {:<18}{} ({}, read-only)",
+            "source",
+            m.origin.label(),
+            m.location.display()
+        );
+        if m.has_template {
+            println!(
+                "  {:<18}present, not used (hearth uses the GGUF's chat template)",
+                "ollama template"
+            );
+        }
+        if let Some(p) = &m.params {
+            println!(
+                "  {:<18}{}",
+                "ollama params",
+                serde_json::Value::Object(p.clone())
+            );
+        }
+    }
     println!("  {:<18}{}", "file", path.display());
     Ok(())
 }
 
 /// `hearth rm NAME…`.
 pub fn rm(args: &RmArgs, models: Option<&Path>) -> anyhow::Result<()> {
+    // Every name is checked before the store is opened or anything removed.
+    let external = External::from_env();
     for n in &args.names {
-        ModelName::parse(n)?;
+        if let Err(e) = ModelName::parse(n) {
+            // `user/model:tag` is no hearth name, but may be ollama's, which is refused
+            // as such.
+            return Err(match external.find(n) {
+                Some(m) => crate::store::StoreError::ReadOnly(m.read_only_why()).into(),
+                None => e.into(),
+            });
+        }
     }
     let store = open_store(models)?;
+    for n in &args.names {
+        if let Some(m) = store.find_external(n) {
+            return Err(crate::store::StoreError::ReadOnly(m.read_only_why()).into());
+        }
+    }
     for n in &args.names {
         store.rm(n)?;
         println!("deleted '{}'", ModelName::parse(n)?);

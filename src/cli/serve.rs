@@ -2,7 +2,7 @@
 
 use super::GpuArgs;
 use crate::server::{SchedConfig, ServeConfig};
-use crate::store::Store;
+use crate::store::{External, Store};
 use std::path::Path;
 
 /// Arguments of `hearth serve`.
@@ -73,6 +73,7 @@ pub fn run(args: &ServeArgs, gpu: &GpuArgs, models: Option<&Path>) -> anyhow::Re
     };
     let config = ServeConfig {
         store_root,
+        external: External::from_env(),
         gpu: gpu.options()?,
         sched: SchedConfig {
             parallel: args.parallel,

@@ -67,6 +67,7 @@ impl From<StoreError> for ApiError {
         let status = match &e {
             StoreError::NotFound { .. } | StoreError::NoFile(_) => StatusCode::NOT_FOUND,
             StoreError::BadName { .. } | StoreError::BadSpec(_) => StatusCode::BAD_REQUEST,
+            StoreError::ReadOnly(_) => StatusCode::FORBIDDEN,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, e.to_string())
@@ -95,6 +96,16 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 pub fn model_name(raw: &str) -> Result<String, ApiError> {
     if raw.trim().is_empty() {
         return Err(ApiError::bad_request("\"model\" is required"));
+    }
+    let raw = raw.trim();
+    // An ollama name with a namespace (`user/model:tag`, `host/ns/model:tag`): only ever
+    // compared with the names found in ollama's store, never used as a path.
+    if raw.contains('/')
+        && !crate::store::pull::is_hf_spec(raw)
+        && !raw.contains("://")
+        && crate::store::external::ollama_key(raw).is_some()
+    {
+        return Ok(raw.to_string());
     }
     if looks_like_path(raw) || raw.contains("://") || raw.contains('\\') {
         return Err(ApiError::bad_request(format!(

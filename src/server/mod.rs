@@ -43,6 +43,8 @@ use std::time::Instant;
 pub struct ServeConfig {
     /// Root of the model store requests resolve names in.
     pub store_root: PathBuf,
+    /// Other tools' stores whose models are served too (read-only).
+    pub external: crate::store::External,
     /// Adapter choice.
     pub gpu: GpuOptions,
     /// Slots, queue, keep-alive and context.
@@ -83,7 +85,8 @@ type App = Arc<AppState>;
 /// inside a tokio runtime.
 pub fn router(config: ServeConfig) -> Result<Router, ApiError> {
     let store = crate::store::Store::open(&config.store_root)
-        .map_err(|e| ApiError::internal(format!("model store: {e}")))?;
+        .map_err(|e| ApiError::internal(format!("model store: {e}")))?
+        .with_external(config.external.clone());
     let cors_origin = match &config.cors_origin {
         Some(o) => Some(
             HeaderValue::from_str(o)

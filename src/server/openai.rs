@@ -460,12 +460,12 @@ fn model_object(name: &str, created: u64) -> Value {
 /// `GET /v1/models`.
 pub(super) async fn models(State(app): State<App>) -> Result<Json<Value>, ApiError> {
     let store = app.sched.store.clone();
-    let list = tokio::task::spawn_blocking(move || store.list())
+    let list = tokio::task::spawn_blocking(move || store.list_all())
         .await
         .map_err(|e| ApiError::internal(e.to_string()))??;
     let data: Vec<Value> = list
         .iter()
-        .map(|e| model_object(&e.name.to_string(), unix(e.modified)))
+        .map(|e| model_object(&e.name, unix(e.modified)))
         .collect();
     Ok(Json(json!({"object": "list", "data": data})))
 }
@@ -477,11 +477,11 @@ pub(super) async fn model(
 ) -> Result<Json<Value>, ApiError> {
     let name = model_name(&model)?;
     let store = app.sched.store.clone();
-    let list = tokio::task::spawn_blocking(move || store.list())
+    let list = tokio::task::spawn_blocking(move || store.list_all())
         .await
         .map_err(|e| ApiError::internal(e.to_string()))??;
     list.iter()
-        .find(|e| e.name.to_string() == name)
+        .find(|e| e.name == name)
         .map(|e| Json(model_object(&name, unix(e.modified))))
         .ok_or_else(|| ApiError::not_found(format!("model '{name}' not found")))
 }

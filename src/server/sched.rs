@@ -290,11 +290,15 @@ impl Scheduler {
             let slot = match map.get(name) {
                 Some(s) => s.clone(),
                 None => {
-                    let path = self.store.resolve(name)?;
+                    let path = self.store.resolve_name(name)?;
                     let digest = crate::store::pull::name_for_spec(name)
                         .ok()
                         .and_then(|n| self.store.get(&n).ok().flatten())
                         .map(|m| m.digest)
+                        .or_else(|| {
+                            let m = self.store.find_external(name)?;
+                            (!m.digest.is_empty()).then(|| format!("sha256:{}", m.digest))
+                        })
                         .unwrap_or_default();
                     let s = Arc::new(ModelSlot {
                         name: name.to_string(),

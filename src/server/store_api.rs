@@ -7,7 +7,7 @@ use super::time::rfc3339;
 use super::{ApiError, App};
 use crate::gguf::{GgufFile, Value as GgufValue};
 use crate::store::pull::{Progress, PullOptions};
-use crate::store::{quantization, Entry};
+use crate::store::{quantization, Listing};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -58,21 +58,23 @@ fn parameter_size(n: u64) -> String {
     }
 }
 
-fn tag(e: &Entry) -> Value {
+fn tag(e: &Listing) -> Value {
     json!({
-        "name": e.name.to_string(),
-        "model": e.name.to_string(),
+        "name": e.name,
+        "model": e.name,
         "modified_at": rfc3339(e.modified),
         "size": e.size,
-        "digest": e.manifest.hex().unwrap_or_default(),
+        "digest": e.digest,
         "details": details(&e.path, &e.quantization),
+        "source": e.origin.label(),
     })
 }
 
 /// `GET /api/tags`.
 pub(super) async fn tags(State(app): State<App>) -> Result<Json<Value>, ApiError> {
     let store = app.sched.store.clone();
-    let models = blocking(move || Ok(store.list()?.iter().map(tag).collect::<Vec<_>>())).await?;
+    let models =
+        blocking(move || Ok(store.list_all()?.iter().map(tag).collect::<Vec<_>>())).await?;
     Ok(Json(json!({ "models": models })))
 }
 
@@ -109,7 +111,7 @@ pub(super) async fn show(
     let (name, verbose) = check_name(&body_bytes(body)?)?;
     let store = app.sched.store.clone();
     blocking(move || {
-        let path = store.resolve(&name)?;
+        let path = store.resolve_name(&name)?;
         let f = GgufFile::open(&path)
             .map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
         let mut info = Map::new();
@@ -150,15 +152,33 @@ pub(super) async fn show(
             .unwrap_or_default()
             .to_string();
         let quant = quantization(&f);
-        let modified = store
-            .list()?
-            .into_iter()
-            .find(|e| e.name.to_string() == name)
-            .map(|e| rfc3339(e.modified));
+        let external = store.find_external(&name);
+        let modified = match &external {
+            Some(m) => Some(rfc3339(m.modified)),
+            None => store
+                .list()?
+                .into_iter()
+                .find(|e| e.name.to_string() == name)
+                .map(|e| rfc3339(e.modified)),
+        };
+        // ollama's params layer, in the `key value` lines ollama shows.
+        let parameters = external
+            .and_then(|m| m.params)
+            .map(|p| {
+                let mut lines = Vec::new();
+                for (k, v) in p {
+                    match v {
+                        Value::Array(a) => lines.extend(a.iter().map(|x| format!("{k} {x}"))),
+                        v => lines.push(format!("{k} {v}")),
+                    }
+                }
+                lines.join("\n")
+            })
+            .unwrap_or_default();
         Ok(Json(json!({
             "license": license,
             "modelfile": "",
-            "parameters": "",
+            "parameters": parameters,
             "template": template,
             "details": details(&path, &quant),
             "model_info": info,

@@ -58,6 +58,9 @@ pub enum StoreError {
         "cannot find a data directory for the model store; set HEARTH_MODELS or pass --models DIR"
     )]
     NoDataDir,
+    /// A change asked of a model that another tool's store holds.
+    #[error("{0}")]
+    ReadOnly(String),
     /// A pull spec that names nothing we can download.
     #[error("{0}")]
     BadSpec(String),

@@ -14,8 +14,12 @@
 //! in the same directory and renamed into place, so a reader sees the old file or the new
 //! one, never half of one. Changes take the store's exclusive file lock, so two `hearth`
 //! processes never interleave a blob deletion with a manifest that still needs it.
+//!
+//! [`Store::with_external`] adds, read-only, the models of ollama's store and the Hugging
+//! Face cache (see [`external`]); hearth's own names win on a clash.
 
 mod error;
+pub mod external;
 mod files;
 mod http;
 mod name;
@@ -24,6 +28,7 @@ mod quant;
 pub mod spec;
 
 pub use error::{Result, StoreError};
+pub use external::{External, ExternalModel, Origin};
 pub use files::{hex, is_sha256_hex, FileLock};
 pub use name::ModelName;
 pub use quant::quantization;
@@ -85,6 +90,38 @@ pub struct Entry {
     pub path: PathBuf,
 }
 
+/// One model `hearth list` shows: from hearth's store or found in another tool's.
+#[derive(Clone, Debug)]
+pub struct Listing {
+    /// The name it runs under.
+    pub name: String,
+    /// Which store holds it.
+    pub origin: Origin,
+    /// sha256 hex of the file, or empty when its store does not record it.
+    pub digest: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Quantization label.
+    pub quantization: String,
+    /// When it was registered or last modified.
+    pub modified: SystemTime,
+    /// The GGUF file.
+    pub path: PathBuf,
+    /// The other store's record (None for hearth's own models).
+    pub external: Option<ExternalModel>,
+}
+
+impl Listing {
+    /// The first 12 hex digits of the digest (`-` when unknown).
+    pub fn id(&self) -> String {
+        if self.digest.is_empty() {
+            "-".into()
+        } else {
+            self.digest.chars().take(12).collect()
+        }
+    }
+}
+
 /// A spec that names a file rather than a store entry: ends in `.gguf`, or holds a path
 /// separator (but is not an `hf.co/…` spec), or starts with `.` or `~`.
 pub fn looks_like_path(spec: &str) -> bool {
@@ -103,6 +140,7 @@ pub fn looks_like_path(spec: &str) -> bool {
 #[derive(Clone, Debug)]
 pub struct Store {
     root: PathBuf,
+    external: External,
 }
 
 impl Store {
@@ -116,7 +154,10 @@ impl Store {
 
     /// Opens (creating if needed) the store at `root`.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
-        let store = Self { root: root.into() };
+        let store = Self {
+            root: root.into(),
+            external: External::none(),
+        };
         for dir in [
             store.root.clone(),
             store.blobs_dir(),
@@ -151,6 +192,29 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// Also finds (read-only) the models of the other stores `external` names; hearth's
+    /// own store wins on a name clash.
+    pub fn with_external(mut self, external: External) -> Self {
+        self.external = external;
+        self
+    }
+
+    /// The other stores looked in.
+    pub fn external(&self) -> &External {
+        &self.external
+    }
+
+    /// The model of another store `spec` names, unless hearth's own store has that name.
+    pub fn find_external(&self, spec: &str) -> Option<ExternalModel> {
+        let own = pull::name_for_spec(spec)
+            .ok()
+            .and_then(|n| self.get(&n).ok().flatten());
+        if own.is_some() {
+            return None;
+        }
+        self.external.find(spec)
     }
 
     /// The root directory.
@@ -209,17 +273,34 @@ impl Store {
     }
 
     /// The file a model spec refers to: a path to an existing `.gguf` file, a store name,
-    /// or an `hf.co/OWNER/REPO[:QUANT]` spec that was pulled before.
+    /// an `hf.co/OWNER/REPO[:QUANT]` spec that was pulled before, or a model of another
+    /// store (see [`External`]).
     pub fn resolve(&self, spec: &str) -> Result<PathBuf> {
         if looks_like_path(spec) {
             let p = PathBuf::from(spec);
-            return if p.is_file() {
-                Ok(p)
-            } else {
-                Err(StoreError::NoFile(p))
+            if p.is_file() {
+                return Ok(p);
+            }
+            return match self.external.find(spec) {
+                Some(m) => Ok(m.path),
+                None => Err(StoreError::NoFile(p)),
             };
         }
-        let name = pull::name_for_spec(spec)?;
+        self.resolve_name(spec)
+    }
+
+    /// Like [`Store::resolve`], but `spec` is never taken as a file path (the server's
+    /// names): a store name, a pulled `hf.co` spec, or another store's model.
+    pub fn resolve_name(&self, spec: &str) -> Result<PathBuf> {
+        let name = match pull::name_for_spec(spec) {
+            Ok(n) => n,
+            Err(e) => {
+                return match self.external.find(spec) {
+                    Some(m) => Ok(m.path),
+                    None => Err(e),
+                }
+            }
+        };
         match self.get(&name)? {
             Some(m) => {
                 let path = self.blob_path(m.hex().unwrap_or_default());
@@ -232,14 +313,53 @@ impl Store {
                     })
                 }
             }
-            None => Err(self.not_found(&name)),
+            None => match self.external.find(spec) {
+                Some(m) => Ok(m.path),
+                None => Err(self.not_found(&name)),
+            },
         }
+    }
+
+    /// hearth's models, then those of the other stores whose names hearth's store does
+    /// not hold.
+    pub fn list_all(&self) -> Result<Vec<Listing>> {
+        let own = self.list()?;
+        let mut out: Vec<Listing> = own
+            .iter()
+            .map(|e| Listing {
+                name: e.name.to_string(),
+                origin: Origin::Hearth,
+                digest: e.manifest.hex().unwrap_or_default().to_string(),
+                size: e.size,
+                quantization: e.quantization.clone(),
+                modified: e.modified,
+                path: e.path.clone(),
+                external: None,
+            })
+            .collect();
+        for m in self.external.list() {
+            let shadowed = ModelName::parse(&m.name).is_ok_and(|n| own.iter().any(|e| e.name == n));
+            if shadowed {
+                continue;
+            }
+            out.push(Listing {
+                name: m.name.clone(),
+                origin: m.origin,
+                digest: m.digest.clone(),
+                size: m.size,
+                quantization: m.quantization.clone(),
+                modified: m.modified,
+                path: m.path.clone(),
+                external: Some(m),
+            });
+        }
+        Ok(out)
     }
 
     fn not_found(&self, name: &ModelName) -> StoreError {
         let installed: Vec<String> = self
-            .list()
-            .map(|l| l.into_iter().map(|e| e.name.to_string()).collect())
+            .list_all()
+            .map(|l| l.into_iter().map(|e| e.name).collect())
             .unwrap_or_default();
         let full = name.to_string();
         let how = if pull::ALIASES.iter().any(|(a, _)| *a == full) {
@@ -454,8 +574,19 @@ impl Store {
     }
 
     /// Removes `name`; its blob goes too when no other name uses it.
+    /// Models of other stores are refused ([`StoreError::ReadOnly`]).
     pub fn rm(&self, name: &str) -> Result<()> {
-        let name = ModelName::parse(name)?;
+        let parsed = ModelName::parse(name);
+        let own = match &parsed {
+            Ok(n) => self.get(n)?,
+            Err(_) => None,
+        };
+        if own.is_none() {
+            if let Some(m) = self.external.find(name) {
+                return Err(StoreError::ReadOnly(m.read_only_why()));
+            }
+        }
+        let name = parsed?;
         let _lock = self.lock()?;
         let Some(m) = self.get(&name)? else {
             return Err(self.not_found(&name));
@@ -472,6 +603,14 @@ impl Store {
     /// Makes `dst` another name for the model `src` (no bytes are copied). An existing
     /// `dst` is replaced.
     pub fn cp(&self, src: &str, dst: &str) -> Result<Entry> {
+        if let Some(m) = self.find_external(src) {
+            return Err(StoreError::ReadOnly(format!(
+                "'{}' is not in hearth's store but in {}; run it by that name, or add it with `hearth import --link {} NAME`",
+                m.name,
+                m.origin.label(),
+                m.path.display()
+            )));
+        }
         let src = ModelName::parse(src)?;
         let dst = ModelName::parse(dst)?;
         let _lock = self.lock()?;

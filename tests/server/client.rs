@@ -51,6 +51,7 @@ pub fn import(dir: &TempDir, file: &std::path::Path, name: &str, link: bool) {
         .args(args)
         .args([file.to_str().unwrap(), name])
         .env("HEARTH_MODELS", dir.0.join("store"))
+        .env("HEARTH_NO_EXTERNAL_MODELS", "1")
         .output()
         .unwrap();
     assert!(
@@ -90,6 +91,7 @@ fn spawn(dir: TempDir, args: &[&str], env: &[(&str, &str)]) -> Server {
         .args(["serve", "--port", "0"])
         .args(args)
         .env("HEARTH_MODELS", dir.0.join("store"))
+        .env("HEARTH_NO_EXTERNAL_MODELS", "1")
         .envs(env.iter().copied())
         .env_remove("HEARTH_API_KEY")
         .stdout(Stdio::piped())

@@ -6,7 +6,10 @@
 mod client;
 #[path = "../common/mod.rs"]
 mod common;
+mod external;
 mod faults;
+#[path = "../common/external.rs"]
+mod layout;
 
 use client::*;
 
