@@ -3,6 +3,7 @@
 //! after them), byte-level BPE under several of llama.cpp's pre-tokenizers, and Gemma 4's
 //! UTF-8 BPE. Each has byte tokens or byte characters (so any text encodes), merges,
 //! user-defined and control tokens, and a special token that is a prefix of another.
+//! WordPiece and Unigram vocabularies (whose normalization loses text) come too.
 
 use crate::gguf::{parse, Array, GgufWriter, Value};
 use crate::tokenizer::Tokenizer;
@@ -18,6 +19,9 @@ pub(super) enum Kind {
     ByteBpe,
     /// Gemma 4: `▁` in the text decodes as a space.
     Gemma4,
+    /// WordPiece and Unigram: normalized (case, accents, spaces), unknown tokens; no
+    /// text is promised back.
+    Lossy,
 }
 
 /// Spellings of the special tokens of these vocabularies.
@@ -64,6 +68,8 @@ pub(super) fn get(i: u8) -> (&'static Tokenizer, Kind) {
             (build(spm(None)), Kind::Spm),
             (build(spm(Some("Phi-3 mini"))), Kind::Spm),
             (build(gemma4()), Kind::Gemma4),
+            (build(wordpiece()), Kind::Lossy),
+            (build(unigram()), Kind::Lossy),
         ];
         all.extend(
             BPE_PRES
@@ -82,6 +88,7 @@ pub(super) fn round_trips(kind: Kind, text: &str, _parse_special: bool) -> bool 
     match kind {
         Kind::ByteBpe => true,
         Kind::Gemma4 => !visible_space,
+        Kind::Lossy => false,
         // User-defined tokens are split out whether or not specials are parsed.
         Kind::Spm => !visible_space && !SPECIALS.iter().any(|s| text.contains(s)),
     }
@@ -195,6 +202,65 @@ fn byte_bpe(pre: &str) -> Vec<(&'static str, Value)> {
             "tokenizer.ggml.merges",
             strings(merges.iter().map(|(a, b)| format!("{a} {b}")).collect()),
         ),
+    ]
+}
+
+/// WordPiece in llama.cpp's form (`▁` starts a word), with [CLS]/[SEP] and a
+/// user-defined token.
+fn wordpiece() -> Vec<(&'static str, Value)> {
+    let mut pairs = vec![
+        ("[PAD]".to_string(), 3),
+        ("[UNK]".into(), 3),
+        ("[CLS]".into(), 3),
+        ("[SEP]".into(), 3),
+        ("<tool>".into(), 4),
+    ];
+    for (w, _) in words() {
+        pairs.push((format!("\u{2581}{w}"), 1));
+        pairs.push((w, 1));
+    }
+    let (tokens, types) = split(pairs);
+    vec![
+        ("tokenizer.ggml.model", Value::String("bert".into())),
+        ("tokenizer.ggml.tokens", strings(tokens)),
+        ("tokenizer.ggml.token_type", Value::Array(Array::I32(types))),
+        ("tokenizer.ggml.unknown_token_id", Value::U32(1)),
+        ("tokenizer.ggml.cls_token_id", Value::U32(2)),
+        ("tokenizer.ggml.seperator_token_id", Value::U32(3)),
+    ]
+}
+
+/// Unigram with scores, merged spaces, a space prefix and a user-defined token (no
+/// character map).
+fn unigram() -> Vec<(&'static str, Value)> {
+    let mut pairs = vec![
+        ("<s>".to_string(), 3),
+        ("<pad>".into(), 3),
+        ("</s>".into(), 3),
+        ("<unk>".into(), 2),
+        ("<tool>".into(), 4),
+        ("\u{2581}".into(), 1),
+    ];
+    for (w, _) in words() {
+        pairs.push((format!("\u{2581}{w}"), 1));
+        pairs.push((w, 1));
+    }
+    let n = pairs.len();
+    let (tokens, types) = split(pairs);
+    vec![
+        ("tokenizer.ggml.model", Value::String("t5".into())),
+        ("tokenizer.ggml.tokens", strings(tokens)),
+        (
+            "tokenizer.ggml.scores",
+            Value::Array(Array::F32((0..n).map(|i| -(i as f32) / 3.0).collect())),
+        ),
+        ("tokenizer.ggml.token_type", Value::Array(Array::I32(types))),
+        ("tokenizer.ggml.bos_token_id", Value::U32(0)),
+        ("tokenizer.ggml.eos_token_id", Value::U32(2)),
+        ("tokenizer.ggml.unknown_token_id", Value::U32(3)),
+        ("tokenizer.ggml.add_bos_token", Value::Bool(true)),
+        ("tokenizer.ggml.add_space_prefix", Value::Bool(true)),
+        ("tokenizer.ggml.remove_extra_whitespaces", Value::Bool(true)),
     ]
 }
 

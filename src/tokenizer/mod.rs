@@ -5,6 +5,8 @@
 //! SentencePiece vocabularies ([`spm`]), or BPE with the merges of the file and the
 //! pre-tokenizer regexes llama.cpp picks for `tokenizer.ggml.pre` ([`bpe`]): byte-level
 //! for `gpt2` vocabularies, over UTF-8 with `▁` spaces and byte fallback for Gemma 4.
+//! WordPiece (`bert`, [`wpm`]) and Unigram (`t5`, [`ugm`]) vocabularies follow
+//! llama.cpp's own algorithms, written here, as HF's differ from them in details.
 //! Special tokens are split out of the text here, before the HF tokenizer sees it, the
 //! way llama.cpp does it: longest first, user-defined tokens always, control tokens only
 //! when asked. Output text comes
@@ -17,7 +19,10 @@ mod stream;
 pub mod template;
 #[cfg(test)]
 mod tests;
+mod ugm;
 mod vocab;
+mod wpm;
+mod wpm_unicode;
 
 pub use stream::StreamDecoder;
 pub use template::{ChatTemplate, Message, RenderOptions, TemplateError, TemplateOrigin, ToolCall};
@@ -36,7 +41,7 @@ pub enum TokenizerError {
     #[error("the GGUF file has no '{key}', which this vocabulary needs")]
     Missing { key: &'static str },
     /// `tokenizer.ggml.model` names an algorithm hearth does not implement.
-    #[error("tokenizer model '{model}' is not supported (hearth reads 'llama' (SentencePiece), 'gpt2' (byte-level BPE) and 'gemma4' vocabularies)")]
+    #[error("tokenizer model '{model}' is not supported (hearth reads 'llama' (SentencePiece), 'gpt2' (byte-level BPE), 'gemma4', 'bert' (WordPiece) and 't5' (Unigram) vocabularies)")]
     UnsupportedModel { model: String },
     /// `tokenizer.ggml.pre` names a pre-tokenizer hearth does not implement.
     #[error("pre-tokenizer '{pre}' (tokenizer.ggml.pre) is not supported")]
@@ -78,10 +83,20 @@ fn is_c_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
+/// What turns plain text into ids.
+enum Engine {
+    /// SentencePiece and BPE vocabularies, through the HF tokenizers crate.
+    Hf(Box<tokenizers::Tokenizer>),
+    /// WordPiece (`bert`).
+    Wpm(wpm::Wpm),
+    /// Unigram (`t5`).
+    Ugm(ugm::Ugm),
+}
+
 /// A GGUF vocabulary's tokenizer and detokenizer.
 pub struct Tokenizer {
     vocab: Vocab,
-    hf: tokenizers::Tokenizer,
+    engine: Engine,
     /// Byte-level BPE: the byte each mapped character stands for.
     byte_of_char: Option<std::collections::HashMap<char, u8>>,
     /// Gemma 4: a run of newlines that is itself a token is taken whole, unmerged.
@@ -105,8 +120,10 @@ impl Tokenizer {
     /// Builds the tokenizer from a file's `tokenizer.ggml.*` metadata.
     pub fn from_gguf(h: &GgufHeader) -> Result<Self, TokenizerError> {
         let vocab = Vocab::from_gguf(h)?;
-        let (hf, byte_of_char, newline_runs) = match &vocab.kind {
-            Kind::Spm => (spm::build(&vocab)?, None, false),
+        let (engine, byte_of_char, newline_runs) = match &vocab.kind {
+            Kind::Spm => (Engine::Hf(Box::new(spm::build(&vocab)?)), None, false),
+            Kind::Wpm => (Engine::Wpm(wpm::Wpm::new(&vocab, h)?), None, false),
+            Kind::Ugm => (Engine::Ugm(ugm::Ugm::new(&vocab, h)?), None, false),
             Kind::Bpe { pre } => {
                 let p = bpe::PreTokenizer::for_name(pre)
                     .ok_or_else(|| TokenizerError::UnsupportedPre { pre: pre.clone() })?;
@@ -117,12 +134,16 @@ impl Tokenizer {
                         .map(|(b, &c)| (c, b as u8))
                         .collect()
                 });
-                (bpe::build(&vocab, &p)?, map, !p.byte_level)
+                (
+                    Engine::Hf(Box::new(bpe::build(&vocab, &p)?)),
+                    map,
+                    !p.byte_level,
+                )
             }
         };
         Ok(Self {
             vocab,
-            hf,
+            engine,
             byte_of_char,
             newline_runs,
         })
@@ -203,15 +224,26 @@ impl Tokenizer {
     }
 
     fn encode_hf(&self, text: &str, out: &mut Vec<u32>) -> Result<(), TokenizerError> {
-        let enc = self
-            .hf
+        let hf = match &self.engine {
+            Engine::Hf(hf) => hf,
+            Engine::Wpm(w) => {
+                w.encode(&self.vocab, text, out);
+                return Ok(());
+            }
+            Engine::Ugm(u) => {
+                u.encode(&self.vocab, text, out);
+                return Ok(());
+            }
+        };
+        let enc = hf
             .encode_fast(text, false)
             .map_err(|e| TokenizerError::Encode(e.to_string()))?;
         out.extend_from_slice(enc.get_ids());
         Ok(())
     }
 
-    /// add_special: prepend BOS / append EOS per the vocab's flags. parse_special: control-token spellings in `text` become those tokens.
+    /// add_special: prepend BOS / append EOS per the vocab's flags (WordPiece: [CLS] and
+    /// [SEP]). parse_special: control-token spellings in `text` become those tokens.
     pub fn encode(
         &self,
         text: &str,
@@ -251,7 +283,12 @@ impl Tokenizer {
                 }
             }
         }
-        if add_special && v.add_eos {
+        if add_special && v.kind == Kind::Wpm {
+            // llama.cpp ends a WordPiece text with [SEP] and never with EOS.
+            if v.add_sep {
+                out.extend(v.sep);
+            }
+        } else if add_special && v.add_eos {
             out.extend(v.eos);
         }
         Ok(out)
@@ -302,13 +339,21 @@ impl Tokenizer {
     }
 
     /// The text of `ids` (lossy UTF-8). Like llama.cpp's detokenizer, the space an SPM
-    /// vocabulary prefixes to the text is dropped from the first token.
+    /// or Unigram vocabulary prefixes to the text is dropped from the first token.
+    /// WordPiece text loses the space that starts its first word, and spaces before
+    /// punctuation go as llama.cpp's `clean_up_tokenization_spaces` removes them.
     pub fn decode(&self, ids: &[u32], special: bool) -> String {
         let mut bytes = Vec::new();
         for (i, &id) in ids.iter().enumerate() {
             let piece = self.token_bytes(id, special);
             let strip = i == 0 && self.vocab.add_space_prefix && piece.first() == Some(&b' ');
             bytes.extend_from_slice(&piece[strip as usize..]);
+        }
+        if self.vocab.kind == Kind::Wpm {
+            if bytes.first() == Some(&b' ') {
+                bytes.remove(0);
+            }
+            bytes = wpm::clean_spaces(&bytes);
         }
         String::from_utf8_lossy(&bytes).into_owned()
     }
@@ -336,6 +381,11 @@ impl Tokenizer {
     /// End-of-sequence token.
     pub fn eos(&self) -> Option<u32> {
         self.vocab.eos
+    }
+
+    /// The unknown token, where the vocabulary has one.
+    pub fn unk(&self) -> Option<u32> {
+        self.vocab.unk
     }
 
     /// Whether `encode(.., add_special = true, ..)` prepends BOS.
@@ -377,11 +427,17 @@ impl Tokenizer {
             Kind::Bpe { pre } => {
                 format!("BPE over UTF-8 with \u{2581} spaces (pre {pre}), {n} tokens")
             }
+            Kind::Wpm => format!("WordPiece (bert), {n} tokens"),
+            Kind::Ugm => format!("Unigram (t5), {n} tokens"),
         }
     }
 
-    /// The HF tokenizer for plain text (special tokens are not registered in it).
-    pub fn inner(&self) -> &tokenizers::Tokenizer {
-        &self.hf
+    /// The HF tokenizer for plain text (special tokens are not registered in it); `None`
+    /// for WordPiece and Unigram vocabularies, which hearth tokenizes itself.
+    pub fn inner(&self) -> Option<&tokenizers::Tokenizer> {
+        match &self.engine {
+            Engine::Hf(hf) => Some(hf),
+            Engine::Wpm(_) | Engine::Ugm(_) => None,
+        }
     }
 }

@@ -248,7 +248,7 @@ fn malformed_metadata_is_a_typed_error() {
     assert!(matches!(
         err(spm_with(
             "tokenizer.ggml.model",
-            Some(Value::String("bert".into()))
+            Some(Value::String("rwkv".into()))
         )),
         E::UnsupportedModel { .. }
     ));
@@ -316,4 +316,175 @@ fn odd_vocabularies_load_and_encode_without_panics() {
     kv[4].1 = strings(&["", "a", " ", "a  b", "a b", "a b", "zz b"]);
     let t = Tokenizer::from_gguf(&header(kv)).expect("BPE with junk merges");
     assert_eq!(t.encode("ab", false, false).unwrap(), [256]);
+}
+
+/// A small WordPiece vocabulary in llama.cpp's form: word starts carry `▁`.
+fn wpm_kv() -> Vec<(&'static str, Value)> {
+    let tokens = [
+        "[PAD]", "[UNK]", "[CLS]", "[SEP]", "▁hello", "▁hell", "o", "▁world", "▁,", "▁!", "▁a",
+        "a", "▁日", "▁e", "▁x", "s",
+    ];
+    let mut types = vec![1; tokens.len()];
+    types[..4].copy_from_slice(&[3, 3, 3, 3]);
+    vec![
+        ("tokenizer.ggml.model", Value::String("bert".into())),
+        ("tokenizer.ggml.tokens", strings(&tokens)),
+        ("tokenizer.ggml.token_type", Value::Array(Array::I32(types))),
+        ("tokenizer.ggml.unknown_token_id", Value::U32(1)),
+        ("tokenizer.ggml.cls_token_id", Value::U32(2)),
+        ("tokenizer.ggml.seperator_token_id", Value::U32(3)),
+        ("tokenizer.ggml.padding_token_id", Value::U32(0)),
+    ]
+}
+
+#[test]
+fn wordpiece_normalizes_splits_and_matches_greedily() {
+    let t = Tokenizer::from_gguf(&header(wpm_kv())).expect("tiny WordPiece vocabulary");
+    let ids = |s: &str| t.encode(s, false, false).unwrap();
+    let i = |s: &str| id(&t, s);
+    assert!(t.describe().starts_with("WordPiece"));
+    assert_eq!(
+        (t.bos(), t.eos(), t.unk(), t.add_bos(), t.add_eos()),
+        (Some(2), None, Some(1), true, false)
+    );
+    // Lowercased, punctuation split off, continuation pieces without `▁`.
+    assert_eq!(
+        ids("Hello, World!"),
+        [i("▁hello"), i("▁,"), i("▁world"), i("▁!")]
+    );
+    assert_eq!(ids("hellos"), [i("▁hello"), i("s")]);
+    // A word with a part no token covers is one [UNK], whatever else matched.
+    assert_eq!(ids("hello0 world"), [1, i("▁world")]);
+    assert_eq!(ids("🦙"), [1]);
+    // Empty, whitespace-only and control-only text give nothing; [CLS] .. [SEP] around.
+    for s in ["", " ", " \t\n\r ", "\u{7}\u{200b}\u{0}"] {
+        assert_eq!(ids(s), [] as [u32; 0], "{s:?}");
+        assert_eq!(t.encode(s, true, true).unwrap(), [2, 3], "{s:?}");
+    }
+    // Accents go (one-code-point NFD, then marks dropped), CJK ideographs are words.
+    assert_eq!(ids("É x\u{301}"), [i("▁e"), i("▁x")]);
+    assert_eq!(ids("日本"), [i("▁日"), 1]);
+    // No limit on word length (llama.cpp has none; HF's WordPiece stops at 100).
+    let long = ids(&"a".repeat(300));
+    assert_eq!(long.len(), 300);
+    assert!(long[0] == i("▁a") && long[1..].iter().all(|&x| x == i("a")));
+    // Decoding joins the pieces of a word and cleans up spaces before punctuation.
+    let ids = t.encode("Hello, world!", true, true).unwrap();
+    assert_eq!(ids.first(), Some(&2));
+    assert_eq!(ids.last(), Some(&3));
+    assert_eq!(t.decode(&ids, false), "hello, world!");
+    assert_eq!(t.decode(&[i("▁hello"), i("s")], false), "hellos");
+    assert!(t.inner().is_none());
+
+    // Case kept when the file says so.
+    let mut kv = wpm_kv();
+    kv.push(("tokenizer.ggml.normalizer.lowercase", Value::Bool(false)));
+    let t = Tokenizer::from_gguf(&header(kv)).unwrap();
+    assert_eq!(t.encode("Hello hello", false, false).unwrap(), [1, 4]);
+    // Without [SEP] when asked.
+    let mut kv = wpm_kv();
+    kv.push(("tokenizer.ggml.add_sep_token", Value::Bool(false)));
+    let t = Tokenizer::from_gguf(&header(kv)).unwrap();
+    assert_eq!(t.encode("a", true, true).unwrap(), [2, 10]);
+}
+
+/// A small Unigram vocabulary without a character map.
+fn ugm_kv(add_space_prefix: bool, remove_extra_whitespaces: bool) -> Vec<(&'static str, Value)> {
+    let pieces: &[(&str, f32, i32)] = &[
+        ("<pad>", 0.0, 3),
+        ("</s>", 0.0, 3),
+        ("<unk>", 0.0, 2),
+        ("▁", -1.0, 1),
+        ("▁a", -2.0, 1),
+        ("a", -1.0, 1),
+        ("b", -1.0, 1),
+        ("ab", -1.5, 1),
+        ("▁ab", -2.0, 1),
+        ("<u>", -50.0, 4),
+    ];
+    let tokens: Vec<&str> = pieces.iter().map(|p| p.0).collect();
+    vec![
+        ("tokenizer.ggml.model", Value::String("t5".into())),
+        ("tokenizer.ggml.tokens", strings(&tokens)),
+        (
+            "tokenizer.ggml.scores",
+            Value::Array(Array::F32(pieces.iter().map(|p| p.1).collect())),
+        ),
+        (
+            "tokenizer.ggml.token_type",
+            Value::Array(Array::I32(pieces.iter().map(|p| p.2).collect())),
+        ),
+        (
+            "tokenizer.ggml.add_space_prefix",
+            Value::Bool(add_space_prefix),
+        ),
+        (
+            "tokenizer.ggml.remove_extra_whitespaces",
+            Value::Bool(remove_extra_whitespaces),
+        ),
+    ]
+}
+
+#[test]
+fn unigram_picks_the_best_segmentation() {
+    let t = Tokenizer::from_gguf(&header(ugm_kv(true, true))).expect("tiny Unigram vocabulary");
+    let ids = |s: &str| t.encode(s, false, false).unwrap();
+    let i = |s: &str| id(&t, s);
+    assert!(t.describe().starts_with("Unigram"));
+    // llama.cpp's defaults for t5: EOS 1 appended, no BOS, unknown 2.
+    assert_eq!(
+        (t.bos(), t.eos(), t.unk(), t.add_bos(), t.add_eos()),
+        (None, Some(1), Some(2), false, true)
+    );
+    // "▁ab" (-2) beats "▁a b" (-3) and "▁ ab" (-2.5).
+    assert_eq!(ids("ab"), [i("▁ab")]);
+    // Runs of spaces merge; each word gets its `▁`.
+    assert_eq!(ids("  ab   ab  "), [i("▁ab"), i("▁ab")]);
+    for s in ["", " ", "    "] {
+        assert_eq!(ids(s), [] as [u32; 0], "{s:?}");
+    }
+    assert_eq!(t.encode("", true, true).unwrap(), [1]);
+    // Unknown code points are <unk>, and neighbouring ones merge into one.
+    assert_eq!(ids("é"), [i("▁"), 2]);
+    assert_eq!(ids("ééé"), [i("▁"), 2]);
+    assert_eq!(ids("aéb"), [i("▁a"), 2, i("b")]);
+    // User-defined tokens are split out of the text before the model sees it.
+    assert_eq!(ids("a<u>b"), [i("▁a"), i("<u>"), i("▁"), i("b")]);
+    assert_eq!(t.encode("ab", true, true).unwrap(), [i("▁ab"), 1]);
+    assert_eq!(t.decode(&[i("▁a"), i("b"), i("▁ab")], false), "ab ab");
+    assert!(t.inner().is_none());
+    // A long word is still one Viterbi pass.
+    assert_eq!(ids(&"ab".repeat(500)).len(), 500);
+
+    // Without merging or a prefix, every space is a `▁`.
+    let t = Tokenizer::from_gguf(&header(ugm_kv(false, false))).unwrap();
+    assert_eq!(
+        t.encode("a  b", false, false).unwrap(),
+        [i("a"), i("▁"), i("▁"), i("b")]
+    );
+    assert_eq!(t.encode(" ", false, false).unwrap(), [i("▁")]);
+}
+
+#[test]
+fn wordpiece_and_unigram_metadata_errors_are_typed() {
+    // A charsmap must at least hold its own header.
+    let mut kv = ugm_kv(true, true);
+    kv.push((
+        "tokenizer.ggml.precompiled_charsmap",
+        Value::Array(Array::U8(vec![200, 0, 0, 0, 1])),
+    ));
+    let err = Tokenizer::from_gguf(&header(kv)).unwrap_err().to_string();
+    assert!(err.contains("precompiled_charsmap"), "{err}");
+    let mut kv = ugm_kv(true, true);
+    kv.push((
+        "tokenizer.ggml.precompiled_charsmap",
+        Value::String("x".into()),
+    ));
+    let err = Tokenizer::from_gguf(&header(kv)).unwrap_err().to_string();
+    assert!(err.contains("precompiled_charsmap"), "{err}");
+    // A WordPiece vocabulary with no unknown token (none named, default 100 too far).
+    let mut kv = wpm_kv();
+    kv.retain(|(k, _)| *k != "tokenizer.ggml.unknown_token_id");
+    let err = Tokenizer::from_gguf(&header(kv)).unwrap_err().to_string();
+    assert!(err.contains("unknown_token_id"), "{err}");
 }

@@ -40,6 +40,10 @@ pub(crate) enum Kind {
     /// `tokenizer.ggml.model = "gpt2"`: byte-level BPE with ranked merges; `pre` names
     /// the pre-tokenizer (`tokenizer.ggml.pre`, "default" when absent).
     Bpe { pre: String },
+    /// `tokenizer.ggml.model = "bert"`: WordPiece, words marked by a leading `▁`.
+    Wpm,
+    /// `tokenizer.ggml.model = "t5"`: Unigram with scores and a precompiled charsmap.
+    Ugm,
 }
 
 /// Texts that mark the end of a turn or of generation in the vocabularies we know.
@@ -154,9 +158,15 @@ pub(crate) struct Vocab {
     pub merges: Vec<String>,
     pub bos: Option<u32>,
     pub eos: Option<u32>,
+    /// The unknown token (`tokenizer.ggml.unknown_token_id`, or the model's default).
+    pub unk: Option<u32>,
+    /// WordPiece's separator (`[SEP]`), appended where `add_sep` says.
+    pub sep: Option<u32>,
     pub eog: Vec<u32>,
     pub add_bos: bool,
     pub add_eos: bool,
+    /// WordPiece: `encode(.., add_special = true, ..)` appends `sep`.
+    pub add_sep: bool,
     pub add_space_prefix: bool,
     /// Control, user-defined and unknown tokens, longest text first: the order in which
     /// they are split out of the input.
@@ -195,6 +205,8 @@ impl Vocab {
             "gemma4" => Kind::Bpe {
                 pre: "gemma4".to_owned(),
             },
+            "bert" => Kind::Wpm,
+            "t5" => Kind::Ugm,
             other => {
                 return Err(TokenizerError::UnsupportedModel {
                     model: other.to_owned(),
@@ -247,7 +259,7 @@ impl Vocab {
                     key: "tokenizer.ggml.merges",
                 })?
                 .to_vec(),
-            Kind::Spm => Vec::new(),
+            Kind::Spm | Kind::Wpm | Kind::Ugm => Vec::new(),
         };
 
         // An empty piece could never be produced nor matched; llama.cpp renames it.
@@ -269,28 +281,41 @@ impl Vocab {
 
         // Defaults per model type (llama.cpp's), then the file's keys.
         let in_range = |id: u32| (id as usize) < n;
-        let (mut bos, mut eos, mut add_bos, add_eos_default) = match &kind {
-            Kind::Spm => (Some(1), Some(2), true, false),
-            Kind::Bpe { .. } if model == "gemma4" => (None, None, true, false),
+        // (bos, eos, unk, sep, add_bos, add_eos)
+        let (mut bos, mut eos, mut unk, mut sep, mut add_bos, add_eos_default) = match &kind {
+            Kind::Spm => (Some(1), Some(2), Some(0), None, true, false),
+            Kind::Bpe { .. } if model == "gemma4" => (None, None, None, None, true, false),
             Kind::Bpe { pre } => {
                 let llama3 = super::bpe::PreTokenizer::for_name(pre).is_some_and(|p| p.add_bos);
-                (Some(11), Some(11), llama3, false)
+                (Some(11), Some(11), None, None, llama3, false)
             }
+            // BERT's [CLS] is the BOS; [SEP] ends the text.
+            Kind::Wpm => (Some(101), None, Some(100), Some(102), true, false),
+            Kind::Ugm => (None, Some(1), Some(2), None, false, true),
         };
-        bos = bos.filter(|&i| in_range(i));
-        eos = eos.filter(|&i| in_range(i));
-        if let Some(id) = id_key(h, "tokenizer.ggml.bos_token_id", n)? {
-            bos = Some(id);
+        for id in [&mut bos, &mut eos, &mut unk, &mut sep] {
+            *id = id.filter(|&i| in_range(i));
         }
-        if let Some(id) = id_key(h, "tokenizer.ggml.eos_token_id", n)? {
-            eos = Some(id);
+        for (key, slot) in [
+            ("tokenizer.ggml.bos_token_id", &mut bos),
+            ("tokenizer.ggml.eos_token_id", &mut eos),
+            ("tokenizer.ggml.unknown_token_id", &mut unk),
+            ("tokenizer.ggml.seperator_token_id", &mut sep),
+        ] {
+            if let Some(id) = id_key(h, key, n)? {
+                *slot = Some(id);
+            }
+        }
+        // BERT's converters name [CLS] rather than a BOS; llama.cpp assumes id 101.
+        let cls = id_key(h, "tokenizer.ggml.cls_token_id", n)?;
+        if kind == Kind::Wpm && h.get("tokenizer.ggml.bos_token_id").is_none() {
+            bos = cls.or(bos);
         }
         let mut eot = id_key(h, "tokenizer.ggml.eot_token_id", n)?;
         let eom = id_key(h, "tokenizer.ggml.eom_token_id", n)?;
         for key in [
-            "tokenizer.ggml.unknown_token_id",
             "tokenizer.ggml.padding_token_id",
-            "tokenizer.ggml.seperator_token_id",
+            "tokenizer.ggml.mask_token_id",
         ] {
             // Checked for range only: a bad id here means a broken file.
             let _ = id_key(h, key, n)?;
@@ -306,6 +331,9 @@ impl Vocab {
         let add_eos = h
             .get_bool("tokenizer.ggml.add_eos_token")?
             .unwrap_or(add_eos_default);
+        let add_sep = h
+            .get_bool("tokenizer.ggml.add_sep_token")?
+            .unwrap_or(kind == Kind::Wpm);
         let add_space_prefix = h
             .get_bool("tokenizer.ggml.add_space_prefix")?
             .unwrap_or(kind == Kind::Spm);
@@ -317,6 +345,11 @@ impl Vocab {
         if add_eos && eos.is_none() {
             return Err(TokenizerError::Missing {
                 key: "tokenizer.ggml.eos_token_id",
+            });
+        }
+        if add_sep && sep.is_none() {
+            return Err(TokenizerError::Missing {
+                key: "tokenizer.ggml.seperator_token_id",
             });
         }
 
@@ -390,9 +423,12 @@ impl Vocab {
             merges,
             bos,
             eos,
+            unk,
+            sep,
             eog,
             add_bos,
             add_eos,
+            add_sep,
             add_space_prefix,
             specials,
         })
