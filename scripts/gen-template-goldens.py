@@ -7,7 +7,7 @@ renders a fixed set of conversations in an environment built like the one transf
 uses for `apply_chat_template`: an ImmutableSandboxedEnvironment with trim_blocks and
 lstrip_blocks, loop controls, a no-op `{% generation %}` block, `raise_exception`,
 `strftime_now` (pinned to 25 Nov 2026 so the output is stable), and a `tojson` filter
-that is `json.dumps` with ensure_ascii off. `tools` and `documents` are passed as None.
+that is `json.dumps` with ensure_ascii off. `tools` is None except in the conversation that offers tools; `documents` is None.
 A conversation a template refuses (it raises) records `{"error": message}`.
 
 The templates themselves are not committed; the JSON keeps each file's sha256 so the
@@ -89,6 +89,44 @@ CONVERSATIONS = {
             {"role": "user", "content": "And 6*8? {{ not a tag }} {% raw %}"},
         ],
     },
+    # Tools offered, a call, its result, then the answer is due (hearth renders tools
+    # through the template's own `tools`, in transformers' message shapes).
+    "tools_round_trip": {
+        "add_generation_prompt": True,
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": "get_weather",
+                    "description": "Current weather in a city",
+                    "parameters": {
+                        "type": "object",
+                        "properties": {
+                            "city": {"type": "string", "description": "The city"},
+                            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+                        },
+                        "required": ["city"],
+                    },
+                },
+            }
+        ],
+        "messages": [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": "Weather in Paris?"},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}},
+                    }
+                ],
+            },
+            {"role": "tool", "content": "18 C and clear", "tool_call_id": "call_1", "name": "get_weather"},
+        ],
+    },
 }
 
 # (substring of the file name, bos_token, eos_token); first match wins.
@@ -154,7 +192,7 @@ def render(env, source, conv, bos, eos):
         template = env.from_string(source)
         return template.render(
             messages=conv["messages"],
-            tools=None,
+            tools=conv.get("tools"),
             documents=None,
             add_generation_prompt=conv["add_generation_prompt"],
             bos_token=bos,

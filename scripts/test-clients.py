@@ -17,6 +17,7 @@ import threading
 import time
 import urllib.parse
 
+import jsonschema
 import ollama
 import openai
 
@@ -132,6 +133,141 @@ def json_mode():
     except ValueError:
         ok = False
     check(ok, f"openai json_object: {text!r} ({reason})")
+
+
+CHAT_MODEL = os.environ.get("HEARTH_CHAT_MODEL_NAME", "")
+PERSON = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 24},
+        "age": {"type": "integer", "minimum": 0, "maximum": 120},
+        "role": {"enum": ["engineer", "artist", "doctor", "teacher"]},
+        "skills": {"type": "array", "items": {"type": "string", "maxLength": 16},
+                   "minItems": 1, "maxItems": 3},
+        "address": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 20},
+                           "country": {"enum": ["FR", "DE", "JP", "US"]}},
+            "required": ["city", "country"],
+            "additionalProperties": False,
+        },
+    },
+    "required": ["name", "age", "role", "skills", "address"],
+    "additionalProperties": False,
+}
+WEATHER = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather in a city",
+    "parameters": {"type": "object", "properties": {
+        "city": {"type": "string", "maxLength": 30},
+        "unit": {"enum": ["celsius", "fahrenheit"]}},
+        "required": ["city", "unit"], "additionalProperties": False}}}]
+
+
+def structured_outputs(samples=20):
+    """A strict JSON schema (nested object, array, enums, required fields) through both
+    clients on the chat model: every seeded sample at temperature 1 validates."""
+    oa = openai.OpenAI(base_url=BASE + "/v1", api_key="unused", max_retries=0)
+    cl = ollama.Client(host=BASE)
+    msgs = [{"role": "user", "content": "Invent a person and describe them as JSON."}]
+
+    def via_openai(seed):
+        cc = oa.chat.completions.create(
+            model=CHAT_MODEL, messages=msgs, temperature=1, seed=seed, max_tokens=200,
+            response_format={"type": "json_schema",
+                             "json_schema": {"name": "person", "strict": True, "schema": PERSON}})
+        return cc.choices[0].message.content
+
+    def via_ollama(seed):
+        r = cl.chat(model=CHAT_MODEL, messages=msgs, format=PERSON,
+                    options={"temperature": 1, "seed": seed, "num_predict": 200})
+        return r.message.content
+
+    for name, fn in (("openai json_schema", via_openai), ("ollama format schema", via_ollama)):
+        results = [None] * samples
+
+        def worker(i):
+            try:
+                results[i] = fn(1000 + i)
+            except Exception as e:  # noqa: BLE001 - reported as a failed sample
+                results[i] = e
+
+        # Four at a time: the server's --parallel (more would meet its queue limit).
+        for start in range(0, samples, 4):
+            threads = [threading.Thread(target=worker, args=(i,))
+                       for i in range(start, min(start + 4, samples))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        valid = 0
+        for text in results:
+            try:
+                jsonschema.validate(json.loads(text), PERSON)
+                valid += 1
+            except Exception as e:  # noqa: BLE001
+                print(f"     invalid: {text!r}: {e}", flush=True)
+        check(valid == samples, f"{name}: {valid} of {samples} samples at temperature 1 validate "
+                                f"(e.g. {results[0]!r})")
+
+
+def tool_round_trip():
+    """A tool call, its result and the final answer through both clients, streamed and
+    not, on the chat model (its template knows no tools: hearth's generic format)."""
+    oa = openai.OpenAI(base_url=BASE + "/v1", api_key="unused", max_retries=0)
+    msgs = [{"role": "user", "content": "What is the weather in Paris right now?"}]
+    for stream in (False, True):
+        kw = dict(model=CHAT_MODEL, messages=msgs, tools=WEATHER, tool_choice="required",
+                  temperature=0, max_tokens=120)
+        if stream:
+            calls = {}
+            reason = None
+            for chunk in oa.chat.completions.create(stream=True, **kw):
+                ch = chunk.choices[0]
+                reason = ch.finish_reason or reason
+                for d in ch.delta.tool_calls or []:
+                    c = calls.setdefault(d.index, {"id": "", "name": "", "arguments": ""})
+                    c["id"] += d.id or ""
+                    c["name"] += d.function.name or ""
+                    c["arguments"] += d.function.arguments or ""
+            call = calls.get(0)
+        else:
+            cc = oa.chat.completions.create(**kw)
+            reason = cc.choices[0].finish_reason
+            tc = (cc.choices[0].message.tool_calls or [None])[0]
+            call = tc and {"id": tc.id, "name": tc.function.name, "arguments": tc.function.arguments}
+        ok = reason == "tool_calls" and call and call["name"] == "get_weather"
+        try:
+            args = json.loads(call["arguments"]) if ok else None
+            jsonschema.validate(args, WEATHER[0]["function"]["parameters"])
+        except Exception:  # noqa: BLE001
+            ok = False
+        check(ok, f"openai tool call ({'streamed' if stream else 'whole'}): {call} ({reason})")
+        if not ok:
+            continue
+        back = msgs + [
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": call["id"], "type": "function",
+                 "function": {"name": call["name"], "arguments": call["arguments"]}}]},
+            {"role": "tool", "tool_call_id": call["id"], "content": '{"temperature": 18, "sky": "clear"}'},
+        ]
+        cc = oa.chat.completions.create(model=CHAT_MODEL, messages=back, tools=WEATHER,
+                                        temperature=0, max_tokens=120)
+        m = cc.choices[0].message
+        check(bool(m.content) or bool(m.tool_calls),
+              f"openai answer after the tool result: {m.content!r} {m.tool_calls}")
+    cl = ollama.Client(host=BASE)
+    r = cl.chat(model=CHAT_MODEL, messages=msgs, tools=WEATHER, options={"temperature": 0, "num_predict": 120})
+    calls = r.message.tool_calls or []
+    ok = bool(calls) and calls[0].function.name == "get_weather"
+    try:
+        jsonschema.validate(dict(calls[0].function.arguments), WEATHER[0]["function"]["parameters"])
+    except Exception:  # noqa: BLE001
+        ok = False
+    check(ok, f"ollama tool call: {r.message}")
+    if ok:
+        back = msgs + [r.message, {"role": "tool", "content": "18 degrees, clear", "tool_name": "get_weather"}]
+        r2 = cl.chat(model=CHAT_MODEL, messages=back, tools=WEATHER, options={"temperature": 0, "num_predict": 120})
+        check(bool(r2.message.content) or bool(r2.message.tool_calls), f"ollama answer after the tool result: {r2.message}")
 
 
 def bad_requests():
@@ -349,7 +485,10 @@ if __name__ == "__main__":
         prefill_delay()
         sys.exit(0)
     parallel = int(sys.argv[4]) if len(sys.argv) > 4 else 4
-    for step in (basics, json_mode, bad_requests, load_test, queue_limit, lambda: disconnects(parallel)):
+    steps = [basics, json_mode, bad_requests, load_test, queue_limit, lambda: disconnects(parallel)]
+    if CHAT_MODEL:
+        steps[2:2] = [structured_outputs, tool_round_trip]
+    for step in steps:
         t = time.time()
         step()
         print(f"-- {getattr(step, '__name__', 'step')} took {time.time() - t:.0f} s", flush=True)

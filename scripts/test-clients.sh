@@ -13,10 +13,10 @@ cd "$(dirname "$0")/.."
 
 MODEL_FILE=${HEARTH_TEST_MODEL:-$(scripts/fetch-model.sh)}
 VENV=${HEARTH_CLIENT_VENV:-$HOME/.cache/hearth/client-venv}
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import ollama, openai' 2>/dev/null; then
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import ollama, openai, jsonschema' 2>/dev/null; then
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --upgrade pip
-    "$VENV/bin/pip" install --quiet ollama openai
+    "$VENV/bin/pip" install --quiet ollama openai jsonschema
 fi
 # The checks run the debug build (assertions on); the benchmarks measure the release build.
 if [ "${1:-}" = "--bench" ] || [ "${1:-}" = "--prefill-delay" ]; then
@@ -35,7 +35,12 @@ cleanup() {
 }
 trap cleanup EXIT
 export HEARTH_MODELS=$WORK/store
+export HEARTH_NO_EXTERNAL_MODELS=1
 "$HEARTH" import --link "$MODEL_FILE" gemma3:270m-base >/dev/null
+# The chat model (SmolLM2-135M-Instruct) for structured outputs and tools.
+CHAT_FILE=${HEARTH_TEST_CHAT_MODEL:-$(scripts/fetch-model.sh smollm2)}
+"$HEARTH" import --link "$CHAT_FILE" smollm2:135m >/dev/null
+export HEARTH_CHAT_MODEL_NAME=smollm2:135m
 
 start_server() {
     "$HEARTH" serve --port 0 "$@" >"$WORK/out" 2>"$WORK/err" &

@@ -27,9 +27,10 @@ use web_time::{Duration, Instant};
 /// Longest grammar, schema or regular expression accepted, in bytes.
 pub const MAX_GRAMMAR_BYTES: usize = 256 * 1024;
 
-/// Longest run of JSON whitespace between two tokens of constrained JSON, so that a
-/// model cannot stall in indentation forever.
-const JSON_SPACE: &str = r"[\x20\x0A\x0D\x09]{1,16}";
+/// Whitespace allowed between two tokens of constrained JSON, as llama.cpp's JSON
+/// grammars allow it: one space, or one or two newlines and up to 20 spaces or tabs of
+/// indentation; so a model cannot stall in whitespace forever.
+const JSON_SPACE: &str = r"\x20|\n{1,2}[\x20\t]{0,20}";
 
 /// A constraint that cannot be used.
 #[derive(Debug, Error, Clone, PartialEq)]

@@ -21,6 +21,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Most tools one request may offer.
 pub const MAX_TOOLS: usize = 128;
 
+/// Most calls one answer may make.
+pub const MAX_CALLS: usize = 8;
+
 /// One function the model may call.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tool {
@@ -222,11 +225,8 @@ impl ToolSetup {
     /// a template without them, a system message that describes them.
     pub fn prepare(&self, messages: &[Message]) -> (Vec<Message>, Option<Value>) {
         let mut msgs = messages.to_vec();
-        if !self.active() {
-            return (msgs, None);
-        }
         if self.style != Style::Generic {
-            return (msgs, Some(definitions(&self.tools)));
+            return (msgs, self.active().then(|| definitions(&self.tools)));
         }
         // The generic format: earlier calls and results become text the template can
         // show, and a system message explains the tools and the answer's shape.
@@ -249,6 +249,9 @@ impl ToolSetup {
                 );
             }
         }
+        if !self.active() {
+            return (msgs, None);
+        }
         let list: Vec<Value> = self
             .callable()
             .iter()
@@ -260,7 +263,7 @@ impl ToolSetup {
         };
         let text = format!(
             "You can call these tools:\n{}\n{answer} After calling tools you receive their results and then answer.",
-            serde_json::to_string_pretty(&list).unwrap_or_default()
+            Value::Array(list)
         );
         match msgs.first_mut() {
             Some(m) if m.role == "system" => m.content = format!("{}\n\n{text}", m.content),
@@ -299,7 +302,8 @@ impl ToolSetup {
         match self.style {
             Style::Generic => {
                 let calls = json!({"type": "object", "properties": {"tool_calls": {
-                    "type": "array", "items": self.call_schema("arguments"), "minItems": 1}},
+                    "type": "array", "items": self.call_schema("arguments"), "minItems": 1,
+                    "maxItems": MAX_CALLS}},
                     "required": ["tool_calls"], "additionalProperties": false});
                 Some(Format::schema(if forced {
                     calls
@@ -310,7 +314,8 @@ impl ToolSetup {
                 }))
             }
             Style::Hermes if forced => Some(Format::Lark(format!(
-                "start: call (\"\\n\" call)*\ncall: \"<tool_call>\\n\" %json {} \"\\n</tool_call>\"\n",
+                "start: call (\"\\n\" call){{0,{}}}\ncall: \"<tool_call>\\n\" %json {} \"\\n</tool_call>\"\n",
+                MAX_CALLS - 1,
                 self.call_schema("arguments")
             ))),
             Style::Llama3 if forced => Some(Format::schema(self.call_schema("parameters"))),

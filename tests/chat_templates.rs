@@ -16,7 +16,33 @@ use std::path::PathBuf;
 
 /// Templates hearth renders differently from Jinja2, each with the reason. The test fails
 /// when this list is not exactly the set of failures, so fixes are noticed too.
-const KNOWN_FAILURES: &[(&str, &str)] = &[];
+const KNOWN_FAILURES: &[(&str, &str)] = &[
+    (
+        "llama-cpp-deepseek-r1.jinja",
+        "tools_round_trip: Jinja2 fails (`tojson` of a generator: a Python artifact of the \
+         template's `map`), hearth renders the tools",
+    ),
+    (
+        "meetkai-functionary-medium-v3.1.jinja",
+        "tools_round_trip: Jinja2 HTML-escapes a str added to a `|safe` Markup string \
+         (`\"...\"|safe + t | tojson` gives `&#34;`); minijinja concatenates without escaping",
+    ),
+];
+
+/// A conversation's message as hearth's `Message` (role, content, and the tool fields).
+fn message_of(m: &Value) -> Message {
+    let mut msg = Message::new(m["role"].as_str().unwrap(), m["content"].as_str().unwrap());
+    for c in m["tool_calls"].as_array().into_iter().flatten() {
+        msg.tool_calls.push(hearth::tokenizer::ToolCall {
+            id: c["id"].as_str().unwrap().to_string(),
+            name: c["function"]["name"].as_str().unwrap().to_string(),
+            arguments: c["function"]["arguments"].clone(),
+        });
+    }
+    msg.tool_call_id = m["tool_call_id"].as_str().map(str::to_string);
+    msg.name = m["name"].as_str().map(str::to_string);
+    msg
+}
 
 fn templates_dir() -> Option<PathBuf> {
     let dir = common::llama_models()?.join("templates");
@@ -96,14 +122,14 @@ fn templates_render_like_jinja2() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|m| Message::new(m["role"].as_str().unwrap(), m["content"].as_str().unwrap()))
+                .map(message_of)
                 .collect();
             let opts = RenderOptions {
                 add_generation_prompt: conv["add_generation_prompt"].as_bool().unwrap(),
                 bos_token: t["bos_token"].as_str().unwrap().to_owned(),
                 eos_token: t["eos_token"].as_str().unwrap().to_owned(),
                 date: Some(date.clone()),
-                tools: None,
+                tools: conv.get("tools").cloned(),
             };
             let got = tmpl.render(&messages, &opts);
             let want = &t["renders"][conv_name];
@@ -175,7 +201,7 @@ fn builtins_match_the_official_templates() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|m| Message::new(m["role"].as_str().unwrap(), m["content"].as_str().unwrap()))
+                .map(message_of)
                 .collect();
             let opts = RenderOptions {
                 add_generation_prompt: conv["add_generation_prompt"].as_bool().unwrap(),

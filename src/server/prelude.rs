@@ -49,13 +49,11 @@ pub(super) async fn start(
     let format = req.wanted.format.clone();
     let tools = req.tools;
     let (ids, tools, format) = tokio::task::spawn_blocking(move || {
-        let setup = tools
-            .map(|(tools, choice)| ToolSetup {
-                tools,
-                choice,
-                style: Style::of(engine.template()),
-            })
-            .filter(ToolSetup::active);
+        let setup = tools.map(|(tools, choice)| ToolSetup {
+            tools,
+            choice,
+            style: Style::of(engine.template()),
+        });
         let format = format.or_else(|| setup.as_ref().and_then(ToolSetup::constraint));
         // A grammar that does not compile is the client's error, before any GPU work.
         if let Some(f) = &format {
@@ -63,8 +61,10 @@ pub(super) async fn start(
                 .check_format(f)
                 .map_err(|e| ApiError::bad_request(e.to_string()))?;
         }
+        // With tool_choice none the tools are not shown, but earlier calls and results
+        // still render (`ToolSetup::prepare`); the answer is then plain text.
         let ids = build(&engine, setup.as_ref())?;
-        Ok::<_, ApiError>((ids, setup, format))
+        Ok::<_, ApiError>((ids, setup.filter(ToolSetup::active), format))
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))??;

@@ -724,3 +724,109 @@ fn chat_model_answers_on_both_chat_apis() {
     );
     assert_eq!(choice["finish_reason"], "stop", "{r}");
 }
+
+/// Tools through both APIs on the tiny model (its built-in Gemma template knows no
+/// tools: the generic format): a required or named call comes back as `tool_calls`
+/// with arguments valid under the function's schema, streamed (one delta per call) and
+/// not; the round trip (the call, the tool's result, then an answer) is accepted; bad
+/// tool definitions and choices are 400s.
+#[test]
+fn tool_calls_on_both_apis() {
+    let srv = serve("tools", &["--ctx", "2048"]);
+    let a = srv.addr.as_str();
+    let params = json!({"type": "object", "properties": {
+        "city": {"type": "string", "maxLength": 8}, "unit": {"enum": ["c", "f"]}},
+        "required": ["city", "unit"], "additionalProperties": false});
+    let tools = json!([{"type": "function", "function": {"name": "get_weather",
+        "description": "Weather now", "parameters": params}}]);
+    let user = json!({"role": "user", "content": "Weather in Oslo?"});
+    let body = |stream: bool, choice: Value| {
+        json!({"model": MODEL, "messages": [user], "tools": tools, "tool_choice": choice,
+               "max_tokens": 600, "temperature": 0.7, "seed": 5, "stream": stream})
+    };
+    let named = json!({"type": "function", "function": {"name": "get_weather"}});
+    let j = ok(post(a, "/v1/chat/completions", body(false, named.clone()))).json();
+    let choice = &j["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls", "{j}");
+    let call = &choice["message"]["tool_calls"][0];
+    assert_eq!(call["type"], "function");
+    assert_eq!(call["function"]["name"], "get_weather");
+    assert!(call["id"].as_str().unwrap().starts_with("call_"));
+    let args: Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    common::schema::validate(&params, &args).unwrap();
+    // Streamed: the same call as a delta, then the finish.
+    let (events, done) = ok(post(a, "/v1/chat/completions", body(true, named))).events();
+    assert!(done);
+    let delta_call = events
+        .iter()
+        .find_map(|e| e["choices"][0]["delta"]["tool_calls"].get(0).cloned())
+        .expect("a tool_calls delta");
+    assert_eq!(delta_call["index"], 0);
+    assert_eq!(delta_call["function"]["name"], "get_weather");
+    assert_eq!(
+        delta_call["function"]["arguments"],
+        call["function"]["arguments"]
+    );
+    assert!(events
+        .iter()
+        .any(|e| e["choices"][0]["finish_reason"] == "tool_calls"));
+    // The round trip: the call and its result go back in; the answer is text or calls.
+    let back = json!({"model": MODEL, "tools": tools, "max_tokens": 200, "temperature": 0,
+        "messages": [user, choice["message"],
+            {"role": "tool", "tool_call_id": call["id"], "content": "{\"temp\": 4}"}]});
+    let j = ok(post(a, "/v1/chat/completions", back)).json();
+    let m = &j["choices"][0]["message"];
+    assert!(
+        m["content"].is_string() || m["tool_calls"].is_array(),
+        "{j}"
+    );
+
+    // ollama: tool_calls with arguments as an object, a tool message back in.
+    let o = ok(post(
+        a,
+        "/api/chat",
+        json!({"model": MODEL, "messages": [user], "tools": tools, "stream": false,
+               "tool_choice": "required", "options": {"num_predict": 900, "num_ctx": 2048, "temperature": 0.7, "seed": 6}}),
+    ))
+    .json();
+    let call = &o["message"]["tool_calls"][0]["function"];
+    assert_eq!(call["name"], "get_weather", "{o}");
+    common::schema::validate(&params, &call["arguments"]).unwrap();
+    let lines = ok(post(
+        a,
+        "/api/chat",
+        json!({"model": MODEL, "tools": tools, "options": {"num_predict": 100, "temperature": 0},
+               "messages": [user, {"role": "assistant", "content": "", "tool_calls": [{"function": call}]},
+                            {"role": "tool", "content": "4 degrees", "tool_name": "get_weather"}]}),
+    ))
+    .lines();
+    assert_eq!(lines.last().unwrap()["done"], true);
+
+    for (extra, needle) in [
+        (
+            json!({"tools": [{"type": "function", "function": {"name": "bad name"}}]}),
+            "name",
+        ),
+        (
+            json!({"tools": tools, "tool_choice": {"type": "function", "function": {"name": "nope"}}}),
+            "not in tools",
+        ),
+        (
+            json!({"tools": tools, "tool_choice": "sometimes"}),
+            "tool_choice",
+        ),
+        (
+            json!({"messages": [{"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f", "arguments": "[1]"}}]}]}),
+            "arguments",
+        ),
+    ] {
+        let mut b = json!({"model": MODEL, "messages": [user]});
+        b.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let r = post(a, "/v1/chat/completions", b.clone());
+        assert_eq!(r.status, 400, "{b}: {}", r.body);
+        assert!(r.error().contains(needle), "{b}: {}", r.body);
+    }
+}
