@@ -103,12 +103,20 @@ try {
     const chat = await h.generate([{ role: "user", content: "hi" }], { temperature: 0, num_predict: 3 });
     let refused = "";
     try { await h.generate("abc", { temprature: 0 }); } catch (e) { refused = e.message; }
+    // Constrained output in the browser (llguidance compiled to wasm): a regex and a
+    // GBNF grammar hold at temperature 1.
+    const rx = await h.generate("Code:", { raw: true, temperature: 1, seed: 3, num_predict: 12,
+      regex: "[A-F]{3}-[0-9]{2}" });
+    const gb = await h.generate("Answer:", { raw: true, temperature: 1, seed: 4, num_predict: 12,
+      grammar: 'root ::= ("yes" | "no") "!"' });
+    const constrained = /^[A-F]{3}-[0-9]{2}$/.test(rx.text) && /^(yes|no)!$/.test(gb.text);
     return { reason: cancelled.finish_reason, generated: cancelled.generated, refused,
+             constrained: constrained ? "ok" : `${JSON.stringify(rx.text)} ${JSON.stringify(gb.text)}`,
              chat: chat.prompt_tokens > 2 && chat.generated + (chat.finish_reason === "stop") > 0 };
   });
   console.log(`api: cancel -> ${api.reason} after ${api.generated} tokens; chat ok ${api.chat}; ` +
-    `bad option -> ${api.refused}`);
-  if (api.reason !== "cancelled" || api.generated !== 2 || !api.chat ||
+    `bad option -> ${api.refused}; regex and grammar -> ${api.constrained}`);
+  if (api.reason !== "cancelled" || api.generated !== 2 || !api.chat || api.constrained !== "ok" ||
       !/unknown generate option 'temprature'/.test(api.refused)) {
     console.log("FAIL: cancel(), chat messages or option checking misbehave");
     failed = true;

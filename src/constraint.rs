@@ -56,6 +56,16 @@ pub enum Format {
     Gbnf(String),
     /// A regular expression (Rust `regex` syntax) the whole output matches.
     Regex(String),
+    /// Free text until the output contains `trigger`, then the rest of the output
+    /// matches `then` (e.g. a tool call's JSON after `<tool_call>`). When the token
+    /// that completes the trigger also carries text past it (other than whitespace),
+    /// the rest stays free.
+    Triggered {
+        /// The text that starts the constrained part.
+        trigger: String,
+        /// What follows it.
+        then: Box<Format>,
+    },
 }
 
 impl Format {
@@ -81,6 +91,7 @@ impl Format {
             Format::Lark(_) => "Lark grammar",
             Format::Gbnf(_) => "GBNF grammar",
             Format::Regex(_) => "regular expression",
+            Format::Triggered { then, .. } => then.kind(),
         }
     }
 
@@ -90,6 +101,10 @@ impl Format {
             Format::JsonObject => 0,
             Format::JsonSchema(v) => v.to_string().len(),
             Format::Lark(s) | Format::Gbnf(s) | Format::Regex(s) => s.len(),
+            Format::Triggered { trigger, .. } if trigger.is_empty() => {
+                return Err(ConstraintError::Invalid("an empty trigger".into()))
+            }
+            Format::Triggered { then, .. } => return then.top_level(),
         };
         if size > MAX_GRAMMAR_BYTES {
             return Err(ConstraintError::Invalid(format!(
@@ -104,7 +119,51 @@ impl Format {
             Format::Lark(s) => TopLevelGrammar::from_lark(s.clone()),
             Format::Gbnf(s) => TopLevelGrammar::from_lark(gbnf_to_lark(s)?),
             Format::Regex(s) => TopLevelGrammar::from_regex(s),
+            Format::Triggered { .. } => unreachable!("returned above"),
         })
+    }
+}
+
+/// A triggered format waiting for its trigger in the generated text.
+pub struct Pending {
+    trigger: String,
+    then: Format,
+    /// The end of the text so far, long enough to hold the trigger.
+    window: String,
+}
+
+impl Pending {
+    /// For `Format::Triggered`; None for any other format.
+    pub fn of(format: &Format) -> Option<Self> {
+        match format {
+            Format::Triggered { trigger, then } => Some(Self {
+                trigger: trigger.clone(),
+                then: (**then).clone(),
+                window: String::new(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Takes the next piece of generated text: `Some(Some(format))` once the trigger
+    /// is complete and only whitespace follows it (constrain from here on),
+    /// `Some(None)` when text follows it in the same piece (stay free), None while
+    /// waiting.
+    pub fn push(&mut self, piece: &str) -> Option<Option<Format>> {
+        self.window.push_str(piece);
+        if let Some(at) = self.window.find(&self.trigger) {
+            let rest = &self.window[at + self.trigger.len()..];
+            return Some(rest.trim().is_empty().then(|| self.then.clone()));
+        }
+        let keep = self.trigger.len();
+        if self.window.len() > keep {
+            let mut cut = self.window.len() - keep;
+            while !self.window.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.window.drain(..cut);
+        }
+        None
     }
 }
 
@@ -302,5 +361,30 @@ impl Constraint {
     /// Masks computed and their total time.
     pub fn mask_stats(&self) -> (usize, Duration) {
         (self.masks, self.mask_time)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trigger_split_across_pieces_is_found_and_text_after_it_frees_the_rest() {
+        let f = Format::Triggered {
+            trigger: "<tool_call>".into(),
+            then: Box::new(Format::JsonObject),
+        };
+        let mut p = Pending::of(&f).unwrap();
+        for piece in ["Sure, ", "let me ", "check. <to", "ol_c", "all"] {
+            assert!(p.push(piece).is_none(), "{piece}");
+        }
+        assert_eq!(p.push(">\n"), Some(Some(Format::JsonObject)));
+        let mut p = Pending::of(&f).unwrap();
+        assert_eq!(p.push("<tool_call>{\"na"), Some(None));
+        // Multi-byte text before the trigger keeps the window on char boundaries.
+        let mut p = Pending::of(&f).unwrap();
+        assert!(p.push(&"é世".repeat(40)).is_none());
+        assert_eq!(p.push("<tool_call>"), Some(Some(Format::JsonObject)));
+        assert!(Pending::of(&Format::JsonObject).is_none());
     }
 }

@@ -12,7 +12,7 @@
 // wgpu handles are not Send/Sync on wasm, where there is a single thread anyway.
 #![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
-use crate::constraint::{Constraint, ConstraintError, Format, Grammars};
+use crate::constraint::{Constraint, ConstraintError, Format, Grammars, Pending};
 use crate::gguf::GgufFile;
 use crate::gpu::{Gpu, GpuError};
 use crate::graph::{LoadOptions, MemoryPlan, Model, MAX_PENALTY_IDS, SAMPLE_K};
@@ -655,7 +655,13 @@ impl Session {
         for &id in &ids {
             sampler.accept(id);
         }
+        let waiting = opts.format.as_ref().and_then(Pending::of);
         let constraint = match &opts.format {
+            // A triggered format is checked now and starts at its trigger.
+            Some(f) if waiting.is_some() => {
+                self.grammars.constraint(f)?;
+                None
+            }
             Some(f) => Some(self.grammars.constraint(f)?),
             None => None,
         };
@@ -664,6 +670,7 @@ impl Session {
             sampler,
             stop: StopMatcher::new(&opts.stop),
             constraint,
+            waiting,
             decoder: StreamDecoder::new(),
             max_tokens: opts.max_tokens,
             prompt: Some(ids),
@@ -747,6 +754,8 @@ struct Run<'a> {
     stop: StopMatcher,
     /// What the output must match, when it is constrained.
     constraint: Option<Constraint>,
+    /// A triggered format whose trigger has not been generated yet.
+    waiting: Option<Pending>,
     decoder: StreamDecoder,
     max_tokens: Option<usize>,
     /// The prompt, until it has been fed.
@@ -816,6 +825,14 @@ impl Run<'_> {
             self.pending = Some(id);
         }
         let piece = self.decoder.push(tok, id);
+        if let Some(p) = &mut self.waiting {
+            if let Some(then) = p.push(&piece) {
+                self.waiting = None;
+                if let Some(f) = then {
+                    self.constraint = Some(self.session.grammars.constraint(&f)?);
+                }
+            }
+        }
         let (text, stopped) = self.stop.push(&piece);
         if stopped || complete {
             return Ok(self.finish(text, stopped, FinishReason::Stop));

@@ -292,8 +292,9 @@ impl ToolSetup {
         }
     }
 
-    /// What the output must match: always for the generic format; for the others only
-    /// when a call is required (free text until then otherwise).
+    /// What the output must match: always for the generic format; for Hermes the calls
+    /// from the moment one opens (`<tool_call>`), and the whole answer when a call is
+    /// required; for the others only when a call is required.
     pub fn constraint(&self) -> Option<Format> {
         if !self.active() {
             return None;
@@ -318,6 +319,16 @@ impl ToolSetup {
                 MAX_CALLS - 1,
                 self.call_schema("arguments")
             ))),
+            // Free text until the model opens a call; from there the call (and any
+            // further ones) follows the tools' schemas.
+            Style::Hermes => Some(Format::Triggered {
+                trigger: "<tool_call>".into(),
+                then: Box::new(Format::Lark(format!(
+                    "start: body (\"\\n\"? \"<tool_call>\" body){{0,{}}}\nbody: \"\\n\"? %json {} \"\\n\"? \"</tool_call>\"\n",
+                    MAX_CALLS - 1,
+                    self.call_schema("arguments")
+                ))),
+            }),
             Style::Llama3 if forced => Some(Format::schema(self.call_schema("parameters"))),
             _ => None,
         }

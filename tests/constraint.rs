@@ -316,3 +316,67 @@ fn forced_tool_calls_parse_and_validate_in_every_format() {
         }
     }
 }
+
+/// A triggered format: free text until the trigger appears, then the rest follows the
+/// grammar. On a random model the trigger (`e`) comes soon enough; what follows it is
+/// exactly three digits.
+#[test]
+fn a_triggered_format_constrains_only_after_its_trigger() {
+    let e = tiny();
+    let mut s = e.session().unwrap();
+    let f = Format::Triggered {
+        trigger: "e".into(),
+        then: Box::new(Format::Regex("[0-9]{3}".into())),
+    };
+    let mut triggered = 0;
+    for seed in 0..10 {
+        let (text, _, reason) = run(&mut s, &[1, 95], sampled(seed, f.clone(), 400));
+        // Without the trigger the text is free (it may end any way).
+        let Some(at) = text.find('e') else {
+            continue;
+        };
+        triggered += 1;
+        let rest = &text[at + 1..];
+        assert_eq!(reason, FinishReason::Stop, "{text:?}");
+        assert!(
+            rest.len() == 3 && rest.bytes().all(|b| b.is_ascii_digit()),
+            "after the trigger: {rest:?} in {text:?}"
+        );
+    }
+    assert!(triggered >= 3, "the trigger came {triggered} times of 10");
+    let empty = Format::Triggered {
+        trigger: String::new(),
+        then: Box::new(Format::JsonObject),
+    };
+    assert!(e.check_format(&empty).is_err());
+}
+
+/// Every tool format's grammar compiles on a real tokenizer (Hermes' triggered calls
+/// included), for each choice that has one.
+#[test]
+fn tool_grammars_compile_for_every_style_and_choice() {
+    use hearth::tools::{parse_tools, Style, ToolChoice, ToolSetup};
+    let defs = [
+        json!({"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"x": {"type": "integer"}}}}}),
+    ];
+    let tools = parse_tools(&defs).unwrap();
+    let e = tiny();
+    for style in [Style::Generic, Style::Hermes, Style::Llama3, Style::Mistral] {
+        for choice in [
+            ToolChoice::Auto,
+            ToolChoice::Required,
+            ToolChoice::Named("f".into()),
+        ] {
+            let setup = ToolSetup {
+                tools: tools.clone(),
+                choice: choice.clone(),
+                style,
+            };
+            if let Some(f) = setup.constraint() {
+                e.check_format(&f)
+                    .unwrap_or_else(|err| panic!("{style:?} {choice:?}: {err}"));
+            }
+        }
+    }
+}

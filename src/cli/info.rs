@@ -100,6 +100,7 @@ pub fn run(args: &InfoArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyhow
         "llama" => "SentencePiece-style (scores, byte fallback)",
         "gpt2" => "GPT-2-style BPE (merges)",
         "bert" => "WordPiece",
+        "t5" => "Unigram (SentencePiece scores, precompiled normalizer)",
         _ => "unknown",
     };
     println!("  model          {model}: {kind}");
