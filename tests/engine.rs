@@ -135,10 +135,7 @@ fn chat_through_the_builtin_gemma_template_gives_the_turn_tokens() {
         "<start_of_turn>user\nWhat is the capital of France?<end_of_turn>\n<start_of_turn>model\n",
     );
     let s = e.session().unwrap();
-    let chat = Prompt::Chat(vec![Message::new(
-        "user",
-        "What is the capital of France?",
-    )]);
+    let chat = Prompt::Chat(vec![Message::new("user", "What is the capital of France?")]);
     assert_eq!(s.tokenize_prompt(&chat).unwrap(), want);
 }
 
