@@ -9,8 +9,11 @@
 // row's 8 lanes within one subgroup) the partials are summed by shuffles instead and
 // each key updates the softmax state as it comes: no shared partials, one barrier less.
 // Query t sits at position row_pos(t) and sees keys [window_lo(row_pos(t) + 1), row_pos(t)]
-// of its sequence. The host runs this kernel only on steps whose tokens are one sequence's
-// consecutive positions, so a workgroup's keys are one slot's.
+// of its sequence; with NONCAUSAL (encoders: the whole input is one step) every key of the
+// step's sequence up to its last token, or under a window w those within w / 2 positions
+// either side (llama.cpp's symmetric window). The host runs this kernel only on steps
+// whose tokens are one sequence's consecutive positions, so a workgroup's keys are one
+// slot's.
 #include "lib/common.wgsl"
 #include "lib/step.wgsl"
 #include "lib/kv.wgsl"
@@ -148,6 +151,30 @@ fn add_v(o: ptr<function, array<vec4<f32>, D4L>>, w: f32, lane: u32, j: u32) {
     }
 }
 
+// The first key a query at `pos` sees.
+fn key_lo(pos: u32) -> u32 {
+#ifdef NONCAUSAL
+    if (p.window > 0u) {
+        return pos - min(pos, p.window / 2u);
+    }
+    return 0u;
+#else
+    return window_lo(pos + 1u, p.window);
+#endif
+}
+
+// One past the last key a query at `pos` sees; `end` is one past the step's last position.
+fn key_hi(pos: u32, end: u32) -> u32 {
+#ifdef NONCAUSAL
+    if (p.window > 0u) {
+        return min(pos + p.window / 2u + 1u, end);
+    }
+    return end;
+#else
+    return pos + 1u;
+#endif
+}
+
 #ifndef SUBGROUPS
 // Row r's score of key j of the tile: the sum of its lanes' partials.
 fn row_score(j: u32, r: u32) -> f32 {
@@ -170,8 +197,9 @@ fn main(ids: Ids, gs: Groups) {
     }
     let t_last = min((row0 + R - 1u) / p.group, n_tok - 1u);
     // Keys any row of this workgroup needs (clamped to the cache: never read past it).
-    let k_lo = window_lo(row_pos(t_first) + 1u, p.window);
-    let k_hi = min(row_pos(t_last) + 1u, p.capacity);
+    let end = row_pos(n_tok - 1u) + 1u;
+    let k_lo = key_lo(row_pos(t_first));
+    let k_hi = min(key_hi(row_pos(t_last), end), p.capacity);
     let slot = row_slot(t_first);
 
     let r = ids.lid / L;
@@ -180,8 +208,9 @@ fn main(ids: Ids, gs: Groups) {
     let t = row / p.group;
     let h = kvh * p.group + row % p.group;
     let live = t < n_tok;
-    let my_hi = row_pos(min(t, n_tok - 1u)) + 1u;
-    let my_lo = window_lo(my_hi, p.window);
+    let my_pos = row_pos(min(t, n_tok - 1u));
+    let my_hi = key_hi(my_pos, end);
+    let my_lo = key_lo(my_pos);
 
     var qr: array<vec4<f32>, D4L>;
     var o: array<vec4<f32>, D4L>;

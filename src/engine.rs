@@ -34,6 +34,8 @@ mod batcher;
 pub use batcher::BatchCounters;
 #[cfg(not(target_arch = "wasm32"))]
 use batcher::SlotModel;
+mod embed;
+pub use embed::{l2_normalize, EmbedOptions, Embedder, Embeddings};
 mod pick;
 use pick::{Penalty, Pick, Want};
 
@@ -194,6 +196,26 @@ impl Engine {
             self.memory.clone(),
         )?;
         Ok(self.session_over(SeqModel::Own(Box::new(model))))
+    }
+
+    /// A session that embeds (its own KV cache and plans over the weights).
+    pub fn embedder(&self) -> Result<Embedder, EngineError> {
+        let model = Model::with_weights(
+            self.gpu.clone(),
+            self.cfg.clone(),
+            self.weights.clone(),
+            self.memory.clone(),
+        )?;
+        Ok(Embedder::new(model, self.tokenizer.clone()))
+    }
+
+    /// The embeddings of `texts` through a new `embedder` (servers keep one instead).
+    pub async fn embed(
+        &self,
+        texts: &[String],
+        opts: &EmbedOptions,
+    ) -> Result<Embeddings, EngineError> {
+        self.embedder()?.embed(texts, opts).await
     }
 
     fn session_over(&self, model: SeqModel) -> Session {

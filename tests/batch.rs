@@ -170,7 +170,7 @@ fn batched_steps_match_reference_every_architecture() {
         GgmlType::F16,
         GgmlType::Q4_1,
     ];
-    for (i, arch) in Arch::ALL.into_iter().enumerate() {
+    for (i, arch) in Arch::ALL.into_iter().filter(|a| a.causal()).enumerate() {
         check(
             &spec(arch, types[i % types.len()], 300 + i as u64),
             Config::Full,

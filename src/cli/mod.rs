@@ -3,6 +3,7 @@
 
 mod bench;
 mod devices;
+mod embed;
 mod info;
 mod load;
 mod models;
@@ -65,6 +66,8 @@ enum Command {
     Run(run::RunArgs),
     /// Print the token ids (and pieces) of a text
     Tokenize(tokenize::TokenizeArgs),
+    /// Embed texts: one vector per text (the model's pooling, L2-normalized)
+    Embed(embed::EmbedArgs),
     /// Measure prompt processing and generation speed (llama-bench style)
     Bench(bench::BenchArgs),
     /// Time every kernel of a prefill and of decode steps on the GPU, per backend
@@ -97,6 +100,7 @@ pub fn main() -> ExitCode {
         Command::Info(a) => info::run(a, &cli.gpu, cli.models.as_deref()),
         Command::Run(a) => run::run(a, &cli.gpu, cli.models.as_deref()),
         Command::Tokenize(a) => tokenize::run(a, cli.models.as_deref()),
+        Command::Embed(a) => embed::run(a, &cli.gpu, cli.models.as_deref()),
         Command::Bench(a) => bench::run(a, &cli.gpu, cli.models.as_deref()),
         Command::Profile(a) => profile::run(a, &cli.gpu, cli.models.as_deref()),
         Command::Pull(a) => pull::run(a, cli.models.as_deref()),

@@ -35,6 +35,7 @@ shader_table!(
     "moe_group.wgsl",
     "argmax.wgsl",
     "penalties.wgsl",
+    "pool.wgsl",
     "topk.wgsl",
     "stream_read.wgsl",
     "lib/common.wgsl",

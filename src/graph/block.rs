@@ -219,7 +219,11 @@ impl<'a> Block<'a> {
             max: 1,
             step: self.tok.step,
         };
-        let prefill = AttentionPrefill::with_sinks(gpu, &spec, (qv, out), kv, self.tok, sinks)?;
+        let prefill = if cfg.causal {
+            AttentionPrefill::with_sinks(gpu, &spec, (qv, out), kv, self.tok, sinks)?
+        } else {
+            AttentionPrefill::non_causal(gpu, &spec, (qv, out), kv, self.tok)?
+        };
         let decode = AttentionDecode::with_sinks(gpu, &spec, (qv, out), kv, one, sinks)?;
         self.pre.push(Arc::new(prefill));
         self.dec.push(Arc::new(decode));

@@ -19,6 +19,8 @@ pub(super) struct Activations {
     pub(super) last: wgpu::Buffer,
     pub(super) last_normed: wgpu::Buffer,
     pub(super) logits: wgpu::Buffer,
+    /// The pooled embedding of the last `Model::embed` (`[hidden]`).
+    pub(super) pooled: wgpu::Buffer,
     pub(super) logits_all: Option<wgpu::Buffer>,
     /// Batched decoding: each sequence's logits row and argmax, and the argmaxes' staging.
     pub(super) logits_batch: Option<wgpu::Buffer>,
@@ -108,6 +110,7 @@ impl Activations {
             last: buffer(gpu, "last", cfg.hidden as u64 * 4, act),
             last_normed: buffer(gpu, "last_normed", cfg.hidden as u64 * 4, act),
             logits: buffer(gpu, "logits", v * 4, act),
+            pooled: buffer(gpu, "pooled", cfg.hidden as u64 * 4, act),
             logits_all: all_logits.then(|| buffer(gpu, "logits_all", batch as u64 * v * 4, act)),
             logits_batch: batched
                 .then(|| buffer(gpu, "logits_batch", sequences as u64 * v * 4, act)),

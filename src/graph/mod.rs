@@ -825,6 +825,104 @@ impl Model {
         Ok(())
     }
 
+    /// Width of the vectors `embed` returns (the hidden size, or the last dense
+    /// projection's).
+    pub fn embedding_width(&self) -> usize {
+        self.prefill
+            .pool_out
+            .as_ref()
+            .map_or(self.cfg.hidden, |o| o.1)
+    }
+
+    /// The pooled embedding of `tokens` (`[hidden]`, not normalized): the final norm of
+    /// every token's last hidden state, pooled on the GPU as llama.cpp pools (mean, the
+    /// first token's row, or the last's). A causal model runs the input in prefill
+    /// chunks, pooling across them; a non-causal one (an encoder) needs the whole input
+    /// in one step, so inputs longer than the batch are refused. The sequence is reset
+    /// before and after.
+    pub async fn embed(
+        &mut self,
+        tokens: &[u32],
+        pooling: crate::model::Pooling,
+    ) -> Result<Vec<f32>, ModelError> {
+        use crate::kernels::PoolStep;
+        use crate::model::Pooling;
+        self.reset();
+        self.check_tokens(tokens)?;
+        let n = tokens.len();
+        if !self.cfg.causal && n > self.batch {
+            return Err(ModelError::Input(format!(
+                "the input is {n} tokens but this non-causal model embeds at most {} \
+                 (its batch size) in one pass; shorten it or raise the batch size",
+                self.batch
+            )));
+        }
+        let pool = self
+            .prefill
+            .pool_op
+            .clone()
+            .ok_or_else(|| ModelError::Input("the prefill plan has no pooling".into()))?;
+        let gpu = self.gpu.clone();
+        let chunks = n.div_ceil(self.batch);
+        for (ci, chunk) in tokens.chunks(self.batch).enumerate() {
+            let len = chunk.len() as u32;
+            let (first_chunk, last_chunk) = (ci == 0, ci + 1 == chunks);
+            let step = match pooling {
+                Pooling::Mean => PoolStep {
+                    first: 0,
+                    count: len,
+                    scale: 1.0 / n as f32,
+                    accumulate: !first_chunk,
+                },
+                Pooling::Cls => PoolStep {
+                    first: 0,
+                    count: first_chunk as u32,
+                    scale: 1.0,
+                    accumulate: !first_chunk,
+                },
+                Pooling::Last => PoolStep {
+                    first: len - 1,
+                    count: last_chunk as u32,
+                    scale: 1.0,
+                    accumulate: !last_chunk,
+                },
+            };
+            pool.set(&gpu, step);
+            self.run_pooled(chunk)?;
+        }
+        let (buf, width) = self
+            .prefill
+            .pool_out
+            .clone()
+            .ok_or_else(|| ModelError::Input("the prefill plan has no pooling".into()))?;
+        let out = crate::gpu::read_f32(&gpu, &buf, 0, width as u64).await;
+        self.reset();
+        Ok(out?)
+    }
+
+    /// One prefill step of `tokens` through the blocks and the pooling stages (no head).
+    fn run_pooled(&mut self, tokens: &[u32]) -> Result<(), ModelError> {
+        let gpu = self.gpu.clone();
+        let n = tokens.len();
+        self.reserve(self.slot, self.pos + n)?;
+        gpu.queue
+            .write_buffer(&self.acts.ids, 0, bytemuck::cast_slice(tokens));
+        let step = Step::at(self.slot as u32, self.pos as u32, n as u32);
+        self.step.write(&gpu, step);
+        let kv_len = (self.pos + n) as u32;
+        let plan = &self.prefill;
+        let mut all = flat_for(&plan.embed, n, kv_len);
+        for l in &plan.layers {
+            all.extend(flat_for(l, n, kv_len));
+        }
+        all.extend(flat_for(&plan.pool, n, kv_len));
+        Plain.submit(&gpu, &all, None, None)?;
+        self.pos += n;
+        self.last_n = n;
+        self.last_was_prefill = true;
+        Ok(())
+    }
+
     /// Every dispatch of the decode plan (or the prefill plan), in execution order,
     /// including the shared tail, for a step that ends with `kv_len` cached positions
     /// (some ops pick their form by context length).

@@ -8,8 +8,8 @@ use super::buffers::Activations;
 use super::Stage;
 use crate::gpu::Gpu;
 use crate::kernels::{
-    Argmax, Dispatch, GetRows, KvCache, MatMul, MatVec, MatVecBatch, NormOut, RmsNorm, Rows, Scale,
-    StepBuffer, Tokens, View,
+    Argmax, Dispatch, GetRows, KvCache, MatMul, MatVec, MatVecBatch, NormOut, Pool, RmsNorm, Rows,
+    Scale, StepBuffer, Tokens, View,
 };
 use crate::model::{ModelConfig, ModelError, Weights};
 use std::sync::Arc;
@@ -22,6 +22,13 @@ pub(super) struct Plan {
     pub(super) layers: Vec<Vec<Stage>>,
     /// Final norm and output head over all tokens (prefill with `all_logits`).
     pub(super) all_logits: Vec<Stage>,
+    /// Prefill only: the final norm over all tokens and the pooling of their rows into
+    /// one embedding (`Model::embed`), in place of the head.
+    pub(super) pool: Vec<Stage>,
+    /// The pooling op of `pool`, whose rows `Model::embed` sets per step.
+    pub(super) pool_op: Option<Arc<Pool>>,
+    /// Where `pool` leaves the embedding, and its width.
+    pub(super) pool_out: Option<(wgpu::Buffer, usize)>,
     /// The last token's final norm, logits and argmax. Prefill's reads the row copied
     /// into `last`; decode's reads `x` itself, so a decode step is one command buffer.
     pub(super) tail: Vec<Stage>,
@@ -70,12 +77,18 @@ impl Builder<'_> {
             embed: embed(tok.max)?,
             layers: Vec::new(),
             all_logits: Vec::new(),
+            pool: Vec::new(),
+            pool_op: None,
+            pool_out: None,
             tail: Vec::new(),
         };
         let mut decode = Plan {
             embed: embed(1)?,
             layers: Vec::new(),
             all_logits: Vec::new(),
+            pool: Vec::new(),
+            pool_op: None,
+            pool_out: None,
             tail: Vec::new(),
         };
         let tok_b = Tokens {
@@ -87,6 +100,9 @@ impl Builder<'_> {
                 embed: embed(tok_b.max)?,
                 layers: Vec::new(),
                 all_logits: Vec::new(),
+                pool: Vec::new(),
+                pool_op: None,
+                pool_out: None,
                 tail: Vec::new(),
             }),
             false => None,
@@ -122,6 +138,35 @@ impl Builder<'_> {
                 plan.layers.push(stages);
             }
         }
+        // Embeddings: the final norm of every token of the step into h, then pooling,
+        // then the file's projections of the pooled vector (EmbeddingGemma's dense
+        // layers), each into a buffer of its own.
+        let pool = Arc::new(Pool::new(gpu, Rows::packed(&a.h, hidden), &a.pooled, tok)?);
+        prefill.pool = vec![
+            Arc::new(pre_norm(gpu, cfg, a, &self.w.output_norm, tok)?),
+            pool.clone(),
+        ];
+        let mut out = (a.pooled.clone(), cfg.hidden);
+        for w in &self.w.dense {
+            if w.cols as usize != out.1 {
+                return Err(ModelError::BadShape {
+                    name: w.name.clone(),
+                    got: vec![w.cols, w.rows],
+                    want: vec![out.1 as u64, w.rows],
+                });
+            }
+            let y = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("dense"),
+                size: w.rows.max(1) * 4,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            let mv = MatVec::new(gpu, w, View::of(&out.0), View::of(&y))?;
+            prefill.pool.push(Arc::new(mv));
+            out = (y, w.rows as usize);
+        }
+        prefill.pool_op = Some(pool);
+        prefill.pool_out = Some(out);
         let head = self.w.head();
         let vocab = cfg.vocab as u32;
         // Final logit soft-capping (Gemma 2), in place after each head.

@@ -42,6 +42,16 @@ fn key(
     head_dim: u32,
     (vec4, subgroups, sinks): (bool, bool, bool),
 ) -> Result<PipelineKey, GpuError> {
+    key_masked(kind, head_dim, (vec4, subgroups, sinks), true)
+}
+
+/// `key`, non-causal (`NONCAUSAL`) when not `causal`.
+fn key_masked(
+    kind: KvType,
+    head_dim: u32,
+    (vec4, subgroups, sinks): (bool, bool, bool),
+    causal: bool,
+) -> Result<PipelineKey, GpuError> {
     let f16 = kind == KvType::F16;
     let tile_vec4s = if f16 { 512 } else { 256 };
     let bk = (tile_vec4s / head_dim.div_ceil(4).max(1)).clamp(1, 16);
@@ -55,6 +65,9 @@ fn key(
     }
     if sinks {
         d.push("SINKS".into());
+    }
+    if !causal {
+        d.push("NONCAUSAL".into());
     }
     Ok(PipelineKey {
         op: "attention_prefill",
@@ -82,8 +95,11 @@ pub fn variants() -> Vec<PipelineKey> {
             .into_iter()
             .filter(move |(hd, _)| kind != KvType::Q8_0 || hd % 32 == 0)
             .flat_map(move |(hd, v)| {
-                [(false, false), (true, false), (false, true), (true, true)]
-                    .map(|(sg, sk)| key(kind, hd, (v, sg, sk)).expect("static defines"))
+                let masked = [(false, false), (true, false), (false, true), (true, true)]
+                    .map(|(sg, sk)| key(kind, hd, (v, sg, sk)).expect("static defines"));
+                let noncausal = [false, true]
+                    .map(|sg| key_masked(kind, hd, (v, sg, false), false).expect("static defines"));
+                masked.into_iter().chain(noncausal)
             })
         })
         .collect()
@@ -120,6 +136,30 @@ impl AttentionPrefill {
         cache: &KvCache,
         tok: Tokens,
         sinks: Option<&wgpu::Buffer>,
+    ) -> Result<Self, GpuError> {
+        Self::masked(gpu, spec, (q, out), cache, tok, (sinks, true))
+    }
+
+    /// Non-causal attention (encoders): each token of the step sees every key of the
+    /// step's sequence up to its last token, or under `spec.window = w` those within
+    /// `w / 2` positions either side.
+    pub fn non_causal(
+        gpu: &Gpu,
+        spec: &AttnSpec,
+        (q, out): (View, View),
+        cache: &KvCache,
+        tok: Tokens,
+    ) -> Result<Self, GpuError> {
+        Self::masked(gpu, spec, (q, out), cache, tok, (None, false))
+    }
+
+    fn masked(
+        gpu: &Gpu,
+        spec: &AttnSpec,
+        (q, out): (View, View),
+        cache: &KvCache,
+        tok: Tokens,
+        (sinks, causal): (Option<&wgpu::Buffer>, bool),
     ) -> Result<Self, GpuError> {
         let what = "attention_prefill";
         super::attention_decode::check_sinks(what, spec, sinks)?;
@@ -174,7 +214,12 @@ impl AttentionPrefill {
         let subgroups = gpu.features.subgroups
             && info.subgroup_min_size >= 8
             && info.subgroup_min_size.is_power_of_two();
-        let key = key(cache.kind, head_dim, (vec4, subgroups, sinks.is_some()))?;
+        let key = key_masked(
+            cache.kind,
+            head_dim,
+            (vec4, subgroups, sinks.is_some()),
+            causal,
+        )?;
         let mut buffers = vec![
             (0, q.buffer),
             (1, &cache.k),
@@ -222,6 +267,24 @@ pub fn cpu_sinks(
         .enumerate()
         .flat_map(|(t, qt)| super::attention_decode::cpu_sinks(spec, qt, kv, pos + t + 1, sinks))
         .collect()
+}
+
+/// CPU twin of `AttentionPrefill::non_causal`: the `n` tokens of `q` at positions
+/// `0..n` attend the cache rows `k`, `v` of every position (or within `window / 2`
+/// positions either side); computed in f64.
+pub fn cpu_non_causal(spec: &AttnSpec, q: &[f32], k: &[f32], v: &[f32]) -> Vec<f32> {
+    let row = (spec.n_heads * spec.head_dim) as usize;
+    let n = q.len() / row;
+    let mut out = vec![0f32; q.len()];
+    for (t, (qt, ot)) in q
+        .chunks_exact(row)
+        .zip(out.chunks_exact_mut(row))
+        .enumerate()
+    {
+        let keys = crate::reference::ops::visible(t, spec.window, Some(n));
+        crate::reference::ops::attention(ot, qt, (k, v), keys, (spec, None));
+    }
+    out
 }
 
 impl super::Op for AttentionPrefill {

@@ -18,6 +18,7 @@ pub mod matvec;
 pub mod matvec_batch;
 pub mod moe;
 pub mod penalties;
+pub mod pool;
 pub mod residual_norm;
 pub mod rmsnorm;
 pub mod rope;
@@ -38,6 +39,7 @@ pub use matvec::MatVec;
 pub use matvec_batch::MatVecBatch;
 pub use moe::{ExpertIo, ExpertProj, Gating, MatVecId, MoeGroup, MoeRoute, MoeSum};
 pub use penalties::Penalties;
+pub use pool::{Pool, PoolStep};
 pub use residual_norm::{ResidualNorm, ResidualNormIo};
 pub use rmsnorm::{NormOut, RmsNorm};
 pub use rope::{Rope, RopeSpec};
@@ -695,6 +697,7 @@ pub fn all_variants() -> Vec<PipelineKey> {
     v.extend(gated_act::variants());
     v.extend(argmax::variants());
     v.extend(penalties::variants());
+    v.extend(pool::variants());
     v.extend(topk::variants());
     v.extend(stream_read::variants());
     v

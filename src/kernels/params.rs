@@ -149,6 +149,7 @@ mod tests {
             "moe_sum" => vec![host::<moe::SumParams>()],
             "moe_group" => vec![host::<moe::GroupParams>()],
             "penalties" => vec![host::<penalties::Params>(), host::<penalties::Window>()],
+            "pool" => vec![host::<pool::Params>()],
             "rmsnorm" => vec![host::<rmsnorm::Params>()],
             "residual_norm" => vec![host::<residual_norm::Params>()],
             "rope" => vec![host::<rope::Params>()],

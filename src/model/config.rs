@@ -79,6 +79,47 @@ impl Activation {
     ];
 }
 
+/// How an embedding is pooled from the final hidden states of an input's tokens
+/// (llama.cpp's `llama_pooling_type`, GGUF `{arch}.pooling_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pooling {
+    /// The mean of every token's row.
+    Mean,
+    /// The first token's row (BERT's [CLS]).
+    Cls,
+    /// The last token's row (decoder embedding models such as Qwen3-Embedding).
+    Last,
+}
+
+impl Pooling {
+    /// llama.cpp's number for it in `{arch}.pooling_type` (0 none, 1 mean, 2 cls, 3 last,
+    /// 4 rank); `None` for the types hearth does not pool by (none, rank).
+    pub fn from_gguf(v: u32) -> Option<Self> {
+        match v {
+            1 => Some(Self::Mean),
+            2 => Some(Self::Cls),
+            3 => Some(Self::Last),
+            _ => None,
+        }
+    }
+
+    /// Its name in APIs and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Mean => "mean",
+            Self::Cls => "cls",
+            Self::Last => "last",
+        }
+    }
+
+    /// The pooling named `s` (`mean`, `cls`, `last`).
+    pub fn from_name(s: &str) -> Option<Self> {
+        [Self::Mean, Self::Cls, Self::Last]
+            .into_iter()
+            .find(|p| p.name() == s)
+    }
+}
+
 /// Everything the forward pass needs to know about a model's shape.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelConfig {
@@ -146,6 +187,12 @@ pub struct ModelConfig {
     pub expert_shared_ffn: usize,
     /// How the router weighs the chosen experts.
     pub gating: crate::kernels::Gating,
+    /// The pooling the file asks for (`{arch}.pooling_type`); `None`: unspecified, and
+    /// embeddings pool by the mean.
+    pub pooling: Option<Pooling>,
+    /// Whether a token attends only to itself and earlier tokens (decoders); encoders
+    /// (BERT, EmbeddingGemma) attend to the whole input, which then runs as one step.
+    pub causal: bool,
 }
 
 impl ModelConfig {
@@ -314,6 +361,10 @@ impl ModelConfig {
                 .get_u32(&key("expert_shared_feed_forward_length"))?
                 .map_or(ffn, |v| v as usize),
             gating: crate::kernels::Gating::SoftmaxNorm,
+            pooling: h
+                .get_u32(&key("pooling_type"))?
+                .and_then(Pooling::from_gguf),
+            causal: true,
         };
         (arch.def().configure)(h, &mut cfg)?;
         cfg.validate()?;

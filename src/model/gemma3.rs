@@ -25,21 +25,23 @@ pub(crate) const DEF: ArchDef = ArchDef {
 };
 
 /// Applies Gemma 3's differences to the Llama defaults.
-fn configure(h: &GgufHeader, cfg: &mut ModelConfig) -> Result<(), ModelError> {
+pub(super) fn configure(h: &GgufHeader, cfg: &mut ModelConfig) -> Result<(), ModelError> {
     cfg.rope_neox = true;
     cfg.embed_scale = (cfg.hidden as f32).sqrt();
     // Local layers keep their own base and no scaling (llama.cpp's default 10 000).
-    cfg.rope_base_local = h.get_f32("gemma3.rope.freq_base_swa")?.unwrap_or(10000.0);
+    let a = cfg.arch.name();
+    let key = |k: &str| format!("{a}.{k}");
+    cfg.rope_base_local = h.get_f32(&key("rope.freq_base_swa"))?.unwrap_or(10000.0);
     if let Some(w) = h
-        .get_u32("gemma3.attention.sliding_window")?
+        .get_u32(&key("attention.sliding_window"))?
         .filter(|w| *w > 0)
     {
         let pattern = h
-            .get_u32("gemma3.attention.sliding_window_pattern")?
+            .get_u32(&key("attention.sliding_window_pattern"))?
             .unwrap_or(6);
         if pattern == 0 {
             return Err(bad(
-                "gemma3.attention.sliding_window_pattern",
+                &key("attention.sliding_window_pattern"),
                 0,
                 "must be at least 1",
             ));
@@ -51,12 +53,12 @@ fn configure(h: &GgufHeader, cfg: &mut ModelConfig) -> Result<(), ModelError> {
 }
 
 /// Llama's tensors plus the q/k norms and the two post-norms.
-fn tensors(cfg: &ModelConfig) -> Vec<BlockTensor> {
+pub(super) fn tensors(cfg: &ModelConfig) -> Vec<BlockTensor> {
     sandwich_tensors(cfg, true)
 }
 
 /// `x += norm(attn(norm(x)))`, then `x += norm(ffn(norm(x)))` with GeGLU.
-fn block(b: &mut Block, w: &LayerWeights) -> Result<(), ModelError> {
+pub(super) fn block(b: &mut Block, w: &LayerWeights) -> Result<(), ModelError> {
     b.pre_norm(w.vec("attn_norm.weight")?)?;
     b.attention(&Attention::projections(w)?.with_qk_norm(w)?)?;
     b.residual(Some(w.vec("post_attention_norm.weight")?))?;

@@ -31,6 +31,7 @@ pub mod blocks;
 pub mod config;
 mod gemma2;
 mod gemma3;
+mod gemma_embedding;
 mod gpt_oss;
 mod llama;
 mod mistral3;
@@ -44,7 +45,7 @@ pub mod tiny;
 pub mod weights;
 
 pub use blocks::{Attention, FeedForward, Moe};
-pub use config::{file_type_name, Activation, ModelConfig, ModelError};
+pub use config::{file_type_name, Activation, ModelConfig, ModelError, Pooling};
 pub use tensors::{check_tensors, expected_tensors, BlockTensor, LayerTensors, TensorSpec};
 pub use tiny::{TinySpec, TinyTensor};
 pub use weights::{LayerWeights, Weights};
@@ -107,6 +108,8 @@ pub enum Arch {
     GptOss,
     /// Gemma 3: scaled embedding, q/k norms, sandwich norms, sliding-window layers.
     Gemma3,
+    /// EmbeddingGemma: Gemma 3's blocks as a non-causal encoder, mean-pooled.
+    GemmaEmbedding,
     /// Llama 2/3 and relatives: RMSNorm, normal RoPE, SwiGLU, GQA.
     Llama,
     /// Mistral 3 (Ministral 3): Llama with YaRN and an attention temperature.
@@ -125,9 +128,10 @@ pub enum Arch {
 
 impl Arch {
     /// Every architecture, in the order errors list them.
-    pub const ALL: [Arch; 10] = [
+    pub const ALL: [Arch; 11] = [
         Arch::Gemma2,
         Arch::Gemma3,
+        Arch::GemmaEmbedding,
         Arch::GptOss,
         Arch::Llama,
         Arch::Mistral3,
@@ -143,6 +147,7 @@ impl Arch {
         match self {
             Arch::Gemma2 => &gemma2::DEF,
             Arch::Gemma3 => &gemma3::DEF,
+            Arch::GemmaEmbedding => &gemma_embedding::DEF,
             Arch::GptOss => &gpt_oss::DEF,
             Arch::Llama => &llama::DEF,
             Arch::Mistral3 => &mistral3::DEF,
@@ -152,6 +157,11 @@ impl Arch {
             Arch::Qwen3 => &qwen3::DEF,
             Arch::Qwen3Moe => &qwen3moe::DEF,
         }
+    }
+
+    /// Whether it generates text (a causal decoder); encoders only embed.
+    pub fn causal(self) -> bool {
+        !matches!(self, Arch::GemmaEmbedding)
     }
 
     /// The GGUF `general.architecture` string.

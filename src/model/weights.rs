@@ -29,6 +29,9 @@ pub struct Weights {
     pub rope_short: Option<wgpu::Buffer>,
     /// Transformer blocks.
     pub layers: Vec<LayerWeights>,
+    /// Projections of the pooled embedding, in order (EmbeddingGemma's `dense_2.weight`
+    /// and `dense_3.weight`, when the file has them).
+    pub dense: Vec<GpuTensor>,
 }
 
 impl Weights {
@@ -104,6 +107,11 @@ impl Weights {
             rope_long: opt_vec("rope_factors_long.weight")?,
             rope_short: opt_vec("rope_factors_short.weight")?,
             layers,
+            dense: ["dense_2.weight", "dense_3.weight"]
+                .into_iter()
+                .filter(|n| f.tensor(n).is_some())
+                .map(mat)
+                .collect::<Result<_, _>>()?,
         })
     }
 

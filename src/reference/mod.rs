@@ -17,7 +17,7 @@ pub(crate) mod gemma2;
 pub(crate) mod gemma3;
 pub(crate) mod gpt_oss;
 pub(crate) mod llama;
-mod ops;
+pub(crate) mod ops;
 pub(crate) mod qwen2;
 pub(crate) mod qwen2moe;
 pub(crate) mod qwen3;
@@ -30,7 +30,7 @@ use crate::model::{
     check_tensors, Activation, Attention, FeedForward, LayerTensors, ModelConfig, ModelError, Moe,
 };
 use crate::quant::dequantize_to_vec;
-use ops::{add, attention, gelu_tanh, matvec, rmsnorm, rmsnorm_heads, rope, silu};
+use ops::{add, attention, gelu_tanh, matvec, rmsnorm, rmsnorm_heads, rope, silu, visible};
 
 /// One transformer block's weights by name, dequantized; matrices are `[rows][cols]`.
 pub type RefLayer = LayerTensors<Vec<f32>, Vec<f32>>;
@@ -47,6 +47,8 @@ pub struct Reference {
     rope_long: Option<Vec<f32>>,  // [rope_dims / 2] LongRoPE divisors past n_ctx_orig (Phi-3)
     rope_short: Option<Vec<f32>>, // [rope_dims / 2] LongRoPE divisors within it
     layers: Vec<RefLayer>,        // [n_layers]
+    dense_2: Option<Vec<f32>>,    // [dense][hidden] projection after pooling (EmbeddingGemma)
+    dense_3: Option<Vec<f32>>,    // [hidden][dense]
 }
 
 /// The key/value cache of one sequence: every layer's K and V for each position so far.
@@ -164,6 +166,8 @@ impl Reference {
             rope_long,
             rope_short,
             layers,
+            dense_2: load_opt(f, "dense_2.weight")?,
+            dense_3: load_opt(f, "dense_3.weight")?,
             cfg,
         })
     }
@@ -211,25 +215,147 @@ impl Reference {
             .collect()
     }
 
+    /// The embedding of `tokens` as `Model::embed` computes it: every token's final
+    /// normed hidden state, pooled (mean, first row or last row), not normalized.
+    pub fn embed(
+        &self,
+        tokens: &[u32],
+        pooling: crate::model::Pooling,
+    ) -> Result<Vec<f32>, ModelError> {
+        use crate::model::Pooling;
+        if tokens.is_empty() {
+            return Err(ModelError::Input("no tokens to embed".into()));
+        }
+        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= self.cfg.vocab) {
+            return Err(ModelError::TokenOutOfRange {
+                id,
+                vocab: self.cfg.vocab,
+            });
+        }
+        let mut cache = RefCache::new(&self.cfg, tokens.len(), false);
+        let rows = if self.cfg.causal {
+            tokens
+                .iter()
+                .enumerate()
+                .map(|(i, &t)| self.hidden(&mut cache, t, i))
+                .collect::<Result<Vec<_>, _>>()? // [tokens][hidden], final-normed
+        } else {
+            self.hidden_noncausal(&mut cache, tokens)?
+        };
+        let hidden = self.cfg.hidden;
+        let pooled = match pooling {
+            Pooling::Cls => rows[0].clone(),
+            Pooling::Last => rows[rows.len() - 1].clone(),
+            Pooling::Mean => (0..hidden)
+                .map(|i| {
+                    let s: f64 = rows.iter().map(|r| r[i] as f64).sum();
+                    (s / rows.len() as f64) as f32
+                })
+                .collect(),
+        };
+        // EmbeddingGemma's sentence-transformers projections, after pooling.
+        let mut v = pooled;
+        for w in [&self.dense_2, &self.dense_3].into_iter().flatten() {
+            let mut y = vec![0.0f32; w.len() / v.len()];
+            matvec(&mut y, w, &v);
+            v = y;
+        }
+        Ok(v)
+    }
+
+    /// Every token of a non-causal model's input through the blocks and the final norm:
+    /// layer by layer, since each token attends to all of them. Each layer runs twice
+    /// per token: once to cache every position's K and V (its output dropped), then for
+    /// real.
+    fn hidden_noncausal(
+        &self,
+        cache: &mut RefCache,
+        tokens: &[u32],
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
+        let c = &self.cfg;
+        let n = tokens.len();
+        let mut xs: Vec<Vec<f32>> = tokens.iter().map(|&t| self.embedding_row(t)).collect();
+        let rope_freqs = self.rope_freqs_for(cache.capacity);
+        cache.len = n;
+        for (il, l) in self.layers.iter().enumerate() {
+            let mut next = Vec::with_capacity(n);
+            for pass in 0..2 {
+                for (t, x) in xs.iter().enumerate() {
+                    let mut b = Block {
+                        cfg: c,
+                        cache,
+                        pos: t,
+                        il,
+                        rope_freqs,
+                        x: x.clone(),
+                        h: vec![0.0; c.hidden],
+                        o: vec![0.0; c.hidden],
+                        noncausal: Some(n),
+                    };
+                    (c.arch.def().reference)(&mut b, l)?;
+                    if pass == 1 {
+                        next.push(b.x);
+                    }
+                }
+            }
+            xs = next;
+        }
+        Ok(xs
+            .iter()
+            .map(|x| {
+                let mut h = vec![0.0; c.hidden];
+                rmsnorm(&mut h, x, &self.output_norm, c.rms_eps);
+                h
+            })
+            .collect())
+    }
+
+    /// The token's embedding row, scaled (Gemma: sqrt(hidden)).
+    fn embedding_row(&self, token: u32) -> Vec<f32> {
+        let hidden = self.cfg.hidden;
+        let row = token as usize * hidden;
+        self.token_embd[row..row + hidden]
+            .iter()
+            .map(|&v| v * self.cfg.embed_scale)
+            .collect()
+    }
+
+    /// The RoPE frequency divisors for a cache of `capacity` positions, if any.
+    fn rope_freqs_for(&self, capacity: usize) -> Option<&[f32]> {
+        self.cfg
+            .rope_factors(
+                self.rope_freqs.as_ref(),
+                (self.rope_long.as_ref(), self.rope_short.as_ref()),
+                capacity,
+            )
+            .map(|v| v.as_slice())
+    }
+
     /// One token through the whole model at position `pos` (checked by `forward`):
     /// returns its logits `[vocab]` and leaves its K/V in the cache.
     fn step(&self, cache: &mut RefCache, token: u32, pos: usize) -> Result<Vec<f32>, ModelError> {
         let c = &self.cfg;
+        let h = self.hidden(cache, token, pos)?;
+        let head = self.output.as_deref().unwrap_or(&self.token_embd); // [vocab][hidden]
+        let mut logits = vec![0.0f32; c.vocab]; // [vocab]
+        matvec(&mut logits, head, &h);
+        if let Some(cap) = c.final_softcap {
+            for l in &mut logits {
+                *l = cap * (*l / cap).tanh();
+            }
+        }
+        Ok(logits)
+    }
+
+    /// One token through the blocks and the final norm at position `pos`: its last
+    /// hidden state `[hidden]`, leaving its K/V in the cache.
+    fn hidden(&self, cache: &mut RefCache, token: u32, pos: usize) -> Result<Vec<f32>, ModelError> {
+        let c = &self.cfg;
         let hidden = c.hidden;
 
         // The residual stream: the token's embedding row, scaled (Gemma: sqrt(hidden)).
-        let row = token as usize * hidden;
-        let x: Vec<f32> = self.token_embd[row..row + hidden] // [hidden]
-            .iter()
-            .map(|&v| v * c.embed_scale)
-            .collect();
-        let rope_freqs = c
-            .rope_factors(
-                self.rope_freqs.as_ref(),
-                (self.rope_long.as_ref(), self.rope_short.as_ref()),
-                cache.capacity,
-            )
-            .map(|v| v.as_slice());
+        let x = self.embedding_row(token); // [hidden]
+        let rope_freqs = self.rope_freqs_for(cache.capacity);
         let mut b = Block {
             cfg: c,
             cache,
@@ -239,6 +365,7 @@ impl Reference {
             x,
             h: vec![0.0; hidden],
             o: vec![0.0; hidden],
+            noncausal: None,
         };
         // Each block in turn, as its architecture builds it (`<arch>.rs`).
         for (il, l) in self.layers.iter().enumerate() {
@@ -247,17 +374,9 @@ impl Reference {
         }
         b.cache.len = pos + 1;
 
-        // ---- head: final norm, then one dot product per vocabulary entry ----
+        // ---- the final norm; the head (`step`) or pooling (`embed`) follows ----
         rmsnorm(&mut b.h, &b.x, &self.output_norm, c.rms_eps);
-        let head = self.output.as_deref().unwrap_or(&self.token_embd); // [vocab][hidden]
-        let mut logits = vec![0.0f32; c.vocab]; // [vocab]
-        matvec(&mut logits, head, &b.h);
-        if let Some(cap) = c.final_softcap {
-            for l in &mut logits {
-                *l = cap * (*l / cap).tanh();
-            }
-        }
-        Ok(logits)
+        Ok(b.h)
     }
 }
 
@@ -274,6 +393,7 @@ pub struct Block<'a> {
     x: Vec<f32>,                   // [hidden] residual stream
     h: Vec<f32>,                   // [hidden] normed input of a sub-block
     o: Vec<f32>,                   // [hidden] sub-block output before the residual
+    noncausal: Option<usize>,      // non-causal: the input's length (every K/V cached)
 }
 
 impl Block<'_> {
@@ -345,11 +465,12 @@ impl Block<'_> {
             softcap: c.attn_softcap,
         };
         let mut att = vec![0.0f32; c.q_dim()]; // [n_heads][head_dim] attention output
+        let keys = visible(pos, spec.window, self.noncausal);
         attention(
             &mut att,
             &q,
             (kc, vc),
-            pos,
+            keys,
             (&spec, w.sinks.map(|s| s.as_slice())),
         );
         matvec(&mut self.o, w.out, &att);

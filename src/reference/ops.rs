@@ -86,15 +86,29 @@ pub fn gelu_tanh(x: f32) -> f32 {
     (0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())) as f32
 }
 
-/// Causal multi-head attention of one query at position `pos` against cached keys and
-/// values (`[positions][kv_dim]`, row `t` holding position `t`), writing `[n_heads *
-/// head_dim]` into `out`. Query head `h` reads KV head `h / (n_heads / n_kv_heads)`
-/// (GQA). With a window `w` only positions `t` with `pos - t < w` are seen.
+/// The positions a query at `pos` sees: causal, `first..=pos` with `pos - t < w` under a
+/// window `w`; non-causal over an input of `len` positions, every `t < len`, or under a
+/// window those with `|pos - t| <= w / 2` (llama.cpp's symmetric window).
+pub fn visible(pos: usize, window: Option<u32>, noncausal: Option<usize>) -> (usize, usize) {
+    let w = window.map(|w| w as usize);
+    match noncausal {
+        None => (w.map_or(0, |w| (pos + 1).saturating_sub(w)), pos),
+        Some(len) => match w {
+            None => (0, len - 1),
+            Some(w) => (pos.saturating_sub(w / 2), (pos + w / 2).min(len - 1)),
+        },
+    }
+}
+
+/// Multi-head attention of one query against the cached keys and values of positions
+/// `first..=last` (`[positions][kv_dim]`, row `t` holding position `t`; see [`visible`]),
+/// writing `[n_heads * head_dim]` into `out`. Query head `h` reads KV head
+/// `h / (n_heads / n_kv_heads)` (GQA).
 pub fn attention(
     out: &mut [f32],
     q: &[f32],
     (k_cache, v_cache): (&[f32], &[f32]),
-    pos: usize,
+    (first, pos): (usize, usize),
     (spec, sinks): (&AttnSpec, Option<&[f32]>),
 ) {
     let (n_heads, n_kv_heads, head_dim) = (
@@ -102,10 +116,9 @@ pub fn attention(
         spec.n_kv_heads as usize,
         spec.head_dim as usize,
     );
-    let (scale, window) = (spec.scale, spec.window.map(|w| w as usize));
+    let scale = spec.scale;
     let kv_dim = n_kv_heads * head_dim;
     let group = n_heads / n_kv_heads;
-    let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
     let mut scores = vec![0f64; pos + 1 - first]; // [visible positions]
     for h in 0..n_heads {
         let qh = &q[h * head_dim..(h + 1) * head_dim]; // [head_dim]
@@ -212,18 +225,19 @@ mod tests {
             (0, Some(3), &[0]),
             (7, Some(1), &[7]),
         ];
-        for (pos, window, visible) in cases {
+        for (pos, window, seen) in cases {
+            let keys = visible(pos, window.map(|w| w as u32), None);
             attention(
                 &mut out,
                 &q,
                 (&k, &v),
-                pos,
+                keys,
                 (&heads(2, 1, hd, window), None),
             );
             for h in 0..2 {
                 for t in 0..n_pos {
-                    let want = if visible.contains(&t) {
-                        1.0 / visible.len() as f32
+                    let want = if seen.contains(&t) {
+                        1.0 / seen.len() as f32
                     } else {
                         0.0
                     };
@@ -245,7 +259,13 @@ mod tests {
         let v = vec![1.0, 1.0, 2.0, 2.0];
         let q = vec![0.5f32; 4 * hd];
         let mut out = vec![0.0f32; 4 * hd];
-        attention(&mut out, &q, (&k, &v), 0, (&heads(4, 2, hd, None), None));
+        attention(
+            &mut out,
+            &q,
+            (&k, &v),
+            (0, 0),
+            (&heads(4, 2, hd, None), None),
+        );
         assert_eq!(out, [1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0]);
     }
 

@@ -10,6 +10,7 @@
 //! through the store's name rules only, options are range-checked, and every error is
 //! `{"error": "..."}` with a 4xx/5xx status.
 
+mod embed;
 mod error;
 mod events;
 pub(crate) mod ollama;
@@ -129,6 +130,9 @@ pub fn router(config: ServeConfig) -> Result<Router, ApiError> {
         .route("/api/delete", delete(store_api::delete))
         .route("/api/copy", post(store_api::copy))
         .route("/api/pull", post(store_api::pull))
+        .route("/api/embed", post(embed::ollama_embed))
+        .route("/api/embeddings", post(embed::ollama_embeddings))
+        .route("/v1/embeddings", post(embed::openai_embeddings))
         .route("/v1/chat/completions", post(openai::chat))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/models", get(openai::models))

@@ -51,6 +51,8 @@ pub struct Loaded {
     pub capacity: usize,
     /// The batch worker's counters, when the sessions are batched.
     pub batch: Option<Arc<BatchCounters>>,
+    /// The session that serves embedding requests, made on the first one.
+    embedder: Mutex<Option<crate::engine::Embedder>>,
 }
 
 /// One store name's entry: loaded or loading, with its admission counters.
@@ -381,6 +383,7 @@ impl Scheduler {
                 batch: sessions.first().and_then(|s| s.batch_counters()),
                 engine: Arc::new(engine),
                 idle: Mutex::new(sessions),
+                embedder: Mutex::new(None),
             })
         })
         .await
@@ -466,6 +469,92 @@ impl Ticket {
         });
         Ok(rx)
     }
+}
+
+/// One input of an embedding request: text, or token ids (OpenAI).
+pub enum EmbedInput {
+    /// Tokenized with the model's tokenizer (special tokens added).
+    Text(String),
+    /// Fed as they are.
+    Ids(Vec<u32>),
+}
+
+impl Ticket {
+    /// Waits for a place among the model's running requests, then embeds `inputs` on a
+    /// blocking thread through the model's embedding session. Errors of the input (too
+    /// long without truncation, empty, ids out of range, bad dimensions) are 400s.
+    pub async fn embed(
+        self,
+        inputs: Vec<EmbedInput>,
+        opts: crate::engine::EmbedOptions,
+    ) -> Result<crate::engine::Embeddings, ApiError> {
+        let slot = self.place.slot.clone();
+        let permit: OwnedSemaphorePermit = slot
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::unavailable("the model is unloading"))?;
+        let loaded = self.loaded.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            slot.active.fetch_add(1, Ordering::SeqCst);
+            let out = embed_on(&loaded, inputs, &opts);
+            slot.active.fetch_sub(1, Ordering::SeqCst);
+            out
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("embedding failed: {e}")));
+        drop(permit);
+        drop(self);
+        result?
+    }
+}
+
+/// Embeds on the calling (blocking) thread with the model's embedding session.
+fn embed_on(
+    loaded: &Loaded,
+    inputs: Vec<EmbedInput>,
+    opts: &crate::engine::EmbedOptions,
+) -> Result<crate::engine::Embeddings, ApiError> {
+    use crate::model::ModelError;
+    let mut cell = loaded
+        .embedder
+        .lock()
+        .map_err(|_| ApiError::internal("embedding session poisoned"))?;
+    if cell.is_none() {
+        let e = loaded
+            .engine
+            .embedder()
+            .map_err(|e| ApiError::internal(format!("embedding session: {e}")))?;
+        *cell = Some(e);
+    }
+    let e = cell.as_mut().expect("just set");
+    let client = |err: EngineError| match err {
+        EngineError::ContextOverflow { .. }
+        | EngineError::EmptyPrompt
+        | EngineError::Tokenizer(_)
+        | EngineError::Model(ModelError::Input(_))
+        | EngineError::Model(ModelError::TokenOutOfRange { .. })
+        | EngineError::Model(ModelError::ContextFull { .. }) => {
+            ApiError::bad_request(err.to_string())
+        }
+        other => ApiError::internal(other.to_string()),
+    };
+    let ids = inputs
+        .into_iter()
+        .map(|i| match i {
+            EmbedInput::Text(t) => e.tokenize(&t, opts.truncate),
+            EmbedInput::Ids(mut ids) => {
+                let max = e.max_tokens();
+                if ids.len() > max && opts.truncate {
+                    ids.truncate(max);
+                }
+                Ok(ids)
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(client)?;
+    pollster::block_on(e.embed_all(&ids, opts)).map_err(client)
 }
 
 /// A running request's hold on its slot, given back when dropped (unwinding included).

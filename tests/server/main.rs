@@ -6,6 +6,7 @@
 mod client;
 #[path = "../common/mod.rs"]
 mod common;
+mod embed;
 mod external;
 mod faults;
 #[path = "../common/external.rs"]
