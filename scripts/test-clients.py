@@ -270,6 +270,31 @@ def tool_round_trip():
         check(bool(r2.message.content) or bool(r2.message.tool_calls), f"ollama answer after the tool result: {r2.message}")
 
 
+def embeddings():
+    """Embeddings through both clients on the chat model (a decoder, mean pooling): one
+    vector per input, all of the model's width, unit length; `dimensions` cuts them."""
+    texts = ["The cat sat on the mat.", "A feline rested on the rug.", "Stock prices fell."]
+    oa = openai.OpenAI(base_url=BASE + "/v1", api_key="unused", max_retries=0)
+    r = oa.embeddings.create(model=CHAT_MODEL, input=texts)
+    vecs = [d.embedding for d in r.data]
+    norms = [sum(x * x for x in v) ** 0.5 for v in vecs]
+    width = len(vecs[0]) if vecs else 0
+    check(len(vecs) == 3 and all(len(v) == width > 0 for v in vecs)
+          and all(abs(n - 1) < 1e-3 for n in norms) and r.usage.prompt_tokens > 0,
+          f"openai embeddings: {len(vecs)} x {width}, norms {[round(n, 4) for n in norms]}")
+    cos = lambda a, b: sum(x * y for x, y in zip(a, b))  # noqa: E731 - unit vectors
+    check(cos(vecs[0], vecs[1]) > cos(vecs[0], vecs[2]),
+          f"related sentences are closer: {cos(vecs[0], vecs[1]):.3f} vs {cos(vecs[0], vecs[2]):.3f}")
+    # The client asks for base64 by default and decodes it: that path is checked too.
+    r = oa.embeddings.create(model=CHAT_MODEL, input="short", dimensions=64)
+    v = r.data[0].embedding
+    check(len(v) == 64 and abs(sum(x * x for x in v) - 1) < 1e-3, f"openai dimensions 64: {len(v)}")
+    cl = ollama.Client(host=BASE)
+    e = cl.embed(model=CHAT_MODEL, input=texts)
+    same = all(max(abs(x - y) for x, y in zip(a, b)) < 1e-3 for a, b in zip(e.embeddings, vecs))
+    check(len(e.embeddings) == 3 and same, f"ollama embed: {len(e.embeddings)} vectors, same as openai {same}")
+
+
 def bad_requests():
     cl = ollama.Client(host=BASE)
     for kwargs, status, what in [
@@ -487,7 +512,7 @@ if __name__ == "__main__":
     parallel = int(sys.argv[4]) if len(sys.argv) > 4 else 4
     steps = [basics, json_mode, bad_requests, load_test, queue_limit, lambda: disconnects(parallel)]
     if CHAT_MODEL:
-        steps[2:2] = [structured_outputs, tool_round_trip]
+        steps[2:2] = [structured_outputs, tool_round_trip, embeddings]
     for step in steps:
         t = time.time()
         step()

@@ -240,7 +240,10 @@ pub fn json_grammar(data: &[u8]) {
         }
     }
     if let (Ok(v), std::borrow::Cow::Borrowed(_)) = (&parsed, &text) {
-        if v.is_object() && depth(v) <= 64 && longest_space_run(data) <= 16 {
+        if v.is_object()
+            && depth(v) <= 64
+            && longest_space_run(data) <= crate::grammar::MAX_SPACE_RUN
+        {
             assert!(complete, "the grammar rejected {text:?} at byte {accepted}");
         }
     }

@@ -6,8 +6,9 @@
 
 /// Most nested objects and arrays.
 const MAX_DEPTH: usize = 64;
-/// Longest run of whitespace outside strings.
-const MAX_SPACE_RUN: usize = 16;
+/// Longest run of whitespace outside strings: the engine's JSON whitespace is one space,
+/// or one or two newlines and up to 20 spaces or tabs (`constraint`).
+pub const MAX_SPACE_RUN: usize = 22;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Container {
