@@ -224,7 +224,11 @@ impl Grammars {
     pub fn constraint(&self, format: &Format) -> Result<Constraint, ConstraintError> {
         let grammar = format.top_level()?;
         let factory = self.factory()?;
-        let invalid = |e: String| ConstraintError::Invalid(format!("{}: {e}", format.kind()));
+        // llguidance's messages span lines (a caret under the source); one line here.
+        let invalid = |e: String| {
+            let e = e.split_whitespace().collect::<Vec<_>>().join(" ");
+            ConstraintError::Invalid(format!("{}: {e}", format.kind()))
+        };
         let parser = factory
             .create_parser(grammar)
             .map_err(|e| invalid(e.to_string()))?;

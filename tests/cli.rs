@@ -216,6 +216,9 @@ fn run_and_tokenize_reject_bad_input_in_one_line() {
         vec!["run", p, &"word ".repeat(200), "--raw", "--ctx", "64"],
         vec!["bench", p, "-p", "64", "-r", "0"],
         vec!["bench", p, "-p", "0", "-n", "4", "--parallel", "0"],
+        vec!["run", p, "x", "--raw", "--grammar", "root ::= missing"],
+        vec!["run", p, "x", "--raw", "--format", "{not json"],
+        vec!["run", p, "x", "--raw", "--regex", "(open"],
     ] {
         let out = hearth(&args);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -364,4 +367,63 @@ fn run_chat_model_by_store_name_answers_paris() {
     );
     assert!(stderr.contains("done reason:          stop"), "{stderr}");
     assert!(stderr.contains("from the GGUF"), "{stderr}");
+}
+
+/// `--format SCHEMA_FILE`, `--grammar FILE` and `--regex` hold the answer on the real
+/// model, and `--verbose` reports the masks.
+#[test]
+fn run_constrains_with_a_schema_file_a_grammar_file_and_a_regex() {
+    let Some(path) = common::real_model() else {
+        return;
+    };
+    let p = path.to_str().unwrap();
+    let schema = temp_file(
+        "schema.json",
+        br#"{"type": "object", "properties": {"city": {"enum": ["Paris", "Lyon"]}}, "required": ["city"], "additionalProperties": false}"#,
+    );
+    let grammar = temp_file("answer.gbnf", b"root ::= (\"yes\" | \"no\") \".\"\n");
+    let q = "Question: What is the capital of France?\nAnswer:";
+    for (flag, value, check) in [
+        ("--format", schema.to_str().unwrap(), "json"),
+        ("--grammar", grammar.to_str().unwrap(), "yesno"),
+        ("--regex", "[0-9]{2}-[a-c]", "regex"),
+    ] {
+        let out = hearth(&[
+            "run",
+            p,
+            q,
+            "--raw",
+            "--temperature",
+            "0.8",
+            "--seed",
+            "1",
+            "-n",
+            "40",
+            "--ctx",
+            "256",
+            "--verbose",
+            flag,
+            value,
+        ]);
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{flag}: {stderr}");
+        let text = stdout.trim_end_matches('\n');
+        let ok = match check {
+            "json" => serde_json::from_str::<serde_json::Value>(text)
+                .is_ok_and(|v| v["city"] == "Paris" || v["city"] == "Lyon"),
+            "yesno" => text == "yes." || text == "no.",
+            _ => {
+                let b = text.as_bytes();
+                b.len() == 4
+                    && b[..2].iter().all(u8::is_ascii_digit)
+                    && b[2] == b'-'
+                    && (b'a'..=b'c').contains(&b[3])
+            }
+        };
+        assert!(ok, "{flag}: {text:?}");
+        assert!(stderr.contains("constraint masks:"), "{flag}: {stderr}");
+    }
 }
