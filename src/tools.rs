@@ -55,8 +55,15 @@ pub enum Style {
     Hermes,
     /// A JSON object `{"name": …, "parameters": {…}}` (Llama 3.1+).
     Llama3,
-    /// `[TOOL_CALLS][{"name": …, "arguments": {…}}]` (Mistral).
+    /// `[TOOL_CALLS][{"name": …, "arguments": {…}}]` (Mistral; also the newer
+    /// `[TOOL_CALLS]name[ARGS]{…}`).
     Mistral,
+    /// gpt-oss harmony: `<|channel|>commentary to=functions.NAME <|constrain|>json
+    /// <|message|>{…}<|call|>`, the answer in the `final` channel.
+    Harmony,
+    /// Gemma 4: `<|tool_call>call:NAME{key:value,…}<tool_call|>`, strings between
+    /// `<|"|>` marks.
+    Gemma4,
     /// A template that knows no tools: hearth's system message and JSON answer.
     Generic,
 }
@@ -69,6 +76,10 @@ impl Style {
         };
         if !src.contains("tools") {
             Style::Generic
+        } else if src.contains("<|tool_call>call:") {
+            Style::Gemma4
+        } else if src.contains("<|channel|>") {
+            Style::Harmony
         } else if src.contains("<tool_call>") {
             Style::Hermes
         } else if src.contains("[TOOL_CALLS]") {
@@ -334,11 +345,23 @@ impl ToolSetup {
         }
     }
 
-    /// The text and the calls of a finished answer. Calls of unknown functions, or whose
-    /// arguments are not an object, are left in the text.
+    /// Whether calls are read from the text with special tokens spelled out (their
+    /// markers are control tokens, which plain text leaves out).
+    pub fn needs_special_text(&self) -> bool {
+        matches!(self.style, Style::Mistral | Style::Harmony | Style::Gemma4)
+    }
+
+    /// The text and the calls of a finished answer (`text` with special tokens spelled
+    /// out where `needs_special_text`). Calls of unknown functions, or whose arguments
+    /// are not an object, are left in the text.
     pub fn parse(&self, text: &str) -> (String, Vec<ToolCall>) {
         if !self.active() {
             return (text.to_string(), Vec::new());
+        }
+        match self.style {
+            Style::Harmony => return self.parse_harmony(text),
+            Style::Gemma4 => return self.parse_gemma4(text),
+            _ => {}
         }
         let known = |name: &str| self.tools.iter().any(|t| t.name == name);
         let call_of = |v: &Value| -> Option<ToolCall> {
@@ -394,10 +417,33 @@ impl ToolSetup {
                 content.push_str(rest);
                 (content.trim().to_string(), calls)
             }
+            Style::Harmony | Style::Gemma4 => unreachable!("parsed above"),
             Style::Mistral | Style::Llama3 => {
-                let body = trimmed
-                    .trim_start_matches("[TOOL_CALLS]")
+                // Newer Mistral templates: `[TOOL_CALLS]name[ARGS]{…}`, repeated.
+                if trimmed.contains("[ARGS]") {
+                    let calls: Vec<ToolCall> = trimmed
+                        .split("[TOOL_CALLS]")
+                        .filter_map(|part| {
+                            let (name, args) = part.split_once("[ARGS]")?;
+                            let args: Value = serde_json::from_str(args.trim()).ok()?;
+                            call_of(&json!({"name": name.trim(), "arguments": args}))
+                        })
+                        .collect();
+                    if !calls.is_empty() {
+                        let before = trimmed.split("[TOOL_CALLS]").next().unwrap_or("");
+                        return (before.trim().to_string(), calls);
+                    }
+                }
+                let (before, body) = match trimmed.split_once("[TOOL_CALLS]") {
+                    Some((b, rest)) => (b.trim(), rest),
+                    None => ("", trimmed),
+                };
+                let body = body
                     .trim_start_matches("<|python_tag|>")
+                    .trim()
+                    .trim_end_matches("</s>")
+                    .trim_end_matches("<|eom_id|>")
+                    .trim_end_matches("<|eot_id|>")
                     .trim();
                 let calls: Vec<ToolCall> = match serde_json::from_str::<Value>(body) {
                     Ok(Value::Array(a)) => a.iter().filter_map(call_of).collect(),
@@ -413,9 +459,167 @@ impl ToolSetup {
                 if calls.is_empty() {
                     (text.to_string(), calls)
                 } else {
-                    (String::new(), calls)
+                    (before.to_string(), calls)
                 }
             }
+        }
+    }
+
+    /// A call of a known function with object arguments.
+    fn known_call(&self, name: &str, args: Value) -> Option<ToolCall> {
+        (self.tools.iter().any(|t| t.name == name) && args.is_object()).then(|| ToolCall {
+            id: new_call_id(),
+            name: name.to_string(),
+            arguments: args,
+        })
+    }
+
+    /// harmony: messages are `<|channel|>HEADER<|message|>BODY` up to `<|end|>`,
+    /// `<|call|>` or `<|return|>`, each after `<|start|>assistant` but the first; a
+    /// header with `to=functions.NAME` is a call with JSON arguments, the `final`
+    /// channel is the answer. The `analysis` channel (reasoning) is dropped.
+    fn parse_harmony(&self, text: &str) -> (String, Vec<ToolCall>) {
+        let mut calls = Vec::new();
+        let mut finals = Vec::new();
+        for msg in text.split("<|start|>") {
+            let Some((header, body)) = msg.split_once("<|message|>") else {
+                continue;
+            };
+            let body = ["<|end|>", "<|call|>", "<|return|>"]
+                .iter()
+                .fold(body, |b, end| b.split(end).next().unwrap_or(b))
+                .trim();
+            if let Some(at) = header.find("to=functions.") {
+                let name: String = header[at + "to=functions.".len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || "_-.".contains(*c))
+                    .collect();
+                let name = name.trim_end_matches('.');
+                match serde_json::from_str::<Value>(body)
+                    .ok()
+                    .and_then(|a| self.known_call(name, a))
+                {
+                    Some(c) => calls.push(c),
+                    None => finals.push(body.to_string()),
+                }
+            } else if header.contains("final") {
+                finals.push(body.to_string());
+            }
+        }
+        if calls.is_empty() && finals.is_empty() {
+            return (text.to_string(), calls);
+        }
+        (finals.join("\n"), calls)
+    }
+
+    /// Gemma 4: `<|tool_call>call:NAME{…}<tool_call|>`, the text around them the answer.
+    fn parse_gemma4(&self, text: &str) -> (String, Vec<ToolCall>) {
+        let mut content = String::new();
+        let mut calls = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("<|tool_call>call:") {
+            content.push_str(&rest[..start]);
+            let body = &rest[start + "<|tool_call>call:".len()..];
+            let (inner, after) = match body.find("<tool_call|>") {
+                Some(e) => (&body[..e], &body[e + "<tool_call|>".len()..]),
+                None => (body, ""),
+            };
+            let parsed = inner.find('{').and_then(|brace| {
+                let args = gemma4_value(&mut inner[brace..].trim_end().chars().peekable())?;
+                self.known_call(inner[..brace].trim(), args)
+            });
+            match parsed {
+                Some(c) => calls.push(c),
+                None => content.push_str(&rest[start..rest.len() - after.len()]),
+            }
+            rest = after;
+        }
+        content.push_str(rest);
+        (content.trim().to_string(), calls)
+    }
+}
+
+/// Most nested Gemma 4 values read.
+const GEMMA4_DEPTH: usize = 64;
+
+/// One Gemma 4 argument value: `{key:value,…}`, `[value,…]`, a `<|"|>`-quoted string,
+/// or a bare number, `true`, `false` or `null`.
+fn gemma4_value(it: &mut std::iter::Peekable<std::str::Chars>) -> Option<Value> {
+    gemma4_at(it, 0)
+}
+
+fn gemma4_at(it: &mut std::iter::Peekable<std::str::Chars>, depth: usize) -> Option<Value> {
+    const QUOTE: &str = "<|\"|>";
+    if depth > GEMMA4_DEPTH {
+        return None;
+    }
+    while it.peek().is_some_and(|c| c.is_whitespace()) {
+        it.next();
+    }
+    match *it.peek()? {
+        '{' => {
+            it.next();
+            let mut map = Map::new();
+            loop {
+                while it.peek().is_some_and(|c| c.is_whitespace() || *c == ',') {
+                    it.next();
+                }
+                if it.peek() == Some(&'}') {
+                    it.next();
+                    return Some(Value::Object(map));
+                }
+                let mut key = String::new();
+                while let Some(&c) = it.peek() {
+                    if c == ':' {
+                        break;
+                    }
+                    key.push(c);
+                    it.next();
+                }
+                it.next()?; // ':'
+                let key = key.trim().trim_start_matches(QUOTE).trim_end_matches(QUOTE);
+                let v = gemma4_at(it, depth + 1)?;
+                map.insert(key.to_string(), v);
+            }
+        }
+        '[' => {
+            it.next();
+            let mut items = Vec::new();
+            loop {
+                while it.peek().is_some_and(|c| c.is_whitespace() || *c == ',') {
+                    it.next();
+                }
+                if it.peek() == Some(&']') {
+                    it.next();
+                    return Some(Value::Array(items));
+                }
+                items.push(gemma4_at(it, depth + 1)?);
+            }
+        }
+        '<' => {
+            let mark: String = it.by_ref().take(QUOTE.len()).collect();
+            if mark != QUOTE {
+                return None;
+            }
+            let mut s = String::new();
+            loop {
+                s.push(it.next()?);
+                if s.ends_with(QUOTE) {
+                    s.truncate(s.len() - QUOTE.len());
+                    return Some(Value::String(s));
+                }
+            }
+        }
+        _ => {
+            let mut word = String::new();
+            while let Some(&c) = it.peek() {
+                if matches!(c, ',' | '}' | ']') {
+                    break;
+                }
+                word.push(c);
+                it.next();
+            }
+            serde_json::from_str(word.trim()).ok()
         }
     }
 }
@@ -495,6 +699,32 @@ mod tests {
             "[{\"name\": \"get_weather\", \"arguments\": \"{\\\"city\\\": \\\"Rome\\\"}\"}]",
         );
         assert_eq!(calls[0].arguments["city"], "Rome");
+        let (before, calls) = m.parse("Checking.[TOOL_CALLS][{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Bern\"}}]</s>");
+        assert_eq!(
+            (before.as_str(), calls[0].arguments["city"].as_str()),
+            ("Checking.", Some("Bern"))
+        );
+        let (_, calls) = m.parse("[TOOL_CALLS]get_weather[ARGS]{\"city\": \"Nice\"}");
+        assert_eq!(calls[0].arguments["city"], "Nice");
+        let h = setup(Style::Harmony, ToolChoice::Auto);
+        let out = "<|channel|>analysis<|message|>Need weather.<|end|><|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{\"city\":\"Tokyo\"}<|call|>";
+        let (text, calls) = h.parse(out);
+        assert_eq!(
+            (text.as_str(), calls[0].arguments["city"].as_str()),
+            ("", Some("Tokyo"))
+        );
+        let (text, calls) = h.parse("<|channel|>analysis<|message|>Easy.<|end|><|start|>assistant<|channel|>final<|message|>It is sunny.<|return|>");
+        assert!(calls.is_empty());
+        assert_eq!(text, "It is sunny.");
+        let g4 = setup(Style::Gemma4, ToolChoice::Auto);
+        let (text, calls) = g4.parse("Sure.<|tool_call>call:get_weather{city:<|\"|>São Paulo, {BR}<|\"|>,days:3,opts:{hourly:true,tags:[<|\"|>a<|\"|>,2]}}<tool_call|>");
+        assert_eq!(text, "Sure.");
+        assert_eq!(
+            calls[0].arguments,
+            json!({"city": "São Paulo, {BR}", "days": 3, "opts": {"hourly": true, "tags": ["a", 2]}})
+        );
+        let (text, calls) = g4.parse("<|tool_call>call:get_weather{city:<|\"|>unterminated");
+        assert!(calls.is_empty() && text.contains("unterminated"));
         let g = setup(Style::Generic, ToolChoice::Auto);
         let (_, calls) = g.parse(
             "{\"tool_calls\": [{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Lima\"}}]}",

@@ -440,11 +440,12 @@ async fn answer(
         prompt: prompt_ids,
         load_duration: load,
         tools,
+        engine,
     } = run;
     if let Some(setup) = tools {
         // With tools the answer is read whole: its text, then its calls.
-        let (text, stats, _) = collect(rx).await?;
-        let (content, calls) = setup.parse(&text);
+        let (text, stats, ids) = collect(rx).await?;
+        let (content, calls) = prelude::read_calls(&engine, &setup, &text, &ids);
         let mut message = json!({"role": "assistant", "content": content});
         if !calls.is_empty() {
             message["tool_calls"] = calls

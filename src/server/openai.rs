@@ -289,7 +289,7 @@ async fn run(app: &App, call: Call) -> Result<Response, ApiError> {
         prelude::tokenize_with(engine, &prompt, tools)
     });
     let started = started.await?;
-    let (rx, tools) = (started.events, started.tools);
+    let (rx, tools, engine) = (started.events, started.tools, started.engine);
     let id = new_id(if chat { "chatcmpl" } else { "cmpl" });
     let created = unix(SystemTime::now());
     let (object, chunk_object) = if chat {
@@ -298,7 +298,7 @@ async fn run(app: &App, call: Call) -> Result<Response, ApiError> {
         ("text_completion", "text_completion")
     };
     if let Some(setup) = tools {
-        return tool_answer(setup, rx, stream, include_usage, id, created, name).await;
+        return tool_answer(&engine, setup, rx, stream, include_usage, id, created, name).await;
     }
     if !stream {
         let (text, stats, _) = collect(rx).await?;
@@ -379,7 +379,9 @@ async fn run(app: &App, call: Call) -> Result<Response, ApiError> {
 /// A chat completion with tools offered: the answer is read whole, then sent as its text
 /// and its calls (`tool_calls`, arguments as a JSON string; finish reason `tool_calls`),
 /// in one object or as chunks: the text, one delta per call, the finish.
+#[allow(clippy::too_many_arguments)]
 async fn tool_answer(
+    engine: &crate::engine::Engine,
     setup: ToolSetup,
     rx: crate::server::sched::Events,
     stream: bool,
@@ -388,8 +390,8 @@ async fn tool_answer(
     created: u64,
     name: String,
 ) -> Result<Response, ApiError> {
-    let (text, stats, _) = collect(rx).await?;
-    let (content, calls) = setup.parse(&text);
+    let (text, stats, ids) = collect(rx).await?;
+    let (content, calls) = prelude::read_calls(engine, &setup, &text, &ids);
     let reason = if calls.is_empty() {
         stats.reason.as_str()
     } else {

@@ -33,6 +33,8 @@ pub(super) struct Started {
     /// The tools in play (offered, not `none`), in the model's format: the answer's calls
     /// are read with it.
     pub(super) tools: Option<ToolSetup>,
+    /// The model, for reading an answer's calls.
+    pub(super) engine: std::sync::Arc<Engine>,
 }
 
 /// Admits `req.model`, builds the prompt ids with `build` (given the tools in the
@@ -46,6 +48,7 @@ pub(super) async fn start(
 ) -> Result<Started, ApiError> {
     let ticket = app.sched.admit(req.model, req.keep).await?;
     let engine = ticket.loaded.engine.clone();
+    let model = engine.clone();
     let format = req.wanted.format.clone();
     let tools = req.tools;
     let (ids, tools, format) = tokio::task::spawn_blocking(move || {
@@ -79,7 +82,23 @@ pub(super) async fn start(
         prompt,
         load_duration,
         tools,
+        engine: model,
     })
+}
+
+/// The text and calls of a finished answer with tools: from its ids with special
+/// tokens spelled out where the format marks calls with them.
+pub(super) fn read_calls(
+    engine: &Engine,
+    setup: &ToolSetup,
+    text: &str,
+    ids: &[u32],
+) -> (String, Vec<crate::tokenizer::ToolCall>) {
+    if setup.needs_special_text() {
+        setup.parse(&engine.tokenizer().decode(ids, true))
+    } else {
+        setup.parse(text)
+    }
 }
 
 /// `prompt`'s token ids through the model's tokenizer (and its chat template for a
