@@ -2,7 +2,8 @@
 //! whole models against llama.cpp. `tests/fixtures/embed/` holds tiny random-weight GGUFs
 //! written as llama.cpp's converter writes them (a `qwen3` with last-token pooling, a
 //! `llama` mean-pooled, an EmbeddingGemma with its symmetric sliding window and dense
-//! projections) and llama.cpp 0.3.36's pooled vectors for four texts
+//! projections, a `bert` and a `nomic-bert` with WordPiece vocabularies) and llama.cpp
+//! 0.3.36's pooled vectors for four or five texts
 //! (`scripts/gen-embed-goldens.py`). hearth's tokens must equal llama.cpp's, and its
 //! vectors (GPU, with and without shader-f16 and subgroups, and the CPU reference) must
 //! point the same way: cosine at least `MIN_COSINE`.
