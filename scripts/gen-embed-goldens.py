@@ -12,6 +12,11 @@ vocabulary):
                     sliding window (8: |i - j| <= 4) on layers 0 and 2 of 3
                     (sliding_window_pattern 2), mean pooling, and the sentence-transformers
                     dense layers dense_2 (64 -> 96) and dense_3 (96 -> 64)
+  bert-cls          `bert`: absolute positions, token types, post-norm LayerNorms with bias,
+                    biased q/k/v/output and ungated GELU FFN, [CLS] pooling; a WordPiece
+                    vocabulary laid out like bert-base-uncased's
+  nomic-bert        `nomic-bert`: BERT's encoder with fused attn_qkv (no bias), NeoX RoPE
+                    (base 1000), SwiGLU FFN, mean pooling; the same WordPiece vocabulary
 For each, llama.cpp (llama-cpp-python 0.3.36, CPU backend, n_threads=1, F32 weights,
 n_batch = n_ubatch = 256) embeds four texts one at a time with
 `Llama(embedding=True, pooling_type=...).embed(text, normalize=False)`; the tokens it fed
@@ -133,10 +138,118 @@ def gemma_embedding(b):
     return "gemma-embedding", meta, dict(add_bos=True, add_eos=True, pooling=llama_cpp.LLAMA_POOLING_TYPE_MEAN)
 
 
+# BERT-style encoders: multi-head attention (no GQA), a WordPiece vocabulary laid out like
+# bert-base-uncased's (special tokens at 0 and 100..103), two token types, 256 positions.
+BERT_LAYERS = 2
+BERT_EXTRA_TEXTS = ["Hello, World! Naive CAFÉ costs 42 dollars; unknown: zebra."]
+
+
+def wpm_vocab():
+    """[PAD], [unused1..99], [UNK] [CLS] [SEP] [MASK], then words (▁word, as the converter's
+    phantom space writes them) and ##pieces (written without ##), up to VOCAB tokens."""
+    tokens = ["[PAD]"] + [f"[unused{i}]" for i in range(1, 100)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    types = [3] + [1] * 99 + [3, 3, 3, 3]
+    words = ("the quick brown fox jump over lazy dog hello world a token of input into one vector then it "
+             "pool every normal embed cost dollar naive cafe unknown").split()
+    pieces = ["s", "ed", "ing", "ings", "ding", "dings", "ize", "er", "ly"]
+    punct = list(".,!?;:'")
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + list("0123456789")
+    for t in ["\u2581" + w for w in words + punct + letters] + pieces + letters:
+        if t not in tokens:
+            tokens.append(t)
+            types.append(1)
+    assert len(tokens) <= VOCAB, len(tokens)
+    for i in range(len(tokens), VOCAB):
+        tokens.append(f"[unused{i}]")
+        types.append(1)
+    return tokens, types
+
+
+def bert_tokenizer(w):
+    # conversion/bert.py BertModel.set_vocab, then gguf.SpecialVocab's ids and flags
+    tokens, types = wpm_vocab()
+    w.add_token_type_count(2)
+    w.add_tokenizer_model("bert")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_unk_token_id(100)
+    w.add_sep_token_id(102)
+    w.add_pad_token_id(0)
+    w.add_mask_token_id(103)
+    w.add_add_bos_token(True)
+    w.add_add_sep_token(True)
+
+
+def bert_common(w, n_layer):
+    # conversion/bert.py BertModel.set_gguf_parameters (TextModel's keys, then causal and pooling)
+    w.add_context_length(N_CTX)
+    w.add_embedding_length(H)
+    w.add_feed_forward_length(FFN)
+    w.add_head_count(NH)
+    w.add_block_count(n_layer)
+    w.add_layer_norm_eps(1e-12)
+    w.add_causal_attention(False)
+
+
+def bert_layer_norms(b, p):
+    for n in ("attn_output_norm", "layer_output_norm"):
+        b.norm(p + n + ".weight", H)
+        b.vec(p + n + ".bias", H)
+
+
+def bert(b):
+    def meta(w):
+        bert_common(w, BERT_LAYERS)
+        w.add_pooling_type(gguf.PoolingType.CLS)
+
+    b.mat("token_embd.weight", H, VOCAB)
+    b.mat("token_types.weight", H, 2)
+    b.mat("position_embd.weight", H, N_CTX)
+    b.norm("token_embd_norm.weight", H)
+    b.vec("token_embd_norm.bias", H)
+    for i in range(BERT_LAYERS):
+        p = f"blk.{i}."
+        for x in "qkv":
+            b.mat(p + f"attn_{x}.weight", H, H)
+            b.vec(p + f"attn_{x}.bias", H)
+        b.mat(p + "attn_output.weight", H, H)
+        b.vec(p + "attn_output.bias", H)
+        b.mat(p + "ffn_up.weight", H, FFN)
+        b.vec(p + "ffn_up.bias", FFN)
+        b.mat(p + "ffn_down.weight", FFN, H)
+        b.vec(p + "ffn_down.bias", H)
+        bert_layer_norms(b, p)
+    return "bert", meta, dict(pooling=llama_cpp.LLAMA_POOLING_TYPE_CLS, wpm=True)
+
+
+def nomic_bert(b):
+    def meta(w):
+        bert_common(w, BERT_LAYERS)
+        w.add_rope_freq_base(1000.0)
+        w.add_pooling_type(gguf.PoolingType.MEAN)
+
+    b.mat("token_embd.weight", H, VOCAB)
+    b.mat("token_types.weight", H, 2)
+    b.norm("token_embd_norm.weight", H)
+    b.vec("token_embd_norm.bias", H)
+    for i in range(BERT_LAYERS):
+        p = f"blk.{i}."
+        b.mat(p + "attn_qkv.weight", H, 3 * H)
+        b.mat(p + "attn_output.weight", H, H)
+        b.mat(p + "ffn_up.weight", H, FFN)
+        b.mat(p + "ffn_gate.weight", H, FFN)
+        b.mat(p + "ffn_down.weight", FFN, H)
+        bert_layer_norms(b, p)
+    return "nomic-bert", meta, dict(pooling=llama_cpp.LLAMA_POOLING_TYPE_MEAN, wpm=True)
+
+
 MODELS = {
     "qwen3-last": (qwen3_last, 11),
     "llama-mean": (llama_mean, 12),
     "gemma-embedding": (gemma_embedding, 13),
+    "bert-cls": (bert, 14),
+    "nomic-bert": (nomic_bert, 15),
 }
 
 
@@ -164,7 +277,9 @@ def main():
         path = os.path.join(OUT_DIR, name + ".gguf")
         orig = ag.write_tokenizer
 
-        def tok(w, add_bos, _eos=info["add_eos"]):
+        def tok(w, add_bos, _eos=info.get("add_eos")):
+            if info.get("wpm"):
+                return bert_tokenizer(w)
             tokens, types = ag.tiny_vocab(VOCAB)
             w.add_tokenizer_model("llama")
             w.add_tokenizer_pre("default")
@@ -179,7 +294,7 @@ def main():
 
         ag.write_tokenizer = tok
         try:
-            write(path, arch, meta, b, info["add_bos"], info["add_eos"])
+            write(path, arch, meta, b, info.get("add_bos"), info.get("add_eos"))
         finally:
             ag.write_tokenizer = orig
         with open(path, "rb") as f:
@@ -188,7 +303,7 @@ def main():
                               n_ctx=N_CTX, n_batch=256, n_ubatch=256, n_threads=1,
                               n_threads_batch=1, n_gpu_layers=0, verbose=False)
         inputs = []
-        for text in TEXTS:
+        for text in TEXTS + (BERT_EXTRA_TEXTS if info.get("wpm") else []):
             tokens = llm.tokenize(text.encode("utf-8"))
             vec = llm.embed([text], normalize=False)[0]
             inputs.append({"text": text, "tokens": [int(t) for t in tokens],

@@ -1,6 +1,7 @@
 // Gated activation of the FFN: gate[t, i] = act(gate[t, i]) * up[t, i] in place, with
 // act = SiLU (SILU) or tanh-approximated GELU (GELU_TANH), or gpt-oss's clamped SwiGLU
-// (SWIGLU_OAI, lib/act.wgsl). One invocation per element.
+// (SWIGLU_OAI, lib/act.wgsl). One invocation per element. PLAIN: no up projection,
+// gate = act(gate) (BERT's sequential FFN, up -> GELU -> down).
 #include "lib/common.wgsl"
 #include "lib/step.wgsl"
 #include "lib/act.wgsl"
@@ -17,7 +18,9 @@ struct Params {
 }
 
 @group(0) @binding(1) var<storage, read_write> gate: array<f32>;
+#ifndef PLAIN
 @group(0) @binding(2) var<storage, read> up: array<f32>;
+#endif
 @group(0) @binding(3) var<uniform> p: Params;
 
 @compute @workgroup_size(WG)
@@ -29,5 +32,9 @@ fn main(ids: Ids, gs: Groups) {
         return;
     }
     let o = t * p.token_stride + i;
+#ifdef PLAIN
+    gate[p.gate_offset + o] = act(gate[p.gate_offset + o]);
+#else
     gate[p.gate_offset + o] = gated(gate[p.gate_offset + o], up[p.up_offset + o]);
+#endif
 }

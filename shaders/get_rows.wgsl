@@ -1,6 +1,8 @@
 // Embedding lookup: out[out_offset + t * out_stride + k] = W[ids[t], k], dequantized, for
 // the step's tokens (at most p.n_ids, the size it was built for).
 // Dispatched once per shard of W; each dispatch fills the tokens whose row it holds.
+// POSITIONS: the row of token t is its position in its sequence (BERT's absolute position
+// embeddings) rather than row_ids[t]; ADD: out += the row instead of out = the row.
 #include "lib/common.wgsl"
 #include "lib/step.wgsl"
 
@@ -27,13 +29,22 @@ fn main(ids: Ids, gs: Groups) {
     if (t >= min(p.n_ids, step.n_tokens) || g >= groups) {
         return;
     }
+#ifdef POSITIONS
+    // row_ids stays bound (the kernel's fixed layout); its first entry only keeps it live.
+    let id = row_pos(t) + 0u * row_ids[0];
+#else
     let id = row_ids[t];
+#endif
     if (id < p.row_offset || id - p.row_offset >= p.rows) {
         return;
     }
     let v = dq4_row((id - p.row_offset) * p.row_words, g);
     let o = p.out_offset + t * p.out_stride + 4u * g;
     for (var c = 0u; c < min(4u, p.k - 4u * g); c++) {
+#ifdef ADD
+        out[o + c] += v[c];
+#else
         out[o + c] = v[c];
+#endif
     }
 }

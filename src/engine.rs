@@ -77,6 +77,9 @@ pub enum EngineError {
     /// The output constraint (grammar, schema, regular expression) cannot be used.
     #[error(transparent)]
     Constraint(#[from] ConstraintError),
+    /// The model is an encoder that only embeds (BERT, EmbeddingGemma).
+    #[error("'{0}' is an embedding model (a non-causal encoder): it does not generate text; embed with /api/embed, /v1/embeddings or `hearth embed`")]
+    EmbeddingOnly(&'static str),
 }
 
 /// Options fixed when the engine loads.
@@ -656,6 +659,10 @@ impl Session {
         ids: Vec<u32>,
         opts: GenerateOptions,
     ) -> Result<impl Stream<Item = Result<Event, EngineError>> + '_, EngineError> {
+        let arch = self.model.cfg().arch;
+        if !arch.causal() {
+            return Err(EngineError::EmbeddingOnly(arch.name()));
+        }
         let mut sampler = Sampler::new(opts.sampling.clone())?;
         if ids.is_empty() {
             return Err(EngineError::EmptyPrompt);

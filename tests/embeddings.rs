@@ -2,7 +2,8 @@
 //! whole models against llama.cpp. `tests/fixtures/embed/` holds tiny random-weight GGUFs
 //! written as llama.cpp's converter writes them (a `qwen3` with last-token pooling, a
 //! `llama` mean-pooled, an EmbeddingGemma with its symmetric sliding window and dense
-//! projections) and llama.cpp 0.3.36's pooled vectors for four texts
+//! projections, a `bert` and a `nomic-bert` with WordPiece vocabularies) and llama.cpp
+//! 0.3.36's pooled vectors for four or five texts
 //! (`scripts/gen-embed-goldens.py`). hearth's tokens must equal llama.cpp's, and its
 //! vectors (GPU, with and without shader-f16 and subgroups, and the CPU reference) must
 //! point the same way: cosine at least `MIN_COSINE`.
@@ -374,4 +375,67 @@ fn engine_embeds_texts_normalized_truncated_and_cut() {
     };
     let err = pollster::block_on(e.embed(&long, &strict)).unwrap_err();
     assert!(err.to_string().contains("context"), "{err}");
+}
+
+/// BERT and nomic-bert tiny models (Q8_0, random weights, `TinySpec`): the GPU's pooled
+/// vector against the CPU reference's, for every pooling, with and without shader-f16 and
+/// subgroups, over inputs of 1 to 21 tokens (positions and token types included).
+#[test]
+fn encoders_match_reference() {
+    use hearth::model::{Arch, TinySpec};
+    for arch in [Arch::Bert, Arch::NomicBert] {
+        let f = GgufFile::from_bytes(TinySpec::new(arch).build()).unwrap();
+        let r = Reference::load(&f).unwrap();
+        assert!(!r.cfg.causal);
+        for cfg in [Config::Full, Config::Bare] {
+            let opts = LoadOptions {
+                context: 64,
+                batch: 32,
+                kv_type: Some(KvType::F32),
+                ..LoadOptions::default()
+            };
+            let mut model = Model::load(gpu(cfg), &f, &opts).unwrap();
+            for (n, pooling) in [(1, Pooling::Cls), (7, Pooling::Mean), (21, Pooling::Last)] {
+                let ids: Vec<u32> = (0..n).map(|i| (i * 37 + 5) % 300).collect();
+                let want = r.embed(&ids, pooling).unwrap();
+                let got = pollster::block_on(model.embed(&ids, pooling)).unwrap();
+                let case = format!("{arch:?} {cfg:?} {n} tokens {pooling:?}");
+                assert_close(&case, &got, &want, 1e-9);
+            }
+        }
+    }
+}
+
+/// BERT ([CLS] pooling, absolute positions, token types, GELU FFN) and nomic-bert (RoPE,
+/// fused q/k/v, SwiGLU, mean pooling) with WordPiece vocabularies: [CLS] ... [SEP] tokens
+/// as llama.cpp feeds them, and its vectors.
+#[test]
+fn bert_encoders_match_llama_cpp() {
+    for name in ["bert-cls", "nomic-bert"] {
+        check_golden(name, Config::Full, 64);
+        check_golden(name, Config::Bare, 32);
+    }
+}
+
+/// An embedding-only model embeds through the engine ([CLS] ... [SEP], as llama.cpp) and
+/// refuses to generate with an error that says so.
+#[test]
+fn bert_engine_embeds_and_refuses_to_generate() {
+    let gd = golden("bert-cls");
+    let (engine, mut e) = embedder("bert-cls", 256, 64);
+    assert_eq!(e.pooling(), Pooling::Cls);
+    let (text, ids, want) = &gd.inputs[1];
+    assert_eq!(&e.tokenize(text, true).unwrap(), ids);
+    assert_eq!(
+        (ids[0], *ids.last().unwrap()),
+        (101, 102),
+        "[CLS] ... [SEP]"
+    );
+    let out =
+        pollster::block_on(e.embed(std::slice::from_ref(text), &EmbedOptions::default())).unwrap();
+    assert!(cosine(&out.vectors[0], want) >= MIN_COSINE);
+    let mut s = engine.session().unwrap();
+    let opts = hearth::engine::GenerateOptions::default();
+    let err = s.generate_tokens(ids.clone(), opts).err().unwrap();
+    assert!(err.to_string().contains("embedding model"), "{err}");
 }

@@ -686,3 +686,55 @@ fn matvec_batch_refuses_bad_views() {
     // The same views with a good layout build.
     assert!(err(strided(&xb, 64, 64), y, 4, geo).is_empty());
 }
+
+/// BERT's position embeddings: `out[t] += W[pos + t]` for a step starting at `pos`,
+/// positions past W's rows skipped, every type, sharded too.
+fn check_add_positions(cfg: Config, c: &Case, pos: u32, n: usize) {
+    let g = gpu(cfg);
+    let t = GpuTensor::upload(&g, "w", c.ty, c.cols as u64, c.rows as u64, &c.raw).unwrap();
+    let ib = storage_u32(&g, &vec![u32::MAX; n]);
+    let base = random_vec(n * c.cols, pos as u64 + 3);
+    let ob = storage(&g, &base);
+    let step = StepBuffer::new(&g, Step::new(pos, n as u32));
+    let tok = Tokens {
+        max: n as u32,
+        step: &step,
+    };
+    let out = Rows::packed(&ob, c.cols as u32);
+    let op = GetRows::add_positions(&g, &t, &ib, out, tok).unwrap();
+    kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
+    let got = read(&g, &ob, n * c.cols);
+    let mut want = base.clone();
+    for i in 0..n {
+        let p = pos as usize + i;
+        if p < c.rows {
+            let row = kernels::get_rows::cpu(&c.w, c.cols, &[p as u32]);
+            for (w, r) in want[i * c.cols..(i + 1) * c.cols].iter_mut().zip(row) {
+                *w += r;
+            }
+        }
+    }
+    let name = format!(
+        "get_rows add_positions {} {}x{} pos {pos} {cfg:?}",
+        c.ty, c.rows, c.cols
+    );
+    assert_close(&name, &got, &want, 1e-12);
+}
+
+#[test]
+fn get_rows_adds_position_rows() {
+    for (i, ty) in [GgmlType::F32, GgmlType::F16, GgmlType::Q8_0, GgmlType::Q4_K]
+        .into_iter()
+        .enumerate()
+    {
+        let c = case(ty, 9, ty.block_elems(), 950 + i as u64);
+        for cfg in [Config::Full, Config::Bare] {
+            check_add_positions(cfg, &c, 0, 1);
+            check_add_positions(cfg, &c, 2, 5);
+            // Runs past the last row: those tokens are left as they were.
+            check_add_positions(cfg, &c, 6, 5);
+        }
+    }
+    let c = case(GgmlType::Q8_0, 3000, 256, 960);
+    check_add_positions(Config::SmallBinding, &c, 1000, 67);
+}

@@ -11,8 +11,8 @@ mod vocab;
 
 use common::{assert_close, gpu, random_vec, read, storage, Config};
 use hearth::kernels::{
-    self, Add, GatedAct, NormOut, ResidualNorm, ResidualNormIo, RmsNorm, Rope, RopeSpec, Rows,
-    Scale, Step, StepBuffer, Tokens, View,
+    self, Add, GatedAct, LayerNorm, LayerNormIo, NormOut, ResidualNorm, ResidualNormIo, RmsNorm,
+    Rope, RopeSpec, Rows, Scale, Step, StepBuffer, Tokens, View,
 };
 use hearth::model::Activation;
 
@@ -545,4 +545,137 @@ fn residual_norm_with_and_without_post_norm() {
             }
         }
     }
+}
+
+/// BERT's LayerNorm with bias, alone and with the residual add, against its twin: x
+/// normalized in place and copied to h for the step's tokens only. Rows with a large mean
+/// check the two-pass variance.
+fn check_layer_norm(cfg: Config, width: usize, residual: bool, built: usize, run: usize) {
+    let g = gpu(cfg);
+    let (off, stride) = (3, width + 5);
+    let len = off + built * stride;
+    let seed = 700 + width as u64 + residual as u64;
+    let x: Vec<f32> = random_vec(len, seed)
+        .iter()
+        .map(|v| 40.0 + 3.0 * v)
+        .collect();
+    let o = random_vec(len, seed + 1);
+    let (w, b) = (random_vec(width, seed + 2), random_vec(width, seed + 3));
+    let h0 = vec![f32::NAN; len];
+    let (xb, ob, hb) = (storage(&g, &x), storage(&g, &o), storage(&g, &h0));
+    let (wb, bb) = (storage(&g, &w), storage(&g, &b));
+    let eps = 1e-12;
+    let at = |buffer| View {
+        buffer,
+        offset: off as u64,
+    };
+    let io = LayerNormIo {
+        x: row(&xb, off, width, stride),
+        o: residual.then(|| at(&ob)),
+        h: at(&hb),
+        w: &wb,
+        b: &bb,
+    };
+    let step = StepBuffer::new(&g, Step::new(2, run as u32));
+    let op = LayerNorm::new(&g, io, eps, tokens(built, &step)).unwrap();
+    kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
+    let (mut want_x, mut want_h) = (x.clone(), h0.clone());
+    for t in 0..run {
+        let s = off + t * stride;
+        let mut row = x[s..s + width].to_vec();
+        if residual {
+            for (r, v) in row.iter_mut().zip(&o[s..s + width]) {
+                *r += v;
+            }
+        }
+        let n = kernels::layer_norm::cpu(&row, &w, &b, eps);
+        want_x[s..s + width].copy_from_slice(&n);
+        want_h[s..s + width].copy_from_slice(&n);
+    }
+    let case = format!("layer_norm {width} residual {residual} built {built} run {run} {cfg:?}");
+    let rows = || in_rows(off, stride, width, run);
+    // A row of width 1 normalizes to its bias alone (x - mean = 0).
+    let bound = 1e-9;
+    check_buffer(
+        &format!("{case} x"),
+        &read(&g, &xb, len),
+        &want_x,
+        rows(),
+        bound,
+    );
+    check_buffer(
+        &format!("{case} h"),
+        &read(&g, &hb, len),
+        &want_h,
+        rows(),
+        bound,
+    );
+}
+
+#[test]
+fn layer_norm_with_and_without_residual() {
+    for cfg in CONFIGS {
+        for residual in [false, true] {
+            for width in [1, 64, 384, 1000, 2049] {
+                check_layer_norm(cfg, width, residual, 1, 1);
+                check_layer_norm(cfg, width, residual, 4, 3);
+            }
+        }
+    }
+}
+
+/// The ungated activation (BERT's GELU, and SiLU) in place against its twin.
+fn check_plain_act(cfg: Config, act: Activation, width: usize, built: usize, run: usize) {
+    let g = gpu(cfg);
+    let (off, stride) = (2, width + 3);
+    let mut x: Vec<f32> = random_vec(off + built * stride, 800 + width as u64)
+        .iter()
+        .map(|v| 8.0 * v)
+        .collect();
+    for (k, v) in [100.0f32, -100.0, 1e-3].into_iter().enumerate() {
+        if k < width {
+            x[off + k] = v / 50.0;
+        }
+    }
+    let xb = storage(&g, &x);
+    let step = StepBuffer::new(&g, Step::new(0, run as u32));
+    let op = GatedAct::plain(&g, row(&xb, off, width, stride), act, tokens(built, &step)).unwrap();
+    kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
+    let mut want = x.clone();
+    for t in 0..run {
+        let s = off + t * stride;
+        let r = kernels::gated_act::cpu_plain(&x[s..s + width], act);
+        want[s..s + width].copy_from_slice(&r);
+    }
+    let case = format!("plain {act:?} {width} built {built} run {run} {cfg:?}");
+    let got = read(&g, &xb, x.len());
+    check_buffer(
+        &case,
+        &got,
+        &want,
+        in_rows(off, stride, width, run),
+        ACT_BOUND,
+    );
+}
+
+#[test]
+fn plain_activation_gelu_and_silu() {
+    for cfg in CONFIGS {
+        for act in [Activation::GeluTanh, Activation::Silu] {
+            for width in [1, 255, 257, 1536] {
+                check_plain_act(cfg, act, width, 1, 1);
+                check_plain_act(cfg, act, width, 5, 3);
+            }
+        }
+    }
+    let g = gpu(Config::Full);
+    let xb = storage(&g, &[0.0; 8]);
+    let step = StepBuffer::new(&g, Step::new(0, 1));
+    assert!(GatedAct::plain(
+        &g,
+        row(&xb, 0, 8, 8),
+        Activation::SwigluOai,
+        tokens(1, &step)
+    )
+    .is_err());
 }

@@ -47,6 +47,7 @@ shader_table!(
     "lib/rope_angle.wgsl",
     "rope_kv.wgsl",
     "residual_norm.wgsl",
+    "layer_norm.wgsl",
     "lib/act.wgsl",
     "lib/reduce.wgsl",
     "lib/iq4_values.wgsl",

@@ -7,12 +7,14 @@ use super::buffers::Activations;
 use super::{Stage, StageOp};
 use crate::gpu::{Gpu, GpuError, GpuTensor};
 use crate::kernels::{
-    Add, AttentionDecode, AttentionPrefill, AttnSpec, GatedAct, KvCache, MatMul, MatVec,
-    MatVecBatch, NormOut, ResidualNorm, ResidualNormIo, RmsNorm, RopeKv, RopeKvIo, Rows, Tokens,
-    View,
+    Add, AttentionDecode, AttentionPrefill, AttnSpec, GatedAct, KvCache, LayerNorm, LayerNormIo,
+    MatMul, MatVec, MatVecBatch, NormOut, ResidualNorm, ResidualNormIo, RmsNorm, RopeKv, RopeKvIo,
+    Rows, Tokens, View,
 };
 use crate::kernels::{ExpertIo, ExpertProj, MatVecId, MoeGroup, MoeRoute, MoeSum};
-use crate::model::{Attention, FeedForward, LayerWeights, ModelConfig, ModelError, Moe};
+use crate::model::{
+    Attention, FeedForward, LayerWeights, ModelConfig, ModelError, Moe, SeqFeedForward,
+};
 use std::sync::Arc;
 
 /// Builds block `il` of both plans; handed to the architecture's `block` function.
@@ -365,6 +367,49 @@ impl<'a> Block<'a> {
             .push(Arc::new(MatVecId::new(gpu, w, shape, io, one)?));
         if let Some((tok, bat)) = &mut self.bat {
             bat.push(Arc::new(ExpertProj::new(gpu, w, shape, io, *tok)?));
+        }
+        Ok(())
+    }
+
+    /// `x = LayerNorm(x + o) * w + b`, with a copy in `h` for the next sub-block: the
+    /// residual add and post-norm of BERT's blocks, in one pass.
+    pub fn residual_layer_norm(
+        &mut self,
+        w: &wgpu::Buffer,
+        b: &wgpu::Buffer,
+    ) -> Result<(), ModelError> {
+        self.flush()?;
+        let (gpu, cfg, a) = (self.gpu, self.cfg, self.a);
+        let io = LayerNormIo {
+            x: Rows::packed(&a.x, cfg.hidden as u32),
+            o: Some(View::of(&a.o)),
+            h: View::of(&a.h),
+            w,
+            b,
+        };
+        self.both(|tok| LayerNorm::new(gpu, io, cfg.rms_eps, tok))
+    }
+
+    /// Ungated feed-forward from `h` into `o` (BERT): `down(act(up h + b_up)) + b_down`.
+    pub fn ffn_seq(
+        &mut self,
+        w: &SeqFeedForward<GpuTensor, wgpu::Buffer>,
+    ) -> Result<(), ModelError> {
+        self.flush()?;
+        let (gpu, a) = (self.gpu, self.a);
+        let ffn = w.up.rows as u32;
+        let g = Rows::packed(&a.g, ffn);
+        self.proj(w.up, &a.h, &a.g)?;
+        if let Some(b) = w.up_bias {
+            let b = Rows::broadcast(b, ffn);
+            self.both(|tok| Add::new(gpu, b, g, 1.0, tok))?;
+        }
+        self.both(|tok| GatedAct::plain(gpu, g, w.act, tok))?;
+        self.proj(w.down, &a.g, &a.o)?;
+        if let Some(b) = w.down_bias {
+            let hidden = w.down.rows as u32;
+            let (b, o) = (Rows::broadcast(b, hidden), Rows::packed(&a.o, hidden));
+            self.both(|tok| Add::new(gpu, b, o, 1.0, tok))?;
         }
         Ok(())
     }

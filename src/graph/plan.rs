@@ -8,8 +8,8 @@ use super::buffers::Activations;
 use super::Stage;
 use crate::gpu::Gpu;
 use crate::kernels::{
-    Argmax, Dispatch, GetRows, KvCache, MatMul, MatVec, MatVecBatch, NormOut, Pool, RmsNorm, Rows,
-    Scale, StepBuffer, Tokens, View,
+    Add, Argmax, Dispatch, GetRows, KvCache, LayerNorm, LayerNormIo, MatMul, MatVec, MatVecBatch,
+    NormOut, Pool, RmsNorm, Rows, Scale, StepBuffer, Tokens, View,
 };
 use crate::model::{ModelConfig, ModelError, Weights};
 use std::sync::Arc;
@@ -68,9 +68,29 @@ impl Builder<'_> {
             vec![]
         };
         let embed = |max: u32| -> Result<Vec<Stage>, ModelError> {
-            let lookup = GetRows::new(gpu, &self.w.token_embd, &a.ids, x, Tokens { max, step })?;
+            let tok = Tokens { max, step };
+            let lookup = GetRows::new(gpu, &self.w.token_embd, &a.ids, x, tok)?;
             let mut v: Vec<Stage> = vec![Arc::new(lookup)];
             v.extend(embed_scale.iter().cloned());
+            // BERT-style encoders: + the position's row, + token type 0's row, LayerNorm
+            // (into x, and a copy in h for the first block).
+            if let Some(pos) = &self.w.position_embd {
+                v.push(Arc::new(GetRows::add_positions(gpu, pos, &a.ids, x, tok)?));
+            }
+            if let Some(types) = &self.w.token_types {
+                let row0 = Rows::broadcast(types, hidden);
+                v.push(Arc::new(Add::new(gpu, row0, x, 1.0, tok)?));
+            }
+            if let Some((w, b)) = &self.w.embd_norm {
+                let io = LayerNormIo {
+                    x,
+                    o: None,
+                    h: View::of(&a.h),
+                    w,
+                    b,
+                };
+                v.push(Arc::new(LayerNorm::new(gpu, io, cfg.rms_eps, tok)?));
+            }
             Ok(v)
         };
         let mut prefill = Plan {
@@ -141,11 +161,20 @@ impl Builder<'_> {
         // Embeddings: the final norm of every token of the step into h, then pooling,
         // then the file's projections of the pooled vector (EmbeddingGemma's dense
         // layers), each into a buffer of its own.
-        let pool = Arc::new(Pool::new(gpu, Rows::packed(&a.h, hidden), &a.pooled, tok)?);
-        prefill.pool = vec![
-            Arc::new(pre_norm(gpu, cfg, a, &self.w.output_norm, tok)?),
-            pool.clone(),
-        ];
+        // Without a final norm (BERT's blocks end normalized) the rows are x itself.
+        let final_norm = self.w.output_norm.as_ref();
+        let normed = if final_norm.is_some() { &a.h } else { &a.x };
+        let pool = Arc::new(Pool::new(
+            gpu,
+            Rows::packed(normed, hidden),
+            &a.pooled,
+            tok,
+        )?);
+        prefill.pool = match final_norm {
+            Some(w) => vec![Arc::new(pre_norm(gpu, cfg, a, w, tok)?)],
+            None => vec![],
+        };
+        prefill.pool.push(pool.clone());
         let mut out = (a.pooled.clone(), cfg.hidden);
         for w in &self.w.dense {
             if w.cols as usize != out.1 {
@@ -182,41 +211,46 @@ impl Builder<'_> {
             })
         };
         if let Some(all) = &a.logits_all {
-            let h = Rows::packed(&a.h, hidden);
+            let h = Rows::packed(normed, hidden);
             let logits = MatMul::new(gpu, head, h, Rows::packed(all, vocab), tok)?;
-            let norm = pre_norm(gpu, cfg, a, &self.w.output_norm, tok)?;
-            prefill.all_logits = vec![Arc::new(norm), Arc::new(logits)];
+            prefill.all_logits = match final_norm {
+                Some(w) => vec![Arc::new(pre_norm(gpu, cfg, a, w, tok)?)],
+                None => vec![],
+            };
+            prefill.all_logits.push(Arc::new(logits));
             prefill.all_logits.extend(cap(all, tok)?);
         }
         let one = Tokens { max: 1, step };
-        let last_normed = View::of(&a.last_normed);
         let logits = View::of(&a.logits);
-        let norm = |from: &wgpu::Buffer| -> Result<Stage, ModelError> {
-            let x = Rows::packed(from, hidden);
-            let out = NormOut::To(last_normed);
-            Ok(Arc::new(RmsNorm::new(
-                gpu,
-                x,
-                out,
-                &self.w.output_norm,
-                cfg.rms_eps,
-                one,
-            )?))
+        // The final norm of `from` into last_normed, then the head, soft-cap and argmax
+        // (the head reads `from` itself when there is no final norm).
+        let tail = |from: &wgpu::Buffer| -> Result<Vec<Stage>, ModelError> {
+            let mut v: Vec<Stage> = Vec::new();
+            let input = match final_norm {
+                Some(w) => {
+                    let (x, out) = (Rows::packed(from, hidden), View::of(&a.last_normed));
+                    let norm = RmsNorm::new(gpu, x, NormOut::To(out), w, cfg.rms_eps, one)?;
+                    v.push(Arc::new(norm));
+                    out
+                }
+                None => View::of(from),
+            };
+            v.push(Arc::new(MatVec::new(gpu, head, input, logits)?));
+            v.extend(cap(&a.logits, one)?);
+            v.push(Arc::new(Argmax::new(gpu, logits, vocab, &a.token, 0)?));
+            Ok(v)
         };
-        let mut head_argmax: Vec<Stage> =
-            vec![Arc::new(MatVec::new(gpu, head, last_normed, logits)?)];
-        head_argmax.extend(cap(&a.logits, one)?);
-        head_argmax.push(Arc::new(Argmax::new(gpu, logits, vocab, &a.token, 0)?));
-        prefill.tail = vec![norm(&a.last)?];
-        prefill.tail.extend(head_argmax.iter().cloned());
-        decode.tail = vec![norm(&a.x)?];
-        decode.tail.extend(head_argmax);
+        prefill.tail = tail(&a.last)?;
+        decode.tail = tail(&a.x)?;
         if let (Some(plan), Some(logits), Some(tokens)) =
             (&mut batched, &a.logits_batch, &a.tokens_batch)
         {
             // Each sequence's final norm (into h), its logits row and argmax.
-            let norm = pre_norm(gpu, cfg, a, &self.w.output_norm, tok_b)?;
-            let (h, l) = (Rows::packed(&a.h, hidden), Rows::packed(logits, vocab));
+            plan.tail = match final_norm {
+                Some(w) => vec![Arc::new(pre_norm(gpu, cfg, a, w, tok_b)?)],
+                None => vec![],
+            };
+            let (h, l) = (Rows::packed(normed, hidden), Rows::packed(logits, vocab));
             let head = MatVecBatch::new(gpu, head, h, l, tok_b, None)?;
             let argmax = PerRow::new((0..tok_b.max).map(|r| {
                 let row = View {
@@ -225,7 +259,7 @@ impl Builder<'_> {
                 };
                 Argmax::new(gpu, row, vocab, tokens, r).map(|op| op.dispatches)
             }))?;
-            plan.tail = vec![Arc::new(norm), Arc::new(head)];
+            plan.tail.push(Arc::new(head));
             plan.tail.extend(cap(logits, tok_b)?);
             plan.tail.push(Arc::new(argmax));
         }

@@ -7,6 +7,18 @@ use crate::gpu::{Gpu, GpuError, GpuTensor};
 /// Workgroup size of the get_rows kernel.
 pub const WORKGROUP: u32 = 64;
 
+/// The defines of [`GetRows::add_positions`].
+pub const ADD_POSITIONS: &[&str] = &["POSITIONS", "ADD"];
+
+/// Which rows a lookup reads and what it does with them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// `out[t] = W[ids[t]]`.
+    Ids,
+    /// `out[t] += W[pos(t)]`: absolute position embeddings added to the token's.
+    AddPositions,
+}
+
 params! {
     @binding(3)
     pub(crate) struct Params {
@@ -37,6 +49,30 @@ impl GetRows {
         ids: &wgpu::Buffer,
         out: Rows,
         tok: Tokens,
+    ) -> Result<Self, GpuError> {
+        Self::build(gpu, w, ids, out, tok, Mode::Ids)
+    }
+
+    /// `out[t, :] += W[pos(t), :]` for the step's tokens, `pos(t)` the token's position
+    /// in its sequence (BERT's `position_embd`); positions past W's rows are skipped
+    /// (the context is clamped to W's rows). `ids` is bound but not read for rows.
+    pub fn add_positions(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        ids: &wgpu::Buffer,
+        out: Rows,
+        tok: Tokens,
+    ) -> Result<Self, GpuError> {
+        Self::build(gpu, w, ids, out, tok, Mode::AddPositions)
+    }
+
+    fn build(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        ids: &wgpu::Buffer,
+        out: Rows,
+        tok: Tokens,
+        mode: Mode,
     ) -> Result<Self, GpuError> {
         let n_ids = tok.max as u64;
         if n_ids == 0 || out.per_token() != w.cols || out.stride == 0 || ids.size() < n_ids * 4 {
@@ -71,7 +107,10 @@ impl GetRows {
             subgroups: false,
             workgroup: WORKGROUP,
             inputs: [ids, out.view.buffer],
-            defines: &[],
+            defines: match mode {
+                Mode::Ids => &[],
+                Mode::AddPositions => ADD_POSITIONS,
+            },
             extra: &[],
             step: Some(tok.step),
             // Each token reads one row (from whichever shard holds it), its id, and

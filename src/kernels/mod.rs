@@ -13,6 +13,7 @@ pub mod gated_act;
 pub mod get_rows;
 pub mod kv_append;
 pub mod kv_cache;
+pub mod layer_norm;
 pub mod matmul;
 pub mod matvec;
 pub mod matvec_batch;
@@ -34,6 +35,7 @@ pub use gated_act::GatedAct;
 pub use get_rows::GetRows;
 pub use kv_append::KvAppend;
 pub use kv_cache::{KvCache, KvType};
+pub use layer_norm::{LayerNorm, LayerNormIo};
 pub use matmul::MatMul;
 pub use matvec::MatVec;
 pub use matvec_batch::MatVecBatch;
@@ -683,6 +685,13 @@ pub fn all_variants() -> Vec<PipelineKey> {
         v.push(weight_key("matmul", ty, false, 64, &[]));
         v.push(weight_key("matmul", ty, false, 64, &["WIDE"]));
         v.push(weight_key("get_rows", ty, false, get_rows::WORKGROUP, &[]));
+        v.push(weight_key(
+            "get_rows",
+            ty,
+            false,
+            get_rows::WORKGROUP,
+            get_rows::ADD_POSITIONS,
+        ));
         v.extend(moe::id_variants(ty));
     }
     v.extend(moe::variants());
@@ -691,6 +700,7 @@ pub fn all_variants() -> Vec<PipelineKey> {
     v.extend(attention_prefill::variants());
     v.extend(rmsnorm::variants());
     v.extend(residual_norm::variants());
+    v.extend(layer_norm::variants());
     v.extend(rope::variants());
     v.extend(rope_kv::variants());
     v.extend(add::variants());

@@ -181,9 +181,10 @@ pub(crate) fn frequencies(
         pos_scale,
         ..
     } = spec;
-    if dims == 0 || !dims.is_multiple_of(2) || dims > head_dim {
+    // 0 rotary dims: positions turn nothing (BERT, whose positions are embeddings).
+    if !dims.is_multiple_of(2) || dims > head_dim {
         return Err(GpuError::Runtime(format!(
-            "rope: {dims} rotary dims on heads of {head_dim} (needs even rotary dims in 2..=head_dim)"
+            "rope: {dims} rotary dims on heads of {head_dim} (needs even rotary dims in 0..=head_dim)"
         )));
     }
     if !(base > 0.0 && base.is_finite() && pos_scale.is_finite()) {
@@ -207,11 +208,16 @@ pub(crate) fn frequencies(
             )));
         }
     }
+    let mut table = freq_table(&spec);
+    if table.is_empty() {
+        // A storage binding may not be empty.
+        table.push([0, 0]);
+    }
     Ok(gpu
         .device
         .create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("rope frequencies"),
-            contents: bytemuck::cast_slice(&freq_table(&spec)),
+            contents: bytemuck::cast_slice(&table),
             usage: wgpu::BufferUsages::STORAGE,
         }))
 }

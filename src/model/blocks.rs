@@ -92,6 +92,34 @@ impl<'a, M> FeedForward<'a, M> {
     }
 }
 
+/// Ungated feed-forward (BERT): `down(act(up x + up_bias)) + down_bias`.
+pub struct SeqFeedForward<'a, M, V> {
+    /// Up projection `[hidden] -> [ffn]`.
+    pub up: &'a M,
+    /// Its bias `[ffn]`.
+    pub up_bias: Option<&'a V>,
+    /// Down projection `[ffn] -> [hidden]`.
+    pub down: &'a M,
+    /// Its bias `[hidden]`.
+    pub down_bias: Option<&'a V>,
+    /// The activation between them.
+    pub act: Activation,
+}
+
+impl<'a, M, V> SeqFeedForward<'a, M, V> {
+    /// The projections and biases under their usual names (`ffn_{up,down}.{weight,bias}`),
+    /// the biases where the block has them.
+    pub fn named(l: &'a LayerTensors<M, V>, act: Activation) -> Result<Self, ModelError> {
+        Ok(Self {
+            up: l.mat("ffn_up.weight")?,
+            up_bias: l.vec("ffn_up.bias").ok(),
+            down: l.mat("ffn_down.weight")?,
+            down_bias: l.vec("ffn_down.bias").ok(),
+            act,
+        })
+    }
+}
+
 /// A mixture-of-experts FFN: a router projection picks `n_expert_used` of `n_expert`
 /// experts per token and weighs them (`ModelConfig::gating`); each chosen expert is a
 /// gated FFN `down_e(act(gate_e x) * up_e x)`, and the output is their weighted sum.

@@ -139,7 +139,8 @@ pub struct ModelConfig {
     pub ffn: usize,
     /// Vocabulary size (rows of token_embd).
     pub vocab: usize,
-    /// RMSNorm epsilon.
+    /// Epsilon of the norms: RMSNorm's, or LayerNorm's in BERT-style encoders
+    /// (`attention.layer_norm_epsilon`).
     pub rms_eps: f32,
     /// Context length the model was trained for.
     pub context: usize,
@@ -193,6 +194,18 @@ pub struct ModelConfig {
     /// Whether a token attends only to itself and earlier tokens (decoders); encoders
     /// (BERT, EmbeddingGemma) attend to the whole input, which then runs as one step.
     pub causal: bool,
+    /// BERT: absolute position embeddings (`position_embd.weight`, one row per trained
+    /// position) added to the token embedding.
+    pub pos_embd: bool,
+    /// BERT-style encoders: rows of `token_types.weight` (`tokenizer.ggml.token_type_count`;
+    /// row 0, "sentence A", is added to every token), 0 for none.
+    pub token_types: usize,
+    /// BERT-style encoders: the embedding goes through a LayerNorm with bias
+    /// (`token_embd_norm.{weight,bias}`) before the first block.
+    pub embd_norm: bool,
+    /// Whether the blocks are followed by a final norm (`output_norm.weight`); BERT's
+    /// post-norm blocks end normalized and have none.
+    pub final_norm: bool,
 }
 
 impl ModelConfig {
@@ -365,6 +378,10 @@ impl ModelConfig {
                 .get_u32(&key("pooling_type"))?
                 .and_then(Pooling::from_gguf),
             causal: true,
+            pos_embd: false,
+            token_types: 0,
+            embd_norm: false,
+            final_norm: true,
         };
         (arch.def().configure)(h, &mut cfg)?;
         cfg.validate()?;

@@ -27,6 +27,7 @@
 //! per layer, the reference calls its `block`, and `TinySpec` writes what `tensors`
 //! lists.
 
+mod bert;
 pub mod blocks;
 pub mod config;
 mod gemma2;
@@ -35,6 +36,7 @@ mod gemma_embedding;
 mod gpt_oss;
 mod llama;
 mod mistral3;
+mod nomic_bert;
 mod phi3;
 mod qwen2;
 mod qwen2moe;
@@ -44,8 +46,10 @@ pub mod tensors;
 pub mod tiny;
 pub mod weights;
 
-pub use blocks::{Attention, FeedForward, Moe};
+pub(crate) use bert::attention as bert_attention;
+pub use blocks::{Attention, FeedForward, Moe, SeqFeedForward};
 pub use config::{file_type_name, Activation, ModelConfig, ModelError, Pooling};
+pub(crate) use nomic_bert::attention as nomic_bert_attention;
 pub use tensors::{check_tensors, expected_tensors, BlockTensor, LayerTensors, TensorSpec};
 pub use tiny::{TinySpec, TinyTensor};
 pub use weights::{LayerWeights, Weights};
@@ -101,6 +105,8 @@ impl ArchDef {
 /// The architectures hearth runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arch {
+    /// BERT: a post-norm encoder with absolute positions, token types and biases.
+    Bert,
     /// Gemma 2: Gemma 3 without q/k norms, alternating windows, soft-capped scores and
     /// logits.
     Gemma2,
@@ -114,6 +120,8 @@ pub enum Arch {
     Llama,
     /// Mistral 3 (Ministral 3): Llama with YaRN and an attention temperature.
     Mistral3,
+    /// nomic-bert: BERT's encoder with RoPE, fused q/k/v and SwiGLU.
+    NomicBert,
     /// Phi-3 / Phi-4-mini: fused q/k/v and gate/up matrices, LongRoPE.
     Phi3,
     /// Qwen 2/2.5: Llama with q/k/v biases and NeoX RoPE.
@@ -128,13 +136,15 @@ pub enum Arch {
 
 impl Arch {
     /// Every architecture, in the order errors list them.
-    pub const ALL: [Arch; 11] = [
+    pub const ALL: [Arch; 13] = [
+        Arch::Bert,
         Arch::Gemma2,
         Arch::Gemma3,
         Arch::GemmaEmbedding,
         Arch::GptOss,
         Arch::Llama,
         Arch::Mistral3,
+        Arch::NomicBert,
         Arch::Phi3,
         Arch::Qwen2,
         Arch::Qwen2Moe,
@@ -145,12 +155,14 @@ impl Arch {
     /// The architecture's definition.
     pub fn def(self) -> &'static ArchDef {
         match self {
+            Arch::Bert => &bert::DEF,
             Arch::Gemma2 => &gemma2::DEF,
             Arch::Gemma3 => &gemma3::DEF,
             Arch::GemmaEmbedding => &gemma_embedding::DEF,
             Arch::GptOss => &gpt_oss::DEF,
             Arch::Llama => &llama::DEF,
             Arch::Mistral3 => &mistral3::DEF,
+            Arch::NomicBert => &nomic_bert::DEF,
             Arch::Phi3 => &phi3::DEF,
             Arch::Qwen2 => &qwen2::DEF,
             Arch::Qwen2Moe => &qwen2moe::DEF,
@@ -161,7 +173,7 @@ impl Arch {
 
     /// Whether it generates text (a causal decoder); encoders only embed.
     pub fn causal(self) -> bool {
-        !matches!(self, Arch::GemmaEmbedding)
+        !matches!(self, Arch::Bert | Arch::GemmaEmbedding | Arch::NomicBert)
     }
 
     /// The GGUF `general.architecture` string.

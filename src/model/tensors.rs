@@ -114,7 +114,7 @@ pub fn expected_tensors(cfg: &ModelConfig) -> Vec<TensorSpec> {
     let (h, vocab) = (cfg.hidden, cfg.vocab);
     let mut v = vec![
         spec("token_embd.weight".into(), &[h, vocab], true, false),
-        spec("output_norm.weight".into(), &[h], true, true),
+        spec("output_norm.weight".into(), &[h], cfg.final_norm, true),
         // Absent in tied models (Gemma, small Qwen): the head then reuses token_embd.
         spec("output.weight".into(), &[h, vocab], false, false),
         // Optional RoPE frequency divisors (Llama 3.1+ long context). One rule for every
@@ -140,6 +140,29 @@ pub fn expected_tensors(cfg: &ModelConfig) -> Vec<TensorSpec> {
             true,
         ),
     ];
+    // BERT-style encoders' embedding extras: absolute positions, token types (row 0 is
+    // added; llama.cpp does without them), and the embedding's LayerNorm.
+    if cfg.pos_embd {
+        v.push(spec(
+            "position_embd.weight".into(),
+            &[h, cfg.context],
+            true,
+            false,
+        ));
+    }
+    if cfg.token_types > 0 {
+        v.push(spec(
+            "token_types.weight".into(),
+            &[h, cfg.token_types],
+            false,
+            false,
+        ));
+    }
+    if cfg.embd_norm {
+        for name in ["token_embd_norm.weight", "token_embd_norm.bias"] {
+            v.push(spec(name.into(), &[h], true, true));
+        }
+    }
     let block = (cfg.arch.def().tensors)(cfg);
     for i in 0..cfg.n_layers {
         for t in &block {

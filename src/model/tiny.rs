@@ -199,10 +199,13 @@ impl TinySpec {
         let mut rng = Rng::new(self.seed);
         let mut out = Vec::new();
         for s in expected_tensors(&cfg) {
-            // Optional tensors: an untied head, RoPE factors when asked for.
+            // Optional tensors: an untied head, RoPE factors when asked for, and always
+            // the biases and token types BERT-style files carry.
             let include = s.required
                 || (s.name == "output.weight" && !self.tied_output)
-                || (s.name == "rope_freqs.weight" && self.rope_freqs);
+                || (s.name == "rope_freqs.weight" && self.rope_freqs)
+                || s.name.ends_with(".bias")
+                || s.name == "token_types.weight";
             if !include {
                 continue;
             }

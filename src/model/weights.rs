@@ -19,8 +19,14 @@ pub struct Weights {
     pub token_embd: GpuTensor,
     /// Separate output head, when the model has one.
     pub output: Option<GpuTensor>,
-    /// Final RMSNorm weight `[hidden]`.
-    pub output_norm: wgpu::Buffer,
+    /// Final RMSNorm weight `[hidden]` (none in BERT-style encoders).
+    pub output_norm: Option<wgpu::Buffer>,
+    /// BERT's absolute position embeddings `[context, hidden]`.
+    pub position_embd: Option<GpuTensor>,
+    /// BERT-style token-type embeddings `[types][hidden]` as f32 (row 0 is used).
+    pub token_types: Option<wgpu::Buffer>,
+    /// BERT-style LayerNorm of the embedding: weight and bias `[hidden]`.
+    pub embd_norm: Option<(wgpu::Buffer, wgpu::Buffer)>,
     /// RoPE frequency divisors (Llama 3.1+ `rope_freqs.weight`).
     pub rope_freqs: Option<wgpu::Buffer>,
     /// LongRoPE's divisors past the original context (Phi-3 `rope_factors_long.weight`).
@@ -102,7 +108,18 @@ impl Weights {
             } else {
                 None
             },
-            output_norm: vec("output_norm.weight")?,
+            output_norm: opt_vec("output_norm.weight")?,
+            position_embd: if cfg.pos_embd {
+                Some(mat("position_embd.weight")?)
+            } else {
+                None
+            },
+            token_types: opt_vec("token_types.weight")?,
+            embd_norm: if cfg.embd_norm {
+                Some((vec("token_embd_norm.weight")?, vec("token_embd_norm.bias")?))
+            } else {
+                None
+            },
             rope_freqs: opt_vec("rope_freqs.weight")?,
             rope_long: opt_vec("rope_factors_long.weight")?,
             rope_short: opt_vec("rope_factors_short.weight")?,

@@ -13,10 +13,12 @@
 //! Matrices keep GGUF's layout: a `[cols, rows]` tensor is `rows` rows of `cols` floats,
 //! and `out = W x` takes one dot product per row.
 
+pub(crate) mod bert;
 pub(crate) mod gemma2;
 pub(crate) mod gemma3;
 pub(crate) mod gpt_oss;
 pub(crate) mod llama;
+pub(crate) mod nomic_bert;
 pub(crate) mod ops;
 pub(crate) mod qwen2;
 pub(crate) mod qwen2moe;
@@ -28,9 +30,12 @@ use crate::kernels::{AttnSpec, KvType};
 use crate::model::tensors::load_block;
 use crate::model::{
     check_tensors, Activation, Attention, FeedForward, LayerTensors, ModelConfig, ModelError, Moe,
+    SeqFeedForward,
 };
 use crate::quant::dequantize_to_vec;
-use ops::{add, attention, gelu_tanh, matvec, rmsnorm, rmsnorm_heads, rope, silu, visible};
+use ops::{
+    add, attention, gelu_tanh, layernorm, matvec, rmsnorm, rmsnorm_heads, rope, silu, visible,
+};
 
 /// One transformer block's weights by name, dequantized; matrices are `[rows][cols]`.
 pub type RefLayer = LayerTensors<Vec<f32>, Vec<f32>>;
@@ -40,15 +45,18 @@ pub struct Reference {
     /// The configuration the weights were checked against. Tests may change behaviour
     /// (window, scales, RoPE) through it; the shapes must stay as loaded.
     pub cfg: ModelConfig,
-    token_embd: Vec<f32>,         // [vocab][hidden]
-    output: Option<Vec<f32>>,     // [vocab][hidden]; None: tied to token_embd
-    output_norm: Vec<f32>,        // [hidden]
-    rope_freqs: Option<Vec<f32>>, // [rope_dims / 2] frequency divisors (Llama 3.1+)
-    rope_long: Option<Vec<f32>>,  // [rope_dims / 2] LongRoPE divisors past n_ctx_orig (Phi-3)
+    token_embd: Vec<f32>,                    // [vocab][hidden]
+    output: Option<Vec<f32>>,                // [vocab][hidden]; None: tied to token_embd
+    output_norm: Option<Vec<f32>>,           // [hidden]; None: the blocks end normed (BERT)
+    position_embd: Option<Vec<f32>>,         // [context][hidden] absolute positions (BERT)
+    token_types: Option<Vec<f32>>,           // [types][hidden]; row 0 is added (BERT)
+    embd_norm: Option<(Vec<f32>, Vec<f32>)>, // [hidden] x2: LayerNorm of the embedding
+    rope_freqs: Option<Vec<f32>>,            // [rope_dims / 2] frequency divisors (Llama 3.1+)
+    rope_long: Option<Vec<f32>>, // [rope_dims / 2] LongRoPE divisors past n_ctx_orig (Phi-3)
     rope_short: Option<Vec<f32>>, // [rope_dims / 2] LongRoPE divisors within it
-    layers: Vec<RefLayer>,        // [n_layers]
-    dense_2: Option<Vec<f32>>,    // [dense][hidden] projection after pooling (EmbeddingGemma)
-    dense_3: Option<Vec<f32>>,    // [hidden][dense]
+    layers: Vec<RefLayer>,       // [n_layers]
+    dense_2: Option<Vec<f32>>,   // [dense][hidden] projection after pooling (EmbeddingGemma)
+    dense_3: Option<Vec<f32>>,   // [hidden][dense]
 }
 
 /// The key/value cache of one sequence: every layer's K and V for each position so far.
@@ -161,7 +169,21 @@ impl Reference {
         Ok(Self {
             token_embd: load(f, "token_embd.weight")?,
             output: load_opt(f, "output.weight")?,
-            output_norm: load(f, "output_norm.weight")?,
+            output_norm: load_opt(f, "output_norm.weight")?,
+            position_embd: if cfg.pos_embd {
+                Some(load(f, "position_embd.weight")?)
+            } else {
+                None
+            },
+            token_types: load_opt(f, "token_types.weight")?,
+            embd_norm: if cfg.embd_norm {
+                Some((
+                    load(f, "token_embd_norm.weight")?,
+                    load(f, "token_embd_norm.bias")?,
+                ))
+            } else {
+                None
+            },
             rope_freqs,
             rope_long,
             rope_short,
@@ -274,7 +296,11 @@ impl Reference {
     ) -> Result<Vec<Vec<f32>>, ModelError> {
         let c = &self.cfg;
         let n = tokens.len();
-        let mut xs: Vec<Vec<f32>> = tokens.iter().map(|&t| self.embedding_row(t)).collect();
+        let mut xs: Vec<Vec<f32>> = tokens
+            .iter()
+            .enumerate()
+            .map(|(pos, &t)| self.embedding_row(t, pos))
+            .collect();
         let rope_freqs = self.rope_freqs_for(cache.capacity);
         cache.len = n;
         for (il, l) in self.layers.iter().enumerate() {
@@ -288,7 +314,7 @@ impl Reference {
                         il,
                         rope_freqs,
                         x: x.clone(),
-                        h: vec![0.0; c.hidden],
+                        h: x.clone(),
                         o: vec![0.0; c.hidden],
                         noncausal: Some(n),
                     };
@@ -300,24 +326,44 @@ impl Reference {
             }
             xs = next;
         }
-        Ok(xs
-            .iter()
-            .map(|x| {
-                let mut h = vec![0.0; c.hidden];
-                rmsnorm(&mut h, x, &self.output_norm, c.rms_eps);
-                h
-            })
-            .collect())
+        Ok(xs.iter().map(|x| self.final_norm(x)).collect())
     }
 
-    /// The token's embedding row, scaled (Gemma: sqrt(hidden)).
-    fn embedding_row(&self, token: u32) -> Vec<f32> {
+    /// The final norm of a last hidden state (itself when the model has none).
+    fn final_norm(&self, x: &[f32]) -> Vec<f32> {
+        let mut h = x.to_vec();
+        if let Some(w) = &self.output_norm {
+            rmsnorm(&mut h, x, w, self.cfg.rms_eps);
+        }
+        h
+    }
+
+    /// The token's embedding row at position `pos`, scaled (Gemma: sqrt(hidden)); in
+    /// BERT-style encoders plus the position's row and token type 0's, then LayerNorm.
+    fn embedding_row(&self, token: u32, pos: usize) -> Vec<f32> {
         let hidden = self.cfg.hidden;
         let row = token as usize * hidden;
-        self.token_embd[row..row + hidden]
+        let mut x: Vec<f32> = self.token_embd[row..row + hidden]
             .iter()
             .map(|&v| v * self.cfg.embed_scale)
-            .collect()
+            .collect(); // [hidden]
+                        // Positions past the table (the GPU's context is clamped to it) add nothing.
+        let at = pos * hidden;
+        if let Some(p) = self
+            .position_embd
+            .as_ref()
+            .and_then(|p| p.get(at..at + hidden))
+        {
+            add(&mut x, p);
+        }
+        if let Some(t) = &self.token_types {
+            add(&mut x, &t[..hidden]);
+        }
+        if let Some((w, b)) = &self.embd_norm {
+            let copy = x.clone();
+            layernorm(&mut x, &copy, w, b, self.cfg.rms_eps);
+        }
+        x
     }
 
     /// The RoPE frequency divisors for a cache of `capacity` positions, if any.
@@ -354,7 +400,7 @@ impl Reference {
         let hidden = c.hidden;
 
         // The residual stream: the token's embedding row, scaled (Gemma: sqrt(hidden)).
-        let x = self.embedding_row(token); // [hidden]
+        let x = self.embedding_row(token, pos); // [hidden]
         let rope_freqs = self.rope_freqs_for(cache.capacity);
         let mut b = Block {
             cfg: c,
@@ -362,8 +408,8 @@ impl Reference {
             pos,
             il: 0,
             rope_freqs,
+            h: x.clone(), // encoders' blocks read the stream itself
             x,
-            h: vec![0.0; hidden],
             o: vec![0.0; hidden],
             noncausal: None,
         };
@@ -375,8 +421,7 @@ impl Reference {
         b.cache.len = pos + 1;
 
         // ---- the final norm; the head (`step`) or pooling (`embed`) follows ----
-        rmsnorm(&mut b.h, &b.x, &self.output_norm, c.rms_eps);
-        Ok(b.h)
+        Ok(self.final_norm(&b.x))
     }
 }
 
@@ -542,6 +587,32 @@ impl Block<'_> {
         }
         for (o, v) in self.o.iter_mut().zip(out) {
             *o = v as f32;
+        }
+        Ok(())
+    }
+
+    /// `x = LayerNorm(x + o) * w + b`, and `h = x` (BERT's residual and post-norm).
+    pub fn residual_layer_norm(&mut self, w: &[f32], b: &[f32]) -> Result<(), ModelError> {
+        add(&mut self.x, &self.o);
+        let copy = self.x.clone();
+        layernorm(&mut self.x, &copy, w, b, self.cfg.rms_eps);
+        self.h.copy_from_slice(&self.x);
+        Ok(())
+    }
+
+    /// Ungated feed-forward from `h` into `o`: `down(act(up h + b_up)) + b_down`.
+    pub fn ffn_seq(&mut self, w: &SeqFeedForward<Vec<f32>, Vec<f32>>) -> Result<(), ModelError> {
+        let mut u = vec![0.0f32; w.up.len() / self.cfg.hidden]; // [ffn]
+        matvec(&mut u, w.up, &self.h);
+        if let Some(b) = w.up_bias {
+            add(&mut u, b);
+        }
+        for v in u.iter_mut() {
+            *v = crate::kernels::gated_act::act_f64(w.act, *v as f64) as f32;
+        }
+        matvec(&mut self.o, w.down, &u);
+        if let Some(b) = w.down_bias {
+            add(&mut self.o, b);
         }
         Ok(())
     }

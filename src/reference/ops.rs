@@ -12,6 +12,17 @@ pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
     }
 }
 
+/// LayerNorm with bias: `out = (x - mean) / sqrt(var + eps) * w + b` (BERT).
+pub fn layernorm(out: &mut [f32], x: &[f32], w: &[f32], b: &[f32], eps: f32) {
+    let n = x.len() as f64;
+    let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+    let scale = 1.0 / (var + eps as f64).sqrt();
+    for ((o, &v), (&g, &c)) in out.iter_mut().zip(x).zip(w.iter().zip(b)) {
+        *o = ((v as f64 - mean) * scale * g as f64 + c as f64) as f32;
+    }
+}
+
 /// In-place RMSNorm of each `w.len()`-wide chunk of `x` (per-head q/k norm).
 pub fn rmsnorm_heads(x: &mut [f32], w: &[f32], eps: f32) {
     for head in x.chunks_exact_mut(w.len()) {

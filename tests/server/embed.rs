@@ -1,6 +1,6 @@
 //! The embedding endpoints over the tiny EmbeddingGemma of `tests/fixtures/embed/`:
 //! shapes, batches, unit norm, `dimensions`, base64 round trip, the legacy endpoint's raw
-//! vector, and the 400s of bad input.
+//! vector, and the 400s of bad input; a tiny BERT through `/v1/embeddings`.
 
 use super::client::*;
 use serde_json::{json, Value};
@@ -207,4 +207,49 @@ fn embedding_endpoints() {
         "/api/embed",
         json!({"model": "emb:tiny", "input": "still here"}),
     ));
+}
+
+/// A tiny BERT ([CLS] pooling, WordPiece) through `/v1/embeddings`: llama.cpp's vector,
+/// normalized; asked to generate, it answers with an error that says it only embeds.
+#[test]
+fn bert_embeds_over_openai_endpoint() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/embed");
+    let golden: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("bert-cls.json")).unwrap()).unwrap();
+    let srv = serve_file(
+        "embed-bert",
+        &dir.join("bert-cls.gguf"),
+        "bert:tiny",
+        &["--ctx", "64", "--parallel", "1"],
+    );
+    let a = srv.addr.as_str();
+    let input = &golden["inputs"][1];
+    let r = ok(post(
+        a,
+        "/v1/embeddings",
+        json!({"model": "bert:tiny", "input": input["text"]}),
+    ))
+    .json();
+    let got = vector(&r["data"][0]["embedding"]);
+    let want = vector(&input["embedding"]);
+    assert!((norm(&got) - 1.0).abs() < 1e-5);
+    let dot: f64 = got
+        .iter()
+        .zip(&want)
+        .map(|(x, y)| *x as f64 * *y as f64)
+        .sum();
+    assert!(dot / norm(&want) >= 0.9999, "cosine {}", dot / norm(&want));
+    let n_tokens = input["tokens"].as_array().unwrap().len();
+    assert_eq!(r["usage"]["prompt_tokens"], n_tokens);
+    let g = post(
+        a,
+        "/api/generate",
+        json!({"model": "bert:tiny", "prompt": "hello", "stream": false}),
+    );
+    assert!(
+        g.body.contains("embedding model"),
+        "{} {}",
+        g.status,
+        g.body
+    );
 }
