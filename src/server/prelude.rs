@@ -52,6 +52,13 @@ pub(super) async fn start(
     let format = req.wanted.format.clone();
     let tools = req.tools;
     let (ids, tools, format) = tokio::task::spawn_blocking(move || {
+        let arch = engine.config().arch;
+        if !arch.causal() {
+            return Err(ApiError::bad_request(format!(
+                "{} is an embedding model: it does not generate text; use /api/embed or /v1/embeddings",
+                arch.name()
+            )));
+        }
         let setup = tools.map(|(tools, choice)| ToolSetup {
             tools,
             choice,

@@ -246,10 +246,6 @@ fn bert_embeds_over_openai_endpoint() {
         "/api/generate",
         json!({"model": "bert:tiny", "prompt": "hello", "stream": false}),
     );
-    assert!(
-        g.body.contains("embedding model"),
-        "{} {}",
-        g.status,
-        g.body
-    );
+    assert_eq!(g.status, 400, "{}", g.body);
+    assert!(g.error().contains("embedding model"), "{}", g.body);
 }
