@@ -142,7 +142,11 @@ pub(super) async fn generate(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let start = Instant::now();
-    let call = check_generate(&body_bytes(body)?)?;
+    let body = body_bytes(body)?;
+    let mut call = check_generate(&body)?;
+    if let Some(b) = with_model_defaults(&app, &call.name, &body).await {
+        call = check_generate(&b)?;
+    }
     if call.load_only() {
         return load_only(&app, &call.name, call.keep, "response").await;
     }
@@ -333,7 +337,14 @@ pub(super) async fn chat(
         messages,
         tools,
         stream,
-    } = check_chat(&body_bytes(body)?)?;
+    } = {
+        let body = body_bytes(body)?;
+        let call = check_chat(&body)?;
+        match with_model_defaults(&app, &call.name, &body).await {
+            Some(b) => check_chat(&b)?,
+            None => call,
+        }
+    };
     if messages.is_empty() {
         return load_only(&app, &name, keep, "message").await;
     }
@@ -510,6 +521,39 @@ async fn answer(
         .into_response())
 }
 
+/// For a model found in ollama's store whose params layer sets default options
+/// (`temperature`, `stop`, `num_ctx`, …): the request body with those defaults under
+/// `options` wherever the request leaves them unset. None when there is nothing to add.
+async fn with_model_defaults(app: &App, name: &str, body: &[u8]) -> Option<Vec<u8>> {
+    let store = app.sched.store.clone();
+    let key = name.to_string();
+    let params = tokio::task::spawn_blocking(move || store.find_external(&key)?.params)
+        .await
+        .ok()??;
+    merge_options(body, &params)
+}
+
+/// `body` with `defaults` added to its `options` object where absent.
+fn merge_options(body: &[u8], defaults: &Map<String, Value>) -> Option<Vec<u8>> {
+    let mut v: Value = serde_json::from_slice(body).ok()?;
+    let obj = v.as_object_mut()?;
+    let opts = obj
+        .entry("options")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if opts.is_null() {
+        *opts = Value::Object(Map::new());
+    }
+    let opts = opts.as_object_mut()?;
+    let mut added = false;
+    for (k, d) in defaults {
+        if !opts.contains_key(k) {
+            opts.insert(k.clone(), d.clone());
+            added = true;
+        }
+    }
+    added.then(|| serde_json::to_vec(&v).ok()).flatten()
+}
+
 /// The tools a chat request offers (`tools`, `tool_choice`), checked; None when it
 /// offers none.
 pub(super) fn tool_request(
@@ -546,7 +590,28 @@ fn context(prompt: &[u32], generated: &[u32]) -> Vec<u32> {
 
 #[cfg(test)]
 mod tests {
-    use super::fill_template;
+    use super::{fill_template, merge_options};
+    use serde_json::json;
+
+    #[test]
+    fn model_defaults_fill_only_unset_options() {
+        let d = json!({"temperature": 0.2, "stop": ["<|end|>"], "num_ctx": 2048});
+        let d = d.as_object().unwrap();
+        let body = br#"{"model": "m", "prompt": "x", "options": {"temperature": 1}}"#;
+        let out: serde_json::Value =
+            serde_json::from_slice(&merge_options(body, d).unwrap()).unwrap();
+        assert_eq!(
+            out["options"],
+            json!({"temperature": 1, "stop": ["<|end|>"], "num_ctx": 2048})
+        );
+        let bare = br#"{"model": "m", "prompt": "x"}"#;
+        let out: serde_json::Value =
+            serde_json::from_slice(&merge_options(bare, d).unwrap()).unwrap();
+        assert_eq!(out["options"]["temperature"], 0.2);
+        let full = br#"{"options": {"temperature": 1, "stop": [], "num_ctx": 1}}"#;
+        assert!(merge_options(full, d).is_none());
+        assert!(merge_options(b"[1]", d).is_none());
+    }
 
     #[test]
     fn templates_fill() {

@@ -79,7 +79,10 @@ pub fn build(dir: &Path, model: &[u8]) -> Layout {
         br#"{"model_format":"gguf","model_family":"llama","file_type":"Q8_0"}"#,
     );
     let template = blob(&ollama, b"{{ .Prompt }}");
-    let params = blob(&ollama, br#"{"stop":["<|end|>","</s>"],"temperature":0.7}"#);
+    let params = blob(
+        &ollama,
+        br#"{"stop":["<|end|>","</s>"],"temperature":0.7,"num_predict":3}"#,
+    );
     let reg = "registry.ollama.ai";
     write_manifest(
         &ollama,

@@ -49,6 +49,22 @@ fn ollama_and_hf_cache_models_are_served() {
         .json();
         assert_eq!(g["done"], true, "{model}: {g}");
     }
+    // The params layer's options are defaults: num_predict 3 applies unless the request
+    // sets its own.
+    for (opts, most) in [
+        (json!({"temperature": 0}), 3),
+        (json!({"num_predict": 5}), 5),
+    ] {
+        let g = ok(post(
+            a,
+            "/api/generate",
+            json!({"model": "tiny", "prompt": "hi", "raw": true, "stream": false, "options": opts}),
+        ))
+        .json();
+        let n = g["eval_count"].as_u64().unwrap();
+        let ended = g["done_reason"] == "stop";
+        assert!(n <= most && (n == most || ended), "{opts}: {g}");
+    }
     let show = ok(post(a, "/api/show", json!({"model": "tiny"}))).json();
     assert!(
         show["parameters"]
