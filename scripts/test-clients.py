@@ -264,6 +264,11 @@ def tool_round_trip():
     except Exception:  # noqa: BLE001
         ok = False
     check(ok, f"ollama tool call: {r.message}")
+    streamed = [c for part in cl.chat(model=CHAT_MODEL, messages=msgs, tools=WEATHER, stream=True,
+                                      options={"temperature": 0, "num_predict": 120})
+                for c in (part.message.tool_calls or [])]
+    check(bool(streamed) and [c.function.name for c in streamed] == [c.function.name for c in calls],
+          f"ollama tool call streamed: {streamed}")
     if ok:
         back = msgs + [r.message, {"role": "tool", "content": "18 degrees, clear", "tool_name": "get_weather"}]
         r2 = cl.chat(model=CHAT_MODEL, messages=back, tools=WEATHER, options={"temperature": 0, "num_predict": 120})
