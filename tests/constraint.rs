@@ -387,3 +387,49 @@ fn tool_grammars_compile_for_every_style_and_choice() {
         }
     }
 }
+
+/// Grammars built to blow up (nested repetition counts, huge schema bounds, deep
+/// nesting) are refused or compiled within llguidance's limits, quickly, never hang.
+#[test]
+fn explosive_grammars_are_bounded() {
+    let e = tiny();
+    let deep_schema = (0..200).fold(
+        json!({"type": "integer"}),
+        |inner, _| json!({"type": "array", "items": inner}),
+    );
+    for f in [
+        Format::grammar("root ::= (\"ab\"{1000}){1000}"),
+        Format::grammar("root ::= ((\"a\"{100}){100}){100}"),
+        Format::Regex("(a{1000}){1000}".into()),
+        Format::Regex("((a|b){500}){500}".into()),
+        Format::schema(
+            json!({"type": "array", "items": {"type": "string", "minLength": 100000}, "minItems": 100000}),
+        ),
+        Format::schema(json!({"type": "string", "pattern": "(x{1000}){1000}"})),
+        Format::schema(deep_schema),
+        Format::grammar(&format!(
+            "root ::= {}\"x\"{}",
+            "(".repeat(60),
+            ")".repeat(60)
+        )),
+        Format::grammar(&format!(
+            "root ::= {}\"x\"{}",
+            "(".repeat(100),
+            ")".repeat(100)
+        )),
+    ] {
+        let t = std::time::Instant::now();
+        let r = e.check_format(&f);
+        let took = t.elapsed();
+        eprintln!(
+            "{:?}: {:?} in {took:?}",
+            f.kind(),
+            r.as_ref()
+                .map_err(|e| e.to_string().chars().take(80).collect::<String>())
+        );
+        assert!(
+            took < std::time::Duration::from_secs(5),
+            "{f:?} took {took:?}"
+        );
+    }
+}
