@@ -167,6 +167,12 @@ impl Pending {
     }
 }
 
+/// A JSON schema to embed in a Lark grammar (`%json {…}`), with hearth's bounded JSON
+/// whitespace (llguidance's own default there is unbounded).
+pub fn lark_json(schema: Value) -> Value {
+    with_json_space(schema.clone()).unwrap_or(schema)
+}
+
 /// The schema with hearth's bounded whitespace, unless it sets its own `x-guidance`.
 fn with_json_space(schema: Value) -> Result<Value, ConstraintError> {
     match schema {

@@ -13,7 +13,7 @@
 //! `tool_choice: "required"` or a named function forces a call through the grammar in
 //! every format that has one (Hermes, Llama 3, generic).
 
-use crate::constraint::Format;
+use crate::constraint::{lark_json, Format};
 use crate::tokenizer::{ChatTemplate, Message, ToolCall};
 use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -328,7 +328,7 @@ impl ToolSetup {
             Style::Hermes if forced => Some(Format::Lark(format!(
                 "start: call (\"\\n\" call){{0,{}}}\ncall: \"<tool_call>\\n\" %json {} \"\\n</tool_call>\"\n",
                 MAX_CALLS - 1,
-                self.call_schema("arguments")
+                lark_json(self.call_schema("arguments"))
             ))),
             // Free text until the model opens a call; from there the call (and any
             // further ones) follows the tools' schemas.
@@ -337,7 +337,7 @@ impl ToolSetup {
                 then: Box::new(Format::Lark(format!(
                     "start: body (\"\\n\"? \"<tool_call>\" body){{0,{}}}\nbody: \"\\n\"? %json {} \"\\n\"? \"</tool_call>\"\n",
                     MAX_CALLS - 1,
-                    self.call_schema("arguments")
+                    lark_json(self.call_schema("arguments"))
                 ))),
             }),
             Style::Llama3 if forced => Some(Format::schema(self.call_schema("parameters"))),
@@ -624,6 +624,70 @@ fn gemma4_at(it: &mut std::iter::Peekable<std::str::Chars>, depth: usize) -> Opt
     }
 }
 
+/// What of a streamed answer with tools may go out as it comes: in the Hermes format
+/// the text before the first `<tool_call>` (holding back a tail that could be the
+/// start of one); in the others nothing until the end (their calls are only known
+/// then).
+pub struct ToolStream {
+    trigger: Option<&'static str>,
+    /// Text not yet sent.
+    held: String,
+    /// Text sent so far.
+    sent: String,
+}
+
+impl ToolStream {
+    /// For an answer in `setup`'s format.
+    pub fn new(setup: &ToolSetup) -> Self {
+        Self {
+            trigger: (setup.style == Style::Hermes).then_some("<tool_call>"),
+            held: String::new(),
+            sent: String::new(),
+        }
+    }
+
+    /// Takes the next piece of text; returns what may go out now (possibly empty).
+    pub fn push(&mut self, piece: &str) -> String {
+        self.held.push_str(piece);
+        let Some(trigger) = self.trigger else {
+            return String::new();
+        };
+        let free = match self.held.find(trigger) {
+            Some(at) => {
+                self.trigger = None;
+                at
+            }
+            None => {
+                // Hold back the longest tail that begins the trigger.
+                let tail = (1..trigger.len().min(self.held.len() + 1))
+                    .rev()
+                    .find(|&n| {
+                        self.held.is_char_boundary(self.held.len() - n)
+                            && trigger.starts_with(&self.held[self.held.len() - n..])
+                    })
+                    .unwrap_or(0);
+                self.held.len() - tail
+            }
+        };
+        let out: String = self.held.drain(..free).collect();
+        self.sent.push_str(&out);
+        out
+    }
+
+    /// At the end, given the answer's content as `ToolSetup::parse` reads it: what of
+    /// it has not gone out yet.
+    pub fn rest_of(&self, content: &str) -> String {
+        let sent = self.sent.trim();
+        if sent.is_empty() {
+            return content.to_string();
+        }
+        content
+            .strip_prefix(sent)
+            .map(str::to_string)
+            .unwrap_or_default()
+    }
+}
+
 /// A fresh call id, `call_` and 24 hex digits.
 pub fn new_call_id() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -733,6 +797,40 @@ mod tests {
         let (text, calls) = g.parse("{\"response\": \"Hello!\"}");
         assert!(calls.is_empty() && text == "Hello!");
         assert_ne!(new_call_id(), new_call_id());
+    }
+
+    #[test]
+    fn hermes_text_streams_until_a_call_opens() {
+        let h = setup(Style::Hermes, ToolChoice::Auto);
+        let mut st = ToolStream::new(&h);
+        let mut out = String::new();
+        for piece in [
+            "Let me ",
+            "check the <",
+            "weather. <to",
+            "ol_c",
+            "all>\n{\"name\"",
+            ": 1}",
+        ] {
+            out += &st.push(piece);
+        }
+        assert_eq!(out, "Let me check the <weather. ");
+        let text = "Let me check the <weather. <tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"X\"}}\n</tool_call> Done.";
+        let (content, calls) = h.parse(text);
+        assert_eq!(calls.len(), 1);
+        assert_eq!(st.rest_of(&content), "  Done.");
+        // Without a call everything streams, the end releases nothing twice.
+        let mut st = ToolStream::new(&h);
+        let all: String = ["Hello", " there <", "b>"]
+            .iter()
+            .map(|p| st.push(p))
+            .collect();
+        assert_eq!(all, "Hello there <b>");
+        assert_eq!(st.rest_of("Hello there <b>"), "");
+        // Other formats hold everything.
+        let mut st = ToolStream::new(&setup(Style::Generic, ToolChoice::Auto));
+        assert_eq!(st.push("{\"response\": \"hi\"}"), "");
+        assert_eq!(st.rest_of("hi"), "hi");
     }
 
     #[test]

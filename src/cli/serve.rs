@@ -48,6 +48,9 @@ pub struct ServeArgs {
     /// Largest request body in bytes
     #[arg(long, default_value_t = 4 << 20)]
     max_body: usize,
+    /// A Jinja chat template file that replaces every served model's own
+    #[arg(long)]
+    template: Option<std::path::PathBuf>,
 }
 
 /// `hearth serve`.
@@ -83,6 +86,11 @@ pub fn run(args: &ServeArgs, gpu: &GpuArgs, models: Option<&Path>) -> anyhow::Re
             batch: args.batch.max(1),
             kv_size: args.kv_size,
             kv_type: args.kv_type,
+            template: args
+                .template
+                .as_deref()
+                .map(super::load::template_file)
+                .transpose()?,
         },
         api_key: args.api_key.clone(),
         cors_origin: args.cors_origin.clone(),

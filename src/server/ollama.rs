@@ -11,7 +11,9 @@ use super::{ApiError, App};
 use crate::engine::{Engine, Prompt, Stats};
 use crate::tokenizer::ToolCall;
 use crate::tokenizer::{Message, TemplateOrigin};
-use crate::tools::{new_call_id, parse_choice, parse_tools, Tool, ToolChoice, ToolSetup};
+use crate::tools::{
+    new_call_id, parse_choice, parse_tools, Tool, ToolChoice, ToolSetup, ToolStream,
+};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -454,35 +456,71 @@ async fn answer(
         engine,
     } = run;
     if let Some(setup) = tools {
-        // With tools the answer is read whole: its text, then its calls.
-        let (text, stats, ids) = collect(rx).await?;
-        let (content, calls) = prelude::read_calls(&engine, &setup, &text, &ids);
-        let mut message = json!({"role": "assistant", "content": content});
-        if !calls.is_empty() {
-            message["tool_calls"] = calls
-                .iter()
-                .map(|c| json!({"function": {"name": c.name, "arguments": c.arguments}}))
-                .collect();
-        }
-        let mut o = kind.piece(&name, "", true);
-        o.insert("message".into(), message.clone());
-        finish(&mut o, &stats, start, load);
+        let message_of = |content: &str, calls: &[ToolCall]| {
+            let mut m = json!({"role": "assistant", "content": content});
+            if !calls.is_empty() {
+                m["tool_calls"] = calls
+                    .iter()
+                    .map(|c| json!({"function": {"name": c.name, "arguments": c.arguments}}))
+                    .collect();
+            }
+            m
+        };
         if !stream {
+            // Whole: the text, then the calls.
+            let (text, stats, ids) = collect(rx).await?;
+            let (content, calls) = prelude::read_calls(&engine, &setup, &text, &ids);
+            let mut o = kind.piece(&name, "", true);
+            o.insert("message".into(), message_of(&content, &calls));
+            finish(&mut o, &stats, start, load);
             return Ok(Json(Value::Object(o)).into_response());
         }
-        let mut first = kind.piece(&name, "", false);
-        first.insert("message".into(), message);
-        let mut last = kind.piece(&name, "", true);
-        finish(&mut last, &stats, start, load);
-        let body: Vec<u8> = [first, last]
-            .into_iter()
-            .flat_map(|o| {
-                let mut line = serde_json::to_vec(&Value::Object(o)).unwrap_or_default();
-                line.push(b'\n');
-                line
-            })
-            .collect();
-        return Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response());
+        // Streamed: the text as it comes where the format allows (`ToolStream`), then a
+        // line with the rest of the text and the calls, then the last line.
+        let mut held = ToolStream::new(&setup);
+        let mut text = String::new();
+        let lines = outs(rx).map(move |out| {
+            let mut objs = Vec::new();
+            match out {
+                Out::Text(t) => {
+                    text += &t;
+                    let now = held.push(&t);
+                    if !now.is_empty() {
+                        objs.push(kind.piece(&name, &now, false));
+                    }
+                }
+                Out::Done(t, stats, ids) => {
+                    text += &t;
+                    let now = held.push(&t);
+                    let (all, calls) = prelude::read_calls(&engine, &setup, &text, &ids);
+                    let rest = now + &held.rest_of(&all);
+                    if !rest.is_empty() || !calls.is_empty() {
+                        let mut o = kind.piece(&name, "", false);
+                        o.insert("message".into(), message_of(&rest, &calls));
+                        objs.push(o);
+                    }
+                    let mut last = kind.piece(&name, "", true);
+                    finish(&mut last, &stats, start, load);
+                    objs.push(last);
+                }
+                Out::Error(e) => {
+                    let mut o = Map::new();
+                    o.insert("error".into(), json!(e));
+                    objs.push(o);
+                }
+            }
+            let mut body = Vec::new();
+            for o in objs {
+                body.extend(serde_json::to_vec(&Value::Object(o)).unwrap_or_default());
+                body.push(b'\n');
+            }
+            Ok::<_, std::convert::Infallible>(Bytes::from(body))
+        });
+        return Ok((
+            [(header::CONTENT_TYPE, "application/x-ndjson")],
+            Body::from_stream(lines),
+        )
+            .into_response());
     }
     if !stream {
         let (text, stats, gen_ids) = collect(rx).await?;

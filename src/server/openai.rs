@@ -9,10 +9,10 @@ use super::options::{one_constraint, openai_response_format, OneOrMany, OpenAiSa
 use super::prelude::{self, RunRequest};
 use super::time::unix;
 use super::{ApiError, App};
-use crate::engine::{Prompt, Stats};
+use crate::engine::{Engine, Prompt, Stats};
 use crate::tokenizer::Message;
 use crate::tokenizer::ToolCall;
-use crate::tools::{new_call_id, Tool, ToolChoice, ToolSetup};
+use crate::tools::{new_call_id, Tool, ToolChoice, ToolSetup, ToolStream};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
@@ -23,6 +23,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 /// Message content: a string or a list of parts of which only text is supported.
@@ -298,7 +299,7 @@ async fn run(app: &App, call: Call) -> Result<Response, ApiError> {
         ("text_completion", "text_completion")
     };
     if let Some(setup) = tools {
-        return tool_answer(&engine, setup, rx, stream, include_usage, id, created, name).await;
+        return tool_answer(engine, setup, rx, stream, include_usage, id, created, name).await;
     }
     if !stream {
         let (text, stats, _) = collect(rx).await?;
@@ -376,12 +377,13 @@ async fn run(app: &App, call: Call) -> Result<Response, ApiError> {
         .into_response())
 }
 
-/// A chat completion with tools offered: the answer is read whole, then sent as its text
-/// and its calls (`tool_calls`, arguments as a JSON string; finish reason `tool_calls`),
-/// in one object or as chunks: the text, one delta per call, the finish.
+/// A chat completion with tools offered. Whole: the text and the calls (`tool_calls`,
+/// arguments as a JSON string; finish reason `tool_calls`). Streamed: the text as it
+/// comes where the format allows (`ToolStream`), then the rest of the text, one delta
+/// per call and the finish.
 #[allow(clippy::too_many_arguments)]
 async fn tool_answer(
-    engine: &crate::engine::Engine,
+    engine: Arc<Engine>,
     setup: ToolSetup,
     rx: crate::server::sched::Events,
     stream: bool,
@@ -390,67 +392,108 @@ async fn tool_answer(
     created: u64,
     name: String,
 ) -> Result<Response, ApiError> {
-    let (text, stats, ids) = collect(rx).await?;
-    let (content, calls) = prelude::read_calls(engine, &setup, &text, &ids);
-    let reason = if calls.is_empty() {
-        stats.reason.as_str()
-    } else {
-        "tool_calls"
+    let calls_json = |calls: &[ToolCall]| -> Vec<Value> {
+        calls
+            .iter()
+            .map(|c| {
+                json!({"id": c.id, "type": "function",
+                       "function": {"name": c.name, "arguments": c.arguments.to_string()}})
+            })
+            .collect()
     };
-    let call_values: Vec<Value> = calls
-        .iter()
-        .map(|c| {
-            json!({"id": c.id, "type": "function",
-                   "function": {"name": c.name, "arguments": c.arguments.to_string()}})
-        })
-        .collect();
-    let content_value = if content.is_empty() && !calls.is_empty() {
-        Value::Null
-    } else {
-        json!(content)
+    let reason_of = |calls: &[ToolCall], stats: &Stats| {
+        if calls.is_empty() {
+            stats.reason.as_str()
+        } else {
+            "tool_calls"
+        }
     };
     if !stream {
+        let (text, stats, ids) = collect(rx).await?;
+        let (content, calls) = prelude::read_calls(&engine, &setup, &text, &ids);
+        let content_value = if content.is_empty() && !calls.is_empty() {
+            Value::Null
+        } else {
+            json!(content)
+        };
         let mut message = json!({"role": "assistant", "content": content_value});
         if !calls.is_empty() {
-            message["tool_calls"] = json!(call_values);
+            message["tool_calls"] = json!(calls_json(&calls));
         }
         return Ok(Json(json!({
             "id": id, "object": "chat.completion", "created": created, "model": name,
             "system_fingerprint": "hearth",
-            "choices": [{"index": 0, "message": message, "finish_reason": reason}],
+            "choices": [{"index": 0, "message": message, "finish_reason": reason_of(&calls, &stats)}],
             "usage": usage(&stats),
         }))
         .into_response());
     }
-    let chunk = |delta: Value, reason: Option<&str>| {
-        let c = json!({
+    let chunk = move |delta: Value, reason: Option<&str>, usage: Option<Value>| {
+        let mut c = json!({
             "id": id, "object": "chat.completion.chunk", "created": created, "model": name,
             "system_fingerprint": "hearth",
-            "choices": [{"index": 0, "delta": delta, "finish_reason": reason}],
+            "choices": match usage { Some(_) => json!([]), None => json!([{"index": 0, "delta": delta, "finish_reason": reason}]) },
         });
+        if let Some(u) = usage {
+            c["usage"] = u;
+        }
         format!("data: {c}\n\n")
     };
-    let mut body = chunk(json!({"role": "assistant", "content": content_value}), None);
-    for (i, c) in call_values.iter().enumerate() {
-        let mut c = c.clone();
-        c["index"] = json!(i);
-        body += &chunk(json!({"tool_calls": [c]}), None);
-    }
-    body += &chunk(json!({}), Some(reason));
-    if include_usage {
-        let c = json!({
-            "id": id, "object": "chat.completion.chunk", "created": created, "model": name,
-            "system_fingerprint": "hearth", "choices": [], "usage": usage(&stats),
-        });
-        body += &format!("data: {c}\n\n");
-    }
-    body += "data: [DONE]\n\n";
+    let mut held = ToolStream::new(&setup);
+    let mut text = String::new();
+    let mut first = true;
+    let events = outs(rx).map(move |out| {
+        let mut s = String::new();
+        let content = |s: &mut String, piece: String, first: &mut bool| {
+            let delta = if *first {
+                json!({"role": "assistant", "content": piece})
+            } else {
+                json!({"content": piece})
+            };
+            *first = false;
+            *s += &chunk(delta, None, None);
+        };
+        match out {
+            Out::Text(t) => {
+                text += &t;
+                let now = held.push(&t);
+                if !now.is_empty() {
+                    content(&mut s, now, &mut first);
+                }
+            }
+            Out::Done(t, stats, ids) => {
+                text += &t;
+                let now = held.push(&t);
+                let (all, calls) = prelude::read_calls(&engine, &setup, &text, &ids);
+                let rest = now + &held.rest_of(&all);
+                if !rest.is_empty() || first {
+                    content(&mut s, rest, &mut first);
+                }
+                for (i, mut c) in calls_json(&calls).into_iter().enumerate() {
+                    c["index"] = json!(i);
+                    s += &chunk(json!({"tool_calls": [c]}), None, None);
+                }
+                s += &chunk(json!({}), Some(reason_of(&calls, &stats)), None);
+                if include_usage {
+                    s += &chunk(Value::Null, None, Some(usage(&stats)));
+                }
+                s += "data: [DONE]\n\n";
+            }
+            Out::Error(e) => {
+                s = format!(
+                    "data: {}\n\ndata: [DONE]\n\n",
+                    json!({"error": {"message": e, "type": "server_error"}})
+                );
+            }
+        }
+        Ok::<_, std::convert::Infallible>(Bytes::from(s))
+    });
     Ok((
         [
             (header::CONTENT_TYPE, "text/event-stream"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        body,
+        Body::from_stream(events),
     )
         .into_response())
 }

@@ -40,6 +40,8 @@ pub struct SchedConfig {
     pub kv_size: Option<usize>,
     /// How the KV cache stores K and V (None: the device's default).
     pub kv_type: Option<crate::kernels::KvType>,
+    /// A chat template that replaces every model's own (`--template`).
+    pub template: Option<Arc<crate::tokenizer::ChatTemplate>>,
 }
 
 /// A model in memory: the engine and its idle sessions.
@@ -363,7 +365,7 @@ impl Scheduler {
         let opts = EngineOptions {
             context: self.cfg.context,
             batch: self.cfg.batch,
-            template: None,
+            template: self.cfg.template.clone(),
             kv_type: self.cfg.kv_type,
         };
         log::info!("loading {name} from {}", path.display());

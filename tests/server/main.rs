@@ -831,3 +831,74 @@ fn tool_calls_on_both_apis() {
         assert!(r.error().contains(needle), "{b}: {}", r.body);
     }
 }
+
+/// A template that teaches Hermes-style calls (`--template`): a required call comes back
+/// as `tool_calls` in both APIs with no `<tool_call>` markup leaking into the text; with
+/// `auto` the text streams as it comes (several content deltas) and adds up to the
+/// whole answer.
+#[test]
+fn hermes_template_calls_and_streams_text() {
+    let dir = std::env::temp_dir().join(format!("hearth-hermes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tpl = dir.join("hermes.jinja");
+    std::fs::write(
+        &tpl,
+        "{%- if tools %}<|im_start|>system\nTools: {{ tools | tojson }}. Call one as <tool_call>{\"name\": ..., \"arguments\": ...}</tool_call><|im_end|>\n{% endif %}\
+         {%- for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}\
+         {%- if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
+    )
+    .unwrap();
+    let srv = serve("hermes", &["--template", tpl.to_str().unwrap()]);
+    let a = srv.addr.as_str();
+    let params = json!({"type": "object", "properties": {"n": {"type": "integer", "minimum": 1, "maximum": 9}},
+        "required": ["n"], "additionalProperties": false});
+    let tools = json!([{"type": "function", "function": {"name": "roll", "parameters": params}}]);
+    let user = json!({"role": "user", "content": "Roll."});
+    let body = |stream: bool, choice: &str| {
+        json!({"model": MODEL, "messages": [user], "tools": tools, "tool_choice": choice,
+               "max_tokens": 200, "temperature": 0.8, "seed": 9, "stream": stream})
+    };
+    let j = ok(post(a, "/v1/chat/completions", body(false, "required"))).json();
+    let call = &j["choices"][0]["message"]["tool_calls"][0]["function"];
+    assert_eq!(call["name"], "roll", "{j}");
+    let args: Value = serde_json::from_str(call["arguments"].as_str().unwrap()).unwrap();
+    common::schema::validate(&params, &args).unwrap();
+    let (events, done) = ok(post(a, "/v1/chat/completions", body(true, "required"))).events();
+    assert!(done);
+    let text: String = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert!(!text.contains("<tool_call"), "markup leaked: {text:?}");
+    assert!(events
+        .iter()
+        .any(|e| e["choices"][0]["delta"]["tool_calls"][0]["function"]["name"] == "roll"));
+    // auto: a random model writes text (no call); it streams in pieces.
+    let whole = ok(post(a, "/v1/chat/completions", body(false, "auto"))).json();
+    let (events, _) = ok(post(a, "/v1/chat/completions", body(true, "auto"))).events();
+    let pieces: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .filter(|c| !c.is_empty())
+        .collect();
+    let m = &whole["choices"][0]["message"];
+    if m["tool_calls"].is_null() {
+        assert!(pieces.len() > 1, "not streamed: {pieces:?}");
+        assert_eq!(pieces.concat().trim(), m["content"].as_str().unwrap());
+    }
+    // ollama, streamed: the call in a message line, then the last line.
+    let lines = ok(post(
+        a,
+        "/api/chat",
+        json!({"model": MODEL, "messages": [user], "tools": tools, "tool_choice": "required",
+               "options": {"num_predict": 200, "temperature": 0.8, "seed": 9}}),
+    ))
+    .lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"]["tool_calls"][0]["function"]["name"] == "roll"),
+        "{lines:?}"
+    );
+    assert_eq!(lines.last().unwrap()["done"], true);
+}
