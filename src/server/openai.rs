@@ -360,21 +360,11 @@ async fn run(app: &App, call: Call) -> Result<Response, ApiError> {
                 }
                 s + "data: [DONE]\n\n"
             }
-            Out::Error(e) => format!(
-                "data: {}\n\ndata: [DONE]\n\n",
-                json!({"error": {"message": e, "type": "server_error"}})
-            ),
+            Out::Error(e) => sse_error(&e),
         };
         Ok::<_, std::convert::Infallible>(Bytes::from(s))
     });
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        Body::from_stream(events),
-    )
-        .into_response())
+    Ok(sse(events))
 }
 
 /// A chat completion with tools offered. Whole: the text and the calls (`tool_calls`,
@@ -479,23 +469,33 @@ async fn tool_answer(
                 }
                 s += "data: [DONE]\n\n";
             }
-            Out::Error(e) => {
-                s = format!(
-                    "data: {}\n\ndata: [DONE]\n\n",
-                    json!({"error": {"message": e, "type": "server_error"}})
-                );
-            }
+            Out::Error(e) => s = sse_error(&e),
         }
         Ok::<_, std::convert::Infallible>(Bytes::from(s))
     });
-    Ok((
+    Ok(sse(events))
+}
+
+/// The event that ends a stream whose generation failed after it started.
+fn sse_error(e: &str) -> String {
+    format!(
+        "data: {}\n\ndata: [DONE]\n\n",
+        json!({"error": {"message": e, "type": "server_error"}})
+    )
+}
+
+/// A server-sent event stream of `events`.
+fn sse(
+    events: impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static,
+) -> Response {
+    (
         [
             (header::CONTENT_TYPE, "text/event-stream"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
         Body::from_stream(events),
     )
-        .into_response())
+        .into_response()
 }
 
 fn model_object(name: &str, created: u64) -> Value {
