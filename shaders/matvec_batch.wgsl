@@ -8,6 +8,12 @@
 // subgroup shuffles or, without subgroups, in shared memory. WG and LANES come from the
 // matvec geometry table; COLS (tokens per workgroup) from the host's pick per step.
 // GATED: Y holds the FFN's gate projection, and the result u becomes y = act(y) * u.
+// XSHARE (one lane per row, block types, subgroups of at least 8): the invocations of a
+// subgroup own different rows and read the same x groups, so lane j of the subgroup
+// loads group g + j of each column and the others take it by subgroupBroadcast: one
+// load per column per eight groups instead of one per group. A CPU rasterizer runs each
+// invocation as a SIMD lane, where every load of x is a per-lane gather and a broadcast
+// a register move.
 #ifndef FLOAT_WEIGHTS
 #define X_VEC4
 #endif
@@ -29,6 +35,68 @@ fn dots4(w: vec4<f32>, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32
     return vec4<f32>(dot(w, x0), dot(w, x1), dot(w, x2), dot(w, x3));
 }
 
+// The register tile: BR rows (their first words b0..b3) times four columns each in a0..a3
+// and, with WIDE, four more in e0..e3.
+var<private> b0: u32;
+var<private> b1: u32;
+var<private> b2: u32;
+var<private> b3: u32;
+var<private> a0: vec4<f32>;
+var<private> a1: vec4<f32>;
+var<private> a2: vec4<f32>;
+var<private> a3: vec4<f32>;
+#ifdef WIDE
+var<private> e0: vec4<f32>;
+var<private> e1: vec4<f32>;
+var<private> e2: vec4<f32>;
+var<private> e3: vec4<f32>;
+#endif
+
+// One 4-element group of the tile's rows (w0..w3), decoded once, into every column:
+// x0..x3 (and x4..x7 with WIDE) are the columns' x at that group.
+fn tile_add(w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>, x0: vec4<f32>,
+        x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>, x4: vec4<f32>, x5: vec4<f32>,
+        x6: vec4<f32>, x7: vec4<f32>) {
+    a0 += dots4(w0, x0, x1, x2, x3);
+    a1 += dots4(w1, x0, x1, x2, x3);
+    a2 += dots4(w2, x0, x1, x2, x3);
+    a3 += dots4(w3, x0, x1, x2, x3);
+#ifdef WIDE
+    e0 += dots4(w0, x4, x5, x6, x7);
+    e1 += dots4(w1, x4, x5, x6, x7);
+    e2 += dots4(w2, x4, x5, x6, x7);
+    e3 += dots4(w3, x4, x5, x6, x7);
+#endif
+}
+
+// Group g of the tile's rows through the type's group decoder.
+fn tile_group(g: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>,
+        x4: vec4<f32>, x5: vec4<f32>, x6: vec4<f32>, x7: vec4<f32>) {
+    tile_add(dq4_row(b0, g), dq4_row(b1, g), dq4_row(b2, g), dq4_row(b3, g), x0, x1, x2, x3,
+        x4, x5, x6, x7);
+}
+
+#ifdef XSHARE
+#ifdef RAW8
+// The words of the eight groups the loop is at, per row of the tile (raw8).
+var<private> r0: Raw8;
+var<private> r1: Raw8;
+var<private> r2: Raw8;
+var<private> r3: Raw8;
+#endif
+
+// Group g + j of the tile's rows (j < 8): from the words raw8 loaded for groups g..g+7
+// when the type has the whole-block form, else through its group decoder.
+fn share_group(g: u32, j: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>,
+        x4: vec4<f32>, x5: vec4<f32>, x6: vec4<f32>, x7: vec4<f32>) {
+#ifdef RAW8
+    tile_add(dq8(r0, j), dq8(r1, j), dq8(r2, j), dq8(r3, j), x0, x1, x2, x3, x4, x5, x6, x7);
+#else
+    tile_group(g + j, x0, x1, x2, x3, x4, x5, x6, x7);
+#endif
+}
+#endif
+
 @compute @workgroup_size(WG)
 fn main(ids: Ids, gs: Groups) {
     let n = min(p.n_tokens, step.n_tokens);
@@ -40,10 +108,10 @@ fn main(ids: Ids, gs: Groups) {
     let first = ((gs.wid.x + gs.wid.y * gs.nwg.x) * ROWS + ids.lid / LANES) * BR;
     // Past the last row, recompute it (never stored): the lanes stay in step for the sums.
     let top = p.rows - 1u;
-    let b0 = min(first, top) * p.row_words;
-    let b1 = min(first + 1u, top) * p.row_words;
-    let b2 = min(first + 2u, top) * p.row_words;
-    let b3 = min(first + 3u, top) * p.row_words;
+    b0 = min(first, top) * p.row_words;
+    b1 = min(first + 1u, top) * p.row_words;
+    b2 = min(first + 2u, top) * p.row_words;
+    b3 = min(first + 3u, top) * p.row_words;
     let groups = (p.k + 3u) / 4u;
     // Columns past the step's tokens repeat its last token (never stored). The
     // accumulators are named vec4s (row r, 4 columns each), so they stay in registers.
@@ -52,44 +120,73 @@ fn main(ids: Ids, gs: Groups) {
     let c1 = min(t0 + 1u, last);
     let c2 = min(t0 + 2u, last);
     let c3 = min(t0 + 3u, last);
-    var a0 = vec4<f32>(0.0);
-    var a1 = vec4<f32>(0.0);
-    var a2 = vec4<f32>(0.0);
-    var a3 = vec4<f32>(0.0);
 #ifdef WIDE
     let c4 = min(t0 + 4u, last);
     let c5 = min(t0 + 5u, last);
     let c6 = min(t0 + 6u, last);
     let c7 = min(t0 + 7u, last);
-    var e0 = vec4<f32>(0.0);
-    var e1 = vec4<f32>(0.0);
-    var e2 = vec4<f32>(0.0);
-    var e3 = vec4<f32>(0.0);
 #endif
-    for (var g = lane; g < groups; g += LANES) {
-        let x0 = load_x4(c0, g);
-        let x1 = load_x4(c1, g);
-        let x2 = load_x4(c2, g);
-        let x3 = load_x4(c3, g);
-        let w0 = dq4_row(b0, g);
-        let w1 = dq4_row(b1, g);
-        let w2 = dq4_row(b2, g);
-        let w3 = dq4_row(b3, g);
-        a0 += dots4(w0, x0, x1, x2, x3);
-        a1 += dots4(w1, x0, x1, x2, x3);
-        a2 += dots4(w2, x0, x1, x2, x3);
-        a3 += dots4(w3, x0, x1, x2, x3);
+#ifdef XSHARE
+    // Block rows hold whole blocks of at least 32 elements, so groups is a multiple of 8.
+    let j = ids.lane % 8u;
+    for (var g = 0u; g < groups; g += 8u) {
+        let s0 = load_x4(c0, g + j);
+        let s1 = load_x4(c1, g + j);
+        let s2 = load_x4(c2, g + j);
+        let s3 = load_x4(c3, g + j);
 #ifdef WIDE
-        let x4 = load_x4(c4, g);
-        let x5 = load_x4(c5, g);
-        let x6 = load_x4(c6, g);
-        let x7 = load_x4(c7, g);
-        e0 += dots4(w0, x4, x5, x6, x7);
-        e1 += dots4(w1, x4, x5, x6, x7);
-        e2 += dots4(w2, x4, x5, x6, x7);
-        e3 += dots4(w3, x4, x5, x6, x7);
+        let s4 = load_x4(c4, g + j);
+        let s5 = load_x4(c5, g + j);
+        let s6 = load_x4(c6, g + j);
+        let s7 = load_x4(c7, g + j);
+#else
+        let s4 = vec4<f32>(0.0);
+        let s5 = s4;
+        let s6 = s4;
+        let s7 = s4;
+#endif
+#ifdef RAW8
+        r0 = raw8(b0, g);
+        r1 = raw8(b1, g);
+        r2 = raw8(b2, g);
+        r3 = raw8(b3, g);
+#endif
+        share_group(g, 0u, subgroupBroadcast(s0, 0u), subgroupBroadcast(s1, 0u),
+            subgroupBroadcast(s2, 0u), subgroupBroadcast(s3, 0u), subgroupBroadcast(s4, 0u),
+            subgroupBroadcast(s5, 0u), subgroupBroadcast(s6, 0u), subgroupBroadcast(s7, 0u));
+        share_group(g, 1u, subgroupBroadcast(s0, 1u), subgroupBroadcast(s1, 1u),
+            subgroupBroadcast(s2, 1u), subgroupBroadcast(s3, 1u), subgroupBroadcast(s4, 1u),
+            subgroupBroadcast(s5, 1u), subgroupBroadcast(s6, 1u), subgroupBroadcast(s7, 1u));
+        share_group(g, 2u, subgroupBroadcast(s0, 2u), subgroupBroadcast(s1, 2u),
+            subgroupBroadcast(s2, 2u), subgroupBroadcast(s3, 2u), subgroupBroadcast(s4, 2u),
+            subgroupBroadcast(s5, 2u), subgroupBroadcast(s6, 2u), subgroupBroadcast(s7, 2u));
+        share_group(g, 3u, subgroupBroadcast(s0, 3u), subgroupBroadcast(s1, 3u),
+            subgroupBroadcast(s2, 3u), subgroupBroadcast(s3, 3u), subgroupBroadcast(s4, 3u),
+            subgroupBroadcast(s5, 3u), subgroupBroadcast(s6, 3u), subgroupBroadcast(s7, 3u));
+        share_group(g, 4u, subgroupBroadcast(s0, 4u), subgroupBroadcast(s1, 4u),
+            subgroupBroadcast(s2, 4u), subgroupBroadcast(s3, 4u), subgroupBroadcast(s4, 4u),
+            subgroupBroadcast(s5, 4u), subgroupBroadcast(s6, 4u), subgroupBroadcast(s7, 4u));
+        share_group(g, 5u, subgroupBroadcast(s0, 5u), subgroupBroadcast(s1, 5u),
+            subgroupBroadcast(s2, 5u), subgroupBroadcast(s3, 5u), subgroupBroadcast(s4, 5u),
+            subgroupBroadcast(s5, 5u), subgroupBroadcast(s6, 5u), subgroupBroadcast(s7, 5u));
+        share_group(g, 6u, subgroupBroadcast(s0, 6u), subgroupBroadcast(s1, 6u),
+            subgroupBroadcast(s2, 6u), subgroupBroadcast(s3, 6u), subgroupBroadcast(s4, 6u),
+            subgroupBroadcast(s5, 6u), subgroupBroadcast(s6, 6u), subgroupBroadcast(s7, 6u));
+        share_group(g, 7u, subgroupBroadcast(s0, 7u), subgroupBroadcast(s1, 7u),
+            subgroupBroadcast(s2, 7u), subgroupBroadcast(s3, 7u), subgroupBroadcast(s4, 7u),
+            subgroupBroadcast(s5, 7u), subgroupBroadcast(s6, 7u), subgroupBroadcast(s7, 7u));
+    }
+#else
+    for (var g = lane; g < groups; g += LANES) {
+#ifdef WIDE
+        tile_group(g, load_x4(c0, g), load_x4(c1, g), load_x4(c2, g), load_x4(c3, g),
+            load_x4(c4, g), load_x4(c5, g), load_x4(c6, g), load_x4(c7, g));
+#else
+        let z = vec4<f32>(0.0);
+        tile_group(g, load_x4(c0, g), load_x4(c1, g), load_x4(c2, g), load_x4(c3, g), z, z, z, z);
 #endif
     }
+#endif
     let lo = array<vec4<f32>, 4>(a0, a1, a2, a3);
 #ifdef WIDE
     let hi = array<vec4<f32>, 4>(e0, e1, e2, e3);

@@ -580,6 +580,34 @@ fn matvec_batch_every_type_and_geometry() {
     }
 }
 
+/// The batched matvec's x-sharing form (one lane per row, x passed by subgroup broadcast,
+/// the types with a whole-block decoder loading eight groups at once): every type and
+/// shape against the twin, 1 to 19 tokens, plain and gated. Where the adapter has
+/// subgroups of at least 8 (lavapipe's are 8) block types must take the form.
+#[test]
+fn matvec_batch_shared_x_every_type() {
+    use hearth::kernels::matvec_batch::SHARE_GEOMETRY;
+    let g = gpu(Config::Full);
+    let can = g.features.subgroups && g.info.subgroup_min_size >= 8;
+    let geo = (SHARE_GEOMETRY, g.features.subgroups);
+    for (i, ty) in gpu_types().into_iter().enumerate() {
+        for (j, (rows, cols)) in shapes(ty).into_iter().enumerate() {
+            let c = case(ty, rows, cols, (i * 100 + j) as u64 + 170);
+            let n = [1, 3, 4, 5, 8, 9, 16, 19][(i + j) % 8];
+            // One activation per type: each form is a large shader to compile.
+            let act = [None, Some(Activation::Silu), Some(Activation::GeluTanh)][i % 3];
+            let shared = check_matvec_batch(Config::Full, &c, 19, n, geo, act, j as u64);
+            assert_eq!(
+                shared,
+                can && !ty.is_float(),
+                "{ty} {rows}x{cols}: x-sharing form"
+            );
+        }
+    }
+}
+
+/// Runs one batched matvec against the twin; true when every dispatch took the
+/// x-sharing form.
 fn check_matvec_batch(
     cfg: Config,
     c: &Case,
@@ -588,7 +616,7 @@ fn check_matvec_batch(
     geo: (Geometry, bool),
     act: Option<Activation>,
     seed: u64,
-) {
+) -> bool {
     use hearth::kernels::MatVecBatch;
     let g = gpu(cfg);
     let t = GpuTensor::upload(&g, "w", c.ty, c.cols as u64, c.rows as u64, &c.raw).unwrap();
@@ -643,6 +671,9 @@ fn check_matvec_batch(
         );
     }
     assert_close(&name, &got, &want, bound(c.ty));
+    op.for_tokens(n as u32)
+        .iter()
+        .all(|d| d.kind.contains("xshare"))
 }
 
 /// The batched matvec refuses what it cannot run, by name: views that do not hold the

@@ -6,17 +6,46 @@ const BLOCK_WORDS: u32 = 36u;
 #ifdef MATVEC
 #define WEIGHTS_VEC4
 #endif
+#ifdef BATCH8
+#define WEIGHTS_VEC4
+#endif
 #include "lib/weights.wgsl"
 #include "lib/kquant_scales.wgsl"
 
 #ifndef MATVEC
 fn dq4(b: u32, i: u32) -> vec4<f32> {
     let s = i >> 3u;
-    let q = (w[b + 4u + 8u * (i >> 4u) + (i & 7u)] >> (4u * (s & 1u))) & 0x0F0F0F0Fu;
-    let dm = unpack2x16float(w[b]);
-    let sm = scale_min_k4(vec3<u32>(w[b + 1u], w[b + 2u], w[b + 3u]), s);
+    let q = (word(b + 4u + 8u * (i >> 4u) + (i & 7u)) >> (4u * (s & 1u))) & 0x0F0F0F0Fu;
+    let dm = unpack2x16float(word(b));
+    let sm = scale_min_k4(vec3<u32>(word(b + 1u), word(b + 2u), word(b + 3u)), s);
     return dm.x * sm.x * vec4<f32>(bytes4(q)) - dm.y * sm.y;
 }
+
+#ifdef BATCH8
+#define RAW8
+#include "lib/raw8.wgsl"
+
+// Sub-block s (32 elements, groups 8s..8s+7 of the block): its eight quant words (their
+// nibble at shift u), and d * scale and dmin * min.
+fn raw8(row: u32, g0: u32) -> Raw8 {
+    let b4 = row / 4u + (g0 / GPB) * (BLOCK_WORDS / 4u);
+    let s = (g0 % GPB) >> 3u;
+    let head = w4[b4];
+    let dm = unpack2x16float(head.x);
+    let sm = scale_min_k4(head.yzw, s);
+    var r: Raw8;
+    r.q0 = w4[b4 + 1u + 2u * (s >> 1u)];
+    r.q1 = w4[b4 + 2u + 2u * (s >> 1u)];
+    r.u = 4u * (s & 1u);
+    r.d = dm.x * sm.x;
+    r.m = dm.y * sm.y;
+    return r;
+}
+
+fn dq8(r: Raw8, j: u32) -> vec4<f32> {
+    return r.d * vec4<f32>(bytes4((raw8_word(r.q0, r.q1, j) >> r.u) & 0x0F0F0F0Fu)) - r.m;
+}
+#endif
 #else
 // Matvec: a block is nine vec4 words (the header, then eight of quants). Part p reads
 // quant word 1 + p: bytes 16h..16h+15 of chunk c = p / 2 (h = p % 2), whose low nibbles

@@ -23,3 +23,23 @@ fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
     return block_d(row, nb, blk) * (s.x - 16.0 * s.y);
 }
 #endif
+
+#ifdef BATCH8
+#define RAW8
+#include "lib/raw8.wgsl"
+
+// One block: its 16 nibble bytes (one vec4 word), its qh word and d.
+fn raw8(row: u32, g0: u32) -> Raw8 {
+    let blk = g0 / GPB;
+    let nb = row_blocks();
+    var r: Raw8;
+    r.q0 = quant_vec4(row, blk, 0u);
+    r.u = block_qh(row, nb, blk);
+    r.d = block_d(row, nb, blk);
+    return r;
+}
+
+fn dq8(r: Raw8, j: u32) -> vec4<f32> {
+    return r.d * (q5_group(r.q0[j & 3u], r.u, j) - 16.0);
+}
+#endif

@@ -59,3 +59,35 @@ fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
     return block_d(row, nb, blk) * dot(sc, a - 32.0 * sx);
 }
 #endif
+
+#ifdef BATCH8
+#define RAW8
+#include "lib/raw8.wgsl"
+
+// Quarter k of half n of a block (32 elements, groups i0..i0+7 of the block): its eight
+// ql words (q0, q1), its eight qh words (q2, q3), the shifts of its nibble and its high
+// bits (u), and d times each of its two 16-element scales (d, m).
+fn raw8(row: u32, g0: u32) -> Raw8 {
+    let blk = g0 / GPB;
+    let i0 = g0 % GPB;
+    let n = i0 >> 5u;
+    let k = (i0 & 31u) >> 3u;
+    let d = block_d(row, row_blocks(), blk);
+    let sw = quant_vec4(row, blk, 12u);
+    var r: Raw8;
+    r.q0 = quant_vec4(row, blk, 4u * n + 2u * (k & 1u));
+    r.q1 = quant_vec4(row, blk, 4u * n + 2u * (k & 1u) + 1u);
+    r.q2 = quant_vec4(row, blk, 8u + 2u * n);
+    r.q3 = quant_vec4(row, blk, 8u + 2u * n + 1u);
+    r.u = (4u * (k >> 1u)) | ((2u * k) << 8u);
+    r.d = d * q6_scale(sw, i0 >> 2u);
+    r.m = d * q6_scale(sw, (i0 >> 2u) + 1u);
+    return r;
+}
+
+fn dq8(r: Raw8, j: u32) -> vec4<f32> {
+    let ql = (raw8_word(r.q0, r.q1, j) >> (r.u & 0xFFu)) & 0x0F0F0F0Fu;
+    let qh = (raw8_word(r.q2, r.q3, j) >> (r.u >> 8u)) & 0x03030303u;
+    return select(r.d, r.m, j >= 4u) * (vec4<f32>(bytes4(ql | (qh << 4u))) - 32.0);
+}
+#endif

@@ -20,3 +20,22 @@ fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
     return block_d(row, nb, blk) * s;
 }
 #endif
+
+#ifdef BATCH8
+#define RAW8
+#include "lib/raw8.wgsl"
+
+// One block: its 32 quant bytes (two vec4 words) and d.
+fn raw8(row: u32, g0: u32) -> Raw8 {
+    let blk = g0 / GPB;
+    var r: Raw8;
+    r.q0 = quant_vec4(row, blk, 0u);
+    r.q1 = quant_vec4(row, blk, 1u);
+    r.d = block_d(row, row_blocks(), blk);
+    return r;
+}
+
+fn dq8(r: Raw8, j: u32) -> vec4<f32> {
+    return r.d * sbytes4(raw8_word(r.q0, r.q1, j));
+}
+#endif

@@ -6,12 +6,19 @@
 //   high    HIGH_BITS: one qh word per block.
 // No byte is padding but the row's tail. A decoder defines QK, QW and (optionally) DM
 // and HIGH_BITS before including this, and reads through the helpers below. Every kernel
-// that includes a decoder has `p.k` (elements per row). Matvec binds the weights as
-// vec4 words, so a block's quants are one or two 16-byte loads; the other kernels as
-// words.
+// that includes a decoder has `p.k` (elements per row). Matvec and the batched matvec's
+// whole-block form (BATCH8) bind the weights as vec4 words, so a block's quants are one
+// or two 16-byte loads; the other kernels as words.
 #include "lib/common.wgsl"
 
 #ifdef MATVEC
+#define W_VEC4
+#endif
+#ifdef BATCH8
+#define W_VEC4
+#endif
+
+#ifdef W_VEC4
 @group(0) @binding(0) var<storage, read> w4: array<vec4<u32>>;
 
 fn word(i: u32) -> u32 {
@@ -67,7 +74,7 @@ fn quant_word(row: u32, blk: u32, j: u32) -> u32 {
     return word(row + blk * QW + j);
 }
 
-#ifdef MATVEC
+#ifdef W_VEC4
 // Quant vec4 word j (0..QW/4-1) of block blk; `row` is a multiple of 4.
 fn quant_vec4(row: u32, blk: u32, j: u32) -> vec4<u32> {
     return w4[(row + blk * QW) / 4u + j];

@@ -13,10 +13,26 @@ const GPB: u32 = QK / 4u;
 
 #ifdef WEIGHTS_VEC4
 // A decoder whose blocks are whole 16-byte words (Q4_K) may read them as vec4 words in
-// its matvec; it then defines WEIGHTS_VEC4 and its own `dot_block_part`.
+// its matvec and the batched matvec's whole-block form; it then defines WEIGHTS_VEC4,
+// reads single words through `word`, and defines its own `dot_block_part`.
 @group(0) @binding(0) var<storage, read> w4: array<vec4<u32>>;
+
+fn word(i: u32) -> u32 {
+    return w4[i >> 2u][i & 3u];
+}
+
+#ifndef MATVEC
+// Elements 4g..4g+3 of the row whose first word is `row_base`.
+fn dq4_row(row_base: u32, g: u32) -> vec4<f32> {
+    return dq4(row_base + (g / GPB) * BLOCK_WORDS, g % GPB);
+}
+#endif
 #else
 @group(0) @binding(0) var<storage, read> w: array<u32>;
+
+fn word(i: u32) -> u32 {
+    return w[i];
+}
 
 // Byte k of the byte array starting at word `base`.
 fn wbyte(base: u32, k: u32) -> u32 {

@@ -6,7 +6,7 @@
 //! step of n tokens runs the smallest build that covers n. Shader: `matvec_batch.wgsl`.
 
 use super::matmul::{per_step_cost, Params};
-use super::matvec::{geometry, Geometry};
+use super::matvec::{geometry, AdapterClass, Geometry};
 use super::{grid, weight_dispatches, Dispatch, Rows, Tokens, WeightKernel};
 use crate::gpu::{Gpu, GpuError, GpuTensor};
 use crate::model::Activation;
@@ -18,16 +18,50 @@ const ROWS_PER_INVOCATION: u32 = 4;
 /// Token columns per workgroup the shader is built for.
 pub const COLS: [u32; 2] = [4, 8];
 
-/// The shader defines of lanes per row, columns per workgroup (`WIDE`: 8) and gated
-/// activation (kept for the process: `static_defines`).
+/// The geometry of the CPU class's x-sharing form (`XSHARE`): one row per lane (four per
+/// invocation), 32 invocations per workgroup.
+pub const SHARE_GEOMETRY: Geometry = Geometry {
+    workgroup: 32,
+    lanes: 1,
+    rows: ROWS_PER_INVOCATION,
+};
+
+/// Whether a build of `geo` for weights of type `ty` takes the x-sharing form: one lane
+/// per row, block weights (rows of whole groups of 8 vec4 words), and subgroup
+/// broadcasts over subgroups of at least 8 invocations.
+fn shares_x(gpu: &Gpu, ty: GgmlType, (g, shuffles): (Geometry, bool)) -> bool {
+    shuffles && g.lanes == 1 && !ty.is_float() && gpu.info.subgroup_min_size >= 8
+}
+
+/// The geometry of the batched matvec for `gpu` and weights of type `ty`. On a CPU
+/// rasterizer (lavapipe: each invocation a SIMD lane, each load of x a per-lane gather)
+/// with subgroups, block types take the x-sharing form: `benches/matvec` (2048 x 1024,
+/// 8 sequences) ran the batched step 1.4-2.5x faster than the table's 8 lanes per row.
+/// Elsewhere the matvec's table geometry.
+pub fn batch_geometry(gpu: &Gpu, ty: GgmlType) -> (Geometry, bool) {
+    let share = (SHARE_GEOMETRY, gpu.features.subgroups);
+    if AdapterClass::of(&gpu.info) == AdapterClass::Cpu && shares_x(gpu, ty, share) {
+        return share;
+    }
+    geometry(gpu, ty)
+}
+
+/// The shader defines of lanes per row, columns per workgroup (`WIDE`: 8), the x-sharing
+/// form and gated activation (kept for the process: `static_defines`).
 fn defines_for(
     lanes: u32,
     cols: u32,
+    share: bool,
     act: Option<Activation>,
 ) -> Result<&'static [&'static str], GpuError> {
     let mut d = vec![format!("LANES={lanes}"), format!("COLS={cols}")];
     if cols == 8 {
         d.push("WIDE".into());
+    }
+    if share {
+        // BATCH8: decoders that can load eight groups at once (`lib/raw8.wgsl`) do.
+        d.push("XSHARE".into());
+        d.push("BATCH8".into());
     }
     d.extend(super::act_defines(act).iter().map(|s| s.to_string()));
     super::static_defines(&d)
@@ -43,12 +77,15 @@ pub(crate) fn variants(ty: GgmlType) -> Vec<crate::gpu::PipelineKey> {
         Some(Activation::GeluTanh),
         Some(Activation::SwigluOai),
     ];
-    for (class, _) in super::matvec::TABLE {
-        let g = super::matvec::class_geometry(class, ty);
+    let geos = super::matvec::TABLE
+        .iter()
+        .map(|(class, _)| (super::matvec::class_geometry(*class, ty), false))
+        .chain([(SHARE_GEOMETRY, !ty.is_float())]);
+    for (g, share) in geos {
         for sg in [false, true] {
             for cols in COLS {
                 for act in acts {
-                    if let Ok(d) = defines_for(g.lanes, cols, act) {
+                    if let Ok(d) = defines_for(g.lanes, cols, share && sg, act) {
                         let key = super::weight_key("matvec_batch", ty, sg, g.workgroup, d);
                         if !v.contains(&key) {
                             v.push(key);
@@ -79,10 +116,11 @@ impl MatVecBatch {
         tok: Tokens,
         act: Option<Activation>,
     ) -> Result<Self, GpuError> {
-        Self::with_geometry(gpu, w, x, y, tok, act, geometry(gpu, w.ty))
+        Self::with_geometry(gpu, w, x, y, tok, act, batch_geometry(gpu, w.ty))
     }
 
-    /// `new` with a given geometry (tests run every table entry).
+    /// `new` with a given geometry (tests run every table entry); one lane per row with
+    /// subgroups of at least 8 takes the x-sharing form for block types.
     pub fn with_geometry(
         gpu: &Gpu,
         w: &GpuTensor,
@@ -123,13 +161,14 @@ impl MatVecBatch {
             shapes.push((largest, blocks));
             blocks *= 2;
         }
+        let share = shares_x(gpu, w.ty, (g, shuffles));
         let mut builds = Vec::new();
         for (cols, blocks) in shapes {
             let kernel = WeightKernel {
                 op: "matvec_batch",
                 subgroups: shuffles,
                 workgroup: g.workgroup,
-                defines: defines_for(g.lanes, cols, act)?,
+                defines: defines_for(g.lanes, cols, share, act)?,
                 inputs: [x.view.buffer, y.view.buffer],
                 extra: &[],
                 step: Some(tok.step),
