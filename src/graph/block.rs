@@ -75,24 +75,43 @@ impl<'a> Block<'a> {
         Ok(())
     }
 
-    /// A projection `y = W x`: a matmul in prefill, a matvec in decode, a matrix times
-    /// the sequences' columns in the batched plan.
+    /// The prefill form of `y = W x` over the step's tokens (`act`: the gated form, `y`
+    /// holding the gate): the tiled matmul, or on adapters where the batched matvec
+    /// shares x across a subgroup (CPU rasterizers), the batched matvec over every
+    /// token's column. None when the gated form needs the matmul (then the caller runs
+    /// the gated activation as its own op).
+    fn prefill_proj(
+        &self,
+        w: &GpuTensor,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        act: Option<crate::model::Activation>,
+    ) -> Result<Option<Stage>, ModelError> {
+        let (xr, yr) = (
+            Rows::packed(x, w.cols as u32),
+            Rows::packed(y, w.rows as u32),
+        );
+        if crate::kernels::matvec_batch::shares_x_on(self.gpu, w.ty) {
+            let op = MatVecBatch::new(self.gpu, w, xr, yr, self.tok, act)?;
+            return Ok(Some(Arc::new(op)));
+        }
+        if act.is_some() {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(MatMul::new(self.gpu, w, xr, yr, self.tok)?)))
+    }
+
+    /// A projection `y = W x`: a matmul in prefill (see `prefill_proj`), a matvec in
+    /// decode, a matrix times the sequences' columns in the batched plan.
     fn proj(
         &mut self,
         w: &GpuTensor,
         x: &wgpu::Buffer,
         y: &wgpu::Buffer,
     ) -> Result<(), ModelError> {
-        let (cols, rows) = (w.cols as u32, w.rows as u32);
-        let mm = MatMul::new(
-            self.gpu,
-            w,
-            Rows::packed(x, cols),
-            Rows::packed(y, rows),
-            self.tok,
-        )?;
+        let pre = self.prefill_proj(w, x, y, None)?;
+        self.pre.extend(pre);
         let mv = MatVec::new(self.gpu, w, View::of(x), View::of(y))?;
-        self.pre.push(Arc::new(mm));
         self.dec.push(Arc::new(mv));
         self.batched(w, x, y, None)
     }
@@ -102,16 +121,9 @@ impl<'a> Block<'a> {
     /// and k in one and v alone, or one matvec each.
     fn qkv(&mut self, w: [&GpuTensor; 3], y: [&wgpu::Buffer; 3]) -> Result<(), ModelError> {
         let (gpu, h) = (self.gpu, &self.a.h);
-        let cols = w[0].cols as u32;
         for (wt, out) in w.iter().zip(y) {
-            let mm = MatMul::new(
-                gpu,
-                wt,
-                Rows::packed(h, cols),
-                Rows::packed(out, wt.rows as u32),
-                self.tok,
-            )?;
-            self.pre.push(Arc::new(mm));
+            let pre = self.prefill_proj(wt, h, out, None)?;
+            self.pre.extend(pre);
             self.batched(wt, h, out, None)?;
         }
         let views = y.map(View::of);
@@ -260,15 +272,20 @@ impl<'a> Block<'a> {
         // activation; else the gate's matvec, then the up's with the activation as its
         // epilogue.
         // The FFN's own width (a MoE's shared expert has its own).
+        // Prefill as the batched plan where the batched matvec serves prefill.
         let ffn = w.gate.rows as u32;
         let (g, u) = (Rows::packed(&a.g, ffn), Rows::packed(&a.u, ffn));
-        let h = Rows::packed(&a.h, w.up.cols as u32);
-        self.pre
-            .push(Arc::new(MatMul::new(gpu, w.gate, h, g, self.tok)?));
-        self.pre
-            .push(Arc::new(MatMul::new(gpu, w.up, h, u, self.tok)?));
-        self.pre
-            .push(Arc::new(GatedAct::new(gpu, g, u, w.act, self.tok)?));
+        let gate = self.prefill_proj(w.gate, &a.h, &a.g, None)?;
+        match self.prefill_proj(w.up, &a.h, &a.g, Some(w.act))? {
+            Some(up) => self.pre.extend(gate.into_iter().chain([up])),
+            None => {
+                self.pre.extend(gate);
+                let up = self.prefill_proj(w.up, &a.h, &a.u, None)?;
+                self.pre.extend(up);
+                self.pre
+                    .push(Arc::new(GatedAct::new(gpu, g, u, w.act, self.tok)?));
+            }
+        }
         // Batched: the gate's columns, then the up's with the activation as epilogue.
         self.batched(w.gate, &a.h, &a.g, None)?;
         self.batched(w.up, &a.h, &a.g, Some(w.act))?;

@@ -46,6 +46,14 @@ pub fn batch_geometry(gpu: &Gpu, ty: GgmlType) -> (Geometry, bool) {
     geometry(gpu, ty)
 }
 
+/// Whether the batched matvec takes the x-sharing form for weights of type `ty` on `gpu`.
+/// There it also serves prefill: on lavapipe it runs prompt projections at 19-35
+/// GFLOP/s where the tiled matmul makes 11-14 (`benches/matvec`, 2048 x 1024, 64
+/// tokens), because each invocation's loads, not its arithmetic, bound both.
+pub fn shares_x_on(gpu: &Gpu, ty: GgmlType) -> bool {
+    shares_x(gpu, ty, batch_geometry(gpu, ty))
+}
+
 /// The shader defines of lanes per row, columns per workgroup (`WIDE`: 8), the x-sharing
 /// form and gated activation (kept for the process: `static_defines`).
 fn defines_for(
