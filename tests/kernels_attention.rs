@@ -211,6 +211,28 @@ fn attention_rejects_bad_shapes() {
         },
     );
     assert!(pre.err().unwrap().to_string().contains("needs"));
+    // The row-per-invocation form refuses what it cannot run: here no subgroups, and a
+    // head_dim that is not a multiple of 32.
+    let tok = Tokens {
+        max: 3,
+        step: &step,
+    };
+    let views = (View::of(&q), View::of(&o));
+    let cache18 = KvCache::new(&g, 16, 36).unwrap();
+    let rows = AttentionPrefill::with_form(
+        &g,
+        &spec(4, 2, 18, 1.0, None),
+        views,
+        &cache18,
+        tok,
+        (None, true),
+        true,
+    );
+    assert!(rows
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("row-per-invocation"));
 }
 
 /// Refills `out` with NaN (so a form that wrote nothing cannot pass on the other's
@@ -368,6 +390,8 @@ struct Prefill {
     kb: wgpu::Buffer,
     vb: wgpu::Buffer,
     ob: wgpu::Buffer,
+    /// The form to build (`AttentionPrefill::with_form`'s `rows`); None: the adapter's.
+    rows: Option<bool>,
 }
 
 /// Tokens a prefill step is built for (at most: a step near the cache's end gets less).
@@ -409,6 +433,7 @@ impl Prefill {
             kb: storage(g, &k),
             vb: storage(g, &v),
             ob: output(g, cap * n_heads * head_dim),
+            rows: None,
         }
     }
 }
@@ -449,8 +474,12 @@ fn prefill_step(
             window,
         )
     };
-    let attn =
-        AttentionPrefill::new(g, &a, at(&s.qb, pos, qd), View::of(&s.ob), &s.cache, tok).unwrap();
+    let views = (at(&s.qb, pos, qd), View::of(&s.ob));
+    let attn = match s.rows {
+        None => AttentionPrefill::new(g, &a, views.0, views.1, &s.cache, tok),
+        Some(rows) => AttentionPrefill::with_form(g, &a, views, &s.cache, tok, (None, true), rows),
+    }
+    .unwrap();
     s.step.write(g, Step::new(pos as u32, n as u32));
     match &append {
         Some(append) => kernels::run(g, &[&append.dispatch, &attn.dispatch]),
@@ -500,6 +529,48 @@ fn prefill_matches_twin() {
             }
         }
         eprintln!("prefill {cfg:?}: worst NMSE {worst:.2e}");
+    }
+}
+
+/// Both prefill forms on an adapter with subgroups of at least 8 (lavapipe picks the
+/// row-per-invocation form itself; GPUs the tiled one): every head shape the row form
+/// takes (head_dim a multiple of 32, GQA, MQA), windows, steps at 0 and continuing, with
+/// and without soft-capping, each against the twin. Elsewhere the row form is refused
+/// by name.
+#[test]
+fn prefill_both_forms_match_twin() {
+    let g = gpu(Config::Full);
+    let can = g.features.subgroups && g.info.subgroup_min_size >= 8;
+    for rows in [true, false] {
+        for (n_heads, n_kv_heads, head_dim) in [(4, 2, 64), (4, 1, 256), (6, 2, 128), (3, 3, 32)] {
+            for (window, softcap, pos, n) in [
+                (None, None, 0usize, 17usize),
+                (Some(8), None, 37, 20),
+                (None, Some(1.5), 37, 64),
+                (Some(512), None, 0, 5),
+            ] {
+                let mut s = Prefill::new(&g, 110, n_heads, n_kv_heads * head_dim, head_dim, 11);
+                s.softcap = softcap;
+                s.rows = Some(rows);
+                let shape = (n_heads, n_kv_heads, head_dim);
+                let case = format!(
+                    "prefill rows {rows} heads {n_heads}/{n_kv_heads} d {head_dim} window {window:?} softcap {softcap:?} pos {pos} n {n}"
+                );
+                if rows && !can {
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        prefill_step(&g, &s, shape, window, pos, n)
+                    }));
+                    assert!(r.is_err(), "{case}: built without subgroups of 8");
+                    continue;
+                }
+                if pos > 0 {
+                    let (got, want) = prefill_step(&g, &s, shape, window, 0, pos);
+                    assert_close(&case, &got, &want, BOUND);
+                }
+                let (got, want) = prefill_step(&g, &s, shape, window, pos, n);
+                assert_close(&case, &got, &want, BOUND);
+            }
+        }
     }
 }
 

@@ -24,6 +24,7 @@ shader_table!(
     "kv_append.wgsl",
     "attention_decode.wgsl",
     "attention_prefill.wgsl",
+    "attention_rows.wgsl",
     "lib/kv.wgsl",
     "rmsnorm.wgsl",
     "rope.wgsl",

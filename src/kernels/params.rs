@@ -136,7 +136,7 @@ mod tests {
             "add" => vec![host::<add::Params>()],
             "argmax" => vec![host::<argmax::Params>()],
             "attention_decode" => vec![host::<attention_decode::Params>()],
-            "attention_prefill" => vec![host::<attention_prefill::Params>()],
+            "attention_prefill" | "attention_rows" => vec![host::<attention_prefill::Params>()],
             "gated_act" => vec![host::<gated_act::Params>()],
             "get_rows" => vec![host::<get_rows::Params>()],
             "kv_append" => vec![host::<kv_append::Params>()],
