@@ -3,7 +3,9 @@
 //! sync. Run: `cargo bench --bench matvec [-- TYPE...]`; size with HEARTH_BENCH_ROWS /
 //! HEARTH_BENCH_COLS (default 4096 x 4096), adapter with HEARTH_BACKEND / HEARTH_ADAPTER.
 //! The batched-decode matvec runs HEARTH_BENCH_SEQS (default 8) token columns; its
-//! speedup is that many single matvecs' time over its own.
+//! speedup is that many single matvecs' time over its own. Prefill (HEARTH_BENCH_TOKENS,
+//! default 64) runs the kernel prompts use: the tiled matmul, or on CPU adapters with
+//! subgroups the batched matvec over every token.
 
 use hearth::gpu::{gpu_layout, Gpu, GpuOptions, GpuTensor};
 use hearth::kernels::{MatMul, MatVec, MatVecBatch, Op, Rows, Step, StepBuffer, Tokens, View};
@@ -60,9 +62,9 @@ fn main() {
     let gpu = Gpu::new_blocking(&GpuOptions::from_env().expect("options")).expect("GPU adapter");
     println!("adapter: {}", gpu.describe());
     println!("features: {:?}", gpu.features);
-    println!("matvec {rows} x {cols} (decode), matmul with {tokens} tokens (prefill)\n");
+    println!("matvec {rows} x {cols} (decode), prefill with {tokens} tokens\n");
     println!("batched matvec with {seqs} sequences\n");
-    println!("| type   | weights MB | matvec us | matvec GB/s | batch us | batch speedup | matmul ms | matmul GFLOP/s |");
+    println!("| type   | weights MB | matvec us | matvec GB/s | batch us | batch speedup | prefill ms | prefill GFLOP/s |");
     println!("|--------|-----------:|----------:|------------:|---------:|--------------:|----------:|---------------:|");
     let x = buffer(&gpu, cols * tokens);
     let y = buffer(&gpu, rows * tokens);
@@ -95,7 +97,22 @@ fn main() {
                 d.encode(p)
             }
         });
-        let t_mm = time(&gpu, &|p| mm.encode(p));
+        // Prefill's kernel: the batched matvec over every token where it shares x (CPU
+        // adapters with subgroups), else the tiled matmul.
+        let t_mm = if hearth::kernels::matvec_batch::shares_x_on(&gpu, ty) {
+            let tok_p = Tokens {
+                max: tokens as u32,
+                step: &step,
+            };
+            let pre = MatVecBatch::new(&gpu, &w, xr, yr, tok_p, None).expect("prefill");
+            time(&gpu, &|p| {
+                for d in pre.for_tokens(tokens as u32) {
+                    d.encode(p)
+                }
+            })
+        } else {
+            time(&gpu, &|p| mm.encode(p))
+        };
         let bytes = w.file_bytes() as f64;
         let flops = 2.0 * rows as f64 * cols as f64 * tokens as f64;
         println!(
