@@ -1,21 +1,88 @@
 // Q5_K, 256 elements: [f16 d][f16 dmin][scales 12][qh 32][qs 128] = 44 words. As Q4_K,
 // plus a fifth bit: bit s (the sub-block) of qh[e%32].
+#ifdef MATVEC
+#define WEIGHTS_VEC4
+#endif
+#ifdef BATCH8
+#define WEIGHTS_VEC4
+#endif
 #include "lib/weights.wgsl"
 #include "lib/kquant_scales.wgsl"
 
 const QK: u32 = 256u;
 const BLOCK_WORDS: u32 = 44u;
 
+#ifndef MATVEC
 fn dq4(b: u32, i: u32) -> vec4<f32> {
     let s = i >> 3u;
-    let lo = (w[b + 12u + 8u * (i >> 4u) + (i & 7u)] >> (4u * (s & 1u))) & 0x0F0F0F0Fu;
-    let hb = (w[b + 4u + (i & 7u)] >> s) & 0x01010101u;
+    let lo = (word(b + 12u + 8u * (i >> 4u) + (i & 7u)) >> (4u * (s & 1u))) & 0x0F0F0F0Fu;
+    let hb = (word(b + 4u + (i & 7u)) >> s) & 0x01010101u;
     let q = vec4<f32>(bytes4(lo | (hb << 4u)));
-    let dm = unpack2x16float(w[b]);
-    let sm = scale_min_k4(vec3<u32>(w[b + 1u], w[b + 2u], w[b + 3u]), s);
+    let dm = unpack2x16float(word(b));
+    let sm = scale_min_k4(vec3<u32>(word(b + 1u), word(b + 2u), word(b + 3u)), s);
     return dm.x * sm.x * q - dm.y * sm.y;
 }
+#endif
+
+#ifdef BATCH8
+#define RAW8
+#include "lib/raw8.wgsl"
+
+// Sub-block s (32 elements, groups 8s..8s+7 of the block): its eight low-nibble words
+// (q0, q1, nibble at shift u & 0xFF), the eight qh words (q2, q3, bit u >> 8), and
+// d * scale and dmin * min.
+fn raw8(row: u32, g0: u32) -> Raw8 {
+    let b4 = row / 4u + (g0 / GPB) * (BLOCK_WORDS / 4u);
+    let s = (g0 % GPB) >> 3u;
+    let head = w4[b4];
+    let dm = unpack2x16float(head.x);
+    let sm = scale_min_k4(head.yzw, s);
+    var r: Raw8;
+    r.q0 = w4[b4 + 3u + 2u * (s >> 1u)];
+    r.q1 = w4[b4 + 4u + 2u * (s >> 1u)];
+    r.q2 = w4[b4 + 1u];
+    r.q3 = w4[b4 + 2u];
+    r.u = (4u * (s & 1u)) | (s << 8u);
+    r.d = dm.x * sm.x;
+    r.m = dm.y * sm.y;
+    return r;
+}
+
+fn dq8(r: Raw8, j: u32) -> vec4<f32> {
+    let lo = (raw8_word(r.q0, r.q1, j) >> (r.u & 0xFFu)) & 0x0F0F0F0Fu;
+    let hb = (raw8_word(r.q2, r.q3, j) >> (r.u >> 8u)) & 0x01010101u;
+    return r.d * vec4<f32>(bytes4(lo | (hb << 4u))) - r.m;
+}
+#endif
 
 #ifdef MATVEC
-#include "lib/dot_generic.wgsl"
+// Matvec: a block is eleven vec4 words (the header, qh in two, then eight of low
+// nibbles). Part p reads nibble word 3 + p: bytes 16h..16h+15 of chunk c = p / 2
+// (h = p % 2), whose low nibbles are 16 elements of sub-block 2c and high nibbles 16 of
+// sub-block 2c + 1, and qh word 1 + h, whose bits 2c and 2c + 1 are their fifth bits.
+const PARTS: u32 = 8u;
+
+fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
+    let b4 = row / 4u + blk * (BLOCK_WORDS / 4u);
+    let head = w4[b4];
+    let q = w4[b4 + 3u + part];
+    let qh = w4[b4 + 1u + (part & 1u)];
+    let c = part >> 1u;
+    let x0 = e + 64u * c + 16u * (part & 1u);
+    var a = vec2<f32>(0.0);
+    var sx = vec2<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) {
+        let lo = xv4(x0 + 4u * j);
+        let hi = xv4(x0 + 32u + 4u * j);
+        let hl = ((qh[j] >> (2u * c)) & 0x01010101u) << 4u;
+        let hh = ((qh[j] >> (2u * c + 1u)) & 0x01010101u) << 4u;
+        a += vec2<f32>(dot(vec4<f32>(bytes4((q[j] & 0x0F0F0F0Fu) | hl)), lo),
+            dot(vec4<f32>(bytes4(((q[j] >> 4u) & 0x0F0F0F0Fu) | hh)), hi));
+        sx += vec2<f32>(dot(lo, vec4<f32>(1.0)), dot(hi, vec4<f32>(1.0)));
+    }
+    let dm = unpack2x16float(head.x);
+    let s0 = scale_min_k4(head.yzw, 2u * c);
+    let s1 = scale_min_k4(head.yzw, 2u * c + 1u);
+    return dm.x * (s0.x * a.x + s1.x * a.y) - dm.y * (s0.y * sx.x + s1.y * sx.y);
+}
 #endif
