@@ -1,6 +1,9 @@
 //! The shader registry: every WGSL file embedded at compile time, a tiny preprocessor
 //! (`#include "lib/x.wgsl"`, `#define NAME`, `#ifdef NAME` / `#ifndef` / `#else` /
-//! `#endif`, and `const` defines prepended: `WG` and every `NAME=VALUE` define), and the pipeline cache keyed by the same axes as the file names.
+//! `#endif`, `#unroll NAME` / `#endunroll` (the lines between, NAME's value times, with
+//! `$i` replaced by 0, 1, ...: arrays a runtime index would spill on CPU adapters become
+//! named variables), and `const` defines prepended: `WG` and every `NAME=VALUE` define),
+//! and the pipeline cache keyed by the same axes as the file names.
 
 use super::{Gpu, GpuError};
 use crate::quant::GgmlType;
@@ -212,9 +215,41 @@ fn expand(
     // Stack of (this branch active, any enclosing branch inactive).
     let mut stack: Vec<(bool, bool)> = Vec::new();
     let active = |stack: &[(bool, bool)]| stack.iter().all(|(on, _)| *on);
+    // An open `#unroll`: its count and the lines so far.
+    let mut unroll: Option<(u32, Vec<&str>)> = None;
     for (n, line) in src.lines().enumerate() {
         let t = line.trim_start();
-        if let Some(name) = t.strip_prefix("#ifdef ") {
+        if let Some((count, body)) = &mut unroll {
+            if t.starts_with("#endunroll") {
+                for i in 0..*count {
+                    for l in body.iter() {
+                        out.push_str(&l.replace("$i", &i.to_string()));
+                        out.push('\n');
+                    }
+                }
+                unroll = None;
+            } else if t.starts_with('#') {
+                return Err(format!("{path}:{}: directive inside #unroll", n + 1));
+            } else {
+                body.push(line);
+            }
+            continue;
+        }
+        if let Some(name) = t.strip_prefix("#unroll ") {
+            if active(&stack) {
+                let count = define_value(defines, name.trim())
+                    .filter(|&c| c <= MAX_UNROLL)
+                    .ok_or(format!(
+                        "{path}:{}: #unroll needs a NAME=VALUE define of at most {MAX_UNROLL}",
+                        n + 1
+                    ))?;
+                unroll = Some((count, Vec::new()));
+            } else {
+                unroll = Some((0, Vec::new()));
+            }
+        } else if t.starts_with("#endunroll") {
+            return Err(format!("{path}:{}: #endunroll without #unroll", n + 1));
+        } else if let Some(name) = t.strip_prefix("#ifdef ") {
             stack.push((defines.iter().any(|d| d == name.trim()), false));
         } else if let Some(name) = t.strip_prefix("#ifndef ") {
             stack.push((!defines.iter().any(|d| d == name.trim()), false));
@@ -253,7 +288,25 @@ fn expand(
     if !stack.is_empty() {
         return Err(format!("{path}: unterminated #ifdef"));
     }
+    if unroll.is_some() {
+        return Err(format!("{path}: unterminated #unroll"));
+    }
     Ok(())
+}
+
+/// The most copies one `#unroll` makes.
+const MAX_UNROLL: u32 = 64;
+
+/// The value of a `NAME=VALUE` define.
+fn define_value(defines: &[String], name: &str) -> Option<u32> {
+    defines.iter().find_map(|d| {
+        let (n, v) = d.split_once('=')?;
+        if n == name {
+            v.parse().ok()
+        } else {
+            None
+        }
+    })
 }
 
 /// Compiled pipelines by key; created on first use, then shared.
@@ -323,6 +376,27 @@ mod tests {
         for bad in ["#ifdef X\n", "#endif\n", "#include \"nope.wgsl\"\n"] {
             let (mut out, mut seen) = (String::new(), Vec::new());
             let r = expand("t", bad, &mut vec![], &mut out, &mut seen, 0);
+            assert!(r.is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn unroll_repeats_with_the_index() {
+        let (mut out, mut seen) = (String::new(), Vec::new());
+        let src =
+            "a\n#unroll N\nx$i = $i;\n#endunroll\nb\n#ifdef Y\n#unroll Q\nq\n#endunroll\n#endif\n";
+        expand("t", src, &mut vec!["N=3".into()], &mut out, &mut seen, 0).unwrap();
+        assert_eq!(out, "a\nx0 = 0;\nx1 = 1;\nx2 = 2;\nb\n");
+        for (bad, defines) in [
+            ("#unroll N\nx\n", vec!["N=2"]),
+            ("#unroll N\n#ifdef X\n#endif\n#endunroll\n", vec!["N=2"]),
+            ("#unroll M\nx\n#endunroll\n", vec!["N=2"]),
+            ("#unroll N\nx\n#endunroll\n", vec!["N=65"]),
+            ("#endunroll\n", vec![]),
+        ] {
+            let (mut out, mut seen) = (String::new(), Vec::new());
+            let mut d = defines.iter().map(|s| s.to_string()).collect();
+            let r = expand("t", bad, &mut d, &mut out, &mut seen, 0);
             assert!(r.is_err(), "{bad:?} accepted");
         }
     }

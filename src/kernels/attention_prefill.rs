@@ -87,7 +87,8 @@ pub const ROWS_WORKGROUP: u32 = 64;
 /// The pipeline of the row-per-invocation form (CPU adapters) for an f16 or f32 cache and
 /// heads of `head_dim` (a multiple of 32).
 fn rows_key(kind: KvType, head_dim: u32, sinks: bool) -> Result<PipelineKey, GpuError> {
-    let mut d = vec![format!("HD={head_dim}")];
+    // The head in parts of 32 dims (`#unroll NP`).
+    let mut d = vec![format!("HD={head_dim}"), format!("NP={}", head_dim / 32)];
     if sinks {
         d.push("SINKS".into());
     }
@@ -104,10 +105,9 @@ fn rows_key(kind: KvType, head_dim: u32, sinks: bool) -> Result<PipelineKey, Gpu
 
 /// Whether prefill attention takes the row-per-invocation form: on CPU adapters with
 /// subgroups of at least 8 (a power of two), for f16 or f32 caches, heads of a multiple
-/// of 32 read as vec4s, causal. On lavapipe (`hearth profile MODEL -p 512 -n 0`) the
-/// pp512 attention took 0.37 s against 2.16 s for the tiled form on SmolLM2 (head_dim
-/// 64), and 2.08 s against 2.58 s on Gemma 3 (head_dim 256, whose q and output no longer
-/// fit in registers).
+/// of 32 (up to 2048) read as vec4s, causal. On lavapipe (`hearth profile MODEL -p 512
+/// -n 0`) the pp512 attention took 0.37 s against 2.16 s for the tiled form on SmolLM2
+/// (head_dim 64), and 0.69 s against 2.58 s on Gemma 3 (head_dim 256).
 pub fn takes_rows(gpu: &Gpu, kind: KvType, head_dim: u32, vec4: bool, causal: bool) -> bool {
     let info = &gpu.info;
     super::matvec::AdapterClass::of(info) == super::matvec::AdapterClass::Cpu
@@ -117,13 +117,14 @@ pub fn takes_rows(gpu: &Gpu, kind: KvType, head_dim: u32, vec4: bool, causal: bo
         && kind != KvType::Q8_0
         && vec4
         && head_dim.is_multiple_of(32)
+        && head_dim <= 32 * 64
         && causal
 }
 
 /// The prefill attention variants (f32, f16 and q8_0 cache) for the usual head sizes.
 pub fn variants() -> Vec<PipelineKey> {
     let rows = [KvType::F32, KvType::F16].into_iter().flat_map(|kind| {
-        [64, 128, 256].into_iter().flat_map(move |hd| {
+        [32, 64, 128, 256, 512].into_iter().flat_map(move |hd| {
             [false, true].map(|sk| rows_key(kind, hd, sk).expect("static defines"))
         })
     });
@@ -282,11 +283,12 @@ impl AttentionPrefill {
                 && cache.kind != KvType::Q8_0
                 && vec4
                 && head_dim.is_multiple_of(32)
+                && head_dim <= 32 * 64
                 && causal;
             if !fits {
                 return Err(GpuError::Runtime(format!(
                     "{what}: the row-per-invocation form needs subgroups of 8, an f16 or f32 \
-                     cache, vec4 heads of a multiple of 32 and causal attention"
+                     cache, vec4 heads of a multiple of 32 up to 2048 and causal attention"
                 )));
             }
             rows_key(cache.kind, head_dim, sinks.is_some())?
