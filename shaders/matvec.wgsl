@@ -70,6 +70,34 @@ fn xv4(e: u32) -> vec4<f32> {
 
 #include "lib/row_sum.wgsl"
 
+#ifdef XPRE
+// The x of the part being read, loaded once for the invocation's NR rows (and PAIR's up
+// rows) where each row would otherwise load it again: 8 vec4s, a run of 16 elements at
+// x0 (xs[0..3]) and one at x0 + hi (xs[4..7]), and the sums of each run. A dtype that
+// reads x this way defines XPRE and `part_x(part, e)`, the (x0, hi) of its part `part`
+// of the block at element e; with XLO its parts are the low run alone, unsummed.
+var<private> xs: array<vec4<f32>, 8>;
+var<private> xsum: vec2<f32>;
+
+fn load_xpart(x0: u32, hi: u32) {
+#ifdef XLO
+    for (var j = 0u; j < 4u; j++) {
+        xs[j] = xv4(x0 + 4u * j);
+    }
+#else
+    var s = vec4<f32>(0.0);
+    var t = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) {
+        xs[j] = xv4(x0 + 4u * j);
+        xs[4u + j] = xv4(x0 + hi + 4u * j);
+        s += xs[j];
+        t += xs[4u + j];
+    }
+    xsum = vec2<f32>(dot(s, vec4<f32>(1.0)), dot(t, vec4<f32>(1.0)));
+#endif
+}
+#endif
+
 @compute @workgroup_size(WG)
 fn main(ids: Ids, gs: Groups) {
     let lane = ids.lid % LANES;
@@ -85,6 +113,10 @@ fn main(ids: Ids, gs: Groups) {
         let nb = (p.k + QK - 1u) / QK;
         for (var i = lane; i < nb * PARTS; i += LANES) {
             let blk = i / PARTS;
+#ifdef XPRE
+            let xp = part_x(i % PARTS, blk * QK);
+            load_xpart(xp.x, xp.y);
+#endif
             for (var r = 0u; r < NR; r++) {
                 // Past the last row, recompute it (never stored).
                 let row = min(first + r, p.rows - 1u);

@@ -14,11 +14,10 @@ fn dq4_row(row: u32, g: u32) -> vec4<f32> {
 }
 
 #ifdef MATVEC
-// Matvec: one part per block, its quants one vec4 load; m applied to the sum of x.
-const PARTS: u32 = 1u;
+// Matvec: its quants one vec4 load; m applied to the sum of x.
 
 fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
-    let s = nibble_dots(quant_vec4(row, blk, 0u), e);
+    let s = nibble_dots(quant_vec4(row, blk, 0u));
     let dm = block_dm(row, nb, blk);
     return dm.x * s.x + dm.y * s.y;
 }

@@ -51,26 +51,27 @@ fn dq8(r: Raw8, j: u32) -> vec4<f32> {
 // quant word 1 + p: bytes 16h..16h+15 of chunk c = p / 2 (h = p % 2), whose low nibbles
 // are 16 elements of sub-block 2c and high nibbles 16 of sub-block 2c + 1. Consecutive
 // lanes read consecutive 16-byte words; each quant byte is read once.
+// The part's x (16 elements of each sub-block) is preloaded (matvec.wgsl's `xs`).
+#define XPRE
 const PARTS: u32 = 8u;
+
+fn part_x(part: u32, e: u32) -> vec2<u32> {
+    return vec2<u32>(e + 64u * (part >> 1u) + 16u * (part & 1u), 32u);
+}
 
 fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
     let b4 = row / 4u + blk * 9u;
     let head = w4[b4];
     let q = w4[b4 + 1u + part];
     let c = part >> 1u;
-    let x0 = e + 64u * c + 16u * (part & 1u);
     var a = vec2<f32>(0.0);
-    var sx = vec2<f32>(0.0);
     for (var j = 0u; j < 4u; j++) {
-        let lo = xv4(x0 + 4u * j);
-        let hi = xv4(x0 + 32u + 4u * j);
-        a += vec2<f32>(dot(vec4<f32>(bytes4(q[j] & 0x0F0F0F0Fu)), lo),
-            dot(vec4<f32>(bytes4((q[j] >> 4u) & 0x0F0F0F0Fu)), hi));
-        sx += vec2<f32>(dot(lo, vec4<f32>(1.0)), dot(hi, vec4<f32>(1.0)));
+        a += vec2<f32>(dot(vec4<f32>(bytes4(q[j] & 0x0F0F0F0Fu)), xs[j]),
+            dot(vec4<f32>(bytes4((q[j] >> 4u) & 0x0F0F0F0Fu)), xs[4u + j]));
     }
     let dm = unpack2x16float(head.x);
     let s0 = scale_min_k4(head.yzw, 2u * c);
     let s1 = scale_min_k4(head.yzw, 2u * c + 1u);
-    return dm.x * (s0.x * a.x + s1.x * a.y) - dm.y * (s0.y * sx.x + s1.y * sx.y);
+    return dm.x * (s0.x * a.x + s1.x * a.y) - dm.y * (s0.y * xsum.x + s1.y * xsum.y);
 }
 #endif

@@ -16,10 +16,9 @@ fn dq4_row(row: u32, g: u32) -> vec4<f32> {
 }
 
 #ifdef MATVEC
-const PARTS: u32 = 1u;
 
 fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
-    let s = q5_dots(quant_vec4(row, blk, 0u), block_qh(row, nb, blk), e);
+    let s = q5_dots(quant_vec4(row, blk, 0u), block_qh(row, nb, blk));
     let dm = block_dm(row, nb, blk);
     return dm.x * s.x + dm.y * s.y;
 }

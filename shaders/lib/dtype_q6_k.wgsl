@@ -30,7 +30,13 @@ fn dq4_row(row: u32, g: u32) -> vec4<f32> {
 // c and c + 2 (c = p % 2): 32 elements from one ql vec4 word (its low and high nibbles)
 // and one qh vec4 word, with the two 16-element scales they use. Each ql byte is read
 // once, each qh byte twice.
+// The part's x (16 elements of each quarter) is preloaded (matvec.wgsl's `xs`).
+#define XPRE
 const PARTS: u32 = 8u;
+
+fn part_x(part: u32, e: u32) -> vec2<u32> {
+    return vec2<u32>(e + 128u * (part >> 2u) + 32u * (part & 1u) + 16u * ((part >> 1u) & 1u), 64u);
+}
 
 fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
     let b4 = row / 4u + blk * (QW / 4u);
@@ -39,24 +45,19 @@ fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
     let c = part & 1u;
     let ql = w4[b4 + 4u * n + 2u * c + j];
     let qh = w4[b4 + 8u + 2u * n + j];
-    let x0 = e + 128u * n + 32u * c + 16u * j;
     let hs = 2u * c;
     var a = vec2<f32>(0.0);
-    var sx = vec2<f32>(0.0);
     for (var t = 0u; t < 4u; t++) {
         let h = qh[t] >> hs;
         let lo = (ql[t] & 0x0F0F0F0Fu) | ((h & 0x03030303u) << 4u);
         let hi = ((ql[t] >> 4u) & 0x0F0F0F0Fu) | (((h >> 4u) & 0x03030303u) << 4u);
-        let xl = xv4(x0 + 4u * t);
-        let xh = xv4(x0 + 64u + 4u * t);
-        a += vec2<f32>(dot(vec4<f32>(bytes4(lo)), xl), dot(vec4<f32>(bytes4(hi)), xh));
-        sx += vec2<f32>(dot(xl, vec4<f32>(1.0)), dot(xh, vec4<f32>(1.0)));
+        a += vec2<f32>(dot(vec4<f32>(bytes4(lo)), xs[t]), dot(vec4<f32>(bytes4(hi)), xs[4u + t]));
     }
     let sw = w4[b4 + 12u];
     // Quarter k's scale for these bytes: index 8n + 2k + j.
     let s0 = 8u * n + 2u * c + j;
     let sc = vec2<f32>(q6_scale(sw, s0), q6_scale(sw, s0 + 4u));
-    return block_d(row, nb, blk) * dot(sc, a - 32.0 * sx);
+    return block_d(row, nb, blk) * dot(sc, a - 32.0 * xsum);
 }
 #endif
 

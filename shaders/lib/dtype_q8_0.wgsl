@@ -9,14 +9,22 @@ fn dq4_row(row: u32, g: u32) -> vec4<f32> {
 }
 
 #ifdef MATVEC
-// Matvec: two parts of 16 per block, each one vec4 load.
+// Matvec: two parts of 16 per block, each one vec4 load, its x preloaded (matvec.wgsl's
+// `xs`, the low run only).
+#define XPRE
+#define XLO
 const PARTS: u32 = 2u;
+
+fn part_x(part: u32, e: u32) -> vec2<u32> {
+    return vec2<u32>(e + 16u * part, 0u);
+}
 
 fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
     let q = quant_vec4(row, blk, part);
-    let x0 = e + 16u * part;
-    let s = dot(sbytes4(q.x), xv4(x0)) + dot(sbytes4(q.y), xv4(x0 + 4u))
-        + dot(sbytes4(q.z), xv4(x0 + 8u)) + dot(sbytes4(q.w), xv4(x0 + 12u));
+    var s = 0.0;
+    for (var j = 0u; j < 4u; j++) {
+        s += dot(sbytes4(q[j]), xs[j]);
+    }
     return block_d(row, nb, blk) * s;
 }
 #endif

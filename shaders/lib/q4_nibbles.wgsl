@@ -7,17 +7,21 @@ fn nibbles4(q: u32, g: u32) -> vec4<f32> {
 }
 
 #ifdef MATVEC
-// (sum of q * x, sum of x) over a block's 32 elements against x from element e: the
-// caller applies its scale and offset (Q4_0's -8, Q4_1's m) to the two sums.
-fn nibble_dots(q: vec4<u32>, e: u32) -> vec2<f32> {
+#define XPRE
+// Matvec: one part per block, its x preloaded (matvec.wgsl's `xs`).
+const PARTS: u32 = 1u;
+
+fn part_x(part: u32, e: u32) -> vec2<u32> {
+    return vec2<u32>(e, 16u);
+}
+
+// (sum of q * x, sum of x) over a block's 32 elements: the caller applies its scale and
+// offset (Q4_0's -8, Q4_1's m) to the two sums.
+fn nibble_dots(q: vec4<u32>) -> vec2<f32> {
     var s = 0.0;
-    var sx = 0.0;
     for (var j = 0u; j < 4u; j++) {
-        let lo = xv4(e + 4u * j);
-        let hi = xv4(e + 16u + 4u * j);
-        s += dot(nibbles4(q[j], 0u), lo) + dot(nibbles4(q[j], 4u), hi);
-        sx += dot(lo + hi, vec4<f32>(1.0));
+        s += dot(nibbles4(q[j], 0u), xs[j]) + dot(nibbles4(q[j], 4u), xs[4u + j]);
     }
-    return vec2<f32>(s, sx);
+    return vec2<f32>(s, xsum.x + xsum.y);
 }
 #endif

@@ -11,17 +11,21 @@ fn q5_group(q: u32, qh: u32, g: u32) -> vec4<f32> {
 }
 
 #ifdef MATVEC
-// (sum of q * x, sum of x) over a block's 32 elements against x from element e, its
-// quants one vec4 word: the caller applies its scale and offset (Q5_0's -16, Q5_1's m).
-fn q5_dots(q: vec4<u32>, qh: u32, e: u32) -> vec2<f32> {
+#define XPRE
+// Matvec: one part per block, its x preloaded (matvec.wgsl's `xs`).
+const PARTS: u32 = 1u;
+
+fn part_x(part: u32, e: u32) -> vec2<u32> {
+    return vec2<u32>(e, 16u);
+}
+
+// (sum of q * x, sum of x) over a block's 32 elements, its quants one vec4 word: the
+// caller applies its scale and offset (Q5_0's -16, Q5_1's m).
+fn q5_dots(q: vec4<u32>, qh: u32) -> vec2<f32> {
     var s = 0.0;
-    var sx = 0.0;
     for (var j = 0u; j < 4u; j++) {
-        let lo = xv4(e + 4u * j);
-        let hi = xv4(e + 16u + 4u * j);
-        s += dot(q5_group(q[j], qh, j), lo) + dot(q5_group(q[j], qh, j + 4u), hi);
-        sx += dot(lo + hi, vec4<f32>(1.0));
+        s += dot(q5_group(q[j], qh, j), xs[j]) + dot(q5_group(q[j], qh, j + 4u), xs[4u + j]);
     }
-    return vec2<f32>(s, sx);
+    return vec2<f32>(s, xsum.x + xsum.y);
 }
 #endif
