@@ -8,7 +8,9 @@
 // positions of chunk c against each head's q, and writes to each head's own slot of the
 // scratch buffer the chunk's max score m, sum of exp(s - m) and the exp-weighted sum of V
 // rows. Chunks outside [lo, kv_len) exit.
-// Pass 2 (COMBINE): one workgroup per (head, token) rescales the chunks to a common max and divides.
+// Pass 2 (COMBINE): one workgroup per (head, token) rescales the chunks to a common max and
+// divides, over the chunks in parallel: the maximum and the denominator are workgroup
+// reductions, each chunk's weight is computed once, and every invocation sums its dims.
 // SINGLE: one pass for short contexts: one workgroup per (head block, token) walks the
 // chunks in order with an online softmax per head (running max and sum, the output
 // rescaled as the max grows) and writes the output itself, so a short step needs no
@@ -116,47 +118,73 @@ fn head_d4() -> u32 {
 #endif
 
 #ifdef COMBINE
+#include "lib/reduce.wgsl"
 @group(0) @binding(4) var<storage, read> part: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
+
+// The weights exp(m_c - m) of a tile of WG chunks.
+var<workgroup> cw: array<f32, WG>;
 
 @compute @workgroup_size(WG)
 fn main(ids: Ids, gs: Groups) {
     let h = gs.wid.x;
     let t = gs.wid.y;
-    if (h >= p.n_heads || !live(t)) {
-        return;
+    // The whole workgroup runs the reductions below (barriers), so a workgroup with
+    // nothing to combine walks an empty range and writes nothing.
+    let ok = h < p.n_heads && live(t);
+    var cr = vec2<u32>(0u, 0u);
+    if (ok) {
+        cr = chunk_range(t);
     }
-    let cr = chunk_range(t);
-    if (cr.x >= cr.y) {
-        return;
+    // The chunks in parallel: invocation i takes chunks cr.x + i, + WG, ... for the
+    // maximum, then each tile's weights are computed once, by one invocation each, and
+    // every invocation adds its dims of the tile's chunks.
+    var mi = NEG;
+    for (var c = cr.x + ids.lid; c < cr.y; c += WG) {
+        mi = max(mi, part[ml_index(t, h, c)]);
     }
-    // Every invocation reads the same few (m, l) pairs: broadcast loads, no reduction pass.
-    var m = NEG;
-    for (var c = cr.x; c < cr.y; c++) {
-        m = max(m, part[ml_index(t, h, c)]);
-    }
-    var l = 0.0;
+    var m = wg_max(mi, ids);
 #ifdef SINKS
-    m = max(m, sinks[h]);
-    l = exp(sinks[h] - m);
+    var sk = NEG;
+    if (ok) {
+        sk = sinks[h];
+    }
+    m = max(m, sk);
 #endif
+    var li = 0.0;
     var acc: array<f32, DPT>;
-    for (var c = cr.x; c < cr.y; c++) {
-        let i = ml_index(t, h, c);
-        let w = exp(part[i] - m);
-        l += w * part[i + 1u];
-        let base = slot_of(t, h, c) * p.head_dim;
+    for (var c0 = cr.x; c0 < cr.y; c0 += WG) {
+        let c = c0 + ids.lid;
+        var w = 0.0;
+        if (c < cr.y) {
+            let i = ml_index(t, h, c);
+            w = exp(part[i] - m);
+            li += w * part[i + 1u];
+        }
+        cw[ids.lid] = w;
+        workgroupBarrier();
+        for (var k = 0u; k < min(WG, cr.y - c0); k++) {
+            let base = slot_of(t, h, c0 + k) * p.head_dim;
+            let wk = cw[k];
+            for (var j = 0u; j < DPT; j++) {
+                let d = ids.lid + j * WG;
+                if (d < p.head_dim) {
+                    acc[j] += wk * part[base + d];
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    var l = wg_sum(li, ids);
+#ifdef SINKS
+    l += exp(sk - m);
+#endif
+    if (ok && cr.x < cr.y) {
         for (var j = 0u; j < DPT; j++) {
             let d = ids.lid + j * WG;
             if (d < p.head_dim) {
-                acc[j] += w * part[base + d];
+                out[p.out_offset + head_elem(t, h, d)] = acc[j] / l;
             }
-        }
-    }
-    for (var j = 0u; j < DPT; j++) {
-        let d = ids.lid + j * WG;
-        if (d < p.head_dim) {
-            out[p.out_offset + head_elem(t, h, d)] = acc[j] / l;
         }
     }
 }

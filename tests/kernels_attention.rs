@@ -257,8 +257,27 @@ fn check_decode(
     head_dim: usize,
     softcap: Option<f32>,
 ) -> f64 {
+    let shape = (n_heads, n_kv_heads, head_dim);
+    check_decode_lens(
+        cfg,
+        kind,
+        shape,
+        softcap,
+        1030,
+        &[1, 7, 63, 64, 65, 300, 1000],
+    )
+}
+
+/// `check_decode` over a cache of `cap` rows at the lengths `lens`.
+fn check_decode_lens(
+    cfg: Config,
+    kind: Option<KvType>,
+    (n_heads, n_kv_heads, head_dim): (usize, usize, usize),
+    softcap: Option<f32>,
+    cap: usize,
+    lens: &[usize],
+) -> f64 {
     let g = gpu(cfg);
-    let cap = 1030usize;
     let kv_dim = n_kv_heads * head_dim;
     let cache = cache_of(&g, kind, cap, kv_dim, head_dim);
     let seed = (n_heads * 1000 + n_kv_heads * 100 + head_dim) as u64;
@@ -300,7 +319,7 @@ fn check_decode(
             &step,
         )
         .unwrap();
-        for kv_len in [1usize, 7, 63, 64, 65, 300, 1000] {
+        for &kv_len in lens {
             step.write(&g, Step::new(kv_len as u32 - 1, 1));
             let want = attention_decode::cpu(&a, &q[3..], &k, &v, kv_len);
             // Both forms at every length (the plan picks one by length: `for_len`).
@@ -342,6 +361,17 @@ fn decode_matches_twin() {
             worst = worst.max(check_decode(cfg, None, h, kvh, hd, None));
         }
         eprintln!("decode {cfg:?}: worst NMSE {worst:.2e}");
+    }
+}
+
+/// Long contexts: more chunks than the combine pass's workgroup takes at once (64 keys a
+/// chunk, 64 chunks a tile: 4,097 keys start a second tile, 8,300 make three).
+#[test]
+fn decode_combines_many_chunks() {
+    for cfg in [Config::Full, Config::Bare] {
+        for (shape, kind) in [((4, 1, 64), None), ((2, 2, 32), Some(KvType::Q8_0))] {
+            check_decode_lens(cfg, kind, shape, None, 8300, &[4096, 4097, 8300]);
+        }
     }
 }
 
