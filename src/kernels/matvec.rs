@@ -56,16 +56,18 @@ pub struct Geometry {
 /// per invocation group (measured on an H200, Llama-3.1-8B-shaped Q4_K_M tg64: 85.4
 /// tokens/s with one row per invocation, 79.6 with two, 66.7 with four). On a CPU
 /// rasterizer (lavapipe, 8-wide SIMD) a row takes one 8-lane subgroup and each
-/// invocation two rows, so every x value read serves two rows (lavapipe tg64: SmolLM2
-/// 19.8 tokens/s against 17.3 with one lane and one row per invocation, Gemma 3 12.2
-/// against 9.9). `geometry` decides whether the lanes may sum with subgroup shuffles.
+/// invocation four rows, which share the x it loads once per part (`XPRE`): lavapipe
+/// tg64 with `HEARTH_MATVEC=128,8,4` against the earlier 64 invocations and two rows
+/// (four for Q8_0), runs alternated: SmolLM2 25.5-27.3 tokens/s against 22.5-23.4,
+/// Gemma 3 14.7-18.2 (median 16.3) against 11.5-16.8 (median 15.6). `geometry` decides
+/// whether the lanes may sum with subgroup shuffles.
 pub const TABLE: [(AdapterClass, Geometry); 6] = [
     (
         AdapterClass::Cpu,
         Geometry {
-            workgroup: 64,
+            workgroup: 128,
             lanes: 8,
-            rows: 2,
+            rows: 4,
         },
     ),
     (
@@ -167,12 +169,6 @@ fn defines_for(g: Geometry, form: Form) -> Result<&'static [&'static str], GpuEr
     super::static_defines(&d)
 }
 
-/// Block types whose decode is light enough for more rows per invocation on a class:
-/// (class, type, rows). On lavapipe Q8_0 streams at 6.2 GB/s with four rows against 4.8
-/// with two, while the 4- to 6-bit types fall to 1.4-2.1 GB/s from 2.2-2.4 (2048 x 1024,
-/// `cargo bench --bench matvec` with `HEARTH_MATVEC=64,8,4`).
-const MORE_ROWS: [(AdapterClass, GgmlType, u32); 1] = [(AdapterClass::Cpu, GgmlType::Q8_0, 4)];
-
 /// The table's geometry for `gpu` and weights of type `ty`, and whether the row sums may
 /// use subgroup shuffles: only when the adapter has subgroups and a row's lanes fit its
 /// smallest subgroup.
@@ -208,17 +204,13 @@ fn tuning_override() -> Option<Geometry> {
     None
 }
 
-/// The table's geometry of `class` for weights of type `ty`.
-pub fn class_geometry(class: AdapterClass, ty: GgmlType) -> Geometry {
-    let mut g = TABLE
+/// The table's geometry of `class` (the same for every weight type).
+pub fn class_geometry(class: AdapterClass, _ty: GgmlType) -> Geometry {
+    TABLE
         .iter()
         .find(|(c, _)| *c == class)
         .map(|(_, g)| *g)
-        .unwrap_or(TABLE[TABLE.len() - 1].1);
-    if let Some((_, _, rows)) = MORE_ROWS.iter().find(|(c, t, _)| *c == class && *t == ty) {
-        g.rows = *rows;
-    }
-    g
+        .unwrap_or(TABLE[TABLE.len() - 1].1)
 }
 
 /// Every matvec variant of `ty` the table can ask for, with and without subgroups.
@@ -515,12 +507,6 @@ mod tests {
             );
             assert!((64..=256).contains(&g.workgroup), "{class:?}");
             assert!(defines_for(g, Form::Plain).is_ok(), "{class:?}");
-        }
-        for (class, ty, _) in MORE_ROWS {
-            assert!(
-                defines_for(class_geometry(class, ty), Form::Plain).is_ok(),
-                "{class:?} {ty}"
-            );
         }
     }
 }
