@@ -84,6 +84,18 @@ var<private> r1: Raw8;
 var<private> r2: Raw8;
 var<private> r3: Raw8;
 #endif
+#ifdef RAW16
+// The words of the sixteen groups the loop is at, per row of the tile (raw16).
+var<private> r0: Raw16;
+var<private> r1: Raw16;
+var<private> r2: Raw16;
+var<private> r3: Raw16;
+
+fn share16(j: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>,
+        x4: vec4<f32>, x5: vec4<f32>, x6: vec4<f32>, x7: vec4<f32>) {
+    tile_add(dq16(r0, j), dq16(r1, j), dq16(r2, j), dq16(r3, j), x0, x1, x2, x3, x4, x5, x6, x7);
+}
+#endif
 
 // Group g + j of the tile's rows (j < 8): from the words raw8 loaded for groups g..g+7
 // when the type has the whole-block form, else through its group decoder.
@@ -126,6 +138,52 @@ fn main(ids: Ids, gs: Groups) {
     let c6 = min(t0 + 6u, last);
     let c7 = min(t0 + 7u, last);
 #endif
+#ifdef RAW16
+    // K-quant rows are whole blocks of 256 elements: groups is a multiple of 16. Each pass
+    // takes two runs of 8 groups (pair_groups) whose words raw16 loads once.
+    let j = ids.lane % 8u;
+    let z = vec4<f32>(0.0);
+    for (var g = 0u; g < groups; g += 16u) {
+        let gp = pair_groups(g);
+        let s0 = load_x4(c0, gp.x + j);
+        let s1 = load_x4(c1, gp.x + j);
+        let s2 = load_x4(c2, gp.x + j);
+        let s3 = load_x4(c3, gp.x + j);
+        let t0 = load_x4(c0, gp.y + j);
+        let t1 = load_x4(c1, gp.y + j);
+        let t2 = load_x4(c2, gp.y + j);
+        let t3 = load_x4(c3, gp.y + j);
+#ifdef WIDE
+        let s4 = load_x4(c4, gp.x + j);
+        let s5 = load_x4(c5, gp.x + j);
+        let s6 = load_x4(c6, gp.x + j);
+        let s7 = load_x4(c7, gp.x + j);
+        let t4 = load_x4(c4, gp.y + j);
+        let t5 = load_x4(c5, gp.y + j);
+        let t6 = load_x4(c6, gp.y + j);
+        let t7 = load_x4(c7, gp.y + j);
+#else
+        let s4 = z;
+        let s5 = z;
+        let s6 = z;
+        let s7 = z;
+        let t4 = z;
+        let t5 = z;
+        let t6 = z;
+        let t7 = z;
+#endif
+        r0 = raw16(b0, g);
+        r1 = raw16(b1, g);
+        r2 = raw16(b2, g);
+        r3 = raw16(b3, g);
+#unroll 8
+        share16($i, subgroupBroadcast(s0, $iu), subgroupBroadcast(s1, $iu), subgroupBroadcast(s2, $iu), subgroupBroadcast(s3, $iu), subgroupBroadcast(s4, $iu), subgroupBroadcast(s5, $iu), subgroupBroadcast(s6, $iu), subgroupBroadcast(s7, $iu));
+#endunroll
+#unroll 8
+        share16(8 + $i, subgroupBroadcast(t0, $iu), subgroupBroadcast(t1, $iu), subgroupBroadcast(t2, $iu), subgroupBroadcast(t3, $iu), subgroupBroadcast(t4, $iu), subgroupBroadcast(t5, $iu), subgroupBroadcast(t6, $iu), subgroupBroadcast(t7, $iu));
+#endunroll
+    }
+#else
 #ifdef XSHARE
     // Block rows hold whole blocks of at least 32 elements, so groups is a multiple of 8.
     let j = ids.lane % 8u;
@@ -186,6 +244,7 @@ fn main(ids: Ids, gs: Groups) {
         tile_group(g, load_x4(c0, g), load_x4(c1, g), load_x4(c2, g), load_x4(c3, g), z, z, z, z);
 #endif
     }
+#endif
 #endif
     let lo = array<vec4<f32>, 4>(a0, a1, a2, a3);
 #ifdef WIDE

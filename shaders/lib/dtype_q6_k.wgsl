@@ -62,33 +62,43 @@ fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
 #endif
 
 #ifdef BATCH8
-#define RAW8
+#define RAW16
 #include "lib/raw8.wgsl"
 
-// Quarter k of half n of a block (32 elements, groups i0..i0+7 of the block): its eight
-// ql words (q0, q1), its eight qh words (q2, q3), the shifts of its nibble and its high
-// bits (u), and d times each of its two 16-element scales (d, m).
-fn raw8(row: u32, g0: u32) -> Raw8 {
-    let blk = g0 / GPB;
-    let i0 = g0 % GPB;
+// Pair slot g (a multiple of 16 groups) of half n = g / 32 covers quarters k and k + 2
+// (k = g / 16 % 2): the low and high nibbles of the same ql bytes, and the same qh bytes.
+fn pair_groups(g: u32) -> vec2<u32> {
+    let first = (g & ~31u) + 8u * ((g >> 4u) & 1u);
+    return vec2<u32>(first, first + 16u);
+}
+
+// Quarters k and k + 2 of half n: their eight ql words (q0, q1), their eight qh words
+// (q2, q3), the qh shift of quarter k (u), and d times the four 16-element scales.
+fn raw16(row: u32, g: u32) -> Raw16 {
+    let blk = g / GPB;
+    let i0 = g % GPB;
     let n = i0 >> 5u;
-    let k = (i0 & 31u) >> 3u;
+    let k = (i0 >> 4u) & 1u;
     let d = block_d(row, row_blocks(), blk);
     let sw = quant_vec4(row, blk, 12u);
-    var r: Raw8;
-    r.q0 = quant_vec4(row, blk, 4u * n + 2u * (k & 1u));
-    r.q1 = quant_vec4(row, blk, 4u * n + 2u * (k & 1u) + 1u);
+    var r: Raw16;
+    r.q0 = quant_vec4(row, blk, 4u * n + 2u * k);
+    r.q1 = quant_vec4(row, blk, 4u * n + 2u * k + 1u);
     r.q2 = quant_vec4(row, blk, 8u + 2u * n);
     r.q3 = quant_vec4(row, blk, 8u + 2u * n + 1u);
-    r.u = (4u * (k >> 1u)) | ((2u * k) << 8u);
-    r.d = d * q6_scale(sw, i0 >> 2u);
-    r.m = d * q6_scale(sw, (i0 >> 2u) + 1u);
+    r.u = 2u * k;
+    let s = 8u * n + 2u * k;
+    r.d = d * vec4<f32>(q6_scale(sw, s), q6_scale(sw, s + 1u), q6_scale(sw, s + 4u),
+        q6_scale(sw, s + 5u));
     return r;
 }
 
-fn dq8(r: Raw8, j: u32) -> vec4<f32> {
-    let ql = (raw8_word(r.q0, r.q1, j) >> (r.u & 0xFFu)) & 0x0F0F0F0Fu;
-    let qh = (raw8_word(r.q2, r.q3, j) >> (r.u >> 8u)) & 0x03030303u;
-    return select(r.d, r.m, j >= 4u) * (vec4<f32>(bytes4(ql | (qh << 4u))) - 32.0);
+fn dq16(r: Raw16, j: u32) -> vec4<f32> {
+    let hi = j >= 8u;
+    let jj = j & 7u;
+    let ql = (raw8_word(r.q0, r.q1, jj) >> select(0u, 4u, hi)) & 0x0F0F0F0Fu;
+    let qh = (raw8_word(r.q2, r.q3, jj) >> (r.u + select(0u, 4u, hi))) & 0x03030303u;
+    let sc = select(select(r.d.x, r.d.y, jj >= 4u), select(r.d.z, r.d.w, jj >= 4u), hi);
+    return sc * (vec4<f32>(bytes4(ql | (qh << 4u))) - 32.0);
 }
 #endif

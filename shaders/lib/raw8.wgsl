@@ -12,6 +12,21 @@ struct Raw8 {
     u: u32,   // high bits or shifts
 }
 
+// RAW16 (K-quants): a decoder whose 32-element runs come in pairs that share their words
+// (Q4_K's sub-blocks 2c and 2c + 1, the low and high nibbles of the same bytes) loads
+// both runs at once with `raw16(row, g)` (g a multiple of 16), whose groups start at
+// `pair_groups(g)` (x and y: 8 groups each), and `dq16(r, j)` decodes group j (0..15;
+// 8.. the second run). Each run's words are read once where RAW8 read them twice.
+struct Raw16 {
+    q0: vec4<u32>,
+    q1: vec4<u32>,
+    q2: vec4<u32>,
+    q3: vec4<u32>,
+    d: vec4<f32>,  // scales
+    m: vec2<f32>,  // offsets
+    u: u32,        // shifts
+}
+
 // Word j (0..7) of q0 and q1 as one array of eight.
 fn raw8_word(a: vec4<u32>, b: vec4<u32>, j: u32) -> u32 {
     return select(a[j & 3u], b[j & 3u], j >= 4u);

@@ -1,6 +1,7 @@
 //! The shader registry: every WGSL file embedded at compile time, a tiny preprocessor
 //! (`#include "lib/x.wgsl"`, `#define NAME`, `#ifdef NAME` / `#ifndef` / `#else` /
-//! `#endif`, `#unroll NAME` / `#endunroll` (the lines between, NAME's value times, with
+//! `#endif`, `#unroll N` / `#endunroll` (the lines between, N times (a number or a
+//! `NAME=VALUE` define's name), with
 //! `$i` replaced by 0, 1, ...: arrays a runtime index would spill on CPU adapters become
 //! named variables), and `const` defines prepended: `WG` and every `NAME=VALUE` define),
 //! and the pipeline cache keyed by the same axes as the file names.
@@ -237,10 +238,14 @@ fn expand(
         }
         if let Some(name) = t.strip_prefix("#unroll ") {
             if active(&stack) {
-                let count = define_value(defines, name.trim())
+                let name = name.trim();
+                let count = name
+                    .parse()
+                    .ok()
+                    .or_else(|| define_value(defines, name))
                     .filter(|&c| c <= MAX_UNROLL)
                     .ok_or(format!(
-                        "{path}:{}: #unroll needs a NAME=VALUE define of at most {MAX_UNROLL}",
+                        "{path}:{}: #unroll needs a count or a NAME=VALUE define, at most {MAX_UNROLL}",
                         n + 1
                     ))?;
                 unroll = Some((count, Vec::new()));
@@ -383,10 +388,10 @@ mod tests {
     #[test]
     fn unroll_repeats_with_the_index() {
         let (mut out, mut seen) = (String::new(), Vec::new());
-        let src =
-            "a\n#unroll N\nx$i = $i;\n#endunroll\nb\n#ifdef Y\n#unroll Q\nq\n#endunroll\n#endif\n";
+        let src = "a\n#unroll N\nx$i = $i;\n#endunroll\nb\n#ifdef Y\n#unroll Q\nq\n#endunroll\n\
+            #endif\n#unroll 2\ny$i\n#endunroll\n";
         expand("t", src, &mut vec!["N=3".into()], &mut out, &mut seen, 0).unwrap();
-        assert_eq!(out, "a\nx0 = 0;\nx1 = 1;\nx2 = 2;\nb\n");
+        assert_eq!(out, "a\nx0 = 0;\nx1 = 1;\nx2 = 2;\nb\ny0\ny1\n");
         for (bad, defines) in [
             ("#unroll N\nx\n", vec!["N=2"]),
             ("#unroll N\n#ifdef X\n#endif\n#endunroll\n", vec!["N=2"]),
