@@ -209,30 +209,9 @@ fn main(ids: Ids, gs: Groups) {
         r2 = raw8(b2, g);
         r3 = raw8(b3, g);
 #endif
-        share_group(g, 0u, subgroupBroadcast(s0, 0u), subgroupBroadcast(s1, 0u),
-            subgroupBroadcast(s2, 0u), subgroupBroadcast(s3, 0u), subgroupBroadcast(s4, 0u),
-            subgroupBroadcast(s5, 0u), subgroupBroadcast(s6, 0u), subgroupBroadcast(s7, 0u));
-        share_group(g, 1u, subgroupBroadcast(s0, 1u), subgroupBroadcast(s1, 1u),
-            subgroupBroadcast(s2, 1u), subgroupBroadcast(s3, 1u), subgroupBroadcast(s4, 1u),
-            subgroupBroadcast(s5, 1u), subgroupBroadcast(s6, 1u), subgroupBroadcast(s7, 1u));
-        share_group(g, 2u, subgroupBroadcast(s0, 2u), subgroupBroadcast(s1, 2u),
-            subgroupBroadcast(s2, 2u), subgroupBroadcast(s3, 2u), subgroupBroadcast(s4, 2u),
-            subgroupBroadcast(s5, 2u), subgroupBroadcast(s6, 2u), subgroupBroadcast(s7, 2u));
-        share_group(g, 3u, subgroupBroadcast(s0, 3u), subgroupBroadcast(s1, 3u),
-            subgroupBroadcast(s2, 3u), subgroupBroadcast(s3, 3u), subgroupBroadcast(s4, 3u),
-            subgroupBroadcast(s5, 3u), subgroupBroadcast(s6, 3u), subgroupBroadcast(s7, 3u));
-        share_group(g, 4u, subgroupBroadcast(s0, 4u), subgroupBroadcast(s1, 4u),
-            subgroupBroadcast(s2, 4u), subgroupBroadcast(s3, 4u), subgroupBroadcast(s4, 4u),
-            subgroupBroadcast(s5, 4u), subgroupBroadcast(s6, 4u), subgroupBroadcast(s7, 4u));
-        share_group(g, 5u, subgroupBroadcast(s0, 5u), subgroupBroadcast(s1, 5u),
-            subgroupBroadcast(s2, 5u), subgroupBroadcast(s3, 5u), subgroupBroadcast(s4, 5u),
-            subgroupBroadcast(s5, 5u), subgroupBroadcast(s6, 5u), subgroupBroadcast(s7, 5u));
-        share_group(g, 6u, subgroupBroadcast(s0, 6u), subgroupBroadcast(s1, 6u),
-            subgroupBroadcast(s2, 6u), subgroupBroadcast(s3, 6u), subgroupBroadcast(s4, 6u),
-            subgroupBroadcast(s5, 6u), subgroupBroadcast(s6, 6u), subgroupBroadcast(s7, 6u));
-        share_group(g, 7u, subgroupBroadcast(s0, 7u), subgroupBroadcast(s1, 7u),
-            subgroupBroadcast(s2, 7u), subgroupBroadcast(s3, 7u), subgroupBroadcast(s4, 7u),
-            subgroupBroadcast(s5, 7u), subgroupBroadcast(s6, 7u), subgroupBroadcast(s7, 7u));
+#unroll 8
+        share_group(g, $iu, subgroupBroadcast(s0, $iu), subgroupBroadcast(s1, $iu), subgroupBroadcast(s2, $iu), subgroupBroadcast(s3, $iu), subgroupBroadcast(s4, $iu), subgroupBroadcast(s5, $iu), subgroupBroadcast(s6, $iu), subgroupBroadcast(s7, $iu));
+#endunroll
     }
 #else
     for (var g = lane; g < groups; g += LANES) {
