@@ -25,33 +25,40 @@ fn dq4(b: u32, i: u32) -> vec4<f32> {
 #endif
 
 #ifdef BATCH8
-#define RAW8
+#define RAW16
 #include "lib/raw8.wgsl"
 
-// Sub-block s (32 elements, groups 8s..8s+7 of the block): its eight low-nibble words
-// (q0, q1, nibble at shift u & 0xFF), the eight qh words (q2, q3, bit u >> 8), and
-// d * scale and dmin * min.
-fn raw8(row: u32, g0: u32) -> Raw8 {
-    let b4 = row / 4u + (g0 / GPB) * (BLOCK_WORDS / 4u);
-    let s = (g0 % GPB) >> 3u;
+fn pair_groups(g: u32) -> vec2<u32> {
+    return vec2<u32>(g, g + 8u);
+}
+
+// Chunk c (sub-blocks 2c and 2c + 1, groups 16c..16c+15 of the block): its eight
+// nibble words (q0, q1: low nibbles sub-block 2c, high nibbles 2c + 1), the eight qh
+// words (q2, q3: bits 2c and 2c + 1), and d * scale and dmin * min of both.
+fn raw16(row: u32, g: u32) -> Raw16 {
+    let b4 = row / 4u + (g / GPB) * (BLOCK_WORDS / 4u);
+    let c = (g % GPB) >> 4u;
     let head = w4[b4];
     let dm = unpack2x16float(head.x);
-    let sm = scale_min_k4(head.yzw, s);
-    var r: Raw8;
-    r.q0 = w4[b4 + 3u + 2u * (s >> 1u)];
-    r.q1 = w4[b4 + 4u + 2u * (s >> 1u)];
+    let s0 = scale_min_k4(head.yzw, 2u * c);
+    let s1 = scale_min_k4(head.yzw, 2u * c + 1u);
+    var r: Raw16;
+    r.q0 = w4[b4 + 3u + 2u * c];
+    r.q1 = w4[b4 + 4u + 2u * c];
     r.q2 = w4[b4 + 1u];
     r.q3 = w4[b4 + 2u];
-    r.u = (4u * (s & 1u)) | (s << 8u);
-    r.d = dm.x * sm.x;
-    r.m = dm.y * sm.y;
+    r.u = 2u * c;
+    r.d = vec4<f32>(dm.x * s0.x, dm.x * s1.x, 0.0, 0.0);
+    r.m = vec2<f32>(dm.y * s0.y, dm.y * s1.y);
     return r;
 }
 
-fn dq8(r: Raw8, j: u32) -> vec4<f32> {
-    let lo = (raw8_word(r.q0, r.q1, j) >> (r.u & 0xFFu)) & 0x0F0F0F0Fu;
-    let hb = (raw8_word(r.q2, r.q3, j) >> (r.u >> 8u)) & 0x01010101u;
-    return r.d * vec4<f32>(bytes4(lo | (hb << 4u))) - r.m;
+fn dq16(r: Raw16, j: u32) -> vec4<f32> {
+    let hi = j >= 8u;
+    let jj = j & 7u;
+    let lo = (raw8_word(r.q0, r.q1, jj) >> select(0u, 4u, hi)) & 0x0F0F0F0Fu;
+    let hb = (raw8_word(r.q2, r.q3, jj) >> (r.u + select(0u, 1u, hi))) & 0x01010101u;
+    return select(r.d.x, r.d.y, hi) * vec4<f32>(bytes4(lo | (hb << 4u))) - select(r.m.x, r.m.y, hi);
 }
 #endif
 
