@@ -196,8 +196,19 @@ fn main(ids: Ids, gs: Groups) {
 #else
 #ifdef VEC4
 // head_dim and kv_dim are multiples of 4 (host-checked), so a head's row is whole vec4s.
+#ifdef F16
+// Four f16 values as two words, unpacked: a CPU adapter loads a vec4<f16> per 16-bit
+// component (four loads, each a per-lane gather) and two words in two.
+@group(0) @binding(1) var<storage, read> kc: array<vec2<u32>>;
+@group(0) @binding(2) var<storage, read> vc: array<vec2<u32>>;
+
+fn f16x4(w: vec2<u32>) -> vec4<f32> {
+    return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
+}
+#else
 @group(0) @binding(1) var<storage, read> kc: array<vec4<kv_t>>;
 @group(0) @binding(2) var<storage, read> vc: array<vec4<kv_t>>;
+#endif
 #else
 @group(0) @binding(1) var<storage, read> kc: array<kv_t>;
 @group(0) @binding(2) var<storage, read> vc: array<kv_t>;
@@ -220,10 +231,17 @@ fn kv_col(e: u32, d4: u32, is_v: bool) -> vec4<f32> {
     return q8_col(kc[e + d4], kc[s], d4);
 #else
 #ifdef VEC4
+#ifdef F16
+    if (is_v) {
+        return f16x4(vc[e / 4u + d4]);
+    }
+    return f16x4(kc[e / 4u + d4]);
+#else
     if (is_v) {
         return vec4<f32>(vc[e / 4u + d4]);
     }
     return vec4<f32>(kc[e / 4u + d4]);
+#endif
 #else
     var r = vec4<f32>(0.0);
     for (var i = 0u; i < 4u; i++) {
