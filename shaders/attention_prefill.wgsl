@@ -18,20 +18,7 @@
 #include "lib/step.wgsl"
 #include "lib/kv.wgsl"
 
-struct Params {
-    n_heads: u32,
-    group: u32,       // q heads per kv head
-    head_dim: u32,
-    kv_dim: u32,
-    capacity: u32,
-    window: u32,      // 0: no sliding window
-    max_tokens: u32,
-    q_offset: u32,
-    out_offset: u32,
-    scale: f32,
-    softcap: f32,     // > 0: scores become softcap * tanh(score / softcap)
-    _pad: u32,
-}
+#include "lib/prefill_params.wgsl"
 
 #ifdef VEC4
 // head_dim and kv_dim are multiples of 4 (host-checked): a head's row is whole vec4s.

@@ -16,20 +16,7 @@
 #include "lib/step.wgsl"
 #include "lib/kv.wgsl"
 
-struct Params {
-    n_heads: u32,
-    group: u32,       // q heads per kv head
-    head_dim: u32,
-    kv_dim: u32,
-    capacity: u32,
-    window: u32,      // 0: no sliding window
-    max_tokens: u32,
-    q_offset: u32,
-    out_offset: u32,
-    scale: f32,
-    softcap: f32,     // > 0: scores become softcap * tanh(score / softcap)
-    _pad: u32,
-}
+#include "lib/prefill_params.wgsl"
 
 @group(0) @binding(0) var<storage, read> q: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> kc: array<vec4<kv_t>>;

@@ -145,24 +145,11 @@ fn main(ids: Ids, gs: Groups) {
     let z = vec4<f32>(0.0);
     for (var g = 0u; g < groups; g += 16u) {
         let gp = pair_groups(g);
-        let s0 = load_x4(c0, gp.x + j);
-        let s1 = load_x4(c1, gp.x + j);
-        let s2 = load_x4(c2, gp.x + j);
-        let s3 = load_x4(c3, gp.x + j);
-        let t0 = load_x4(c0, gp.y + j);
-        let t1 = load_x4(c1, gp.y + j);
-        let t2 = load_x4(c2, gp.y + j);
-        let t3 = load_x4(c3, gp.y + j);
-#ifdef WIDE
-        let s4 = load_x4(c4, gp.x + j);
-        let s5 = load_x4(c5, gp.x + j);
-        let s6 = load_x4(c6, gp.x + j);
-        let s7 = load_x4(c7, gp.x + j);
-        let t4 = load_x4(c4, gp.y + j);
-        let t5 = load_x4(c5, gp.y + j);
-        let t6 = load_x4(c6, gp.y + j);
-        let t7 = load_x4(c7, gp.y + j);
-#else
+#unroll COLS
+        let s$i = load_x4(c$i, gp.x + j);
+        let t$i = load_x4(c$i, gp.y + j);
+#endunroll
+#ifndef WIDE
         let s4 = z;
         let s5 = z;
         let s6 = z;
@@ -188,16 +175,10 @@ fn main(ids: Ids, gs: Groups) {
     // Block rows hold whole blocks of at least 32 elements, so groups is a multiple of 8.
     let j = ids.lane % 8u;
     for (var g = 0u; g < groups; g += 8u) {
-        let s0 = load_x4(c0, g + j);
-        let s1 = load_x4(c1, g + j);
-        let s2 = load_x4(c2, g + j);
-        let s3 = load_x4(c3, g + j);
-#ifdef WIDE
-        let s4 = load_x4(c4, g + j);
-        let s5 = load_x4(c5, g + j);
-        let s6 = load_x4(c6, g + j);
-        let s7 = load_x4(c7, g + j);
-#else
+#unroll COLS
+        let s$i = load_x4(c$i, g + j);
+#endunroll
+#ifndef WIDE
         let s4 = vec4<f32>(0.0);
         let s5 = s4;
         let s6 = s4;

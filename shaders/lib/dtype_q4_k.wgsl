@@ -25,25 +25,18 @@ fn dq4(b: u32, i: u32) -> vec4<f32> {
 #define RAW16
 #include "lib/raw8.wgsl"
 
-fn pair_groups(g: u32) -> vec2<u32> {
-    return vec2<u32>(g, g + 8u);
-}
-
 // Chunk c (64 elements, groups 16c..16c+15 of the block): its eight quant words, whose
 // low nibbles are sub-block 2c and high nibbles sub-block 2c + 1, and d * scale and
 // dmin * min of both.
 fn raw16(row: u32, g: u32) -> Raw16 {
     let b4 = row / 4u + (g / GPB) * (BLOCK_WORDS / 4u);
     let c = (g % GPB) >> 4u;
-    let head = w4[b4];
-    let dm = unpack2x16float(head.x);
-    let s0 = scale_min_k4(head.yzw, 2u * c);
-    let s1 = scale_min_k4(head.yzw, 2u * c + 1u);
+    let dm = pair_dm_k4(w4[b4], c);
     var r: Raw16;
     r.q0 = w4[b4 + 1u + 2u * c];
     r.q1 = w4[b4 + 2u + 2u * c];
-    r.d = vec4<f32>(dm.x * s0.x, dm.x * s1.x, 0.0, 0.0);
-    r.m = vec2<f32>(dm.y * s0.y, dm.y * s1.y);
+    r.d = vec4<f32>(dm.xy, 0.0, 0.0);
+    r.m = dm.zw;
     return r;
 }
 
@@ -76,9 +69,7 @@ fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
         a += vec2<f32>(dot(vec4<f32>(bytes4(q[j] & 0x0F0F0F0Fu)), xs[j]),
             dot(vec4<f32>(bytes4((q[j] >> 4u) & 0x0F0F0F0Fu)), xs[4u + j]));
     }
-    let dm = unpack2x16float(head.x);
-    let s0 = scale_min_k4(head.yzw, 2u * c);
-    let s1 = scale_min_k4(head.yzw, 2u * c + 1u);
-    return dm.x * (s0.x * a.x + s1.x * a.y) - dm.y * (s0.y * xsum.x + s1.y * xsum.y);
+    let dm = pair_dm_k4(head, c);
+    return dot(dm.xy, a) - dot(dm.zw, xsum);
 }
 #endif

@@ -28,28 +28,21 @@ fn dq4(b: u32, i: u32) -> vec4<f32> {
 #define RAW16
 #include "lib/raw8.wgsl"
 
-fn pair_groups(g: u32) -> vec2<u32> {
-    return vec2<u32>(g, g + 8u);
-}
-
 // Chunk c (sub-blocks 2c and 2c + 1, groups 16c..16c+15 of the block): its eight
 // nibble words (q0, q1: low nibbles sub-block 2c, high nibbles 2c + 1), the eight qh
 // words (q2, q3: bits 2c and 2c + 1), and d * scale and dmin * min of both.
 fn raw16(row: u32, g: u32) -> Raw16 {
     let b4 = row / 4u + (g / GPB) * (BLOCK_WORDS / 4u);
     let c = (g % GPB) >> 4u;
-    let head = w4[b4];
-    let dm = unpack2x16float(head.x);
-    let s0 = scale_min_k4(head.yzw, 2u * c);
-    let s1 = scale_min_k4(head.yzw, 2u * c + 1u);
+    let dm = pair_dm_k4(w4[b4], c);
     var r: Raw16;
     r.q0 = w4[b4 + 3u + 2u * c];
     r.q1 = w4[b4 + 4u + 2u * c];
     r.q2 = w4[b4 + 1u];
     r.q3 = w4[b4 + 2u];
     r.u = 2u * c;
-    r.d = vec4<f32>(dm.x * s0.x, dm.x * s1.x, 0.0, 0.0);
-    r.m = vec2<f32>(dm.y * s0.y, dm.y * s1.y);
+    r.d = vec4<f32>(dm.xy, 0.0, 0.0);
+    r.m = dm.zw;
     return r;
 }
 
@@ -87,9 +80,7 @@ fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
             dot(vec4<f32>(bytes4(((q[j] >> 4u) & 0x0F0F0F0Fu) | hh)), hi));
         sx += vec2<f32>(dot(lo, vec4<f32>(1.0)), dot(hi, vec4<f32>(1.0)));
     }
-    let dm = unpack2x16float(head.x);
-    let s0 = scale_min_k4(head.yzw, 2u * c);
-    let s1 = scale_min_k4(head.yzw, 2u * c + 1u);
-    return dm.x * (s0.x * a.x + s1.x * a.y) - dm.y * (s0.y * sx.x + s1.y * sx.y);
+    let dm = pair_dm_k4(head, c);
+    return dot(dm.xy, a) - dot(dm.zw, sx);
 }
 #endif

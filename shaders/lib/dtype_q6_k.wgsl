@@ -63,6 +63,7 @@ fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
 
 #ifdef BATCH8
 #define RAW16
+#define PAIR_GROUPS
 #include "lib/raw8.wgsl"
 
 // Pair slot g (a multiple of 16 groups) of half n = g / 32 covers quarters k and k + 2

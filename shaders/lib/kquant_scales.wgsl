@@ -10,6 +10,15 @@ fn scale_min_k4(sc: vec3<u32>, j: u32) -> vec2<f32> {
     return vec2<f32>(f32(s), f32(m));
 }
 
+// From a Q4_K or Q5_K block's header word (f16 d and dmin, then the 12 scale bytes):
+// d * scale of sub-blocks 2c and 2c + 1, then dmin * min of both.
+fn pair_dm_k4(head: vec4<u32>, c: u32) -> vec4<f32> {
+    let dm = unpack2x16float(head.x);
+    let s0 = scale_min_k4(head.yzw, 2u * c);
+    let s1 = scale_min_k4(head.yzw, 2u * c + 1u);
+    return vec4<f32>(dm.x * vec2<f32>(s0.x, s1.x), dm.y * vec2<f32>(s0.y, s1.y));
+}
+
 // Byte k of the 12.
 fn scale_byte(sc: vec3<u32>, k: u32) -> u32 {
     return (sc[k >> 2u] >> (8u * (k & 3u))) & 0xFFu;

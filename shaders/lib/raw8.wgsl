@@ -27,6 +27,16 @@ struct Raw16 {
     u: u32,        // shifts
 }
 
+#ifdef RAW16
+#ifndef PAIR_GROUPS
+// The usual pair: two consecutive runs (a decoder whose runs pair otherwise defines
+// PAIR_GROUPS and its own).
+fn pair_groups(g: u32) -> vec2<u32> {
+    return vec2<u32>(g, g + 8u);
+}
+#endif
+#endif
+
 // Word j (0..7) of q0 and q1 as one array of eight.
 fn raw8_word(a: vec4<u32>, b: vec4<u32>, j: u32) -> u32 {
     return select(a[j & 3u], b[j & 3u], j >= 4u);

@@ -30,6 +30,7 @@ shader_table!(
     "attention_prefill.wgsl",
     "attention_rows.wgsl",
     "lib/kv.wgsl",
+    "lib/prefill_params.wgsl",
     "rmsnorm.wgsl",
     "rope.wgsl",
     "add.wgsl",

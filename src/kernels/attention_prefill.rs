@@ -109,9 +109,16 @@ fn rows_key(kind: KvType, head_dim: u32, sinks: bool) -> Result<PipelineKey, Gpu
 /// -n 0`) the pp512 attention took 0.37 s against 2.16 s for the tiled form on SmolLM2
 /// (head_dim 64), and 0.69 s against 2.58 s on Gemma 3 (head_dim 256).
 pub fn takes_rows(gpu: &Gpu, kind: KvType, head_dim: u32, vec4: bool, causal: bool) -> bool {
+    super::matvec::AdapterClass::of(&gpu.info) == super::matvec::AdapterClass::Cpu
+        && rows_fit(gpu, kind, head_dim, vec4, causal)
+}
+
+/// What the row-per-invocation form needs whatever the adapter class: subgroups of at
+/// least 8 (a power of two), an f16 or f32 cache, vec4 heads of a multiple of 32 up to
+/// 2048 (64 parts, `#unroll`'s limit), causal attention.
+fn rows_fit(gpu: &Gpu, kind: KvType, head_dim: u32, vec4: bool, causal: bool) -> bool {
     let info = &gpu.info;
-    super::matvec::AdapterClass::of(info) == super::matvec::AdapterClass::Cpu
-        && gpu.features.subgroups
+    gpu.features.subgroups
         && info.subgroup_min_size >= 8
         && info.subgroup_min_size.is_power_of_two()
         && kind != KvType::Q8_0
@@ -279,13 +286,7 @@ impl AttentionPrefill {
             && info.subgroup_min_size >= 8
             && info.subgroup_min_size.is_power_of_two();
         let key = if rows {
-            let fits = subgroups
-                && cache.kind != KvType::Q8_0
-                && vec4
-                && head_dim.is_multiple_of(32)
-                && head_dim <= 32 * 64
-                && causal;
-            if !fits {
+            if !rows_fit(gpu, cache.kind, head_dim, vec4, causal) {
                 return Err(GpuError::Runtime(format!(
                     "{what}: the row-per-invocation form needs subgroups of 8, an f16 or f32 \
                      cache, vec4 heads of a multiple of 32 up to 2048 and causal attention"
