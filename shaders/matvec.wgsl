@@ -10,6 +10,8 @@
 // y = act(y) * u (the up projection with the gated activation as its epilogue). With
 // PAIR both projections come from one dispatch: the weights hold the gate's rows, then
 // the up's.
+// XSHARE (one lane per row, with subgroups of at least 8, for types that preload x):
+// the lanes of a subgroup share each part's x by broadcast (see load_xpart).
 // SPLIT: the weights hold up to three projections of one input stacked (an attention's
 // q, k and v); rows before split0 go to y, rows before split1 to y1, the rest to y2.
 #include "lib/common.wgsl"
@@ -79,7 +81,36 @@ fn xv4(e: u32) -> vec4<f32> {
 var<private> xs: array<vec4<f32>, 8>;
 var<private> xsum: vec2<f32>;
 
-fn load_xpart(x0: u32, hi: u32) {
+#ifdef XSHARE
+#ifdef SUBGROUPS
+// XSHARE (one lane per row, subgroups of at least 8): the subgroup's invocations own
+// different rows and read the same part, so its lane j loads the part's vec4 j and the
+// others take it by subgroupBroadcast: 1 load per lane instead of 8. A CPU rasterizer
+// runs each invocation as a SIMD lane, where every load of x is a per-lane gather and a
+// broadcast a register move.
+#define XBCAST
+#endif
+#endif
+
+#ifdef XBCAST
+fn load_xpart(x0: u32, hi: u32, sl: u32) {
+#ifdef XLO
+    let v = xv4(x0 + 4u * (sl & 3u));
+#unroll 4
+    xs[$i] = subgroupBroadcast(v, $iu);
+#endunroll
+#else
+    let v = xv4(x0 + select(0u, hi, sl >= 4u) + 4u * (sl & 3u));
+#unroll 8
+    xs[$i] = subgroupBroadcast(v, $iu);
+#endunroll
+    let s = xs[0] + xs[1] + xs[2] + xs[3];
+    let t = xs[4] + xs[5] + xs[6] + xs[7];
+    xsum = vec2<f32>(dot(s, vec4<f32>(1.0)), dot(t, vec4<f32>(1.0)));
+#endif
+}
+#else
+fn load_xpart(x0: u32, hi: u32, sl: u32) {
 #ifdef XLO
     for (var j = 0u; j < 4u; j++) {
         xs[j] = xv4(x0 + 4u * j);
@@ -97,6 +128,7 @@ fn load_xpart(x0: u32, hi: u32) {
 #endif
 }
 #endif
+#endif
 
 @compute @workgroup_size(WG)
 fn main(ids: Ids, gs: Groups) {
@@ -109,13 +141,21 @@ fn main(ids: Ids, gs: Groups) {
     // row r's result is act(gate r) * up r, both read against the same x.
     var acc_up: array<f32, NR>;
 #endif
+#ifdef XBCAST
+    // Every lane of the subgroup takes part in the broadcasts: rows past the end are
+    // recomputed as the last (never stored), never skipped.
+    let sl = ids.lane % 8u;
+    {
+#else
+    let sl = 0u;
     if (first < p.rows) {
+#endif
         let nb = (p.k + QK - 1u) / QK;
         for (var i = lane; i < nb * PARTS; i += LANES) {
             let blk = i / PARTS;
 #ifdef XPRE
             let xp = part_x(i % PARTS, blk * QK);
-            load_xpart(xp.x, xp.y);
+            load_xpart(xp.x, xp.y, sl);
 #endif
             for (var r = 0u; r < NR; r++) {
                 // Past the last row, recompute it (never stored).

@@ -240,6 +240,20 @@ fn matvec_every_table_geometry() {
             rows,
         }),
     );
+    // Without subgroups no type takes the x-sharing form's one lane per row.
+    let bare = gpu(Config::Bare);
+    for ty in gpu_types() {
+        assert_ne!(
+            matvec::geometry(&bare, ty).0,
+            matvec::SHARE_GEOMETRY,
+            "{ty}"
+        );
+        // With them, a CPU rasterizer takes it for the types that share x.
+        let cpu = matvec::AdapterClass::of(&full.info) == matvec::AdapterClass::Cpu;
+        if cpu && full.features.subgroups && sg_min >= 8 && matvec::shares_x(ty) {
+            assert_eq!(matvec::geometry(&full, ty), (matvec::SHARE_GEOMETRY, true));
+        }
+    }
     for (i, ty) in gpu_types().into_iter().enumerate() {
         let qk = ty.block_elems();
         for (j, (rows, cols)) in [(37, 3 * qk), (9, 5 * qk)].into_iter().enumerate() {

@@ -59,7 +59,8 @@ pub struct Geometry {
 /// invocation four rows, which share the x it loads once per part (`XPRE`): lavapipe
 /// tg64 with `HEARTH_MATVEC=128,8,4` against the earlier 64 invocations and two rows
 /// (four for Q8_0), runs alternated: SmolLM2 25.5-27.3 tokens/s against 22.5-23.4,
-/// Gemma 3 14.7-18.2 (median 16.3) against 11.5-16.8 (median 15.6). `geometry` decides
+/// Gemma 3 14.7-18.2 (median 16.3) against 11.5-16.8 (median 15.6). Q4_0 and Q4_1
+/// take `SHARE_GEOMETRY` there instead (`class_geometry`). `geometry` decides
 /// whether the lanes may sum with subgroup shuffles.
 pub const TABLE: [(AdapterClass, Geometry); 6] = [
     (
@@ -112,6 +113,33 @@ pub const TABLE: [(AdapterClass, Geometry); 6] = [
     ),
 ];
 
+/// The CPU class's geometry for Q4_0 and Q4_1 (see `shares_x`) on adapters with
+/// subgroups of at least 8: one row per lane, four per invocation, 32 invocations per
+/// workgroup (128 rows). The shader's `XSHARE` form then has lane j of each subgroup
+/// load vec4 j of the part's x and broadcast it to the others, where the table's 8
+/// lanes per row load every x value in every lane (a CPU rasterizer runs a load per
+/// lane, a broadcast as a register move).
+///
+/// Measured on lavapipe, alternated runs: SmolLM2-135M Q4_1 `hearth bench -p 0 -n 64`
+/// 21.3-27.1 tokens/s (median 24.5) against 18.1-23.7 (median 20.9) with the table's
+/// `HEARTH_MATVEC=128,8,4`; in `hearth profile` its Q4_1 matvecs took 0.65-0.75 of the
+/// time. With weights hot in cache (`benches/matvec`) the form is 1.4-2.6x faster for
+/// every type that preloads x, but in a model, whose weights stream from memory, it was
+/// not faster for Q8_0 (Gemma 3's 262,144-row head 1.02-1.15x the time), Q4_K and Q6_K
+/// (0.98-1.03x) or Q5_0 (Gemma 3: q/k/v 0.82x, the gate/up pair 1.10-1.14x), so those
+/// keep the table's geometry.
+pub const SHARE_GEOMETRY: Geometry = Geometry {
+    workgroup: 32,
+    lanes: 1,
+    rows: 4,
+};
+
+/// Whether the CPU class runs `ty`'s matvec in the x-sharing form (`SHARE_GEOMETRY`).
+/// The shader's form serves every type that preloads a part's x (the dtype's `XPRE`).
+pub fn shares_x(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1)
+}
+
 /// Lane counts per row the shader supports (powers of two up to the widest subgroup).
 const LANES: [u32; 6] = [1, 4, 8, 16, 32, 64];
 /// Rows per invocation the shader supports.
@@ -160,6 +188,11 @@ fn defines_for(g: Geometry, form: Form) -> Result<&'static [&'static str], GpuEr
         Form::Gated(a) | Form::Pair(a) => Some(a),
         Form::Plain | Form::Split => None,
     };
+    // One lane per row: the shader shares x across the subgroup where the build has
+    // subgroups and the type preloads x.
+    if g.lanes == 1 {
+        d.push("XSHARE".into());
+    }
     d.extend(super::act_defines(act).iter().map(|s| s.to_string()));
     match form {
         Form::Pair(_) => d.push("PAIR".into()),
@@ -174,11 +207,26 @@ fn defines_for(g: Geometry, form: Form) -> Result<&'static [&'static str], GpuEr
 /// smallest subgroup.
 pub fn geometry(gpu: &Gpu, ty: GgmlType) -> (Geometry, bool) {
     let class = AdapterClass::of(&gpu.info);
-    let g = tuning_override().unwrap_or(class_geometry(class, ty));
-    let shuffles = gpu.features.subgroups
-        && gpu.info.subgroup_min_size >= g.lanes
-        && gpu.info.subgroup_min_size.is_power_of_two();
-    (g, shuffles)
+    let mut g = tuning_override().unwrap_or(class_geometry(class, ty));
+    if g == SHARE_GEOMETRY && !broadcasts(gpu) {
+        g = table_geometry(class);
+    }
+    (g, row_shuffles(gpu, g))
+}
+
+/// Whether `gpu` runs the `XSHARE` form: subgroups of at least 8 invocations.
+fn broadcasts(gpu: &Gpu) -> bool {
+    gpu.features.subgroups && gpu.info.subgroup_min_size >= 8
+}
+
+/// Whether a build of `g` may use subgroups: a row's lanes fit the smallest subgroup,
+/// and with one lane per row (the `XSHARE` broadcasts) it holds at least 8.
+fn row_shuffles(gpu: &Gpu, g: Geometry) -> bool {
+    let min = gpu.info.subgroup_min_size;
+    gpu.features.subgroups
+        && min >= g.lanes
+        && min.is_power_of_two()
+        && (g.lanes > 1 || broadcasts(gpu))
 }
 
 /// Tuning aid: `HEARTH_MATVEC=WORKGROUP,LANES[,ROWS]` overrides the table when it names
@@ -204,8 +252,18 @@ fn tuning_override() -> Option<Geometry> {
     None
 }
 
-/// The table's geometry of `class` (the same for every weight type).
-pub fn class_geometry(class: AdapterClass, _ty: GgmlType) -> Geometry {
+/// The table's geometry of `class`; on a CPU rasterizer, `SHARE_GEOMETRY` for the types
+/// that preload x (where the adapter lacks subgroups of 8, `geometry` falls back to the
+/// table's).
+pub fn class_geometry(class: AdapterClass, ty: GgmlType) -> Geometry {
+    if class == AdapterClass::Cpu && shares_x(ty) {
+        return SHARE_GEOMETRY;
+    }
+    table_geometry(class)
+}
+
+/// `class`'s entry of the table.
+fn table_geometry(class: AdapterClass) -> Geometry {
     TABLE
         .iter()
         .find(|(c, _)| *c == class)
@@ -367,6 +425,7 @@ impl MatVec {
         (g, shuffles): (Geometry, bool),
         form: Form,
     ) -> Result<Self, GpuError> {
+        let shuffles = shuffles && row_shuffles(gpu, g);
         if !g.lanes.is_power_of_two() || !g.workgroup.is_multiple_of(g.lanes) {
             return Err(GpuError::Runtime(format!(
                 "matvec: {} lanes per row in workgroups of {}",
@@ -507,6 +566,12 @@ mod tests {
             );
             assert!((64..=256).contains(&g.workgroup), "{class:?}");
             assert!(defines_for(g, Form::Plain).is_ok(), "{class:?}");
+        }
+        let share = defines_for(SHARE_GEOMETRY, Form::Plain).unwrap();
+        assert!(share.contains(&"XSHARE"));
+        for ty in GgmlType::ALL {
+            let cpu = class_geometry(AdapterClass::Cpu, ty);
+            assert_eq!(cpu == SHARE_GEOMETRY, shares_x(ty), "{ty}");
         }
     }
 }
