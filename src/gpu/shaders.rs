@@ -329,12 +329,20 @@ impl Gpu {
         }
         let src = compose(key)?;
         let label = key.label();
-        let module = self
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(&label),
-                source: wgpu::ShaderSource::Wgsl(src.into()),
-            });
+        let desc = wgpu::ShaderModuleDescriptor {
+            label: Some(&label),
+            source: wgpu::ShaderSource::Wgsl(src.into()),
+        };
+        // SAFETY: without naga's runtime checks a shader must index only within its
+        // arrays and bindings and end every loop. Every kernel's indices and loop bounds
+        // are covered by its twin tests, at awkward sizes, with every build variant
+        // (`tests/kernels*.rs`); buffer sizes are checked on the host before binding
+        // (`View::check` and friends). `runtime_checks` keeps the checks in debug builds,
+        // in the browser, and on request.
+        let module = unsafe {
+            self.device
+                .create_shader_module_trusted(desc, runtime_checks())
+        };
         let pipeline = Arc::new(self.device.create_compute_pipeline(
             &wgpu::ComputePipelineDescriptor {
                 label: Some(&label),
@@ -352,6 +360,18 @@ impl Gpu {
             .insert(key.clone(), pipeline.clone());
         Ok(pipeline)
     }
+}
+
+/// naga's runtime checks (array and binding indices clamped, loops bounded) for hearth's
+/// own shaders: dropped in native release builds, kept in debug builds, in the browser,
+/// and with `HEARTH_SHADER_CHECKS=1`. Adapters whose drivers bound buffer accesses
+/// themselves (Vulkan's robustBufferAccess2, as on lavapipe) keep those either way.
+fn runtime_checks() -> wgpu::ShaderRuntimeChecks {
+    #[cfg(all(not(debug_assertions), not(target_arch = "wasm32")))]
+    if std::env::var_os("HEARTH_SHADER_CHECKS").is_none_or(|v| v != "1") {
+        return wgpu::ShaderRuntimeChecks::unchecked();
+    }
+    wgpu::ShaderRuntimeChecks::checked()
 }
 
 fn poisoned() -> GpuError {
