@@ -321,6 +321,64 @@ fn weighted_v(c0: u32, j0: u32, j1: u32, at: KvAt, d4: u32, acc: ptr<function, a
     }
 }
 
+#ifdef QSHARE
+// QSHARE (pass 1; host: a CPU adapter with subgroups of at least 8, a vec4 f16/f32
+// cache, head_dim / 4 a multiple of the subgroup size): values every lane of a subgroup needs
+// (q in the scores, the exp weights in the V sums) are loaded once per subgroup, lane j
+// taking the j-th of each 8 and the others receiving it by subgroupBroadcast. A CPU
+// rasterizer runs each invocation as a SIMD lane, where a load of shared memory or a
+// buffer is a per-lane gather and a broadcast a register move; without it each key's
+// score read every head's q once per lane, 8 times the key's own K words. Every lane
+// runs every step (positions outside [lo, kv_len) read a valid row and score NEG).
+
+// Lane j of 8 in the subgroup.
+var<private> sl: u32;
+
+fn score_shared(pos: u32, j: u32, lo: u32, kv_len: u32, at: KvAt) {
+    let ok = pos >= lo && pos < kv_len;
+    let e = kv_elem(at, select(lo, pos, ok));
+    var s: array<f32, HB>;
+    for (var d8 = 0u; d8 < head_d4(); d8 += 8u) {
+#unroll 8
+        let k$i = kv_col(e, d8 + $iu, false);
+#endunroll
+        for (var g = 0u; g < HB; g++) {
+            let qv = qs[g * D4 + d8 + sl];
+#unroll 8
+            s[g] += dot(subgroupBroadcast(qv, $iu), k$i);
+#endunroll
+        }
+    }
+    for (var g = 0u; g < HB; g++) {
+        var v = select(NEG, s[g], ok);
+        if (p.softcap > 0.0 && ok) {
+            v = p.softcap * tanh(clamp(v / p.softcap, -15.0, 15.0));
+        }
+        ss[g * CHUNK + j] = v;
+    }
+}
+
+// weighted_v over the keys in blocks of 8 from j0 rounded down (their exp weights are 0
+// outside [j0, j1), and their rows are read clamped into [lo, kv_len)); lanes past the
+// head read its last column and are not stored.
+fn weighted_v_shared(c0: u32, j0: u32, j1: u32, at: KvAt, d4: u32, acc: ptr<function, array<vec4<f32>, HB>>) {
+    let dc = min(d4, head_d4() - 1u);
+    let first = c0 + j0;
+    let last = c0 + j1 - 1u;
+    for (var i0 = j0 & ~7u; i0 < j1; i0 += 8u) {
+#unroll 8
+        let v$i = kv_col(kv_elem(at, clamp(c0 + i0 + $iu, first, last)), dc, true);
+#endunroll
+        for (var g = 0u; g < HB; g++) {
+            let ev = es[g * CHUNK + i0 + sl];
+#unroll 8
+            (*acc)[g] += subgroupBroadcast(ev, $iu) * v$i;
+#endunroll
+        }
+    }
+}
+#endif
+
 #ifdef SINGLE
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
@@ -423,12 +481,19 @@ fn main(ids: Ids, gs: Groups) {
     let kv_len = kv_len_of(t);
     let lo = window_lo(kv_len, p.window);
     let at = kv_at(t, h0);
+#ifdef QSHARE
+    sl = ids.lane % 8u;
+#endif
     load_q(t, h0, ids.lid);
     workgroupBarrier();
 
     // Scores: each invocation owns one key position, for every head of the block.
     let c0 = c * CHUNK;
+#ifdef QSHARE
+    score_shared(c0 + ids.lid, ids.lid, lo, kv_len, at);
+#else
     score(c0 + ids.lid, ids.lid, lo, kv_len, at);
+#endif
     workgroupBarrier();
     // The chunk has at least one valid position, so each m is a real score.
     var m: array<f32, HB>;
@@ -449,7 +514,11 @@ fn main(ids: Ids, gs: Groups) {
     let d4 = ids.lid;
     if (d4 < head_d4()) {
         var acc: array<vec4<f32>, HB>;
+#ifdef QSHARE
+        weighted_v_shared(c0, j0, j1, at, d4, &acc);
+#else
         weighted_v(c0, j0, j1, at, d4, &acc);
+#endif
         for (var g = 0u; g < HB; g++) {
             let base = slot_of(t, h0 + g, c) * p.head_dim;
             for (var i = 0u; i < 4u; i++) {

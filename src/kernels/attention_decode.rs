@@ -71,8 +71,17 @@ fn key(
     vec4: bool,
     heads: u32,
     sinks: bool,
+    share: bool,
 ) -> Result<PipelineKey, GpuError> {
     let mut d: Vec<String> = Vec::new();
+    // The subgroup-shared loads (`QSHARE`): pass 1 over a vec4 cache. The single pass
+    // (short contexts) keeps its per-lane form, where lanes past the context skip their
+    // loads: there the shared form ran slower (SmolLM2 decode at 1-8 positions, 178-193
+    // µs per dispatch against 145-150 in `hearth profile`).
+    let share = share && pass == Pass::Chunks && vec4 && kind != KvType::Q8_0;
+    if share {
+        d.push("QSHARE".into());
+    }
     if sinks && pass != Pass::Chunks {
         d.push("SINKS".into());
     }
@@ -95,6 +104,7 @@ fn key(
         op: "attention_decode",
         variant: ShaderVariant {
             f16: kind == KvType::F16 && pass != Pass::Combine,
+            subgroups: share,
             defines: super::static_defines(&d)?,
             ..ShaderVariant::new(WORKGROUP)
         },
@@ -124,9 +134,31 @@ pub fn variants() -> Vec<PipelineKey> {
             keys.push((kind, Pass::Single, vec4, heads, true));
         }
     }
-    keys.into_iter()
-        .map(|(f, p, v, h, s)| key(f, p, v, h, s).expect("static defines"))
-        .collect()
+    let mut out = Vec::new();
+    for (f, p, v, h, s) in keys {
+        for share in [false, true] {
+            let k = key(f, p, v, h, s, share).expect("static defines");
+            if !out.contains(&k) {
+                out.push(k);
+            }
+        }
+    }
+    out
+}
+
+/// Whether decode attention over `cache` with heads of `head_dim` takes the
+/// subgroup-shared loads (`QSHARE` in the shader): on a CPU rasterizer (each invocation
+/// a SIMD lane, each load a per-lane gather) with subgroups of at least 8 that divide
+/// the head's vec4 columns, over an f16 or f32 cache read as vec4.
+pub fn shares_loads(gpu: &Gpu, cache: &KvCache, head_dim: u32) -> bool {
+    let info = &gpu.info;
+    super::matvec::AdapterClass::of(info) == super::matvec::AdapterClass::Cpu
+        && gpu.features.subgroups
+        && info.subgroup_min_size >= 8
+        && head_dim.is_multiple_of(4)
+        && info.subgroup_max_size > 0
+        && (head_dim / 4).is_multiple_of(info.subgroup_max_size)
+        && cache.kind != KvType::Q8_0
 }
 
 /// What an attention op computes: `n_heads` query heads of `head_dim` over `n_kv_heads`
@@ -311,7 +343,8 @@ impl AttentionDecode {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        let k1 = key(cache.kind, Pass::Chunks, vec4, heads, false)?;
+        let share = shares_loads(gpu, cache, head_dim);
+        let k1 = key(cache.kind, Pass::Chunks, vec4, heads, false, share)?;
         let chunks = build_dispatch(
             gpu,
             &k1,
@@ -326,7 +359,7 @@ impl AttentionDecode {
             &p,
             (max_chunks, n_heads / heads, rows),
         )?;
-        let k2 = key(KvType::F32, Pass::Combine, false, 1, sinks.is_some())?;
+        let k2 = key(KvType::F32, Pass::Combine, false, 1, sinks.is_some(), false)?;
         let mut b2 = vec![(4, &scratch), (5, out.buffer), (STEP_BINDING, &step.buffer)];
         b2.extend(sinks.map(|s| (SINKS_BINDING, s)));
         let combine = build_dispatch(gpu, &k2, k2.label(), &b2, &p, (n_heads, rows, 1))?;
@@ -360,7 +393,14 @@ impl AttentionDecode {
                 ..Work::default()
             },
         );
-        let k3 = key(cache.kind, Pass::Single, vec4, heads, sinks.is_some())?;
+        let k3 = key(
+            cache.kind,
+            Pass::Single,
+            vec4,
+            heads,
+            sinks.is_some(),
+            false,
+        )?;
         let mut b3 = vec![
             (0, q.buffer),
             (1, &cache.k),
