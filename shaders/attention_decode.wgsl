@@ -4,10 +4,10 @@
 // Pass 1 and SINGLE take a block of `heads` query heads of one KV group per workgroup, so
 // each K and V row is read once for all of them (GQA / MQA), as vec4 where head_dim
 // allows (VEC4).
-// Pass 1 (default): workgroup (chunk c, head block b, token t) scores the CHUNK key
-// positions of chunk c against each head's q, and writes to each head's own slot of the
-// scratch buffer the chunk's max score m, sum of exp(s - m) and the exp-weighted sum of V
-// rows. Chunks outside [lo, kv_len) exit.
+// Pass 1 (default): workgroup (x, head block b, token t) scores the CHUNK key positions
+// of chunk c (the x-th of the token's range) against each head's q, and writes to each
+// head's own slot of the scratch buffer the chunk's max score m, sum of exp(s - m) and
+// the exp-weighted sum of V rows. Workgroups past the range exit.
 // Pass 2 (COMBINE): one workgroup per (head, token) rescales the chunks to a common max and
 // divides, over the chunks in parallel: the maximum and the denominator are workgroup
 // reductions, each chunk's weight is computed once, and every invocation sums its dims.
@@ -468,14 +468,16 @@ fn main(ids: Ids, gs: Groups) {
 
 @compute @workgroup_size(WG)
 fn main(ids: Ids, gs: Groups) {
-    let c = gs.wid.x;
     let h0 = gs.wid.y * HB;
     let t = gs.wid.z;
     if (h0 >= p.n_heads || !live(t)) {
         return;
     }
+    // Workgroup x takes the x-th chunk of the token's range (a windowed layer's grid
+    // covers only the window's chunks); its scratch slot is the chunk's own.
     let cr = chunk_range(t);
-    if (c < cr.x || c >= cr.y || c >= p.max_chunks) {
+    let c = cr.x + gs.wid.x;
+    if (c >= cr.y || c >= p.max_chunks) {
         return;
     }
     let kv_len = kv_len_of(t);

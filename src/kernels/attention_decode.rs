@@ -146,6 +146,13 @@ pub fn variants() -> Vec<PipelineKey> {
     out
 }
 
+/// Workgroups along pass 1's chunk axis: each takes one chunk of its token's range, so a
+/// sliding window of w positions (at most ceil(w / CHUNK) + 1 chunks) needs no more
+/// than that, whatever the cache's capacity; without a window, every chunk.
+fn range_chunks(max_chunks: u32, window: Option<u32>) -> u32 {
+    window.map_or(max_chunks, |w| max_chunks.min(w.div_ceil(CHUNK) + 1))
+}
+
 /// Whether decode attention over `cache` with heads of `head_dim` takes the
 /// subgroup-shared loads (`QSHARE` in the shader): on a CPU rasterizer (each invocation
 /// a SIMD lane, each load a per-lane gather) with subgroups of at least 8 that divide
@@ -357,7 +364,7 @@ impl AttentionDecode {
                 (STEP_BINDING, &step.buffer),
             ],
             &p,
-            (max_chunks, n_heads / heads, rows),
+            (range_chunks(max_chunks, window), n_heads / heads, rows),
         )?;
         let k2 = key(KvType::F32, Pass::Combine, false, 1, sinks.is_some(), false)?;
         let mut b2 = vec![(4, &scratch), (5, out.buffer), (STEP_BINDING, &step.buffer)];
