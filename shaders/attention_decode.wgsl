@@ -359,15 +359,14 @@ fn score_shared(pos: u32, j: u32, lo: u32, kv_len: u32, at: KvAt) {
 }
 
 // weighted_v over the keys in blocks of 8 from j0 rounded down (their exp weights are 0
-// outside [j0, j1), and their rows are read clamped into [lo, kv_len)); lanes past the
-// head read its last column and are not stored.
+// outside [j0, j1), and their rows are read clamped into [c0 + j0, c0 + j1)). The
+// caller's `d4 < head_d4()` holds for whole subgroups (the host's condition).
 fn weighted_v_shared(c0: u32, j0: u32, j1: u32, at: KvAt, d4: u32, acc: ptr<function, array<vec4<f32>, HB>>) {
-    let dc = min(d4, head_d4() - 1u);
     let first = c0 + j0;
     let last = c0 + j1 - 1u;
     for (var i0 = j0 & ~7u; i0 < j1; i0 += 8u) {
 #unroll 8
-        let v$i = kv_col(kv_elem(at, clamp(c0 + i0 + $iu, first, last)), dc, true);
+        let v$i = kv_col(kv_elem(at, clamp(c0 + i0 + $iu, first, last)), d4, true);
 #endunroll
         for (var g = 0u; g < HB; g++) {
             let ev = es[g * CHUNK + i0 + sl];

@@ -153,19 +153,17 @@ fn range_chunks(max_chunks: u32, window: Option<u32>) -> u32 {
     window.map_or(max_chunks, |w| max_chunks.min(w.div_ceil(CHUNK) + 1))
 }
 
-/// Whether decode attention over `cache` with heads of `head_dim` takes the
-/// subgroup-shared loads (`QSHARE` in the shader): on a CPU rasterizer (each invocation
-/// a SIMD lane, each load a per-lane gather) with subgroups of at least 8 that divide
-/// the head's vec4 columns, over an f16 or f32 cache read as vec4.
-pub fn shares_loads(gpu: &Gpu, cache: &KvCache, head_dim: u32) -> bool {
+/// Whether decode attention with heads of `head_dim` may take the subgroup-shared loads
+/// (`QSHARE` in the shader; `key` takes them only for pass 1 over a vec4 cache): on a
+/// CPU rasterizer (each invocation a SIMD lane, each load a per-lane gather) with
+/// subgroups of at least 8 that divide the head's vec4 columns, so that the V sums'
+/// `d4 < head_d4` branch holds or drops whole subgroups.
+pub fn shares_loads(gpu: &Gpu, head_dim: u32) -> bool {
     let info = &gpu.info;
     super::matvec::AdapterClass::of(info) == super::matvec::AdapterClass::Cpu
-        && gpu.features.subgroups
-        && info.subgroup_min_size >= 8
+        && super::matvec::broadcasts(gpu)
         && head_dim.is_multiple_of(4)
-        && info.subgroup_max_size > 0
         && (head_dim / 4).is_multiple_of(info.subgroup_max_size)
-        && cache.kind != KvType::Q8_0
 }
 
 /// What an attention op computes: `n_heads` query heads of `head_dim` over `n_kv_heads`
@@ -350,7 +348,7 @@ impl AttentionDecode {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        let share = shares_loads(gpu, cache, head_dim);
+        let share = shares_loads(gpu, head_dim);
         let k1 = key(cache.kind, Pass::Chunks, vec4, heads, false, share)?;
         let chunks = build_dispatch(
             gpu,

@@ -214,8 +214,9 @@ pub fn geometry(gpu: &Gpu, ty: GgmlType) -> (Geometry, bool) {
     (g, row_shuffles(gpu, g))
 }
 
-/// Whether `gpu` runs the `XSHARE` form: subgroups of at least 8 invocations.
-fn broadcasts(gpu: &Gpu) -> bool {
+/// Whether `gpu` can share values across a subgroup by broadcast from 8 lanes (the
+/// matvecs' `XSHARE`, decode attention's `QSHARE`): subgroups of at least 8 invocations.
+pub(crate) fn broadcasts(gpu: &Gpu) -> bool {
     gpu.features.subgroups && gpu.info.subgroup_min_size >= 8
 }
 

@@ -30,7 +30,7 @@ pub const SHARE_GEOMETRY: Geometry = Geometry {
 /// per row, block weights (rows of whole groups of 8 vec4 words), and subgroup
 /// broadcasts over subgroups of at least 8 invocations.
 fn shares_x(gpu: &Gpu, ty: GgmlType, (g, shuffles): (Geometry, bool)) -> bool {
-    shuffles && g.lanes == 1 && !ty.is_float() && gpu.info.subgroup_min_size >= 8
+    shuffles && g.lanes == 1 && !ty.is_float() && super::matvec::broadcasts(gpu)
 }
 
 /// The geometry of the batched matvec for `gpu` and weights of type `ty`. On a CPU
