@@ -59,8 +59,8 @@ pub struct Geometry {
 /// invocation four rows, which share the x it loads once per part (`XPRE`): lavapipe
 /// tg64 with `HEARTH_MATVEC=128,8,4` against the earlier 64 invocations and two rows
 /// (four for Q8_0), runs alternated: SmolLM2 25.5-27.3 tokens/s against 22.5-23.4,
-/// Gemma 3 14.7-18.2 (median 16.3) against 11.5-16.8 (median 15.6). Q4_0 and Q4_1
-/// take `SHARE_GEOMETRY` there instead (`class_geometry`). `geometry` decides
+/// Gemma 3 14.7-18.2 (median 16.3) against 11.5-16.8 (median 15.6). The types that
+/// preload x take `SHARE_GEOMETRY` there instead (`class_geometry`). `geometry` decides
 /// whether the lanes may sum with subgroup shuffles.
 pub const TABLE: [(AdapterClass, Geometry); 6] = [
     (
@@ -113,31 +113,44 @@ pub const TABLE: [(AdapterClass, Geometry); 6] = [
     ),
 ];
 
-/// The CPU class's geometry for Q4_0 and Q4_1 (see `shares_x`) on adapters with
-/// subgroups of at least 8: one row per lane, four per invocation, 32 invocations per
-/// workgroup (128 rows). The shader's `XSHARE` form then has lane j of each subgroup
-/// load vec4 j of the part's x and broadcast it to the others, where the table's 8
-/// lanes per row load every x value in every lane (a CPU rasterizer runs a load per
-/// lane, a broadcast as a register move).
+/// The CPU class's geometry for the types that preload a part's x (see `shares_x`) on
+/// adapters with subgroups of at least 8: one row per lane and per invocation, 32
+/// invocations per workgroup. The shader's `XSHARE` form then has lane j of each
+/// subgroup load vec4 j of the part's x and broadcast it to the others, where the
+/// table's 8 lanes per row load every x value in every lane (a CPU rasterizer runs a
+/// load per lane, a broadcast as a register move).
 ///
-/// Measured on lavapipe, alternated runs: SmolLM2-135M Q4_1 `hearth bench -p 0 -n 64`
-/// 21.3-27.1 tokens/s (median 24.5) against 18.1-23.7 (median 20.9) with the table's
-/// `HEARTH_MATVEC=128,8,4`; in `hearth profile` its Q4_1 matvecs took 0.65-0.75 of the
-/// time. With weights hot in cache (`benches/matvec`) the form is 1.4-2.6x faster for
-/// every type that preloads x, but in a model, whose weights stream from memory, it was
-/// not faster for Q8_0 (Gemma 3's 262,144-row head 1.02-1.15x the time), Q4_K and Q6_K
-/// (0.98-1.03x) or Q5_0 (Gemma 3: q/k/v 0.82x, the gate/up pair 1.10-1.14x), so those
-/// keep the table's geometry.
+/// On lavapipe (Mesa 25.0.7) a kernel's cost is close to its per-lane 32-bit loads,
+/// about 0.8 ns each per thread: every storage load at an address that differs between
+/// lanes is a loop over the lanes with a bounds check per component. One row per lane
+/// keeps the loads to the row's own words, one x vec4 per 32 weights and a scale, and
+/// 32-invocation workgroups spread even a 576-row matrix over 18 workgroups.
+///
+/// Measured on lavapipe, alternated runs of `hearth bench MODEL -p 0 -n 64 -r 1`:
+/// Gemma 3 16.6-17.7 tokens/s against 12.2-14.8 with the table's 8 lanes per row for
+/// Q4_K, Q5_0, Q6_K and Q8_0 (four rows per invocation for Q4_0 and Q4_1 before);
+/// SmolLM2 27.8-29.6 against 22.7-26.5. In `hearth profile` every matvec of Gemma 3
+/// took 0.69-0.98 of the table geometry's time, and four rows per invocation were
+/// slower than one (the Gemma head 0.99, q/k/v 0.77 where one row gave 0.69).
 pub const SHARE_GEOMETRY: Geometry = Geometry {
     workgroup: 32,
     lanes: 1,
-    rows: 4,
+    rows: 1,
 };
 
-/// Whether the CPU class runs `ty`'s matvec in the x-sharing form (`SHARE_GEOMETRY`).
-/// The shader's form serves every type that preloads a part's x (the dtype's `XPRE`).
+/// Whether the CPU class runs `ty`'s matvec in the x-sharing form (`SHARE_GEOMETRY`):
+/// every type that preloads a part's x (the dtype's `XPRE`).
 pub fn shares_x(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1)
+    matches!(
+        ty,
+        GgmlType::Q4_0
+            | GgmlType::Q4_1
+            | GgmlType::Q5_0
+            | GgmlType::Q5_1
+            | GgmlType::Q8_0
+            | GgmlType::Q4_K
+            | GgmlType::Q6_K
+    )
 }
 
 /// Lane counts per row the shader supports (powers of two up to the widest subgroup).
