@@ -120,10 +120,10 @@ pub const TABLE: [(AdapterClass, Geometry); 6] = [
 /// table's 8 lanes per row load every x value in every lane (a CPU rasterizer runs a
 /// load per lane, a broadcast as a register move).
 ///
-/// On lavapipe (Mesa 25.0.7) a kernel's cost is close to its per-lane 32-bit loads,
-/// about 0.8 ns each per thread: every storage load at an address that differs between
-/// lanes is a loop over the lanes with a bounds check per component. One row per lane
-/// keeps the loads to the row's own words, one x vec4 per 32 weights and a scale, and
+/// On lavapipe (Mesa 25.0.7) every storage load at an address that differs between
+/// lanes is a loop over the lanes with a bounds check per 32-bit component (about four
+/// fifths of the instructions in the Q4_1 matvec's loop). One row per lane keeps the
+/// loads to the row's own words, one x vec4 per 32 weights and a scale, and
 /// 32-invocation workgroups spread even a 576-row matrix over 18 workgroups.
 ///
 /// Measured on lavapipe, alternated runs of `hearth bench MODEL -p 0 -n 64 -r 1`:
