@@ -55,13 +55,13 @@ pub struct Geometry {
 /// subgroups may be 8 to 32 wide, and unknown vendors); workgroups hold 4 to 8 rows, one
 /// per invocation group (measured on an H200, Llama-3.1-8B-shaped Q4_K_M tg64: 85.4
 /// tokens/s with one row per invocation, 79.6 with two, 66.7 with four). On a CPU
-/// rasterizer (lavapipe, 8-wide SIMD) a row takes one 8-lane subgroup and each
-/// invocation four rows, which share the x it loads once per part (`XPRE`): lavapipe
-/// tg64 with `HEARTH_MATVEC=128,8,4` against the earlier 64 invocations and two rows
-/// (four for Q8_0), runs alternated: SmolLM2 25.5-27.3 tokens/s against 22.5-23.4,
-/// Gemma 3 14.7-18.2 (median 16.3) against 11.5-16.8 (median 15.6). The types that
-/// preload x take `SHARE_GEOMETRY` there instead (`class_geometry`). `geometry` decides
-/// whether the lanes may sum with subgroup shuffles.
+/// rasterizer (lavapipe, 8-wide SIMD) the types that preload x take `SHARE_GEOMETRY`
+/// (`class_geometry`); the others (float, Q2_K, Q3_K, Q5_K, the IQ types) give a row one
+/// 8-lane subgroup and each invocation four rows (measured before `SHARE_GEOMETRY`
+/// served the preloading types: lavapipe tg64 with `HEARTH_MATVEC=128,8,4` against 64
+/// invocations and two rows, alternated, SmolLM2 25.5-27.3 tokens/s against 22.5-23.4,
+/// Gemma 3 median 16.3 against 15.6). `geometry` decides whether the lanes may sum with
+/// subgroup shuffles.
 pub const TABLE: [(AdapterClass, Geometry); 6] = [
     (
         AdapterClass::Cpu,
@@ -587,5 +587,24 @@ mod tests {
             let cpu = class_geometry(AdapterClass::Cpu, ty);
             assert_eq!(cpu == SHARE_GEOMETRY, shares_x(ty), "{ty}");
         }
+    }
+
+    /// `shares_x` lists the types whose decoder preloads x (`XPRE`, which brings the
+    /// shader's `load_xpart`); the two stay in step, so no type that could share x is
+    /// left on the table's geometry and none without it takes the x-sharing one.
+    #[test]
+    fn shares_x_matches_the_decoders() {
+        let defines = defines_for(SHARE_GEOMETRY, Form::Plain).unwrap();
+        let mut composed = 0;
+        for ty in GgmlType::ALL {
+            let key = super::super::weight_key("matvec", ty, true, 32, defines);
+            let Ok(src) = crate::gpu::compose(&key) else {
+                assert!(!shares_x(ty), "{ty} shares x but has no matvec decoder");
+                continue;
+            };
+            composed += 1;
+            assert_eq!(src.contains("fn load_xpart"), shares_x(ty), "{ty}");
+        }
+        assert!(composed >= 7, "{composed} matvec decoders");
     }
 }
