@@ -282,7 +282,14 @@ fn cli_prints_the_table() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for want in ["prefill:", "decode:", "| kernel | shape | calls |", "peak:"] {
+    for want in [
+        "prefill:",
+        "decode:",
+        "| kernel | shape | calls |",
+        "peak:",
+        "launch:",
+        "launch floor",
+    ] {
         assert!(stdout.contains(want), "no '{want}' in:\n{stdout}");
     }
     assert!(stdout.contains("matvec_q8_0"), "{stdout}");
@@ -326,6 +333,11 @@ fn stream_read_reads_everything_and_peak_is_positive() {
     );
     assert!(
         peak.read_gbps.is_finite() && peak.read_gbps > 0.0,
+        "{peak:?}"
+    );
+    // A dispatch costs something, and far less than a second.
+    assert!(
+        peak.dispatch_us.is_finite() && peak.dispatch_us > 0.0 && peak.dispatch_us < 1e6,
         "{peak:?}"
     );
 }

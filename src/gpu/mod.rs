@@ -12,7 +12,7 @@ mod tensor;
 pub use device::{
     describe_info, list_adapters, AdapterSummary, BackendChoice, Gpu, GpuOptions, OptionalFeatures,
 };
-pub use profiler::{measure_peak, Peak, Phase, Profiler, StepProfile, Timing};
+pub use profiler::{measure_peak, Peak, Phase, Profiler, StepProfile, Timing, DISPATCH_PROBE};
 pub use readback::{map_read, map_read_after, read_f32};
 pub use shaders::{compose, shader_files, PipelineKey, ShaderVariant};
 pub use tensor::{gpu_layout, repack_rows, shard_rows, GpuLayout, GpuTensor, Shard};

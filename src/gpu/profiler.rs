@@ -349,7 +349,14 @@ pub struct Peak {
     pub read_gbps: f64,
     /// Bytes per probe buffer.
     pub bytes: u64,
+    /// The cost of one dispatch of a minimal kernel (one workgroup reading 16 bytes),
+    /// [`DISPATCH_PROBE`] of them back to back in one compute pass, in µs: the launch
+    /// cost every dispatch of a step pays however little it does.
+    pub dispatch_us: f64,
 }
+
+/// Dispatches in one run of the dispatch-cost probe.
+pub const DISPATCH_PROBE: u32 = 200;
 
 impl Peak {
     /// The bandwidth kernels are compared with: the better of the two probes.
@@ -359,8 +366,9 @@ impl Peak {
 }
 
 /// Measures copy and streaming-read bandwidth over a buffer of up to 256 MiB (capped by
-/// the device's limits): one warm-up, then the best of three runs, each timed on the CPU
-/// from submission to the completed map of a 4-byte marker copied after the work.
+/// the device's limits), and the cost of a minimal dispatch: one warm-up, then the best
+/// of three runs, each timed on the CPU from submission to the completed map of a 4-byte
+/// marker copied after the work.
 pub async fn measure_peak(gpu: &Gpu) -> Result<Peak, GpuError> {
     let cap = (256u64 << 20)
         .min(gpu.limits.max_buffer_size)
@@ -395,10 +403,27 @@ pub async fn measure_peak(gpu: &Gpu) -> Result<Peak, GpuError> {
         read.encode(&mut pass);
     })
     .await?;
+    // Each dispatch writes (at most) the same `out` the next one may write, so they run
+    // in order, as a step's dependent dispatches do.
+    let small = buffer("dispatch probe", 16, U::STORAGE | U::COPY_DST);
+    {
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        enc.clear_buffer(&small, 0, None);
+        gpu.queue.submit([enc.finish()]);
+    }
+    let minimal = StreamRead::minimal(gpu, &small, &out)?;
+    let launch_s = best_of(gpu, &out, &marker, &|enc| {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        for _ in 0..DISPATCH_PROBE {
+            minimal.encode(&mut pass);
+        }
+    })
+    .await?;
     Ok(Peak {
         copy_gbps: 2.0 * bytes as f64 / copy_s / 1e9,
         read_gbps: bytes as f64 / read_s / 1e9,
         bytes,
+        dispatch_us: launch_s / DISPATCH_PROBE as f64 * 1e6,
     })
 }
 

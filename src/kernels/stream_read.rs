@@ -40,6 +40,21 @@ pub struct StreamRead {
 impl StreamRead {
     /// Builds the dispatch over the whole of `x`.
     pub fn new(gpu: &Gpu, x: &wgpu::Buffer, out: &wgpu::Buffer) -> Result<Self, GpuError> {
+        Self::with_groups(gpu, x, out, GROUPS)
+    }
+
+    /// A minimal dispatch: one workgroup over `x` (16 bytes in the dispatch-cost probe),
+    /// so its time is the adapter's cost of launching a kernel.
+    pub fn minimal(gpu: &Gpu, x: &wgpu::Buffer, out: &wgpu::Buffer) -> Result<Self, GpuError> {
+        Self::with_groups(gpu, x, out, 1)
+    }
+
+    fn with_groups(
+        gpu: &Gpu,
+        x: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        groups: u32,
+    ) -> Result<Self, GpuError> {
         let n_vec4 = u32::try_from(x.size() / 16)
             .map_err(|_| GpuError::Runtime("stream_read: buffer too large".into()))?;
         let p = Params {
@@ -48,7 +63,7 @@ impl StreamRead {
             _pad: [0; 2],
         };
         let key = key();
-        let (gx, gy) = grid(gpu, GROUPS);
+        let (gx, gy) = grid(gpu, groups);
         let d = build_dispatch(gpu, &key, key.label(), &[(1, x), (2, out)], &p, (gx, gy, 1))?;
         let bytes = Work {
             c: n_vec4 as f64 * 16.0,

@@ -17,7 +17,7 @@ pub use chart::svg;
 pub use collect::{profile_model, ProfileOptions};
 pub use trace::chrome_trace;
 
-use crate::gpu::{Peak, Phase, StepProfile, Timing};
+use crate::gpu::{Peak, Phase, StepProfile, Timing, DISPATCH_PROBE};
 use std::collections::HashMap;
 use std::fmt::Write;
 
@@ -113,6 +113,12 @@ impl PhaseSummary {
     pub fn floor_ns(&self, peak_gbps: f64) -> f64 {
         ratio(self.bytes / self.steps.max(1) as f64, peak_gbps)
     }
+
+    /// What the step's dispatches cost to launch alone, at `dispatch_us` each (the
+    /// adapter's measured cost of a minimal dispatch), in ns.
+    pub fn launch_ns(&self, dispatch_us: f64) -> f64 {
+        self.dispatches_per_step as f64 * dispatch_us * 1e3
+    }
 }
 
 /// Groups the steps of `run` per phase (prefill first) and per kernel kind.
@@ -189,6 +195,7 @@ pub fn table(run: &Run) -> String {
     let peak = run.peak.map(|p| p.gbps());
     // Kernels that only read (matvecs) compare most directly with the streaming read.
     let read = run.peak.map(|p| p.read_gbps);
+    let launch = run.peak.map(|p| p.dispatch_us);
     if let Some(p) = run.peak {
         let _ = writeln!(
             s,
@@ -197,6 +204,11 @@ pub fn table(run: &Run) -> String {
             p.copy_gbps,
             p.read_gbps,
             human_bytes(p.bytes as f64)
+        );
+        let _ = writeln!(
+            s,
+            "launch:  {:.1} µs per dispatch (a one-workgroup kernel, {DISPATCH_PROBE} back to back)",
+            p.dispatch_us
         );
     }
     for ph in summarize(run) {
@@ -224,6 +236,16 @@ pub fn table(run: &Run) -> String {
                     p,
                     100.0 * ratio(ph.floor_ns(p), ph.step_ns())
                 );
+                if let Some(l) = launch {
+                    let _ = writeln!(
+                        s,
+                        "  launch floor {:.1} µs ({} dispatches at {:.1} µs) = {:.1}% of the measured step",
+                        ph.launch_ns(l) / 1e3,
+                        ph.dispatches_per_step,
+                        l,
+                        100.0 * ratio(ph.launch_ns(l), ph.step_ns())
+                    );
+                }
             }
             None => {
                 let _ = writeln!(s, "  bytes per step {}", human_bytes(per_step));
@@ -351,6 +373,7 @@ pub fn json(runs: &[Run]) -> serde_json::Value {
         .map(|run| {
             let peak = run.peak.map(|p| p.gbps());
             let read = run.peak.map(|p| p.read_gbps);
+            let launch = run.peak.map(|p| p.dispatch_us);
             let phases: Vec<serde_json::Value> = summarize(run)
                 .iter()
                 .map(|ph| {
@@ -378,6 +401,7 @@ pub fn json(runs: &[Run]) -> serde_json::Value {
                         "step_span_us": ph.span_ns / ph.steps.max(1) as f64 / 1e3,
                         "bytes_per_step": ph.bytes / ph.steps.max(1) as f64,
                         "floor_us": peak.map(|p| ph.floor_ns(p) / 1e3),
+                        "launch_floor_us": launch.map(|l| ph.launch_ns(l) / 1e3),
                         "kernels": rows,
                     })
                 })
@@ -387,7 +411,7 @@ pub fn json(runs: &[Run]) -> serde_json::Value {
                 "timing": format!("{:?}", run.timing),
                 "peak": run.peak.map(|p| serde_json::json!({
                     "gbps": p.gbps(), "copy_gbps": p.copy_gbps, "read_gbps": p.read_gbps,
-                    "probe_bytes": p.bytes,
+                    "probe_bytes": p.bytes, "dispatch_us": p.dispatch_us,
                 })),
                 "phases": phases,
             })
