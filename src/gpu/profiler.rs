@@ -387,10 +387,13 @@ pub async fn measure_peak(gpu: &Gpu) -> Result<Peak, GpuError> {
     let dst = buffer("peak dst", bytes, U::COPY_DST);
     let out = buffer("peak out", 16, U::STORAGE | U::COPY_SRC);
     let marker = buffer("peak marker", 16, U::MAP_READ | U::COPY_DST);
-    // Touch the source so it is resident before timing.
+    // The dispatch-cost probe's 16 bytes.
+    let small = buffer("dispatch probe", 16, U::STORAGE | U::COPY_DST);
+    // Touch both sources so they are resident before timing.
     {
         let mut enc = gpu.device.create_command_encoder(&Default::default());
         enc.clear_buffer(&src, 0, None);
+        enc.clear_buffer(&small, 0, None);
         gpu.queue.submit([enc.finish()]);
     }
     let read = StreamRead::new(gpu, &src, &out)?;
@@ -405,12 +408,6 @@ pub async fn measure_peak(gpu: &Gpu) -> Result<Peak, GpuError> {
     .await?;
     // Each dispatch writes (at most) the same `out` the next one may write, so they run
     // in order, as a step's dependent dispatches do.
-    let small = buffer("dispatch probe", 16, U::STORAGE | U::COPY_DST);
-    {
-        let mut enc = gpu.device.create_command_encoder(&Default::default());
-        enc.clear_buffer(&small, 0, None);
-        gpu.queue.submit([enc.finish()]);
-    }
     let minimal = StreamRead::minimal(gpu, &small, &out)?;
     let launch_s = best_of(gpu, &out, &marker, &|enc| {
         let mut pass = enc.begin_compute_pass(&Default::default());
