@@ -9,13 +9,18 @@
 // matvec geometry table; COLS (tokens per workgroup) from the host's pick per step.
 // GATED: Y holds the FFN's gate projection, and the result u becomes y = act(y) * u.
 // XSHARE (one lane per row, block types, subgroups of at least 8): the invocations of a
-// subgroup own different rows and read the same x groups, so lane j of the subgroup
-// loads group g + j of each column and the others take it by subgroupBroadcast: one
-// load per column per eight groups instead of one per group. A CPU rasterizer runs each
+// subgroup own different rows and read the same x, so lane j of the subgroup loads
+// element e + j of each column and the others take it by subgroupBroadcast: one load per
+// column per eight elements instead of one per element. A CPU rasterizer runs each
 // invocation as a SIMD lane, where every load of x is a per-lane gather and a broadcast
-// a register move.
+// a register move. x comes one element per lane (not a vec4 of a group per lane) so that
+// few registers stay live: on lavapipe the vec4 form held 32 registers of x for eight
+// columns across a block and spilled (`benches/matvec`, Q8_0 prefill 29 against 44
+// GFLOP/s).
 #ifndef FLOAT_WEIGHTS
+#ifndef XSHARE
 #define X_VEC4
+#endif
 #endif
 #include "lib/token_rows.wgsl"
 #include "lib/row_sum.wgsl"
@@ -77,37 +82,94 @@ fn tile_group(g: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>
 }
 
 #ifdef XSHARE
-#ifdef RAW8
-// The words of the eight groups the loop is at, per row of the tile (raw8).
-var<private> r0: Raw8;
-var<private> r1: Raw8;
-var<private> r2: Raw8;
-var<private> r3: Raw8;
-#endif
-#ifdef RAW16
-// The words of the sixteen groups the loop is at, per row of the tile (raw16).
-var<private> r0: Raw16;
-var<private> r1: Raw16;
-var<private> r2: Raw16;
-var<private> r3: Raw16;
+// The first x element of each column (token) plus this lane's offset in a run of 8.
+var<private> xcol: array<u32, 8>;
 
-fn share16(j: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>,
-        x4: vec4<f32>, x5: vec4<f32>, x6: vec4<f32>, x7: vec4<f32>) {
-    tile_add(dq16(r0, j), dq16(r1, j), dq16(r2, j), dq16(r3, j), x0, x1, x2, x3, x4, x5, x6, x7);
+// Elements 4j..4j+3 of the run of 8 whose element sl lane sl holds (j = 0 or 1).
+// (subgroupBroadcast takes constant lanes: j is a constant at every call.)
+fn bx(s: f32, j: u32) -> vec4<f32> {
+    if (j == 0u) {
+        return vec4<f32>(subgroupBroadcast(s, 0u), subgroupBroadcast(s, 1u),
+            subgroupBroadcast(s, 2u), subgroupBroadcast(s, 3u));
+    }
+    return vec4<f32>(subgroupBroadcast(s, 4u), subgroupBroadcast(s, 5u),
+        subgroupBroadcast(s, 6u), subgroupBroadcast(s, 7u));
 }
+
+#ifdef LAZY
+// The scales (and word addresses) of the groups the loop is at, per row of the tile
+// (lazy_scale).
+var<private> l0: Lazy;
+var<private> l1: Lazy;
+var<private> l2: Lazy;
+var<private> l3: Lazy;
 #endif
 
-// Group g + j of the tile's rows (j < 8): from the words raw8 loaded for groups g..g+7
-// when the type has the whole-block form, else through its group decoder.
-fn share_group(g: u32, j: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>,
-        x4: vec4<f32>, x5: vec4<f32>, x6: vec4<f32>, x7: vec4<f32>) {
-#ifdef RAW8
-    tile_add(dq8(r0, j), dq8(r1, j), dq8(r2, j), dq8(r3, j), x0, x1, x2, x3, x4, x5, x6, x7);
+#ifdef LAZY_PAIR
+// Group j + i of the tile's rows against the first x run s (elements 4i..4i+3 of it),
+// and group j + i + LAZY_GROUPS / 2 against the second, t (i = 0 or 1).
+fn share_pair1(j: u32, i: u32, s: array<f32, 8>, t: array<f32, 8>) {
+    let p0 = lazy_pair(l0, j + i);
+    let p1 = lazy_pair(l1, j + i);
+    let p2 = lazy_pair(l2, j + i);
+    let p3 = lazy_pair(l3, j + i);
+    tile_add(p0[0], p1[0], p2[0], p3[0], bx(s[0], i), bx(s[1], i), bx(s[2], i), bx(s[3], i),
+        bx(s[4], i), bx(s[5], i), bx(s[6], i), bx(s[7], i));
+    tile_add(p0[1], p1[1], p2[1], p3[1], bx(t[0], i), bx(t[1], i), bx(t[2], i), bx(t[3], i),
+        bx(t[4], i), bx(t[5], i), bx(t[6], i), bx(t[7], i));
+}
+
+// Groups j and j + 1 (j even) of each run against x elements e.x..e.x+7 and e.y..e.y+7
+// of every column.
+fn share_pair(j: u32, e: vec2<u32>) {
+    var s = array<f32, 8>();
+    var t = array<f32, 8>();
+#unroll COLS
+    s[$i] = x[xcol[$i] + e.x];
+    t[$i] = x[xcol[$i] + e.y];
+#endunroll
+    share_pair1(j, 0u, s, t);
+    share_pair1(j, 1u, s, t);
+}
 #else
-    tile_group(g + j, x0, x1, x2, x3, x4, x5, x6, x7);
+// Group g + j + i of the tile's rows against the x run s (elements 4i..4i+3 of it): from
+// its words and the scales lazy_scale loaded (LAZY), else through the group decoder.
+fn share_group(g: u32, j: u32, i: u32, s: array<f32, 8>) {
+#ifdef LAZY
+    tile_add(lazy_group(l0, j + i), lazy_group(l1, j + i), lazy_group(l2, j + i),
+        lazy_group(l3, j + i), bx(s[0], i), bx(s[1], i), bx(s[2], i), bx(s[3], i),
+        bx(s[4], i), bx(s[5], i), bx(s[6], i), bx(s[7], i));
+#else
+    tile_group(g + j + i, bx(s[0], i), bx(s[1], i), bx(s[2], i), bx(s[3], i), bx(s[4], i),
+        bx(s[5], i), bx(s[6], i), bx(s[7], i));
 #endif
 }
+
+// Groups g + j and g + j + 1 (j even) against x elements e..e+7 of every column.
+fn share_run(g: u32, j: u32, e: u32) {
+    var s = array<f32, 8>();
+#unroll COLS
+    s[$i] = x[xcol[$i] + e];
+#endunroll
+    share_group(g, j, 0u, s);
+    share_group(g, j, 1u, s);
+}
 #endif
+#endif
+
+// The sum over the row's lanes of one accumulator, stored by lane 0 if its row and
+// column t are in the step.
+fn store1(v: f32, row: u32, t: u32, ids: Ids, lane: u32, n: u32) {
+    let total = row_sum(v, ids, lane);
+    if (lane == 0u && row < p.rows && t < n) {
+        let yi = p.y_offset + t * p.y_stride + p.row_offset + row;
+#ifdef GATED
+        y[yi] = gated(y[yi], total);
+#else
+        y[yi] = total;
+#endif
+    }
+}
 
 @compute @workgroup_size(WG)
 fn main(ids: Ids, gs: Groups) {
@@ -138,62 +200,36 @@ fn main(ids: Ids, gs: Groups) {
     let c6 = min(t0 + 6u, last);
     let c7 = min(t0 + 7u, last);
 #endif
-#ifdef RAW16
-    // K-quant rows are whole blocks of 256 elements: groups is a multiple of 16. Each pass
-    // takes two runs of 8 groups (pair_groups) whose words raw16 loads once.
-    let j = ids.lane % 8u;
-    let z = vec4<f32>(0.0);
-    for (var g = 0u; g < groups; g += 16u) {
-        let gp = pair_groups(g);
+#ifdef XSHARE
 #unroll COLS
-        let s$i = load_x4(c$i, gp.x + j);
-        let t$i = load_x4(c$i, gp.y + j);
+    xcol[$i] = p.x_offset + c$i * p.x_stride + ids.lane % 8u;
 #endunroll
-#ifndef WIDE
-        let s4 = z;
-        let s5 = z;
-        let s6 = z;
-        let s7 = z;
-        let t4 = z;
-        let t5 = z;
-        let t6 = z;
-        let t7 = z;
-#endif
-        r0 = raw16(b0, g);
-        r1 = raw16(b1, g);
-        r2 = raw16(b2, g);
-        r3 = raw16(b3, g);
-#unroll 8
-        share16($i, subgroupBroadcast(s0, $iu), subgroupBroadcast(s1, $iu), subgroupBroadcast(s2, $iu), subgroupBroadcast(s3, $iu), subgroupBroadcast(s4, $iu), subgroupBroadcast(s5, $iu), subgroupBroadcast(s6, $iu), subgroupBroadcast(s7, $iu));
-#endunroll
-#unroll 8
-        share16(8 + $i, subgroupBroadcast(t0, $iu), subgroupBroadcast(t1, $iu), subgroupBroadcast(t2, $iu), subgroupBroadcast(t3, $iu), subgroupBroadcast(t4, $iu), subgroupBroadcast(t5, $iu), subgroupBroadcast(t6, $iu), subgroupBroadcast(t7, $iu));
-#endunroll
+#ifdef LAZY_PAIR
+    // Rows are whole blocks: groups is a multiple of LAZY_GROUPS.
+    for (var g = 0u; g < groups; g += LAZY_GROUPS) {
+        let e = lazy_runs(g);
+        l0 = lazy_scale(b0, g);
+        l1 = lazy_scale(b1, g);
+        l2 = lazy_scale(b2, g);
+        l3 = lazy_scale(b3, g);
+        for (var j = 0u; j < LAZY_GROUPS / 2u; j += 2u) {
+            share_pair(j, e + 4u * j);
+        }
     }
 #else
-#ifdef XSHARE
     // Block rows hold whole blocks of at least 32 elements, so groups is a multiple of 8.
-    let j = ids.lane % 8u;
     for (var g = 0u; g < groups; g += 8u) {
-#unroll COLS
-        let s$i = load_x4(c$i, g + j);
-#endunroll
-#ifndef WIDE
-        let s4 = vec4<f32>(0.0);
-        let s5 = s4;
-        let s6 = s4;
-        let s7 = s4;
+#ifdef LAZY
+        l0 = lazy_scale(b0, g);
+        l1 = lazy_scale(b1, g);
+        l2 = lazy_scale(b2, g);
+        l3 = lazy_scale(b3, g);
 #endif
-#ifdef RAW8
-        r0 = raw8(b0, g);
-        r1 = raw8(b1, g);
-        r2 = raw8(b2, g);
-        r3 = raw8(b3, g);
-#endif
-#unroll 8
-        share_group(g, $iu, subgroupBroadcast(s0, $iu), subgroupBroadcast(s1, $iu), subgroupBroadcast(s2, $iu), subgroupBroadcast(s3, $iu), subgroupBroadcast(s4, $iu), subgroupBroadcast(s5, $iu), subgroupBroadcast(s6, $iu), subgroupBroadcast(s7, $iu));
-#endunroll
+        for (var j = 0u; j < 8u; j += 2u) {
+            share_run(g, j, 4u * (g + j));
+        }
     }
+#endif
 #else
     for (var g = lane; g < groups; g += LANES) {
 #ifdef WIDE
@@ -205,29 +241,19 @@ fn main(ids: Ids, gs: Groups) {
 #endif
     }
 #endif
-#endif
-    let lo = array<vec4<f32>, 4>(a0, a1, a2, a3);
+    // The tile's rows by constant index (an array of them indexed by a loop variable put
+    // the accumulators in memory: on a CPU rasterizer, a per-lane gather each), its
+    // columns by a loop variable (a select among a vec4's four).
+    for (var c = 0u; c < 4u; c++) {
+        store1(a0[c], first, t0 + c, ids, lane, n);
+        store1(a1[c], first + 1u, t0 + c, ids, lane, n);
+        store1(a2[c], first + 2u, t0 + c, ids, lane, n);
+        store1(a3[c], first + 3u, t0 + c, ids, lane, n);
 #ifdef WIDE
-    let hi = array<vec4<f32>, 4>(e0, e1, e2, e3);
+        store1(e0[c], first, t0 + 4u + c, ids, lane, n);
+        store1(e1[c], first + 1u, t0 + 4u + c, ids, lane, n);
+        store1(e2[c], first + 2u, t0 + 4u + c, ids, lane, n);
+        store1(e3[c], first + 3u, t0 + 4u + c, ids, lane, n);
 #endif
-    for (var r = 0u; r < BR; r++) {
-        for (var c = 0u; c < COLS; c++) {
-#ifdef WIDE
-            let v = select(lo[r][c & 3u], hi[r][c & 3u], c >= 4u);
-#else
-            let v = lo[r][c];
-#endif
-            let total = row_sum(v, ids, lane);
-            let t = t0 + c;
-            let row = first + r;
-            if (lane == 0u && row < p.rows && t < n) {
-                let yi = p.y_offset + t * p.y_stride + p.row_offset + row;
-#ifdef GATED
-                y[yi] = gated(y[yi], total);
-#else
-                y[yi] = total;
-#endif
-            }
-        }
     }
 }

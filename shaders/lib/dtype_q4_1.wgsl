@@ -3,6 +3,13 @@
 const QK: u32 = 32u;
 const QW: u32 = 4u;
 #define DM
+#ifdef BATCH8
+// The batched matvec's x-sharing form decodes each group from its word, loaded where it
+// is used, with the block's scales (lazy_scale, lazy_group): holding a block's words per
+// row across the block spilled registers on a CPU rasterizer.
+#define LAZY
+#define LAZY_PAIR
+#endif
 #include "lib/split.wgsl"
 #include "lib/q4_nibbles.wgsl"
 
@@ -23,22 +30,24 @@ fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
 }
 #endif
 
-#ifdef BATCH8
-#define RAW8
-#include "lib/raw8.wgsl"
+#ifdef LAZY
+#include "lib/lazy.wgsl"
 
-// One block: its 16 quant bytes (one vec4 word), d and m.
-fn raw8(row: u32, g0: u32) -> Raw8 {
-    let blk = g0 / GPB;
+// The scales of the block from group g.
+fn lazy_scale(row: u32, g: u32) -> Lazy {
+    let blk = g / GPB;
+    var r: Lazy;
+    r.w.x = row + blk * QW;
     let dm = block_dm(row, row_blocks(), blk);
-    var r: Raw8;
-    r.q0 = quant_vec4(row, blk, 0u);
-    r.d = dm.x;
-    r.m = dm.y;
+    r.d.x = dm.x;
+    r.m.x = dm.y;
     return r;
 }
 
-fn dq8(r: Raw8, j: u32) -> vec4<f32> {
-    return r.d * nibbles4(r.q0[j & 3u], j) + r.m;
+// Groups j and j + 4 (j < 4) of the block: the low and high nibbles of its word j,
+// loaded here.
+fn lazy_pair(r: Lazy, j: u32) -> array<vec4<f32>, 2> {
+    let q = word(r.w.x + j);
+    return array<vec4<f32>, 2>(r.d.x * nibbles4(q, 0u) + r.m.x, r.d.x * nibbles4(q, 4u) + r.m.x);
 }
 #endif

@@ -7,7 +7,10 @@ const BLOCK_WORDS: u32 = 36u;
 #define WEIGHTS_VEC4
 #endif
 #ifdef BATCH8
-#define WEIGHTS_VEC4
+// The batched matvec's x-sharing form loads each quant word where it is used (LAZY).
+#define LAZY
+#define LAZY_PAIR
+#define LAZY_K
 #endif
 #include "lib/weights.wgsl"
 #include "lib/kquant_scales.wgsl"
@@ -21,29 +24,29 @@ fn dq4(b: u32, i: u32) -> vec4<f32> {
     return dm.x * sm.x * vec4<f32>(bytes4(q)) - dm.y * sm.y;
 }
 
-#ifdef BATCH8
-#define RAW16
-#include "lib/raw8.wgsl"
+#ifdef LAZY
+#include "lib/lazy.wgsl"
 
-// Chunk c (64 elements, groups 16c..16c+15 of the block): its eight quant words, whose
-// low nibbles are sub-block 2c and high nibbles sub-block 2c + 1, and d * scale and
-// dmin * min of both.
-fn raw16(row: u32, g: u32) -> Raw16 {
-    let b4 = row / 4u + (g / GPB) * (BLOCK_WORDS / 4u);
+// Chunk c (64 elements, groups 16c..16c+15 of the block): d * scale and dmin * min of
+// its sub-blocks 2c and 2c + 1 (the low and high nibbles of its eight quant words), and
+// the first of those words (w.x).
+fn lazy_scale(row: u32, g: u32) -> Lazy {
+    let b = row + (g / GPB) * BLOCK_WORDS;
     let c = (g % GPB) >> 4u;
-    let dm = pair_dm_k4(w4[b4], c);
-    var r: Raw16;
-    r.q0 = w4[b4 + 1u + 2u * c];
-    r.q1 = w4[b4 + 2u + 2u * c];
+    let dm = pair_dm_k4(vec4<u32>(word(b), word(b + 1u), word(b + 2u), word(b + 3u)), c);
+    var r: Lazy;
     r.d = vec4<f32>(dm.xy, 0.0, 0.0);
     r.m = dm.zw;
+    r.w = vec2<u32>(b + 4u + 8u * c, 0u);
     return r;
 }
 
-fn dq16(r: Raw16, j: u32) -> vec4<f32> {
-    let hi = j >= 8u;
-    let q = (raw8_word(r.q0, r.q1, j & 7u) >> select(0u, 4u, hi)) & 0x0F0F0F0Fu;
-    return select(r.d.x, r.d.y, hi) * vec4<f32>(bytes4(q)) - select(r.m.x, r.m.y, hi);
+// Groups j and j + 8 (j < 8) of the chunk: the low and high nibbles of its word j,
+// loaded here.
+fn lazy_pair(r: Lazy, j: u32) -> array<vec4<f32>, 2> {
+    let q = word(r.w.x + j);
+    return array<vec4<f32>, 2>(r.d.x * vec4<f32>(bytes4(q & 0x0F0F0F0Fu)) - r.m.x,
+        r.d.y * vec4<f32>(bytes4((q >> 4u) & 0x0F0F0F0Fu)) - r.m.y);
 }
 #endif
 #else

@@ -4,7 +4,10 @@
 #define WEIGHTS_VEC4
 #endif
 #ifdef BATCH8
-#define WEIGHTS_VEC4
+// The batched matvec's x-sharing form loads each quant word where it is used (LAZY).
+#define LAZY
+#define LAZY_PAIR
+#define LAZY_K
 #endif
 #include "lib/weights.wgsl"
 #include "lib/kquant_scales.wgsl"
@@ -24,34 +27,34 @@ fn dq4(b: u32, i: u32) -> vec4<f32> {
 }
 #endif
 
-#ifdef BATCH8
-#define RAW16
-#include "lib/raw8.wgsl"
+#ifdef LAZY
+#include "lib/lazy.wgsl"
 
-// Chunk c (sub-blocks 2c and 2c + 1, groups 16c..16c+15 of the block): its eight
-// nibble words (q0, q1: low nibbles sub-block 2c, high nibbles 2c + 1), the eight qh
-// words (q2, q3: bits 2c and 2c + 1), and d * scale and dmin * min of both.
-fn raw16(row: u32, g: u32) -> Raw16 {
-    let b4 = row / 4u + (g / GPB) * (BLOCK_WORDS / 4u);
+// Chunk c (sub-blocks 2c and 2c + 1, groups 16c..16c+15 of the block): d * scale and
+// dmin * min of both, the first of its eight nibble words (w.x: low nibbles sub-block
+// 2c, high nibbles 2c + 1), the first of the eight qh words (w.y) and the chunk's qh
+// bit (u: bits 2c and 2c + 1).
+fn lazy_scale(row: u32, g: u32) -> Lazy {
+    let b = row + (g / GPB) * BLOCK_WORDS;
     let c = (g % GPB) >> 4u;
-    let dm = pair_dm_k4(w4[b4], c);
-    var r: Raw16;
-    r.q0 = w4[b4 + 3u + 2u * c];
-    r.q1 = w4[b4 + 4u + 2u * c];
-    r.q2 = w4[b4 + 1u];
-    r.q3 = w4[b4 + 2u];
+    let dm = pair_dm_k4(vec4<u32>(word(b), word(b + 1u), word(b + 2u), word(b + 3u)), c);
+    var r: Lazy;
+    r.w = vec2<u32>(b + 12u + 8u * c, b + 4u);
     r.u = 2u * c;
     r.d = vec4<f32>(dm.xy, 0.0, 0.0);
     r.m = dm.zw;
     return r;
 }
 
-fn dq16(r: Raw16, j: u32) -> vec4<f32> {
-    let hi = j >= 8u;
-    let jj = j & 7u;
-    let lo = (raw8_word(r.q0, r.q1, jj) >> select(0u, 4u, hi)) & 0x0F0F0F0Fu;
-    let hb = (raw8_word(r.q2, r.q3, jj) >> (r.u + select(0u, 1u, hi))) & 0x01010101u;
-    return select(r.d.x, r.d.y, hi) * vec4<f32>(bytes4(lo | (hb << 4u))) - select(r.m.x, r.m.y, hi);
+// Groups j and j + 8 (j < 8) of the chunk, from its nibble word j and qh word j,
+// loaded here.
+fn lazy_pair(r: Lazy, j: u32) -> array<vec4<f32>, 2> {
+    let q = word(r.w.x + j);
+    let h = word(r.w.y + j) >> r.u;
+    let a = (q & 0x0F0F0F0Fu) | ((h & 0x01010101u) << 4u);
+    let b = ((q >> 4u) & 0x0F0F0F0Fu) | (((h >> 1u) & 0x01010101u) << 4u);
+    return array<vec4<f32>, 2>(r.d.x * vec4<f32>(bytes4(a)) - r.m.x,
+        r.d.y * vec4<f32>(bytes4(b)) - r.m.y);
 }
 #endif
 

@@ -4,6 +4,12 @@
 // value d * scale[e/16] * (q - 32).
 const QK: u32 = 256u;
 const QW: u32 = 52u;
+#ifdef BATCH8
+// The batched matvec's x-sharing form loads each quant word where it is used (LAZY).
+#define LAZY
+#define LAZY_PAIR
+#define LAZY_K
+#endif
 #include "lib/split.wgsl"
 
 // Signed scale byte s (0..15) of a block's 16 scales, from their four words.
@@ -61,10 +67,9 @@ fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
 }
 #endif
 
-#ifdef BATCH8
-#define RAW16
+#ifdef LAZY
 #define PAIR_GROUPS
-#include "lib/raw8.wgsl"
+#include "lib/lazy.wgsl"
 
 // Pair slot g (a multiple of 16 groups) of half n = g / 32 covers quarters k and k + 2
 // (k = g / 16 % 2): the low and high nibbles of the same ql bytes, and the same qh bytes.
@@ -73,20 +78,19 @@ fn pair_groups(g: u32) -> vec2<u32> {
     return vec2<u32>(first, first + 16u);
 }
 
-// Quarters k and k + 2 of half n: their eight ql words (q0, q1), their eight qh words
-// (q2, q3), the qh shift of quarter k (u), and d times the four 16-element scales.
-fn raw16(row: u32, g: u32) -> Raw16 {
+// Quarters k and k + 2 of half n: the first of their eight ql words (w.x) and of their
+// eight qh words (w.y), the qh shift of quarter k (u), and d times the four 16-element
+// scales.
+fn lazy_scale(row: u32, g: u32) -> Lazy {
     let blk = g / GPB;
     let i0 = g % GPB;
     let n = i0 >> 5u;
     let k = (i0 >> 4u) & 1u;
     let d = block_d(row, row_blocks(), blk);
-    let sw = quant_vec4(row, blk, 12u);
-    var r: Raw16;
-    r.q0 = quant_vec4(row, blk, 4u * n + 2u * k);
-    r.q1 = quant_vec4(row, blk, 4u * n + 2u * k + 1u);
-    r.q2 = quant_vec4(row, blk, 8u + 2u * n);
-    r.q3 = quant_vec4(row, blk, 8u + 2u * n + 1u);
+    let q = row + blk * QW;
+    let sw = vec4<u32>(word(q + 48u), word(q + 49u), word(q + 50u), word(q + 51u));
+    var r: Lazy;
+    r.w = vec2<u32>(q + 16u * n + 8u * k, q + 32u + 8u * n);
     r.u = 2u * k;
     let s = 8u * n + 2u * k;
     r.d = d * vec4<f32>(q6_scale(sw, s), q6_scale(sw, s + 1u), q6_scale(sw, s + 4u),
@@ -94,12 +98,15 @@ fn raw16(row: u32, g: u32) -> Raw16 {
     return r;
 }
 
-fn dq16(r: Raw16, j: u32) -> vec4<f32> {
-    let hi = j >= 8u;
-    let jj = j & 7u;
-    let ql = (raw8_word(r.q0, r.q1, jj) >> select(0u, 4u, hi)) & 0x0F0F0F0Fu;
-    let qh = (raw8_word(r.q2, r.q3, jj) >> (r.u + select(0u, 4u, hi))) & 0x03030303u;
-    let sc = select(select(r.d.x, r.d.y, jj >= 4u), select(r.d.z, r.d.w, jj >= 4u), hi);
-    return sc * (vec4<f32>(bytes4(ql | (qh << 4u))) - 32.0);
+// Groups j and j + 8 (j < 8) of the pair: the low and high nibbles of ql word j with
+// the bits of qh word j at shifts u and u + 4, loaded here.
+fn lazy_pair(r: Lazy, j: u32) -> array<vec4<f32>, 2> {
+    let ql = word(r.w.x + j);
+    let qh = word(r.w.y + j) >> r.u;
+    let a = (ql & 0x0F0F0F0Fu) | ((qh & 0x03030303u) << 4u);
+    let b = ((ql >> 4u) & 0x0F0F0F0Fu) | (((qh >> 4u) & 0x03030303u) << 4u);
+    let hi = j >= 4u;
+    return array<vec4<f32>, 2>(select(r.d.x, r.d.y, hi) * (vec4<f32>(bytes4(a)) - 32.0),
+        select(r.d.z, r.d.w, hi) * (vec4<f32>(bytes4(b)) - 32.0));
 }
 #endif

@@ -1,6 +1,12 @@
 // Q8_0: 32 signed bytes and an f16 d per block; value q * d. Split rows (lib/split.wgsl).
 const QK: u32 = 32u;
 const QW: u32 = 8u;
+#ifdef BATCH8
+// The batched matvec's x-sharing form decodes each group from its word, loaded where it
+// is used, with the block's scales (lazy_scale, lazy_group): holding a block's words per
+// row across the block spilled registers on a CPU rasterizer.
+#define LAZY
+#endif
 #include "lib/split.wgsl"
 
 fn dq4_row(row: u32, g: u32) -> vec4<f32> {
@@ -29,21 +35,21 @@ fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
 }
 #endif
 
-#ifdef BATCH8
-#define RAW8
-#include "lib/raw8.wgsl"
+#ifdef LAZY
+#include "lib/lazy.wgsl"
 
-// One block: its 32 quant bytes (two vec4 words) and d.
-fn raw8(row: u32, g0: u32) -> Raw8 {
-    let blk = g0 / GPB;
-    var r: Raw8;
-    r.q0 = quant_vec4(row, blk, 0u);
-    r.q1 = quant_vec4(row, blk, 1u);
-    r.d = block_d(row, row_blocks(), blk);
+// The scales of the block from group g.
+fn lazy_scale(row: u32, g: u32) -> Lazy {
+    let blk = g / GPB;
+    var r: Lazy;
+    r.w.x = row + blk * QW;
+    r.d.x = block_d(row, row_blocks(), blk);
     return r;
 }
 
-fn dq8(r: Raw8, j: u32) -> vec4<f32> {
-    return r.d * sbytes4(raw8_word(r.q0, r.q1, j));
+// Group j (0..7) of the block, from its word j, loaded here. (In pairs, as the nibble
+// types take theirs, the batched step ran 1.6x slower on lavapipe: more registers live.)
+fn lazy_group(r: Lazy, j: u32) -> vec4<f32> {
+    return r.d.x * sbytes4(word(r.w.x + j));
 }
 #endif

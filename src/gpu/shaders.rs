@@ -61,7 +61,7 @@ shader_table!(
     "lib/step.wgsl",
     "lib/token_rows.wgsl",
     "lib/row_sum.wgsl",
-    "lib/raw8.wgsl",
+    "lib/lazy.wgsl",
     "lib/dtype_f32.wgsl",
     "lib/dtype_f16.wgsl",
     "lib/dtype_bf16.wgsl",

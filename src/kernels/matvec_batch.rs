@@ -47,9 +47,10 @@ pub fn batch_geometry(gpu: &Gpu, ty: GgmlType) -> (Geometry, bool) {
 }
 
 /// Whether the batched matvec takes the x-sharing form for weights of type `ty` on `gpu`.
-/// There it also serves prefill: on lavapipe it runs prompt projections at 19-35
-/// GFLOP/s where the tiled matmul makes 11-14 (`benches/matvec`, 2048 x 1024, 64
-/// tokens), because each invocation's loads, not its arithmetic, bound both.
+/// There it also serves prefill: on lavapipe it runs prompt projections at 25-55
+/// GFLOP/s (`benches/matvec`, 4096 x 4096, 64 tokens: Q6_K lowest, Q4_0 and Q8_0
+/// highest) where the tiled matmul made 11-14 (2048 x 1024), because each invocation's
+/// loads and registers, not its arithmetic, bound both.
 pub fn shares_x_on(gpu: &Gpu, ty: GgmlType) -> bool {
     shares_x(gpu, ty, batch_geometry(gpu, ty))
 }
@@ -67,7 +68,7 @@ fn defines_for(
         d.push("WIDE".into());
     }
     if share {
-        // BATCH8: decoders that can load eight groups at once (`lib/raw8.wgsl`) do.
+        // BATCH8: decoders that load each group's words where it is used (`lib/lazy.wgsl`) do.
         d.push("XSHARE".into());
         d.push("BATCH8".into());
     }
