@@ -8,15 +8,12 @@
 // subgroup shuffles or, without subgroups, in shared memory. WG and LANES come from the
 // matvec geometry table; COLS (tokens per workgroup) from the host's pick per step.
 // GATED: Y holds the FFN's gate projection, and the result u becomes y = act(y) * u.
-// XSHARE (one lane per row, block types, subgroups of at least 8): the invocations of a
-// subgroup own different rows and read the same x, so lane j of the subgroup loads
-// element e + j of each column and the others take it by subgroupBroadcast: one load per
-// column per eight elements instead of one per element. A CPU rasterizer runs each
-// invocation as a SIMD lane, where every load of x is a per-lane gather and a broadcast
-// a register move. x comes one element per lane (not a vec4 of a group per lane) so that
-// few registers stay live: on lavapipe the vec4 form held 32 registers of x for eight
-// columns across a block and spilled (`benches/matvec`, Q8_0 prefill 29 against 44
-// GFLOP/s).
+// XSHARE (one lane per row, block types, subgroups of at least 8; the host adds
+// LAZY_FORM): x shared across the subgroup one element per lane (lib/xshare.wgsl), and
+// the weights decoded from words loaded where they are used (lib/lazy.wgsl) where the
+// type has the lazy form. On lavapipe the earlier form (a vec4 of x per lane, a block's
+// words preloaded per row) held about 100 registers across a block and spilled:
+// `benches/matvec` Q8_0 prefill 27 against 51 GFLOP/s now.
 #ifndef FLOAT_WEIGHTS
 #ifndef XSHARE
 #define X_VEC4
@@ -85,16 +82,7 @@ fn tile_group(g: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>
 // The first x element of each column (token) plus this lane's offset in a run of 8.
 var<private> xcol: array<u32, 8>;
 
-// Elements 4j..4j+3 of the run of 8 whose element sl lane sl holds (j = 0 or 1).
-// (subgroupBroadcast takes constant lanes: j is a constant at every call.)
-fn bx(s: f32, j: u32) -> vec4<f32> {
-    if (j == 0u) {
-        return vec4<f32>(subgroupBroadcast(s, 0u), subgroupBroadcast(s, 1u),
-            subgroupBroadcast(s, 2u), subgroupBroadcast(s, 3u));
-    }
-    return vec4<f32>(subgroupBroadcast(s, 4u), subgroupBroadcast(s, 5u),
-        subgroupBroadcast(s, 6u), subgroupBroadcast(s, 7u));
-}
+#include "lib/xshare.wgsl"
 
 #ifdef LAZY
 // The scales (and word addresses) of the groups the loop is at, per row of the tile

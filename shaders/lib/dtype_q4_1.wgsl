@@ -3,7 +3,7 @@
 const QK: u32 = 32u;
 const QW: u32 = 4u;
 #define DM
-#ifdef BATCH8
+#ifdef LAZY_FORM
 // The batched matvec's x-sharing form decodes each group from its word, loaded where it
 // is used, with the block's scales (lazy_scale, lazy_group): holding a block's words per
 // row across the block spilled registers on a CPU rasterizer.

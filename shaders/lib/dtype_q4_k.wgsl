@@ -6,7 +6,7 @@ const BLOCK_WORDS: u32 = 36u;
 #ifdef MATVEC
 #define WEIGHTS_VEC4
 #endif
-#ifdef BATCH8
+#ifdef LAZY_FORM
 // The batched matvec's x-sharing form loads each quant word where it is used (LAZY).
 #define LAZY
 #define LAZY_PAIR

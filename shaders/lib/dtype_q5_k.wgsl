@@ -3,7 +3,7 @@
 #ifdef MATVEC
 #define WEIGHTS_VEC4
 #endif
-#ifdef BATCH8
+#ifdef LAZY_FORM
 // The batched matvec's x-sharing form loads each quant word where it is used (LAZY).
 #define LAZY
 #define LAZY_PAIR

@@ -4,7 +4,7 @@
 // value d * scale[e/16] * (q - 32).
 const QK: u32 = 256u;
 const QW: u32 = 52u;
-#ifdef BATCH8
+#ifdef LAZY_FORM
 // The batched matvec's x-sharing form loads each quant word where it is used (LAZY).
 #define LAZY
 #define LAZY_PAIR

@@ -6,19 +6,13 @@
 //   high    HIGH_BITS: one qh word per block.
 // No byte is padding but the row's tail. A decoder defines QK, QW and (optionally) DM
 // and HIGH_BITS before including this, and reads through the helpers below. Every kernel
-// that includes a decoder has `p.k` (elements per row). Matvec and the batched matvec's
-// whole-block form (BATCH8, unless the decoder loads words one at a time: LAZY) bind the
-// weights as vec4 words, so a block's quants are one or two 16-byte loads; the other
-// kernels as words.
+// that includes a decoder has `p.k` (elements per row). The matvec binds the weights as
+// vec4 words, so a block's quants are one or two 16-byte loads; the other kernels as
+// words (the x-sharing forms, LAZY_FORM, load each word where it is used: LAZY).
 #include "lib/common.wgsl"
 
 #ifdef MATVEC
 #define W_VEC4
-#endif
-#ifdef BATCH8
-#ifndef LAZY
-#define W_VEC4
-#endif
 #endif
 
 #ifdef W_VEC4

@@ -62,6 +62,7 @@ shader_table!(
     "lib/token_rows.wgsl",
     "lib/row_sum.wgsl",
     "lib/lazy.wgsl",
+    "lib/xshare.wgsl",
     "lib/dtype_f32.wgsl",
     "lib/dtype_f16.wgsl",
     "lib/dtype_bf16.wgsl",

@@ -68,9 +68,10 @@ fn defines_for(
         d.push("WIDE".into());
     }
     if share {
-        // BATCH8: decoders that load each group's words where it is used (`lib/lazy.wgsl`) do.
+        // LAZY_FORM: decoders that load each group's words where it is used
+        // (`lib/lazy.wgsl`) do.
         d.push("XSHARE".into());
-        d.push("BATCH8".into());
+        d.push("LAZY_FORM".into());
     }
     d.extend(super::act_defines(act).iter().map(|s| s.to_string()));
     super::static_defines(&d)
