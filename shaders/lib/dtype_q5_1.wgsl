@@ -5,9 +5,9 @@ const QW: u32 = 4u;
 #define DM
 #define HIGH_BITS
 #ifdef LAZY_FORM
-// The batched matvec's x-sharing form decodes each group from its word, loaded where it
-// is used, with the block's scales (lazy_scale, lazy_group): holding a block's words per
-// row across the block spilled registers on a CPU rasterizer.
+// The batched matvec's x-sharing form decodes both groups of each word (its low and high
+// nibbles) where the word is loaded, with the block's scales (lazy_scale, lazy_pair):
+// holding a block's words per row across the block spilled registers on lavapipe.
 #define LAZY
 #define LAZY_PAIR
 #endif
