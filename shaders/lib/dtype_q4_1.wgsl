@@ -31,19 +31,6 @@ fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
 #endif
 
 #ifdef LAZY
-#include "lib/lazy.wgsl"
-
-// The scales of the block from group g.
-fn lazy_scale(row: u32, g: u32) -> Lazy {
-    let blk = g / GPB;
-    var r: Lazy;
-    r.w.x = row + blk * QW;
-    let dm = block_dm(row, row_blocks(), blk);
-    r.d.x = dm.x;
-    r.m.x = dm.y;
-    return r;
-}
-
 // Groups j and j + 4 (j < 4) of the block: the low and high nibbles of its word j,
 // loaded here.
 fn lazy_pair(r: Lazy, j: u32) -> array<vec4<f32>, 2> {

@@ -36,17 +36,6 @@ fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
 #endif
 
 #ifdef LAZY
-#include "lib/lazy.wgsl"
-
-// The scales of the block from group g.
-fn lazy_scale(row: u32, g: u32) -> Lazy {
-    let blk = g / GPB;
-    var r: Lazy;
-    r.w.x = row + blk * QW;
-    r.d.x = block_d(row, row_blocks(), blk);
-    return r;
-}
-
 // Group j (0..7) of the block, from its word j, loaded here. (In pairs, as the nibble
 // types take theirs, the batched step ran 1.6x slower on lavapipe: more registers live.)
 fn lazy_group(r: Lazy, j: u32) -> vec4<f32> {

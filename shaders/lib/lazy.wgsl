@@ -1,15 +1,16 @@
-// The batched matvec's x-sharing form (BATCH8) decodes weights from words loaded where
-// they are used, with scales loaded once per block: holding a block's words per row
-// across the block, as an earlier form did, spilled registers on a CPU rasterizer. A
-// decoder that defines LAZY gives `lazy_scale(row, g) -> Lazy`, the scales (and word
-// addresses) of the LAZY_GROUPS 4-element groups from group g (a multiple of it), and
-// either `lazy_group(s, j)`, group j of them, or (LAZY_PAIR) `lazy_pair(s, j)`, groups j
-// and j + LAZY_GROUPS / 2 (j < LAZY_GROUPS / 2) from the same words, the two runs of
-// LAZY_GROUPS / 2 starting at elements `lazy_runs(g)`. Blocks of 32 (LAZY_GROUPS 8): the
-// runs are the block's halves (Q4_0's byte j holds elements j and j + 16). K-quants
-// (LAZY_K, LAZY_GROUPS 16): two runs of 32 that share their words (Q4_K's sub-blocks 2c
-// and 2c + 1, the low and high nibbles of the same bytes), at `pair_groups(g)`. Each
-// decoder fills the fields it needs.
+// The batched matvec's x-sharing form (LAZY_FORM) decodes weights from words loaded
+// where they are used, with scales loaded once per block: holding a block's words per
+// row across the block, as an earlier form did, spilled registers on a CPU rasterizer.
+// A decoder that defines LAZY gives `lazy_scale(row, g) -> Lazy` (the split-row types
+// get theirs from lib/split.wgsl), the scales (and word addresses) of the LAZY_GROUPS
+// 4-element groups from group g (a multiple of it), and either `lazy_group(s, j)`,
+// group j of them, or (LAZY_PAIR) `lazy_pair(s, j)`, groups j and j + LAZY_GROUPS / 2
+// (j < LAZY_GROUPS / 2) from the same words, the two runs of LAZY_GROUPS / 2 starting
+// at elements `lazy_runs(g)`. Blocks of 32 (LAZY_GROUPS 8): the runs are the block's
+// halves (Q4_0's byte j holds elements j and j + 16). K-quants (LAZY_K, LAZY_GROUPS 16):
+// two runs of 32 that share their words (Q4_K's sub-blocks 2c and 2c + 1, the low and
+// high nibbles of the same bytes), at `pair_groups(g)`. Each decoder fills the fields it
+// needs.
 struct Lazy {
     w: vec2<u32>,  // the first quant word, and the first word of the high bits
     d: vec4<f32>,  // scales

@@ -80,3 +80,29 @@ fn quant_vec4(row: u32, blk: u32, j: u32) -> vec4<u32> {
 
 // 4-element groups per block.
 const GPB: u32 = QK / 4u;
+
+#ifdef LAZY
+#ifndef LAZY_K
+#include "lib/lazy.wgsl"
+
+// The lazy form's scales of the block from group g (lib/lazy.wgsl): its first quant word,
+// d (and m with DM, the qh word with HIGH_BITS).
+fn lazy_scale(row: u32, g: u32) -> Lazy {
+    let blk = g / GPB;
+    let nb = row_blocks();
+    var r: Lazy;
+    r.w.x = row + blk * QW;
+#ifdef DM
+    let dm = block_dm(row, nb, blk);
+    r.d.x = dm.x;
+    r.m.x = dm.y;
+#else
+    r.d.x = block_d(row, nb, blk);
+#endif
+#ifdef HIGH_BITS
+    r.u = block_qh(row, nb, blk);
+#endif
+    return r;
+}
+#endif
+#endif
