@@ -79,22 +79,24 @@ fn pair_groups(g: u32) -> vec2<u32> {
 }
 
 // Quarters k and k + 2 of half n: the first of their eight ql words (w.x) and of their
-// eight qh words (w.y), the qh shift of quarter k (u), and d times the four 16-element
-// scales.
+// eight qh words (w.y), the qh shift of quarter k (u), d (d.x), and the four 16-element
+// scales packed as bytes (s: scales 8n + 2k, + 1, + 4, + 5), unpacked where used: a
+// tile of rows holds one word of scales each, not four floats.
 fn lazy_scale(row: u32, g: u32) -> Lazy {
     let blk = g / GPB;
     let i0 = g % GPB;
     let n = i0 >> 5u;
     let k = (i0 >> 4u) & 1u;
-    let d = block_d(row, row_blocks(), blk);
     let q = row + blk * QW;
-    let sw = vec4<u32>(word(q + 48u), word(q + 49u), word(q + 50u), word(q + 51u));
     var r: Lazy;
     r.w = vec2<u32>(q + 16u * n + 8u * k, q + 32u + 8u * n);
     r.u = 2u * k;
-    let s = 8u * n + 2u * k;
-    r.d = d * vec4<f32>(q6_scale(sw, s), q6_scale(sw, s + 1u), q6_scale(sw, s + 4u),
-        q6_scale(sw, s + 5u));
+    r.d.x = block_d(row, row_blocks(), blk);
+    // Scales 8n + 2k and 8n + 2k + 1 are bytes 2k and 2k + 1 of scale word 2n; + 4 and
+    // + 5 the same bytes of word 2n + 1.
+    let sh = 16u * k;
+    r.s = extractBits(word(q + 48u + 2u * n), sh, 16u)
+        | (extractBits(word(q + 49u + 2u * n), sh, 16u) << 16u);
     return r;
 }
 
@@ -105,8 +107,11 @@ fn lazy_pair(r: Lazy, j: u32) -> array<vec4<f32>, 2> {
     let qh = word(r.w.y + j) >> r.u;
     let a = (ql & 0x0F0F0F0Fu) | ((qh & 0x03030303u) << 4u);
     let b = ((ql >> 4u) & 0x0F0F0F0Fu) | (((qh >> 4u) & 0x03030303u) << 4u);
-    let hi = j >= 4u;
-    return array<vec4<f32>, 2>(select(r.d.x, r.d.y, hi) * (vec4<f32>(bytes4(a)) - 32.0),
-        select(r.d.z, r.d.w, hi) * (vec4<f32>(bytes4(b)) - 32.0));
+    // Words 4..7 are the second 16 elements of each quarter: the next scale.
+    let o = select(0u, 8u, j >= 4u);
+    let sa = r.d.x * f32(extractBits(bitcast<i32>(r.s), o, 8u));
+    let sb = r.d.x * f32(extractBits(bitcast<i32>(r.s), o + 16u, 8u));
+    return array<vec4<f32>, 2>(sa * (vec4<f32>(bytes4(a)) - 32.0),
+        sb * (vec4<f32>(bytes4(b)) - 32.0));
 }
 #endif

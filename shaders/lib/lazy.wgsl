@@ -16,6 +16,7 @@ struct Lazy {
     d: vec4<f32>,  // scales
     m: vec2<f32>,  // offsets
     u: u32,        // high bits, or their shift
+    s: u32,        // packed signed 8-bit scales
 }
 
 #ifdef LAZY_K
