@@ -7,7 +7,7 @@ mod common;
 use common::{
     assert_close, gpu, output, random_vec, read, storage, storage_u32, Config, SMALL_BINDING,
 };
-use hearth::gpu::{gpu_layout, GpuTensor};
+use hearth::gpu::{gpu_layout, Gpu, GpuTensor};
 use hearth::kernels::matvec::{self, Geometry, TABLE};
 use hearth::kernels::{self, GetRows, MatMul, MatVec, Rows, Step, StepBuffer, Tokens, View};
 use hearth::model::Activation;
@@ -155,8 +155,16 @@ fn check_matmul(cfg: Config, c: &Case, tokens: usize, seed: u64) {
         tok,
     )
     .unwrap();
-    // Both builds (64- and 32-token tiles), whatever the step's size.
+    // Both builds (64- and 32-token tiles), whatever the step's size; with cooperative
+    // matrices there is one build (`MatMul::narrow` is empty).
     for (form, d) in [("wide", &op.dispatches), ("narrow", &op.narrow)] {
+        if d.is_empty() {
+            assert!(
+                form == "narrow" && g.coop.is_some(),
+                "matmul {form}: no dispatches"
+            );
+            continue;
+        }
         g.queue
             .write_buffer(&yb, 0, bytemuck::cast_slice(&vec![f32::NAN; built * ys]));
         kernels::run(&g, &d.iter().collect::<Vec<_>>());
@@ -182,7 +190,18 @@ fn check_matmul(cfg: Config, c: &Case, tokens: usize, seed: u64) {
             c.cols,
             t.shards.len()
         );
-        assert_close(&name, &got, &want, bound(c.ty));
+        assert_close(&name, &got, &want, matmul_bound(&g, c.ty));
+    }
+}
+
+/// The matmul's bound: with cooperative matrices of f16 inputs, x and the dequantized
+/// weights are rounded to f16 (11-bit significands: an NMSE of about 2e-7 from the
+/// rounding alone on random data), so 1e-6; else the kernels' bound.
+fn matmul_bound(g: &Gpu, ty: GgmlType) -> f64 {
+    if g.coop.is_some_and(|c| c.f16_inputs) {
+        1e-6
+    } else {
+        bound(ty)
     }
 }
 
@@ -451,6 +470,40 @@ fn matmul_every_type_and_shape() {
             }
         }
     }
+}
+
+/// The cooperative-matrix matmul against its twin for every type, tile edges and
+/// shards. It needs an adapter with cooperative matrices (wgpu's experimental feature):
+/// a GPU, or lavapipe from Mesa 25.2 or later (`scripts/coop-lavapipe.sh` builds one;
+/// `VK_DRIVER_FILES=... cargo test --release --test kernels -- --ignored`). On such an
+/// adapter every matmul test above runs this kernel too; this one fails where there is
+/// none rather than passing unexercised.
+#[test]
+#[ignore = "needs an adapter with cooperative matrices (a GPU, or scripts/coop-lavapipe.sh)"]
+fn matmul_cooperative_matrices() {
+    let g = gpu(Config::Full);
+    let c = g.coop.unwrap_or_else(|| {
+        panic!(
+            "{} offers no cooperative matrices hearth builds for",
+            g.info.name
+        )
+    });
+    eprintln!("cooperative matrices: {c:?}");
+    for (i, ty) in gpu_types().into_iter().enumerate() {
+        let cols = ty.block_elems().max(64) * 3;
+        for (j, rows) in [1, 37, 4 * c.size as usize + 1].into_iter().enumerate() {
+            let case = case(ty, rows, cols, (i * 10 + j) as u64 + 7000);
+            for tokens in [1, 4 * c.size as usize - 1, 4 * c.size as usize + 3, 130] {
+                check_matmul(Config::Full, &case, tokens, j as u64);
+            }
+        }
+    }
+    let sharded = gpu(Config::SmallBinding);
+    assert!(sharded.coop.is_some(), "the small-binding device lost them");
+    let ty = GgmlType::Q4_K;
+    let row_bytes = (gpu_layout(ty).unwrap().row_words(512) * 4) as usize;
+    let case = case(ty, (SMALL_BINDING as usize / row_bytes) * 2 + 3, 512, 7999);
+    check_matmul(Config::SmallBinding, &case, 70, 3);
 }
 
 #[test]

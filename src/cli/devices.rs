@@ -22,6 +22,36 @@ pub fn print_adapter(s: &AdapterSummary) {
     println!("[{}] {}", s.index, crate::gpu::describe_info(i));
     println!("    vendor 0x{:04x} device 0x{:04x}", i.vendor, i.device);
     print_limits(&s.limits, s.features);
+    let f = s.features;
+    let coop = crate::gpu::pick_coop(
+        &s.coop_shapes,
+        f.contains(wgpu::Features::SHADER_F16),
+        f.contains(wgpu::Features::SUBGROUP),
+        i,
+        &s.limits,
+    );
+    let shapes: Vec<String> = s
+        .coop_shapes
+        .iter()
+        .map(|p| {
+            format!(
+                "{}x{}x{} {:?}->{:?}",
+                p.m_size, p.n_size, p.k_size, p.ab_type, p.cr_type
+            )
+        })
+        .collect();
+    let used = match coop {
+        Some(c) => format!(
+            "the matmul uses {0}x{0}, {1} inputs",
+            c.size,
+            if c.f16_inputs { "f16" } else { "f32" }
+        ),
+        None => "none hearth builds for".into(),
+    };
+    match shapes.is_empty() {
+        true => println!("    cooperative matrices: none"),
+        false => println!("    cooperative matrices: {} ({used})", shapes.join(", ")),
+    }
 }
 
 /// Prints the limits and features that decide how hearth runs on a device.

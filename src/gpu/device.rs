@@ -47,6 +47,9 @@ pub struct OptionalFeatures {
     pub subgroups: bool,
     /// Timestamp queries: per-kernel GPU time.
     pub timestamps: bool,
+    /// Cooperative matrices (wgpu's experimental feature): the prefill matmul on the
+    /// adapter's matrix units. `HEARTH_COOP_MATRIX=0` turns them off.
+    pub coop_matrix: bool,
 }
 
 impl OptionalFeatures {
@@ -55,12 +58,14 @@ impl OptionalFeatures {
         shader_f16: true,
         subgroups: true,
         timestamps: true,
+        coop_matrix: true,
     };
     /// No optional feature (the most portable device).
     pub const NONE: Self = Self {
         shader_f16: false,
         subgroups: false,
         timestamps: false,
+        coop_matrix: false,
     };
 
     fn wgpu_features(self) -> wgpu::Features {
@@ -76,6 +81,9 @@ impl OptionalFeatures {
                 | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
                 | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
         }
+        if self.coop_matrix {
+            f |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+        }
         f
     }
 
@@ -84,6 +92,7 @@ impl OptionalFeatures {
             shader_f16: f.contains(wgpu::Features::SHADER_F16),
             subgroups: f.contains(wgpu::Features::SUBGROUP),
             timestamps: f.contains(wgpu::Features::TIMESTAMP_QUERY),
+            coop_matrix: f.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX),
         }
     }
 }
@@ -122,6 +131,9 @@ impl GpuOptions {
                 o.backend = Some(BackendChoice::parse(&b)?);
             }
         }
+        if std::env::var("HEARTH_COOP_MATRIX").is_ok_and(|v| v == "0") {
+            o.features.coop_matrix = false;
+        }
         if let Ok(a) = std::env::var("HEARTH_ADAPTER") {
             if !a.is_empty() {
                 o.adapter = Some(a.parse().map_err(|_| {
@@ -144,6 +156,8 @@ pub struct AdapterSummary {
     pub limits: wgpu::Limits,
     /// The adapter's features.
     pub features: wgpu::Features,
+    /// The cooperative-matrix shapes it offers (empty without the feature).
+    pub coop_shapes: Vec<wgpu::CooperativeMatrixProperties>,
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -193,6 +207,7 @@ pub async fn list_adapters(backend: Option<BackendChoice>) -> Vec<(wgpu::Adapter
                 info: a.get_info(),
                 limits: a.limits(),
                 features: a.features(),
+                coop_shapes: a.cooperative_matrix_properties(),
             };
             (a, s)
         })
@@ -214,11 +229,65 @@ pub async fn list_adapters(backend: Option<BackendChoice>) -> Vec<(wgpu::Adapter
                 info: a.get_info(),
                 limits: a.limits(),
                 features: a.features(),
+                coop_shapes: a.cooperative_matrix_properties(),
             };
             vec![(a, s)]
         }
         Err(_) => Vec::new(),
     }
+}
+
+/// The cooperative-matrix shape the prefill matmul (`matmul_coop.wgsl`) is built for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CoopMatrix {
+    /// Side of the square matrices: 8 or 16.
+    pub size: u32,
+    /// f16 inputs (the accumulators are f32 either way).
+    pub f16_inputs: bool,
+    /// Invocations per workgroup: four of the adapter's smallest subgroups.
+    pub workgroup: u32,
+}
+
+/// The shape to use among the adapter's: square 8 or 16 with f32 accumulators, inputs
+/// in f16 (with shader-f16) or f32, larger and f16 first (the matrix units' fast path).
+/// None unless subgroups are on (the kernel splits its tile by subgroup) and four of the
+/// smallest subgroups cover the largest one in a workgroup the device allows.
+pub fn pick_coop(
+    props: &[wgpu::CooperativeMatrixProperties],
+    f16: bool,
+    subgroups: bool,
+    info: &wgpu::AdapterInfo,
+    limits: &wgpu::Limits,
+) -> Option<CoopMatrix> {
+    let (min, max) = (info.subgroup_min_size, info.subgroup_max_size);
+    let workgroup = min.checked_mul(4)?;
+    if !subgroups
+        || min == 0
+        || !min.is_power_of_two()
+        || !max.is_power_of_two()
+        || max > workgroup
+        || workgroup > limits.max_compute_invocations_per_workgroup
+        || workgroup > limits.max_compute_workgroup_size_x
+    {
+        return None;
+    }
+    use wgpu::CooperativeScalarType as S;
+    let usable = |p: &&wgpu::CooperativeMatrixProperties| {
+        p.m_size == p.n_size
+            && p.n_size == p.k_size
+            && matches!(p.m_size, 8 | 16)
+            && p.cr_type == S::F32
+            && (p.ab_type == S::F32 || (f16 && p.ab_type == S::F16))
+    };
+    props
+        .iter()
+        .filter(usable)
+        .max_by_key(|p| (p.m_size, p.ab_type == S::F16))
+        .map(|p| CoopMatrix {
+            size: p.m_size,
+            f16_inputs: p.ab_type == S::F16,
+            workgroup,
+        })
 }
 
 /// A device and queue with what hearth learned about them.
@@ -235,6 +304,8 @@ pub struct Gpu {
     pub features: OptionalFeatures,
     /// Largest storage binding hearth will create; tensors above it are sharded.
     pub max_binding: u64,
+    /// The cooperative matrices the prefill matmul uses, when the device has them.
+    pub coop: Option<CoopMatrix>,
     pub(crate) pipelines: PipelineCache,
     /// Faults the device reported outside any error scope, and its loss.
     faults: Arc<Faults>,
@@ -301,11 +372,33 @@ impl Gpu {
             );
         }
         let limits = adapter.limits();
+        let coop = if features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+            pick_coop(
+                &adapter.cooperative_matrix_properties(),
+                features.contains(wgpu::Features::SHADER_F16),
+                features.contains(wgpu::Features::SUBGROUP),
+                &info,
+                &limits,
+            )
+        } else {
+            None
+        };
+        if coop.is_none() {
+            features.remove(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
+        }
+        let experimental_features = if coop.is_some() {
+            // SAFETY: wgpu's experimental features may have bugs of their own; hearth
+            // uses this one in one kernel (`matmul_coop.wgsl`), tested against its CPU
+            // twin, and only where the adapter reports a matrix shape it builds for.
+            unsafe { wgpu::ExperimentalFeatures::enabled() }
+        } else {
+            wgpu::ExperimentalFeatures::disabled()
+        };
         let desc = wgpu::DeviceDescriptor {
             label: Some("hearth"),
             required_features: features,
             required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            experimental_features,
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         };
@@ -351,6 +444,7 @@ impl Gpu {
             limits,
             features: OptionalFeatures::from_wgpu(features),
             max_binding,
+            coop,
             pipelines: PipelineCache::default(),
             faults,
         }))

@@ -10,7 +10,8 @@ mod shaders;
 mod tensor;
 
 pub use device::{
-    describe_info, list_adapters, AdapterSummary, BackendChoice, Gpu, GpuOptions, OptionalFeatures,
+    describe_info, list_adapters, pick_coop, AdapterSummary, BackendChoice, CoopMatrix, Gpu,
+    GpuOptions, OptionalFeatures,
 };
 pub use profiler::{measure_peak, Peak, Phase, Profiler, StepProfile, Timing, DISPATCH_PROBE};
 pub use readback::{map_read, map_read_after, read_f32};

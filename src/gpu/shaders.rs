@@ -24,6 +24,7 @@ shader_table!(
     "matvec.wgsl",
     "matvec_batch.wgsl",
     "matmul.wgsl",
+    "matmul_coop.wgsl",
     "get_rows.wgsl",
     "kv_append.wgsl",
     "attention_decode.wgsl",
@@ -167,6 +168,10 @@ pub fn compose(key: &PipelineKey) -> Result<String, GpuError> {
         // Enable directives must precede every declaration.
         out.push_str("enable f16;\n");
         defines.push("F16".into());
+    }
+    // `COOP=N` (a matrix side): wgpu's cooperative matrices.
+    if key.variant.defines.iter().any(|d| d.starts_with("COOP=")) {
+        out.push_str("enable wgpu_cooperative_matrix;\n");
     }
     out.push_str(&format!("const WG: u32 = {}u;\n", key.variant.workgroup));
     // `NAME=VALUE` defines become u32 constants (e.g. a matvec's `LANES=32`).

@@ -2,7 +2,7 @@
 //! Shader: `matmul.wgsl`.
 
 use super::{to_u32, weight_bytes, weight_dispatches, Dispatch, Rows, Tokens, WeightKernel, Work};
-use crate::gpu::{Gpu, GpuError, GpuTensor};
+use crate::gpu::{CoopMatrix, Gpu, GpuError, GpuTensor, PipelineKey};
 
 /// Rows per workgroup tile (fixed in the shader: TM).
 const TILE_ROWS: u64 = 64;
@@ -77,10 +77,12 @@ impl Params {
 /// `Y[t, r] = sum_k W[r, k] * X[t, k]` for the step's tokens (up to `max_tokens`, the
 /// size it is built for); X rows are `x_stride` apart, Y rows `y_stride` apart.
 pub struct MatMul {
-    /// One dispatch per shard of W, tiles of 64 tokens (8 per invocation).
+    /// One dispatch per shard of W, tiles of 64 tokens (8 per invocation); on devices
+    /// with cooperative matrices (`Gpu::coop`), `matmul_coop.wgsl`'s tiles of 4N.
     pub dispatches: Vec<Dispatch>,
     /// The same with tiles of 32 tokens (4 per invocation), for steps of at most 32
-    /// tokens: a short prompt wastes less of a tile.
+    /// tokens: a short prompt wastes less of a tile. Empty with cooperative matrices
+    /// (their tiles are at most 64 tokens and one build serves every step).
     pub narrow: Vec<Dispatch>,
 }
 
@@ -98,6 +100,12 @@ impl MatMul {
                 "matmul {}: {} rows x {n_tokens} tokens exceed the dispatch limit",
                 w.name, w.rows
             )));
+        }
+        if let Some(c) = gpu.coop {
+            return Ok(Self {
+                dispatches: coop_dispatches(gpu, c, w, x, y, tok, p0)?,
+                narrow: Vec::new(),
+            });
         }
         let build = |wide: bool| {
             let (defines, tile): (&'static [&'static str], u64) = match wide {
@@ -129,6 +137,60 @@ impl MatMul {
     }
 }
 
+/// The shader switches of the cooperative-matrix matmul for `c` (`COOP=N`, and `COOP16`
+/// for 16 x 16 matrices).
+fn coop_defines(c: CoopMatrix) -> &'static [&'static str] {
+    match c.size {
+        16 => &["COOP=16", "COOP16"],
+        _ => &["COOP=8"],
+    }
+}
+
+/// The pipeline key of the cooperative-matrix matmul over `ty` for `c`.
+pub(super) fn coop_key(ty: crate::quant::GgmlType, c: CoopMatrix) -> PipelineKey {
+    let mut key = super::weight_key("matmul_coop", ty, true, c.workgroup, coop_defines(c));
+    key.variant.f16 = c.f16_inputs;
+    key
+}
+
+/// `matmul_coop.wgsl`'s dispatches: tiles of 4N rows x 4N tokens.
+fn coop_dispatches(
+    gpu: &Gpu,
+    c: CoopMatrix,
+    w: &GpuTensor,
+    x: Rows,
+    y: Rows,
+    tok: Tokens,
+    p0: Params,
+) -> Result<Vec<Dispatch>, GpuError> {
+    let tile = 4 * c.size as u64;
+    let max = gpu.limits.max_compute_workgroups_per_dimension as u64;
+    let tiles_t = (tok.max as u64).div_ceil(tile);
+    if w.rows.div_ceil(tile) > max || tiles_t > max {
+        return Err(GpuError::Runtime(format!(
+            "matmul {}: {} rows x {} tokens exceed the dispatch limit",
+            w.name, w.rows, tok.max
+        )));
+    }
+    let key = coop_key(w.ty, c);
+    let kernel = WeightKernel {
+        op: key.op,
+        subgroups: true,
+        workgroup: c.workgroup,
+        inputs: [x.view.buffer, y.view.buffer],
+        defines: key.variant.defines,
+        extra: &[],
+        step: Some(tok.step),
+        cost: per_step_cost,
+    };
+    super::weight_dispatches_keyed(gpu, &kernel, key, w, |start, rows| {
+        (
+            p0.shard(start, rows),
+            (rows.div_ceil(tile) as u32, tiles_t as u32, 1),
+        )
+    })
+}
+
 /// The bytes and FLOPs of a shard of `rows` rows of `w` over a step's tokens: the
 /// weights once per step, each token's x and y once.
 pub(super) fn per_step_cost(w: &GpuTensor, rows: f64) -> (Work, Work) {
@@ -155,7 +217,7 @@ impl super::Op for MatMul {
     }
 
     fn dispatches_for(&self, n_tokens: u32, _kv_len: u32) -> &[Dispatch] {
-        if n_tokens as u64 <= TILE_NARROW {
+        if n_tokens as u64 <= TILE_NARROW && !self.narrow.is_empty() {
             &self.narrow
         } else {
             &self.dispatches

@@ -627,9 +627,21 @@ fn weight_dispatches<P: ShaderParams>(
     gpu: &Gpu,
     k: &WeightKernel,
     w: &GpuTensor,
-    mut params: impl FnMut(u64, u64) -> (P, (u32, u32, u32)),
+    params: impl FnMut(u64, u64) -> (P, (u32, u32, u32)),
 ) -> Result<Vec<Dispatch>, GpuError> {
     let key = weight_key(k.op, w.ty, k.subgroups, k.workgroup, k.defines);
+    weight_dispatches_keyed(gpu, k, key, w, params)
+}
+
+/// `weight_dispatches` with its pipeline key given (a variant beyond `weight_key`'s,
+/// such as f16).
+fn weight_dispatches_keyed<P: ShaderParams>(
+    gpu: &Gpu,
+    k: &WeightKernel,
+    key: PipelineKey,
+    w: &GpuTensor,
+    mut params: impl FnMut(u64, u64) -> (P, (u32, u32, u32)),
+) -> Result<Vec<Dispatch>, GpuError> {
     let n = w.shards.len();
     let mut out = Vec::with_capacity(n);
     for (i, shard) in w.shards.iter().enumerate() {
@@ -684,6 +696,14 @@ pub fn all_variants() -> Vec<PipelineKey> {
         v.extend(matvec_batch::variants(ty));
         v.push(weight_key("matmul", ty, false, 64, &[]));
         v.push(weight_key("matmul", ty, false, 64, &["WIDE"]));
+        for (size, f16_inputs) in [(8, false), (8, true), (16, true), (16, false)] {
+            let c = crate::gpu::CoopMatrix {
+                size,
+                f16_inputs,
+                workgroup: 4 * 32,
+            };
+            v.push(matmul::coop_key(ty, c));
+        }
         v.push(weight_key("get_rows", ty, false, get_rows::WORKGROUP, &[]));
         v.push(weight_key(
             "get_rows",
