@@ -211,6 +211,14 @@ pub fn cpu(w: &[f32], cols: usize, x: &[f32]) -> Vec<f32> {
         .collect()
 }
 
+/// CPU twin of the cooperative-matrix matmul with f16 inputs: `cpu` over the weights and
+/// x rounded to f16, as `matmul_coop.wgsl` stages them (its accumulators are f32).
+pub fn cpu_f16_inputs(w: &[f32], cols: usize, x: &[f32]) -> Vec<f32> {
+    let round =
+        |v: &[f32]| -> Vec<f32> { v.iter().map(|&a| half::f16::from_f32(a).to_f32()).collect() };
+    cpu(&round(w), cols, &round(x))
+}
+
 impl super::Op for MatMul {
     fn dispatches(&self) -> &[Dispatch] {
         &self.dispatches
