@@ -5,7 +5,9 @@
 //! The batched-decode matvec runs HEARTH_BENCH_SEQS (default 8) token columns; its
 //! speedup is that many single matvecs' time over its own. Prefill (HEARTH_BENCH_TOKENS,
 //! default 64) runs the kernel prompts use: the tiled matmul, or on CPU adapters with
-//! subgroups the batched matvec over every token.
+//! subgroups the batched matvec over every token; `HEARTH_BENCH_PREFILL=matmul` times the
+//! matmul there too (the portable tiles, or with `HEARTH_COOP_MATRIX=1` the
+//! cooperative-matrix one where the device has them).
 
 use hearth::gpu::{gpu_layout, Gpu, GpuOptions, GpuTensor};
 use hearth::kernels::{MatMul, MatVec, MatVecBatch, Op, Rows, Step, StepBuffer, Tokens, View};
@@ -62,6 +64,7 @@ fn main() {
     let gpu = Gpu::new_blocking(&GpuOptions::from_env().expect("options")).expect("GPU adapter");
     println!("adapter: {}", gpu.describe());
     println!("features: {:?}", gpu.features);
+    let force_matmul = std::env::var("HEARTH_BENCH_PREFILL").is_ok_and(|v| v == "matmul");
     println!("matvec {rows} x {cols} (decode), prefill with {tokens} tokens\n");
     println!("batched matvec with {seqs} sequences\n");
     println!("| type   | weights MB | matvec us | matvec GB/s | batch us | batch speedup | prefill ms | prefill GFLOP/s |");
@@ -99,7 +102,7 @@ fn main() {
         });
         // Prefill's kernel: the batched matvec over every token where it shares x (CPU
         // adapters with subgroups), else the tiled matmul.
-        let t_mm = if hearth::kernels::matvec_batch::shares_x_on(&gpu, ty) {
+        let t_mm = if hearth::kernels::matvec_batch::shares_x_on(&gpu, ty) && !force_matmul {
             let tok_p = Tokens {
                 max: tokens as u32,
                 step: &step,

@@ -2,13 +2,17 @@
 # Speed of hearth on a lent GPU machine (no network, nothing installed; see the project's
 # GPU recipe): random-weight GGUFs of real shapes (Llama-3.2-1B and Llama-3.1-8B, Q4_K_M's
 # mix of Q4_K and Q6_K, written by the random_gguf example on that machine's own disk),
-# then `hearth bench -p 512 -n 128` and `hearth profile -p 512 -n 16` on each, results
-# under $OUT. With SWEEP set, instead `hearth bench -p 0 -n 64` per matvec geometry
+# then `hearth bench -p 512 -n 128` and `hearth profile -p 512 -n 16` on each, and pp512
+# again on cooperative matrices (HEARTH_COOP_MATRIX=1), results under $OUT. With
+# .gpu/kernels (the kernel tests' binary) it first checks every matmul, the cooperative
+# one included, against its CPU twin there. With SWEEP set, instead `hearth bench -p 0 -n 64` per matvec geometry
 # (HEARTH_MATVEC=WORKGROUP,LANES,ROWS; e.g. SWEEP="128,32,1 128,32,2").
 #
 # Prepare here, from the repository root:
 #   cargo build --release --bin hearth --example random_gguf
 #   mkdir -p .gpu && cp target/release/hearth target/release/examples/random_gguf .gpu/
+#   cp "$(cargo test --release --test kernels --no-run 2>&1 |
+#         sed -n 's/.*(\(target[^)]*kernels-[^)]*\)).*/\1/p')" .gpu/kernels
 #   echo /.gl/ >>.git/info/exclude; echo /.gpu/ >>.git/info/exclude; mkdir -p .gl
 #   o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
 #   mkdir -p /tmp/amd64/partial; apt-get $o update
@@ -27,6 +31,10 @@ OUT=${OUT:-/tmp/gpu-bench}
 M=/tmp/models
 mkdir -p "$OUT" $M
 $H devices | tee "$OUT/devices.txt" || exit 1
+if [ -x .gpu/kernels ]; then
+  HEARTH_COOP_MATRIX=1 timeout 240 .gpu/kernels --include-ignored matmul 2>&1 | tail -8 |
+    tee "$OUT/kernels-matmul.txt"
+fi
 for m in ${MODELS:-llama-1b llama-8b}; do
   .gpu/random_gguf $M/$m.gguf $m || exit 1
   if [ -n "${SWEEP:-}" ]; then
@@ -36,6 +44,8 @@ for m in ${MODELS:-llama-1b llama-8b}; do
     done
   else
     timeout 150 $H bench $M/$m.gguf -p 512 -n 128 -r 3 | tee "$OUT/bench-$m.md"
+    HEARTH_COOP_MATRIX=1 timeout 100 $H bench $M/$m.gguf -p 512 -n 0 -r 3 |
+      tee "$OUT/bench-$m-coop.md"
     timeout 100 $H profile $M/$m.gguf -p 512 -n 16 > "$OUT/profile-$m.txt" 2>&1
     sed -n '/^decode/,$p' "$OUT/profile-$m.txt" | head -14
   fi

@@ -39,6 +39,21 @@ alias MC = coop_mat8x8<f32, C>;
 
 var<workgroup> ws: array<E, TM * KS>;         // [row][k] of the stage
 var<workgroup> xs: array<E, TN * KS>;         // [token][k] of the stage
+#ifdef F16
+// With f16 inputs, x is staged as two halves, f16(x) and f16((x - f16(x)) * LO), the
+// weights rounded to f16: the high half's products go to the accumulators, the low
+// half's to a second set, scaled back by 1 / LO at the end, so x keeps about 22 bits.
+// The scale keeps the low half out of f16's subnormals, which some devices flush.
+var<workgroup> xl: array<E, TN * KS>;
+const LO: f32 = 2048.0;
+
+// The two halves of v: f16(v) (rounded through packed words: a compiler may fold an
+// f32 -> f16 -> f32 round trip away, as lavapipe did) and the rest times LO.
+fn halves(v: vec4<f32>) -> array<vec4<E>, 2> {
+    let r = vec4<f32>(unpack2x16float(pack2x16float(v.xy)), unpack2x16float(pack2x16float(v.zw)));
+    return array<vec4<E>, 2>(vec4<E>(r), vec4<E>((v - r) * LO));
+}
+#endif
 var<workgroup> cs: array<f32, BLOCKS * N * N>; // one N x N result per subgroup
 
 // Stages groups g0 .. g0 + KG of the tile's weight rows and tokens (zeros past the
@@ -52,10 +67,11 @@ fn stage(lid: u32, tile_r: u32, tile_t: u32, g0: u32, groups: u32, n_tokens: u32
             v = dq4_row(row * p.row_words, g);
         }
         let o = (e / KG) * KS + 4u * (e % KG);
-        ws[o] = E(v.x);
-        ws[o + 1u] = E(v.y);
-        ws[o + 2u] = E(v.z);
-        ws[o + 3u] = E(v.w);
+        let h = vec4<E>(v);
+        ws[o] = h.x;
+        ws[o + 1u] = h.y;
+        ws[o + 2u] = h.z;
+        ws[o + 3u] = h.w;
     }
     for (var e = lid; e < TN * KG; e += WG) {
         let tok = tile_t + e / KG;
@@ -65,10 +81,20 @@ fn stage(lid: u32, tile_r: u32, tile_t: u32, g0: u32, groups: u32, n_tokens: u32
             v = load_x4(tok, g);
         }
         let o = (e / KG) * KS + 4u * (e % KG);
-        xs[o] = E(v.x);
-        xs[o + 1u] = E(v.y);
-        xs[o + 2u] = E(v.z);
-        xs[o + 3u] = E(v.w);
+#ifdef F16
+        let hl = halves(v);
+        let h = hl[0];
+        xl[o] = hl[1].x;
+        xl[o + 1u] = hl[1].y;
+        xl[o + 2u] = hl[1].z;
+        xl[o + 3u] = hl[1].w;
+#else
+        let h = v;
+#endif
+        xs[o] = h.x;
+        xs[o + 1u] = h.y;
+        xs[o + 2u] = h.z;
+        xs[o + 3u] = h.w;
     }
 }
 
@@ -117,6 +143,12 @@ fn main(ids: Ids, @builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_id) s
             var c01 = MC();
             var c10 = MC();
             var c11 = MC();
+#ifdef F16
+            var l00 = MC();
+            var l01 = MC();
+            var l10 = MC();
+            var l11 = MC();
+#endif
             for (var g0 = 0u; g0 < groups; g0 += KG) {
                 stage(ids.lid, tile_r, tile_t, g0, groups, n_tokens);
                 workgroupBarrier();
@@ -131,9 +163,23 @@ fn main(ids: Ids, @builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_id) s
                     c01 = coopMultiplyAdd(a0, b1, c01);
                     c10 = coopMultiplyAdd(a1, b0, c10);
                     c11 = coopMultiplyAdd(a1, b1, c11);
+#ifdef F16
+                    let l0 = coopLoadT<MA>(&xl[at * KS + kk], KS);
+                    let l1 = coopLoadT<MA>(&xl[(at + N) * KS + kk], KS);
+                    l00 = coopMultiplyAdd(l0, b0, l00);
+                    l01 = coopMultiplyAdd(l0, b1, l01);
+                    l10 = coopMultiplyAdd(l1, b0, l10);
+                    l11 = coopMultiplyAdd(l1, b1, l11);
+#endif
                 }
                 workgroupBarrier();
             }
+#ifdef F16
+            c00 += l00 * (1.0 / LO);
+            c01 += l01 * (1.0 / LO);
+            c10 += l10 * (1.0 / LO);
+            c11 += l11 * (1.0 / LO);
+#endif
             let t0 = tile_t + at;
             let r0 = tile_r + ar;
             store(c00, sg, ids.lane, ids.sg_size, t0, r0, n_tokens);

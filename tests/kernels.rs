@@ -160,7 +160,7 @@ fn check_matmul(cfg: Config, c: &Case, tokens: usize, seed: u64) {
     for (form, d) in [("wide", &op.dispatches), ("narrow", &op.narrow)] {
         if d.is_empty() {
             assert!(
-                form == "narrow" && g.coop.is_some(),
+                form == "narrow" && kernels::matmul::coop_for(&g, c.ty).is_some(),
                 "matmul {form}: no dispatches"
             );
             continue;
@@ -183,7 +183,8 @@ fn check_matmul(cfg: Config, c: &Case, tokens: usize, seed: u64) {
             .flat_map(|r| r[..c.cols].to_vec())
             .collect();
         // With cooperative matrices of f16 inputs, the twin rounds its inputs the same.
-        let want = match g.coop.is_some_and(|c| c.f16_inputs) {
+        let coop = kernels::matmul::coop_for(&g, c.ty);
+        let want = match coop.is_some_and(|c| c.f16_inputs) {
             true => kernels::matmul::cpu_f16_inputs(&c.w, c.cols, &xt),
             false => kernels::matmul::cpu(&c.w, c.cols, &xt),
         };
@@ -466,13 +467,13 @@ fn matmul_every_type_and_shape() {
 }
 
 /// The cooperative-matrix matmul against its twin for every type, tile edges and
-/// shards. It needs an adapter with cooperative matrices (wgpu's experimental feature):
-/// a GPU, or lavapipe from Mesa 25.2 or later (`scripts/coop-lavapipe.sh` builds one;
-/// `VK_DRIVER_FILES=... cargo test --release --test kernels -- --ignored`). On such an
-/// adapter every matmul test above runs this kernel too; this one fails where there is
-/// none rather than passing unexercised.
+/// shards. It needs an adapter with cooperative matrices (wgpu's experimental feature: a
+/// GPU, or lavapipe with VK_KHR_cooperative_matrix, Mesa 25.2 or later) and
+/// `HEARTH_COOP_MATRIX=1` (hearth uses them only when asked): `HEARTH_COOP_MATRIX=1 cargo
+/// test --release --test kernels -- --include-ignored`. Then every matmul test above runs
+/// this kernel too; this one fails where there are none rather than passing unexercised.
 #[test]
-#[ignore = "needs an adapter with cooperative matrices (a GPU, or scripts/coop-lavapipe.sh)"]
+#[ignore = "needs cooperative matrices: HEARTH_COOP_MATRIX=1 on a GPU or on lavapipe from Mesa 25.2+"]
 fn matmul_cooperative_matrices() {
     let g = gpu(Config::Full);
     let c = g.coop.unwrap_or_else(|| {

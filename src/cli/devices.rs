@@ -42,7 +42,7 @@ pub fn print_adapter(s: &AdapterSummary) {
         .collect();
     let used = match coop {
         Some(c) => format!(
-            "the matmul uses {0}x{0}, {1} inputs",
+            "with HEARTH_COOP_MATRIX=1 the matmul uses {0}x{0}, {1} inputs",
             c.size,
             if c.f16_inputs { "f16" } else { "f32" }
         ),

@@ -48,11 +48,13 @@ impl GpuArgs {
             Some(b) if !b.is_empty() => Some(BackendChoice::parse(b)?),
             _ => None,
         };
-        Ok(GpuOptions {
+        let mut o = GpuOptions {
             backend,
             adapter: self.adapter,
             ..GpuOptions::default()
-        })
+        };
+        o.coop_from_env();
+        Ok(o)
     }
 }
 

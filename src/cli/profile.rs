@@ -85,10 +85,11 @@ pub fn run(args: &ProfileArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> any
             anyhow::bail!("no GPU adapter found");
         }
         for (_, s) in &adapters {
-            let opts = GpuOptions {
+            let mut opts = GpuOptions {
                 adapter: Some(s.index),
                 ..GpuOptions::default()
             };
+            opts.coop_from_env();
             let name = crate::gpu::describe_info(&s.info);
             match profile_on(&opts, &f, &cfg, args) {
                 Ok(r) => runs.push(r),

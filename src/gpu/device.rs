@@ -47,9 +47,6 @@ pub struct OptionalFeatures {
     pub subgroups: bool,
     /// Timestamp queries: per-kernel GPU time.
     pub timestamps: bool,
-    /// Cooperative matrices (wgpu's experimental feature): the prefill matmul on the
-    /// adapter's matrix units. `HEARTH_COOP_MATRIX=0` turns them off.
-    pub coop_matrix: bool,
 }
 
 impl OptionalFeatures {
@@ -58,14 +55,12 @@ impl OptionalFeatures {
         shader_f16: true,
         subgroups: true,
         timestamps: true,
-        coop_matrix: true,
     };
     /// No optional feature (the most portable device).
     pub const NONE: Self = Self {
         shader_f16: false,
         subgroups: false,
         timestamps: false,
-        coop_matrix: false,
     };
 
     fn wgpu_features(self) -> wgpu::Features {
@@ -81,9 +76,6 @@ impl OptionalFeatures {
                 | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
                 | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
         }
-        if self.coop_matrix {
-            f |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
-        }
         f
     }
 
@@ -92,7 +84,6 @@ impl OptionalFeatures {
             shader_f16: f.contains(wgpu::Features::SHADER_F16),
             subgroups: f.contains(wgpu::Features::SUBGROUP),
             timestamps: f.contains(wgpu::Features::TIMESTAMP_QUERY),
-            coop_matrix: f.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX),
         }
     }
 }
@@ -108,6 +99,12 @@ pub struct GpuOptions {
     pub features: OptionalFeatures,
     /// Lower the storage-binding size used for sharding (tests force the shard path).
     pub max_binding_override: Option<u64>,
+    /// Run prompts' matmul on cooperative matrices (wgpu's experimental feature) where
+    /// the adapter has them (`HEARTH_COOP_MATRIX=1`). Off by default until measured and
+    /// checked on real GPUs: lavapipe emulates them slower than the portable kernel
+    /// (3.5 against 13 GFLOP/s) and, through a backport of Mesa's emulation, at f16
+    /// precision, which puts the forward tests' logits over their bound.
+    pub coop_matrix: bool,
 }
 
 impl Default for GpuOptions {
@@ -117,12 +114,22 @@ impl Default for GpuOptions {
             adapter: None,
             features: OptionalFeatures::ALL,
             max_binding_override: None,
+            coop_matrix: false,
         }
     }
 }
 
 impl GpuOptions {
-    /// Options from `HEARTH_BACKEND` / `HEARTH_ADAPTER`, on top of the defaults.
+    /// `HEARTH_COOP_MATRIX=1`: cooperative matrices where the adapter has them.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn coop_from_env(&mut self) {
+        if std::env::var("HEARTH_COOP_MATRIX").is_ok_and(|v| v == "1") {
+            self.coop_matrix = true;
+        }
+    }
+
+    /// Options from `HEARTH_BACKEND` / `HEARTH_ADAPTER` / `HEARTH_COOP_MATRIX`, on top of
+    /// the defaults.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_env() -> Result<Self, GpuError> {
         let mut o = Self::default();
@@ -131,9 +138,7 @@ impl GpuOptions {
                 o.backend = Some(BackendChoice::parse(&b)?);
             }
         }
-        if std::env::var("HEARTH_COOP_MATRIX").is_ok_and(|v| v == "0") {
-            o.features.coop_matrix = false;
-        }
+        o.coop_from_env();
         if let Ok(a) = std::env::var("HEARTH_ADAPTER") {
             if !a.is_empty() {
                 o.adapter = Some(a.parse().map_err(|_| {
@@ -372,17 +377,23 @@ impl Gpu {
             );
         }
         let limits = adapter.limits();
-        let coop = if features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
-            pick_coop(
-                &adapter.cooperative_matrix_properties(),
-                features.contains(wgpu::Features::SHADER_F16),
-                features.contains(wgpu::Features::SUBGROUP),
-                &info,
-                &limits,
-            )
-        } else {
-            None
+        if opts.coop_matrix {
+            features |= adapter.features() & wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+        }
+        let on = features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
+        let pick = |f16: bool| {
+            on.then(|| {
+                pick_coop(
+                    &adapter.cooperative_matrix_properties(),
+                    f16,
+                    features.contains(wgpu::Features::SUBGROUP),
+                    &info,
+                    &limits,
+                )
+            })
+            .flatten()
         };
+        let coop = pick(features.contains(wgpu::Features::SHADER_F16));
         if coop.is_none() {
             features.remove(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
         }

@@ -76,10 +76,11 @@ impl<'a> Block<'a> {
     }
 
     /// The prefill form of `y = W x` over the step's tokens (`act`: the gated form, `y`
-    /// holding the gate): the tiled matmul, or on adapters where the batched matvec
-    /// shares x across a subgroup (CPU rasterizers), the batched matvec over every
-    /// token's column. None when the gated form needs the matmul (then the caller runs
-    /// the gated activation as its own op).
+    /// holding the gate): the tiled matmul (on cooperative matrices where the device
+    /// has them), or on adapters where the batched matvec shares x across a subgroup
+    /// (CPU rasterizers, unless cooperative matrices are asked for), the batched matvec
+    /// over every token's column. None when the gated form needs the matmul (then the
+    /// caller runs the gated activation as its own op).
     fn prefill_proj(
         &self,
         w: &GpuTensor,
@@ -91,7 +92,8 @@ impl<'a> Block<'a> {
             Rows::packed(x, w.cols as u32),
             Rows::packed(y, w.rows as u32),
         );
-        if crate::kernels::matvec_batch::shares_x_on(self.gpu, w.ty) {
+        let coop = crate::kernels::matmul::coop_for(self.gpu, w.ty);
+        if coop.is_none() && crate::kernels::matvec_batch::shares_x_on(self.gpu, w.ty) {
             let op = MatVecBatch::new(self.gpu, w, xr, yr, self.tok, act)?;
             return Ok(Some(Arc::new(op)));
         }

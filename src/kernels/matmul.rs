@@ -101,7 +101,7 @@ impl MatMul {
                 w.name, w.rows
             )));
         }
-        if let Some(c) = gpu.coop {
+        if let Some(c) = coop_for(gpu, w.ty) {
             return Ok(Self {
                 dispatches: coop_dispatches(gpu, c, w, x, y, tok, p0)?,
                 narrow: Vec::new(),
@@ -134,6 +134,20 @@ impl MatMul {
             dispatches: build(true)?,
             narrow: build(false)?,
         })
+    }
+}
+
+/// The cooperative matrices the matmul over `ty` uses on `gpu`: block types only (rows of
+/// whole blocks; MXFP4's exponents overflow f16), on the device's choice of matrices.
+/// Float weights take the portable tiles: on the emulated matrices they were checked on,
+/// a row ending inside a 4-element group (f16, 7 columns) missed the twin's bound. None:
+/// the portable tiles.
+pub fn coop_for(gpu: &Gpu, ty: crate::quant::GgmlType) -> Option<CoopMatrix> {
+    use crate::quant::GgmlType as T;
+    match ty {
+        T::MXFP4 => None,
+        t if t.is_float() => None,
+        _ => gpu.coop,
     }
 }
 
@@ -211,12 +225,18 @@ pub fn cpu(w: &[f32], cols: usize, x: &[f32]) -> Vec<f32> {
         .collect()
 }
 
-/// CPU twin of the cooperative-matrix matmul with f16 inputs: `cpu` over the weights and
-/// x rounded to f16, as `matmul_coop.wgsl` stages them (its accumulators are f32).
+/// CPU twin of the cooperative-matrix matmul with f16 inputs: `cpu` over the weights
+/// rounded to f16 and x as the sum of its two f16 halves (f16(x), and f16 of the rest
+/// scaled by 2^11 and back), as `matmul_coop.wgsl` stages them (its accumulators are
+/// f32).
 pub fn cpu_f16_inputs(w: &[f32], cols: usize, x: &[f32]) -> Vec<f32> {
-    let round =
-        |v: &[f32]| -> Vec<f32> { v.iter().map(|&a| half::f16::from_f32(a).to_f32()).collect() };
-    cpu(&round(w), cols, &round(x))
+    let f16 = |a: f32| half::f16::from_f32(a).to_f32();
+    let w: Vec<f32> = w.iter().map(|&a| f16(a)).collect();
+    let x: Vec<f32> = x
+        .iter()
+        .map(|&a| f16(a) + f16((a - f16(a)) * 2048.0) / 2048.0)
+        .collect();
+    cpu(&w, cols, &x)
 }
 
 impl super::Op for MatMul {
