@@ -141,7 +141,7 @@ mod tests {
             "get_rows" => vec![host::<get_rows::Params>()],
             "kv_append" => vec![host::<kv_append::Params>()],
             "layer_norm" => vec![host::<layer_norm::Params>()],
-            "matmul" => vec![host::<matmul::Params>()],
+            "matmul" | "matmul_coop" => vec![host::<matmul::Params>()],
             "matvec" => vec![host::<matvec::Params>()],
             // The same uniform as matmul's (lib/token_rows.wgsl).
             "matvec_batch" => vec![host::<matmul::Params>()],
