@@ -40,17 +40,30 @@ alias MC = coop_mat8x8<f32, C>;
 var<workgroup> ws: array<E, TM * KS>;         // [row][k] of the stage
 var<workgroup> xs: array<E, TN * KS>;         // [token][k] of the stage
 #ifdef F16
-// With f16 inputs, x is staged as two halves, f16(x) and f16((x - f16(x)) * LO), the
-// weights rounded to f16: the high half's products go to the accumulators, the low
-// half's to a second set, scaled back by 1 / LO at the end, so x keeps about 22 bits.
-// The scale keeps the low half out of f16's subnormals, which some devices flush.
+// With f16 inputs, x and the weights are staged as two halves each, f16(v) and
+// f16((v - f16(v)) * LO): the high halves' product goes to the accumulators, the
+// products of a high and a low half to a second set, scaled back by 1 / LO at the end
+// (the low halves' product, 2^-22 of the whole, is left out), so both keep about 22
+// bits (in f16, the weights' rounding alone put the forward tests' logits at an NMSE of
+// 1-2e-6 against the f64 reference, over their 1e-6 bound). The scale keeps the low
+// halves out of f16's subnormals, which some devices flush.
 var<workgroup> xl: array<E, TN * KS>;
+var<workgroup> wl: array<E, TM * KS>;
 const LO: f32 = 2048.0;
 
-// The two halves of v: f16(v) (rounded through packed words: a compiler may fold an
-// f32 -> f16 -> f32 round trip away, as lavapipe did) and the rest times LO.
+// v rounded to f16's 11-bit significand (to nearest even) on its bits, exact in f16
+// in f16's normal range: a compiler that keeps f16 values in f32 registers may drop a
+// round trip through f16 conversions (lavapipe did, through conversions and through
+// pack2x16float alike), and stores may round another way.
+fn round16(v: vec4<f32>) -> vec4<f32> {
+    let b = bitcast<vec4<u32>>(v);
+    let odd = (b >> vec4<u32>(13u)) & vec4<u32>(1u);
+    return bitcast<vec4<f32>>((b + vec4<u32>(0xFFFu) + odd) & vec4<u32>(0xFFFFE000u));
+}
+
+// The two halves of v: f16(v) and (v - f16(v)) * LO.
 fn halves(v: vec4<f32>) -> array<vec4<E>, 2> {
-    let r = vec4<f32>(unpack2x16float(pack2x16float(v.xy)), unpack2x16float(pack2x16float(v.zw)));
+    let r = round16(v);
     return array<vec4<E>, 2>(vec4<E>(r), vec4<E>((v - r) * LO));
 }
 #endif
@@ -67,7 +80,16 @@ fn stage(lid: u32, tile_r: u32, tile_t: u32, g0: u32, groups: u32, n_tokens: u32
             v = dq4_row(row * p.row_words, g);
         }
         let o = (e / KG) * KS + 4u * (e % KG);
-        let h = vec4<E>(v);
+#ifdef F16
+        let hl = halves(v);
+        let h = hl[0];
+        wl[o] = hl[1].x;
+        wl[o + 1u] = hl[1].y;
+        wl[o + 2u] = hl[1].z;
+        wl[o + 3u] = hl[1].w;
+#else
+        let h = v;
+#endif
         ws[o] = h.x;
         ws[o + 1u] = h.y;
         ws[o + 2u] = h.z;
@@ -166,10 +188,12 @@ fn main(ids: Ids, @builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_id) s
 #ifdef F16
                     let l0 = coopLoadT<MA>(&xl[at * KS + kk], KS);
                     let l1 = coopLoadT<MA>(&xl[(at + N) * KS + kk], KS);
-                    l00 = coopMultiplyAdd(l0, b0, l00);
-                    l01 = coopMultiplyAdd(l0, b1, l01);
-                    l10 = coopMultiplyAdd(l1, b0, l10);
-                    l11 = coopMultiplyAdd(l1, b1, l11);
+                    let m0 = coopLoad<MB>(&wl[ar * KS + kk], KS);
+                    let m1 = coopLoad<MB>(&wl[(ar + N) * KS + kk], KS);
+                    l00 = coopMultiplyAdd(l0, b0, coopMultiplyAdd(a0, m0, l00));
+                    l01 = coopMultiplyAdd(l0, b1, coopMultiplyAdd(a0, m1, l01));
+                    l10 = coopMultiplyAdd(l1, b0, coopMultiplyAdd(a1, m0, l10));
+                    l11 = coopMultiplyAdd(l1, b1, coopMultiplyAdd(a1, m1, l11));
 #endif
                 }
                 workgroupBarrier();

@@ -95,8 +95,9 @@ fn cooperative_matmul_translates_to_spirv() {
             mul_adds += usize::from(op == OP_COOP_MUL_ADD);
             i += count;
         }
-        // Four products per stage step, eight with f16 inputs (x's two halves).
-        let want = if key.variant.f16 { 8 } else { 4 };
+        // Four products per stage step, twelve with f16 inputs (high x high, low x high,
+        // high x low).
+        let want = if key.variant.f16 { 12 } else { 4 };
         assert_eq!(mul_adds, want, "{label}: {mul_adds} matrix multiply-adds");
     }
 }

@@ -100,10 +100,8 @@ pub struct GpuOptions {
     /// Lower the storage-binding size used for sharding (tests force the shard path).
     pub max_binding_override: Option<u64>,
     /// Run prompts' matmul on cooperative matrices (wgpu's experimental feature) where
-    /// the adapter has them (`HEARTH_COOP_MATRIX=1`). Off by default until measured and
-    /// checked on real GPUs: lavapipe emulates them slower than the portable kernel
-    /// (3.5 against 13 GFLOP/s) and, through a backport of Mesa's emulation, at f16
-    /// precision, which puts the forward tests' logits over their bound.
+    /// the adapter has them (`HEARTH_COOP_MATRIX=1`). Off by default until measured on a
+    /// real GPU; lavapipe emulates them slower than the portable kernel.
     pub coop_matrix: bool,
 }
 

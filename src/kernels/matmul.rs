@@ -139,9 +139,9 @@ impl MatMul {
 
 /// The cooperative matrices the matmul over `ty` uses on `gpu`: block types only (rows of
 /// whole blocks; MXFP4's exponents overflow f16), on the device's choice of matrices.
-/// Float weights take the portable tiles: on the emulated matrices they were checked on,
-/// a row ending inside a 4-element group (f16, 7 columns) missed the twin's bound. None:
-/// the portable tiles.
+/// Float weights keep the portable tiles: bf16's range exceeds f16's, and rows that end
+/// inside a 4-element group (f16, 7 columns) missed the twin's bound in an earlier form
+/// of the kernel and were not checked again. None: the portable tiles.
 pub fn coop_for(gpu: &Gpu, ty: crate::quant::GgmlType) -> Option<CoopMatrix> {
     use crate::quant::GgmlType as T;
     match ty {
@@ -225,18 +225,18 @@ pub fn cpu(w: &[f32], cols: usize, x: &[f32]) -> Vec<f32> {
         .collect()
 }
 
-/// CPU twin of the cooperative-matrix matmul with f16 inputs: `cpu` over the weights
-/// rounded to f16 and x as the sum of its two f16 halves (f16(x), and f16 of the rest
-/// scaled by 2^11 and back), as `matmul_coop.wgsl` stages them (its accumulators are
-/// f32).
+/// CPU twin of the cooperative-matrix matmul with f16 inputs: `cpu` over the weights and
+/// x each as the sum of its two f16 halves (f16(v), and f16 of the rest scaled by 2^11
+/// and back), as `matmul_coop.wgsl` stages them (its accumulators are f32; the product
+/// of the two low halves it leaves out is 2^-22 of the whole).
 pub fn cpu_f16_inputs(w: &[f32], cols: usize, x: &[f32]) -> Vec<f32> {
     let f16 = |a: f32| half::f16::from_f32(a).to_f32();
-    let w: Vec<f32> = w.iter().map(|&a| f16(a)).collect();
-    let x: Vec<f32> = x
-        .iter()
-        .map(|&a| f16(a) + f16((a - f16(a)) * 2048.0) / 2048.0)
-        .collect();
-    cpu(&w, cols, &x)
+    let split = |v: &[f32]| -> Vec<f32> {
+        v.iter()
+            .map(|&a| f16(a) + f16((a - f16(a)) * 2048.0) / 2048.0)
+            .collect()
+    };
+    cpu(&split(w), cols, &split(x))
 }
 
 impl super::Op for MatMul {
