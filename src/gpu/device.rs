@@ -378,20 +378,17 @@ impl Gpu {
         if opts.coop_matrix {
             features |= adapter.features() & wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
         }
-        let on = features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
-        let pick = |f16: bool| {
-            on.then(|| {
-                pick_coop(
-                    &adapter.cooperative_matrix_properties(),
-                    f16,
-                    features.contains(wgpu::Features::SUBGROUP),
-                    &info,
-                    &limits,
-                )
-            })
-            .flatten()
+        let coop = if features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+            pick_coop(
+                &adapter.cooperative_matrix_properties(),
+                features.contains(wgpu::Features::SHADER_F16),
+                features.contains(wgpu::Features::SUBGROUP),
+                &info,
+                &limits,
+            )
+        } else {
+            None
         };
-        let coop = pick(features.contains(wgpu::Features::SHADER_F16));
         if coop.is_none() {
             features.remove(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
         }
