@@ -75,47 +75,48 @@ fn xv4(e: u32) -> vec4<f32> {
 #ifdef XPRE
 // The x of the part being read, loaded once for the invocation's NR rows (and PAIR's up
 // rows) where each row would otherwise load it again: 8 vec4s, a run of 16 elements at
-// x0 (xs[0..3]) and one at x0 + hi (xs[4..7]), and the sums of each run. A dtype that
-// reads x this way defines XPRE and `part_x(part, e)`, the (x0, hi) of its part `part`
-// of the block at element e; with XLO its parts are the low run alone, unsummed.
-var<private> xs: array<vec4<f32>, 8>;
+// x0 (vec4s 0..3) and one at x0 + hi (4..7), read through `xpart`, and the sums of each
+// run (`xsum`, unless the dtype defines XNOSUM). A dtype that reads x this way defines
+// XPRE and `part_x(part, e)`, the (x0, hi) of its part `part` of the block at element e.
 var<private> xsum: vec2<f32>;
 
 #ifdef XSHARE
 #ifdef SUBGROUPS
 // XSHARE (one lane per row, subgroups of at least 8): the subgroup's invocations own
 // different rows and read the same part, so its lane j loads the part's vec4 j and the
-// others take it by subgroupBroadcast: 1 load per lane instead of 8. A CPU rasterizer
-// runs each invocation as a SIMD lane, where every load of x is a per-lane gather and a
-// broadcast a register move.
+// others take it from that lane where they use it: 1 load per lane instead of 8. A CPU
+// rasterizer runs each invocation as a SIMD lane, where every load of x is a per-lane
+// gather and taking a lane's value a register permute. (Taking all eight vec4s into
+// registers when the part starts, as an earlier form did, kept 32 more registers live:
+// on lavapipe the Q8_0 head ran 1.3x slower.)
 #define XBCAST
 #endif
 #endif
 
 #ifdef XBCAST
+// This lane's vec4 of the part.
+var<private> xl: vec4<f32>;
+
 fn load_xpart(x0: u32, hi: u32, sl: u32) {
-#ifdef XLO
-    let v = xv4(x0 + 4u * (sl & 3u));
-#unroll 4
-    xs[$i] = subgroupBroadcast(v, $iu);
-#endunroll
-#else
-    let v = xv4(x0 + select(0u, hi, sl >= 4u) + 4u * (sl & 3u));
-#unroll 8
-    xs[$i] = subgroupBroadcast(v, $iu);
-#endunroll
-    let s = xs[0] + xs[1] + xs[2] + xs[3];
-    let t = xs[4] + xs[5] + xs[6] + xs[7];
-    xsum = vec2<f32>(dot(s, vec4<f32>(1.0)), dot(t, vec4<f32>(1.0)));
+    xl = xv4(x0 + select(0u, hi, sl >= 4u) + 4u * (sl & 3u));
+#ifndef XNOSUM
+    // Each run's sum: the lanes of each group of four add theirs, lanes 0 and 4 hold them.
+    var t = dot(xl, vec4<f32>(1.0));
+    t += subgroupShuffleXor(t, 1u);
+    t += subgroupShuffleXor(t, 2u);
+    xsum = vec2<f32>(subgroupShuffle(t, 0u), subgroupShuffle(t, 4u));
 #endif
 }
+
+// vec4 j (0..7) of the part's x, from the lane that loaded it (j is a constant at every
+// call once inlined, so this is a register permute).
+fn xpart(j: u32) -> vec4<f32> {
+    return subgroupShuffle(xl, j);
+}
 #else
+var<private> xs: array<vec4<f32>, 8>;
+
 fn load_xpart(x0: u32, hi: u32, sl: u32) {
-#ifdef XLO
-    for (var j = 0u; j < 4u; j++) {
-        xs[j] = xv4(x0 + 4u * j);
-    }
-#else
     var s = vec4<f32>(0.0);
     var t = vec4<f32>(0.0);
     for (var j = 0u; j < 4u; j++) {
@@ -124,8 +125,13 @@ fn load_xpart(x0: u32, hi: u32, sl: u32) {
         s += xs[j];
         t += xs[4u + j];
     }
+#ifndef XNOSUM
     xsum = vec2<f32>(dot(s, vec4<f32>(1.0)), dot(t, vec4<f32>(1.0)));
 #endif
+}
+
+fn xpart(j: u32) -> vec4<f32> {
+    return xs[j];
 }
 #endif
 #endif

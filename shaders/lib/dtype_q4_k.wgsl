@@ -54,7 +54,7 @@ fn lazy_pair(r: Lazy, j: u32) -> array<vec4<f32>, 2> {
 // quant word 1 + p: bytes 16h..16h+15 of chunk c = p / 2 (h = p % 2), whose low nibbles
 // are 16 elements of sub-block 2c and high nibbles 16 of sub-block 2c + 1. Consecutive
 // lanes read consecutive 16-byte words; each quant byte is read once.
-// The part's x (16 elements of each sub-block) is preloaded (matvec.wgsl's `xs`).
+// The part's x (16 elements of each sub-block) is preloaded (matvec.wgsl's `xpart`).
 #define XPRE
 const PARTS: u32 = 8u;
 
@@ -69,8 +69,8 @@ fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
     let c = part >> 1u;
     var a = vec2<f32>(0.0);
     for (var j = 0u; j < 4u; j++) {
-        a += vec2<f32>(dot(vec4<f32>(bytes4(q[j] & 0x0F0F0F0Fu)), xs[j]),
-            dot(vec4<f32>(bytes4((q[j] >> 4u) & 0x0F0F0F0Fu)), xs[4u + j]));
+        a += vec2<f32>(dot(vec4<f32>(bytes4(q[j] & 0x0F0F0F0Fu)), xpart(j)),
+            dot(vec4<f32>(bytes4((q[j] >> 4u) & 0x0F0F0F0Fu)), xpart(4u + j)));
     }
     let dm = pair_dm_k4(head, c);
     return dot(dm.xy, a) - dot(dm.zw, xsum);

@@ -36,7 +36,7 @@ fn dq4_row(row: u32, g: u32) -> vec4<f32> {
 // c and c + 2 (c = p % 2): 32 elements from one ql vec4 word (its low and high nibbles)
 // and one qh vec4 word, with the two 16-element scales they use. Each ql byte is read
 // once, each qh byte twice.
-// The part's x (16 elements of each quarter) is preloaded (matvec.wgsl's `xs`).
+// The part's x (16 elements of each quarter) is preloaded (matvec.wgsl's `xpart`).
 #define XPRE
 const PARTS: u32 = 8u;
 
@@ -57,7 +57,7 @@ fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
         let h = qh[t] >> hs;
         let lo = (ql[t] & 0x0F0F0F0Fu) | ((h & 0x03030303u) << 4u);
         let hi = ((ql[t] >> 4u) & 0x0F0F0F0Fu) | (((h >> 4u) & 0x03030303u) << 4u);
-        a += vec2<f32>(dot(vec4<f32>(bytes4(lo)), xs[t]), dot(vec4<f32>(bytes4(hi)), xs[4u + t]));
+        a += vec2<f32>(dot(vec4<f32>(bytes4(lo)), xpart(t)), dot(vec4<f32>(bytes4(hi)), xpart(4u + t)));
     }
     let sw = w4[b4 + 12u];
     // Quarter k's scale for these bytes: index 8n + 2k + j.

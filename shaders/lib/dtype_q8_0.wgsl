@@ -15,21 +15,25 @@ fn dq4_row(row: u32, g: u32) -> vec4<f32> {
 }
 
 #ifdef MATVEC
-// Matvec: two parts of 16 per block, each one vec4 load, its x preloaded (matvec.wgsl's
-// `xs`, the low run only).
+// Matvec: one part per block, its quants two vec4 loads, its x preloaded (matvec.wgsl's
+// `xpart`; no sums of x).
 #define XPRE
-#define XLO
-const PARTS: u32 = 2u;
+#define XNOSUM
+const PARTS: u32 = 1u;
 
 fn part_x(part: u32, e: u32) -> vec2<u32> {
-    return vec2<u32>(e + 16u * part, 0u);
+    return vec2<u32>(e, 16u);
 }
 
 fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
-    let q = quant_vec4(row, blk, part);
+    let q0 = quant_vec4(row, blk, 0u);
     var s = 0.0;
     for (var j = 0u; j < 4u; j++) {
-        s += dot(sbytes4(q[j]), xs[j]);
+        s += dot(sbytes4(q0[j]), xpart(j));
+    }
+    let q1 = quant_vec4(row, blk, 1u);
+    for (var j = 0u; j < 4u; j++) {
+        s += dot(sbytes4(q1[j]), xpart(4u + j));
     }
     return block_d(row, nb, blk) * s;
 }

@@ -8,7 +8,7 @@ fn nibbles4(q: u32, g: u32) -> vec4<f32> {
 
 #ifdef MATVEC
 #define XPRE
-// Matvec: one part per block, its x preloaded (matvec.wgsl's `xs`).
+// Matvec: one part per block, its x preloaded (matvec.wgsl's `xpart`).
 const PARTS: u32 = 1u;
 
 fn part_x(part: u32, e: u32) -> vec2<u32> {
@@ -20,7 +20,7 @@ fn part_x(part: u32, e: u32) -> vec2<u32> {
 fn nibble_dots(q: vec4<u32>) -> vec2<f32> {
     var s = 0.0;
     for (var j = 0u; j < 4u; j++) {
-        s += dot(nibbles4(q[j], 0u), xs[j]) + dot(nibbles4(q[j], 4u), xs[4u + j]);
+        s += dot(nibbles4(q[j], 0u), xpart(j)) + dot(nibbles4(q[j], 4u), xpart(4u + j));
     }
     return vec2<f32>(s, xsum.x + xsum.y);
 }

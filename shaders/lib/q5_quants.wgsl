@@ -12,7 +12,7 @@ fn q5_group(q: u32, qh: u32, g: u32) -> vec4<f32> {
 
 #ifdef MATVEC
 #define XPRE
-// Matvec: one part per block, its x preloaded (matvec.wgsl's `xs`).
+// Matvec: one part per block, its x preloaded (matvec.wgsl's `xpart`).
 const PARTS: u32 = 1u;
 
 fn part_x(part: u32, e: u32) -> vec2<u32> {
@@ -24,7 +24,7 @@ fn part_x(part: u32, e: u32) -> vec2<u32> {
 fn q5_dots(q: vec4<u32>, qh: u32) -> vec2<f32> {
     var s = 0.0;
     for (var j = 0u; j < 4u; j++) {
-        s += dot(q5_group(q[j], qh, j), xs[j]) + dot(q5_group(q[j], qh, j + 4u), xs[4u + j]);
+        s += dot(q5_group(q[j], qh, j), xpart(j)) + dot(q5_group(q[j], qh, j + 4u), xpart(4u + j));
     }
     return vec2<f32>(s, xsum.x + xsum.y);
 }
