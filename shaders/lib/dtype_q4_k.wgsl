@@ -62,10 +62,20 @@ fn part_x(part: u32, e: u32) -> vec2<u32> {
     return vec2<u32>(e + 64u * (part >> 1u) + 16u * (part & 1u), 32u);
 }
 
+// The block header: d, dmin and the packed scales and mins.
+#define BLOCK_HEAD
+alias Head = vec4<u32>;
+
+fn block_head(row: u32, nb: u32, blk: u32) -> Head {
+    return w4[row / 4u + blk * 9u];
+}
+
 fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
-    let b4 = row / 4u + blk * 9u;
-    let head = w4[b4];
-    let q = w4[b4 + 1u + part];
+    return dot_head_part(block_head(row, nb, blk), row, nb, blk, part, e);
+}
+
+fn dot_head_part(head: Head, row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
+    let q = w4[row / 4u + blk * 9u + 1u + part];
     let c = part >> 1u;
     var a = vec2<f32>(0.0);
     for (var j = 0u; j < 4u; j++) {
