@@ -9,15 +9,13 @@
 // matvec geometry table; COLS (tokens per workgroup) from the host's pick per step.
 // GATED: Y holds the FFN's gate projection, and the result u becomes y = act(y) * u.
 // XSHARE (one lane per row, block types, subgroups of at least 8; the host adds
-// LAZY_FORM): x shared across the subgroup one element per lane (lib/xshare.wgsl), and
+// LAZY_FORM): x shared across the subgroup, lane c loading column c (lib/xshare.wgsl), and
 // the weights decoded from words loaded where they are used (lib/lazy.wgsl) where the
 // type has the lazy form. On lavapipe the earlier form (a vec4 of x per lane, a block's
 // words preloaded per row) held about 100 registers across a block and spilled:
 // `benches/matvec` Q8_0 prefill 27 against 51 GFLOP/s now.
 #ifndef FLOAT_WEIGHTS
-#ifndef XSHARE
 #define X_VEC4
-#endif
 #endif
 #include "lib/token_rows.wgsl"
 #include "lib/row_sum.wgsl"
@@ -79,8 +77,8 @@ fn tile_group(g: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>
 }
 
 #ifdef XSHARE
-// The first x element of each column (token) plus this lane's offset in a run of 8.
-var<private> xcol: array<u32, 8>;
+// The first vec4 word of x of this lane's column (token).
+var<private> xcol: u32;
 
 #include "lib/xshare.wgsl"
 
@@ -94,53 +92,46 @@ var<private> l3: Lazy;
 #endif
 
 #ifdef LAZY_PAIR
-// Group j + i of the tile's rows against the first x run s (elements 4i..4i+3 of it),
-// and group j + i + LAZY_GROUPS / 2 against the second, t (i = 0 or 1).
-fn share_pair1(j: u32, i: u32, s: array<f32, 8>, t: array<f32, 8>) {
+// Group j + i of the tile's rows against the columns' x words s (from the first run),
+// and group j + i + LAZY_GROUPS / 2 against t (from the second) (i = 0 or 1).
+fn share_pair1(j: u32, i: u32, s: vec4<f32>, t: vec4<f32>) {
     let p0 = lazy_pair(l0, j + i);
     let p1 = lazy_pair(l1, j + i);
     let p2 = lazy_pair(l2, j + i);
     let p3 = lazy_pair(l3, j + i);
-    tile_add(p0[0], p1[0], p2[0], p3[0], bx(s[0], i), bx(s[1], i), bx(s[2], i), bx(s[3], i),
-        bx(s[4], i), bx(s[5], i), bx(s[6], i), bx(s[7], i));
-    tile_add(p0[1], p1[1], p2[1], p3[1], bx(t[0], i), bx(t[1], i), bx(t[2], i), bx(t[3], i),
-        bx(t[4], i), bx(t[5], i), bx(t[6], i), bx(t[7], i));
+    tile_add(p0[0], p1[0], p2[0], p3[0], xg(s, 0u), xg(s, 1u), xg(s, 2u), xg(s, 3u),
+        xg(s, 4u), xg(s, 5u), xg(s, 6u), xg(s, 7u));
+    tile_add(p0[1], p1[1], p2[1], p3[1], xg(t, 0u), xg(t, 1u), xg(t, 2u), xg(t, 3u),
+        xg(t, 4u), xg(t, 5u), xg(t, 6u), xg(t, 7u));
 }
 
 // Groups j and j + 1 (j even) of each run against x elements e.x..e.x+7 and e.y..e.y+7
 // of every column.
 fn share_pair(j: u32, e: vec2<u32>) {
-    var s = array<f32, 8>();
-    var t = array<f32, 8>();
-#unroll COLS
-    s[$i] = x[xcol[$i] + e.x];
-    t[$i] = x[xcol[$i] + e.y];
-#endunroll
-    share_pair1(j, 0u, s, t);
-    share_pair1(j, 1u, s, t);
+    let s = xcol + e.x / 4u;
+    let t = xcol + e.y / 4u;
+    share_pair1(j, 0u, x4[s], x4[t]);
+    share_pair1(j, 1u, x4[s + 1u], x4[t + 1u]);
 }
 #else
-// Group g + j + i of the tile's rows against the x run s (elements 4i..4i+3 of it): from
-// its words and the scales lazy_scale loaded (LAZY), else through the group decoder.
-fn share_group(g: u32, j: u32, i: u32, s: array<f32, 8>) {
+// Group g + j + i of the tile's rows against the columns' x words v: from its words and
+// the scales lazy_scale loaded (LAZY), else through the group decoder.
+fn share_group(g: u32, j: u32, i: u32, v: vec4<f32>) {
 #ifdef LAZY
     tile_add(lazy_group(l0, j + i), lazy_group(l1, j + i), lazy_group(l2, j + i),
-        lazy_group(l3, j + i), bx(s[0], i), bx(s[1], i), bx(s[2], i), bx(s[3], i),
-        bx(s[4], i), bx(s[5], i), bx(s[6], i), bx(s[7], i));
+        lazy_group(l3, j + i), xg(v, 0u), xg(v, 1u), xg(v, 2u), xg(v, 3u), xg(v, 4u),
+        xg(v, 5u), xg(v, 6u), xg(v, 7u));
 #else
-    tile_group(g + j + i, bx(s[0], i), bx(s[1], i), bx(s[2], i), bx(s[3], i), bx(s[4], i),
-        bx(s[5], i), bx(s[6], i), bx(s[7], i));
+    tile_group(g + j + i, xg(v, 0u), xg(v, 1u), xg(v, 2u), xg(v, 3u), xg(v, 4u), xg(v, 5u),
+        xg(v, 6u), xg(v, 7u));
 #endif
 }
 
 // Groups g + j and g + j + 1 (j even) against x elements e..e+7 of every column.
 fn share_run(g: u32, j: u32, e: u32) {
-    var s = array<f32, 8>();
-#unroll COLS
-    s[$i] = x[xcol[$i] + e];
-#endunroll
-    share_group(g, j, 0u, s);
-    share_group(g, j, 1u, s);
+    let s = xcol + e / 4u;
+    share_group(g, j, 0u, x4[s]);
+    share_group(g, j, 1u, x4[s + 1u]);
 }
 #endif
 #endif
@@ -189,9 +180,8 @@ fn main(ids: Ids, gs: Groups) {
     let c7 = min(t0 + 7u, last);
 #endif
 #ifdef XSHARE
-#unroll COLS
-    xcol[$i] = p.x_offset + c$i * p.x_stride + ids.lane % 8u;
-#endunroll
+    // Lane c of the subgroup loads column c's x (lanes past COLS repeat the last).
+    xcol = (p.x_offset + min(t0 + min(ids.lane % 8u, COLS - 1u), last) * p.x_stride) / 4u;
 #ifdef LAZY_PAIR
     // Rows are whole blocks: groups is a multiple of LAZY_GROUPS.
     for (var g = 0u; g < groups; g += LAZY_GROUPS) {
