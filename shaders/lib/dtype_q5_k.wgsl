@@ -63,27 +63,39 @@ fn lazy_pair(r: Lazy, j: u32) -> array<vec4<f32>, 2> {
 // nibbles). Part p reads nibble word 3 + p: bytes 16h..16h+15 of chunk c = p / 2
 // (h = p % 2), whose low nibbles are 16 elements of sub-block 2c and high nibbles 16 of
 // sub-block 2c + 1, and qh word 1 + h, whose bits 2c and 2c + 1 are their fifth bits.
+// The part's x (16 elements of each sub-block) is preloaded (matvec.wgsl's `xpart`).
+#define XPRE
 const PARTS: u32 = 8u;
 
+fn part_x(part: u32, e: u32) -> vec2<u32> {
+    return vec2<u32>(e + 64u * (part >> 1u) + 16u * (part & 1u), 32u);
+}
+
+// The block header: d, dmin and the packed scales and mins.
+#define BLOCK_HEAD
+alias Head = vec4<u32>;
+
+fn block_head(row: u32, nb: u32, blk: u32) -> Head {
+    return w4[row / 4u + blk * (BLOCK_WORDS / 4u)];
+}
+
 fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
+    return dot_head_part(block_head(row, nb, blk), row, nb, blk, part, e);
+}
+
+fn dot_head_part(head: Head, row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
     let b4 = row / 4u + blk * (BLOCK_WORDS / 4u);
-    let head = w4[b4];
     let q = w4[b4 + 3u + part];
     let qh = w4[b4 + 1u + (part & 1u)];
     let c = part >> 1u;
-    let x0 = e + 64u * c + 16u * (part & 1u);
     var a = vec2<f32>(0.0);
-    var sx = vec2<f32>(0.0);
     for (var j = 0u; j < 4u; j++) {
-        let lo = xv4(x0 + 4u * j);
-        let hi = xv4(x0 + 32u + 4u * j);
         let hl = ((qh[j] >> (2u * c)) & 0x01010101u) << 4u;
         let hh = ((qh[j] >> (2u * c + 1u)) & 0x01010101u) << 4u;
-        a += vec2<f32>(dot(vec4<f32>(bytes4((q[j] & 0x0F0F0F0Fu) | hl)), lo),
-            dot(vec4<f32>(bytes4(((q[j] >> 4u) & 0x0F0F0F0Fu) | hh)), hi));
-        sx += vec2<f32>(dot(lo, vec4<f32>(1.0)), dot(hi, vec4<f32>(1.0)));
+        a += vec2<f32>(dot(vec4<f32>(bytes4((q[j] & 0x0F0F0F0Fu) | hl)), xpart(j)),
+            dot(vec4<f32>(bytes4(((q[j] >> 4u) & 0x0F0F0F0Fu) | hh)), xpart(4u + j)));
     }
     let dm = pair_dm_k4(head, c);
-    return dot(dm.xy, a) - dot(dm.zw, sx);
+    return dot(dm.xy, a) - dot(dm.zw, xsum);
 }
 #endif
