@@ -37,8 +37,9 @@ alias MB = coop_mat8x8<E, B>;
 alias MC = coop_mat8x8<f32, C>;
 #endif
 
-var<workgroup> ws: array<E, TM * KS>;         // [row][k] of the stage
-var<workgroup> xs: array<E, TN * KS>;         // [token][k] of the stage
+// The stage: the tile's weight rows ([row][k]), then from XS its tokens ([token][k]).
+var<workgroup> st: array<E, (TM + TN) * KS>;
+const XS: u32 = TM * KS;
 #ifdef F16
 // With f16 inputs, x and the weights are staged as two halves each, f16(v) and
 // f16((v - f16(v)) * LO): the high halves' product goes to the accumulators, the
@@ -47,8 +48,7 @@ var<workgroup> xs: array<E, TN * KS>;         // [token][k] of the stage
 // bits (in f16, the weights' rounding alone put the forward tests' logits at an NMSE of
 // 1-2e-6 against the f64 reference, over their 1e-6 bound). The scale keeps the low
 // halves out of f16's subnormals, which some devices flush.
-var<workgroup> xl: array<E, TN * KS>;
-var<workgroup> wl: array<E, TM * KS>;
+var<workgroup> st_lo: array<E, (TM + TN) * KS>;
 const LO: f32 = 2048.0;
 
 // v rounded to f16's 11-bit significand (to nearest even) on its bits, exact in f16
@@ -69,6 +69,24 @@ fn halves(v: vec4<f32>) -> array<vec4<E>, 2> {
 #endif
 var<workgroup> cs: array<f32, BLOCKS * N * N>; // one N x N result per subgroup
 
+// Stores group v at element o of the stage (with F16, its two halves).
+fn put4(o: u32, v: vec4<f32>) {
+#ifdef F16
+    let hl = halves(v);
+    let h = hl[0];
+    st_lo[o] = hl[1].x;
+    st_lo[o + 1u] = hl[1].y;
+    st_lo[o + 2u] = hl[1].z;
+    st_lo[o + 3u] = hl[1].w;
+#else
+    let h = v;
+#endif
+    st[o] = h.x;
+    st[o + 1u] = h.y;
+    st[o + 2u] = h.z;
+    st[o + 3u] = h.w;
+}
+
 // Stages groups g0 .. g0 + KG of the tile's weight rows and tokens (zeros past the
 // shard's rows, the step's tokens and the row's end).
 fn stage(lid: u32, tile_r: u32, tile_t: u32, g0: u32, groups: u32, n_tokens: u32) {
@@ -79,21 +97,7 @@ fn stage(lid: u32, tile_r: u32, tile_t: u32, g0: u32, groups: u32, n_tokens: u32
         if (row < p.rows && g < groups) {
             v = dq4_row(row * p.row_words, g);
         }
-        let o = (e / KG) * KS + 4u * (e % KG);
-#ifdef F16
-        let hl = halves(v);
-        let h = hl[0];
-        wl[o] = hl[1].x;
-        wl[o + 1u] = hl[1].y;
-        wl[o + 2u] = hl[1].z;
-        wl[o + 3u] = hl[1].w;
-#else
-        let h = v;
-#endif
-        ws[o] = h.x;
-        ws[o + 1u] = h.y;
-        ws[o + 2u] = h.z;
-        ws[o + 3u] = h.w;
+        put4((e / KG) * KS + 4u * (e % KG), v);
     }
     for (var e = lid; e < TN * KG; e += WG) {
         let tok = tile_t + e / KG;
@@ -102,21 +106,7 @@ fn stage(lid: u32, tile_r: u32, tile_t: u32, g0: u32, groups: u32, n_tokens: u32
         if (tok < n_tokens && g < groups) {
             v = load_x4(tok, g);
         }
-        let o = (e / KG) * KS + 4u * (e % KG);
-#ifdef F16
-        let hl = halves(v);
-        let h = hl[0];
-        xl[o] = hl[1].x;
-        xl[o + 1u] = hl[1].y;
-        xl[o + 2u] = hl[1].z;
-        xl[o + 3u] = hl[1].w;
-#else
-        let h = v;
-#endif
-        xs[o] = h.x;
-        xs[o + 1u] = h.y;
-        xs[o + 2u] = h.z;
-        xs[o + 3u] = h.w;
+        put4(XS + (e / KG) * KS + 4u * (e % KG), v);
     }
 }
 
@@ -175,21 +165,21 @@ fn main(ids: Ids, @builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_id) s
                 stage(ids.lid, tile_r, tile_t, g0, groups, n_tokens);
                 workgroupBarrier();
                 for (var kk = 0u; kk < KS; kk += N) {
-                    // A: N tokens x N of k, row-major in xs; B: N of k x N rows,
-                    // column-major in ws (row r's run of k is contiguous).
-                    let a0 = coopLoadT<MA>(&xs[at * KS + kk], KS);
-                    let a1 = coopLoadT<MA>(&xs[(at + N) * KS + kk], KS);
-                    let b0 = coopLoad<MB>(&ws[ar * KS + kk], KS);
-                    let b1 = coopLoad<MB>(&ws[(ar + N) * KS + kk], KS);
+                    // A: N tokens x N of k, row-major in st from XS; B: N of k x N rows,
+                    // column-major in st (row r's run of k is contiguous).
+                    let a0 = coopLoadT<MA>(&st[XS + at * KS + kk], KS);
+                    let a1 = coopLoadT<MA>(&st[XS + (at + N) * KS + kk], KS);
+                    let b0 = coopLoad<MB>(&st[ar * KS + kk], KS);
+                    let b1 = coopLoad<MB>(&st[(ar + N) * KS + kk], KS);
                     c00 = coopMultiplyAdd(a0, b0, c00);
                     c01 = coopMultiplyAdd(a0, b1, c01);
                     c10 = coopMultiplyAdd(a1, b0, c10);
                     c11 = coopMultiplyAdd(a1, b1, c11);
 #ifdef F16
-                    let l0 = coopLoadT<MA>(&xl[at * KS + kk], KS);
-                    let l1 = coopLoadT<MA>(&xl[(at + N) * KS + kk], KS);
-                    let m0 = coopLoad<MB>(&wl[ar * KS + kk], KS);
-                    let m1 = coopLoad<MB>(&wl[(ar + N) * KS + kk], KS);
+                    let l0 = coopLoadT<MA>(&st_lo[XS + at * KS + kk], KS);
+                    let l1 = coopLoadT<MA>(&st_lo[XS + (at + N) * KS + kk], KS);
+                    let m0 = coopLoad<MB>(&st_lo[ar * KS + kk], KS);
+                    let m1 = coopLoad<MB>(&st_lo[(ar + N) * KS + kk], KS);
                     l00 = coopMultiplyAdd(l0, b0, coopMultiplyAdd(a0, m0, l00));
                     l01 = coopMultiplyAdd(l0, b1, coopMultiplyAdd(a0, m1, l01));
                     l10 = coopMultiplyAdd(l1, b0, coopMultiplyAdd(a1, m0, l10));
