@@ -93,13 +93,17 @@ var<private> xsum: vec2<f32>;
 #endif
 #endif
 
-#ifdef XSHARE
 #ifdef BLOCK_HEAD
-// (Rows past the end are recomputed as the last, as in the loop below.)
 // A dtype whose blocks have a header its parts share (K-quants' scales) defines
 // BLOCK_HEAD, a type Head, `block_head(row, nb, blk) -> Head` and
-// `dot_head_part(head, row, nb, blk, part, e)`; with one lane per row the loop reads each
-// header once per block (on lavapipe the Q4_K matvec ran 1.16x faster; Q6_K, its scales held across the parts, 0.8x).
+// `dot_head_part(head, row, nb, blk, part, e)`. With one lane per row (XSHARE) the loop
+// reads each header once per block (on lavapipe the Q4_K matvec ran 1.16x faster; Q6_K,
+// its scales held across the parts, 0.8x); otherwise once per part, as here.
+fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
+    return dot_head_part(block_head(row, nb, blk), row, nb, blk, part, e);
+}
+
+#ifdef XSHARE
 #define HEAD_LOOP
 #endif
 #endif
@@ -173,24 +177,33 @@ fn main(ids: Ids, gs: Groups) {
         // header (its scales) once for the block's parts, not once per part. (Rows are
         // unrolled: the headers held in an array indexed by a loop variable went to
         // memory on lavapipe and lost the gain.)
-        for (var blk = 0u; blk < nb; blk++) {
+        // Row bases, rows past the end recomputed as the last (never stored).
 #unroll NR
-            let h$i = block_head(min(first + $iu, p.rows - 1u) * p.row_words, nb, blk);
+        let r$i = min(first + $iu, p.rows - 1u) * p.row_words;
 #endunroll
 #ifdef PAIR
 #unroll NR
-            let hu$i = block_head((min(first + $iu, p.rows - 1u) + p.rows) * p.row_words, nb, blk);
+        let u$i = (min(first + $iu, p.rows - 1u) + p.rows) * p.row_words;
+#endunroll
+#endif
+        for (var blk = 0u; blk < nb; blk++) {
+#unroll NR
+            let h$i = block_head(r$i, nb, blk);
+#endunroll
+#ifdef PAIR
+#unroll NR
+            let hu$i = block_head(u$i, nb, blk);
 #endunroll
 #endif
             for (var part = 0u; part < PARTS; part++) {
                 let xp = part_x(part, blk * QK);
                 load_xpart(xp.x, xp.y, sl);
 #unroll NR
-                acc[$i] += dot_head_part(h$i, min(first + $iu, p.rows - 1u) * p.row_words, nb, blk, part, blk * QK);
+                acc[$i] += dot_head_part(h$i, r$i, nb, blk, part, blk * QK);
 #endunroll
 #ifdef PAIR
 #unroll NR
-                acc_up[$i] += dot_head_part(hu$i, (min(first + $iu, p.rows - 1u) + p.rows) * p.row_words, nb, blk, part, blk * QK);
+                acc_up[$i] += dot_head_part(hu$i, u$i, nb, blk, part, blk * QK);
 #endunroll
 #endif
             }

@@ -70,10 +70,6 @@ fn block_head(row: u32, nb: u32, blk: u32) -> Head {
     return w4[row / 4u + blk * 9u];
 }
 
-fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
-    return dot_head_part(block_head(row, nb, blk), row, nb, blk, part, e);
-}
-
 fn dot_head_part(head: Head, row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
     let q = w4[row / 4u + blk * 9u + 1u + part];
     let c = part >> 1u;

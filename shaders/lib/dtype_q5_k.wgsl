@@ -79,10 +79,6 @@ fn block_head(row: u32, nb: u32, blk: u32) -> Head {
     return w4[row / 4u + blk * (BLOCK_WORDS / 4u)];
 }
 
-fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
-    return dot_head_part(block_head(row, nb, blk), row, nb, blk, part, e);
-}
-
 fn dot_head_part(head: Head, row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
     let b4 = row / 4u + blk * (BLOCK_WORDS / 4u);
     let q = w4[b4 + 3u + part];
