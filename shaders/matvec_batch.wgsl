@@ -91,6 +91,30 @@ var<private> l2: Lazy;
 var<private> l3: Lazy;
 #endif
 
+#ifdef LAZY_QUAD
+// Group j of run k (elements 32k + 4j.. of the step from element e0 = e - 4j) of the
+// tile's rows, from their words w0..w3 of slot j, against every column's x.
+fn quad_run(k: u32, j: u32, e: u32, w0: vec3<u32>, w1: vec3<u32>, w2: vec3<u32>,
+        w3: vec3<u32>) {
+    let v = x4[xcol + (e + 32u * k) / 4u];
+    tile_add(lazy_run(l0, w0, j, k), lazy_run(l1, w1, j, k), lazy_run(l2, w2, j, k),
+        lazy_run(l3, w3, j, k), xg(v, 0u), xg(v, 1u), xg(v, 2u), xg(v, 3u), xg(v, 4u),
+        xg(v, 5u), xg(v, 6u), xg(v, 7u));
+}
+
+// Word slot j of the step's four runs: each row's words loaded once, then each run
+// decoded from them where it is used (x elements e.. of run 0).
+fn share_quad(j: u32, e: u32) {
+    let w0 = lazy_words(l0, j);
+    let w1 = lazy_words(l1, j);
+    let w2 = lazy_words(l2, j);
+    let w3 = lazy_words(l3, j);
+    quad_run(0u, j, e, w0, w1, w2, w3);
+    quad_run(1u, j, e, w0, w1, w2, w3);
+    quad_run(2u, j, e, w0, w1, w2, w3);
+    quad_run(3u, j, e, w0, w1, w2, w3);
+}
+#else
 #ifdef LAZY_PAIR
 // Group j + i of the tile's rows against the columns' x words s (from the first run),
 // and group j + i + LAZY_GROUPS / 2 against t (from the second) (i = 0 or 1).
@@ -133,6 +157,7 @@ fn share_run(g: u32, j: u32, e: u32) {
     share_group(g, j, 0u, x4[s]);
     share_group(g, j, 1u, x4[s + 1u]);
 }
+#endif
 #endif
 #endif
 
@@ -182,6 +207,18 @@ fn main(ids: Ids, gs: Groups) {
 #ifdef XSHARE
     // Lane c of the subgroup loads column c's x (lanes past COLS repeat the last).
     xcol = (p.x_offset + min(t0 + min(ids.lane % 8u, COLS - 1u), last) * p.x_stride) / 4u;
+#ifdef LAZY_QUAD
+    // Rows are whole blocks: groups is a multiple of LAZY_GROUPS (32).
+    for (var g = 0u; g < groups; g += LAZY_GROUPS) {
+        l0 = lazy_scale(b0, g);
+        l1 = lazy_scale(b1, g);
+        l2 = lazy_scale(b2, g);
+        l3 = lazy_scale(b3, g);
+        for (var j = 0u; j < 8u; j++) {
+            share_quad(j, 4u * (g + j));
+        }
+    }
+#else
 #ifdef LAZY_PAIR
     // Rows are whole blocks: groups is a multiple of LAZY_GROUPS.
     for (var g = 0u; g < groups; g += LAZY_GROUPS) {
@@ -207,6 +244,7 @@ fn main(ids: Ids, gs: Groups) {
             share_run(g, j, 4u * (g + j));
         }
     }
+#endif
 #endif
 #else
     for (var g = lane; g < groups; g += LANES) {

@@ -4,8 +4,8 @@
 #ifdef LAZY_FORM
 // The batched matvec's x-sharing form loads each quant word where it is used (LAZY).
 #define LAZY
-#define LAZY_PAIR
 #define LAZY_K
+#define LAZY_QUAD
 #endif
 #include "lib/weights.wgsl"
 
@@ -24,34 +24,34 @@ fn dq4(b: u32, i: u32) -> vec4<f32> {
 #ifdef LAZY
 #include "lib/lazy.wgsl"
 
-// Groups 16c..16c+15 of the block (c = 0..3; half n = c / 2): runs 2c and 2c + 1, the
-// bits at shifts 4(c % 2) and 4(c % 2) + 2 of qs words 8n..8n+7. Their four scale bytes
-// (4c..4c+3: the runs' two 16-element halves each) are one word (s), unpacked where
-// used; w.x is the first qs word, u the first run's shift, d.x d and m.x dmin.
+// Half n = g / 32 of the block: its four runs of 32 are the bit pairs at shifts 0, 2, 4
+// and 6 of qs words 8n..8n+7 (w.x the first). Their eight scale bytes (the runs' two
+// 16-element halves each) are scale words 2n (s: runs 0 and 1) and 2n + 1 (t),
+// unpacked where used; d.x is d and m.x dmin.
 fn lazy_scale(row: u32, g: u32) -> Lazy {
     let b = row + (g / GPB) * BLOCK_WORDS;
-    let c = (g % GPB) >> 4u;
+    let n = (g % GPB) >> 5u;
     let dm = unpack2x16float(word(b + 20u));
     var r: Lazy;
-    r.w = vec2<u32>(b + 4u + 8u * (c >> 1u), 0u);
-    r.u = 4u * (c & 1u);
+    r.w = vec2<u32>(b + 4u + 8u * n, 0u);
     r.d.x = dm.x;
     r.m.x = dm.y;
-    r.s = word(b + c);
+    r.s = word(b + 2u * n);
+    r.t = word(b + 2u * n + 1u);
     return r;
 }
 
-// Groups j and j + 8 (j < 8) of the pair, from qs word j, loaded here.
-fn lazy_pair(r: Lazy, j: u32) -> array<vec4<f32>, 2> {
-    let q = word(r.w.x + j) >> r.u;
-    // Words 4..7 are each run's second 16 elements: the next scale byte.
-    let o = select(0u, 8u, j >= 4u);
-    let sa = extractBits(r.s, o, 8u);
-    let sb = extractBits(r.s, o + 16u, 8u);
-    return array<vec4<f32>, 2>(
-        r.d.x * f32(sa & 0xFu) * vec4<f32>(bytes4(q & 0x03030303u)) - r.m.x * f32(sa >> 4u),
-        r.d.x * f32(sb & 0xFu) * vec4<f32>(bytes4((q >> 2u) & 0x03030303u))
-            - r.m.x * f32(sb >> 4u));
+// Slot j: qs word j, shared by the four runs.
+fn lazy_words(r: Lazy, j: u32) -> vec3<u32> {
+    return vec3<u32>(word(r.w.x + j), 0u, 0u);
+}
+
+// Group j of run k: the bit pairs at shift 2k.
+fn lazy_run(r: Lazy, w: vec3<u32>, j: u32, k: u32) -> vec4<f32> {
+    let q = (w.x >> (2u * k)) & 0x03030303u;
+    // Words 4..7 are the run's second 16 elements: the next scale byte.
+    let sc = extractBits(select(r.s, r.t, k >= 2u), 16u * (k & 1u) + select(0u, 8u, j >= 4u), 8u);
+    return r.d.x * f32(sc & 0xFu) * vec4<f32>(bytes4(q)) - r.m.x * f32(sc >> 4u);
 }
 #endif
 

@@ -5,8 +5,8 @@
 #ifdef LAZY_FORM
 // The batched matvec's x-sharing form loads each quant word where it is used (LAZY).
 #define LAZY
-#define LAZY_PAIR
 #define LAZY_K
+#define LAZY_QUAD
 #endif
 #include "lib/weights.wgsl"
 
@@ -30,40 +30,36 @@ fn dq4(b: u32, i: u32) -> vec4<f32> {
 #ifdef LAZY
 #include "lib/lazy.wgsl"
 
-// Groups 16c..16c+15 of the block (c = 0..3; half n = c / 2): runs 2c and 2c + 1 (j =
-// 2(c % 2) and j + 1), the bits at shifts 2j and 2j + 2 of qs words 8n..8n+7 (w.x) and
-// bits 4n + j and 4n + j + 1 of hmask words 0..7 (w.y). Their four scales 4c..4c+3 (the
-// runs' two 16-element halves each) as unsigned bytes (s: low nibbles from scale word
-// c % 2, nibble n, high bits from word 2 at shift 2c), unpacked where used; u holds
-// the qs shift (low byte) and the hmask shift; d.x is d.
+// Half n = g / 32 of the block: its four runs of 32 are the bit pairs at shifts 0, 2, 4
+// and 6 of qs words 8n..8n+7 (w.x the first), with bits 4n..4n+3 of hmask words 0..7
+// (w.y; u holds the shift 4n). Their eight scales (the runs' two 16-element halves
+// each, 8n..8n+7) as unsigned bytes: low nibbles n of scale word 0 (s: runs 0 and 1)
+// and 1 (t: runs 2 and 3), high bits from word 2 at shifts 4n and 4n + 2; unpacked
+// where used. d.x is d.
 fn lazy_scale(row: u32, g: u32) -> Lazy {
     let b = row + (g / GPB) * BLOCK_WORDS;
-    let c = (g % GPB) >> 4u;
-    let n = c >> 1u;
-    let j = 2u * (c & 1u);
+    let n = (g % GPB) >> 5u;
     var r: Lazy;
     r.w = vec2<u32>(b + 8u + 8u * n, b);
-    r.u = (2u * j) | ((4u * n + j) << 8u);
+    r.u = 4u * n;
     r.d.x = f16_lo(word(b + 27u));
-    let lo = (word(b + 24u + (c & 1u)) >> (4u * n)) & 0x0F0F0F0Fu;
-    let hi = (word(b + 26u) >> (2u * c)) & 0x03030303u;
-    r.s = lo | (hi << 4u);
+    let hi = word(b + 26u) >> (4u * n);
+    r.s = ((word(b + 24u) >> (4u * n)) & 0x0F0F0F0Fu) | ((hi & 0x03030303u) << 4u);
+    r.t = ((word(b + 25u) >> (4u * n)) & 0x0F0F0F0Fu) | (((hi >> 2u) & 0x03030303u) << 4u);
     return r;
 }
 
-// Groups j and j + 8 (j < 8) of the pair, from qs word j and hmask word j, loaded here:
-// q + 4 * (high bit) - 4.
-fn lazy_pair(r: Lazy, j: u32) -> array<vec4<f32>, 2> {
-    let q = word(r.w.x + j) >> (r.u & 0xFFu);
-    let h = word(r.w.y + j) >> (r.u >> 8u);
-    let a = (q & 0x03030303u) | ((h & 0x01010101u) << 2u);
-    let b = ((q >> 2u) & 0x03030303u) | (((h >> 1u) & 0x01010101u) << 2u);
-    // Words 4..7 are each run's second 16 elements: the next scale.
-    let o = select(0u, 8u, j >= 4u);
-    let sa = r.d.x * (f32(extractBits(r.s, o, 8u)) - 32.0);
-    let sb = r.d.x * (f32(extractBits(r.s, o + 16u, 8u)) - 32.0);
-    return array<vec4<f32>, 2>(sa * (vec4<f32>(bytes4(a)) - 4.0),
-        sb * (vec4<f32>(bytes4(b)) - 4.0));
+// Slot j: qs word j and hmask word j, shared by the four runs.
+fn lazy_words(r: Lazy, j: u32) -> vec3<u32> {
+    return vec3<u32>(word(r.w.x + j), word(r.w.y + j), 0u);
+}
+
+// Group j of run k: the bit pair at shift 2k plus 4 times hmask bit 4n + k, minus 4.
+fn lazy_run(r: Lazy, w: vec3<u32>, j: u32, k: u32) -> vec4<f32> {
+    let q = ((w.x >> (2u * k)) & 0x03030303u) | (((w.y >> (r.u + k)) & 0x01010101u) << 2u);
+    // Words 4..7 are the run's second 16 elements: the next scale.
+    let sc = extractBits(select(r.s, r.t, k >= 2u), 16u * (k & 1u) + select(0u, 8u, j >= 4u), 8u);
+    return r.d.x * (f32(sc) - 32.0) * (vec4<f32>(bytes4(q)) - 4.0);
 }
 #endif
 

@@ -7,8 +7,8 @@ const QW: u32 = 52u;
 #ifdef LAZY_FORM
 // The batched matvec's x-sharing form loads each quant word where it is used (LAZY).
 #define LAZY
-#define LAZY_PAIR
 #define LAZY_K
+#define LAZY_QUAD
 #endif
 #include "lib/split.wgsl"
 
@@ -68,50 +68,39 @@ fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
 #endif
 
 #ifdef LAZY
-#define PAIR_GROUPS
 #include "lib/lazy.wgsl"
 
-// Pair slot g (a multiple of 16 groups) of half n = g / 32 covers quarters k and k + 2
-// (k = g / 16 % 2): the low and high nibbles of the same ql bytes, and the same qh bytes.
-fn pair_groups(g: u32) -> vec2<u32> {
-    let first = (g & ~31u) + 8u * ((g >> 4u) & 1u);
-    return vec2<u32>(first, first + 16u);
-}
-
-// Quarters k and k + 2 of half n: the first of their eight ql words (w.x) and of their
-// eight qh words (w.y), the qh shift of quarter k (u), d (d.x), and the four 16-element
-// scales packed as bytes (s: scales 8n + 2k, + 1, + 4, + 5), unpacked where used: a
-// tile of rows holds one word of scales each, not four floats.
+// Half n = g / 32 of the block (its four quarters, the step's runs): the first of its
+// ql words (w.x: quarters 0 and 2 in words 0..7, 1 and 3 in 8..15) and of its eight qh
+// words (w.y), d (d.x), and its eight signed scales as bytes (s: scales 8n..8n+3, the
+// two 16-element halves of quarters 0 and 1; t: 8n+4..8n+7, of quarters 2 and 3),
+// unpacked where used.
 fn lazy_scale(row: u32, g: u32) -> Lazy {
     let blk = g / GPB;
-    let i0 = g % GPB;
-    let n = i0 >> 5u;
-    let k = (i0 >> 4u) & 1u;
+    let n = (g % GPB) >> 5u;
     let q = row + blk * QW;
     var r: Lazy;
-    r.w = vec2<u32>(q + 16u * n + 8u * k, q + 32u + 8u * n);
-    r.u = 2u * k;
+    r.w = vec2<u32>(q + 16u * n, q + 32u + 8u * n);
     r.d.x = block_d(row, row_blocks(), blk);
-    // Scales 8n + 2k and 8n + 2k + 1 are bytes 2k and 2k + 1 of scale word 2n; + 4 and
-    // + 5 the same bytes of word 2n + 1.
-    let sh = 16u * k;
-    r.s = extractBits(word(q + 48u + 2u * n), sh, 16u)
-        | (extractBits(word(q + 49u + 2u * n), sh, 16u) << 16u);
+    r.s = word(q + 48u + 2u * n);
+    r.t = word(q + 49u + 2u * n);
     return r;
 }
 
-// Groups j and j + 8 (j < 8) of the pair: the low and high nibbles of ql word j with
-// the bits of qh word j at shifts u and u + 4, loaded here.
-fn lazy_pair(r: Lazy, j: u32) -> array<vec4<f32>, 2> {
-    let ql = word(r.w.x + j);
-    let qh = word(r.w.y + j) >> r.u;
-    let a = (ql & 0x0F0F0F0Fu) | ((qh & 0x03030303u) << 4u);
-    let b = ((ql >> 4u) & 0x0F0F0F0Fu) | (((qh >> 4u) & 0x03030303u) << 4u);
-    // Words 4..7 are the second 16 elements of each quarter: the next scale.
-    let o = select(0u, 8u, j >= 4u);
-    let sa = r.d.x * f32(extractBits(bitcast<i32>(r.s), o, 8u));
-    let sb = r.d.x * f32(extractBits(bitcast<i32>(r.s), o + 16u, 8u));
-    return array<vec4<f32>, 2>(sa * (vec4<f32>(bytes4(a)) - 32.0),
-        sb * (vec4<f32>(bytes4(b)) - 32.0));
+// Slot j of the half: ql word j (quarters 0 and 2), ql word 8 + j (1 and 3) and qh
+// word j (all four, two bits each).
+fn lazy_words(r: Lazy, j: u32) -> vec3<u32> {
+    return vec3<u32>(word(r.w.x + j), word(r.w.x + 8u + j), word(r.w.y + j));
+}
+
+// Group j of quarter k: the low (k < 2) or high nibbles of ql word j or 8 + j (k odd),
+// with the qh bits at shift 2k.
+fn lazy_run(r: Lazy, w: vec3<u32>, j: u32, k: u32) -> vec4<f32> {
+    let l = select(w.x, w.y, (k & 1u) == 1u) >> (4u * (k >> 1u));
+    let q = (l & 0x0F0F0F0Fu) | (((w.z >> (2u * k)) & 0x03030303u) << 4u);
+    // Words 4..7 are the quarter's second 16 elements: the next scale.
+    let o = 16u * (k & 1u) + select(0u, 8u, j >= 4u);
+    let sc = r.d.x * f32(extractBits(bitcast<i32>(select(r.s, r.t, k >= 2u)), o, 8u));
+    return sc * (vec4<f32>(bytes4(q)) - 32.0);
 }
 #endif

@@ -8,30 +8,32 @@
 // (j < LAZY_GROUPS / 2) from the same words, the two runs of LAZY_GROUPS / 2 starting
 // at elements `lazy_runs(g)`. Blocks of 32 (LAZY_GROUPS 8): the runs are the block's
 // halves (Q4_0's byte j holds elements j and j + 16). K-quants (LAZY_K, LAZY_GROUPS 16):
-// two runs of 32 that share their words (Q4_K's sub-blocks 2c and 2c + 1, the low and
-// high nibbles of the same bytes), at `pair_groups(g)`. Each decoder fills the fields it
-// needs.
+// two consecutive runs of 32 that share their words (Q4_K's sub-blocks 2c and 2c + 1,
+// the low and high nibbles of the same bytes). Each decoder fills the fields it needs.
+// LAZY_QUAD (K-quants whose four consecutive runs of 32 share words: Q6_K's ql and qh
+// bytes, the 2-bit planes of Q2_K and Q3_K): a step is 32 groups, four runs; the
+// decoder gives `lazy_words(s, j) -> vec3<u32>`, the words of slot j (j < 8) of every
+// run, and `lazy_run(s, words, j, k) -> vec4<f32>`, group j of run k (elements
+// 32k + 4j.. of the step) from them: each word is loaded once per step, where the
+// pair form loaded the shared ones once per pair.
 struct Lazy {
     w: vec2<u32>,  // the first quant word, and the first word of the high bits
     d: vec4<f32>,  // scales
     m: vec2<f32>,  // offsets
     u: u32,        // high bits, or their shift
     s: u32,        // packed signed 8-bit scales
+    t: u32,        // more of them
 }
 
+#ifdef LAZY_QUAD
+const LAZY_GROUPS: u32 = 32u;
+#else
 #ifdef LAZY_K
 const LAZY_GROUPS: u32 = 16u;
 
-#ifndef PAIR_GROUPS
-// The usual pair: two consecutive runs (a decoder whose runs pair otherwise defines
-// PAIR_GROUPS and its own).
-fn pair_groups(g: u32) -> vec2<u32> {
-    return vec2<u32>(g, g + 8u);
-}
-#endif
-
+// Two consecutive runs.
 fn lazy_runs(g: u32) -> vec2<u32> {
-    return 4u * pair_groups(g);
+    return vec2<u32>(4u * g, 4u * g + 32u);
 }
 #else
 const LAZY_GROUPS: u32 = 8u;
@@ -39,4 +41,5 @@ const LAZY_GROUPS: u32 = 8u;
 fn lazy_runs(g: u32) -> vec2<u32> {
     return vec2<u32>(4u * g, 4u * g + 16u);
 }
+#endif
 #endif
