@@ -9,8 +9,7 @@ const BLOCK_WORDS: u32 = 36u;
 #ifdef LAZY_FORM
 // The batched matvec's x-sharing form loads each quant word where it is used (LAZY).
 #define LAZY
-#define LAZY_PAIR
-#define LAZY_K
+#define LAZY_QUAD
 #endif
 #include "lib/weights.wgsl"
 #include "lib/kquant_scales.wgsl"
@@ -27,26 +26,31 @@ fn dq4(b: u32, i: u32) -> vec4<f32> {
 #ifdef LAZY
 #include "lib/lazy.wgsl"
 
-// Chunk c (64 elements, groups 16c..16c+15 of the block): d * scale and dmin * min of
-// its sub-blocks 2c and 2c + 1 (the low and high nibbles of its eight quant words), and
-// the first of those words (w.x).
+// Half h = g / 32 of the block, chunks 2h and 2h + 1 (sub-blocks 4h..4h+3, the step's
+// runs): d * scale (d) and dmin * min (m) of the four, read from the header once, and
+// the first of the chunks' sixteen quant words (w.x).
 fn lazy_scale(row: u32, g: u32) -> Lazy {
     let b = row + (g / GPB) * BLOCK_WORDS;
-    let c = (g % GPB) >> 4u;
-    let dm = pair_dm_k4(vec4<u32>(word(b), word(b + 1u), word(b + 2u), word(b + 3u)), c);
+    let h = (g % GPB) >> 5u;
+    let head = vec4<u32>(word(b), word(b + 1u), word(b + 2u), word(b + 3u));
+    let d0 = pair_dm_k4(head, 2u * h);
+    let d1 = pair_dm_k4(head, 2u * h + 1u);
     var r: Lazy;
-    r.d = vec4<f32>(dm.xy, 0.0, 0.0);
-    r.m = dm.zw;
-    r.w = vec2<u32>(b + 4u + 8u * c, 0u);
+    r.d = vec4<f32>(d0.xy, d1.xy);
+    r.m = vec4<f32>(d0.zw, d1.zw);
+    r.w = vec2<u32>(b + 4u + 16u * h, 0u);
     return r;
 }
 
-// Groups j and j + 8 (j < 8) of the chunk: the low and high nibbles of its word j,
-// loaded here.
-fn lazy_pair(r: Lazy, j: u32) -> array<vec4<f32>, 2> {
-    let q = word(r.w.x + j);
-    return array<vec4<f32>, 2>(r.d.x * vec4<f32>(bytes4(q & 0x0F0F0F0Fu)) - r.m.x,
-        r.d.y * vec4<f32>(bytes4((q >> 4u) & 0x0F0F0F0Fu)) - r.m.y);
+// Slot j: quant word j of each chunk (the low nibbles of word j are run 2c's group j,
+// the high run 2c + 1's).
+fn lazy_words(r: Lazy, j: u32) -> vec3<u32> {
+    return vec3<u32>(word(r.w.x + j), word(r.w.x + 8u + j), 0u);
+}
+
+fn lazy_run(r: Lazy, w: vec3<u32>, j: u32, k: u32) -> vec4<f32> {
+    let q = (select(w.x, w.y, k >= 2u) >> (4u * (k & 1u))) & 0x0F0F0F0Fu;
+    return r.d[k] * vec4<f32>(bytes4(q)) - r.m[k];
 }
 #endif
 #else

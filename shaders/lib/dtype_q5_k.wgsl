@@ -6,8 +6,7 @@
 #ifdef LAZY_FORM
 // The batched matvec's x-sharing form loads each quant word where it is used (LAZY).
 #define LAZY
-#define LAZY_PAIR
-#define LAZY_K
+#define LAZY_QUAD
 #endif
 #include "lib/weights.wgsl"
 #include "lib/kquant_scales.wgsl"
@@ -30,31 +29,35 @@ fn dq4(b: u32, i: u32) -> vec4<f32> {
 #ifdef LAZY
 #include "lib/lazy.wgsl"
 
-// Chunk c (sub-blocks 2c and 2c + 1, groups 16c..16c+15 of the block): d * scale and
-// dmin * min of both, the first of its eight nibble words (w.x: low nibbles sub-block
-// 2c, high nibbles 2c + 1), the first of the eight qh words (w.y) and the chunk's qh
-// bit (u: bits 2c and 2c + 1).
+// Half h = g / 32 of the block, chunks 2h and 2h + 1 (sub-blocks 4h..4h+3, the step's
+// runs): d * scale (d) and dmin * min (m) of the four, read from the header once, the
+// first of the chunks' sixteen nibble words (w.x), the first of the eight qh words
+// (w.y) and the half's first qh bit (u: sub-block 4h's).
 fn lazy_scale(row: u32, g: u32) -> Lazy {
     let b = row + (g / GPB) * BLOCK_WORDS;
-    let c = (g % GPB) >> 4u;
-    let dm = pair_dm_k4(vec4<u32>(word(b), word(b + 1u), word(b + 2u), word(b + 3u)), c);
+    let h = (g % GPB) >> 5u;
+    let head = vec4<u32>(word(b), word(b + 1u), word(b + 2u), word(b + 3u));
+    let d0 = pair_dm_k4(head, 2u * h);
+    let d1 = pair_dm_k4(head, 2u * h + 1u);
     var r: Lazy;
-    r.w = vec2<u32>(b + 12u + 8u * c, b + 4u);
-    r.u = 2u * c;
-    r.d = vec4<f32>(dm.xy, 0.0, 0.0);
-    r.m = dm.zw;
+    r.d = vec4<f32>(d0.xy, d1.xy);
+    r.m = vec4<f32>(d0.zw, d1.zw);
+    r.w = vec2<u32>(b + 12u + 16u * h, b + 4u);
+    r.u = 4u * h;
     return r;
 }
 
-// Groups j and j + 8 (j < 8) of the chunk, from its nibble word j and qh word j,
-// loaded here.
-fn lazy_pair(r: Lazy, j: u32) -> array<vec4<f32>, 2> {
-    let q = word(r.w.x + j);
-    let h = word(r.w.y + j) >> r.u;
-    let a = (q & 0x0F0F0F0Fu) | ((h & 0x01010101u) << 4u);
-    let b = ((q >> 4u) & 0x0F0F0F0Fu) | (((h >> 1u) & 0x01010101u) << 4u);
-    return array<vec4<f32>, 2>(r.d.x * vec4<f32>(bytes4(a)) - r.m.x,
-        r.d.y * vec4<f32>(bytes4(b)) - r.m.y);
+// Slot j: nibble word j of each chunk and qh word j, shared by the four runs.
+fn lazy_words(r: Lazy, j: u32) -> vec3<u32> {
+    return vec3<u32>(word(r.w.x + j), word(r.w.x + 8u + j), word(r.w.y + j));
+}
+
+// Group j of run k (sub-block 4h + k): the low (k even) or high nibbles of its chunk's
+// word, with qh bit 4h + k as the fifth bit.
+fn lazy_run(r: Lazy, w: vec3<u32>, j: u32, k: u32) -> vec4<f32> {
+    let lo = (select(w.x, w.y, k >= 2u) >> (4u * (k & 1u))) & 0x0F0F0F0Fu;
+    let q = lo | (((w.z >> (r.u + k)) & 0x01010101u) << 4u);
+    return r.d[k] * vec4<f32>(bytes4(q)) - r.m[k];
 }
 #endif
 

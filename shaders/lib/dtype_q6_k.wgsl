@@ -7,7 +7,6 @@ const QW: u32 = 52u;
 #ifdef LAZY_FORM
 // The batched matvec's x-sharing form loads each quant word where it is used (LAZY).
 #define LAZY
-#define LAZY_K
 #define LAZY_QUAD
 #endif
 #include "lib/split.wgsl"

@@ -82,7 +82,7 @@ fn quant_vec4(row: u32, blk: u32, j: u32) -> vec4<u32> {
 const GPB: u32 = QK / 4u;
 
 #ifdef LAZY
-#ifndef LAZY_K
+#ifndef LAZY_QUAD
 #include "lib/lazy.wgsl"
 
 // The lazy form's scales of the block from group g (lib/lazy.wgsl): its first quant word,
