@@ -5,14 +5,12 @@ const QK: u32 = 32u;
 const QW: u32 = 4u;
 #include "lib/split.wgsl"
 
-// E2M1 codes, doubled: 0, 0.5, 1, 1.5, 2, 3, 4, 6 and their negatives, times 2.
-var<private> MXFP4_VALUES: array<f32, 16> = array<f32, 16>(
-    0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0,
-    0.0, -1.0, -2.0, -3.0, -4.0, -6.0, -8.0, -12.0,
-);
+// E2M1 codes, doubled: 0, 0.5, 1, 1.5, 2, 3, 4, 6 and their negatives, times 2, as
+// signed bytes (lut16_i8).
+const MXFP4_TABLE: vec4<u32> = vec4<u32>(0x03020100u, 0x0C080604u, 0xFDFEFF00u, 0xF4F8FAFCu);
 
 fn cb_lookup(q: vec4<u32>) -> vec4<f32> {
-    return vec4<f32>(MXFP4_VALUES[q.x], MXFP4_VALUES[q.y], MXFP4_VALUES[q.z], MXFP4_VALUES[q.w]);
+    return lut16_i8(MXFP4_TABLE, q);
 }
 
 // Half of block blk's scale, 2^(e - 128) (e < 2 gives a subnormal that a GPU may flush
