@@ -27,3 +27,12 @@ fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
     return cb_d(row, nb, blk) * s;
 }
 #endif
+
+#ifdef LAZY
+// Groups j and j + 4 (j < 4) of the block: the low and high nibbles of its word j,
+// loaded here.
+fn lazy_pair(r: Lazy, j: u32) -> array<vec4<f32>, 2> {
+    let q = word(r.w.x + j);
+    return array<vec4<f32>, 2>(r.d.x * cb_group(q, 0u), r.d.x * cb_group(q, 4u));
+}
+#endif

@@ -51,8 +51,8 @@ fn sbyte(b: u32) -> f32 {
 // A 16-entry table of signed 8-bit values (entry i in byte i % 4 of word i / 4 of t)
 // looked up by four 4-bit indices q: two selects and a shift per element, all in
 // registers. (A private array indexed by q is a per-invocation copy and a per-lane
-// load on a CPU rasterizer, local memory on some GPUs: on lavapipe IQ4_NL's batched
-// step ran 26.8 against 37.6 GFLOP/s of prefill through one.)
+// load on a CPU rasterizer, local memory on some GPUs: on lavapipe IQ4_NL's prefill
+// ran at 26.8 GFLOP/s through one, 37.6 through this.)
 fn lut16_i8(t: vec4<u32>, q: vec4<u32>) -> vec4<f32> {
     let hi = q >= vec4<u32>(8u);
     let odd = (q & vec4<u32>(4u)) != vec4<u32>(0u);

@@ -2,6 +2,13 @@
 // block; value d * codebook[q]. Split rows (lib/split.wgsl).
 const QK: u32 = 32u;
 const QW: u32 = 4u;
+#ifdef LAZY_FORM
+// The batched matvec's x-sharing form decodes both groups of each word where the word is
+// loaded (lib/codebook4.wgsl's lazy_pair).
+#define LAZY
+#define LAZY_PAIR
+#define CODEBOOK
+#endif
 #include "lib/split.wgsl"
 #include "lib/iq4_values.wgsl"
 

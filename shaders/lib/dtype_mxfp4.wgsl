@@ -3,6 +3,13 @@
 // 2^(e - 128) * code. Split rows (lib/split.wgsl).
 const QK: u32 = 32u;
 const QW: u32 = 4u;
+#ifdef LAZY_FORM
+// The batched matvec's x-sharing form decodes both groups of each word where the word is
+// loaded (lib/codebook4.wgsl's lazy_pair).
+#define LAZY
+#define LAZY_PAIR
+#define CODEBOOK
+#endif
 #include "lib/split.wgsl"
 
 // E2M1 codes, doubled: 0, 0.5, 1, 1.5, 2, 3, 4, 6 and their negatives, times 2, as

@@ -86,7 +86,7 @@ const GPB: u32 = QK / 4u;
 #include "lib/lazy.wgsl"
 
 // The lazy form's scales of the block from group g (lib/lazy.wgsl): its first quant word,
-// d (and m with DM, the qh word with HIGH_BITS).
+// d (and m with DM, the qh word with HIGH_BITS; a CODEBOOK decoder's own scale, cb_d).
 fn lazy_scale(row: u32, g: u32) -> Lazy {
     let blk = g / GPB;
     let nb = row_blocks();
@@ -97,7 +97,11 @@ fn lazy_scale(row: u32, g: u32) -> Lazy {
     r.d.x = dm.x;
     r.m.x = dm.y;
 #else
+#ifdef CODEBOOK
+    r.d.x = cb_d(row, nb, blk);
+#else
     r.d.x = block_d(row, nb, blk);
+#endif
 #endif
 #ifdef HIGH_BITS
     r.u = block_qh(row, nb, blk);
