@@ -2,6 +2,9 @@
 // Element e: low 2 bits as in Q2_K; bit (4*(e/128) + (e%128)/32) of hmask[e%32] set
 // means +0, clear means -4. Sixteen 6-bit scales (minus 32): low 4 bits in byte k%8
 // (nibble k/8), high 2 bits in byte 8 + k%4 (at shift 2*(k/4)).
+#ifdef MATVEC
+#define WEIGHTS_VEC4
+#endif
 #ifdef LAZY_FORM
 // The batched matvec's x-sharing form loads each quant word where it is used (LAZY).
 #define LAZY
@@ -12,6 +15,7 @@
 const QK: u32 = 256u;
 const BLOCK_WORDS: u32 = 28u;
 
+#ifndef MATVEC
 fn dq4(b: u32, i: u32) -> vec4<f32> {
     let n = i >> 5u;
     let j = (i & 31u) >> 3u;
@@ -25,6 +29,7 @@ fn dq4(b: u32, i: u32) -> vec4<f32> {
     let v = vec4<f32>(bytes4(q)) - 4.0 + 4.0 * vec4<f32>(bytes4(hm));
     return f16_lo(w[b + 27u]) * scale * v;
 }
+#endif
 
 #ifdef LAZY
 #include "lib/lazy.wgsl"
@@ -63,5 +68,51 @@ fn lazy_run(r: Lazy, w: vec3<u32>, j: u32, k: u32) -> vec4<f32> {
 #endif
 
 #ifdef MATVEC
-#include "lib/dot_generic.wgsl"
+// Matvec: a block is seven vec4 words (hmask in two, qs in four, then the scales and d).
+// Part p (half n = p / 4, run pair c = p / 2 % 2, l-half h = p % 2) takes bytes
+// 16h..16h+15 of qs half n (one vec4) and of hmask (one vec4): the bit pairs at shifts
+// 4c and 4c + 2 and hmask bits 4n + 2c and + 1 are 16 elements of runs 2c and 2c + 1.
+// The part's x (16 elements of each run) is preloaded (matvec.wgsl's `xpart`).
+#define XPRE
+const PARTS: u32 = 8u;
+
+fn part_x(part: u32, e: u32) -> vec2<u32> {
+    return vec2<u32>(e + 128u * (part >> 2u) + 64u * ((part >> 1u) & 1u) + 16u * (part & 1u), 32u);
+}
+
+// The block header: the twelve scale bytes and d (vec4 word 6).
+#define BLOCK_HEAD
+alias Head = vec4<u32>;
+
+fn block_head(row: u32, nb: u32, blk: u32) -> Head {
+    return w4[row / 4u + blk * (BLOCK_WORDS / 4u) + 6u];
+}
+
+// Scale k (0..15) from the header, minus 32.
+fn q3_scale(head: Head, k: u32) -> f32 {
+    let lo = (head[(k & 7u) >> 2u] >> (8u * (k & 3u) + 4u * (k >> 3u))) & 0xFu;
+    let hi = (head.z >> (8u * (k & 3u) + 2u * (k >> 2u))) & 3u;
+    return f32(lo | (hi << 4u)) - 32.0;
+}
+
+fn dot_head_part(head: Head, row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
+    let b4 = row / 4u + blk * (BLOCK_WORDS / 4u);
+    let n = part >> 2u;
+    let c = (part >> 1u) & 1u;
+    let h = part & 1u;
+    let q = w4[b4 + 2u + 2u * n + h];
+    let hm = w4[b4 + h];
+    let qs = 4u * c;
+    let hs = 4u * n + 2u * c;
+    var a = vec2<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) {
+        let lo = ((q[j] >> qs) & 0x03030303u) | (((hm[j] >> hs) & 0x01010101u) << 2u);
+        let hi = ((q[j] >> (qs + 2u)) & 0x03030303u) | (((hm[j] >> (hs + 1u)) & 0x01010101u) << 2u);
+        a += vec2<f32>(dot(vec4<f32>(bytes4(lo)), xpart(j)), dot(vec4<f32>(bytes4(hi)), xpart(4u + j)));
+    }
+    // The runs' scales: elements 128n + 64c + 16h (and + 32) are scale 8n + 4c + h (+ 2).
+    let k = 8u * n + 4u * c + h;
+    let sc = vec2<f32>(q3_scale(head, k), q3_scale(head, k + 2u));
+    return f16_lo(head.w) * dot(sc, a - 4.0 * xsum);
+}
 #endif
