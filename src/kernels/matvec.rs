@@ -56,7 +56,7 @@ pub struct Geometry {
 /// per invocation group (measured on an H200, Llama-3.1-8B-shaped Q4_K_M tg64: 85.4
 /// tokens/s with one row per invocation, 79.6 with two, 66.7 with four). On a CPU
 /// rasterizer (lavapipe, 8-wide SIMD) the types that preload x take `SHARE_GEOMETRY`
-/// (`class_geometry`); the others (float, Q2_K, Q3_K, the IQ types) give a row one
+/// (`class_geometry`); the others (float, Q2_K, the IQ types) give a row one
 /// 8-lane subgroup and each invocation four rows (measured before `SHARE_GEOMETRY`
 /// served the preloading types: lavapipe tg64 with `HEARTH_MATVEC=128,8,4` against 64
 /// invocations and two rows, alternated, SmolLM2 25.5-27.3 tokens/s against 22.5-23.4,
