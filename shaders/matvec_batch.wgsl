@@ -82,6 +82,12 @@ var<private> xcol: u32;
 
 #include "lib/xshare.wgsl"
 
+// Four decoded weight groups of the tile's rows against every column's x words v.
+fn tile_xg(w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>, v: vec4<f32>) {
+    tile_add(w0, w1, w2, w3, xg(v, 0u), xg(v, 1u), xg(v, 2u), xg(v, 3u), xg(v, 4u), xg(v, 5u),
+        xg(v, 6u), xg(v, 7u));
+}
+
 #ifdef LAZY
 // The scales (and word addresses) of the groups the loop is at, per row of the tile
 // (lazy_scale).
@@ -89,6 +95,14 @@ var<private> l0: Lazy;
 var<private> l1: Lazy;
 var<private> l2: Lazy;
 var<private> l3: Lazy;
+
+// The tile's rows' scales from group g.
+fn lazy_scales(g: u32) {
+    l0 = lazy_scale(b0, g);
+    l1 = lazy_scale(b1, g);
+    l2 = lazy_scale(b2, g);
+    l3 = lazy_scale(b3, g);
+}
 #endif
 
 #ifdef LAZY_QUAD
@@ -96,10 +110,8 @@ var<private> l3: Lazy;
 // tile's rows, from their words w0..w3 of slot j, against every column's x.
 fn quad_run(k: u32, j: u32, e: u32, w0: vec3<u32>, w1: vec3<u32>, w2: vec3<u32>,
         w3: vec3<u32>) {
-    let v = x4[xcol + (e + 32u * k) / 4u];
-    tile_add(lazy_run(l0, w0, j, k), lazy_run(l1, w1, j, k), lazy_run(l2, w2, j, k),
-        lazy_run(l3, w3, j, k), xg(v, 0u), xg(v, 1u), xg(v, 2u), xg(v, 3u), xg(v, 4u),
-        xg(v, 5u), xg(v, 6u), xg(v, 7u));
+    tile_xg(lazy_run(l0, w0, j, k), lazy_run(l1, w1, j, k), lazy_run(l2, w2, j, k),
+        lazy_run(l3, w3, j, k), x4[xcol + (e + 32u * k) / 4u]);
 }
 
 // Word slot j of the step's four runs: each row's words loaded once, then each run
@@ -123,10 +135,8 @@ fn share_pair1(j: u32, i: u32, s: vec4<f32>, t: vec4<f32>) {
     let p1 = lazy_pair(l1, j + i);
     let p2 = lazy_pair(l2, j + i);
     let p3 = lazy_pair(l3, j + i);
-    tile_add(p0[0], p1[0], p2[0], p3[0], xg(s, 0u), xg(s, 1u), xg(s, 2u), xg(s, 3u),
-        xg(s, 4u), xg(s, 5u), xg(s, 6u), xg(s, 7u));
-    tile_add(p0[1], p1[1], p2[1], p3[1], xg(t, 0u), xg(t, 1u), xg(t, 2u), xg(t, 3u),
-        xg(t, 4u), xg(t, 5u), xg(t, 6u), xg(t, 7u));
+    tile_xg(p0[0], p1[0], p2[0], p3[0], s);
+    tile_xg(p0[1], p1[1], p2[1], p3[1], t);
 }
 
 // Groups j and j + 1 (j even) of each run against x elements e.x..e.x+7 and e.y..e.y+7
@@ -142,9 +152,8 @@ fn share_pair(j: u32, e: vec2<u32>) {
 // the scales lazy_scale loaded (LAZY), else through the group decoder.
 fn share_group(g: u32, j: u32, i: u32, v: vec4<f32>) {
 #ifdef LAZY
-    tile_add(lazy_group(l0, j + i), lazy_group(l1, j + i), lazy_group(l2, j + i),
-        lazy_group(l3, j + i), xg(v, 0u), xg(v, 1u), xg(v, 2u), xg(v, 3u), xg(v, 4u),
-        xg(v, 5u), xg(v, 6u), xg(v, 7u));
+    tile_xg(lazy_group(l0, j + i), lazy_group(l1, j + i), lazy_group(l2, j + i),
+        lazy_group(l3, j + i), v);
 #else
     tile_group(g + j + i, xg(v, 0u), xg(v, 1u), xg(v, 2u), xg(v, 3u), xg(v, 4u), xg(v, 5u),
         xg(v, 6u), xg(v, 7u));
@@ -210,10 +219,7 @@ fn main(ids: Ids, gs: Groups) {
 #ifdef LAZY_QUAD
     // Rows are whole blocks: groups is a multiple of LAZY_GROUPS (32).
     for (var g = 0u; g < groups; g += LAZY_GROUPS) {
-        l0 = lazy_scale(b0, g);
-        l1 = lazy_scale(b1, g);
-        l2 = lazy_scale(b2, g);
-        l3 = lazy_scale(b3, g);
+        lazy_scales(g);
         for (var j = 0u; j < 8u; j++) {
             share_quad(j, 4u * (g + j));
         }
@@ -223,10 +229,7 @@ fn main(ids: Ids, gs: Groups) {
     // Rows are whole blocks: groups is a multiple of LAZY_GROUPS.
     for (var g = 0u; g < groups; g += LAZY_GROUPS) {
         let e = lazy_runs(g);
-        l0 = lazy_scale(b0, g);
-        l1 = lazy_scale(b1, g);
-        l2 = lazy_scale(b2, g);
-        l3 = lazy_scale(b3, g);
+        lazy_scales(g);
         for (var j = 0u; j < LAZY_GROUPS / 2u; j += 2u) {
             share_pair(j, e + 4u * j);
         }
@@ -235,10 +238,7 @@ fn main(ids: Ids, gs: Groups) {
     // Block rows hold whole blocks of at least 32 elements, so groups is a multiple of 8.
     for (var g = 0u; g < groups; g += 8u) {
 #ifdef LAZY
-        l0 = lazy_scale(b0, g);
-        l1 = lazy_scale(b1, g);
-        l2 = lazy_scale(b2, g);
-        l3 = lazy_scale(b3, g);
+        lazy_scales(g);
 #endif
         for (var j = 0u; j < 8u; j += 2u) {
             share_run(g, j, 4u * (g + j));

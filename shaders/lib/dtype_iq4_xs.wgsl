@@ -13,28 +13,31 @@
 const QK: u32 = 256u;
 const BLOCK_WORDS: u32 = 34u;
 
+// d times sub-block ib's 6-bit scale minus 32 (low 4 bits from scales_l, high 2 from
+// scales_h).
+fn iq4xs_dl(b: u32, ib: u32) -> f32 {
+    let h = w[b];
+    let ls = ((wbyte(b + 1u, ib >> 1u) >> (4u * (ib & 1u))) & 0xFu) | (((h >> (16u + 2u * ib)) & 3u) << 4u);
+    return f16_lo(h) * (f32(ls) - 32.0);
+}
+
 fn dq4(b: u32, i: u32) -> vec4<f32> {
     let ib = i >> 3u;
     let ii = i & 7u;
-    let scales_h = w[b] >> 16u;
-    let ls = ((wbyte(b + 1u, ib >> 1u) >> (4u * (ib & 1u))) & 0xFu) | (((scales_h >> (2u * ib)) & 3u) << 4u);
-    let dl = f16_lo(w[b]) * (f32(ls) - 32.0);
     let q = (w[b + 2u + 4u * ib + (ii & 3u)] >> (4u * (ii >> 2u))) & 0x0F0F0F0Fu;
-    return dl * iq4_lookup(bytes4(q));
+    return iq4xs_dl(b, ib) * iq4_lookup(bytes4(q));
 }
 
 #ifdef LAZY
 #include "lib/lazy.wgsl"
 
-// Sub-block ib of the block (groups 8ib..8ib+7): d times its 6-bit scale minus 32, and
-// its first quant word (w.x).
+// Sub-block ib of the block (groups 8ib..8ib+7): its scale (iq4xs_dl) and its first
+// quant word (w.x).
 fn lazy_scale(row: u32, g: u32) -> Lazy {
     let b = row + (g / GPB) * BLOCK_WORDS;
     let ib = (g % GPB) >> 3u;
-    let h = word(b);
-    let ls = ((wbyte(b + 1u, ib >> 1u) >> (4u * (ib & 1u))) & 0xFu) | (((h >> (16u + 2u * ib)) & 3u) << 4u);
     var r: Lazy;
-    r.d.x = f16_lo(h) * (f32(ls) - 32.0);
+    r.d.x = iq4xs_dl(b, ib);
     r.w.x = b + 2u + 4u * ib;
     return r;
 }

@@ -48,8 +48,7 @@ fn lazy_words(r: Lazy, j: u32) -> vec3<u32> {
 // Group j of run k: the bit pairs at shift 2k.
 fn lazy_run(r: Lazy, w: vec3<u32>, j: u32, k: u32) -> vec4<f32> {
     let q = (w.x >> (2u * k)) & 0x03030303u;
-    // Words 4..7 are the run's second 16 elements: the next scale byte.
-    let sc = extractBits(select(r.s, r.t, k >= 2u), 16u * (k & 1u) + select(0u, 8u, j >= 4u), 8u);
+    let sc = quad_scale_byte(r, j, k);
     return r.d.x * f32(sc & 0xFu) * vec4<f32>(bytes4(q)) - r.m.x * f32(sc >> 4u);
 }
 #endif

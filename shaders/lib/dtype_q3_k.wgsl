@@ -15,6 +15,14 @@
 const QK: u32 = 256u;
 const BLOCK_WORDS: u32 = 28u;
 
+// Scale k (0..15) minus 32, from the scale word holding byte k % 8 (word (k % 8) / 4)
+// and the word of high bits (scale word 2).
+fn q3_scale(lw: u32, hw: u32, k: u32) -> f32 {
+    let lo = (lw >> (8u * (k & 3u) + 4u * (k >> 3u))) & 0xFu;
+    let hi = (hw >> (8u * (k & 3u) + 2u * (k >> 2u))) & 3u;
+    return f32(lo | (hi << 4u)) - 32.0;
+}
+
 #ifndef MATVEC
 fn dq4(b: u32, i: u32) -> vec4<f32> {
     let n = i >> 5u;
@@ -23,9 +31,7 @@ fn dq4(b: u32, i: u32) -> vec4<f32> {
     let q = (w[b + 8u + 8u * n + lw] >> (2u * j)) & 0x03030303u;
     let hm = (w[b + lw] >> (4u * n + j)) & 0x01010101u;
     let k = i >> 2u;
-    let lo = (wbyte(b + 24u, k & 7u) >> (4u * (k >> 3u))) & 0xFu;
-    let hi = (wbyte(b + 24u, 8u + (k & 3u)) >> (2u * (k >> 2u))) & 3u;
-    let scale = f32(lo | (hi << 4u)) - 32.0;
+    let scale = q3_scale(w[b + 24u + ((k & 7u) >> 2u)], w[b + 26u], k);
     let v = vec4<f32>(bytes4(q)) - 4.0 + 4.0 * vec4<f32>(bytes4(hm));
     return f16_lo(w[b + 27u]) * scale * v;
 }
@@ -61,9 +67,7 @@ fn lazy_words(r: Lazy, j: u32) -> vec3<u32> {
 // Group j of run k: the bit pair at shift 2k plus 4 times hmask bit 4n + k, minus 4.
 fn lazy_run(r: Lazy, w: vec3<u32>, j: u32, k: u32) -> vec4<f32> {
     let q = ((w.x >> (2u * k)) & 0x03030303u) | (((w.y >> (r.u + k)) & 0x01010101u) << 2u);
-    // Words 4..7 are the run's second 16 elements: the next scale.
-    let sc = extractBits(select(r.s, r.t, k >= 2u), 16u * (k & 1u) + select(0u, 8u, j >= 4u), 8u);
-    return r.d.x * (f32(sc) - 32.0) * (vec4<f32>(bytes4(q)) - 4.0);
+    return r.d.x * (f32(quad_scale_byte(r, j, k)) - 32.0) * (vec4<f32>(bytes4(q)) - 4.0);
 }
 #endif
 
@@ -88,13 +92,6 @@ fn block_head(row: u32, nb: u32, blk: u32) -> Head {
     return w4[row / 4u + blk * (BLOCK_WORDS / 4u) + 6u];
 }
 
-// Scale k (0..15) from the header, minus 32.
-fn q3_scale(head: Head, k: u32) -> f32 {
-    let lo = (head[(k & 7u) >> 2u] >> (8u * (k & 3u) + 4u * (k >> 3u))) & 0xFu;
-    let hi = (head.z >> (8u * (k & 3u) + 2u * (k >> 2u))) & 3u;
-    return f32(lo | (hi << 4u)) - 32.0;
-}
-
 fn dot_head_part(head: Head, row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
     let b4 = row / 4u + blk * (BLOCK_WORDS / 4u);
     let n = part >> 2u;
@@ -112,7 +109,8 @@ fn dot_head_part(head: Head, row: u32, nb: u32, blk: u32, part: u32, e: u32) -> 
     }
     // The runs' scales: elements 128n + 64c + 16h (and + 32) are scale 8n + 4c + h (+ 2).
     let k = 8u * n + 4u * c + h;
-    let sc = vec2<f32>(q3_scale(head, k), q3_scale(head, k + 2u));
+    let sc = vec2<f32>(q3_scale(head[(k & 7u) >> 2u], head.z, k),
+        q3_scale(head[((k + 2u) & 7u) >> 2u], head.z, k + 2u));
     return f16_lo(head.w) * dot(sc, a - 4.0 * xsum);
 }
 #endif

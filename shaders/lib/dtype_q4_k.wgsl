@@ -27,17 +27,12 @@ fn dq4(b: u32, i: u32) -> vec4<f32> {
 #include "lib/lazy.wgsl"
 
 // Half h = g / 32 of the block, chunks 2h and 2h + 1 (sub-blocks 4h..4h+3, the step's
-// runs): d * scale (d) and dmin * min (m) of the four, read from the header once, and
-// the first of the chunks' sixteen quant words (w.x).
+// runs): their scales and mins (lazy_head_k4), and the first of the chunks' sixteen
+// quant words (w.x).
 fn lazy_scale(row: u32, g: u32) -> Lazy {
     let b = row + (g / GPB) * BLOCK_WORDS;
     let h = (g % GPB) >> 5u;
-    let head = vec4<u32>(word(b), word(b + 1u), word(b + 2u), word(b + 3u));
-    let d0 = pair_dm_k4(head, 2u * h);
-    let d1 = pair_dm_k4(head, 2u * h + 1u);
-    var r: Lazy;
-    r.d = vec4<f32>(d0.xy, d1.xy);
-    r.m = vec4<f32>(d0.zw, d1.zw);
+    var r = lazy_head_k4(b, h);
     r.w = vec2<u32>(b + 4u + 16u * h, 0u);
     return r;
 }

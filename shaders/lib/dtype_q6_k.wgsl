@@ -97,9 +97,6 @@ fn lazy_words(r: Lazy, j: u32) -> vec3<u32> {
 fn lazy_run(r: Lazy, w: vec3<u32>, j: u32, k: u32) -> vec4<f32> {
     let l = select(w.x, w.y, (k & 1u) == 1u) >> (4u * (k >> 1u));
     let q = (l & 0x0F0F0F0Fu) | (((w.z >> (2u * k)) & 0x03030303u) << 4u);
-    // Words 4..7 are the quarter's second 16 elements: the next scale.
-    let o = 16u * (k & 1u) + select(0u, 8u, j >= 4u);
-    let sc = r.d.x * f32(extractBits(bitcast<i32>(select(r.s, r.t, k >= 2u)), o, 8u));
-    return sc * (vec4<f32>(bytes4(q)) - 32.0);
+    return r.d.x * sbyte(quad_scale_byte(r, j, k)) * (vec4<f32>(bytes4(q)) - 32.0);
 }
 #endif

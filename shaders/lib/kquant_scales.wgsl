@@ -23,3 +23,18 @@ fn pair_dm_k4(head: vec4<u32>, c: u32) -> vec4<f32> {
 fn scale_byte(sc: vec3<u32>, k: u32) -> u32 {
     return (sc[k >> 2u] >> (8u * (k & 3u))) & 0xFFu;
 }
+
+#ifdef LAZY
+// The batched matvec's lazy step over half h of the Q4_K or Q5_K block at word b
+// (sub-blocks 4h..4h+3, lib/lazy.wgsl's LAZY_QUAD): d * scale (d) and dmin * min (m)
+// of the four, the header read once.
+fn lazy_head_k4(b: u32, h: u32) -> Lazy {
+    let head = vec4<u32>(word(b), word(b + 1u), word(b + 2u), word(b + 3u));
+    let d0 = pair_dm_k4(head, 2u * h);
+    let d1 = pair_dm_k4(head, 2u * h + 1u);
+    var r: Lazy;
+    r.d = vec4<f32>(d0.xy, d1.xy);
+    r.m = vec4<f32>(d0.zw, d1.zw);
+    return r;
+}
+#endif

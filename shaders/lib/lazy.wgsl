@@ -28,6 +28,12 @@ struct Lazy {
 
 #ifdef LAZY_QUAD
 const LAZY_GROUPS: u32 = 32u;
+
+// Scale byte of group j of run k, for decoders whose eight scales of a step (the runs'
+// two 16-element halves each) are bytes of s (runs 0 and 1) and t (runs 2 and 3).
+fn quad_scale_byte(r: Lazy, j: u32, k: u32) -> u32 {
+    return extractBits(select(r.s, r.t, k >= 2u), 16u * (k & 1u) + select(0u, 8u, j >= 4u), 8u);
+}
 #else
 const LAZY_GROUPS: u32 = 8u;
 
