@@ -14,9 +14,21 @@
 // the lanes of a subgroup share each part's x by broadcast (see load_xpart).
 // SPLIT: the weights hold up to three projections of one input stacked (an attention's
 // q, k and v); rows before split0 go to y, rows before split1 to y1, the rest to y2.
+// A sub-block's residual add and the next pre-norm, folded into the projections around
+// them so that decode has no dispatch for either (RmsNorm(x) * w = s * (x * w) with
+// s = 1 / sqrt(mean(x^2) + eps), and W is linear):
+// ADDY: the product is added to y, the residual stream (each row is read and written by
+// the one invocation that owns it). With PREP the new rows r also leave hn[r] = y[r] *
+// wn[r] (the next norm's weights applied) and each workgroup the sum of its rows'
+// squares in ssq, at its index among the matrix's workgroups.
+// XNORM: x is such an hn, and each row's sum is scaled by s, from the first p.parts
+// sums in ssq (a few per lane, shuffled together, with XBCAST).
 #include "lib/common.wgsl"
 #ifdef GATED
 #include "lib/act.wgsl"
+#endif
+#ifdef PREP
+#include "lib/reduce.wgsl"
 #endif
 
 struct Params {
@@ -30,8 +42,8 @@ struct Params {
     split1: u32,      // SPLIT: rows of the first two outputs
     y1_offset: u32,
     y2_offset: u32,
-    _pad0: u32,
-    _pad1: u32,
+    eps: f32,         // XNORM: the norm's epsilon
+    parts: u32,       // XNORM: sums of squares in ssq
 }
 
 #ifdef FLOAT_WEIGHTS
@@ -46,6 +58,14 @@ struct Params {
 #ifdef SPLIT
 @group(0) @binding(4) var<storage, read_write> y1: array<f32>;
 @group(0) @binding(5) var<storage, read_write> y2: array<f32>;
+#endif
+#ifdef XNORM
+@group(0) @binding(8) var<storage, read> ssq: array<f32>;
+#endif
+#ifdef PREP
+@group(0) @binding(6) var<storage, read> wn: array<f32>;
+@group(0) @binding(7) var<storage, read_write> hn: array<f32>;
+@group(0) @binding(8) var<storage, read_write> ssq: array<f32>;
 #endif
 
 // LANES (invocations per row) and NR (rows per invocation) come as constants from the
@@ -156,6 +176,26 @@ fn main(ids: Ids, gs: Groups) {
     let lane = ids.lid % LANES;
     // This invocation's NR rows; the parts of x it reads are shared by all of them.
     let first = (wg_index(gs) * ROWS + ids.lid / LANES) * NR;
+    var xscale = 1.0;
+#ifdef XNORM
+    var ss = 0.0;
+#ifdef XBCAST
+    for (var i = ids.lane % 8u; i < p.parts; i += 8u) {
+        ss += ssq[i];
+    }
+    ss += subgroupShuffleXor(ss, 1u);
+    ss += subgroupShuffleXor(ss, 2u);
+    ss += subgroupShuffleXor(ss, 4u);
+#else
+    for (var i = 0u; i < p.parts; i++) {
+        ss += ssq[i];
+    }
+#endif
+    xscale = inverseSqrt(ss / f32(p.k) + p.eps);
+#endif
+#ifdef PREP
+    var sq = 0.0;
+#endif
     var acc: array<f32, NR>;
 #ifdef PAIR
     // PAIR: the weights hold 2 * p.rows rows, a gated FFN's gate then its up projection;
@@ -228,9 +268,9 @@ fn main(ids: Ids, gs: Groups) {
 #endif
     }
     for (var r = 0u; r < NR; r++) {
-        let total = row_sum(acc[r], ids, lane);
+        let total = row_sum(acc[r], ids, lane) * xscale;
 #ifdef PAIR
-        let up_total = row_sum(acc_up[r], ids, lane);
+        let up_total = row_sum(acc_up[r], ids, lane) * xscale;
 #endif
         let row = first + r;
         if (lane == 0u && row < p.rows) {
@@ -250,10 +290,26 @@ fn main(ids: Ids, gs: Groups) {
 #ifdef GATED
             y[yi] = gated(y[yi], total);
 #else
+#ifdef ADDY
+            let v = y[yi] + total;
+            y[yi] = v;
+#ifdef PREP
+            hn[p.row_offset + row] = v * wn[p.row_offset + row];
+            sq += v * v;
+#endif
+#else
             y[yi] = total;
+#endif
 #endif
 #endif
 #endif
         }
     }
+#ifdef PREP
+    // Shards start on whole workgroups of rows (host-checked).
+    let part = wg_sum(sq, ids);
+    if (ids.lid == 0u) {
+        ssq[p.row_offset / (ROWS * NR) + wg_index(gs)] = part;
+    }
+#endif
 }

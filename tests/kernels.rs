@@ -454,6 +454,197 @@ fn matvec_qkv_stack() {
     }
 }
 
+/// The folds of the decode matvec (`Fold`) against the twins, for every type, on table
+/// and other geometries with and without subgroups: a pre-norm's scale taken from sums
+/// of squares (`W (x * w)` scaled by `1 / sqrt(mean(x^2) + eps)`, in the plain, gated,
+/// pair and q/k/v stack forms: `rmsnorm::cpu` then `matvec::cpu`), and the residual add
+/// (`y += W x`) alone and leaving the next norm's inputs (`h = y * w`, each workgroup's
+/// sum of its rows' squares); an add that would write its own input, too few sums, a
+/// short weight vector and inputs without the add are refused.
+#[test]
+fn matvec_folds_norm_and_residual() {
+    use matvec::{Fold, NormPrep, NormScale};
+    for (i, ty) in gpu_types().into_iter().enumerate() {
+        let qk = ty.block_elems();
+        let cols = 3 * qk;
+        let (a, b, c) = (
+            case(ty, 64, cols, 500 + i as u64),
+            case(ty, 64, cols, 600 + i as u64),
+            case(ty, 16, cols, 700 + i as u64),
+        );
+        for (j, (cfg, geo)) in fused_runs().into_iter().enumerate() {
+            let g = gpu(cfg);
+            let seed = 40 + (10 * i + j) as u64;
+            // The residual stream (scaled up, so a missing or doubled scale shows), the
+            // norm's weights, x * w at offset 4, and the sums of squares in 5 parts.
+            let xr: Vec<f32> = random_vec(cols, seed).iter().map(|v| 7.0 * v).collect();
+            let nw = random_vec(cols, seed + 1);
+            let eps = 1e-5;
+            let mut xw = vec![0.5; 4];
+            xw.extend(xr.iter().zip(&nw).map(|(x, w)| x * w));
+            let mut ssq = vec![0f32; 5];
+            for (k, v) in xr.iter().enumerate() {
+                ssq[k % 5] += v * v;
+            }
+            let (xb, sb) = (storage(&g, &xw), storage(&g, &ssq));
+            let xv = View {
+                buffer: &xb,
+                offset: 4,
+            };
+            let normed = kernels::rmsnorm::cpu(&xr, &nw, eps);
+            let fold = Fold {
+                norm: Some(NormScale {
+                    ssq: &sb,
+                    parts: 5,
+                    eps,
+                }),
+                ..Fold::NONE
+            };
+            let y0 = random_vec(64 + 1, seed + 2);
+            let yb = storage(&g, &y0);
+            let yv = View {
+                buffer: &yb,
+                offset: 1,
+            };
+            let ta = GpuTensor::upload(&g, "a", ty, cols as u64, 64, &a.raw).unwrap();
+            let act = [Activation::Silu, Activation::GeluTanh][j % 2];
+            // The next norm's inputs of the add: its weights, h, the sums.
+            let (wn, hb, pb) = (
+                storage(&g, &random_vec(64, seed + 3)),
+                output(&g, 64),
+                output(&g, 64),
+            );
+            let prep = Fold {
+                add: true,
+                prep: Some(NormPrep {
+                    weights: &wn,
+                    h: &hb,
+                    ssq: &pb,
+                }),
+                ..Fold::NONE
+            };
+            let form = (i + j) % 5;
+            let (op, want, what) = match form {
+                0 => {
+                    let op = MatVec::folded(&g, &ta, (xv, yv), None, fold, Some(geo));
+                    (op, kernels::matvec::cpu(&a.w, cols, &normed), "norm")
+                }
+                1 => {
+                    let op = MatVec::folded(&g, &ta, (xv, yv), Some(act), fold, Some(geo));
+                    let u = kernels::matvec::cpu(&a.w, cols, &normed);
+                    (op, kernels::gated_act::cpu(&y0[1..], &u, act), "gated norm")
+                }
+                2 | 3 => {
+                    let f = match form {
+                        2 => Fold {
+                            add: true,
+                            ..Fold::NONE
+                        },
+                        _ => prep,
+                    };
+                    let op = MatVec::folded(&g, &ta, (xv, yv), None, f, Some(geo));
+                    let p = kernels::matvec::cpu(&a.w, cols, &xw[4..]);
+                    let want = p.iter().zip(&y0[1..]).map(|(p, y)| p + y).collect();
+                    (op, want, ["add", "add and norm inputs"][form - 2])
+                }
+                _ => {
+                    let parts = [("gate", 64, &a.raw[..]), ("up", 64, &b.raw[..])];
+                    let pair = GpuTensor::upload_stack(&g, ty, cols as u64, &parts)
+                        .unwrap()
+                        .expect("a pair");
+                    let both = pair[0].joined(&pair[1]).unwrap();
+                    let op = MatVec::pair_folded(&g, &both, (xv, yv), act, fold, Some(geo));
+                    let gw = kernels::matvec::cpu(&a.w, cols, &normed);
+                    let uw = kernels::matvec::cpu(&b.w, cols, &normed);
+                    (op, kernels::gated_act::cpu(&gw, &uw, act), "pair norm")
+                }
+            };
+            let op = op.unwrap();
+            kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
+            let got = read(&g, &yb, 65);
+            let name = format!("matvec {what} {ty} {cfg:?} {geo:?}");
+            assert_close(&name, &got[1..], &want, bound(ty));
+            if form == 3 {
+                // h = y * w, and each workgroup's sum of squares over its rows.
+                let wv = read(&g, &wn, 64);
+                let h: Vec<f32> = want.iter().zip(&wv).map(|(y, w)| y * w).collect();
+                assert_close(&format!("{name} h"), &read(&g, &hb, 64), &h, bound(ty));
+                let n = matvec::fold_parts(&g, &ta, Some(geo)).unwrap() as usize;
+                let per = 64usize.div_ceil(n);
+                let sums: Vec<f32> = want
+                    .chunks(per)
+                    .map(|r| r.iter().map(|v| v * v).sum())
+                    .collect();
+                assert_eq!(sums.len(), n, "{name}: {n} sums");
+                assert_close(&format!("{name} sums"), &read(&g, &pb, n), &sums, bound(ty));
+            }
+            // The q/k/v stack with the norm: each part against its twin.
+            let parts = [
+                ("q", 64, &a.raw[..]),
+                ("k", 64, &b.raw[..]),
+                ("v", 16, &c.raw[..]),
+            ];
+            let stack = GpuTensor::upload_stack(&g, ty, cols as u64, &parts)
+                .unwrap()
+                .expect("a stack");
+            let refs: Vec<&GpuTensor> = stack.iter().collect();
+            let outs: Vec<wgpu::Buffer> = (0..3).map(|_| output(&g, 64)).collect();
+            let ys: Vec<View> = outs.iter().map(View::of).collect();
+            let op = MatVec::stacked_folded(&g, &refs, (xv, &ys), fold, Some(geo))
+                .unwrap()
+                .expect("the stack joins");
+            kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
+            for (p, case) in [&a, &b, &c].iter().enumerate() {
+                let got = read(&g, &outs[p], case.rows);
+                let want = kernels::matvec::cpu(&case.w, cols, &normed);
+                let name = format!("matvec stack norm part {p} {ty} {cfg:?} {geo:?}");
+                assert_close(&name, &got, &want, bound(ty));
+            }
+            // Refused: an add into its own input, more sums than the buffer holds, a
+            // short weight vector, the norm's inputs without the add.
+            let big = output(&g, 64 + cols);
+            let (bx, by) = (
+                View {
+                    buffer: &big,
+                    offset: 64,
+                },
+                View::of(&big),
+            );
+            let add = Fold {
+                add: true,
+                ..Fold::NONE
+            };
+            let err = MatVec::folded(&g, &ta, (bx, by), None, add, Some(geo)).err();
+            assert!(format!("{err:?}").contains("reads"), "{err:?}");
+            let many = Fold {
+                norm: Some(NormScale {
+                    ssq: &sb,
+                    parts: 6,
+                    eps,
+                }),
+                ..Fold::NONE
+            };
+            let err = MatVec::folded(&g, &ta, (xv, yv), None, many, Some(geo)).err();
+            assert!(format!("{err:?}").contains("folded norm"), "{err:?}");
+            let short = storage(&g, &[1.0; 8]);
+            let bad = Fold {
+                add: true,
+                prep: Some(NormPrep {
+                    weights: &short,
+                    h: &hb,
+                    ssq: &pb,
+                }),
+                ..Fold::NONE
+            };
+            let err = MatVec::folded(&g, &ta, (xv, yv), None, bad, Some(geo)).err();
+            assert!(format!("{err:?}").contains("norm's inputs"), "{err:?}");
+            let alone = Fold { add: false, ..prep };
+            let err = MatVec::folded(&g, &ta, (xv, yv), None, alone, Some(geo)).err();
+            assert!(format!("{err:?}").contains("norm's inputs"), "{err:?}");
+        }
+    }
+}
+
 #[test]
 fn matmul_every_type_and_shape() {
     for (i, ty) in gpu_types().into_iter().enumerate() {

@@ -244,6 +244,7 @@ pub fn shard_rows(
 }
 
 /// One buffer range holding a contiguous range of a tensor's rows.
+#[derive(Clone)]
 pub struct Shard {
     /// The GPU buffer (storage, read-only for kernels).
     pub buffer: wgpu::Buffer,
@@ -257,6 +258,8 @@ pub struct Shard {
 
 /// A 2-D weight on the GPU as raw (repacked) blocks, split into row shards when one
 /// binding cannot hold it. Higher-rank tensors are viewed as `rows = product(dims[1..])`.
+/// A clone shares the buffers.
+#[derive(Clone)]
 pub struct GpuTensor {
     /// Tensor name (for errors and profiles).
     pub name: String,

@@ -6,6 +6,7 @@
 use super::buffers::Activations;
 use super::{Stage, StageOp};
 use crate::gpu::{Gpu, GpuError, GpuTensor};
+use crate::kernels::matvec::{fold_parts, Fold, NormPrep, NormScale};
 use crate::kernels::{
     Add, AttentionDecode, AttentionPrefill, AttnSpec, GatedAct, KvCache, LayerNorm, LayerNormIo,
     MatMul, MatVec, MatVecBatch, NormOut, ResidualNorm, ResidualNormIo, RmsNorm, RopeKv, RopeKvIo,
@@ -34,7 +35,51 @@ pub struct Block<'a> {
     /// A residual add not yet emitted (with its post-norm, if any): the next `pre_norm`
     /// takes it into one fused op; anything else emits it first. It may carry over from
     /// the previous block.
-    pub(super) pending: Option<Option<wgpu::Buffer>>,
+    pub(super) pending: Option<Pending>,
+    /// The decode plan's pre-norm `h = RmsNorm(x) * w` at this index of `dec` (a plain
+    /// norm, nothing else in it), with its weights.
+    pub(super) dec_norm_at: Option<(usize, wgpu::Buffer)>,
+    /// The decode plan's last projection into `o`, which may take the residual add and
+    /// the next pre-norm's inputs (see `DecAdd`).
+    pub(super) dec_add: Option<DecAdd>,
+    /// The previous block's last decode stage rebuilt (its adding projection, when this
+    /// block's first projections took its pre-norm): the plan swaps it in.
+    pub(super) prev_last: Option<Stage>,
+}
+
+/// A decode projection into `o` at index `at` of the decode plan, `o = W x`. A residual
+/// add without post-norm that follows it at once makes it add into x instead (`added`:
+/// decode then has no add dispatch and o is not written). When the next pre-norm's plain
+/// norm follows that, and the projections reading h come next, the norm's dispatch is
+/// dropped: this projection also leaves `h = x * w` and its sums of squares, and those
+/// projections scale their sums by the norm (`Fold`).
+/// `carried`: the projection is the previous block's last decode stage (the residual
+/// add that ends a block, and the next block's pre-norm).
+pub(super) struct DecAdd {
+    at: usize,
+    w: GpuTensor,
+    x: wgpu::Buffer,
+    added: bool,
+    carried: bool,
+}
+
+impl DecAdd {
+    /// This block's adding projection when it is its last decode stage (`dec_len`
+    /// stages), to carry into the next block.
+    pub(super) fn carry(self, dec_len: usize) -> Option<Self> {
+        (self.added && !self.carried && self.at + 1 == dec_len).then_some(Self {
+            carried: true,
+            ..self
+        })
+    }
+}
+
+/// A residual add `x += o` not yet emitted in the prefill and batched plans, with its
+/// post-norm; `dec_done` when the decode plan's projection into o already added into
+/// x (a folded add), so decode emits nothing for it.
+pub(super) struct Pending {
+    post: Option<wgpu::Buffer>,
+    dec_done: bool,
 }
 
 impl<'a> Block<'a> {
@@ -115,12 +160,69 @@ impl<'a> Block<'a> {
         self.pre.extend(pre);
         let mv = MatVec::new(self.gpu, w, View::of(x), View::of(y))?;
         self.dec.push(Arc::new(mv));
+        // Into o: a residual add may follow.
+        if *y == self.a.o && *x != self.a.x {
+            self.dec_add = Some(DecAdd {
+                at: self.dec.len() - 1,
+                w: w.clone(),
+                x: x.clone(),
+                added: false,
+                carried: false,
+            });
+        }
         self.batched(w, x, y, None)
+    }
+
+    /// How the decode projections of h about to be built read it: when the decode plan
+    /// ends with an adding projection and the pre-norm's plain norm (see `DecAdd`), the
+    /// norm is dropped, the projection rebuilt to leave `h = x * w` and its sums of
+    /// squares, and the fold returned scales by the norm; else h as the norm wrote it.
+    fn dec_input(&mut self) -> Result<Fold<'a>, ModelError> {
+        let (gpu, a, n) = (self.gpu, self.a, self.dec.len());
+        let (Some((i, nw)), Some(p)) = (self.dec_norm_at.take(), &self.dec_add) else {
+            return Ok(Fold::NONE);
+        };
+        let parts = fold_parts(gpu, &p.w, None);
+        // The projection, then the norm, then nothing: in this block, or across blocks.
+        let next = match p.carried {
+            true => i == 0,
+            false => p.at + 1 == i,
+        };
+        let (true, Some(parts)) = (p.added && next && i + 1 == n, parts) else {
+            return Ok(Fold::NONE);
+        };
+        let fold = Fold {
+            norm: None,
+            add: true,
+            prep: Some(NormPrep {
+                weights: &nw,
+                h: &a.h,
+                ssq: &a.ssq,
+            }),
+        };
+        let io = (View::of(&p.x), View::of(&a.x));
+        let mv: Stage = Arc::new(MatVec::folded(gpu, &p.w, io, None, fold, None)?);
+        match p.carried {
+            true => self.prev_last = Some(mv),
+            false => self.dec[p.at] = mv,
+        }
+        self.dec.pop();
+        self.dec_add = None;
+        Ok(Fold {
+            norm: Some(NormScale {
+                ssq: &a.ssq,
+                parts,
+                eps: self.cfg.rms_eps,
+            }),
+            add: false,
+            prep: None,
+        })
     }
 
     /// The q, k and v projections of `h`: three matmuls in prefill; in decode one
     /// matvec with three outputs when the weights share a buffer (see `Weights`), or q
-    /// and k in one and v alone, or one matvec each.
+    /// and k in one and v alone, or one matvec each, the pre-norm folded in where it
+    /// can be (`dec_input`).
     fn qkv(&mut self, w: [&GpuTensor; 3], y: [&wgpu::Buffer; 3]) -> Result<(), ModelError> {
         let (gpu, h) = (self.gpu, &self.a.h);
         for (wt, out) in w.iter().zip(y) {
@@ -128,18 +230,21 @@ impl<'a> Block<'a> {
             self.pre.extend(pre);
             self.batched(wt, h, out, None)?;
         }
+        let fold = self.dec_input()?;
+        let x = h;
         let views = y.map(View::of);
         let mut done = 0;
         for n in [3, 2] {
-            if let Some(mv) = MatVec::stacked(gpu, &w[..n], View::of(h), &views[..n])? {
+            let io = (View::of(x), &views[..n]);
+            if let Some(mv) = MatVec::stacked_folded(gpu, &w[..n], io, fold, None)? {
                 self.dec.push(Arc::new(mv));
                 done = n;
                 break;
             }
         }
         for (wt, out) in w.iter().zip(views).skip(done) {
-            self.dec
-                .push(Arc::new(MatVec::new(gpu, wt, View::of(h), out)?));
+            let mv = MatVec::folded(gpu, wt, (View::of(x), out), None, fold, None)?;
+            self.dec.push(Arc::new(mv));
         }
         Ok(())
     }
@@ -147,39 +252,107 @@ impl<'a> Block<'a> {
     /// `h = RmsNorm(x) * w`: the pre-norm of a sub-block.
     pub fn pre_norm(&mut self, w: &wgpu::Buffer) -> Result<(), ModelError> {
         let (gpu, cfg, a) = (self.gpu, self.cfg, self.a);
-        let Some(post) = self.pending.take() else {
-            return self.both(|tok| pre_norm(gpu, cfg, a, w, tok));
+        let pending = self.pending.take();
+        if let Some(p) = pending.as_ref().filter(|p| !p.dec_done) {
+            // The pending residual and this norm in one pass.
+            let io = ResidualNormIo {
+                x: Rows::packed(&a.x, cfg.hidden as u32),
+                o: View::of(&a.o),
+                h: View::of(&a.h),
+                post: p.post.as_ref(),
+                norm: w,
+            };
+            return self.both(|tok| ResidualNorm::new(gpu, io, cfg.rms_eps, tok));
+        }
+        match pending {
+            // Decode added already: there the norm alone, elsewhere add and norm.
+            Some(p) => {
+                let io = ResidualNormIo {
+                    x: Rows::packed(&a.x, cfg.hidden as u32),
+                    o: View::of(&a.o),
+                    h: View::of(&a.h),
+                    post: p.post.as_ref(),
+                    norm: w,
+                };
+                self.apart(
+                    |tok: Tokens| ResidualNorm::new(gpu, io, cfg.rms_eps, tok),
+                    |tok: Tokens| pre_norm(gpu, cfg, a, w, tok),
+                )?;
+            }
+            None => self.both(|tok| pre_norm(gpu, cfg, a, w, tok))?,
+        }
+        // Decode's plain norm, for the projections that follow to absorb.
+        self.dec_norm_at = Some((self.dec.len() - 1, w.clone()));
+        Ok(())
+    }
+
+    /// A token-parallel op built by `make` in the prefill and batched plans, and by
+    /// `dec` in the decode plan (one token).
+    fn apart<S: StageOp, D: StageOp>(
+        &mut self,
+        make: impl Fn(Tokens) -> Result<S, GpuError>,
+        dec: impl FnOnce(Tokens) -> Result<D, GpuError>,
+    ) -> Result<(), ModelError> {
+        let one = Tokens {
+            max: 1,
+            step: self.tok.step,
         };
-        // The pending residual and this norm in one pass.
-        let io = ResidualNormIo {
-            x: Rows::packed(&a.x, cfg.hidden as u32),
-            o: View::of(&a.o),
-            h: View::of(&a.h),
-            post: post.as_ref(),
-            norm: w,
-        };
-        self.both(|tok| ResidualNorm::new(gpu, io, cfg.rms_eps, tok))
+        self.pre.push(Arc::new(make(self.tok)?));
+        self.dec.push(Arc::new(dec(one)?));
+        if let Some((tok, bat)) = &mut self.bat {
+            bat.push(Arc::new(make(*tok)?));
+        }
+        Ok(())
     }
 
     /// `x += o`, through the post-norm `RmsNorm(o) * w` when given. Emitted with the next
     /// `pre_norm` as one op when that comes next.
     pub fn residual(&mut self, post_norm: Option<&wgpu::Buffer>) -> Result<(), ModelError> {
         self.flush()?;
-        self.pending = Some(post_norm.cloned());
+        // Without a post-norm, decode's projection into o adds into x itself when it is
+        // the last decode stage.
+        let (gpu, a) = (self.gpu, self.a);
+        let dec_done = match &mut self.dec_add {
+            Some(p)
+                if post_norm.is_none() && p.at + 1 == self.dec.len() && !p.carried && !p.added =>
+            {
+                let add = Fold {
+                    add: true,
+                    ..Fold::NONE
+                };
+                let io = (View::of(&p.x), View::of(&a.x));
+                self.dec[p.at] = Arc::new(MatVec::folded(gpu, &p.w, io, None, add, None)?);
+                p.added = true;
+                true
+            }
+            _ => false,
+        };
+        self.pending = Some(Pending {
+            post: post_norm.cloned(),
+            dec_done,
+        });
         Ok(())
     }
 
     /// Emits a pending residual on its own (fused with its post-norm: one pass).
     pub(super) fn flush(&mut self) -> Result<(), ModelError> {
-        let Some(post_norm) = self.pending.take() else {
+        let Some(p) = self.pending.take() else {
             return Ok(());
         };
         let (gpu, a, hidden, eps) = (self.gpu, self.a, self.cfg.hidden as u32, self.cfg.rms_eps);
         let (o, x) = (Rows::packed(&a.o, hidden), Rows::packed(&a.x, hidden));
-        match &post_norm {
+        match &p.post {
             Some(w) => {
                 let out = NormOut::AddTo(x.view);
                 self.both(|tok| RmsNorm::new(gpu, o, out, w, eps, tok))
+            }
+            None if p.dec_done => {
+                // Decode added in its projection: the other plans only.
+                self.pre.push(Arc::new(Add::new(gpu, o, x, 1.0, self.tok)?));
+                if let Some((tok, bat)) = &mut self.bat {
+                    bat.push(Arc::new(Add::new(gpu, o, x, 1.0, *tok)?));
+                }
+                Ok(())
             }
             None => self.both(|tok| Add::new(gpu, o, x, 1.0, tok)),
         }
@@ -267,6 +440,12 @@ impl<'a> Block<'a> {
     /// Gated feed-forward from `h` into `o`: `down(act(gate h) * up h)`; in decode the
     /// activation is the up projection's epilogue.
     pub fn ffn(&mut self, w: &FeedForward<GpuTensor>) -> Result<(), ModelError> {
+        self.ffn_of(w, true)
+    }
+
+    /// `ffn`; `absorb`: decode's gate and up may absorb the pre-norm (see
+    /// `dec_input`), which holds when nothing after them reads h.
+    fn ffn_of(&mut self, w: &FeedForward<GpuTensor>, absorb: bool) -> Result<(), ModelError> {
         self.flush()?;
         let (gpu, a) = (self.gpu, self.a);
         // Prefill: the gate and up projections, then the gated activation. Decode: when
@@ -291,16 +470,21 @@ impl<'a> Block<'a> {
         // Batched: the gate's columns, then the up's with the activation as epilogue.
         self.batched(w.gate, &a.h, &a.g, None)?;
         self.batched(w.up, &a.h, &a.g, Some(w.act))?;
+        let fold = match absorb {
+            true => self.dec_input()?,
+            false => Fold::NONE,
+        };
         let (x, y) = (View::of(&a.h), View::of(&a.g));
         match w.gate.joined(w.up).filter(|_| w.gate.rows == w.up.rows) {
             Some(pair) => {
-                let mv = MatVec::gated_pair(gpu, &pair, x, y, w.act)?;
+                let mv = MatVec::pair_folded(gpu, &pair, (x, y), w.act, fold, None)?;
                 self.dec.push(Arc::new(mv));
             }
             None => {
-                self.dec.push(Arc::new(MatVec::new(gpu, w.gate, x, y)?));
-                self.dec
-                    .push(Arc::new(MatVec::gated(gpu, w.up, x, y, w.act)?));
+                let gate = MatVec::folded(gpu, w.gate, (x, y), None, fold, None)?;
+                self.dec.push(Arc::new(gate));
+                let up = MatVec::folded(gpu, w.up, (x, y), Some(w.act), fold, None)?;
+                self.dec.push(Arc::new(up));
             }
         }
         self.proj(w.down, &a.g, &a.o)
@@ -320,7 +504,7 @@ impl<'a> Block<'a> {
         // A shared expert first: its FFN of h into o, its gate logit per token; the
         // weighted sum below adds the routed experts to sigmoid(gate) * o.
         if let Some((ffn, gate)) = &w.shared {
-            self.ffn(ffn)?;
+            self.ffn_of(ffn, false)?;
             self.proj(gate, &a.h, &m.shared_gate)?;
         }
         let (ne, k, eff, hidden) = (

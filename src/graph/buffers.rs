@@ -18,6 +18,9 @@ pub(super) struct Activations {
     pub(super) u: wgpu::Buffer,
     pub(super) last: wgpu::Buffer,
     pub(super) last_normed: wgpu::Buffer,
+    /// Decode's sums of squares of the residual stream, per workgroup of the
+    /// projection that added into it (a folded pre-norm's scale: `matvec::Fold`).
+    pub(super) ssq: wgpu::Buffer,
     pub(super) logits: wgpu::Buffer,
     /// The pooled embedding of the last `Model::embed` (`[hidden]`).
     pub(super) pooled: wgpu::Buffer,
@@ -109,6 +112,7 @@ impl Activations {
             u: f("u", ffn),
             last: buffer(gpu, "last", cfg.hidden as u64 * 4, act),
             last_normed: buffer(gpu, "last_normed", cfg.hidden as u64 * 4, act),
+            ssq: buffer(gpu, "ssq", cfg.hidden as u64 * 4, act),
             logits: buffer(gpu, "logits", v * 4, act),
             pooled: buffer(gpu, "pooled", cfg.hidden as u64 * 4, act),
             logits_all: all_logits.then(|| buffer(gpu, "logits_all", batch as u64 * v * 4, act)),

@@ -174,6 +174,64 @@ pub enum Form {
     Split,
 }
 
+/// What a decode matvec folds in around `W x` (see `matvec.wgsl`): the residual add
+/// that ends a sub-block, with the next pre-norm's inputs (`prep`), and that pre-norm's
+/// scale in the projections that read it (`norm`), so decode has no dispatch for either.
+#[derive(Clone, Copy, Default)]
+pub struct Fold<'a> {
+    /// x is `x_res * w` (a pre-norm's weights applied by `prep`): the product is scaled
+    /// by the norm's `1 / sqrt(mean(x_res^2) + eps)`.
+    pub norm: Option<NormScale<'a>>,
+    /// `y += W x`: y is the residual stream (the plain form only).
+    pub add: bool,
+    /// With `add`: the next pre-norm's inputs from the new y.
+    pub prep: Option<NormPrep<'a>>,
+}
+
+/// Where a folded norm's scale comes from: the first `parts` values of `ssq` sum the
+/// squares of the residual stream (a `NormPrep` wrote them), over `cols` values.
+#[derive(Clone, Copy)]
+pub struct NormScale<'a> {
+    pub ssq: &'a wgpu::Buffer,
+    pub parts: u32,
+    pub eps: f32,
+}
+
+/// What an adding matvec leaves for the next pre-norm: `h[r] = y[r] * weights[r]` and
+/// the sum of the squares of each workgroup's rows in `ssq` (`fold_parts` of them).
+#[derive(Clone, Copy)]
+pub struct NormPrep<'a> {
+    pub weights: &'a wgpu::Buffer,
+    pub h: &'a wgpu::Buffer,
+    pub ssq: &'a wgpu::Buffer,
+}
+
+impl Fold<'_> {
+    /// Nothing folded.
+    pub const NONE: Fold<'static> = Fold {
+        norm: None,
+        add: false,
+        prep: None,
+    };
+}
+
+/// Bindings of `NormPrep`'s weights, h and of the sums of squares (both folds).
+const PREP_WEIGHTS: u32 = 6;
+const PREP_H: u32 = 7;
+const SSQ: u32 = 8;
+
+/// The sums of squares a `NormPrep` of `w` writes on geometry `geo` (the adapter's
+/// when None): one per workgroup of rows. None when a shard does not start on a whole
+/// workgroup (the fold then does not apply).
+pub fn fold_parts(gpu: &Gpu, w: &GpuTensor, geo: Option<(Geometry, bool)>) -> Option<u32> {
+    let (g, _) = geo.unwrap_or_else(|| geometry(gpu, w.ty));
+    let per = (g.workgroup / g.lanes * g.rows) as u64;
+    if per == 0 || w.shards.iter().any(|s| !s.row_start.is_multiple_of(per)) {
+        return None;
+    }
+    u32::try_from(w.rows.div_ceil(per)).ok()
+}
+
 const FORMS: [Form; 8] = [
     Form::Plain,
     Form::Gated(Activation::Silu),
@@ -186,12 +244,24 @@ const FORMS: [Form; 8] = [
 ];
 
 /// The shader defines of a geometry and form: `MATVEC`, `LANES=n`, `NR=n`, then the
-/// gated activation and `PAIR` or `SPLIT` (kept for the process: `static_defines`).
-fn defines_for(g: Geometry, form: Form) -> Result<&'static [&'static str], GpuError> {
+/// gated activation, `PAIR` or `SPLIT`, and the folds `XNORM` (`norm`), `ADDY` (`add`,
+/// the plain form only) and `PREP` (with `add`) (kept for the process:
+/// `static_defines`).
+fn defines_for(
+    g: Geometry,
+    form: Form,
+    (norm, add, prep): (bool, bool, bool),
+) -> Result<&'static [&'static str], GpuError> {
     if !LANES.contains(&g.lanes) || !NR.contains(&g.rows) || !FORMS.contains(&form) {
         return Err(GpuError::Runtime(format!(
             "matvec: no build for {} lanes and {} rows per invocation ({form:?})",
             g.lanes, g.rows
+        )));
+    }
+    if (add && form != Form::Plain) || (prep && !add) {
+        return Err(GpuError::Runtime(format!(
+            "matvec: the residual add (and the norm inputs with it) fold into the plain \
+             form only, not {form:?}"
         )));
     }
     let mut d = vec![
@@ -214,7 +284,30 @@ fn defines_for(g: Geometry, form: Form) -> Result<&'static [&'static str], GpuEr
         Form::Split => d.push("SPLIT".into()),
         Form::Plain | Form::Gated(_) => {}
     }
+    if norm {
+        d.push("XNORM".into());
+    }
+    if add {
+        d.push("ADDY".into());
+    }
+    if prep {
+        d.push("PREP".into());
+    }
     super::static_defines(&d)
+}
+
+/// The folds (norm, add, prep) each form is built with: none or the norm, and for the
+/// plain form the add with and without the norm's inputs.
+fn folds(form: Form) -> &'static [(bool, bool, bool)] {
+    match form {
+        Form::Plain => &[
+            (false, false, false),
+            (true, false, false),
+            (false, true, false),
+            (false, true, true),
+        ],
+        _ => &[(false, false, false), (true, false, false)],
+    }
 }
 
 /// The table's geometry for `gpu` and weights of type `ty`, and whether the row sums may
@@ -256,7 +349,7 @@ fn tuning_override() -> Option<Geometry> {
         lanes: n.next()?.ok()?,
         rows: n.next().unwrap_or(Ok(1)).ok()?,
     };
-    let ok = defines_for(g, Form::Plain).is_ok()
+    let ok = defines_for(g, Form::Plain, (false, false, false)).is_ok()
         && g.lanes <= g.workgroup
         && g.workgroup.is_multiple_of(g.lanes);
     ok.then_some(g)
@@ -293,10 +386,12 @@ pub(crate) fn variants(ty: GgmlType) -> Vec<crate::gpu::PipelineKey> {
     let geos = TABLE.iter().map(|(c, _)| class_geometry(*c, ty));
     for (g, sg) in geos.flat_map(|g| [(g, false), (g, true)]) {
         for form in FORMS {
-            if let Ok(d) = defines_for(g, form) {
-                let key = super::weight_key("matvec", ty, sg, g.workgroup, d);
-                if !v.contains(&key) {
-                    v.push(key);
+            for fold in folds(form) {
+                if let Ok(d) = defines_for(g, form, *fold) {
+                    let key = super::weight_key("matvec", ty, sg, g.workgroup, d);
+                    if !v.contains(&key) {
+                        v.push(key);
+                    }
                 }
             }
         }
@@ -317,7 +412,8 @@ params! {
         split1: u32,
         y1_offset: u32,
         y2_offset: u32,
-        _pad: [u32; 2],
+        eps: f32,
+        parts: u32,
     }
 }
 
@@ -332,6 +428,21 @@ impl MatVec {
     /// and `y` `w.rows`.
     pub fn new(gpu: &Gpu, w: &GpuTensor, x: View, y: View) -> Result<Self, GpuError> {
         Self::with_geometry(gpu, w, x, y, geometry(gpu, w.ty), None)
+    }
+
+    /// `new` or `gated` (with `act`) with `fold` folded in, on the adapter's geometry or
+    /// `geo` (tests).
+    pub fn folded(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        (x, y): (View, View),
+        act: Option<Activation>,
+        fold: Fold,
+        geo: Option<(Geometry, bool)>,
+    ) -> Result<Self, GpuError> {
+        let geo = geo.unwrap_or_else(|| geometry(gpu, w.ty));
+        let form = act.map_or(Form::Plain, Form::Gated);
+        Self::build(gpu, w, x, &[y], &[], geo, form, fold)
     }
 
     /// The up projection of a gated FFN with the activation as its epilogue: `y` holds
@@ -356,7 +467,21 @@ impl MatVec {
         y: View,
         act: Activation,
     ) -> Result<Self, GpuError> {
-        Self::build(gpu, w, x, &[y], &[], geometry(gpu, w.ty), Form::Pair(act))
+        Self::pair_folded(gpu, w, (x, y), act, Fold::NONE, None)
+    }
+
+    /// `gated_pair` with x's norm folded in (`fold.norm`), on the adapter's geometry or
+    /// `geo` (tests).
+    pub fn pair_folded(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        (x, y): (View, View),
+        act: Activation,
+        fold: Fold,
+        geo: Option<(Geometry, bool)>,
+    ) -> Result<Self, GpuError> {
+        let geo = geo.unwrap_or_else(|| geometry(gpu, w.ty));
+        Self::build(gpu, w, x, &[y], &[], geo, Form::Pair(act), fold)
     }
 
     /// `gated_pair` with a given geometry (for tests).
@@ -368,7 +493,7 @@ impl MatVec {
         geo: (Geometry, bool),
         act: Activation,
     ) -> Result<Self, GpuError> {
-        Self::build(gpu, w, x, &[y], &[], geo, Form::Pair(act))
+        Self::build(gpu, w, x, &[y], &[], geo, Form::Pair(act), Fold::NONE)
     }
 
     /// Two or three projections of one input in one dispatch (an attention's q, k and
@@ -381,10 +506,23 @@ impl MatVec {
         x: View,
         ys: &[View],
     ) -> Result<Option<Self>, GpuError> {
+        Self::stacked_folded(gpu, parts, (x, ys), Fold::NONE, None)
+    }
+
+    /// `stacked` with x's norm folded in (`fold.norm`), on the adapter's geometry or
+    /// `geo` (tests).
+    pub fn stacked_folded(
+        gpu: &Gpu,
+        parts: &[&GpuTensor],
+        (x, ys): (View, &[View]),
+        fold: Fold,
+        geo: Option<(Geometry, bool)>,
+    ) -> Result<Option<Self>, GpuError> {
         let Some(first) = parts.first() else {
             return Ok(None);
         };
-        Self::stacked_with_geometry(gpu, parts, x, ys, geometry(gpu, first.ty))
+        let geo = geo.unwrap_or_else(|| geometry(gpu, first.ty));
+        Self::stack(gpu, parts, (x, ys), geo, fold)
     }
 
     /// `stacked` with a given geometry (for tests).
@@ -394,6 +532,16 @@ impl MatVec {
         x: View,
         ys: &[View],
         geo: (Geometry, bool),
+    ) -> Result<Option<Self>, GpuError> {
+        Self::stack(gpu, parts, (x, ys), geo, Fold::NONE)
+    }
+
+    fn stack(
+        gpu: &Gpu,
+        parts: &[&GpuTensor],
+        (x, ys): (View, &[View]),
+        geo: (Geometry, bool),
+        fold: Fold,
     ) -> Result<Option<Self>, GpuError> {
         if !(2..=3).contains(&parts.len()) || ys.len() != parts.len() {
             return Err(GpuError::Runtime(format!(
@@ -409,7 +557,7 @@ impl MatVec {
         match all {
             Some(w) => {
                 let splits: Vec<u64> = parts.iter().map(|p| p.rows).collect();
-                Self::build(gpu, &w, x, ys, &splits, geo, Form::Split).map(Some)
+                Self::build(gpu, &w, x, ys, &splits, geo, Form::Split, fold).map(Some)
             }
             None => Ok(None),
         }
@@ -427,11 +575,12 @@ impl MatVec {
         act: Option<Activation>,
     ) -> Result<Self, GpuError> {
         let form = act.map_or(Form::Plain, Form::Gated);
-        Self::build(gpu, w, x, &[y], &[], geo, form)
+        Self::build(gpu, w, x, &[y], &[], geo, form, Fold::NONE)
     }
 
     /// The dispatches of every form: `ys` holds one output, or one per part of `splits`
-    /// (the parts' row counts) for `Form::Split`.
+    /// (the parts' row counts) for `Form::Split`; `fold` as `Fold` says.
+    #[allow(clippy::too_many_arguments)]
     fn build(
         gpu: &Gpu,
         w: &GpuTensor,
@@ -440,6 +589,7 @@ impl MatVec {
         splits: &[u64],
         (g, shuffles): (Geometry, bool),
         form: Form,
+        fold: Fold,
     ) -> Result<Self, GpuError> {
         let shuffles = shuffles && row_shuffles(gpu, g);
         if !g.lanes.is_power_of_two() || !g.workgroup.is_multiple_of(g.lanes) {
@@ -499,33 +649,66 @@ impl MatVec {
             _ => to_u32("rows", w.rows)?,
         };
         let last = ys.len() - 1;
-        let extra: Vec<(u32, &wgpu::Buffer)> = if split {
+        let mut extra: Vec<(u32, &wgpu::Buffer)> = if split {
             vec![(4, ys[1.min(last)].buffer), (5, ys[2.min(last)].buffer)]
         } else {
             Vec::new()
         };
+        let bad = |what: String| Err(GpuError::Runtime(format!("matvec {}: {what}", w.name)));
+        if let Some(n) = fold.norm {
+            if n.parts == 0
+                || n.ssq.size() < n.parts as u64 * 4
+                || !(0.0..f32::INFINITY).contains(&n.eps)
+            {
+                return bad(format!(
+                    "a folded norm of {} sums ({} bytes) with epsilon {}",
+                    n.parts,
+                    n.ssq.size(),
+                    n.eps
+                ));
+            }
+            extra.push((SSQ, n.ssq));
+        }
+        // The add reads y back: a shard's rows are its own, so y must not also be x.
+        if fold.add && ys[0].buffer == x.buffer {
+            return bad("the residual add cannot write the buffer it reads".into());
+        }
+        if let Some(pr) = fold.prep {
+            let parts = fold_parts(gpu, w, Some((g, shuffles)));
+            let Some(parts) = parts.filter(|_| fold.add && fold.norm.is_none()) else {
+                return bad("the norm's inputs come with the residual add, from whole \
+                            workgroups of rows"
+                    .into());
+            };
+            let rows = w.rows * 4;
+            if pr.weights.size() < rows || pr.h.size() < rows || pr.ssq.size() < parts as u64 * 4 {
+                return bad(format!(
+                    "the norm's inputs need {} weights, as many values of h and {parts} sums",
+                    w.rows
+                ));
+            }
+            if pr.h == x.buffer || pr.h == ys[0].buffer {
+                return bad("the norm's h cannot be the product's input or output".into());
+            }
+            extra.extend([(PREP_WEIGHTS, pr.weights), (PREP_H, pr.h), (SSQ, pr.ssq)]);
+        }
         let rows_per_wg = (g.workgroup / g.lanes * g.rows) as u64;
         let kernel = WeightKernel {
             op: "matvec",
             subgroups: shuffles,
             workgroup: g.workgroup,
-            defines: defines_for(g, form)?,
+            defines: defines_for(
+                g,
+                form,
+                (fold.norm.is_some(), fold.add, fold.prep.is_some()),
+            )?,
             inputs: [x.buffer, ys[0].buffer],
             extra: &extra,
             step: None,
-            // The weights, x and y each once.
-            cost: |w, rows| {
-                let io = (w.cols as f64 + rows) * 4.0;
-                (
-                    Work {
-                        c: weight_bytes(w, rows) + io,
-                        ..Work::default()
-                    },
-                    Work {
-                        c: 2.0 * rows * w.cols as f64,
-                        ..Work::default()
-                    },
-                )
+            cost: match (fold.add, fold.prep.is_some()) {
+                (true, true) => cost::<4>,
+                (true, false) => cost::<2>,
+                _ => cost::<1>,
             },
         };
         let dispatches = weight_dispatches(gpu, &kernel, w, |start, rows| {
@@ -542,13 +725,31 @@ impl MatVec {
                 split1,
                 y1_offset: yo[1.min(last)],
                 y2_offset: yo[2.min(last)],
-                _pad: [0; 2],
+                eps: fold.norm.map_or(0.0, |n| n.eps),
+                parts: fold.norm.map_or(0, |n| n.parts),
             };
             let (gx, gy) = grid(gpu, rows.div_ceil(rows_per_wg) as u32);
             (p, (gx, gy, 1))
         })?;
         Ok(Self { dispatches })
     }
+}
+
+/// Bytes and FLOPs of `rows` rows of `w`: the weights once, x's `cols` values once,
+/// and `YS` times y's `rows` values (read back by the add; and the norm's weights and h
+/// with its inputs).
+fn cost<const YS: u32>(w: &GpuTensor, rows: f64) -> (Work, Work) {
+    let io = (w.cols as f64 + YS as f64 * rows) * 4.0;
+    (
+        Work {
+            c: weight_bytes(w, rows) + io,
+            ..Work::default()
+        },
+        Work {
+            c: 2.0 * rows * w.cols as f64,
+            ..Work::default()
+        },
+    )
 }
 
 /// CPU twin: `y[r] = sum_k w[r * cols + k] * x[k]` over dequantized weights, in f64.
@@ -581,9 +782,12 @@ mod tests {
                 "{class:?}"
             );
             assert!((64..=256).contains(&g.workgroup), "{class:?}");
-            assert!(defines_for(g, Form::Plain).is_ok(), "{class:?}");
+            assert!(
+                defines_for(g, Form::Plain, (false, false, false)).is_ok(),
+                "{class:?}"
+            );
         }
-        let share = defines_for(SHARE_GEOMETRY, Form::Plain).unwrap();
+        let share = defines_for(SHARE_GEOMETRY, Form::Plain, (false, false, false)).unwrap();
         assert!(share.contains(&"XSHARE"));
         for ty in GgmlType::ALL {
             let cpu = class_geometry(AdapterClass::Cpu, ty);
@@ -596,7 +800,7 @@ mod tests {
     /// left on the table's geometry and none without it takes the x-sharing one.
     #[test]
     fn shares_x_matches_the_decoders() {
-        let defines = defines_for(SHARE_GEOMETRY, Form::Plain).unwrap();
+        let defines = defines_for(SHARE_GEOMETRY, Form::Plain, (false, false, false)).unwrap();
         let mut composed = 0;
         for ty in GgmlType::ALL {
             let key = super::super::weight_key("matvec", ty, true, 32, defines);
