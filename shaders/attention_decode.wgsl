@@ -19,6 +19,7 @@
 #include "lib/common.wgsl"
 #include "lib/step.wgsl"
 #include "lib/kv.wgsl"
+#include "lib/reduce.wgsl"
 
 struct Params {
     n_heads: u32,
@@ -118,7 +119,6 @@ fn head_d4() -> u32 {
 #endif
 
 #ifdef COMBINE
-#include "lib/reduce.wgsl"
 @group(0) @binding(4) var<storage, read> part: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
@@ -302,13 +302,19 @@ fn score(pos: u32, j: u32, lo: u32, kv_len: u32, at: KvAt) {
     }
 }
 
-// The largest of head g's chunk scores and `m`.
-fn chunk_max(g: u32, m: f32) -> f32 {
-    var mc = m;
-    for (var j = 0u; j < CHUNK; j++) {
-        mc = max(mc, ss[g * CHUNK + j]);
+// Head g's exp weight of this invocation's key, exp(s - m) (0 outside the range), into
+// es for the V sums, and the sum of the chunk's weights (workgroup reductions: every
+// invocation scores one key, so the chunk's maximum and sum are a subgroup reduction
+// and a few partials rather than each invocation walking all CHUNK scores).
+// Uniform control flow: every invocation of the workgroup calls it.
+fn chunk_exp(g: u32, m: f32, lid: u32, ids: Ids) -> f32 {
+    let s = ss[g * CHUNK + lid];
+    var e = 0.0;
+    if (s > NEG) {
+        e = exp(s - m);
     }
-    return mc;
+    es[g * CHUNK + lid] = e;
+    return wg_sum(e, ids);
 }
 
 // Each head's es-weighted sum of V rows c0 + [j0, j1) at vec4 column d4, added to acc.
@@ -417,29 +423,16 @@ fn main(ids: Ids, gs: Groups) {
         workgroupBarrier();
         // Every chunk in range holds a valid position, so mc is a real score and the
         // rescale of the old sums exp(m - mc) is 0 on the first chunk.
-        var f: array<f32, HB>;
         for (var g = 0u; g < HB; g++) {
-            let mc = chunk_max(g, m[g]);
-            f[g] = exp(m[g] - mc);
+            let mc = max(m[g], wg_max(ss[g * CHUNK + ids.lid], ids));
+            let f = exp(m[g] - mc);
             m[g] = mc;
-            let s = ss[g * CHUNK + ids.lid];
-            var e = 0.0;
-            if (s > NEG) {
-                e = exp(s - mc);
-            }
-            es[g * CHUNK + ids.lid] = e;
+            // chunk_exp's closing barrier orders the es writes before the V sums.
+            l[g] = l[g] * f + chunk_exp(g, mc, ids.lid, ids);
+            acc[g] *= f;
         }
-        workgroupBarrier();
         let j0 = max(lo, c0) - c0;
         let j1 = min(kv_len - c0, CHUNK);
-        for (var g = 0u; g < HB; g++) {
-            acc[g] *= f[g];
-            var lc = 0.0;
-            for (var i = j0; i < j1; i++) {
-                lc += es[g * CHUNK + i];
-            }
-            l[g] = l[g] * f[g] + lc;
-        }
         if (d4 < head_d4()) {
             weighted_v(c0, j0, j1, at, d4, &acc);
         }
@@ -498,16 +491,11 @@ fn main(ids: Ids, gs: Groups) {
     workgroupBarrier();
     // The chunk has at least one valid position, so each m is a real score.
     var m: array<f32, HB>;
+    var l: array<f32, HB>;
     for (var g = 0u; g < HB; g++) {
-        m[g] = chunk_max(g, NEG);
-        let s = ss[g * CHUNK + ids.lid];
-        var e = 0.0;
-        if (s > NEG) {
-            e = exp(s - m[g]);
-        }
-        es[g * CHUNK + ids.lid] = e;
+        m[g] = wg_max(ss[g * CHUNK + ids.lid], ids);
+        l[g] = chunk_exp(g, m[g], ids.lid, ids);
     }
-    workgroupBarrier();
 
     // Exp-weighted V rows: each invocation owns one vec4 column of every head.
     let j0 = max(lo, c0) - c0;
@@ -530,15 +518,12 @@ fn main(ids: Ids, gs: Groups) {
             }
         }
     }
-    if (ids.lid < HB) {
-        let g = ids.lid;
-        var l = 0.0;
-        for (var i = j0; i < j1; i++) {
-            l += es[g * CHUNK + i];
+    if (ids.lid == 0u) {
+        for (var g = 0u; g < HB; g++) {
+            let mi = ml_index(t, h0 + g, c);
+            part[mi] = m[g];
+            part[mi + 1u] = l[g];
         }
-        let mi = ml_index(t, h0 + g, c);
-        part[mi] = m[g];
-        part[mi + 1u] = l;
     }
 }
 #endif

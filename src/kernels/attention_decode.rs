@@ -81,13 +81,16 @@ fn key(
     vec4: bool,
     heads: u32,
     sinks: bool,
-    share: bool,
+    (sg, share): (bool, bool),
 ) -> Result<PipelineKey, GpuError> {
     let mut d: Vec<String> = Vec::new();
     // The subgroup-shared loads (`QSHARE`): pass 1 over a vec4 cache. The single pass
     // (short contexts) keeps its per-lane form, where lanes past the context skip their
     // loads: there the shared form ran slower (SmolLM2 decode at 1-8 positions, 178-193
-    // µs per dispatch against 145-150 in `hearth profile`).
+    // µs per dispatch against 145-150 in `hearth profile`). Measured again once the chunk
+    // maximum and sum became workgroup reductions (`hearth profile SmolLM2 -p P -n 8`,
+    // P = 4, 64, 180: 1, 2 and 3-4 chunks): shared 75.6, 135.0, 211.7 µs against
+    // per-lane 57.6, 124.2, 250.0, so the single pass stays per-lane.
     let share = share && pass == Pass::Chunks && vec4 && kind != KvType::Q8_0;
     if share {
         d.push("QSHARE".into());
@@ -114,7 +117,9 @@ fn key(
         op: "attention_decode",
         variant: ShaderVariant {
             f16: kind == KvType::F16 && pass != Pass::Combine,
-            subgroups: share,
+            // The chunk maxima and sums (and the combine's) reduce per subgroup where
+            // the adapter has subgroups, else in a shared-memory tree.
+            subgroups: sg || share,
             defines: super::static_defines(&d)?,
             ..ShaderVariant::new(WORKGROUP)
         },
@@ -146,10 +151,12 @@ pub fn variants() -> Vec<PipelineKey> {
     }
     let mut out = Vec::new();
     for (f, p, v, h, s) in keys {
-        for share in [false, true] {
-            let k = key(f, p, v, h, s, share).expect("static defines");
-            if !out.contains(&k) {
-                out.push(k);
+        for sg in [false, true] {
+            for share in [false, true] {
+                let k = key(f, p, v, h, s, (sg, share)).expect("static defines");
+                if !out.contains(&k) {
+                    out.push(k);
+                }
             }
         }
     }
@@ -358,8 +365,8 @@ impl AttentionDecode {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        let share = shares_loads(gpu, head_dim);
-        let k1 = key(cache.kind, Pass::Chunks, vec4, heads, false, share)?;
+        let sg = (gpu.features.subgroups, shares_loads(gpu, head_dim));
+        let k1 = key(cache.kind, Pass::Chunks, vec4, heads, false, sg)?;
         let chunks = build_dispatch(
             gpu,
             &k1,
@@ -374,7 +381,7 @@ impl AttentionDecode {
             &p,
             (range_chunks(max_chunks, window), n_heads / heads, rows),
         )?;
-        let k2 = key(KvType::F32, Pass::Combine, false, 1, sinks.is_some(), false)?;
+        let k2 = key(KvType::F32, Pass::Combine, false, 1, sinks.is_some(), sg)?;
         let mut b2 = vec![(4, &scratch), (5, out.buffer), (STEP_BINDING, &step.buffer)];
         b2.extend(sinks.map(|s| (SINKS_BINDING, s)));
         let combine = build_dispatch(gpu, &k2, k2.label(), &b2, &p, (n_heads, rows, 1))?;
@@ -414,7 +421,7 @@ impl AttentionDecode {
             vec4,
             SINGLE_HEADS,
             sinks.is_some(),
-            false,
+            sg,
         )?;
         let mut b3 = vec![
             (0, q.buffer),
