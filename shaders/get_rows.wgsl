@@ -3,6 +3,7 @@
 // Dispatched once per shard of W; each dispatch fills the tokens whose row it holds.
 // POSITIONS: the row of token t is its position in its sequence (BERT's absolute position
 // embeddings) rather than row_ids[t]; ADD: out += the row instead of out = the row.
+// Without ADD the row is written times p.scale (1, or Gemma's embedding scale).
 #include "lib/common.wgsl"
 #include "lib/step.wgsl"
 
@@ -14,7 +15,7 @@ struct Params {
     n_ids: u32,
     out_offset: u32,
     out_stride: u32,
-    _pad: u32,
+    scale: f32,
 }
 
 @group(0) @binding(1) var<storage, read> row_ids: array<u32>;
@@ -44,7 +45,7 @@ fn main(ids: Ids, gs: Groups) {
 #ifdef ADD
         out[o + c] += v[c];
 #else
-        out[o + c] = v[c];
+        out[o + c] = v[c] * p.scale;
 #endif
     }
 }

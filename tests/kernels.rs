@@ -200,6 +200,11 @@ fn check_matmul(cfg: Config, c: &Case, tokens: usize, seed: u64) {
 }
 
 fn check_get_rows(cfg: Config, c: &Case, ids: &[u32]) {
+    check_get_rows_scaled(cfg, c, ids, 1.0)
+}
+
+/// `GetRows::scaled` (`scale` 1: `new`) against its twin, exactly.
+fn check_get_rows_scaled(cfg: Config, c: &Case, ids: &[u32], scale: f32) {
     let g = gpu(cfg);
     let t = GpuTensor::upload(&g, "w", c.ty, c.cols as u64, c.rows as u64, &c.raw).unwrap();
     let ib = storage_u32(&g, ids);
@@ -209,12 +214,17 @@ fn check_get_rows(cfg: Config, c: &Case, ids: &[u32]) {
         max: ids.len() as u32,
         step: &step,
     };
-    let op = GetRows::new(&g, &t, &ib, Rows::packed(&ob, c.cols as u32), tok).unwrap();
+    let out = Rows::packed(&ob, c.cols as u32);
+    let op = match scale == 1.0 {
+        true => GetRows::new(&g, &t, &ib, out, tok),
+        false => GetRows::scaled(&g, &t, &ib, out, tok, scale),
+    }
+    .unwrap();
     kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
     let got = read(&g, &ob, ids.len() * c.cols);
-    let want = kernels::get_rows::cpu(&c.w, c.cols, ids);
+    let want = kernels::get_rows::cpu_scaled(&c.w, c.cols, ids, scale);
     let name = format!(
-        "get_rows {} {}x{} {cfg:?} ({} shards)",
+        "get_rows x{scale} {} {}x{} {cfg:?} ({} shards)",
         c.ty,
         c.rows,
         c.cols,
@@ -701,6 +711,8 @@ fn get_rows_every_type() {
                 .chain([0, (rows - 1) as u32])
                 .collect();
             check_get_rows(Config::Full, &c, &ids);
+            // Gemma's embedding scale folded into the lookup, on every type.
+            check_get_rows_scaled(Config::Full, &c, &ids, 25.298_221);
         }
     }
 }
@@ -726,6 +738,7 @@ fn sharded_weights_match() {
         check_matmul(Config::SmallBinding, &c, 9, 2);
         let ids: Vec<u32> = vec![0, rows as u32 - 1, (rows / 2) as u32, 1];
         check_get_rows(Config::SmallBinding, &c, &ids);
+        check_get_rows_scaled(Config::SmallBinding, &c, &ids, -0.75);
         let t = GpuTensor::upload(
             &gpu(Config::SmallBinding),
             "w",

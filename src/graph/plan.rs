@@ -62,16 +62,11 @@ impl Builder<'_> {
         };
         let hidden = cfg.hidden as u32;
         let x = Rows::packed(&a.x, hidden);
-        let embed_scale: Vec<Stage> = if cfg.embed_scale != 1.0 {
-            vec![Arc::new(Scale::new(gpu, x, cfg.embed_scale, tok)?)]
-        } else {
-            vec![]
-        };
         let embed = |max: u32| -> Result<Vec<Stage>, ModelError> {
             let tok = Tokens { max, step };
-            let lookup = GetRows::new(gpu, &self.w.token_embd, &a.ids, x, tok)?;
+            // Gemma's embedding scale rides on the lookup (no dispatch of its own).
+            let lookup = GetRows::scaled(gpu, &self.w.token_embd, &a.ids, x, tok, cfg.embed_scale)?;
             let mut v: Vec<Stage> = vec![Arc::new(lookup)];
-            v.extend(embed_scale.iter().cloned());
             // BERT-style encoders: + the position's row, + token type 0's row, LayerNorm
             // (into x, and a copy in h for the first block).
             if let Some(pos) = &self.w.position_embd {

@@ -29,7 +29,7 @@ params! {
         n_ids: u32,
         out_offset: u32,
         out_stride: u32,
-        _pad: u32,
+        scale: f32,
     }
 }
 
@@ -50,7 +50,26 @@ impl GetRows {
         out: Rows,
         tok: Tokens,
     ) -> Result<Self, GpuError> {
-        Self::build(gpu, w, ids, out, tok, Mode::Ids)
+        Self::build(gpu, w, ids, out, tok, (Mode::Ids, 1.0))
+    }
+
+    /// `new` with every row times `scale` (Gemma's embedding scale, sqrt(hidden)), so the
+    /// lookup needs no separate scaling dispatch: `out[t, :] = W[ids[t], :] * scale`.
+    pub fn scaled(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        ids: &wgpu::Buffer,
+        out: Rows,
+        tok: Tokens,
+        scale: f32,
+    ) -> Result<Self, GpuError> {
+        if !scale.is_finite() {
+            return Err(GpuError::Runtime(format!(
+                "get_rows {}: the scale {scale} is not finite",
+                w.name
+            )));
+        }
+        Self::build(gpu, w, ids, out, tok, (Mode::Ids, scale))
     }
 
     /// `out[t, :] += W[pos(t), :]` for the step's tokens, `pos(t)` the token's position
@@ -63,7 +82,7 @@ impl GetRows {
         out: Rows,
         tok: Tokens,
     ) -> Result<Self, GpuError> {
-        Self::build(gpu, w, ids, out, tok, Mode::AddPositions)
+        Self::build(gpu, w, ids, out, tok, (Mode::AddPositions, 1.0))
     }
 
     fn build(
@@ -72,7 +91,7 @@ impl GetRows {
         ids: &wgpu::Buffer,
         out: Rows,
         tok: Tokens,
-        mode: Mode,
+        (mode, scale): (Mode, f32),
     ) -> Result<Self, GpuError> {
         let n_ids = tok.max as u64;
         if n_ids == 0 || out.per_token() != w.cols || out.stride == 0 || ids.size() < n_ids * 4 {
@@ -99,7 +118,7 @@ impl GetRows {
             n_ids: n_ids as u32,
             out_offset,
             out_stride: out.stride,
-            _pad: 0,
+            scale,
         };
         let groups = w.cols.div_ceil(4).div_ceil(WORKGROUP as u64) as u32;
         let kernel = WeightKernel {
@@ -134,11 +153,16 @@ impl GetRows {
 
 /// CPU twin: rows `ids` of the dequantized weight `w`, concatenated.
 pub fn cpu(w: &[f32], cols: usize, ids: &[u32]) -> Vec<f32> {
+    cpu_scaled(w, cols, ids, 1.0)
+}
+
+/// CPU twin of [`GetRows::scaled`]: each value times `scale` in f32, as the kernel does.
+pub fn cpu_scaled(w: &[f32], cols: usize, ids: &[u32], scale: f32) -> Vec<f32> {
     ids.iter()
         .flat_map(|&i| {
             w[i as usize * cols..(i as usize + 1) * cols]
                 .iter()
-                .copied()
+                .map(move |v| v * scale)
         })
         .collect()
 }
