@@ -717,6 +717,28 @@ fn get_rows_every_type() {
     }
 }
 
+/// A scale that is not finite would fill the embedding with inf or NaN: refused.
+#[test]
+fn get_rows_refuses_a_scale_that_is_not_finite() {
+    let g = gpu(Config::Full);
+    let c = case(GgmlType::Q8_0, 3, 32, 5);
+    let t = GpuTensor::upload(&g, "w", c.ty, c.cols as u64, c.rows as u64, &c.raw).unwrap();
+    let ib = storage_u32(&g, &[0]);
+    let ob = output(&g, c.cols);
+    let step = StepBuffer::new(&g, Step::new(0, 1));
+    let tok = Tokens {
+        max: 1,
+        step: &step,
+    };
+    for scale in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        let out = Rows::packed(&ob, c.cols as u32);
+        let err = GetRows::scaled(&g, &t, &ib, out, tok, scale)
+            .map(drop)
+            .expect_err("a scale that is not finite");
+        assert!(err.to_string().contains("not finite"), "{err}");
+    }
+}
+
 #[test]
 fn float_rows_that_end_inside_a_group() {
     for ty in [GgmlType::F32, GgmlType::F16, GgmlType::BF16] {
