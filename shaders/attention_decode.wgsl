@@ -3,14 +3,21 @@
 // dimension, so a batched step attends every sequence's token in the same dispatches.
 // Pass 1 and SINGLE take a block of `heads` query heads of one KV group per workgroup, so
 // each K and V row is read once for all of them (GQA / MQA), as vec4 where head_dim
-// allows (VEC4).
-// Pass 1 (default): workgroup (x, head block b, token t) scores the CHUNK key positions
-// of chunk c (the x-th of the token's range) against each head's q, and writes to each
-// head's own slot of the scratch buffer the chunk's max score m, sum of exp(s - m) and
-// the exp-weighted sum of V rows. Workgroups past the range exit.
-// Pass 2 (COMBINE): one workgroup per (head, token) rescales the chunks to a common max and
-// divides, over the chunks in parallel: the maximum and the denominator are workgroup
-// reductions, each chunk's weight is computed once, and every invocation sums its dims.
+// allows (VEC4). A token's cached range is cut into chunks of CHUNK positions, and the
+// chunks into splits (split_chunks): pass 1's workgroup x takes split x.
+// Pass 1, SGKEY form (adapters with subgroups of 8 to 64 lanes): the workgroup's
+// subgroups walk the split's keys, one key per subgroup at a time, lanes splitting the
+// head's columns, with an online softmax; the subgroups merge at the end and the
+// workgroup writes each head's max m, sum of exp(s - m) and exp-weighted sum of V rows
+// to the split's scratch slot.
+// Pass 1, per-lane form (no subgroups): one chunk per split; each invocation scores one
+// key, the chunk's max and exp-sum are workgroup reductions, and each invocation sums
+// one vec4 column of V; same scratch output.
+// Pass 2 (COMBINE): one workgroup per (head, token) rescales the splits to a common max
+// and divides, over the splits in parallel: the maximum and the denominator are
+// workgroup reductions, each split's weight is computed once, and every invocation sums
+// its dims. SEQ (the few balanced splits a CPU rasterizer's pass 1 leaves): each
+// invocation one vec4 column, walking the splits in order with an online softmax.
 // SINGLE: one pass for short contexts: one workgroup per (head block, token) walks the
 // chunks in order with an online softmax per head (running max and sum, the output
 // rescaled as the max grows) and writes the output itself, so a short step needs no
@@ -35,13 +42,14 @@ struct Params {
     max_tokens: u32,  // tokens per step the grid and the scratch buffer are sized for
     heads: u32,       // query heads per workgroup (HEADS)
     softcap: f32,     // > 0: scores become softcap * tanh(score / softcap)
-    _pad0: u32,
-    _pad1: u32,
+    splits: u32,      // pass 1's workgroups along x: the most splits of a token's chunks
+    balanced: u32,    // 1: every split takes an equal share of the chunks (see split_chunks)
     _pad2: u32,
 }
 
-// One key position per invocation in pass 1.
-const CHUNK: u32 = WG;
+// Key positions per chunk (one scratch slot each); in the per-lane pass 1 and the single
+// pass, one per invocation.
+const CHUNK: u32 = 64u;
 // Dims per invocation in the combine pass: head_dim <= 256 (checked on the host) with WG = 64.
 const DPT: u32 = 4u;
 // Query heads per workgroup (HEADS, a divisor of the group size up to 8: a pipeline per
@@ -57,6 +65,14 @@ const D4: u32 = 64u;
 const NEG: f32 = -1e30;
 
 @group(0) @binding(3) var<uniform> p: Params;
+
+// A scaled score, soft-capped when the params say so.
+fn cap_score(s: f32) -> f32 {
+    if (p.softcap > 0.0) {
+        return p.softcap * tanh(clamp(s / p.softcap, -15.0, 15.0));
+    }
+    return s;
+}
 
 // Whether token t is in this step.
 fn live(t: u32) -> bool {
@@ -75,7 +91,36 @@ fn chunk_range(t: u32) -> vec2<u32> {
     return vec2<u32>(lo / CHUNK, (kv_len + CHUNK - 1u) / CHUNK);
 }
 
-// Scratch slot of (token, head, chunk).
+// Chunks [first, end) of split x (pass 1's workgroup x) of token t's range. Balanced: each
+// of the p.splits splits takes floor or ceil of the chunks' share, the empty ones (fewer
+// chunks than splits) spread over the grid, since a CPU rasterizer hands each thread a
+// run of workgroups; else one chunk per split, the first ones. Empty: first >= end.
+fn split_chunks(t: u32, x: u32) -> vec2<u32> {
+    let cr = chunk_range(t);
+    let n = cr.y - cr.x;
+    if (p.balanced != 0u) {
+        return vec2<u32>(cr.x + x * n / p.splits, cr.x + (x + 1u) * n / p.splits);
+    }
+    return vec2<u32>(cr.x + x, cr.x + min(x + 1u, n));
+}
+
+// Splits of token t's range that may hold chunks (the combine's partials, in slots 0 .. n;
+// the empty ones are skipped).
+fn splits_of(t: u32) -> u32 {
+    if (p.balanced != 0u) {
+        return p.splits;
+    }
+    let cr = chunk_range(t);
+    return cr.y - cr.x;
+}
+
+// Whether split x of token t holds chunks.
+fn split_live(t: u32, x: u32) -> bool {
+    let sc = split_chunks(t, x);
+    return sc.x < sc.y;
+}
+
+// Scratch slot of (token, head, split).
 fn slot_of(t: u32, h: u32, c: u32) -> u32 {
     return (t * p.n_heads + h) * p.max_chunks + c;
 }
@@ -122,6 +167,57 @@ fn head_d4() -> u32 {
 @group(0) @binding(4) var<storage, read> part: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
+#ifdef SEQ
+// SEQ (few splits, as a CPU rasterizer's pass 1 leaves): workgroup (column block, head,
+// token), each invocation one vec4 column of the head, walking the splits in order with
+// an online softmax: no barrier, no shared memory.
+@compute @workgroup_size(WG)
+fn main(ids: Ids, gs: Groups) {
+    let h = gs.wid.y;
+    let t = gs.wid.z;
+    let d4 = gs.wid.x * WG + ids.lid;
+    if (h >= p.n_heads || !live(t) || d4 >= head_d4()) {
+        return;
+    }
+    let n = splits_of(t);
+    var m = NEG;
+    var l = 0.0;
+    var acc = vec4<f32>(0.0);
+    for (var c = 0u; c < n; c++) {
+        if (!split_live(t, c)) {
+            continue;
+        }
+        let i = ml_index(t, h, c);
+        let mc = part[i];
+        let mn = max(m, mc);
+        let f = exp(m - mn);
+        let w = exp(mc - mn);
+        m = mn;
+        l = l * f + w * part[i + 1u];
+        let base = slot_of(t, h, c) * p.head_dim + d4 * 4u;
+        var v = vec4<f32>(0.0);
+        for (var k = 0u; k < 4u; k++) {
+            if (d4 * 4u + k < p.head_dim) {
+                v[k] = part[base + k];
+            }
+        }
+        acc = acc * f + w * v;
+    }
+#ifdef SINKS
+    let sk = sinks[h];
+    let mn = max(m, sk);
+    let f = exp(m - mn);
+    acc *= f;
+    l = l * f + exp(sk - mn);
+#endif
+    for (var k = 0u; k < 4u; k++) {
+        let d = d4 * 4u + k;
+        if (d < p.head_dim && l > 0.0) {
+            out[p.out_offset + head_elem(t, h, d)] = acc[k] / l;
+        }
+    }
+}
+#else
 // The weights exp(m_c - m) of a tile of WG chunks.
 var<workgroup> cw: array<f32, WG>;
 
@@ -134,14 +230,16 @@ fn main(ids: Ids, gs: Groups) {
     let ok = h < p.n_heads && live(t);
     var cr = vec2<u32>(0u, 0u);
     if (ok) {
-        cr = chunk_range(t);
+        cr = vec2<u32>(0u, splits_of(t));
     }
     // The chunks in parallel: invocation i takes chunks cr.x + i, + WG, ... for the
     // maximum, then each tile's weights are computed once, by one invocation each, and
     // every invocation adds its dims of the tile's chunks.
     var mi = NEG;
     for (var c = cr.x + ids.lid; c < cr.y; c += WG) {
-        mi = max(mi, part[ml_index(t, h, c)]);
+        if (split_live(t, c)) {
+            mi = max(mi, part[ml_index(t, h, c)]);
+        }
     }
     var m = wg_max(mi, ids);
 #ifdef SINKS
@@ -156,7 +254,7 @@ fn main(ids: Ids, gs: Groups) {
     for (var c0 = cr.x; c0 < cr.y; c0 += WG) {
         let c = c0 + ids.lid;
         var w = 0.0;
-        if (c < cr.y) {
+        if (c < cr.y && split_live(t, c)) {
             let i = ml_index(t, h, c);
             w = exp(part[i] - m);
             li += w * part[i + 1u];
@@ -188,6 +286,7 @@ fn main(ids: Ids, gs: Groups) {
         }
     }
 }
+#endif
 #else
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 #ifdef Q8
@@ -327,63 +426,158 @@ fn weighted_v(c0: u32, j0: u32, j1: u32, at: KvAt, d4: u32, acc: ptr<function, a
     }
 }
 
-#ifdef QSHARE
-// QSHARE (pass 1; host: a CPU adapter with subgroups of at least 8, a vec4 f16/f32
-// cache, head_dim / 4 a multiple of the subgroup size): values every lane of a subgroup needs
-// (q in the scores, the exp weights in the V sums) are loaded once per subgroup, lane j
-// taking the j-th of each 8 and the others receiving it by subgroupBroadcast. A CPU
-// rasterizer runs each invocation as a SIMD lane, where a load of shared memory or a
-// buffer is a per-lane gather and a broadcast a register move; without it each key's
-// score read every head's q once per lane, 8 times the key's own K words. Every lane
-// runs every step (positions outside [lo, kv_len) read a valid row and score NEG).
 
-// Lane j of 8 in the subgroup.
-var<private> sl: u32;
+#ifdef SGKEY
+// SGKEY (pass 1 with subgroups of at least SGMIN lanes): each subgroup walks its keys of the
+// chunk (key j to subgroup j % n_subgroups) on its own, the lanes splitting the head's
+// vec4 columns (lane l takes columns l, l + sg_size, ...): a K or V row is read by
+// neighbouring lanes from neighbouring words (one coalesced load per row on a GPU, one
+// cache line per gather on a CPU rasterizer), each lane keeps its q columns and its part
+// of every head's output in registers, and a score is one subgroupAdd. Each subgroup
+// keeps an online softmax per head (running max and sum, its columns rescaled only when
+// the max grows), so the walk needs no barrier; the subgroups' partials merge once at the
+// end through shared memory.
+// Columns per lane at most: head_dim <= 256 (64 vec4 columns) over the smallest subgroup.
+const C4: u32 = D4 / SGMIN;
+// Subgroups per workgroup at most.
+const NSG: u32 = (WG + SGMIN - 1u) / SGMIN;
+@group(0) @binding(4) var<storage, read_write> part: array<f32>;
 
-fn score_shared(pos: u32, j: u32, lo: u32, kv_len: u32, at: KvAt) {
-    let ok = pos >= lo && pos < kv_len;
-    let e = kv_elem(at, select(lo, pos, ok));
-    var s: array<f32, HB>;
-    for (var d8 = 0u; d8 < head_d4(); d8 += 8u) {
-#unroll 8
-        let k$i = kv_col(e, d8 + $iu, false);
-#endunroll
-        for (var g = 0u; g < HB; g++) {
-            let qv = qs[g * D4 + d8 + sl];
-#unroll 8
-            s[g] += dot(subgroupBroadcast(qv, $iu), k$i);
-#endunroll
-        }
+// Each subgroup's rescaled columns of one head, then each subgroup's (max, sum).
+var<workgroup> mrg: array<vec4<f32>, NSG * D4>;
+var<workgroup> mls: array<vec2<f32>, NSG>;
+
+@compute @workgroup_size(WG)
+fn main(ids: Ids, gs: Groups) {
+    let h0 = gs.wid.y * HB;
+    let t = gs.wid.z;
+    if (h0 >= p.n_heads || !live(t)) {
+        return;
     }
+    // Workgroup x walks split x of the token's chunks; its slot is x.
+    let x = gs.wid.x;
+    let sc = split_chunks(t, x);
+    if (sc.x >= sc.y || x >= p.max_chunks) {
+        return;
+    }
+    let kv_len = kv_len_of(t);
+    let lo = window_lo(kv_len, p.window);
+    // Its keys: [k0, k1), at least one.
+    let k0 = max(lo, sc.x * CHUNK);
+    let k1 = min(kv_len, sc.y * CHUNK);
+    let at = kv_at(t, h0);
+    let sgs = ids.sg_size;
+    let sgi = ids.lid / sgs;
+    let nsg = (WG + sgs - 1u) / sgs;
+    let nd4 = head_d4();
+    // This lane's q columns of each head, scaled (0 past the head).
+    var qr: array<array<vec4<f32>, C4>, HB>;
     for (var g = 0u; g < HB; g++) {
-        var v = select(NEG, s[g], ok);
-        if (p.softcap > 0.0 && ok) {
-            v = p.softcap * tanh(clamp(v / p.softcap, -15.0, 15.0));
+        for (var i = 0u; i < C4; i++) {
+            let d4 = ids.lane + i * sgs;
+            var r = vec4<f32>(0.0);
+            for (var j = 0u; j < 4u; j++) {
+                let d = d4 * 4u + j;
+                if (d4 < nd4 && d < p.head_dim) {
+                    r[j] = q[p.q_offset + head_elem(t, h0 + g, d)] * p.scale;
+                }
+            }
+            qr[g][i] = r;
         }
-        ss[g * CHUNK + j] = v;
     }
-}
-
-// weighted_v over the keys in blocks of 8 from j0 rounded down (their exp weights are 0
-// outside [j0, j1), and their rows are read clamped into [c0 + j0, c0 + j1)). The
-// caller's `d4 < head_d4()` holds for whole subgroups (the host's condition).
-fn weighted_v_shared(c0: u32, j0: u32, j1: u32, at: KvAt, d4: u32, acc: ptr<function, array<vec4<f32>, HB>>) {
-    let first = c0 + j0;
-    let last = c0 + j1 - 1u;
-    for (var i0 = j0 & ~7u; i0 < j1; i0 += 8u) {
-#unroll 8
-        let v$i = kv_col(kv_elem(at, clamp(c0 + i0 + $iu, first, last)), d4, true);
-#endunroll
+    var m: array<f32, HB>;
+    var l: array<f32, HB>;
+    var acc: array<array<vec4<f32>, C4>, HB>;
+    for (var g = 0u; g < HB; g++) {
+        m[g] = NEG;
+    }
+    // Every subgroup runs the same number of rounds (the subgroup sums need whole
+    // subgroups); a round past k1 reads row k0 and weighs it 0.
+    for (var jb = k0; jb < k1; jb += nsg) {
+        let j = jb + sgi;
+        let ok = j < k1;
+        let e = kv_elem(at, select(k0, j, ok));
+        var kr: array<vec4<f32>, C4>;
+        for (var i = 0u; i < C4; i++) {
+            let d4 = ids.lane + i * sgs;
+            if (d4 < nd4) {
+                kr[i] = kv_col(e, d4, false);
+            }
+        }
+        var w: array<f32, HB>;
         for (var g = 0u; g < HB; g++) {
-            let ev = es[g * CHUNK + i0 + sl];
-#unroll 8
-            (*acc)[g] += subgroupBroadcast(ev, $iu) * v$i;
-#endunroll
+            var s = 0.0;
+            for (var i = 0u; i < C4; i++) {
+                s += dot(qr[g][i], kr[i]);
+            }
+            s = select(NEG, cap_score(subgroupAdd(s)), ok);
+            if (s > m[g]) {
+                let f = exp(m[g] - s);
+                m[g] = s;
+                l[g] *= f;
+                for (var i = 0u; i < C4; i++) {
+                    acc[g][i] *= f;
+                }
+            }
+            w[g] = select(0.0, exp(s - m[g]), ok);
+            l[g] += w[g];
+        }
+        for (var i = 0u; i < C4; i++) {
+            let d4 = ids.lane + i * sgs;
+            if (d4 < nd4) {
+                let v = kv_col(e, d4, true);
+                for (var g = 0u; g < HB; g++) {
+                    acc[g][i] += w[g] * v;
+                }
+            }
         }
     }
+    // Merge the subgroups per head: rescale each to the common max, sum the columns.
+    for (var g = 0u; g < HB; g++) {
+        if (ids.lane == 0u) {
+            mls[sgi] = vec2<f32>(m[g], l[g]);
+        }
+        workgroupBarrier();
+        var mx = NEG;
+        for (var s = 0u; s < nsg; s++) {
+            mx = max(mx, mls[s].x);
+        }
+        // A subgroup with no key in range has m = NEG and l = 0: weight 0.
+        let f = exp(m[g] - mx);
+        for (var i = 0u; i < C4; i++) {
+            let d4 = ids.lane + i * sgs;
+            if (d4 < nd4) {
+                mrg[sgi * D4 + d4] = acc[g][i] * f;
+            }
+        }
+        workgroupBarrier();
+        let base = slot_of(t, h0 + g, x) * p.head_dim;
+        for (var d4 = ids.lid; d4 < nd4; d4 += WG) {
+            var r = vec4<f32>(0.0);
+            for (var s = 0u; s < nsg; s++) {
+                r += mrg[s * D4 + d4];
+            }
+            for (var k = 0u; k < 4u; k++) {
+                let d = d4 * 4u + k;
+                if (d < p.head_dim) {
+                    part[base + d] = r[k];
+                }
+            }
+        }
+        if (ids.lid == 0u) {
+            var ls = 0.0;
+            for (var s = 0u; s < nsg; s++) {
+                ls += mls[s].y * exp(mls[s].x - mx);
+            }
+            let mi = ml_index(t, h0 + g, x);
+            part[mi] = mx;
+            part[mi + 1u] = ls;
+        }
+        // The next head reuses mls and mrg.
+        workgroupBarrier();
+    }
 }
-#endif
-
+#else
 #ifdef SINGLE
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
@@ -466,28 +660,22 @@ fn main(ids: Ids, gs: Groups) {
         return;
     }
     // Workgroup x takes the x-th chunk of the token's range (a windowed layer's grid
-    // covers only the window's chunks); its scratch slot is the chunk's own.
-    let cr = chunk_range(t);
-    let c = cr.x + gs.wid.x;
-    if (c >= cr.y || c >= p.max_chunks) {
+    // covers only the window's chunks; the host gives this form one chunk per split);
+    // its scratch slot is x.
+    let sc = split_chunks(t, gs.wid.x);
+    let c = sc.x;
+    if (c >= sc.y || gs.wid.x >= p.max_chunks) {
         return;
     }
     let kv_len = kv_len_of(t);
     let lo = window_lo(kv_len, p.window);
     let at = kv_at(t, h0);
-#ifdef QSHARE
-    sl = ids.lane % 8u;
-#endif
     load_q(t, h0, ids.lid);
     workgroupBarrier();
 
     // Scores: each invocation owns one key position, for every head of the block.
     let c0 = c * CHUNK;
-#ifdef QSHARE
-    score_shared(c0 + ids.lid, ids.lid, lo, kv_len, at);
-#else
     score(c0 + ids.lid, ids.lid, lo, kv_len, at);
-#endif
     workgroupBarrier();
     // The chunk has at least one valid position, so each m is a real score.
     var m: array<f32, HB>;
@@ -503,13 +691,9 @@ fn main(ids: Ids, gs: Groups) {
     let d4 = ids.lid;
     if (d4 < head_d4()) {
         var acc: array<vec4<f32>, HB>;
-#ifdef QSHARE
-        weighted_v_shared(c0, j0, j1, at, d4, &acc);
-#else
         weighted_v(c0, j0, j1, at, d4, &acc);
-#endif
         for (var g = 0u; g < HB; g++) {
-            let base = slot_of(t, h0 + g, c) * p.head_dim;
+            let base = slot_of(t, h0 + g, gs.wid.x) * p.head_dim;
             for (var i = 0u; i < 4u; i++) {
                 let d = d4 * 4u + i;
                 if (d < p.head_dim) {
@@ -520,11 +704,12 @@ fn main(ids: Ids, gs: Groups) {
     }
     if (ids.lid == 0u) {
         for (var g = 0u; g < HB; g++) {
-            let mi = ml_index(t, h0 + g, c);
+            let mi = ml_index(t, h0 + g, gs.wid.x);
             part[mi] = m[g];
             part[mi + 1u] = l[g];
         }
     }
 }
+#endif
 #endif
 #endif

@@ -304,46 +304,79 @@ fn check_decode_lens(
                 window,
             )
         };
-        let op = AttentionDecode::new(
-            &g,
-            &a,
-            View {
-                buffer: &qb,
-                offset: 3,
-            },
-            View {
-                buffer: &ob,
-                offset: 2,
-            },
-            &cache,
-            &step,
-        )
-        .unwrap();
-        for &kv_len in lens {
-            step.write(&g, Step::new(kv_len as u32 - 1, 1));
-            let want = attention_decode::cpu(&a, &q[3..], &k, &v, kv_len);
-            // Both forms at every length (the plan picks one by length: `for_len`).
-            for (form, d) in [("split", &op.dispatches), ("single", &op.single)] {
-                kernels::run(&g, &output_reset(&g, &ob, d));
-                let got = read(&g, &ob, n_heads * head_dim + 2);
-                let case = format!(
-                    "decode {form} {cfg:?} {} heads {n_heads}/{n_kv_heads} d {head_dim} window {window:?} softcap {softcap:?} kv_len {kv_len}",
+        for form in forms(&g) {
+            let op = AttentionDecode::with_form(
+                &g,
+                &a,
+                (
+                    View {
+                        buffer: &qb,
+                        offset: 3,
+                    },
+                    View {
+                        buffer: &ob,
+                        offset: 2,
+                    },
+                ),
+                &cache,
+                Tokens {
+                    max: 1,
+                    step: &step,
+                },
+                (None, form),
+            )
+            .unwrap();
+            for &kv_len in lens {
+                step.write(&g, Step::new(kv_len as u32 - 1, 1));
+                let want = attention_decode::cpu(&a, &q[3..], &k, &v, kv_len);
+                // Both forms at every length (the plan picks one by length: `for_len`).
+                for (pass, d) in [("split", &op.dispatches), ("single", &op.single)] {
+                    kernels::run(&g, &output_reset(&g, &ob, d));
+                    let got = read(&g, &ob, n_heads * head_dim + 2);
+                    let case = format!(
+                    "decode {form:?} {pass} {cfg:?} {} heads {n_heads}/{n_kv_heads} d {head_dim} window {window:?} softcap {softcap:?} kv_len {kv_len}",
                     cache.kind
                 );
-                assert_close(&case, &got[2..], &want, BOUND);
-                worst = worst.max(nmse(&got[2..], &want));
+                    assert_close(&case, &got[2..], &want, BOUND);
+                    worst = worst.max(nmse(&got[2..], &want));
+                }
+                let seen = window.map_or(kv_len, |w| kv_len.min(w as usize));
+                let picked = op.for_len(kv_len as u32).len();
+                let short = seen <= attention_decode::SINGLE_PASS_MAX as usize;
+                assert_eq!(
+                    picked,
+                    if short { 1 } else { 2 },
+                    "kv_len {kv_len} window {window:?}"
+                );
             }
-            let seen = window.map_or(kv_len, |w| kv_len.min(w as usize));
-            let picked = op.for_len(kv_len as u32).len();
-            let short = seen <= attention_decode::SINGLE_PASS_MAX as usize;
-            assert_eq!(
-                picked,
-                if short { 1 } else { 2 },
-                "kv_len {kv_len} window {window:?}"
-            );
         }
     }
     worst
+}
+
+/// The forms of decode attention's pass 1 an adapter can run: the per-lane form, and with
+/// subgroups the subgroup-per-key form as the adapter picks it, in workgroups of 64 (its
+/// subgroups merge through shared memory), with one chunk per split (the parallel
+/// combine) and with 3 balanced splits (the in-order combine, empty splits when a range
+/// has fewer chunks).
+fn forms(g: &Gpu) -> Vec<Option<attention_decode::SgKey>> {
+    let mut out = vec![None];
+    if let Some(k) = attention_decode::sgkey(g) {
+        out.push(Some(k));
+        for f in [
+            attention_decode::SgKey { workgroup: 64, ..k },
+            attention_decode::SgKey {
+                splits: u32::MAX,
+                ..k
+            },
+            attention_decode::SgKey { splits: 3, ..k },
+        ] {
+            if !out.contains(&Some(f)) {
+                out.push(Some(f));
+            }
+        }
+    }
+    out
 }
 
 #[test]

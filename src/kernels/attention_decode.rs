@@ -1,10 +1,13 @@
 //! Attention for one decoded token over the KV cache, flash-decoding style: the cached
-//! positions are split into chunks scored in parallel (one workgroup per chunk and block
-//! of query heads of one KV group, each writing every head's softmax max, exp-sum and
-//! partial output to its own scratch slot), then a second dispatch merges the chunks per
-//! head. Long contexts thus fill the GPU even with a single query, and each K and V row
-//! is read once per block of heads that shares it (GQA), as vec4 where head_dim allows.
-//! Shader: `attention_decode.wgsl` (pass 2 under `COMBINE`).
+//! positions are split into chunks, the chunks into splits scored in parallel (one
+//! workgroup per split and block of query heads of one KV group, each writing every
+//! head's softmax max, exp-sum and partial output to its own scratch slot), then a second
+//! dispatch merges the splits per head. Long contexts thus fill the GPU even with a
+//! single query, and each K and V row is read once per block of heads that shares it
+//! (GQA), as vec4 where head_dim allows. With subgroups, pass 1 takes the
+//! subgroup-per-key form ([`SgKey`]): lanes split a key's columns (coalesced rows, one
+//! subgroup sum per score) and each subgroup keeps an online softmax, with no barrier in
+//! its walk. Shader: `attention_decode.wgsl` (pass 2 under `COMBINE`).
 
 use super::{
     build_dispatch, check_rows, to_u32, Dispatch, KvCache, KvType, StepBuffer, Tokens, View, Work,
@@ -35,7 +38,9 @@ params! {
         max_tokens: u32,
         heads: u32,
         softcap: f32,
-        _pad: [u32; 3],
+        splits: u32,
+        balanced: u32,
+        _pad: u32,
     }
 }
 
@@ -81,19 +86,20 @@ fn key(
     vec4: bool,
     heads: u32,
     sinks: bool,
-    (sg, share): (bool, bool),
+    sg: bool,
+    sgkey: Option<SgKey>,
 ) -> Result<PipelineKey, GpuError> {
     let mut d: Vec<String> = Vec::new();
-    // The subgroup-shared loads (`QSHARE`): pass 1 over a vec4 cache. The single pass
-    // (short contexts) keeps its per-lane form, where lanes past the context skip their
-    // loads: there the shared form ran slower (SmolLM2 decode at 1-8 positions, 178-193
-    // µs per dispatch against 145-150 in `hearth profile`). Measured again once the chunk
-    // maximum and sum became workgroup reductions (`hearth profile SmolLM2 -p P -n 8`,
-    // P = 4, 64, 180: 1, 2 and 3-4 chunks): shared 75.6, 135.0, 211.7 µs against
-    // per-lane 57.6, 124.2, 250.0, so the single pass stays per-lane.
-    let share = share && pass == Pass::Chunks && vec4 && kind != KvType::Q8_0;
-    if share {
-        d.push("QSHARE".into());
+    // The combine of the few splits the SGKEY form leaves on a CPU rasterizer walks them
+    // in order (`SEQ`), in workgroups of the pass's size.
+    let seq = sgkey.filter(|k| pass == Pass::Combine && k.splits <= SEQ_SPLITS);
+    if seq.is_some() {
+        d.push("SEQ".into());
+    }
+    let sgkey = sgkey.filter(|_| pass == Pass::Chunks);
+    if let Some(k) = sgkey {
+        d.push("SGKEY".into());
+        d.push(format!("SGMIN={}", k.sg_min));
     }
     if sinks && pass != Pass::Chunks {
         d.push("SINKS".into());
@@ -119,9 +125,9 @@ fn key(
             f16: kind == KvType::F16 && pass != Pass::Combine,
             // The chunk maxima and sums (and the combine's) reduce per subgroup where
             // the adapter has subgroups, else in a shared-memory tree.
-            subgroups: sg || share,
+            subgroups: (sg || sgkey.is_some()) && seq.is_none(),
             defines: super::static_defines(&d)?,
-            ..ShaderVariant::new(WORKGROUP)
+            ..ShaderVariant::new(sgkey.or(seq).map_or(WORKGROUP, |k| k.workgroup))
         },
     })
 }
@@ -149,11 +155,21 @@ pub fn variants() -> Vec<PipelineKey> {
         keys.push((kind, Pass::Single, vec4, SINGLE_HEADS, false));
         keys.push((kind, Pass::Single, vec4, SINGLE_HEADS, true));
     }
+    let mut sgkeys = vec![None];
+    for sg_min in [8, 16, 32, 64] {
+        for workgroup in [sg_min, WORKGROUP] {
+            sgkeys.push(Some(SgKey {
+                sg_min,
+                workgroup,
+                splits: 1,
+            }));
+        }
+    }
     let mut out = Vec::new();
     for (f, p, v, h, s) in keys {
         for sg in [false, true] {
-            for share in [false, true] {
-                let k = key(f, p, v, h, s, (sg, share)).expect("static defines");
+            for &sk in &sgkeys {
+                let k = key(f, p, v, h, s, sg, sk).expect("static defines");
                 if !out.contains(&k) {
                     out.push(k);
                 }
@@ -163,24 +179,73 @@ pub fn variants() -> Vec<PipelineKey> {
     out
 }
 
+/// The subgroup-per-key form of pass 1 (`SGKEY` in the shader): each subgroup walks its
+/// keys of the chunk with the lanes splitting the head's columns, an online softmax per
+/// head, and one merge of the subgroups at the end. `sg_min`: the adapter's smallest
+/// subgroup (sizes each lane's columns); `workgroup`: its invocations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SgKey {
+    /// Smallest subgroup size of the adapter (8 to 64).
+    pub sg_min: u32,
+    /// Workgroup size: one subgroup on a CPU rasterizer whose subgroups have one size
+    /// (no merge, no barrier between the lanes' SIMD batches), else [`WORKGROUP`].
+    pub workgroup: u32,
+    /// Most splits of a token's chunks (pass 1's workgroups per head block and token;
+    /// each walks a run of chunks with one online softmax and leaves one partial).
+    pub splits: u32,
+}
+
+/// [`SgKey::splits`] on a CPU rasterizer.
+pub const CPU_SPLITS: u32 = 16;
+
+/// The most splits the in-order combine (`SEQ`) takes; more take the parallel one.
+pub const SEQ_SPLITS: u32 = 64;
+
+/// The `SGKEY` form for this adapter, if it takes it: subgroups whose sizes are powers of
+/// two from 8 to 64 (a lane's columns are sized for the smallest, and a workgroup of 64
+/// holds whole subgroups of the largest). `HEARTH_ATTN_SGKEY=0` turns it off (tuning aid:
+/// the per-lane pass 1 in the same binary).
+pub fn sgkey(gpu: &Gpu) -> Option<SgKey> {
+    let force = std::env::var("HEARTH_ATTN_SGKEY").ok();
+    if force.as_deref() == Some("0") {
+        return None;
+    }
+    let (min, max) = (gpu.info.subgroup_min_size, gpu.info.subgroup_max_size);
+    let ok = gpu.features.subgroups
+        && min.is_power_of_two()
+        && max.is_power_of_two()
+        && (8..=64).contains(&min)
+        && (min..=64).contains(&max);
+    if !ok {
+        return None;
+    }
+    let cpu = super::matvec::AdapterClass::of(&gpu.info) == super::matvec::AdapterClass::Cpu;
+    let workgroup = if cpu && min == max { min } else { WORKGROUP };
+    let workgroup = match force.and_then(|f| f.parse::<u32>().ok()) {
+        Some(w) if w == min || w == WORKGROUP => w,
+        _ => workgroup,
+    };
+    // A GPU takes a chunk per workgroup (long contexts fill its compute units); a CPU
+    // rasterizer runs workgroups on a few threads, where a few long splits keep them busy
+    // and leave the combine a few partials.
+    let splits = if cpu { CPU_SPLITS } else { u32::MAX };
+    let splits = std::env::var("HEARTH_ATTN_SPLITS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(splits);
+    Some(SgKey {
+        sg_min: min,
+        workgroup,
+        splits,
+    })
+}
+
 /// Workgroups along pass 1's chunk axis: each takes one chunk of its token's range, so a
 /// sliding window of w positions (at most ceil(w / CHUNK) + 1 chunks) needs no more
 /// than that, whatever the cache's capacity; without a window, every chunk.
 fn range_chunks(max_chunks: u32, window: Option<u32>) -> u32 {
     window.map_or(max_chunks, |w| max_chunks.min(w.div_ceil(CHUNK) + 1))
-}
-
-/// Whether decode attention with heads of `head_dim` may take the subgroup-shared loads
-/// (`QSHARE` in the shader; `key` takes them only for pass 1 over a vec4 cache): on a
-/// CPU rasterizer (each invocation a SIMD lane, each load a per-lane gather) with
-/// subgroups of at least 8 that divide the head's vec4 columns, so that the V sums'
-/// `d4 < head_d4` branch holds or drops whole subgroups.
-pub fn shares_loads(gpu: &Gpu, head_dim: u32) -> bool {
-    let info = &gpu.info;
-    super::matvec::AdapterClass::of(info) == super::matvec::AdapterClass::Cpu
-        && super::matvec::broadcasts(gpu)
-        && head_dim.is_multiple_of(4)
-        && (head_dim / 4).is_multiple_of(info.subgroup_max_size)
 }
 
 /// What an attention op computes: `n_heads` query heads of `head_dim` over `n_kv_heads`
@@ -303,7 +368,38 @@ impl AttentionDecode {
         tok: Tokens,
         sinks: Option<&wgpu::Buffer>,
     ) -> Result<Self, GpuError> {
+        Self::with_form(gpu, spec, (q, out), cache, tok, (sinks, sgkey(gpu)))
+    }
+
+    /// `with_sinks` with pass 1's form given: `Some` the subgroup-per-key form with
+    /// that geometry (the adapter must have subgroups of at least its `sg_min` lanes,
+    /// sizes powers of two up to 64 and at most its workgroup), `None` the per-lane form.
+    pub fn with_form(
+        gpu: &Gpu,
+        spec: &AttnSpec,
+        (q, out): (View, View),
+        cache: &KvCache,
+        tok: Tokens,
+        (sinks, form): (Option<&wgpu::Buffer>, Option<SgKey>),
+    ) -> Result<Self, GpuError> {
         let what = "attention_decode";
+        if let Some(f) = form {
+            let (min, max) = (gpu.info.subgroup_min_size, gpu.info.subgroup_max_size);
+            let fits = gpu.features.subgroups
+                && f.sg_min.is_power_of_two()
+                && (8..=64).contains(&f.sg_min)
+                && f.sg_min <= min
+                && max <= 64
+                && (f.workgroup == WORKGROUP || (f.workgroup == f.sg_min && min == max))
+                && f.splits > 0;
+            if !fits {
+                return Err(GpuError::Runtime(format!(
+                    "{what}: the subgroup-per-key form {f:?} does not fit this adapter \
+                     (subgroups {}, sizes {min}..={max})",
+                    gpu.features.subgroups
+                )));
+            }
+        }
         check_sinks(what, spec, sinks)?;
         let step = tok.step;
         let rows = tok.max;
@@ -355,7 +451,9 @@ impl AttentionDecode {
             max_tokens: rows,
             heads,
             softcap: spec.cap_param(),
-            _pad: [0; 3],
+            splits: 1,
+            balanced: 0,
+            _pad: 0,
         };
         to_u32("q length", q.offset + q_len)?;
         to_u32("out length", out.offset + q_len)?;
@@ -365,8 +463,15 @@ impl AttentionDecode {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        let sg = (gpu.features.subgroups, shares_loads(gpu, head_dim));
-        let k1 = key(cache.kind, Pass::Chunks, vec4, heads, false, sg)?;
+        let sg = gpu.features.subgroups;
+        let range = range_chunks(max_chunks, window);
+        let seq = form.is_some_and(|f| f.splits <= SEQ_SPLITS);
+        let p = Params {
+            splits: form.map_or(range, |f| f.splits.min(range)),
+            balanced: seq as u32,
+            ..p
+        };
+        let k1 = key(cache.kind, Pass::Chunks, vec4, heads, false, sg, form)?;
         let chunks = build_dispatch(
             gpu,
             &k1,
@@ -379,12 +484,24 @@ impl AttentionDecode {
                 (STEP_BINDING, &step.buffer),
             ],
             &p,
-            (range_chunks(max_chunks, window), n_heads / heads, rows),
+            (p.splits, n_heads / heads, rows),
         )?;
-        let k2 = key(KvType::F32, Pass::Combine, false, 1, sinks.is_some(), sg)?;
+        let k2 = key(
+            KvType::F32,
+            Pass::Combine,
+            false,
+            1,
+            sinks.is_some(),
+            sg,
+            form,
+        )?;
         let mut b2 = vec![(4, &scratch), (5, out.buffer), (STEP_BINDING, &step.buffer)];
         b2.extend(sinks.map(|s| (SINKS_BINDING, s)));
-        let combine = build_dispatch(gpu, &k2, k2.label(), &b2, &p, (n_heads, rows, 1))?;
+        let grid = match form.filter(|_| seq) {
+            Some(f) => (head_dim.div_ceil(4).div_ceil(f.workgroup), n_heads, rows),
+            None => (n_heads, rows, 1),
+        };
+        let combine = build_dispatch(gpu, &k2, k2.label(), &b2, &p, grid)?;
         // Pass 1 reads q and every cached K and V row once and writes one partial per chunk
         // and head; pass 2 reads the partials and writes the output.
         let (nh, hd, q_bytes) = (n_heads as f64, head_dim as f64, q_len as f64 * 4.0);
@@ -422,6 +539,7 @@ impl AttentionDecode {
             SINGLE_HEADS,
             sinks.is_some(),
             sg,
+            None,
         )?;
         let mut b3 = vec![
             (0, q.buffer),
