@@ -342,7 +342,7 @@ fn check_decode_lens(
                 }
                 let seen = window.map_or(kv_len, |w| kv_len.min(w as usize));
                 let picked = op.for_len(kv_len as u32).len();
-                let short = seen <= attention_decode::SINGLE_PASS_MAX as usize;
+                let short = seen <= op.single_max() as usize;
                 assert_eq!(
                     picked,
                     if short { 1 } else { 2 },
