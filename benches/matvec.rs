@@ -102,7 +102,7 @@ fn main() {
         });
         // Prefill's kernel: the batched matvec over every token where it shares x (CPU
         // adapters with subgroups), else the tiled matmul.
-        let t_mm = if hearth::kernels::matvec_batch::shares_x_on(&gpu, ty) && !force_matmul {
+        let t_mm = if hearth::kernels::matvec_batch::shares_x_on(&gpu, &w) && !force_matmul {
             let tok_p = Tokens {
                 max: tokens as u32,
                 step: &step,

@@ -8,14 +8,21 @@
 // subgroup shuffles or, without subgroups, in shared memory. WG and LANES come from the
 // matvec geometry table; COLS (tokens per workgroup) from the host's pick per step.
 // GATED: Y holds the FFN's gate projection, and the result u becomes y = act(y) * u.
-// XSHARE (one lane per row, block types, subgroups of at least 8; the host adds
-// LAZY_FORM): x shared across the subgroup, lane c loading column c (lib/xshare.wgsl), and
+// XSHARE (one lane per row, block types or float rows of whole runs of 32, subgroups of
+// at least 8; the host adds LAZY_FORM): x shared across the subgroup, lane c loading column c (lib/xshare.wgsl), and
 // the weights decoded from words loaded where they are used (lib/lazy.wgsl) where the
 // type has the lazy form. On lavapipe the earlier form (a vec4 of x per lane, a block's
 // words preloaded per row) held about 100 registers across a block and spilled:
 // `benches/matvec` Q8_0 prefill 27 against 51 GFLOP/s now.
+// x as vec4 words: block types (rows of whole blocks) and the x-sharing form (float rows
+// of whole runs of 32, host-checked).
 #ifndef FLOAT_WEIGHTS
 #define X_VEC4
+#endif
+#ifdef XSHARE
+#ifdef FLOAT_WEIGHTS
+#define X_VEC4
+#endif
 #endif
 #include "lib/token_rows.wgsl"
 #include "lib/row_sum.wgsl"

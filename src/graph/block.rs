@@ -138,7 +138,7 @@ impl<'a> Block<'a> {
             Rows::packed(y, w.rows as u32),
         );
         let coop = crate::kernels::matmul::coop_for(self.gpu, w.ty);
-        if coop.is_none() && crate::kernels::matvec_batch::shares_x_on(self.gpu, w.ty) {
+        if coop.is_none() && crate::kernels::matvec_batch::shares_x_on(self.gpu, w) {
             let op = MatVecBatch::new(self.gpu, w, xr, yr, self.tok, act)?;
             return Ok(Some(Arc::new(op)));
         }

@@ -26,33 +26,41 @@ pub const SHARE_GEOMETRY: Geometry = Geometry {
     rows: ROWS_PER_INVOCATION,
 };
 
-/// Whether a build of `geo` for weights of type `ty` takes the x-sharing form: one lane
-/// per row, block weights (rows of whole groups of 8 vec4 words), and subgroup
-/// broadcasts over subgroups of at least 8 invocations.
-fn shares_x(gpu: &Gpu, ty: GgmlType, (g, shuffles): (Geometry, bool)) -> bool {
-    shuffles && g.lanes == 1 && !ty.is_float() && super::matvec::broadcasts(gpu)
+/// Whether a build of `geo` may take the x-sharing form: one lane per row and subgroup
+/// broadcasts over subgroups of at least 8 invocations (the rows must also fit it:
+/// `share_fits`).
+fn shares_x(gpu: &Gpu, (g, shuffles): (Geometry, bool)) -> bool {
+    shuffles && g.lanes == 1 && super::matvec::broadcasts(gpu)
+}
+
+/// Whether rows of `w` read from x at `x_offset` with `stride` fit the x-sharing form:
+/// whole runs of 32 elements (eight 4-element groups a step) with x on vec4 words. Block
+/// types always are (rows of whole blocks, checked x views); float rows must be.
+fn share_fits(w: &GpuTensor, x_offset: u32, stride: u32) -> bool {
+    !w.ty.is_float()
+        || (w.cols.is_multiple_of(32) && x_offset.is_multiple_of(4) && stride.is_multiple_of(4))
 }
 
 /// The geometry of the batched matvec for `gpu` and weights of type `ty`. On a CPU
 /// rasterizer (lavapipe: each invocation a SIMD lane, each load of x a per-lane gather)
-/// with subgroups, block types take the x-sharing form: `benches/matvec` (2048 x 1024,
+/// with subgroups, weights take the x-sharing form: `benches/matvec` (2048 x 1024,
 /// 8 sequences) ran the batched step 1.4-2.5x faster than the table's 8 lanes per row.
 /// Elsewhere the matvec's table geometry.
 pub fn batch_geometry(gpu: &Gpu, ty: GgmlType) -> (Geometry, bool) {
     let share = (SHARE_GEOMETRY, gpu.features.subgroups);
-    if AdapterClass::of(&gpu.info) == AdapterClass::Cpu && shares_x(gpu, ty, share) {
+    if AdapterClass::of(&gpu.info) == AdapterClass::Cpu && shares_x(gpu, share) {
         return share;
     }
     geometry(gpu, ty)
 }
 
-/// Whether the batched matvec takes the x-sharing form for weights of type `ty` on `gpu`.
+/// Whether the batched matvec takes the x-sharing form for `w` on `gpu` (x rows packed).
 /// There it also serves prefill: on lavapipe it runs prompt projections at 25-55
 /// GFLOP/s (`benches/matvec`, 4096 x 4096, 64 tokens: Q6_K lowest, Q4_0 and Q8_0
 /// highest) where the tiled matmul made 11-14 (2048 x 1024), because each invocation's
 /// loads and registers, not its arithmetic, bound both.
-pub fn shares_x_on(gpu: &Gpu, ty: GgmlType) -> bool {
-    shares_x(gpu, ty, batch_geometry(gpu, ty))
+pub fn shares_x_on(gpu: &Gpu, w: &GpuTensor) -> bool {
+    shares_x(gpu, batch_geometry(gpu, w.ty)) && share_fits(w, 0, w.cols as u32)
 }
 
 /// The shader defines of lanes per row, columns per workgroup (`WIDE`: 8), the x-sharing
@@ -90,7 +98,7 @@ pub(crate) fn variants(ty: GgmlType) -> Vec<crate::gpu::PipelineKey> {
     let geos = super::matvec::TABLE
         .iter()
         .map(|(class, _)| (super::matvec::class_geometry(*class, ty), false))
-        .chain([(SHARE_GEOMETRY, !ty.is_float())]);
+        .chain([(SHARE_GEOMETRY, true)]);
     for (g, share) in geos {
         for sg in [false, true] {
             for cols in COLS {
@@ -171,7 +179,7 @@ impl MatVecBatch {
             shapes.push((largest, blocks));
             blocks *= 2;
         }
-        let share = shares_x(gpu, w.ty, (g, shuffles));
+        let share = shares_x(gpu, (g, shuffles)) && share_fits(w, p0.x_offset, x.stride);
         let mut builds = Vec::new();
         for (cols, blocks) in shapes {
             let kernel = WeightKernel {
