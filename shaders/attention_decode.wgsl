@@ -44,7 +44,7 @@ struct Params {
     softcap: f32,     // > 0: scores become softcap * tanh(score / softcap)
     splits: u32,      // pass 1's workgroups along x: the most splits of a token's chunks
     balanced: u32,    // 1: every split takes an equal share of the chunks (see split_chunks)
-    _pad2: u32,
+    _pad: u32,
 }
 
 // Key positions per chunk (one scratch slot each); in the per-lane pass 1 and the single

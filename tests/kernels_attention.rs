@@ -233,6 +233,55 @@ fn attention_rejects_bad_shapes() {
         .unwrap()
         .to_string()
         .contains("row-per-invocation"));
+    // Decode's subgroup-per-key form refuses an adapter without subgroups (this one), and
+    // on one with them a geometry that does not fit it.
+    let form = |g: &Gpu, cache: &KvCache, f: attention_decode::SgKey| {
+        let step = StepBuffer::new(g, Step::new(0, 1));
+        let (q, o) = (storage(g, &vec![0.0; 4 * 512]), output(g, 4 * 512));
+        AttentionDecode::with_form(
+            g,
+            &spec(4, 2, 256, 1.0, None),
+            (View::of(&q), View::of(&o)),
+            cache,
+            Tokens {
+                max: 1,
+                step: &step,
+            },
+            (None, Some(f)),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default()
+    };
+    let fit = attention_decode::SgKey {
+        sg_min: 8,
+        workgroup: 64,
+        splits: 16,
+    };
+    assert!(form(&g, &cache, fit).contains("does not fit"));
+    let full = gpu(Config::Full);
+    let cache_full = KvCache::new(&full, 16, 512).unwrap();
+    let takes = full.features.subgroups
+        && (8..=64).contains(&full.info.subgroup_min_size)
+        && full.info.subgroup_max_size <= 64;
+    assert_eq!(attention_decode::sgkey(&full).is_some(), takes);
+    if let Some(k) = attention_decode::sgkey(&full) {
+        assert_eq!(
+            form(&full, &cache_full, k),
+            "",
+            "the adapter's own pick builds"
+        );
+        for bad in [
+            attention_decode::SgKey { sg_min: 4, ..k },
+            attention_decode::SgKey { workgroup: 32, ..k },
+            attention_decode::SgKey { splits: 0, ..k },
+        ] {
+            assert!(
+                form(&full, &cache_full, bad).contains("does not fit"),
+                "{bad:?}"
+            );
+        }
+    }
 }
 
 /// Refills `out` with NaN (so a form that wrote nothing cannot pass on the other's
