@@ -104,13 +104,16 @@ fn check(spec: &TinySpec, cfg: Config) {
         let active: Vec<usize> = (0..seqs.len())
             .filter(|&i| seqs[i].steps.contains(&step))
             .collect();
-        // On odd steps with a row to spare the first active sequence feeds two tokens
-        // (two rows of its slot, as a short prompt shares a step with decodes).
+        // On odd steps the first active sequence feeds three tokens (as a short prompt
+        // shares a step with decodes): one row after its first, one after every other
+        // sequence's, so the step holds more rows than sequences and the sequence's
+        // rows are not all adjacent.
         let mut rowseq: Vec<usize> = active.clone();
-        if step % 2 == 1 && !active.is_empty() && active.len() < model.sequences() {
+        if step % 2 == 1 && !active.is_empty() && active.len() + 2 <= model.step_rows() {
             let i = active[0];
-            if done[i] + 2 <= tokens[i].len() {
+            if done[i] + 3 <= tokens[i].len() {
                 rowseq.insert(1, i);
+                rowseq.push(i);
             }
         }
         let mut at = done.clone();
@@ -121,12 +124,26 @@ fn check(spec: &TinySpec, cfg: Config) {
                 (seqs[i].slot, tokens[i][at[i] - 1])
             })
             .collect();
+        // Each row's position; the step's outputs are each sequence's last row, in the
+        // order of those rows.
+        let mut next = done.clone();
+        let row_pos: Vec<usize> = rowseq
+            .iter()
+            .map(|&i| {
+                next[i] += 1;
+                next[i] - 1
+            })
+            .collect();
+        let outs: Vec<usize> = (0..rowseq.len())
+            .filter(|&r| !rowseq[r + 1..].contains(&rowseq[r]))
+            .collect();
         model.forward_batch(&rows).unwrap();
         let got = pollster::block_on(model.batch_logits()).unwrap();
         let tops = pollster::block_on(model.argmax_batch()).unwrap();
-        assert_eq!(got.len(), rows.len(), "{name} step {step}");
-        // Every row's top-k at once equals each row's on its own.
-        let picks: Vec<(usize, usize)> = (0..rows.len()).map(|r| (r, 3 + 2 * r)).collect();
+        assert_eq!(got.len(), outs.len(), "{name} step {step}");
+        assert_eq!(tops.len(), outs.len(), "{name} step {step}");
+        // Every output's top-k at once equals each output's on its own.
+        let picks: Vec<(usize, usize)> = (0..outs.len()).map(|r| (r, 3 + 2 * r)).collect();
         let all = pollster::block_on(model.sample_top_k_rows(&picks)).unwrap();
         assert_eq!(all.len(), picks.len(), "{name} step {step}: top-k rows");
         for (&(r, k), cands) in picks.iter().zip(&all) {
@@ -139,13 +156,13 @@ fn check(spec: &TinySpec, cfg: Config) {
                 "{name} step {step} row {r}: top-1"
             );
         }
-        for ((&i, row), &top) in rowseq.iter().zip(&got).zip(&tops) {
-            let at = done[i];
+        for ((&r, row), &top) in outs.iter().zip(&got).zip(&tops) {
+            let (i, at) = (rowseq[r], row_pos[r]);
             let what = format!("{name} step {step} seq {i} ({} rows) at {at}", rows.len());
             assert_close(&what, row, &want[i][at], BOUND);
             assert_eq!(top, argmax(&want[i][at]), "{what}: argmax");
-            done[i] += 1;
         }
+        done = next;
         for &i in &active {
             assert_eq!(
                 model.pos_of(seqs[i].slot),
@@ -196,7 +213,10 @@ fn batched_step_refuses_bad_rows() {
     let err = |m: &mut Model, rows: &[(usize, u32)]| m.forward_batch(rows).unwrap_err().to_string();
     assert!(err(&mut model, &[]).contains("0 tokens"));
     assert!(err(&mut model, &[(2, 1)]).contains("slot 2"));
-    assert!(err(&mut model, &[(0, 1), (1, 2), (0, 3)]).contains("3 tokens"));
+    let most = model.step_rows();
+    assert_eq!(most, 2 + hearth::graph::PROMPT_ROWS);
+    let over: Vec<(usize, u32)> = (0..=most).map(|r| (r % 2, 1)).collect();
+    assert!(err(&mut model, &over).contains(&format!("{} tokens", most + 1)));
     assert!(err(&mut model, &[(0, u32::MAX)]).contains("vocab"));
     assert!(model.set_slot(2).is_err());
     // A full slot refuses its next token; the other slot goes on.

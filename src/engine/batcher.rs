@@ -222,7 +222,7 @@ fn worker(mut model: Model, rx: mpsc::Receiver<Msg>, counters: &BatchCounters) {
         for job in starved {
             refuse(&model, job);
         }
-        let mut spare = model.sequences().saturating_sub(step.len());
+        let mut spare = model.step_rows().saturating_sub(step.len());
         let mut rest = VecDeque::from(rest);
         for job in std::mem::take(&mut rest) {
             let free = !step.iter().any(|j| j.slot == job.slot);
@@ -359,15 +359,11 @@ fn run_rows(model: &mut Model, jobs: Vec<Job>) -> Vec<usize> {
             return Vec::new();
         }
     };
-    // The choice follows each job's last token; the rows that sample get their
-    // penalties, then all their top-k in one submission and one read back.
-    let last: Vec<usize> = jobs
-        .iter()
-        .scan(0, |row, j| {
-            *row += j.ids.len();
-            Some(*row - 1)
-        })
-        .collect();
+    // The choice follows each job's last token: the step's output of the job's slot,
+    // the job's own index (its rows are consecutive, the slots distinct). The outputs
+    // that sample get their penalties, then all their top-k in one submission and one
+    // read back.
+    let last: Vec<usize> = (0..jobs.len()).collect();
     let sampled: Vec<(usize, usize)> = jobs
         .iter()
         .zip(&last)

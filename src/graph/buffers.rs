@@ -77,8 +77,8 @@ pub(super) async fn read_into(
 
 impl Activations {
     /// Allocates every activation buffer for `batch` tokens per step (prefill's chunk,
-    /// or the batched plan's sequences if more), and for `sequences > 1` each
-    /// sequence's logits and argmax.
+    /// or the batched plan's rows if more: `step_rows`), and for `sequences > 1` each
+    /// sequence's logits and argmax (a batched step's outputs).
     pub(super) fn new(
         gpu: &Gpu,
         cfg: &ModelConfig,
@@ -86,7 +86,7 @@ impl Activations {
         all_logits: bool,
         sequences: usize,
     ) -> Self {
-        let rows = batch.max(sequences);
+        let rows = batch.max(super::step_rows(sequences));
         let batched = sequences > 1;
         use wgpu::BufferUsages as U;
         let act = U::STORAGE | U::COPY_SRC | U::COPY_DST;

@@ -102,7 +102,8 @@ impl MemoryPlan {
         let kv_pages = seqs as usize * per_slot;
         let kv_layer = Self::kv_layer_bytes(cfg, kv_pages, page_shift, kv_type);
         let kv_cache = 2 * kv_layer * cfg.n_layers as u64;
-        let b = (batch as u64).max(seqs);
+        let rows_b = super::step_rows(seqs as usize) as u64;
+        let b = (batch as u64).max(rows_b);
         // A MoE model's gate and up hold every chosen expert's, plus the router's logits,
         // choices and weights and the experts' down projections (buffers.rs).
         let (k, moe) = (cfg.n_expert_used, cfg.is_moe() as usize);
@@ -134,12 +135,13 @@ impl MemoryPlan {
             note("logits of every prefill token", batch as u64 * logits);
         }
         if seqs > 1 {
-            // The batched plan's logits rows, and its attention's partials per sequence.
-            activations += seqs * logits + seqs * scratch * cfg.n_layers as u64;
+            // The batched plan's logits rows (one per sequence), and its attention's
+            // partials per row.
+            activations += seqs * logits + rows_b * scratch * cfg.n_layers as u64;
             note("logits of a batched step", seqs * logits);
             note(
                 "batched decode attention scratch of one layer",
-                seqs * scratch,
+                rows_b * scratch,
             );
         }
         let largest_other = largest.clone();

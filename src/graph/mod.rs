@@ -48,6 +48,21 @@ pub trait StageOp: Op + 'static {}
 #[cfg(target_arch = "wasm32")]
 impl<T: Op + 'static> StageOp for T {}
 
+/// Rows a batched step holds beyond one per sequence: the tokens of short prompts (or a
+/// long one's last chunk) that share a step with the others' decode tokens, so that a
+/// request arriving while every sequence decodes does not cost a step of its own.
+pub const PROMPT_ROWS: usize = 16;
+
+/// The most rows (tokens) one batched step of a model loaded for `sequences` sequences
+/// takes: one per sequence and `PROMPT_ROWS` more (1 without a batched plan).
+pub fn step_rows(sequences: usize) -> usize {
+    if sequences > 1 {
+        (sequences + PROMPT_ROWS).min(crate::kernels::MAX_ROWS)
+    } else {
+        1
+    }
+}
+
 /// Options fixed at load.
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
@@ -486,6 +501,11 @@ impl Model {
         self.slot_pos.len()
     }
 
+    /// The most rows (tokens) one `forward_batch` takes (`step_rows`).
+    pub fn step_rows(&self) -> usize {
+        step_rows(self.sequences())
+    }
+
     /// The sequence (KV slot) that `forward`, `argmax`, `reset`, `truncate` and `pos`
     /// act on.
     pub fn slot(&self) -> usize {
@@ -525,11 +545,15 @@ impl Model {
     }
 
     /// One batched step: the next tokens of several sequences, given as `(slot, token)`
-    /// rows (at most `sequences()` of them), each sequence continuing from its own
+    /// rows (at most `step_rows()` of them), each sequence continuing from its own
     /// position. A slot may appear in several rows: its tokens take consecutive
     /// positions in row order (a short prompt, or a chunk of one, sharing the step with
-    /// other sequences' decode tokens). The weights are read once for all rows.
-    /// `argmax_batch` then reads each row's argmax; each slot advances by its rows.
+    /// other sequences' decode tokens). The weights are read once for all rows. Each
+    /// slot's last row is the step's output for it: the outputs, one per slot in the
+    /// order of those last rows, are the only rows that run the final norm and the
+    /// output head (a prompt's earlier tokens need no logits), and `argmax_batch`,
+    /// `batch_logits`, `row_logits` and the row sampling ops index them. Each slot
+    /// advances by its rows.
     pub fn forward_batch(&mut self, rows: &[(usize, u32)]) -> Result<(), ModelError> {
         self.run_batch(rows, &mut Plain)
     }
@@ -541,10 +565,11 @@ impl Model {
         submit: &mut dyn Submit,
     ) -> Result<(), ModelError> {
         let n = rows.len();
-        if n == 0 || n > self.sequences() {
+        if n == 0 || n > self.step_rows() {
             return Err(ModelError::Input(format!(
-                "a batched step of {n} tokens on a model loaded for {} sequences",
-                self.sequences()
+                "a batched step of {n} tokens on a model loaded for {} sequences (at most {} rows)",
+                self.sequences(),
+                self.step_rows()
             )));
         }
         let mut next: Vec<Option<usize>> = vec![None; self.sequences()];
@@ -577,8 +602,22 @@ impl Model {
                 self.reserve(slot, end)?;
             }
         }
+        // The step runs its outputs (each slot's last row, in the order of those rows)
+        // first, so that the final norm and the head cover only them; the other rows
+        // follow in their given order. Positions were set above in the given order, and
+        // every row's K and V are appended before any row attends, so the order of the
+        // rows within the step changes no result.
+        let is_last: Vec<bool> = (0..n)
+            .map(|i| !rows[i + 1..].iter().any(|r| r.0 == rows[i].0))
+            .collect();
+        let order: Vec<usize> = (0..n)
+            .filter(|&i| is_last[i])
+            .chain((0..n).filter(|&i| !is_last[i]))
+            .collect();
+        let n_out = is_last.iter().filter(|&&l| l).count();
+        let step_rows: Vec<(u32, u32)> = order.iter().map(|&i| step_rows[i]).collect();
         let gpu = self.gpu.clone();
-        let ids: Vec<u32> = rows.iter().map(|r| r.1).collect();
+        let ids: Vec<u32> = order.iter().map(|&i| rows[i].1).collect();
         gpu.queue
             .write_buffer(&self.acts.ids, 0, bytemuck::cast_slice(&ids));
         let step = Step::batch(&step_rows);
@@ -603,14 +642,17 @@ impl Model {
         };
         let mut groups = vec![flat_for(&plan.embed, n, kv_len)];
         groups.extend(plan.layers.iter().map(|l| flat_for(l, n, kv_len)));
-        groups.push(flat_for(&plan.tail, n, kv_len));
+        groups.push(flat_for(&plan.tail, n_out, kv_len));
         let all: Vec<&Dispatch> = groups.into_iter().flatten().collect();
-        let bytes = n as u64 * 4;
+        let bytes = n_out as u64 * 4;
         let save = |enc: &mut wgpu::CommandEncoder| {
             enc.copy_buffer_to_buffer(tokens, 0, staging, 0, bytes)
         };
         let done = submit.submit(&gpu, &all, None, Some(&save))?;
         self.finish_batch(rows, done, false);
+        if let Some(b) = &mut self.batch_done {
+            b.rows = n_out;
+        }
         Ok(())
     }
 
@@ -1161,6 +1203,7 @@ fn candidates(words: &[u32], k: usize) -> Vec<(u32, f32)> {
 /// whether it ran as one decode step (its argmax then in the step staging).
 #[derive(Clone)]
 struct BatchDone {
+    /// The step's outputs (one per slot it advanced).
     rows: usize,
     done: wgpu::SubmissionIndex,
     single: bool,

@@ -48,8 +48,8 @@ pub(super) struct Builder<'a> {
 
 impl Builder<'_> {
     /// The prefill plan (up to `batch` tokens of one sequence), the decode plan (one
-    /// token) and, for `sequences > 1`, the batched decode plan (one token of each of up
-    /// to `sequences` sequences).
+    /// token) and, for `sequences > 1`, the batched decode plan (up to `step_rows`
+    /// tokens of up to `sequences` sequences; its tail covers one output per sequence).
     pub(super) fn plans(
         &self,
         batch: usize,
@@ -107,6 +107,12 @@ impl Builder<'_> {
             tail: Vec::new(),
         };
         let tok_b = Tokens {
+            max: super::step_rows(sequences) as u32,
+            step,
+        };
+        // The batched step's outputs (the tail's rows): one per sequence, first in the
+        // step (`Model::run_batch` orders them so).
+        let tok_out = Tokens {
             max: sequences as u32,
             step,
         };
@@ -254,14 +260,14 @@ impl Builder<'_> {
         if let (Some(plan), Some(logits), Some(tokens)) =
             (&mut batched, &a.logits_batch, &a.tokens_batch)
         {
-            // Each sequence's final norm (into h), its logits row and argmax.
+            // Each output's final norm (into h), its logits row and argmax.
             plan.tail = match final_norm {
-                Some(w) => vec![Arc::new(pre_norm(gpu, cfg, a, w, tok_b)?)],
+                Some(w) => vec![Arc::new(pre_norm(gpu, cfg, a, w, tok_out)?)],
                 None => vec![],
             };
             let (h, l) = (Rows::packed(normed, hidden), Rows::packed(logits, vocab));
-            let head = MatVecBatch::new(gpu, head, h, l, tok_b, None)?;
-            let argmax = PerRow::new((0..tok_b.max).map(|r| {
+            let head = MatVecBatch::new(gpu, head, h, l, tok_out, None)?;
+            let argmax = PerRow::new((0..tok_out.max).map(|r| {
                 let row = View {
                     buffer: logits,
                     offset: r as u64 * vocab as u64,
@@ -269,7 +275,7 @@ impl Builder<'_> {
                 Argmax::new(gpu, row, vocab, tokens, r).map(|op| op.dispatches)
             }))?;
             plan.tail.push(Arc::new(head));
-            plan.tail.extend(cap(logits, tok_b)?);
+            plan.tail.extend(cap(logits, tok_out)?);
             plan.tail.push(Arc::new(argmax));
         }
         Ok((prefill, decode, batched))
