@@ -1,17 +1,22 @@
 // Causal prefill attention with one query row per invocation, for CPU rasterizers
-// (lavapipe runs each invocation as a SIMD lane, where every load is a per-lane gather
-// and a subgroup shuffle a register permute). Invocation i of a workgroup owns query row
-// row0 + i, a (token, head of one kv group) pair, whole: its q and its output are HD / 4
-// vec4s, with an online softmax. The rows of a subgroup walk the same keys (the union of
-// their ranges, each masking its own), two keys per pass, so each key's K and V rows are
-// loaded once per subgroup: lane j loads vec4 columns j, j + 8, ... and every lane takes
-// column c from lane c % 8 by subgroupShuffle. The head is held in NP parts of 32 dims,
-// each its own array named by `#unroll` with loops of 8: no array is indexed by a
-// runtime value, so q and the output stay registers (or plain spills). Indexing one
-// HD / 4 array made lavapipe gather per lane: Gemma 3's pp512 attention (head_dim 256)
-// took 2.5 s that way, 0.69 s this way. The host runs it for f16 or f32 caches, head_dim
-// a multiple of 32, vec4 q, and steps of one sequence's consecutive positions. Its twin
-// is attention_prefill's (the same Params and bindings).
+// (lavapipe runs each invocation as a SIMD lane, where every load is a per-lane loop of
+// scalar loads and a subgroup shuffle a register permute). Each invocation owns a query
+// row, a (token, head of one kv group) pair, for its online softmax (max, sum). The rows
+// of a subgroup walk the same keys (the union of their ranges, each masking its own),
+// two keys per pass. Each group of eight lanes shares its eight rows' q and outputs by
+// columns: lane j holds vec4 column j of every 32-dim part of all eight rows, and loads
+// only that column of each K and V row, so a loaded column is used where it lands. A
+// key's scores are the lanes' partial dot products summed across the group (a
+// reduce-scatter of three shuffle exchanges, row r's left in lane r); the rows' softmax
+// factors come back to every lane by eight shuffles. Against the form before (each lane
+// its own row, every K and V column taken from its loading lane by shuffles: 512 permutes
+// a pass), Gemma 3's pp512 attention went from 46.7 to 43.6 ms a layer, then to 31.7 ms
+// with the f16 cache read as vec2<u32> words (`hearth profile -p 512 -n 0`). The head is
+// held in NP parts of 32 dims, each its own array named by `#unroll`: no array is indexed
+// by a runtime value, so q and the outputs stay registers (or plain spills). The host
+// runs it for f16 or f32 caches, head_dim a multiple of 32, vec4 q, and steps of one
+// sequence's consecutive positions. Its twin is attention_prefill's (the same Params
+// and bindings).
 #include "lib/common.wgsl"
 #include "lib/step.wgsl"
 #include "lib/kv.wgsl"
@@ -19,8 +24,33 @@
 #include "lib/prefill_params.wgsl"
 
 @group(0) @binding(0) var<storage, read> q: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> kc: array<vec4<kv_t>>;
-@group(0) @binding(2) var<storage, read> vc: array<vec4<kv_t>>;
+#ifdef F16
+// An f16 cache as vec2<u32> words (four values each): on lavapipe a load costs per
+// 32-bit component, each a bounds test and a scalar load per lane.
+@group(0) @binding(1) var<storage, read> kc: array<vec2<u32>>;
+@group(0) @binding(2) var<storage, read> vc: array<vec2<u32>>;
+
+fn k4(i: u32) -> vec4<f32> {
+    let w = kc[i];
+    return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
+}
+
+fn v4(i: u32) -> vec4<f32> {
+    let w = vc[i];
+    return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
+}
+#else
+@group(0) @binding(1) var<storage, read> kc: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> vc: array<vec4<f32>>;
+
+fn k4(i: u32) -> vec4<f32> {
+    return kc[i];
+}
+
+fn v4(i: u32) -> vec4<f32> {
+    return vc[i];
+}
+#endif
 @group(0) @binding(3) var<uniform> p: Params;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 #ifdef SINKS
@@ -31,39 +61,57 @@ const NEG: f32 = -1e30;     // finite -inf: rows with no key yet rescale by exp(
 
 alias Part = array<vec4<f32>, 8>;
 
-// Part `at` (vec4 index) of this row's q, scaled.
-fn load_q(d: ptr<function, Part>, at: u32) {
-    for (var c = 0u; c < 8u; c++) {
-        (*d)[c] = q[at + c] * p.scale;
-    }
+// This lane's vec4 column of part `at` (vec4 index `at` of each row's head) of the
+// eight rows of its group, scaled: row r's q starts at vec4 qr[r].
+fn load_q(d: ptr<function, Part>, qr: array<u32, 8>, at: u32) {
+#unroll 8
+    (*d)[$i] = q[qr[$i] + at] * p.scale;
+#endunroll
 }
 
-// The part's share of the scores of two keys whose columns (lane j: column j) are in
-// k and k2.
-fn qk(qr: ptr<function, Part>, k: vec4<f32>, k2: vec4<f32>) -> vec2<f32> {
-    var sc = vec2<f32>(0.0);
-    for (var cc = 0u; cc < 8u; cc++) {
-        let qv = (*qr)[cc];
-        sc += vec2<f32>(dot(qv, subgroupShuffle(k, cc)), dot(qv, subgroupShuffle(k2, cc)));
-    }
-    return sc;
+// The part's share of the eight rows' scores of two keys, from this lane's column of
+// each (k, k2), into acc (row r: (key 1, key 2)).
+fn qk(qt: ptr<function, Part>, k: vec4<f32>, k2: vec4<f32>, acc: ptr<function, array<vec2<f32>, 8>>) {
+#unroll 8
+    (*acc)[$i] += vec2<f32>(dot((*qt)[$i], k), dot((*qt)[$i], k2));
+#endunroll
 }
 
-// o = o * a + w * v + w2 * v2 for the part's columns of two V rows.
-fn pv(o: ptr<function, Part>, v: vec4<f32>, v2: vec4<f32>, a: f32, w: f32, w2: f32) {
-    for (var cc = 0u; cc < 8u; cc++) {
-        (*o)[cc] = (*o)[cc] * a + w * subgroupShuffle(v, cc) + w2 * subgroupShuffle(v2, cc);
-    }
+// The rows' outputs o = o * a + w * v + w2 * v2 in this lane's column of the part
+// (c[r] = (a, w, w2) of row r).
+fn pv(o: ptr<function, Part>, v: vec4<f32>, v2: vec4<f32>, c: ptr<function, array<vec3<f32>, 8>>) {
+#unroll 8
+    (*o)[$i] = (*o)[$i] * (*c)[$i].x + (*c)[$i].y * v + (*c)[$i].z * v2;
+#endunroll
 }
 
-fn store(o: ptr<function, Part>, base: u32, inv: f32) {
-    for (var c = 0u; c < 8u; c++) {
-        let v = (*o)[c] * inv;
-        out[base + 4u * c] = v.x;
-        out[base + 4u * c + 1u] = v.y;
-        out[base + 4u * c + 2u] = v.z;
-        out[base + 4u * c + 3u] = v.w;
+fn store(o: ptr<function, Part>, base: array<u32, 8>, inv: array<f32, 8>, live: u32, at: u32) {
+#unroll 8
+    if ((live & (1u << $iu)) != 0u) {
+        let v$i = (*o)[$i] * inv[$i];
+        out[base[$i] + at] = v$i.x;
+        out[base[$i] + at + 1u] = v$i.y;
+        out[base[$i] + at + 2u] = v$i.z;
+        out[base[$i] + at + 3u] = v$i.w;
     }
+#endunroll
+}
+
+// The sum over the eight lanes of a group of each row's partial scores, row r's left in
+// lane r (a reduce-scatter: three exchanges that each halve the rows a lane keeps).
+fn scores(acc: array<vec2<f32>, 8>, l8: u32) -> vec2<f32> {
+    let b2 = (l8 & 4u) != 0u;
+    var h4: array<vec2<f32>, 4>;
+#unroll 4
+    h4[$i] = select(acc[$i], acc[$i + 4], b2) + subgroupShuffleXor(select(acc[$i + 4], acc[$i], b2), 4u);
+#endunroll
+    let b1 = (l8 & 2u) != 0u;
+    var h2: array<vec2<f32>, 2>;
+#unroll 2
+    h2[$i] = select(h4[$i], h4[$i + 2], b1) + subgroupShuffleXor(select(h4[$i + 2], h4[$i], b1), 2u);
+#endunroll
+    let b0 = (l8 & 1u) != 0u;
+    return select(h2[0], h2[1], b0) + subgroupShuffleXor(select(h2[1], h2[0], b0), 1u);
 }
 
 @compute @workgroup_size(WG)
@@ -86,25 +134,35 @@ fn main(ids: Ids, gs: Groups) {
     let k_lo = subgroupMin(my_lo);
     let k_hi = subgroupMax(my_hi);
     let slot = row_slot(tc);
-    let lane = ids.lane % 8u;
+    // Each group of eight lanes (l8 = 0..7, from lane g0) shares its rows' work: lane j
+    // holds vec4 column j of each 32-dim part of all eight rows' q and output, so K and V
+    // columns are used where they are loaded, and the rows' scores are summed across
+    // the lanes once per key.
+    let l8 = ids.lane % 8u;
+    let g0 = ids.lane - l8;
 
     let qe = (p.q_offset + tc * p.n_heads * HD + h * HD) / 4u;
+    var qr: array<u32, 8>;
+#unroll 8
+    qr[$i] = subgroupShuffle(qe, g0 + $iu) + l8;
+#endunroll
 #unroll NP
     var q$i: Part;
     var o$i: Part;
-    load_q(&q$i, qe + 8u * $i);
+    load_q(&q$i, qr, 8u * $i);
 #endunroll
     var m = NEG;
     var lsum = 0.0;
     for (var s = k_lo; s < k_hi; s += 2u) {
         // Two keys per pass, the second clamped into the range (and masked).
         let s2 = min(s + 1u, k_hi - 1u);
-        let src = (cache_row(slot, s, p.capacity) * p.kv_dim + kvh * HD) / 4u + lane;
-        let src2 = (cache_row(slot, s2, p.capacity) * p.kv_dim + kvh * HD) / 4u + lane;
-        var sc = vec2<f32>(0.0);
+        let src = (cache_row(slot, s, p.capacity) * p.kv_dim + kvh * HD) / 4u + l8;
+        let src2 = (cache_row(slot, s2, p.capacity) * p.kv_dim + kvh * HD) / 4u + l8;
+        var acc: array<vec2<f32>, 8>;
 #unroll NP
-        sc += qk(&q$i, vec4<f32>(kc[src + 8u * $i]), vec4<f32>(kc[src2 + 8u * $i]));
+        qk(&q$i, k4(src + 8u * $i), k4(src2 + 8u * $i), &acc);
 #endunroll
+        var sc = scores(acc, l8);
         if (p.softcap > 0.0) {
             sc = p.softcap * tanh(clamp(sc / p.softcap, vec2<f32>(-15.0), vec2<f32>(15.0)));
         }
@@ -116,8 +174,13 @@ fn main(ids: Ids, gs: Groups) {
         let w2 = select(0.0, exp(sc.y - mn), ok2);
         lsum = lsum * a + w + w2;
         m = mn;
+        var c: array<vec3<f32>, 8>;
+        let mine = vec3<f32>(a, w, w2);
+#unroll 8
+        c[$i] = subgroupShuffle(mine, g0 + $iu);
+#endunroll
 #unroll NP
-        pv(&o$i, vec4<f32>(vc[src + 8u * $i]), vec4<f32>(vc[src2 + 8u * $i]), a, w, w2);
+        pv(&o$i, v4(src + 8u * $i), v4(src2 + 8u * $i), &c);
 #endunroll
     }
 #ifdef SINKS
@@ -125,20 +188,31 @@ fn main(ids: Ids, gs: Groups) {
     let mn = max(m, sk);
     let f = exp(m - mn);
     lsum = lsum * f + exp(sk - mn);
+    var c: array<vec3<f32>, 8>;
+#unroll 8
+    c[$i] = vec3<f32>(subgroupShuffle(f, g0 + $iu), 0.0, 0.0);
+#endunroll
     let z = vec4<f32>(0.0);
 #unroll NP
-    pv(&o$i, z, z, f, 0.0, 0.0);
+    pv(&o$i, z, z, &c);
 #endunroll
 #endif
-    if (live) {
-        // lsum is 0 only for a query past the cache's capacity (a caller error).
-        var inv = 0.0;
-        if (lsum > 0.0) {
-            inv = 1.0 / lsum;
-        }
-        let base = p.out_offset + t * p.n_heads * HD + h * HD;
-#unroll NP
-        store(&o$i, base + 32u * $i, inv);
-#endunroll
+    // lsum is 0 only for a query past the cache's capacity (a caller error).
+    var mine_inv = 0.0;
+    if (lsum > 0.0) {
+        mine_inv = 1.0 / lsum;
     }
+    let mine_base = p.out_offset + t * p.n_heads * HD + h * HD;
+    let mine_live = select(0u, 1u, live);
+    var base: array<u32, 8>;
+    var inv: array<f32, 8>;
+    var lv = 0u;
+#unroll 8
+    base[$i] = subgroupShuffle(mine_base, g0 + $iu) + 4u * l8;
+    inv[$i] = subgroupShuffle(mine_inv, g0 + $iu);
+    lv |= subgroupShuffle(mine_live, g0 + $iu) << $iu;
+#endunroll
+#unroll NP
+    store(&o$i, base, inv, lv, 32u * $i);
+#endunroll
 }
