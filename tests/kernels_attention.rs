@@ -1022,14 +1022,20 @@ fn rope_kv_matches_its_twin() {
             yarn: true,
         },
     ];
-    for cfg in [Config::Full, Config::Bare] {
+    // Both workgroups (one per token and head): a CPU adapter's 8 lanes and 64.
+    for (cfg, cpu) in [Config::Full, Config::Bare]
+        .into_iter()
+        .flat_map(|c| [(c, false), (c, true)])
+    {
         for (i, c) in cases.iter().enumerate() {
             // q8_0 takes whole blocks of 32: the first, second and fourth cases.
             let q8 = c.head_dim.is_multiple_of(32).then_some(Some(KvType::Q8_0));
             for kind in std::iter::once(None).chain(q8) {
-                check_rope_kv(cfg, kind, c, (0, 1, 1), 10 + i as u64);
-                check_rope_kv(cfg, kind, c, (37, 5, 3), 20 + i as u64);
-                check_rope_kv(cfg, kind, c, (4000, 4, 4), 30 + i as u64);
+                hearth::kernels::with_cpu_rows(cpu, || {
+                    check_rope_kv(cfg, kind, c, (0, 1, 1), 10 + i as u64);
+                    check_rope_kv(cfg, kind, c, (37, 5, 3), 20 + i as u64);
+                    check_rope_kv(cfg, kind, c, (4000, 4, 4), 30 + i as u64);
+                });
             }
         }
     }

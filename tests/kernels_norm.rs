@@ -175,11 +175,14 @@ fn rmsnorm_shapes_modes_and_configs() {
         (2048, 1),
         (3001, 2),
     ];
-    for cfg in CONFIGS {
+    // Each in a CPU adapter's workgroup of 8 lanes and in the others' 128 and 512.
+    for (cfg, cpu) in CONFIGS.into_iter().flat_map(|c| [(c, false), (c, true)]) {
         for mode in [Mode::InPlace, Mode::To, Mode::AddTo] {
             for (i, (w, r)) in shapes.into_iter().enumerate() {
-                check_rmsnorm(cfg, mode, w, r, 1, 1, i as u64);
-                check_rmsnorm(cfg, mode, w, r, 5, 3, 100 + i as u64);
+                kernels::with_cpu_rows(cpu, || {
+                    check_rmsnorm(cfg, mode, w, r, 1, 1, i as u64);
+                    check_rmsnorm(cfg, mode, w, r, 5, 3, 100 + i as u64);
+                });
             }
         }
     }
@@ -537,11 +540,13 @@ fn check_residual_norm(cfg: Config, width: usize, post: bool, built: usize, run:
 
 #[test]
 fn residual_norm_with_and_without_post_norm() {
-    for cfg in CONFIGS {
+    for (cfg, cpu) in CONFIGS.into_iter().flat_map(|c| [(c, false), (c, true)]) {
         for post in [false, true] {
             for width in [1, 64, 640, 1000, 2049] {
-                check_residual_norm(cfg, width, post, 1, 1);
-                check_residual_norm(cfg, width, post, 4, 3);
+                kernels::with_cpu_rows(cpu, || {
+                    check_residual_norm(cfg, width, post, 1, 1);
+                    check_residual_norm(cfg, width, post, 4, 3);
+                });
             }
         }
     }
@@ -614,11 +619,13 @@ fn check_layer_norm(cfg: Config, width: usize, residual: bool, built: usize, run
 
 #[test]
 fn layer_norm_with_and_without_residual() {
-    for cfg in CONFIGS {
+    for (cfg, cpu) in CONFIGS.into_iter().flat_map(|c| [(c, false), (c, true)]) {
         for residual in [false, true] {
             for width in [1, 64, 384, 1000, 2049] {
-                check_layer_norm(cfg, width, residual, 1, 1);
-                check_layer_norm(cfg, width, residual, 4, 3);
+                kernels::with_cpu_rows(cpu, || {
+                    check_layer_norm(cfg, width, residual, 1, 1);
+                    check_layer_norm(cfg, width, residual, 4, 3);
+                });
             }
         }
     }

@@ -95,7 +95,11 @@ impl LayerNorm {
             eps,
             _pad: 0,
         };
-        let key = key(io.o.is_some(), gpu.features.subgroups, workgroup(width));
+        let key = key(
+            io.o.is_some(),
+            gpu.features.subgroups,
+            workgroup(gpu, width),
+        );
         let mut buffers = vec![
             (0, x),
             (2, io.h.buffer),

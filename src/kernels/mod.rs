@@ -204,6 +204,37 @@ pub fn run(gpu: &Gpu, dispatches: &[&Dispatch]) {
 
 /// Splits `n` workgroups into an (x, y) grid within the per-dimension limit; kernels
 /// recover the linear index with `wg_index`.
+/// The workgroup of the one-workgroup-per-row ops (the norms, rope_kv) on a CPU
+/// adapter: one subgroup of lavapipe's 8 lanes. There every workgroup barrier switches
+/// between the workgroup's subgroups (coroutines), so a row op in workgroups of 128 or 64
+/// spent most of its time switching: Gemma 3's residual + post-norm took 3.84 ms per
+/// 512-token prefill step and 38 us per decoded token in workgroups of 128, 1.66 ms and
+/// 27 us in workgroups of 8; rope_kv 8.06 ms and 48 us in 64, 4.33 ms and 37 us in 8
+/// (`hearth profile MODEL -p 512 -n 16`, 2026-12-03).
+pub const CPU_ROW_WORKGROUP: u32 = 8;
+
+thread_local! {
+    /// `with_cpu_rows`'s override of `cpu_rows` on this thread.
+    static CPU_ROWS: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+}
+
+/// Whether the row ops built on `gpu` take `CPU_ROW_WORKGROUP`: on CPU adapters (or
+/// as `with_cpu_rows` says on this thread).
+pub fn cpu_rows(gpu: &Gpu) -> bool {
+    CPU_ROWS
+        .with(|c| c.get())
+        .unwrap_or_else(|| matvec::AdapterClass::of(&gpu.info) == matvec::AdapterClass::Cpu)
+}
+
+/// Runs `f` with the row ops built on this thread in their CPU form or not, whatever
+/// the adapter (the tests build both forms on one adapter).
+pub fn with_cpu_rows<R>(cpu: bool, f: impl FnOnce() -> R) -> R {
+    let old = CPU_ROWS.with(|c| c.replace(Some(cpu)));
+    let r = f();
+    CPU_ROWS.with(|c| c.set(old));
+    r
+}
+
 fn grid(gpu: &Gpu, n: u32) -> (u32, u32) {
     let max = gpu.limits.max_compute_workgroups_per_dimension.max(1);
     if n <= max {

@@ -87,7 +87,11 @@ impl ResidualNorm {
             eps,
             _pad: 0,
         };
-        let key = key(io.post.is_some(), gpu.features.subgroups, workgroup(width));
+        let key = key(
+            io.post.is_some(),
+            gpu.features.subgroups,
+            workgroup(gpu, width),
+        );
         let mut buffers = vec![
             (0, io.x.view.buffer),
             (1, io.o.buffer),

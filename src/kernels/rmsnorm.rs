@@ -5,13 +5,16 @@ use super::{build_dispatch, token_grid, Dispatch, Rows, Tokens, View, Work, STEP
 use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
 
 /// Workgroup sizes of the rmsnorm kernel (one workgroup per row): see [`workgroup`].
-pub const WORKGROUPS: [u32; 2] = [128, 512];
+pub const WORKGROUPS: [u32; 3] = [super::CPU_ROW_WORKGROUP, 128, 512];
 
-/// The workgroup for rows of `width`: 128, or 512 from 2048 elements up, so a wide row's
-/// passes take a few loads per invocation rather than dozens of dependent rounds (an
-/// H200 spent 33 us per 4096-wide residual norm with 128).
-pub fn workgroup(width: u32) -> u32 {
-    if width >= 2048 {
+/// The workgroup for rows of `width` on `gpu`: on a CPU adapter one 8-lane subgroup
+/// (`cpu_rows`); elsewhere 128, or 512 from 2048 elements up, so a wide row's passes
+/// take a few loads per invocation rather than dozens of dependent rounds (an H200 spent
+/// 33 us per 4096-wide residual norm with 128).
+pub fn workgroup(gpu: &Gpu, width: u32) -> u32 {
+    if super::cpu_rows(gpu) {
+        super::CPU_ROW_WORKGROUP
+    } else if width >= 2048 {
         WORKGROUPS[1]
     } else {
         WORKGROUPS[0]
@@ -109,7 +112,7 @@ impl RmsNorm {
             eps,
             _pad: 0,
         };
-        let key = key(defines, gpu.features.subgroups, workgroup(width));
+        let key = key(defines, gpu.features.subgroups, workgroup(gpu, width));
         let groups = token_grid(gpu, "rmsnorm", rows_per_token as u64, max_tokens)?;
         // Read x, write the result (and read what it is added to), read the weights.
         let io = if defines.len() == 2 { 12.0 } else { 8.0 };

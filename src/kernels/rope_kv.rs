@@ -11,7 +11,8 @@ use super::{
 };
 use crate::gpu::{Gpu, GpuError, PipelineKey, ShaderVariant};
 
-/// Workgroup size (one workgroup per token and head).
+/// Workgroup size (one workgroup per token and head); `CPU_ROW_WORKGROUP` on CPU
+/// adapters (`cpu_rows`).
 pub const WORKGROUP: u32 = 64;
 
 params! {
@@ -148,6 +149,11 @@ impl RopeKv {
             io.freq_factors.is_some(),
             io.norms.is_some(),
             cache.kind,
+            if super::cpu_rows(gpu) {
+                super::CPU_ROW_WORKGROUP
+            } else {
+                WORKGROUP
+            },
         )?;
         let mut buffers = vec![
             (0, io.q.view.buffer),
@@ -192,7 +198,13 @@ const DEFINES: [&[&str]; 8] = [
     &["NEOX", "FREQ_FACTORS", "NORM"],
 ];
 
-fn key(neox: bool, freq_factors: bool, norm: bool, kind: KvType) -> Result<PipelineKey, GpuError> {
+fn key(
+    neox: bool,
+    freq_factors: bool,
+    norm: bool,
+    kind: KvType,
+    workgroup: u32,
+) -> Result<PipelineKey, GpuError> {
     let i = (neox as usize) << 2 | (freq_factors as usize) << 1 | norm as usize;
     let defines = if kind == KvType::Q8_0 {
         let mut d: Vec<String> = DEFINES[i].iter().map(|s| s.to_string()).collect();
@@ -206,7 +218,7 @@ fn key(neox: bool, freq_factors: bool, norm: bool, kind: KvType) -> Result<Pipel
         variant: ShaderVariant {
             f16: kind == KvType::F16,
             defines,
-            ..ShaderVariant::new(WORKGROUP)
+            ..ShaderVariant::new(workgroup)
         },
     })
 }
@@ -216,7 +228,9 @@ pub fn variants() -> Vec<PipelineKey> {
     let mut v = Vec::new();
     for i in 0..8usize {
         for kind in [KvType::F32, KvType::F16, KvType::Q8_0] {
-            v.push(key(i & 4 != 0, i & 2 != 0, i & 1 != 0, kind).expect("static defines"));
+            for wg in [WORKGROUP, super::CPU_ROW_WORKGROUP] {
+                v.push(key(i & 4 != 0, i & 2 != 0, i & 1 != 0, kind, wg).expect("static defines"));
+            }
         }
     }
     v
