@@ -114,7 +114,7 @@ pub const TABLE: [(AdapterClass, Geometry); 6] = [
 ];
 
 /// The CPU class's geometry for the types that preload a part's x (see `shares_x`) on
-/// adapters with subgroups of at least 8: one row per lane and per invocation, 32
+/// adapters with subgroups of at least 8: one lane per row, two rows per invocation, 32
 /// invocations per workgroup. The shader's `XSHARE` form then has lane j of each
 /// subgroup load vec4 j of the part's x and broadcast it to the others, where the
 /// table's 8 lanes per row load every x value in every lane (a CPU rasterizer runs a
@@ -131,11 +131,18 @@ pub const TABLE: [(AdapterClass, Geometry); 6] = [
 /// Q4_K, Q5_0, Q6_K and Q8_0 (four rows per invocation for Q4_0 and Q4_1 before);
 /// SmolLM2 27.8-29.6 against 22.7-26.5. In `hearth profile` every matvec of Gemma 3
 /// took 0.69-0.98 of the table geometry's time, and four rows per invocation were
-/// slower than one (the Gemma head 0.99, q/k/v 0.77 where one row gave 0.69).
+/// slower than one (the Gemma head 0.99, q/k/v 0.77 where one row gave 0.69). Two rows
+/// per invocation (each x vec4 loaded and broadcast once for both) against one, later
+/// (2026-12-03, `HEARTH_MATVEC=32,1,2` against the table, alternated, `hearth profile
+/// MODEL -p 1 -n 8`): Gemma 3's decode step 52.0 against 54.7 ms on average over three
+/// pairs, every matvec faster (the Q8_0 head 20.1-20.6 against 22.2 ms, Q4_K 106-107
+/// against 127-132 us, Q5_0 155-186 against 176-205, Q6_K 297-300 against 320-326);
+/// SmolLM2 26.3-27.4 against 27.4-27.6 ms, all but its gated gate/up pair faster (249
+/// against 233 us: two matrices' rows per invocation already).
 pub const SHARE_GEOMETRY: Geometry = Geometry {
     workgroup: 32,
     lanes: 1,
-    rows: 1,
+    rows: 2,
 };
 
 /// Whether the CPU class runs `ty`'s matvec in the x-sharing form (`SHARE_GEOMETRY`):
