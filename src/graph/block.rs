@@ -45,6 +45,9 @@ pub struct Block<'a> {
     /// The previous block's last decode stage rebuilt (its adding projection, when this
     /// block's first projections took its pre-norm): the plan swaps it in.
     pub(super) prev_last: Option<Stage>,
+    /// Decode attention's partials, one buffer per plan (decode, batched) that every
+    /// layer's op shares: the layers run one after another.
+    pub(super) scratch: &'a std::cell::RefCell<[Option<wgpu::Buffer>; 2]>,
 }
 
 /// A decode projection into `o` at index `at` of the decode plan, `o = W x`. A residual
@@ -413,18 +416,36 @@ impl<'a> Block<'a> {
         } else {
             AttentionPrefill::non_causal(gpu, &spec, (qv, out), kv, self.tok)?
         };
-        let decode = AttentionDecode::with_sinks(gpu, &spec, (qv, out), kv, one, sinks)?;
+        let shared = |plan: usize, rows: u32| -> Option<wgpu::Buffer> {
+            let bytes = AttentionDecode::scratch_bytes(&spec, kv, rows);
+            if bytes > gpu.max_binding {
+                return None; // the op's own check names the limit
+            }
+            let mut s = self.scratch.borrow_mut();
+            if let Some(b) = s[plan].as_ref().filter(|b| b.size() >= bytes) {
+                return Some(b.clone());
+            }
+            let b = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("attention_decode scratch (shared)"),
+                size: bytes,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            });
+            s[plan] = Some(b.clone());
+            Some(b)
+        };
+        let attend = |tok: Tokens, plan: usize| match shared(plan, tok.max) {
+            Some(b) => AttentionDecode::shared(gpu, &spec, (qv, out), kv, tok, sinks, &b),
+            None => AttentionDecode::with_sinks(gpu, &spec, (qv, out), kv, tok, sinks),
+        };
+        let decode = attend(one, 0)?;
         self.pre.push(Arc::new(prefill));
         self.dec.push(Arc::new(decode));
-        if let Some((tok, bat)) = &mut self.bat {
-            bat.push(Arc::new(AttentionDecode::with_sinks(
-                gpu,
-                &spec,
-                (qv, out),
-                kv,
-                *tok,
-                sinks,
-            )?));
+        if let Some((tok, _)) = &self.bat {
+            let op = attend(*tok, 1)?;
+            if let Some((_, bat)) = &mut self.bat {
+                bat.push(Arc::new(op));
+            }
         }
         self.proj(w.out, &a.attn, &a.o)?;
         if let Some(b) = w.out_bias {

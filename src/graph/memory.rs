@@ -118,18 +118,15 @@ impl MemoryPlan {
             b * 4 * cfg.ffn.max(cfg.q_dim()) as u64,
         );
         let logits = 4 * cfg.vocab as u64;
-        // Each layer's decode attention keeps per-chunk partials (max, sum, weighted V).
+        // Decode attention keeps per-chunk partials (max, sum, weighted V), in one
+        // buffer that every layer of a plan shares.
         let chunks = (capacity as u64).div_ceil(crate::kernels::attention_decode::CHUNK as u64);
         let scratch = cfg.n_heads as u64 * chunks * (cfg.head_dim as u64 + 2) * 4;
-        note("decode attention scratch of one layer", scratch);
+        note("decode attention scratch", scratch);
         // The GPU top-k keeps up to 256 (id, value) pairs per 1024-entry vocabulary chunk.
         let topk = (cfg.vocab as u64).div_ceil(1024) * 256 * 8;
         note("top-k scratch", topk);
-        let mut activations = b * per_token
-            + 3 * logits
-            + 8 * cfg.hidden as u64
-            + scratch * cfg.n_layers as u64
-            + topk;
+        let mut activations = b * per_token + 3 * logits + 8 * cfg.hidden as u64 + scratch + topk;
         if all_logits {
             activations += batch as u64 * logits;
             note("logits of every prefill token", batch as u64 * logits);
@@ -137,12 +134,9 @@ impl MemoryPlan {
         if seqs > 1 {
             // The batched plan's logits rows (one per sequence), and its attention's
             // partials per row.
-            activations += seqs * logits + rows_b * scratch * cfg.n_layers as u64;
+            activations += seqs * logits + rows_b * scratch;
             note("logits of a batched step", seqs * logits);
-            note(
-                "batched decode attention scratch of one layer",
-                rows_b * scratch,
-            );
+            note("batched decode attention scratch", rows_b * scratch);
         }
         let largest_other = largest.clone();
         let largest = Self::with_kv(largest, kv_layer);

@@ -130,6 +130,7 @@ impl Builder<'_> {
         };
         let mut pending = None;
         let mut dec_add = None;
+        let scratch = std::cell::RefCell::new([None, None]);
         let last = self.w.layers.len().saturating_sub(1);
         for (il, lw) in self.w.layers.iter().enumerate() {
             let mut b = Block {
@@ -151,6 +152,7 @@ impl Builder<'_> {
                 dec_norm_at: None,
                 dec_add: dec_add.take(),
                 prev_last: None,
+                scratch: &scratch,
             };
             (cfg.arch.def().block)(&mut b, lw)?;
             if il == last {

@@ -324,7 +324,8 @@ pub struct AttentionDecode {
     pub dispatches: Vec<Dispatch>,
     /// The single pass, for steps of at most [`SINGLE_PASS_MAX`] positions attended.
     pub single: Vec<Dispatch>,
-    /// Per-chunk partial results, owned by this op.
+    /// Per-chunk partial results: this op's own, or one shared by a plan's layers
+    /// (`shared`).
     pub scratch: wgpu::Buffer,
     /// The sliding window (0: none), to count the positions a step attends.
     window: u32,
@@ -373,16 +374,57 @@ impl AttentionDecode {
         Self::with_form(gpu, spec, (q, out), cache, tok, (sinks, sgkey(gpu)))
     }
 
+    /// `with_sinks` over a given scratch buffer, which the ops of a plan's layers share
+    /// (they run one after another: each layer's combine reads its partials before the
+    /// next layer's pass 1 writes them). It must hold `scratch_bytes`.
+    pub fn shared(
+        gpu: &Gpu,
+        spec: &AttnSpec,
+        io: (View, View),
+        cache: &KvCache,
+        tok: Tokens,
+        sinks: Option<&wgpu::Buffer>,
+        scratch: &wgpu::Buffer,
+    ) -> Result<Self, GpuError> {
+        Self::build(
+            gpu,
+            spec,
+            io,
+            cache,
+            tok,
+            (sinks, sgkey(gpu)),
+            Some(scratch),
+        )
+    }
+
+    /// Bytes of partials the op for `spec` over `cache` keeps for steps of `rows` tokens.
+    pub fn scratch_bytes(spec: &AttnSpec, cache: &KvCache, rows: u32) -> u64 {
+        let chunks = cache.capacity.div_ceil(CHUNK) as u64;
+        rows as u64 * spec.n_heads as u64 * chunks * (spec.head_dim as u64 + 2) * 4
+    }
+
     /// `with_sinks` with pass 1's form given: `Some` the subgroup-per-key form with
     /// that geometry (the adapter must have subgroups of at least its `sg_min` lanes,
     /// sizes powers of two up to 64 and at most its workgroup), `None` the per-lane form.
     pub fn with_form(
         gpu: &Gpu,
         spec: &AttnSpec,
+        io: (View, View),
+        cache: &KvCache,
+        tok: Tokens,
+        sf: (Option<&wgpu::Buffer>, Option<SgKey>),
+    ) -> Result<Self, GpuError> {
+        Self::build(gpu, spec, io, cache, tok, sf, None)
+    }
+
+    fn build(
+        gpu: &Gpu,
+        spec: &AttnSpec,
         (q, out): (View, View),
         cache: &KvCache,
         tok: Tokens,
         (sinks, form): (Option<&wgpu::Buffer>, Option<SgKey>),
+        shared: Option<&wgpu::Buffer>,
     ) -> Result<Self, GpuError> {
         let what = "attention_decode";
         if let Some(f) = form {
@@ -459,12 +501,21 @@ impl AttentionDecode {
         };
         to_u32("q length", q.offset + q_len)?;
         to_u32("out length", out.offset + q_len)?;
-        let scratch = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("attention_decode scratch"),
-            size: scratch_bytes,
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
-        });
+        let scratch = match shared {
+            Some(b) if b.size() < scratch_bytes => {
+                return Err(GpuError::Runtime(format!(
+                    "{what}: a shared scratch of {} bytes, {scratch_bytes} needed",
+                    b.size()
+                )))
+            }
+            Some(b) => b.clone(),
+            None => gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("attention_decode scratch"),
+                size: scratch_bytes,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            }),
+        };
         let sg = gpu.features.subgroups;
         let range = range_chunks(max_chunks, window);
         let seq = form.is_some_and(|f| f.splits <= SEQ_SPLITS);
