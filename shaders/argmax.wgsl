@@ -26,7 +26,13 @@ const NONE: u32 = 0xFFFFFFFFu;
 @group(0) @binding(2) var<storage, read> partials: array<Best>;
 @group(0) @binding(3) var<storage, read_write> out: array<u32>;
 #else
+#ifdef VEC4
+// x as vec4 words (the host checks that the offset and width are multiples of 4): on a
+// CPU rasterizer a load costs per instruction and per 32-bit component.
+@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+#else
 @group(0) @binding(1) var<storage, read> x: array<f32>;
+#endif
 @group(0) @binding(2) var<storage, read_write> partials: array<Best>;
 #endif
 @group(0) @binding(4) var<uniform> p: Params;
@@ -55,12 +61,24 @@ fn main(ids: Ids, gs: Groups) {
     // Groups past n_partials (grid padding) find an empty range and write nothing below.
     let start = min(g * p.chunk, p.width);
     let end = min(start + p.chunk, p.width);
+#ifdef VEC4
+    for (var k = start + 4u * ids.lid; k < end; k += 4u * WG) {
+        let v = x4[(p.x_offset + k) / 4u];
+        for (var j = 0u; j < 4u; j++) {
+            let c = Best(v[j], k + j);
+            if (beats(c, b)) {
+                b = c;
+            }
+        }
+    }
+#else
     for (var k = start + ids.lid; k < end; k += WG) {
         let c = Best(x[p.x_offset + k], k);
         if (beats(c, b)) {
             b = c;
         }
     }
+#endif
 #endif
     red[ids.lid] = b;
     workgroupBarrier();

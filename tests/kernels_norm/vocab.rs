@@ -5,8 +5,18 @@ use crate::common::{gpu, random_vec, read, storage, Config};
 use hearth::kernels::{self, Argmax, View};
 
 fn check_argmax(cfg: Config, x: &[f32], case: &str) {
+    // At an odd offset (x read one value at a time) and at a multiple of 4 (as vec4
+    // words where the width is one too).
+    // Each in a CPU adapter's workgroup of 8 and in the others' 256.
+    for off in [5, 8] {
+        for cpu in [false, true] {
+            kernels::with_cpu_rows(cpu, || check_argmax_at(cfg, x, case, off));
+        }
+    }
+}
+
+fn check_argmax_at(cfg: Config, x: &[f32], case: &str, off: usize) {
     let g = gpu(cfg);
-    let off = 5;
     let mut data = random_vec(off, 1);
     data.extend_from_slice(x);
     data.push(1e30); // past the row: must be ignored
@@ -23,7 +33,10 @@ fn check_argmax(cfg: Config, x: &[f32], case: &str) {
         let op = Argmax::with_chunk(&g, view, x.len() as u32, &ob, 2, chunk).unwrap();
         kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
         let got: Vec<u32> = read(&g, &ob, 4).iter().map(|v| v.to_bits()).collect();
-        assert_eq!(got[2], want, "argmax {case} {cfg:?} chunk {chunk}");
+        assert_eq!(
+            got[2], want,
+            "argmax {case} {cfg:?} chunk {chunk} offset {off}"
+        );
         for k in [0, 1, 3] {
             assert_eq!(got[k], 0xDEAD_BEEF, "argmax {case} {cfg:?} wrote out[{k}]");
         }
