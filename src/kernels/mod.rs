@@ -202,8 +202,6 @@ pub fn run(gpu: &Gpu, dispatches: &[&Dispatch]) {
     let _ = Plain.submit(gpu, dispatches, None, None);
 }
 
-/// Splits `n` workgroups into an (x, y) grid within the per-dimension limit; kernels
-/// recover the linear index with `wg_index`.
 /// The workgroup of the one-workgroup-per-row ops (the norms, rope_kv) on a CPU
 /// adapter: one subgroup of lavapipe's 8 lanes. There every workgroup barrier switches
 /// between the workgroup's subgroups (coroutines), so a row op in workgroups of 128 or 64
@@ -235,6 +233,17 @@ pub fn with_cpu_rows<R>(cpu: bool, f: impl FnOnce() -> R) -> R {
     r
 }
 
+/// `CPU_ROW_WORKGROUP` where `cpu_rows`, else `other` (the op's GPU workgroup).
+pub fn row_workgroup(gpu: &Gpu, other: u32) -> u32 {
+    if cpu_rows(gpu) {
+        CPU_ROW_WORKGROUP
+    } else {
+        other
+    }
+}
+
+/// Splits `n` workgroups into an (x, y) grid within the per-dimension limit; kernels
+/// recover the linear index with `wg_index`.
 fn grid(gpu: &Gpu, n: u32) -> (u32, u32) {
     let max = gpu.limits.max_compute_workgroups_per_dimension.max(1);
     if n <= max {

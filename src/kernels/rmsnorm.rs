@@ -12,12 +12,15 @@ pub const WORKGROUPS: [u32; 3] = [super::CPU_ROW_WORKGROUP, 128, 512];
 /// take a few loads per invocation rather than dozens of dependent rounds (an H200 spent
 /// 33 us per 4096-wide residual norm with 128).
 pub fn workgroup(gpu: &Gpu, width: u32) -> u32 {
-    if super::cpu_rows(gpu) {
-        super::CPU_ROW_WORKGROUP
-    } else if width >= 2048 {
-        WORKGROUPS[1]
+    super::row_workgroup(gpu, gpu_workgroup(width))
+}
+
+/// `workgroup` off a CPU adapter.
+fn gpu_workgroup(width: u32) -> u32 {
+    if width >= 2048 {
+        512
     } else {
-        WORKGROUPS[0]
+        128
     }
 }
 
@@ -167,5 +170,21 @@ pub fn cpu(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
 impl super::Op for RmsNorm {
     fn dispatches(&self) -> &[Dispatch] {
         &self.dispatches
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpu_rows_take_128_and_wide_rows_512() {
+        assert_eq!(gpu_workgroup(640), 128);
+        assert_eq!(gpu_workgroup(2047), 128);
+        assert_eq!(gpu_workgroup(2048), 512);
+        assert_eq!(gpu_workgroup(4096), 512);
+        for w in [1, 2047, 2048] {
+            assert!(WORKGROUPS.contains(&gpu_workgroup(w)));
+        }
     }
 }
