@@ -573,8 +573,10 @@ impl Model {
             )));
         }
         let mut next: Vec<Option<usize>> = vec![None; self.sequences()];
+        // Each slot's last row: its output.
+        let mut last_row = vec![0; self.sequences()];
         let mut step_rows = Vec::with_capacity(n);
-        for &(slot, id) in rows {
+        for (i, &(slot, id)) in rows.iter().enumerate() {
             if slot >= next.len() {
                 return Err(ModelError::Input(format!(
                     "slot {slot} of a model loaded for {} sequences",
@@ -595,6 +597,7 @@ impl Model {
                 });
             }
             next[slot] = Some(pos + 1);
+            last_row[slot] = i;
             step_rows.push((slot as u32, pos as u32));
         }
         for (slot, end) in next.iter().enumerate() {
@@ -607,9 +610,7 @@ impl Model {
         // follow in their given order. Positions were set above in the given order, and
         // every row's K and V are appended before any row attends, so the order of the
         // rows within the step changes no result.
-        let is_last: Vec<bool> = (0..n)
-            .map(|i| !rows[i + 1..].iter().any(|r| r.0 == rows[i].0))
-            .collect();
+        let is_last: Vec<bool> = (0..n).map(|i| last_row[rows[i].0] == i).collect();
         let order: Vec<usize> = (0..n)
             .filter(|&i| is_last[i])
             .chain((0..n).filter(|&i| !is_last[i]))
@@ -637,7 +638,7 @@ impl Model {
                 enc.copy_buffer_to_buffer(&a.token, 0, &a.staging_tokens[slot], 0, 4)
             };
             let done = submit.submit(&gpu, &dispatches, None, Some(&save))?;
-            self.finish_batch(rows, done, true);
+            self.finish_batch(rows, 1, done, true);
             return Ok(());
         };
         let mut groups = vec![flat_for(&plan.embed, n, kv_len)];
@@ -649,15 +650,19 @@ impl Model {
             enc.copy_buffer_to_buffer(tokens, 0, staging, 0, bytes)
         };
         let done = submit.submit(&gpu, &all, None, Some(&save))?;
-        self.finish_batch(rows, done, false);
-        if let Some(b) = &mut self.batch_done {
-            b.rows = n_out;
-        }
+        self.finish_batch(rows, n_out, done, false);
         Ok(())
     }
 
     /// Advances the slots of a submitted batched step and remembers it for reading.
-    fn finish_batch(&mut self, rows: &[(usize, u32)], done: wgpu::SubmissionIndex, single: bool) {
+    /// `outputs`: the step's outputs (one per slot it advanced).
+    fn finish_batch(
+        &mut self,
+        rows: &[(usize, u32)],
+        outputs: usize,
+        done: wgpu::SubmissionIndex,
+        single: bool,
+    ) {
         if single {
             // The decode plan wrote a step's argmax slot.
             let slot = (self.steps % 2) as usize;
@@ -672,7 +677,7 @@ impl Model {
         self.last_n = 1;
         self.last_was_prefill = false;
         self.batch_done = Some(BatchDone {
-            rows: rows.len(),
+            rows: outputs,
             done,
             single,
         });

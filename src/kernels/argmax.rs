@@ -18,15 +18,6 @@ const CHUNK: u32 = WORKGROUP * 8;
 /// 289 in 256 and 396 one value at a time (`hearth profile MODEL -p 1 -n 8`).
 const CPU_CHUNK: u32 = 32768;
 
-/// The workgroup of both passes on `gpu`.
-fn workgroup(gpu: &Gpu) -> u32 {
-    if super::cpu_rows(gpu) {
-        super::CPU_ROW_WORKGROUP
-    } else {
-        WORKGROUP
-    }
-}
-
 /// Every first-pass chunk size in use (the tests run each).
 pub const CHUNKS: [u32; 2] = [CHUNK, CPU_CHUNK];
 
@@ -116,7 +107,7 @@ impl Argmax {
         };
         // x as vec4 words where its offset and width allow.
         let vec4 = x_offset.is_multiple_of(4) && width.is_multiple_of(4);
-        let wg = workgroup(gpu);
+        let wg = super::row_workgroup(gpu, WORKGROUP);
         let first = key(if vec4 { &["VEC4"] } else { &[] }, wg);
         let keys = (&first, &key(&["FINAL"], wg));
         let mut dispatches = two_pass(gpu, keys, x.buffer, &partials, out, &p, n_partials)?;

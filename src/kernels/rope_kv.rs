@@ -149,11 +149,7 @@ impl RopeKv {
             io.freq_factors.is_some(),
             io.norms.is_some(),
             cache.kind,
-            if super::cpu_rows(gpu) {
-                super::CPU_ROW_WORKGROUP
-            } else {
-                WORKGROUP
-            },
+            super::row_workgroup(gpu, WORKGROUP),
         )?;
         let mut buffers = vec![
             (0, io.q.view.buffer),
