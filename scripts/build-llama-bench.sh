@@ -4,9 +4,10 @@
 # download the tokenizer tests use) and prints the binary's path. Once built it is kept at
 # $HEARTH_CACHE/tools/llama-bench-VERSION/llama-bench and re-running is a no-op.
 #
-# Statically linked (no libllama.so beside it), x86-64 with AVX2 and AVX-512 kernels chosen
-# at build time, not by the building CPU (GGML_NATIVE=OFF). The AMX kernels stay off: they
-# crash in some VMs. Needs a C++17 compiler, make and cmake; with no cmake on PATH one is
+# Statically linked (no libllama.so beside it), x86-64 with AVX2 kernels, and AVX-512 ones
+# where this CPU has avx512f (an AVX-512 build dies of SIGILL on AVX2-only CPUs such as
+# AMD Zen 3), chosen here rather than by the compiler's -march (GGML_NATIVE=OFF). The AMX
+# kernels stay off: they crash in some VMs. Needs a C++17 compiler, make and cmake; with no cmake on PATH one is
 # installed from PyPI into the venv $HEARTH_CACHE/llama-venv. The build runs under
 # `nice -n 19` with $JOBS parallel jobs (default 1): about 6 min on two cores.
 set -euo pipefail
@@ -41,10 +42,12 @@ src="llama_cpp_python-$VERSION/vendor/llama.cpp"
 # The sources only: not the vocabulary GGUFs under models/.
 tar -xzf "$sdist" -C "$work" --exclude "$src/models/*" "$src"
 start=$(date +%s)
+avx512=OFF
+if grep -qw avx512f /proc/cpuinfo 2>/dev/null; then avx512=ON; fi
 echo "build-llama-bench: configuring llama.cpp ($src)" >&2
 nice -n 19 "$cmake" -S "$work/$src" -B "$work/build" \
   -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
-  -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_AVX512=ON \
+  -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_AVX512=$avx512 \
   -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF \
   -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
   -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DGGML_CCACHE=OFF >&2
