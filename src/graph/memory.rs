@@ -120,8 +120,12 @@ impl MemoryPlan {
         let logits = 4 * cfg.vocab as u64;
         // Decode attention keeps per-chunk partials (max, sum, weighted V), in one
         // buffer that every layer of a plan shares.
-        let chunks = (capacity as u64).div_ceil(crate::kernels::attention_decode::CHUNK as u64);
-        let scratch = cfg.n_heads as u64 * chunks * (cfg.head_dim as u64 + 2) * 4;
+        let scratch = crate::kernels::attention_decode::partials_bytes(
+            cfg.n_heads as u64,
+            cfg.head_dim as u64,
+            capacity as u64,
+            1,
+        );
         note("decode attention scratch", scratch);
         // The GPU top-k keeps up to 256 (id, value) pairs per 1024-entry vocabulary chunk.
         let topk = (cfg.vocab as u64).div_ceil(1024) * 256 * 8;

@@ -44,6 +44,14 @@ params! {
     }
 }
 
+/// Bytes of pass 1's partials (each chunk's max, exp-sum and weighted V per head) for
+/// steps of `rows` tokens over `capacity` cached positions: what `scratch_bytes` sizes
+/// and the memory estimate (`graph::memory`) counts.
+pub fn partials_bytes(n_heads: u64, head_dim: u64, capacity: u64, rows: u64) -> u64 {
+    let chunks = capacity.div_ceil(CHUNK as u64);
+    rows * n_heads * chunks * (head_dim + 2) * 4
+}
+
 /// Query heads one workgroup of pass 1 takes (they share each K and V row they read): the
 /// largest divisor of the group size up to 8. The single pass takes one head per
 /// workgroup ([`SINGLE_HEADS`]).
@@ -399,8 +407,12 @@ impl AttentionDecode {
 
     /// Bytes of partials the op for `spec` over `cache` keeps for steps of `rows` tokens.
     pub fn scratch_bytes(spec: &AttnSpec, cache: &KvCache, rows: u32) -> u64 {
-        let chunks = cache.capacity.div_ceil(CHUNK) as u64;
-        rows as u64 * spec.n_heads as u64 * chunks * (spec.head_dim as u64 + 2) * 4
+        partials_bytes(
+            spec.n_heads as u64,
+            spec.head_dim as u64,
+            cache.capacity as u64,
+            rows as u64,
+        )
     }
 
     /// `with_sinks` with pass 1's form given: `Some` the subgroup-per-key form with
