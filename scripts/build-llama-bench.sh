@@ -7,9 +7,10 @@
 # Statically linked (no libllama.so beside it), x86-64 with AVX2 kernels, and AVX-512 ones
 # where this CPU has avx512f (an AVX-512 build dies of SIGILL on AVX2-only CPUs such as
 # AMD Zen 3), chosen here rather than by the compiler's -march (GGML_NATIVE=OFF). The AMX
-# kernels stay off: they crash in some VMs. Needs a C++17 compiler, make and cmake; with no cmake on PATH one is
-# installed from PyPI into the venv $HEARTH_CACHE/llama-venv. The build runs under
-# `nice -n 19` with $JOBS parallel jobs (default 1): about 6 min on two cores.
+# kernels stay off: they crash in some VMs. Needs a C++17 compiler, make and cmake; with
+# no cmake on PATH one is installed from PyPI into the venv $HEARTH_CACHE/llama-venv. The
+# build runs under `nice -n 19` with $JOBS parallel jobs (default 1): about 6 min on two
+# cores.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

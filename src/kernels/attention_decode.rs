@@ -45,8 +45,8 @@ params! {
 }
 
 /// Bytes of pass 1's partials (each chunk's max, exp-sum and weighted V per head) for
-/// steps of `rows` tokens over `capacity` cached positions: what `scratch_bytes` sizes
-/// and the memory estimate (`graph::memory`) counts.
+/// steps of `rows` tokens over `capacity` cached positions: what the op allocates
+/// (`scratch_bytes`) and the memory estimate (`graph::memory`) counts.
 pub fn partials_bytes(n_heads: u64, head_dim: u64, capacity: u64, rows: u64) -> u64 {
     let chunks = capacity.div_ceil(CHUNK as u64);
     rows * n_heads * chunks * (head_dim + 2) * 4
@@ -480,8 +480,13 @@ impl AttentionDecode {
                  dispatch limit {max_wg}"
             )));
         }
-        let scratch_len = rows as u64 * n_heads as u64 * max_chunks as u64 * (head_dim as u64 + 2);
-        let scratch_bytes = scratch_len * 4;
+        let scratch_bytes = partials_bytes(
+            n_heads as u64,
+            head_dim as u64,
+            cache.capacity as u64,
+            rows as u64,
+        );
+        let scratch_len = scratch_bytes / 4;
         if scratch_bytes > gpu.max_binding {
             return Err(GpuError::Runtime(format!(
                 "{what}: scratch for {} positions x {n_heads} heads needs {scratch_bytes} bytes, \
