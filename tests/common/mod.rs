@@ -1,10 +1,12 @@
-//! Shared helpers for GPU tests: one device per configuration, buffers, error metrics.
+//! Shared helpers for GPU tests: one device per configuration and test thread, buffers,
+//! error metrics.
 #![allow(dead_code)]
 
 pub mod schema;
 
 use hearth::gpu::{Gpu, GpuOptions, OptionalFeatures};
-use std::sync::{Arc, OnceLock};
+use std::cell::OnceCell;
+use std::sync::Arc;
 use wgpu::util::DeviceExt;
 
 /// Device configurations every kernel is checked under.
@@ -20,19 +22,28 @@ pub enum Config {
 
 pub const SMALL_BINDING: u64 = 64 << 10;
 
+/// The device of configuration `c` for this test thread (libtest runs each test on a
+/// thread of its own, so each test gets its own devices). lavapipe compiles a pipeline
+/// when it is first dispatched, on the device's one queue thread: tests sharing a device
+/// compiled one at a time however many test threads ran them.
 pub fn gpu(c: Config) -> Arc<Gpu> {
-    static CELLS: [OnceLock<Arc<Gpu>>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
-    CELLS[c as usize]
-        .get_or_init(|| {
-            let mut o = GpuOptions::from_env().expect("HEARTH_BACKEND / HEARTH_ADAPTER");
-            match c {
-                Config::Full => {}
-                Config::Bare => o.features = OptionalFeatures::NONE,
-                Config::SmallBinding => o.max_binding_override = Some(SMALL_BINDING),
-            }
-            Gpu::new_blocking(&o).expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)")
-        })
-        .clone()
+    thread_local! {
+        static CELLS: [OnceCell<Arc<Gpu>>; 3] = const { [OnceCell::new(), OnceCell::new(), OnceCell::new()] };
+    }
+    CELLS.with(|cells| {
+        cells[c as usize]
+            .get_or_init(|| {
+                let mut o = GpuOptions::from_env().expect("HEARTH_BACKEND / HEARTH_ADAPTER");
+                match c {
+                    Config::Full => {}
+                    Config::Bare => o.features = OptionalFeatures::NONE,
+                    Config::SmallBinding => o.max_binding_override = Some(SMALL_BINDING),
+                }
+                Gpu::new_blocking(&o)
+                    .expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)")
+            })
+            .clone()
+    })
 }
 
 pub fn storage(gpu: &Gpu, data: &[f32]) -> wgpu::Buffer {
