@@ -6,7 +6,7 @@ pub mod schema;
 
 use hearth::gpu::{Gpu, GpuOptions, OptionalFeatures};
 use std::cell::OnceCell;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
 /// Device configurations every kernel is checked under.
@@ -22,25 +22,51 @@ pub enum Config {
 
 pub const SMALL_BINDING: u64 = 64 << 10;
 
-/// The device of configuration `c` for this test thread (libtest runs each test on a
-/// thread of its own, so each test gets its own devices). lavapipe compiles a pipeline
-/// when it is first dispatched, on the device's one queue thread: tests sharing a device
-/// compiled one at a time however many test threads ran them.
-pub fn gpu(c: Config) -> Arc<Gpu> {
-    thread_local! {
-        static CELLS: [OnceCell<Arc<Gpu>>; 3] = const { [OnceCell::new(), OnceCell::new(), OnceCell::new()] };
+/// Devices no running test holds, per configuration (`Lease`).
+static POOL: [Mutex<Vec<Arc<Gpu>>>; 3] = [const { Mutex::new(Vec::new()) }; 3];
+
+/// The devices one test thread holds; its end returns them to `POOL` (a device must not
+/// be dropped in a thread-local destructor: wgpu's debug lock tracing reads thread-locals
+/// already gone there).
+struct Lease([OnceCell<Arc<Gpu>>; 3]);
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        for (cell, pool) in self.0.iter_mut().zip(&POOL) {
+            if let Some(g) = cell.take() {
+                pool.lock().unwrap_or_else(|e| e.into_inner()).push(g);
+            }
+        }
     }
-    CELLS.with(|cells| {
-        cells[c as usize]
+}
+
+thread_local! {
+    static LEASE: Lease = const { Lease([const { OnceCell::new() }; 3]) };
+}
+
+/// The device of configuration `c` for this test thread: tests running at once hold
+/// devices of their own (libtest runs each test on a thread of its own), reused by later
+/// tests. lavapipe compiles a pipeline when it is first dispatched, on the device's one
+/// queue thread: tests sharing one device compiled one at a time however many test
+/// threads ran them.
+pub fn gpu(c: Config) -> Arc<Gpu> {
+    LEASE.with(|lease| {
+        lease.0[c as usize]
             .get_or_init(|| {
-                let mut o = GpuOptions::from_env().expect("HEARTH_BACKEND / HEARTH_ADAPTER");
-                match c {
-                    Config::Full => {}
-                    Config::Bare => o.features = OptionalFeatures::NONE,
-                    Config::SmallBinding => o.max_binding_override = Some(SMALL_BINDING),
-                }
-                Gpu::new_blocking(&o)
-                    .expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)")
+                let pooled = POOL[c as usize]
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .pop();
+                pooled.unwrap_or_else(|| {
+                    let mut o = GpuOptions::from_env().expect("HEARTH_BACKEND / HEARTH_ADAPTER");
+                    match c {
+                        Config::Full => {}
+                        Config::Bare => o.features = OptionalFeatures::NONE,
+                        Config::SmallBinding => o.max_binding_override = Some(SMALL_BINDING),
+                    }
+                    Gpu::new_blocking(&o)
+                        .expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)")
+                })
             })
             .clone()
     })
