@@ -143,25 +143,45 @@ fn check_id_form(
     }
 }
 
-#[test]
-fn expert_projection_every_type() {
+/// Every other type (`half` 0 or 1 of the list) in `cfg`: four tests, so that the work
+/// spreads over both test threads (each case compiles its own pipeline).
+fn expert_projection_every_type_in(cfg: Config, half: usize) {
     for (i, ty) in GgmlType::ALL
         .into_iter()
         .filter(|t| gpu_layout(*t).is_some())
         .enumerate()
+        .filter(|(i, _)| i % 2 == half)
     {
         let cols = 2 * ty.block_elems().max(32);
         let seed = 100 * i as u64;
-        for cfg in [Config::Full, Config::Bare] {
-            // Decode (one token), a prefill step of several, an odd row count.
-            check_id(cfg, ty, (8, 16, cols), (1, 1), 2, (false, false), seed);
-            check_id(cfg, ty, (4, 13, cols), (9, 7), 3, (true, true), seed + 10);
-            check_id(cfg, ty, (6, 65, cols), (3, 3), 6, (false, true), seed + 20);
-            // A prefill-sized step: more slots than a workgroup gathers in one round,
-            // experts chosen by many tokens (more than 8 at a time).
-            check_id(cfg, ty, (4, 9, cols), (40, 37), 2, (true, false), seed + 30);
-        }
+        // Decode (one token), a prefill step of several, an odd row count.
+        check_id(cfg, ty, (8, 16, cols), (1, 1), 2, (false, false), seed);
+        check_id(cfg, ty, (4, 13, cols), (9, 7), 3, (true, true), seed + 10);
+        check_id(cfg, ty, (6, 65, cols), (3, 3), 6, (false, true), seed + 20);
+        // A prefill-sized step: more slots than a workgroup gathers in one round,
+        // experts chosen by many tokens (more than 8 at a time).
+        check_id(cfg, ty, (4, 9, cols), (40, 37), 2, (true, false), seed + 30);
     }
+}
+
+#[test]
+fn expert_projection_every_type_with_f16_and_subgroups_1() {
+    expert_projection_every_type_in(Config::Full, 0);
+}
+
+#[test]
+fn expert_projection_every_type_with_f16_and_subgroups_2() {
+    expert_projection_every_type_in(Config::Full, 1);
+}
+
+#[test]
+fn expert_projection_every_type_bare_1() {
+    expert_projection_every_type_in(Config::Bare, 0);
+}
+
+#[test]
+fn expert_projection_every_type_bare_2() {
+    expert_projection_every_type_in(Config::Bare, 1);
 }
 
 #[test]
