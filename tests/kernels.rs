@@ -5,7 +5,8 @@
 mod common;
 
 use common::{
-    assert_close, gpu, output, random_vec, read, storage, storage_u32, Config, SMALL_BINDING,
+    assert_close, gpu, gpu_types, output, random_vec, read, storage, storage_u32, Config,
+    SMALL_BINDING,
 };
 use hearth::gpu::{gpu_layout, GpuTensor};
 use hearth::kernels::matvec::{self, Geometry, TABLE};
@@ -17,13 +18,6 @@ use hearth::quant::{dequantize_to_vec, random_blocks, GgmlType};
 /// the only error is f32 accumulation order against the f64 CPU sum.
 fn bound(_ty: GgmlType) -> f64 {
     1e-7
-}
-
-fn gpu_types() -> Vec<GgmlType> {
-    GgmlType::ALL
-        .into_iter()
-        .filter(|t| gpu_layout(*t).is_some())
-        .collect()
 }
 
 /// Shapes (rows, cols) for a type: cols must be whole blocks.

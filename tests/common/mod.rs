@@ -22,6 +22,15 @@ pub enum Config {
 
 pub const SMALL_BINDING: u64 = 64 << 10;
 
+/// The weight types the GPU kernels take (those with a GPU layout), in `GgmlType::ALL`'s
+/// order.
+pub fn gpu_types() -> Vec<hearth::quant::GgmlType> {
+    hearth::quant::GgmlType::ALL
+        .into_iter()
+        .filter(|t| hearth::gpu::gpu_layout(*t).is_some())
+        .collect()
+}
+
 /// Devices no running test holds, per configuration (`Lease`).
 static POOL: [Mutex<Vec<Arc<Gpu>>>; 3] = [const { Mutex::new(Vec::new()) }; 3];
 
