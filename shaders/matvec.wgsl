@@ -23,6 +23,13 @@
 // squares in ssq, at its index among the matrix's workgroups.
 // XNORM: x is such an hn, and each row's sum is scaled by s, from the first p.parts
 // sums in ssq (a few per lane, shuffled together, with XBCAST).
+// FLOAT_RUNS: float rows of whole runs of 32, read by runs (lib/float_runs.wgsl) with x
+// on vec4 words; other float rows read x as scalars (X_SCALAR).
+#ifdef FLOAT_WEIGHTS
+#ifndef FLOAT_RUNS
+#define X_SCALAR
+#endif
+#endif
 #include "lib/common.wgsl"
 #ifdef GATED
 #include "lib/act.wgsl"
@@ -46,11 +53,11 @@ struct Params {
     parts: u32,       // XNORM: sums of squares in ssq
 }
 
-#ifdef FLOAT_WEIGHTS
+#ifdef X_SCALAR
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 #else
-// Block types: rows are whole blocks (k a multiple of 32) and the host checks that
-// x_offset is a multiple of 4, so x is read as vec4 words.
+// Block types and float runs: rows are whole blocks (k a multiple of 32) and the host
+// checks that x_offset is a multiple of 4, so x is read as vec4 words.
 @group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
 #endif
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
@@ -75,7 +82,7 @@ const ROWS: u32 = WG / LANES;
 // x[e .. e+3] of the row's input (e a multiple of 4); past k it reads 0 (float rows
 // may end inside a group).
 fn xv4(e: u32) -> vec4<f32> {
-#ifdef FLOAT_WEIGHTS
+#ifdef X_SCALAR
     let o = p.x_offset + e;
     if (e + 4u > p.k) {
         var v = vec4<f32>(0.0);

@@ -69,8 +69,13 @@ fn check_matvec_geometry(
     let g = gpu(cfg);
     let t = GpuTensor::upload(&g, "w", c.ty, c.cols as u64, c.rows as u64, &c.raw).unwrap();
     // Offsets in x and y check that kernels honour them. Block types read x as vec4
-    // words from a multiple of 4 (any other offset is refused); floats from any.
-    let xo = if c.ty.is_float() { 3 } else { 4 };
+    // words from a multiple of 4 (any other offset is refused); floats from any: rows of
+    // whole runs of 32 from 4 (the run form), others from 3 (the generic form).
+    let xo = if c.ty.is_float() && !c.cols.is_multiple_of(32) {
+        3
+    } else {
+        4
+    };
     let x = random_vec(c.cols + xo, seed);
     let xb = storage(&g, &x);
     if !c.ty.is_float() {
@@ -102,6 +107,12 @@ fn check_matvec_geometry(
         Some(geo) => MatVec::with_geometry(&g, &t, xv, yv, geo, act),
     }
     .unwrap();
+    assert_eq!(
+        matvec::float_runs(&t, xo as u32),
+        c.ty.is_float() && xo == 4,
+        "{}",
+        c.ty
+    );
     kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
     let got = read(&g, &yb, c.rows + 2);
     let mut want = kernels::matvec::cpu(&c.w, c.cols, &x[xo..]);
@@ -274,7 +285,17 @@ fn matvec_every_table_geometry() {
     }
     for (i, ty) in gpu_types().into_iter().enumerate() {
         let qk = ty.block_elems();
-        for (j, (rows, cols)) in [(37, 3 * qk), (9, 5 * qk)].into_iter().enumerate() {
+        // Float rows of whole runs of 32 take the run form as well.
+        let runs = if ty.is_float() {
+            vec![(37, 96)]
+        } else {
+            vec![]
+        };
+        for (j, (rows, cols)) in [(37, 3 * qk), (9, 5 * qk)]
+            .into_iter()
+            .chain(runs)
+            .enumerate()
+        {
             let c = case(ty, rows, cols, (i * 10 + j) as u64);
             // The table's entries as each class builds them for this type.
             let own: Vec<Geometry> = TABLE
@@ -322,10 +343,12 @@ fn fused_runs() -> Vec<(Config, (Geometry, bool))> {
 fn matvec_gate_up_pair() {
     for (i, ty) in gpu_types().into_iter().enumerate() {
         let qk = ty.block_elems();
-        // 64 rows keep every type's half a multiple of the binding offset alignment.
+        // 64 rows keep every type's half a multiple of the binding offset alignment;
+        // float rows are runs of 32 (the run form; the q/k/v stack keeps the generic).
+        let cols = if ty.is_float() { 96 } else { 3 * qk };
         let (gate, up) = (
-            case(ty, 64, 3 * qk, 50 + i as u64),
-            case(ty, 64, 3 * qk, 90 + i as u64),
+            case(ty, 64, cols, 50 + i as u64),
+            case(ty, 64, cols, 90 + i as u64),
         );
         for (j, (cfg, geo)) in fused_runs().into_iter().enumerate() {
             let g = gpu(cfg);
@@ -471,7 +494,8 @@ fn matvec_folds_norm_and_residual() {
     use matvec::{Fold, NormPrep, NormScale};
     for (i, ty) in gpu_types().into_iter().enumerate() {
         let qk = ty.block_elems();
-        let cols = 3 * qk;
+        // Float rows are runs of 32 here (the run form).
+        let cols = if ty.is_float() { 96 } else { 3 * qk };
         let (a, b, c) = (
             case(ty, 64, cols, 500 + i as u64),
             case(ty, 64, cols, 600 + i as u64),

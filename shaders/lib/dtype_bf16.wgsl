@@ -1,15 +1,24 @@
 // BF16 weights: the high half of an f32. Groups of 4 (two words), rows padded to 4.
+// The matvec reads rows of whole runs of 32 by runs (lib/float_runs.wgsl).
+
+fn words4(a: u32, c: u32) -> vec4<f32> {
+    return bitcast<vec4<f32>>(vec4<u32>(a << 16u, a & 0xFFFF0000u, c << 16u, c & 0xFFFF0000u));
+}
+
+#ifdef FLOAT_RUNS
+#define HALF_FLOATS
+#include "lib/float_runs.wgsl"
+#else
 #include "lib/weights.wgsl"
 
 const QK: u32 = 4u;
 const BLOCK_WORDS: u32 = 2u;
 
 fn dq4(b: u32, i: u32) -> vec4<f32> {
-    let a = w[b];
-    let c = w[b + 1u];
-    return bitcast<vec4<f32>>(vec4<u32>(a << 16u, a & 0xFFFF0000u, c << 16u, c & 0xFFFF0000u));
+    return words4(w[b], w[b + 1u]);
 }
 
 #ifdef MATVEC
 #include "lib/dot_generic.wgsl"
+#endif
 #endif

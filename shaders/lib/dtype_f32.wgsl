@@ -1,4 +1,8 @@
 // F32 weights, stored as groups of 4 with rows zero-padded to a multiple of 4.
+// The matvec reads rows of whole runs of 32 by runs (lib/float_runs.wgsl).
+#ifdef FLOAT_RUNS
+#include "lib/float_runs.wgsl"
+#else
 #include "lib/weights.wgsl"
 
 const QK: u32 = 4u;
@@ -10,4 +14,5 @@ fn dq4(b: u32, i: u32) -> vec4<f32> {
 
 #ifdef MATVEC
 #include "lib/dot_generic.wgsl"
+#endif
 #endif
