@@ -5,7 +5,11 @@
 //! elsewhere) filled with random blocks (finite scales, every quant bit random), norms
 //! are ~1. The text such a model writes is noise; its speed is the real model's.
 //!
-//! `cargo run --release --example random_gguf -- OUT.gguf llama-1b|llama-8b|llama-3b`
+//! With a third argument, `f16`, `bf16` or `f32`, every matrix is of that float type
+//! instead (values uniform in [-1, 1]): an unquantized model's speed.
+//!
+//! `cargo run --release --example random_gguf -- OUT.gguf
+//! llama-1b|llama-3b|llama-8b|smollm2-135m [f16|bf16|f32]`
 
 use anyhow::{bail, Context};
 use hearth::gguf::GgufWriter;
@@ -19,15 +23,25 @@ fn more_bits(il: usize, n: usize) -> bool {
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: random_gguf OUT.gguf llama-1b|llama-3b|llama-8b";
+    let usage =
+        "usage: random_gguf OUT.gguf llama-1b|llama-3b|llama-8b|smollm2-135m [f16|bf16|f32]";
     let out = args.next().context(usage)?;
     let mut spec = TinySpec::new(Arch::Llama);
-    // (layers, hidden, heads, kv heads, ffn, tied head) of the Llama 3 family.
-    let (layers, hidden, heads, kv, ffn, tied) = match args.next().as_deref() {
-        Some("llama-1b") => (16, 2048, 32, 8, 8192, true),
-        Some("llama-3b") => (28, 3072, 24, 8, 8192, true),
-        Some("llama-8b") => (32, 4096, 32, 8, 14336, false),
+    // (layers, hidden, heads, kv heads, ffn, tied head, vocab) of the Llama 3 family and
+    // SmolLM2-135M (a llama too).
+    let (layers, hidden, heads, kv, ffn, tied, vocab) = match args.next().as_deref() {
+        Some("llama-1b") => (16, 2048, 32, 8, 8192, true, 128_256),
+        Some("llama-3b") => (28, 3072, 24, 8, 8192, true, 128_256),
+        Some("llama-8b") => (32, 4096, 32, 8, 14336, false, 128_256),
+        Some("smollm2-135m") => (30, 576, 9, 3, 1536, true, 49_152),
         _ => bail!(usage),
+    };
+    let float = match args.next().as_deref() {
+        None => None,
+        Some("f16") => Some((GgmlType::F16, 1)),
+        Some("bf16") => Some((GgmlType::BF16, 32)),
+        Some("f32") => Some((GgmlType::F32, 0)),
+        Some(_) => bail!(usage),
     };
     spec.n_layers = layers;
     spec.hidden = hidden;
@@ -35,7 +49,7 @@ fn main() -> anyhow::Result<()> {
     spec.n_kv_heads = kv;
     spec.head_dim = hidden / heads;
     spec.ffn = ffn;
-    spec.vocab = 128_256;
+    spec.vocab = vocab;
     spec.context = 8192;
     spec.rope_base = 500_000.0;
     spec.tied_output = tied;
@@ -44,7 +58,9 @@ fn main() -> anyhow::Result<()> {
     for (k, v) in spec.metadata() {
         w.add(k, v)?;
     }
-    w.add("general.file_type", hearth::gguf::Value::U32(15))?; // Q4_K_M
+    // llama.cpp's file types: Q4_K_M 15, F16 1, BF16 32, F32 0.
+    let file_type = float.map_or(15, |(_, ft)| ft);
+    w.add("general.file_type", hearth::gguf::Value::U32(file_type))?;
     let mut rng = Rng::new(7);
     for (i, t) in expected_tensors(&cfg).into_iter().enumerate() {
         let untied_head = t.name == "output.weight" && !tied;
@@ -68,7 +84,11 @@ fn main() -> anyhow::Result<()> {
         let six = head
             || (il.is_some_and(|il| more_bits(il, layers))
                 && (t.name.ends_with("attn_v.weight") || t.name.ends_with("ffn_down.weight")));
-        let ty = if six { GgmlType::Q6_K } else { GgmlType::Q4_K };
+        let ty = match float {
+            Some((ty, _)) => ty,
+            None if six => GgmlType::Q6_K,
+            None => GgmlType::Q4_K,
+        };
         let blocks = (n as usize) / ty.block_elems();
         w.add_tensor(t.name, &t.dims, ty, random_blocks(ty, blocks, i as u64))?;
     }
