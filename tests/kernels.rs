@@ -272,15 +272,17 @@ fn matvec_every_table_geometry() {
     // Without subgroups no type takes the x-sharing form's one lane per row.
     let bare = gpu(Config::Bare);
     for ty in gpu_types() {
-        assert_ne!(
-            matvec::geometry(&bare, ty).0,
-            matvec::SHARE_GEOMETRY,
-            "{ty}"
-        );
+        assert_ne!(matvec::geometry(&bare, ty).0.lanes, 1, "{ty}");
         // With them, a CPU rasterizer takes it for the types that share x.
-        let cpu = matvec::AdapterClass::of(&full.info) == matvec::AdapterClass::Cpu;
-        if cpu && full.features.subgroups && sg_min >= 8 && matvec::shares_x(ty) {
-            assert_eq!(matvec::geometry(&full, ty), (matvec::SHARE_GEOMETRY, true));
+        let class = matvec::AdapterClass::of(&full.info);
+        if class == matvec::AdapterClass::Cpu
+            && full.features.subgroups
+            && sg_min >= 8
+            && matvec::shares_x(ty)
+        {
+            let share = matvec::class_geometry(class, ty);
+            assert_eq!(share.lanes, 1, "{ty}");
+            assert_eq!(matvec::geometry(&full, ty), (share, true));
         }
     }
     for (i, ty) in gpu_types().into_iter().enumerate() {
