@@ -56,9 +56,9 @@ pub struct Geometry {
 /// per invocation group (measured on an H200, Llama-3.1-8B-shaped Q4_K_M tg64: 85.4
 /// tokens/s with one row per invocation, 79.6 with two, 66.7 with four). On a CPU
 /// rasterizer (lavapipe, 8-wide SIMD) the types that preload x take `SHARE_GEOMETRY`
-/// and floats `FLOAT_SHARE_GEOMETRY` (`class_geometry`); the others (Q2_K, the IQ types,
-/// and float types before their run form) give a row one
-/// 8-lane subgroup and each invocation four rows (measured before `SHARE_GEOMETRY`
+/// and floats and Q6_K `ONE_ROW_SHARE_GEOMETRY` (`class_geometry`); the others (Q2_K,
+/// the IQ types, and float types before their run form) give a row one 8-lane subgroup
+/// and each invocation four rows (measured before `SHARE_GEOMETRY`
 /// served the preloading types: lavapipe tg64 with `HEARTH_MATVEC=128,8,4` against 64
 /// invocations and two rows, alternated, SmolLM2 25.5-27.3 tokens/s against 22.5-23.4,
 /// Gemma 3 median 16.3 against 15.6). `geometry` decides whether the lanes may sum with
@@ -146,28 +146,35 @@ pub const SHARE_GEOMETRY: Geometry = Geometry {
     rows: 2,
 };
 
-/// The CPU class's x-sharing geometry for float types (their run form, `float_runs`):
-/// one row per invocation. A float run's weights are 8 (F32) or 4 (F16, BF16) vec4
-/// words against 8 vec4s of x, so a second row doubles the live registers where a
-/// block's nibbles do not. Measured on lavapipe (Mesa 25.0.7, AMD EPYC Zen 3 with 16
-/// vector registers, 2026-12-04), alternated runs of `HEARTH_MATVEC=32,1,1` against
-/// `SHARE_GEOMETRY` on random-weight SmolLM2-135M-shaped files (`random_gguf ...
-/// smollm2-135m f16|bf16|f32`): `hearth bench FILE -p 0 -n 64 -r 1` F16 15.31 and 14.48
-/// tokens/s against 10.74 and 9.36, BF16 17.40 and 15.56 against 10.62 and 11.60, F32
-/// 9.77 and 9.62 against 6.33 and 7.48; `hearth profile FILE -p 16 -n 8` decode step
-/// F16 70-71 ms against 92-102, BF16 63-66 against 84, the F16 head (49152 x 576) 9.2-9.7
-/// against 13.8-15.6 ms. (The quantized types' results on that host were within its
-/// noise both ways, so they keep `SHARE_GEOMETRY`.)
-pub const FLOAT_SHARE_GEOMETRY: Geometry = Geometry {
+/// The CPU class's x-sharing geometry for float types (their run form, `float_runs`)
+/// and Q6_K (`one_row`): one row per invocation. A float run's weights are 8 (F32) or 4
+/// (F16, BF16) vec4 words against 8 vec4s of x, and a Q6_K part holds its scales and
+/// two planes of bits, so a second row doubles many live registers (likely spilled on
+/// a host with 16 vector registers, AVX2; not checked in the generated code).
+///
+/// Measured on lavapipe (Mesa 25.0.7, AMD EPYC Zen 3, 2026-12-04), alternated runs of
+/// `HEARTH_MATVEC=32,1,1` against `SHARE_GEOMETRY` on random-weight SmolLM2-135M-shaped
+/// files (`random_gguf ... smollm2-135m f16|bf16|f32`): `hearth bench FILE -p 0 -n 64
+/// -r 1` F16 15.31 and 14.48 tokens/s against 10.74 and 9.36, BF16 17.40 and 15.56
+/// against 10.62 and 11.60, F32 9.77 and 9.62 against 6.33 and 7.48; `hearth profile
+/// FILE -p 16 -n 8` decode step F16 70-71 ms against 92-102, BF16 63-66 against 84, the
+/// F16 head (49152 x 576) 9.2-9.7 against 13.8-15.6 ms. The quantized types were within
+/// that host's noise both ways and keep `SHARE_GEOMETRY` (Q4_1 is faster there: 549-609
+/// against 775-1019 us in `HEARTH_BENCH_ROWS=2048 HEARTH_BENCH_COLS=2048 cargo bench
+/// --bench matvec`), except Q6_K: 1066-1237 against 1561-2372 us in that bench, and in
+/// Gemma 3's decode (`hearth profile MODEL -p 16 -n 8`) its 640 x 2048 matvec 457-493
+/// against 614-698 us. On an AVX-512 host (32 vector registers, 2026-12-03) two rows had
+/// been 7% faster for Q6_K: 297-300 against 320-326 us in `hearth profile`.
+pub const ONE_ROW_SHARE_GEOMETRY: Geometry = Geometry {
     workgroup: 32,
     lanes: 1,
     rows: 1,
 };
 
 /// Whether the CPU class runs `ty`'s matvec in the x-sharing form (`SHARE_GEOMETRY`,
-/// `FLOAT_SHARE_GEOMETRY` for floats): every type that preloads a part's x (the dtype's
-/// `XPRE`), float types through their run form (`float_runs`). Measured on lavapipe
-/// (`benches/matvec`, 2048 x 2048, alternated, 2026-12-04): F16 1.90 ms, BF16
+/// `ONE_ROW_SHARE_GEOMETRY` for floats and Q6_K): every type that preloads a part's x
+/// (the dtype's `XPRE`), float types through their run form (`float_runs`). Measured on
+/// lavapipe (`benches/matvec`, 2048 x 2048, alternated, 2026-12-04): F16 1.90 ms, BF16
 /// 1.56-1.61, F32 3.14-3.88 in the run form at `SHARE_GEOMETRY`, against 2.78-2.94,
 /// 2.61-2.66 and 4.83-4.95 at the table's and 4.01-5.35, 3.82-3.86 and 4.88-5.89 in the
 /// generic form before; float rows that are not runs (the generic form) ran 1.07-1.13x
@@ -353,7 +360,7 @@ fn folds(form: Form) -> &'static [(bool, bool, bool)] {
 pub fn geometry(gpu: &Gpu, ty: GgmlType) -> (Geometry, bool) {
     let class = AdapterClass::of(&gpu.info);
     let mut g = tuning_override().unwrap_or(class_geometry(class, ty));
-    if [SHARE_GEOMETRY, FLOAT_SHARE_GEOMETRY].contains(&g) && !broadcasts(gpu) {
+    if [SHARE_GEOMETRY, ONE_ROW_SHARE_GEOMETRY].contains(&g) && !broadcasts(gpu) {
         g = table_geometry(class);
     }
     (g, row_shuffles(gpu, g))
@@ -399,14 +406,19 @@ fn tuning_override() -> Option<Geometry> {
 }
 
 /// The table's geometry of `class`; on a CPU rasterizer, `SHARE_GEOMETRY` for the types
-/// that preload x and `FLOAT_SHARE_GEOMETRY` for floats (where the adapter lacks
-/// subgroups of 8, `geometry` falls back to the table's).
+/// that preload x and `ONE_ROW_SHARE_GEOMETRY` for floats and Q6_K (where the adapter
+/// lacks subgroups of 8, `geometry` falls back to the table's).
 pub fn class_geometry(class: AdapterClass, ty: GgmlType) -> Geometry {
     match class {
-        AdapterClass::Cpu if ty.is_float() => FLOAT_SHARE_GEOMETRY,
+        AdapterClass::Cpu if one_row(ty) => ONE_ROW_SHARE_GEOMETRY,
         AdapterClass::Cpu if shares_x(ty) => SHARE_GEOMETRY,
         _ => table_geometry(class),
     }
+}
+
+/// The types the CPU class runs at `ONE_ROW_SHARE_GEOMETRY`: floats and Q6_K.
+fn one_row(ty: GgmlType) -> bool {
+    ty.is_float() || ty == GgmlType::Q6_K
 }
 
 /// `class`'s entry of the table.
@@ -837,14 +849,14 @@ mod tests {
                 "{class:?}"
             );
         }
-        for g in [SHARE_GEOMETRY, FLOAT_SHARE_GEOMETRY] {
+        for g in [SHARE_GEOMETRY, ONE_ROW_SHARE_GEOMETRY] {
             let share = defines_for(g, Form::Plain, (false, false, false), false).unwrap();
             assert!(share.contains(&"XSHARE"));
         }
         for ty in GgmlType::ALL {
             let cpu = class_geometry(AdapterClass::Cpu, ty);
             assert_eq!(cpu.lanes == 1, shares_x(ty), "{ty}");
-            assert_eq!(cpu == FLOAT_SHARE_GEOMETRY, ty.is_float(), "{ty}");
+            assert_eq!(cpu == ONE_ROW_SHARE_GEOMETRY, one_row(ty), "{ty}");
         }
     }
 
