@@ -288,11 +288,7 @@ fn matvec_every_table_geometry() {
     for (i, ty) in gpu_types().into_iter().enumerate() {
         let qk = ty.block_elems();
         // Float rows of whole runs of 32 take the run form as well.
-        let runs = if ty.is_float() {
-            vec![(37, 96)]
-        } else {
-            vec![]
-        };
+        let runs = ty.is_float().then_some((37, 96));
         for (j, (rows, cols)) in [(37, 3 * qk), (9, 5 * qk)]
             .into_iter()
             .chain(runs)

@@ -174,8 +174,9 @@ pub const ONE_ROW_SHARE_GEOMETRY: Geometry = Geometry {
 /// Whether the CPU class runs `ty`'s matvec in the x-sharing form (`SHARE_GEOMETRY`,
 /// `ONE_ROW_SHARE_GEOMETRY` for floats and Q6_K): every type that preloads a part's x
 /// (the dtype's `XPRE`), float types through their run form (`float_runs`). Measured on
-/// lavapipe (`benches/matvec`, 2048 x 2048, alternated, 2026-12-04): F16 1.90 ms, BF16
-/// 1.56-1.61, F32 3.14-3.88 in the run form at `SHARE_GEOMETRY`, against 2.78-2.94,
+/// lavapipe (`benches/matvec`, 2048 x 2048, alternated, 2026-12-04, before floats moved
+/// to one row): F16 1.90 ms, BF16 1.56-1.61, F32 3.14-3.88 in the run form at
+/// `SHARE_GEOMETRY`, against 2.78-2.94,
 /// 2.61-2.66 and 4.83-4.95 at the table's and 4.01-5.35, 3.82-3.86 and 4.88-5.89 in the
 /// generic form before; float rows that are not runs (the generic form) ran 1.07-1.13x
 /// slower at `SHARE_GEOMETRY` than at the table's geometry.
