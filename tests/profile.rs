@@ -299,8 +299,9 @@ fn cli_prints_the_table() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The streaming-read kernel reads every word: a buffer folding to the sentinel only at
-/// the last vec4 is seen (by the invocation that owns it), and the peak probe is sane.
+/// The streaming-read kernel reads every word in both access patterns: a buffer folding
+/// to the sentinel only at the last vec4 is seen (by the invocation that owns it), and
+/// the peak probe is sane.
 #[test]
 fn stream_read_reads_everything_and_peak_is_positive() {
     let _serial = serial();
@@ -318,13 +319,25 @@ fn stream_read_reads_everything_and_peak_is_positive() {
             contents: bytemuck::cast_slice(&words),
             usage: wgpu::BufferUsages::STORAGE,
         });
-    let out = common::storage(&g, &[f32::from_bits(u32::MAX); 4]);
-    let k = StreamRead::new(&g, &x, &out).unwrap();
-    hearth::kernels::run(&g, &k.dispatches().iter().collect::<Vec<_>>());
-    let got = common::read(&g, &out, 1)[0].to_bits();
-    // Invocations stride by the grid size: the owner of vec4 i is i mod threads.
-    let threads = 1024 * hearth::kernels::stream_read::WORKGROUP;
-    assert_eq!(got, (n_vec4 - 1) % threads);
+    use hearth::kernels::stream_read::{RUN_VEC4, WORKGROUP};
+    let threads = 1024 * WORKGROUP;
+    // Grid stride: the owner of vec4 i is i mod threads. Runs: the workgroups cover the
+    // buffer in runs of RUN_VEC4 (here 2 workgroups), each invocation reading
+    // ceil(n / their threads) consecutive vec4s, so the owner is i / that.
+    let run_threads = n_vec4.div_ceil(WORKGROUP * RUN_VEC4) * WORKGROUP;
+    let per = n_vec4.div_ceil(run_threads);
+    for (runs, owner) in [(false, (n_vec4 - 1) % threads), (true, (n_vec4 - 1) / per)] {
+        let out = common::storage(&g, &[f32::from_bits(u32::MAX); 4]);
+        let k = if runs {
+            StreamRead::runs(&g, &x, &out)
+        } else {
+            StreamRead::new(&g, &x, &out)
+        }
+        .unwrap();
+        hearth::kernels::run(&g, &k.dispatches().iter().collect::<Vec<_>>());
+        let got = common::read(&g, &out, 1)[0].to_bits();
+        assert_eq!(got, owner, "runs: {runs}");
+    }
 
     let peak = pollster::block_on(hearth::gpu::measure_peak(&g)).unwrap();
     assert!(
@@ -333,6 +346,10 @@ fn stream_read_reads_everything_and_peak_is_positive() {
     );
     assert!(
         peak.read_gbps.is_finite() && peak.read_gbps > 0.0,
+        "{peak:?}"
+    );
+    assert!(
+        ["grid stride", "runs"].contains(&peak.read_pattern),
         "{peak:?}"
     );
     // A dispatch costs something, and far less than a second.

@@ -199,10 +199,11 @@ pub fn table(run: &Run) -> String {
     if let Some(p) = run.peak {
         let _ = writeln!(
             s,
-            "peak:    {:.1} GB/s (copy {:.1} GB/s read+write, streaming read {:.1} GB/s, {} buffers)",
+            "peak:    {:.1} GB/s (copy {:.1} GB/s read+write, streaming read {:.1} GB/s in {}, {} buffers)",
             p.gbps(),
             p.copy_gbps,
             p.read_gbps,
+            p.read_pattern,
             human_bytes(p.bytes as f64)
         );
         let _ = writeln!(
@@ -411,6 +412,7 @@ pub fn json(runs: &[Run]) -> serde_json::Value {
                 "timing": format!("{:?}", run.timing),
                 "peak": run.peak.map(|p| serde_json::json!({
                     "gbps": p.gbps(), "copy_gbps": p.copy_gbps, "read_gbps": p.read_gbps,
+                    "read_pattern": p.read_pattern,
                     "probe_bytes": p.bytes, "dispatch_us": p.dispatch_us,
                 })),
                 "phases": phases,
