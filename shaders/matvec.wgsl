@@ -5,7 +5,8 @@
 // block's scale unpacked once (the dtype's `dot_block_part`; split-row types and Q4_K
 // read a part's quants in one 16-byte load), and the row's lanes are summed with
 // subgroup shuffles or, without subgroups, in shared memory. WG, LANES and NR come from
-// the host's per-adapter table.
+// the host's per-adapter table. SEQ: each invocation walks SEQ groups of NR consecutive
+// rows in turn (the host's `row_runs`: tall matrices on a CPU rasterizer).
 // GATED: y holds the FFN's gate projection, and the row's result u becomes
 // y = act(y) * u (the up projection with the gated activation as its epilogue). With
 // PAIR both projections come from one dispatch: the weights hold the gate's rows, then
@@ -181,8 +182,9 @@ fn xpart(j: u32) -> vec4<f32> {
 @compute @workgroup_size(WG)
 fn main(ids: Ids, gs: Groups) {
     let lane = ids.lid % LANES;
-    // This invocation's NR rows; the parts of x it reads are shared by all of them.
-    let first = (wg_index(gs) * ROWS + ids.lid / LANES) * NR;
+    // This invocation's SEQ groups of NR rows (NR in registers; the parts of x it reads
+    // are shared by them), consecutive.
+    let first0 = (wg_index(gs) * ROWS + ids.lid / LANES) * NR * SEQ;
     var xscale = 1.0;
 #ifdef XNORM
     var ss = 0.0;
@@ -203,120 +205,125 @@ fn main(ids: Ids, gs: Groups) {
 #ifdef PREP
     var sq = 0.0;
 #endif
-    var acc: array<f32, NR>;
+    // SEQ: the invocation walks SEQ groups of NR consecutive rows in turn, so each lane
+    // reads one contiguous stretch of the weights.
+    for (var s = 0u; s < SEQ; s++) {
+        let first = first0 + s * NR;
+        var acc: array<f32, NR>;
 #ifdef PAIR
-    // PAIR: the weights hold 2 * p.rows rows, a gated FFN's gate then its up projection;
-    // row r's result is act(gate r) * up r, both read against the same x.
-    var acc_up: array<f32, NR>;
+        // PAIR: the weights hold 2 * p.rows rows, a gated FFN's gate then its up projection;
+        // row r's result is act(gate r) * up r, both read against the same x.
+        var acc_up: array<f32, NR>;
 #endif
 #ifdef XBCAST
-    // Every lane of the subgroup takes part in the broadcasts: rows past the end are
-    // recomputed as the last (never stored), never skipped.
-    let sl = ids.lane % 8u;
-    {
+        // Every lane of the subgroup takes part in the broadcasts: rows past the end are
+        // recomputed as the last (never stored), never skipped.
+        let sl = ids.lane % 8u;
+        {
 #else
-    let sl = 0u;
-    if (first < p.rows) {
+        let sl = 0u;
+        if (first < p.rows) {
 #endif
-        let nb = (p.k + QK - 1u) / QK;
+            let nb = (p.k + QK - 1u) / QK;
 #ifdef HEAD_LOOP
-        // One lane per row walks its row's blocks in order, so the dtype reads a block's
-        // header (its scales) once for the block's parts, not once per part. (Rows are
-        // unrolled: the headers held in an array indexed by a loop variable went to
-        // memory on lavapipe and lost the gain.)
-        // Row bases, rows past the end recomputed as the last (never stored).
+            // One lane per row walks its row's blocks in order, so the dtype reads a block's
+            // header (its scales) once for the block's parts, not once per part. (Rows are
+            // unrolled: the headers held in an array indexed by a loop variable went to
+            // memory on lavapipe and lost the gain.)
+            // Row bases, rows past the end recomputed as the last (never stored).
 #unroll NR
-        let r$i = min(first + $iu, p.rows - 1u) * p.row_words;
+            let r$i = min(first + $iu, p.rows - 1u) * p.row_words;
 #endunroll
 #ifdef PAIR
 #unroll NR
-        let u$i = (min(first + $iu, p.rows - 1u) + p.rows) * p.row_words;
+            let u$i = (min(first + $iu, p.rows - 1u) + p.rows) * p.row_words;
 #endunroll
 #endif
-        for (var blk = 0u; blk < nb; blk++) {
+            for (var blk = 0u; blk < nb; blk++) {
 #unroll NR
-            let h$i = block_head(r$i, nb, blk);
+                let h$i = block_head(r$i, nb, blk);
 #endunroll
 #ifdef PAIR
 #unroll NR
-            let hu$i = block_head(u$i, nb, blk);
+                let hu$i = block_head(u$i, nb, blk);
 #endunroll
 #endif
-            for (var part = 0u; part < PARTS; part++) {
-                let xp = part_x(part, blk * QK);
-                load_xpart(xp.x, xp.y, sl);
+                for (var part = 0u; part < PARTS; part++) {
+                    let xp = part_x(part, blk * QK);
+                    load_xpart(xp.x, xp.y, sl);
 #unroll NR
-                acc[$i] += dot_head_part(h$i, r$i, nb, blk, part, blk * QK);
+                    acc[$i] += dot_head_part(h$i, r$i, nb, blk, part, blk * QK);
 #endunroll
 #ifdef PAIR
 #unroll NR
-                acc_up[$i] += dot_head_part(hu$i, u$i, nb, blk, part, blk * QK);
+                    acc_up[$i] += dot_head_part(hu$i, u$i, nb, blk, part, blk * QK);
 #endunroll
 #endif
+                }
             }
-        }
 #else
-        for (var i = lane; i < nb * PARTS; i += LANES) {
-            let blk = i / PARTS;
+            for (var i = lane; i < nb * PARTS; i += LANES) {
+                let blk = i / PARTS;
 #ifdef XPRE
-            let xp = part_x(i % PARTS, blk * QK);
-            load_xpart(xp.x, xp.y, sl);
+                let xp = part_x(i % PARTS, blk * QK);
+                load_xpart(xp.x, xp.y, sl);
 #endif
-            for (var r = 0u; r < NR; r++) {
-                // Past the last row, recompute it (never stored).
-                let row = min(first + r, p.rows - 1u);
-                acc[r] += dot_block_part(row * p.row_words, nb, blk, i % PARTS, blk * QK);
+                for (var r = 0u; r < NR; r++) {
+                    // Past the last row, recompute it (never stored).
+                    let row = min(first + r, p.rows - 1u);
+                    acc[r] += dot_block_part(row * p.row_words, nb, blk, i % PARTS, blk * QK);
 #ifdef PAIR
-                let up = (row + p.rows) * p.row_words;
-                acc_up[r] += dot_block_part(up, nb, blk, i % PARTS, blk * QK);
+                    let up = (row + p.rows) * p.row_words;
+                    acc_up[r] += dot_block_part(up, nb, blk, i % PARTS, blk * QK);
 #endif
+                }
             }
+#endif
         }
-#endif
-    }
-    for (var r = 0u; r < NR; r++) {
-        let total = row_sum(acc[r], ids, lane) * xscale;
+        for (var r = 0u; r < NR; r++) {
+            let total = row_sum(acc[r], ids, lane) * xscale;
 #ifdef PAIR
-        let up_total = row_sum(acc_up[r], ids, lane) * xscale;
+            let up_total = row_sum(acc_up[r], ids, lane) * xscale;
 #endif
-        let row = first + r;
-        if (lane == 0u && row < p.rows) {
-            let yi = p.y_offset + p.row_offset + row;
+            let row = first + r;
+            if (lane == 0u && row < p.rows) {
+                let yi = p.y_offset + p.row_offset + row;
 #ifdef PAIR
-            y[yi] = gated(total, up_total);
+                y[yi] = gated(total, up_total);
 #else
 #ifdef SPLIT
-            if (row < p.split0) {
-                y[yi] = total;
-            } else if (row < p.split1) {
-                y1[p.y1_offset + row - p.split0] = total;
-            } else {
-                y2[p.y2_offset + row - p.split1] = total;
-            }
+                if (row < p.split0) {
+                    y[yi] = total;
+                } else if (row < p.split1) {
+                    y1[p.y1_offset + row - p.split0] = total;
+                } else {
+                    y2[p.y2_offset + row - p.split1] = total;
+                }
 #else
 #ifdef GATED
-            y[yi] = gated(y[yi], total);
+                y[yi] = gated(y[yi], total);
 #else
 #ifdef ADDY
-            let v = y[yi] + total;
-            y[yi] = v;
+                let v = y[yi] + total;
+                y[yi] = v;
 #ifdef PREP
-            hn[p.row_offset + row] = v * wn[p.row_offset + row];
-            sq += v * v;
+                hn[p.row_offset + row] = v * wn[p.row_offset + row];
+                sq += v * v;
 #endif
 #else
-            y[yi] = total;
+                y[yi] = total;
 #endif
 #endif
 #endif
 #endif
+            }
         }
     }
 #ifdef PREP
     // Shards start on whole workgroups of rows (host-checked).
     let part = wg_sum(sq, ids);
     if (ids.lid == 0u) {
-        ssq[p.row_offset / (ROWS * NR) + wg_index(gs)] = part;
+        ssq[p.row_offset / (ROWS * NR * SEQ) + wg_index(gs)] = part;
     }
 #endif
 }

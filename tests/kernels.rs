@@ -317,6 +317,77 @@ fn matvec_every_table_geometry() {
     }
 }
 
+/// Tall matrices (an output head's rows) on the adapter's own geometry: on a CPU
+/// rasterizer with subgroups of 8 the block types' invocations walk `ROW_RUNS` row
+/// groups in turn (`row_runs`), plain, gated and with the residual add and the next
+/// norm's inputs folded (each workgroup's sum of squares then covers its walked rows).
+/// 16,421 rows leave the last workgroup a partial walk.
+#[test]
+fn matvec_walks_row_runs_on_tall_matrices() {
+    use matvec::{Fold, NormPrep, ROW_RUNS};
+    let g = gpu(Config::Full);
+    let rows = 16_421;
+    for (i, ty) in gpu_types().into_iter().enumerate() {
+        let (geo, shuffles) = matvec::geometry(&g, ty);
+        let walks = geo == matvec::SHARE_GEOMETRY && !ty.is_float();
+        let want_runs = if walks { ROW_RUNS } else { 1 };
+        assert_eq!(
+            matvec::row_runs(&g, geo, ty, rows as u64),
+            want_runs,
+            "{ty}"
+        );
+        // A matrix of a few thousand rows keeps one group: its workgroups feed the cores.
+        assert_eq!(matvec::row_runs(&g, geo, ty, 2048), 1, "{ty}");
+        if !walks {
+            continue;
+        }
+        let c = case(ty, rows, ty.block_elems(), 900 + i as u64);
+        check_matvec(Config::Full, &c, 11);
+        let act = Activation::ALL[i % Activation::ALL.len()];
+        check_matvec_geometry(Config::Full, &c, 12, Some((geo, shuffles)), Some(act));
+        // The residual add with the next norm's inputs: y += W x, h = y * w, and one
+        // sum of squares of y per workgroup.
+        let cols = c.cols;
+        let x = random_vec(cols, 13);
+        let y0 = random_vec(rows, 14);
+        let wn = random_vec(rows, 15);
+        let (xb, yb, wb, hb) = (
+            storage(&g, &x),
+            storage(&g, &y0),
+            storage(&g, &wn),
+            output(&g, rows),
+        );
+        let t = GpuTensor::upload(&g, "w", ty, cols as u64, rows as u64, &c.raw).unwrap();
+        let n = matvec::fold_parts(&g, &t, None).unwrap() as usize;
+        let pb = output(&g, n);
+        let prep = Fold {
+            add: true,
+            prep: Some(NormPrep {
+                weights: &wb,
+                h: &hb,
+                ssq: &pb,
+            }),
+            ..Fold::NONE
+        };
+        let op = MatVec::folded(&g, &t, (View::of(&xb), View::of(&yb)), None, prep, None).unwrap();
+        kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
+        let p = kernels::matvec::cpu(&c.w, cols, &x);
+        let want: Vec<f32> = p.iter().zip(&y0).map(|(p, y)| p + y).collect();
+        let name = format!("matvec {ty} {rows}x{cols} add and norm inputs");
+        assert_close(&name, &read(&g, &yb, rows), &want, bound(ty));
+        let h: Vec<f32> = want.iter().zip(&wn).map(|(y, w)| y * w).collect();
+        assert_close(&format!("{name} h"), &read(&g, &hb, rows), &h, bound(ty));
+        // Each workgroup: 32 invocations of 2 rows, each walking ROW_RUNS groups.
+        let per = 32 * 2 * ROW_RUNS as usize;
+        assert_eq!(n, rows.div_ceil(per), "{name}: one sum per workgroup");
+        let sums: Vec<f32> = want
+            .chunks(per)
+            .map(|r| r.iter().map(|v| v * v).sum())
+            .collect();
+        assert_close(&format!("{name} sums"), &read(&g, &pb, n), &sums, bound(ty));
+    }
+}
+
 /// The configurations the fused matvec forms are checked in: four geometries (table
 /// entries and others), each without subgroups and, where its lanes fit the adapter's
 /// smallest subgroup, with them.

@@ -201,6 +201,51 @@ const LANES: [u32; 6] = [1, 4, 8, 16, 32, 64];
 /// Rows per invocation the shader supports.
 const NR: [u32; 3] = [1, 2, 4];
 
+/// Row groups per invocation (`SEQ`) the shader is built for: see `row_runs`.
+const SEQ: [u32; 2] = [1, ROW_RUNS];
+
+/// The row groups an invocation of the CPU class's x-sharing geometry walks in turn
+/// where a matrix has rows enough (`row_runs`).
+pub const ROW_RUNS: u32 = 8;
+
+/// Workgroups a matrix keeps at least when its invocations walk `ROW_RUNS` row groups.
+const ROW_RUNS_MIN_WORKGROUPS: u64 = 32;
+
+/// Row groups (of `g.rows` rows) each invocation walks in turn for a matrix of type `ty`
+/// whose smallest dispatch has `rows` rows: `ROW_RUNS` on a CPU rasterizer at
+/// `SHARE_GEOMETRY` for block types where that leaves the matrix at least
+/// `ROW_RUNS_MIN_WORKGROUPS` workgroups (an output head), else 1. A lane's row groups
+/// are consecutive, so it reads one contiguous stretch of the weights instead of a
+/// row pair (hundreds of bytes) per invocation: the CPU's prefetchers follow long
+/// streams and not short ones (the profile's streaming-read probe read 2.9-4.2 GB/s in
+/// 512-byte runs per invocation and 11-14 in 16 KiB runs, 2026-12-04).
+///
+/// Measured on lavapipe (AMD EPYC Zen 3, 2026-12-04), alternated, `benches/matvec` with
+/// HEARTH_BENCH_ROWS=65536 HEARTH_BENCH_COLS=640 (Gemma's head width), four rounds:
+/// Q8_0 2.57, 1.98, 2.03 and 2.41 GB/s walking one group, 3.18, 5.30, 2.42 and 4.60
+/// walking 8 (4: 3.08, 4.62, 4.44, 2.87); Q5_0 2.21-3.06 against 2.36-3.75. At
+/// 32768 x 1024: Q8_0 2.49-3.80 against 3.48-4.91, Q4_1 1.75-3.08 against 2.34-4.98,
+/// Q4_K 2.01-2.85 against 2.34-3.55; F16 (one row per invocation) no faster, so floats
+/// and Q6_K keep one group. In the models, alternated `hearth profile MODEL -p 0 -n 4`
+/// and `-n 8`, six pairs: Gemma 3's Q8_0 head (two shards) 24.1-29.6 and 8.5-11.5 ms
+/// walking 8 against 28.8-31.7 and 10.1-10.8, SmolLM2's 5.8-7.0 against 6.5-8.9 (13 of
+/// the 15 comparisons faster; tg64 within this host's noise). Matrices of a few thousand
+/// rows keep one group: walking 8
+/// (or 16) left Gemma 3's 640- to 2048-row matrices a handful of workgroups for two
+/// threads, and its decode slower.
+pub fn row_runs(gpu: &Gpu, g: Geometry, ty: GgmlType, rows: u64) -> u32 {
+    let cpu = AdapterClass::of(&gpu.info) == AdapterClass::Cpu;
+    if !cpu || g != SHARE_GEOMETRY || ty.is_float() {
+        return 1;
+    }
+    let per = u64::from(g.workgroup / g.lanes * g.rows * ROW_RUNS);
+    if rows / per >= ROW_RUNS_MIN_WORKGROUPS {
+        ROW_RUNS
+    } else {
+        1
+    }
+}
+
 /// What a matvec does with its rows besides `y = W x`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Form {
@@ -266,7 +311,8 @@ const SSQ: u32 = 8;
 /// workgroup (the fold then does not apply).
 pub fn fold_parts(gpu: &Gpu, w: &GpuTensor, geo: Option<(Geometry, bool)>) -> Option<u32> {
     let (g, _) = geo.unwrap_or_else(|| geometry(gpu, w.ty));
-    let per = (g.workgroup / g.lanes * g.rows) as u64;
+    let fewest = w.shards.iter().map(|s| s.rows).min().unwrap_or(0);
+    let per = (g.workgroup / g.lanes * g.rows * row_runs(gpu, g, w.ty, fewest)) as u64;
     if per == 0 || w.shards.iter().any(|s| !s.row_start.is_multiple_of(per)) {
         return None;
     }
@@ -290,11 +336,16 @@ const FORMS: [Form; 8] = [
 /// whole runs of 32, see `float_runs`) (kept for the process: `static_defines`).
 fn defines_for(
     g: Geometry,
+    seq: u32,
     form: Form,
     (norm, add, prep): (bool, bool, bool),
     runs: bool,
 ) -> Result<&'static [&'static str], GpuError> {
-    if !LANES.contains(&g.lanes) || !NR.contains(&g.rows) || !FORMS.contains(&form) {
+    if !LANES.contains(&g.lanes)
+        || !NR.contains(&g.rows)
+        || !SEQ.contains(&seq)
+        || !FORMS.contains(&form)
+    {
         return Err(GpuError::Runtime(format!(
             "matvec: no build for {} lanes and {} rows per invocation ({form:?})",
             g.lanes, g.rows
@@ -310,6 +361,7 @@ fn defines_for(
         "MATVEC".to_string(),
         format!("LANES={}", g.lanes),
         format!("NR={}", g.rows),
+        format!("SEQ={seq}"),
     ];
     let act = match form {
         Form::Gated(a) | Form::Pair(a) => Some(a),
@@ -394,7 +446,7 @@ fn tuning_override() -> Option<Geometry> {
         lanes: n.next()?.ok()?,
         rows: n.next().unwrap_or(Ok(1)).ok()?,
     };
-    let ok = defines_for(g, Form::Plain, (false, false, false), false).is_ok()
+    let ok = defines_for(g, 1, Form::Plain, (false, false, false), false).is_ok()
         && g.lanes <= g.workgroup
         && g.workgroup.is_multiple_of(g.lanes);
     ok.then_some(g)
@@ -436,10 +488,11 @@ pub(crate) fn variants(ty: GgmlType) -> Vec<crate::gpu::PipelineKey> {
     let mut v = Vec::new();
     let geos = TABLE.iter().map(|(c, _)| class_geometry(*c, ty));
     for (g, sg) in geos.flat_map(|g| [(g, false), (g, true)]) {
-        for form in FORMS {
-            for fold in folds(form) {
+        let walks = g == SHARE_GEOMETRY && !ty.is_float();
+        for seq in if walks { &SEQ[..] } else { &SEQ[..1] } {
+            for (form, fold) in FORMS.iter().flat_map(|f| folds(*f).iter().map(|x| (*f, x))) {
                 for runs in [false, ty.is_float()] {
-                    if let Ok(d) = defines_for(g, form, *fold, runs) {
+                    if let Ok(d) = defines_for(g, *seq, form, *fold, runs) {
                         let key = super::weight_key("matvec", ty, sg, g.workgroup, d);
                         if !v.contains(&key) {
                             v.push(key);
@@ -754,13 +807,21 @@ impl MatVec {
             }
             extra.extend([(PREP_WEIGHTS, pr.weights), (PREP_H, pr.h), (SSQ, pr.ssq)]);
         }
-        let rows_per_wg = (g.workgroup / g.lanes * g.rows) as u64;
+        // A pair's shard holds both projections; the rows out are half of it.
+        let fewest = w
+            .shards
+            .iter()
+            .map(|s| s.rows / if pair { 2 } else { 1 })
+            .min();
+        let seq = row_runs(gpu, g, w.ty, fewest.unwrap_or(0));
+        let rows_per_wg = (g.workgroup / g.lanes * g.rows * seq) as u64;
         let kernel = WeightKernel {
             op: "matvec",
             subgroups: shuffles,
             workgroup: g.workgroup,
             defines: defines_for(
                 g,
+                seq,
                 form,
                 (fold.norm.is_some(), fold.add, fold.prep.is_some()),
                 float_runs(w, xo),
@@ -846,12 +907,12 @@ mod tests {
             );
             assert!((64..=256).contains(&g.workgroup), "{class:?}");
             assert!(
-                defines_for(g, Form::Plain, (false, false, false), false).is_ok(),
+                defines_for(g, 1, Form::Plain, (false, false, false), false).is_ok(),
                 "{class:?}"
             );
         }
         for g in [SHARE_GEOMETRY, ONE_ROW_SHARE_GEOMETRY] {
-            let share = defines_for(g, Form::Plain, (false, false, false), false).unwrap();
+            let share = defines_for(g, 1, Form::Plain, (false, false, false), false).unwrap();
             assert!(share.contains(&"XSHARE"));
         }
         for ty in GgmlType::ALL {
@@ -871,7 +932,7 @@ mod tests {
             // Float types preload x in their run form.
             let runs = ty.is_float();
             let g = class_geometry(AdapterClass::Cpu, ty);
-            let defines = defines_for(g, Form::Plain, (false, false, false), runs).unwrap();
+            let defines = defines_for(g, 1, Form::Plain, (false, false, false), runs).unwrap();
             let key = super::super::weight_key("matvec", ty, true, 32, defines);
             let Ok(src) = crate::gpu::compose(&key) else {
                 assert!(!shares_x(ty), "{ty} shares x but has no matvec decoder");
