@@ -230,12 +230,10 @@ const ROW_RUNS_MIN_WORKGROUPS: u64 = 32;
 /// and `-n 8`, six pairs: Gemma 3's Q8_0 head (two shards) 24.1-29.6 and 8.5-11.5 ms
 /// walking 8 against 28.8-31.7 and 10.1-10.8, SmolLM2's 5.8-7.0 against 6.5-8.9 (13 of
 /// the 15 comparisons faster; tg64 within this host's noise). Matrices of a few thousand
-/// rows keep one group: walking 8
-/// (or 16) left Gemma 3's 640- to 2048-row matrices a handful of workgroups for two
-/// threads, and its decode slower.
+/// rows keep one group: walking 8 (or 16) left Gemma 3's 640- to 2048-row matrices a
+/// handful of workgroups for two threads, and its decode slower.
 pub fn row_runs(gpu: &Gpu, g: Geometry, ty: GgmlType, rows: u64) -> u32 {
-    let cpu = AdapterClass::of(&gpu.info) == AdapterClass::Cpu;
-    if !cpu || g != SHARE_GEOMETRY || ty.is_float() {
+    if AdapterClass::of(&gpu.info) != AdapterClass::Cpu || !may_walk(g, ty) {
         return 1;
     }
     let per = u64::from(g.workgroup / g.lanes * g.rows * ROW_RUNS);
@@ -244,6 +242,21 @@ pub fn row_runs(gpu: &Gpu, g: Geometry, ty: GgmlType, rows: u64) -> u32 {
     } else {
         1
     }
+}
+
+/// Whether builds of `ty` at `g` may walk row groups (`row_runs`): block types at
+/// `SHARE_GEOMETRY`.
+fn may_walk(g: Geometry, ty: GgmlType) -> bool {
+    g == SHARE_GEOMETRY && !ty.is_float()
+}
+
+/// `row_runs` for `w`'s dispatches: its smallest shard's output rows (a gate/up pair's
+/// shard holds both projections, so half of it). `fold_parts` and the build share it,
+/// so the norm fold's sums match the workgroups that write them.
+fn walks_of(gpu: &Gpu, g: Geometry, w: &GpuTensor, pair: bool) -> u32 {
+    let halve = if pair { 2 } else { 1 };
+    let fewest = w.shards.iter().map(|s| s.rows / halve).min();
+    row_runs(gpu, g, w.ty, fewest.unwrap_or(0))
 }
 
 /// What a matvec does with its rows besides `y = W x`.
@@ -311,8 +324,7 @@ const SSQ: u32 = 8;
 /// workgroup (the fold then does not apply).
 pub fn fold_parts(gpu: &Gpu, w: &GpuTensor, geo: Option<(Geometry, bool)>) -> Option<u32> {
     let (g, _) = geo.unwrap_or_else(|| geometry(gpu, w.ty));
-    let fewest = w.shards.iter().map(|s| s.rows).min().unwrap_or(0);
-    let per = (g.workgroup / g.lanes * g.rows * row_runs(gpu, g, w.ty, fewest)) as u64;
+    let per = (g.workgroup / g.lanes * g.rows * walks_of(gpu, g, w, false)) as u64;
     if per == 0 || w.shards.iter().any(|s| !s.row_start.is_multiple_of(per)) {
         return None;
     }
@@ -347,7 +359,8 @@ fn defines_for(
         || !FORMS.contains(&form)
     {
         return Err(GpuError::Runtime(format!(
-            "matvec: no build for {} lanes and {} rows per invocation ({form:?})",
+            "matvec: no build for {} lanes and {} rows per invocation walking {seq} \
+             groups ({form:?})",
             g.lanes, g.rows
         )));
     }
@@ -488,8 +501,7 @@ pub(crate) fn variants(ty: GgmlType) -> Vec<crate::gpu::PipelineKey> {
     let mut v = Vec::new();
     let geos = TABLE.iter().map(|(c, _)| class_geometry(*c, ty));
     for (g, sg) in geos.flat_map(|g| [(g, false), (g, true)]) {
-        let walks = g == SHARE_GEOMETRY && !ty.is_float();
-        for seq in if walks { &SEQ[..] } else { &SEQ[..1] } {
+        for seq in if may_walk(g, ty) { &SEQ[..] } else { &SEQ[..1] } {
             for (form, fold) in FORMS.iter().flat_map(|f| folds(*f).iter().map(|x| (*f, x))) {
                 for runs in [false, ty.is_float()] {
                     if let Ok(d) = defines_for(g, *seq, form, *fold, runs) {
@@ -807,13 +819,7 @@ impl MatVec {
             }
             extra.extend([(PREP_WEIGHTS, pr.weights), (PREP_H, pr.h), (SSQ, pr.ssq)]);
         }
-        // A pair's shard holds both projections; the rows out are half of it.
-        let fewest = w
-            .shards
-            .iter()
-            .map(|s| s.rows / if pair { 2 } else { 1 })
-            .min();
-        let seq = row_runs(gpu, g, w.ty, fewest.unwrap_or(0));
+        let seq = walks_of(gpu, g, w, pair);
         let rows_per_wg = (g.workgroup / g.lanes * g.rows * seq) as u64;
         let kernel = WeightKernel {
             op: "matvec",
