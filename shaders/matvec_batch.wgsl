@@ -6,7 +6,9 @@
 // decoded group into all COLS columns, so a step reads and decodes the weights once
 // however many sequences it advances. The row's lanes are summed per column with
 // subgroup shuffles or, without subgroups, in shared memory. WG and LANES come from the
-// matvec geometry table; COLS (tokens per workgroup) from the host's pick per step.
+// matvec geometry table; COLS (tokens per workgroup) from the host's pick per step: 4,
+// 8 (WIDE) or, in the x-sharing form, 16 (WIDE16: each lane also loads column c + 8's x
+// and every decoded weight group serves 16 columns, a 4 x 16 register tile).
 // GATED: Y holds the FFN's gate projection, and the result u becomes y = act(y) * u.
 // XSHARE (one lane per row, block types or float rows of whole runs of 32, subgroups of
 // at least 8; the host adds LAZY_FORM): x shared across the subgroup, lane c loading column c (lib/xshare.wgsl), and
@@ -58,6 +60,31 @@ var<private> e1: vec4<f32>;
 var<private> e2: vec4<f32>;
 var<private> e3: vec4<f32>;
 #endif
+#ifdef WIDE16
+// With WIDE16 (the x-sharing form, 16 columns), columns 8..15 in f0..f3 and h0..h3.
+var<private> f0: vec4<f32>;
+var<private> f1: vec4<f32>;
+var<private> f2: vec4<f32>;
+var<private> f3: vec4<f32>;
+var<private> h0: vec4<f32>;
+var<private> h1: vec4<f32>;
+var<private> h2: vec4<f32>;
+var<private> h3: vec4<f32>;
+
+// tile_add for columns 8..15 (x0..x7 their x at the group).
+fn tile_add_high(w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>, x0: vec4<f32>,
+        x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>, x4: vec4<f32>, x5: vec4<f32>,
+        x6: vec4<f32>, x7: vec4<f32>) {
+    f0 += dots4(w0, x0, x1, x2, x3);
+    f1 += dots4(w1, x0, x1, x2, x3);
+    f2 += dots4(w2, x0, x1, x2, x3);
+    f3 += dots4(w3, x0, x1, x2, x3);
+    h0 += dots4(w0, x4, x5, x6, x7);
+    h1 += dots4(w1, x4, x5, x6, x7);
+    h2 += dots4(w2, x4, x5, x6, x7);
+    h3 += dots4(w3, x4, x5, x6, x7);
+}
+#endif
 
 // One 4-element group of the tile's rows (w0..w3), decoded once, into every column:
 // x0..x3 (and x4..x7 with WIDE) are the columns' x at that group.
@@ -84,15 +111,42 @@ fn tile_group(g: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>
 }
 
 #ifdef XSHARE
-// The first vec4 word of x of this lane's column (token).
+// The first vec4 word of x of this lane's column (token), and with WIDE16 of the column
+// eight further.
 var<private> xcol: u32;
+#ifdef WIDE16
+var<private> xcol2: u32;
+
+// The x words at vec4 offset o of this lane's columns: column c's in a, with WIDE16
+// column c + 8's in b.
+struct Xs {
+    a: vec4<f32>,
+    b: vec4<f32>,
+}
+
+fn xs_at(o: u32) -> Xs {
+    return Xs(x4[xcol + o], x4[xcol2 + o]);
+}
+#else
+struct Xs {
+    a: vec4<f32>,
+}
+
+fn xs_at(o: u32) -> Xs {
+    return Xs(x4[xcol + o]);
+}
+#endif
 
 #include "lib/xshare.wgsl"
 
 // Four decoded weight groups of the tile's rows against every column's x words v.
-fn tile_xg(w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>, v: vec4<f32>) {
-    tile_add(w0, w1, w2, w3, xg(v, 0u), xg(v, 1u), xg(v, 2u), xg(v, 3u), xg(v, 4u), xg(v, 5u),
-        xg(v, 6u), xg(v, 7u));
+fn tile_xg(w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>, v: Xs) {
+    tile_add(w0, w1, w2, w3, xg(v.a, 0u), xg(v.a, 1u), xg(v.a, 2u), xg(v.a, 3u), xg(v.a, 4u),
+        xg(v.a, 5u), xg(v.a, 6u), xg(v.a, 7u));
+#ifdef WIDE16
+    tile_add_high(w0, w1, w2, w3, xg(v.b, 0u), xg(v.b, 1u), xg(v.b, 2u), xg(v.b, 3u),
+        xg(v.b, 4u), xg(v.b, 5u), xg(v.b, 6u), xg(v.b, 7u));
+#endif
 }
 
 #ifdef LAZY
@@ -118,7 +172,7 @@ fn lazy_scales(g: u32) {
 fn quad_run(k: u32, j: u32, e: u32, w0: vec3<u32>, w1: vec3<u32>, w2: vec3<u32>,
         w3: vec3<u32>) {
     tile_xg(lazy_run(l0, w0, j, k), lazy_run(l1, w1, j, k), lazy_run(l2, w2, j, k),
-        lazy_run(l3, w3, j, k), x4[xcol + (e + 32u * k) / 4u]);
+        lazy_run(l3, w3, j, k), xs_at((e + 32u * k) / 4u));
 }
 
 // Word slot j of the step's four runs: each row's words loaded once, then each run
@@ -137,7 +191,7 @@ fn share_quad(j: u32, e: u32) {
 #ifdef LAZY_PAIR
 // Group j + i of the tile's rows against the columns' x words s (from the first run),
 // and group j + i + LAZY_GROUPS / 2 against t (from the second) (i = 0 or 1).
-fn share_pair1(j: u32, i: u32, s: vec4<f32>, t: vec4<f32>) {
+fn share_pair1(j: u32, i: u32, s: Xs, t: Xs) {
     let p0 = lazy_pair(l0, j + i);
     let p1 = lazy_pair(l1, j + i);
     let p2 = lazy_pair(l2, j + i);
@@ -149,29 +203,29 @@ fn share_pair1(j: u32, i: u32, s: vec4<f32>, t: vec4<f32>) {
 // Groups j and j + 1 (j even) of each run against x elements e.x..e.x+7 and e.y..e.y+7
 // of every column.
 fn share_pair(j: u32, e: vec2<u32>) {
-    let s = xcol + e.x / 4u;
-    let t = xcol + e.y / 4u;
-    share_pair1(j, 0u, x4[s], x4[t]);
-    share_pair1(j, 1u, x4[s + 1u], x4[t + 1u]);
+    let s = e.x / 4u;
+    let t = e.y / 4u;
+    share_pair1(j, 0u, xs_at(s), xs_at(t));
+    share_pair1(j, 1u, xs_at(s + 1u), xs_at(t + 1u));
 }
 #else
 // Group g + j + i of the tile's rows against the columns' x words v: from its words and
 // the scales lazy_scale loaded (LAZY), else through the group decoder.
-fn share_group(g: u32, j: u32, i: u32, v: vec4<f32>) {
+fn share_group(g: u32, j: u32, i: u32, v: Xs) {
 #ifdef LAZY
     tile_xg(lazy_group(l0, j + i), lazy_group(l1, j + i), lazy_group(l2, j + i),
         lazy_group(l3, j + i), v);
 #else
-    tile_group(g + j + i, xg(v, 0u), xg(v, 1u), xg(v, 2u), xg(v, 3u), xg(v, 4u), xg(v, 5u),
-        xg(v, 6u), xg(v, 7u));
+    let h = g + j + i;
+    tile_xg(dq4_row(b0, h), dq4_row(b1, h), dq4_row(b2, h), dq4_row(b3, h), v);
 #endif
 }
 
 // Groups g + j and g + j + 1 (j even) against x elements e..e+7 of every column.
 fn share_run(g: u32, j: u32, e: u32) {
-    let s = xcol + e / 4u;
-    share_group(g, j, 0u, x4[s]);
-    share_group(g, j, 1u, x4[s + 1u]);
+    let s = e / 4u;
+    share_group(g, j, 0u, xs_at(s));
+    share_group(g, j, 1u, xs_at(s + 1u));
 }
 #endif
 #endif
@@ -223,6 +277,9 @@ fn main(ids: Ids, gs: Groups) {
 #ifdef XSHARE
     // Lane c of the subgroup loads column c's x (lanes past COLS repeat the last).
     xcol = (p.x_offset + min(t0 + min(ids.lane % 8u, COLS - 1u), last) * p.x_stride) / 4u;
+#ifdef WIDE16
+    xcol2 = (p.x_offset + min(t0 + 8u + ids.lane % 8u, last) * p.x_stride) / 4u;
+#endif
 #ifdef LAZY_QUAD
     // Rows are whole blocks: groups is a multiple of LAZY_GROUPS (32).
     for (var g = 0u; g < groups; g += LAZY_GROUPS) {
@@ -277,6 +334,16 @@ fn main(ids: Ids, gs: Groups) {
         store1(e1[c], first + 1u, t0 + 4u + c, ids, lane, n);
         store1(e2[c], first + 2u, t0 + 4u + c, ids, lane, n);
         store1(e3[c], first + 3u, t0 + 4u + c, ids, lane, n);
+#endif
+#ifdef WIDE16
+        store1(f0[c], first, t0 + 8u + c, ids, lane, n);
+        store1(f1[c], first + 1u, t0 + 8u + c, ids, lane, n);
+        store1(f2[c], first + 2u, t0 + 8u + c, ids, lane, n);
+        store1(f3[c], first + 3u, t0 + 8u + c, ids, lane, n);
+        store1(h0[c], first, t0 + 12u + c, ids, lane, n);
+        store1(h1[c], first + 1u, t0 + 12u + c, ids, lane, n);
+        store1(h2[c], first + 2u, t0 + 12u + c, ids, lane, n);
+        store1(h3[c], first + 3u, t0 + 12u + c, ids, lane, n);
 #endif
     }
 }

@@ -957,7 +957,8 @@ fn matvec_batch_every_type_and_geometry() {
 
 /// The batched matvec's x-sharing form (one lane per row, x passed by subgroup broadcast,
 /// the types with a whole-block decoder loading eight groups at once): every type and
-/// shape against the twin, 1 to 19 tokens, plain and gated. Where the adapter has
+/// shape against the twin, 1 to 19 tokens (the 16-column build, `WIDE16`, from 9), plain
+/// and gated. Where the adapter has
 /// subgroups of at least 8 (lavapipe's are 8) block types must take the form.
 #[test]
 fn matvec_batch_shared_x_every_type() {
@@ -968,7 +969,11 @@ fn matvec_batch_shared_x_every_type() {
     for (i, ty) in gpu_types().into_iter().enumerate() {
         for (j, (rows, cols)) in shapes(ty).into_iter().enumerate() {
             let c = case(ty, rows, cols, (i * 100 + j) as u64 + 170);
-            let n = [1, 3, 4, 5, 8, 9, 16, 19][(i + j) % 8];
+            // Every type runs a 16-column build (more than 8 tokens) on its second shape.
+            let n = match j {
+                1 => [9, 16, 19][i % 3],
+                _ => [1, 3, 4, 5, 8, 9, 16, 19][(i + j) % 8],
+            };
             // One activation per type: each form is a large shader to compile.
             let act = [None, Some(Activation::Silu), Some(Activation::GeluTanh)][i % 3];
             let shared = check_matvec_batch(Config::Full, &c, 19, n, geo, act, j as u64);

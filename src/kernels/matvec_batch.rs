@@ -15,8 +15,26 @@ use crate::quant::GgmlType;
 /// Rows per invocation (`BR` in the shader): each x value read serves this many rows.
 const ROWS_PER_INVOCATION: u32 = 4;
 
-/// Token columns per workgroup the shader is built for.
-pub const COLS: [u32; 2] = [4, 8];
+/// Token columns per workgroup the shader is built for: 16 (`WIDE16`) only in the
+/// x-sharing form, where each lane loads a second column's x and every weight word
+/// decoded serves twice the columns. On lavapipe (`cargo bench --bench matvec`, 4096 x
+/// 1024, 64 tokens, alternated) prefill ran F32 5.7 -> 7.5 GFLOP/s (medians), F16 9.4 ->
+/// 11.1, BF16 9.5 -> 10.9, Q4_1 10.7 -> 12.3, Q5_0 10.0 -> 11.5, Q6_K 7.0 -> 8.0, Q8_0
+/// and Q4_K within the noise; lavapipe's code for the 16-column step has 1.06x (Q4_K) to
+/// 1.53x (F32) fewer instructions per multiply-add (`scripts/lavapipe-asm.py`). Q8_0
+/// keeps 8 (`widens`).
+pub const COLS: [u32; 3] = [4, 8, 16];
+
+/// Whether `ty`'s x-sharing form takes 16 columns: all but Q8_0, whose 16-column step
+/// ran 4-5% slower on lavapipe (Gemma 3's 256 x 640 prefill projection 108-110 ms
+/// against 101-105 in alternated `hearth profile` runs, `benches/matvec` medians 14.0
+/// against 14.6 GFLOP/s).
+pub fn widens(ty: GgmlType) -> bool {
+    ty != GgmlType::Q8_0
+}
+
+/// The most columns per workgroup of a build without the x-sharing form.
+const PLAIN_COLS: u32 = 8;
 
 /// The geometry of the CPU class's x-sharing form (`XSHARE`): one row per lane (four per
 /// invocation), 32 invocations per workgroup.
@@ -63,8 +81,9 @@ pub fn shares_x_on(gpu: &Gpu, w: &GpuTensor) -> bool {
     shares_x(gpu, batch_geometry(gpu, w.ty)) && share_fits(w, 0, w.cols as u32)
 }
 
-/// The shader defines of lanes per row, columns per workgroup (`WIDE`: 8), the x-sharing
-/// form and gated activation (kept for the process: `static_defines`).
+/// The shader defines of lanes per row, columns per workgroup (`WIDE`: 8 or more;
+/// `WIDE16`: 16, the x-sharing form only), the x-sharing form and gated activation (kept
+/// for the process: `static_defines`).
 fn defines_for(
     lanes: u32,
     cols: u32,
@@ -72,8 +91,16 @@ fn defines_for(
     act: Option<Activation>,
 ) -> Result<&'static [&'static str], GpuError> {
     let mut d = vec![format!("LANES={lanes}"), format!("COLS={cols}")];
-    if cols == 8 {
+    if cols >= 8 {
         d.push("WIDE".into());
+    }
+    if cols == 16 {
+        if !share {
+            return Err(GpuError::Runtime(
+                "matvec_batch: 16 columns need the x-sharing form".into(),
+            ));
+        }
+        d.push("WIDE16".into());
     }
     if share {
         // LAZY_FORM: decoders that load each group's words where it is used
@@ -101,7 +128,7 @@ pub(crate) fn variants(ty: GgmlType) -> Vec<crate::gpu::PipelineKey> {
         .chain([(SHARE_GEOMETRY, true)]);
     for (g, share) in geos {
         for sg in [false, true] {
-            for cols in COLS {
+            for cols in COLS.into_iter().filter(|&c| c <= PLAIN_COLS || widens(ty)) {
                 for act in acts {
                     if let Ok(d) = defines_for(g.lanes, cols, share && sg, act) {
                         let key = super::weight_key("matvec_batch", ty, sg, g.workgroup, d);
@@ -163,23 +190,31 @@ impl MatVecBatch {
             )));
         }
         let rows_per_wg = (g.workgroup / g.lanes * ROWS_PER_INVOCATION) as u64;
-        let largest = COLS[COLS.len() - 1];
-        if tok.max.div_ceil(largest) > gpu.limits.max_compute_workgroups_per_dimension {
+        let share = shares_x(gpu, (g, shuffles)) && share_fits(w, p0.x_offset, x.stride);
+        let widest = if share && widens(w.ty) {
+            COLS[COLS.len() - 1]
+        } else {
+            PLAIN_COLS
+        };
+        if tok.max.div_ceil(widest) > gpu.limits.max_compute_workgroups_per_dimension {
             return Err(GpuError::Runtime(format!(
                 "matvec_batch {}: {} tokens exceed the dispatch limit",
                 w.name, tok.max
             )));
         }
-        // Builds by the tokens they cover: 4 columns in one block, then blocks of 8 in
-        // powers of two up to the most tokens, so a step launches at most twice the
-        // column blocks it needs (on a CPU adapter every launched workgroup costs).
+        // Builds by the tokens they cover: 4 columns in one block, 8 (with the x-sharing
+        // form, before 16), then blocks of the widest in powers of two up to the most
+        // tokens, so a step launches at most twice the column blocks it needs (on a CPU
+        // adapter every launched workgroup costs).
         let mut shapes = vec![(COLS[0], 1)];
+        if widest > PLAIN_COLS && tok.max > COLS[0] {
+            shapes.push((PLAIN_COLS, 1));
+        }
         let mut blocks = 1;
         while shapes.last().is_some_and(|&(c, b)| c * b < tok.max) {
-            shapes.push((largest, blocks));
+            shapes.push((widest, blocks));
             blocks *= 2;
         }
-        let share = shares_x(gpu, (g, shuffles)) && share_fits(w, p0.x_offset, x.stride);
         let mut builds = Vec::new();
         for (cols, blocks) in shapes {
             let kernel = WeightKernel {
