@@ -19,10 +19,10 @@ const ROWS_PER_INVOCATION: u32 = 4;
 /// x-sharing form, where each lane loads a second column's x and every weight word
 /// decoded serves twice the columns. On lavapipe (`cargo bench --bench matvec`, 4096 x
 /// 1024, 64 tokens, alternated) prefill ran F32 5.7 -> 7.5 GFLOP/s (medians), F16 9.4 ->
-/// 11.1, BF16 9.5 -> 10.9, Q4_1 10.7 -> 12.3, Q5_0 10.0 -> 11.5, Q6_K 7.0 -> 8.0, Q8_0
-/// and Q4_K within the noise; lavapipe's code for the 16-column step has 1.06x (Q4_K) to
-/// 1.53x (F32) fewer instructions per multiply-add (`scripts/lavapipe-asm.py`). Q8_0
-/// keeps 8 (`widens`).
+/// 11.1, BF16 9.5 -> 10.9, Q4_1 10.7 -> 12.3, Q5_0 10.0 -> 11.5, Q6_K 7.0 -> 8.0, Q4_K
+/// within the noise, Q8_0 slower (it keeps 8: `widens`); lavapipe's code for the
+/// 16-column step has 1.06x (Q4_K) to 1.53x (F32) fewer instructions per multiply-add
+/// (`scripts/lavapipe-asm.py`).
 pub const COLS: [u32; 3] = [4, 8, 16];
 
 /// Whether `ty`'s x-sharing form takes 16 columns: all but Q8_0, whose 16-column step
