@@ -253,22 +253,24 @@ fn matvec_every_type_and_shape() {
 }
 
 /// Every geometry of the per-adapter table (and others: one to 32 lanes, one to four rows
-/// per invocation) against the
-/// CPU twin, for every type: with subgroup shuffles where this adapter's subgroups hold a
-/// row's lanes, with the shared-memory sum everywhere.
+/// per invocation) against the CPU twin, for every type: with subgroup shuffles where
+/// this adapter's subgroups hold a row's lanes, with the shared-memory sum everywhere.
+/// A geometry whose lanes fit a subgroup runs in one of the two forms per type, the
+/// forms alternating across geometries and types (each type runs both, each geometry
+/// both across the types), and each type takes three of the five extra geometries: every
+/// variant is a shader for lavapipe's LLVM to compile, and the full product (429 of them)
+/// took about 7 of CI's 42 test minutes with a cold shader cache (237 now).
 #[test]
 fn matvec_every_table_geometry() {
     let full = gpu(Config::Full);
     let sg_min = full.info.subgroup_min_size;
-    let mut geos: Vec<Geometry> = TABLE.iter().map(|(_, g)| *g).collect();
-    // Rows per invocation beyond the table's: 37 and 9 rows leave partial groups.
-    geos.extend(
-        [(1, 1), (4, 1), (1, 2), (4, 4), (32, 2)].map(|(lanes, rows)| Geometry {
-            workgroup: 64,
-            lanes,
-            rows,
-        }),
-    );
+    // Rows per invocation beyond the table's: 37 and 9 rows leave partial groups. Each
+    // type takes three of these five (a window moving one per type).
+    let extra = [(1, 1), (4, 1), (1, 2), (4, 4), (32, 2)].map(|(lanes, rows)| Geometry {
+        workgroup: 64,
+        lanes,
+        rows,
+    });
     // Without subgroups no type takes the x-sharing form's one lane per row.
     let bare = gpu(Config::Bare);
     for ty in gpu_types() {
@@ -286,6 +288,18 @@ fn matvec_every_table_geometry() {
         }
     }
     for (i, ty) in gpu_types().into_iter().enumerate() {
+        // The table's entries, the extras of this type, and the entries as each class
+        // builds them for this type.
+        let picked = (0..3).map(|e| extra[(i + e) % extra.len()]);
+        let own = TABLE
+            .iter()
+            .map(|(class, _)| matvec::class_geometry(*class, ty));
+        let mut all: Vec<Geometry> = Vec::new();
+        for geo in TABLE.iter().map(|(_, g)| *g).chain(picked).chain(own) {
+            if !all.contains(&geo) {
+                all.push(geo);
+            }
+        }
         let qk = ty.block_elems();
         // Float rows of whole runs of 32 take the run form as well.
         let runs = ty.is_float().then_some((37, 96));
@@ -295,24 +309,21 @@ fn matvec_every_table_geometry() {
             .enumerate()
         {
             let c = case(ty, rows, cols, (i * 10 + j) as u64);
-            // The table's entries as each class builds them for this type.
-            let own: Vec<Geometry> = TABLE
-                .iter()
-                .map(|(class, _)| matvec::class_geometry(*class, ty))
-                .collect();
-            for geo in geos.iter().chain(&own) {
-                check_matvec_geometry(Config::Bare, &c, 3, Some((*geo, false)), None);
-                if full.features.subgroups && geo.lanes <= sg_min {
+            for (k, geo) in all.iter().enumerate() {
+                if full.features.subgroups && geo.lanes <= sg_min && (i + k) % 2 == 1 {
                     check_matvec_geometry(Config::Full, &c, 4, Some((*geo, true)), None);
+                } else {
+                    check_matvec_geometry(Config::Bare, &c, 3, Some((*geo, false)), None);
                 }
             }
-            // The gated epilogue (the decode FFN's up projection), both activations.
-            for (k, act) in Activation::ALL.into_iter().enumerate() {
-                let geo = (geos[k % geos.len()], false);
-                check_matvec_geometry(Config::Bare, &c, 5, Some(geo), Some(act));
-                let (own, shuffles) = matvec::geometry(&full, ty);
-                check_matvec_geometry(Config::Full, &c, 6, Some((own, shuffles)), Some(act));
-            }
+            // The gated epilogue (the decode FFN's up projection): one activation per
+            // shape, rotating (the epilogue follows the row sums, whatever the type).
+            let k = i + j;
+            let act = Activation::ALL[k % Activation::ALL.len()];
+            let geo = (all[k % all.len()], false);
+            check_matvec_geometry(Config::Bare, &c, 5, Some(geo), Some(act));
+            let (own, shuffles) = matvec::geometry(&full, ty);
+            check_matvec_geometry(Config::Full, &c, 6, Some((own, shuffles)), Some(act));
         }
     }
 }
@@ -388,10 +399,14 @@ fn matvec_walks_row_runs_on_tall_matrices() {
     }
 }
 
+/// A device configuration and a geometry (with whether its lanes sum by subgroup
+/// shuffles).
+type Run = (Config, (Geometry, bool));
+
 /// The configurations the fused matvec forms are checked in: four geometries (table
 /// entries and others), each without subgroups and, where its lanes fit the adapter's
 /// smallest subgroup, with them.
-fn fused_runs() -> Vec<(Config, (Geometry, bool))> {
+fn fused_runs() -> Vec<Run> {
     let sg_min = gpu(Config::Full).info.subgroup_min_size;
     let geos = [(64, 1, 1), (64, 8, 2), (128, 32, 1), (64, 4, 4)].map(|(w, l, r)| Geometry {
         workgroup: w,
@@ -402,6 +417,32 @@ fn fused_runs() -> Vec<(Config, (Geometry, bool))> {
         .flat_map(|g| [(Config::Bare, (*g, false)), (Config::Full, (*g, true))])
         .filter(|(_, (g, sg))| !sg || g.lanes <= sg_min)
         .collect()
+}
+
+/// The fused-form runs type `i` checks, each with its index in `fused_runs`: four
+/// consecutive runs (cyclically), the window moving one run per type, so that every
+/// run is checked on about half the types, and every type runs both with and without
+/// subgroups (every window of four holds both). Each run is a shader per type for
+/// lavapipe's LLVM to compile: all seven for every type were 448 compiles in the three
+/// tests that take runs per type (256 now), about 5 minutes of CI with a cold cache.
+fn fused_runs_for(i: usize) -> Vec<(usize, Run)> {
+    let runs = fused_runs();
+    let n = runs.len();
+    let picked: Vec<_> = runs
+        .into_iter()
+        .enumerate()
+        .filter(|(k, _)| (k + n - i % n) % n < 4.min(n))
+        .collect();
+    let has = |c: Config| {
+        picked
+            .iter()
+            .any(|(_, (cfg, _))| *cfg as usize == c as usize)
+    };
+    assert!(has(Config::Bare), "type {i}: no run without subgroups");
+    if gpu(Config::Full).features.subgroups {
+        assert!(has(Config::Full), "type {i}: no run with subgroups");
+    }
+    picked
 }
 
 /// A gated FFN's gate and up uploaded as one pair (`GpuTensor::upload_stack`), read by
@@ -419,7 +460,7 @@ fn matvec_gate_up_pair() {
             case(ty, 64, cols, 50 + i as u64),
             case(ty, 64, cols, 90 + i as u64),
         );
-        for (j, (cfg, geo)) in fused_runs().into_iter().enumerate() {
+        for (j, (cfg, geo)) in fused_runs_for(i) {
             let g = gpu(cfg);
             let parts = [("gate", 64, &gate.raw[..]), ("up", 64, &up.raw[..])];
             let pair = GpuTensor::upload_stack(&g, ty, gate.cols as u64, &parts).unwrap();
@@ -481,7 +522,7 @@ fn matvec_qkv_stack() {
             .map(|(j, &r)| case(ty, r, 3 * qk, 300 + (10 * i + j) as u64))
             .collect();
         let cols = cases[0].cols;
-        for (j, (cfg, geo)) in fused_runs().into_iter().enumerate() {
+        for (j, (cfg, geo)) in fused_runs_for(i) {
             let g = gpu(cfg);
             let n = 2 + j % 2;
             let parts: Vec<(&str, u64, &[u8])> = ["q", "k", "v"][..n]
@@ -570,7 +611,7 @@ fn matvec_folds_norm_and_residual() {
             case(ty, 64, cols, 600 + i as u64),
             case(ty, 16, cols, 700 + i as u64),
         );
-        for (j, (cfg, geo)) in fused_runs().into_iter().enumerate() {
+        for (j, (cfg, geo)) in fused_runs_for(i) {
             let g = gpu(cfg);
             let seed = 40 + (10 * i + j) as u64;
             // The residual stream (scaled up, so a missing or doubled scale shows), the

@@ -336,6 +336,9 @@ impl Gpu {
         }
         let src = compose(key)?;
         let label = key.label();
+        // Each is a driver compile (seconds on a CPU rasterizer with a cold cache):
+        // `RUST_LOG=hearth=debug` lists them.
+        log::debug!("compiling pipeline {label}");
         let desc = wgpu::ShaderModuleDescriptor {
             label: Some(&label),
             source: wgpu::ShaderSource::Wgsl(src.into()),
