@@ -44,62 +44,47 @@ fn dots4(w: vec4<f32>, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32
     return vec4<f32>(dot(w, x0), dot(w, x1), dot(w, x2), dot(w, x3));
 }
 
-// The register tile: BR rows (their first words b0..b3) times four columns each in a0..a3
-// and, with WIDE, four more in e0..e3.
+// The register tile: BR rows (their first words b0..b3) times the columns, four to an
+// accumulator block (its r0..r3 the tile's rows): columns 0..3 in cols0, with WIDE 4..7
+// in cols4, with WIDE16 8..11 in cols8 and 12..15 in cols12.
 var<private> b0: u32;
 var<private> b1: u32;
 var<private> b2: u32;
 var<private> b3: u32;
-var<private> a0: vec4<f32>;
-var<private> a1: vec4<f32>;
-var<private> a2: vec4<f32>;
-var<private> a3: vec4<f32>;
+
+struct Acc {
+    r0: vec4<f32>,
+    r1: vec4<f32>,
+    r2: vec4<f32>,
+    r3: vec4<f32>,
+}
+
+var<private> cols0: Acc;
 #ifdef WIDE
-var<private> e0: vec4<f32>;
-var<private> e1: vec4<f32>;
-var<private> e2: vec4<f32>;
-var<private> e3: vec4<f32>;
+var<private> cols4: Acc;
 #endif
 #ifdef WIDE16
-// With WIDE16 (the x-sharing form, 16 columns), columns 8..15 in f0..f3 and h0..h3.
-var<private> f0: vec4<f32>;
-var<private> f1: vec4<f32>;
-var<private> f2: vec4<f32>;
-var<private> f3: vec4<f32>;
-var<private> h0: vec4<f32>;
-var<private> h1: vec4<f32>;
-var<private> h2: vec4<f32>;
-var<private> h3: vec4<f32>;
-
-// tile_add for columns 8..15 (x0..x7 their x at the group).
-fn tile_add_high(w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>, x0: vec4<f32>,
-        x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>, x4: vec4<f32>, x5: vec4<f32>,
-        x6: vec4<f32>, x7: vec4<f32>) {
-    f0 += dots4(w0, x0, x1, x2, x3);
-    f1 += dots4(w1, x0, x1, x2, x3);
-    f2 += dots4(w2, x0, x1, x2, x3);
-    f3 += dots4(w3, x0, x1, x2, x3);
-    h0 += dots4(w0, x4, x5, x6, x7);
-    h1 += dots4(w1, x4, x5, x6, x7);
-    h2 += dots4(w2, x4, x5, x6, x7);
-    h3 += dots4(w3, x4, x5, x6, x7);
-}
+var<private> cols8: Acc;
+var<private> cols12: Acc;
 #endif
 
-// One 4-element group of the tile's rows (w0..w3), decoded once, into every column:
-// x0..x3 (and x4..x7 with WIDE) are the columns' x at that group.
+// One 4-element group of the tile's rows (w0..w3), decoded once, into four columns'
+// accumulators t: x0..x3 are the columns' x at that group.
+fn acc_add(t: ptr<private, Acc>, w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>,
+        w3: vec4<f32>, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>) {
+    (*t).r0 += dots4(w0, x0, x1, x2, x3);
+    (*t).r1 += dots4(w1, x0, x1, x2, x3);
+    (*t).r2 += dots4(w2, x0, x1, x2, x3);
+    (*t).r3 += dots4(w3, x0, x1, x2, x3);
+}
+
+// The group into columns 0..3 (x0..x3) and, with WIDE, 4..7 (x4..x7).
 fn tile_add(w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>, x0: vec4<f32>,
         x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>, x4: vec4<f32>, x5: vec4<f32>,
         x6: vec4<f32>, x7: vec4<f32>) {
-    a0 += dots4(w0, x0, x1, x2, x3);
-    a1 += dots4(w1, x0, x1, x2, x3);
-    a2 += dots4(w2, x0, x1, x2, x3);
-    a3 += dots4(w3, x0, x1, x2, x3);
+    acc_add(&cols0, w0, w1, w2, w3, x0, x1, x2, x3);
 #ifdef WIDE
-    e0 += dots4(w0, x4, x5, x6, x7);
-    e1 += dots4(w1, x4, x5, x6, x7);
-    e2 += dots4(w2, x4, x5, x6, x7);
-    e3 += dots4(w3, x4, x5, x6, x7);
+    acc_add(&cols4, w0, w1, w2, w3, x4, x5, x6, x7);
 #endif
 }
 
@@ -144,8 +129,8 @@ fn tile_xg(w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>, v: Xs) {
     tile_add(w0, w1, w2, w3, xg(v.a, 0u), xg(v.a, 1u), xg(v.a, 2u), xg(v.a, 3u), xg(v.a, 4u),
         xg(v.a, 5u), xg(v.a, 6u), xg(v.a, 7u));
 #ifdef WIDE16
-    tile_add_high(w0, w1, w2, w3, xg(v.b, 0u), xg(v.b, 1u), xg(v.b, 2u), xg(v.b, 3u),
-        xg(v.b, 4u), xg(v.b, 5u), xg(v.b, 6u), xg(v.b, 7u));
+    acc_add(&cols8, w0, w1, w2, w3, xg(v.b, 0u), xg(v.b, 1u), xg(v.b, 2u), xg(v.b, 3u));
+    acc_add(&cols12, w0, w1, w2, w3, xg(v.b, 4u), xg(v.b, 5u), xg(v.b, 6u), xg(v.b, 7u));
 #endif
 }
 
@@ -245,6 +230,14 @@ fn store1(v: f32, row: u32, t: u32, ids: Ids, lane: u32, n: u32) {
     }
 }
 
+// Column c of an accumulator block (column t of the step), the tile's rows from first.
+fn store4(t: Acc, c: u32, first: u32, col: u32, ids: Ids, lane: u32, n: u32) {
+    store1(t.r0[c], first, col, ids, lane, n);
+    store1(t.r1[c], first + 1u, col, ids, lane, n);
+    store1(t.r2[c], first + 2u, col, ids, lane, n);
+    store1(t.r3[c], first + 3u, col, ids, lane, n);
+}
+
 @compute @workgroup_size(WG)
 fn main(ids: Ids, gs: Groups) {
     let n = min(p.n_tokens, step.n_tokens);
@@ -325,25 +318,13 @@ fn main(ids: Ids, gs: Groups) {
     // the accumulators in memory: on a CPU rasterizer, a per-lane gather each), its
     // columns by a loop variable (a select among a vec4's four).
     for (var c = 0u; c < 4u; c++) {
-        store1(a0[c], first, t0 + c, ids, lane, n);
-        store1(a1[c], first + 1u, t0 + c, ids, lane, n);
-        store1(a2[c], first + 2u, t0 + c, ids, lane, n);
-        store1(a3[c], first + 3u, t0 + c, ids, lane, n);
+        store4(cols0, c, first, t0 + c, ids, lane, n);
 #ifdef WIDE
-        store1(e0[c], first, t0 + 4u + c, ids, lane, n);
-        store1(e1[c], first + 1u, t0 + 4u + c, ids, lane, n);
-        store1(e2[c], first + 2u, t0 + 4u + c, ids, lane, n);
-        store1(e3[c], first + 3u, t0 + 4u + c, ids, lane, n);
+        store4(cols4, c, first, t0 + 4u + c, ids, lane, n);
 #endif
 #ifdef WIDE16
-        store1(f0[c], first, t0 + 8u + c, ids, lane, n);
-        store1(f1[c], first + 1u, t0 + 8u + c, ids, lane, n);
-        store1(f2[c], first + 2u, t0 + 8u + c, ids, lane, n);
-        store1(f3[c], first + 3u, t0 + 8u + c, ids, lane, n);
-        store1(h0[c], first, t0 + 12u + c, ids, lane, n);
-        store1(h1[c], first + 1u, t0 + 12u + c, ids, lane, n);
-        store1(h2[c], first + 2u, t0 + 12u + c, ids, lane, n);
-        store1(h3[c], first + 3u, t0 + 12u + c, ids, lane, n);
+        store4(cols8, c, first, t0 + 8u + c, ids, lane, n);
+        store4(cols12, c, first, t0 + 12u + c, ids, lane, n);
 #endif
     }
 }
