@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
 /// Device configurations every kernel is checked under.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Config {
     /// All optional features the adapter offers.
     Full,
