@@ -28,7 +28,8 @@ fn buffer(gpu: &Gpu, len: usize) -> wgpu::Buffer {
         .create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: None,
             contents: bytemuck::cast_slice(&data),
-            usage: wgpu::BufferUsages::STORAGE,
+            // UNIFORM as the model's activations (the batched matvec's x window).
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
         })
 }
 

@@ -987,7 +987,7 @@ fn matvec_batch_every_type_and_geometry() {
             let (cfg, geo) = runs[k % runs.len()];
             let n = [1, 2, 3, 5, 8, 13, 16, 19][(i * 3 + j) % 8];
             let act = [None, Some(Activation::Silu), Some(Activation::GeluTanh)][k % 3];
-            check_matvec_batch(cfg, &c, batch_built(n), n, geo, act, k as u64);
+            check_matvec_batch(cfg, &c, batch_built(n), n, geo, act, k as u64, None);
         }
     }
 }
@@ -1014,7 +1014,12 @@ fn matvec_batch_shared_x_every_type() {
             // One activation per type: each form is a large shader to compile.
             let act = [None, Some(Activation::Silu), Some(Activation::GeluTanh)][i % 3];
             let built = batch_built(n);
-            let shared = check_matvec_batch(Config::Full, &c, built, n, geo, act, j as u64);
+            // Every other case reads x through a uniform window (`XUNIFORM`): x's buffer
+            // may be bound as uniform and holds the window, x starting X_LEAD elements in.
+            let window = (i + j) % 2 == 0;
+            let lead = window.then_some(X_LEAD);
+            let (shared, uniform) =
+                check_matvec_batch(Config::Full, &c, built, n, geo, act, j as u64, lead);
             // Float rows share x when they are whole runs of 32 (the strides here are
             // cols + 4, so x stays on vec4 words then).
             assert_eq!(
@@ -1022,6 +1027,8 @@ fn matvec_batch_shared_x_every_type() {
                 can && (!ty.is_float() || cols % 32 == 0),
                 "{ty} {rows}x{cols}: x-sharing form"
             );
+            // Every shape's tokens here fit the window (at most 20 tokens of 772).
+            assert_eq!(uniform, shared && window, "{ty} {rows}x{cols}: uniform x");
         }
     }
 }
@@ -1036,8 +1043,15 @@ fn batch_built(n: usize) -> usize {
     n + 1
 }
 
-/// Runs one batched matvec against the twin; true when every dispatch took the
-/// x-sharing form.
+/// Elements before x in the buffers of the uniform-window twins: not a multiple of 64
+/// (256 bytes, the usual uniform offset alignment), so the window starts before x.
+const X_LEAD: usize = 100;
+
+/// Runs one batched matvec against the twin; whether every dispatch took the x-sharing
+/// form, and whether every one read x through a uniform window. With `lead`, x starts
+/// that many elements into a buffer that may be bound as uniform and holds a whole
+/// window after them (as the model's activations).
+#[allow(clippy::too_many_arguments)]
 fn check_matvec_batch(
     cfg: Config,
     c: &Case,
@@ -1046,13 +1060,29 @@ fn check_matvec_batch(
     geo: (Geometry, bool),
     act: Option<Activation>,
     seed: u64,
-) -> bool {
+    lead: Option<usize>,
+) -> (bool, bool) {
+    use hearth::kernels::matvec_batch::X_WINDOW;
     use hearth::kernels::MatVecBatch;
     let g = gpu(cfg);
     let t = GpuTensor::upload(&g, "w", c.ty, c.cols as u64, c.rows as u64, &c.raw).unwrap();
     let (xs, ys) = (c.cols + 4, c.rows + 3); // strides wider than a row
     let x = random_vec(built * xs, seed);
-    let xb = storage(&g, &x);
+    let xb = match lead {
+        None => storage(&g, &x),
+        Some(l) => {
+            use wgpu::util::DeviceExt;
+            let mut padded = random_vec(l, seed + 2);
+            padded.extend_from_slice(&x);
+            padded.resize(padded.len() + X_WINDOW as usize / 4, 0.5);
+            g.device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("test input (uniform)"),
+                    contents: bytemuck::cast_slice(&padded),
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
+                })
+        }
+    };
     let gate = random_vec(built * ys, seed + 1);
     let yb = match act {
         Some(_) => storage(&g, &gate),
@@ -1063,7 +1093,8 @@ fn check_matvec_batch(
         max: built as u32,
         step: &step,
     };
-    let (xr, yr) = (strided(&xb, c.cols, xs), strided(&yb, c.rows, ys));
+    let (mut xr, yr) = (strided(&xb, c.cols, xs), strided(&yb, c.rows, ys));
+    xr.view.offset = lead.unwrap_or(0) as u64;
     let op = MatVecBatch::with_geometry(&g, &t, xr, yr, tok, act, geo).unwrap();
     kernels::run(&g, &op.for_tokens(n as u32).iter().collect::<Vec<_>>());
     let all = read(&g, &yb, built * ys);
@@ -1101,9 +1132,12 @@ fn check_matvec_batch(
         );
     }
     assert_close(&name, &got, &want, bound(c.ty));
-    op.for_tokens(n as u32)
-        .iter()
-        .all(|d| d.kind.contains("xshare"))
+    let all = |form: &str| {
+        op.for_tokens(n as u32)
+            .iter()
+            .all(|d| d.kind.contains(form))
+    };
+    (all("xshare"), all("xuniform"))
 }
 
 /// The batched matvec refuses what it cannot run, by name: views that do not hold the

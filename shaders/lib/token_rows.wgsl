@@ -20,10 +20,18 @@ struct Params {
     _pad2: u32,
 }
 
+#ifdef XUNIFORM
+// The batched matvec's x-sharing form where the step's x fits a uniform window (the host
+// binds it at its start and gives x_offset from there): on a CPU rasterizer uniform
+// loads are branch-free gathers where storage loads are per-lane loops. 4096 vec4 words:
+// the host's X_WINDOW bytes (src/kernels/matvec_batch.rs).
+@group(0) @binding(1) var<uniform> x4: array<vec4<f32>, 4096>;
+#else
 #ifdef X_VEC4
 @group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
 #else
 @group(0) @binding(1) var<storage, read> x: array<f32>;
+#endif
 #endif
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;

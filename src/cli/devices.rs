@@ -58,8 +58,9 @@ pub fn print_adapter(s: &AdapterSummary) {
 pub fn print_limits(l: &wgpu::Limits, f: wgpu::Features) {
     let mib = |b: u64| format!("{:.0} MiB", b as f64 / (1u64 << 20) as f64);
     println!(
-        "    max storage binding {}, max buffer {}, {} storage buffers per stage",
+        "    max storage binding {}, max uniform binding {} KiB, max buffer {}, {} storage buffers per stage",
         mib(l.max_storage_buffer_binding_size),
+        l.max_uniform_buffer_binding_size / 1024,
         mib(l.max_buffer_size),
         l.max_storage_buffers_per_shader_stage
     );

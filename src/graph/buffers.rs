@@ -89,9 +89,13 @@ impl Activations {
         let rows = batch.max(super::step_rows(sequences));
         let batched = sequences > 1;
         use wgpu::BufferUsages as U;
-        let act = U::STORAGE | U::COPY_SRC | U::COPY_DST;
-        let f =
-            |label: &str, per_token: usize| buffer(gpu, label, (rows * per_token * 4) as u64, act);
+        // UNIFORM, and at least a window: the batched matvec reads x through a uniform
+        // window of X_WINDOW bytes where the step's x fits in it.
+        let act = U::STORAGE | U::UNIFORM | U::COPY_SRC | U::COPY_DST;
+        let window = crate::kernels::matvec_batch::X_WINDOW;
+        let f = |label: &str, per_token: usize| {
+            buffer(gpu, label, ((rows * per_token * 4) as u64).max(window), act)
+        };
         let v = cfg.vocab as u64;
         // The gate and up activations hold every chosen expert's in a MoE model.
         let moe = cfg.is_moe() as usize;

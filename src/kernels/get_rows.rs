@@ -126,6 +126,7 @@ impl GetRows {
             subgroups: false,
             workgroup: WORKGROUP,
             inputs: [ids, out.view.buffer],
+            x_range: None,
             defines: match mode {
                 Mode::Ids => &[],
                 Mode::AddPositions => ADD_POSITIONS,

@@ -833,6 +833,7 @@ impl MatVec {
                 float_runs(w, xo),
             )?,
             inputs: [x.buffer, ys[0].buffer],
+            x_range: None,
             extra: &extra,
             step: None,
             cost: match (fold.add, fold.prep.is_some()) {

@@ -81,13 +81,45 @@ pub fn shares_x_on(gpu: &Gpu, w: &GpuTensor) -> bool {
     shares_x(gpu, batch_geometry(gpu, w.ty)) && share_fits(w, 0, w.cols as u32)
 }
 
+/// Bytes of x a build of the x-sharing form reads through a uniform binding
+/// (`XUNIFORM`; `lib/token_rows.wgsl` declares it as 4096 vec4 words), where the step's
+/// tokens fit: WebGPU's and lavapipe's largest uniform
+/// binding. On a CPU rasterizer a storage load at an address that differs between
+/// invocations, or inside a loop, is a per-lane loop with a bounds test (about 13
+/// instructions per lane and 32-bit word), where a uniform load at such an address is a
+/// branch-free gather (Mesa 25.0's llvmpipe: out-of-range lanes read offset 0, then
+/// zero): `benches/matvec` (640 x 2048, 8 sequences, alternated, 2026-12-04) batched
+/// step Q4_K 2,420 / 2,849 us -> 1,085 / 1,020, Q6_K 2,293 / 3,168 -> 1,407 / 1,344,
+/// Q8_0 1,464 / 1,733 -> 1,168 / 1,169, Q5_0 2,141 / 2,845 -> 1,576 / 2,478.
+pub const X_WINDOW: u64 = 65536;
+
+/// The byte offset in x's buffer of the uniform window (`X_WINDOW` bytes) through which
+/// a build covering `covered` tokens of rows of `width` elements from element
+/// `x_offset` reads x, if the adapter binds uniform windows that large, x's buffer may be
+/// bound as uniform and holds the whole window, and the build's x fits in it.
+fn x_window(gpu: &Gpu, x: &Rows, x_offset: u32, width: u64, covered: u32) -> Option<u64> {
+    let buf = x.view.buffer;
+    if gpu.limits.max_uniform_buffer_binding_size < X_WINDOW
+        || !buf.usage().contains(wgpu::BufferUsages::UNIFORM)
+        || covered == 0
+    {
+        return None;
+    }
+    let align = (gpu.limits.min_uniform_buffer_offset_alignment as u64).max(16);
+    let first = x_offset as u64 * 4;
+    let start = first / align * align;
+    let end = (x_offset as u64 + (covered as u64 - 1) * x.stride as u64 + width) * 4;
+    (end - start <= X_WINDOW && start + X_WINDOW <= buf.size()).then_some(start)
+}
+
 /// The shader defines of lanes per row, columns per workgroup (`WIDE`: 8 or more;
-/// `WIDE16`: 16, the x-sharing form only), the x-sharing form and gated activation (kept
-/// for the process: `static_defines`).
+/// `WIDE16`: 16, the x-sharing form only), the x-sharing form (with x through a uniform
+/// window: `XUNIFORM`) and gated activation (kept for the process: `static_defines`).
 fn defines_for(
     lanes: u32,
     cols: u32,
     share: bool,
+    uniform_x: bool,
     act: Option<Activation>,
 ) -> Result<&'static [&'static str], GpuError> {
     let mut d = vec![format!("LANES={lanes}"), format!("COLS={cols}")];
@@ -107,6 +139,13 @@ fn defines_for(
         // (`lib/lazy.wgsl`) do.
         d.push("XSHARE".into());
         d.push("LAZY_FORM".into());
+        if uniform_x {
+            d.push("XUNIFORM".into());
+        }
+    } else if uniform_x {
+        return Err(GpuError::Runtime(
+            "matvec_batch: x through a uniform window needs the x-sharing form".into(),
+        ));
     }
     d.extend(super::act_defines(act).iter().map(|s| s.to_string()));
     super::static_defines(&d)
@@ -129,8 +168,8 @@ pub(crate) fn variants(ty: GgmlType) -> Vec<crate::gpu::PipelineKey> {
     for (g, share) in geos {
         for sg in [false, true] {
             for cols in COLS.into_iter().filter(|&c| c <= PLAIN_COLS || widens(ty)) {
-                for act in acts {
-                    if let Ok(d) = defines_for(g.lanes, cols, share && sg, act) {
+                for (act, uniform_x) in acts.into_iter().flat_map(|a| [(a, false), (a, true)]) {
+                    if let Ok(d) = defines_for(g.lanes, cols, share && sg, uniform_x, act) {
                         let key = super::weight_key("matvec_batch", ty, sg, g.workgroup, d);
                         if !v.contains(&key) {
                             v.push(key);
@@ -217,19 +256,27 @@ impl MatVecBatch {
         }
         let mut builds = Vec::new();
         for (cols, blocks) in shapes {
+            let covered = (cols * blocks).min(tok.max);
+            let window = share
+                .then(|| x_window(gpu, &x, p0.x_offset, w.cols, covered))
+                .flatten();
             let kernel = WeightKernel {
                 op: "matvec_batch",
                 subgroups: shuffles,
                 workgroup: g.workgroup,
-                defines: defines_for(g.lanes, cols, share, act)?,
+                defines: defines_for(g.lanes, cols, share, window.is_some(), act)?,
                 inputs: [x.view.buffer, y.view.buffer],
+                x_range: window.map(|o| (o, X_WINDOW)),
                 extra: &[],
                 step: Some(tok.step),
                 cost: per_step_cost,
             };
             let dispatches = weight_dispatches(gpu, &kernel, w, |start, rows| {
                 let (gx, gy) = grid(gpu, rows.div_ceil(rows_per_wg) as u32);
-                (p0.shard(start, rows), (gx, gy, blocks))
+                let mut p = p0.shard(start, rows);
+                // The shader indexes x from the window's start.
+                p.x_offset -= window.map_or(0, |o| (o / 4) as u32);
+                (p, (gx, gy, blocks))
             })?;
             builds.push((cols * blocks, dispatches));
         }

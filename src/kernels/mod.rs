@@ -648,6 +648,8 @@ struct WeightKernel<'a> {
     defines: &'static [&'static str],
     /// Bindings 1 and 2.
     inputs: [&'a wgpu::Buffer; 2],
+    /// Binding 1 as a window of its buffer (byte offset, size) instead of the whole.
+    x_range: Option<(u64, u64)>,
     /// More buffers, by binding.
     extra: &'a [(u32, &'a wgpu::Buffer)],
     /// The step uniform, for kernels that read it.
@@ -693,7 +695,17 @@ fn weight_dispatches_keyed<P: ShaderParams>(
         };
         let mut entries = vec![
             (0, w.binding(i)),
-            (1, k.inputs[0].as_entire_binding()),
+            (
+                1,
+                match k.x_range {
+                    Some((offset, size)) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: k.inputs[0],
+                        offset,
+                        size: wgpu::BufferSize::new(size),
+                    }),
+                    None => k.inputs[0].as_entire_binding(),
+                },
+            ),
             (2, k.inputs[1].as_entire_binding()),
         ];
         if let Some(s) = k.step {
