@@ -59,7 +59,14 @@ struct Params {
 #else
 // Block types and float runs: rows are whole blocks (k a multiple of 32) and the host
 // checks that x_offset is a multiple of 4, so x is read as vec4 words.
+#ifdef XUNIFORM
+// One lane per row where x fits a uniform window (X_WINDOW bytes, src/kernels/mod.rs;
+// the host binds it at its start and gives x_offset from there): on a CPU rasterizer
+// uniform loads are branch-free gathers where storage loads are per-lane loops.
+@group(0) @binding(1) var<uniform> x4: array<vec4<f32>, 4096>;
+#else
 @group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+#endif
 #endif
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;

@@ -8,7 +8,7 @@ use common::{
     assert_close, gpu, gpu_types, output, random_vec, read, storage, storage_u32, Config,
     SMALL_BINDING,
 };
-use hearth::gpu::{gpu_layout, GpuTensor};
+use hearth::gpu::{gpu_layout, Gpu, GpuTensor};
 use hearth::kernels::matvec::{self, Geometry, TABLE};
 use hearth::kernels::{self, GetRows, MatMul, MatVec, Rows, Step, StepBuffer, Tokens, View};
 use hearth::model::Activation;
@@ -52,32 +52,45 @@ fn case(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> Case {
     }
 }
 
+/// With subgroups, x comes from a buffer that may be bound as uniform (as the model's
+/// activations), so the CPU class's one-lane-per-row form reads it through a uniform
+/// window (`XUNIFORM`); without, from a plain storage buffer.
 fn check_matvec(cfg: Config, c: &Case, seed: u64) {
-    check_matvec_geometry(cfg, c, seed, None, None);
+    check_matvec_geometry(cfg, c, seed, None, None, cfg == Config::Full);
 }
 
 /// The matvec of `c` with the adapter's geometry, or with `geometry` (and whether its
 /// lanes sum with subgroup shuffles); with `act`, the gated form (y holds a gate vector
-/// and becomes `act(gate) * W x`).
+/// and becomes `act(gate) * W x`). With `uniform`, x's buffer may be bound as uniform
+/// and holds a whole window past x (`kernels::X_WINDOW`): a one-lane-per-row geometry
+/// whose x is on vec4 words must then read x through it.
 fn check_matvec_geometry(
     cfg: Config,
     c: &Case,
     seed: u64,
     geometry: Option<(Geometry, bool)>,
     act: Option<Activation>,
+    uniform: bool,
 ) {
     let g = gpu(cfg);
     let t = GpuTensor::upload(&g, "w", c.ty, c.cols as u64, c.rows as u64, &c.raw).unwrap();
     // Offsets in x and y check that kernels honour them. Block types read x as vec4
     // words from a multiple of 4 (any other offset is refused); floats from any: rows of
-    // whole runs of 32 from 4 (the run form), others from 3 (the generic form).
-    let xo = if c.ty.is_float() && !c.cols.is_multiple_of(32) {
-        3
-    } else {
-        4
-    };
+    // whole runs of 32 from 4 (the run form), others from 3 (the generic form). A
+    // uniform window starts at a multiple of the adapter's offset alignment (256 bytes
+    // is usual): x further in starts inside it.
+    let lead = if uniform { X_LEAD } else { 0 };
+    let xo = lead
+        + if c.ty.is_float() && !c.cols.is_multiple_of(32) {
+            3
+        } else {
+            4
+        };
     let x = random_vec(c.cols + xo, seed);
-    let xb = storage(&g, &x);
+    let xb = match uniform {
+        false => storage(&g, &x),
+        true => uniform_input(&g, &x),
+    };
     if !c.ty.is_float() {
         let odd = View {
             buffer: &xb,
@@ -109,8 +122,16 @@ fn check_matvec_geometry(
     .unwrap();
     assert_eq!(
         matvec::float_runs(&t, xo as u32),
-        c.ty.is_float() && xo == 4,
+        c.ty.is_float() && xo % 4 == 0,
         "{}",
+        c.ty
+    );
+    let geo = geometry.unwrap_or_else(|| matvec::geometry(&g, c.ty)).0;
+    let x4 = !c.ty.is_float() || matvec::float_runs(&t, xo as u32);
+    assert_eq!(
+        op.dispatches.iter().all(|d| d.kind.contains("xuniform")),
+        uniform && geo.lanes == 1 && x4,
+        "{} {geo:?}: x through a uniform window",
         c.ty
     );
     kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
@@ -127,6 +148,20 @@ fn check_matvec_geometry(
         t.shards.len()
     );
     assert_close(&name, &got[2..], &want, bound(c.ty));
+}
+
+/// `data` in a buffer that may also be bound as uniform, followed by a whole uniform
+/// window (`kernels::X_WINDOW`), as the model's activations are sized.
+fn uniform_input(g: &Gpu, data: &[f32]) -> wgpu::Buffer {
+    use wgpu::util::DeviceExt;
+    let mut padded = data.to_vec();
+    padded.resize(data.len() + kernels::X_WINDOW as usize / 4, 0.5);
+    g.device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("test input (uniform)"),
+            contents: bytemuck::cast_slice(&padded),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
+        })
 }
 
 /// One token's `width` values every `stride` elements of `b`.
@@ -311,9 +346,9 @@ fn matvec_every_table_geometry() {
             let c = case(ty, rows, cols, (i * 10 + j) as u64);
             for (k, geo) in all.iter().enumerate() {
                 if full.features.subgroups && geo.lanes <= sg_min && (i + k) % 2 == 1 {
-                    check_matvec_geometry(Config::Full, &c, 4, Some((*geo, true)), None);
+                    check_matvec_geometry(Config::Full, &c, 4, Some((*geo, true)), None, false);
                 } else {
-                    check_matvec_geometry(Config::Bare, &c, 3, Some((*geo, false)), None);
+                    check_matvec_geometry(Config::Bare, &c, 3, Some((*geo, false)), None, false);
                 }
             }
             // The gated epilogue (the decode FFN's up projection): one activation per
@@ -321,9 +356,9 @@ fn matvec_every_table_geometry() {
             let k = i + j;
             let act = Activation::ALL[k % Activation::ALL.len()];
             let geo = (all[k % all.len()], false);
-            check_matvec_geometry(Config::Bare, &c, 5, Some(geo), Some(act));
+            check_matvec_geometry(Config::Bare, &c, 5, Some(geo), Some(act), false);
             let (own, shuffles) = matvec::geometry(&full, ty);
-            check_matvec_geometry(Config::Full, &c, 6, Some((own, shuffles)), Some(act));
+            check_matvec_geometry(Config::Full, &c, 6, Some((own, shuffles)), Some(act), true);
         }
     }
 }
@@ -355,7 +390,7 @@ fn matvec_walks_row_runs_on_tall_matrices() {
         let c = case(ty, rows, ty.block_elems(), 900 + i as u64);
         check_matvec(Config::Full, &c, 11);
         let act = Activation::ALL[i % Activation::ALL.len()];
-        check_matvec_geometry(Config::Full, &c, 12, Some((geo, shuffles)), Some(act));
+        check_matvec_geometry(Config::Full, &c, 12, Some((geo, shuffles)), Some(act), true);
         // The residual add with the next norm's inputs: y += W x, h = y * w, and one
         // sum of squares of y per workgroup.
         let cols = c.cols;
@@ -1062,7 +1097,6 @@ fn check_matvec_batch(
     seed: u64,
     lead: Option<usize>,
 ) -> (bool, bool) {
-    use hearth::kernels::matvec_batch::X_WINDOW;
     use hearth::kernels::MatVecBatch;
     let g = gpu(cfg);
     let t = GpuTensor::upload(&g, "w", c.ty, c.cols as u64, c.rows as u64, &c.raw).unwrap();
@@ -1071,16 +1105,9 @@ fn check_matvec_batch(
     let xb = match lead {
         None => storage(&g, &x),
         Some(l) => {
-            use wgpu::util::DeviceExt;
-            let mut padded = random_vec(l, seed + 2);
-            padded.extend_from_slice(&x);
-            padded.resize(padded.len() + X_WINDOW as usize / 4, 0.5);
-            g.device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some("test input (uniform)"),
-                    contents: bytemuck::cast_slice(&padded),
-                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
-                })
+            let mut lead = random_vec(l, seed + 2);
+            lead.extend_from_slice(&x);
+            uniform_input(&g, &lead)
         }
     };
     let gate = random_vec(built * ys, seed + 1);

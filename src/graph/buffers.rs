@@ -52,10 +52,17 @@ pub(super) struct MoeBuffers {
     pub(super) shared_gate: wgpu::Buffer,
 }
 
+/// A buffer of `bytes`; one that may be bound as uniform holds at least a whole window:
+/// the CPU class's matvecs read x through a uniform window of `X_WINDOW` bytes where it
+/// fits.
 fn buffer(gpu: &Gpu, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+    let least = match usage.contains(wgpu::BufferUsages::UNIFORM) {
+        true => crate::kernels::X_WINDOW,
+        false => 4,
+    };
     gpu.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
-        size: bytes.max(4),
+        size: bytes.max(least),
         usage,
         mapped_at_creation: false,
     })
@@ -89,13 +96,12 @@ impl Activations {
         let rows = batch.max(super::step_rows(sequences));
         let batched = sequences > 1;
         use wgpu::BufferUsages as U;
-        // UNIFORM, and at least a window: the batched matvec reads x through a uniform
-        // window of X_WINDOW bytes where the step's x fits in it.
-        let act = U::STORAGE | U::UNIFORM | U::COPY_SRC | U::COPY_DST;
-        let window = crate::kernels::matvec_batch::X_WINDOW;
-        let f = |label: &str, per_token: usize| {
-            buffer(gpu, label, ((rows * per_token * 4) as u64).max(window), act)
-        };
+        // Matvec inputs also UNIFORM: the CPU class's matvecs read x through a uniform
+        // window (`buffer`).
+        let data = U::STORAGE | U::COPY_SRC | U::COPY_DST;
+        let act = data | U::UNIFORM;
+        let f =
+            |label: &str, per_token: usize| buffer(gpu, label, (rows * per_token * 4) as u64, act);
         let v = cfg.vocab as u64;
         // The gate and up activations hold every chosen expert's in a MoE model.
         let moe = cfg.is_moe() as usize;
@@ -116,18 +122,18 @@ impl Activations {
             u: f("u", ffn),
             last: buffer(gpu, "last", cfg.hidden as u64 * 4, act),
             last_normed: buffer(gpu, "last_normed", cfg.hidden as u64 * 4, act),
-            ssq: buffer(gpu, "ssq", cfg.hidden as u64 * 4, act),
-            logits: buffer(gpu, "logits", v * 4, act),
+            ssq: buffer(gpu, "ssq", cfg.hidden as u64 * 4, data),
+            logits: buffer(gpu, "logits", v * 4, data),
             pooled: buffer(gpu, "pooled", cfg.hidden as u64 * 4, act),
-            logits_all: all_logits.then(|| buffer(gpu, "logits_all", batch as u64 * v * 4, act)),
+            logits_all: all_logits.then(|| buffer(gpu, "logits_all", batch as u64 * v * 4, data)),
             logits_batch: batched
-                .then(|| buffer(gpu, "logits_batch", sequences as u64 * v * 4, act)),
-            tokens_batch: batched.then(|| buffer(gpu, "tokens_batch", sequences as u64 * 4, act)),
+                .then(|| buffer(gpu, "logits_batch", sequences as u64 * v * 4, data)),
+            tokens_batch: batched.then(|| buffer(gpu, "tokens_batch", sequences as u64 * 4, data)),
             staging_batch: batched.then(|| {
                 let usage = U::MAP_READ | U::COPY_DST;
                 buffer(gpu, "staging batch", sequences as u64 * 4, usage)
             }),
-            token: buffer(gpu, "token", 4, act),
+            token: buffer(gpu, "token", 4, data),
             staging_logits: buffer(gpu, "staging logits", v * 4, U::MAP_READ | U::COPY_DST),
             staging_tokens: [0, 1]
                 .map(|_| buffer(gpu, "staging token", 4, U::MAP_READ | U::COPY_DST)),

@@ -504,8 +504,12 @@ pub(crate) fn variants(ty: GgmlType) -> Vec<crate::gpu::PipelineKey> {
         for seq in if may_walk(g, ty) { &SEQ[..] } else { &SEQ[..1] } {
             for (form, fold) in FORMS.iter().flat_map(|f| folds(*f).iter().map(|x| (*f, x))) {
                 for runs in [false, ty.is_float()] {
-                    if let Ok(d) = defines_for(g, *seq, form, *fold, runs) {
-                        let key = super::weight_key("matvec", ty, sg, g.workgroup, d);
+                    let Ok(d) = defines_for(g, *seq, form, *fold, runs) else {
+                        continue;
+                    };
+                    let uniform = reads_x4(g, ty, runs).then(|| with_uniform_x(d));
+                    for d in [Ok(d)].into_iter().chain(uniform) {
+                        let key = super::weight_key("matvec", ty, sg, g.workgroup, d.unwrap());
                         if !v.contains(&key) {
                             v.push(key);
                         }
@@ -542,6 +546,20 @@ params! {
 /// row, with a bounds check per group (rows may end inside one).
 pub fn float_runs(w: &GpuTensor, x_offset: u32) -> bool {
     w.ty.is_float() && w.cols.is_multiple_of(32) && x_offset.is_multiple_of(4)
+}
+
+/// Whether a build of `g` for `ty` (float rows read by runs: `runs`) may read x through
+/// a uniform window (`XUNIFORM`): one lane per row (the CPU class's forms, where every
+/// lane of a subgroup reads the same x) and x on vec4 words.
+fn reads_x4(g: Geometry, ty: GgmlType, runs: bool) -> bool {
+    g.lanes == 1 && (!ty.is_float() || runs)
+}
+
+/// `defines` with x through a uniform window.
+fn with_uniform_x(defines: &'static [&'static str]) -> Result<&'static [&'static str], GpuError> {
+    let mut d: Vec<String> = defines.iter().map(|s| s.to_string()).collect();
+    d.push("XUNIFORM".into());
+    super::static_defines(&d)
 }
 
 /// `y[y.offset + r] = sum_k W[r, k] * x[x.offset + k]` for every row r of W.
@@ -821,19 +839,27 @@ impl MatVec {
         }
         let seq = walks_of(gpu, g, w, pair);
         let rows_per_wg = (g.workgroup / g.lanes * g.rows * seq) as u64;
+        let runs = float_runs(w, xo);
+        let mut defines = defines_for(
+            g,
+            seq,
+            form,
+            (fold.norm.is_some(), fold.add, fold.prep.is_some()),
+            runs,
+        )?;
+        let window = reads_x4(g, w.ty, runs)
+            .then(|| super::uniform_window(gpu, x.buffer, xo, w.cols))
+            .flatten();
+        if window.is_some() {
+            defines = with_uniform_x(defines)?;
+        }
         let kernel = WeightKernel {
             op: "matvec",
             subgroups: shuffles,
             workgroup: g.workgroup,
-            defines: defines_for(
-                g,
-                seq,
-                form,
-                (fold.norm.is_some(), fold.add, fold.prep.is_some()),
-                float_runs(w, xo),
-            )?,
+            defines,
             inputs: [x.buffer, ys[0].buffer],
-            x_range: None,
+            x_range: window.map(|o| (o, super::X_WINDOW)),
             extra: &extra,
             step: None,
             cost: match (fold.add, fold.prep.is_some()) {
@@ -850,7 +876,8 @@ impl MatVec {
                 k,
                 row_words,
                 row_offset: start as u32,
-                x_offset: xo,
+                // The shader indexes x from the window's start.
+                x_offset: xo - window.map_or(0, |o| (o / 4) as u32),
                 y_offset: yo[0],
                 split0,
                 split1,

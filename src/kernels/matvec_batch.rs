@@ -7,7 +7,8 @@
 
 use super::matmul::{per_step_cost, Params};
 use super::matvec::{geometry, AdapterClass, Geometry};
-use super::{grid, weight_dispatches, Dispatch, Rows, Tokens, WeightKernel};
+use super::X_WINDOW;
+use super::{grid, uniform_window, weight_dispatches, Dispatch, Rows, Tokens, WeightKernel};
 use crate::gpu::{Gpu, GpuError, GpuTensor};
 use crate::model::Activation;
 use crate::quant::GgmlType;
@@ -79,37 +80,6 @@ pub fn batch_geometry(gpu: &Gpu, ty: GgmlType) -> (Geometry, bool) {
 /// loads and registers, not its arithmetic, bound both.
 pub fn shares_x_on(gpu: &Gpu, w: &GpuTensor) -> bool {
     shares_x(gpu, batch_geometry(gpu, w.ty)) && share_fits(w, 0, w.cols as u32)
-}
-
-/// Bytes of x a build of the x-sharing form reads through a uniform binding
-/// (`XUNIFORM`; `lib/token_rows.wgsl` declares it as 4096 vec4 words), where the step's
-/// tokens fit: WebGPU's and lavapipe's largest uniform
-/// binding. On a CPU rasterizer a storage load at an address that differs between
-/// invocations, or inside a loop, is a per-lane loop with a bounds test (about 13
-/// instructions per lane and 32-bit word), where a uniform load at such an address is a
-/// branch-free gather (Mesa 25.0's llvmpipe: out-of-range lanes read offset 0, then
-/// zero): `benches/matvec` (640 x 2048, 8 sequences, alternated, 2026-12-04) batched
-/// step Q4_K 2,420 / 2,849 us -> 1,085 / 1,020, Q6_K 2,293 / 3,168 -> 1,407 / 1,344,
-/// Q8_0 1,464 / 1,733 -> 1,168 / 1,169, Q5_0 2,141 / 2,845 -> 1,576 / 2,478.
-pub const X_WINDOW: u64 = 65536;
-
-/// The byte offset in x's buffer of the uniform window (`X_WINDOW` bytes) through which
-/// a build covering `covered` tokens of rows of `width` elements from element
-/// `x_offset` reads x, if the adapter binds uniform windows that large, x's buffer may be
-/// bound as uniform and holds the whole window, and the build's x fits in it.
-fn x_window(gpu: &Gpu, x: &Rows, x_offset: u32, width: u64, covered: u32) -> Option<u64> {
-    let buf = x.view.buffer;
-    if gpu.limits.max_uniform_buffer_binding_size < X_WINDOW
-        || !buf.usage().contains(wgpu::BufferUsages::UNIFORM)
-        || covered == 0
-    {
-        return None;
-    }
-    let align = (gpu.limits.min_uniform_buffer_offset_alignment as u64).max(16);
-    let first = x_offset as u64 * 4;
-    let start = first / align * align;
-    let end = (x_offset as u64 + (covered as u64 - 1) * x.stride as u64 + width) * 4;
-    (end - start <= X_WINDOW && start + X_WINDOW <= buf.size()).then_some(start)
 }
 
 /// The shader defines of lanes per row, columns per workgroup (`WIDE`: 8 or more;
@@ -257,8 +227,10 @@ impl MatVecBatch {
         let mut builds = Vec::new();
         for (cols, blocks) in shapes {
             let covered = (cols * blocks).min(tok.max);
+            // x of the covered tokens through a uniform window, where it fits.
+            let span = (covered.max(1) as u64 - 1) * x.stride as u64 + w.cols;
             let window = share
-                .then(|| x_window(gpu, &x, p0.x_offset, w.cols, covered))
+                .then(|| uniform_window(gpu, x.view.buffer, p0.x_offset, span))
                 .flatten();
             let kernel = WeightKernel {
                 op: "matvec_batch",

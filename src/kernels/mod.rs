@@ -658,6 +658,35 @@ struct WeightKernel<'a> {
     cost: fn(w: &GpuTensor, rows: f64) -> (Work, Work),
 }
 
+/// Bytes of x the matvecs' one-lane-per-row forms (the CPU class's) read through a
+/// uniform binding (`XUNIFORM`; the shaders declare it as 4096 vec4 words) where their
+/// x fits: WebGPU's and lavapipe's largest uniform binding. On a CPU rasterizer a storage
+/// load at an address that differs between invocations, or inside a loop, is a per-lane
+/// loop with a bounds test (about 13 instructions per lane and 32-bit word), where a
+/// uniform load at such an address is a branch-free gather (Mesa 25.0's llvmpipe:
+/// out-of-range lanes read offset 0, then zero): `benches/matvec` (640 x 2048,
+/// 8 sequences, alternated, 2026-12-04) batched step Q4_K 2,420 / 2,849 us -> 1,085 /
+/// 1,020, Q6_K 2,293 / 3,168 -> 1,407 / 1,344, Q8_0 1,464 / 1,733 -> 1,168 / 1,169, Q5_0
+/// 2,141 / 2,845 -> 1,576 / 2,478.
+pub const X_WINDOW: u64 = 65536;
+
+/// The byte offset in `buf` of the uniform window (`X_WINDOW` bytes) through which a
+/// kernel reads `span` elements from element `offset`, if the adapter binds uniform
+/// windows that large, `buf` may be bound as uniform and holds the whole window, and
+/// the span fits in it (the kernel then indexes from the window's start).
+fn uniform_window(gpu: &Gpu, buf: &wgpu::Buffer, offset: u32, span: u64) -> Option<u64> {
+    if gpu.limits.max_uniform_buffer_binding_size < X_WINDOW
+        || !buf.usage().contains(wgpu::BufferUsages::UNIFORM)
+    {
+        return None;
+    }
+    let align = (gpu.limits.min_uniform_buffer_offset_alignment as u64).max(16);
+    let first = offset as u64 * 4;
+    let start = first / align * align;
+    let end = (offset as u64 + span) * 4;
+    (end - start <= X_WINDOW && start + X_WINDOW <= buf.size()).then_some(start)
+}
+
 /// Bytes of `rows` rows of `w` as stored on the GPU.
 fn weight_bytes(w: &GpuTensor, rows: f64) -> f64 {
     rows * w.row_words as f64 * 4.0
