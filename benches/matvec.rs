@@ -28,7 +28,7 @@ fn buffer(gpu: &Gpu, len: usize) -> wgpu::Buffer {
         .create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: None,
             contents: bytemuck::cast_slice(&data),
-            // UNIFORM as the model's activations (the batched matvec's x window).
+            // UNIFORM as the model's activations (the matvecs' x windows).
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
         })
 }

@@ -24,7 +24,7 @@ struct Params {
 // The batched matvec's x-sharing form where the step's x fits a uniform window (the host
 // binds it at its start and gives x_offset from there): on a CPU rasterizer uniform
 // loads are branch-free gathers where storage loads are per-lane loops. 4096 vec4 words:
-// the host's X_WINDOW bytes (src/kernels/matvec_batch.rs).
+// the host's X_WINDOW bytes (src/kernels/mod.rs).
 @group(0) @binding(1) var<uniform> x4: array<vec4<f32>, 4096>;
 #else
 #ifdef X_VEC4

@@ -507,9 +507,9 @@ pub(crate) fn variants(ty: GgmlType) -> Vec<crate::gpu::PipelineKey> {
                     let Ok(d) = defines_for(g, *seq, form, *fold, runs) else {
                         continue;
                     };
-                    let uniform = reads_x4(g, ty, runs).then(|| with_uniform_x(d));
-                    for d in [Ok(d)].into_iter().chain(uniform) {
-                        let key = super::weight_key("matvec", ty, sg, g.workgroup, d.unwrap());
+                    let uniform = reads_x4(g, ty, runs).then(|| with_uniform_x(d).ok());
+                    for d in std::iter::once(d).chain(uniform.flatten()) {
+                        let key = super::weight_key("matvec", ty, sg, g.workgroup, d);
                         if !v.contains(&key) {
                             v.push(key);
                         }
@@ -876,8 +876,7 @@ impl MatVec {
                 k,
                 row_words,
                 row_offset: start as u32,
-                // The shader indexes x from the window's start.
-                x_offset: xo - window.map_or(0, |o| (o / 4) as u32),
+                x_offset: super::windowed_offset(xo, window),
                 y_offset: yo[0],
                 split0,
                 split1,

@@ -246,8 +246,7 @@ impl MatVecBatch {
             let dispatches = weight_dispatches(gpu, &kernel, w, |start, rows| {
                 let (gx, gy) = grid(gpu, rows.div_ceil(rows_per_wg) as u32);
                 let mut p = p0.shard(start, rows);
-                // The shader indexes x from the window's start.
-                p.x_offset -= window.map_or(0, |o| (o / 4) as u32);
+                p.x_offset = super::windowed_offset(p.x_offset, window);
                 (p, (gx, gy, blocks))
             })?;
             builds.push((cols * blocks, dispatches));

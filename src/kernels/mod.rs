@@ -687,6 +687,12 @@ fn uniform_window(gpu: &Gpu, buf: &wgpu::Buffer, offset: u32, span: u64) -> Opti
     (end - start <= X_WINDOW && start + X_WINDOW <= buf.size()).then_some(start)
 }
 
+/// x's offset (elements) as a kernel bound at `window` (`uniform_window`'s start, if
+/// any) indexes it: from the window's start.
+fn windowed_offset(x_offset: u32, window: Option<u64>) -> u32 {
+    x_offset - window.map_or(0, |o| (o / 4) as u32)
+}
+
 /// Bytes of `rows` rows of `w` as stored on the GPU.
 fn weight_bytes(w: &GpuTensor, rows: f64) -> f64 {
     rows * w.row_words as f64 * 4.0

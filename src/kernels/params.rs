@@ -196,7 +196,7 @@ mod tests {
             assert_eq!(b.group, 0, "{label}: uniform in group {}", b.group);
             let ty = &module.types[var.ty];
             if matches!(ty.inner, TypeInner::Array { .. }) {
-                // A window of data (the batched matvec's x, `XUNIFORM`), not parameters.
+                // A window of data (the matvecs' x, `XUNIFORM`), not parameters.
                 continue;
             }
             let TypeInner::Struct { members, span } = &ty.inner else {
