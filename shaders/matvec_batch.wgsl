@@ -8,7 +8,8 @@
 // subgroup shuffles or, without subgroups, in shared memory. WG and LANES come from the
 // matvec geometry table; COLS (tokens per workgroup) from the host's pick per step: 4,
 // 8 (WIDE) or, in the x-sharing form, 16 (WIDE16: each lane also loads column c + 8's x
-// and every decoded weight group serves 16 columns, a 4 x 16 register tile).
+// and every decoded weight group serves 16 columns, a 4 x 16 register tile; with BR8,
+// for the types the host's `tall` lists, 8 x 16: each column's x serves eight rows).
 // GATED: Y holds the FFN's gate projection, and the result u becomes y = act(y) * u.
 // XSHARE (one lane per row, block types or float rows of whole runs of 32, subgroups of
 // at least 8; the host adds LAZY_FORM): x shared across the subgroup, lane c loading column c (lib/xshare.wgsl), and
@@ -37,7 +38,11 @@ const ROWS: u32 = WG / LANES;
 
 // Rows per invocation: each x value read serves BR rows, as each decoded weight group
 // serves COLS columns (a BR x COLS register tile).
+#ifdef BR8
+const BR: u32 = 8u;
+#else
 const BR: u32 = 4u;
+#endif
 
 // w's dot products with four columns' x.
 fn dots4(w: vec4<f32>, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>) -> vec4<f32> {
@@ -51,6 +56,13 @@ var<private> b0: u32;
 var<private> b1: u32;
 var<private> b2: u32;
 var<private> b3: u32;
+#ifdef BR8
+// BR8 (x-sharing form): rows 4..7 of the tile, their accumulators in the *h blocks.
+var<private> b4: u32;
+var<private> b5: u32;
+var<private> b6: u32;
+var<private> b7: u32;
+#endif
 
 struct Acc {
     r0: vec4<f32>,
@@ -66,6 +78,16 @@ var<private> cols4: Acc;
 #ifdef WIDE16
 var<private> cols8: Acc;
 var<private> cols12: Acc;
+#endif
+#ifdef BR8
+var<private> cols0h: Acc;
+#ifdef WIDE
+var<private> cols4h: Acc;
+#endif
+#ifdef WIDE16
+var<private> cols8h: Acc;
+var<private> cols12h: Acc;
+#endif
 #endif
 
 // One 4-element group of the tile's rows (w0..w3), decoded once, into four columns'
@@ -134,6 +156,42 @@ fn tile_xg(w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>, v: Xs) {
 #endif
 }
 
+#ifdef BR8
+// Eight decoded weight groups of the tile's rows against every column's x words v, the
+// columns' x taken once for both halves.
+fn tile_xg8(w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>, w4: vec4<f32>,
+        w5: vec4<f32>, w6: vec4<f32>, w7: vec4<f32>, v: Xs) {
+    let x0 = xg(v.a, 0u);
+    let x1 = xg(v.a, 1u);
+    let x2 = xg(v.a, 2u);
+    let x3 = xg(v.a, 3u);
+    acc_add(&cols0, w0, w1, w2, w3, x0, x1, x2, x3);
+    acc_add(&cols0h, w4, w5, w6, w7, x0, x1, x2, x3);
+#ifdef WIDE
+    let x4 = xg(v.a, 4u);
+    let x5 = xg(v.a, 5u);
+    let x6 = xg(v.a, 6u);
+    let x7 = xg(v.a, 7u);
+    acc_add(&cols4, w0, w1, w2, w3, x4, x5, x6, x7);
+    acc_add(&cols4h, w4, w5, w6, w7, x4, x5, x6, x7);
+#endif
+#ifdef WIDE16
+    let y0 = xg(v.b, 0u);
+    let y1 = xg(v.b, 1u);
+    let y2 = xg(v.b, 2u);
+    let y3 = xg(v.b, 3u);
+    acc_add(&cols8, w0, w1, w2, w3, y0, y1, y2, y3);
+    acc_add(&cols8h, w4, w5, w6, w7, y0, y1, y2, y3);
+    let y4 = xg(v.b, 4u);
+    let y5 = xg(v.b, 5u);
+    let y6 = xg(v.b, 6u);
+    let y7 = xg(v.b, 7u);
+    acc_add(&cols12, w0, w1, w2, w3, y4, y5, y6, y7);
+    acc_add(&cols12h, w4, w5, w6, w7, y4, y5, y6, y7);
+#endif
+}
+#endif
+
 #ifdef LAZY
 // The scales (and word addresses) of the groups the loop is at, per row of the tile
 // (lazy_scale).
@@ -141,6 +199,12 @@ var<private> l0: Lazy;
 var<private> l1: Lazy;
 var<private> l2: Lazy;
 var<private> l3: Lazy;
+#ifdef BR8
+var<private> l4: Lazy;
+var<private> l5: Lazy;
+var<private> l6: Lazy;
+var<private> l7: Lazy;
+#endif
 
 // The tile's rows' scales from group g.
 fn lazy_scales(g: u32) {
@@ -148,12 +212,41 @@ fn lazy_scales(g: u32) {
     l1 = lazy_scale(b1, g);
     l2 = lazy_scale(b2, g);
     l3 = lazy_scale(b3, g);
+#ifdef BR8
+    l4 = lazy_scale(b4, g);
+    l5 = lazy_scale(b5, g);
+    l6 = lazy_scale(b6, g);
+    l7 = lazy_scale(b7, g);
+#endif
 }
 #endif
 
 #ifdef LAZY_QUAD
 // Group j of run k (elements 32k + 4j.. of the step from element e0 = e - 4j) of the
 // tile's rows, from their words w0..w3 of slot j, against every column's x.
+#ifdef BR8
+fn quad_run(k: u32, j: u32, e: u32, w0: vec3<u32>, w1: vec3<u32>, w2: vec3<u32>,
+        w3: vec3<u32>, w4: vec3<u32>, w5: vec3<u32>, w6: vec3<u32>, w7: vec3<u32>) {
+    tile_xg8(lazy_run(l0, w0, j, k), lazy_run(l1, w1, j, k), lazy_run(l2, w2, j, k),
+        lazy_run(l3, w3, j, k), lazy_run(l4, w4, j, k), lazy_run(l5, w5, j, k),
+        lazy_run(l6, w6, j, k), lazy_run(l7, w7, j, k), xs_at((e + 32u * k) / 4u));
+}
+
+fn share_quad(j: u32, e: u32) {
+    let w0 = lazy_words(l0, j);
+    let w1 = lazy_words(l1, j);
+    let w2 = lazy_words(l2, j);
+    let w3 = lazy_words(l3, j);
+    let w4 = lazy_words(l4, j);
+    let w5 = lazy_words(l5, j);
+    let w6 = lazy_words(l6, j);
+    let w7 = lazy_words(l7, j);
+    quad_run(0u, j, e, w0, w1, w2, w3, w4, w5, w6, w7);
+    quad_run(1u, j, e, w0, w1, w2, w3, w4, w5, w6, w7);
+    quad_run(2u, j, e, w0, w1, w2, w3, w4, w5, w6, w7);
+    quad_run(3u, j, e, w0, w1, w2, w3, w4, w5, w6, w7);
+}
+#else
 fn quad_run(k: u32, j: u32, e: u32, w0: vec3<u32>, w1: vec3<u32>, w2: vec3<u32>,
         w3: vec3<u32>) {
     tile_xg(lazy_run(l0, w0, j, k), lazy_run(l1, w1, j, k), lazy_run(l2, w2, j, k),
@@ -172,6 +265,7 @@ fn share_quad(j: u32, e: u32) {
     quad_run(2u, j, e, w0, w1, w2, w3);
     quad_run(3u, j, e, w0, w1, w2, w3);
 }
+#endif
 #else
 #ifdef LAZY_PAIR
 // Group j + i of the tile's rows against the columns' x words s (from the first run),
@@ -181,8 +275,17 @@ fn share_pair1(j: u32, i: u32, s: Xs, t: Xs) {
     let p1 = lazy_pair(l1, j + i);
     let p2 = lazy_pair(l2, j + i);
     let p3 = lazy_pair(l3, j + i);
+#ifdef BR8
+    let p4 = lazy_pair(l4, j + i);
+    let p5 = lazy_pair(l5, j + i);
+    let p6 = lazy_pair(l6, j + i);
+    let p7 = lazy_pair(l7, j + i);
+    tile_xg8(p0[0], p1[0], p2[0], p3[0], p4[0], p5[0], p6[0], p7[0], s);
+    tile_xg8(p0[1], p1[1], p2[1], p3[1], p4[1], p5[1], p6[1], p7[1], t);
+#else
     tile_xg(p0[0], p1[0], p2[0], p3[0], s);
     tile_xg(p0[1], p1[1], p2[1], p3[1], t);
+#endif
 }
 
 // Groups j and j + 1 (j even) of each run against x elements e.x..e.x+7 and e.y..e.y+7
@@ -198,11 +301,22 @@ fn share_pair(j: u32, e: vec2<u32>) {
 // the scales lazy_scale loaded (LAZY), else through the group decoder.
 fn share_group(g: u32, j: u32, i: u32, v: Xs) {
 #ifdef LAZY
+#ifdef BR8
+    tile_xg8(lazy_group(l0, j + i), lazy_group(l1, j + i), lazy_group(l2, j + i),
+        lazy_group(l3, j + i), lazy_group(l4, j + i), lazy_group(l5, j + i),
+        lazy_group(l6, j + i), lazy_group(l7, j + i), v);
+#else
     tile_xg(lazy_group(l0, j + i), lazy_group(l1, j + i), lazy_group(l2, j + i),
         lazy_group(l3, j + i), v);
+#endif
 #else
     let h = g + j + i;
+#ifdef BR8
+    tile_xg8(dq4_row(b0, h), dq4_row(b1, h), dq4_row(b2, h), dq4_row(b3, h), dq4_row(b4, h),
+        dq4_row(b5, h), dq4_row(b6, h), dq4_row(b7, h), v);
+#else
     tile_xg(dq4_row(b0, h), dq4_row(b1, h), dq4_row(b2, h), dq4_row(b3, h), v);
+#endif
 #endif
 }
 
@@ -253,6 +367,12 @@ fn main(ids: Ids, gs: Groups) {
     b1 = min(first + 1u, top) * p.row_words;
     b2 = min(first + 2u, top) * p.row_words;
     b3 = min(first + 3u, top) * p.row_words;
+#ifdef BR8
+    b4 = min(first + 4u, top) * p.row_words;
+    b5 = min(first + 5u, top) * p.row_words;
+    b6 = min(first + 6u, top) * p.row_words;
+    b7 = min(first + 7u, top) * p.row_words;
+#endif
     let groups = (p.k + 3u) / 4u;
     // Columns past the step's tokens repeat its last token (never stored). The
     // accumulators are named vec4s (row r, 4 columns each), so they stay in registers.
@@ -325,6 +445,16 @@ fn main(ids: Ids, gs: Groups) {
 #ifdef WIDE16
         store4(cols8, c, first, t0 + 8u + c, ids, lane, n);
         store4(cols12, c, first, t0 + 12u + c, ids, lane, n);
+#endif
+#ifdef BR8
+        store4(cols0h, c, first + 4u, t0 + c, ids, lane, n);
+#ifdef WIDE
+        store4(cols4h, c, first + 4u, t0 + 4u + c, ids, lane, n);
+#endif
+#ifdef WIDE16
+        store4(cols8h, c, first + 4u, t0 + 8u + c, ids, lane, n);
+        store4(cols12h, c, first + 4u, t0 + 12u + c, ids, lane, n);
+#endif
 #endif
     }
 }

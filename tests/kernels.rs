@@ -1053,7 +1053,7 @@ fn matvec_batch_shared_x_every_type() {
             // may be bound as uniform and holds the window, x starting X_LEAD elements in.
             let window = (i + j) % 2 == 0;
             let lead = window.then_some(X_LEAD);
-            let (shared, uniform) =
+            let (shared, uniform, tall) =
                 check_matvec_batch(Config::Full, &c, built, n, geo, act, j as u64, lead);
             // Float rows share x when they are whole runs of 32 (the strides here are
             // cols + 4, so x stays on vec4 words then).
@@ -1064,8 +1064,22 @@ fn matvec_batch_shared_x_every_type() {
             );
             // Every shape's tokens here fit the window (at most 20 tokens of 772).
             assert_eq!(uniform, shared && window, "{ty} {rows}x{cols}: uniform x");
+            // The 16-column builds of some types take eight rows per invocation (`BR8`).
+            let wide = shared && n > 8;
+            assert_eq!(
+                tall,
+                wide && hearth::kernels::matvec_batch::tall(ty),
+                "{ty} {rows}x{cols} n={n}: eight rows per invocation"
+            );
         }
     }
+    // Eight rows per invocation over several workgroups (256 rows each with lavapipe's
+    // geometry), the last one partial.
+    let c = case(GgmlType::Q4_K, 600, 512, 977);
+    let (shared, _, tall) =
+        check_matvec_batch(Config::Full, &c, batch_built(16), 16, geo, None, 3, None);
+    assert_eq!(tall, shared, "Q4_K 600x512: eight rows per invocation");
+    assert_eq!(shared, can, "Q4_K 600x512: x-sharing form");
 }
 
 /// The tokens a batched matvec of `n`-token steps is built for in the twin tests: one
@@ -1083,7 +1097,8 @@ fn batch_built(n: usize) -> usize {
 const X_LEAD: usize = 100;
 
 /// Runs one batched matvec against the twin; whether every dispatch took the x-sharing
-/// form, and whether every one read x through a uniform window. With `lead`, x starts
+/// form, whether every one read x through a uniform window, and whether every one took
+/// eight rows per invocation (`BR8`). With `lead`, x starts
 /// that many elements into a buffer that may be bound as uniform and holds a whole
 /// window after them (as the model's activations).
 #[allow(clippy::too_many_arguments)]
@@ -1096,7 +1111,7 @@ fn check_matvec_batch(
     act: Option<Activation>,
     seed: u64,
     lead: Option<usize>,
-) -> (bool, bool) {
+) -> (bool, bool, bool) {
     use hearth::kernels::MatVecBatch;
     let g = gpu(cfg);
     let t = GpuTensor::upload(&g, "w", c.ty, c.cols as u64, c.rows as u64, &c.raw).unwrap();
@@ -1164,7 +1179,7 @@ fn check_matvec_batch(
             .iter()
             .all(|d| d.kind.contains(form))
     };
-    (all("xshare"), all("xuniform"))
+    (all("xshare"), all("xuniform"), all("br8"))
 }
 
 /// The batched matvec refuses what it cannot run, by name: views that do not hold the

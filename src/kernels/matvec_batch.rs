@@ -34,6 +34,47 @@ pub fn widens(ty: GgmlType) -> bool {
     ty != GgmlType::Q8_0
 }
 
+/// Rows per invocation of the 16-column builds of the types that take eight (`tall`):
+/// an 8-row x 16-column register tile (`BR8` in the shader).
+const TALL_ROWS: u32 = 8;
+
+/// Whether `ty`'s 16-column x-sharing builds take eight rows per invocation: each
+/// column's x, loaded and taken from its lane once, then serves eight rows (its loads
+/// and shuffles halve per multiply-add) for twice the accumulators, which lavapipe keeps
+/// on the stack either way. On lavapipe (`cargo bench --bench matvec`, 2048 x 768, 64
+/// tokens, alternated twice, 2026-12-05) prefill ran F32 11.1 / 17.0 -> 18.9 / 19.0
+/// GFLOP/s, F16 21.3 / 22.7 -> 23.7 / 24.1, BF16 22.8 / 23.5 -> 24.3 / 24.5, Q4_0
+/// 24.0 / 23.6 / 25.0 -> 28.5 / 28.1 / 28.7, Q4_1 24.4 / 25.7 -> 27.6 / 29.6, Q2_K
+/// 22.8 / 24.1 -> 26.0 / 26.8, Q3_K 16.1 / 16.5 -> 17.5 / 17.6, Q4_K 15.1 / 15.8 /
+/// 15.5 -> 17.7 / 17.3 / 16.1, Q5_K 15.5 / 14.9 -> 17.0 / 17.2, Q6_K 15.2 / 15.6 / 15.7
+/// -> 16.7 / 16.2 / 16.8; the others ran slower with eight (Q5_0 22.8 / 22.1 / 22.0 ->
+/// 20.9 / 21.0 / 21.4, Q5_1 -8%, IQ4_NL and IQ4_XS -14%, MXFP4 -6%: their decoders hold
+/// more per row, such as the high-bit word), and so did the 8-column builds of batched
+/// decode (Q5_0, Q8_0 and F16 by 10-30%), which keep four.
+pub fn tall(ty: GgmlType) -> bool {
+    use GgmlType::*;
+    matches!(
+        ty,
+        F32 | F16 | BF16 | Q4_0 | Q4_1 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K
+    )
+}
+
+/// Rows per invocation and invocations per workgroup of a build of `cols` columns of
+/// `ty`, in the x-sharing form or not (`share`), on a geometry of `workgroup`
+/// invocations. Eight rows take half the invocations, so a workgroup covers as many rows
+/// as with four: lavapipe runs the lanes of a partial last workgroup in full (clamped to
+/// the last row), and with 256 rows a workgroup SmolLM2's 576-row projections computed
+/// 768 (its 576 x 1536 prefill projection 1.14 -> 1.27 s with 32 invocations of eight
+/// rows, where the workgroup size alone moved nothing).
+fn tile(ty: GgmlType, cols: u32, share: bool, workgroup: u32) -> (u32, u32) {
+    let half = workgroup / 2;
+    if share && cols == COLS[COLS.len() - 1] && tall(ty) && half >= 8 && half.is_multiple_of(8) {
+        (TALL_ROWS, half)
+    } else {
+        (ROWS_PER_INVOCATION, workgroup)
+    }
+}
+
 /// The most columns per workgroup of a build without the x-sharing form.
 const PLAIN_COLS: u32 = 8;
 
@@ -83,11 +124,13 @@ pub fn shares_x_on(gpu: &Gpu, w: &GpuTensor) -> bool {
 }
 
 /// The shader defines of lanes per row, columns per workgroup (`WIDE`: 8 or more;
-/// `WIDE16`: 16, the x-sharing form only), the x-sharing form (with x through a uniform
-/// window: `XUNIFORM`) and gated activation (kept for the process: `static_defines`).
+/// `WIDE16`: 16, the x-sharing form only), rows per invocation (`BR8`: eight, 16-column
+/// builds only), the x-sharing form (with x through a uniform window: `XUNIFORM`) and
+/// gated activation (kept for the process: `static_defines`).
 fn defines_for(
     lanes: u32,
     cols: u32,
+    rows: u32,
     share: bool,
     uniform_x: bool,
     act: Option<Activation>,
@@ -103,6 +146,18 @@ fn defines_for(
             ));
         }
         d.push("WIDE16".into());
+    }
+    if rows == TALL_ROWS {
+        if cols != 16 {
+            return Err(GpuError::Runtime(
+                "matvec_batch: eight rows per invocation need 16 columns".into(),
+            ));
+        }
+        d.push("BR8".into());
+    } else if rows != ROWS_PER_INVOCATION {
+        return Err(GpuError::Runtime(format!(
+            "matvec_batch: {rows} rows per invocation"
+        )));
     }
     if share {
         // LAZY_FORM: decoders that load each group's words where it is used
@@ -139,8 +194,10 @@ pub(crate) fn variants(ty: GgmlType) -> Vec<crate::gpu::PipelineKey> {
         for sg in [false, true] {
             for cols in COLS.into_iter().filter(|&c| c <= PLAIN_COLS || widens(ty)) {
                 for (act, uniform_x) in acts.into_iter().flat_map(|a| [(a, false), (a, true)]) {
-                    if let Ok(d) = defines_for(g.lanes, cols, share && sg, uniform_x, act) {
-                        let key = super::weight_key("matvec_batch", ty, sg, g.workgroup, d);
+                    let share = share && sg;
+                    let (rows, wg) = tile(ty, cols, share, g.workgroup);
+                    if let Ok(d) = defines_for(g.lanes, cols, rows, share, uniform_x, act) {
+                        let key = super::weight_key("matvec_batch", ty, sg, wg, d);
                         if !v.contains(&key) {
                             v.push(key);
                         }
@@ -198,7 +255,6 @@ impl MatVecBatch {
                 w.name, p0.x_offset, x.stride
             )));
         }
-        let rows_per_wg = (g.workgroup / g.lanes * ROWS_PER_INVOCATION) as u64;
         let share = shares_x(gpu, (g, shuffles)) && share_fits(w, p0.x_offset, x.stride);
         let widest = if share && widens(w.ty) {
             COLS[COLS.len() - 1]
@@ -232,11 +288,13 @@ impl MatVecBatch {
             let window = share
                 .then(|| uniform_window(gpu, x.view.buffer, p0.x_offset, span))
                 .flatten();
+            let (rows, workgroup) = tile(w.ty, cols, share, g.workgroup);
+            let rows_per_wg = (workgroup / g.lanes * rows) as u64;
             let kernel = WeightKernel {
                 op: "matvec_batch",
                 subgroups: shuffles,
-                workgroup: g.workgroup,
-                defines: defines_for(g.lanes, cols, share, window.is_some(), act)?,
+                workgroup,
+                defines: defines_for(g.lanes, cols, rows, share, window.is_some(), act)?,
                 inputs: [x.view.buffer, y.view.buffer],
                 x_range: window.map(|o| (o, X_WINDOW)),
                 extra: &[],
