@@ -16,7 +16,9 @@
 // by a runtime value, so q and the outputs stay registers (or plain spills). The host
 // runs it for f16 or f32 caches, head_dim a multiple of 32, vec4 q, and steps of one
 // sequence's consecutive positions. Its twin is attention_prefill's (the same Params
-// and bindings).
+// and bindings). R2 (heads of 128 dims or more): each invocation takes two rows, so each
+// K and V column loaded serves sixteen rows (Gemma 3's pp512 attention 890 -> 800 ms;
+// with 64 dims the doubled softmax work outweighed the loads saved).
 #include "lib/common.wgsl"
 #include "lib/step.wgsl"
 #include "lib/kv.wgsl"
@@ -114,6 +116,186 @@ fn scores(acc: array<vec2<f32>, 8>, l8: u32) -> vec2<f32> {
     return select(h2[0], h2[1], b0) + subgroupShuffleXor(select(h2[1], h2[0], b0), 1u);
 }
 
+#ifdef R2
+// An invocation's row: its query's token (clamped into the step) and head, whether the
+// token is in the step, and its keys lo..hi.
+struct Row {
+    t: u32,
+    h: u32,
+    live: bool,
+    lo: u32,
+    hi: u32,
+}
+
+fn row_of(row: u32, n_tok: u32, kvh: u32) -> Row {
+    let t = row / p.group;
+    let tc = min(t, n_tok - 1u);
+    let pos = row_pos(tc);
+    return Row(tc, kvh * p.group + row % p.group, t < n_tok, window_lo(pos + 1u, p.window),
+        min(pos + 1u, p.capacity));
+}
+
+// This row's q, as the group's lanes address it (vec4 l8 of each part of each row: qr).
+fn q_rows(r: Row, l8: u32, g0: u32) -> array<u32, 8> {
+    let qe = (p.q_offset + r.t * p.n_heads * HD + r.h * HD) / 4u;
+    var qr: array<u32, 8>;
+#unroll 8
+    qr[$i] = subgroupShuffle(qe, g0 + $iu) + l8;
+#endunroll
+    return qr;
+}
+
+// The online softmax (max, sum) `ml` of row r over keys s and s + 1 with scores sc: its
+// update, and the factors (a, w, w2) of the group's eight rows, row r's in c[r].
+fn soft(r: Row, ml: ptr<function, vec2<f32>>, sc0: vec2<f32>, s: u32, g0: u32,
+        c: ptr<function, array<vec3<f32>, 8>>) {
+    var sc = sc0;
+    if (p.softcap > 0.0) {
+        sc = p.softcap * tanh(clamp(sc / p.softcap, vec2<f32>(-15.0), vec2<f32>(15.0)));
+    }
+    let m = (*ml).x;
+    let ok = s >= r.lo && s < r.hi;
+    let ok2 = s + 1u >= r.lo && s + 1u < r.hi;
+    let mn = max(m, max(select(m, sc.x, ok), select(m, sc.y, ok2)));
+    let a = exp(m - mn);
+    let w = select(0.0, exp(sc.x - mn), ok);
+    let w2 = select(0.0, exp(sc.y - mn), ok2);
+    *ml = vec2<f32>(mn, (*ml).y * a + w + w2);
+    let mine = vec3<f32>(a, w, w2);
+#unroll 8
+    (*c)[$i] = subgroupShuffle(mine, g0 + $iu);
+#endunroll
+}
+
+#ifdef SINKS
+// The head's sink joins the row's softmax: the factors that rescale the group's outputs.
+fn sink(r: Row, ml: ptr<function, vec2<f32>>, g0: u32) -> array<vec3<f32>, 8> {
+    let sk = sinks[r.h];
+    let mn = max((*ml).x, sk);
+    let f = exp((*ml).x - mn);
+    *ml = vec2<f32>(mn, (*ml).y * f + exp(sk - mn));
+    var c: array<vec3<f32>, 8>;
+#unroll 8
+    c[$i] = vec3<f32>(subgroupShuffle(f, g0 + $iu), 0.0, 0.0);
+#endunroll
+    return c;
+}
+#endif
+
+// Where the group's eight rows' outputs go (this lane's column), their 1 / sums, and
+// which are live (bit r).
+struct Out {
+    base: array<u32, 8>,
+    inv: array<f32, 8>,
+    live: u32,
+}
+
+fn out_of(r: Row, l: f32, l8: u32, g0: u32) -> Out {
+    // l is 0 only for a query past the cache's capacity (a caller error).
+    var mine_inv = 0.0;
+    if (l > 0.0) {
+        mine_inv = 1.0 / l;
+    }
+    let mine_base = p.out_offset + r.t * p.n_heads * HD + r.h * HD;
+    let mine_live = select(0u, 1u, r.live);
+    var o: Out;
+    o.live = 0u;
+#unroll 8
+    o.base[$i] = subgroupShuffle(mine_base, g0 + $iu) + 4u * l8;
+    o.inv[$i] = subgroupShuffle(mine_inv, g0 + $iu);
+    o.live |= subgroupShuffle(mine_live, g0 + $iu) << $iu;
+#endunroll
+    return o;
+}
+
+@compute @workgroup_size(WG)
+fn main(ids: Ids, gs: Groups) {
+    let n_tok = min(p.max_tokens, step.n_tokens);
+    // R2: two rows per invocation (2 lid and 2 lid + 1: mostly two heads of one token),
+    // so each group of eight lanes holds sixteen rows as two sets of eight, A and B, and
+    // every K and V column it loads serves both.
+    let row0 = gs.wid.x * 2u * WG;
+    let kvh = gs.wid.y;
+    if (row0 / p.group >= n_tok) {
+        return;
+    }
+    let ra = row_of(row0 + 2u * ids.lid, n_tok, kvh);
+    var mla = vec2<f32>(NEG, 0.0);
+    let rb = row_of(row0 + 2u * ids.lid + 1u, n_tok, kvh);
+    var mlb = vec2<f32>(NEG, 0.0);
+    // The keys of the subgroup's rows; never past the cache.
+    let k_lo = subgroupMin(min(ra.lo, rb.lo));
+    let k_hi = subgroupMax(max(ra.hi, rb.hi));
+    let slot = row_slot(ra.t);
+    // Each group of eight lanes (l8 = 0..7, from lane g0) shares its rows' work: lane j
+    // holds vec4 column j of each 32-dim part of all its rows' q and output, so K and V
+    // columns are used where they are loaded, and each set's scores are summed across
+    // the lanes once per key.
+    let l8 = ids.lane % 8u;
+    let g0 = ids.lane - l8;
+    let qa = q_rows(ra, l8, g0);
+#unroll NP
+    var qa$i: Part;
+    var oa$i: Part;
+    load_q(&qa$i, qa, 8u * $i);
+#endunroll
+    let qb = q_rows(rb, l8, g0);
+#unroll NP
+    var qb$i: Part;
+    var ob$i: Part;
+    load_q(&qb$i, qb, 8u * $i);
+#endunroll
+    for (var s = k_lo; s < k_hi; s += 2u) {
+        // Two keys per pass, the second clamped into the range (and masked).
+        let s2 = min(s + 1u, k_hi - 1u);
+        let src = (cache_row(slot, s, p.capacity) * p.kv_dim + kvh * HD) / 4u + l8;
+        let src2 = (cache_row(slot, s2, p.capacity) * p.kv_dim + kvh * HD) / 4u + l8;
+        var acca: array<vec2<f32>, 8>;
+#unroll NP
+        let ka$i = k4(src + 8u * $i);
+        let kb$i = k4(src2 + 8u * $i);
+        qk(&qa$i, ka$i, kb$i, &acca);
+#endunroll
+        var ca: array<vec3<f32>, 8>;
+        soft(ra, &mla, scores(acca, l8), s, g0, &ca);
+        var accb: array<vec2<f32>, 8>;
+#unroll NP
+        qk(&qb$i, ka$i, kb$i, &accb);
+#endunroll
+        var cb: array<vec3<f32>, 8>;
+        soft(rb, &mlb, scores(accb, l8), s, g0, &cb);
+#unroll NP
+        let va$i = v4(src + 8u * $i);
+        let vb$i = v4(src2 + 8u * $i);
+        pv(&oa$i, va$i, vb$i, &ca);
+#endunroll
+#unroll NP
+        pv(&ob$i, va$i, vb$i, &cb);
+#endunroll
+    }
+#ifdef SINKS
+    let z = vec4<f32>(0.0);
+    var sa = sink(ra, &mla, g0);
+#unroll NP
+    pv(&oa$i, z, z, &sa);
+#endunroll
+#endif
+    let outa = out_of(ra, mla.y, l8, g0);
+#unroll NP
+    store(&oa$i, outa.base, outa.inv, outa.live, 32u * $i);
+#endunroll
+#ifdef SINKS
+    var sb = sink(rb, &mlb, g0);
+#unroll NP
+    pv(&ob$i, z, z, &sb);
+#endunroll
+#endif
+    let outb = out_of(rb, mlb.y, l8, g0);
+#unroll NP
+    store(&ob$i, outb.base, outb.inv, outb.live, 32u * $i);
+#endunroll
+}
+#else
 @compute @workgroup_size(WG)
 fn main(ids: Ids, gs: Groups) {
     let n_tok = min(p.max_tokens, step.n_tokens);
@@ -216,3 +398,4 @@ fn main(ids: Ids, gs: Groups) {
     store(&o$i, base, inv, lv, 32u * $i);
 #endunroll
 }
+#endif

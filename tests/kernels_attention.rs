@@ -1195,9 +1195,14 @@ fn decode_rows_read_through_page_tables() {
 /// subgroups.
 #[test]
 fn sinks_match_twin() {
-    for cfg in [Config::Full, Config::Bare] {
+    // 128 dims: the row form's two rows per invocation (`R2`) on CPU adapters.
+    for (cfg, head_dim) in [
+        (Config::Full, 64usize),
+        (Config::Bare, 64),
+        (Config::Full, 128),
+    ] {
         let g = gpu(cfg);
-        let (n_heads, n_kv_heads, head_dim, cap) = (4usize, 2usize, 64usize, 600usize);
+        let (n_heads, n_kv_heads, cap) = (4usize, 2usize, 600usize);
         let kv_dim = n_kv_heads * head_dim;
         let cache = cache_of(&g, None, cap, kv_dim, head_dim);
         let k = fill(&g, &cache, &cache.k, &random_vec(cap * kv_dim, 1));
@@ -1229,8 +1234,9 @@ fn sinks_match_twin() {
                 for (form, d) in [("split", &op.dispatches), ("single", &op.single)] {
                     kernels::run(&g, &output_reset(&g, &ob, d));
                     let got = read(&g, &ob, n_heads * head_dim);
-                    let case =
-                        format!("sinks decode {form} {cfg:?} window {window:?} kv_len {kv_len}");
+                    let case = format!(
+                        "sinks decode {form} {cfg:?} d {head_dim} window {window:?} kv_len {kv_len}"
+                    );
                     assert_close(&case, &got, &want, BOUND);
                 }
             }
@@ -1249,7 +1255,7 @@ fn sinks_match_twin() {
             kernels::run(&g, &[&op.dispatch]);
             let got = read(&g, &ob, n * n_heads * head_dim);
             let want = attention_prefill::cpu_sinks(&a, &q, (&k, &v), pos, Some(&sinks));
-            let case = format!("sinks prefill {cfg:?} window {window:?}");
+            let case = format!("sinks prefill {cfg:?} d {head_dim} window {window:?}");
             assert_close(&case, &got, &want, BOUND);
         }
     }

@@ -80,15 +80,32 @@ fn key_masked(
     })
 }
 
-/// Workgroup size of the row-per-invocation form (`attention_rows.wgsl`): rows per
-/// workgroup.
+/// Workgroup size of the row-per-invocation form (`attention_rows.wgsl`).
 pub const ROWS_WORKGROUP: u32 = 64;
+
+/// Rows per invocation of the row-per-invocation form for heads of `head_dim`: two
+/// (`R2`, every K and V column loaded serves twice the rows) from 128 dims. On lavapipe
+/// (`hearth profile MODEL -p 512 -n 0`, random-weight 4-layer models with 4 query heads
+/// per KV head, alternated twice, 2026-12-05) the pp512 attention ran 117 / 119 -> 104 /
+/// 105 ms with 128 dims, 200 / 204 -> 177 / 177 with 256 (Gemma 3: 896 / 890 -> 789 /
+/// 809), and 85 / 84 -> 94 / 89 with 64, where each key's softmax and shuffles, doubled,
+/// outweigh the loads saved.
+pub fn rows_per_invocation(head_dim: u32) -> u32 {
+    if head_dim >= 128 {
+        2
+    } else {
+        1
+    }
+}
 
 /// The pipeline of the row-per-invocation form (CPU adapters) for an f16 or f32 cache and
 /// heads of `head_dim` (a multiple of 32).
 fn rows_key(kind: KvType, head_dim: u32, sinks: bool) -> Result<PipelineKey, GpuError> {
     // The head in parts of 32 dims (`#unroll NP`).
     let mut d = vec![format!("HD={head_dim}"), format!("NP={}", head_dim / 32)];
+    if rows_per_invocation(head_dim) == 2 {
+        d.push("R2".into());
+    }
     if sinks {
         d.push("SINKS".into());
     }
@@ -311,7 +328,9 @@ impl AttentionPrefill {
         buffers.extend(sinks.map(|s| (super::attention_decode::SINKS_BINDING, s)));
         let groups = match rows {
             true => (
-                (max_tokens as u64 * group as u64).div_ceil(ROWS_WORKGROUP as u64) as u32,
+                (max_tokens as u64 * group as u64)
+                    .div_ceil((rows_per_invocation(head_dim) * ROWS_WORKGROUP) as u64)
+                    as u32,
                 n_kv_heads,
                 1,
             ),
