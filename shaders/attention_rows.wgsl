@@ -17,8 +17,9 @@
 // runs it for f16 or f32 caches, head_dim a multiple of 32, vec4 q, and steps of one
 // sequence's consecutive positions. Its twin is attention_prefill's (the same Params
 // and bindings). R2 (heads of 128 dims or more): each invocation takes two rows, so each
-// K and V column loaded serves sixteen rows (Gemma 3's pp512 attention 890 -> 800 ms;
-// with 64 dims the doubled softmax work outweighed the loads saved).
+// K and V column loaded serves sixteen rows (Gemma 3's pp512 attention 866-889 ->
+// 665-666 ms; with 64 dims the doubled softmax work outweighed the loads saved, and the
+// one-row form below is the code as it was before R2).
 #include "lib/common.wgsl"
 #include "lib/step.wgsl"
 #include "lib/kv.wgsl"

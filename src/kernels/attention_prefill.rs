@@ -86,10 +86,10 @@ pub const ROWS_WORKGROUP: u32 = 64;
 /// Rows per invocation of the row-per-invocation form for heads of `head_dim`: two
 /// (`R2`, every K and V column loaded serves twice the rows) from 128 dims. On lavapipe
 /// (`hearth profile MODEL -p 512 -n 0`, random-weight 4-layer models with 4 query heads
-/// per KV head, alternated twice, 2026-12-05) the pp512 attention ran 117 / 119 -> 104 /
-/// 105 ms with 128 dims, 200 / 204 -> 177 / 177 with 256 (Gemma 3: 896 / 890 -> 789 /
-/// 809), and 85 / 84 -> 94 / 89 with 64, where each key's softmax and shuffles, doubled,
-/// outweigh the loads saved.
+/// per KV head, alternated twice, 2026-12-05) the pp512 attention ran 117 / 118 -> 91 /
+/// 90 ms with 128 dims, 201 / 200 -> 146 / 151 with 256 (Gemma 3: 866 / 889 -> 665 /
+/// 666), and 85 / 84 -> 94 / 89 with 64 (a first form of the two-row code), where each
+/// key's softmax and shuffles, doubled, outweigh the loads saved.
 pub fn rows_per_invocation(head_dim: u32) -> u32 {
     if head_dim >= 128 {
         2

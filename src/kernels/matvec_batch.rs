@@ -79,7 +79,8 @@ fn tile(ty: GgmlType, cols: u32, share: bool, workgroup: u32) -> (u32, u32) {
 const PLAIN_COLS: u32 = 8;
 
 /// The geometry of the CPU class's x-sharing form (`XSHARE`): one row per lane (four per
-/// invocation), 32 invocations per workgroup.
+/// invocation), 32 invocations per workgroup (the 16-column builds of `tall` types: eight
+/// rows, 16 invocations; `tile`).
 pub const SHARE_GEOMETRY: Geometry = Geometry {
     workgroup: 32,
     lanes: 1,
