@@ -277,22 +277,16 @@ fn main(ids: Ids, gs: Groups) {
 #ifdef SINKS
     let z = vec4<f32>(0.0);
     var sa = sink(ra, &mla, g0);
-#unroll NP
-    pv(&oa$i, z, z, &sa);
-#endunroll
-#endif
-    let outa = out_of(ra, mla.y, l8, g0);
-#unroll NP
-    store(&oa$i, outa.base, outa.inv, outa.live, 32u * $i);
-#endunroll
-#ifdef SINKS
     var sb = sink(rb, &mlb, g0);
 #unroll NP
+    pv(&oa$i, z, z, &sa);
     pv(&ob$i, z, z, &sb);
 #endunroll
 #endif
+    let outa = out_of(ra, mla.y, l8, g0);
     let outb = out_of(rb, mlb.y, l8, g0);
 #unroll NP
+    store(&oa$i, outa.base, outa.inv, outa.live, 32u * $i);
     store(&ob$i, outb.base, outb.inv, outb.live, 32u * $i);
 #endunroll
 }
