@@ -355,7 +355,7 @@ fn store4(t: Acc, c: u32, first: u32, col: u32, ids: Ids, lane: u32, n: u32) {
 @compute @workgroup_size(WG)
 fn main(ids: Ids, gs: Groups) {
     let n = min(p.n_tokens, step.n_tokens);
-    let t0 = gs.wid.z * COLS;
+    let t0 = p.t_first + gs.wid.z * COLS;
     if (t0 >= n) {
         return;
     }
@@ -389,9 +389,10 @@ fn main(ids: Ids, gs: Groups) {
 #endif
 #ifdef XSHARE
     // Lane c of the subgroup loads column c's x (lanes past COLS repeat the last).
-    xcol = (p.x_offset + min(t0 + min(ids.lane % 8u, COLS - 1u), last) * p.x_stride) / 4u;
+    // x_offset is the x of token t_first (a per-block uniform window starts near it).
+    xcol = (p.x_offset + (min(t0 + min(ids.lane % 8u, COLS - 1u), last) - p.t_first) * p.x_stride) / 4u;
 #ifdef WIDE16
-    xcol2 = (p.x_offset + min(t0 + 8u + ids.lane % 8u, last) * p.x_stride) / 4u;
+    xcol2 = (p.x_offset + (min(t0 + 8u + ids.lane % 8u, last) - p.t_first) * p.x_stride) / 4u;
 #endif
 #ifdef LAZY_QUAD
     // Rows are whole blocks: groups is a multiple of LAZY_GROUPS (32).

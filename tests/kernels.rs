@@ -1082,6 +1082,65 @@ fn matvec_batch_shared_x_every_type() {
     assert_eq!(shared, can, "Q4_K 600x512: x-sharing form");
 }
 
+/// The batched matvec's per-block uniform windows: where a prompt step's x fits no one
+/// window, the types that gain from it read each column block's x through its own
+/// window, a dispatch per block (16 columns, or 8 where 16 tokens of a wide input do
+/// not fit). Against the twin, the last block partial, x not on the window's alignment;
+/// a step of fewer tokens records only the blocks that hold them.
+#[test]
+fn matvec_batch_block_windows() {
+    use hearth::kernels::matvec_batch::SHARE_GEOMETRY;
+    use hearth::kernels::MatVecBatch;
+    let g = gpu(Config::Full);
+    let can = g.features.subgroups && g.info.subgroup_min_size >= 8;
+    let geo = (SHARE_GEOMETRY, g.features.subgroups);
+    // (type, rows, cols, step tokens, columns per block): 16 tokens of 1024 + 4 values
+    // are more than a window, 8 are not; 16 of 644 fit.
+    let cases = [
+        (GgmlType::Q5_0, 520, 640, 37, 16, None),
+        (GgmlType::Q4_K, 530, 1024, 21, 8, Some(Activation::Silu)),
+        (GgmlType::Q6_K, 515, 1024, 17, 8, None),
+    ];
+    for (i, (ty, rows, cols, n, per, act)) in cases.into_iter().enumerate() {
+        let c = case(ty, rows, cols, 990 + i as u64);
+        let (shared, uniform, _) = check_matvec_batch(
+            Config::Full,
+            &c,
+            n + 1,
+            n,
+            geo,
+            act,
+            40 + i as u64,
+            Some(X_LEAD),
+        );
+        assert_eq!(shared, can, "{ty} {rows}x{cols}: x-sharing form");
+        assert_eq!(uniform, shared, "{ty} {rows}x{cols}: per-block windows");
+        if shared {
+            // One dispatch per block holding the step's tokens (one shard here), and a
+            // build of `per` columns.
+            let t = GpuTensor::upload(&g, "w", ty, cols as u64, rows as u64, &c.raw).unwrap();
+            let xb = uniform_input(&g, &random_vec(X_LEAD + (n + 1) * (cols + 4), 7));
+            let yb = output(&g, (n + 1) * (rows + 3));
+            let step = StepBuffer::new(&g, Step::new(0, n as u32));
+            let tok = Tokens {
+                max: (n + 1) as u32,
+                step: &step,
+            };
+            let mut xr = strided(&xb, cols, cols + 4);
+            xr.view.offset = X_LEAD as u64;
+            let yr = strided(&yb, rows, rows + 3);
+            let op = MatVecBatch::with_geometry(&g, &t, xr, yr, tok, act, geo).unwrap();
+            let d = op.for_tokens(n as u32);
+            assert_eq!(d.len(), n.div_ceil(per), "{ty}: dispatches for {n} tokens");
+            let cols_define = format!("cols{per}_");
+            assert!(
+                d.iter().all(|d| d.kind.contains(&cols_define)),
+                "{ty}: {per}-column blocks"
+            );
+        }
+    }
+}
+
 /// The tokens a batched matvec of `n`-token steps is built for in the twin tests: one
 /// more, so a token past the step is checked untouched. An op compiles the pipelines of
 /// every column block up to what it is built for (4, 8, 16 columns), the step runs one:

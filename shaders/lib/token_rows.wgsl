@@ -15,7 +15,7 @@ struct Params {
     x_stride: u32,    // elements between tokens in x
     y_stride: u32,    // elements between tokens in y
     y_offset: u32,
-    _pad0: u32,
+    t_first: u32,     // first token of this dispatch's column blocks (x_offset is its x)
     _pad1: u32,
     _pad2: u32,
 }

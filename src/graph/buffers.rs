@@ -52,17 +52,18 @@ pub(super) struct MoeBuffers {
     pub(super) shared_gate: wgpu::Buffer,
 }
 
-/// A buffer of `bytes`; one that may be bound as uniform holds at least a whole window:
-/// the CPU class's matvecs read x through a uniform window of `X_WINDOW` bytes where it
-/// fits.
+/// A buffer of `bytes`; one that may be bound as uniform has a whole window past its
+/// data: the CPU class's matvecs read x through a uniform window of `X_WINDOW` bytes
+/// where it fits, and the batched matvec a window per column block, the last one's
+/// starting near the data's end.
 fn buffer(gpu: &Gpu, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
-    let least = match usage.contains(wgpu::BufferUsages::UNIFORM) {
-        true => crate::kernels::X_WINDOW,
-        false => 4,
+    let size = match usage.contains(wgpu::BufferUsages::UNIFORM) {
+        true => bytes.next_multiple_of(4) + crate::kernels::X_WINDOW,
+        false => bytes.max(4),
     };
     gpu.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
-        size: bytes.max(least),
+        size,
         usage,
         mapped_at_creation: false,
     })

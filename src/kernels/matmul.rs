@@ -22,7 +22,10 @@ params! {
         x_stride: u32,
         y_stride: u32,
         y_offset: u32,
-        _pad: [u32; 3],
+        /// The first token of the dispatch's column blocks, whose x is at `x_offset`
+        /// (the batched matvec's per-block uniform windows; else 0).
+        pub(super) t_first: u32,
+        _pad: [u32; 2],
     }
 }
 
@@ -60,7 +63,8 @@ impl Params {
             x_stride: x.stride,
             y_stride: y.stride,
             y_offset: y.check(&format!("{what} output"), tok.max)?,
-            _pad: [0; 3],
+            t_first: 0,
+            _pad: [0; 2],
         })
     }
 

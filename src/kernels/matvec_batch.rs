@@ -213,8 +213,80 @@ pub(crate) fn variants(ty: GgmlType) -> Vec<crate::gpu::PipelineKey> {
 /// `Y[t, r] = sum_k W[r, k] * X[t, k]` for the step's tokens (up to `tok.max`), or with
 /// an activation `Y[t, r] = act(Y[t, r]) * (W X)[t, r]` (a gated FFN's up projection).
 pub struct MatVecBatch {
-    /// By the most tokens each covers (ascending): the dispatches, one per shard of W.
-    builds: Vec<(u32, Vec<Dispatch>)>,
+    /// By the most tokens each covers (ascending).
+    builds: Vec<Build>,
+}
+
+/// One build of the batched matvec: the dispatches of a step of up to `covers` tokens.
+struct Build {
+    covers: u32,
+    /// One per shard of W, or with per-block uniform windows one per shard and column
+    /// block, block by block.
+    dispatches: Vec<Dispatch>,
+    /// With per-block windows: columns per block and dispatches per block (a step of n
+    /// tokens records only the blocks holding them).
+    per_block: Option<(u32, usize)>,
+}
+
+/// Column blocks up to which the x-sharing form has a build for every count (past it,
+/// powers of two): a prompt chunk of up to 512 tokens launches only the blocks it needs.
+/// On lavapipe a launched block costs about a full one: Gemma 3's prompt of 300 tokens
+/// (`hearth profile MODEL -p 300 -n 0`, 2026-12-05) took 6.0 s with the 512-token build
+/// against 3.2 s for 256 tokens and 7.0 s for 512.
+const EXACT_BLOCKS: u32 = 32;
+
+/// The fewest rows of a matrix whose prompt steps take per-block windows: each block is
+/// a dispatch, and a matrix of a few workgroups per block pays more in launches than
+/// the window saves (Gemma 3's 256 x 640 Q5_0 projection 238 -> 261 ms per prompt of
+/// 512 tokens, its 640-row ones 25-42% faster).
+const WINDOW_MIN_ROWS: u64 = 512;
+
+/// Whether `w` takes per-block windows (`block_windows`) where the step's x fits no one
+/// window: matrices of `WINDOW_MIN_ROWS` rows or more of the types measured faster so.
+/// The K-quants read x at four runs per step of their loop (`LAZY_QUAD`), and gain the
+/// most: Gemma 3's prompt of 512 tokens on lavapipe (`hearth profile MODEL -p 512 -n
+/// 0`, 2026-12-05) ran its Q4_K 640 x 1024 projection 716 -> 414 ms, its 640 x 2048 Q4_K
+/// and Q6_K ones (8-column blocks) 665 -> 494 and 715 -> 525; Q5_0 2048 x 640 1277 ->
+/// 1162, 1024 x 640 640 -> 601. Not Q8_0 (Gemma 3's 256 x 640 50 -> 84 ms) nor Q4_1
+/// (SmolLM2's 1536 x 576 no faster, 576 x 576 833 -> 1020 ms, 576 x 1536 in 8-column
+/// blocks 1080 -> 1560); the other types were not measured and keep storage x.
+fn windows_pay(w: &GpuTensor) -> bool {
+    use GgmlType::*;
+    w.rows >= WINDOW_MIN_ROWS && matches!(w.ty, Q5_0 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K)
+}
+
+/// The uniform windows of the column blocks of x that hold `tokens` tokens (from x's
+/// element `x_offset`, one per block of `cols` tokens), where the step's x fits no one
+/// window: each block's x then comes through its own window (`XUNIFORM`), with a
+/// dispatch per block. Blocks of `cols` that fit none take blocks of `PLAIN_COLS` (a
+/// 2048-wide input: 8 tokens are one window). None where even those do not fit (or the buffer is not `UNIFORM`).
+/// Measured on lavapipe (`hearth profile MODEL -p 16` and batched decode, where the
+/// step's x fits one window, alternated with storage x, 2026-12-05): Q4_K 640 x 1024
+/// 16 columns 25.7-28.6 GFLOP/s through a window against 13.6-14.0 from storage, 8
+/// columns Q4_K 21.5-24.1 against 11.5-12.9, Q6_K 19.4-19.8 against 11.2-11.4, Q5_0
+/// 18.0-19.4 against 15.0-16.4, Q8_0 the same.
+fn block_windows(
+    gpu: &Gpu,
+    w: &GpuTensor,
+    x: Rows,
+    x_offset: u32,
+    cols: u32,
+    tokens: u32,
+) -> Option<(u32, Vec<u64>)> {
+    [cols, PLAIN_COLS]
+        .into_iter()
+        .filter(|&c| c <= cols && c >= PLAIN_COLS)
+        .find_map(|c| {
+            let span = (c as u64 - 1) * x.stride as u64 + w.cols;
+            (0..tokens.div_ceil(c))
+                .map(|b| {
+                    let first = x_offset as u64 + (b * c) as u64 * x.stride as u64;
+                    let first = u32::try_from(first).ok()?;
+                    uniform_window(gpu, x.view.buffer, first, span)
+                })
+                .collect::<Option<Vec<u64>>>()
+                .map(|starts| (c, starts))
+        })
 }
 
 impl MatVecBatch {
@@ -269,9 +341,13 @@ impl MatVecBatch {
             )));
         }
         // Builds by the tokens they cover: 4 columns in one block, 8 (with the x-sharing
-        // form, before 16), then blocks of the widest in powers of two up to the most
-        // tokens, so a step launches at most twice the column blocks it needs (on a CPU
-        // adapter every launched workgroup costs).
+        // form, before 16), then blocks of the widest, a step running the smallest build
+        // that covers it. On a GPU the blocks go in powers of two up to the most tokens:
+        // a step launches at most twice the column blocks it needs, the others returning
+        // at once. A CPU rasterizer (the x-sharing form) runs a launched workgroup's code
+        // whatever it holds (lavapipe masks the lanes of an early return and runs on), so
+        // there every count up to `EXACT_BLOCKS` has its build; where the blocks take
+        // per-block windows, one build serves every count (below).
         let mut shapes = vec![(COLS[0], 1)];
         if widest > PLAIN_COLS && tok.max > COLS[0] {
             shapes.push((PLAIN_COLS, 1));
@@ -279,36 +355,84 @@ impl MatVecBatch {
         let mut blocks = 1;
         while shapes.last().is_some_and(|&(c, b)| c * b < tok.max) {
             shapes.push((widest, blocks));
-            blocks *= 2;
+            blocks = match share && blocks < EXACT_BLOCKS {
+                true => blocks + 1,
+                false => blocks * 2,
+            };
         }
         let mut builds = Vec::new();
         for (cols, blocks) in shapes {
-            let covered = (cols * blocks).min(tok.max);
-            // x of the covered tokens through a uniform window, where it fits.
+            let covers = cols * blocks;
+            let covered = covers.min(tok.max);
+            // x of the covered tokens through a uniform window, where it fits; else, in
+            // the x-sharing form, a window per column block (`block_windows`).
             let span = (covered.max(1) as u64 - 1) * x.stride as u64 + w.cols;
             let window = share
                 .then(|| uniform_window(gpu, x.view.buffer, p0.x_offset, span))
                 .flatten();
+            // Per-block windows, where they pay, for every token: a step records the
+            // blocks that hold its tokens, so this build serves every larger step.
+            let per_block = match (share, window) {
+                (true, None) if windows_pay(w) => {
+                    block_windows(gpu, w, x, p0.x_offset, cols, tok.max)
+                }
+                _ => None,
+            };
+            let covers = match per_block {
+                Some(_) => covers.max(tok.max),
+                None => covers,
+            };
+            let (cols, blocks) = per_block
+                .as_ref()
+                .map_or((cols, blocks), |b| (b.0, b.1.len() as u32));
             let (rows, workgroup) = tile(w.ty, cols, share, g.workgroup);
             let rows_per_wg = (workgroup / g.lanes * rows) as u64;
-            let kernel = WeightKernel {
-                op: "matvec_batch",
-                subgroups: shuffles,
-                workgroup,
-                defines: defines_for(g.lanes, cols, rows, share, window.is_some(), act)?,
-                inputs: [x.view.buffer, y.view.buffer],
-                x_range: window.map(|o| (o, X_WINDOW)),
-                extra: &[],
-                step: Some(tok.step),
-                cost: per_step_cost,
+            // One set of dispatches (one per shard) over every column block, or with
+            // per-block windows one set per block, each of one block from `t_first`.
+            let sets: Vec<(u32, Option<u64>, u32)> = match &per_block {
+                Some((_, starts)) => starts
+                    .iter()
+                    .enumerate()
+                    .map(|(b, &o)| (b as u32 * cols, Some(o), 1))
+                    .collect(),
+                None => vec![(0, window, blocks)],
             };
-            let dispatches = weight_dispatches(gpu, &kernel, w, |start, rows| {
-                let (gx, gy) = grid(gpu, rows.div_ceil(rows_per_wg) as u32);
-                let mut p = p0.shard(start, rows);
-                p.x_offset = super::windowed_offset(p.x_offset, window);
-                (p, (gx, gy, blocks))
-            })?;
-            builds.push((cols * blocks, dispatches));
+            let mut dispatches = Vec::new();
+            for (t_first, window, z) in sets {
+                let kernel = WeightKernel {
+                    op: "matvec_batch",
+                    subgroups: shuffles,
+                    workgroup,
+                    defines: defines_for(g.lanes, cols, rows, share, window.is_some(), act)?,
+                    inputs: [x.view.buffer, y.view.buffer],
+                    x_range: window.map(|o| (o, X_WINDOW)),
+                    extra: &[],
+                    step: Some(tok.step),
+                    cost: per_step_cost,
+                };
+                let set = weight_dispatches(gpu, &kernel, w, |start, rows| {
+                    let (gx, gy) = grid(gpu, rows.div_ceil(rows_per_wg) as u32);
+                    let mut p = p0.shard(start, rows);
+                    p.t_first = t_first;
+                    p.x_offset = super::windowed_offset(p.x_offset + t_first * x.stride, window);
+                    (p, (gx, gy, z))
+                })?;
+                // With per-block windows each dispatch's work is its block's tokens' (and
+                // the weights read once per block).
+                dispatches.extend(set.into_iter().map(|d| match per_block {
+                    Some(_) => d.for_tokens(t_first, cols),
+                    None => d,
+                }));
+            }
+            let last = per_block.is_some();
+            builds.push(Build {
+                covers,
+                dispatches,
+                per_block: per_block.map(|_| (cols, w.shards.len())),
+            });
+            if last {
+                break;
+            }
         }
         Ok(Self { builds })
     }
@@ -318,15 +442,20 @@ impl MatVecBatch {
         let pick = self
             .builds
             .iter()
-            .find(|(covers, _)| *covers >= n)
+            .find(|b| b.covers >= n)
             .or(self.builds.last());
-        pick.map_or(&[], |(_, d)| d)
+        pick.map_or(&[], |b| match b.per_block {
+            Some((cols, per)) => {
+                &b.dispatches[..(n.div_ceil(cols).max(1) as usize * per).min(b.dispatches.len())]
+            }
+            None => &b.dispatches,
+        })
     }
 }
 
 impl super::Op for MatVecBatch {
     fn dispatches(&self) -> &[Dispatch] {
-        self.builds.last().map_or(&[], |(_, d)| d)
+        self.builds.last().map_or(&[], |b| &b.dispatches)
     }
 
     fn dispatches_for(&self, n_tokens: u32, _kv_len: u32) -> &[Dispatch] {

@@ -68,12 +68,19 @@ pub struct Work {
     pub k: f64,
     /// Per token and cached position (attention scores).
     pub tk: f64,
+    /// The tokens (first, count) of the step the dispatch takes, if not all: `n` is
+    /// then those of them the step has (the batched matvec's per-block dispatches).
+    pub tokens: Option<(u32, u32)>,
 }
 
 impl Work {
     /// The work of a step of `n_tokens` tokens leaving `kv_len` cached positions.
     pub fn at(&self, n_tokens: u32, kv_len: u32) -> f64 {
-        let (n, l) = (n_tokens as f64, kv_len as f64);
+        let n = match self.tokens {
+            Some((first, count)) => n_tokens.saturating_sub(first).min(count),
+            None => n_tokens,
+        };
+        let (n, l) = (n as f64, kv_len as f64);
         self.c + self.t * n + self.k * l + self.tk * n * l
     }
 
@@ -119,6 +126,14 @@ impl Dispatch {
         self.shape = shape;
         self.bytes = bytes;
         self.flops = flops;
+        self
+    }
+
+    /// This dispatch costed for `count` tokens of the step from `first` (its per-token
+    /// work for those only).
+    pub(crate) fn for_tokens(mut self, first: u32, count: u32) -> Self {
+        self.bytes.tokens = Some((first, count));
+        self.flops.tokens = Some((first, count));
         self
     }
 }
