@@ -390,7 +390,8 @@ fn main(ids: Ids, gs: Groups) {
 #ifdef XSHARE
     // Lane c of the subgroup loads column c's x (lanes past COLS repeat the last).
     // x_offset is the x of token t_first (a per-block uniform window starts near it).
-    xcol = (p.x_offset + (min(t0 + min(ids.lane % 8u, COLS - 1u), last) - p.t_first) * p.x_stride) / 4u;
+    let xc = min(t0 + min(ids.lane % 8u, COLS - 1u), last);
+    xcol = (p.x_offset + (xc - p.t_first) * p.x_stride) / 4u;
 #ifdef WIDE16
     xcol2 = (p.x_offset + (min(t0 + 8u + ids.lane % 8u, last) - p.t_first) * p.x_stride) / 4u;
 #endif

@@ -259,9 +259,10 @@ fn windows_pay(w: &GpuTensor) -> bool {
 /// element `x_offset`, one per block of `cols` tokens), where the step's x fits no one
 /// window: each block's x then comes through its own window (`XUNIFORM`), with a
 /// dispatch per block. Blocks of `cols` that fit none take blocks of `PLAIN_COLS` (a
-/// 2048-wide input: 8 tokens are one window). None where even those do not fit (or the buffer is not `UNIFORM`).
-/// Measured on lavapipe (`hearth profile MODEL -p 16` and batched decode, where the
-/// step's x fits one window, alternated with storage x, 2026-12-05): Q4_K 640 x 1024
+/// 2048-wide input: 8 tokens are one window). None where even those do not fit (or the
+/// buffer is not `UNIFORM`). Measured on lavapipe (`hearth profile MODEL -p 16` and
+/// batched decode, where the step's x fits one window, alternated with storage x,
+/// 2026-12-05): Q4_K 640 x 1024
 /// 16 columns 25.7-28.6 GFLOP/s through a window against 13.6-14.0 from storage, 8
 /// columns Q4_K 21.5-24.1 against 11.5-12.9, Q6_K 19.4-19.8 against 11.2-11.4, Q5_0
 /// 18.0-19.4 against 15.0-16.4, Q8_0 the same.
