@@ -16,13 +16,21 @@ fn dq4_row(row: u32, g: u32) -> vec4<f32> {
 }
 
 #ifdef MATVEC
+// Matvec: one part per block, its quants one vec4 load, its x preloaded (matvec.wgsl's
+// `xpart`, shared across a subgroup's rows on a CPU rasterizer; no sums of x).
+#define XPRE
+#define XNOSUM
 const PARTS: u32 = 1u;
+
+fn part_x(part: u32, e: u32) -> vec2<u32> {
+    return vec2<u32>(e, 16u);
+}
 
 fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
     let q = quant_vec4(row, blk, 0u);
     var s = 0.0;
     for (var j = 0u; j < 4u; j++) {
-        s += dot(cb_group(q[j], 0u), xv4(e + 4u * j)) + dot(cb_group(q[j], 4u), xv4(e + 16u + 4u * j));
+        s += dot(cb_group(q[j], 0u), xpart(j)) + dot(cb_group(q[j], 4u), xpart(4u + j));
     }
     return cb_d(row, nb, blk) * s;
 }

@@ -7,6 +7,13 @@
 #define LAZY
 #define LAZY_PAIR
 #endif
+#ifdef MATVEC
+// Matvec: a part per sub-block (8 per block), the block's d and scale words read once
+// per block where one lane walks a row (BLOCK_HEAD), the part's x preloaded (XPRE).
+#define XPRE
+#define XNOSUM
+#define BLOCK_HEAD
+#endif
 #include "lib/weights.wgsl"
 #include "lib/iq4_values.wgsl"
 
@@ -52,5 +59,30 @@ fn lazy_pair(r: Lazy, j: u32) -> array<vec4<f32>, 2> {
 #endif
 
 #ifdef MATVEC
-#include "lib/dot_generic.wgsl"
+const PARTS: u32 = 8u;
+
+// Sub-block `part`'s x: its low nibbles' 16 elements, then its high nibbles'.
+fn part_x(part: u32, e: u32) -> vec2<u32> {
+    return vec2<u32>(e + 32u * part, 16u);
+}
+
+// The block's header: word 0 (d, scales_h) and word 1 (scales_l).
+alias Head = vec2<u32>;
+
+fn block_head(row: u32, nb: u32, blk: u32) -> Head {
+    let b = row + blk * BLOCK_WORDS;
+    return vec2<u32>(w[b], w[b + 1u]);
+}
+
+fn dot_head_part(head: Head, row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
+    let b = row + blk * BLOCK_WORDS + 2u + 4u * part;
+    let ls = ((head.y >> (4u * part)) & 0xFu) | (((head.x >> (16u + 2u * part)) & 3u) << 4u);
+    var s = 0.0;
+    for (var j = 0u; j < 4u; j++) {
+        let q = w[b + j];
+        s += dot(iq4_lookup(bytes4(q & 0x0F0F0F0Fu)), xpart(j))
+            + dot(iq4_lookup(bytes4((q >> 4u) & 0x0F0F0F0Fu)), xpart(4u + j));
+    }
+    return f16_lo(head.x) * (f32(ls) - 32.0) * s;
+}
 #endif

@@ -6,6 +6,13 @@
 #define LAZY
 #define LAZY_QUAD
 #endif
+#ifdef MATVEC
+// Matvec: parts as Q3_K's (8 per block), the block's scales and d/dmin read once per
+// block where one lane walks a row (BLOCK_HEAD), the part's x and its runs' sums
+// preloaded (XPRE).
+#define XPRE
+#define BLOCK_HEAD
+#endif
 #include "lib/weights.wgsl"
 
 const QK: u32 = 256u;
@@ -54,5 +61,41 @@ fn lazy_run(r: Lazy, w: vec3<u32>, j: u32, k: u32) -> vec4<f32> {
 #endif
 
 #ifdef MATVEC
-#include "lib/dot_generic.wgsl"
+// Part p (half n = p / 4, run pair c = p / 2 % 2, l-half h = p % 2) takes qs words
+// 8n + 4h .. + 3: their bit pairs at shifts 4c and 4c + 2 are 16 elements each of runs
+// 2c and 2c + 1, whose scale bytes are h and h + 2 of scale word 2n + c.
+const PARTS: u32 = 8u;
+
+fn part_x(part: u32, e: u32) -> vec2<u32> {
+    return vec2<u32>(e + 128u * (part >> 2u) + 64u * ((part >> 1u) & 1u) + 16u * (part & 1u), 32u);
+}
+
+// The block's header: its four scale words and (d, dmin).
+struct Head {
+    s: vec4<u32>,
+    dm: vec2<f32>,
+}
+
+fn block_head(row: u32, nb: u32, blk: u32) -> Head {
+    let b = row + blk * BLOCK_WORDS;
+    return Head(vec4<u32>(w[b], w[b + 1u], w[b + 2u], w[b + 3u]), unpack2x16float(w[b + 20u]));
+}
+
+fn dot_head_part(head: Head, row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
+    let n = part >> 2u;
+    let c = (part >> 1u) & 1u;
+    let h = part & 1u;
+    let b = row + blk * BLOCK_WORDS + 4u + 8u * n + 4u * h;
+    let sh = 4u * c;
+    var a = vec2<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) {
+        let q = w[b + j];
+        a += vec2<f32>(dot(vec4<f32>(bytes4((q >> sh) & 0x03030303u)), xpart(j)),
+            dot(vec4<f32>(bytes4((q >> (sh + 2u)) & 0x03030303u)), xpart(4u + j)));
+    }
+    let sw = head.s[2u * n + c] >> (8u * h);
+    let sc = vec2<f32>(f32(sw & 0xFu), f32((sw >> 16u) & 0xFu));
+    let m = vec2<f32>(f32((sw >> 4u) & 0xFu), f32((sw >> 20u) & 0xFu));
+    return head.dm.x * dot(sc, a) - head.dm.y * dot(m, xsum);
+}
 #endif

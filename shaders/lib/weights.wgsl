@@ -47,10 +47,13 @@ fn dq4_row(row_base: u32, g: u32) -> vec4<f32> {
 
 #ifdef MATVEC
 #ifndef WEIGHTS_VEC4
-// The matvec's per-block entry point (split-row types define their own): part `part` of
+#ifndef BLOCK_HEAD
+// The matvec's per-block entry point (split-row types define their own; a decoder that
+// defines BLOCK_HEAD before this include gets it from matvec.wgsl): part `part` of
 // block `blk` of the row starting at word `row`, against x from element `e`.
 fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
     return dot_part(row + blk * BLOCK_WORDS, part, e);
 }
+#endif
 #endif
 #endif

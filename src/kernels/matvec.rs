@@ -55,10 +55,11 @@ pub struct Geometry {
 /// subgroups may be 8 to 32 wide, and unknown vendors); workgroups hold 4 to 8 rows, one
 /// per invocation group (measured on an H200, Llama-3.1-8B-shaped Q4_K_M tg64: 85.4
 /// tokens/s with one row per invocation, 79.6 with two, 66.7 with four). On a CPU
-/// rasterizer (lavapipe, 8-wide SIMD) the types that preload x take `SHARE_GEOMETRY`
-/// and floats and Q6_K `ONE_ROW_SHARE_GEOMETRY` (`class_geometry`); the others (Q2_K,
-/// the IQ types, and float types before their run form) give a row one 8-lane subgroup
-/// and each invocation four rows (measured before `SHARE_GEOMETRY`
+/// rasterizer (lavapipe, 8-wide SIMD) the types that preload x (every block type with a
+/// decoder since 2026-12-05) take `SHARE_GEOMETRY` and floats and Q6_K
+/// `ONE_ROW_SHARE_GEOMETRY` (`class_geometry`); the table's entry (used before that by
+/// Q2_K, IQ4_NL, IQ4_XS and MXFP4, and by float types before their run form) gives a row
+/// one 8-lane subgroup and each invocation four rows (measured before `SHARE_GEOMETRY`
 /// served the preloading types: lavapipe tg64 with `HEARTH_MATVEC=128,8,4` against 64
 /// invocations and two rows, alternated, SmolLM2 25.5-27.3 tokens/s against 22.5-23.4,
 /// Gemma 3 median 16.3 against 15.6). `geometry` decides whether the lanes may sum with
@@ -179,7 +180,12 @@ pub const ONE_ROW_SHARE_GEOMETRY: Geometry = Geometry {
 /// `SHARE_GEOMETRY`, against 2.78-2.94,
 /// 2.61-2.66 and 4.83-4.95 at the table's and 4.01-5.35, 3.82-3.86 and 4.88-5.89 in the
 /// generic form before; float rows that are not runs (the generic form) ran 1.07-1.13x
-/// slower at `SHARE_GEOMETRY` than at the table's geometry.
+/// slower at `SHARE_GEOMETRY` than at the table's geometry. Q2_K, IQ4_NL, IQ4_XS and
+/// MXFP4 joined on 2026-12-05 (their decoders had read x per row through `xv4`):
+/// `cargo bench --bench matvec` (4096 x 4096, lavapipe on a 2-vCPU Xeon) Q2_K 7,896 ->
+/// 1,951-2,944 us, IQ4_NL 11,678 -> 2,484-3,123, IQ4_XS 7,801 -> 2,517-3,933, MXFP4
+/// 7,816 -> 2,408-2,535 (one row per invocation, `HEARTH_MATVEC=32,1,1`, within the
+/// noise of two).
 pub fn shares_x(ty: GgmlType) -> bool {
     ty.is_float()
         || matches!(
@@ -189,10 +195,14 @@ pub fn shares_x(ty: GgmlType) -> bool {
                 | GgmlType::Q5_0
                 | GgmlType::Q5_1
                 | GgmlType::Q8_0
+                | GgmlType::Q2_K
                 | GgmlType::Q3_K
                 | GgmlType::Q4_K
                 | GgmlType::Q5_K
                 | GgmlType::Q6_K
+                | GgmlType::IQ4_NL
+                | GgmlType::IQ4_XS
+                | GgmlType::MXFP4
         )
 }
 
