@@ -1022,7 +1022,7 @@ fn matvec_batch_every_type_and_geometry() {
             let (cfg, geo) = runs[k % runs.len()];
             let n = [1, 2, 3, 5, 8, 13, 16, 19][(i * 3 + j) % 8];
             let act = [None, Some(Activation::Silu), Some(Activation::GeluTanh)][k % 3];
-            check_matvec_batch(cfg, &c, batch_built(n), n, geo, act, k as u64, None);
+            check_matvec_batch(cfg, &c, batch_built(n), n, geo, act, k as u64, None, None);
         }
     }
 }
@@ -1053,8 +1053,20 @@ fn matvec_batch_shared_x_every_type() {
             // may be bound as uniform and holds the window, x starting X_LEAD elements in.
             let window = (i + j) % 2 == 0;
             let lead = window.then_some(X_LEAD);
-            let (shared, uniform, tall) =
-                check_matvec_batch(Config::Full, &c, built, n, geo, act, j as u64, lead);
+            // The 16-column builds of `tall` types at eight rows per invocation on the
+            // second shape and at four elsewhere, whichever this host picks (`eight_rows`).
+            let eight = j == 1;
+            let (shared, uniform, tall) = check_matvec_batch(
+                Config::Full,
+                &c,
+                built,
+                n,
+                geo,
+                act,
+                j as u64,
+                lead,
+                Some(eight),
+            );
             // Float rows share x when they are whole runs of 32 (the strides here are
             // cols + 4, so x stays on vec4 words then).
             assert_eq!(
@@ -1068,7 +1080,7 @@ fn matvec_batch_shared_x_every_type() {
             let wide = shared && n > 8;
             assert_eq!(
                 tall,
-                wide && hearth::kernels::matvec_batch::tall(ty),
+                wide && eight && hearth::kernels::matvec_batch::tall(ty),
                 "{ty} {rows}x{cols} n={n}: eight rows per invocation"
             );
         }
@@ -1076,8 +1088,17 @@ fn matvec_batch_shared_x_every_type() {
     // Eight rows per invocation over several workgroups (256 rows each with lavapipe's
     // geometry), the last one partial.
     let c = case(GgmlType::Q4_K, 600, 512, 977);
-    let (shared, _, tall) =
-        check_matvec_batch(Config::Full, &c, batch_built(16), 16, geo, None, 3, None);
+    let (shared, _, tall) = check_matvec_batch(
+        Config::Full,
+        &c,
+        batch_built(16),
+        16,
+        geo,
+        None,
+        3,
+        None,
+        Some(true),
+    );
     assert_eq!(tall, shared, "Q4_K 600x512: eight rows per invocation");
     assert_eq!(shared, can, "Q4_K 600x512: x-sharing form");
 }
@@ -1112,6 +1133,7 @@ fn matvec_batch_block_windows() {
             act,
             40 + i as u64,
             Some(X_LEAD),
+            None,
         );
         assert_eq!(shared, can, "{ty} {rows}x{cols}: x-sharing form");
         assert_eq!(uniform, shared, "{ty} {rows}x{cols}: per-block windows");
@@ -1170,6 +1192,7 @@ fn check_matvec_batch(
     act: Option<Activation>,
     seed: u64,
     lead: Option<usize>,
+    eight: Option<bool>,
 ) -> (bool, bool, bool) {
     use hearth::kernels::MatVecBatch;
     let g = gpu(cfg);
@@ -1196,7 +1219,12 @@ fn check_matvec_batch(
     };
     let (mut xr, yr) = (strided(&xb, c.cols, xs), strided(&yb, c.rows, ys));
     xr.view.offset = lead.unwrap_or(0) as u64;
-    let op = MatVecBatch::with_geometry(&g, &t, xr, yr, tok, act, geo).unwrap();
+    // The host's pick of rows per invocation, or the form asked for.
+    let op = match eight {
+        None => MatVecBatch::with_geometry(&g, &t, xr, yr, tok, act, geo),
+        Some(e) => MatVecBatch::with_tile(&g, &t, xr, yr, tok, act, geo, e),
+    }
+    .unwrap();
     kernels::run(&g, &op.for_tokens(n as u32).iter().collect::<Vec<_>>());
     let all = read(&g, &yb, built * ys);
     let name = format!(

@@ -38,7 +38,8 @@ pub fn widens(ty: GgmlType) -> bool {
 /// an 8-row x 16-column register tile (`BR8` in the shader).
 const TALL_ROWS: u32 = 8;
 
-/// Whether `ty`'s 16-column x-sharing builds take eight rows per invocation: each
+/// Whether `ty`'s 16-column x-sharing builds may take eight rows per invocation (on this
+/// host: `eight_rows`): each
 /// column's x, loaded and taken from its lane once, then serves eight rows (its loads
 /// and shuffles halve per multiply-add) for twice the accumulators, which lavapipe keeps
 /// on the stack either way. On lavapipe (`cargo bench --bench matvec`, 2048 x 768, 64
@@ -59,6 +60,36 @@ pub fn tall(ty: GgmlType) -> bool {
     )
 }
 
+/// Whether `ty`'s 16-column x-sharing builds take eight rows per invocation on this
+/// host (`tall` types; a CPU rasterizer runs on the host's own vector unit): on hosts
+/// with AVX-512 only F16 and Q2_K do. On lavapipe on a 2-vCPU Xeon with AVX-512
+/// (2026-12-05; `cargo bench --bench matvec`, 4096 x 4096, 64 tokens, two alternated
+/// rounds) four rows ran prefill at F32 23.4 / 23.2 GFLOP/s against 17.9 / 18.1 with
+/// eight, BF16 39.9 / 40.6 against 36.7 / 37.1, Q4_0 53.5 / 53.3 against 40.3 / 40.8,
+/// Q4_1 52.5 / 52.8 against 40.7 / 41.5, Q3_K 51.4 / 52.4 against 41.1 / 41.4, Q4_K
+/// 52.5 / 52.9 against 44.5 / 44.8, Q5_K 49.6 / 50.0 against 36.6 / 36.7, Q6_K 47.2 /
+/// 47.1 against 37.0 / 37.1, where F16 (42.6 / 42.6 against 45.3 / 45.4) and Q2_K
+/// (55.0 / 56.2 against 59.5 / 60.5) ran slower; `hearth bench -p 512 -n 0` SmolLM2
+/// (Q4_1) 184.1 / 185.0 tokens/s against 149.2 / 152.5, and `--parallel 16` decode
+/// 113.0 / 104.6 against 95.6 / 99.9. On the AMD EPYC (Zen 3, AVX2) of 2026-12-05,
+/// eight rows had run those types 7-20% faster (`tall`). Two hosts, so the line is
+/// drawn at the one difference in their vector units this code can see.
+pub fn eight_rows(ty: GgmlType) -> bool {
+    tall(ty) && (!avx512_host() || matches!(ty, GgmlType::F16 | GgmlType::Q2_K))
+}
+
+/// Whether this host's CPU has AVX-512 (32 vector registers, where AVX2 has 16).
+fn avx512_host() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Rows per invocation and invocations per workgroup of a build of `cols` columns of
 /// `ty`, in the x-sharing form or not (`share`), on a geometry of `workgroup`
 /// invocations. Eight rows take half the invocations, so a workgroup covers as many rows
@@ -66,9 +97,12 @@ pub fn tall(ty: GgmlType) -> bool {
 /// the last row), and with 256 rows a workgroup SmolLM2's 576-row projections computed
 /// 768 (its 576 x 1536 prefill projection 1.14 -> 1.27 s with 32 invocations of eight
 /// rows, where the workgroup size alone moved nothing).
-fn tile(ty: GgmlType, cols: u32, share: bool, workgroup: u32) -> (u32, u32) {
+/// `eight` asks for eight rows (`eight_rows` on this host; the tests ask for both forms)
+/// and is honoured for `tall` types only.
+fn tile(ty: GgmlType, cols: u32, share: bool, workgroup: u32, eight: bool) -> (u32, u32) {
     let half = workgroup / 2;
-    if share && cols == COLS[COLS.len() - 1] && tall(ty) && half >= 8 && half.is_multiple_of(8) {
+    let wide = cols == COLS[COLS.len() - 1];
+    if share && wide && eight && tall(ty) && half >= 8 && half.is_multiple_of(8) {
         (TALL_ROWS, half)
     } else {
         (ROWS_PER_INVOCATION, workgroup)
@@ -196,11 +230,13 @@ pub(crate) fn variants(ty: GgmlType) -> Vec<crate::gpu::PipelineKey> {
             for cols in COLS.into_iter().filter(|&c| c <= PLAIN_COLS || widens(ty)) {
                 for (act, uniform_x) in acts.into_iter().flat_map(|a| [(a, false), (a, true)]) {
                     let share = share && sg;
-                    let (rows, wg) = tile(ty, cols, share, g.workgroup);
-                    if let Ok(d) = defines_for(g.lanes, cols, rows, share, uniform_x, act) {
-                        let key = super::weight_key("matvec_batch", ty, sg, wg, d);
-                        if !v.contains(&key) {
-                            v.push(key);
+                    for eight in [false, true] {
+                        let (rows, wg) = tile(ty, cols, share, g.workgroup, eight);
+                        if let Ok(d) = defines_for(g.lanes, cols, rows, share, uniform_x, act) {
+                            let key = super::weight_key("matvec_batch", ty, sg, wg, d);
+                            if !v.contains(&key) {
+                                v.push(key);
+                            }
                         }
                     }
                 }
@@ -313,7 +349,24 @@ impl MatVecBatch {
         y: Rows,
         tok: Tokens,
         act: Option<Activation>,
+        geo: (Geometry, bool),
+    ) -> Result<Self, GpuError> {
+        Self::with_tile(gpu, w, x, y, tok, act, geo, eight_rows(w.ty))
+    }
+
+    /// `with_geometry` with the 16-column x-sharing builds of `tall` types at eight rows
+    /// per invocation or four (`eight`), whatever this host would pick: the tests run
+    /// both forms on every host.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_tile(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        x: Rows,
+        y: Rows,
+        tok: Tokens,
+        act: Option<Activation>,
         (g, shuffles): (Geometry, bool),
+        eight: bool,
     ) -> Result<Self, GpuError> {
         if tok.max == 0 || !g.lanes.is_power_of_two() || !g.workgroup.is_multiple_of(g.lanes) {
             return Err(GpuError::Runtime(format!(
@@ -386,7 +439,7 @@ impl MatVecBatch {
             let (cols, blocks) = per_block
                 .as_ref()
                 .map_or((cols, blocks), |b| (b.0, b.1.len() as u32));
-            let (rows, workgroup) = tile(w.ty, cols, share, g.workgroup);
+            let (rows, workgroup) = tile(w.ty, cols, share, g.workgroup, eight);
             let rows_per_wg = (workgroup / g.lanes * rows) as u64;
             // One set of dispatches (one per shard) over every column block, or with
             // per-block windows one set per block, each of one block from `t_first`.
@@ -461,5 +514,44 @@ impl super::Op for MatVecBatch {
 
     fn dispatches_for(&self, n_tokens: u32, _kv_len: u32) -> &[Dispatch] {
         self.for_tokens(n_tokens)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Eight rows per invocation stay among the `tall` types, all of them where the host
+    /// has no AVX-512, and F16 and Q2_K everywhere; `tile` gives them only to 16-column
+    /// x-sharing builds, on half the invocations.
+    #[test]
+    fn eight_rows_per_host() {
+        for ty in GgmlType::ALL {
+            assert!(!eight_rows(ty) || tall(ty), "{ty}");
+            if !avx512_host() || matches!(ty, GgmlType::F16 | GgmlType::Q2_K) {
+                assert_eq!(eight_rows(ty), tall(ty), "{ty}");
+            }
+            assert_eq!(
+                tile(ty, 16, true, 32, true).0 == TALL_ROWS,
+                tall(ty),
+                "{ty}"
+            );
+            assert_eq!(
+                tile(ty, 16, true, 32, false),
+                (ROWS_PER_INVOCATION, 32),
+                "{ty}"
+            );
+            assert_eq!(
+                tile(ty, 8, true, 32, true),
+                (ROWS_PER_INVOCATION, 32),
+                "{ty}"
+            );
+            assert_eq!(
+                tile(ty, 16, false, 32, true),
+                (ROWS_PER_INVOCATION, 32),
+                "{ty}"
+            );
+        }
+        assert_eq!(tile(GgmlType::Q4_K, 16, true, 32, true), (TALL_ROWS, 16));
     }
 }
