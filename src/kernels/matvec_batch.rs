@@ -41,8 +41,9 @@ const TALL_ROWS: u32 = 8;
 /// Whether `ty`'s 16-column x-sharing builds may take eight rows per invocation (this
 /// host's pick: `eight_rows`): each column's x, loaded and taken from its lane once,
 /// then serves eight rows (its loads and shuffles halve per multiply-add) for twice the
-/// accumulators, which lavapipe keeps on the stack either way. On lavapipe on an AMD EPYC (`cargo bench --bench matvec`, 2048 x 768, 64
-/// tokens, alternated twice, 2026-12-05) prefill ran F32 11.1 / 17.0 -> 18.9 / 19.0
+/// accumulators, which lavapipe keeps on the stack either way. On lavapipe on an AMD
+/// EPYC (`cargo bench --bench matvec`, 2048 x 768, 64 tokens, alternated twice,
+/// 2026-12-05) prefill ran F32 11.1 / 17.0 -> 18.9 / 19.0
 /// GFLOP/s, F16 21.3 / 22.7 -> 23.7 / 24.1, BF16 22.8 / 23.5 -> 24.3 / 24.5, Q4_0
 /// 24.0 / 23.6 / 25.0 -> 28.5 / 28.1 / 28.7, Q4_1 24.4 / 25.7 -> 27.6 / 29.6, Q2_K
 /// 22.8 / 24.1 -> 26.0 / 26.8, Q3_K 16.1 / 16.5 -> 17.5 / 17.6, Q4_K 15.1 / 15.8 /
