@@ -1054,7 +1054,7 @@ fn matvec_batch_shared_x_every_type() {
             let window = (i + j) % 2 == 0;
             let lead = window.then_some(X_LEAD);
             // The 16-column builds of `tall` types at eight rows per invocation on the
-            // second shape and at four elsewhere, whichever this host picks (`eight_rows`).
+            // second shape and at four elsewhere, whatever this host picks (`eight_rows`).
             let eight = j == 1;
             let (shared, uniform, tall) = check_matvec_batch(
                 Config::Full,
