@@ -1,7 +1,8 @@
-// Index of the maximum of x[x_offset .. x_offset + width], in two dispatches: each
-// workgroup of the first reduces a chunk to (value, index) in partials; the FINAL variant
-// reduces the partials with one workgroup and writes the index to out[out_index]. Ties
-// go to the lowest index; NaN never wins; if nothing is comparable, u32::MAX is written.
+// Index of the maximum of each row r (grid z) of x, x[x_offset + r * row_stride ..][..width],
+// in two dispatches: each workgroup of the first reduces a chunk of its row to (value,
+// index) in the row's partials; the FINAL variant reduces a row's partials with one
+// workgroup and writes the index to out[out_index + r]. Ties go to the lowest index; NaN
+// never wins; if nothing is comparable, u32::MAX is written.
 #include "lib/common.wgsl"
 
 struct Params {
@@ -10,9 +11,9 @@ struct Params {
     chunk: u32,        // elements per first-pass workgroup
     n_partials: u32,   // first-pass workgroups
     out_index: u32,
+    row_stride: u32,   // elements from one row of x to the next
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 struct Best {
@@ -49,9 +50,12 @@ fn beats(c: Best, b: Best) -> bool {
 @compute @workgroup_size(WG)
 fn main(ids: Ids, gs: Groups) {
     var b = Best(0.0, NONE);
+    let row = gs.wid.z;
+    // This row's partials.
+    let pr = row * p.n_partials;
 #ifdef FINAL
     for (var k = ids.lid; k < p.n_partials; k += WG) {
-        let c = partials[k];
+        let c = partials[pr + k];
         if (beats(c, b)) {
             b = c;
         }
@@ -61,9 +65,10 @@ fn main(ids: Ids, gs: Groups) {
     // Groups past n_partials (grid padding) find an empty range and write nothing below.
     let start = min(g * p.chunk, p.width);
     let end = min(start + p.chunk, p.width);
+    let xo = p.x_offset + row * p.row_stride;
 #ifdef VEC4
     for (var k = start + 4u * ids.lid; k < end; k += 4u * WG) {
-        let v = x4[(p.x_offset + k) / 4u];
+        let v = x4[(xo + k) / 4u];
         for (var j = 0u; j < 4u; j++) {
             let c = Best(v[j], k + j);
             if (beats(c, b)) {
@@ -73,7 +78,7 @@ fn main(ids: Ids, gs: Groups) {
     }
 #else
     for (var k = start + ids.lid; k < end; k += WG) {
-        let c = Best(x[p.x_offset + k], k);
+        let c = Best(x[xo + k], k);
         if (beats(c, b)) {
             b = c;
         }
@@ -90,10 +95,10 @@ fn main(ids: Ids, gs: Groups) {
     }
     if (ids.lid == 0u) {
 #ifdef FINAL
-        out[p.out_index] = red[0].i;
+        out[p.out_index + row] = red[0].i;
 #else
         if (g < p.n_partials) {
-            partials[g] = red[0];
+            partials[pr + g] = red[0];
         }
 #endif
     }

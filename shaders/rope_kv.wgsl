@@ -1,7 +1,8 @@
 // Attention's per-head preparation of a step in one pass. For each of the step's tokens t
 // and each query and key head: (NORM) RMS-normalize the head with its weights, then
 // rotate it (RoPE, exactly as rope.wgsl, at the token's position). Query heads go back in
-// place; key heads, and the value heads with them, go straight into the KV cache at the
+// place (QOUT: to qo, packed for attention, where q is a projection's strided rows); key
+// heads, and the value heads with them, go straight into the KV cache at the
 // token's position in its slot (positions past the capacity are dropped). One workgroup per (token, head)
 // over n_heads query heads then n_kv_heads key heads; the head is staged in shared
 // memory so a rotated pair may span invocations.
@@ -26,10 +27,19 @@ struct Params {
     mscale: f32,       // multiplier of cos and sin (YaRN, LongRoPE); 1 for none
     temp_scale: f32,   // attention temperature: q *= 1 + temp_scale * ln(floor(pos / temp_floor) + 1)
     temp_floor: u32,
-    _pad: u32,
+    qo_offset: u32,    // QOUT: where token 0's rotated q goes in qo
+    qo_stride: u32,    // QOUT: elements between tokens in qo
+    _pad0: u32,
+    _pad1: u32,
 }
 
+#ifdef QOUT
+// q is read only here: k and v may be rows of the same buffer (one projection's output).
+@group(0) @binding(0) var<storage, read> q: array<f32>;
+@group(0) @binding(11) var<storage, read_write> qo: array<f32>;
+#else
 @group(0) @binding(0) var<storage, read_write> q: array<f32>;
+#endif
 @group(0) @binding(1) var<storage, read> k: array<f32>;
 @group(0) @binding(2) var<storage, read> v: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
@@ -101,6 +111,15 @@ fn store_q8(dst: u32, to_v: bool, lid: u32) {
 }
 #endif
 
+// Stores element i of query head h of token t, rotated.
+fn put_q(t: u32, h: u32, i: u32, x: f32) {
+#ifdef QOUT
+    qo[p.qo_offset + t * p.qo_stride + h * p.head_dim + i] = x;
+#else
+    q[p.q_offset + t * p.q_stride + h * p.head_dim + i] = x;
+#endif
+}
+
 @compute @workgroup_size(WG)
 fn main(ids: Ids, gs: Groups) {
     let wg = wg_index(gs);
@@ -163,8 +182,8 @@ fn main(ids: Ids, gs: Groups) {
         let ra = x0 * cs.x - x1 * cs.y;
         let rb = x0 * cs.y + x1 * cs.x;
         if (is_q) {
-            q[q_base + a] = ra * qt;
-            q[q_base + b] = rb * qt;
+            put_q(t, h, a, ra * qt);
+            put_q(t, h, b, rb * qt);
         } else {
 #ifdef Q8
             // Each pair is read and written by one invocation: no race.
@@ -179,7 +198,7 @@ fn main(ids: Ids, gs: Groups) {
     // Dimensions past the rotary ones pass through; value heads ride with key heads.
     for (var i = 2u * p.half_dims + ids.lid; i < p.head_dim; i += WG) {
         if (is_q) {
-            q[q_base + i] = head[i] * qt;
+            put_q(t, h, i, head[i] * qt);
         } else {
 #ifndef Q8
             kc[dst + i] = kv_t(head[i]);

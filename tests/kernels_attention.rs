@@ -815,27 +815,50 @@ struct RopeKvCase {
 /// with offsets and token strides wider than a token, built for more tokens than the
 /// step runs, at a position past 0: q rotated in place (rows past the step untouched),
 /// the cache rows of the step holding rotated keys and the values, every other row
-/// untouched.
+/// untouched. `out`: q, k and v are rows of one buffer (a joined projection's output,
+/// `[q | k | v]` per token), left unchanged, and the rotated q goes to its own strided
+/// buffer (`RopeKvIo::q_out`).
 fn check_rope_kv(
     cfg: Config,
     kind: Option<KvType>,
     c: &RopeKvCase,
     (pos, built, run): (u32, usize, usize),
     seed: u64,
+    out: bool,
 ) {
     let g = gpu(cfg);
     let (qd, kvd) = (c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim);
-    let (qs, kvs) = (qd + 5, kvd + 3);
     let cap = pos as usize + built + 2;
     let cache = cache_of(&g, kind, cap, kvd, c.head_dim);
     let sentinel = -7.0f32;
     let sentinels = fill(&g, &cache, &cache.k, &vec![sentinel; cap * kvd]);
     fill(&g, &cache, &cache.v, &vec![sentinel; cap * kvd]);
-    let (qo, ko, vo) = (2usize, 1usize, 3usize);
+    // Separate buffers: own offsets and strides; joined: one stride, k after q, v after k.
+    let (qs, kvs, qo, ko, vo) = match out {
+        false => (qd + 5, kvd + 3, 2usize, 1usize, 3usize),
+        true => (qd + 2 * kvd + 3, qd + 2 * kvd + 3, 1, 1 + qd, 1 + qd + kvd),
+    };
     let q = random_vec(qo + built * qs, seed);
     let k = random_vec(ko + built * kvs, seed + 1);
     let v = random_vec(vo + built * kvs, seed + 2);
-    let (qb, kb, vb) = (storage(&g, &q), storage(&g, &k), storage(&g, &v));
+    // Joined: every token's [q | k | v] in one buffer.
+    let joined: Vec<f32> = (0..q.len() * out as usize)
+        .map(|i| match (i.saturating_sub(1) % qs, i >= 1) {
+            (j, true) if j >= qd + kvd => v[i],
+            (j, true) if j >= qd => k[i],
+            _ => q[i],
+        })
+        .collect();
+    let (qb, kb, vb) = match out {
+        false => (storage(&g, &q), storage(&g, &k), storage(&g, &v)),
+        true => {
+            let b = storage(&g, &joined);
+            (b.clone(), b.clone(), b)
+        }
+    };
+    let (oo, os) = (3usize, qd + 1);
+    let q_out = vec![sentinel; oo + built * os];
+    let ob = storage(&g, &q_out);
     let qn: Vec<f32> = random_vec(c.head_dim, seed + 3)
         .iter()
         .map(|x| 1.0 + 0.3 * x)
@@ -882,6 +905,7 @@ fn check_rope_kv(
     let eps = 1e-6;
     let io = RopeKvIo {
         q: rows(&qb, qo, c.n_heads, qs),
+        q_out: out.then(|| rows(&ob, oo, c.n_heads, os)),
         k: rows(&kb, ko, c.n_kv_heads, kvs),
         v: rows(&vb, vo, c.n_kv_heads, kvs),
         norms: c.norm.then_some(([&qnb, &knb], eps)),
@@ -902,6 +926,7 @@ fn check_rope_kv(
         rope_kv::cpu(head, norm, rope, p, c.factors.then_some(&factors[..]))
     };
     let mut want_q = q.clone();
+    let mut want_out = q_out.clone();
     let mut want_k = sentinels.clone();
     let mut want_v = sentinels.clone();
     for t in 0..run {
@@ -910,7 +935,11 @@ fn check_rope_kv(
             let s = qo + t * qs + h * c.head_dim;
             let r = twin(&q[s..s + c.head_dim], &qn, p);
             let f = rope_kv::q_temp_factor(q_temp, p);
-            for (w, x) in want_q[s..s + c.head_dim].iter_mut().zip(&r) {
+            let d = match out {
+                false => &mut want_q[s..s + c.head_dim],
+                true => &mut want_out[oo + t * os + h * c.head_dim..][..c.head_dim],
+            };
+            for (w, x) in d.iter_mut().zip(&r) {
                 *w = (*x as f64 * f) as f32;
             }
         }
@@ -928,15 +957,28 @@ fn check_rope_kv(
         cache.kind.round(&mut want_v[row]);
     }
     let case = format!(
-        "rope_kv {}/{} heads of {} dims {} neox {} norm {} factors {} yarn {} pos {pos} built {built} run {run} {cfg:?} {}",
+        "rope_kv {}/{} heads of {} dims {} neox {} norm {} factors {} yarn {} pos {pos} built {built} run {run} out {out} {cfg:?} {}",
         c.n_heads, c.n_kv_heads, c.head_dim, c.rope_dims, c.neox, c.norm, c.factors, c.yarn, cache.kind
     );
-    assert_close(
-        &format!("{case} q"),
-        &read(&g, &qb, q.len()),
-        &want_q,
-        1e-10,
-    );
+    match out {
+        false => assert_close(
+            &format!("{case} q"),
+            &read(&g, &qb, q.len()),
+            &want_q,
+            1e-10,
+        ),
+        true => {
+            // The joined input untouched, the rotated q in q_out.
+            let got = read(&g, &qb, joined.len());
+            assert_eq!(got, joined, "{case}: the joined q, k, v changed");
+            assert_close(
+                &format!("{case} q_out"),
+                &read(&g, &ob, q_out.len()),
+                &want_out,
+                1e-10,
+            );
+        }
+    }
     // The GPU rotates in f32: a key may land across an f16 rounding (or, in q8_0, a
     // quantization) step from the f64 twin's; values are copied exactly, except that q8_0
     // divides by the scale on the GPU (a quotient within ulps may round a value the
@@ -1032,9 +1074,10 @@ fn rope_kv_matches_its_twin() {
             let q8 = c.head_dim.is_multiple_of(32).then_some(Some(KvType::Q8_0));
             for kind in std::iter::once(None).chain(q8) {
                 hearth::kernels::with_cpu_rows(cpu, || {
-                    check_rope_kv(cfg, kind, c, (0, 1, 1), 10 + i as u64);
-                    check_rope_kv(cfg, kind, c, (37, 5, 3), 20 + i as u64);
-                    check_rope_kv(cfg, kind, c, (4000, 4, 4), 30 + i as u64);
+                    check_rope_kv(cfg, kind, c, (0, 1, 1), 10 + i as u64, false);
+                    check_rope_kv(cfg, kind, c, (37, 5, 3), 20 + i as u64, false);
+                    check_rope_kv(cfg, kind, c, (37, 5, 3), 25 + i as u64, true);
+                    check_rope_kv(cfg, kind, c, (4000, 4, 4), 30 + i as u64, false);
                 });
             }
         }

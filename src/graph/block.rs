@@ -109,15 +109,10 @@ impl<'a> Block<'a> {
     fn batched(
         &mut self,
         w: &GpuTensor,
-        x: &wgpu::Buffer,
-        y: &wgpu::Buffer,
+        (xr, yr): (Rows, Rows),
         act: Option<crate::model::Activation>,
     ) -> Result<(), ModelError> {
         if let Some((tok, bat)) = &mut self.bat {
-            let (xr, yr) = (
-                Rows::packed(x, w.cols as u32),
-                Rows::packed(y, w.rows as u32),
-            );
             bat.push(Arc::new(MatVecBatch::new(self.gpu, w, xr, yr, *tok, act)?));
         }
         Ok(())
@@ -132,14 +127,9 @@ impl<'a> Block<'a> {
     fn prefill_proj(
         &self,
         w: &GpuTensor,
-        x: &wgpu::Buffer,
-        y: &wgpu::Buffer,
+        (xr, yr): (Rows, Rows),
         act: Option<crate::model::Activation>,
     ) -> Result<Option<Stage>, ModelError> {
-        let (xr, yr) = (
-            Rows::packed(x, w.cols as u32),
-            Rows::packed(y, w.rows as u32),
-        );
         let coop = crate::kernels::matmul::coop_for(self.gpu, w.ty);
         if coop.is_none() && crate::kernels::matvec_batch::shares_x_on(self.gpu, w) {
             let op = MatVecBatch::new(self.gpu, w, xr, yr, self.tok, act)?;
@@ -159,7 +149,7 @@ impl<'a> Block<'a> {
         x: &wgpu::Buffer,
         y: &wgpu::Buffer,
     ) -> Result<(), ModelError> {
-        let pre = self.prefill_proj(w, x, y, None)?;
+        let pre = self.prefill_proj(w, packed(w, x, y), None)?;
         self.pre.extend(pre);
         let mv = MatVec::new(self.gpu, w, View::of(x), View::of(y))?;
         self.dec.push(Arc::new(mv));
@@ -173,7 +163,7 @@ impl<'a> Block<'a> {
                 carried: false,
             });
         }
-        self.batched(w, x, y, None)
+        self.batched(w, packed(w, x, y), None)
     }
 
     /// How the decode projections of h about to be built read it: when the decode plan
@@ -222,31 +212,28 @@ impl<'a> Block<'a> {
         })
     }
 
-    /// The q, k and v projections of `h`: three matmuls in prefill; in decode one
-    /// matvec with three outputs when the weights share a buffer (see `Weights`), or q
-    /// and k in one and v alone, or one matvec each, the pre-norm folded in where it
-    /// can be (`dec_input`).
-    fn qkv(&mut self, w: [&GpuTensor; 3], y: [&wgpu::Buffer; 3]) -> Result<(), ModelError> {
-        let (gpu, h) = (self.gpu, &self.a.h);
-        for (wt, out) in w.iter().zip(y) {
-            let pre = self.prefill_proj(wt, h, out, None)?;
-            self.pre.extend(pre);
-            self.batched(wt, h, out, None)?;
-        }
+    /// The q, k and v projections of `h` into `a.qkv` (`[q | k | v]` per token, `stride`
+    /// elements apart) in every plan: one projection per run of the three whose weights
+    /// share a buffer (`joined_runs`), so a step launches one where they all do; in
+    /// decode the pre-norm folded in where it can be (`dec_input`).
+    fn qkv(&mut self, w: [&GpuTensor; 3], stride: u32) -> Result<(), ModelError> {
+        let (gpu, a) = (self.gpu, self.a);
         let fold = self.dec_input()?;
-        let x = h;
-        let views = y.map(View::of);
-        let mut done = 0;
-        for n in [3, 2] {
-            let io = (View::of(x), &views[..n]);
-            if let Some(mv) = MatVec::stacked_folded(gpu, &w[..n], io, fold, None)? {
-                self.dec.push(Arc::new(mv));
-                done = n;
-                break;
-            }
-        }
-        for (wt, out) in w.iter().zip(views).skip(done) {
-            let mv = MatVec::folded(gpu, wt, (View::of(x), out), None, fold, None)?;
+        for (wt, at) in joined_runs(w) {
+            let y = Rows {
+                view: View {
+                    buffer: &a.qkv,
+                    offset: at,
+                },
+                width: wt.rows as u32,
+                rows: 1,
+                stride,
+            };
+            let io = (Rows::packed(&a.h, wt.cols as u32), y);
+            let pre = self.prefill_proj(&wt, io, None)?;
+            self.pre.extend(pre);
+            self.batched(&wt, io, None)?;
+            let mv = MatVec::folded(gpu, &wt, (View::of(&a.h), y.view), None, fold, None)?;
             self.dec.push(Arc::new(mv));
         }
         Ok(())
@@ -373,12 +360,23 @@ impl<'a> Block<'a> {
             cfg.n_kv_heads as u32,
             cfg.head_dim as u32,
         );
+        // q, k and v as the projections leave them, rows of one buffer.
+        let stride = (nh + 2 * nkv) * hd;
+        let in_qkv = |offset: u32, n: u32| Rows {
+            view: View {
+                buffer: &a.qkv,
+                offset: offset as u64,
+            },
+            width: hd,
+            rows: n,
+            stride,
+        };
         let (q, k, v) = (
-            Rows::heads(&a.q, nh, hd),
-            Rows::heads(&a.k, nkv, hd),
-            Rows::heads(&a.v, nkv, hd),
+            in_qkv(0, nh),
+            in_qkv(nh * hd, nkv),
+            in_qkv((nh + nkv) * hd, nkv),
         );
-        self.qkv(w.qkv, [&a.q, &a.k, &a.v])?;
+        self.qkv(w.qkv, stride)?;
         if let Some(bias) = w.bias {
             for (b, y) in bias.iter().zip([q, k, v]) {
                 let b = Rows::broadcast(b, y.rows * y.width);
@@ -395,8 +393,10 @@ impl<'a> Block<'a> {
         };
         // Per-head q/k norms, RoPE and the KV append in one op.
         let rope = cfg.rope_spec(self.il);
+        // The rotated q goes to `a.q`, packed as attention reads it.
         let io = RopeKvIo {
             q,
+            q_out: Some(Rows::heads(&a.q, nh, hd)),
             k,
             v,
             norms: w.qk_norm.map(|[qn, kn]| ([qn, kn], cfg.rms_eps)),
@@ -477,20 +477,20 @@ impl<'a> Block<'a> {
         // Prefill as the batched plan where the batched matvec serves prefill.
         let ffn = w.gate.rows as u32;
         let (g, u) = (Rows::packed(&a.g, ffn), Rows::packed(&a.u, ffn));
-        let gate = self.prefill_proj(w.gate, &a.h, &a.g, None)?;
-        match self.prefill_proj(w.up, &a.h, &a.g, Some(w.act))? {
+        let gate = self.prefill_proj(w.gate, packed(w.gate, &a.h, &a.g), None)?;
+        match self.prefill_proj(w.up, packed(w.up, &a.h, &a.g), Some(w.act))? {
             Some(up) => self.pre.extend(gate.into_iter().chain([up])),
             None => {
                 self.pre.extend(gate);
-                let up = self.prefill_proj(w.up, &a.h, &a.u, None)?;
+                let up = self.prefill_proj(w.up, packed(w.up, &a.h, &a.u), None)?;
                 self.pre.extend(up);
                 self.pre
                     .push(Arc::new(GatedAct::new(gpu, g, u, w.act, self.tok)?));
             }
         }
         // Batched: the gate's columns, then the up's with the activation as epilogue.
-        self.batched(w.gate, &a.h, &a.g, None)?;
-        self.batched(w.up, &a.h, &a.g, Some(w.act))?;
+        self.batched(w.gate, packed(w.gate, &a.h, &a.g), None)?;
+        self.batched(w.up, packed(w.up, &a.h, &a.g), Some(w.act))?;
         let fold = match absorb {
             true => self.dec_input()?,
             false => Fold::NONE,
@@ -667,4 +667,31 @@ pub(super) fn pre_norm(
     let hidden = cfg.hidden as u32;
     let (x, h) = (Rows::packed(&a.x, hidden), View::of(&a.h));
     RmsNorm::new(gpu, x, NormOut::To(h), w, cfg.rms_eps, tok)
+}
+
+/// The packed rows of `y = W x` over every token: `x` of `w.cols`, `y` of `w.rows`.
+fn packed<'b>(w: &GpuTensor, x: &'b wgpu::Buffer, y: &'b wgpu::Buffer) -> (Rows<'b>, Rows<'b>) {
+    (
+        Rows::packed(x, w.cols as u32),
+        Rows::packed(y, w.rows as u32),
+    )
+}
+
+/// The q, k and v weights as runs of consecutive parts that share a buffer
+/// (`GpuTensor::joined`: one type, back to back), each with its first output row: one
+/// projection covers each run. All three where they join, else q and k or k and v
+/// (Gemma 3 270M's Q8_0 v beside Q5_0 q and k), else each alone.
+fn joined_runs(w: [&GpuTensor; 3]) -> Vec<(GpuTensor, u64)> {
+    let (q, k, v) = (w[0], w[1], w[2]);
+    let (qr, kr) = (q.rows, k.rows);
+    if let Some(all) = q.joined(k).and_then(|qk| qk.joined(v)) {
+        return vec![(all, 0)];
+    }
+    if let Some(qk) = q.joined(k) {
+        return vec![(qk, 0), (v.clone(), qr + kr)];
+    }
+    if let Some(kv) = k.joined(v) {
+        return vec![(q.clone(), 0), (kv, qr)];
+    }
+    vec![(q.clone(), 0), (k.clone(), qr), (v.clone(), qr + kr)]
 }

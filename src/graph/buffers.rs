@@ -9,9 +9,10 @@ pub(super) struct Activations {
     pub(super) ids: wgpu::Buffer,
     pub(super) x: wgpu::Buffer,
     pub(super) h: wgpu::Buffer,
+    /// Attention's query heads, rotated (`rope_kv`'s output), packed per token.
     pub(super) q: wgpu::Buffer,
-    pub(super) k: wgpu::Buffer,
-    pub(super) v: wgpu::Buffer,
+    /// The q, k and v projections' outputs, `[q | k | v]` per token.
+    pub(super) qkv: wgpu::Buffer,
     pub(super) attn: wgpu::Buffer,
     pub(super) o: wgpu::Buffer,
     pub(super) g: wgpu::Buffer,
@@ -115,8 +116,7 @@ impl Activations {
             x: f("x", cfg.hidden),
             h: f("h", cfg.hidden),
             q: f("q", cfg.q_dim()),
-            k: f("k", cfg.kv_dim()),
-            v: f("v", cfg.kv_dim()),
+            qkv: f("qkv", cfg.q_dim() + 2 * cfg.kv_dim()),
             attn: f("attn", cfg.q_dim()),
             o: f("o", cfg.hidden),
             g: f("g", ffn),

@@ -111,7 +111,7 @@ impl MemoryPlan {
             .ffn
             .max(k * cfg.expert_ffn * moe)
             .max(cfg.expert_shared_ffn * moe);
-        let per_token = 4 * (3 * cfg.hidden + 2 * cfg.q_dim() + 2 * cfg.kv_dim() + 2 * ffn) as u64
+        let per_token = 4 * (3 * cfg.hidden + 3 * cfg.q_dim() + 2 * cfg.kv_dim() + 2 * ffn) as u64
             + 4 * (moe * (cfg.n_expert + 3 * k + k * cfg.hidden + 1)) as u64;
         note(
             "activations of one prefill batch",

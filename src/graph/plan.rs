@@ -269,12 +269,9 @@ impl Builder<'_> {
             };
             let (h, l) = (Rows::packed(normed, hidden), Rows::packed(logits, vocab));
             let head = MatVecBatch::new(gpu, head, h, l, tok_out, None)?;
-            let argmax = PerRow::new((0..tok_out.max).map(|r| {
-                let row = View {
-                    buffer: logits,
-                    offset: r as u64 * vocab as u64,
-                };
-                Argmax::new(gpu, row, vocab, tokens, r).map(|op| op.dispatches)
+            let argmax = ByRows::new((1..=tok_out.max).map(|n| {
+                let rows = (vocab, n);
+                Argmax::rows(gpu, View::of(logits), rows, tokens, 0).map(|op| op.dispatches)
             }))?;
             plan.tail.push(Arc::new(head));
             plan.tail.extend(cap(logits, tok_out)?);
@@ -284,36 +281,32 @@ impl Builder<'_> {
     }
 }
 
-/// One op built per token row (the batched plan's argmax of each sequence's logits): a
-/// step of n tokens runs the first n rows' dispatches.
-struct PerRow {
-    /// Every row's dispatches, row after row.
-    all: Vec<Dispatch>,
-    /// Dispatches per row.
-    each: usize,
+/// One op built per count of token rows (the batched plan's argmax of each sequence's
+/// logits, a build over the first n rows for each n): a step of n tokens runs build n.
+struct ByRows {
+    /// Build n - 1 covers rows 0..n.
+    builds: Vec<Vec<Dispatch>>,
 }
 
-impl PerRow {
+impl ByRows {
     fn new(
-        rows: impl Iterator<Item = Result<Vec<Dispatch>, crate::gpu::GpuError>>,
+        builds: impl Iterator<Item = Result<Vec<Dispatch>, crate::gpu::GpuError>>,
     ) -> Result<Self, crate::gpu::GpuError> {
-        let mut all = Vec::new();
-        let mut each = 0;
-        for r in rows {
-            let d = r?;
-            each = d.len();
-            all.extend(d);
-        }
-        Ok(Self { all, each })
+        Ok(Self {
+            builds: builds.collect::<Result<_, _>>()?,
+        })
     }
 }
 
-impl crate::kernels::Op for PerRow {
+impl crate::kernels::Op for ByRows {
     fn dispatches(&self) -> &[Dispatch] {
-        &self.all
+        self.builds.last().map_or(&[], |b| b)
     }
 
     fn dispatches_for(&self, n_tokens: u32, _kv_len: u32) -> &[Dispatch] {
-        &self.all[..(n_tokens as usize * self.each).min(self.all.len())]
+        match (n_tokens as usize).min(self.builds.len()) {
+            0 => &[],
+            n => &self.builds[n - 1],
+        }
     }
 }

@@ -38,12 +38,14 @@ params! {
         chunk: u32,
         n_partials: u32,
         out_index: u32,
-        _pad: [u32; 3],
+        row_stride: u32,
+        _pad: [u32; 2],
     }
 }
 
 /// `out[out_index] = argmax x[..width]`: ties to the lowest index, NaN never wins,
-/// `u32::MAX` when no element is comparable (all NaN).
+/// `u32::MAX` when no element is comparable (all NaN); or, built over several packed
+/// rows (`rows`), `out[out_index + r]` for each row r, in the same two dispatches.
 pub struct Argmax {
     /// The partials pass, then the final pass.
     pub dispatches: Vec<Dispatch>,
@@ -61,14 +63,38 @@ impl Argmax {
         out: &wgpu::Buffer,
         out_index: u32,
     ) -> Result<Self, GpuError> {
-        Self::with_chunk(gpu, x, width, out, out_index, chunk(gpu))
+        Self::build(gpu, x, (width, 1), out, out_index, chunk(gpu))
     }
 
-    /// `new` with `chunk` (one of [`CHUNKS`]) elements per first-pass workgroup.
+    /// `rows` with `chunk` (one of [`CHUNKS`]) elements per first-pass workgroup.
     pub fn with_chunk(
         gpu: &Gpu,
         x: View,
-        width: u32,
+        (width, rows): (u32, u32),
+        out: &wgpu::Buffer,
+        out_index: u32,
+        chunk: u32,
+    ) -> Result<Self, GpuError> {
+        Self::build(gpu, x, (width, rows), out, out_index, chunk)
+    }
+
+    /// The argmax of each of `rows` packed rows of `width` from `x` (a batched step's
+    /// logits, one row per sequence) into `out[out_index + r]`: two dispatches whatever
+    /// the rows, where one op per row took two each.
+    pub fn rows(
+        gpu: &Gpu,
+        x: View,
+        (width, rows): (u32, u32),
+        out: &wgpu::Buffer,
+        out_index: u32,
+    ) -> Result<Self, GpuError> {
+        Self::build(gpu, x, (width, rows), out, out_index, chunk(gpu))
+    }
+
+    fn build(
+        gpu: &Gpu,
+        x: View,
+        (width, rows): (u32, u32),
         out: &wgpu::Buffer,
         out_index: u32,
         chunk: u32,
@@ -78,22 +104,31 @@ impl Argmax {
                 "argmax: chunk {chunk} not in {CHUNKS:?}"
             )));
         }
-        if width == 0 {
-            return Err(GpuError::Runtime("argmax: width 0".into()));
-        }
-        x.check("argmax input", width as u64)?;
-        let x_offset = to_u32("argmax offset", x.offset + width as u64)? - width;
-        if out.size() < (out_index as u64 + 1) * 4 || out == x.buffer {
+        if width == 0 || rows == 0 {
             return Err(GpuError::Runtime(format!(
-                "argmax: output index {out_index} needs {} bytes in a buffer other than x's (it has {})",
-                (out_index as u64 + 1) * 4,
+                "argmax: width {width} x {rows} rows (both must be at least 1)"
+            )));
+        }
+        if rows > gpu.limits.max_compute_workgroups_per_dimension {
+            return Err(GpuError::Runtime(format!(
+                "argmax: {rows} rows exceed the dispatch limit"
+            )));
+        }
+        let len = width as u64 * rows as u64;
+        x.check("argmax input", len)?;
+        let x_offset = to_u32("argmax offset", x.offset + len)? - to_u32("argmax rows", len)?;
+        let last = out_index as u64 + rows as u64;
+        if out.size() < last * 4 || out == x.buffer {
+            return Err(GpuError::Runtime(format!(
+                "argmax: output index {out_index} for {rows} row(s) needs {} bytes in a buffer other than x's (it has {})",
+                last * 4,
                 out.size()
             )));
         }
         let n_partials = width.div_ceil(chunk);
         let partials = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("argmax partials"),
-            size: n_partials as u64 * 8,
+            size: n_partials as u64 * rows as u64 * 8,
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
@@ -103,15 +138,18 @@ impl Argmax {
             chunk,
             n_partials,
             out_index,
-            _pad: [0; 3],
+            row_stride: width,
+            _pad: [0; 2],
         };
         // x as vec4 words where its offset and width allow.
         let vec4 = x_offset.is_multiple_of(4) && width.is_multiple_of(4);
         let wg = super::row_workgroup(gpu, WORKGROUP);
         let first = key(if vec4 { &["VEC4"] } else { &[] }, wg);
         let keys = (&first, &key(&["FINAL"], wg));
-        let mut dispatches = two_pass(gpu, keys, x.buffer, &partials, out, &p, n_partials)?;
-        let partial_bytes = n_partials as f64 * 8.0;
+        let grids = (rows, n_partials);
+        let mut dispatches = two_pass(gpu, keys, x.buffer, &partials, out, &p, grids)?;
+        let (width, n_partials) = (width as f64 * rows as f64, n_partials as f64 * rows as f64);
+        let partial_bytes = n_partials * 8.0;
         let fixed = |c| Work {
             c,
             ..Work::default()
@@ -121,13 +159,13 @@ impl Argmax {
         dispatches = vec![
             first.costed(
                 format!("{width}"),
-                fixed(width as f64 * 4.0 + partial_bytes),
-                fixed(width as f64),
+                fixed(width * 4.0 + partial_bytes),
+                fixed(width),
             ),
             last.costed(
                 format!("{n_partials}"),
-                fixed(partial_bytes + 4.0),
-                fixed(n_partials as f64),
+                fixed(partial_bytes + 4.0 * rows as f64),
+                fixed(n_partials),
             ),
         ];
         Ok(Self {

@@ -617,10 +617,10 @@ fn build_dispatch_with<P: ShaderParams>(
     })
 }
 
-/// The two dispatches of a chunked reduction (argmax, top-k). The first reads `x` at
-/// binding 1 and writes one partial per chunk to `scratch` at binding 2, over a grid of
-/// `n_chunks` workgroups; the last, one workgroup, reads the partials and writes `out` at
-/// binding 3. Both read `params` at binding 4.
+/// The two dispatches of a chunked reduction (argmax) over `rows` rows (grid z). The
+/// first reads `x` at binding 1 and writes one partial per chunk to `scratch` at binding
+/// 2, over a grid of `n_chunks` workgroups per row; the last, one workgroup per row,
+/// reads the partials and writes `out` at binding 3. Both read `params` at binding 4.
 pub(crate) fn two_pass<P: ShaderParams>(
     gpu: &Gpu,
     (first, last): (&PipelineKey, &PipelineKey),
@@ -628,7 +628,7 @@ pub(crate) fn two_pass<P: ShaderParams>(
     scratch: &wgpu::Buffer,
     out: &wgpu::Buffer,
     params: &P,
-    n_chunks: u32,
+    (rows, n_chunks): (u32, u32),
 ) -> Result<Vec<Dispatch>, GpuError> {
     let (gx, gy) = grid(gpu, n_chunks);
     let d1 = build_dispatch(
@@ -637,7 +637,7 @@ pub(crate) fn two_pass<P: ShaderParams>(
         first.label(),
         &[(1, x), (2, scratch)],
         params,
-        (gx, gy, 1),
+        (gx, gy, rows),
     )?;
     let d2 = build_dispatch(
         gpu,
@@ -645,7 +645,7 @@ pub(crate) fn two_pass<P: ShaderParams>(
         last.label(),
         &[(2, scratch), (3, out)],
         params,
-        (1, 1, 1),
+        (1, 1, rows),
     )?;
     Ok(vec![d1, d2])
 }

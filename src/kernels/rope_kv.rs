@@ -33,15 +33,22 @@ params! {
         mscale: f32,
         temp_scale: f32,
         temp_floor: u32,
-        _pad: u32,
+        qo_offset: u32,
+        qo_stride: u32,
+        _pad0: u32,
+        _pad1: u32,
     }
 }
 
 /// What the op reads and writes besides the cache.
 #[derive(Clone, Copy)]
 pub struct RopeKvIo<'a> {
-    /// Query heads, rotated in place.
+    /// Query heads, rotated in place (or into `q_out`).
     pub q: Rows<'a>,
+    /// Where the rotated query heads go instead (`n_heads` rows of `head_dim` per token,
+    /// in another buffer): q is then only read, so q, k and v may be rows of one buffer
+    /// (one projection's output).
+    pub q_out: Option<Rows<'a>>,
     /// Key heads, rotated into the cache.
     pub k: Rows<'a>,
     /// Value heads, copied into the cache.
@@ -63,7 +70,7 @@ pub fn q_temp_factor(q_temp: Option<(f32, u32)>, pos: u32) -> f64 {
     }
 }
 
-/// `q[t, h] = rope(norm(q[t, h]))` in place, and at cache row `step.pos + t`:
+/// `q[t, h] = rope(norm(q[t, h]))` in place (or into `q_out`), and at cache row `step.pos + t`:
 /// `K[kh] = rope(norm(k[t, kh]))`, `V[kh] = v[t, kh]`, for the step's tokens (up to
 /// `tok.max`), with `pos = step.pos + t`.
 pub struct RopeKv {
@@ -95,6 +102,16 @@ impl RopeKv {
             ..
         } = *heads;
         let shape = |r: Rows, n: u32| r.rows == n && r.width == head_dim;
+        if let Some(o) = io.q_out {
+            let same = [io.q, io.k, io.v]
+                .iter()
+                .any(|r| r.view.buffer == o.view.buffer);
+            if !shape(o, n_heads) || o.stride == 0 || same {
+                return Err(GpuError::Runtime(format!(
+                    "{what}: q_out must hold {n_heads} heads of {head_dim} per token, in a buffer other than q's, k's and v's"
+                )));
+            }
+        }
         if !shape(io.q, n_heads)
             || !shape(io.k, n_kv_heads)
             || !shape(io.v, n_kv_heads)
@@ -142,12 +159,19 @@ impl RopeKv {
             mscale: rope.mscale,
             temp_scale: io.q_temp.map_or(0.0, |t| t.0),
             temp_floor: io.q_temp.map_or(1, |t| t.1.max(1)),
-            _pad: 0,
+            qo_offset: match io.q_out {
+                Some(o) => o.check("rope_kv q_out", tok.max)?,
+                None => 0,
+            },
+            qo_stride: io.q_out.map_or(0, |o| o.stride),
+            _pad0: 0,
+            _pad1: 0,
         };
         let key = key(
             rope.neox,
             io.freq_factors.is_some(),
             io.norms.is_some(),
+            io.q_out.is_some(),
             cache.kind,
             super::row_workgroup(gpu, WORKGROUP),
         )?;
@@ -165,6 +189,9 @@ impl RopeKv {
         }
         if let Some(([qn, kn], _)) = io.norms {
             buffers.extend([(9, qn), (10, kn)]);
+        }
+        if let Some(o) = io.q_out {
+            buffers.push((QOUT_BINDING, o.view.buffer));
         }
         let groups = token_grid(gpu, what, (n_heads + n_kv_heads) as u64, tok.max)?;
         // Per token: q read and written, k and v read, K and V written to the cache.
@@ -194,17 +221,26 @@ const DEFINES: [&[&str]; 8] = [
     &["NEOX", "FREQ_FACTORS", "NORM"],
 ];
 
+/// Binding of `q_out` (`qo` in the shader).
+const QOUT_BINDING: u32 = 11;
+
 fn key(
     neox: bool,
     freq_factors: bool,
     norm: bool,
+    q_out: bool,
     kind: KvType,
     workgroup: u32,
 ) -> Result<PipelineKey, GpuError> {
     let i = (neox as usize) << 2 | (freq_factors as usize) << 1 | norm as usize;
-    let defines = if kind == KvType::Q8_0 {
+    let defines = if kind == KvType::Q8_0 || q_out {
         let mut d: Vec<String> = DEFINES[i].iter().map(|s| s.to_string()).collect();
-        d.push("Q8".into());
+        if kind == KvType::Q8_0 {
+            d.push("Q8".into());
+        }
+        if q_out {
+            d.push("QOUT".into());
+        }
         super::static_defines(&d)?
     } else {
         DEFINES[i]
@@ -225,7 +261,10 @@ pub fn variants() -> Vec<PipelineKey> {
     for i in 0..8usize {
         for kind in [KvType::F32, KvType::F16, KvType::Q8_0] {
             for wg in [WORKGROUP, super::CPU_ROW_WORKGROUP] {
-                v.push(key(i & 4 != 0, i & 2 != 0, i & 1 != 0, kind, wg).expect("static defines"));
+                for q_out in [false, true] {
+                    let k = key(i & 4 != 0, i & 2 != 0, i & 1 != 0, q_out, kind, wg);
+                    v.push(k.expect("static defines"));
+                }
             }
         }
     }

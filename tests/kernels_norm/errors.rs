@@ -87,8 +87,12 @@ fn constructors_reject_bad_sizes() {
     assert!(msg(Argmax::new(&g, View::of(&a), 65, &b, 0).map(drop)).contains("bytes"));
     assert!(msg(Argmax::new(&g, View::of(&a), 64, &b, 64).map(drop)).contains("index"));
     assert!(msg(Argmax::new(&g, View::of(&a), 64, &a, 0).map(drop)).contains("other"));
-    let odd_chunk = Argmax::with_chunk(&g, View::of(&a), 64, &b, 0, 100);
+    let odd_chunk = Argmax::with_chunk(&g, View::of(&a), (64, 1), &b, 0, 100);
     assert!(msg(odd_chunk.map(drop)).contains("chunk 100"));
+    // Rows: none, past x, past out.
+    assert!(msg(Argmax::rows(&g, View::of(&a), (8, 0), &b, 0).map(drop)).contains("0 rows"));
+    assert!(msg(Argmax::rows(&g, View::of(&a), (8, 9), &b, 0).map(drop)).contains("bytes"));
+    assert!(msg(Argmax::rows(&g, View::of(&a), (8, 2), &b, 63).map(drop)).contains("index"));
 }
 
 /// The fused ops and the matvec geometry refuse what they cannot run, naming the problem.
@@ -139,9 +143,10 @@ fn fused_constructors_reject_bad_inputs() {
         softcap: None,
     };
     let rope = RopeSpec::plain(32, 1e4, 1.0, true);
-    let rk = |q: Rows, rope: RopeSpec, norms: Option<([&wgpu::Buffer; 2], f32)>| {
+    let rko = |q: Rows, q_out, rope: RopeSpec, norms: Option<([&wgpu::Buffer; 2], f32)>| {
         let io = RopeKvIo {
             q,
+            q_out,
             k: Rows::heads(&b, 1, 32),
             v: Rows::heads(&c, 1, 32),
             norms,
@@ -150,7 +155,14 @@ fn fused_constructors_reject_bad_inputs() {
         };
         msg(RopeKv::new(&g, &heads, rope, io, &cache, tok).map(drop))
     };
+    let rk = |q: Rows, rope: RopeSpec, norms| rko(q, None, rope, norms);
     let q = Rows::heads(&a, 2, 32);
+    // q_out: another buffer than q, k and v, with every query head.
+    let qo = storage(&g, &[0.0; 64]);
+    assert!(rko(q, Some(Rows::heads(&qo, 2, 32)), rope, None).is_empty());
+    assert!(rko(q, Some(Rows::heads(&a, 2, 32)), rope, None).contains("other than"));
+    assert!(rko(q, Some(Rows::heads(&b, 2, 32)), rope, None).contains("other than"));
+    assert!(rko(q, Some(Rows::heads(&small, 1, 32)), rope, None).contains("q_out"));
     assert!(rk(q, rope, None).is_empty());
     assert!(rk(Rows::heads(&a, 3, 32), rope, None).contains("heads of 32"));
     assert!(rk(q, RopeSpec { dims: 33, ..rope }, None).contains("rotary"));

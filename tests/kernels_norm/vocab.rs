@@ -30,7 +30,7 @@ fn check_argmax_at(cfg: Config, x: &[f32], case: &str, off: usize) {
             buffer: &xb,
             offset: off as u64,
         };
-        let op = Argmax::with_chunk(&g, view, x.len() as u32, &ob, 2, chunk).unwrap();
+        let op = Argmax::with_chunk(&g, view, (x.len() as u32, 1), &ob, 2, chunk).unwrap();
         kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
         let got: Vec<u32> = read(&g, &ob, 4).iter().map(|v| v.to_bits()).collect();
         assert_eq!(
@@ -84,6 +84,55 @@ fn argmax_planted_maxima_ties_and_nan() {
     for cfg in CONFIGS {
         for (name, x) in &cases {
             check_argmax(cfg, x, name);
+        }
+    }
+}
+
+/// Several rows in one op (a batched step's logits): each row's argmax lands at its own
+/// index whatever the others hold, including a row whose maximum sits where another
+/// row's would, an all-NaN row and a tie; nothing else of out is written.
+#[test]
+fn argmax_rows_each_their_own() {
+    let width = 3000usize;
+    let rows = 5usize;
+    let mut x = random_vec(width * rows, 11);
+    x[17] = 9.0; // row 0
+    x[width + 17] = -9.0; // row 1: not where row 0's maximum is
+    x[width + 2999] = 8.0;
+    for v in &mut x[2 * width..3 * width] {
+        *v = f32::NAN; // row 2
+    }
+    x[3 * width + 100] = 7.0; // row 3: a tie, the lower index wins
+    x[3 * width + 2500] = 7.0;
+    let off = 8usize;
+    let mut data = random_vec(off, 2);
+    data.extend_from_slice(&x);
+    data.push(1e30);
+    let want: Vec<u32> = x.chunks(width).map(kernels::argmax::cpu).collect();
+    assert_eq!(want[..4], [17, 2999, u32::MAX, 100]);
+    for cfg in CONFIGS {
+        for cpu in [false, true] {
+            kernels::with_cpu_rows(cpu, || {
+                let g = gpu(cfg);
+                let xb = storage(&g, &data);
+                for chunk in kernels::argmax::CHUNKS {
+                    let sentinel = f32::from_bits(0xDEAD_BEEF);
+                    let ob = storage(&g, &[sentinel; 8]);
+                    let view = View {
+                        buffer: &xb,
+                        offset: off as u64,
+                    };
+                    let shape = (width as u32, rows as u32);
+                    let op = Argmax::with_chunk(&g, view, shape, &ob, 2, chunk).unwrap();
+                    kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
+                    let got: Vec<u32> = read(&g, &ob, 8).iter().map(|v| v.to_bits()).collect();
+                    let case = format!("argmax rows {cfg:?} chunk {chunk} cpu rows {cpu}");
+                    assert_eq!(got[2..7], want[..], "{case}");
+                    for k in [0, 1, 7] {
+                        assert_eq!(got[k], 0xDEAD_BEEF, "{case} wrote out[{k}]");
+                    }
+                }
+            });
         }
     }
 }
