@@ -13,8 +13,6 @@
 // the up's.
 // XSHARE (one lane per row, with subgroups of at least 8, for types that preload x):
 // the lanes of a subgroup share each part's x by broadcast (see load_xpart).
-// SPLIT: the weights hold up to three projections of one input stacked (an attention's
-// q, k and v); rows before split0 go to y, rows before split1 to y1, the rest to y2.
 // A sub-block's residual add and the next pre-norm, folded into the projections around
 // them so that decode has no dispatch for either (RmsNorm(x) * w = s * (x * w) with
 // s = 1 / sqrt(mean(x^2) + eps), and W is linear):
@@ -46,10 +44,6 @@ struct Params {
     row_offset: u32,  // first row of this shard in the whole tensor
     x_offset: u32,
     y_offset: u32,
-    split0: u32,      // SPLIT: rows of the first output
-    split1: u32,      // SPLIT: rows of the first two outputs
-    y1_offset: u32,
-    y2_offset: u32,
     eps: f32,         // XNORM: the norm's epsilon
     parts: u32,       // XNORM: sums of squares in ssq
 }
@@ -70,10 +64,6 @@ struct Params {
 #endif
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
-#ifdef SPLIT
-@group(0) @binding(4) var<storage, read_write> y1: array<f32>;
-@group(0) @binding(5) var<storage, read_write> y2: array<f32>;
-#endif
 #ifdef XNORM
 @group(0) @binding(8) var<storage, read> ssq: array<f32>;
 #endif
@@ -298,15 +288,6 @@ fn main(ids: Ids, gs: Groups) {
 #ifdef PAIR
                 y[yi] = gated(total, up_total);
 #else
-#ifdef SPLIT
-                if (row < p.split0) {
-                    y[yi] = total;
-                } else if (row < p.split1) {
-                    y1[p.y1_offset + row - p.split0] = total;
-                } else {
-                    y2[p.y2_offset + row - p.split1] = total;
-                }
-#else
 #ifdef GATED
                 y[yi] = gated(y[yi], total);
 #else
@@ -319,7 +300,6 @@ fn main(ids: Ids, gs: Groups) {
 #endif
 #else
                 y[yi] = total;
-#endif
 #endif
 #endif
 #endif

@@ -538,10 +538,11 @@ fn matvec_gate_up_pair() {
     }
 }
 
-/// An attention's q, k and v (GQA shapes: 48, 16 and 16 rows) uploaded as one stack and
-/// read by one matvec with three outputs, and q and k alone with two, against the twins
-/// for every type on table and other geometries; stacks that are out of order, not in
-/// one buffer, or whose parts do not end on a bindable offset are refused or declined.
+/// An attention's q, k and v (GQA shapes: 48, 16 and 16 rows) uploaded as one stack,
+/// joined (`GpuTensor::joined`) and read by one matvec into `[q | k | v]` (the graph's
+/// form), and q and k alone, against the twins for every type on table and other
+/// geometries; stacks out of order or not in one buffer do not join, and stacks whose
+/// parts do not end on a bindable offset are declined.
 #[test]
 fn matvec_qkv_stack() {
     let full = gpu(Config::Full);
@@ -571,42 +572,35 @@ fn matvec_qkv_stack() {
                 buffer: &xb,
                 offset: 4,
             };
-            // The outputs at offsets 1, 2 and 3 of their own buffers (k and v share one
-            // on odd runs).
-            let outs: Vec<wgpu::Buffer> = (0..n).map(|_| output(&g, 48 + 3)).collect();
-            let shared = j % 4 >= 2;
-            let ys: Vec<View> = (0..n)
-                .map(|p| View {
-                    buffer: &outs[if shared && p == 2 { 1 } else { p }],
-                    offset: if shared && p == 2 {
-                        16 + 2
-                    } else {
-                        1 + p as u64
-                    },
-                })
-                .collect();
-            let refs: Vec<&GpuTensor> = stack.iter().collect();
-            let op = MatVec::stacked_with_geometry(&g, &refs, xv, &ys, geo)
-                .unwrap()
+            let joined = stack[1..]
+                .iter()
+                .try_fold(stack[0].clone(), |a, b| a.joined(b))
                 .expect("the stack joins");
+            // The output at offset 3, the parts' rows one after another.
+            let out = output(&g, 3 + 80);
+            let yv = View {
+                buffer: &out,
+                offset: 3,
+            };
+            let op = MatVec::with_geometry(&g, &joined, xv, yv, geo, None).unwrap();
             kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
-            for p in 0..n {
-                let y = &ys[p];
-                let got = read(&g, y.buffer, y.offset as usize + rows[p]);
-                let want = kernels::matvec::cpu(&cases[p].w, cols, &x[4..]);
-                let name = format!("qkv stack {ty} part {p} of {n} {cfg:?} {geo:?}");
-                assert_close(&name, &got[y.offset as usize..], &want, bound(ty));
-            }
-            // Out of order, or one part uploaded apart: no stack.
-            let rev: Vec<&GpuTensor> = refs.iter().rev().copied().collect();
-            let none = MatVec::stacked_with_geometry(&g, &rev, xv, &ys, geo).unwrap();
-            assert!(none.is_none(), "{ty}: reversed parts joined");
+            let got = read(&g, &out, 3 + joined.rows as usize);
+            let want: Vec<f32> = cases[..n]
+                .iter()
+                .flat_map(|c| kernels::matvec::cpu(&c.w, cols, &x[4..]))
+                .collect();
+            let name = format!("qkv stack {ty} of {n} parts {cfg:?} {geo:?}");
+            assert_close(&name, &got[3..], &want, bound(ty));
+            // Out of order, or one part uploaded apart: no join.
+            assert!(
+                stack[1].joined(&stack[0]).is_none(),
+                "{ty}: reversed parts joined"
+            );
             let lone = GpuTensor::upload(&g, "k", ty, cols as u64, 16, &cases[1].raw).unwrap();
-            let apart = [refs[0], &lone];
-            let none = MatVec::stacked_with_geometry(&g, &apart, xv, &ys[..2], geo).unwrap();
-            assert!(none.is_none(), "{ty}: separate buffers joined");
-            let err = MatVec::stacked_with_geometry(&g, &refs, xv, &ys[..1], geo).err();
-            assert!(format!("{err:?}").contains("outputs"), "{err:?}");
+            assert!(
+                stack[0].joined(&lone).is_none(),
+                "{ty}: separate buffers joined"
+            );
         }
         // A first part that ends off the binding offset alignment is not stacked.
         let align = full.limits.min_storage_buffer_offset_alignment as u64;
@@ -749,7 +743,7 @@ fn matvec_folds_norm_and_residual() {
                 assert_eq!(sums.len(), n, "{name}: {n} sums");
                 assert_close(&format!("{name} sums"), &read(&g, &pb, n), &sums, bound(ty));
             }
-            // The q/k/v stack with the norm: each part against its twin.
+            // The joined q/k/v stack with the norm: each part against its twin.
             let parts = [
                 ("q", 64, &a.raw[..]),
                 ("k", 64, &b.raw[..]),
@@ -758,19 +752,21 @@ fn matvec_folds_norm_and_residual() {
             let stack = GpuTensor::upload_stack(&g, ty, cols as u64, &parts)
                 .unwrap()
                 .expect("a stack");
-            let refs: Vec<&GpuTensor> = stack.iter().collect();
-            let outs: Vec<wgpu::Buffer> = (0..3).map(|_| output(&g, 64)).collect();
-            let ys: Vec<View> = outs.iter().map(View::of).collect();
-            let op = MatVec::stacked_folded(&g, &refs, (xv, &ys), fold, Some(geo))
-                .unwrap()
+            let joined = stack[0]
+                .joined(&stack[1])
+                .and_then(|qk| qk.joined(&stack[2]))
                 .expect("the stack joins");
+            let out = output(&g, 144);
+            let op = MatVec::folded(&g, &joined, (xv, View::of(&out)), None, fold, Some(geo));
+            let op = op.unwrap();
             kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
-            for (p, case) in [&a, &b, &c].iter().enumerate() {
-                let got = read(&g, &outs[p], case.rows);
-                let want = kernels::matvec::cpu(&case.w, cols, &normed);
-                let name = format!("matvec stack norm part {p} {ty} {cfg:?} {geo:?}");
-                assert_close(&name, &got, &want, bound(ty));
-            }
+            let got = read(&g, &out, 144);
+            let want: Vec<f32> = [&a, &b, &c]
+                .iter()
+                .flat_map(|case| kernels::matvec::cpu(&case.w, cols, &normed))
+                .collect();
+            let name = format!("matvec stack norm {ty} {cfg:?} {geo:?}");
+            assert_close(&name, &got, &want, bound(ty));
             // Refused: an add into its own input, more sums than the buffer holds, a
             // short weight vector, the norm's inputs without the add.
             let big = output(&g, 64 + cols);

@@ -278,9 +278,6 @@ pub enum Form {
     Gated(Activation),
     /// `y = act(gate x) * (up x)`: W holds a gated FFN's gate rows, then its up rows.
     Pair(Activation),
-    /// W holds two or three projections of one input stacked (q, k, v); each part's rows
-    /// go to their own output.
-    Split,
 }
 
 /// What a decode matvec folds in around `W x` (see `matvec.wgsl`): the residual add
@@ -341,7 +338,7 @@ pub fn fold_parts(gpu: &Gpu, w: &GpuTensor, geo: Option<(Geometry, bool)>) -> Op
     u32::try_from(w.rows.div_ceil(per)).ok()
 }
 
-const FORMS: [Form; 8] = [
+const FORMS: [Form; 7] = [
     Form::Plain,
     Form::Gated(Activation::Silu),
     Form::Gated(Activation::GeluTanh),
@@ -349,11 +346,10 @@ const FORMS: [Form; 8] = [
     Form::Pair(Activation::Silu),
     Form::Pair(Activation::GeluTanh),
     Form::Pair(Activation::SwigluOai),
-    Form::Split,
 ];
 
 /// The shader defines of a geometry and form: `MATVEC`, `LANES=n`, `NR=n`, then the
-/// gated activation, `PAIR` or `SPLIT`, the folds `XNORM` (`norm`), `ADDY` (`add`, the
+/// gated activation or `PAIR`, the folds `XNORM` (`norm`), `ADDY` (`add`, the
 /// plain form only) and `PREP` (with `add`), and `FLOAT_RUNS` (`runs`: float rows of
 /// whole runs of 32, see `float_runs`) (kept for the process: `static_defines`).
 fn defines_for(
@@ -388,7 +384,7 @@ fn defines_for(
     ];
     let act = match form {
         Form::Gated(a) | Form::Pair(a) => Some(a),
-        Form::Plain | Form::Split => None,
+        Form::Plain => None,
     };
     // One lane per row: the shader shares x across the subgroup where the build has
     // subgroups and the type preloads x.
@@ -396,10 +392,8 @@ fn defines_for(
         d.push("XSHARE".into());
     }
     d.extend(super::act_defines(act).iter().map(|s| s.to_string()));
-    match form {
-        Form::Pair(_) => d.push("PAIR".into()),
-        Form::Split => d.push("SPLIT".into()),
-        Form::Plain | Form::Gated(_) => {}
+    if let Form::Pair(_) = form {
+        d.push("PAIR".into());
     }
     if norm {
         d.push("XNORM".into());
@@ -540,10 +534,6 @@ params! {
         row_offset: u32,
         x_offset: u32,
         y_offset: u32,
-        split0: u32,
-        split1: u32,
-        y1_offset: u32,
-        y2_offset: u32,
         eps: f32,
         parts: u32,
     }
@@ -597,7 +587,7 @@ impl MatVec {
     ) -> Result<Self, GpuError> {
         let geo = geo.unwrap_or_else(|| geometry(gpu, w.ty));
         let form = act.map_or(Form::Plain, Form::Gated);
-        Self::build(gpu, w, x, &[y], &[], geo, form, fold)
+        Self::build(gpu, w, x, y, geo, form, fold)
     }
 
     /// The up projection of a gated FFN with the activation as its epilogue: `y` holds
@@ -636,7 +626,7 @@ impl MatVec {
         geo: Option<(Geometry, bool)>,
     ) -> Result<Self, GpuError> {
         let geo = geo.unwrap_or_else(|| geometry(gpu, w.ty));
-        Self::build(gpu, w, x, &[y], &[], geo, Form::Pair(act), fold)
+        Self::build(gpu, w, x, y, geo, Form::Pair(act), fold)
     }
 
     /// `gated_pair` with a given geometry (for tests).
@@ -648,74 +638,7 @@ impl MatVec {
         geo: (Geometry, bool),
         act: Activation,
     ) -> Result<Self, GpuError> {
-        Self::build(gpu, w, x, &[y], &[], geo, Form::Pair(act), Fold::NONE)
-    }
-
-    /// Two or three projections of one input in one dispatch (an attention's q, k and
-    /// v): `parts` must lie one after another in one buffer (a
-    /// [`GpuTensor::upload_stack`]); part i's rows go to `ys[i]`. `None` when the parts
-    /// are not one stack (the caller then runs a matvec per part). x is read once.
-    pub fn stacked(
-        gpu: &Gpu,
-        parts: &[&GpuTensor],
-        x: View,
-        ys: &[View],
-    ) -> Result<Option<Self>, GpuError> {
-        Self::stacked_folded(gpu, parts, (x, ys), Fold::NONE, None)
-    }
-
-    /// `stacked` with x's norm folded in (`fold.norm`), on the adapter's geometry or
-    /// `geo` (tests).
-    pub fn stacked_folded(
-        gpu: &Gpu,
-        parts: &[&GpuTensor],
-        (x, ys): (View, &[View]),
-        fold: Fold,
-        geo: Option<(Geometry, bool)>,
-    ) -> Result<Option<Self>, GpuError> {
-        let Some(first) = parts.first() else {
-            return Ok(None);
-        };
-        let geo = geo.unwrap_or_else(|| geometry(gpu, first.ty));
-        Self::stack(gpu, parts, (x, ys), geo, fold)
-    }
-
-    /// `stacked` with a given geometry (for tests).
-    pub fn stacked_with_geometry(
-        gpu: &Gpu,
-        parts: &[&GpuTensor],
-        x: View,
-        ys: &[View],
-        geo: (Geometry, bool),
-    ) -> Result<Option<Self>, GpuError> {
-        Self::stack(gpu, parts, (x, ys), geo, Fold::NONE)
-    }
-
-    fn stack(
-        gpu: &Gpu,
-        parts: &[&GpuTensor],
-        (x, ys): (View, &[View]),
-        geo: (Geometry, bool),
-        fold: Fold,
-    ) -> Result<Option<Self>, GpuError> {
-        if !(2..=3).contains(&parts.len()) || ys.len() != parts.len() {
-            return Err(GpuError::Runtime(format!(
-                "matvec: {} stacked parts with {} outputs (two or three of each)",
-                parts.len(),
-                ys.len()
-            )));
-        }
-        let mut all = parts[0].joined(parts[1]);
-        if let (Some(a), Some(next)) = (&all, parts.get(2)) {
-            all = a.joined(next);
-        }
-        match all {
-            Some(w) => {
-                let splits: Vec<u64> = parts.iter().map(|p| p.rows).collect();
-                Self::build(gpu, &w, x, ys, &splits, geo, Form::Split, fold).map(Some)
-            }
-            None => Ok(None),
-        }
+        Self::build(gpu, w, x, y, geo, Form::Pair(act), Fold::NONE)
     }
 
     /// `new` (or `gated`, with `act`) with a given geometry (tests run every table
@@ -730,18 +653,15 @@ impl MatVec {
         act: Option<Activation>,
     ) -> Result<Self, GpuError> {
         let form = act.map_or(Form::Plain, Form::Gated);
-        Self::build(gpu, w, x, &[y], &[], geo, form, Fold::NONE)
+        Self::build(gpu, w, x, y, geo, form, Fold::NONE)
     }
 
-    /// The dispatches of every form: `ys` holds one output, or one per part of `splits`
-    /// (the parts' row counts) for `Form::Split`; `fold` as `Fold` says.
-    #[allow(clippy::too_many_arguments)]
+    /// The dispatches of every form; `fold` as `Fold` says.
     fn build(
         gpu: &Gpu,
         w: &GpuTensor,
         x: View,
-        ys: &[View],
-        splits: &[u64],
+        y: View,
         (g, shuffles): (Geometry, bool),
         form: Form,
         fold: Fold,
@@ -760,35 +680,12 @@ impl MatVec {
                 w.name
             )));
         }
-        let split = form == Form::Split;
-        let want_outs = if split { splits.len() } else { 1 };
-        if ys.len() != want_outs
-            || (split && (w.shards.len() != 1 || splits.iter().sum::<u64>() != w.rows))
-        {
-            return Err(GpuError::Runtime(format!(
-                "matvec {}: {} outputs for {} parts of {} rows in {} shards",
-                w.name,
-                ys.len(),
-                want_outs,
-                w.rows,
-                w.shards.len()
-            )));
-        }
-        let out_rows: Vec<u64> = match form {
-            Form::Pair(_) => vec![w.rows / 2],
-            Form::Split => splits.to_vec(),
-            Form::Plain | Form::Gated(_) => vec![w.rows],
-        };
+        let out_rows = if pair { w.rows / 2 } else { w.rows };
         x.check("matvec input", w.cols)?;
-        for (y, rows) in ys.iter().zip(&out_rows) {
-            y.check("matvec output", *rows)?;
-        }
+        y.check("matvec output", out_rows)?;
         let (k, row_words) = (to_u32("k", w.cols)?, to_u32("row words", w.row_words)?);
         let xo = to_u32("x offset", x.offset)?;
-        let yo: Vec<u32> = ys
-            .iter()
-            .map(|y| to_u32("y offset", y.offset))
-            .collect::<Result<_, _>>()?;
+        let yo = to_u32("y offset", y.offset)?;
         // Block types read x as vec4 words (their rows are whole blocks of 32 or more).
         if !w.ty.is_float() && !xo.is_multiple_of(4) {
             return Err(GpuError::Runtime(format!(
@@ -796,19 +693,7 @@ impl MatVec {
                 w.name
             )));
         }
-        // Split boundaries: the rows of the first output, and of the first two (with two
-        // parts, every row past the first goes to the second output).
-        let split0 = to_u32("split", splits.first().copied().unwrap_or(w.rows))?;
-        let split1 = match splits {
-            [a, b, _] => to_u32("split", a + b)?,
-            _ => to_u32("rows", w.rows)?,
-        };
-        let last = ys.len() - 1;
-        let mut extra: Vec<(u32, &wgpu::Buffer)> = if split {
-            vec![(4, ys[1.min(last)].buffer), (5, ys[2.min(last)].buffer)]
-        } else {
-            Vec::new()
-        };
+        let mut extra: Vec<(u32, &wgpu::Buffer)> = Vec::new();
         let bad = |what: String| Err(GpuError::Runtime(format!("matvec {}: {what}", w.name)));
         if let Some(n) = fold.norm {
             if n.parts == 0
@@ -825,7 +710,7 @@ impl MatVec {
             extra.push((SSQ, n.ssq));
         }
         // The add reads y back: a shard's rows are its own, so y must not also be x.
-        if fold.add && ys[0].buffer == x.buffer {
+        if fold.add && y.buffer == x.buffer {
             return bad("the residual add cannot write the buffer it reads".into());
         }
         if let Some(pr) = fold.prep {
@@ -842,7 +727,7 @@ impl MatVec {
                     w.rows
                 ));
             }
-            if pr.h == x.buffer || pr.h == ys[0].buffer {
+            if pr.h == x.buffer || pr.h == y.buffer {
                 return bad("the norm's h cannot be the product's input or output".into());
             }
             extra.extend([(PREP_WEIGHTS, pr.weights), (PREP_H, pr.h), (SSQ, pr.ssq)]);
@@ -868,7 +753,7 @@ impl MatVec {
             subgroups: shuffles,
             workgroup: g.workgroup,
             defines,
-            inputs: [x.buffer, ys[0].buffer],
+            inputs: [x.buffer, y.buffer],
             x_range: window.map(|o| (o, super::X_WINDOW)),
             extra: &extra,
             step: None,
@@ -887,11 +772,7 @@ impl MatVec {
                 row_words,
                 row_offset: start as u32,
                 x_offset: super::windowed_offset(xo, window),
-                y_offset: yo[0],
-                split0,
-                split1,
-                y1_offset: yo[1.min(last)],
-                y2_offset: yo[2.min(last)],
+                y_offset: yo,
                 eps: fold.norm.map_or(0.0, |n| n.eps),
                 parts: fold.norm.map_or(0, |n| n.parts),
             };
