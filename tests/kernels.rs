@@ -10,6 +10,7 @@ use common::{
 };
 use hearth::gpu::{gpu_layout, Gpu, GpuTensor};
 use hearth::kernels::matvec::{self, Geometry, TABLE};
+use hearth::kernels::matvec_batch::Tile;
 use hearth::kernels::{self, GetRows, MatMul, MatVec, Rows, Step, StepBuffer, Tokens, View};
 use hearth::model::Activation;
 use hearth::quant::{dequantize_to_vec, random_blocks, GgmlType};
@@ -1049,9 +1050,10 @@ fn matvec_batch_shared_x_every_type() {
             // may be bound as uniform and holds the window, x starting X_LEAD elements in.
             let window = (i + j) % 2 == 0;
             let lead = window.then_some(X_LEAD);
-            // The 16-column builds of `tall` types at eight rows per invocation on the
-            // second shape and at four elsewhere, whatever this host picks (`eight_rows`).
-            let eight = j == 1;
+            // Past eight tokens, 8-column blocks on the first shape and 16-column builds
+            // elsewhere (Q8_0 too), those of `tall` types at eight rows per invocation on
+            // the second shape and at four elsewhere, whatever this host picks (`Tile::of`).
+            let (wide, eight) = (j != 0, j == 1);
             let (shared, uniform, tall) = check_matvec_batch(
                 Config::Full,
                 &c,
@@ -1061,7 +1063,7 @@ fn matvec_batch_shared_x_every_type() {
                 act,
                 j as u64,
                 lead,
-                Some(eight),
+                Some(Tile { wide, eight }),
             );
             // Float rows share x when they are whole runs of 32 (the strides here are
             // cols + 4, so x stays on vec4 words then).
@@ -1073,7 +1075,7 @@ fn matvec_batch_shared_x_every_type() {
             // Every shape's tokens here fit the window (at most 20 tokens of 772).
             assert_eq!(uniform, shared && window, "{ty} {rows}x{cols}: uniform x");
             // The 16-column builds of some types take eight rows per invocation (`BR8`).
-            let wide = shared && n > 8;
+            let wide = wide && shared && n > 8;
             assert_eq!(
                 tall,
                 wide && eight && hearth::kernels::matvec_batch::tall(ty),
@@ -1093,7 +1095,10 @@ fn matvec_batch_shared_x_every_type() {
         None,
         3,
         None,
-        Some(true),
+        Some(Tile {
+            wide: true,
+            eight: true,
+        }),
     );
     assert_eq!(tall, shared, "Q4_K 600x512: eight rows per invocation");
     assert_eq!(shared, can, "Q4_K 600x512: x-sharing form");
@@ -1188,7 +1193,7 @@ fn check_matvec_batch(
     act: Option<Activation>,
     seed: u64,
     lead: Option<usize>,
-    eight: Option<bool>,
+    tile: Option<Tile>,
 ) -> (bool, bool, bool) {
     use hearth::kernels::MatVecBatch;
     let g = gpu(cfg);
@@ -1215,8 +1220,8 @@ fn check_matvec_batch(
     };
     let (mut xr, yr) = (strided(&xb, c.cols, xs), strided(&yb, c.rows, ys));
     xr.view.offset = lead.unwrap_or(0) as u64;
-    // The host's pick of rows per invocation, or the form asked for.
-    let op = match eight {
+    // The host's pick of the register tile, or the one asked for.
+    let op = match tile {
         None => MatVecBatch::with_geometry(&g, &t, xr, yr, tok, act, geo),
         Some(e) => MatVecBatch::with_tile(&g, &t, xr, yr, tok, act, geo, e),
     }

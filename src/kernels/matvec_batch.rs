@@ -21,17 +21,45 @@ const ROWS_PER_INVOCATION: u32 = 4;
 /// decoded serves twice the columns. On lavapipe (`cargo bench --bench matvec`, 4096 x
 /// 1024, 64 tokens, alternated) prefill ran F32 5.7 -> 7.5 GFLOP/s (medians), F16 9.4 ->
 /// 11.1, BF16 9.5 -> 10.9, Q4_1 10.7 -> 12.3, Q5_0 10.0 -> 11.5, Q6_K 7.0 -> 8.0, Q4_K
-/// within the noise, Q8_0 slower (it keeps 8: `widens`); lavapipe's code for the
+/// within the noise, Q8_0 slower (it keeps 8 there: `widens`); lavapipe's code for the
 /// 16-column step has 1.06x (Q4_K) to 1.53x (F32) fewer instructions per multiply-add
 /// (`scripts/lavapipe-asm.py`).
 pub const COLS: [u32; 3] = [4, 8, 16];
 
-/// Whether `ty`'s x-sharing form takes 16 columns: all but Q8_0, whose 16-column step
-/// ran 4-5% slower on lavapipe (Gemma 3's 256 x 640 prefill projection 108-110 ms
-/// against 101-105 in alternated `hearth profile` runs, `benches/matvec` medians 14.0
-/// against 14.6 GFLOP/s).
+/// Whether `ty`'s x-sharing form takes 16 columns on this host: all types where the host
+/// has AVX-512 (a CPU rasterizer runs on the host's own vector unit), all but Q8_0
+/// elsewhere. On lavapipe on an AMD EPYC (Zen 3, AVX2, 16 vector registers; 2026-12-04)
+/// Q8_0's 16-column step ran 4-5% slower (Gemma 3's 256 x 640 prefill projection
+/// 108-110 ms against 101-105 in alternated `hearth profile` runs, `benches/matvec`
+/// medians 14.0 against 14.6 GFLOP/s). On a 2-vCPU Xeon with AVX-512 (2026-12-05,
+/// `cargo bench --bench matvec`, 16 sequences, 64-token prefill, two alternated rounds)
+/// it ran faster at every shape: Gemma 3's head shard (131072 x 640) batched step 66.4
+/// / 66.7 -> 59.2 / 60.7 ms, 2048 x 640 0.99 / 1.00 -> 0.87 / 0.90 ms and prefill 43.7 /
+/// 43.6 -> 47.8 / 49.0 GFLOP/s, 4096 x 4096 prefill 44.3 / 46.1 -> 50.5 / 51.9, 256 x
+/// 640 prefill 35.7 / 35.1 -> 36.3 / 40.4.
 pub fn widens(ty: GgmlType) -> bool {
-    ty != GgmlType::Q8_0
+    ty != GgmlType::Q8_0 || avx512_host()
+}
+
+/// The register tile of the x-sharing form's builds: 16 columns (`widens`) or 8 past
+/// eight tokens, and the 16-column builds of `tall` types at eight rows per invocation
+/// (`eight_rows`) or four. The host's pick is `Tile::of`; the tests ask for each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tile {
+    /// 16 columns per workgroup past eight tokens.
+    pub wide: bool,
+    /// Eight rows per invocation in the 16-column builds of `tall` types.
+    pub eight: bool,
+}
+
+impl Tile {
+    /// This host's tile for `ty`.
+    pub fn of(ty: GgmlType) -> Self {
+        Self {
+            wide: widens(ty),
+            eight: eight_rows(ty),
+        }
+    }
 }
 
 /// Rows per invocation of the 16-column builds of the types that take eight (`tall`):
@@ -227,7 +255,7 @@ pub(crate) fn variants(ty: GgmlType) -> Vec<crate::gpu::PipelineKey> {
         .chain([(SHARE_GEOMETRY, true)]);
     for (g, share) in geos {
         for sg in [false, true] {
-            for cols in COLS.into_iter().filter(|&c| c <= PLAIN_COLS || widens(ty)) {
+            for cols in COLS {
                 for (act, uniform_x) in acts.into_iter().flat_map(|a| [(a, false), (a, true)]) {
                     let share = share && sg;
                     for eight in [false, true] {
@@ -351,12 +379,11 @@ impl MatVecBatch {
         act: Option<Activation>,
         geo: (Geometry, bool),
     ) -> Result<Self, GpuError> {
-        Self::with_tile(gpu, w, x, y, tok, act, geo, eight_rows(w.ty))
+        Self::with_tile(gpu, w, x, y, tok, act, geo, Tile::of(w.ty))
     }
 
-    /// `with_geometry` with the 16-column x-sharing builds of `tall` types at eight rows
-    /// per invocation or four (`eight`), whatever this host would pick: the tests run
-    /// both forms on every host.
+    /// `with_geometry` with the x-sharing form's `tile`, whatever this host would pick:
+    /// the tests run every form on every host.
     #[allow(clippy::too_many_arguments)]
     pub fn with_tile(
         gpu: &Gpu,
@@ -366,7 +393,7 @@ impl MatVecBatch {
         tok: Tokens,
         act: Option<Activation>,
         (g, shuffles): (Geometry, bool),
-        eight: bool,
+        Tile { wide, eight }: Tile,
     ) -> Result<Self, GpuError> {
         if tok.max == 0 || !g.lanes.is_power_of_two() || !g.workgroup.is_multiple_of(g.lanes) {
             return Err(GpuError::Runtime(format!(
@@ -383,7 +410,7 @@ impl MatVecBatch {
             )));
         }
         let share = shares_x(gpu, (g, shuffles)) && share_fits(w, p0.x_offset, x.stride);
-        let widest = if share && widens(w.ty) {
+        let widest = if share && wide {
             COLS[COLS.len() - 1]
         } else {
             PLAIN_COLS
@@ -527,6 +554,16 @@ mod tests {
     #[test]
     fn eight_rows_per_host() {
         for ty in GgmlType::ALL {
+            // 16 columns for every type but Q8_0, and for Q8_0 too where the host has
+            // AVX-512.
+            assert_eq!(widens(ty), ty != GgmlType::Q8_0 || avx512_host(), "{ty}");
+            assert_eq!(
+                Tile::of(ty),
+                Tile {
+                    wide: widens(ty),
+                    eight: eight_rows(ty)
+                }
+            );
             assert!(!eight_rows(ty) || tall(ty), "{ty}");
             if !avx512_host() || matches!(ty, GgmlType::F16 | GgmlType::Q2_K) {
                 assert_eq!(eight_rows(ty), tall(ty), "{ty}");
