@@ -11,6 +11,9 @@
 // and every decoded weight group serves 16 columns, a 4 x 16 register tile; with BR8,
 // for the types the host's `tall` lists, 8 x 16: each column's x serves eight rows).
 // GATED: Y holds the FFN's gate projection, and the result u becomes y = act(y) * u.
+// PAIR (with GATED's activation): W holds a gated FFN's gate rows, then its up rows
+// (p.rows each), and y = act(gate x) * (up x) in one dispatch: the 4-row tile takes two
+// gate rows and the same two up rows.
 // XSHARE (one lane per row, block types or float rows of whole runs of 32, subgroups of
 // at least 8; the host adds LAZY_FORM): x shared across the subgroup, lane c loading column c (lib/xshare.wgsl), and
 // the weights decoded from words loaded where they are used (lib/lazy.wgsl) where the
@@ -42,6 +45,13 @@ const ROWS: u32 = WG / LANES;
 const BR: u32 = 8u;
 #else
 const BR: u32 = 4u;
+#endif
+// Output rows per invocation: the tile's, or with PAIR its gate rows (the other half are
+// the same rows of up).
+#ifdef PAIR
+const OUT_ROWS: u32 = BR / 2u;
+#else
+const OUT_ROWS: u32 = BR;
 #endif
 
 // w's dot products with four columns' x.
@@ -344,12 +354,30 @@ fn store1(v: f32, row: u32, t: u32, ids: Ids, lane: u32, n: u32) {
     }
 }
 
-// Column c of an accumulator block (column t of the step), the tile's rows from first.
+#ifdef PAIR
+// act(gate) * up of one output row (each summed over the row's lanes), stored by lane 0
+// if the row and column t are in the step.
+fn store_pair(g: f32, u: f32, row: u32, t: u32, ids: Ids, lane: u32, n: u32) {
+    let gt = row_sum(g, ids, lane);
+    let ut = row_sum(u, ids, lane);
+    if (lane == 0u && row < p.rows && t < n) {
+        y[p.y_offset + t * p.y_stride + p.row_offset + row] = gated(gt, ut);
+    }
+}
+#endif
+
+// Column c of an accumulator block (column t of the step), the tile's rows from first
+// (PAIR: rows 0 and 1 gate, 2 and 3 their up).
 fn store4(t: Acc, c: u32, first: u32, col: u32, ids: Ids, lane: u32, n: u32) {
+#ifdef PAIR
+    store_pair(t.r0[c], t.r2[c], first, col, ids, lane, n);
+    store_pair(t.r1[c], t.r3[c], first + 1u, col, ids, lane, n);
+#else
     store1(t.r0[c], first, col, ids, lane, n);
     store1(t.r1[c], first + 1u, col, ids, lane, n);
     store1(t.r2[c], first + 2u, col, ids, lane, n);
     store1(t.r3[c], first + 3u, col, ids, lane, n);
+#endif
 }
 
 @compute @workgroup_size(WG)
@@ -360,13 +388,19 @@ fn main(ids: Ids, gs: Groups) {
         return;
     }
     let lane = ids.lid % LANES;
-    let first = ((gs.wid.x + gs.wid.y * gs.nwg.x) * ROWS + ids.lid / LANES) * BR;
+    let first = ((gs.wid.x + gs.wid.y * gs.nwg.x) * ROWS + ids.lid / LANES) * OUT_ROWS;
     // Past the last row, recompute it (never stored): the lanes stay in step for the sums.
     let top = p.rows - 1u;
     b0 = min(first, top) * p.row_words;
     b1 = min(first + 1u, top) * p.row_words;
+#ifdef PAIR
+    // The same rows of up, p.rows further.
+    b2 = (min(first, top) + p.rows) * p.row_words;
+    b3 = (min(first + 1u, top) + p.rows) * p.row_words;
+#else
     b2 = min(first + 2u, top) * p.row_words;
     b3 = min(first + 3u, top) * p.row_words;
+#endif
 #ifdef BR8
     b4 = min(first + 4u, top) * p.row_words;
     b5 = min(first + 5u, top) * p.row_words;

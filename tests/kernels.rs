@@ -1024,6 +1024,100 @@ fn matvec_batch_every_type_and_geometry() {
     }
 }
 
+/// A gated FFN's gate and up as one batched matvec (`MatVecBatch::pair`: the pair
+/// uploaded as one stack and joined): `act(gate x) * (up x)` per token against the twins,
+/// for every type, in the x-sharing form (8-column blocks and 16-column builds) and on
+/// table and other geometries (some covering the rows with a partial workgroup), 1 to 19
+/// tokens of an op built for one more; the outputs past the step and between tokens
+/// untouched. An odd row count is refused.
+#[test]
+fn matvec_batch_gate_up_pair() {
+    use hearth::kernels::matvec_batch::SHARE_GEOMETRY;
+    use hearth::kernels::MatVecBatch;
+    let runs = fused_runs();
+    let share = gpu(Config::Full).features.subgroups;
+    for (i, ty) in gpu_types().into_iter().enumerate() {
+        // 64 rows each keep the up part on a bindable offset for every type.
+        const R: usize = 64;
+        let cols = if ty.is_float() {
+            96
+        } else {
+            2 * ty.block_elems()
+        };
+        let (gc, uc) = (
+            case(ty, R, cols, 800 + i as u64),
+            case(ty, R, cols, 900 + i as u64),
+        );
+        // The x-sharing form with 8-column blocks and with 16 columns, then a table or
+        // other geometry, rotating across types.
+        let forms = [
+            (Config::Full, (SHARE_GEOMETRY, share), false),
+            (Config::Full, (SHARE_GEOMETRY, share), true),
+            (runs[i % runs.len()].0, runs[i % runs.len()].1, true),
+        ];
+        for (j, (cfg, geo, wide)) in forms.into_iter().enumerate() {
+            let g = gpu(cfg);
+            let parts = [
+                ("gate", R as u64, &gc.raw[..]),
+                ("up", R as u64, &uc.raw[..]),
+            ];
+            let stack = GpuTensor::upload_stack(&g, ty, cols as u64, &parts)
+                .unwrap()
+                .unwrap_or_else(|| panic!("{ty}: gate/up not stacked"));
+            let w = stack[0].joined(&stack[1]).expect("the pair joins");
+            let n = [1, 5, 9, 16, 19][(i + 2 * j) % 5];
+            let built = batch_built(n);
+            let (xs, ys) = (cols + 4, R + 3);
+            let x = random_vec(built * xs, 60 + i as u64);
+            let (xb, yb) = (storage(&g, &x), output(&g, built * ys));
+            let step = StepBuffer::new(&g, Step::new(0, n as u32));
+            let tok = Tokens {
+                max: built as u32,
+                step: &step,
+            };
+            let act = [Activation::Silu, Activation::GeluTanh][(i + j) % 2];
+            let io = (strided(&xb, cols, xs), strided(&yb, R, ys));
+            let tile = Tile { wide, eight: true };
+            let op = MatVecBatch::pair_with_tile(&g, &w, io, tok, act, geo, tile).unwrap();
+            kernels::run(&g, &op.for_tokens(n as u32).iter().collect::<Vec<_>>());
+            let all = read(&g, &yb, built * ys);
+            let name = format!("matvec_batch pair {ty} n={n} {cfg:?} {geo:?} wide {wide} {act:?}");
+            let mut got = Vec::new();
+            let mut want = Vec::new();
+            for t in 0..n {
+                got.extend_from_slice(&all[t * ys..t * ys + R]);
+                let xt = &x[t * xs..t * xs + cols];
+                let (gv, uv) = (
+                    kernels::matvec::cpu(&gc.w, cols, xt),
+                    kernels::matvec::cpu(&uc.w, cols, xt),
+                );
+                want.extend(kernels::gated_act::cpu(&gv, &uv, act));
+                assert!(
+                    all[t * ys + R..(t + 1) * ys].iter().all(|v| v.is_nan()),
+                    "{name}: wrote between tokens"
+                );
+            }
+            assert!(
+                all[n * ys..].iter().all(|v| v.is_nan()),
+                "{name}: wrote past the step"
+            );
+            assert_close(&name, &got, &want, bound(ty));
+            // Refused: an odd row count.
+            let odd = GpuTensor::upload(
+                &g,
+                "odd",
+                ty,
+                cols as u64,
+                3,
+                &gc.raw[..3 * gc.raw.len() / R],
+            );
+            let odd = odd.unwrap();
+            let err = MatVecBatch::pair_with_tile(&g, &odd, io, tok, act, geo, tile).err();
+            assert!(format!("{err:?}").contains("even"), "{name}: {err:?}");
+        }
+    }
+}
+
 /// The batched matvec's x-sharing form (one lane per row, x passed by subgroup broadcast,
 /// the types with a whole-block decoder loading eight groups at once): every type and
 /// shape against the twin, 1 to 19 tokens (the 16-column build, `WIDE16`, from 9), plain

@@ -469,28 +469,59 @@ impl<'a> Block<'a> {
     fn ffn_of(&mut self, w: &FeedForward<GpuTensor>, absorb: bool) -> Result<(), ModelError> {
         self.flush()?;
         let (gpu, a) = (self.gpu, self.a);
-        // Prefill: the gate and up projections, then the gated activation. Decode: when
-        // gate and up share a buffer (see `Weights`), one matvec computes both and the
+        // Prefill: the gate and up projections, then the gated activation (where the
+        // batched matvec serves prefill, as in the batched plan). Decode: when gate and
+        // up share a buffer (see `Weights`), one matvec computes both and the
         // activation; else the gate's matvec, then the up's with the activation as its
         // epilogue.
         // The FFN's own width (a MoE's shared expert has its own).
         // Prefill as the batched plan where the batched matvec serves prefill.
         let ffn = w.gate.rows as u32;
         let (g, u) = (Rows::packed(&a.g, ffn), Rows::packed(&a.u, ffn));
-        let gate = self.prefill_proj(w.gate, packed(w.gate, &a.h, &a.g), None)?;
-        match self.prefill_proj(w.up, packed(w.up, &a.h, &a.g), Some(w.act))? {
-            Some(up) => self.pre.extend(gate.into_iter().chain([up])),
+        // Gate and up back to back in one buffer (see `Weights`): one projection of both
+        // with the activation as its epilogue where the batched matvec runs them.
+        let joined = w.gate.joined(w.up).filter(|_| w.gate.rows == w.up.rows);
+        let pair = |tok: Tokens| -> Result<Option<Stage>, ModelError> {
+            let Some(p) = &joined else {
+                return Ok(None);
+            };
+            let io = (Rows::packed(&a.h, p.cols as u32), g);
+            Ok(Some(Arc::new(MatVecBatch::pair(gpu, p, io, tok, w.act)?)))
+        };
+        let shares = crate::kernels::matmul::coop_for(gpu, w.gate.ty).is_none()
+            && crate::kernels::matvec_batch::shares_x_on(gpu, w.gate);
+        let pre_pair = match shares {
+            true => pair(self.tok)?,
+            false => None,
+        };
+        match pre_pair {
+            Some(op) => self.pre.push(op),
             None => {
-                self.pre.extend(gate);
-                let up = self.prefill_proj(w.up, packed(w.up, &a.h, &a.u), None)?;
-                self.pre.extend(up);
-                self.pre
-                    .push(Arc::new(GatedAct::new(gpu, g, u, w.act, self.tok)?));
+                let gate = self.prefill_proj(w.gate, packed(w.gate, &a.h, &a.g), None)?;
+                match self.prefill_proj(w.up, packed(w.up, &a.h, &a.g), Some(w.act))? {
+                    Some(up) => self.pre.extend(gate.into_iter().chain([up])),
+                    None => {
+                        self.pre.extend(gate);
+                        let up = self.prefill_proj(w.up, packed(w.up, &a.h, &a.u), None)?;
+                        self.pre.extend(up);
+                        self.pre
+                            .push(Arc::new(GatedAct::new(gpu, g, u, w.act, self.tok)?));
+                    }
+                }
             }
         }
-        // Batched: the gate's columns, then the up's with the activation as epilogue.
-        self.batched(w.gate, packed(w.gate, &a.h, &a.g), None)?;
-        self.batched(w.up, packed(w.up, &a.h, &a.g), Some(w.act))?;
+        // Batched: the pair in one dispatch, or the gate's columns, then the up's with
+        // the activation as epilogue.
+        if let Some((tok, _)) = &self.bat {
+            let op = pair(*tok)?;
+            match (op, &mut self.bat) {
+                (Some(op), Some((_, bat))) => bat.push(op),
+                _ => {
+                    self.batched(w.gate, packed(w.gate, &a.h, &a.g), None)?;
+                    self.batched(w.up, packed(w.up, &a.h, &a.g), Some(w.act))?;
+                }
+            }
+        }
         let fold = match absorb {
             true => self.dec_input()?,
             false => Fold::NONE,

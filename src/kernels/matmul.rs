@@ -37,10 +37,10 @@ impl Params {
         what: &str,
         w: &GpuTensor,
         x: Rows,
-        y: Rows,
+        (y, y_rows): (Rows, u64),
         tok: Tokens,
     ) -> Result<Self, GpuError> {
-        if x.per_token() != w.cols || y.per_token() != w.rows || x.stride == 0 || y.stride == 0 {
+        if x.per_token() != w.cols || y.per_token() != y_rows || x.stride == 0 || y.stride == 0 {
             return Err(GpuError::Runtime(format!(
                 "{what} {}: x has {} values per token at stride {} (needs {}), y {} at \
                  stride {} (needs {})",
@@ -50,7 +50,7 @@ impl Params {
                 w.cols,
                 y.per_token(),
                 y.stride,
-                w.rows
+                y_rows
             )));
         }
         Ok(Params {
@@ -96,7 +96,7 @@ impl MatMul {
     /// `w.rows`.
     pub fn new(gpu: &Gpu, w: &GpuTensor, x: Rows, y: Rows, tok: Tokens) -> Result<Self, GpuError> {
         let n_tokens = tok.max as u64;
-        let p0 = Params::over("matmul", w, x, y, tok)?;
+        let p0 = Params::over("matmul", w, x, (y, w.rows), tok)?;
         let max = gpu.limits.max_compute_workgroups_per_dimension as u64;
         let tiles_r = w.rows.div_ceil(TILE_ROWS);
         if tiles_r > max || n_tokens.div_ceil(TILE_NARROW) > max {

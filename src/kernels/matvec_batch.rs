@@ -6,7 +6,7 @@
 //! step of n tokens runs the smallest build that covers n. Shader: `matvec_batch.wgsl`.
 
 use super::matmul::{per_step_cost, Params};
-use super::matvec::{geometry, AdapterClass, Geometry};
+use super::matvec::{geometry, AdapterClass, Form, Geometry};
 use super::X_WINDOW;
 use super::{grid, uniform_window, weight_dispatches, Dispatch, Rows, Tokens, WeightKernel};
 use crate::gpu::{Gpu, GpuError, GpuTensor};
@@ -196,7 +196,7 @@ fn defines_for(
     rows: u32,
     share: bool,
     uniform_x: bool,
-    act: Option<Activation>,
+    form: Form,
 ) -> Result<&'static [&'static str], GpuError> {
     let mut d = vec![format!("LANES={lanes}"), format!("COLS={cols}")];
     if cols >= 8 {
@@ -235,20 +235,37 @@ fn defines_for(
             "matvec_batch: x through a uniform window needs the x-sharing form".into(),
         ));
     }
+    let act = match form {
+        Form::Plain => None,
+        Form::Gated(a) | Form::Pair(a) => Some(a),
+    };
     d.extend(super::act_defines(act).iter().map(|s| s.to_string()));
+    if let Form::Pair(_) = form {
+        if rows != ROWS_PER_INVOCATION {
+            return Err(GpuError::Runtime(
+                "matvec_batch: a gate/up pair takes four rows per invocation".into(),
+            ));
+        }
+        d.push("PAIR".into());
+    }
     super::static_defines(&d)
 }
 
 /// Every variant of `ty` the matvec table can ask for: each geometry's lanes and
-/// workgroup, each column block, plain and gated, with and without subgroups.
+/// workgroup, each column block, plain, gated and gate/up pairs, with and without
+/// subgroups.
 pub(crate) fn variants(ty: GgmlType) -> Vec<crate::gpu::PipelineKey> {
     let mut v = Vec::new();
-    let acts = [
-        None,
-        Some(Activation::Silu),
-        Some(Activation::GeluTanh),
-        Some(Activation::SwigluOai),
+    let all = [
+        Activation::Silu,
+        Activation::GeluTanh,
+        Activation::SwigluOai,
     ];
+    let acts: Vec<Form> = [Form::Plain]
+        .into_iter()
+        .chain(all.map(Form::Gated))
+        .chain(all.map(Form::Pair))
+        .collect();
     let geos = super::matvec::TABLE
         .iter()
         .map(|(class, _)| (super::matvec::class_geometry(*class, ty), false))
@@ -256,9 +273,10 @@ pub(crate) fn variants(ty: GgmlType) -> Vec<crate::gpu::PipelineKey> {
     for (g, share) in geos {
         for sg in [false, true] {
             for cols in COLS {
-                for (act, uniform_x) in acts.into_iter().flat_map(|a| [(a, false), (a, true)]) {
+                for (act, uniform_x) in acts.iter().flat_map(|&a| [(a, false), (a, true)]) {
                     let share = share && sg;
                     for eight in [false, true] {
+                        let eight = eight && !matches!(act, Form::Pair(_));
                         let (rows, wg) = tile(ty, cols, share, g.workgroup, eight);
                         if let Ok(d) = defines_for(g.lanes, cols, rows, share, uniform_x, act) {
                             let key = super::weight_key("matvec_batch", ty, sg, wg, d);
@@ -275,7 +293,8 @@ pub(crate) fn variants(ty: GgmlType) -> Vec<crate::gpu::PipelineKey> {
 }
 
 /// `Y[t, r] = sum_k W[r, k] * X[t, k]` for the step's tokens (up to `tok.max`), or with
-/// an activation `Y[t, r] = act(Y[t, r]) * (W X)[t, r]` (a gated FFN's up projection).
+/// an activation `Y[t, r] = act(Y[t, r]) * (W X)[t, r]` (a gated FFN's up projection),
+/// or for a gate/up pair (`pair`) `Y[t, r] = act((G X)[t, r]) * (U X)[t, r]`.
 pub struct MatVecBatch {
     /// By the most tokens each covers (ascending).
     builds: Vec<Build>,
@@ -392,16 +411,66 @@ impl MatVecBatch {
         y: Rows,
         tok: Tokens,
         act: Option<Activation>,
+        geo: (Geometry, bool),
+        tile: Tile,
+    ) -> Result<Self, GpuError> {
+        let form = act.map_or(Form::Plain, Form::Gated);
+        Self::build(gpu, w, (x, y), tok, form, geo, tile)
+    }
+
+    /// A gated FFN's gate and up in one dispatch: `w` holds the gate's rows, then the
+    /// up's (a joined pair, one shard), and `y` gets `act(gate x) * (up x)` (`w.rows / 2`
+    /// values per token). Four rows per invocation (two of each).
+    pub fn pair(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        (x, y): (Rows, Rows),
+        tok: Tokens,
+        act: Activation,
+    ) -> Result<Self, GpuError> {
+        let geo = batch_geometry(gpu, w.ty);
+        Self::pair_with_tile(gpu, w, (x, y), tok, act, geo, Tile::of(w.ty))
+    }
+
+    /// `pair` with a given geometry and tile (tests).
+    pub fn pair_with_tile(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        io: (Rows, Rows),
+        tok: Tokens,
+        act: Activation,
+        geo: (Geometry, bool),
+        tile: Tile,
+    ) -> Result<Self, GpuError> {
+        if w.shards.len() != 1 || !w.rows.is_multiple_of(2) {
+            return Err(GpuError::Runtime(format!(
+                "matvec_batch {}: a gate/up pair must be one shard of an even number of rows",
+                w.name
+            )));
+        }
+        Self::build(gpu, w, io, tok, Form::Pair(act), geo, tile)
+    }
+
+    fn build(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        (x, y): (Rows, Rows),
+        tok: Tokens,
+        form: Form,
         (g, shuffles): (Geometry, bool),
         Tile { wide, eight }: Tile,
     ) -> Result<Self, GpuError> {
+        let pair = matches!(form, Form::Pair(_));
+        // A pair's rows out: half the weights' (its gate rows).
+        let out_rows = if pair { w.rows / 2 } else { w.rows };
+        let eight = eight && !pair;
         if tok.max == 0 || !g.lanes.is_power_of_two() || !g.workgroup.is_multiple_of(g.lanes) {
             return Err(GpuError::Runtime(format!(
                 "matvec_batch {}: {} tokens, {} lanes per row in workgroups of {}",
                 w.name, tok.max, g.lanes, g.workgroup
             )));
         }
-        let p0 = Params::over("matvec_batch", w, x, y, tok)?;
+        let p0 = Params::over("matvec_batch", w, x, (y, out_rows), tok)?;
         // Block types read x as vec4 words (their rows are whole blocks of 32 or more).
         if !w.ty.is_float() && (!p0.x_offset.is_multiple_of(4) || !x.stride.is_multiple_of(4)) {
             return Err(GpuError::Runtime(format!(
@@ -467,7 +536,8 @@ impl MatVecBatch {
                 .as_ref()
                 .map_or((cols, blocks), |b| (b.0, b.1.len() as u32));
             let (rows, workgroup) = tile(w.ty, cols, share, g.workgroup, eight);
-            let rows_per_wg = (workgroup / g.lanes * rows) as u64;
+            // Output rows per workgroup (a pair's tile holds two gate and two up rows).
+            let rows_per_wg = (workgroup / g.lanes * rows / (1 + pair as u32)) as u64;
             // One set of dispatches (one per shard) over every column block, or with
             // per-block windows one set per block, each of one block from `t_first`.
             let sets: Vec<(u32, Option<u64>, u32)> = match &per_block {
@@ -484,7 +554,7 @@ impl MatVecBatch {
                     op: "matvec_batch",
                     subgroups: shuffles,
                     workgroup,
-                    defines: defines_for(g.lanes, cols, rows, share, window.is_some(), act)?,
+                    defines: defines_for(g.lanes, cols, rows, share, window.is_some(), form)?,
                     inputs: [x.view.buffer, y.view.buffer],
                     x_range: window.map(|o| (o, X_WINDOW)),
                     extra: &[],
@@ -492,6 +562,8 @@ impl MatVecBatch {
                     cost: per_step_cost,
                 };
                 let set = weight_dispatches(gpu, &kernel, w, |start, rows| {
+                    // A pair is one shard, its rows out half of it.
+                    let rows = if pair { rows / 2 } else { rows };
                     let (gx, gy) = grid(gpu, rows.div_ceil(rows_per_wg) as u32);
                     let mut p = p0.shard(start, rows);
                     p.t_first = t_first;
