@@ -130,8 +130,7 @@ impl<'a> Block<'a> {
         (xr, yr): (Rows, Rows),
         act: Option<crate::model::Activation>,
     ) -> Result<Option<Stage>, ModelError> {
-        let coop = crate::kernels::matmul::coop_for(self.gpu, w.ty);
-        if coop.is_none() && crate::kernels::matvec_batch::shares_x_on(self.gpu, w) {
+        if self.prefill_batches(w) {
             let op = MatVecBatch::new(self.gpu, w, xr, yr, self.tok, act)?;
             return Ok(Some(Arc::new(op)));
         }
@@ -139,6 +138,12 @@ impl<'a> Block<'a> {
             return Ok(None);
         }
         Ok(Some(Arc::new(MatMul::new(self.gpu, w, xr, yr, self.tok)?)))
+    }
+
+    /// Whether prompts run `w` through the batched matvec (see `prefill_proj`).
+    fn prefill_batches(&self, w: &GpuTensor) -> bool {
+        crate::kernels::matmul::coop_for(self.gpu, w.ty).is_none()
+            && crate::kernels::matvec_batch::shares_x_on(self.gpu, w)
     }
 
     /// A projection `y = W x`: a matmul in prefill (see `prefill_proj`), a matvec in
@@ -488,9 +493,7 @@ impl<'a> Block<'a> {
             let io = (Rows::packed(&a.h, p.cols as u32), g);
             Ok(Some(Arc::new(MatVecBatch::pair(gpu, p, io, tok, w.act)?)))
         };
-        let shares = crate::kernels::matmul::coop_for(gpu, w.gate.ty).is_none()
-            && crate::kernels::matvec_batch::shares_x_on(gpu, w.gate);
-        let pre_pair = match shares {
+        let pre_pair = match self.prefill_batches(w.gate) {
             true => pair(self.tok)?,
             false => None,
         };
@@ -512,14 +515,15 @@ impl<'a> Block<'a> {
         }
         // Batched: the pair in one dispatch, or the gate's columns, then the up's with
         // the activation as epilogue.
-        if let Some((tok, _)) = &self.bat {
-            let op = pair(*tok)?;
-            match (op, &mut self.bat) {
-                (Some(op), Some((_, bat))) => bat.push(op),
-                _ => {
-                    self.batched(w.gate, packed(w.gate, &a.h, &a.g), None)?;
-                    self.batched(w.up, packed(w.up, &a.h, &a.g), Some(w.act))?;
-                }
+        let bat_pair = match &self.bat {
+            Some((tok, _)) => pair(*tok)?,
+            None => None,
+        };
+        match (bat_pair, &mut self.bat) {
+            (Some(op), Some((_, bat))) => bat.push(op),
+            _ => {
+                self.batched(w.gate, packed(w.gate, &a.h, &a.g), None)?;
+                self.batched(w.up, packed(w.up, &a.h, &a.g), Some(w.act))?;
             }
         }
         let fold = match absorb {
@@ -710,19 +714,18 @@ fn packed<'b>(w: &GpuTensor, x: &'b wgpu::Buffer, y: &'b wgpu::Buffer) -> (Rows<
 
 /// The q, k and v weights as runs of consecutive parts that share a buffer
 /// (`GpuTensor::joined`: one type, back to back), each with its first output row: one
-/// projection covers each run. All three where they join, else q and k or k and v
-/// (Gemma 3 270M's Q8_0 v beside Q5_0 q and k), else each alone.
+/// projection covers each run (all three where they join; q and k beside Gemma 3 270M's
+/// Q8_0 v).
 fn joined_runs(w: [&GpuTensor; 3]) -> Vec<(GpuTensor, u64)> {
-    let (q, k, v) = (w[0], w[1], w[2]);
-    let (qr, kr) = (q.rows, k.rows);
-    if let Some(all) = q.joined(k).and_then(|qk| qk.joined(v)) {
-        return vec![(all, 0)];
+    let mut runs: Vec<(GpuTensor, u64)> = Vec::new();
+    let mut at = 0;
+    for t in w {
+        let joined = runs.last().and_then(|(run, _)| run.joined(t));
+        match (joined, runs.last_mut()) {
+            (Some(j), Some((run, _))) => *run = j,
+            _ => runs.push((t.clone(), at)),
+        }
+        at += t.rows;
     }
-    if let Some(qk) = q.joined(k) {
-        return vec![(qk, 0), (v.clone(), qr + kr)];
-    }
-    if let Some(kv) = k.joined(v) {
-        return vec![(q.clone(), 0), (kv, qr)];
-    }
-    vec![(q.clone(), 0), (k.clone(), qr), (v.clone(), qr + kr)]
+    runs
 }

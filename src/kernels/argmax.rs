@@ -63,19 +63,7 @@ impl Argmax {
         out: &wgpu::Buffer,
         out_index: u32,
     ) -> Result<Self, GpuError> {
-        Self::build(gpu, x, (width, 1), out, out_index, chunk(gpu))
-    }
-
-    /// `rows` with `chunk` (one of [`CHUNKS`]) elements per first-pass workgroup.
-    pub fn with_chunk(
-        gpu: &Gpu,
-        x: View,
-        (width, rows): (u32, u32),
-        out: &wgpu::Buffer,
-        out_index: u32,
-        chunk: u32,
-    ) -> Result<Self, GpuError> {
-        Self::build(gpu, x, (width, rows), out, out_index, chunk)
+        Self::with_chunk(gpu, x, (width, 1), out, out_index, chunk(gpu))
     }
 
     /// The argmax of each of `rows` packed rows of `width` from `x` (a batched step's
@@ -88,10 +76,11 @@ impl Argmax {
         out: &wgpu::Buffer,
         out_index: u32,
     ) -> Result<Self, GpuError> {
-        Self::build(gpu, x, (width, rows), out, out_index, chunk(gpu))
+        Self::with_chunk(gpu, x, (width, rows), out, out_index, chunk(gpu))
     }
 
-    fn build(
+    /// `rows` with `chunk` (one of [`CHUNKS`]) elements per first-pass workgroup.
+    pub fn with_chunk(
         gpu: &Gpu,
         x: View,
         (width, rows): (u32, u32),
