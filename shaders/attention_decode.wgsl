@@ -18,6 +18,8 @@
 // workgroup reductions, each split's weight is computed once, and every invocation sums
 // its dims. SEQ (the few balanced splits a CPU rasterizer's pass 1 leaves): each
 // invocation one vec4 column, walking the splits in order with an online softmax.
+// FINAL (the SGKEY form with one split, for short contexts on a CPU rasterizer): the
+// workgroup walks the whole range and writes the output, with no pass 2.
 // SINGLE: one pass for short contexts: one workgroup per (head block, token) walks the
 // chunks in order with an online softmax per head (running max and sum, the output
 // rescaled as the max grows) and writes the output itself, so a short step needs no
@@ -441,7 +443,12 @@ fn weighted_v(c0: u32, j0: u32, j1: u32, at: KvAt, d4: u32, acc: ptr<function, a
 const C4: u32 = D4 / SGMIN;
 // Subgroups per workgroup at most.
 const NSG: u32 = (WG + SGMIN - 1u) / SGMIN;
+#ifdef FINAL
+// FINAL: the workgroup walks the token's whole range (one split) and writes the output.
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+#else
 @group(0) @binding(4) var<storage, read_write> part: array<f32>;
+#endif
 
 // Each subgroup's rescaled columns of one head, then each subgroup's (max, sum).
 var<workgroup> mrg: array<vec4<f32>, NSG * D4>;
@@ -551,7 +558,25 @@ fn main(ids: Ids, gs: Groups) {
             }
         }
         workgroupBarrier();
+        var ls = 0.0;
+        for (var s = 0u; s < nsg; s++) {
+            ls += mls[s].y * exp(mls[s].x - mx);
+        }
+#ifdef FINAL
+        // The whole range is this workgroup's: the softmax ends here (the range holds a
+        // key, so mx is a real score and ls >= 1).
+        var fo = 1.0;
+#ifdef SINKS
+        // The sink joins the denominator: rescale to the larger of the two maxima.
+        let sk = sinks[h0 + g];
+        let mn = max(mx, sk);
+        fo = exp(mx - mn);
+        ls = ls * fo + exp(sk - mn);
+#endif
+        let inv = fo / ls;
+#else
         let base = slot_of(t, h0 + g, x) * p.head_dim;
+#endif
         for (var d4 = ids.lid; d4 < nd4; d4 += WG) {
             var r = vec4<f32>(0.0);
             for (var s = 0u; s < nsg; s++) {
@@ -560,19 +585,21 @@ fn main(ids: Ids, gs: Groups) {
             for (var k = 0u; k < 4u; k++) {
                 let d = d4 * 4u + k;
                 if (d < p.head_dim) {
+#ifdef FINAL
+                    out[p.out_offset + head_elem(t, h0 + g, d)] = r[k] * inv;
+#else
                     part[base + d] = r[k];
+#endif
                 }
             }
         }
+#ifndef FINAL
         if (ids.lid == 0u) {
-            var ls = 0.0;
-            for (var s = 0u; s < nsg; s++) {
-                ls += mls[s].y * exp(mls[s].x - mx);
-            }
             let mi = ml_index(t, h0 + g, x);
             part[mi] = mx;
             part[mi + 1u] = ls;
         }
+#endif
         // The next head reuses mls and mrg.
         workgroupBarrier();
     }

@@ -67,6 +67,15 @@ pub fn heads_per_workgroup(group: u32) -> u32 {
 /// step then costs one dispatch, and its chunks are too few to fill a GPU anyway.
 pub const SINGLE_PASS_MAX: u32 = 4 * CHUNK;
 
+/// Contexts of at most this many positions attend in one pass where pass 1 takes a few
+/// balanced splits (a CPU rasterizer): pass 1 over one split that writes the output
+/// (`FINAL`), a dispatch fewer per layer than the splits and their in-order combine.
+/// (The `SINGLE` pass, one workgroup per head, ran slower than the splits at every
+/// length there: `hearth bench MODEL -p 0 -n 128 -r 1`, two alternated rounds, Gemma 3
+/// 18.20 and 19.66 tokens/s against 17.44 and 17.92, SmolLM2 38.21 and 38.30 against
+/// 33.68 and 35.21.)
+pub const FINAL_MAX: u32 = 4 * CHUNK;
+
 /// Query heads per workgroup of the single pass. Its contexts are short, so sharing K and
 /// V rows across a group saves little, while a workgroup per KV group leaves a model with
 /// one KV head (Gemma 3 270M) a single workgroup for the whole step's attention: one
@@ -76,12 +85,14 @@ pub const SINGLE_PASS_MAX: u32 = 4 * CHUNK;
 /// each faster in 7 of 10 pairs.
 pub const SINGLE_HEADS: u32 = 1;
 
-/// The three shader forms: chunks in parallel, their combine, and the single pass.
+/// The shader forms: chunks in parallel, their combine, the single pass, and the
+/// subgroup-per-key pass 1 over one split that writes the output itself (`FINAL`).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Pass {
     Chunks,
     Combine,
     Single,
+    Final,
 }
 
 /// `kind`: the cache's type; `vec4`: K and V rows are read as vec4 (head_dim a multiple
@@ -104,7 +115,12 @@ fn key(
     if seq.is_some() {
         d.push("SEQ".into());
     }
-    let sgkey = sgkey.filter(|_| pass == Pass::Chunks);
+    let sgkey = sgkey.filter(|_| matches!(pass, Pass::Chunks | Pass::Final));
+    if pass == Pass::Final && sgkey.is_none() {
+        return Err(GpuError::Runtime(
+            "attention_decode: the one-split pass 1 needs the subgroup-per-key form".into(),
+        ));
+    }
     if let Some(k) = sgkey {
         d.push("SGKEY".into());
         d.push(format!("SGMIN={}", k.sg_min));
@@ -119,6 +135,7 @@ fn key(
     match pass {
         Pass::Combine => d.push("COMBINE".into()),
         Pass::Single => d.push("SINGLE".into()),
+        Pass::Final => d.push("FINAL".into()),
         Pass::Chunks => {}
     }
     if pass != Pass::Combine {
@@ -174,6 +191,23 @@ pub fn variants() -> Vec<PipelineKey> {
         }
     }
     let mut out = Vec::new();
+    // The one-split pass 1 (subgroup-per-key only).
+    for (kind, vec4) in kinds
+        .into_iter()
+        .chain([(KvType::F16, true), (KvType::Q8_0, false)])
+    {
+        for heads in 1..=8 {
+            for sinks in [false, true] {
+                for sk in sgkeys.iter().flatten() {
+                    let k = key(kind, Pass::Final, vec4, heads, sinks, true, Some(*sk))
+                        .expect("static defines");
+                    if !out.contains(&k) {
+                        out.push(k);
+                    }
+                }
+            }
+        }
+    }
     for (f, p, v, h, s) in keys {
         for sg in [false, true] {
             for &sk in &sgkeys {
@@ -602,6 +636,52 @@ impl AttentionDecode {
                 ..Work::default()
             },
         );
+        // The single pass of the in-order (CPU) form: pass 1 over one split, writing the
+        // output itself.
+        if let Some(f) = form.filter(|_| seq) {
+            let kf = key(
+                cache.kind,
+                Pass::Final,
+                vec4,
+                heads,
+                sinks.is_some(),
+                sg,
+                Some(f),
+            )?;
+            let mut bf = vec![
+                (0, q.buffer),
+                (1, &cache.k),
+                (2, &cache.v),
+                (5, out.buffer),
+                (STEP_BINDING, &step.buffer),
+            ];
+            bf.extend(sinks.map(|s| (SINKS_BINDING, s)));
+            let pf = Params {
+                splits: 1,
+                balanced: 1,
+                ..p
+            };
+            let fin = build_dispatch(gpu, &kf, kf.label(), &bf, &pf, (1, n_heads / heads, rows))?
+                .costed(
+                    format!("{n_heads}x{head_dim}"),
+                    Work {
+                        c: 2.0 * q_bytes,
+                        k: 2.0 * kv_row,
+                        ..Work::default()
+                    },
+                    Work {
+                        tk: 4.0 * nh * hd,
+                        ..Work::default()
+                    },
+                );
+            return Ok(Self {
+                dispatches: vec![chunks, combine],
+                single: vec![fin],
+                scratch,
+                window: window.unwrap_or(0),
+                single_max: FINAL_MAX,
+            });
+        }
         let k3 = key(
             cache.kind,
             Pass::Single,
@@ -649,11 +729,7 @@ impl AttentionDecode {
             single: vec![single],
             scratch,
             window: window.unwrap_or(0),
-            // The balanced splits and in-order combine beat the single pass at every
-            // length on a CPU rasterizer: `hearth bench MODEL -p 0 -n 128 -r 1`, two
-            // alternated rounds, Gemma 3 18.20 and 19.66 tokens/s against 17.44 and
-            // 17.92, SmolLM2 38.21 and 38.30 against 33.68 and 35.21.
-            single_max: if seq { 0 } else { SINGLE_PASS_MAX },
+            single_max: SINGLE_PASS_MAX,
         })
     }
 
