@@ -47,6 +47,15 @@ struct Params {
     splits: u32,      // pass 1's workgroups along x: the most splits of a token's chunks
     balanced: u32,    // 1: every split takes an equal share of the chunks (see split_chunks)
     _pad: u32,
+    // ROPE only (q, k and v read from one projection's rows, rope_kv.wgsl's rule):
+    half_dims: u32,   // rope_dims / 2
+    src_stride: u32,  // elements between tokens in the q/k/v rows
+    k_offset: u32,    // token 0's k and v in them (q at q_offset)
+    v_offset: u32,
+    eps: f32,         // NORM: the per-head RMSNorm's epsilon
+    mscale: f32,      // multiplier of cos and sin
+    temp_scale: f32,  // attention temperature of q (0: none), as rope_kv.wgsl
+    temp_floor: u32,
 }
 
 // Key positions per chunk (one scratch slot each); in the per-lane pass 1 and the single
@@ -163,6 +172,22 @@ fn head_d4() -> u32 {
 #ifdef SINKS
 // Per-head attention sinks (gpt-oss): exp(sink[h]) joins head h's softmax denominator.
 @group(0) @binding(7) var<storage, read> sinks: array<f32>;
+#endif
+
+#ifdef ROPE
+// Attention's preparation folded in (FINAL only, one token per sequence): the
+// workgroup takes q of its heads and k and v of their KV head from the projection's rows
+// (binding 0), normalizes (NORM) and rotates them as rope_kv.wgsl does, appends k and v
+// to the cache at the token's position, and attends with q from registers.
+@group(0) @binding(6) var<storage, read> freq: array<vec2<u32>>;
+#ifdef FREQ_FACTORS
+@group(0) @binding(11) var<storage, read> freq_factors: array<f32>;
+#endif
+#ifdef NORM
+@group(0) @binding(9) var<storage, read> q_norm: array<f32>;
+@group(0) @binding(10) var<storage, read> k_norm: array<f32>;
+#endif
+#include "lib/rope_angle.wgsl"
 #endif
 
 #ifdef COMBINE
@@ -291,6 +316,25 @@ fn main(ids: Ids, gs: Groups) {
 #endif
 #else
 @group(0) @binding(0) var<storage, read> q: array<f32>;
+#ifdef ROPE
+// The cache is written here (f32 or f16, never Q8: the host checks).
+#ifdef VEC4
+#ifdef F16
+@group(0) @binding(1) var<storage, read_write> kc: array<vec2<u32>>;
+@group(0) @binding(2) var<storage, read_write> vc: array<vec2<u32>>;
+
+fn f16x4(w: vec2<u32>) -> vec4<f32> {
+    return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
+}
+#else
+@group(0) @binding(1) var<storage, read_write> kc: array<vec4<kv_t>>;
+@group(0) @binding(2) var<storage, read_write> vc: array<vec4<kv_t>>;
+#endif
+#else
+@group(0) @binding(1) var<storage, read_write> kc: array<kv_t>;
+@group(0) @binding(2) var<storage, read_write> vc: array<kv_t>;
+#endif
+#else
 #ifdef Q8
 @group(0) @binding(1) var<storage, read> kc: array<u32>;
 @group(0) @binding(2) var<storage, read> vc: array<u32>;
@@ -313,6 +357,7 @@ fn f16x4(w: vec2<u32>) -> vec4<f32> {
 #else
 @group(0) @binding(1) var<storage, read> kc: array<kv_t>;
 @group(0) @binding(2) var<storage, read> vc: array<kv_t>;
+#endif
 #endif
 #endif
 
@@ -429,6 +474,86 @@ fn weighted_v(c0: u32, j0: u32, j1: u32, at: KvAt, d4: u32, acc: ptr<function, a
 }
 
 
+#ifdef ROPE
+// Element d of the head at `base` of the projection's rows, normalized (NORM, by `inv`
+// and the q or k weights).
+fn normed(base: u32, d: u32, inv: f32, is_q: bool) -> f32 {
+    var x = q[base + d];
+#ifdef NORM
+    x *= inv * select(k_norm[d], q_norm[d], is_q);
+#endif
+    return x;
+}
+
+// Element d of the head at `base`, normalized and rotated at position pos (rope_kv.wgsl's
+// pairs: NEOX (i, i + half), else (2i, 2i + 1); dims past the rotary ones pass through).
+fn roped(base: u32, d: u32, inv: f32, is_q: bool, pos: u32) -> f32 {
+    let x = normed(base, d, inv, is_q);
+    if (d >= 2u * p.half_dims) {
+        return x;
+    }
+#ifdef NEOX
+    let first = d < p.half_dims;
+    let i = select(d - p.half_dims, d, first);
+    let partner = select(d - p.half_dims, d + p.half_dims, first);
+#else
+    let first = (d & 1u) == 0u;
+    let i = d / 2u;
+    let partner = select(d - 1u, d + 1u, first);
+#endif
+    let xp = normed(base, partner, inv, is_q);
+    let cs = rope_cs(i, pos) * p.mscale;
+    return select(xp * cs.y + x * cs.x, x * cs.x - xp * cs.y, first);
+}
+
+// The RMSNorm factor of the head at `base` (1 without NORM), over the lanes' columns
+// (lane l takes vec4 columns l, l + sg_size, ...). Uniform control flow.
+fn head_inv(base: u32, lane: u32, sgs: u32) -> f32 {
+#ifdef NORM
+    var ss = 0.0;
+    for (var d4 = lane; d4 < head_d4(); d4 += sgs) {
+        for (var j = 0u; j < 4u; j++) {
+            let d = d4 * 4u + j;
+            if (d < p.head_dim) {
+                let x = q[base + d];
+                ss += x * x;
+            }
+        }
+    }
+    return inverseSqrt(subgroupAdd(ss) / f32(p.head_dim) + p.eps);
+#else
+    return 1.0;
+#endif
+}
+
+// Writes vec4 column d4 of the K (or V) head row at element e of the cache.
+fn put_col(e: u32, d4: u32, is_v: bool, r: vec4<f32>) {
+#ifdef VEC4
+#ifdef F16
+    let w = vec2<u32>(pack2x16float(r.xy), pack2x16float(r.zw));
+#else
+    let w = vec4<kv_t>(r);
+#endif
+    if (is_v) {
+        vc[e / 4u + d4] = w;
+    } else {
+        kc[e / 4u + d4] = w;
+    }
+#else
+    for (var i = 0u; i < 4u; i++) {
+        let d = d4 * 4u + i;
+        if (d < p.head_dim) {
+            if (is_v) {
+                vc[e + d] = kv_t(r[i]);
+            } else {
+                kc[e + d] = kv_t(r[i]);
+            }
+        }
+    }
+#endif
+}
+#endif
+
 #ifdef SGKEY
 // SGKEY (pass 1 with subgroups of at least SGMIN lanes): each subgroup walks its keys of the
 // chunk (key j to subgroup j % n_subgroups) on its own, the lanes splitting the head's
@@ -479,6 +604,55 @@ fn main(ids: Ids, gs: Groups) {
     let nd4 = head_d4();
     // This lane's q columns of each head, scaled (0 past the head).
     var qr: array<array<vec4<f32>, C4>, HB>;
+#ifdef ROPE
+    // The token's k and v into the cache (the block is its KV group's only one: the
+    // host checks), each subgroup computing them and the first one writing, then q.
+    let pos = row_pos(t);
+    let src = t * p.src_stride;
+    let kh = h0 / p.group;
+    let kb = p.k_offset + src + kh * p.head_dim;
+    let vb = p.v_offset + src + kh * p.head_dim;
+    let kinv = head_inv(kb, ids.lane, sgs);
+    if (sgi == 0u && pos < p.capacity) {
+        let e = kv_elem(at, pos);
+        for (var i = 0u; i < C4; i++) {
+            let d4 = ids.lane + i * sgs;
+            if (d4 < nd4) {
+                var kr = vec4<f32>(0.0);
+                var vr = vec4<f32>(0.0);
+                for (var j = 0u; j < 4u; j++) {
+                    let d = d4 * 4u + j;
+                    if (d < p.head_dim) {
+                        kr[j] = roped(kb, d, kinv, false, pos);
+                        vr[j] = q[vb + d];
+                    }
+                }
+                put_col(e, d4, false, kr);
+                put_col(e, d4, true, vr);
+            }
+        }
+    }
+    // The attention temperature's multiplier of this token's q (1 when off).
+    let qt = 1.0 + p.temp_scale * log(f32(pos / p.temp_floor) + 1.0);
+    for (var g = 0u; g < HB; g++) {
+        let qb = p.q_offset + src + (h0 + g) * p.head_dim;
+        let qinv = head_inv(qb, ids.lane, sgs);
+        for (var i = 0u; i < C4; i++) {
+            let d4 = ids.lane + i * sgs;
+            var r = vec4<f32>(0.0);
+            for (var j = 0u; j < 4u; j++) {
+                let d = d4 * 4u + j;
+                if (d4 < nd4 && d < p.head_dim) {
+                    r[j] = roped(qb, d, qinv, true, pos) * qt * p.scale;
+                }
+            }
+            qr[g][i] = r;
+        }
+    }
+    // The cache writes before any subgroup reads the new row.
+    storageBarrier();
+    workgroupBarrier();
+#else
     for (var g = 0u; g < HB; g++) {
         for (var i = 0u; i < C4; i++) {
             let d4 = ids.lane + i * sgs;
@@ -492,6 +666,7 @@ fn main(ids: Ids, gs: Groups) {
             qr[g][i] = r;
         }
     }
+#endif
     var m: array<f32, HB>;
     var l: array<f32, HB>;
     var acc: array<array<vec4<f32>, C4>, HB>;

@@ -1084,6 +1084,197 @@ fn rope_kv_matches_its_twin() {
     }
 }
 
+/// Decode attention joined with its preparation (`AttentionDecode::with_rope`): from one
+/// token's `[q | k | v]` rows (a joined projection's output, a stride wider than a token)
+/// over a cache of random earlier rows, at short contexts (where a CPU rasterizer's
+/// one-split pass folds rope_kv in, `ROPE`) and past the fold (rope_kv, pass 1 and the
+/// combine): the cache's new K row against rope_kv's twin (its bounds), the V row exact,
+/// every other row untouched, and the output against the attention twin over the cache
+/// as stored with q from the rope twin (times the temperature); with and without sinks.
+fn check_rope_attend(cfg: Config, kind: Option<KvType>, c: &RopeKvCase, seed: u64, sinks: bool) {
+    let g = gpu(cfg);
+    let (nh, nkv, hd) = (c.n_heads, c.n_kv_heads, c.head_dim);
+    let (qd, kvd) = (nh * hd, nkv * hd);
+    let stride = qd + 2 * kvd + 3;
+    let cap = 300usize;
+    let qn: Vec<f32> = random_vec(hd, seed + 3)
+        .iter()
+        .map(|x| 1.0 + 0.3 * x)
+        .collect();
+    let kn: Vec<f32> = random_vec(hd, seed + 4)
+        .iter()
+        .map(|x| 1.0 + 0.3 * x)
+        .collect();
+    let (qnb, knb) = (storage(&g, &qn), storage(&g, &kn));
+    let factors: Vec<f32> = (0..c.rope_dims / 2)
+        .map(|i| 1.0 + i as f32 * 0.25)
+        .collect();
+    let fb = storage(&g, &factors);
+    let sink_vals: Vec<f32> = (0..nh).map(|h| [-3.0f32, 0.5, 2.0][h % 3]).collect();
+    let sb = storage(&g, &sink_vals);
+    let mut rope = RopeSpec::plain(c.rope_dims as u32, 1e4, 1.0, c.neox);
+    if c.yarn {
+        rope.yarn = Some(YarnRamp::new(
+            1.0 / 16.0,
+            c.rope_dims as u32,
+            1e4,
+            16,
+            (8.0, 0.5),
+        ));
+        rope.mscale = 1.277;
+    }
+    let q_temp = c.yarn.then_some((0.1, 16));
+    let eps = 1e-6;
+    let a = AttnSpec {
+        softcap: None,
+        ..spec(
+            nh as u32,
+            nkv as u32,
+            hd as u32,
+            1.0 / (hd as f32).sqrt(),
+            None,
+        )
+    };
+    let twin = |head: &[f32], w: &[f32], p: u32| {
+        let norm = c.norm.then_some((w, eps));
+        rope_kv::cpu(head, norm, rope, p, c.factors.then_some(&factors[..]))
+    };
+    // Positions 0, a few and 200 fold (at most 256 attended); 280 takes the long form.
+    for (i, pos) in [0u32, 6, 200, 280].into_iter().enumerate() {
+        let cache = cache_of(&g, kind, cap, kvd, hd);
+        let s = seed * 10 + i as u64;
+        let before_k = fill(&g, &cache, &cache.k, &random_vec(cap * kvd, s));
+        let before_v = fill(&g, &cache, &cache.v, &random_vec(cap * kvd, s + 1));
+        let joined: Vec<f32> = random_vec(1 + stride, s + 2)
+            .iter()
+            .map(|x| 2.0 * x)
+            .collect();
+        let jb = storage(&g, &joined);
+        let qpacked = output(&g, qd);
+        let ob = output(&g, qd + 2);
+        let step = StepBuffer::new(&g, Step::new(pos, 1));
+        let one = Tokens {
+            max: 1,
+            step: &step,
+        };
+        let out = View {
+            buffer: &ob,
+            offset: 2,
+        };
+        let sinks = sinks.then_some(&sb);
+        let attn =
+            AttentionDecode::with_sinks(&g, &a, (View::of(&qpacked), out), &cache, one, sinks)
+                .unwrap();
+        let rows = |offset: usize, n: usize| Rows {
+            view: View {
+                buffer: &jb,
+                offset: offset as u64,
+            },
+            width: hd as u32,
+            rows: n as u32,
+            stride: stride as u32,
+        };
+        let io = RopeKvIo {
+            q: rows(1, nh),
+            q_out: Some(Rows::heads(&qpacked, nh as u32, hd as u32)),
+            k: rows(1 + qd, nkv),
+            v: rows(1 + qd + kvd, nkv),
+            norms: c.norm.then_some(([&qnb, &knb], eps)),
+            freq_factors: c.factors.then_some(&fb),
+            q_temp,
+        };
+        let op = attn
+            .with_rope(&g, (&a, rope), io, out, (&cache, &step), sinks)
+            .unwrap();
+        let kv_len = pos + 1;
+        // The fold is this adapter's where it takes the in-order combine and f16 or f32.
+        let folds = attention_decode::sgkey(&g)
+            .is_some_and(|k| k.splits <= attention_decode::SEQ_SPLITS)
+            && (nh / nkv) <= 8
+            && cache.kind != KvType::Q8_0
+            && kv_len <= attention_decode::FINAL_MAX;
+        assert_eq!(op.folds(kv_len), folds, "cfg {cfg:?} pos {pos}");
+        use hearth::kernels::Op;
+        kernels::run(&g, &op.dispatches_at(kv_len).iter().collect::<Vec<_>>());
+        let case = format!(
+            "rope_attend {nh}/{nkv} heads of {hd} dims {} neox {} norm {} factors {} yarn {} pos {pos} sinks {sinks:?} folds {folds} {cfg:?} {}",
+            c.rope_dims, c.neox, c.norm, c.factors, c.yarn, cache.kind
+        );
+        // The cache: the new row from the twin, every other row as filled.
+        let (mut want_k, mut want_v) = (before_k.clone(), before_v.clone());
+        let row = pos as usize * kvd..(pos as usize + 1) * kvd;
+        for h in 0..nkv {
+            let ks = 1 + qd + h * hd;
+            let r = twin(&joined[ks..ks + hd], &kn, pos);
+            want_k[row.start + h * hd..][..hd].copy_from_slice(&r);
+            let vs = 1 + qd + kvd + h * hd;
+            want_v[row.start + h * hd..][..hd].copy_from_slice(&joined[vs..vs + hd]);
+        }
+        cache.kind.round(&mut want_k[row.clone()]);
+        cache.kind.round(&mut want_v[row]);
+        let got_k = read_cache(&g, &cache, &cache.k);
+        let got_v = read_cache(&g, &cache, &cache.v);
+        // rope_kv's bounds (see check_rope_kv).
+        let (k_bound, v_bound) = match cache.kind {
+            KvType::F32 => (1e-10, 0.0),
+            KvType::F16 => (1e-6, 0.0),
+            KvType::Q8_0 => (1e-5, 1e-5),
+        };
+        assert_close(&format!("{case} K"), &got_k, &want_k, k_bound);
+        assert_close(&format!("{case} V"), &got_v, &want_v, v_bound);
+        // The output over the cache as stored, q from the twin.
+        let f = rope_kv::q_temp_factor(q_temp, pos);
+        let q: Vec<f32> = (0..nh)
+            .flat_map(|h| twin(&joined[1 + h * hd..1 + (h + 1) * hd], &qn, pos))
+            .map(|x| (x as f64 * f) as f32)
+            .collect();
+        let want = attention_decode::cpu_sinks(
+            &a,
+            &q,
+            (&got_k, &got_v),
+            kv_len as usize,
+            sinks.map(|_| &sink_vals[..]),
+        );
+        let got = read(&g, &ob, qd + 2);
+        assert_close(&case, &got[2..], &want, BOUND);
+    }
+}
+
+#[test]
+fn rope_attend_matches_its_twins() {
+    let case = |n_heads, n_kv_heads, head_dim, rope_dims, neox, norm, factors, yarn| RopeKvCase {
+        n_heads,
+        n_kv_heads,
+        head_dim,
+        rope_dims,
+        neox,
+        norm,
+        factors,
+        yarn,
+    };
+    let cases = [
+        // Gemma 3 (NeoX, q/k norms, 4:1), SmolLM2 (adjacent pairs, 3:1), Llama 3.1's
+        // factors over partial rotary dims and an awkward head width, NeoX with factors,
+        // YaRN with the temperature, all of them with norms; a group of 12 (no fold).
+        case(4, 1, 256, 256, true, true, false, false),
+        case(9, 3, 64, 64, false, false, false, false),
+        case(6, 2, 40, 24, false, true, true, false),
+        case(2, 2, 96, 64, true, false, true, false),
+        case(4, 2, 64, 64, false, false, false, true),
+        case(2, 1, 32, 32, true, true, true, true),
+        case(12, 1, 18, 18, false, false, false, false),
+    ];
+    for cfg in [Config::Full, Config::Bare] {
+        for (i, c) in cases.iter().enumerate() {
+            check_rope_attend(cfg, None, c, 50 + i as u64, false);
+        }
+        check_rope_attend(cfg, Some(KvType::F32), &cases[0], 70, true);
+        check_rope_attend(cfg, None, &cases[1], 71, true);
+        // q8_0 caches keep rope_kv (the fold writes f32 and f16 only).
+        check_rope_attend(cfg, Some(KvType::Q8_0), &cases[1], 72, false);
+    }
+}
+
 /// Decode attention over several tokens per step (a batched step): each row attends its
 /// own slot of a multi-slot cache up to its own position, in both forms, against the twin
 /// on that slot's rows; rows past the step stay untouched, and a slot mix-up fails.

@@ -409,7 +409,13 @@ impl<'a> Block<'a> {
             q_temp: cfg.attn_temp,
         };
         let kv = self.kv;
-        self.both(|tok| RopeKv::new(gpu, &spec, rope, io, kv, tok))?;
+        // Prefill and batched steps prepare in their own dispatch; decode joins it with
+        // attention (`with_rope`), which folds it in where it can.
+        self.pre
+            .push(Arc::new(RopeKv::new(gpu, &spec, rope, io, kv, self.tok)?));
+        if let Some((tok, bat)) = &mut self.bat {
+            bat.push(Arc::new(RopeKv::new(gpu, &spec, rope, io, kv, *tok)?));
+        }
         let (qv, out) = (View::of(&a.q), View::of(&a.attn));
         let sinks = w.sinks;
         let one = Tokens {
@@ -443,7 +449,8 @@ impl<'a> Block<'a> {
             Some(b) => AttentionDecode::shared(gpu, &spec, (qv, out), kv, tok, sinks, &b),
             None => AttentionDecode::with_sinks(gpu, &spec, (qv, out), kv, tok, sinks),
         };
-        let decode = attend(one, 0)?;
+        let decode =
+            attend(one, 0)?.with_rope(gpu, (&spec, rope), io, out, (kv, self.tok.step), sinks)?;
         self.pre.push(Arc::new(prefill));
         self.dec.push(Arc::new(decode));
         if let Some((tok, _)) = &self.bat {

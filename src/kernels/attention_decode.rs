@@ -41,6 +41,14 @@ params! {
         splits: u32,
         balanced: u32,
         _pad: u32,
+        half_dims: u32,
+        src_stride: u32,
+        k_offset: u32,
+        v_offset: u32,
+        eps: f32,
+        mscale: f32,
+        temp_scale: f32,
+        temp_floor: u32,
     }
 }
 
@@ -92,7 +100,16 @@ enum Pass {
     Chunks,
     Combine,
     Single,
-    Final,
+    Final(Option<RopeFlags>),
+}
+
+/// The shader form of attention's preparation folded into the one-split pass
+/// (`ROPE`): NeoX pairs, frequency divisors, per-head q/k norms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RopeFlags {
+    neox: bool,
+    freq_factors: bool,
+    norm: bool,
 }
 
 /// `kind`: the cache's type; `vec4`: K and V rows are read as vec4 (head_dim a multiple
@@ -115,10 +132,15 @@ fn key(
     if seq.is_some() {
         d.push("SEQ".into());
     }
-    let sgkey = sgkey.filter(|_| matches!(pass, Pass::Chunks | Pass::Final));
-    if pass == Pass::Final && sgkey.is_none() {
+    let sgkey = sgkey.filter(|_| matches!(pass, Pass::Chunks | Pass::Final(_)));
+    if matches!(pass, Pass::Final(_)) && sgkey.is_none() {
         return Err(GpuError::Runtime(
             "attention_decode: the one-split pass 1 needs the subgroup-per-key form".into(),
+        ));
+    }
+    if matches!(pass, Pass::Final(Some(_))) && kind == KvType::Q8_0 {
+        return Err(GpuError::Runtime(
+            "attention_decode: the folded preparation writes f32 or f16 caches only".into(),
         ));
     }
     if let Some(k) = sgkey {
@@ -135,7 +157,21 @@ fn key(
     match pass {
         Pass::Combine => d.push("COMBINE".into()),
         Pass::Single => d.push("SINGLE".into()),
-        Pass::Final => d.push("FINAL".into()),
+        Pass::Final(rope) => {
+            d.push("FINAL".into());
+            if let Some(r) = rope {
+                d.push("ROPE".into());
+                for (on, name) in [
+                    (r.neox, "NEOX"),
+                    (r.freq_factors, "FREQ_FACTORS"),
+                    (r.norm, "NORM"),
+                ] {
+                    if on {
+                        d.push(name.into());
+                    }
+                }
+            }
+        }
         Pass::Chunks => {}
     }
     if pass != Pass::Combine {
@@ -199,10 +235,27 @@ pub fn variants() -> Vec<PipelineKey> {
         for heads in 1..=8 {
             for sinks in [false, true] {
                 for sk in sgkeys.iter().flatten() {
-                    let k = key(kind, Pass::Final, vec4, heads, sinks, true, Some(*sk))
+                    let k = key(kind, Pass::Final(None), vec4, heads, sinks, true, Some(*sk))
                         .expect("static defines");
                     if !out.contains(&k) {
                         out.push(k);
+                    }
+                    // The folded preparation in its eight forms (f32 and f16 caches).
+                    if kind == KvType::Q8_0 || !matches!(heads, 1 | 4) {
+                        continue;
+                    }
+                    for bits in 0..8u8 {
+                        let r = RopeFlags {
+                            neox: bits & 1 != 0,
+                            freq_factors: bits & 2 != 0,
+                            norm: bits & 4 != 0,
+                        };
+                        let pass = Pass::Final(Some(r));
+                        let k = key(kind, pass, vec4, heads, sinks, true, Some(*sk))
+                            .expect("static defines");
+                        if !out.contains(&k) {
+                            out.push(k);
+                        }
                     }
                 }
             }
@@ -373,6 +426,17 @@ pub struct AttentionDecode {
     window: u32,
     /// Steps attending at most this many positions take the single pass.
     single_max: u32,
+    /// The one-split pass's build, which `with_rope` may fold the preparation into.
+    fold: Option<Fold>,
+}
+
+/// What `AttentionDecode::with_rope` builds the folded pass from.
+struct Fold {
+    form: SgKey,
+    params: Params,
+    vec4: bool,
+    heads: u32,
+    kind: KvType,
 }
 
 impl AttentionDecode {
@@ -549,6 +613,14 @@ impl AttentionDecode {
             splits: 1,
             balanced: 0,
             _pad: 0,
+            half_dims: 0,
+            src_stride: 0,
+            k_offset: 0,
+            v_offset: 0,
+            eps: 0.0,
+            mscale: 1.0,
+            temp_scale: 0.0,
+            temp_floor: 1,
         };
         to_u32("q length", q.offset + q_len)?;
         to_u32("out length", out.offset + q_len)?;
@@ -641,7 +713,7 @@ impl AttentionDecode {
         if let Some(f) = form.filter(|_| seq) {
             let kf = key(
                 cache.kind,
-                Pass::Final,
+                Pass::Final(None),
                 vec4,
                 heads,
                 sinks.is_some(),
@@ -680,6 +752,13 @@ impl AttentionDecode {
                 scratch,
                 window: window.unwrap_or(0),
                 single_max: FINAL_MAX,
+                fold: Some(Fold {
+                    form: f,
+                    params: pf,
+                    vec4,
+                    heads,
+                    kind: cache.kind,
+                }),
             });
         }
         let k3 = key(
@@ -730,7 +809,18 @@ impl AttentionDecode {
             scratch,
             window: window.unwrap_or(0),
             single_max: SINGLE_PASS_MAX,
+            fold: None,
         })
+    }
+
+    /// Whether a step whose query sits at position `kv_len - 1` takes the single pass.
+    fn short(&self, kv_len: u32) -> bool {
+        let seen = if self.window > 0 {
+            kv_len.min(self.window)
+        } else {
+            kv_len
+        };
+        seen <= self.single_max
     }
 
     /// Steps attending at most this many positions take the single pass ([`for_len`]).
@@ -744,12 +834,7 @@ impl AttentionDecode {
     /// when it attends at most [`single_max`](Self::single_max) positions
     /// ([`SINGLE_PASS_MAX`], or 0 with balanced splits), else pass 1 and the combine.
     pub fn for_len(&self, kv_len: u32) -> &[Dispatch] {
-        let seen = if self.window > 0 {
-            kv_len.min(self.window)
-        } else {
-            kv_len
-        };
-        if seen <= self.single_max {
+        if self.short(kv_len) {
             &self.single
         } else {
             &self.dispatches
@@ -846,5 +931,155 @@ impl super::Op for AttentionDecode {
 
     fn dispatches_at(&self, kv_len: u32) -> &[Dispatch] {
         self.for_len(kv_len)
+    }
+}
+
+/// Decode attention with its preparation (rope_kv: per-head q/k norms, RoPE, the KV
+/// append): steps short enough for the one-split pass run one dispatch that does both
+/// (`ROPE`), longer ones rope_kv, pass 1 and the combine. Built by
+/// [`AttentionDecode::with_rope`].
+pub struct RopeAttend {
+    /// rope_kv's dispatch, then the attention's for long steps.
+    long: Vec<Dispatch>,
+    /// Short steps: the folded pass, or rope_kv and the single pass where it does not fold.
+    short: Vec<Dispatch>,
+    attn: AttentionDecode,
+    /// The frequency table the folded pass reads.
+    _freq: Option<wgpu::Buffer>,
+}
+
+impl AttentionDecode {
+    /// This op (built for one token per step, its q the packed heads rope_kv writes)
+    /// joined with the rope_kv op of `io` that fills that q and the cache. Where the
+    /// adapter takes the one-split pass (a CPU rasterizer's balanced splits), the cache
+    /// is f32 or f16, one workgroup holds a whole KV group (at most 8 query heads per KV
+    /// head) and q, k and v are rows of one buffer at one stride (`io`, as `prep` reads
+    /// them), short steps fold rope_kv into the pass; `out` is this op's output.
+    pub fn with_rope(
+        mut self,
+        gpu: &Gpu,
+        (spec, rope): (&AttnSpec, super::rope::RopeSpec),
+        io: super::RopeKvIo,
+        out: View,
+        (cache, step): (&KvCache, &StepBuffer),
+        sinks: Option<&wgpu::Buffer>,
+    ) -> Result<RopeAttend, GpuError> {
+        let one_buffer = io.k.view.buffer == io.q.view.buffer
+            && io.v.view.buffer == io.q.view.buffer
+            && io.k.stride == io.q.stride
+            && io.v.stride == io.q.stride;
+        let fold = self.fold.take().filter(|f| {
+            f.heads == spec.n_heads / spec.n_kv_heads
+                && f.kind != KvType::Q8_0
+                && f.params.max_tokens == 1
+                && one_buffer
+        });
+        let one = Tokens { max: 1, step };
+        let mut long = super::RopeKv::new(gpu, spec, rope, io, cache, one)?.dispatches;
+        let mut short: Vec<Dispatch> = Vec::new();
+        let mut freq_keep = None;
+        match fold {
+            Some(f) => {
+                let freq = super::rope::frequencies(gpu, rope, spec.head_dim, io.freq_factors)?;
+                let eps = io.norms.map_or(0.0, |(_, e)| e);
+                let p = Params {
+                    q_offset: io.q.check("attention_decode q", 1)?,
+                    k_offset: io.k.check("attention_decode k", 1)?,
+                    v_offset: io.v.check("attention_decode v", 1)?,
+                    src_stride: io.q.stride,
+                    half_dims: rope.dims / 2,
+                    eps,
+                    mscale: rope.mscale,
+                    temp_scale: io.q_temp.map_or(0.0, |t| t.0),
+                    temp_floor: io.q_temp.map_or(1, |t| t.1.max(1)),
+                    ..f.params
+                };
+                let flags = RopeFlags {
+                    neox: rope.neox,
+                    freq_factors: io.freq_factors.is_some(),
+                    norm: io.norms.is_some(),
+                };
+                let k = key(
+                    f.kind,
+                    Pass::Final(Some(flags)),
+                    f.vec4,
+                    f.heads,
+                    sinks.is_some(),
+                    true,
+                    Some(f.form),
+                )?;
+                let mut b = vec![
+                    (0, io.q.view.buffer),
+                    (1, &cache.k),
+                    (2, &cache.v),
+                    (5, out.buffer),
+                    (6, &freq),
+                    (STEP_BINDING, &step.buffer),
+                ];
+                b.extend(sinks.map(|s| (SINKS_BINDING, s)));
+                b.extend(io.freq_factors.map(|f| (11, f)));
+                if let Some(([qn, kn], _)) = io.norms {
+                    b.extend([(9, qn), (10, kn)]);
+                }
+                let (nh, hd) = (spec.n_heads as f64, spec.head_dim as f64);
+                let q_bytes = 4.0 * (nh + 2.0 * spec.n_kv_heads as f64) * hd;
+                let d = build_dispatch(gpu, &k, k.label(), &b, &p, (1, spec.n_heads / f.heads, 1))?
+                    .costed(
+                        format!("{}x{}", spec.n_heads, spec.head_dim),
+                        Work {
+                            c: q_bytes + 4.0 * nh * hd,
+                            k: 2.0 * cache.row_bytes() as f64,
+                            ..Work::default()
+                        },
+                        Work {
+                            tk: 4.0 * nh * hd,
+                            ..Work::default()
+                        },
+                    );
+                short.push(d);
+                freq_keep = Some(freq);
+                long.append(&mut self.dispatches);
+            }
+            None => {
+                // No fold: rope_kv before either form.
+                let mut rope_again =
+                    super::RopeKv::new(gpu, spec, rope, io, cache, one)?.dispatches;
+                short.append(&mut rope_again);
+                short.append(&mut self.single);
+                long.append(&mut self.dispatches);
+            }
+        }
+        Ok(RopeAttend {
+            long,
+            short,
+            attn: self,
+            _freq: freq_keep,
+        })
+    }
+}
+
+impl RopeAttend {
+    /// Whether steps at `kv_len` take the folded pass (one dispatch).
+    pub fn folds(&self, kv_len: u32) -> bool {
+        self.attn.short(kv_len) && self.short.len() == 1
+    }
+
+    /// The attention's scratch (partials of the long form).
+    pub fn scratch(&self) -> &wgpu::Buffer {
+        &self.attn.scratch
+    }
+}
+
+impl super::Op for RopeAttend {
+    fn dispatches(&self) -> &[Dispatch] {
+        &self.long
+    }
+
+    fn dispatches_at(&self, kv_len: u32) -> &[Dispatch] {
+        if self.attn.short(kv_len) {
+            &self.short
+        } else {
+            &self.long
+        }
     }
 }
