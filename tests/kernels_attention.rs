@@ -1139,8 +1139,19 @@ fn check_rope_attend(cfg: Config, kind: Option<KvType>, c: &RopeKvCase, seed: u6
         let norm = c.norm.then_some((w, eps));
         rope_kv::cpu(head, norm, rope, p, c.factors.then_some(&factors[..]))
     };
+    // The adapter's pass 1 form and, with subgroups, the same in workgroups of 64 (its
+    // subgroups share the folded cache write through a barrier).
+    let mut forms = vec![attention_decode::sgkey(&g)];
+    if let Some(k) = forms[0] {
+        forms.push(Some(attention_decode::SgKey { workgroup: 64, ..k }));
+        forms.dedup();
+    }
     // Positions 0, a few and 200 fold (at most 256 attended); 280 takes the long form.
-    for (i, pos) in [0u32, 6, 200, 280].into_iter().enumerate() {
+    for (i, (pos, form)) in [0u32, 6, 200, 280]
+        .into_iter()
+        .flat_map(|p| forms.iter().map(move |f| (p, *f)))
+        .enumerate()
+    {
         let cache = cache_of(&g, kind, cap, kvd, hd);
         let s = seed * 10 + i as u64;
         let before_k = fill(&g, &cache, &cache.k, &random_vec(cap * kvd, s));
@@ -1162,9 +1173,8 @@ fn check_rope_attend(cfg: Config, kind: Option<KvType>, c: &RopeKvCase, seed: u6
             offset: 2,
         };
         let sinks = sinks.then_some(&sb);
-        let attn =
-            AttentionDecode::with_sinks(&g, &a, (View::of(&qpacked), out), &cache, one, sinks)
-                .unwrap();
+        let io2 = (View::of(&qpacked), out);
+        let attn = AttentionDecode::with_form(&g, &a, io2, &cache, one, (sinks, form)).unwrap();
         let rows = |offset: usize, n: usize| Rows {
             view: View {
                 buffer: &jb,
@@ -1188,8 +1198,7 @@ fn check_rope_attend(cfg: Config, kind: Option<KvType>, c: &RopeKvCase, seed: u6
             .unwrap();
         let kv_len = pos + 1;
         // The fold is this adapter's where it takes the in-order combine and f16 or f32.
-        let folds = attention_decode::sgkey(&g)
-            .is_some_and(|k| k.splits <= attention_decode::SEQ_SPLITS)
+        let folds = form.is_some_and(|k| k.splits <= attention_decode::SEQ_SPLITS)
             && (nh / nkv) <= 8
             && cache.kind != KvType::Q8_0
             && kv_len <= attention_decode::FINAL_MAX;
@@ -1197,7 +1206,7 @@ fn check_rope_attend(cfg: Config, kind: Option<KvType>, c: &RopeKvCase, seed: u6
         use hearth::kernels::Op;
         kernels::run(&g, &op.dispatches_at(kv_len).iter().collect::<Vec<_>>());
         let case = format!(
-            "rope_attend {nh}/{nkv} heads of {hd} dims {} neox {} norm {} factors {} yarn {} pos {pos} sinks {sinks:?} folds {folds} {cfg:?} {}",
+            "rope_attend {nh}/{nkv} heads of {hd} dims {} neox {} norm {} factors {} yarn {} pos {pos} form {form:?} sinks {sinks:?} folds {folds} {cfg:?} {}",
             c.rope_dims, c.neox, c.norm, c.factors, c.yarn, cache.kind
         );
         // The cache: the new row from the twin, every other row as filled.
