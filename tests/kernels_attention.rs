@@ -811,6 +811,65 @@ struct RopeKvCase {
     yarn: bool,
 }
 
+/// The per-head norms' epsilon of the rope cases.
+const ROPE_EPS: f32 = 1e-6;
+
+/// A case's inputs besides the heads: q and k norm weights (around 1) and the frequency
+/// divisors.
+struct RopeWeights {
+    qn: Vec<f32>,
+    kn: Vec<f32>,
+    factors: Vec<f32>,
+}
+
+impl RopeKvCase {
+    /// The case's RoPE: with `yarn`, Mistral 3's tiny golden (factor 16 over 16 original
+    /// positions, betas 8 / 0.5: a ramp over the first pairs) and an attention factor on
+    /// cos and sin.
+    fn rope(&self) -> RopeSpec {
+        let mut rope = RopeSpec::plain(self.rope_dims as u32, 1e4, 1.0, self.neox);
+        if self.yarn {
+            rope.yarn = Some(YarnRamp::new(
+                1.0 / 16.0,
+                self.rope_dims as u32,
+                1e4,
+                16,
+                (8.0, 0.5),
+            ));
+            rope.mscale = 1.277;
+        }
+        rope
+    }
+
+    /// The attention temperature on q (with `yarn`).
+    fn q_temp(&self) -> Option<(f32, u32)> {
+        self.yarn.then_some((0.1, 16))
+    }
+
+    /// Random norm weights from `seed`, and the divisors.
+    fn weights(&self, seed: u64) -> RopeWeights {
+        let around_one = |seed| -> Vec<f32> {
+            random_vec(self.head_dim, seed)
+                .iter()
+                .map(|x| 1.0 + 0.3 * x)
+                .collect()
+        };
+        RopeWeights {
+            qn: around_one(seed + 3),
+            kn: around_one(seed + 4),
+            factors: (0..self.rope_dims / 2)
+                .map(|i| 1.0 + i as f32 * 0.25)
+                .collect(),
+        }
+    }
+
+    /// rope_kv's twin of one head at position `p`, `w` its norm weights.
+    fn twin(&self, head: &[f32], w: &[f32], factors: &[f32], p: u32) -> Vec<f32> {
+        let norm = self.norm.then_some((w, ROPE_EPS));
+        rope_kv::cpu(head, norm, self.rope(), p, self.factors.then_some(factors))
+    }
+}
+
 /// `RopeKv` against its twin (RMSNorm then RoPE per head, in f64) on random q, k and v
 /// with offsets and token strides wider than a token, built for more tokens than the
 /// step runs, at a position past 0: q rotated in place (rows past the step untouched),
@@ -859,18 +918,8 @@ fn check_rope_kv(
     let (oo, os) = (3usize, qd + 1);
     let q_out = vec![sentinel; oo + built * os];
     let ob = storage(&g, &q_out);
-    let qn: Vec<f32> = random_vec(c.head_dim, seed + 3)
-        .iter()
-        .map(|x| 1.0 + 0.3 * x)
-        .collect();
-    let kn: Vec<f32> = random_vec(c.head_dim, seed + 4)
-        .iter()
-        .map(|x| 1.0 + 0.3 * x)
-        .collect();
+    let RopeWeights { qn, kn, factors } = c.weights(seed);
     let (qnb, knb) = (storage(&g, &qn), storage(&g, &kn));
-    let factors: Vec<f32> = (0..c.rope_dims / 2)
-        .map(|i| 1.0 + i as f32 * 0.25)
-        .collect();
     let fb = storage(&g, &factors);
     let rows = |buffer, offset: usize, n: usize, stride: usize| Rows {
         view: View {
@@ -888,27 +937,13 @@ fn check_rope_kv(
         1.0,
         None,
     );
-    let mut rope = RopeSpec::plain(c.rope_dims as u32, 1e4, 1.0, c.neox);
-    if c.yarn {
-        // Mistral 3's tiny golden: factor 16 over 16 original positions, betas 8 / 0.5
-        // (a ramp over the first pairs), and an attention factor on cos and sin.
-        rope.yarn = Some(YarnRamp::new(
-            1.0 / 16.0,
-            c.rope_dims as u32,
-            1e4,
-            16,
-            (8.0, 0.5),
-        ));
-        rope.mscale = 1.277;
-    }
-    let q_temp = c.yarn.then_some((0.1, 16));
-    let eps = 1e-6;
+    let (rope, q_temp) = (c.rope(), c.q_temp());
     let io = RopeKvIo {
         q: rows(&qb, qo, c.n_heads, qs),
         q_out: out.then(|| rows(&ob, oo, c.n_heads, os)),
         k: rows(&kb, ko, c.n_kv_heads, kvs),
         v: rows(&vb, vo, c.n_kv_heads, kvs),
-        norms: c.norm.then_some(([&qnb, &knb], eps)),
+        norms: c.norm.then_some(([&qnb, &knb], ROPE_EPS)),
         freq_factors: c.factors.then_some(&fb),
         q_temp,
     };
@@ -921,10 +956,7 @@ fn check_rope_kv(
     step.write(&g, Step::new(pos, run as u32));
     kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
 
-    let twin = |head: &[f32], w: &[f32], p: u32| {
-        let norm = c.norm.then_some((w, eps));
-        rope_kv::cpu(head, norm, rope, p, c.factors.then_some(&factors[..]))
-    };
+    let twin = |head: &[f32], w: &[f32], p: u32| c.twin(head, w, &factors, p);
     let mut want_q = q.clone();
     let mut want_out = q_out.clone();
     let mut want_k = sentinels.clone();
@@ -1097,34 +1129,12 @@ fn check_rope_attend(cfg: Config, kind: Option<KvType>, c: &RopeKvCase, seed: u6
     let (qd, kvd) = (nh * hd, nkv * hd);
     let stride = qd + 2 * kvd + 3;
     let cap = 300usize;
-    let qn: Vec<f32> = random_vec(hd, seed + 3)
-        .iter()
-        .map(|x| 1.0 + 0.3 * x)
-        .collect();
-    let kn: Vec<f32> = random_vec(hd, seed + 4)
-        .iter()
-        .map(|x| 1.0 + 0.3 * x)
-        .collect();
+    let RopeWeights { qn, kn, factors } = c.weights(seed);
     let (qnb, knb) = (storage(&g, &qn), storage(&g, &kn));
-    let factors: Vec<f32> = (0..c.rope_dims / 2)
-        .map(|i| 1.0 + i as f32 * 0.25)
-        .collect();
     let fb = storage(&g, &factors);
     let sink_vals: Vec<f32> = (0..nh).map(|h| [-3.0f32, 0.5, 2.0][h % 3]).collect();
     let sb = storage(&g, &sink_vals);
-    let mut rope = RopeSpec::plain(c.rope_dims as u32, 1e4, 1.0, c.neox);
-    if c.yarn {
-        rope.yarn = Some(YarnRamp::new(
-            1.0 / 16.0,
-            c.rope_dims as u32,
-            1e4,
-            16,
-            (8.0, 0.5),
-        ));
-        rope.mscale = 1.277;
-    }
-    let q_temp = c.yarn.then_some((0.1, 16));
-    let eps = 1e-6;
+    let (rope, q_temp) = (c.rope(), c.q_temp());
     let a = AttnSpec {
         softcap: None,
         ..spec(
@@ -1135,10 +1145,7 @@ fn check_rope_attend(cfg: Config, kind: Option<KvType>, c: &RopeKvCase, seed: u6
             None,
         )
     };
-    let twin = |head: &[f32], w: &[f32], p: u32| {
-        let norm = c.norm.then_some((w, eps));
-        rope_kv::cpu(head, norm, rope, p, c.factors.then_some(&factors[..]))
-    };
+    let twin = |head: &[f32], w: &[f32], p: u32| c.twin(head, w, &factors, p);
     // The adapter's pass 1 form and, with subgroups, the same in workgroups of 64 (its
     // subgroups share the folded cache write through a barrier).
     let mut forms = vec![attention_decode::sgkey(&g)];
@@ -1189,7 +1196,7 @@ fn check_rope_attend(cfg: Config, kind: Option<KvType>, c: &RopeKvCase, seed: u6
             q_out: Some(Rows::heads(&qpacked, nh as u32, hd as u32)),
             k: rows(1 + qd, nkv),
             v: rows(1 + qd + kvd, nkv),
-            norms: c.norm.then_some(([&qnb, &knb], eps)),
+            norms: c.norm.then_some(([&qnb, &knb], ROPE_EPS)),
             freq_factors: c.factors.then_some(&fb),
             q_temp,
         };
