@@ -322,10 +322,6 @@ fn main(ids: Ids, gs: Groups) {
 #ifdef F16
 @group(0) @binding(1) var<storage, read_write> kc: array<vec2<u32>>;
 @group(0) @binding(2) var<storage, read_write> vc: array<vec2<u32>>;
-
-fn f16x4(w: vec2<u32>) -> vec4<f32> {
-    return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
-}
 #else
 @group(0) @binding(1) var<storage, read_write> kc: array<vec4<kv_t>>;
 @group(0) @binding(2) var<storage, read_write> vc: array<vec4<kv_t>>;
@@ -346,10 +342,6 @@ fn f16x4(w: vec2<u32>) -> vec4<f32> {
 // component (four loads, each a per-lane gather) and two words in two.
 @group(0) @binding(1) var<storage, read> kc: array<vec2<u32>>;
 @group(0) @binding(2) var<storage, read> vc: array<vec2<u32>>;
-
-fn f16x4(w: vec2<u32>) -> vec4<f32> {
-    return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
-}
 #else
 @group(0) @binding(1) var<storage, read> kc: array<vec4<kv_t>>;
 @group(0) @binding(2) var<storage, read> vc: array<vec4<kv_t>>;
@@ -357,6 +349,16 @@ fn f16x4(w: vec2<u32>) -> vec4<f32> {
 #else
 @group(0) @binding(1) var<storage, read> kc: array<kv_t>;
 @group(0) @binding(2) var<storage, read> vc: array<kv_t>;
+#endif
+#endif
+#endif
+
+#ifndef Q8
+#ifdef VEC4
+#ifdef F16
+fn f16x4(w: vec2<u32>) -> vec4<f32> {
+    return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
+}
 #endif
 #endif
 #endif

@@ -708,7 +708,31 @@ impl AttentionDecode {
                 ..Work::default()
             },
         );
-        // The single pass of the in-order (CPU) form: pass 1 over one split, writing the
+        // A pass that reads q and the cache and writes the output itself (the single
+        // pass, or pass 1 over one split): pass 1's reads, the output written once.
+        let one_pass = |k: &PipelineKey, p: &Params, grid| {
+            let mut b = vec![
+                (0, q.buffer),
+                (1, &cache.k),
+                (2, &cache.v),
+                (5, out.buffer),
+                (STEP_BINDING, &step.buffer),
+            ];
+            b.extend(sinks.map(|s| (SINKS_BINDING, s)));
+            Ok::<_, GpuError>(build_dispatch(gpu, k, k.label(), &b, p, grid)?.costed(
+                format!("{n_heads}x{head_dim}"),
+                Work {
+                    c: 2.0 * q_bytes,
+                    k: 2.0 * kv_row,
+                    ..Work::default()
+                },
+                Work {
+                    tk: 4.0 * nh * hd,
+                    ..Work::default()
+                },
+            ))
+        };
+        // The in-order (CPU) form's single pass: pass 1 over one split, writing the
         // output itself.
         if let Some(f) = form.filter(|_| seq) {
             let kf = key(
@@ -720,32 +744,12 @@ impl AttentionDecode {
                 sg,
                 Some(f),
             )?;
-            let mut bf = vec![
-                (0, q.buffer),
-                (1, &cache.k),
-                (2, &cache.v),
-                (5, out.buffer),
-                (STEP_BINDING, &step.buffer),
-            ];
-            bf.extend(sinks.map(|s| (SINKS_BINDING, s)));
             let pf = Params {
                 splits: 1,
                 balanced: 1,
                 ..p
             };
-            let fin = build_dispatch(gpu, &kf, kf.label(), &bf, &pf, (1, n_heads / heads, rows))?
-                .costed(
-                    format!("{n_heads}x{head_dim}"),
-                    Work {
-                        c: 2.0 * q_bytes,
-                        k: 2.0 * kv_row,
-                        ..Work::default()
-                    },
-                    Work {
-                        tk: 4.0 * nh * hd,
-                        ..Work::default()
-                    },
-                );
+            let fin = one_pass(&kf, &pf, (1, n_heads / heads, rows))?;
             return Ok(Self {
                 dispatches: vec![chunks, combine],
                 single: vec![fin],
@@ -770,39 +774,11 @@ impl AttentionDecode {
             sg,
             None,
         )?;
-        let mut b3 = vec![
-            (0, q.buffer),
-            (1, &cache.k),
-            (2, &cache.v),
-            (5, out.buffer),
-            (STEP_BINDING, &step.buffer),
-        ];
-        b3.extend(sinks.map(|s| (SINKS_BINDING, s)));
         let p3 = Params {
             heads: SINGLE_HEADS,
             ..p
         };
-        let single = build_dispatch(
-            gpu,
-            &k3,
-            k3.label(),
-            &b3,
-            &p3,
-            (n_heads / SINGLE_HEADS, rows, 1),
-        )?;
-        // Pass 1's reads, the output written once.
-        let single = single.costed(
-            format!("{n_heads}x{head_dim}"),
-            Work {
-                c: 2.0 * q_bytes,
-                k: 2.0 * kv_row,
-                ..Work::default()
-            },
-            Work {
-                tk: 4.0 * nh * hd,
-                ..Work::default()
-            },
-        );
+        let single = one_pass(&k3, &p3, (n_heads / SINGLE_HEADS, rows, 1))?;
         Ok(Self {
             dispatches: vec![chunks, combine],
             single: vec![single],
@@ -1062,11 +1038,6 @@ impl RopeAttend {
     /// Whether steps at `kv_len` take the folded pass (one dispatch).
     pub fn folds(&self, kv_len: u32) -> bool {
         self.attn.short(kv_len) && self.short.len() == 1
-    }
-
-    /// The attention's scratch (partials of the long form).
-    pub fn scratch(&self) -> &wgpu::Buffer {
-        &self.attn.scratch
     }
 }
 
