@@ -22,6 +22,13 @@
 // squares in ssq, at its index among the matrix's workgroups.
 // XNORM: x is such an hn, and each row's sum is scaled by s, from the first p.parts
 // sums in ssq (a few per lane, shuffled together, with XBCAST).
+// SANDWICH (Gemma's post-norms): the input binding holds a sub-block's output o, and
+// each workgroup first forms the residual add through o's post-norm and the next
+// pre-norm itself: v = res_in + RmsNorm(o) * post, x = v * wn in shared memory (XW4
+// vec4s, the k values), each row's sum scaled by the norm of v as with XNORM. The
+// dispatch with p.parts = 1 also writes v to res_out (its first workgroup), the
+// residual stream for what follows; res_out is not res_in, which the other workgroups
+// may still be reading.
 // FLOAT_RUNS: float rows of whole runs of 32, read by runs (lib/float_runs.wgsl) with x
 // on vec4 words; other float rows read x as scalars (X_SCALAR).
 #ifdef FLOAT_WEIGHTS
@@ -35,6 +42,10 @@
 #endif
 #ifdef PREP
 #include "lib/reduce.wgsl"
+#else
+#ifdef SANDWICH
+#include "lib/reduce.wgsl"
+#endif
 #endif
 
 struct Params {
@@ -44,8 +55,8 @@ struct Params {
     row_offset: u32,  // first row of this shard in the whole tensor
     x_offset: u32,
     y_offset: u32,
-    eps: f32,         // XNORM: the norm's epsilon
-    parts: u32,       // XNORM: sums of squares in ssq
+    eps: f32,         // XNORM, SANDWICH: the norms' epsilon
+    parts: u32,       // XNORM: sums of squares in ssq; SANDWICH: 1 to write res_out
 }
 
 #ifdef X_SCALAR
@@ -72,14 +83,28 @@ struct Params {
 @group(0) @binding(7) var<storage, read_write> hn: array<f32>;
 @group(0) @binding(8) var<storage, read_write> ssq: array<f32>;
 #endif
+#ifdef SANDWICH
+#ifdef XUNIFORM
+// Beside x's window, as uniform loads (see XUNIFORM): bound to their k values.
+@group(0) @binding(6) var<uniform> wn4: array<vec4<f32>, XW4>;
+@group(0) @binding(9) var<uniform> res_in: array<vec4<f32>, XW4>;
+@group(0) @binding(10) var<uniform> post4: array<vec4<f32>, XW4>;
+#else
+@group(0) @binding(6) var<storage, read> wn4: array<vec4<f32>>;
+@group(0) @binding(9) var<storage, read> res_in: array<vec4<f32>>;
+@group(0) @binding(10) var<storage, read> post4: array<vec4<f32>>;
+#endif
+@group(0) @binding(11) var<storage, read_write> res_out: array<vec4<f32>>;
+var<workgroup> xw: array<vec4<f32>, XW4>;
+#endif
 
 // LANES (invocations per row) and NR (rows per invocation) come as constants from the
 // host's table. Rows per workgroup: ROWS groups of NR.
 const ROWS: u32 = WG / LANES;
 
-// x[e .. e+3] of the row's input (e a multiple of 4); past k it reads 0 (float rows
+// x[e .. e+3] of the input binding (e a multiple of 4); past k it reads 0 (float rows
 // may end inside a group).
-fn xv4(e: u32) -> vec4<f32> {
+fn in4(e: u32) -> vec4<f32> {
 #ifdef X_SCALAR
     let o = p.x_offset + e;
     if (e + 4u > p.k) {
@@ -92,6 +117,15 @@ fn xv4(e: u32) -> vec4<f32> {
     return vec4<f32>(x[o], x[o + 1u], x[o + 2u], x[o + 3u]);
 #else
     return x4[(p.x_offset + e) / 4u];
+#endif
+}
+
+// x[e .. e+3] of the product's x (e a multiple of 4): the input, or SANDWICH's x.
+fn xv4(e: u32) -> vec4<f32> {
+#ifdef SANDWICH
+    return xw[e / 4u];
+#else
+    return in4(e);
 #endif
 }
 
@@ -198,6 +232,31 @@ fn main(ids: Ids, gs: Groups) {
     }
 #endif
     xscale = inverseSqrt(ss / f32(p.k) + p.eps);
+#endif
+#ifdef SANDWICH
+    {
+        // The post-norm's scale of o, then v and its squares (each invocation keeps the
+        // vec4s it wrote), then the pre-norm's scale of v; the host checks k % 4 == 0.
+        let n4 = p.k / 4u;
+        var so = 0.0;
+        for (var i = ids.lid; i < n4; i += WG) {
+            let o = in4(4u * i);
+            so += dot(o, o);
+        }
+        let ko = inverseSqrt(wg_sum(so, ids) / f32(p.k) + p.eps);
+        let writes = p.parts == 1u && wg_index(gs) == 0u;
+        var sv = 0.0;
+        for (var i = ids.lid; i < n4; i += WG) {
+            let v = res_in[i] + in4(4u * i) * ko * post4[i];
+            sv += dot(v, v);
+            xw[i] = v * wn4[i];
+            if (writes) {
+                res_out[i] = v;
+            }
+        }
+        // wg_sum's barriers also publish xw to the workgroup.
+        xscale = inverseSqrt(wg_sum(sv, ids) / f32(p.k) + p.eps);
+    }
 #endif
 #ifdef PREP
     var sq = 0.0;

@@ -161,7 +161,9 @@ fn uniform_input(g: &Gpu, data: &[f32]) -> wgpu::Buffer {
         .create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("test input (uniform)"),
             contents: bytemuck::cast_slice(&padded),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::UNIFORM
+                | wgpu::BufferUsages::COPY_SRC,
         })
 }
 
@@ -1456,4 +1458,134 @@ fn get_rows_adds_position_rows() {
     }
     let c = case(GgmlType::Q8_0, 3000, 256, 960);
     check_add_positions(Config::SmallBinding, &c, 1000, 67);
+}
+
+/// Gemma's sandwich norms folded into the decode matvecs that read their result
+/// (`matvec::Sandwich`): from a sub-block's output o, `v = res + RmsNorm(o) * post`,
+/// then `W (RmsNorm(v) * norm)`, against `residual_norm::cpu` and `matvec::cpu`, for
+/// every type in the plain, gated and pair forms and the q/k/v stack, on the fused runs'
+/// geometries and the adapter's own, with storage and with uniform-capable inputs (the
+/// CPU class's uniform bindings); the writing dispatch leaves v in res_out (a NaN-filled
+/// buffer: a missed element shows), a second reader with `write: false` leaves it alone,
+/// res_in is never written, and a residual written over its own input, the sandwich
+/// beside another fold, or o at an offset are refused.
+#[test]
+fn matvec_folds_sandwich() {
+    use matvec::{Fold, Sandwich};
+    for (i, ty) in gpu_types().into_iter().enumerate() {
+        let qk = ty.block_elems();
+        let cols = if ty.is_float() { 96 } else { 3 * qk };
+        let (a, b) = (
+            case(ty, 64, cols, 900 + i as u64),
+            case(ty, 64, cols, 950 + i as u64),
+        );
+        // Two of the type's fused runs (consecutive ones: one with subgroups, one
+        // without) and the adapter's own geometry (on lavapipe the CPU class's form);
+        // the gated and the pair form take turns (cold shader compiles are most of the
+        // test's time in CI).
+        let runs = fused_runs_for(i)
+            .into_iter()
+            .take(2)
+            .map(|(j, (cfg, geo))| (j, cfg, Some(geo)))
+            .chain([(99, Config::Full, None)]);
+        for (j, cfg, geo) in runs {
+            let g = gpu(cfg);
+            let upload = |c: &Case| GpuTensor::upload(&g, "w", ty, cols as u64, 64, &c.raw);
+            let (ta, tb) = (upload(&a).unwrap(), upload(&b).unwrap());
+            let parts = [("gate", 64, &a.raw[..]), ("up", 64, &b.raw[..])];
+            let pair = GpuTensor::upload_stack(&g, ty, cols as u64, &parts)
+                .unwrap()
+                .expect("a pair");
+            let both = pair[0].joined(&pair[1]).unwrap();
+            let seed = 300 + (10 * i + j) as u64;
+            // Scaled inputs, so a missing or doubled scale shows.
+            let scaled = |s: u64, k: f32| -> Vec<f32> {
+                random_vec(cols, s).iter().map(|v| k * v).collect()
+            };
+            let (res, o, post, nw) = (
+                scaled(seed, 5.0),
+                scaled(seed + 1, 3.0),
+                scaled(seed + 2, 1.5),
+                scaled(seed + 3, 2.0),
+            );
+            let eps = 1e-6;
+            let (v, h) = kernels::residual_norm::cpu(&res, &o, Some(&post), &nw, eps);
+            let (pa, pb) = (
+                kernels::matvec::cpu(&a.w, cols, &h),
+                kernels::matvec::cpu(&b.w, cols, &h),
+            );
+            let gate0 = random_vec(64, seed + 4);
+            let act = [Activation::GeluTanh, Activation::Silu][(i + j) % 2];
+            for uniform in [false, true] {
+                let make = |d: &[f32]| match uniform {
+                    true => uniform_input(&g, d),
+                    false => storage(&g, d),
+                };
+                let (rb, ob, postb, wb) = (make(&res), make(&o), make(&post), make(&nw));
+                let (out, other) = (output(&g, cols), output(&g, cols));
+                let sw = |res_out, write| Fold {
+                    sandwich: Some(Sandwich {
+                        res_in: &rb,
+                        res_out,
+                        post: &postb,
+                        norm: &wb,
+                        eps,
+                        write,
+                    }),
+                    ..Fold::NONE
+                };
+                let name = format!("sandwich {ty} {cfg:?} {geo:?} uniform {uniform}");
+                let ov = View::of(&ob);
+                let check = |what: &str, op: Result<MatVec, _>, y: &wgpu::Buffer, want: &[f32]| {
+                    let op: MatVec = op.unwrap();
+                    kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
+                    let got = read(&g, y, want.len());
+                    assert_close(&format!("{name} {what}"), &got, want, bound(ty));
+                };
+                // The q/k stack (the pair's rows as one plain product), writing the
+                // residual.
+                let sy = output(&g, 128);
+                let f = sw(&out, true);
+                let op = MatVec::folded(&g, &both, (ov, View::of(&sy)), None, f, geo);
+                check("stack", op, &sy, &[&pa[..], &pb[..]].concat());
+                assert_close(&format!("{name} res_out"), &read(&g, &out, cols), &v, 1e-12);
+                assert_eq!(read(&g, &rb, cols), res, "{name}: res_in written");
+                if (i + j) % 2 == 0 {
+                    // Gated (y holds the gate), not writing: `other` stays NaN.
+                    let gy = storage(&g, &gate0);
+                    let f = sw(&other, false);
+                    let op = MatVec::folded(&g, &tb, (ov, View::of(&gy)), Some(act), f, geo);
+                    check("gated", op, &gy, &kernels::gated_act::cpu(&gate0, &pb, act));
+                    assert!(
+                        read(&g, &other, cols).iter().all(|x| x.is_nan()),
+                        "{name}: a reader that does not write wrote the residual"
+                    );
+                } else {
+                    let py = output(&g, 64);
+                    let op = MatVec::pair_folded(&g, &both, (ov, View::of(&py)), act, f, geo);
+                    check("pair", op, &py, &kernels::gated_act::cpu(&pa, &pb, act));
+                }
+                // Refused: the residual over its input, beside the add, o at an offset.
+                let y = output(&g, 64);
+                let err = MatVec::folded(&g, &ta, (ov, View::of(&y)), None, sw(&rb, true), geo);
+                assert!(
+                    format!("{:?}", err.err()).contains("of their own"),
+                    "{name}"
+                );
+                let with_add = Fold { add: true, ..f };
+                let err = MatVec::folded(&g, &ta, (ov, View::of(&y)), None, with_add, geo);
+                assert!(format!("{:?}", err.err()).contains("alone"), "{name}");
+                let long = make(&[&o[..], &o[..]].concat());
+                let off = View {
+                    buffer: &long,
+                    offset: 4,
+                };
+                let err = MatVec::folded(&g, &ta, (off, View::of(&y)), None, f, geo);
+                assert!(
+                    format!("{:?}", err.err()).contains("from its start"),
+                    "{name}"
+                );
+            }
+        }
+    }
 }

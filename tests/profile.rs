@@ -358,3 +358,25 @@ fn stream_read_reads_everything_and_peak_is_positive() {
         "{peak:?}"
     );
 }
+
+/// Decode takes Gemma 3's sandwich norms into the projections that read them (the
+/// residual add through the post-norm and the next pre-norm, `matvec::Sandwich`): its
+/// plan has no residual-norm dispatch where prefill has one per sub-block boundary, and
+/// as many sandwich projections at least. (That decode computes what prefill does is the
+/// forward tests' part.)
+#[test]
+fn decode_folds_the_sandwich_norms() {
+    let model = load(gpu(Config::Full));
+    let count = |prefill: bool, what: &str| {
+        let plan = model.plan_dispatches(prefill, 4);
+        plan.iter().filter(|d| d.label.contains(what)).count()
+    };
+    let boundaries = count(true, "residual_norm");
+    assert!(boundaries > 0, "prefill has no residual norm");
+    assert_eq!(
+        count(false, "residual_norm"),
+        0,
+        "decode kept a residual norm"
+    );
+    assert!(count(false, "sandwich") >= boundaries);
+}

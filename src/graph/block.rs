@@ -6,7 +6,7 @@
 use super::buffers::Activations;
 use super::{Stage, StageOp};
 use crate::gpu::{Gpu, GpuError, GpuTensor};
-use crate::kernels::matvec::{fold_parts, Fold, NormPrep, NormScale};
+use crate::kernels::matvec::{fold_parts, sandwich_fits, Fold, NormPrep, NormScale, Sandwich};
 use crate::kernels::{
     Add, AttentionDecode, AttentionPrefill, AttnSpec, GatedAct, KvCache, LayerNorm, LayerNormIo,
     MatMul, MatVec, MatVecBatch, NormOut, ResidualNorm, ResidualNormIo, RmsNorm, RopeKv, RopeKvIo,
@@ -39,6 +39,13 @@ pub struct Block<'a> {
     /// The decode plan's pre-norm `h = RmsNorm(x) * w` at this index of `dec` (a plain
     /// norm, nothing else in it), with its weights.
     pub(super) dec_norm_at: Option<(usize, wgpu::Buffer)>,
+    /// The decode plan's residual add through a post-norm fused with the next pre-norm
+    /// (Gemma's sandwich) at this index of `dec`, with the post-norm's and the pre-norm's
+    /// weights: the projections that read h may take it in (`dec_input`).
+    pub(super) dec_sandwich_at: Option<(usize, wgpu::Buffer, wgpu::Buffer)>,
+    /// Whether the decode plan's residual stream is in `a.x_alt` rather than `a.x` at
+    /// this point (a folded sandwich moves it to the other buffer).
+    pub(super) dec_alt: bool,
     /// The decode plan's last projection into `o`, which may take the residual add and
     /// the next pre-norm's inputs (see `DecAdd`).
     pub(super) dec_add: Option<DecAdd>,
@@ -83,6 +90,50 @@ impl DecAdd {
 pub(super) struct Pending {
     post: Option<wgpu::Buffer>,
     dec_done: bool,
+}
+
+/// How the decode projections of a sub-block's normed input read it (`dec_input`): h
+/// as the pre-norm wrote it or with its norm folded (`fold`), or, with Gemma's sandwich
+/// folded, o with the post-norm's and pre-norm's weights and the residual stream's
+/// buffers (in, out).
+pub(super) struct DecInput<'a> {
+    x: &'a wgpu::Buffer,
+    fold: Fold<'a>,
+    sandwich: Option<(wgpu::Buffer, wgpu::Buffer, [&'a wgpu::Buffer; 2], f32)>,
+}
+
+impl<'a> DecInput<'a> {
+    fn h(a: &'a Activations, fold: Fold<'a>) -> Self {
+        Self {
+            x: &a.h,
+            fold,
+            sandwich: None,
+        }
+    }
+
+    /// The projections' input binding.
+    fn x(&self) -> View<'a> {
+        View::of(self.x)
+    }
+
+    /// The fold of one projection; `first`: the one that writes the sandwich's new
+    /// residual stream (the others read the same inputs and leave it).
+    fn fold(&self, first: bool) -> Fold<'_> {
+        match &self.sandwich {
+            Some((post, norm, [res_in, res_out], eps)) => Fold {
+                sandwich: Some(Sandwich {
+                    res_in,
+                    res_out,
+                    post,
+                    norm,
+                    eps: *eps,
+                    write: first,
+                }),
+                ..Fold::NONE
+            },
+            None => self.fold,
+        }
+    }
 }
 
 impl<'a> Block<'a> {
@@ -171,14 +222,39 @@ impl<'a> Block<'a> {
         self.batched(w, packed(w, x, y), None)
     }
 
-    /// How the decode projections of h about to be built read it: when the decode plan
-    /// ends with an adding projection and the pre-norm's plain norm (see `DecAdd`), the
-    /// norm is dropped, the projection rebuilt to leave `h = x * w` and its sums of
-    /// squares, and the fold returned scales by the norm; else h as the norm wrote it.
-    fn dec_input(&mut self) -> Result<Fold<'a>, ModelError> {
+    /// The decode plan's residual stream at this point (see `dec_alt`).
+    fn dec_res(&self) -> &'a wgpu::Buffer {
+        match self.dec_alt {
+            true => &self.a.x_alt,
+            false => &self.a.x,
+        }
+    }
+
+    /// How the decode projections of h about to be built (of `readers`) read it. When
+    /// the decode plan ends with a sandwich's residual norm (`dec_sandwich_at`) and every
+    /// reader can take it in, its dispatch is dropped and the projections read o
+    /// (`Sandwich`; the residual stream moves to the other buffer). When the plan ends
+    /// with an adding projection and the pre-norm's plain norm (see `DecAdd`), the norm
+    /// is dropped, the projection rebuilt to leave `h = x * w` and its sums of squares,
+    /// and the fold returned scales by the norm. Else h as the norm wrote it.
+    fn dec_input(&mut self, readers: &[&GpuTensor]) -> Result<DecInput<'a>, ModelError> {
         let (gpu, a, n) = (self.gpu, self.a, self.dec.len());
+        if let Some((i, post, norm)) = self.dec_sandwich_at.take() {
+            if i + 1 != n || readers.is_empty() || !readers.iter().all(|w| sandwich_fits(gpu, w)) {
+                return Ok(DecInput::h(a, Fold::NONE));
+            }
+            self.dec.pop();
+            let io = [self.dec_res(), if self.dec_alt { &a.x } else { &a.x_alt }];
+            self.dec_alt = !self.dec_alt;
+            return Ok(DecInput {
+                x: &a.o,
+                fold: Fold::NONE,
+                sandwich: Some((post, norm, io, self.cfg.rms_eps)),
+            });
+        }
+        let none = DecInput::h(a, Fold::NONE);
         let (Some((i, nw)), Some(p)) = (self.dec_norm_at.take(), &self.dec_add) else {
-            return Ok(Fold::NONE);
+            return Ok(none);
         };
         let parts = fold_parts(gpu, &p.w, None);
         // The projection, then the norm, then nothing: in this block, or across blocks.
@@ -187,7 +263,7 @@ impl<'a> Block<'a> {
             false => p.at + 1 == i,
         };
         let (true, Some(parts)) = (p.added && next && i + 1 == n, parts) else {
-            return Ok(Fold::NONE);
+            return Ok(none);
         };
         let fold = Fold {
             norm: None,
@@ -197,8 +273,9 @@ impl<'a> Block<'a> {
                 h: &a.h,
                 ssq: &a.ssq,
             }),
+            sandwich: None,
         };
-        let io = (View::of(&p.x), View::of(&a.x));
+        let io = (View::of(&p.x), View::of(self.dec_res()));
         let mv: Stage = Arc::new(MatVec::folded(gpu, &p.w, io, None, fold, None)?);
         match p.carried {
             true => self.prev_last = Some(mv),
@@ -206,15 +283,15 @@ impl<'a> Block<'a> {
         }
         self.dec.pop();
         self.dec_add = None;
-        Ok(Fold {
+        let fold = Fold {
             norm: Some(NormScale {
                 ssq: &a.ssq,
                 parts,
                 eps: self.cfg.rms_eps,
             }),
-            add: false,
-            prep: None,
-        })
+            ..Fold::NONE
+        };
+        Ok(DecInput::h(a, fold))
     }
 
     /// The q, k and v projections of `h` into `a.qkv` (`[q | k | v]` per token, `stride`
@@ -223,8 +300,9 @@ impl<'a> Block<'a> {
     /// decode the pre-norm folded in where it can be (`dec_input`).
     fn qkv(&mut self, w: [&GpuTensor; 3], stride: u32) -> Result<(), ModelError> {
         let (gpu, a) = (self.gpu, self.a);
-        let fold = self.dec_input()?;
-        for (wt, at) in joined_runs(w) {
+        let runs = joined_runs(w);
+        let input = self.dec_input(&runs.iter().map(|(w, _)| w).collect::<Vec<_>>())?;
+        for (n, (wt, at)) in runs.into_iter().enumerate() {
             let y = Rows {
                 view: View {
                     buffer: &a.qkv,
@@ -238,7 +316,8 @@ impl<'a> Block<'a> {
             let pre = self.prefill_proj(&wt, io, None)?;
             self.pre.extend(pre);
             self.batched(&wt, io, None)?;
-            let mv = MatVec::folded(gpu, &wt, (View::of(&a.h), y.view), None, fold, None)?;
+            let (x, fold) = (input.x(), input.fold(n == 0));
+            let mv = MatVec::folded(gpu, &wt, (x, y.view), None, fold, None)?;
             self.dec.push(Arc::new(mv));
         }
         Ok(())
@@ -248,33 +327,39 @@ impl<'a> Block<'a> {
     pub fn pre_norm(&mut self, w: &wgpu::Buffer) -> Result<(), ModelError> {
         let (gpu, cfg, a) = (self.gpu, self.cfg, self.a);
         let pending = self.pending.take();
+        let dec_x = self.dec_res();
+        let io = |x, post| ResidualNormIo {
+            x: Rows::packed(x, cfg.hidden as u32),
+            o: View::of(&a.o),
+            h: View::of(&a.h),
+            post,
+            norm: w,
+        };
         if let Some(p) = pending.as_ref().filter(|p| !p.dec_done) {
-            // The pending residual and this norm in one pass.
-            let io = ResidualNormIo {
-                x: Rows::packed(&a.x, cfg.hidden as u32),
-                o: View::of(&a.o),
-                h: View::of(&a.h),
-                post: p.post.as_ref(),
-                norm: w,
-            };
-            return self.both(|tok| ResidualNorm::new(gpu, io, cfg.rms_eps, tok));
+            // The pending residual and this norm in one pass (which decode's projections
+            // of h may take in, with a post-norm: `dec_input`).
+            let post = p.post.as_ref();
+            self.apart(
+                |tok: Tokens| ResidualNorm::new(gpu, io(&a.x, post), cfg.rms_eps, tok),
+                |tok: Tokens| ResidualNorm::new(gpu, io(dec_x, post), cfg.rms_eps, tok),
+            )?;
+            let at = self.dec.len() - 1;
+            self.dec_sandwich_at = post.map(|post| (at, post.clone(), w.clone()));
+            return Ok(());
         }
-        match pending {
+        match pending.as_ref() {
             // Decode added already: there the norm alone, elsewhere add and norm.
             Some(p) => {
-                let io = ResidualNormIo {
-                    x: Rows::packed(&a.x, cfg.hidden as u32),
-                    o: View::of(&a.o),
-                    h: View::of(&a.h),
-                    post: p.post.as_ref(),
-                    norm: w,
-                };
+                let post = p.post.as_ref();
                 self.apart(
-                    |tok: Tokens| ResidualNorm::new(gpu, io, cfg.rms_eps, tok),
-                    |tok: Tokens| pre_norm(gpu, cfg, a, w, tok),
+                    |tok: Tokens| ResidualNorm::new(gpu, io(&a.x, post), cfg.rms_eps, tok),
+                    |tok: Tokens| norm_of(gpu, cfg, (dec_x, &a.h), w, tok),
                 )?;
             }
-            None => self.both(|tok| pre_norm(gpu, cfg, a, w, tok))?,
+            None => self.apart(
+                |tok: Tokens| pre_norm(gpu, cfg, a, w, tok),
+                |tok: Tokens| norm_of(gpu, cfg, (dec_x, &a.h), w, tok),
+            )?,
         }
         // Decode's plain norm, for the projections that follow to absorb.
         self.dec_norm_at = Some((self.dec.len() - 1, w.clone()));
@@ -306,7 +391,7 @@ impl<'a> Block<'a> {
         self.flush()?;
         // Without a post-norm, decode's projection into o adds into x itself when it is
         // the last decode stage.
-        let (gpu, a) = (self.gpu, self.a);
+        let (gpu, dec_x) = (self.gpu, self.dec_res());
         let dec_done = match &mut self.dec_add {
             Some(p)
                 if post_norm.is_none() && p.at + 1 == self.dec.len() && !p.carried && !p.added =>
@@ -315,7 +400,7 @@ impl<'a> Block<'a> {
                     add: true,
                     ..Fold::NONE
                 };
-                let io = (View::of(&p.x), View::of(&a.x));
+                let io = (View::of(&p.x), View::of(dec_x));
                 self.dec[p.at] = Arc::new(MatVec::folded(gpu, &p.w, io, None, add, None)?);
                 p.added = true;
                 true
@@ -336,11 +421,12 @@ impl<'a> Block<'a> {
         };
         let (gpu, a, hidden, eps) = (self.gpu, self.a, self.cfg.hidden as u32, self.cfg.rms_eps);
         let (o, x) = (Rows::packed(&a.o, hidden), Rows::packed(&a.x, hidden));
+        let dec_x = Rows::packed(self.dec_res(), hidden);
         match &p.post {
-            Some(w) => {
-                let out = NormOut::AddTo(x.view);
-                self.both(|tok| RmsNorm::new(gpu, o, out, w, eps, tok))
-            }
+            Some(w) => self.apart(
+                |tok: Tokens| RmsNorm::new(gpu, o, NormOut::AddTo(x.view), w, eps, tok),
+                |tok: Tokens| RmsNorm::new(gpu, o, NormOut::AddTo(dec_x.view), w, eps, tok),
+            ),
             None if p.dec_done => {
                 // Decode added in its projection: the other plans only.
                 self.pre.push(Arc::new(Add::new(gpu, o, x, 1.0, self.tok)?));
@@ -349,7 +435,10 @@ impl<'a> Block<'a> {
                 }
                 Ok(())
             }
-            None => self.both(|tok| Add::new(gpu, o, x, 1.0, tok)),
+            None => self.apart(
+                |tok: Tokens| Add::new(gpu, o, x, 1.0, tok),
+                |tok: Tokens| Add::new(gpu, o, dec_x, 1.0, tok),
+            ),
         }
     }
 
@@ -533,20 +622,23 @@ impl<'a> Block<'a> {
                 self.batched(w.up, packed(w.up, &a.h, &a.g), Some(w.act))?;
             }
         }
-        let fold = match absorb {
-            true => self.dec_input()?,
-            false => Fold::NONE,
+        let dec_pair = w.gate.joined(w.up).filter(|_| w.gate.rows == w.up.rows);
+        let input = match (absorb, &dec_pair) {
+            (false, _) => DecInput::h(a, Fold::NONE),
+            (true, Some(pair)) => self.dec_input(&[pair])?,
+            (true, None) => self.dec_input(&[w.gate, w.up])?,
         };
-        let (x, y) = (View::of(&a.h), View::of(&a.g));
-        match w.gate.joined(w.up).filter(|_| w.gate.rows == w.up.rows) {
+        let (x, y) = (input.x(), View::of(&a.g));
+        match dec_pair {
             Some(pair) => {
+                let fold = input.fold(true);
                 let mv = MatVec::pair_folded(gpu, &pair, (x, y), w.act, fold, None)?;
                 self.dec.push(Arc::new(mv));
             }
             None => {
-                let gate = MatVec::folded(gpu, w.gate, (x, y), None, fold, None)?;
+                let gate = MatVec::folded(gpu, w.gate, (x, y), None, input.fold(true), None)?;
                 self.dec.push(Arc::new(gate));
-                let up = MatVec::folded(gpu, w.up, (x, y), Some(w.act), fold, None)?;
+                let up = MatVec::folded(gpu, w.up, (x, y), Some(w.act), input.fold(false), None)?;
                 self.dec.push(Arc::new(up));
             }
         }
@@ -706,9 +798,27 @@ pub(super) fn pre_norm(
     w: &wgpu::Buffer,
     tok: Tokens,
 ) -> Result<RmsNorm, GpuError> {
+    norm_of(gpu, cfg, (&a.x, &a.h), w, tok)
+}
+
+/// `h = RmsNorm(x) * w` from the residual stream in `x` (`pre_norm`'s, or the decode
+/// plan's wherever it is: `Block::dec_res`).
+fn norm_of(
+    gpu: &Gpu,
+    cfg: &ModelConfig,
+    (x, h): (&wgpu::Buffer, &wgpu::Buffer),
+    w: &wgpu::Buffer,
+    tok: Tokens,
+) -> Result<RmsNorm, GpuError> {
     let hidden = cfg.hidden as u32;
-    let (x, h) = (Rows::packed(&a.x, hidden), View::of(&a.h));
-    RmsNorm::new(gpu, x, NormOut::To(h), w, cfg.rms_eps, tok)
+    RmsNorm::new(
+        gpu,
+        Rows::packed(x, hidden),
+        NormOut::To(View::of(h)),
+        w,
+        cfg.rms_eps,
+        tok,
+    )
 }
 
 /// The packed rows of `y = W x` over every token: `x` of `w.cols`, `y` of `w.rows`.

@@ -8,6 +8,9 @@ use crate::model::ModelConfig;
 pub(super) struct Activations {
     pub(super) ids: wgpu::Buffer,
     pub(super) x: wgpu::Buffer,
+    /// The decode plan's residual stream after an odd number of folded sandwich norms
+    /// (`matvec::Sandwich` writes the new stream to the buffer it does not read).
+    pub(super) x_alt: wgpu::Buffer,
     pub(super) h: wgpu::Buffer,
     /// Attention's query heads, rotated (`rope_kv`'s output), packed per token.
     pub(super) q: wgpu::Buffer,
@@ -114,6 +117,7 @@ impl Activations {
         Self {
             ids: buffer(gpu, "ids", rows as u64 * 4, U::STORAGE | U::COPY_DST),
             x: f("x", cfg.hidden),
+            x_alt: buffer(gpu, "x_alt", cfg.hidden as u64 * 4, act),
             h: f("h", cfg.hidden),
             q: f("q", cfg.q_dim()),
             qkv: f("qkv", cfg.q_dim() + 2 * cfg.kv_dim()),

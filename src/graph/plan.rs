@@ -130,6 +130,7 @@ impl Builder<'_> {
         };
         let mut pending = None;
         let mut dec_add = None;
+        let mut dec_alt = false;
         let scratch = std::cell::RefCell::new([None, None]);
         let last = self.w.layers.len().saturating_sub(1);
         for (il, lw) in self.w.layers.iter().enumerate() {
@@ -150,6 +151,8 @@ impl Builder<'_> {
                 bat: batched.as_ref().map(|_| (tok_b, Vec::new())),
                 pending,
                 dec_norm_at: None,
+                dec_sandwich_at: None,
+                dec_alt,
                 dec_add: dec_add.take(),
                 prev_last: None,
                 scratch: &scratch,
@@ -159,6 +162,7 @@ impl Builder<'_> {
                 b.flush()?;
             }
             pending = b.pending.take();
+            dec_alt = b.dec_alt;
             dec_add = b.dec_add.take().and_then(|p| p.carry(b.dec.len()));
             if let Some(op) = b.prev_last.take() {
                 // The previous block's adding projection, now also the pre-norm's.
@@ -258,7 +262,8 @@ impl Builder<'_> {
             Ok(v)
         };
         prefill.tail = tail(&a.last)?;
-        decode.tail = tail(&a.x)?;
+        // Decode's residual stream where the last folded sandwich left it.
+        decode.tail = tail(if dec_alt { &a.x_alt } else { &a.x })?;
         if let (Some(plan), Some(logits), Some(tokens)) =
             (&mut batched, &a.logits_batch, &a.tokens_batch)
         {

@@ -292,6 +292,24 @@ pub struct Fold<'a> {
     pub add: bool,
     /// With `add`: the next pre-norm's inputs from the new y.
     pub prep: Option<NormPrep<'a>>,
+    /// x is a sub-block's output that a post-norm, the residual add and the next
+    /// pre-norm turn into this product's input (alone: no other fold with it).
+    pub sandwich: Option<Sandwich<'a>>,
+}
+
+/// Gemma's sandwich norms folded into the projections that read their result: each
+/// workgroup forms `v = res_in + RmsNorm(o) * post` (o the matvec's input binding) and
+/// multiplies W by `RmsNorm(v) * norm`; with `write` the dispatch also stores v in
+/// `res_out`, the residual stream from then on (`res_in` stays as it was: other
+/// workgroups read it while one writes). `matvec.wgsl`'s `SANDWICH`.
+#[derive(Clone, Copy)]
+pub struct Sandwich<'a> {
+    pub res_in: &'a wgpu::Buffer,
+    pub res_out: &'a wgpu::Buffer,
+    pub post: &'a wgpu::Buffer,
+    pub norm: &'a wgpu::Buffer,
+    pub eps: f32,
+    pub write: bool,
 }
 
 /// Where a folded norm's scale comes from: the first `parts` values of `ssq` sum the
@@ -318,13 +336,29 @@ impl Fold<'_> {
         norm: None,
         add: false,
         prep: None,
+        sandwich: None,
     };
+}
+
+/// Whether a matvec of `w` on `gpu` can take a `Sandwich`: rows whose x is read on vec4
+/// words (k a multiple of 4), and the k values of x in the adapter's workgroup memory
+/// beside the reductions' (two arrays of WG values).
+pub fn sandwich_fits(gpu: &Gpu, w: &GpuTensor) -> bool {
+    let (g, _) = geometry(gpu, w.ty);
+    let shared = w.cols * 4 + g.workgroup as u64 * 20;
+    w.cols.is_multiple_of(4)
+        && w.cols > 0
+        && shared <= gpu.limits.max_compute_workgroup_storage_size as u64
 }
 
 /// Bindings of `NormPrep`'s weights, h and of the sums of squares (both folds).
 const PREP_WEIGHTS: u32 = 6;
 const PREP_H: u32 = 7;
 const SSQ: u32 = 8;
+/// Bindings of `Sandwich`'s buffers (its pre-norm's weights at `PREP_WEIGHTS`).
+const RES_IN: u32 = 9;
+const POST: u32 = 10;
+const RES_OUT: u32 = 11;
 
 /// The sums of squares a `NormPrep` of `w` writes on geometry `geo` (the adapter's
 /// when None): one per workgroup of rows. None when a shard does not start on a whole
@@ -348,15 +382,20 @@ const FORMS: [Form; 7] = [
     Form::Pair(Activation::SwigluOai),
 ];
 
+/// The folds a build has: `norm`, `add`, `prep` (as `Fold`), and `sandwich` with the
+/// number of vec4 words of x it holds in workgroup memory.
+type Folds = (bool, bool, bool, Option<u32>);
+
 /// The shader defines of a geometry and form: `MATVEC`, `LANES=n`, `NR=n`, then the
 /// gated activation or `PAIR`, the folds `XNORM` (`norm`), `ADDY` (`add`, the
-/// plain form only) and `PREP` (with `add`), and `FLOAT_RUNS` (`runs`: float rows of
-/// whole runs of 32, see `float_runs`) (kept for the process: `static_defines`).
+/// plain form only), `PREP` (with `add`) and `SANDWICH` with `XW4=n` (alone), and
+/// `FLOAT_RUNS` (`runs`: float rows of whole runs of 32, see `float_runs`) (kept for
+/// the process: `static_defines`).
 fn defines_for(
     g: Geometry,
     seq: u32,
     form: Form,
-    (norm, add, prep): (bool, bool, bool),
+    (norm, add, prep, sandwich): Folds,
     runs: bool,
 ) -> Result<&'static [&'static str], GpuError> {
     if !LANES.contains(&g.lanes)
@@ -375,6 +414,11 @@ fn defines_for(
             "matvec: the residual add (and the norm inputs with it) fold into the plain \
              form only, not {form:?}"
         )));
+    }
+    if sandwich.is_some() && (norm || add) {
+        return Err(GpuError::Runtime(
+            "matvec: the sandwich norms fold in alone".into(),
+        ));
     }
     let mut d = vec![
         "MATVEC".to_string(),
@@ -404,23 +448,33 @@ fn defines_for(
     if prep {
         d.push("PREP".into());
     }
+    if let Some(n) = sandwich {
+        d.push("SANDWICH".into());
+        d.push(format!("XW4={n}"));
+    }
     if runs {
         d.push("FLOAT_RUNS".into());
     }
     super::static_defines(&d)
 }
 
-/// The folds (norm, add, prep) each form is built with: none or the norm, and for the
-/// plain form the add with and without the norm's inputs.
-fn folds(form: Form) -> &'static [(bool, bool, bool)] {
+/// The folds (norm, add, prep, sandwich) each form is built with: none, the norm or
+/// the sandwich (validated at Gemma 3 270M's width, 160 vec4 words), and for the plain
+/// form the add with and without the norm's inputs.
+fn folds(form: Form) -> &'static [Folds] {
     match form {
         Form::Plain => &[
-            (false, false, false),
-            (true, false, false),
-            (false, true, false),
-            (false, true, true),
+            (false, false, false, None),
+            (true, false, false, None),
+            (false, true, false, None),
+            (false, true, true, None),
+            (false, false, false, Some(160)),
         ],
-        _ => &[(false, false, false), (true, false, false)],
+        _ => &[
+            (false, false, false, None),
+            (true, false, false, None),
+            (false, false, false, Some(160)),
+        ],
     }
 }
 
@@ -463,7 +517,7 @@ fn tuning_override() -> Option<Geometry> {
         lanes: n.next()?.ok()?,
         rows: n.next().unwrap_or(Ok(1)).ok()?,
     };
-    let ok = defines_for(g, 1, Form::Plain, (false, false, false), false).is_ok()
+    let ok = defines_for(g, 1, Form::Plain, (false, false, false, None), false).is_ok()
         && g.lanes <= g.workgroup
         && g.workgroup.is_multiple_of(g.lanes);
     ok.then_some(g)
@@ -693,7 +747,7 @@ impl MatVec {
                 w.name
             )));
         }
-        let mut extra: Vec<(u32, &wgpu::Buffer)> = Vec::new();
+        let mut extra: Vec<(u32, &wgpu::Buffer, Option<u64>)> = Vec::new();
         let bad = |what: String| Err(GpuError::Runtime(format!("matvec {}: {what}", w.name)));
         if let Some(n) = fold.norm {
             if n.parts == 0
@@ -707,7 +761,7 @@ impl MatVec {
                     n.eps
                 ));
             }
-            extra.push((SSQ, n.ssq));
+            extra.push((SSQ, n.ssq, None));
         }
         // The add reads y back: a shard's rows are its own, so y must not also be x.
         if fold.add && y.buffer == x.buffer {
@@ -730,7 +784,41 @@ impl MatVec {
             if pr.h == x.buffer || pr.h == y.buffer {
                 return bad("the norm's h cannot be the product's input or output".into());
             }
-            extra.extend([(PREP_WEIGHTS, pr.weights), (PREP_H, pr.h), (SSQ, pr.ssq)]);
+            extra.extend([
+                (PREP_WEIGHTS, pr.weights, None),
+                (PREP_H, pr.h, None),
+                (SSQ, pr.ssq, None),
+            ]);
+        }
+        if let Some(sw) = fold.sandwich {
+            if fold.norm.is_some() || fold.add || !sandwich_fits(gpu, w) {
+                return bad(format!(
+                    "the sandwich norms fold in alone, over x of a multiple of 4 values \
+                     that fits workgroup memory ({} values)",
+                    w.cols
+                ));
+            }
+            if !(0.0..f32::INFINITY).contains(&sw.eps) {
+                return bad(format!("the sandwich norms' epsilon {}", sw.eps));
+            }
+            let bytes = w.cols * 4;
+            let small = [sw.res_in, sw.res_out, sw.post, sw.norm]
+                .iter()
+                .any(|b| b.size() < bytes);
+            if small || xo != 0 {
+                return bad(format!(
+                    "the sandwich norms need {} values in each buffer, o from its start",
+                    w.cols
+                ));
+            }
+            let outs = [y.buffer, sw.res_out];
+            if sw.res_out == sw.res_in || [x.buffer, sw.res_in].iter().any(|b| outs.contains(b)) {
+                return bad(
+                    "the sandwich's new residual and the product need buffers of \
+                            their own"
+                        .into(),
+                );
+            }
         }
         let seq = walks_of(gpu, g, w, pair);
         let rows_per_wg = (g.workgroup / g.lanes * g.rows * seq) as u64;
@@ -739,12 +827,36 @@ impl MatVec {
             g,
             seq,
             form,
-            (fold.norm.is_some(), fold.add, fold.prep.is_some()),
+            (
+                fold.norm.is_some(),
+                fold.add,
+                fold.prep.is_some(),
+                fold.sandwich.map(|_| (w.cols / 4) as u32),
+            ),
             runs,
         )?;
+        // With the sandwich, its inputs are read through uniform bindings beside x's
+        // window (the CPU class's forms): they must allow it.
+        let uniform = wgpu::BufferUsages::UNIFORM;
+        let sandwich_uniform = fold.sandwich.is_none_or(|sw| {
+            [sw.res_in, sw.post, sw.norm]
+                .iter()
+                .all(|b| b.usage().contains(uniform))
+        });
         let window = reads_x4(g, w.ty, runs)
             .then(|| super::uniform_window(gpu, x.buffer, xo, w.cols))
-            .flatten();
+            .flatten()
+            .filter(|_| sandwich_uniform);
+        if let Some(sw) = fold.sandwich {
+            // Uniform bindings hold exactly x's k values (the shader's XW4 vec4s).
+            let n = window.map(|_| w.cols * 4);
+            extra.extend([
+                (PREP_WEIGHTS, sw.norm, n),
+                (RES_IN, sw.res_in, n),
+                (POST, sw.post, n),
+                (RES_OUT, sw.res_out, None),
+            ]);
+        }
         if window.is_some() {
             defines = with_uniform_x(defines)?;
         }
@@ -757,12 +869,15 @@ impl MatVec {
             x_range: window.map(|o| (o, super::X_WINDOW)),
             extra: &extra,
             step: None,
-            cost: match (fold.add, fold.prep.is_some()) {
-                (true, true) => cost::<4>,
-                (true, false) => cost::<2>,
+            cost: match (fold.add, fold.prep.is_some(), fold.sandwich.is_some()) {
+                (true, true, _) => cost::<4>,
+                (true, false, _) => cost::<2>,
+                (_, _, true) => sandwich_cost,
                 _ => cost::<1>,
             },
         };
+        // One dispatch (the first shard's) writes the sandwich's residual.
+        let mut first = true;
         let dispatches = weight_dispatches(gpu, &kernel, w, |start, rows| {
             // A pair's shard holds both projections; the rows out are half of it.
             let rows = if pair { rows / 2 } else { rows };
@@ -773,8 +888,15 @@ impl MatVec {
                 row_offset: start as u32,
                 x_offset: super::windowed_offset(xo, window),
                 y_offset: yo,
-                eps: fold.norm.map_or(0.0, |n| n.eps),
-                parts: fold.norm.map_or(0, |n| n.parts),
+                eps: fold
+                    .norm
+                    .map(|n| n.eps)
+                    .or(fold.sandwich.map(|s| s.eps))
+                    .unwrap_or(0.0),
+                parts: match fold.sandwich {
+                    Some(s) => (s.write && std::mem::take(&mut first)) as u32,
+                    None => fold.norm.map_or(0, |n| n.parts),
+                },
             };
             let (gx, gy) = grid(gpu, rows.div_ceil(rows_per_wg) as u32);
             (p, (gx, gy, 1))
@@ -798,6 +920,15 @@ fn cost<const YS: u32>(w: &GpuTensor, rows: f64) -> (Work, Work) {
             ..Work::default()
         },
     )
+}
+
+/// `cost::<1>` plus the sandwich's reads of the residual, o again and the two norms'
+/// weights, and its write of the new residual (once per dispatch: its workgroups read
+/// the same values from cache).
+fn sandwich_cost(w: &GpuTensor, rows: f64) -> (Work, Work) {
+    let (mut bytes, flops) = cost::<1>(w, rows);
+    bytes.c += w.cols as f64 * 4.0 * 4.0;
+    (bytes, flops)
 }
 
 /// CPU twin: `y[r] = sum_k w[r * cols + k] * x[k]` over dequantized weights, in f64.
@@ -831,12 +962,12 @@ mod tests {
             );
             assert!((64..=256).contains(&g.workgroup), "{class:?}");
             assert!(
-                defines_for(g, 1, Form::Plain, (false, false, false), false).is_ok(),
+                defines_for(g, 1, Form::Plain, (false, false, false, None), false).is_ok(),
                 "{class:?}"
             );
         }
         for g in [SHARE_GEOMETRY, ONE_ROW_SHARE_GEOMETRY] {
-            let share = defines_for(g, 1, Form::Plain, (false, false, false), false).unwrap();
+            let share = defines_for(g, 1, Form::Plain, (false, false, false, None), false).unwrap();
             assert!(share.contains(&"XSHARE"));
         }
         for ty in GgmlType::ALL {
@@ -856,7 +987,8 @@ mod tests {
             // Float types preload x in their run form.
             let runs = ty.is_float();
             let g = class_geometry(AdapterClass::Cpu, ty);
-            let defines = defines_for(g, 1, Form::Plain, (false, false, false), runs).unwrap();
+            let defines =
+                defines_for(g, 1, Form::Plain, (false, false, false, None), runs).unwrap();
             let key = super::super::weight_key("matvec", ty, true, 32, defines);
             let Ok(src) = crate::gpu::compose(&key) else {
                 assert!(!shares_x(ty), "{ty} shares x but has no matvec decoder");

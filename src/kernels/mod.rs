@@ -665,8 +665,8 @@ struct WeightKernel<'a> {
     inputs: [&'a wgpu::Buffer; 2],
     /// Binding 1 as a window of its buffer (byte offset, size) instead of the whole.
     x_range: Option<(u64, u64)>,
-    /// More buffers, by binding.
-    extra: &'a [(u32, &'a wgpu::Buffer)],
+    /// More buffers, by binding: the whole buffer, or its first `n` bytes (`Some(n)`).
+    extra: &'a [(u32, &'a wgpu::Buffer, Option<u64>)],
     /// The step uniform, for kernels that read it.
     step: Option<&'a StepBuffer>,
     /// Bytes and FLOPs of a shard of `rows` rows of `w`.
@@ -761,7 +761,17 @@ fn weight_dispatches_keyed<P: ShaderParams>(
         if let Some(s) = k.step {
             entries.push((STEP_BINDING, s.buffer.as_entire_binding()));
         }
-        entries.extend(k.extra.iter().map(|(b, buf)| (*b, buf.as_entire_binding())));
+        entries.extend(k.extra.iter().map(|&(b, buffer, n)| {
+            let r = match n {
+                Some(n) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer,
+                    offset: 0,
+                    size: wgpu::BufferSize::new(n),
+                }),
+                None => buffer.as_entire_binding(),
+            };
+            (b, r)
+        }));
         let d = build_dispatch_with(gpu, &key, label, entries, &p, workgroups)?;
         let (bytes, flops) = (k.cost)(w, shard.rows as f64);
         out.push(d.costed(format!("{}x{}", shard.rows, w.cols), bytes, flops));

@@ -243,6 +243,8 @@ fn vector(gpu: &Gpu, f: &GgufFile, name: &str) -> Result<wgpu::Buffer, ModelErro
         .create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(name),
             contents: bytemuck::cast_slice(&v),
-            usage: wgpu::BufferUsages::STORAGE,
+            // UNIFORM: the CPU class's matvecs read a sandwich's norm weights through
+            // uniform bindings (`matvec::Sandwich`).
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
         }))
 }
