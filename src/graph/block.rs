@@ -224,10 +224,7 @@ impl<'a> Block<'a> {
 
     /// The decode plan's residual stream at this point (see `dec_alt`).
     fn dec_res(&self) -> &'a wgpu::Buffer {
-        match self.dec_alt {
-            true => &self.a.x_alt,
-            false => &self.a.x,
-        }
+        self.a.dec_x(self.dec_alt)
     }
 
     /// How the decode projections of h about to be built (of `readers`) read it. When
@@ -244,7 +241,7 @@ impl<'a> Block<'a> {
                 return Ok(DecInput::h(a, Fold::NONE));
             }
             self.dec.pop();
-            let io = [self.dec_res(), if self.dec_alt { &a.x } else { &a.x_alt }];
+            let io = [self.dec_res(), a.dec_x(!self.dec_alt)];
             self.dec_alt = !self.dec_alt;
             return Ok(DecInput {
                 x: &a.o,

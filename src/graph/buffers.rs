@@ -88,6 +88,15 @@ pub(super) async fn read_into(
 }
 
 impl Activations {
+    /// The decode plan's residual stream: `x`, or `x_alt` after an odd number of folded
+    /// sandwich norms (`alt`).
+    pub(super) fn dec_x(&self, alt: bool) -> &wgpu::Buffer {
+        match alt {
+            true => &self.x_alt,
+            false => &self.x,
+        }
+    }
+
     /// Allocates every activation buffer for `batch` tokens per step (prefill's chunk,
     /// or the batched plan's rows if more: `step_rows`), and for `sequences > 1` each
     /// sequence's logits and argmax (a batched step's outputs).

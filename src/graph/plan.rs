@@ -263,7 +263,7 @@ impl Builder<'_> {
         };
         prefill.tail = tail(&a.last)?;
         // Decode's residual stream where the last folded sandwich left it.
-        decode.tail = tail(if dec_alt { &a.x_alt } else { &a.x })?;
+        decode.tail = tail(a.dec_x(dec_alt))?;
         if let (Some(plan), Some(logits), Some(tokens)) =
             (&mut batched, &a.logits_batch, &a.tokens_batch)
         {

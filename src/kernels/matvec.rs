@@ -340,12 +340,17 @@ impl Fold<'_> {
     };
 }
 
-/// Whether a matvec of `w` on `gpu` can take a `Sandwich`: rows whose x is read on vec4
-/// words (k a multiple of 4), and the k values of x in the adapter's workgroup memory
-/// beside the reductions' (two arrays of WG values).
+/// Whether a matvec of `w` on `gpu` (its geometry's workgroup size) can take a
+/// `Sandwich`: rows whose x is read on vec4 words (k a multiple of 4), and the k values
+/// of x in the adapter's workgroup memory beside the reductions' (two arrays of WG
+/// values).
 pub fn sandwich_fits(gpu: &Gpu, w: &GpuTensor) -> bool {
-    let (g, _) = geometry(gpu, w.ty);
-    let shared = w.cols * 4 + g.workgroup as u64 * 20;
+    sandwich_fits_in(gpu, w, geometry(gpu, w.ty).0.workgroup)
+}
+
+/// `sandwich_fits` in workgroups of `workgroup` invocations.
+fn sandwich_fits_in(gpu: &Gpu, w: &GpuTensor, workgroup: u32) -> bool {
+    let shared = w.cols * 4 + workgroup as u64 * 20;
     w.cols.is_multiple_of(4)
         && w.cols > 0
         && shared <= gpu.limits.max_compute_workgroup_storage_size as u64
@@ -791,7 +796,7 @@ impl MatVec {
             ]);
         }
         if let Some(sw) = fold.sandwich {
-            if fold.norm.is_some() || fold.add || !sandwich_fits(gpu, w) {
+            if fold.norm.is_some() || fold.add || !sandwich_fits_in(gpu, w, g.workgroup) {
                 return bad(format!(
                     "the sandwich norms fold in alone, over x of a multiple of 4 values \
                      that fits workgroup memory ({} values)",
