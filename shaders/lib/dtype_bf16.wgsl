@@ -9,13 +9,22 @@ fn words4(a: u32, c: u32) -> vec4<f32> {
 #define HALF_FLOATS
 #include "lib/float_runs.wgsl"
 #else
+#ifndef MATVEC
+// A group is two words (rows are whole groups), read in one load (see dtype_f32).
+#define WEIGHTS_VEC2
+#endif
 #include "lib/weights.wgsl"
 
 const QK: u32 = 4u;
 const BLOCK_WORDS: u32 = 2u;
 
 fn dq4(b: u32, i: u32) -> vec4<f32> {
+#ifdef WEIGHTS_VEC2
+    let q = w2[b >> 1u];
+    return words4(q.x, q.y);
+#else
     return words4(w[b], w[b + 1u]);
+#endif
 }
 
 #ifdef MATVEC
