@@ -2,7 +2,8 @@
 """The machine code lavapipe makes of hearth's compute shaders, counted: a noise-free
 instrument for kernel work on a CPU rasterizer, where timings move 10-30% between runs.
 
-Usage: scripts/lavapipe-asm.py [--keep FILE] -- COMMAND [ARGS...]
+Usage: [LOOPS=N] scripts/lavapipe-asm.py [--keep FILE] -- COMMAND [ARGS...]
+(LOOPS: how many loops to list per shader, largest first; 4 by default.)
 e.g.   HEARTH_BENCH_ROWS=256 HEARTH_BENCH_COLS=256 \
          scripts/lavapipe-asm.py -- cargo bench --bench matvec -- q8_0
 
@@ -94,7 +95,7 @@ def main():
         sys.exit(f"no shader code in the output (exit {run.returncode}): is the adapter lavapipe?")
     for i, body in enumerate(found):
         print(f"shader {i}: {len(body)} instructions")
-        for start, end in loops(body)[:4]:
+        for start, end in loops(body)[:int(os.environ.get("LOOPS", "4"))]:
             print("  loop " + stats([x for x in body if start <= x[0] <= end]))
     sys.exit(run.returncode)
 

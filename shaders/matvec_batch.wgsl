@@ -330,12 +330,60 @@ fn share_group(g: u32, j: u32, i: u32, v: Xs) {
 #endif
 }
 
+#ifdef LAZY_W4
+// Groups g + j .. g + j + 3 (j a multiple of 4) against x elements e..e+15 of every
+// column: each row's four words in one load (the decoder's lazy_words4), each group
+// decoded where it is used (lazy_dec).
+fn share_run4(g: u32, j: u32, e: u32) {
+    let s = e / 4u;
+    let q0 = lazy_words4(l0, j);
+    let q1 = lazy_words4(l1, j);
+    let q2 = lazy_words4(l2, j);
+    let q3 = lazy_words4(l3, j);
+    tile_xg(lazy_dec(l0, q0.x), lazy_dec(l1, q1.x), lazy_dec(l2, q2.x), lazy_dec(l3, q3.x),
+        xs_at(s));
+    tile_xg(lazy_dec(l0, q0.y), lazy_dec(l1, q1.y), lazy_dec(l2, q2.y), lazy_dec(l3, q3.y),
+        xs_at(s + 1u));
+    tile_xg(lazy_dec(l0, q0.z), lazy_dec(l1, q1.z), lazy_dec(l2, q2.z), lazy_dec(l3, q3.z),
+        xs_at(s + 2u));
+    tile_xg(lazy_dec(l0, q0.w), lazy_dec(l1, q1.w), lazy_dec(l2, q2.w), lazy_dec(l3, q3.w),
+        xs_at(s + 3u));
+}
+#else
 // Groups g + j and g + j + 1 (j even) against x elements e..e+7 of every column.
+#ifdef LAZY_W2
+// Both groups' words of each row in one load (lazy_words2), each decoded where used.
+fn share_run(g: u32, j: u32, e: u32) {
+    let s = e / 4u;
+    let q0 = lazy_words2(l0, j);
+    let q1 = lazy_words2(l1, j);
+    let q2 = lazy_words2(l2, j);
+    let q3 = lazy_words2(l3, j);
+#ifdef BR8
+    let q4 = lazy_words2(l4, j);
+    let q5 = lazy_words2(l5, j);
+    let q6 = lazy_words2(l6, j);
+    let q7 = lazy_words2(l7, j);
+    tile_xg8(lazy_dec(l0, q0.x), lazy_dec(l1, q1.x), lazy_dec(l2, q2.x), lazy_dec(l3, q3.x),
+        lazy_dec(l4, q4.x), lazy_dec(l5, q5.x), lazy_dec(l6, q6.x), lazy_dec(l7, q7.x), xs_at(s));
+    tile_xg8(lazy_dec(l0, q0.y), lazy_dec(l1, q1.y), lazy_dec(l2, q2.y), lazy_dec(l3, q3.y),
+        lazy_dec(l4, q4.y), lazy_dec(l5, q5.y), lazy_dec(l6, q6.y), lazy_dec(l7, q7.y),
+        xs_at(s + 1u));
+#else
+    tile_xg(lazy_dec(l0, q0.x), lazy_dec(l1, q1.x), lazy_dec(l2, q2.x), lazy_dec(l3, q3.x),
+        xs_at(s));
+    tile_xg(lazy_dec(l0, q0.y), lazy_dec(l1, q1.y), lazy_dec(l2, q2.y), lazy_dec(l3, q3.y),
+        xs_at(s + 1u));
+#endif
+}
+#else
 fn share_run(g: u32, j: u32, e: u32) {
     let s = e / 4u;
     share_group(g, j, 0u, xs_at(s));
     share_group(g, j, 1u, xs_at(s + 1u));
 }
+#endif
+#endif
 #endif
 #endif
 #endif
@@ -453,9 +501,15 @@ fn main(ids: Ids, gs: Groups) {
 #ifdef LAZY
         lazy_scales(g);
 #endif
+#ifdef LAZY_W4
+        for (var j = 0u; j < 8u; j += 4u) {
+            share_run4(g, j, 4u * (g + j));
+        }
+#else
         for (var j = 0u; j < 8u; j += 2u) {
             share_run(g, j, 4u * (g + j));
         }
+#endif
     }
 #endif
 #endif

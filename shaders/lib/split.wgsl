@@ -22,11 +22,20 @@ fn word(i: u32) -> u32 {
     return w4[i >> 2u][i & 3u];
 }
 #else
+#ifdef W_VEC2
+// A decoder's lazy form that loads two words at once (LAZY_W2).
+@group(0) @binding(0) var<storage, read> w2: array<vec2<u32>>;
+
+fn word(i: u32) -> u32 {
+    return w2[i >> 1u][i & 1u];
+}
+#else
 @group(0) @binding(0) var<storage, read> w: array<u32>;
 
 fn word(i: u32) -> u32 {
     return w[i];
 }
+#endif
 #endif
 
 // Blocks per row.
