@@ -79,12 +79,14 @@ const TALL_ROWS: u32 = 8;
 /// -> 16.7 / 16.2 / 16.8; the others ran slower with eight (Q5_0 22.8 / 22.1 / 22.0 ->
 /// 20.9 / 21.0 / 21.4, Q5_1 -8%, IQ4_NL and IQ4_XS -14%, MXFP4 -6%: their decoders hold
 /// more per row, such as the high-bit word), and so did the 8-column builds of batched
-/// decode (Q5_0, Q8_0 and F16 by 10-30%), which keep four.
+/// decode (Q5_0, Q8_0 and F16 by 10-30%), which keep four. Q8_0 joined on 2026-12-06
+/// (its 16-column builds, on hosts with AVX-512 the only ones that take 16: `widens`),
+/// once its step loaded a row's words two at a time (`LAZY_W2`): see `eight_rows`.
 pub fn tall(ty: GgmlType) -> bool {
     use GgmlType::*;
     matches!(
         ty,
-        F32 | F16 | BF16 | Q4_0 | Q4_1 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K
+        F32 | F16 | BF16 | Q4_0 | Q4_1 | Q8_0 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K
     )
 }
 
@@ -101,9 +103,13 @@ pub fn tall(ty: GgmlType) -> bool {
 /// (Q4_1) 184.1 / 185.0 tokens/s against 149.2 / 152.5, and `--parallel 16` decode
 /// 113.0 / 104.6 against 95.6 / 99.9. On the AMD EPYC (Zen 3, AVX2) of 2026-12-05,
 /// eight rows had run those types 7-20% faster (`tall`). Two hosts, so the line is
-/// drawn at the one difference in their vector units this code can see.
+/// drawn at the one difference in their vector units this code can see. Q8_0 takes
+/// eight there too (same Xeon, 2026-12-06, `HEARTH_BENCH_SEQS=16 HEARTH_BENCH_ROWS=65536
+/// HEARTH_BENCH_COLS=640 cargo bench --bench matvec -- q8_0`, alternated: the 16-sequence
+/// step 26.0 / 25.4 ms against 22.8 / 23.2 with eight, prefill 47.9 / 49.1 against 52.7
+/// / 52.1 GFLOP/s); without AVX-512 it never takes 16 columns (`widens`).
 pub fn eight_rows(ty: GgmlType) -> bool {
-    tall(ty) && (!avx512_host() || matches!(ty, GgmlType::F16 | GgmlType::Q2_K))
+    tall(ty) && (!avx512_host() || matches!(ty, GgmlType::F16 | GgmlType::Q2_K | GgmlType::Q8_0))
 }
 
 /// Whether this host's CPU has AVX-512 (32 vector registers, where AVX2 has 16).
@@ -621,7 +627,7 @@ mod tests {
     use super::*;
 
     /// Eight rows per invocation stay among the `tall` types, all of them where the host
-    /// has no AVX-512, and F16 and Q2_K everywhere; `tile` gives them only to 16-column
+    /// has no AVX-512, and F16, Q2_K and Q8_0 everywhere; `tile` gives them only to 16-column
     /// x-sharing builds, on half the invocations.
     #[test]
     fn eight_rows_per_host() {
@@ -637,7 +643,7 @@ mod tests {
                 }
             );
             assert!(!eight_rows(ty) || tall(ty), "{ty}");
-            if !avx512_host() || matches!(ty, GgmlType::F16 | GgmlType::Q2_K) {
+            if !avx512_host() || matches!(ty, GgmlType::F16 | GgmlType::Q2_K | GgmlType::Q8_0) {
                 assert_eq!(eight_rows(ty), tall(ty), "{ty}");
             }
             assert_eq!(
