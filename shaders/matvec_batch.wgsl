@@ -307,52 +307,38 @@ fn share_pair(j: u32, e: vec2<u32>) {
     share_pair1(j, 1u, xs_at(s + 1u), xs_at(t + 1u));
 }
 #else
-// Group g + j + i of the tile's rows against the columns' x words v: from its words and
-// the scales lazy_scale loaded (LAZY), else through the group decoder.
-fn share_group(g: u32, j: u32, i: u32, v: Xs) {
 #ifdef LAZY
+// One group of the tile's rows against the columns' x words v, decoded where it is used
+// (the decoder's lazy_dec) from the rows' words: rows 0..3's in q, with BR8 rows 4..7's
+// in h.
+fn tile_words(q: vec4<u32>, h: vec4<u32>, v: Xs) {
 #ifdef BR8
-    tile_xg8(lazy_group(l0, j + i), lazy_group(l1, j + i), lazy_group(l2, j + i),
-        lazy_group(l3, j + i), lazy_group(l4, j + i), lazy_group(l5, j + i),
-        lazy_group(l6, j + i), lazy_group(l7, j + i), v);
+    tile_xg8(lazy_dec(l0, q.x), lazy_dec(l1, q.y), lazy_dec(l2, q.z), lazy_dec(l3, q.w),
+        lazy_dec(l4, h.x), lazy_dec(l5, h.y), lazy_dec(l6, h.z), lazy_dec(l7, h.w), v);
 #else
-    tile_xg(lazy_group(l0, j + i), lazy_group(l1, j + i), lazy_group(l2, j + i),
-        lazy_group(l3, j + i), v);
-#endif
-#else
-    let h = g + j + i;
-#ifdef BR8
-    tile_xg8(dq4_row(b0, h), dq4_row(b1, h), dq4_row(b2, h), dq4_row(b3, h), dq4_row(b4, h),
-        dq4_row(b5, h), dq4_row(b6, h), dq4_row(b7, h), v);
-#else
-    tile_xg(dq4_row(b0, h), dq4_row(b1, h), dq4_row(b2, h), dq4_row(b3, h), v);
-#endif
+    tile_xg(lazy_dec(l0, q.x), lazy_dec(l1, q.y), lazy_dec(l2, q.z), lazy_dec(l3, q.w), v);
 #endif
 }
 
 #ifdef LAZY_W4
 // Groups g + j .. g + j + 3 (j a multiple of 4) against x elements e..e+15 of every
-// column: each row's four words in one load (the decoder's lazy_words4), each group
-// decoded where it is used (lazy_dec).
+// column, each row's four words in one load (the decoder's lazy_words4; built without
+// BR8, which needs 16 columns).
 fn share_run4(g: u32, j: u32, e: u32) {
     let s = e / 4u;
     let q0 = lazy_words4(l0, j);
     let q1 = lazy_words4(l1, j);
     let q2 = lazy_words4(l2, j);
     let q3 = lazy_words4(l3, j);
-    tile_xg(lazy_dec(l0, q0.x), lazy_dec(l1, q1.x), lazy_dec(l2, q2.x), lazy_dec(l3, q3.x),
-        xs_at(s));
-    tile_xg(lazy_dec(l0, q0.y), lazy_dec(l1, q1.y), lazy_dec(l2, q2.y), lazy_dec(l3, q3.y),
-        xs_at(s + 1u));
-    tile_xg(lazy_dec(l0, q0.z), lazy_dec(l1, q1.z), lazy_dec(l2, q2.z), lazy_dec(l3, q3.z),
-        xs_at(s + 2u));
-    tile_xg(lazy_dec(l0, q0.w), lazy_dec(l1, q1.w), lazy_dec(l2, q2.w), lazy_dec(l3, q3.w),
-        xs_at(s + 3u));
+    let h = vec4<u32>(0u);
+    tile_words(vec4<u32>(q0.x, q1.x, q2.x, q3.x), h, xs_at(s));
+    tile_words(vec4<u32>(q0.y, q1.y, q2.y, q3.y), h, xs_at(s + 1u));
+    tile_words(vec4<u32>(q0.z, q1.z, q2.z, q3.z), h, xs_at(s + 2u));
+    tile_words(vec4<u32>(q0.w, q1.w, q2.w, q3.w), h, xs_at(s + 3u));
 }
 #else
-// Groups g + j and g + j + 1 (j even) against x elements e..e+7 of every column.
-#ifdef LAZY_W2
-// Both groups' words of each row in one load (lazy_words2), each decoded where used.
+// Groups g + j and g + j + 1 (j even) against x elements e..e+7 of every column, each
+// row's two words in one load (the decoder's lazy_words2).
 fn share_run(g: u32, j: u32, e: u32) {
     let s = e / 4u;
     let q0 = lazy_words2(l0, j);
@@ -364,25 +350,35 @@ fn share_run(g: u32, j: u32, e: u32) {
     let q5 = lazy_words2(l5, j);
     let q6 = lazy_words2(l6, j);
     let q7 = lazy_words2(l7, j);
-    tile_xg8(lazy_dec(l0, q0.x), lazy_dec(l1, q1.x), lazy_dec(l2, q2.x), lazy_dec(l3, q3.x),
-        lazy_dec(l4, q4.x), lazy_dec(l5, q5.x), lazy_dec(l6, q6.x), lazy_dec(l7, q7.x), xs_at(s));
-    tile_xg8(lazy_dec(l0, q0.y), lazy_dec(l1, q1.y), lazy_dec(l2, q2.y), lazy_dec(l3, q3.y),
-        lazy_dec(l4, q4.y), lazy_dec(l5, q5.y), lazy_dec(l6, q6.y), lazy_dec(l7, q7.y),
-        xs_at(s + 1u));
+    let hx = vec4<u32>(q4.x, q5.x, q6.x, q7.x);
+    let hy = vec4<u32>(q4.y, q5.y, q6.y, q7.y);
 #else
-    tile_xg(lazy_dec(l0, q0.x), lazy_dec(l1, q1.x), lazy_dec(l2, q2.x), lazy_dec(l3, q3.x),
-        xs_at(s));
-    tile_xg(lazy_dec(l0, q0.y), lazy_dec(l1, q1.y), lazy_dec(l2, q2.y), lazy_dec(l3, q3.y),
-        xs_at(s + 1u));
+    let hx = vec4<u32>(0u);
+    let hy = hx;
+#endif
+    tile_words(vec4<u32>(q0.x, q1.x, q2.x, q3.x), hx, xs_at(s));
+    tile_words(vec4<u32>(q0.y, q1.y, q2.y, q3.y), hy, xs_at(s + 1u));
+}
+#endif
+#else
+// Group g + j + i of the tile's rows, through the type's group decoder, against the
+// columns' x words v.
+fn share_group(g: u32, j: u32, i: u32, v: Xs) {
+    let h = g + j + i;
+#ifdef BR8
+    tile_xg8(dq4_row(b0, h), dq4_row(b1, h), dq4_row(b2, h), dq4_row(b3, h), dq4_row(b4, h),
+        dq4_row(b5, h), dq4_row(b6, h), dq4_row(b7, h), v);
+#else
+    tile_xg(dq4_row(b0, h), dq4_row(b1, h), dq4_row(b2, h), dq4_row(b3, h), v);
 #endif
 }
-#else
+
+// Groups g + j and g + j + 1 (j even) against x elements e..e+7 of every column.
 fn share_run(g: u32, j: u32, e: u32) {
     let s = e / 4u;
     share_group(g, j, 0u, xs_at(s));
     share_group(g, j, 1u, xs_at(s + 1u));
 }
-#endif
 #endif
 #endif
 #endif

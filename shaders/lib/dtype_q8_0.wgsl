@@ -49,21 +49,14 @@ fn dot_block_part(row: u32, nb: u32, blk: u32, part: u32, e: u32) -> f32 {
 #endif
 
 #ifdef LAZY
-// Group j (0..7) of the block, from its word j, loaded here (the generic lazy step's
-// reader; Q8_0's x-sharing step loads its words through lazy_words4 / lazy_words2). (In
-// pairs of decoded groups, as the nibble types take theirs, the batched step ran 1.6x
-// slower on lavapipe: more registers live.)
-fn lazy_group(r: Lazy, j: u32) -> vec4<f32> {
-    return r.d.x * sbytes4(word(r.w.x + j));
-}
-
 // The batched step's words in one load, four (LAZY_W4, j a multiple of 4) or with 16
 // columns two (LAZY_W2, j even) from word j of the block, and a group from its word q.
 // On lavapipe each load is a loop over the lanes with its checks, and more words held
 // per row cost registers: benches/matvec (65536 x 640, alternated) ran the 8-sequence
 // step 16.7-17.2 -> 15.5-15.6 ms with four words a load (16.8-18.0 with two), and the
 // 16-column builds faster with two (16 sequences 27.9-31.7 -> 26.3-29.3 ms, prefill
-// 42-46 -> 45-48 GFLOP/s) than with four (prefill 39-40).
+// 42-46 -> 45-48 GFLOP/s) than with four (prefill 39-40). (Decoding two groups at once,
+// as the nibble types take theirs, had run the step 1.6x slower: more registers live.)
 #ifdef LAZY_W4
 fn lazy_words4(r: Lazy, j: u32) -> vec4<u32> {
     return w4[(r.w.x + j) >> 2u];

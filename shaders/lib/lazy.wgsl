@@ -4,7 +4,9 @@
 // A decoder that defines LAZY gives `lazy_scale(row, g) -> Lazy` (the split-row types
 // get theirs from lib/split.wgsl), the scales (and word addresses) of the LAZY_GROUPS
 // 4-element groups from group g (a multiple of it), and one of:
-// - `lazy_group(s, j)`, group j of them;
+// - LAZY_W4 or LAZY_W2 (Q8_0, a group per word): `lazy_words4(s, j)` or
+//   `lazy_words2(s, j)`, the words of groups j.. in one load, and `lazy_dec(s, q)`, a
+//   group from its word q;
 // - LAZY_PAIR (blocks of 32, LAZY_GROUPS 8): `lazy_pair(s, j)`, groups j and j + 4
 //   (j < 4) from the same words, the block's two halves starting at elements
 //   `lazy_runs(g)` (Q4_0's byte j holds elements j and j + 16);

@@ -40,11 +40,6 @@ fn dq4_row(row_base: u32, g: u32) -> vec4<f32> {
 fn word(i: u32) -> u32 {
     return w2[i >> 1u][i & 1u];
 }
-
-// Elements 4g..4g+3 of the row whose first word is `row_base`.
-fn dq4_row(row_base: u32, g: u32) -> vec4<f32> {
-    return dq4(row_base + (g / GPB) * BLOCK_WORDS, g % GPB);
-}
 #else
 @group(0) @binding(0) var<storage, read> w: array<u32>;
 
@@ -56,12 +51,12 @@ fn word(i: u32) -> u32 {
 fn wbyte(base: u32, k: u32) -> u32 {
     return (w[base + (k >> 2u)] >> (8u * (k & 3u))) & 0xFFu;
 }
+#endif
 
 // Elements 4g..4g+3 of the row whose first word is `row_base`.
 fn dq4_row(row_base: u32, g: u32) -> vec4<f32> {
     return dq4(row_base + (g / GPB) * BLOCK_WORDS, g % GPB);
 }
-#endif
 #endif
 
 #ifdef MATVEC
