@@ -312,6 +312,9 @@ pub struct Gpu {
     pub(crate) pipelines: PipelineCache,
     /// Faults the device reported outside any error scope, and its loss.
     faults: Arc<Faults>,
+    /// A CPU adapter: waits keep the cores awake (`spin`).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    cpu: bool,
 }
 
 /// What the device reported through its callbacks: hearth never lets wgpu's default
@@ -443,6 +446,7 @@ impl Gpu {
                 locked(&faults.lost).get_or_insert(why);
             });
         }
+        let cpu = info.device_type == wgpu::DeviceType::Cpu;
         Ok(Arc::new(Self {
             device,
             queue,
@@ -453,6 +457,7 @@ impl Gpu {
             coop,
             pipelines: PipelineCache::default(),
             faults,
+            cpu,
         }))
     }
 
@@ -532,6 +537,9 @@ impl Gpu {
     /// Blocks until submission `index` is done (`None`: all submitted work), native.
     pub fn wait_for(&self, index: Option<wgpu::SubmissionIndex>) -> Result<(), GpuError> {
         self.check()?;
+        // On a CPU adapter its cores stay awake while it works (see `spin`).
+        #[cfg(not(target_arch = "wasm32"))]
+        let _awake = if self.cpu { super::spin::hold() } else { None };
         let poll = |submission_index| {
             self.device.poll(wgpu::PollType::Wait {
                 submission_index,

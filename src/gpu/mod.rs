@@ -7,6 +7,8 @@ mod device;
 pub mod profiler;
 mod readback;
 mod shaders;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod spin;
 mod tensor;
 
 pub use device::{
