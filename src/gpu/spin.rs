@@ -14,8 +14,10 @@
 //! wait ends (the CPU's work between steps), then parks. A `SCHED_IDLE` thread runs only
 //! when its core has nothing else to run and yields it the moment another thread wakes,
 //! so the spinners take no time from the rasterizer's threads or the caller: they only
-//! keep the cores from halting. Linux only (elsewhere `hold` does nothing); off with
-//! `HEARTH_CPU_SPIN=0`.
+//! keep the cores from halting. Linux only (elsewhere `hold` does nothing), and not
+//! under a CPU quota smaller than the cores the process may run on (a container's
+//! `--cpus`: the spinners would spend the quota the work needs and get the group
+//! throttled); off with `HEARTH_CPU_SPIN=0`.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
@@ -24,6 +26,9 @@ use std::time::{Duration, Instant};
 /// How long the spinners keep spinning after the last wait ends: the CPU's own work
 /// between two steps (sampling, recording the next step) is well under this.
 pub const LINGER: Duration = Duration::from_millis(20);
+
+/// Most spinners: lavapipe's most worker threads (32) and its queue thread.
+const MAX_SPINNERS: usize = 33;
 
 /// The process's spinners, started by the first `hold`.
 struct Pool {
@@ -67,13 +72,16 @@ impl Drop for Hold {
     }
 }
 
-/// Whether spinning is enabled for this process: Linux, unless `HEARTH_CPU_SPIN=0`.
+/// Whether spinning is enabled for this process: Linux, no CPU quota below the cores
+/// it may run on, and not turned off with `HEARTH_CPU_SPIN=0`.
 pub fn enabled() -> bool {
     let off = matches!(
         std::env::var("HEARTH_CPU_SPIN").as_deref().map(str::trim),
         Ok("0")
     );
-    cfg!(target_os = "linux") && !off
+    // available_parallelism counts a cgroup quota; the affinity mask does not.
+    let usable = std::thread::available_parallelism().map_or(0, |n| n.get());
+    cfg!(target_os = "linux") && !off && usable >= os::allowed_cores().len()
 }
 
 /// Starts a wait: the spinners (started on the first call) spin until the returned
@@ -104,7 +112,10 @@ fn start() -> Option<&'static Pool> {
     if !enabled() {
         return None;
     }
-    let cores = os::allowed_cores();
+    let mut cores = os::allowed_cores();
+    // lavapipe runs at most 32 worker threads and its queue thread: more spinners would
+    // only keep cores awake that none of its threads runs on.
+    cores.truncate(MAX_SPINNERS);
     if cores.is_empty() {
         return None;
     }
