@@ -35,7 +35,7 @@ fn spinners_spin_while_a_wait_is_held_then_park() {
         "no spinner spun during a held wait: {:?}",
         spin::status()
     );
-    assert!(spin::status().1 <= 33);
+    assert!(spin::status().1 <= spin::MAX_SPINNERS);
     drop(held);
     // They linger for spin::LINGER after the wait, then park.
     assert!(

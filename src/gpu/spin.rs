@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 pub const LINGER: Duration = Duration::from_millis(20);
 
 /// Most spinners: lavapipe's most worker threads (32) and its queue thread.
-const MAX_SPINNERS: usize = 33;
+pub const MAX_SPINNERS: usize = 33;
 
 /// The process's spinners, started by the first `hold`.
 struct Pool {
@@ -37,7 +37,7 @@ struct Pool {
     /// When the last wait ended, in nanoseconds since `start`.
     last_end: AtomicU64,
     start: Instant,
-    /// Spinners spinning now (for tests and `hearth profile`).
+    /// Spinners spinning now (`status`).
     spinning: AtomicUsize,
     /// Spinners started (those that could not lower their priority exit at once).
     started: AtomicUsize,
@@ -193,13 +193,12 @@ mod os {
     /// Puts the calling thread at `SCHED_IDLE` and, where allowed, on `core` only.
     /// Whether the priority was lowered (pinning is best effort).
     pub fn idle_priority_on(core: usize) -> bool {
-        // SAFETY: both calls act on the calling thread (pid 0) with initialized
-        // arguments of the sizes they are given.
+        if !idle_priority_allowed() {
+            return false;
+        }
+        // SAFETY: acts on the calling thread (pid 0) with an initialized set of the size
+        // it is given.
         unsafe {
-            let param = libc::sched_param { sched_priority: 0 };
-            if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
-                return false;
-            }
             let mut set: libc::cpu_set_t = std::mem::zeroed();
             libc::CPU_SET(core, &mut set);
             libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
