@@ -30,12 +30,6 @@ cargo build --bins --examples
 ./target/debug/hearth devices
 # Fixture variables are set above, so a test whose data is missing fails instead of
 # skipping (tests/common/mod.rs `fixture`); the summary below counts what ran.
-# Most of the tests' time is lavapipe's LLVM compiling shaders (a cold Mesa cache, ~1 s
-# a pipeline; the kernel tests build hundreds of variants). `nopt` skips LLVM's
-# optimization passes: the kernels compute the same results (the twins' bounds are
-# unchanged) and the test step took 19% less CPU (kernels_attention: 397 -> 316 s user,
-# cold cache); a real model's forward passes were no slower. Set GALLIVM_PERF to override.
-export GALLIVM_PERF=${GALLIVM_PERF-nopt}
 CI=${CI:-true} cargo test -- --test-threads="${HEARTH_TEST_THREADS:-2}" 2>&1 | tee target/test.log
 python3 - target/test.log <<'PY'
 import re, sys

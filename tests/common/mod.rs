@@ -59,6 +59,7 @@ thread_local! {
 /// queue thread: tests sharing one device compiled one at a time however many test
 /// threads ran them.
 pub fn gpu(c: Config) -> Arc<Gpu> {
+    compile_fast_in_kernel_twins();
     LEASE.with(|lease| {
         lease.0[c as usize]
             .get_or_init(|| {
@@ -79,6 +80,31 @@ pub fn gpu(c: Config) -> Arc<Gpu> {
             })
             .clone()
     })
+}
+
+/// The kernel twin binaries (`tests/kernels*.rs`) build hundreds of shader variants each
+/// and run them on a few kilobytes, so with a cold Mesa cache nearly all their time is
+/// lavapipe's LLVM compiling (`matvec_every_table_geometry`: 232 s cold, 7 s warm). In
+/// them, and where `GALLIVM_PERF` is unset, lavapipe skips LLVM's optimization passes
+/// (`nopt`): kernels_attention took 316 instead of 397 s of CPU with a cold cache, the
+/// results are the same code's (no bound changes). Not for the rest: a real model's
+/// forward passes run about 3x slower unoptimized (feed_ahead 142 against 52 s of CPU,
+/// cache warm). Set before this process's first device (the `Once` holds other test
+/// threads here), so no thread reads the environment in Mesa meanwhile.
+fn compile_fast_in_kernel_twins() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let exe = std::env::current_exe().ok();
+        let name = exe
+            .as_deref()
+            .and_then(|p| p.file_name())
+            .and_then(|n| n.to_str());
+        if name.is_some_and(|n| n.starts_with("kernels"))
+            && std::env::var_os("GALLIVM_PERF").is_none()
+        {
+            std::env::set_var("GALLIVM_PERF", "nopt");
+        }
+    });
 }
 
 pub fn storage(gpu: &Gpu, data: &[f32]) -> wgpu::Buffer {
