@@ -1136,7 +1136,7 @@ fn matvec_batch_shared_x_every_type() {
             let c = case(ty, rows, cols, (i * 100 + j) as u64 + 170);
             // Every type runs a 16-column build (more than 8 tokens) on its second shape.
             let n = match j {
-                1 => [9, 16, 19][i % 3],
+                1 => [9, 22, 19][i % 3],
                 _ => [1, 3, 4, 5, 8, 9, 16, 19][(i + j) % 8],
             };
             // One activation per type: each form is a large shader to compile.
@@ -1150,7 +1150,7 @@ fn matvec_batch_shared_x_every_type() {
             // elsewhere (Q8_0 too), those of `tall` types at eight rows per invocation on
             // the second shape and at four elsewhere, whatever this host picks (`Tile::of`).
             let (wide, eight) = (j != 0, j == 1);
-            let (shared, uniform, tall) = check_matvec_batch(
+            let (shared, uniform, tall, blocks) = check_matvec_batch(
                 Config::Full,
                 &c,
                 built,
@@ -1177,12 +1177,22 @@ fn matvec_batch_shared_x_every_type() {
                 wide && eight && hearth::kernels::matvec_batch::tall(ty),
                 "{ty} {rows}x{cols} n={n}: eight rows per invocation"
             );
+            // Past 16 tokens a 16-column block, then a block of 4 (or 8) for the rest.
+            if wide && n > 16 {
+                let tail = if n <= 20 { 4 } else { 8 };
+                assert!(
+                    blocks.first() == Some(&16)
+                        && blocks.last() == Some(&tail)
+                        && blocks.iter().all(|&c| c == 16 || c == tail),
+                    "{ty} {rows}x{cols} n={n}: blocks {blocks:?}"
+                );
+            }
         }
     }
     // Eight rows per invocation over several workgroups (256 rows each with lavapipe's
     // geometry), the last one partial.
     let c = case(GgmlType::Q4_K, 600, 512, 977);
-    let (shared, _, tall) = check_matvec_batch(
+    let (shared, _, tall, _) = check_matvec_batch(
         Config::Full,
         &c,
         batch_built(16),
@@ -1208,20 +1218,27 @@ fn matvec_batch_shared_x_every_type() {
 #[test]
 fn matvec_batch_block_windows() {
     use hearth::kernels::matvec_batch::SHARE_GEOMETRY;
-    use hearth::kernels::MatVecBatch;
     let g = gpu(Config::Full);
     let can = g.features.subgroups && g.info.subgroup_min_size >= 8;
     let geo = (SHARE_GEOMETRY, g.features.subgroups);
-    // (type, rows, cols, step tokens, columns per block): 16 tokens of 1024 + 4 values
-    // are more than a window, 8 are not; 16 of 644 fit.
-    let cases = [
-        (GgmlType::Q5_0, 520, 640, 37, 16, None),
-        (GgmlType::Q4_K, 530, 1024, 21, 8, Some(Activation::Silu)),
-        (GgmlType::Q6_K, 515, 1024, 17, 8, None),
+    // (type, rows, cols, step tokens, columns of each block): 16 tokens of 1024 + 4
+    // values are more than a window, 8 are not; 16 of 644 fit. 37 tokens on 16-column
+    // blocks take two, then a block of 8 for the last five (`TAIL_BLOCKS`).
+    let cases: [(_, _, _, _, &[u32], _); 3] = [
+        (GgmlType::Q5_0, 520, 640, 37, &[16, 16, 8], None),
+        (
+            GgmlType::Q4_K,
+            530,
+            1024,
+            21,
+            &[8, 8, 8],
+            Some(Activation::Silu),
+        ),
+        (GgmlType::Q6_K, 515, 1024, 17, &[8, 8, 8], None),
     ];
     for (i, (ty, rows, cols, n, per, act)) in cases.into_iter().enumerate() {
         let c = case(ty, rows, cols, 990 + i as u64);
-        let (shared, uniform, _) = check_matvec_batch(
+        let (shared, uniform, _, blocks) = check_matvec_batch(
             Config::Full,
             &c,
             n + 1,
@@ -1235,27 +1252,8 @@ fn matvec_batch_block_windows() {
         assert_eq!(shared, can, "{ty} {rows}x{cols}: x-sharing form");
         assert_eq!(uniform, shared, "{ty} {rows}x{cols}: per-block windows");
         if shared {
-            // One dispatch per block holding the step's tokens (one shard here), and a
-            // build of `per` columns.
-            let t = GpuTensor::upload(&g, "w", ty, cols as u64, rows as u64, &c.raw).unwrap();
-            let xb = uniform_input(&g, &random_vec(X_LEAD + (n + 1) * (cols + 4), 7));
-            let yb = output(&g, (n + 1) * (rows + 3));
-            let step = StepBuffer::new(&g, Step::new(0, n as u32));
-            let tok = Tokens {
-                max: (n + 1) as u32,
-                step: &step,
-            };
-            let mut xr = strided(&xb, cols, cols + 4);
-            xr.view.offset = X_LEAD as u64;
-            let yr = strided(&yb, rows, rows + 3);
-            let op = MatVecBatch::with_geometry(&g, &t, xr, yr, tok, act, geo).unwrap();
-            let d = op.for_tokens(n as u32);
-            assert_eq!(d.len(), n.div_ceil(per), "{ty}: dispatches for {n} tokens");
-            let cols_define = format!("cols{per}_");
-            assert!(
-                d.iter().all(|d| d.kind.contains(&cols_define)),
-                "{ty}: {per}-column blocks"
-            );
+            // One dispatch per block holding the step's tokens (one shard here).
+            assert_eq!(blocks, per, "{ty}: blocks of a step of {n} tokens");
         }
     }
 }
@@ -1275,8 +1273,9 @@ fn batch_built(n: usize) -> usize {
 const X_LEAD: usize = 100;
 
 /// Runs one batched matvec against the twin; whether every dispatch took the x-sharing
-/// form, whether every one read x through a uniform window, and whether every one took
-/// eight rows per invocation (`BR8`). With `lead`, x starts
+/// form, whether every one read x through a uniform window, whether its 16-column blocks
+/// took eight rows per invocation (`BR8`: some dispatch did), and each dispatch's columns
+/// per block. With `lead`, x starts
 /// that many elements into a buffer that may be bound as uniform and holds a whole
 /// window after them (as the model's activations).
 #[allow(clippy::too_many_arguments)]
@@ -1290,7 +1289,7 @@ fn check_matvec_batch(
     seed: u64,
     lead: Option<usize>,
     tile: Option<Tile>,
-) -> (bool, bool, bool) {
+) -> (bool, bool, bool, Vec<u32>) {
     use hearth::kernels::MatVecBatch;
     let g = gpu(cfg);
     let t = GpuTensor::upload(&g, "w", c.ty, c.cols as u64, c.rows as u64, &c.raw).unwrap();
@@ -1358,12 +1357,24 @@ fn check_matvec_batch(
         );
     }
     assert_close(&name, &got, &want, bound(c.ty));
-    let all = |form: &str| {
-        op.for_tokens(n as u32)
-            .iter()
-            .all(|d| d.kind.contains(form))
-    };
-    (all("xshare"), all("xuniform"), all("br8"))
+    let d = op.for_tokens(n as u32);
+    let all = |form: &str| d.iter().all(|d| d.kind.contains(form));
+    let any = |form: &str| d.iter().any(|d| d.kind.contains(form));
+    (
+        all("xshare"),
+        all("xuniform"),
+        any("br8"),
+        d.iter().map(block_cols).collect(),
+    )
+}
+
+/// Columns per block of a batched matvec's dispatch (`cols16` in its kernel's name).
+fn block_cols(d: &hearth::kernels::Dispatch) -> u32 {
+    let tail = d.kind.split("_cols").nth(1).unwrap_or_default();
+    let digits: String = tail.chars().take_while(char::is_ascii_digit).collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("{}: no columns in the name", d.kind))
 }
 
 /// The batched matvec refuses what it cannot run, by name: views that do not hold the

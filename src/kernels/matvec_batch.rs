@@ -315,7 +315,29 @@ struct Build {
     /// With per-block windows: columns per block and dispatches per block (a step of n
     /// tokens records only the blocks holding them).
     per_block: Option<(u32, usize)>,
+    /// Columns per block (of its last block, in a build with a narrower tail).
+    cols: u32,
+    /// Whether x comes through uniform windows (one, or one per block).
+    windowed: bool,
 }
+
+impl Build {
+    /// The dispatches of a step of `n` tokens (at most `covers`).
+    fn for_n(&self, n: u32) -> &[Dispatch] {
+        match self.per_block {
+            Some((cols, per)) => {
+                let end = (n.div_ceil(cols).max(1) as usize * per).min(self.dispatches.len());
+                &self.dispatches[..end]
+            }
+            None => &self.dispatches,
+        }
+    }
+}
+
+/// Whole 16-column blocks up to which a step of a few tokens more takes a narrower
+/// last block (`tail_builds`): the batched steps of a server with up to 64 sequences
+/// (decode tokens of every sequence plus a short prompt's rows).
+const TAIL_BLOCKS: u32 = 4;
 
 /// Column blocks up to which the x-sharing form has a build for every count (past it,
 /// powers of two): a prompt chunk of up to 512 tokens launches only the blocks it needs.
@@ -516,7 +538,46 @@ impl MatVecBatch {
                 false => blocks * 2,
             };
         }
-        let mut builds = Vec::new();
+        // One set of dispatches (one per shard) over `z` blocks of `cols` columns from
+        // token `t_first`, x through `window` where given; with `own`, each dispatch's
+        // work is that of its blocks' tokens only.
+        let set_of = |cols: u32, t_first: u32, window: Option<u64>, z: u32, own: bool| {
+            let (rows, workgroup) = tile(w.ty, cols, share, g.workgroup, eight);
+            // Output rows per workgroup (a pair's tile holds two gate and two up rows).
+            let rows_per_wg = (workgroup / g.lanes * rows / (1 + pair as u32)) as u64;
+            let kernel = WeightKernel {
+                op: "matvec_batch",
+                subgroups: shuffles,
+                workgroup,
+                defines: defines_for(g.lanes, cols, rows, share, window.is_some(), form)?,
+                inputs: [x.view.buffer, y.view.buffer],
+                x_range: window.map(|o| (o, X_WINDOW)),
+                extra: &[],
+                step: Some(tok.step),
+                cost: per_step_cost,
+            };
+            let set = weight_dispatches(gpu, &kernel, w, |start, rows| {
+                // A pair is one shard, its rows out half of it.
+                let rows = if pair { rows / 2 } else { rows };
+                let (gx, gy) = grid(gpu, rows.div_ceil(rows_per_wg) as u32);
+                let mut p = p0.shard(start, rows);
+                p.t_first = t_first;
+                p.x_offset = super::windowed_offset(p.x_offset + t_first * x.stride, window);
+                (p, (gx, gy, z))
+            })?;
+            Ok::<_, GpuError>(
+                set.into_iter()
+                    .map(|d| {
+                        if own {
+                            d.for_tokens(t_first, cols * z)
+                        } else {
+                            d
+                        }
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let mut builds: Vec<Build> = Vec::new();
         for (cols, blocks) in shapes {
             let covers = cols * blocks;
             let covered = covers.min(tok.max);
@@ -541,57 +602,79 @@ impl MatVecBatch {
             let (cols, blocks) = per_block
                 .as_ref()
                 .map_or((cols, blocks), |b| (b.0, b.1.len() as u32));
-            let (rows, workgroup) = tile(w.ty, cols, share, g.workgroup, eight);
-            // Output rows per workgroup (a pair's tile holds two gate and two up rows).
-            let rows_per_wg = (workgroup / g.lanes * rows / (1 + pair as u32)) as u64;
-            // One set of dispatches (one per shard) over every column block, or with
-            // per-block windows one set per block, each of one block from `t_first`.
-            let sets: Vec<(u32, Option<u64>, u32)> = match &per_block {
-                Some((_, starts)) => starts
-                    .iter()
-                    .enumerate()
-                    .map(|(b, &o)| (b as u32 * cols, Some(o), 1))
-                    .collect(),
-                None => vec![(0, window, blocks)],
-            };
+            // One set over every column block, or with per-block windows one set per
+            // block, each of one block from `t_first`.
             let mut dispatches = Vec::new();
-            for (t_first, window, z) in sets {
-                let kernel = WeightKernel {
-                    op: "matvec_batch",
-                    subgroups: shuffles,
-                    workgroup,
-                    defines: defines_for(g.lanes, cols, rows, share, window.is_some(), form)?,
-                    inputs: [x.view.buffer, y.view.buffer],
-                    x_range: window.map(|o| (o, X_WINDOW)),
-                    extra: &[],
-                    step: Some(tok.step),
-                    cost: per_step_cost,
-                };
-                let set = weight_dispatches(gpu, &kernel, w, |start, rows| {
-                    // A pair is one shard, its rows out half of it.
-                    let rows = if pair { rows / 2 } else { rows };
-                    let (gx, gy) = grid(gpu, rows.div_ceil(rows_per_wg) as u32);
-                    let mut p = p0.shard(start, rows);
-                    p.t_first = t_first;
-                    p.x_offset = super::windowed_offset(p.x_offset + t_first * x.stride, window);
-                    (p, (gx, gy, z))
-                })?;
-                // With per-block windows each dispatch's work is its block's tokens' (and
-                // the weights read once per block).
-                dispatches.extend(set.into_iter().map(|d| match per_block {
-                    Some(_) => d.for_tokens(t_first, cols),
-                    None => d,
-                }));
+            match &per_block {
+                Some((_, starts)) => {
+                    for (b, &o) in starts.iter().enumerate() {
+                        dispatches.extend(set_of(cols, b as u32 * cols, Some(o), 1, true)?);
+                    }
+                }
+                None => dispatches = set_of(cols, 0, window, blocks, false)?,
             }
             let last = per_block.is_some();
             builds.push(Build {
                 covers,
                 dispatches,
                 per_block: per_block.map(|_| (cols, w.shards.len())),
+                cols,
+                windowed: last || window.is_some(),
             });
             if last {
                 break;
             }
+        }
+        // Steps a few tokens past whole 16-column blocks: those blocks, then one block of
+        // 4 or 8 columns, where the build covering them would launch a whole 16-column
+        // block more (a CPU rasterizer runs every launched column). A batched decode step
+        // of a server's 16 sequences with a short prompt's rows (20-24 tokens) ran two
+        // blocks of 16 before.
+        if share && widest == COLS[COLS.len() - 1] {
+            let mut tails = Vec::new();
+            for b in 1..=TAIL_BLOCKS {
+                let full = widest * b;
+                if full >= tok.max {
+                    break;
+                }
+                let Some(base) = builds.iter().find(|x| x.covers >= full) else {
+                    break;
+                };
+                if base.cols != widest {
+                    break;
+                }
+                let base_d: Vec<Dispatch> = match base.per_block {
+                    Some(_) => base.for_n(full).to_vec(),
+                    None => base
+                        .for_n(full)
+                        .iter()
+                        .map(|d| d.clone().for_tokens(0, full))
+                        .collect(),
+                };
+                for tail in [COLS[0], PLAIN_COLS] {
+                    let span = (tail as u64 - 1) * x.stride as u64 + w.cols;
+                    let first = p0.x_offset as u64 + full as u64 * x.stride as u64;
+                    let window = u32::try_from(first)
+                        .ok()
+                        .filter(|_| base.windowed)
+                        .and_then(|f| uniform_window(gpu, x.view.buffer, f, span));
+                    let mut dispatches = base_d.clone();
+                    dispatches.extend(set_of(tail, full, window, 1, true)?);
+                    tails.push(Build {
+                        covers: (full + tail).min(tok.max),
+                        dispatches,
+                        per_block: None,
+                        cols: tail,
+                        windowed: window.is_some(),
+                    });
+                    if full + tail >= tok.max {
+                        break;
+                    }
+                }
+            }
+            builds.extend(tails);
+            // By cover, a tail before a build of whole blocks that covers as many.
+            builds.sort_by_key(|b| (b.covers, b.cols == widest));
         }
         Ok(Self { builds })
     }
@@ -603,12 +686,7 @@ impl MatVecBatch {
             .iter()
             .find(|b| b.covers >= n)
             .or(self.builds.last());
-        pick.map_or(&[], |b| match b.per_block {
-            Some((cols, per)) => {
-                &b.dispatches[..(n.div_ceil(cols).max(1) as usize * per).min(b.dispatches.len())]
-            }
-            None => &b.dispatches,
-        })
+        pick.map_or(&[], |b| b.for_n(n))
     }
 }
 

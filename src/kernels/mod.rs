@@ -93,7 +93,9 @@ impl Work {
     }
 }
 
-/// One recorded dispatch: pipeline, bind group and workgroup counts.
+/// One recorded dispatch: pipeline, bind group and workgroup counts (a clone records
+/// the same work: both share the GPU objects).
+#[derive(Clone)]
 pub struct Dispatch {
     pipeline: Arc<wgpu::ComputePipeline>,
     bind_group: wgpu::BindGroup,
