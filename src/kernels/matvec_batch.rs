@@ -335,8 +335,8 @@ impl Build {
 }
 
 /// Whole 16-column blocks up to which a step of a few tokens more takes a narrower
-/// last block (`tail_builds`): the batched steps of a server with up to 64 sequences
-/// (decode tokens of every sequence plus a short prompt's rows).
+/// last block (the tail builds of `MatVecBatch::build`): the batched steps of a server
+/// with up to 64 sequences (decode tokens of every sequence plus a short prompt's rows).
 const TAIL_BLOCKS: u32 = 4;
 
 /// Column blocks up to which the x-sharing form has a build for every count (past it,
