@@ -535,9 +535,10 @@ impl SeqModel {
         }
     }
 
-    /// A batched session's sequence starts from the cached pages of the longest
-    /// whole-page prefix of `ids` that an ended sequence left (shared, not copied);
-    /// returns the positions adopted. A session of its own keeps its own cache instead.
+    /// A batched session's sequence starts from the cached pages of the longest prefix
+    /// of `ids` that ended sequences left (whole pages shared, a page matched in part
+    /// copied); returns the positions adopted. A session of its own keeps its own cache
+    /// instead.
     fn share_prefix(&mut self, ids: &[u32]) -> Result<usize, EngineError> {
         let _ = ids; // only batched sessions (not on wasm) share
         match self {
@@ -557,7 +558,7 @@ impl SeqModel {
         let _ = end;
     }
 
-    /// The generation ended (a batched round stops waiting for it): a batched session publishes the whole pages of `cached`
+    /// The generation ended (a batched round stops waiting for it): a batched session publishes the pages of `cached`
     /// (what its sequence holds) to the prefix cache and gives its KV pages back to the
     /// shared pool at once, so `cached` empties; a session of its own keeps its cache.
     fn end(&mut self, cached: &mut Vec<u32>) {

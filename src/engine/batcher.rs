@@ -64,14 +64,15 @@ enum Msg {
     Job(Job),
     /// The session in this slot stopped generating (finished, or its client left).
     Idle(usize),
-    /// The session in `slot` ended its generation: publish its whole pages of `tokens`
-    /// to the prefix cache and release its KV pages.
+    /// The session in `slot` ended its generation: publish its pages of `tokens` (the
+    /// last in part) to the prefix cache and release its KV pages.
     Release {
         slot: usize,
         tokens: Vec<u32>,
     },
-    /// The empty sequence in `slot` adopts the cached pages of the longest whole-page
-    /// prefix of `tokens`; the reply is the positions adopted.
+    /// The empty sequence in `slot` adopts the cached pages of the longest prefix of
+    /// `tokens` (whole pages shared, a last page matched in part copied); the reply is
+    /// the positions adopted.
     Adopt {
         slot: usize,
         tokens: Vec<u32>,
@@ -543,8 +544,8 @@ impl SlotModel {
         let _ = self.tx.send(Msg::Idle(self.slot));
     }
 
-    /// Ends the slot's sequence: its whole pages of `tokens` (what it was fed) go to the
-    /// prefix cache and its KV pages back to the pool.
+    /// Ends the slot's sequence: its pages of `tokens` (what it was fed; the last page
+    /// in part) go to the prefix cache and its KV pages back to the pool.
     pub fn release(&mut self, tokens: Vec<u32>) {
         self.deferred = None;
         self.pos = 0;
@@ -561,8 +562,9 @@ impl SlotModel {
         self.prompt_end = end.min(self.capacity);
     }
 
-    /// Starts the empty sequence with the cached pages of the longest whole-page prefix
-    /// of `tokens` (at most all but the last token); returns the positions adopted.
+    /// Starts the empty sequence with the cached pages of the longest prefix of `tokens`
+    /// (at most all but the last token; whole pages shared, a last page matched in part
+    /// copied); returns the positions adopted.
     pub fn share_prefix(&mut self, tokens: &[u32]) -> Result<usize, EngineError> {
         if self.pos() != 0 {
             return Ok(0);

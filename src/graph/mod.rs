@@ -448,26 +448,30 @@ impl Model {
     }
 
     /// Starts the current sequence, when it is empty, with the cached KV pages of the
-    /// longest whole-page prefix of `tokens` that an earlier sequence published
-    /// (`publish_prefix`), leaving at least the last token to feed; returns the
-    /// positions adopted (0 when the sequence is not empty or nothing matches). The
-    /// caller feeds `tokens` from there.
+    /// longest prefix of `tokens` that earlier sequences published (`publish_prefix`),
+    /// leaving at least the last token to feed: whole pages shared, and a page matched
+    /// in part copied to a page of its own. Returns the positions adopted (0 when the
+    /// sequence is not empty or nothing matches). The caller feeds `tokens` from there.
     pub fn share_prefix(&mut self, tokens: &[u32]) -> usize {
         if self.pos != 0 {
             return 0;
         }
-        let n = self
+        let got = self
             .pages
             .adopt(self.slot, &tokens[..tokens.len().saturating_sub(1)]);
+        if let Some((from, to)) = got.copy {
+            self.copy_page(from, to);
+        }
         self.sync_pages();
-        self.pos = n;
-        n
+        self.pos = got.positions;
+        got.positions
     }
 
-    /// Publishes the current sequence's whole KV pages to the prefix cache, `tokens`
-    /// being the tokens it was fed (only its first `pos()` count), so that later
-    /// sequences starting the same way share them (`share_prefix`). Published pages
-    /// stay cached after the sequence releases them, until the pool needs them.
+    /// Publishes the current sequence's KV pages to the prefix cache, `tokens` being the
+    /// tokens it was fed (only its first `pos()` count; a last page in part with the
+    /// tokens it has), so that later sequences starting the same way share them
+    /// (`share_prefix`). Published pages stay cached after the sequence releases them,
+    /// until the pool needs them.
     pub fn publish_prefix(&mut self, tokens: &[u32]) {
         let n = tokens.len().min(self.pos);
         self.pages.publish(self.slot, &tokens[..n]);

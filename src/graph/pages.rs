@@ -1,14 +1,18 @@
 //! The paged KV cache's bookkeeping (the PagedAttention idea): the cache of every layer
 //! is one pool of pages of `2^shift` positions, and each sequence (slot) has a page
 //! table mapping its logical pages to pool pages, allocated as it grows and released as
-//! it shrinks, so sequences of any length share one budget. Full pages whose tokens are
+//! it shrinks, so sequences of any length share one budget. Pages whose tokens are
 //! known can be published to a prefix cache; a new sequence whose prompt starts with the
 //! same tokens adopts those pages instead of computing them again (a shared system
-//! prompt, a chat's earlier turns). A page held by several sequences is never written:
-//! a sequence writes only at or past its length, which lies in a page of its own, and a
-//! truncation into a shared page copies it first (`truncate` reports the copy for the
-//! GPU). Released cached pages stay cached until the pool needs them (least recently
-//! used first).
+//! prompt, a chat's earlier turns). Whole pages are shared as they are; a page the
+//! prompt matches only in part (a chat's last turn ends inside a page, or the same short
+//! prompt again) is copied to a page of the new sequence, which keeps the positions that
+//! match. A page held by several sequences is never written: a sequence writes only at
+//! or past its length, which lies in a page of its own, and a truncation into a shared
+//! page copies it first (`truncate` and `adopt` report the copy for the GPU). A page
+//! published in part keeps its key's positions: its holder writes only past them, and a
+//! truncation into it drops it from the cache. Released cached pages stay cached until
+//! the pool needs them (least recently used first).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -16,7 +20,8 @@ use std::collections::{BTreeMap, HashMap};
 const ROOT: u32 = u32::MAX;
 
 /// A prefix-cache key: the page before (the whole prefix up to here, since that page's
-/// own key names its parent) and this page's tokens.
+/// own key names its parent) and this page's tokens (fewer than a page's positions for
+/// a page published in part: only ever copied, never shared).
 type Key = (u32, Box<[u32]>);
 
 /// Pages in use, cached and free, for `/metrics`, `hearth bench` and tests.
@@ -44,6 +49,16 @@ pub enum Cut {
     NoRoom,
 }
 
+/// What `adopt` gave a new sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Adopted {
+    /// Positions adopted: whole shared pages and the matching start of a copied page.
+    pub positions: usize,
+    /// The copy the GPU must make before the sequence's next step (pool page `from` to
+    /// `to`, as `Cut::Copy`), when the last positions came from a page matched in part.
+    pub copy: Option<(u32, u32)>,
+}
+
 /// The page pool, page tables and prefix cache of one model's KV cache.
 #[derive(Debug)]
 pub struct KvPages {
@@ -57,10 +72,12 @@ pub struct KvPages {
     refs: Vec<u32>,
     /// Pages neither held nor cached.
     free: Vec<u32>,
-    /// Prefix cache: key to page, and each cached page's key and cached children.
+    /// Prefix cache: key to page, and each cached page's key and cached children (the
+    /// first pages of cached prefixes in `roots`).
     cache: HashMap<Key, u32>,
     key_of: Vec<Option<Key>>,
     children: Vec<Vec<u32>>,
+    roots: Vec<u32>,
     /// Cached pages no table holds, by when they were last released (evicted oldest first).
     idle: BTreeMap<u64, u32>,
     idle_at: Vec<u64>,
@@ -82,6 +99,7 @@ impl KvPages {
             cache: HashMap::new(),
             key_of: vec![None; pages],
             children: vec![Vec::new(); pages],
+            roots: Vec::new(),
             idle: BTreeMap::new(),
             idle_at: vec![0; pages],
             tick: 0,
@@ -201,15 +219,30 @@ impl KvPages {
             return;
         };
         self.cache.remove(&key);
-        if key.0 != ROOT {
-            self.children[key.0 as usize].retain(|&c| c != page);
-        }
+        self.children_mut(key.0).retain(|&c| c != page);
         for child in std::mem::take(&mut self.children[page as usize]) {
             self.uncache(child);
         }
         if self.refs[page as usize] == 0 {
             self.idle.remove(&self.idle_at[page as usize]);
             self.free.push(page);
+        }
+    }
+
+    /// The cached pages that follow `parent` (`ROOT`: the cached first pages).
+    fn children_of(&self, parent: u32) -> &[u32] {
+        if parent == ROOT {
+            &self.roots
+        } else {
+            &self.children[parent as usize]
+        }
+    }
+
+    fn children_mut(&mut self, parent: u32) -> &mut Vec<u32> {
+        if parent == ROOT {
+            &mut self.roots
+        } else {
+            &mut self.children[parent as usize]
         }
     }
 
@@ -263,50 +296,112 @@ impl KvPages {
     }
 
     /// Starts the empty sequence in `slot` with the longest run of cached whole pages
-    /// that `tokens` begins with; returns the positions adopted (a multiple of the page
-    /// size). The caller still feeds the rest, so it passes at most the prompt's tokens
-    /// before the last.
-    pub fn adopt(&mut self, slot: usize, tokens: &[u32]) -> usize {
+    /// that `tokens` begins with, then, where the rest of `tokens` matches the start of a
+    /// cached page that follows them, a copy of that page (a page of the sequence's own,
+    /// its matching positions kept; none when the pool has no page for it). The caller
+    /// still feeds the rest, so it passes at most the prompt's tokens before the last.
+    pub fn adopt(&mut self, slot: usize, tokens: &[u32]) -> Adopted {
+        let none = Adopted {
+            positions: 0,
+            copy: None,
+        };
         if !self.tables[slot].is_empty() {
-            return 0;
+            return none;
         }
+        let size = self.page_size();
         let mut parent = ROOT;
-        for chunk in tokens.chunks_exact(self.page_size()).take(self.per_slot) {
+        for chunk in tokens.chunks_exact(size).take(self.per_slot) {
             let key: Key = (parent, chunk.into());
             let Some(&page) = self.cache.get(&key) else {
                 break;
             };
-            if self.refs[page as usize] == 0 {
-                self.idle.remove(&self.idle_at[page as usize]);
-            }
-            self.refs[page as usize] += 1;
+            self.hold(page);
             self.tables[slot].push(page);
             parent = page;
         }
         self.dirty[slot] = true;
-        self.tables[slot].len() * self.page_size()
+        let whole = self.tables[slot].len() * size;
+        let copy = if self.tables[slot].len() < self.per_slot {
+            self.adopt_part(slot, parent, &tokens[whole..])
+        } else {
+            None
+        };
+        Adopted {
+            positions: whole + copy.map_or(0, |(_, n)| n),
+            copy: copy.map(|(c, _)| c),
+        }
     }
 
-    /// Publishes `slot`'s whole pages to the prefix cache, `tokens` being the tokens at
-    /// its first positions (pages past `tokens` or past the table are left out). A page
-    /// whose prefix another page already caches is not published (nor are its successors).
+    /// One more table holds `page` (a cached idle page is idle no more).
+    fn hold(&mut self, page: u32) {
+        if self.refs[page as usize] == 0 {
+            self.idle.remove(&self.idle_at[page as usize]);
+        }
+        self.refs[page as usize] += 1;
+    }
+
+    /// Appends to `slot`'s table a copy of the cached page after `parent` whose tokens
+    /// share the longest start with `rest`: the copy (from, to) and the positions kept.
+    fn adopt_part(
+        &mut self,
+        slot: usize,
+        parent: u32,
+        rest: &[u32],
+    ) -> Option<((u32, u32), usize)> {
+        let rest = &rest[..rest.len().min(self.page_size())];
+        let (n, from) = self
+            .children_of(parent)
+            .iter()
+            .map(|&page| {
+                let key = &self.key_of[page as usize]
+                    .as_ref()
+                    .expect("a cached page")
+                    .1;
+                let n = key.iter().zip(rest).take_while(|(a, b)| a == b).count();
+                (n, page)
+            })
+            .max()?;
+        if n == 0 {
+            return None;
+        }
+        // Held while a page is taken, so that the pool does not evict the page copied.
+        self.hold(from);
+        let to = self.take();
+        self.unref(from);
+        let to = to?;
+        self.refs[to as usize] = 1;
+        self.tables[slot].push(to);
+        Some(((from, to), n))
+    }
+
+    /// Publishes `slot`'s pages to the prefix cache, `tokens` being the tokens at its
+    /// first positions (pages past `tokens` or past the table are left out; a last page
+    /// `tokens` covers in part is published with the tokens it has, and a page published
+    /// in part gains the tokens a later call knows). A page whose prefix another page
+    /// already caches is not published (nor are its successors).
     pub fn publish(&mut self, slot: usize, tokens: &[u32]) {
         let mut parent = ROOT;
         let pages = self.tables[slot].clone();
-        for (chunk, page) in tokens.chunks_exact(self.page_size()).zip(pages) {
+        for (chunk, page) in tokens.chunks(self.page_size()).zip(pages) {
+            let key: Key = (parent, chunk.into());
             match &self.key_of[page as usize] {
-                Some(k) if k.0 == parent && *k.1 == *chunk => {}
+                Some(k) if *k == key => {}
+                Some(k) if k.0 == parent && chunk.starts_with(&k.1) => {
+                    if self.cache.contains_key(&key) {
+                        return;
+                    }
+                    let old = self.key_of[page as usize].replace(key.clone());
+                    self.cache.remove(&old.expect("matched above"));
+                    self.cache.insert(key, page);
+                }
                 Some(_) => return,
                 None => {
-                    let key: Key = (parent, chunk.into());
                     if self.cache.contains_key(&key) {
                         return;
                     }
                     self.cache.insert(key.clone(), page);
                     self.key_of[page as usize] = Some(key);
-                    if parent != ROOT {
-                        self.children[parent as usize].push(page);
-                    }
+                    self.children_mut(parent).push(page);
                 }
             }
             parent = page;
@@ -350,30 +445,48 @@ mod tests {
         assert_eq!(p.stats().held, 4);
     }
 
+    /// What `adopt` gives: `positions`, and the copy when some came from a page in part.
+    fn got(positions: usize, copy: Option<(u32, u32)>) -> Adopted {
+        Adopted { positions, copy }
+    }
+
     #[test]
     fn shared_prefix_is_adopted_copied_on_truncate_and_evicted_last_used_first() {
         let mut p = KvPages::new(8, 4, 3, 8);
         let a = toks(40, 1);
         p.ensure(0, 40).unwrap();
         p.publish(0, &a);
-        // Two whole pages are cached; the third is partial.
+        // Two whole pages are cached, and the third with its 8 tokens.
         let mut b = a[..35].to_vec();
         b.push(999);
-        assert_eq!(p.adopt(1, &b), 32);
-        assert_eq!(p.stats().held, 3);
-        assert_eq!(p.adopt(2, &toks(40, 2)), 0, "another prompt shares nothing");
-        // Truncating slot 1 into its shared second page copies it.
+        let third = p.tables[0][2];
+        let got1 = p.adopt(1, &b);
+        assert_eq!(got1, got(35, Some((third, p.tables[1][2]))));
+        assert_eq!(
+            &p.tables[1][..2],
+            &p.tables[0][..2],
+            "whole pages are shared"
+        );
+        assert_ne!(p.tables[1][2], third, "a page matched in part is copied");
+        assert_eq!(p.stats().held, 4);
+        assert_eq!(
+            p.adopt(2, &toks(40, 2)),
+            got(0, None),
+            "another prompt shares nothing"
+        );
+        // Truncating slot 1 into its shared second page copies it (its own third page
+        // goes back to the pool).
         let Cut::Copy { from, to } = p.truncate(1, 20) else {
             panic!("a shared page is copied");
         };
         assert_eq!(from, p.tables[0][1]);
         assert_eq!(to, p.tables[1][1]);
         assert_ne!(to, from);
-        // Slot 0 leaves: its second page is cached idle (slot 1 still holds the first),
-        // and slot 2 can still adopt both.
+        // Slot 0 leaves: its second and third pages are cached idle (slot 1 still holds
+        // the first), and slot 2 can still adopt all 40 positions.
         p.truncate(0, 0);
-        assert_eq!(p.stats().cached, 1);
-        assert_eq!(p.adopt(2, &a), 32);
+        assert_eq!(p.stats().cached, 2);
+        assert_eq!(p.adopt(2, &a).positions, 40);
         p.truncate(2, 0);
         p.truncate(1, 0);
         // Filling the pool evicts the cached pages.
@@ -388,7 +501,55 @@ mod tests {
             }
         );
         p.truncate(0, 0);
-        assert_eq!(p.adopt(1, &a), 0, "evicted pages are no longer cached");
+        assert_eq!(
+            p.adopt(1, &a),
+            got(0, None),
+            "evicted pages are no longer cached"
+        );
+    }
+
+    #[test]
+    fn a_page_matched_in_part_is_copied_and_never_evicted_for_its_own_copy() {
+        let mut p = KvPages::new(3, 4, 3, 4);
+        let a = toks(24, 1);
+        p.ensure(0, 24).unwrap();
+        p.publish(0, &a[..23]);
+        let (first, second) = (p.tables[0][0], p.tables[0][1]);
+        p.truncate(0, 0);
+        assert_eq!(p.stats().cached, 2);
+        // The same short prompt again: the start of the cached first page, copied.
+        let short = p.adopt(1, &a[..7]);
+        assert_eq!(short, got(7, Some((first, p.tables[1][0]))));
+        assert_ne!(p.tables[1][0], first);
+        // The whole first page shared, then the second matched in part; the pool's only
+        // spare page is the one to copy, so nothing is copied.
+        assert_eq!(p.adopt(2, &a[..23]), got(16, None));
+        assert_eq!(p.stats().cached, 1, "the second page stays cached");
+        p.truncate(1, 0);
+        p.truncate(2, 0);
+        let again = p.adopt(2, &a[..23]);
+        assert_eq!(again, got(23, Some((second, p.tables[2][1]))));
+        assert_eq!(p.tables[2][0], first);
+        // A prompt that leaves the cached tokens at once takes nothing.
+        p.truncate(2, 0);
+        let mut c = a[..16].to_vec();
+        c.push(999);
+        assert_eq!(p.adopt(1, &c), got(16, None));
+    }
+
+    #[test]
+    fn a_page_published_in_part_gains_the_tokens_known_later() {
+        let mut p = KvPages::new(4, 4, 2, 4);
+        let a = toks(20, 1);
+        p.ensure(0, 20).unwrap();
+        p.publish(0, &a[..18]);
+        p.publish(0, &a[..20]);
+        assert_eq!(p.cache.len(), 2, "the page's shorter key is gone");
+        assert_eq!(p.adopt(1, &a).positions, 20);
+        // Fewer tokens than the key has keep the key.
+        p.truncate(1, 0);
+        p.publish(0, &a[..17]);
+        assert_eq!(p.adopt(1, &a).positions, 20);
     }
 
     #[test]
