@@ -9,6 +9,7 @@ with --prefill-delay, how long a 2,000-token prompt stalls 4 streaming clients.
 """
 
 import http.client
+import itertools
 import json
 import os
 import socket
@@ -441,15 +442,23 @@ def disconnects(parallel):
 
 
 def bench():
+    """Every client loops 16-token generations of one prompt (the prefix cache then
+    holds all of it but the last token); with HEARTH_BENCH_DISTINCT=1 each request's
+    prompt is its own (a count in front), so the cache shares nothing."""
     secs = float(os.environ.get("HEARTH_BENCH_SECS", 40))
+    distinct = os.environ.get("HEARTH_BENCH_DISTINCT") == "1"
     for clients in (1, 4, 8, 16):
         tokens, stop = [0], time.time() + secs
         lock = threading.Lock()
+        count = itertools.count()
 
         def worker():
             cl = ollama.Client(host=BASE)
             while time.time() < stop:
-                r = cl.generate(model=MODEL, prompt="The history of the printing press",
+                prompt = "The history of the printing press"
+                if distinct:
+                    prompt = f"{next(count)}. {prompt}"
+                r = cl.generate(model=MODEL, prompt=prompt,
                                 options={"num_predict": 16, "temperature": 0})
                 with lock:
                     tokens[0] += r.eval_count

@@ -5,7 +5,8 @@
 # bounded load test, the queue limit, disconnects in each phase (scripts/test-clients.py).
 #   scripts/test-clients.sh           the checks (a few minutes on lavapipe)
 #   scripts/test-clients.sh --bench   total tokens/s with 1, 4, 8 and 16 concurrent clients
-#                                     (HEARTH_BENCH_SECS per count, default 40)
+#                                     (HEARTH_BENCH_SECS per count, default 40; one prompt
+#                                     for all, or HEARTH_BENCH_DISTINCT=1 one per request)
 #   scripts/test-clients.sh --prefill-delay   how long a 2,000-token prompt stalls 4
 #                                     streaming clients, in prefill chunks
 set -euo pipefail
