@@ -325,7 +325,8 @@ impl SharedPrefix {
 
 /// `par` sequences whose prompts share their first `prefix` tokens: the first computes
 /// its prompt and publishes its pages, the others adopt the cached pages (the page where
-/// the shared prefix ends copied) and compute the rest; then all generate `gen` tokens in batched steps.
+/// the shared prefix ends copied) and compute the rest; then all generate `gen` tokens
+/// in batched steps.
 fn shared_prefix(
     m: &mut Model,
     par: usize,

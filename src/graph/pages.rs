@@ -49,8 +49,8 @@ pub enum Cut {
     NoRoom,
 }
 
-/// What `adopt` gave a new sequence.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What `adopt` gave a new sequence (the default: nothing).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Adopted {
     /// Positions adopted: whole shared pages and the matching start of a copied page.
     pub positions: usize,
@@ -301,12 +301,8 @@ impl KvPages {
     /// its matching positions kept; none when the pool has no page for it). The caller
     /// still feeds the rest, so it passes at most the prompt's tokens before the last.
     pub fn adopt(&mut self, slot: usize, tokens: &[u32]) -> Adopted {
-        let none = Adopted {
-            positions: 0,
-            copy: None,
-        };
         if !self.tables[slot].is_empty() {
-            return none;
+            return Adopted::default();
         }
         let size = self.page_size();
         let mut parent = ROOT;
