@@ -216,6 +216,7 @@ fn run_and_tokenize_reject_bad_input_in_one_line() {
         vec!["run", p, &"word ".repeat(200), "--raw", "--ctx", "64"],
         vec!["bench", p, "-p", "64", "-r", "0"],
         vec!["bench", p, "-p", "0", "-n", "4", "--parallel", "0"],
+        vec!["bench", p, "-p", "0", "-n", "4", "--parallel", "2,1,2"],
         vec!["run", p, "x", "--raw", "--grammar", "root ::= missing"],
         vec!["run", p, "x", "--raw", "--format", "{not json"],
         vec!["run", p, "x", "--raw", "--regex", "(open"],
@@ -229,16 +230,17 @@ fn run_and_tokenize_reject_bad_input_in_one_line() {
 }
 
 /// `bench -o json` reports each test with its token count and positive rates; with
-/// `--parallel 2` generation is reported as the total over both sequences and per
-/// sequence (half of it).
+/// `--parallel 1,2` generation by one sequence and by two (the total over both and per
+/// sequence, half of it), each repetition running both, and the two's speedup over one
+/// as the ratio of their rates in each repetition.
 #[test]
 fn bench_reports_single_and_parallel_generation() {
     let Some(path) = common::real_model() else {
         return;
     };
     let p = path.to_str().unwrap();
-    let args = ["bench", p, "-p", "8", "-n", "4", "-r", "1", "-o", "json"];
-    let out = hearth(&[&args[..], &["--parallel", "2"]].concat());
+    let args = ["bench", p, "-p", "8", "-n", "4", "-r", "2", "-o", "json"];
+    let out = hearth(&[&args[..], &["--parallel", "1,2"]].concat());
     assert!(
         out.status.success(),
         "{}",
@@ -246,6 +248,7 @@ fn bench_reports_single_and_parallel_generation() {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["parallel"], 2);
+    assert_eq!(v["parallel_tests"], serde_json::json!([1, 2]));
     let tests = v["tests"].as_array().unwrap();
     let find = |name: &str| {
         tests
@@ -261,6 +264,20 @@ fn bench_reports_single_and_parallel_generation() {
     );
     let rate = |t: &serde_json::Value| t["tokens_per_second"].as_f64().unwrap();
     assert!(rate(total) > 0.0 && (rate(per) - rate(total) / 2.0).abs() < 1e-9 * rate(total));
+    let one = find("tg4");
+    assert_eq!(one["n_tokens"], 4);
+    let samples = |t: &serde_json::Value| -> Vec<f64> {
+        let s = t["samples"].as_array().unwrap();
+        s.iter().map(|x| x.as_f64().unwrap()).collect()
+    };
+    let speedups = v["speedups"].as_array().unwrap();
+    assert_eq!(speedups.len(), 1, "{speedups:?}");
+    assert_eq!(speedups[0]["test"], "tg4 x2 / tg4");
+    let (two, one, ratio) = (samples(total), samples(one), samples(&speedups[0]));
+    assert_eq!((two.len(), one.len(), ratio.len()), (2, 2, 2));
+    for i in 0..2 {
+        assert!(one[i] > 0.0 && (ratio[i] - two[i] / one[i]).abs() < 1e-9 * ratio[i]);
+    }
 }
 
 #[test]

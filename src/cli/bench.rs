@@ -57,9 +57,11 @@ pub struct BenchArgs {
     kv_type: Option<crate::kernels::KvType>,
     /// Sequences generating at once in the tg tests, batched: each step advances every
     /// sequence by one token (its own KV pages and position) and reads the weights once;
-    /// reported as total and per-sequence tokens/s
-    #[arg(long, default_value_t = 1)]
-    parallel: usize,
+    /// reported as total and per-sequence tokens/s. A list (1,8,16, as llama-batched-bench's
+    /// -npl) runs each count in turn within every repetition and reports each later
+    /// count's total rate over the first's, paired round by round
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    parallel: Vec<usize>,
     /// With --parallel: also run the sequences as requests sharing a system prompt of
     /// this many tokens (each adds 8 tokens of its own and generates the first -n
     /// count): the prefix cache's KV pages against one sequence's, and the prompt rate
@@ -99,8 +101,16 @@ pub fn run(args: &BenchArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyho
     if args.repetitions == 0 {
         anyhow::bail!("-r 0: at least one repetition is needed");
     }
-    if !(1..=64).contains(&args.parallel) {
-        anyhow::bail!("--parallel {}: expected 1 to 64 sequences", args.parallel);
+    if let Some(n) = args.parallel.iter().find(|n| !(1..=64).contains(*n)) {
+        anyhow::bail!("--parallel {n}: expected 1 to 64 sequences");
+    }
+    if let Some((i, n)) = args
+        .parallel
+        .iter()
+        .enumerate()
+        .find(|(i, n)| args.parallel[..*i].contains(n))
+    {
+        anyhow::bail!("--parallel: {n} is listed twice (at {})", i + 1);
     }
     let f = open_gguf(&path)?;
     let cfg = ModelConfig::from_gguf(&f)?;
@@ -121,18 +131,22 @@ pub fn run(args: &BenchArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyho
             cfg.context
         );
     }
+    // The sequences loaded: the largest count tested (the list is never empty: clap
+    // gives the default when the option is absent, and an empty value fails to parse).
+    let max_par = args.parallel.iter().copied().max().unwrap_or(1);
     let opts = LoadOptions {
         context: longest.max(1),
         batch: args.batch.max(1),
         all_logits: false,
-        sequences: args.parallel,
+        sequences: max_par,
         kv_size: None,
         kv_type: args.kv_type,
     };
     let mut model = Model::load(gpu.clone(), &f, &opts)?;
     let vocab = cfg.vocab as u64;
     let mut rows = Vec::new();
-    let par = args.parallel;
+    let mut speedups = Vec::new();
+    let pars = &args.parallel;
     for &d in &args.n_depth {
         // The depth's context: other ids than the tests', so no test prompt matches it.
         let ctx: Vec<u32> = (0..d as u64)
@@ -162,41 +176,55 @@ pub fn run(args: &BenchArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyho
             });
         }
         for &n in args.n_gen.iter().filter(|&&n| n > 0) {
-            let samples = repeat(args.repetitions, || {
+            let mut tg = |par: usize| -> anyhow::Result<f64> {
                 depth.enter(&mut model, par)?;
                 let secs = match par {
                     1 => generate(&mut model, n)?,
                     _ => generate_batched(&mut model, par, n)?,
                 };
                 Ok((n * par) as f64 / secs)
-            })?;
-            let test = at(if par > 1 {
-                format!("tg{n} x{par}")
-            } else {
-                format!("tg{n}")
-            });
-            if par > 1 {
+            };
+            let samples = interleaved(pars, args.repetitions, &mut tg)?;
+            let label = |par: usize| {
+                at(if par > 1 {
+                    format!("tg{n} x{par}")
+                } else {
+                    format!("tg{n}")
+                })
+            };
+            for (&par, samples) in pars.iter().zip(&samples) {
+                let test = label(par);
+                if par > 1 {
+                    rows.push(Row {
+                        test: format!("{test} per sequence"),
+                        tokens: n,
+                        samples: samples.iter().map(|t| t / par as f64).collect(),
+                    });
+                }
                 rows.push(Row {
-                    test: format!("{test} per sequence"),
-                    tokens: n,
-                    samples: samples.iter().map(|t| t / par as f64).collect(),
+                    test,
+                    tokens: n * par,
+                    samples: samples.clone(),
                 });
             }
-            rows.push(Row {
-                test,
-                tokens: n * par,
-                samples,
-            });
+            // Each later count's total rate over the first's, round by round.
+            for (&par, s) in pars.iter().zip(&samples).skip(1) {
+                speedups.push(Row {
+                    test: format!("{} / {}", label(par), label(pars[0])),
+                    tokens: n * par,
+                    samples: s.iter().zip(&samples[0]).map(|(a, b)| a / b).collect(),
+                });
+            }
         }
     }
     let shared = match args.shared_prefix {
         0 => None,
         t => {
             let gen = args.n_gen.first().copied().unwrap_or(0);
-            let s = shared_prefix(&mut model, par, t, gen)?;
+            let s = shared_prefix(&mut model, max_par, t, gen)?;
             rows.push(Row {
-                test: format!("pp{}+{SUFFIX} x{par} shared", t),
-                tokens: (t + SUFFIX) * par,
+                test: format!("pp{}+{SUFFIX} x{max_par} shared", t),
+                tokens: (t + SUFFIX) * max_par,
                 samples: vec![s.prompt_rate],
             });
             Some(s)
@@ -231,10 +259,21 @@ pub fn run(args: &BenchArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyho
                 })
             })
             .collect();
+        let speedups: Vec<serde_json::Value> = speedups
+            .iter()
+            .map(|r| {
+                let (mean, sd) = r.mean_sd();
+                serde_json::json!({
+                    "test": r.test, "repetitions": r.samples.len(), "speedup": mean,
+                    "stddev": sd, "samples": r.samples,
+                })
+            })
+            .collect();
         let out = serde_json::json!({
             "model": name.trim(), "path": path.display().to_string(),
             "size_bytes": size, "params": params, "backend": backend, "adapter": adapter,
-            "batch": opts.batch, "parallel": par, "tests": tests, "kv_type": kv_type.name(),
+            "batch": opts.batch, "parallel": max_par, "parallel_tests": pars,
+            "tests": tests, "speedups": speedups, "kv_type": kv_type.name(),
             "shared_prefix": shared.as_ref().map(SharedPrefix::json),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -255,6 +294,14 @@ pub fn run(args: &BenchArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyho
             mean,
             sd
         );
+    }
+    if !speedups.is_empty() {
+        println!("\n| batched speedup (total t/s, paired by repetition) | ratio |");
+        println!("| --- | ---: |");
+        for r in &speedups {
+            let (mean, sd) = r.mean_sd();
+            println!("| {} | {mean:.2} ± {sd:.2} |", r.test);
+        }
     }
     println!("\nKV cache: {kv_type}, batch {}", opts.batch);
     if let Some(s) = &shared {
@@ -458,6 +505,31 @@ impl Depth {
         m.gpu.wait()?;
         Ok(())
     }
+}
+
+/// Each of `pars` once to warm up, then `reps` rounds that run each of them once, in
+/// order on even rounds and in reverse on odd ones (so a machine whose speed drifts
+/// favours none): the samples of each, in `pars`' order.
+fn interleaved(
+    pars: &[usize],
+    reps: usize,
+    f: &mut impl FnMut(usize) -> anyhow::Result<f64>,
+) -> anyhow::Result<Vec<Vec<f64>>> {
+    for &par in pars {
+        f(par)?;
+    }
+    let mut samples = vec![Vec::with_capacity(reps); pars.len()];
+    for round in 0..reps {
+        for k in 0..pars.len() {
+            let i = if round % 2 == 0 {
+                k
+            } else {
+                pars.len() - 1 - k
+            };
+            samples[i].push(f(pars[i])?);
+        }
+    }
+    Ok(samples)
 }
 
 /// One warm-up run, then `reps` measured ones.
