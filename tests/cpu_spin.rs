@@ -51,4 +51,23 @@ fn spinners_spin_while_a_wait_is_held_then_park() {
     );
     drop(again);
     assert!(until(|| spin::status().0 == 0, 5));
+    // A CPU adapter's `awake` guard (taken where a caller blocks on it outside a wait,
+    // as the profiler's readback submit) holds them the same way; other adapters' none.
+    let gpu = hearth::gpu::Gpu::new_blocking(&hearth::gpu::GpuOptions::from_env().unwrap())
+        .expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)");
+    let awake = gpu.awake();
+    assert_eq!(
+        awake.is_some(),
+        gpu.info.device_type == wgpu::DeviceType::Cpu,
+        "{:?}",
+        gpu.info
+    );
+    if awake.is_some() {
+        assert!(
+            until(|| spin::status().0 >= 1, 5),
+            "no spinner spun while a CPU adapter was held awake"
+        );
+        drop(awake);
+        assert!(until(|| spin::status().0 == 0, 5));
+    }
 }

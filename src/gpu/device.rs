@@ -529,6 +529,17 @@ impl Gpu {
         describe_info(&self.info)
     }
 
+    /// On a CPU adapter, keeps its cores awake until the guard drops (`spin::hold`): for
+    /// a caller that blocks on the adapter other than in `wait_for`. `None` elsewhere.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn awake(&self) -> Option<super::spin::Hold> {
+        if self.cpu {
+            super::spin::hold()
+        } else {
+            None
+        }
+    }
+
     /// Blocks until all submitted work is done (native) — the sync every timing needs.
     pub fn wait(&self) -> Result<(), GpuError> {
         self.wait_for(None)
@@ -539,7 +550,7 @@ impl Gpu {
         self.check()?;
         // On a CPU adapter its cores stay awake while it works (see `spin`).
         #[cfg(not(target_arch = "wasm32"))]
-        let _awake = if self.cpu { super::spin::hold() } else { None };
+        let _awake = self.awake();
         let poll = |submission_index| {
             self.device.poll(wgpu::PollType::Wait {
                 submission_index,

@@ -308,6 +308,12 @@ impl Profiler {
         }
         let bytes = queries as u64 * wgpu::QUERY_SIZE as u64;
         enc.copy_buffer_to_buffer(resolve, 0, staging, 0, bytes);
+        // lavapipe's submit blocks here until the step just submitted is done (a submit
+        // made while earlier work runs waits for it): keep the cores awake meanwhile, as
+        // an unprofiled step's wait does, or the spinners park 20 ms into the step and
+        // the next step's first dispatch pays for waking them (1-2 ms, 2026-12-06).
+        #[cfg(not(target_arch = "wasm32"))]
+        let _awake = gpu.awake();
         gpu.queue.submit([enc.finish()]);
         let data = map_read(gpu, staging, bytes).await?;
         Ok(bytemuck::cast_slice::<u8, u64>(&data).to_vec())
