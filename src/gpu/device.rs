@@ -529,6 +529,19 @@ impl Gpu {
         describe_info(&self.info)
     }
 
+    /// Submits `cmds` to the queue. On a CPU adapter the cores are kept awake during the
+    /// call (`awake`): lavapipe's submit blocks until the work submitted before it is
+    /// done when that still runs (a prefill's second command buffer waited 5.5-6.5 s in
+    /// the call for its first, 2026-12-06), and the spinners would park 20 ms into it.
+    pub fn submit(
+        &self,
+        cmds: impl IntoIterator<Item = wgpu::CommandBuffer>,
+    ) -> wgpu::SubmissionIndex {
+        #[cfg(not(target_arch = "wasm32"))]
+        let _awake = self.awake();
+        self.queue.submit(cmds)
+    }
+
     /// On a CPU adapter, keeps its cores awake until the guard drops (`spin::hold`): for
     /// a caller that blocks on the adapter other than in `wait_for`. `None` elsewhere.
     #[cfg(not(target_arch = "wasm32"))]

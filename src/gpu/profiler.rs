@@ -308,13 +308,9 @@ impl Profiler {
         }
         let bytes = queries as u64 * wgpu::QUERY_SIZE as u64;
         enc.copy_buffer_to_buffer(resolve, 0, staging, 0, bytes);
-        // lavapipe's submit blocks here until the step just submitted is done (a submit
-        // made while earlier work runs waits for it): keep the cores awake meanwhile, as
-        // an unprofiled step's wait does, or the spinners park 20 ms into the step and
-        // the next step's first dispatch pays for waking them (1-2 ms, 2026-12-06).
-        #[cfg(not(target_arch = "wasm32"))]
-        let _awake = gpu.awake();
-        gpu.queue.submit([enc.finish()]);
+        // On lavapipe this submit blocks until the step just submitted is done
+        // (`Gpu::submit` keeps the cores awake meanwhile).
+        gpu.submit([enc.finish()]);
         let data = map_read(gpu, staging, bytes).await?;
         Ok(bytemuck::cast_slice::<u8, u64>(&data).to_vec())
     }
@@ -405,7 +401,7 @@ pub async fn measure_peak(gpu: &Gpu) -> Result<Peak, GpuError> {
         let mut enc = gpu.device.create_command_encoder(&Default::default());
         enc.clear_buffer(&src, 0, None);
         enc.clear_buffer(&small, 0, None);
-        gpu.queue.submit([enc.finish()]);
+        gpu.submit([enc.finish()]);
     }
     let grid = StreamRead::new(gpu, &src, &out)?;
     let runs = StreamRead::runs(gpu, &src, &out)?;
@@ -456,7 +452,7 @@ async fn best_of(
         record(&mut enc);
         enc.copy_buffer_to_buffer(out, 0, marker, 0, 16);
         let t0 = Instant::now();
-        gpu.queue.submit([enc.finish()]);
+        gpu.submit([enc.finish()]);
         map_read(gpu, marker, 16).await?;
         if run > 0 {
             best = best.min(t0.elapsed().as_secs_f64());
@@ -528,7 +524,7 @@ impl Submit for Profiler {
                 }
             }
             Timing::CpuSubmit => {
-                gpu.queue.submit([enc.finish()]);
+                gpu.submit([enc.finish()]);
                 self.cpu_sync(gpu)?;
                 for (i, d) in dispatches.iter().enumerate() {
                     let t0 = Instant::now();
@@ -542,12 +538,12 @@ impl Submit for Profiler {
                 if let Some(f) = after {
                     f(&mut enc);
                 }
-                return Ok(gpu.queue.submit([enc.finish()]));
+                return Ok(gpu.submit([enc.finish()]));
             }
         }
         if let Some(f) = after {
             f(&mut enc);
         }
-        Ok(gpu.queue.submit([enc.finish()]))
+        Ok(gpu.submit([enc.finish()]))
     }
 }

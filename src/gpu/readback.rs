@@ -22,7 +22,7 @@ pub async fn read_f32(
     });
     let mut enc = gpu.device.create_command_encoder(&Default::default());
     enc.copy_buffer_to_buffer(src, offset * 4, &staging, 0, bytes);
-    gpu.queue.submit([enc.finish()]);
+    gpu.submit([enc.finish()]);
     let view = map_read(gpu, &staging, bytes).await?;
     Ok(bytemuck::cast_slice::<u8, f32>(&view).to_vec())
 }

@@ -83,7 +83,7 @@ pub(super) async fn read_into(
 ) -> Result<Vec<u8>, GpuError> {
     let mut enc = gpu.device.create_command_encoder(&Default::default());
     enc.copy_buffer_to_buffer(src, offset, staging, 0, bytes);
-    gpu.queue.submit([enc.finish()]);
+    gpu.submit([enc.finish()]);
     crate::gpu::map_read(gpu, staging, bytes).await
 }
 

@@ -419,7 +419,7 @@ impl Model {
                 enc.copy_buffer_to_buffer(&page, 0, b, to as u64 * bytes, bytes);
             }
         }
-        self.gpu.queue.submit([enc.finish()]);
+        self.gpu.submit([enc.finish()]);
     }
 
     /// Gives `slot` KV pages for its first `len` positions and writes changed page

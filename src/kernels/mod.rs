@@ -209,7 +209,7 @@ impl Submit for Plain {
         if let Some(f) = after {
             f(&mut enc);
         }
-        Ok(gpu.queue.submit([enc.finish()]))
+        Ok(gpu.submit([enc.finish()]))
     }
 }
 
