@@ -42,7 +42,7 @@ fn time(gpu: &Gpu, encode: &dyn Fn(&mut wgpu::ComputePass<'_>)) -> f64 {
             let mut pass = enc.begin_compute_pass(&Default::default());
             encode(&mut pass);
         }
-        gpu.queue.submit([enc.finish()]);
+        gpu.submit([enc.finish()]);
         gpu.wait().expect("device sync");
         t0.elapsed().as_secs_f64()
     };
