@@ -1214,7 +1214,9 @@ fn matvec_batch_shared_x_every_type() {
 /// window, the types that gain from it read each column block's x through its own
 /// window, a dispatch per block (16 columns, or 8 where 16 tokens of a wide input do
 /// not fit). Against the twin, the last block partial, x not on the window's alignment;
-/// a step of fewer tokens records only the blocks that hold them.
+/// a step of fewer tokens records only the blocks that hold them. Builds for a batched
+/// decode step (at most 32 tokens) take them whatever the type (Q4_1 here), longer
+/// prompts only for the types that gain (Q4_1's 37 tokens read storage x).
 #[test]
 fn matvec_batch_block_windows() {
     use hearth::kernels::matvec_batch::SHARE_GEOMETRY;
@@ -1224,7 +1226,7 @@ fn matvec_batch_block_windows() {
     // (type, rows, cols, step tokens, columns of each block): 16 tokens of 1024 + 4
     // values are more than a window, 8 are not; 16 of 644 fit. 37 tokens on 16-column
     // blocks take two, then a block of 8 for the last five (`TAIL_BLOCKS`).
-    let cases: [(_, _, _, _, &[u32], _); 3] = [
+    let cases: [(_, _, _, _, &[u32], _); 5] = [
         (GgmlType::Q5_0, 520, 640, 37, &[16, 16, 8], None),
         (
             GgmlType::Q4_K,
@@ -1235,6 +1237,8 @@ fn matvec_batch_block_windows() {
             Some(Activation::Silu),
         ),
         (GgmlType::Q6_K, 515, 1024, 17, &[8, 8, 8], None),
+        (GgmlType::Q4_1, 530, 1024, 17, &[8, 8, 8], None),
+        (GgmlType::Q4_1, 530, 1024, 37, &[], None),
     ];
     for (i, (ty, rows, cols, n, per, act)) in cases.into_iter().enumerate() {
         let c = case(ty, rows, cols, 990 + i as u64);
@@ -1250,8 +1254,12 @@ fn matvec_batch_block_windows() {
             None,
         );
         assert_eq!(shared, can, "{ty} {rows}x{cols}: x-sharing form");
-        assert_eq!(uniform, shared, "{ty} {rows}x{cols}: per-block windows");
-        if shared {
+        let windows = shared && !per.is_empty();
+        assert_eq!(
+            uniform, windows,
+            "{ty} {rows}x{cols}, {n} tokens: per-block windows"
+        );
+        if windows {
             // One dispatch per block holding the step's tokens (one shard here).
             assert_eq!(blocks, per, "{ty}: blocks of a step of {n} tokens");
         }

@@ -360,11 +360,21 @@ const WINDOW_MIN_ROWS: u64 = 512;
 /// and Q6_K ones (8-column blocks) 665 -> 494 and 715 -> 525; Q5_0 2048 x 640 1277 ->
 /// 1162, 1024 x 640 640 -> 601. Not Q8_0 (Gemma 3's 256 x 640 50 -> 84 ms) nor Q4_1
 /// (SmolLM2's 1536 x 576 no faster, 576 x 576 833 -> 1020 ms, 576 x 1536 in 8-column
-/// blocks 1080 -> 1560); the other types were not measured and keep storage x.
-fn windows_pay(w: &GpuTensor) -> bool {
+/// blocks 1080 -> 1560); the other types were not measured and keep storage x. Builds
+/// of at most `DECODE_WINDOW_TOKENS` tokens (batched decode steps) take them for every
+/// type: SmolLM2's 576 x 1536 Q4_1 projection in a step of 16 sequences ran 1,492 us
+/// from storage against 470 us for 8 sequences through a window (`hearth profile
+/// SmolLM2-135M-Instruct.Q4_1.gguf -p 4 -n 4 --parallel 16` and `8`, 2026-12-06).
+fn windows_pay(w: &GpuTensor, tokens: u32) -> bool {
     use GgmlType::*;
-    w.rows >= WINDOW_MIN_ROWS && matches!(w.ty, Q5_0 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K)
+    w.rows >= WINDOW_MIN_ROWS
+        && (tokens <= DECODE_WINDOW_TOKENS
+            || matches!(w.ty, Q5_0 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K))
 }
+
+/// Tokens up to which a build takes per-block windows whatever its type (`windows_pay`):
+/// a batched decode step of up to 16 sequences and 16 prompt rows.
+const DECODE_WINDOW_TOKENS: u32 = 32;
 
 /// The uniform windows of the column blocks of x that hold `tokens` tokens (from x's
 /// element `x_offset`, one per block of `cols` tokens), where the step's x fits no one
@@ -590,7 +600,7 @@ impl MatVecBatch {
             // Per-block windows, where they pay, for every token: a step records the
             // blocks that hold its tokens, so this build serves every larger step.
             let per_block = match (share, window) {
-                (true, None) if windows_pay(w) => {
+                (true, None) if windows_pay(w, tok.max) => {
                     block_windows(gpu, w, x, p0.x_offset, cols, tok.max)
                 }
                 _ => None,
