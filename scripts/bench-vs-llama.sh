@@ -11,8 +11,10 @@
 # in one pass) and tgTG (TG tokens generated one at a time), REPS rounds: each round runs
 # both tools with one warm-up and one measured repetition, llama.cpp first in odd rounds
 # and hearth first in even ones, so load and clock drift fall on both alike. Prints a
-# markdown table of mean ± sd t/s per tool and the ratio hearth / llama.cpp, with the
-# date, the machine and the exact commands.
+# markdown table of mean ± sd t/s per tool, the ratio hearth / llama.cpp of the means and
+# the mean ± sd of each round's own ratio (the tools measured minutes apart, so drift of
+# the machine between rounds falls out of it), with the date, the machine and the exact
+# commands.
 #
 # Defaults: -p 512 -n 128 -r 3 -t 2 (flags win over the env vars PP, TG, REPS, THREADS;
 # 0 skips a test). Also from the environment: HEARTH (the hearth binary; else
@@ -145,12 +147,19 @@ print(f"- hearth: {h['backend']} on {h['adapter']}; model {h['model']}, "
 print(f"- {reps} round(s), each one warm-up and one measured run of both tools, "
       "llama.cpp first in odd rounds, hearth first in even ones; t/s mean ± sd over rounds")
 print()
-print("| model | test | llama.cpp t/s | hearth t/s | ratio |")
-print("| --- | ---: | ---: | ---: | ---: |")
+print("| model | test | llama.cpp t/s | hearth t/s | ratio | ratio by round |")
+print("| --- | ---: | ---: | ---: | ---: | ---: |")
 for test in sorted(set(llama) | set(hearth), key=lambda t: (t[:2] != "pp", int(t[2:]))):
     lv, hv = llama.get(test), hearth.get(test)
     ratio = f"{statistics.mean(hv) / statistics.mean(lv):.2f}" if lv and hv else "–"
-    print(f"| {label} | {test} | {fmt(lv) if lv else '–'} | {fmt(hv) if hv else '–'} | {ratio} |")
+    # Each round's own ratio (both tools measured minutes apart at most), mean ± sd:
+    # steadier than the ratio of the means where the machine drifts between rounds.
+    paired = "–"
+    if lv and hv and len(lv) == len(hv):
+        r = [h / l for h, l in zip(hv, lv)]
+        sd = statistics.stdev(r) if len(r) > 1 else 0.0
+        paired = f"{statistics.mean(r):.3f} ± {sd:.3f}"
+    print(f"| {label} | {test} | {fmt(lv) if lv else '–'} | {fmt(hv) if hv else '–'} | {ratio} | {paired} |")
 print()
 print("Commands (each run once per round):")
 print()
