@@ -210,12 +210,22 @@ fn xpart(j: u32) -> vec4<f32> {
 #endif
 #endif
 
+#ifdef CLAIM
+// CLAIM (the CPU class's builds with subgroups): a CPU rasterizer hands each of its
+// threads a fixed share of a dispatch's workgroups (Mesa 25.0's llvmpipe: the first
+// half to one thread and the second to the other, on two cores), so a dispatch lasts
+// as long as its slowest thread's share, and a VM's cores run at different speeds from
+// moment to moment. Here the host launches two workgroups per thread and each subgroup
+// takes the next subgroup's worth of rows (an item) from claims[0] until none are
+// left: a thread that runs faster does more. Each subgroup counts its end in
+// claims[1]; the last resets both, so the next dispatch (dispatches run in order) starts
+// from 0 again. No barrier is needed (on lavapipe a barrier turns the shader into
+// coroutines).
+@group(0) @binding(12) var<storage, read_write> claims: array<atomic<u32>, 4>;
+#endif
+
 @compute @workgroup_size(WG)
 fn main(ids: Ids, gs: Groups) {
-    let lane = ids.lid % LANES;
-    // This invocation's SEQ groups of NR rows (NR in registers; the parts of x it reads
-    // are shared by them), consecutive.
-    let first0 = (wg_index(gs) * ROWS + ids.lid / LANES) * NR * SEQ;
     var xscale = 1.0;
 #ifdef XNORM
     var ss = 0.0;
@@ -258,6 +268,38 @@ fn main(ids: Ids, gs: Groups) {
         xscale = inverseSqrt(wg_sum(sv, ids) / f32(p.k) + p.eps);
     }
 #endif
+#ifdef CLAIM
+    // Items of one subgroup's rows, each claimed by its lane 0.
+    let per = ids.sg_size * NR * SEQ;
+    let items = (p.rows + per - 1u) / per;
+    loop {
+        var c = 0u;
+        if (ids.lane == 0u) {
+            c = atomicAdd(&claims[0], 1u);
+        }
+        let item = subgroupBroadcast(c, 0u);
+        if (item >= items) {
+            break;
+        }
+        rows_of((item * ids.sg_size + ids.lane) * NR * SEQ, 0u, ids, xscale);
+    }
+    if (ids.lane == 0u) {
+        let subgroups = gs.nwg.x * gs.nwg.y * gs.nwg.z * ((WG + ids.sg_size - 1u) / ids.sg_size);
+        if (atomicAdd(&claims[1], 1u) == subgroups - 1u) {
+            atomicStore(&claims[0], 0u);
+            atomicStore(&claims[1], 0u);
+        }
+    }
+#else
+    let wgi = wg_index(gs);
+    rows_of((wgi * ROWS + ids.lid / LANES) * NR * SEQ, wgi, ids, xscale);
+#endif
+}
+
+// The invocation's SEQ groups of NR rows from row first0 (NR in registers; the parts of
+// x it reads are shared by them), consecutive; wgi: the workgroup's index (PREP).
+fn rows_of(first0: u32, wgi: u32, ids: Ids, xscale: f32) {
+    let lane = ids.lid % LANES;
 #ifdef PREP
     var sq = 0.0;
 #endif
@@ -369,7 +411,7 @@ fn main(ids: Ids, gs: Groups) {
     // Shards start on whole workgroups of rows (host-checked).
     let part = wg_sum(sq, ids);
     if (ids.lid == 0u) {
-        ssq[p.row_offset / (ROWS * NR * SEQ) + wg_index(gs)] = part;
+        ssq[p.row_offset / (ROWS * NR * SEQ) + wgi] = part;
     }
 #endif
 }

@@ -315,6 +315,10 @@ pub struct Gpu {
     /// A CPU adapter: waits keep the cores awake (`spin`).
     #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     cpu: bool,
+    /// The counters of the matvecs that claim their rows at run time (`CLAIM`, see
+    /// shaders/matvec.wgsl): zero between dispatches (each one's last subgroup resets
+    /// them).
+    pub(crate) claims: wgpu::Buffer,
 }
 
 /// What the device reported through its callbacks: hearth never lets wgpu's default
@@ -447,6 +451,13 @@ impl Gpu {
             });
         }
         let cpu = info.device_type == wgpu::DeviceType::Cpu;
+        // Created zeroed.
+        let claims = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("claims"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
         Ok(Arc::new(Self {
             device,
             queue,
@@ -458,6 +469,7 @@ impl Gpu {
             pipelines: PipelineCache::default(),
             faults,
             cpu,
+            claims,
         }))
     }
 

@@ -570,8 +570,11 @@ pub(crate) fn variants(ty: GgmlType) -> Vec<crate::gpu::PipelineKey> {
                     let Ok(d) = defines_for(g, *seq, form, *fold, runs) else {
                         continue;
                     };
-                    let uniform = reads_x4(g, ty, runs).then(|| with_uniform_x(d).ok());
-                    for d in std::iter::once(d).chain(uniform.flatten()) {
+                    let uniform = [false, true].map(|claim| {
+                        let claim = claim && claims_fit(sg, d);
+                        reads_x4(g, ty, runs).then(|| with_uniform_x(d, claim).ok())
+                    });
+                    for d in std::iter::once(d).chain(uniform.into_iter().flatten().flatten()) {
                         let key = super::weight_key("matvec", ty, sg, g.workgroup, d);
                         if !v.contains(&key) {
                             v.push(key);
@@ -614,10 +617,24 @@ fn reads_x4(g: Geometry, ty: GgmlType, runs: bool) -> bool {
     g.lanes == 1 && (!ty.is_float() || runs)
 }
 
-/// `defines` with x through a uniform window.
-fn with_uniform_x(defines: &'static [&'static str]) -> Result<&'static [&'static str], GpuError> {
+/// Whether a build with `defines` can claim its rows at run time (`CLAIM`): each
+/// subgroup claims its own, so the build needs subgroups and no workgroup-wide work per
+/// group of rows (the norm's inputs, `PREP`, are summed per workgroup).
+fn claims_fit(subgroups: bool, defines: &[&str]) -> bool {
+    subgroups && !defines.contains(&"PREP")
+}
+
+/// `defines` with x through a uniform window, and with `claim` the rows claimed at run
+/// time (`CLAIM`, see `kernels::claim_launches`).
+fn with_uniform_x(
+    defines: &'static [&'static str],
+    claim: bool,
+) -> Result<&'static [&'static str], GpuError> {
     let mut d: Vec<String> = defines.iter().map(|s| s.to_string()).collect();
     d.push("XUNIFORM".into());
+    if claim {
+        d.push("CLAIM".into());
+    }
     super::static_defines(&d)
 }
 
@@ -863,7 +880,11 @@ impl MatVec {
             ]);
         }
         if window.is_some() {
-            defines = with_uniform_x(defines)?;
+            let claim = super::claims_on() && claims_fit(shuffles, defines);
+            defines = with_uniform_x(defines, claim)?;
+            if claim {
+                extra.push((super::CLAIMS_BINDING, &gpu.claims, None));
+            }
         }
         let kernel = WeightKernel {
             op: "matvec",
@@ -903,7 +924,12 @@ impl MatVec {
                     None => fold.norm.map_or(0, |n| n.parts),
                 },
             };
-            let (gx, gy) = grid(gpu, rows.div_ceil(rows_per_wg) as u32);
+            let items = rows.div_ceil(rows_per_wg) as u32;
+            let launches = match defines.contains(&"CLAIM") {
+                true => super::claim_launches(items),
+                false => items,
+            };
+            let (gx, gy) = grid(gpu, launches);
             (p, (gx, gy, 1))
         })?;
         Ok(Self { dispatches })

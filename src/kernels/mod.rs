@@ -687,6 +687,48 @@ struct WeightKernel<'a> {
 /// 2,141 / 2,845 -> 1,576 / 2,478.
 pub const X_WINDOW: u64 = 65536;
 
+/// Binding of the claim counters (`Gpu::claims`) in the builds that claim their rows
+/// at run time (`CLAIM`, shaders/matvec.wgsl).
+const CLAIMS_BINDING: u32 = 12;
+
+/// Whether the CPU class's matvecs claim their rows at run time (`CLAIM`): yes, unless
+/// `HEARTH_CLAIM=0` (to compare). `scripts/cpu-timeline.py` on Gemma 3's decode
+/// (2026-12-06): the ticks where one core ran shader code while the other waited fell
+/// from 32% to 19%.
+fn claims_on() -> bool {
+    !matches!(
+        std::env::var("HEARTH_CLAIM").as_deref().map(str::trim),
+        Ok("0")
+    )
+}
+
+/// Workgroups to launch for a claiming build (`CLAIM`) that would otherwise take
+/// `items` workgroups: two per thread of the CPU rasterizer (lavapipe runs
+/// `LP_NUM_THREADS` threads, else one per core).
+fn claim_launches(items: u32) -> u32 {
+    let threads = std::env::var("LP_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .or_else(|| {
+            std::thread::available_parallelism()
+                .ok()
+                .map(|n| n.get().min(64) as u32)
+        });
+    launches_for(items, threads)
+}
+
+/// `claim_launches` for `threads` threads (unknown: `None`). Each thread's fixed share
+/// of the launches loops over items until none are left, so more launches than threads
+/// only add ones that find nothing left, and fewer would leave threads idle; where the
+/// threads are unknown, one per item (as without claims).
+fn launches_for(items: u32, threads: Option<u32>) -> u32 {
+    match threads {
+        Some(t) => items.min(t.clamp(1, 64) * 2),
+        None => items,
+    }
+    .max(1)
+}
+
 /// The byte offset in `buf` of the uniform window (`X_WINDOW` bytes) through which a
 /// kernel reads `span` elements from element `offset`, if the adapter binds uniform
 /// windows that large, `buf` may be bound as uniform and holds the whole window, and
@@ -886,4 +928,21 @@ fn to_u32(what: &str, v: u64) -> Result<u32, GpuError> {
             "{what} = {v} exceeds the 32-bit index range of the kernels"
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::launches_for;
+
+    #[test]
+    fn claiming_builds_launch_two_workgroups_per_thread() {
+        // Two per thread where there are more items than that; never more than items,
+        // never none; one per item where the threads are unknown.
+        assert_eq!(launches_for(382, Some(2)), 4);
+        assert_eq!(launches_for(3, Some(2)), 3);
+        assert_eq!(launches_for(0, Some(2)), 1);
+        assert_eq!(launches_for(382, Some(0)), 2);
+        assert_eq!(launches_for(1000, Some(500)), 128);
+        assert_eq!(launches_for(382, None), 382);
+    }
 }
