@@ -211,17 +211,8 @@ fn xpart(j: u32) -> vec4<f32> {
 #endif
 
 #ifdef CLAIM
-// CLAIM (the CPU class's builds with subgroups): a CPU rasterizer hands each of its
-// threads a fixed share of a dispatch's workgroups (Mesa 25.0's llvmpipe: the first
-// half to one thread and the second to the other, on two cores), so a dispatch lasts
-// as long as its slowest thread's share, and a VM's cores run at different speeds from
-// moment to moment. Here the host launches two workgroups per thread and each subgroup
-// takes the next subgroup's worth of rows (an item) from claims[0] until none are
-// left: a thread that runs faster does more. Each subgroup counts its end in
-// claims[1]; the last resets both, so the next dispatch (dispatches run in order) starts
-// from 0 again. No barrier is needed (on lavapipe a barrier turns the shader into
-// coroutines).
-@group(0) @binding(12) var<storage, read_write> claims: array<atomic<u32>, 4>;
+// Rows claimed at run time (lib/claim.wgsl): an item is a subgroup's rows.
+#include "lib/claim.wgsl"
 #endif
 
 @compute @workgroup_size(WG)
@@ -269,27 +260,16 @@ fn main(ids: Ids, gs: Groups) {
     }
 #endif
 #ifdef CLAIM
-    // Items of one subgroup's rows, each claimed by its lane 0.
     let per = ids.sg_size * NR * SEQ;
     let items = (p.rows + per - 1u) / per;
     loop {
-        var c = 0u;
-        if (ids.lane == 0u) {
-            c = atomicAdd(&claims[0], 1u);
-        }
-        let item = subgroupBroadcast(c, 0u);
+        let item = claim_next(ids);
         if (item >= items) {
             break;
         }
         rows_of((item * ids.sg_size + ids.lane) * NR * SEQ, 0u, ids, xscale);
     }
-    if (ids.lane == 0u) {
-        let subgroups = gs.nwg.x * gs.nwg.y * gs.nwg.z * ((WG + ids.sg_size - 1u) / ids.sg_size);
-        if (atomicAdd(&claims[1], 1u) == subgroups - 1u) {
-            atomicStore(&claims[0], 0u);
-            atomicStore(&claims[1], 0u);
-        }
-    }
+    claim_done(ids, gs);
 #else
     let wgi = wg_index(gs);
     rows_of((wgi * ROWS + ids.lid / LANES) * NR * SEQ, wgi, ids, xscale);

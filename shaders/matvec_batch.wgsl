@@ -424,15 +424,63 @@ fn store4(t: Acc, c: u32, first: u32, col: u32, ids: Ids, lane: u32, n: u32) {
 #endif
 }
 
+#ifdef CLAIM
+// Work claimed at run time (lib/claim.wgsl), in the x-sharing form through a window
+// (the CPU class's): an item is a subgroup's rows of one column block; p.blocks holds
+// the dispatch's column blocks.
+#include "lib/claim.wgsl"
+
+// The tile's accumulators back to zero for the next item.
+fn zero_tile() {
+    cols0 = Acc();
+#ifdef WIDE
+    cols4 = Acc();
+#endif
+#ifdef WIDE16
+    cols8 = Acc();
+    cols12 = Acc();
+#endif
+#ifdef BR8
+    cols0h = Acc();
+#ifdef WIDE
+    cols4h = Acc();
+#endif
+#ifdef WIDE16
+    cols8h = Acc();
+    cols12h = Acc();
+#endif
+#endif
+}
+#endif
+
 @compute @workgroup_size(WG)
 fn main(ids: Ids, gs: Groups) {
+#ifdef CLAIM
+    let per = ids.sg_size * OUT_ROWS;
+    let row_items = (p.rows + per - 1u) / per;
+    let items = row_items * p.blocks;
+    loop {
+        let item = claim_next(ids);
+        if (item >= items) {
+            break;
+        }
+        zero_tile();
+        tile_item(((item % row_items) * ids.sg_size + ids.lane) * OUT_ROWS, item / row_items, ids);
+    }
+    claim_done(ids, gs);
+#else
+    tile_item(((gs.wid.x + gs.wid.y * gs.nwg.x) * ROWS + ids.lid / LANES) * OUT_ROWS, gs.wid.z, ids);
+#endif
+}
+
+// The tile of OUT_ROWS rows per invocation from row `first` times column block `zb`.
+fn tile_item(first: u32, zb: u32, ids: Ids) {
     let n = min(p.n_tokens, step.n_tokens);
-    let t0 = p.t_first + gs.wid.z * COLS;
+    let t0 = p.t_first + zb * COLS;
     if (t0 >= n) {
         return;
     }
     let lane = ids.lid % LANES;
-    let first = ((gs.wid.x + gs.wid.y * gs.nwg.x) * ROWS + ids.lid / LANES) * OUT_ROWS;
     // Past the last row, recompute it (never stored): the lanes stay in step for the sums.
     let top = p.rows - 1u;
     b0 = min(first, top) * p.row_words;

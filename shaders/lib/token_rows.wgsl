@@ -16,7 +16,7 @@ struct Params {
     y_stride: u32,    // elements between tokens in y
     y_offset: u32,
     t_first: u32,     // first token of this dispatch's column blocks (x_offset is its x)
-    _pad0: u32,
+    blocks: u32,      // the batched matvec's column blocks in this dispatch (CLAIM)
     _pad1: u32,
 }
 

@@ -316,7 +316,7 @@ pub struct Gpu {
     #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     cpu: bool,
     /// The counters of the matvecs that claim their rows at run time (`CLAIM`, see
-    /// shaders/matvec.wgsl): zero between dispatches (each one's last subgroup resets
+    /// shaders/lib/claim.wgsl): zero between dispatches (each one's last subgroup resets
     /// them).
     pub(crate) claims: wgpu::Buffer,
 }

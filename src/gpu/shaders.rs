@@ -64,6 +64,7 @@ shader_table!(
     "lib/row_sum.wgsl",
     "lib/lazy.wgsl",
     "lib/xshare.wgsl",
+    "lib/claim.wgsl",
     "lib/float_runs.wgsl",
     "lib/dtype_f32.wgsl",
     "lib/dtype_f16.wgsl",

@@ -25,7 +25,10 @@ params! {
         /// The first token of the dispatch's column blocks, whose x is at `x_offset`
         /// (the batched matvec's per-block uniform windows; else 0).
         pub(super) t_first: u32,
-        _pad: [u32; 2],
+        /// The batched matvec's column blocks in the dispatch, for builds that claim
+        /// their work (`CLAIM`; else 0).
+        pub(super) blocks: u32,
+        _pad: u32,
     }
 }
 
@@ -64,7 +67,8 @@ impl Params {
             y_stride: y.stride,
             y_offset: y.check(&format!("{what} output"), tok.max)?,
             t_first: 0,
-            _pad: [0; 2],
+            blocks: 0,
+            _pad: 0,
         })
     }
 

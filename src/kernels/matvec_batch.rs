@@ -203,6 +203,7 @@ fn defines_for(
     share: bool,
     uniform_x: bool,
     form: Form,
+    claim: bool,
 ) -> Result<&'static [&'static str], GpuError> {
     let mut d = vec![format!("LANES={lanes}"), format!("COLS={cols}")];
     if cols >= 8 {
@@ -235,6 +236,9 @@ fn defines_for(
         d.push("LAZY_FORM".into());
         if uniform_x {
             d.push("XUNIFORM".into());
+            if claim {
+                d.push("CLAIM".into());
+            }
         }
     } else if uniform_x {
         return Err(GpuError::Runtime(
@@ -284,7 +288,12 @@ pub(crate) fn variants(ty: GgmlType) -> Vec<crate::gpu::PipelineKey> {
                     for eight in [false, true] {
                         let eight = eight && !matches!(act, Form::Pair(_));
                         let (rows, wg) = tile(ty, cols, share, g.workgroup, eight);
-                        if let Ok(d) = defines_for(g.lanes, cols, rows, share, uniform_x, act) {
+                        for claim in [false, true] {
+                            let Ok(d) =
+                                defines_for(g.lanes, cols, rows, share, uniform_x, act, claim)
+                            else {
+                                continue;
+                            };
                             let key = super::weight_key("matvec_batch", ty, sg, wg, d);
                             if !v.contains(&key) {
                                 v.push(key);
@@ -555,24 +564,34 @@ impl MatVecBatch {
             let (rows, workgroup) = tile(w.ty, cols, share, g.workgroup, eight);
             // Output rows per workgroup (a pair's tile holds two gate and two up rows).
             let rows_per_wg = (workgroup / g.lanes * rows / (1 + pair as u32)) as u64;
+            // The x-sharing form through a window claims its work (`CLAIM`).
+            let claim = share && window.is_some() && super::claims_on();
+            let claims = [(super::CLAIMS_BINDING, &gpu.claims, None)];
             let kernel = WeightKernel {
                 op: "matvec_batch",
                 subgroups: shuffles,
                 workgroup,
-                defines: defines_for(g.lanes, cols, rows, share, window.is_some(), form)?,
+                defines: defines_for(g.lanes, cols, rows, share, window.is_some(), form, claim)?,
                 inputs: [x.view.buffer, y.view.buffer],
                 x_range: window.map(|o| (o, X_WINDOW)),
-                extra: &[],
+                extra: if claim { &claims } else { &[] },
                 step: Some(tok.step),
                 cost: per_step_cost,
             };
             let set = weight_dispatches(gpu, &kernel, w, |start, rows| {
                 // A pair is one shard, its rows out half of it.
                 let rows = if pair { rows / 2 } else { rows };
-                let (gx, gy) = grid(gpu, rows.div_ceil(rows_per_wg) as u32);
+                let groups = rows.div_ceil(rows_per_wg) as u32;
                 let mut p = p0.shard(start, rows);
                 p.t_first = t_first;
                 p.x_offset = super::windowed_offset(p.x_offset + t_first * x.stride, window);
+                if claim {
+                    // The launches claim every block's rows (items); z is 1.
+                    p.blocks = z;
+                    let (gx, gy) = grid(gpu, super::claim_launches(groups.saturating_mul(z)));
+                    return (p, (gx, gy, 1));
+                }
+                let (gx, gy) = grid(gpu, groups);
                 (p, (gx, gy, z))
             })?;
             Ok::<_, GpuError>(

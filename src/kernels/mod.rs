@@ -688,7 +688,7 @@ struct WeightKernel<'a> {
 pub const X_WINDOW: u64 = 65536;
 
 /// Binding of the claim counters (`Gpu::claims`) in the builds that claim their rows
-/// at run time (`CLAIM`, shaders/matvec.wgsl).
+/// at run time (`CLAIM`, shaders/lib/claim.wgsl).
 const CLAIMS_BINDING: u32 = 12;
 
 /// Whether the CPU class's matvecs claim their rows at run time (`CLAIM`): yes, unless
