@@ -17,7 +17,7 @@ struct Params {
     y_offset: u32,
     t_first: u32,     // first token of this dispatch's column blocks (x_offset is its x)
     blocks: u32,      // the batched matvec's column blocks in this dispatch (CLAIM)
-    _pad1: u32,
+    _pad: u32,
 }
 
 #ifdef XUNIFORM
