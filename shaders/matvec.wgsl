@@ -19,7 +19,8 @@
 // ADDY: the product is added to y, the residual stream (each row is read and written by
 // the one invocation that owns it). With PREP the new rows r also leave hn[r] = y[r] *
 // wn[r] (the next norm's weights applied) and each workgroup the sum of its rows'
-// squares in ssq, at its index among the matrix's workgroups.
+// squares in ssq, at its index among the matrix's workgroups (with CLAIM each subgroup,
+// at its index among the launched workgroups' subgroups).
 // XNORM: x is such an hn, and each row's sum is scaled by s, from the first p.parts
 // sums in ssq (a few per lane, shuffled together, with XBCAST).
 // SANDWICH (Gemma's post-norms): the input binding holds a sub-block's output o, and
@@ -262,27 +263,45 @@ fn main(ids: Ids, gs: Groups) {
 #ifdef CLAIM
     let per = ids.sg_size * NR * SEQ;
     let items = (p.rows + per - 1u) / per;
+    var sq = 0.0;
     loop {
         let item = claim_next(ids);
         if (item >= items) {
             break;
         }
-        rows_of((item * ids.sg_size + ids.lane) * NR * SEQ, 0u, ids, xscale);
+        sq += rows_of((item * ids.sg_size + ids.lane) * NR * SEQ, ids, xscale);
     }
     claim_done(ids, gs);
+#ifdef PREP
+    // Which rows a subgroup did is known only at run time: each subgroup leaves the sum
+    // of its own rows' squares, at its index among the launched workgroups' subgroups
+    // (the host's parts: launches * WG / the adapter's one subgroup size, one shard),
+    // and the norm's readers sum them all.
+    let total = subgroupAdd(sq);
+    if (ids.lane == 0u) {
+        let per_wg = (WG + ids.sg_size - 1u) / ids.sg_size;
+        ssq[wg_index(gs) * per_wg + ids.lid / ids.sg_size] = total;
+    }
+#endif
 #else
     let wgi = wg_index(gs);
-    rows_of((wgi * ROWS + ids.lid / LANES) * NR * SEQ, wgi, ids, xscale);
+    let sq = rows_of((wgi * ROWS + ids.lid / LANES) * NR * SEQ, ids, xscale);
+#ifdef PREP
+    // Shards start on whole workgroups of rows (host-checked).
+    let part = wg_sum(sq, ids);
+    if (ids.lid == 0u) {
+        ssq[p.row_offset / (ROWS * NR * SEQ) + wgi] = part;
+    }
+#endif
 #endif
 }
 
 // The invocation's SEQ groups of NR rows from row first0 (NR in registers; the parts of
-// x it reads are shared by them), consecutive; wgi: the workgroup's index (PREP).
-fn rows_of(first0: u32, wgi: u32, ids: Ids, xscale: f32) {
+// x it reads are shared by them), consecutive. Returns the sum of the squares of the new
+// rows it wrote (PREP; else 0).
+fn rows_of(first0: u32, ids: Ids, xscale: f32) -> f32 {
     let lane = ids.lid % LANES;
-#ifdef PREP
     var sq = 0.0;
-#endif
     // SEQ: the invocation walks SEQ groups of NR consecutive rows in turn, so each lane
     // reads one contiguous stretch of the weights.
     for (var s = 0u; s < SEQ; s++) {
@@ -387,11 +406,5 @@ fn rows_of(first0: u32, wgi: u32, ids: Ids, xscale: f32) {
             }
         }
     }
-#ifdef PREP
-    // Shards start on whole workgroups of rows (host-checked).
-    let part = wg_sum(sq, ids);
-    if (ids.lid == 0u) {
-        ssq[p.row_offset / (ROWS * NR * SEQ) + wgi] = part;
-    }
-#endif
+    return sq;
 }

@@ -407,45 +407,91 @@ fn matvec_walks_row_runs_on_tall_matrices() {
         let act = Activation::ALL[i % Activation::ALL.len()];
         check_matvec_geometry(Config::Full, &c, 12, Some((geo, shuffles)), Some(act), true);
         // The residual add with the next norm's inputs: y += W x, h = y * w, and one
-        // sum of squares of y per workgroup.
+        // sum of squares of y per workgroup; with x through a uniform window (and
+        // subgroups) the rows are claimed at run time and each invocation of a launched
+        // workgroup leaves the sum of its own rows' squares.
         let cols = c.cols;
         let x = random_vec(cols, 13);
         let y0 = random_vec(rows, 14);
         let wn = random_vec(rows, 15);
-        let (xb, yb, wb, hb) = (
-            storage(&g, &x),
-            storage(&g, &y0),
-            storage(&g, &wn),
-            output(&g, rows),
-        );
         let t = GpuTensor::upload(&g, "w", ty, cols as u64, rows as u64, &c.raw).unwrap();
         let n = matvec::fold_parts(&g, &t, None).unwrap() as usize;
-        let pb = output(&g, n);
-        let prep = Fold {
-            add: true,
-            prep: Some(NormPrep {
-                weights: &wb,
-                h: &hb,
-                ssq: &pb,
-            }),
-            ..Fold::NONE
-        };
-        let op = MatVec::folded(&g, &t, (View::of(&xb), View::of(&yb)), None, prep, None).unwrap();
-        kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
         let p = kernels::matvec::cpu(&c.w, cols, &x);
         let want: Vec<f32> = p.iter().zip(&y0).map(|(p, y)| p + y).collect();
-        let name = format!("matvec {ty} {rows}x{cols} add and norm inputs");
-        assert_close(&name, &read(&g, &yb, rows), &want, bound(ty));
         let h: Vec<f32> = want.iter().zip(&wn).map(|(y, w)| y * w).collect();
-        assert_close(&format!("{name} h"), &read(&g, &hb, rows), &h, bound(ty));
-        // Each workgroup: 32 invocations of 2 rows, each walking ROW_RUNS groups.
-        let per = 32 * 2 * ROW_RUNS as usize;
-        assert_eq!(n, rows.div_ceil(per), "{name}: one sum per workgroup");
-        let sums: Vec<f32> = want
-            .chunks(per)
-            .map(|r| r.iter().map(|v| v * v).sum())
-            .collect();
-        assert_close(&format!("{name} sums"), &read(&g, &pb, n), &sums, bound(ty));
+        for uniform in [false, true] {
+            let xb = match uniform {
+                false => storage(&g, &x),
+                true => uniform_input(&g, &x),
+            };
+            // As the model's: one sum per row would fit.
+            let (yb, wb, hb, pb) = (
+                storage(&g, &y0),
+                storage(&g, &wn),
+                output(&g, rows),
+                output(&g, rows),
+            );
+            let prep = Fold {
+                add: true,
+                prep: Some(NormPrep {
+                    weights: &wb,
+                    h: &hb,
+                    ssq: &pb,
+                }),
+                ..Fold::NONE
+            };
+            let io = (View::of(&xb), View::of(&yb));
+            let op = MatVec::folded(&g, &t, io, None, prep, None).unwrap();
+            let claims = op.dispatches[0].kind.contains("claim");
+            let one_size = g.info.subgroup_min_size == g.info.subgroup_max_size;
+            assert_eq!(
+                claims,
+                uniform && shuffles && one_size,
+                "{ty}: claimed with a window"
+            );
+            // Twice in one pass where claimed: the counters reset between dispatches
+            // (y accumulates the product twice).
+            let times = if claims { 2 } else { 1 };
+            let all: Vec<_> = (0..times).flat_map(|_| op.dispatches.iter()).collect();
+            kernels::run(&g, &all);
+            let want: Vec<f32> = want
+                .iter()
+                .zip(&p)
+                .map(|(w, p)| w + p * (times - 1) as f32)
+                .collect();
+            let h: Vec<f32> = match times {
+                1 => h.clone(),
+                _ => want.iter().zip(&wn).map(|(y, w)| y * w).collect(),
+            };
+            let name =
+                format!("matvec {ty} {rows}x{cols} add and norm inputs (uniform x: {uniform})");
+            assert_close(&name, &read(&g, &yb, rows), &want, bound(ty));
+            assert_close(&format!("{name} h"), &read(&g, &hb, rows), &h, bound(ty));
+            let parts = op.prep_parts.expect("the prep's sums") as usize;
+            let got = read(&g, &pb, parts);
+            if claims {
+                // Each subgroup's own rows: only the total is fixed.
+                let per_wg = 32 / g.info.subgroup_min_size as usize;
+                assert_eq!(parts % per_wg, 0, "{name}: {parts} sums, one per subgroup");
+                let total: f32 = want.iter().map(|v| v * v).sum();
+                assert_close(
+                    &format!("{name} total"),
+                    &[got.iter().sum()],
+                    &[total],
+                    bound(ty),
+                );
+                continue;
+            }
+            // Each workgroup: 32 invocations of 2 rows, each walking ROW_RUNS groups.
+            let per = 32 * 2 * ROW_RUNS as usize;
+            assert_eq!(parts, n, "{name}: fold_parts");
+            assert_eq!(n, rows.div_ceil(per), "{name}: one sum per workgroup");
+            let sums: Vec<f32> = want
+                .chunks(per)
+                .map(|r| r.iter().map(|v| v * v).sum())
+                .collect();
+            assert_close(&format!("{name} sums"), &got, &sums, bound(ty));
+        }
     }
 }
 

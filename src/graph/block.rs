@@ -273,7 +273,10 @@ impl<'a> Block<'a> {
             sandwich: None,
         };
         let io = (View::of(&p.x), View::of(self.dec_res()));
-        let mv: Stage = Arc::new(MatVec::folded(gpu, &p.w, io, None, fold, None)?);
+        let mv = MatVec::folded(gpu, &p.w, io, None, fold, None)?;
+        // The sums it leaves (claimed rows leave one per invocation).
+        let parts = mv.prep_parts.unwrap_or(parts);
+        let mv: Stage = Arc::new(mv);
         match p.carried {
             true => self.prev_last = Some(mv),
             false => self.dec[p.at] = mv,

@@ -322,7 +322,8 @@ pub struct NormScale<'a> {
 }
 
 /// What an adding matvec leaves for the next pre-norm: `h[r] = y[r] * weights[r]` and
-/// the sum of the squares of each workgroup's rows in `ssq` (`fold_parts` of them).
+/// the sum of the squares of each workgroup's rows in `ssq` (`fold_parts` of them; where
+/// its rows are claimed at run time, of each subgroup's: `MatVec::prep_parts` says).
 #[derive(Clone, Copy)]
 pub struct NormPrep<'a> {
     pub weights: &'a wgpu::Buffer,
@@ -571,7 +572,7 @@ pub(crate) fn variants(ty: GgmlType) -> Vec<crate::gpu::PipelineKey> {
                         continue;
                     };
                     let uniform = [false, true].map(|claim| {
-                        let claim = claim && claims_fit(sg, d);
+                        let claim = claim && claims_fit(sg);
                         reads_x4(g, ty, runs).then(|| with_uniform_x(d, claim).ok())
                     });
                     for d in std::iter::once(d).chain(uniform.into_iter().flatten().flatten()) {
@@ -617,11 +618,10 @@ fn reads_x4(g: Geometry, ty: GgmlType, runs: bool) -> bool {
     g.lanes == 1 && (!ty.is_float() || runs)
 }
 
-/// Whether a build with `defines` can claim its rows at run time (`CLAIM`): each
-/// subgroup claims its own, so the build needs subgroups and no workgroup-wide work per
-/// group of rows (the norm's inputs, `PREP`, are summed per workgroup).
-fn claims_fit(subgroups: bool, defines: &[&str]) -> bool {
-    subgroups && !defines.contains(&"PREP")
+/// Whether a build can claim its rows at run time (`CLAIM`): each subgroup claims its
+/// own, so the build needs subgroups.
+fn claims_fit(subgroups: bool) -> bool {
+    subgroups
 }
 
 /// `defines` with x through a uniform window, and with `claim` the rows claimed at run
@@ -642,6 +642,9 @@ fn with_uniform_x(
 pub struct MatVec {
     /// One dispatch per shard of W.
     pub dispatches: Vec<Dispatch>,
+    /// With `Fold::prep`: the sums of squares it leaves in the prep's `ssq`, the
+    /// `NormScale::parts` of the norm's readers.
+    pub prep_parts: Option<u32>,
 }
 
 impl MatVec {
@@ -879,11 +882,22 @@ impl MatVec {
                 (RES_OUT, sw.res_out, None),
             ]);
         }
+        let items = |rows: u64| rows.div_ceil(rows_per_wg) as u32;
+        // The norm's inputs: a sum per workgroup, or claimed, one per invocation of each
+        // launched workgroup (of one shard, in the prep's ssq).
+        let mut prep_parts = fold
+            .prep
+            .and_then(|_| fold_parts(gpu, w, Some((g, shuffles))));
         if window.is_some() {
-            let claim = super::claims_on() && claims_fit(shuffles, defines);
+            let claim_parts = super::claim_launches(items(w.rows)) as u64 * g.workgroup as u64;
+            let prep_fits = fold
+                .prep
+                .is_none_or(|pr| w.shards.len() == 1 && claim_parts * 4 <= pr.ssq.size());
+            let claim = super::claims_on() && claims_fit(shuffles) && prep_fits;
             defines = with_uniform_x(defines, claim)?;
             if claim {
                 extra.push((super::CLAIMS_BINDING, &gpu.claims, None));
+                prep_parts = prep_parts.map(|_| claim_parts as u32);
             }
         }
         let kernel = WeightKernel {
@@ -924,15 +938,17 @@ impl MatVec {
                     None => fold.norm.map_or(0, |n| n.parts),
                 },
             };
-            let items = rows.div_ceil(rows_per_wg) as u32;
             let launches = match defines.contains(&"CLAIM") {
-                true => super::claim_launches(items),
-                false => items,
+                true => super::claim_launches(items(rows)),
+                false => items(rows),
             };
             let (gx, gy) = grid(gpu, launches);
             (p, (gx, gy, 1))
         })?;
-        Ok(Self { dispatches })
+        Ok(Self {
+            dispatches,
+            prep_parts,
+        })
     }
 }
 
