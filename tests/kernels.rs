@@ -1430,7 +1430,7 @@ fn check_matvec_batch(
         );
     }
     assert_close(&name, &got, &want, bound(c.ty));
-    let d = op.for_tokens(n as u32);
+    let d = step;
     let all = |form: &str| d.iter().all(|d| d.kind.contains(form));
     let any = |form: &str| d.iter().any(|d| d.kind.contains(form));
     // The x-sharing form through a window claims its work at run time (`CLAIM`), from

@@ -73,6 +73,25 @@ fn buffer(gpu: &Gpu, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> wgpu
     })
 }
 
+/// `buffer` filled with NaN: the folded norms' sums of squares (`ssq`), so a norm that
+/// reads a sum no matvec wrote poisons the logits (the model tests fail) instead of
+/// reading a zero.
+fn nan_buffer(gpu: &Gpu, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+    let b = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: bytes.max(4).next_multiple_of(4),
+        usage,
+        mapped_at_creation: true,
+    });
+    // (A map that fails leaves zeros: the trip-wire is lost, nothing else.)
+    if let Ok(mut view) = b.slice(..).get_mapped_range_mut() {
+        let nan = vec![f32::NAN; (b.size() / 4) as usize];
+        view.slice(..).copy_from_slice(bytemuck::cast_slice(&nan));
+    }
+    b.unmap();
+    b
+}
+
 /// Copies `bytes` from `src` into the persistent `staging` buffer and maps it.
 pub(super) async fn read_into(
     gpu: &Gpu,
@@ -136,7 +155,7 @@ impl Activations {
             u: f("u", ffn),
             last: buffer(gpu, "last", cfg.hidden as u64 * 4, act),
             last_normed: buffer(gpu, "last_normed", cfg.hidden as u64 * 4, act),
-            ssq: buffer(gpu, "ssq", cfg.hidden as u64 * 4, data),
+            ssq: nan_buffer(gpu, "ssq", cfg.hidden as u64 * 4, data),
             logits: buffer(gpu, "logits", v * 4, data),
             pooled: buffer(gpu, "pooled", cfg.hidden as u64 * 4, act),
             logits_all: all_logits.then(|| buffer(gpu, "logits_all", batch as u64 * v * 4, data)),

@@ -883,16 +883,20 @@ impl MatVec {
             ]);
         }
         let items = |rows: u64| rows.div_ceil(rows_per_wg) as u32;
-        // The norm's inputs: a sum per workgroup, or claimed, one per invocation of each
-        // launched workgroup (of one shard, in the prep's ssq).
+        // The norm's inputs: a sum per workgroup, or claimed, one per subgroup of each
+        // launched workgroup (of one shard, in the prep's ssq; subgroups of one size).
         let mut prep_parts = fold
             .prep
             .and_then(|_| fold_parts(gpu, w, Some((g, shuffles))));
         if window.is_some() {
-            let claim_parts = super::claim_launches(items(w.rows)) as u64 * g.workgroup as u64;
-            let prep_fits = fold
-                .prep
-                .is_none_or(|pr| w.shards.len() == 1 && claim_parts * 4 <= pr.ssq.size());
+            let sg = gpu.info.subgroup_min_size.max(1);
+            let per_wg = g.workgroup.div_ceil(sg) as u64;
+            let claim_parts = super::claim_launches(items(w.rows)) as u64 * per_wg;
+            let prep_fits = fold.prep.is_none_or(|pr| {
+                w.shards.len() == 1
+                    && sg == gpu.info.subgroup_max_size
+                    && claim_parts * 4 <= pr.ssq.size()
+            });
             let claim = super::claims_on() && claims_fit(shuffles) && prep_fits;
             defines = with_uniform_x(defines, claim)?;
             if claim {
