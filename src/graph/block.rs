@@ -274,7 +274,7 @@ impl<'a> Block<'a> {
         };
         let io = (View::of(&p.x), View::of(self.dec_res()));
         let mv = MatVec::folded(gpu, &p.w, io, None, fold, None)?;
-        // The sums it leaves (claimed rows leave one per invocation).
+        // The sums it leaves (claimed rows leave one per subgroup).
         let parts = mv.prep_parts.unwrap_or(parts);
         let mv: Stage = Arc::new(mv);
         match p.carried {
