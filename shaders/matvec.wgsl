@@ -279,8 +279,7 @@ fn main(ids: Ids, gs: Groups) {
     // and the norm's readers sum them all.
     let total = subgroupAdd(sq);
     if (ids.lane == 0u) {
-        let per_wg = (WG + ids.sg_size - 1u) / ids.sg_size;
-        ssq[wg_index(gs) * per_wg + ids.lid / ids.sg_size] = total;
+        ssq[wg_index(gs) * subgroups_per_wg(ids) + ids.lid / ids.sg_size] = total;
     }
 #endif
 #else

@@ -11,6 +11,11 @@
 // first form that claimed per workgroup through one cost more CPU time than it saved).
 @group(0) @binding(12) var<storage, read_write> claims: array<atomic<u32>, 4>;
 
+// Subgroups in a workgroup.
+fn subgroups_per_wg(ids: Ids) -> u32 {
+    return (WG + ids.sg_size - 1u) / ids.sg_size;
+}
+
 // The subgroup's next item, claimed by its lane 0 (the same in every lane).
 fn claim_next(ids: Ids) -> u32 {
     var c = 0u;
@@ -24,8 +29,7 @@ fn claim_next(ids: Ids) -> u32 {
 // subgroup resets the counters.
 fn claim_done(ids: Ids, gs: Groups) {
     if (ids.lane == 0u) {
-        let per_wg = (WG + ids.sg_size - 1u) / ids.sg_size;
-        let subgroups = gs.nwg.x * gs.nwg.y * gs.nwg.z * per_wg;
+        let subgroups = gs.nwg.x * gs.nwg.y * gs.nwg.z * subgroups_per_wg(ids);
         if (atomicAdd(&claims[1], 1u) == subgroups - 1u) {
             atomicStore(&claims[0], 0u);
             atomicStore(&claims[1], 0u);

@@ -73,22 +73,13 @@ fn buffer(gpu: &Gpu, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> wgpu
     })
 }
 
-/// `buffer` filled with NaN: the folded norms' sums of squares (`ssq`), so a norm that
-/// reads a sum no matvec wrote poisons the logits (the model tests fail) instead of
-/// reading a zero.
+/// `buffer` (with `COPY_DST`) filled with NaN: the folded norms' sums of squares
+/// (`ssq`), so a norm that reads a sum no matvec wrote poisons the logits (the model
+/// tests fail) instead of reading a zero.
 fn nan_buffer(gpu: &Gpu, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
-    let b = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some(label),
-        size: bytes.max(4).next_multiple_of(4),
-        usage,
-        mapped_at_creation: true,
-    });
-    // (A map that fails leaves zeros: the trip-wire is lost, nothing else.)
-    if let Ok(mut view) = b.slice(..).get_mapped_range_mut() {
-        let nan = vec![f32::NAN; (b.size() / 4) as usize];
-        view.slice(..).copy_from_slice(bytemuck::cast_slice(&nan));
-    }
-    b.unmap();
+    let b = buffer(gpu, label, bytes, usage);
+    let nan = vec![f32::NAN; (b.size() / 4) as usize];
+    gpu.queue.write_buffer(&b, 0, bytemuck::cast_slice(&nan));
     b
 }
 

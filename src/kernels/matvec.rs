@@ -572,7 +572,8 @@ pub(crate) fn variants(ty: GgmlType) -> Vec<crate::gpu::PipelineKey> {
                         continue;
                     };
                     let uniform = [false, true].map(|claim| {
-                        let claim = claim && claims_fit(sg);
+                        // Claiming builds need subgroups.
+                        let claim = claim && sg;
                         reads_x4(g, ty, runs).then(|| with_uniform_x(d, claim).ok())
                     });
                     for d in std::iter::once(d).chain(uniform.into_iter().flatten().flatten()) {
@@ -616,12 +617,6 @@ pub fn float_runs(w: &GpuTensor, x_offset: u32) -> bool {
 /// lane of a subgroup reads the same x) and x on vec4 words.
 fn reads_x4(g: Geometry, ty: GgmlType, runs: bool) -> bool {
     g.lanes == 1 && (!ty.is_float() || runs)
-}
-
-/// Whether a build can claim its rows at run time (`CLAIM`): each subgroup claims its
-/// own, so the build needs subgroups.
-fn claims_fit(subgroups: bool) -> bool {
-    subgroups
 }
 
 /// `defines` with x through a uniform window, and with `claim` the rows claimed at run
@@ -792,6 +787,8 @@ impl MatVec {
         if fold.add && y.buffer == x.buffer {
             return bad("the residual add cannot write the buffer it reads".into());
         }
+        // The norm's inputs: a sum per workgroup (or claimed, below, one per subgroup).
+        let mut prep_parts = None;
         if let Some(pr) = fold.prep {
             let parts = fold_parts(gpu, w, Some((g, shuffles)));
             let Some(parts) = parts.filter(|_| fold.add && fold.norm.is_none()) else {
@@ -809,6 +806,7 @@ impl MatVec {
             if pr.h == x.buffer || pr.h == y.buffer {
                 return bad("the norm's h cannot be the product's input or output".into());
             }
+            prep_parts = Some(parts);
             extra.extend([
                 (PREP_WEIGHTS, pr.weights, None),
                 (PREP_H, pr.h, None),
@@ -883,12 +881,9 @@ impl MatVec {
             ]);
         }
         let items = |rows: u64| rows.div_ceil(rows_per_wg) as u32;
-        // The norm's inputs: a sum per workgroup, or claimed, one per subgroup of each
-        // launched workgroup (of one shard, in the prep's ssq; subgroups of one size).
-        let mut prep_parts = fold
-            .prep
-            .and_then(|_| fold_parts(gpu, w, Some((g, shuffles))));
         if window.is_some() {
+            // Claimed, the norm's inputs are one sum per subgroup of each launched
+            // workgroup (of one shard, in the prep's ssq; subgroups of one size).
             let sg = gpu.info.subgroup_min_size.max(1);
             let per_wg = g.workgroup.div_ceil(sg) as u64;
             let claim_parts = super::claim_launches(items(w.rows)) as u64 * per_wg;
@@ -897,7 +892,8 @@ impl MatVec {
                     && sg == gpu.info.subgroup_max_size
                     && claim_parts * 4 <= pr.ssq.size()
             });
-            let claim = super::claims_on() && claims_fit(shuffles) && prep_fits;
+            // Each subgroup claims its own rows: the build needs subgroups.
+            let claim = super::claims_on() && shuffles && prep_fits;
             defines = with_uniform_x(defines, claim)?;
             if claim {
                 extra.push((super::CLAIMS_BINDING, &gpu.claims, None));
