@@ -485,10 +485,23 @@ fn gated_act_every_activation() {
 }
 
 /// The residual add fused with the next pre-norm, with and without the post-norm, against
-/// its twin: x updated in place and h written for the step's tokens only.
-fn check_residual_norm(cfg: Config, width: usize, post: bool, built: usize, run: usize) {
+/// its twin: x updated in place and h written for the step's tokens only. `aligned`: rows
+/// start on whole vec4s (offset 4, stride width + 8), so widths that are whole vec4s take
+/// the four-at-a-time form (asserted); otherwise offset 3 and stride width + 5.
+fn check_residual_norm(
+    cfg: Config,
+    width: usize,
+    post: bool,
+    built: usize,
+    run: usize,
+    aligned: bool,
+) {
     let g = gpu(cfg);
-    let (off, stride) = (3, width + 5);
+    let (off, stride) = if aligned {
+        (4, width + 8)
+    } else {
+        (3, width + 5)
+    };
     let len = off + built * stride;
     let seed = width as u64 + post as u64;
     let (x, o) = (random_vec(len, seed), random_vec(len, seed + 1));
@@ -510,6 +523,13 @@ fn check_residual_norm(cfg: Config, width: usize, post: bool, built: usize, run:
     };
     let step = StepBuffer::new(&g, Step::new(2, run as u32));
     let op = ResidualNorm::new(&g, io, eps, tokens(built, &step)).unwrap();
+    let vec4 = op.dispatches[0].kind.contains("vec4");
+    assert_eq!(
+        vec4,
+        aligned && width.is_multiple_of(4),
+        "residual_norm {width}: {}",
+        op.dispatches[0].kind
+    );
     kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
     let (mut want_x, mut want_h) = (x.clone(), h0.clone());
     for t in 0..run {
@@ -520,7 +540,8 @@ fn check_residual_norm(cfg: Config, width: usize, post: bool, built: usize, run:
         want_x[s..s + width].copy_from_slice(&nx);
         want_h[s..s + width].copy_from_slice(&nh);
     }
-    let case = format!("residual_norm {width} post {post} built {built} run {run} {cfg:?}");
+    let case =
+        format!("residual_norm {width} post {post} built {built} run {run} {cfg:?} vec4 {vec4}");
     let rows = || in_rows(off, stride, width, run);
     check_buffer(
         &format!("{case} x"),
@@ -544,8 +565,9 @@ fn residual_norm_with_and_without_post_norm() {
         for post in [false, true] {
             for width in [1, 64, 640, 1000, 2049] {
                 kernels::with_cpu_rows(cpu, || {
-                    check_residual_norm(cfg, width, post, 1, 1);
-                    check_residual_norm(cfg, width, post, 4, 3);
+                    check_residual_norm(cfg, width, post, 1, 1, false);
+                    check_residual_norm(cfg, width, post, 4, 3, false);
+                    check_residual_norm(cfg, width, post, 4, 3, true);
                 });
             }
         }

@@ -77,20 +77,27 @@ impl ResidualNorm {
         let x_offset = io.x.check(what, tok.max)?;
         let o_offset = Rows { view: io.o, ..io.x }.check("residual_norm o", tok.max)?;
         let h_offset = Rows { view: io.h, ..io.x }.check("residual_norm h", tok.max)?;
+        // Four elements at a time where every row starts on a vec4 (`VEC4`); the params
+        // then count vec4s.
+        let vec4 = [width, stride, x_offset, o_offset, h_offset]
+            .iter()
+            .all(|v| v.is_multiple_of(4));
+        let pack = if vec4 { 4 } else { 1 };
         let p = Params {
-            width,
-            token_stride: stride,
+            width: width / pack,
+            token_stride: stride / pack,
             max_tokens: tok.max,
-            x_offset,
-            o_offset,
-            h_offset,
+            x_offset: x_offset / pack,
+            o_offset: o_offset / pack,
+            h_offset: h_offset / pack,
             eps,
             _pad: 0,
         };
         let key = key(
             io.post.is_some(),
+            vec4,
             gpu.features.subgroups,
-            workgroup(gpu, width),
+            workgroup(gpu, width / pack),
         );
         let mut buffers = vec![
             (0, io.x.view.buffer),
@@ -121,12 +128,17 @@ impl ResidualNorm {
     }
 }
 
-fn key(post: bool, subgroups: bool, wg: u32) -> PipelineKey {
+fn key(post: bool, vec4: bool, subgroups: bool, wg: u32) -> PipelineKey {
     PipelineKey {
         op: "residual_norm",
         variant: ShaderVariant {
             subgroups,
-            defines: if post { &["POST"] } else { &[] },
+            defines: match (post, vec4) {
+                (false, false) => &[],
+                (true, false) => &["POST"],
+                (false, true) => &["VEC4"],
+                (true, true) => &["POST", "VEC4"],
+            },
             ..ShaderVariant::new(wg)
         },
     }
@@ -136,8 +148,10 @@ fn key(post: bool, subgroups: bool, wg: u32) -> PipelineKey {
 pub fn variants() -> Vec<PipelineKey> {
     let mut v = Vec::new();
     for post in [false, true] {
-        for sg in [false, true] {
-            v.extend(WORKGROUPS.map(|wg| key(post, sg, wg)));
+        for vec4 in [false, true] {
+            for sg in [false, true] {
+                v.extend(WORKGROUPS.map(|wg| key(post, vec4, sg, wg)));
+            }
         }
     }
     v
