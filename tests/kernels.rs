@@ -382,115 +382,148 @@ fn matvec_every_table_geometry() {
 /// rasterizer with subgroups of 8 the block types' invocations walk `ROW_RUNS` row
 /// groups in turn (`row_runs`), plain, gated and with the residual add and the next
 /// norm's inputs folded (each workgroup's sum of squares then covers its walked rows).
-/// 16,421 rows leave the last workgroup a partial walk.
+/// 16,421 rows leave the last workgroup a partial walk. Where rows are claimed
+/// (subgroups), shorter matrices walk 2, 4 or 8 groups, leaving at least 8 items of a
+/// subgroup's walked rows: each type also runs 700 rows (4 groups) or 300 (2), partial
+/// items, plain and folded.
 #[test]
 fn matvec_walks_row_runs_on_tall_matrices() {
     use matvec::{Fold, NormPrep, ROW_RUNS};
     let g = gpu(Config::Full);
-    let rows = 16_421;
+    let claimed = g.features.subgroups && std::env::var("HEARTH_CLAIM").as_deref() != Ok("0");
+    let sg = g.info.subgroup_min_size as u64;
+    // The longest walk that leaves 8 items of sg * 2 * runs rows (claimed), else one.
+    let mid_runs = |rows: u64| match claimed {
+        true => [8, 4, 2]
+            .into_iter()
+            .find(|&s| rows / (sg * 2 * s as u64) >= 8)
+            .unwrap_or(1),
+        false => 1,
+    };
+    if claimed && sg == 8 {
+        assert_eq!(
+            [2048, 640, 300, 200].map(mid_runs),
+            [8, 4, 2, 1],
+            "subgroups of 8"
+        );
+    }
     for (i, ty) in gpu_types().into_iter().enumerate() {
         let (geo, shuffles) = matvec::geometry(&g, ty);
         let walks = geo == matvec::SHARE_GEOMETRY && !ty.is_float();
         let want_runs = if walks { ROW_RUNS } else { 1 };
-        assert_eq!(
-            matvec::row_runs(&g, geo, ty, rows as u64),
-            want_runs,
-            "{ty}"
-        );
-        // A matrix of a few thousand rows keeps one group: its workgroups feed the cores.
-        assert_eq!(matvec::row_runs(&g, geo, ty, 2048), 1, "{ty}");
+        assert_eq!(matvec::row_runs(&g, geo, ty, 16_421), want_runs, "{ty}");
+        let mid = [700, 300][i % 2];
+        for r in [2048, 640, mid, 200] {
+            let want = if walks { mid_runs(r) } else { 1 };
+            assert_eq!(matvec::row_runs(&g, geo, ty, r), want, "{ty}: {r} rows");
+        }
         if !walks {
             continue;
         }
-        let c = case(ty, rows, ty.block_elems(), 900 + i as u64);
-        check_matvec(Config::Full, &c, 11);
-        let act = Activation::ALL[i % Activation::ALL.len()];
-        check_matvec_geometry(Config::Full, &c, 12, Some((geo, shuffles)), Some(act), true);
-        // The residual add with the next norm's inputs: y += W x, h = y * w, and one
-        // sum of squares of y per workgroup; with x through a uniform window (and
-        // subgroups) the rows are claimed at run time and each invocation of a launched
-        // workgroup leaves the sum of its own rows' squares.
-        let cols = c.cols;
-        let x = random_vec(cols, 13);
-        let y0 = random_vec(rows, 14);
-        let wn = random_vec(rows, 15);
-        let t = GpuTensor::upload(&g, "w", ty, cols as u64, rows as u64, &c.raw).unwrap();
-        let n = matvec::fold_parts(&g, &t, None).unwrap() as usize;
-        let p = kernels::matvec::cpu(&c.w, cols, &x);
-        let want: Vec<f32> = p.iter().zip(&y0).map(|(p, y)| p + y).collect();
-        let h: Vec<f32> = want.iter().zip(&wn).map(|(y, w)| y * w).collect();
-        for uniform in [false, true] {
-            let xb = match uniform {
-                false => storage(&g, &x),
-                true => uniform_input(&g, &x),
+        for rows in [16_421, mid as usize] {
+            let tall = rows == 16_421;
+            let runs = if tall {
+                ROW_RUNS
+            } else {
+                mid_runs(rows as u64)
             };
-            // As the model's: one sum per row would fit.
-            let (yb, wb, hb, pb) = (
-                storage(&g, &y0),
-                storage(&g, &wn),
-                output(&g, rows),
-                output(&g, rows),
-            );
-            let prep = Fold {
-                add: true,
-                prep: Some(NormPrep {
-                    weights: &wb,
-                    h: &hb,
-                    ssq: &pb,
-                }),
-                ..Fold::NONE
-            };
-            let io = (View::of(&xb), View::of(&yb));
-            let op = MatVec::folded(&g, &t, io, None, prep, None).unwrap();
-            let claims = op.dispatches[0].kind.contains("claim");
-            let one_size = g.info.subgroup_min_size == g.info.subgroup_max_size;
-            assert_eq!(
-                claims,
-                uniform && shuffles && one_size,
-                "{ty}: claimed with a window"
-            );
-            // Twice in one pass where claimed: the counters reset between dispatches
-            // (y accumulates the product twice).
-            let times = if claims { 2 } else { 1 };
-            let all: Vec<_> = (0..times).flat_map(|_| op.dispatches.iter()).collect();
-            kernels::run(&g, &all);
-            let want: Vec<f32> = want
-                .iter()
-                .zip(&p)
-                .map(|(w, p)| w + p * (times - 1) as f32)
-                .collect();
-            let h: Vec<f32> = match times {
-                1 => h.clone(),
-                _ => want.iter().zip(&wn).map(|(y, w)| y * w).collect(),
-            };
-            let name =
-                format!("matvec {ty} {rows}x{cols} add and norm inputs (uniform x: {uniform})");
-            assert_close(&name, &read(&g, &yb, rows), &want, bound(ty));
-            assert_close(&format!("{name} h"), &read(&g, &hb, rows), &h, bound(ty));
-            let parts = op.prep_parts.expect("the prep's sums") as usize;
-            let got = read(&g, &pb, parts);
-            if claims {
-                // Each subgroup's own rows: only the total is fixed.
-                let per_wg = 32 / g.info.subgroup_min_size as usize;
-                assert_eq!(parts % per_wg, 0, "{name}: {parts} sums, one per subgroup");
-                let total: f32 = want.iter().map(|v| v * v).sum();
-                assert_close(
-                    &format!("{name} total"),
-                    &[got.iter().sum()],
-                    &[total],
-                    bound(ty),
-                );
-                continue;
+            let c = case(ty, rows, ty.block_elems(), 900 + i as u64);
+            check_matvec(Config::Full, &c, 11);
+            let act = Activation::ALL[i % Activation::ALL.len()];
+            if tall {
+                check_matvec_geometry(Config::Full, &c, 12, Some((geo, shuffles)), Some(act), true);
             }
-            // Each workgroup: 32 invocations of 2 rows, each walking ROW_RUNS groups.
-            let per = 32 * 2 * ROW_RUNS as usize;
-            assert_eq!(parts, n, "{name}: fold_parts");
-            assert_eq!(n, rows.div_ceil(per), "{name}: one sum per workgroup");
-            let sums: Vec<f32> = want
-                .chunks(per)
-                .map(|r| r.iter().map(|v| v * v).sum())
-                .collect();
-            assert_close(&format!("{name} sums"), &got, &sums, bound(ty));
+            // The residual add with the next norm's inputs: y += W x, h = y * w, and one
+            // sum of squares of y per workgroup; with x through a uniform window (and
+            // subgroups) the rows are claimed at run time and each invocation of a launched
+            // workgroup leaves the sum of its own rows' squares.
+            let cols = c.cols;
+            let x = random_vec(cols, 13);
+            let y0 = random_vec(rows, 14);
+            let wn = random_vec(rows, 15);
+            let t = GpuTensor::upload(&g, "w", ty, cols as u64, rows as u64, &c.raw).unwrap();
+            let n = matvec::fold_parts(&g, &t, None).unwrap() as usize;
+            let p = kernels::matvec::cpu(&c.w, cols, &x);
+            let want: Vec<f32> = p.iter().zip(&y0).map(|(p, y)| p + y).collect();
+            let h: Vec<f32> = want.iter().zip(&wn).map(|(y, w)| y * w).collect();
+            for uniform in [false, true] {
+                let xb = match uniform {
+                    false => storage(&g, &x),
+                    true => uniform_input(&g, &x),
+                };
+                // As the model's: one sum per row would fit.
+                let (yb, wb, hb, pb) = (
+                    storage(&g, &y0),
+                    storage(&g, &wn),
+                    output(&g, rows),
+                    output(&g, rows),
+                );
+                let prep = Fold {
+                    add: true,
+                    prep: Some(NormPrep {
+                        weights: &wb,
+                        h: &hb,
+                        ssq: &pb,
+                    }),
+                    ..Fold::NONE
+                };
+                let io = (View::of(&xb), View::of(&yb));
+                let op = MatVec::folded(&g, &t, io, None, prep, None).unwrap();
+                let claims = op.dispatches[0].kind.contains("claim");
+                let kind = &op.dispatches[0].kind;
+                assert!(
+                    kind.contains(&format!("_seq{runs}_")),
+                    "{ty} {rows} rows: {kind}"
+                );
+                let one_size = g.info.subgroup_min_size == g.info.subgroup_max_size;
+                assert_eq!(
+                    claims,
+                    uniform && shuffles && one_size,
+                    "{ty}: claimed with a window"
+                );
+                // Twice in one pass where claimed: the counters reset between dispatches
+                // (y accumulates the product twice).
+                let times = if claims { 2 } else { 1 };
+                let all: Vec<_> = (0..times).flat_map(|_| op.dispatches.iter()).collect();
+                kernels::run(&g, &all);
+                let want: Vec<f32> = want
+                    .iter()
+                    .zip(&p)
+                    .map(|(w, p)| w + p * (times - 1) as f32)
+                    .collect();
+                let h: Vec<f32> = match times {
+                    1 => h.clone(),
+                    _ => want.iter().zip(&wn).map(|(y, w)| y * w).collect(),
+                };
+                let name =
+                    format!("matvec {ty} {rows}x{cols} add and norm inputs (uniform x: {uniform})");
+                assert_close(&name, &read(&g, &yb, rows), &want, bound(ty));
+                assert_close(&format!("{name} h"), &read(&g, &hb, rows), &h, bound(ty));
+                let parts = op.prep_parts.expect("the prep's sums") as usize;
+                let got = read(&g, &pb, parts);
+                if claims {
+                    // Each subgroup's own rows: only the total is fixed.
+                    let per_wg = 32 / g.info.subgroup_min_size as usize;
+                    assert_eq!(parts % per_wg, 0, "{name}: {parts} sums, one per subgroup");
+                    let total: f32 = want.iter().map(|v| v * v).sum();
+                    assert_close(
+                        &format!("{name} total"),
+                        &[got.iter().sum()],
+                        &[total],
+                        bound(ty),
+                    );
+                    continue;
+                }
+                // Each workgroup: 32 invocations of 2 rows, each walking `runs` groups.
+                let per = 32 * 2 * runs as usize;
+                assert_eq!(parts, n, "{name}: fold_parts");
+                assert_eq!(n, rows.div_ceil(per), "{name}: one sum per workgroup");
+                let sums: Vec<f32> = want
+                    .chunks(per)
+                    .map(|r| r.iter().map(|v| v * v).sum())
+                    .collect();
+                assert_close(&format!("{name} sums"), &got, &sums, bound(ty));
+            }
         }
     }
 }

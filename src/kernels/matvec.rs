@@ -212,7 +212,7 @@ const LANES: [u32; 6] = [1, 4, 8, 16, 32, 64];
 const NR: [u32; 3] = [1, 2, 4];
 
 /// Row groups per invocation (`SEQ`) the shader is built for: see `row_runs`.
-const SEQ: [u32; 2] = [1, ROW_RUNS];
+const SEQ: [u32; 4] = [1, 2, 4, ROW_RUNS];
 
 /// The row groups an invocation of the CPU class's x-sharing geometry walks in turn
 /// where a matrix has rows enough (`row_runs`).
@@ -221,10 +221,15 @@ pub const ROW_RUNS: u32 = 8;
 /// Workgroups a matrix keeps at least when its invocations walk `ROW_RUNS` row groups.
 const ROW_RUNS_MIN_WORKGROUPS: u64 = 32;
 
+/// Items (a subgroup's walked rows) a claimed matrix keeps at least when its
+/// invocations walk row groups (`row_runs`).
+const ROW_RUNS_MIN_ITEMS: u64 = 8;
+
 /// Row groups (of `g.rows` rows) each invocation walks in turn for a matrix of type `ty`
 /// whose smallest dispatch has `rows` rows: `ROW_RUNS` on a CPU rasterizer at
 /// `SHARE_GEOMETRY` for block types where that leaves the matrix at least
-/// `ROW_RUNS_MIN_WORKGROUPS` workgroups (an output head), else 1. A lane's row groups
+/// `ROW_RUNS_MIN_WORKGROUPS` workgroups (an output head); with claimed rows the longest
+/// walk that leaves `ROW_RUNS_MIN_ITEMS` items (below); else 1. A lane's row groups
 /// are consecutive, so it reads one contiguous stretch of the weights instead of a
 /// row pair (hundreds of bytes) per invocation: the CPU's prefetchers follow long
 /// streams and not short ones (the profile's streaming-read probe read 2.9-4.2 GB/s in
@@ -240,18 +245,40 @@ const ROW_RUNS_MIN_WORKGROUPS: u64 = 32;
 /// and `-n 8`, six pairs: Gemma 3's Q8_0 head (two shards) 24.1-29.6 and 8.5-11.5 ms
 /// walking 8 against 28.8-31.7 and 10.1-10.8, SmolLM2's 5.8-7.0 against 6.5-8.9 (13 of
 /// the 15 comparisons faster; tg64 within this host's noise). Matrices of a few thousand
-/// rows keep one group: walking 8 (or 16) left Gemma 3's 640- to 2048-row matrices a
-/// handful of workgroups for two threads, and its decode slower.
+/// rows kept one group then: walking 8 (or 16) left Gemma 3's 640- to 2048-row matrices
+/// a handful of workgroups for two threads, and its decode slower.
+///
+/// Where the rows are claimed at run time (`CLAIM`: subgroups, the CPU class's builds
+/// with x through a window, which balance the threads whatever the items' count), a
+/// smaller matrix walks the longest run of 2, 4 or 8 groups that leaves it at least
+/// `ROW_RUNS_MIN_ITEMS` items (a subgroup's walked rows): Gemma 3's 2048-row gate/up pair
+/// and 1280- and 1536-row projections 8, its 640-row ones 4, SmolLM2's 1536-row pair 8,
+/// its 576- and 960-row ones 4. Alternated on the AVX-512 Xeon (2026-12-07, `hearth
+/// bench MODEL -p 0 -n 64 -r 1`, five rounds each): SmolLM2 25.15 / 25.52 / 24.70 /
+/// 26.29 / 26.11 -> 28.09 / 29.38 / 24.90 / 31.01 / 29.46 tokens/s (+12%), Gemma 3
+/// 15.96 / 16.64 / 18.45 / 16.56 / 14.52 -> 17.69 / 15.93 / 18.49 / 16.60 / 16.56 (+4%:
+/// its step is half the head, which walked 8 already); `hearth profile MODEL -p 4 -n 8`,
+/// three rounds, the SmolLM2 gate/up pair 547 / 504 / 542 -> 409 / 361 / 353 us a call.
+/// At least 16 or 32 items (shorter walks) measured between the two.
 pub fn row_runs(gpu: &Gpu, g: Geometry, ty: GgmlType, rows: u64) -> u32 {
     if AdapterClass::of(&gpu.info) != AdapterClass::Cpu || !may_walk(g, ty) {
         return 1;
     }
     let per = u64::from(g.workgroup / g.lanes * g.rows * ROW_RUNS);
     if rows / per >= ROW_RUNS_MIN_WORKGROUPS {
-        ROW_RUNS
-    } else {
-        1
+        return ROW_RUNS;
     }
+    if !(super::claims_on() && gpu.features.subgroups) {
+        return 1;
+    }
+    // Claimed (the subgroups take items of sg * g.rows * runs rows as they go): the
+    // longest walk that leaves ROW_RUNS_MIN_ITEMS items.
+    let sg = u64::from(gpu.info.subgroup_min_size.max(1));
+    SEQ.iter()
+        .rev()
+        .copied()
+        .find(|&s| rows / (sg * u64::from(g.rows * s)) >= ROW_RUNS_MIN_ITEMS)
+        .unwrap_or(1)
 }
 
 /// Whether builds of `ty` at `g` may walk row groups (`row_runs`): block types at
