@@ -566,8 +566,9 @@ fn put_col(e: u32, d4: u32, is_v: bool, r: vec4<f32>) {
 // keeps an online softmax per head (running max and sum, its columns rescaled only when
 // the max grows), so the walk needs no barrier; the subgroups' partials merge once at the
 // end through shared memory.
-// Columns per lane at most: head_dim <= 256 (64 vec4 columns) over the smallest subgroup.
-const C4: u32 = D4 / SGMIN;
+// vec4 columns per lane: the head's over the smallest subgroup, a power of two (the host's
+// `lane_cols`; at most 64 over SGMIN, head_dim <= 256).
+const C4: u32 = LANE_C4;
 // Subgroups per workgroup at most.
 const NSG: u32 = (WG + SGMIN - 1u) / SGMIN;
 #ifdef FINAL

@@ -428,6 +428,28 @@ fn forms(g: &Gpu) -> Vec<Option<attention_decode::SgKey>> {
     out
 }
 
+/// The subgroup-per-key form's vec4 columns per lane: a head's over the smallest
+/// subgroup, rounded up to a power of two.
+#[test]
+fn decode_lane_columns() {
+    for (head_dim, sg_min, cols) in [
+        (64, 8, 2),
+        (256, 8, 8),
+        (96, 8, 4),
+        (18, 8, 1),
+        (40, 8, 2),
+        (128, 16, 2),
+        (64, 32, 1),
+        (256, 64, 1),
+    ] {
+        assert_eq!(
+            attention_decode::lane_cols(head_dim, sg_min),
+            cols,
+            "head_dim {head_dim}, subgroups of {sg_min}"
+        );
+    }
+}
+
 #[test]
 fn decode_matches_twin() {
     for cfg in [Config::Full, Config::Bare] {
@@ -438,8 +460,15 @@ fn decode_matches_twin() {
             }
         }
         // A head_dim off vec4 (scalar reads); groups of 7 and 12 query heads (blocks of
-        // 7 and 6 heads per workgroup); MQA with 16 heads (two blocks of 8).
-        for (h, kvh, hd) in [(4, 2, 18), (14, 2, 64), (12, 1, 40), (16, 1, 18)] {
+        // 7 and 6 heads per workgroup); MQA with 16 heads (two blocks of 8); a 96-wide
+        // head (24 vec4 columns: 4 a lane on subgroups of 8, the last one past the head).
+        for (h, kvh, hd) in [
+            (4, 2, 18),
+            (14, 2, 64),
+            (12, 1, 40),
+            (16, 1, 18),
+            (2, 1, 96),
+        ] {
             worst = worst.max(check_decode(cfg, None, h, kvh, hd, None));
         }
         eprintln!("decode {cfg:?}: worst NMSE {worst:.2e}");

@@ -93,6 +93,19 @@ pub const FINAL_MAX: u32 = 4 * CHUNK;
 /// each faster in 7 of 10 pairs.
 pub const SINGLE_HEADS: u32 = 1;
 
+/// vec4 columns of a head each lane of the subgroup-per-key form holds (`C4` in the
+/// shader): the head's over the smallest subgroup, rounded up to a power of two. The
+/// per-lane arrays of q and of the output (heads x C4 vec4s) and the loops over them are
+/// sized by it, so a 64-wide head on subgroups of 8 holds 2 columns a lane where one
+/// sized for 256 held 8, three quarters of them zeros dotted and scaled at every key.
+pub fn lane_cols(head_dim: u32, sg_min: u32) -> u32 {
+    head_dim
+        .clamp(1, MAX_HEAD_DIM)
+        .div_ceil(4)
+        .div_ceil(sg_min.max(1))
+        .next_power_of_two()
+}
+
 /// The shader forms: chunks in parallel, their combine, the single pass, and the
 /// subgroup-per-key pass 1 over one split that writes the output itself (`FINAL`).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -123,12 +136,14 @@ fn key(
     heads: u32,
     sinks: bool,
     sg: bool,
-    sgkey: Option<SgKey>,
+    sgkey: Option<(SgKey, u32)>,
 ) -> Result<PipelineKey, GpuError> {
     let mut d: Vec<String> = Vec::new();
     // The combine of the few splits the SGKEY form leaves on a CPU rasterizer walks them
     // in order (`SEQ`), in workgroups of the pass's size.
-    let seq = sgkey.filter(|k| pass == Pass::Combine && k.splits <= SEQ_SPLITS);
+    let seq = sgkey
+        .map(|(k, _)| k)
+        .filter(|k| pass == Pass::Combine && k.splits <= SEQ_SPLITS);
     if seq.is_some() {
         d.push("SEQ".into());
     }
@@ -143,9 +158,16 @@ fn key(
             "attention_decode: the folded preparation writes f32 or f16 caches only".into(),
         ));
     }
-    if let Some(k) = sgkey {
+    if let Some((k, cols)) = sgkey {
+        if !cols.is_power_of_two() || cols > MAX_HEAD_DIM / 4 / k.sg_min {
+            return Err(GpuError::Runtime(format!(
+                "attention_decode: {cols} vec4 columns per lane for subgroups of {}",
+                k.sg_min
+            )));
+        }
         d.push("SGKEY".into());
         d.push(format!("SGMIN={}", k.sg_min));
+        d.push(format!("LANE_C4={cols}"));
     }
     if sinks && pass != Pass::Chunks {
         d.push("SINKS".into());
@@ -188,7 +210,12 @@ fn key(
             // the adapter has subgroups, else in a shared-memory tree.
             subgroups: (sg || sgkey.is_some()) && seq.is_none(),
             defines: super::static_defines(&d)?,
-            ..ShaderVariant::new(sgkey.or(seq).map_or(WORKGROUP, |k| k.workgroup))
+            ..ShaderVariant::new(
+                sgkey
+                    .map(|(k, _)| k)
+                    .or(seq)
+                    .map_or(WORKGROUP, |k| k.workgroup),
+            )
         },
     })
 }
@@ -234,8 +261,12 @@ pub fn variants() -> Vec<PipelineKey> {
     {
         for heads in 1..=8 {
             for sinks in [false, true] {
-                for sk in sgkeys.iter().flatten() {
-                    let k = key(kind, Pass::Final(None), vec4, heads, sinks, true, Some(*sk))
+                for sk in sgkeys.iter().flatten().flat_map(|&k| {
+                    let most = MAX_HEAD_DIM / 4 / k.sg_min;
+                    (0..=most.ilog2()).map(move |b| (k, 1 << b))
+                }) {
+                    let sk = Some(sk);
+                    let k = key(kind, Pass::Final(None), vec4, heads, sinks, true, sk)
                         .expect("static defines");
                     if !out.contains(&k) {
                         out.push(k);
@@ -251,8 +282,8 @@ pub fn variants() -> Vec<PipelineKey> {
                             norm: bits & 4 != 0,
                         };
                         let pass = Pass::Final(Some(r));
-                        let k = key(kind, pass, vec4, heads, sinks, true, Some(*sk))
-                            .expect("static defines");
+                        let k =
+                            key(kind, pass, vec4, heads, sinks, true, sk).expect("static defines");
                         if !out.contains(&k) {
                             out.push(k);
                         }
@@ -264,9 +295,13 @@ pub fn variants() -> Vec<PipelineKey> {
     for (f, p, v, h, s) in keys {
         for sg in [false, true] {
             for &sk in &sgkeys {
-                let k = key(f, p, v, h, s, sg, sk).expect("static defines");
-                if !out.contains(&k) {
-                    out.push(k);
+                let most = sk.map_or(1, |k| MAX_HEAD_DIM / 4 / k.sg_min);
+                for b in 0..=most.ilog2() {
+                    let k =
+                        key(f, p, v, h, s, sg, sk.map(|k| (k, 1 << b))).expect("static defines");
+                    if !out.contains(&k) {
+                        out.push(k);
+                    }
                 }
             }
         }
@@ -647,7 +682,8 @@ impl AttentionDecode {
             balanced: seq as u32,
             ..p
         };
-        let k1 = key(cache.kind, Pass::Chunks, vec4, heads, false, sg, form)?;
+        let sgform = form.map(|f| (f, lane_cols(head_dim, f.sg_min)));
+        let k1 = key(cache.kind, Pass::Chunks, vec4, heads, false, sg, sgform)?;
         let chunks = build_dispatch(
             gpu,
             &k1,
@@ -669,7 +705,7 @@ impl AttentionDecode {
             1,
             sinks.is_some(),
             sg,
-            form,
+            sgform,
         )?;
         let mut b2 = vec![(4, &scratch), (5, out.buffer), (STEP_BINDING, &step.buffer)];
         b2.extend(sinks.map(|s| (SINKS_BINDING, s)));
@@ -742,7 +778,7 @@ impl AttentionDecode {
                 heads,
                 sinks.is_some(),
                 sg,
-                Some(f),
+                sgform,
             )?;
             let pf = Params {
                 splits: 1,
@@ -982,7 +1018,7 @@ impl AttentionDecode {
                     f.heads,
                     sinks.is_some(),
                     true,
-                    Some(f.form),
+                    Some((f.form, lane_cols(spec.head_dim, f.form.sg_min))),
                 )?;
                 let mut b = vec![
                     (0, io.q.view.buffer),
