@@ -139,9 +139,12 @@ fn check_matvec_geometry(
     // counters each dispatch resets when it ends: without the gate (which y's update
     // reads back), the op runs three times in one pass, each time from zeroed counters.
     let claims = op.dispatches.iter().all(|d| d.kind.contains("claim"));
+    let claims_on = std::env::var("HEARTH_CLAIM").as_deref() != Ok("0");
     assert_eq!(
         claims,
-        op.dispatches[0].kind.contains("xuniform") && op.dispatches[0].kind.contains("_sg_"),
+        claims_on
+            && op.dispatches[0].kind.contains("xuniform")
+            && op.dispatches[0].kind.contains("_sg_"),
         "{} {geo:?}: rows claimed at run time",
         c.ty
     );
@@ -382,27 +385,28 @@ fn matvec_every_table_geometry() {
 /// rasterizer with subgroups of 8 the block types' invocations walk `ROW_RUNS` row
 /// groups in turn (`row_runs`), plain, gated and with the residual add and the next
 /// norm's inputs folded (each workgroup's sum of squares then covers its walked rows).
-/// 16,421 rows leave the last workgroup a partial walk. Where rows are claimed
-/// (subgroups), shorter matrices walk 2, 4 or 8 groups, leaving at least 8 items of a
-/// subgroup's walked rows: each type also runs 700 rows (4 groups) or 300 (2), partial
-/// items, plain and folded.
+/// 16,421 rows leave the last workgroup a partial walk. Where a build claims its rows
+/// (subgroups and x through a uniform window), shorter matrices walk 2, 4 or 8 groups,
+/// leaving at least 8 items of a subgroup's walked rows, and an unclaimed build of them
+/// (x in a storage buffer) walks one: each type also runs 700 rows (4 groups) or 300
+/// (2), partial items, plain and folded, both ways.
 #[test]
 fn matvec_walks_row_runs_on_tall_matrices() {
     use matvec::{Fold, NormPrep, ROW_RUNS};
     let g = gpu(Config::Full);
-    let claimed = g.features.subgroups && std::env::var("HEARTH_CLAIM").as_deref() != Ok("0");
     let sg = g.info.subgroup_min_size as u64;
-    // The longest walk that leaves 8 items of sg * 2 * runs rows (claimed), else one.
-    let mid_runs = |rows: u64| match claimed {
+    // A build that claims its rows walks the longest run that leaves 8 items of
+    // sg * 2 * runs rows; an unclaimed one (no window, no subgroups) only the head's.
+    let mid_runs = |rows: u64, claimed: bool| match claimed {
         true => [8, 4, 2]
             .into_iter()
             .find(|&s| rows / (sg * 2 * s as u64) >= 8)
             .unwrap_or(1),
         false => 1,
     };
-    if claimed && sg == 8 {
+    if sg == 8 {
         assert_eq!(
-            [2048, 640, 300, 200].map(mid_runs),
+            [2048, 640, 300, 200].map(|r| mid_runs(r, true)),
             [8, 4, 2, 1],
             "subgroups of 8"
         );
@@ -411,22 +415,21 @@ fn matvec_walks_row_runs_on_tall_matrices() {
         let (geo, shuffles) = matvec::geometry(&g, ty);
         let walks = geo == matvec::SHARE_GEOMETRY && !ty.is_float();
         let want_runs = if walks { ROW_RUNS } else { 1 };
-        assert_eq!(matvec::row_runs(&g, geo, ty, 16_421), want_runs, "{ty}");
         let mid = [700, 300][i % 2];
-        for r in [2048, 640, mid, 200] {
-            let want = if walks { mid_runs(r) } else { 1 };
-            assert_eq!(matvec::row_runs(&g, geo, ty, r), want, "{ty}: {r} rows");
+        for claimed in [false, true] {
+            let got = matvec::row_runs(&g, geo, ty, 16_421, claimed);
+            assert_eq!(got, want_runs, "{ty}");
+            for r in [2048, 640, mid, 200] {
+                let want = if walks { mid_runs(r, claimed) } else { 1 };
+                let got = matvec::row_runs(&g, geo, ty, r, claimed);
+                assert_eq!(got, want, "{ty}: {r} rows, claimed {claimed}");
+            }
         }
         if !walks {
             continue;
         }
         for rows in [16_421, mid as usize] {
             let tall = rows == 16_421;
-            let runs = if tall {
-                ROW_RUNS
-            } else {
-                mid_runs(rows as u64)
-            };
             let c = case(ty, rows, ty.block_elems(), 900 + i as u64);
             check_matvec(Config::Full, &c, 11);
             let act = Activation::ALL[i % Activation::ALL.len()];
@@ -471,14 +474,20 @@ fn matvec_walks_row_runs_on_tall_matrices() {
                 let op = MatVec::folded(&g, &t, io, None, prep, None).unwrap();
                 let claims = op.dispatches[0].kind.contains("claim");
                 let kind = &op.dispatches[0].kind;
+                // The walk the build took once it knew whether it claims.
+                let runs = match tall {
+                    true => ROW_RUNS,
+                    false => mid_runs(rows as u64, claims),
+                };
                 assert!(
                     kind.contains(&format!("_seq{runs}_")),
                     "{ty} {rows} rows: {kind}"
                 );
                 let one_size = g.info.subgroup_min_size == g.info.subgroup_max_size;
+                let claims_on = std::env::var("HEARTH_CLAIM").as_deref() != Ok("0");
                 assert_eq!(
                     claims,
-                    uniform && shuffles && one_size,
+                    claims_on && uniform && shuffles && one_size,
                     "{ty}: claimed with a window"
                 );
                 // Twice in one pass where claimed: the counters reset between dispatches

@@ -228,8 +228,9 @@ const ROW_RUNS_MIN_ITEMS: u64 = 8;
 /// Row groups (of `g.rows` rows) each invocation walks in turn for a matrix of type `ty`
 /// whose smallest dispatch has `rows` rows: `ROW_RUNS` on a CPU rasterizer at
 /// `SHARE_GEOMETRY` for block types where that leaves the matrix at least
-/// `ROW_RUNS_MIN_WORKGROUPS` workgroups (an output head); with claimed rows the longest
-/// walk that leaves `ROW_RUNS_MIN_ITEMS` items (below); else 1. A lane's row groups
+/// `ROW_RUNS_MIN_WORKGROUPS` workgroups (an output head); where the build claims its
+/// rows (`claimed`) the longest walk that leaves `ROW_RUNS_MIN_ITEMS` items (below);
+/// else 1. A lane's row groups
 /// are consecutive, so it reads one contiguous stretch of the weights instead of a
 /// row pair (hundreds of bytes) per invocation: the CPU's prefetchers follow long
 /// streams and not short ones (the profile's streaming-read probe read 2.9-4.2 GB/s in
@@ -249,7 +250,8 @@ const ROW_RUNS_MIN_ITEMS: u64 = 8;
 /// a handful of workgroups for two threads, and its decode slower.
 ///
 /// Where the rows are claimed at run time (`CLAIM`: subgroups, the CPU class's builds
-/// with x through a window, which balance the threads whatever the items' count), a
+/// with x through a window, which balance the threads whatever the items' count; the
+/// build decides, `MatVec::folded`, and an unclaimed build keeps the head rule), a
 /// smaller matrix walks the longest run of 2, 4 or 8 groups that leaves it at least
 /// `ROW_RUNS_MIN_ITEMS` items (a subgroup's walked rows): Gemma 3's 2048-row gate/up pair
 /// and 1280- and 1536-row projections 8, its 640-row ones 4, SmolLM2's 1536-row pair 8,
@@ -260,7 +262,7 @@ const ROW_RUNS_MIN_ITEMS: u64 = 8;
 /// its step is half the head, which walked 8 already); `hearth profile MODEL -p 4 -n 8`,
 /// three rounds, the SmolLM2 gate/up pair 547 / 504 / 542 -> 409 / 361 / 353 us a call.
 /// At least 16 or 32 items (shorter walks) measured between the two.
-pub fn row_runs(gpu: &Gpu, g: Geometry, ty: GgmlType, rows: u64) -> u32 {
+pub fn row_runs(gpu: &Gpu, g: Geometry, ty: GgmlType, rows: u64, claimed: bool) -> u32 {
     if AdapterClass::of(&gpu.info) != AdapterClass::Cpu || !may_walk(g, ty) {
         return 1;
     }
@@ -268,7 +270,7 @@ pub fn row_runs(gpu: &Gpu, g: Geometry, ty: GgmlType, rows: u64) -> u32 {
     if rows / per >= ROW_RUNS_MIN_WORKGROUPS {
         return ROW_RUNS;
     }
-    if !(super::claims_on() && gpu.features.subgroups) {
+    if !claimed {
         return 1;
     }
     // Claimed (the subgroups take items of sg * g.rows * runs rows as they go): the
@@ -288,12 +290,12 @@ fn may_walk(g: Geometry, ty: GgmlType) -> bool {
 }
 
 /// `row_runs` for `w`'s dispatches: its smallest shard's output rows (a gate/up pair's
-/// shard holds both projections, so half of it). `fold_parts` and the build share it,
-/// so the norm fold's sums match the workgroups that write them.
-fn walks_of(gpu: &Gpu, g: Geometry, w: &GpuTensor, pair: bool) -> u32 {
+/// shard holds both projections, so half of it). `fold_parts` and the unclaimed build
+/// share it, so the norm fold's sums match the workgroups that write them.
+fn walks_of(gpu: &Gpu, g: Geometry, w: &GpuTensor, pair: bool, claimed: bool) -> u32 {
     let halve = if pair { 2 } else { 1 };
     let fewest = w.shards.iter().map(|s| s.rows / halve).min();
-    row_runs(gpu, g, w.ty, fewest.unwrap_or(0))
+    row_runs(gpu, g, w.ty, fewest.unwrap_or(0), claimed)
 }
 
 /// What a matvec does with its rows besides `y = W x`.
@@ -394,11 +396,12 @@ const POST: u32 = 10;
 const RES_OUT: u32 = 11;
 
 /// The sums of squares a `NormPrep` of `w` writes on geometry `geo` (the adapter's
-/// when None): one per workgroup of rows. None when a shard does not start on a whole
-/// workgroup (the fold then does not apply).
+/// when None): one per workgroup of rows, as an unclaimed build walks them (a claimed
+/// one leaves one per subgroup of its launches instead: `MatVec::prep_parts`). None
+/// when a shard does not start on a whole workgroup (the fold then does not apply).
 pub fn fold_parts(gpu: &Gpu, w: &GpuTensor, geo: Option<(Geometry, bool)>) -> Option<u32> {
     let (g, _) = geo.unwrap_or_else(|| geometry(gpu, w.ty));
-    let per = (g.workgroup / g.lanes * g.rows * walks_of(gpu, g, w, false)) as u64;
+    let per = (g.workgroup / g.lanes * g.rows * walks_of(gpu, g, w, false, false)) as u64;
     if per == 0 || w.shards.iter().any(|s| !s.row_start.is_multiple_of(per)) {
         return None;
     }
@@ -870,21 +873,7 @@ impl MatVec {
                 );
             }
         }
-        let seq = walks_of(gpu, g, w, pair);
-        let rows_per_wg = (g.workgroup / g.lanes * g.rows * seq) as u64;
         let runs = float_runs(w, xo);
-        let mut defines = defines_for(
-            g,
-            seq,
-            form,
-            (
-                fold.norm.is_some(),
-                fold.add,
-                fold.prep.is_some(),
-                fold.sandwich.map(|_| (w.cols / 4) as u32),
-            ),
-            runs,
-        )?;
         // With the sandwich, its inputs are read through uniform bindings beside x's
         // window (the CPU class's forms): they must allow it.
         let uniform = wgpu::BufferUsages::UNIFORM;
@@ -907,26 +896,51 @@ impl MatVec {
                 (RES_OUT, sw.res_out, None),
             ]);
         }
-        let items = |rows: u64| rows.div_ceil(rows_per_wg) as u32;
-        if window.is_some() {
+        // Items of `seq`-walking workgroups of rows.
+        let per_wg_rows = |seq: u32| (g.workgroup / g.lanes * g.rows * seq) as u64;
+        let items_of = |rows: u64, seq: u32| rows.div_ceil(per_wg_rows(seq)) as u32;
+        // Where x has a window and the adapter subgroups, the rows are claimed at run
+        // time, walked as a claimed build walks them (`row_runs`).
+        let claimed_seq = walks_of(gpu, g, w, pair, true);
+        let claim = window.is_some() && super::claims_on() && shuffles && {
             // Claimed, the norm's inputs are one sum per subgroup of each launched
             // workgroup (of one shard, in the prep's ssq; subgroups of one size).
             let sg = gpu.info.subgroup_min_size.max(1);
             let per_wg = g.workgroup.div_ceil(sg) as u64;
-            let claim_parts = super::claim_launches(items(w.rows)) as u64 * per_wg;
-            let prep_fits = fold.prep.is_none_or(|pr| {
+            let claim_parts = super::claim_launches(items_of(w.rows, claimed_seq)) as u64 * per_wg;
+            let fits = fold.prep.is_none_or(|pr| {
                 w.shards.len() == 1
                     && sg == gpu.info.subgroup_max_size
                     && claim_parts * 4 <= pr.ssq.size()
             });
-            // Each subgroup claims its own rows: the build needs subgroups.
-            let claim = super::claims_on() && shuffles && prep_fits;
-            defines = with_uniform_x(defines, claim)?;
-            if claim {
-                extra.push((super::CLAIMS_BINDING, &gpu.claims, None));
+            if fits {
                 prep_parts = prep_parts.map(|_| claim_parts as u32);
             }
+            fits
+        };
+        let seq = match claim {
+            true => claimed_seq,
+            false => walks_of(gpu, g, w, pair, false),
+        };
+        let mut defines = defines_for(
+            g,
+            seq,
+            form,
+            (
+                fold.norm.is_some(),
+                fold.add,
+                fold.prep.is_some(),
+                fold.sandwich.map(|_| (w.cols / 4) as u32),
+            ),
+            runs,
+        )?;
+        if window.is_some() {
+            defines = with_uniform_x(defines, claim)?;
         }
+        if claim {
+            extra.push((super::CLAIMS_BINDING, &gpu.claims, None));
+        }
+        let items = |rows: u64| items_of(rows, seq);
         let kernel = WeightKernel {
             op: "matvec",
             subgroups: shuffles,
