@@ -230,11 +230,11 @@ const ROW_RUNS_MIN_ITEMS: u64 = 8;
 /// `SHARE_GEOMETRY` for block types where that leaves the matrix at least
 /// `ROW_RUNS_MIN_WORKGROUPS` workgroups (an output head); where the build claims its
 /// rows (`claimed`) the longest walk that leaves `ROW_RUNS_MIN_ITEMS` items (below);
-/// else 1. A lane's row groups
-/// are consecutive, so it reads one contiguous stretch of the weights instead of a
-/// row pair (hundreds of bytes) per invocation: the CPU's prefetchers follow long
-/// streams and not short ones (the profile's streaming-read probe read 2.9-4.2 GB/s in
-/// 512-byte runs per invocation and 11-14 in 16 KiB runs, 2026-12-04).
+/// else 1. A lane's row groups are consecutive, so it reads one contiguous stretch of
+/// the weights instead of a row pair (hundreds of bytes) per invocation: the CPU's
+/// prefetchers follow long streams and not short ones (the profile's streaming-read
+/// probe read 2.9-4.2 GB/s in 512-byte runs per invocation and 11-14 in 16 KiB runs,
+/// 2026-12-04).
 ///
 /// Measured on lavapipe (AMD EPYC Zen 3, 2026-12-04), alternated, `benches/matvec` with
 /// HEARTH_BENCH_ROWS=65536 HEARTH_BENCH_COLS=640 (Gemma's head width), four rounds:
