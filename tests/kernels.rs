@@ -139,10 +139,9 @@ fn check_matvec_geometry(
     // counters each dispatch resets when it ends: without the gate (which y's update
     // reads back), the op runs three times in one pass, each time from zeroed counters.
     let claims = op.dispatches.iter().all(|d| d.kind.contains("claim"));
-    let claims_on = std::env::var("HEARTH_CLAIM").as_deref() != Ok("0");
     assert_eq!(
         claims,
-        claims_on
+        claims_on()
             && op.dispatches[0].kind.contains("xuniform")
             && op.dispatches[0].kind.contains("_sg_"),
         "{} {geo:?}: rows claimed at run time",
@@ -381,6 +380,11 @@ fn matvec_every_table_geometry() {
     }
 }
 
+/// Whether the matvecs may claim their rows at run time (`HEARTH_CLAIM=0` turns it off).
+fn claims_on() -> bool {
+    std::env::var("HEARTH_CLAIM").as_deref() != Ok("0")
+}
+
 /// Tall matrices (an output head's rows) on the adapter's own geometry: on a CPU
 /// rasterizer with subgroups of 8 the block types' invocations walk `ROW_RUNS` row
 /// groups in turn (`row_runs`), plain, gated and with the residual add and the next
@@ -484,10 +488,9 @@ fn matvec_walks_row_runs_on_tall_matrices() {
                     "{ty} {rows} rows: {kind}"
                 );
                 let one_size = g.info.subgroup_min_size == g.info.subgroup_max_size;
-                let claims_on = std::env::var("HEARTH_CLAIM").as_deref() != Ok("0");
                 assert_eq!(
                     claims,
-                    claims_on && uniform && shuffles && one_size,
+                    claims_on() && uniform && shuffles && one_size,
                     "{ty}: claimed with a window"
                 );
                 // Twice in one pass where claimed: the counters reset between dispatches

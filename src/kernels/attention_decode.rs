@@ -106,6 +106,13 @@ pub fn lane_cols(head_dim: u32, sg_min: u32) -> u32 {
         .next_power_of_two()
 }
 
+/// The widths `lane_cols` may give on subgroups of at least `sg_min` lanes: powers of
+/// two up to a 256-wide head's (the builds `key` accepts, and `variants` lists).
+fn lane_widths(sg_min: u32) -> impl Iterator<Item = u32> {
+    let most = (MAX_HEAD_DIM / 4 / sg_min.max(1)).max(1);
+    (0..=most.ilog2()).map(|b| 1 << b)
+}
+
 /// The shader forms: chunks in parallel, their combine, the single pass, and the
 /// subgroup-per-key pass 1 over one split that writes the output itself (`FINAL`).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -159,7 +166,7 @@ fn key(
         ));
     }
     if let Some((k, cols)) = sgkey {
-        if !cols.is_power_of_two() || cols > MAX_HEAD_DIM / 4 / k.sg_min {
+        if !lane_widths(k.sg_min).any(|w| w == cols) {
             return Err(GpuError::Runtime(format!(
                 "attention_decode: {cols} vec4 columns per lane for subgroups of {}",
                 k.sg_min
@@ -261,10 +268,11 @@ pub fn variants() -> Vec<PipelineKey> {
     {
         for heads in 1..=8 {
             for sinks in [false, true] {
-                for sk in sgkeys.iter().flatten().flat_map(|&k| {
-                    let most = MAX_HEAD_DIM / 4 / k.sg_min;
-                    (0..=most.ilog2()).map(move |b| (k, 1 << b))
-                }) {
+                for sk in sgkeys
+                    .iter()
+                    .flatten()
+                    .flat_map(|&k| lane_widths(k.sg_min).map(move |c| (k, c)))
+                {
                     let sk = Some(sk);
                     let k = key(kind, Pass::Final(None), vec4, heads, sinks, true, sk)
                         .expect("static defines");
@@ -295,10 +303,12 @@ pub fn variants() -> Vec<PipelineKey> {
     for (f, p, v, h, s) in keys {
         for sg in [false, true] {
             for &sk in &sgkeys {
-                let most = sk.map_or(1, |k| MAX_HEAD_DIM / 4 / k.sg_min);
-                for b in 0..=most.ilog2() {
-                    let k =
-                        key(f, p, v, h, s, sg, sk.map(|k| (k, 1 << b))).expect("static defines");
+                let forms: Vec<_> = match sk {
+                    Some(k) => lane_widths(k.sg_min).map(|c| Some((k, c))).collect(),
+                    None => vec![None],
+                };
+                for form in forms {
+                    let k = key(f, p, v, h, s, sg, form).expect("static defines");
                     if !out.contains(&k) {
                         out.push(k);
                     }

@@ -266,7 +266,7 @@ pub fn row_runs(gpu: &Gpu, g: Geometry, ty: GgmlType, rows: u64, claimed: bool) 
     if AdapterClass::of(&gpu.info) != AdapterClass::Cpu || !may_walk(g, ty) {
         return 1;
     }
-    let per = u64::from(g.workgroup / g.lanes * g.rows * ROW_RUNS);
+    let per = workgroup_rows(g, ROW_RUNS);
     if rows / per >= ROW_RUNS_MIN_WORKGROUPS {
         return ROW_RUNS;
     }
@@ -296,6 +296,11 @@ fn walks_of(gpu: &Gpu, g: Geometry, w: &GpuTensor, pair: bool, claimed: bool) ->
     let halve = if pair { 2 } else { 1 };
     let fewest = w.shards.iter().map(|s| s.rows / halve).min();
     row_runs(gpu, g, w.ty, fewest.unwrap_or(0), claimed)
+}
+
+/// Rows one workgroup of `g` covers when each invocation walks `seq` row groups.
+fn workgroup_rows(g: Geometry, seq: u32) -> u64 {
+    u64::from(g.workgroup / g.lanes * g.rows * seq)
 }
 
 /// What a matvec does with its rows besides `y = W x`.
@@ -401,7 +406,7 @@ const RES_OUT: u32 = 11;
 /// when a shard does not start on a whole workgroup (the fold then does not apply).
 pub fn fold_parts(gpu: &Gpu, w: &GpuTensor, geo: Option<(Geometry, bool)>) -> Option<u32> {
     let (g, _) = geo.unwrap_or_else(|| geometry(gpu, w.ty));
-    let per = (g.workgroup / g.lanes * g.rows * walks_of(gpu, g, w, false, false)) as u64;
+    let per = workgroup_rows(g, walks_of(gpu, g, w, false, false));
     if per == 0 || w.shards.iter().any(|s| !s.row_start.is_multiple_of(per)) {
         return None;
     }
@@ -897,8 +902,7 @@ impl MatVec {
             ]);
         }
         // Items of `seq`-walking workgroups of rows.
-        let per_wg_rows = |seq: u32| (g.workgroup / g.lanes * g.rows * seq) as u64;
-        let items_of = |rows: u64, seq: u32| rows.div_ceil(per_wg_rows(seq)) as u32;
+        let items_of = |rows: u64, seq: u32| rows.div_ceil(workgroup_rows(g, seq)) as u32;
         // Where x has a window and the adapter subgroups, the rows are claimed at run
         // time, walked as a claimed build walks them (`row_runs`).
         let claimed_seq = walks_of(gpu, g, w, pair, true);
