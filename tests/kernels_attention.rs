@@ -1230,7 +1230,7 @@ fn check_rope_attend(cfg: Config, kind: Option<KvType>, c: &RopeKvCase, seed: u6
             q_temp,
         };
         let op = attn
-            .with_rope(&g, (&a, rope), io, out, (&cache, &step), sinks)
+            .with_rope(&g, (&a, rope), io, out, (&cache, one), sinks)
             .unwrap();
         let kv_len = pos + 1;
         // The fold is this adapter's where it takes the in-order combine and f16 or f32.
@@ -1317,6 +1317,195 @@ fn rope_attend_matches_its_twins() {
         check_rope_attend(cfg, None, &cases[1], 71, true);
         // q8_0 caches keep rope_kv (the fold writes f32 and f16 only).
         check_rope_attend(cfg, Some(KvType::Q8_0), &cases[1], 72, false);
+    }
+}
+
+/// Decode attention joined with its preparation in a batched step (`with_rope` built for
+/// several tokens): rows at their own positions in their own slots of a multi-slot cache,
+/// from a joined projection's rows (one per token, a stride wider). Rows apart (each its
+/// sequence's only token) fold into one pass at short contexts; the same step taken as not
+/// apart runs rope_kv and the single pass, and past the fold rope_kv, pass 1 and the
+/// combine. Every form against the twins: each row's new K row (rope_kv's bounds) and V
+/// row (exact) in its slot, every other cache row untouched, each row's output against
+/// the attention twin over its slot as stored, rows past the step unwritten.
+fn check_rope_attend_rows(cfg: Config, c: &RopeKvCase, seed: u64) {
+    let g = gpu(cfg);
+    let (nh, nkv, hd) = (c.n_heads, c.n_kv_heads, c.head_dim);
+    let (qd, kvd) = (nh * hd, nkv * hd);
+    let stride = qd + 2 * kvd + 3;
+    let (slots, cap, built) = (3usize, 300usize, 4usize);
+    let RopeWeights { qn, kn, factors } = c.weights(seed);
+    let (qnb, knb) = (storage(&g, &qn), storage(&g, &kn));
+    let fb = storage(&g, &factors);
+    let (rope, q_temp) = (c.rope(), c.q_temp());
+    let a = spec(
+        nh as u32,
+        nkv as u32,
+        hd as u32,
+        1.0 / (hd as f32).sqrt(),
+        None,
+    );
+    let twin = |head: &[f32], w: &[f32], p: u32| c.twin(head, w, &factors, p);
+    let kind = KvType::default_for(g.features.shader_f16);
+    let cache = KvCache::typed(
+        &g,
+        kind,
+        (slots * cap) as u64,
+        cap as u32,
+        (kvd as u32, hd as u32),
+    )
+    .unwrap();
+    let read_all = |buf: &wgpu::Buffer| {
+        let words = read(
+            &g,
+            buf,
+            (slots as u64 * cap as u64 * cache.row_bytes()).div_ceil(4) as usize,
+        );
+        kind.decode(bytemuck::cast_slice(&words), slots * cap, kvd, hd)
+    };
+    let joined: Vec<f32> = random_vec(1 + built * stride, seed + 3)
+        .iter()
+        .map(|x| 2.0 * x)
+        .collect();
+    let jb = storage(&g, &joined);
+    let qpacked = output(&g, built * qd);
+    let ob = output(&g, built * qd + 2);
+    let step = StepBuffer::new(&g, Step::new(0, 1));
+    let tok = Tokens {
+        max: built as u32,
+        step: &step,
+    };
+    let out = View {
+        buffer: &ob,
+        offset: 2,
+    };
+    let rows = |offset: usize, n: usize| Rows {
+        view: View {
+            buffer: &jb,
+            offset: offset as u64,
+        },
+        width: hd as u32,
+        rows: n as u32,
+        stride: stride as u32,
+    };
+    let io = RopeKvIo {
+        q: rows(1, nh),
+        q_out: Some(Rows::heads(&qpacked, nh as u32, hd as u32)),
+        k: rows(1 + qd, nkv),
+        v: rows(1 + qd + kvd, nkv),
+        norms: c.norm.then_some(([&qnb, &knb], ROPE_EPS)),
+        freq_factors: c.factors.then_some(&fb),
+        q_temp,
+    };
+    let form = attention_decode::sgkey(&g);
+    let attn =
+        AttentionDecode::with_form(&g, &a, (View::of(&qpacked), out), &cache, tok, (None, form))
+            .unwrap();
+    let op = attn
+        .with_rope(&g, (&a, rope), io, out, (&cache, tok), None)
+        .unwrap();
+    use hearth::kernels::Op;
+    // (slot, position): three sequences' next tokens; then one past the fold.
+    let steps: [&[(u32, u32)]; 2] = [&[(2, 6), (0, 200), (1, 0)], &[(1, 3), (0, 280)]];
+    for (i, step_rows) in steps.iter().enumerate() {
+        let kv_len = step_rows.iter().map(|r| r.1 + 1).max().unwrap();
+        let n = step_rows.len();
+        step.write(&g, Step::batch(step_rows));
+        let folds = form.is_some_and(|k| k.splits <= attention_decode::SEQ_SPLITS)
+            && (nh / nkv) <= 8
+            && kv_len <= attention_decode::FINAL_MAX;
+        assert_eq!(op.folds(kv_len), folds, "cfg {cfg:?} step {i}");
+        for apart in [true, false] {
+            let d = op.dispatches_batch(n as u32, kv_len, apart);
+            let case = format!(
+                "rope_attend rows {nh}/{nkv} heads of {hd} neox {} norm {} factors {} yarn {} step {i} apart {apart} folds {folds} {cfg:?}",
+                c.neox, c.norm, c.factors, c.yarn
+            );
+            // One dispatch exactly where the rows are apart and the step folds.
+            assert_eq!(
+                d.len() == 1,
+                apart && folds,
+                "{case}: {} dispatches",
+                d.len()
+            );
+            let s = seed * 10 + 2 * i as u64 + apart as u64;
+            let before_k = fill(&g, &cache, &cache.k, &random_vec(slots * cap * kvd, s));
+            let before_v = fill(&g, &cache, &cache.v, &random_vec(slots * cap * kvd, s + 1));
+            g.queue.write_buffer(
+                &ob,
+                0,
+                bytemuck::cast_slice(&vec![f32::NAN; built * qd + 2]),
+            );
+            kernels::run(&g, &d.iter().collect::<Vec<_>>());
+            let (mut want_k, mut want_v) = (before_k.clone(), before_v.clone());
+            for (t, &(slot, pos)) in step_rows.iter().enumerate() {
+                let row = (slot as usize * cap + pos as usize) * kvd;
+                let src = 1 + t * stride;
+                for h in 0..nkv {
+                    let ks = src + qd + h * hd;
+                    let r = twin(&joined[ks..ks + hd], &kn, pos);
+                    want_k[row + h * hd..][..hd].copy_from_slice(&r);
+                    let vs = src + qd + kvd + h * hd;
+                    want_v[row + h * hd..][..hd].copy_from_slice(&joined[vs..vs + hd]);
+                }
+                kind.round(&mut want_k[row..row + kvd]);
+                kind.round(&mut want_v[row..row + kvd]);
+            }
+            let (got_k, got_v) = (read_all(&cache.k), read_all(&cache.v));
+            let k_bound = if kind == KvType::F32 { 1e-10 } else { 1e-6 };
+            assert_close(&format!("{case} K"), &got_k, &want_k, k_bound);
+            assert_close(&format!("{case} V"), &got_v, &want_v, 0.0);
+            let got = read(&g, &ob, built * qd + 2);
+            for (t, &(slot, pos)) in step_rows.iter().enumerate() {
+                let f = rope_kv::q_temp_factor(q_temp, pos);
+                let src = 1 + t * stride;
+                let q: Vec<f32> = (0..nh)
+                    .flat_map(|h| twin(&joined[src + h * hd..src + (h + 1) * hd], &qn, pos))
+                    .map(|x| (x as f64 * f) as f32)
+                    .collect();
+                let span = slot as usize * cap * kvd..(slot as usize + 1) * cap * kvd;
+                let want = attention_decode::cpu_sinks(
+                    &a,
+                    &q,
+                    (&got_k[span.clone()], &got_v[span]),
+                    pos as usize + 1,
+                    None,
+                );
+                let o = 2 + t * qd;
+                assert_close(&format!("{case} row {t}"), &got[o..o + qd], &want, BOUND);
+            }
+            assert!(
+                got[2 + n * qd..].iter().all(|x| x.is_nan()),
+                "{case}: wrote past the step's rows"
+            );
+        }
+    }
+}
+
+#[test]
+fn rope_attend_rows_fold_where_apart() {
+    let case = |n_heads, n_kv_heads, head_dim, rope_dims, neox, norm, factors, yarn| RopeKvCase {
+        n_heads,
+        n_kv_heads,
+        head_dim,
+        rope_dims,
+        neox,
+        norm,
+        factors,
+        yarn,
+    };
+    // Gemma 3's shape (NeoX, q/k norms, 4:1), SmolLM2's (adjacent pairs, 3:1), an awkward
+    // width with factors over partial rotary dims, YaRN with the temperature.
+    let cases = [
+        case(4, 1, 256, 256, true, true, false, false),
+        case(9, 3, 64, 64, false, false, false, false),
+        case(6, 2, 40, 24, false, true, true, false),
+        case(4, 2, 64, 64, false, false, false, true),
+    ];
+    for cfg in [Config::Full, Config::Bare] {
+        for (i, c) in cases.iter().enumerate() {
+            check_rope_attend_rows(cfg, c, 80 + i as u64);
+        }
     }
 }
 

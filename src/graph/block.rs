@@ -498,13 +498,10 @@ impl<'a> Block<'a> {
             q_temp: cfg.attn_temp,
         };
         let kv = self.kv;
-        // Prefill and batched steps prepare in their own dispatch; decode joins it with
+        // Prefill prepares in its own dispatch; decode and batched steps join it with
         // attention (`with_rope`), which folds it in where it can.
         self.pre
             .push(Arc::new(RopeKv::new(gpu, &spec, rope, io, kv, self.tok)?));
-        if let Some((tok, bat)) = &mut self.bat {
-            bat.push(Arc::new(RopeKv::new(gpu, &spec, rope, io, kv, *tok)?));
-        }
         let (qv, out) = (View::of(&a.q), View::of(&a.attn));
         let sinks = w.sinks;
         let one = Tokens {
@@ -538,12 +535,11 @@ impl<'a> Block<'a> {
             Some(b) => AttentionDecode::shared(gpu, &spec, (qv, out), kv, tok, sinks, &b),
             None => AttentionDecode::with_sinks(gpu, &spec, (qv, out), kv, tok, sinks),
         };
-        let decode =
-            attend(one, 0)?.with_rope(gpu, (&spec, rope), io, out, (kv, self.tok.step), sinks)?;
+        let decode = attend(one, 0)?.with_rope(gpu, (&spec, rope), io, out, (kv, one), sinks)?;
         self.pre.push(Arc::new(prefill));
         self.dec.push(Arc::new(decode));
         if let Some((tok, _)) = &self.bat {
-            let op = attend(*tok, 1)?;
+            let op = attend(*tok, 1)?.with_rope(gpu, (&spec, rope), io, out, (kv, *tok), sinks)?;
             if let Some((_, bat)) = &mut self.bat {
                 bat.push(Arc::new(op));
             }

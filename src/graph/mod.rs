@@ -645,9 +645,11 @@ impl Model {
             self.finish_batch(rows, 1, done, true);
             return Ok(());
         };
-        let mut groups = vec![flat_for(&plan.embed, n, kv_len)];
-        groups.extend(plan.layers.iter().map(|l| flat_for(l, n, kv_len)));
-        groups.push(flat_for(&plan.tail, n_out, kv_len));
+        // Rows are apart when each is its sequence's only token (n_out outputs).
+        let apart = n_out == n;
+        let mut groups = vec![flat_batch(&plan.embed, n, kv_len, apart)];
+        groups.extend(plan.layers.iter().map(|l| flat_batch(l, n, kv_len, apart)));
+        groups.push(flat_batch(&plan.tail, n_out, kv_len, apart));
         let all: Vec<&Dispatch> = groups.into_iter().flatten().collect();
         let bytes = n_out as u64 * 4;
         let save = |enc: &mut wgpu::CommandEncoder| {
@@ -1232,6 +1234,15 @@ fn flat_for(stages: &[Stage], n: usize, kv_len: u32) -> Vec<&Dispatch> {
     stages
         .iter()
         .flat_map(|s| s.dispatches_for(n as u32, kv_len).iter())
+        .collect()
+}
+
+/// The dispatches of `stages` for a batched step of `n` rows ending at `kv_len`, in order;
+/// `apart` as `Op::dispatches_batch`.
+fn flat_batch(stages: &[Stage], n: usize, kv_len: u32, apart: bool) -> Vec<&Dispatch> {
+    stages
+        .iter()
+        .flat_map(|s| s.dispatches_batch(n as u32, kv_len, apart).iter())
         .collect()
 }
 

@@ -959,31 +959,38 @@ impl super::Op for AttentionDecode {
 /// Decode attention with its preparation (rope_kv: per-head q/k norms, RoPE, the KV
 /// append): steps short enough for the one-split pass run one dispatch that does both
 /// (`ROPE`), longer ones rope_kv, pass 1 and the combine. Built by
-/// [`AttentionDecode::with_rope`].
+/// [`AttentionDecode::with_rope`]. A batched step folds only when its rows are apart
+/// (each a different sequence's only token): a row's pass reads the K and V rows of
+/// earlier tokens of its sequence, which another workgroup of the same dispatch would
+/// write.
 pub struct RopeAttend {
     /// rope_kv's dispatch, then the attention's for long steps.
     long: Vec<Dispatch>,
     /// Short steps: the folded pass, or rope_kv and the single pass where it does not fold.
     short: Vec<Dispatch>,
+    /// Short batched steps whose rows are not apart, where `short` folds: rope_kv and the
+    /// single pass (`None` for one token per step, always apart).
+    joined: Option<Vec<Dispatch>>,
     attn: AttentionDecode,
     /// The frequency table the folded pass reads.
     _freq: Option<wgpu::Buffer>,
 }
 
 impl AttentionDecode {
-    /// This op (built for one token per step, its q the packed heads rope_kv writes)
-    /// joined with the rope_kv op of `io` that fills that q and the cache. Where the
-    /// adapter takes the one-split pass (a CPU rasterizer's balanced splits), the cache
-    /// is f32 or f16, one workgroup holds a whole KV group (at most 8 query heads per KV
-    /// head) and q, k and v are rows of one buffer at one stride (`io`, as `prep` reads
-    /// them), short steps fold rope_kv into the pass; `out` is this op's output.
+    /// This op (built for `tok`, its q the packed heads rope_kv writes) joined with the
+    /// rope_kv op of `io` that fills that q and the cache. Where the adapter takes the
+    /// one-split pass (a CPU rasterizer's balanced splits), the cache is f32 or f16, one
+    /// workgroup holds a whole KV group (at most 8 query heads per KV head) and q, k and
+    /// v are rows of one buffer at one stride (`io`, as `prep` reads them), short steps
+    /// fold rope_kv into the pass (batched steps where their rows are apart: see
+    /// [`RopeAttend`]); `out` is this op's output.
     pub fn with_rope(
         mut self,
         gpu: &Gpu,
         (spec, rope): (&AttnSpec, super::rope::RopeSpec),
         io: super::RopeKvIo,
         out: View,
-        (cache, step): (&KvCache, &StepBuffer),
+        (cache, tok): (&KvCache, Tokens),
         sinks: Option<&wgpu::Buffer>,
     ) -> Result<RopeAttend, GpuError> {
         let one_buffer = io.k.view.buffer == io.q.view.buffer
@@ -993,21 +1000,22 @@ impl AttentionDecode {
         let fold = self.fold.take().filter(|f| {
             f.heads == spec.n_heads / spec.n_kv_heads
                 && f.kind != KvType::Q8_0
-                && f.params.max_tokens == 1
+                && f.params.max_tokens == tok.max
                 && one_buffer
         });
-        let one = Tokens { max: 1, step };
-        let mut long = super::RopeKv::new(gpu, spec, rope, io, cache, one)?.dispatches;
+        let step = tok.step;
+        let mut long = super::RopeKv::new(gpu, spec, rope, io, cache, tok)?.dispatches;
         let mut short: Vec<Dispatch> = Vec::new();
+        let mut joined = None;
         let mut freq_keep = None;
         match fold {
             Some(f) => {
                 let freq = super::rope::frequencies(gpu, rope, spec.head_dim, io.freq_factors)?;
                 let eps = io.norms.map_or(0.0, |(_, e)| e);
                 let p = Params {
-                    q_offset: io.q.check("attention_decode q", 1)?,
-                    k_offset: io.k.check("attention_decode k", 1)?,
-                    v_offset: io.v.check("attention_decode v", 1)?,
+                    q_offset: io.q.check("attention_decode q", tok.max)?,
+                    k_offset: io.k.check("attention_decode k", tok.max)?,
+                    v_offset: io.v.check("attention_decode v", tok.max)?,
                     src_stride: io.q.stride,
                     half_dims: rope.dims / 2,
                     eps,
@@ -1045,27 +1053,32 @@ impl AttentionDecode {
                 }
                 let (nh, hd) = (spec.n_heads as f64, spec.head_dim as f64);
                 let q_bytes = 4.0 * (nh + 2.0 * spec.n_kv_heads as f64) * hd;
-                let d = build_dispatch(gpu, &k, k.label(), &b, &p, (1, spec.n_heads / f.heads, 1))?
-                    .costed(
-                        format!("{}x{}", spec.n_heads, spec.head_dim),
-                        Work {
-                            c: q_bytes + 4.0 * nh * hd,
-                            k: 2.0 * cache.row_bytes() as f64,
-                            ..Work::default()
-                        },
-                        Work {
-                            tk: 4.0 * nh * hd,
-                            ..Work::default()
-                        },
-                    );
+                let grid = (1, spec.n_heads / f.heads, tok.max);
+                let d = build_dispatch(gpu, &k, k.label(), &b, &p, grid)?.costed(
+                    format!("{}x{}", spec.n_heads, spec.head_dim),
+                    Work {
+                        t: q_bytes + 4.0 * nh * hd,
+                        k: 2.0 * cache.row_bytes() as f64,
+                        ..Work::default()
+                    },
+                    Work {
+                        tk: 4.0 * nh * hd,
+                        ..Work::default()
+                    },
+                );
                 short.push(d);
                 freq_keep = Some(freq);
                 long.append(&mut self.dispatches);
+                if tok.max > 1 {
+                    let mut j = super::RopeKv::new(gpu, spec, rope, io, cache, tok)?.dispatches;
+                    j.append(&mut self.single);
+                    joined = Some(j);
+                }
             }
             None => {
                 // No fold: rope_kv before either form.
                 let mut rope_again =
-                    super::RopeKv::new(gpu, spec, rope, io, cache, one)?.dispatches;
+                    super::RopeKv::new(gpu, spec, rope, io, cache, tok)?.dispatches;
                 short.append(&mut rope_again);
                 short.append(&mut self.single);
                 long.append(&mut self.dispatches);
@@ -1074,6 +1087,7 @@ impl AttentionDecode {
         Ok(RopeAttend {
             long,
             short,
+            joined,
             attn: self,
             _freq: freq_keep,
         })
@@ -1081,9 +1095,19 @@ impl AttentionDecode {
 }
 
 impl RopeAttend {
-    /// Whether steps at `kv_len` take the folded pass (one dispatch).
+    /// Whether steps at `kv_len` whose rows are apart take the folded pass (one
+    /// dispatch).
     pub fn folds(&self, kv_len: u32) -> bool {
         self.attn.short(kv_len) && self.short.len() == 1
+    }
+
+    /// The dispatches of a step ending at `kv_len`; `apart` as `Op::dispatches_batch`.
+    fn pick(&self, kv_len: u32, apart: bool) -> &[Dispatch] {
+        match &self.joined {
+            _ if !self.attn.short(kv_len) => &self.long,
+            Some(j) if !apart => j,
+            _ => &self.short,
+        }
     }
 }
 
@@ -1093,10 +1117,10 @@ impl super::Op for RopeAttend {
     }
 
     fn dispatches_at(&self, kv_len: u32) -> &[Dispatch] {
-        if self.attn.short(kv_len) {
-            &self.short
-        } else {
-            &self.long
-        }
+        self.pick(kv_len, false)
+    }
+
+    fn dispatches_batch(&self, _n_tokens: u32, kv_len: u32, apart: bool) -> &[Dispatch] {
+        self.pick(kv_len, apart)
     }
 }

@@ -159,6 +159,15 @@ pub trait Op {
         self.dispatches_at(kv_len)
     }
 
+    /// The dispatches of a batched step of `n_tokens` rows ending at `kv_len`; `apart`
+    /// when every row is a different sequence's (its only token in the step), so that no
+    /// row depends on another's work within a dispatch (ops that join per-row work then
+    /// override this).
+    fn dispatches_batch(&self, n_tokens: u32, kv_len: u32, apart: bool) -> &[Dispatch] {
+        let _ = apart;
+        self.dispatches_for(n_tokens, kv_len)
+    }
+
     /// Records the op's dispatches into a compute pass.
     fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
         for d in self.dispatches() {
