@@ -238,3 +238,47 @@ fn gpu_forward_matches_the_cpu_reference_after_turn_markers() {
         assert_close(&format!("turn-marker position {i}"), row, &want[i], 2e-6);
     }
 }
+
+/// Every layer's q, k and v share one buffer back to back (one decode dispatch), also in
+/// the layers whose file stores q and k as Q5_0 and v as Q8_0: those stack as Q8_0 (the
+/// widening keeps every value: `quant::widen_to_q8_0`), and the memory plan counts them
+/// as uploaded (`weights::upload_type`).
+#[test]
+fn gemma_attention_projections_stack_across_types() {
+    use hearth::model::weights::upload_type;
+    use hearth::model::{Attention, ModelConfig, Weights};
+    use hearth::quant::GgmlType;
+    let Some(path) = common::real_model() else {
+        return;
+    };
+    let f = GgufFile::open(&path).unwrap();
+    let g = gpu(Config::Full);
+    let cfg = ModelConfig::from_gguf(&f).unwrap();
+    let w = Weights::upload(&g, &f, &cfg).unwrap();
+    let mut mixed = 0;
+    for (il, l) in w.layers.iter().enumerate() {
+        let [q, k, v] = Attention::projections(l).unwrap().qkv;
+        let joined = q.joined(k).and_then(|qk| qk.joined(v));
+        assert!(joined.is_some(), "layer {il}: q, k and v apart");
+        let name = |s: &str| format!("blk.{il}.attn_{s}.weight");
+        let file: Vec<GgmlType> = ["q", "k", "v"]
+            .iter()
+            .map(|s| f.tensor(&name(s)).unwrap().ty)
+            .collect();
+        for (s, t) in ["q", "k", "v"].iter().zip([q, k, v]) {
+            let n = name(s);
+            assert_eq!(upload_type(&f, &n, f.tensor(&n).unwrap().ty), t.ty, "{n}");
+        }
+        if file.iter().any(|&t| t != file[0]) {
+            mixed += 1;
+            assert_eq!(
+                (q.ty, k.ty, v.ty),
+                (GgmlType::Q8_0, GgmlType::Q8_0, GgmlType::Q8_0)
+            );
+        } else {
+            assert_eq!(q.ty, file[0], "layer {il}: a one-type stack keeps its type");
+        }
+    }
+    // The file mixes them in some layers (the case this covers).
+    assert!(mixed > 0, "no layer of this file mixes q/k and v types");
+}

@@ -62,7 +62,9 @@ impl MemoryPlan {
     ) -> Self {
         let mut weights = 0u64;
         for t in &f.tensors {
-            let bytes = match gpu_layout(t.ty) {
+            // As uploaded: a stack's parts may be widened (`weights::upload_type`).
+            let ty = crate::model::weights::upload_type(f, &t.name, t.ty);
+            let bytes = match gpu_layout(ty) {
                 Some(l) if t.dims.len() >= 2 => l.row_words(t.row_len()) * 4 * t.n_rows(),
                 _ => t.n_elements() * 4,
             };

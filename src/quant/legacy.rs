@@ -56,6 +56,39 @@ fn inverse(d: f32) -> f32 {
     }
 }
 
+/// Q4_0 or Q5_0 blocks as Q8_0 blocks of the same values: each block keeps its scale d,
+/// and each element's quant, recentred (q - 8 or q - 16), fits a signed byte, so every
+/// value is unchanged (`d * (q - c)` either way). `None` for other types or for bytes
+/// that are not whole blocks. Lets a stack of mixed 32-element types share one buffer
+/// and one kernel (see `model::weights`).
+pub fn widen_to_q8_0(ty: GgmlType, src: &[u8]) -> Option<Vec<u8>> {
+    let bytes = ty.block_bytes();
+    if !matches!(ty, GgmlType::Q4_0 | GgmlType::Q5_0) || !src.len().is_multiple_of(bytes) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(src.len() / bytes * std::mem::size_of::<BlockQ8_0>());
+    for b in src.chunks_exact(bytes) {
+        let (d, q): (f16, [i8; QK]) = match ty {
+            GgmlType::Q4_0 => {
+                let b: BlockQ4_0 = bytemuck::pod_read_unaligned(b);
+                (b.d, std::array::from_fn(|j| nibble(&b.qs, j) as i8 - 8))
+            }
+            _ => {
+                let b: BlockQ5_0 = bytemuck::pod_read_unaligned(b);
+                let qh = b.qh();
+                (
+                    b.d,
+                    std::array::from_fn(|j| {
+                        (nibble(&b.qs, j) | (((qh >> j) & 1) as u8) << 4) as i8 - 16
+                    }),
+                )
+            }
+        };
+        out.extend_from_slice(bytemuck::bytes_of(&BlockQ8_0 { d, qs: q }));
+    }
+    Some(out)
+}
+
 impl Block for BlockQ4_0 {
     const TYPE: GgmlType = GgmlType::Q4_0;
     const ELEMS: usize = QK;
@@ -235,6 +268,34 @@ impl Block for BlockIQ4NL {
 
 #[cfg(test)]
 mod tests {
+
+    /// Widened Q4_0 and Q5_0 blocks decode to exactly the values of the originals (random
+    /// blocks, every quant and scale sign), and other types or partial blocks are refused.
+    #[test]
+    fn widened_blocks_keep_every_value() {
+        use crate::quant::{dequantize_to_vec, random_blocks};
+        for ty in [GgmlType::Q4_0, GgmlType::Q5_0] {
+            let src = random_blocks(ty, 64, 7);
+            let wide = widen_to_q8_0(ty, &src).unwrap();
+            assert_eq!(wide.len(), 64 * 34);
+            let (a, b) = (
+                dequantize_to_vec(ty, &src).unwrap(),
+                dequantize_to_vec(GgmlType::Q8_0, &wide).unwrap(),
+            );
+            assert!(a.iter().any(|&v| v < 0.0) && a.iter().any(|&v| v > 0.0));
+            assert_eq!(
+                a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{ty}"
+            );
+            assert!(
+                widen_to_q8_0(ty, &src[1..]).is_none(),
+                "{ty}: a partial block"
+            );
+        }
+        let q41 = random_blocks(GgmlType::Q4_1, 2, 1);
+        assert!(widen_to_q8_0(GgmlType::Q4_1, &q41).is_none());
+    }
     use super::*;
 
     #[test]

@@ -14,6 +14,7 @@ pub mod rng;
 
 pub use blocks::*;
 pub use dequant::{dequantize, dequantize_to_vec};
+pub use legacy::widen_to_q8_0;
 pub use quantize::{can_quantize, nmse, quantize};
 pub use random::random_blocks;
 pub use rng::Rng;
