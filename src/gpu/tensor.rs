@@ -357,7 +357,8 @@ impl GpuTensor {
         })
     }
 
-    /// Bytes of the weights as stored in the file (what a kernel must read).
+    /// Bytes of the weights in the file's layout of `ty` (what a kernel must read; a
+    /// stack part widened to Q8_0 at load counts as Q8_0).
     pub fn file_bytes(&self) -> u64 {
         self.ty.bytes_for(self.cols).unwrap_or(0) * self.rows
     }
