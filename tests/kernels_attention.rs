@@ -1437,7 +1437,7 @@ fn check_rope_attend_rows(cfg: Config, c: &RopeKvCase, seed: u64) {
                 bytemuck::cast_slice(&vec![f32::NAN; built * qd + 2]),
             );
             kernels::run(&g, &d.iter().collect::<Vec<_>>());
-            let (mut want_k, mut want_v) = (before_k.clone(), before_v.clone());
+            let (mut want_k, mut want_v) = (before_k, before_v);
             for (t, &(slot, pos)) in step_rows.iter().enumerate() {
                 let row = (slot as usize * cap + pos as usize) * kvd;
                 let src = 1 + t * stride;

@@ -268,6 +268,7 @@ impl Block for BlockIQ4NL {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     /// Widened Q4_0 and Q5_0 blocks decode to exactly the values of the originals (random
     /// blocks, every quant and scale sign), and other types or partial blocks are refused.
@@ -296,7 +297,6 @@ mod tests {
         let q41 = random_blocks(GgmlType::Q4_1, 2, 1);
         assert!(widen_to_q8_0(GgmlType::Q4_1, &q41).is_none());
     }
-    use super::*;
 
     #[test]
     fn mxfp4_decodes_and_quantizes_by_the_spec() {
