@@ -897,6 +897,68 @@ impl RopeKvCase {
         let norm = self.norm.then_some((w, ROPE_EPS));
         rope_kv::cpu(head, norm, self.rope(), p, self.factors.then_some(factors))
     }
+
+    /// Floats per token of a joined projection's output `[q | k | v]` in the rope-attend
+    /// tests: a stride wider than a token.
+    fn joined_stride(&self) -> usize {
+        (self.n_heads + 2 * self.n_kv_heads) * self.head_dim + 3
+    }
+
+    /// The rope_kv io of the rope-attend tests: q, k and v as rows of `joined` (from
+    /// element 1, `joined_stride` apart), the rotated q into `qpacked`, the case's norms
+    /// (`qn`, `kn`) and divisors (`fb`) where it has them.
+    fn joined_io<'a>(
+        &self,
+        joined: &'a wgpu::Buffer,
+        qpacked: &'a wgpu::Buffer,
+        [qn, kn, fb]: [&'a wgpu::Buffer; 3],
+    ) -> RopeKvIo<'a> {
+        let (nh, nkv, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
+        let rows = |offset: usize, n: usize| Rows {
+            view: View {
+                buffer: joined,
+                offset: offset as u64,
+            },
+            width: hd as u32,
+            rows: n as u32,
+            stride: self.joined_stride() as u32,
+        };
+        RopeKvIo {
+            q: rows(1, nh),
+            q_out: Some(Rows::heads(qpacked, nh as u32, hd as u32)),
+            k: rows(1 + nh * hd, nkv),
+            v: rows(1 + (nh + nkv) * hd, nkv),
+            norms: self.norm.then_some(([qn, kn], ROPE_EPS)),
+            freq_factors: self.factors.then_some(fb),
+            q_temp: self.q_temp(),
+        }
+    }
+}
+
+/// The rope-attend tests' cases: Gemma 3 (NeoX, q/k norms, 4:1), SmolLM2 (adjacent
+/// pairs, 3:1), Llama 3.1's factors over partial rotary dims and an awkward head width,
+/// NeoX with factors, YaRN with the temperature, all of them with norms; a group of 12
+/// (no fold).
+fn rope_attend_cases() -> [RopeKvCase; 7] {
+    let case = |n_heads, n_kv_heads, head_dim, rope_dims, neox, norm, factors, yarn| RopeKvCase {
+        n_heads,
+        n_kv_heads,
+        head_dim,
+        rope_dims,
+        neox,
+        norm,
+        factors,
+        yarn,
+    };
+    [
+        case(4, 1, 256, 256, true, true, false, false),
+        case(9, 3, 64, 64, false, false, false, false),
+        case(6, 2, 40, 24, false, true, true, false),
+        case(2, 2, 96, 64, true, false, true, false),
+        case(4, 2, 64, 64, false, false, false, true),
+        case(2, 1, 32, 32, true, true, true, true),
+        case(12, 1, 18, 18, false, false, false, false),
+    ]
 }
 
 /// `RopeKv` against its twin (RMSNorm then RoPE per head, in f64) on random q, k and v
@@ -1156,7 +1218,7 @@ fn check_rope_attend(cfg: Config, kind: Option<KvType>, c: &RopeKvCase, seed: u6
     let g = gpu(cfg);
     let (nh, nkv, hd) = (c.n_heads, c.n_kv_heads, c.head_dim);
     let (qd, kvd) = (nh * hd, nkv * hd);
-    let stride = qd + 2 * kvd + 3;
+    let stride = c.joined_stride();
     let cap = 300usize;
     let RopeWeights { qn, kn, factors } = c.weights(seed);
     let (qnb, knb) = (storage(&g, &qn), storage(&g, &kn));
@@ -1211,24 +1273,7 @@ fn check_rope_attend(cfg: Config, kind: Option<KvType>, c: &RopeKvCase, seed: u6
         let sinks = sinks.then_some(&sb);
         let io2 = (View::of(&qpacked), out);
         let attn = AttentionDecode::with_form(&g, &a, io2, &cache, one, (sinks, form)).unwrap();
-        let rows = |offset: usize, n: usize| Rows {
-            view: View {
-                buffer: &jb,
-                offset: offset as u64,
-            },
-            width: hd as u32,
-            rows: n as u32,
-            stride: stride as u32,
-        };
-        let io = RopeKvIo {
-            q: rows(1, nh),
-            q_out: Some(Rows::heads(&qpacked, nh as u32, hd as u32)),
-            k: rows(1 + qd, nkv),
-            v: rows(1 + qd + kvd, nkv),
-            norms: c.norm.then_some(([&qnb, &knb], ROPE_EPS)),
-            freq_factors: c.factors.then_some(&fb),
-            q_temp,
-        };
+        let io = c.joined_io(&jb, &qpacked, [&qnb, &knb, &fb]);
         let op = attn
             .with_rope(&g, (&a, rope), io, out, (&cache, one), sinks)
             .unwrap();
@@ -1287,28 +1332,7 @@ fn check_rope_attend(cfg: Config, kind: Option<KvType>, c: &RopeKvCase, seed: u6
 
 #[test]
 fn rope_attend_matches_its_twins() {
-    let case = |n_heads, n_kv_heads, head_dim, rope_dims, neox, norm, factors, yarn| RopeKvCase {
-        n_heads,
-        n_kv_heads,
-        head_dim,
-        rope_dims,
-        neox,
-        norm,
-        factors,
-        yarn,
-    };
-    let cases = [
-        // Gemma 3 (NeoX, q/k norms, 4:1), SmolLM2 (adjacent pairs, 3:1), Llama 3.1's
-        // factors over partial rotary dims and an awkward head width, NeoX with factors,
-        // YaRN with the temperature, all of them with norms; a group of 12 (no fold).
-        case(4, 1, 256, 256, true, true, false, false),
-        case(9, 3, 64, 64, false, false, false, false),
-        case(6, 2, 40, 24, false, true, true, false),
-        case(2, 2, 96, 64, true, false, true, false),
-        case(4, 2, 64, 64, false, false, false, true),
-        case(2, 1, 32, 32, true, true, true, true),
-        case(12, 1, 18, 18, false, false, false, false),
-    ];
+    let cases = rope_attend_cases();
     for cfg in [Config::Full, Config::Bare] {
         for (i, c) in cases.iter().enumerate() {
             check_rope_attend(cfg, None, c, 50 + i as u64, false);
@@ -1332,7 +1356,7 @@ fn check_rope_attend_rows(cfg: Config, c: &RopeKvCase, seed: u64) {
     let g = gpu(cfg);
     let (nh, nkv, hd) = (c.n_heads, c.n_kv_heads, c.head_dim);
     let (qd, kvd) = (nh * hd, nkv * hd);
-    let stride = qd + 2 * kvd + 3;
+    let stride = c.joined_stride();
     let (slots, cap, built) = (3usize, 300usize, 4usize);
     let RopeWeights { qn, kn, factors } = c.weights(seed);
     let (qnb, knb) = (storage(&g, &qn), storage(&g, &kn));
@@ -1379,24 +1403,7 @@ fn check_rope_attend_rows(cfg: Config, c: &RopeKvCase, seed: u64) {
         buffer: &ob,
         offset: 2,
     };
-    let rows = |offset: usize, n: usize| Rows {
-        view: View {
-            buffer: &jb,
-            offset: offset as u64,
-        },
-        width: hd as u32,
-        rows: n as u32,
-        stride: stride as u32,
-    };
-    let io = RopeKvIo {
-        q: rows(1, nh),
-        q_out: Some(Rows::heads(&qpacked, nh as u32, hd as u32)),
-        k: rows(1 + qd, nkv),
-        v: rows(1 + qd + kvd, nkv),
-        norms: c.norm.then_some(([&qnb, &knb], ROPE_EPS)),
-        freq_factors: c.factors.then_some(&fb),
-        q_temp,
-    };
+    let io = c.joined_io(&jb, &qpacked, [&qnb, &knb, &fb]);
     let form = attention_decode::sgkey(&g);
     let attn =
         AttentionDecode::with_form(&g, &a, (View::of(&qpacked), out), &cache, tok, (None, form))
@@ -1484,26 +1491,8 @@ fn check_rope_attend_rows(cfg: Config, c: &RopeKvCase, seed: u64) {
 
 #[test]
 fn rope_attend_rows_fold_where_apart() {
-    let case = |n_heads, n_kv_heads, head_dim, rope_dims, neox, norm, factors, yarn| RopeKvCase {
-        n_heads,
-        n_kv_heads,
-        head_dim,
-        rope_dims,
-        neox,
-        norm,
-        factors,
-        yarn,
-    };
-    // Gemma 3's shape (NeoX, q/k norms, 4:1), SmolLM2's (adjacent pairs, 3:1), an awkward
-    // width with factors over partial rotary dims, YaRN with the temperature.
-    let cases = [
-        case(4, 1, 256, 256, true, true, false, false),
-        case(9, 3, 64, 64, false, false, false, false),
-        case(6, 2, 40, 24, false, true, true, false),
-        case(4, 2, 64, 64, false, false, false, true),
-    ];
     for cfg in [Config::Full, Config::Bare] {
-        for (i, c) in cases.iter().enumerate() {
+        for (i, c) in rope_attend_cases().iter().enumerate() {
             check_rope_attend_rows(cfg, c, 80 + i as u64);
         }
     }
