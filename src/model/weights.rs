@@ -64,11 +64,7 @@ impl Weights {
             if let Some(t) = waiting.remove(name) {
                 return Ok(t);
             }
-            for stack in STACKS {
-                let Some(base) = stack.iter().find_map(|s| name.strip_suffix(s)) else {
-                    continue;
-                };
-                let names: Vec<String> = stack.iter().map(|s| format!("{base}{s}")).collect();
+            for names in stacks_of(name) {
                 if let Some(views) = matrix_stack(gpu, f, &names)? {
                     let mut mine = None;
                     for (n, t) in names.into_iter().zip(views) {
@@ -199,6 +195,14 @@ const STACKS: [&[&str]; 2] = [
     &["attn_q.weight", "attn_k.weight", "attn_v.weight"],
 ];
 
+/// The full names of each stack (`STACKS`) tensor `name` belongs to (its block's).
+fn stacks_of(name: &str) -> impl Iterator<Item = Vec<String>> + '_ {
+    STACKS.iter().filter_map(move |stack| {
+        let base = stack.iter().find_map(|s| name.strip_suffix(s))?;
+        Some(stack.iter().map(|s| format!("{base}{s}")).collect())
+    })
+}
+
 /// The type two stacked tensors of types `a` and `b` take: their own where they agree,
 /// Q8_0 where both are 32-element types that widen to it exactly (`widen_to_q8_0`:
 /// Q4_0, Q5_0 beside Q8_0 or each other), else none (they do not stack).
@@ -233,11 +237,7 @@ fn stack_run(f: &GgufFile, names: &[String]) -> Option<(usize, GgmlType)> {
 /// The type tensor `name` of `f` is uploaded as: its stack's (`stack_run`) where it is
 /// in one, else its own. What the memory plan counts.
 pub fn upload_type(f: &GgufFile, name: &str, ty: GgmlType) -> GgmlType {
-    for stack in STACKS {
-        let Some(base) = stack.iter().find_map(|s| name.strip_suffix(s)) else {
-            continue;
-        };
-        let names: Vec<String> = stack.iter().map(|s| format!("{base}{s}")).collect();
+    for names in stacks_of(name) {
         if let Some((n, t)) = stack_run(f, &names) {
             if names[..n].iter().any(|x| x == name) {
                 return t;
