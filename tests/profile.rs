@@ -361,22 +361,74 @@ fn stream_read_reads_everything_and_peak_is_positive() {
 
 /// Decode takes Gemma 3's sandwich norms into the projections that read them (the
 /// residual add through the post-norm and the next pre-norm, `matvec::Sandwich`): its
-/// plan has no residual-norm dispatch where prefill has one per sub-block boundary, and
-/// as many sandwich projections at least. (That decode computes what prefill does is the
-/// forward tests' part.)
+/// plan has no residual-norm dispatch between blocks where prefill has one per sub-block
+/// boundary, and as many sandwich projections at least. The last block's residual joins
+/// the final norm in one residual norm, which the head reads: no norm dispatch between
+/// them. (That decode computes what prefill does is the forward tests' part.)
 #[test]
 fn decode_folds_the_sandwich_norms() {
     let model = load(gpu(Config::Full));
-    let count = |prefill: bool, what: &str| {
+    let labels = |prefill: bool| -> Vec<String> {
         let plan = model.plan_dispatches(prefill, 4);
-        plan.iter().filter(|d| d.label.contains(what)).count()
+        plan.iter().map(|d| d.label.clone()).collect()
     };
+    let count =
+        |prefill: bool, what: &str| labels(prefill).iter().filter(|l| l.contains(what)).count();
     let boundaries = count(true, "residual_norm");
     assert!(boundaries > 0, "prefill has no residual norm");
+    let dec = labels(false);
+    let at: Vec<usize> = (0..dec.len())
+        .filter(|&i| dec[i].contains("residual_norm"))
+        .collect();
     assert_eq!(
-        count(false, "residual_norm"),
-        0,
-        "decode kept a residual norm"
+        at.len(),
+        1,
+        "decode has one residual norm, the last block's: {dec:?}"
     );
-    assert!(count(false, "sandwich") >= boundaries);
+    assert!(
+        dec[at[0] + 1].starts_with("matvec"),
+        "the head follows it: {dec:?}"
+    );
+    assert!(count(false, "sandwich") >= boundaries - 1);
+    // The first block's pre-norm is decode's one norm dispatch.
+    assert_eq!(count(false, "rmsnorm"), 1, "{dec:?}");
+}
+
+/// A llama-shaped model's decode ends with its last down projection adding into the
+/// residual stream: that projection also leaves `x * w` of the final norm and its sums
+/// of squares, and the head scales by the norm (`xnorm`), so no norm dispatch comes
+/// between them. (The forward and agreement tests check the logits.)
+#[test]
+fn decode_folds_the_final_norm_into_the_head() {
+    let mut s = TinySpec::new(Arch::Llama);
+    s.vocab = 4096;
+    let f = GgufFile::from_bytes(s.build()).unwrap();
+    let opts = LoadOptions {
+        context: 64,
+        batch: 16,
+        all_logits: false,
+        sequences: 1,
+        kv_size: None,
+        kv_type: None,
+    };
+    let g = gpu(Config::Full);
+    let model = Model::load(g.clone(), &f, &opts).unwrap();
+    let dec: Vec<String> = model
+        .plan_dispatches(false, 4)
+        .iter()
+        .map(|d| d.label.clone())
+        .collect();
+    let head = dec.iter().rposition(|l| l.starts_with("matvec")).unwrap();
+    assert!(
+        dec[head].contains("xnorm"),
+        "the head scales by the final norm: {dec:?}"
+    );
+    assert!(
+        dec[head - 1].contains("prep"),
+        "the last projection leaves the norm's inputs: {dec:?}"
+    );
+    assert!(
+        !dec.iter().skip(head - 1).any(|l| l.contains("rmsnorm")),
+        "{dec:?}"
+    );
 }

@@ -84,6 +84,16 @@ impl DecAdd {
     }
 }
 
+/// How decode's head reads the final norm of the residual stream (`Block::finish`):
+/// from the norm dispatch the tail adds (`Plain`), from the row the last block's fused
+/// residual norm left (`Normed`), or from `x * w` the last projection left, scaling by
+/// the norm (`Folded`).
+pub(super) enum DecHead<'a> {
+    Plain,
+    Normed,
+    Folded(NormScale<'a>),
+}
+
 /// A residual add `x += o` not yet emitted in the prefill and batched plans, with its
 /// post-norm; `dec_done` when the decode plan's projection into o already added into
 /// x (a folded add), so decode emits nothing for it.
@@ -440,6 +450,101 @@ impl<'a> Block<'a> {
                 |tok: Tokens| Add::new(gpu, o, dec_x, 1.0, tok),
             ),
         }
+    }
+
+    /// The last block's end, where the final norm `norm` comes next (decode's into
+    /// `out`, the batched plan's into `h`): the prefill plan emits what is pending
+    /// (`flush`); the batched plan and decode take the final norm in with it. A pending
+    /// residual (through its post-norm: Gemma's sandwich) and the final norm become one
+    /// `ResidualNorm` that leaves the normed rows (`DecHead::Normed`, and `true` for the
+    /// batched plan); where decode's last projection already added into the residual
+    /// stream, it also leaves `out = x * norm` and its sums of squares, and the head
+    /// scales by the norm (`DecHead::Folded`). Else the heads need the norm dispatch as
+    /// before (`DecHead::Plain`, `false`).
+    pub(super) fn finish(
+        &mut self,
+        norm: Option<&wgpu::Buffer>,
+        out: &'a wgpu::Buffer,
+    ) -> Result<(DecHead<'a>, bool), ModelError> {
+        let (gpu, a, eps) = (self.gpu, self.a, self.cfg.rms_eps);
+        let (Some(norm), Some(p)) = (norm, self.pending.as_ref()) else {
+            self.flush()?;
+            return Ok((DecHead::Plain, false));
+        };
+        let (post, dec_done) = (p.post.clone(), p.dec_done);
+        let fused = |x: &wgpu::Buffer, h: &wgpu::Buffer, tok: Tokens| {
+            let io = ResidualNormIo {
+                x: Rows::packed(x, self.cfg.hidden as u32),
+                o: View::of(&a.o),
+                h: View::of(h),
+                post: post.as_ref(),
+                norm,
+            };
+            ResidualNorm::new(gpu, io, eps, tok)
+        };
+        let one = Tokens {
+            max: 1,
+            step: self.tok.step,
+        };
+        let bat = match &self.bat {
+            Some((tok, _)) => Some(fused(&a.x, &a.h, *tok)?),
+            None => None,
+        };
+        let dec = match dec_done {
+            false => Some(fused(self.dec_res(), out, one)?),
+            true => None,
+        };
+        // flush adds one stage to the batched plan, and one to decode unless decode's
+        // projection added already: the fused ops replace them.
+        let lens = (self.dec.len(), self.bat.as_ref().map(|b| b.1.len()));
+        self.flush()?;
+        let added = (
+            self.dec.len() - lens.0,
+            self.bat.as_ref().map(|b| b.1.len()),
+        );
+        if added.0 != usize::from(!dec_done) || added.1 != lens.1.map(|n| n + 1) {
+            let why = "the last block's pending residual left other stages than expected";
+            return Err(GpuError::Runtime(why.into()).into());
+        }
+        let bat_normed = match (bat, &mut self.bat) {
+            (Some(op), Some((_, stages))) => {
+                *stages.last_mut().expect("counted above") = Arc::new(op);
+                true
+            }
+            _ => false,
+        };
+        if let Some(op) = dec {
+            *self.dec.last_mut().expect("counted above") = Arc::new(op);
+            return Ok((DecHead::Normed, bat_normed));
+        }
+        let Some(p) = self.dec_add.as_ref().filter(|p| p.added && !p.carried) else {
+            return Ok((DecHead::Plain, bat_normed));
+        };
+        if p.at + 1 != self.dec.len() || fold_parts(gpu, &p.w, None).is_none() {
+            return Ok((DecHead::Plain, bat_normed));
+        }
+        let fold = Fold {
+            add: true,
+            prep: Some(NormPrep {
+                weights: norm,
+                h: out,
+                ssq: &a.ssq,
+            }),
+            ..Fold::NONE
+        };
+        let io = (View::of(&p.x), View::of(self.dec_res()));
+        let mv = MatVec::folded(gpu, &p.w, io, None, fold, None)?;
+        let Some(parts) = mv.prep_parts else {
+            return Ok((DecHead::Plain, bat_normed));
+        };
+        self.dec[p.at] = Arc::new(mv);
+        self.dec_add = None;
+        let scale = NormScale {
+            ssq: &a.ssq,
+            parts,
+            eps,
+        };
+        Ok((DecHead::Folded(scale), bat_normed))
     }
 
     /// Self-attention from `h` into `o`: the q/k/v projections (plus biases), then in one

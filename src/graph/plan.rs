@@ -3,10 +3,11 @@
 //! block is built by its architecture's `block` function from the shared builders of
 //! `block.rs`.
 
-use super::block::{pre_norm, Block};
+use super::block::{pre_norm, Block, DecHead};
 use super::buffers::Activations;
 use super::Stage;
 use crate::gpu::Gpu;
+use crate::kernels::matvec::Fold;
 use crate::kernels::{
     Add, Argmax, Dispatch, GetRows, KvCache, LayerNorm, LayerNormIo, MatMul, MatVec, MatVecBatch,
     NormOut, Pool, RmsNorm, Rows, Scale, StepBuffer, Tokens, View,
@@ -131,6 +132,7 @@ impl Builder<'_> {
         let mut pending = None;
         let mut dec_add = None;
         let mut dec_alt = false;
+        let (mut dec_head, mut bat_normed) = (DecHead::Plain, false);
         let scratch = std::cell::RefCell::new([None, None]);
         let last = self.w.layers.len().saturating_sub(1);
         for (il, lw) in self.w.layers.iter().enumerate() {
@@ -159,7 +161,7 @@ impl Builder<'_> {
             };
             (cfg.arch.def().block)(&mut b, lw)?;
             if il == last {
-                b.flush()?;
+                (dec_head, bat_normed) = b.finish(self.w.output_norm.as_ref(), &a.last_normed)?;
             }
             pending = b.pending.take();
             dec_alt = b.dec_alt;
@@ -245,32 +247,47 @@ impl Builder<'_> {
         // own norm dispatch in decode too: folded in (`Fold`), the norm's weights cost
         // the Q8_0 head of SmolLM2 a second gather per part of x on lavapipe, 5.4 ms
         // against 4.7-4.8 ms plus 32-34 us for the norm (`hearth profile`).
-        let tail = |from: &wgpu::Buffer| -> Result<Vec<Stage>, ModelError> {
-            let mut v: Vec<Stage> = Vec::new();
-            let input = match final_norm {
-                Some(w) => {
-                    let (x, out) = (Rows::packed(from, hidden), View::of(&a.last_normed));
-                    let norm = RmsNorm::new(gpu, x, NormOut::To(out), w, cfg.rms_eps, one)?;
-                    v.push(Arc::new(norm));
-                    out
-                }
-                None => View::of(from),
-            };
-            v.push(Arc::new(MatVec::new(gpu, head, input, logits)?));
+        // The head over `input` (with `fold`), soft-cap and argmax.
+        let head_tail = |input: View, fold: Fold| -> Result<Vec<Stage>, ModelError> {
+            let mv = MatVec::folded(gpu, head, (input, logits), None, fold, None)?;
+            let mut v: Vec<Stage> = vec![Arc::new(mv)];
             v.extend(cap(&a.logits, one)?);
             v.push(Arc::new(Argmax::new(gpu, logits, vocab, &a.token, 0)?));
             Ok(v)
         };
+        let tail = |from: &wgpu::Buffer| -> Result<Vec<Stage>, ModelError> {
+            let Some(w) = final_norm else {
+                return head_tail(View::of(from), Fold::NONE);
+            };
+            let (x, out) = (Rows::packed(from, hidden), View::of(&a.last_normed));
+            let norm = RmsNorm::new(gpu, x, NormOut::To(out), w, cfg.rms_eps, one)?;
+            let mut v: Vec<Stage> = vec![Arc::new(norm)];
+            v.extend(head_tail(out, Fold::NONE)?);
+            Ok(v)
+        };
         prefill.tail = tail(&a.last)?;
-        // Decode's residual stream where the last folded sandwich left it.
-        decode.tail = tail(a.dec_x(dec_alt))?;
+        // Decode's residual stream where the last folded sandwich left it, its final
+        // norm taken in by the last block where it could be (`Block::finish`).
+        let last_normed = View::of(&a.last_normed);
+        decode.tail = match dec_head {
+            DecHead::Plain => tail(a.dec_x(dec_alt))?,
+            DecHead::Normed => head_tail(last_normed, Fold::NONE)?,
+            DecHead::Folded(n) => {
+                let fold = Fold {
+                    norm: Some(n),
+                    ..Fold::NONE
+                };
+                head_tail(last_normed, fold)?
+            }
+        };
         if let (Some(plan), Some(logits), Some(tokens)) =
             (&mut batched, &a.logits_batch, &a.tokens_batch)
         {
-            // Each output's final norm (into h), its logits row and argmax.
+            // Each output's final norm (into h, unless the last block's residual left
+            // it there: `Block::finish`), its logits row and argmax.
             plan.tail = match final_norm {
-                Some(w) => vec![Arc::new(pre_norm(gpu, cfg, a, w, tok_out)?)],
-                None => vec![],
+                Some(w) if !bat_normed => vec![Arc::new(pre_norm(gpu, cfg, a, w, tok_out)?)],
+                _ => vec![],
             };
             let (h, l) = (Rows::packed(normed, hidden), Rows::packed(logits, vocab));
             let head = MatVecBatch::new(gpu, head, h, l, tok_out, None)?;
