@@ -1002,6 +1002,89 @@ fn get_rows_refuses_a_scale_that_is_not_finite() {
     }
 }
 
+/// `GetRows::normed` (decode's lookup leaving the first pre-norm's inputs) against its
+/// twins: the scaled row exactly, `h = row * w` exactly, and the row's sum of squares;
+/// float rows that end inside a group, quantized rows, and sharded weights with the row
+/// in either shard (the other shard's dispatch writes nothing). More than one token,
+/// and h in the row's buffer, are refused.
+#[test]
+fn get_rows_normed_leaves_the_norm_inputs() {
+    use hearth::kernels::matvec::NormPrep;
+    let runs = [
+        (Config::Full, GgmlType::F32, 5, 7),
+        (Config::Bare, GgmlType::Q8_0, 9, 64),
+        (Config::Full, GgmlType::Q4_K, 3, 256),
+        (Config::Bare, GgmlType::F16, 4, 70),
+    ];
+    let row_bytes = (gpu_layout(GgmlType::Q8_0).unwrap().row_words(256) * 4) as usize;
+    let sharded = (SMALL_BINDING as usize / row_bytes) * 2 + 3;
+    let runs = runs
+        .into_iter()
+        .chain([(Config::SmallBinding, GgmlType::Q8_0, sharded, 256)]);
+    for (i, (cfg, ty, rows, cols)) in runs.enumerate() {
+        let g = gpu(cfg);
+        let c = case(ty, rows, cols, 1300 + i as u64);
+        let t = GpuTensor::upload(&g, "w", c.ty, cols as u64, rows as u64, &c.raw).unwrap();
+        let nw = random_vec(cols, 1400 + i as u64);
+        let scale = 25.298_221;
+        for id in [0, rows as u32 - 1, rows as u32 / 2] {
+            let ib = storage_u32(&g, &[id]);
+            // The row at offset 3 of its buffer (h at the same offset of its own).
+            let (ob, hb, sb) = (output(&g, cols + 3), output(&g, cols + 3), output(&g, 1));
+            let wb = storage(&g, &nw);
+            let step = StepBuffer::new(&g, Step::new(0, 1));
+            let tok = Tokens {
+                max: 1,
+                step: &step,
+            };
+            let out = Rows {
+                view: View {
+                    buffer: &ob,
+                    offset: 3,
+                },
+                ..Rows::packed(&ob, cols as u32)
+            };
+            let prep = NormPrep {
+                weights: &wb,
+                h: &hb,
+                ssq: &sb,
+            };
+            let op = GetRows::normed(&g, &t, &ib, (out, tok), scale, prep).unwrap();
+            kernels::run(&g, &op.dispatches.iter().collect::<Vec<_>>());
+            let name = format!(
+                "get_rows normed {ty} {rows}x{cols} row {id} {cfg:?} ({} shards)",
+                t.shards.len()
+            );
+            let row = kernels::get_rows::cpu_scaled(&c.w, cols, &[id], scale);
+            let (h, ss) = kernels::get_rows::cpu_norm_inputs(&row, &nw);
+            assert_close(&name, &read(&g, &ob, cols + 3)[3..], &row, 0.0);
+            assert_close(&name, &read(&g, &hb, cols + 3)[3..], &h, 0.0);
+            let got = read(&g, &sb, 1)[0] as f64;
+            assert!(
+                (got - ss).abs() <= 1e-5 * ss.max(1e-6),
+                "{name}: sum {got} against {ss}"
+            );
+            if i == 0 {
+                let two = Tokens {
+                    max: 2,
+                    step: &step,
+                };
+                let ib2 = storage_u32(&g, &[id, id]);
+                let err = GetRows::normed(&g, &t, &ib2, (out, two), scale, prep).map(drop);
+                assert!(err.is_err(), "two tokens");
+                let own = NormPrep { h: &ob, ..prep };
+                let err = GetRows::normed(&g, &t, &ib, (out, tok), scale, own).map(drop);
+                assert!(err.is_err(), "h in the row's buffer");
+            }
+        }
+        assert_eq!(
+            t.shards.len() > 1,
+            cfg == Config::SmallBinding,
+            "{ty} {rows}x{cols}"
+        );
+    }
+}
+
 #[test]
 fn float_rows_that_end_inside_a_group() {
     for ty in [GgmlType::F32, GgmlType::F16, GgmlType::BF16] {

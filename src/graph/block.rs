@@ -52,6 +52,11 @@ pub struct Block<'a> {
     /// The previous block's last decode stage rebuilt (its adding projection, when this
     /// block's first projections took its pre-norm): the plan swaps it in.
     pub(super) prev_last: Option<Stage>,
+    /// Whether decode's embedding lookup can leave the first pre-norm's inputs (a plain
+    /// lookup, nothing added or normed after it): block 0's projections then fold that
+    /// norm in and ask for it in `embed_norm` (its weights).
+    pub(super) embed_prep: bool,
+    pub(super) embed_norm: Option<wgpu::Buffer>,
     /// Decode attention's partials, one buffer per plan (decode, batched) that every
     /// layer's op shares: the layers run one after another.
     pub(super) scratch: &'a std::cell::RefCell<[Option<wgpu::Buffer>; 2]>,
@@ -260,8 +265,27 @@ impl<'a> Block<'a> {
             });
         }
         let none = DecInput::h(a, Fold::NONE);
-        let (Some((i, nw)), Some(p)) = (self.dec_norm_at.take(), &self.dec_add) else {
+        let Some((i, nw)) = self.dec_norm_at.take() else {
             return Ok(none);
+        };
+        let Some(p) = &self.dec_add else {
+            // The first block's pre-norm, decode's first stage: the lookup before it
+            // leaves the norm's inputs instead (`embed_norm`, one sum), and the
+            // projections scale by the norm.
+            if !(self.embed_prep && self.il == 0 && i == 0 && n == 1) {
+                return Ok(none);
+            }
+            self.dec.pop();
+            self.embed_norm = Some(nw);
+            let fold = Fold {
+                norm: Some(NormScale {
+                    ssq: &a.ssq,
+                    parts: 1,
+                    eps: self.cfg.rms_eps,
+                }),
+                ..Fold::NONE
+            };
+            return Ok(DecInput::h(a, fold));
         };
         let parts = fold_parts(gpu, &p.w, None);
         // The projection, then the norm, then nothing: in this block, or across blocks.

@@ -7,7 +7,7 @@ use super::block::{pre_norm, Block, DecHead};
 use super::buffers::Activations;
 use super::Stage;
 use crate::gpu::Gpu;
-use crate::kernels::matvec::Fold;
+use crate::kernels::matvec::{Fold, NormPrep};
 use crate::kernels::{
     Add, Argmax, Dispatch, GetRows, KvCache, LayerNorm, LayerNormIo, MatMul, MatVec, MatVecBatch,
     NormOut, Pool, RmsNorm, Rows, Scale, StepBuffer, Tokens, View,
@@ -157,11 +157,27 @@ impl Builder<'_> {
                 dec_alt,
                 dec_add: dec_add.take(),
                 prev_last: None,
+                embed_prep: self.w.position_embd.is_none()
+                    && self.w.token_types.is_none()
+                    && self.w.embd_norm.is_none(),
+                embed_norm: None,
                 scratch: &scratch,
             };
             (cfg.arch.def().block)(&mut b, lw)?;
             if il == last {
                 (dec_head, bat_normed) = b.finish(self.w.output_norm.as_ref(), &a.last_normed)?;
+            }
+            if let Some(nw) = b.embed_norm.take() {
+                // Block 0 folded its first pre-norm: decode's lookup leaves its inputs.
+                let prep = NormPrep {
+                    weights: &nw,
+                    h: &a.h,
+                    ssq: &a.ssq,
+                };
+                let one = Tokens { max: 1, step };
+                let w = &self.w.token_embd;
+                let lookup = GetRows::normed(gpu, w, &a.ids, (x, one), cfg.embed_scale, prep)?;
+                decode.embed = vec![Arc::new(lookup)];
             }
             pending = b.pending.take();
             dec_alt = b.dec_alt;

@@ -1,6 +1,7 @@
 //! Embedding lookup with dequantization: copies rows `ids[t]` of a weight into an f32
 //! activation buffer. Shader: `get_rows.wgsl`.
 
+use super::matvec::NormPrep;
 use super::{to_u32, weight_bytes, weight_dispatches, Dispatch, Rows, Tokens, WeightKernel, Work};
 use crate::gpu::{Gpu, GpuError, GpuTensor};
 
@@ -9,6 +10,14 @@ pub const WORKGROUP: u32 = 64;
 
 /// The defines of [`GetRows::add_positions`].
 pub const ADD_POSITIONS: &[&str] = &["POSITIONS", "ADD"];
+
+/// The defines of [`GetRows::normed`].
+pub const NORM: &[&str] = &["NORM"];
+
+/// Bindings of [`GetRows::normed`]'s norm weights, h and sum of squares.
+const NORM_WEIGHTS: u32 = 4;
+const NORM_H: u32 = 5;
+const NORM_SSQ: u32 = 6;
 
 /// Which rows a lookup reads and what it does with them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,7 +59,7 @@ impl GetRows {
         out: Rows,
         tok: Tokens,
     ) -> Result<Self, GpuError> {
-        Self::build(gpu, w, ids, out, tok, (Mode::Ids, 1.0))
+        Self::build(gpu, w, ids, out, tok, (Mode::Ids, 1.0), None)
     }
 
     /// `new` with every row times `scale` (Gemma's embedding scale, sqrt(hidden)), so the
@@ -69,7 +78,45 @@ impl GetRows {
                 w.name
             )));
         }
-        Self::build(gpu, w, ids, out, tok, (Mode::Ids, scale))
+        Self::build(gpu, w, ids, out, tok, (Mode::Ids, scale), None)
+    }
+
+    /// `scaled` for one token that also leaves the first pre-norm's inputs, as an
+    /// adding projection leaves them (`matvec::Fold::prep`): `prep.h = row * prep.weights`
+    /// (laid out as `out`) and the row's sum of squares in `prep.ssq[0]`, so the
+    /// projections that read h fold the norm in (one sum: `NormScale::parts` 1) and
+    /// decode has no dispatch for it.
+    pub fn normed(
+        gpu: &Gpu,
+        w: &GpuTensor,
+        ids: &wgpu::Buffer,
+        (out, tok): (Rows, Tokens),
+        scale: f32,
+        prep: NormPrep,
+    ) -> Result<Self, GpuError> {
+        let bad = |why: String| Err(GpuError::Runtime(format!("get_rows {}: {why}", w.name)));
+        if tok.max != 1 {
+            return bad(format!(
+                "the norm's inputs come with one token, not {}",
+                tok.max
+            ));
+        }
+        let h = Rows {
+            view: super::View {
+                buffer: prep.h,
+                offset: out.view.offset,
+            },
+            ..out
+        };
+        h.check("get_rows h", 1)?;
+        if prep.weights.size() < w.cols * 4 || prep.ssq.size() < 4 {
+            return bad(format!("the norm needs {} weights and a sum", w.cols));
+        }
+        let outs = [out.view.buffer, prep.h, prep.ssq];
+        if outs.contains(&ids) || outs.contains(&prep.weights) || prep.h == out.view.buffer {
+            return bad("the row, h and the sum need buffers of their own".into());
+        }
+        Self::build(gpu, w, ids, out, tok, (Mode::Ids, scale), Some(prep))
     }
 
     /// `out[t, :] += W[pos(t), :]` for the step's tokens, `pos(t)` the token's position
@@ -82,7 +129,7 @@ impl GetRows {
         out: Rows,
         tok: Tokens,
     ) -> Result<Self, GpuError> {
-        Self::build(gpu, w, ids, out, tok, (Mode::AddPositions, 1.0))
+        Self::build(gpu, w, ids, out, tok, (Mode::AddPositions, 1.0), None)
     }
 
     fn build(
@@ -92,6 +139,7 @@ impl GetRows {
         out: Rows,
         tok: Tokens,
         (mode, scale): (Mode, f32),
+        prep: Option<NormPrep>,
     ) -> Result<Self, GpuError> {
         let n_ids = tok.max as u64;
         if n_ids == 0 || out.per_token() != w.cols || out.stride == 0 || ids.size() < n_ids * 4 {
@@ -120,18 +168,31 @@ impl GetRows {
             out_stride: out.stride,
             scale,
         };
-        let groups = w.cols.div_ceil(4).div_ceil(WORKGROUP as u64) as u32;
+        // With the norm, one workgroup per token walks its row.
+        let groups = match prep {
+            Some(_) => 1,
+            None => w.cols.div_ceil(4).div_ceil(WORKGROUP as u64) as u32,
+        };
+        let extra: Vec<(u32, &wgpu::Buffer, Option<u64>)> = match prep {
+            Some(pr) => vec![
+                (NORM_WEIGHTS, pr.weights, None),
+                (NORM_H, pr.h, None),
+                (NORM_SSQ, pr.ssq, None),
+            ],
+            None => vec![],
+        };
         let kernel = WeightKernel {
             op: "get_rows",
             subgroups: false,
             workgroup: WORKGROUP,
             inputs: [ids, out.view.buffer],
             x_range: None,
-            defines: match mode {
-                Mode::Ids => &[],
-                Mode::AddPositions => ADD_POSITIONS,
+            defines: match (mode, prep.is_some()) {
+                (Mode::Ids, false) => &[],
+                (Mode::Ids, true) => NORM,
+                (Mode::AddPositions, _) => ADD_POSITIONS,
             },
-            extra: &[],
+            extra: &extra,
             step: Some(tok.step),
             // Each token reads one row (from whichever shard holds it), its id, and
             // writes the row as f32.
@@ -150,6 +211,14 @@ impl GetRows {
         })?;
         Ok(Self { dispatches })
     }
+}
+
+/// CPU twin of [`GetRows::normed`]'s norm inputs for a looked-up row (as `cpu_scaled`
+/// gives it): `(row * weights, sum of the row's squares)`, the products in f32 as the
+/// kernel forms them, the sum in f64.
+pub fn cpu_norm_inputs(row: &[f32], weights: &[f32]) -> (Vec<f32>, f64) {
+    let h = row.iter().zip(weights).map(|(v, w)| v * w).collect();
+    (h, row.iter().map(|&v| v as f64 * v as f64).sum())
 }
 
 /// CPU twin: rows `ids` of the dequantized weight `w`, concatenated.

@@ -877,6 +877,13 @@ pub fn all_variants() -> Vec<PipelineKey> {
             get_rows::WORKGROUP,
             get_rows::ADD_POSITIONS,
         ));
+        v.push(weight_key(
+            "get_rows",
+            ty,
+            false,
+            get_rows::WORKGROUP,
+            get_rows::NORM,
+        ));
         v.extend(moe::id_variants(ty));
     }
     v.extend(moe::variants());
