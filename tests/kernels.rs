@@ -1085,6 +1085,84 @@ fn get_rows_normed_leaves_the_norm_inputs() {
     }
 }
 
+/// The output head's matvec leaving the argmax's candidates (`Fold::argmax`), and the
+/// final pass over them (`Argmax::of_bests`): the index is the argmax of the logits the
+/// same dispatch wrote (which match the matvec's twin), with rows claimed at run time
+/// (subgroups, x through a uniform window), by workgroup without subgroups, sharded,
+/// and with the norm folded in. The second half of the rows repeats the first, so the
+/// largest logit is tied and the lower index must win.
+#[test]
+fn matvec_leaves_the_argmax_candidates() {
+    use hearth::kernels::matvec::{Fold, NormScale};
+    use hearth::kernels::Argmax;
+    let row_bytes = (gpu_layout(GgmlType::Q8_0).unwrap().row_words(256) * 4) as usize;
+    let sharded = (SMALL_BINDING as usize / row_bytes) * 2 + 4;
+    let runs = [
+        (Config::Full, GgmlType::Q8_0, 1000, 64, false),
+        (Config::Bare, GgmlType::Q8_0, 778, 64, false),
+        (Config::Full, GgmlType::Q4_K, 302, 256, true),
+        (Config::Bare, GgmlType::F32, 50, 40, true),
+        (Config::SmallBinding, GgmlType::Q8_0, sharded, 256, false),
+    ];
+    for (i, (cfg, ty, rows, cols, norm)) in runs.into_iter().enumerate() {
+        let g = gpu(cfg);
+        let mut c = case(ty, rows, cols, 1500 + i as u64);
+        let half = c.raw.len() / 2;
+        let (a, b) = c.raw.split_at_mut(half);
+        b.copy_from_slice(a);
+        c.w = dequantize_to_vec(ty, &c.raw).unwrap();
+        let t = GpuTensor::upload(&g, "head", ty, cols as u64, rows as u64, &c.raw).unwrap();
+        let x = random_vec(cols + X_LEAD, 1600 + i as u64);
+        let xb = uniform_input(&g, &x);
+        let (yb, tb) = (output(&g, rows), output(&g, 2));
+        let ssq = storage(&g, &[(cols as f32) * 0.25]);
+        let scale = NormScale {
+            ssq: &ssq,
+            parts: 1,
+            eps: 1e-6,
+        };
+        let fold = Fold {
+            argmax: true,
+            norm: norm.then_some(scale),
+            ..Fold::NONE
+        };
+        let xv = View {
+            buffer: &xb,
+            offset: X_LEAD as u64,
+        };
+        let mut mv = MatVec::folded(&g, &t, (xv, View::of(&yb)), None, fold, None).unwrap();
+        let bests = mv.bests.take().expect("the argmax's candidates");
+        let am = Argmax::of_bests(&g, bests, &tb, 1).unwrap();
+        let all: Vec<_> = mv.dispatches.iter().chain(&am.dispatches).collect();
+        kernels::run(&g, &all);
+        let y = read(&g, &yb, rows);
+        let name = format!(
+            "matvec argmax {ty} {rows}x{cols} {cfg:?} ({} shards, norm {norm})",
+            t.shards.len()
+        );
+        let s = if norm {
+            1.0 / (0.25f64 + 1e-6).sqrt()
+        } else {
+            1.0
+        };
+        let want: Vec<f32> = matvec::cpu(&c.w, cols, &x[X_LEAD..])
+            .iter()
+            .map(|v| (*v as f64 * s) as f32)
+            .collect();
+        assert_close(&name, &y, &want, bound(ty));
+        let got = hearth::kernels::argmax::cpu(&y);
+        assert!(
+            got < (rows / 2) as u32,
+            "{name}: the tie goes to the lower row"
+        );
+        // Index 1 written, index 0 left as it was (NaN).
+        let token = read(&g, &tb, 2);
+        assert!(token[0].is_nan(), "{name}: wrote outside its index");
+        assert_eq!(token[1].to_bits(), got, "{name}");
+        assert_eq!(t.shards.len() > 1, cfg == Config::SmallBinding, "{name}");
+    }
+}
+
 #[test]
 fn float_rows_that_end_inside_a_group() {
     for ty in [GgmlType::F32, GgmlType::F16, GgmlType::BF16] {
