@@ -4,7 +4,6 @@
 // workgroup and writes the index to out[out_index + r]. Ties go to the lowest index; NaN
 // never wins; if nothing is comparable, u32::MAX is written.
 #include "lib/common.wgsl"
-#include "lib/best.wgsl"
 
 struct Params {
     width: u32,
@@ -16,6 +15,13 @@ struct Params {
     _pad0: u32,
     _pad1: u32,
 }
+
+struct Best {
+    v: f32,
+    i: u32,  // NONE: no candidate yet
+}
+
+const NONE: u32 = 0xFFFFFFFFu;
 
 #ifdef FINAL
 @group(0) @binding(2) var<storage, read> partials: array<Best>;
@@ -33,6 +39,13 @@ struct Params {
 @group(0) @binding(4) var<uniform> p: Params;
 
 var<workgroup> red: array<Best, WG>;
+
+// Whether c beats b. NaN is tested on the bits: implementations may assume floats are
+// never NaN and fold comparisons with it.
+fn beats(c: Best, b: Best) -> bool {
+    let nan = (bitcast<u32>(c.v) & 0x7FFFFFFFu) > 0x7F800000u;
+    return c.i != NONE && !nan && (b.i == NONE || c.v > b.v || (c.v == b.v && c.i < b.i));
+}
 
 @compute @workgroup_size(WG)
 fn main(ids: Ids, gs: Groups) {

@@ -30,10 +30,6 @@
 // dispatch with p.parts = 1 also writes v to res_out (its first workgroup), the
 // residual stream for what follows; res_out is not res_in, which the other workgroups
 // may still be reading.
-// ARGMAX (the output head, plain form): each row's result is also a candidate for the
-// argmax of y; the dispatch leaves the best of each subgroup (CLAIM, at its index among
-// the launched workgroups' subgroups) or workgroup in bests[p.arg_base + ..], and
-// argmax.wgsl's FINAL pass picks among them, so the logits are not read again.
 // FLOAT_RUNS: float rows of whole runs of 32, read by runs (lib/float_runs.wgsl) with x
 // on vec4 words; other float rows read x as scalars (X_SCALAR).
 #ifdef FLOAT_WEIGHTS
@@ -62,10 +58,6 @@ struct Params {
     y_offset: u32,
     eps: f32,         // XNORM, SANDWICH: the norms' epsilon
     parts: u32,       // XNORM: sums of squares in ssq; SANDWICH: 1 to write res_out
-    arg_base: u32,    // ARGMAX: this shard's first slot in bests
-    arg_slots: u32,   // ARGMAX: its slots
-    _pad0: u32,
-    _pad1: u32,
 }
 
 #ifdef X_SCALAR
@@ -84,15 +76,6 @@ struct Params {
 #endif
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
-#ifdef ARGMAX
-#include "lib/best.wgsl"
-@group(0) @binding(13) var<storage, read_write> bests: array<Best>;
-// The best row this invocation wrote.
-var<private> best: Best;
-#ifndef CLAIM
-var<workgroup> red_best: array<Best, WG>;
-#endif
-#endif
 #ifdef XNORM
 @group(0) @binding(8) var<storage, read> ssq: array<f32>;
 #endif
@@ -236,9 +219,6 @@ fn xpart(j: u32) -> vec4<f32> {
 @compute @workgroup_size(WG)
 fn main(ids: Ids, gs: Groups) {
     var xscale = 1.0;
-#ifdef ARGMAX
-    best = Best(0.0, NONE);
-#endif
 #ifdef XNORM
     var ss = 0.0;
 #ifdef XBCAST
@@ -292,19 +272,6 @@ fn main(ids: Ids, gs: Groups) {
         sq += rows_of((item * ids.sg_size + ids.lane) * NR * SEQ, ids, xscale);
     }
     claim_done(ids, gs);
-#ifdef ARGMAX
-    // The subgroup's best to every lane, then its slot.
-    for (var off = 1u; off < ids.sg_size; off <<= 1u) {
-        let o = Best(subgroupShuffleXor(best.v, off), subgroupShuffleXor(best.i, off));
-        if (beats(o, best)) {
-            best = o;
-        }
-    }
-    let slot = wg_index(gs) * subgroups_per_wg(ids) + ids.lid / ids.sg_size;
-    if (ids.lane == 0u && slot < p.arg_slots) {
-        bests[p.arg_base + slot] = best;
-    }
-#endif
 #ifdef PREP
     // Which rows a subgroup did is known only at run time: each subgroup leaves the sum
     // of its own rows' squares, at its index among the launched workgroups' subgroups
@@ -318,20 +285,6 @@ fn main(ids: Ids, gs: Groups) {
 #else
     let wgi = wg_index(gs);
     let sq = rows_of((wgi * ROWS + ids.lid / LANES) * NR * SEQ, ids, xscale);
-#ifdef ARGMAX
-    // The workgroup's best, by a tree in workgroup memory (WG a power of two).
-    red_best[ids.lid] = best;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (ids.lid < s && beats(red_best[ids.lid + s], red_best[ids.lid])) {
-            red_best[ids.lid] = red_best[ids.lid + s];
-        }
-        workgroupBarrier();
-    }
-    if (ids.lid == 0u && wgi < p.arg_slots) {
-        bests[p.arg_base + wgi] = red_best[0];
-    }
-#endif
 #ifdef PREP
     // Shards start on whole workgroups of rows (host-checked).
     let part = wg_sum(sq, ids);
@@ -446,12 +399,6 @@ fn rows_of(first0: u32, ids: Ids, xscale: f32) -> f32 {
 #endif
 #else
                 y[yi] = total;
-#ifdef ARGMAX
-                let c = Best(total, p.row_offset + row);
-                if (beats(c, best)) {
-                    best = c;
-                }
-#endif
 #endif
 #endif
 #endif

@@ -57,7 +57,6 @@ shader_table!(
     "layer_norm.wgsl",
     "lib/act.wgsl",
     "lib/reduce.wgsl",
-    "lib/best.wgsl",
     "lib/iq4_values.wgsl",
     "lib/kquant_scales.wgsl",
     "lib/step.wgsl",

@@ -297,13 +297,14 @@ impl<'a> Block<'a> {
             return Ok(none);
         };
         let fold = Fold {
+            norm: None,
             add: true,
             prep: Some(NormPrep {
                 weights: &nw,
                 h: &a.h,
                 ssq: &a.ssq,
             }),
-            ..Fold::NONE
+            sandwich: None,
         };
         let io = (View::of(&p.x), View::of(self.dec_res()));
         let mv = MatVec::folded(gpu, &p.w, io, None, fold, None)?;

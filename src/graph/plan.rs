@@ -263,20 +263,12 @@ impl Builder<'_> {
         // own norm dispatch in decode too: folded in (`Fold`), the norm's weights cost
         // the Q8_0 head of SmolLM2 a second gather per part of x on lavapipe, 5.4 ms
         // against 4.7-4.8 ms plus 32-34 us for the norm (`hearth profile`).
-        // The head over `input` (with `fold`), soft-cap and argmax. Without a soft-cap
-        // the head leaves the argmax's candidates and only its final pass runs.
+        // The head over `input` (with `fold`), soft-cap and argmax.
         let head_tail = |input: View, fold: Fold| -> Result<Vec<Stage>, ModelError> {
-            let argmax = cfg.final_softcap.is_none();
-            let fold = Fold { argmax, ..fold };
-            let mut mv = MatVec::folded(gpu, head, (input, logits), None, fold, None)?;
-            let bests = mv.bests.take();
+            let mv = MatVec::folded(gpu, head, (input, logits), None, fold, None)?;
             let mut v: Vec<Stage> = vec![Arc::new(mv)];
             v.extend(cap(&a.logits, one)?);
-            let am = match bests {
-                Some(b) => Argmax::of_bests(gpu, b, &a.token, 0)?,
-                None => Argmax::new(gpu, logits, vocab, &a.token, 0)?,
-            };
-            v.push(Arc::new(am));
+            v.push(Arc::new(Argmax::new(gpu, logits, vocab, &a.token, 0)?));
             Ok(v)
         };
         let tail = |from: &wgpu::Buffer| -> Result<Vec<Stage>, ModelError> {

@@ -164,60 +164,6 @@ impl Argmax {
     }
 }
 
-impl Argmax {
-    /// The final pass alone over `n` candidates another kernel left in `bests` (value
-    /// and index, 8 bytes each: an output head's matvec with `Fold::argmax`, its
-    /// `MatVec::bests`): `out[out_index]` as `new` gives it over the logits.
-    pub fn of_bests(
-        gpu: &Gpu,
-        (bests, n): (wgpu::Buffer, u32),
-        out: &wgpu::Buffer,
-        out_index: u32,
-    ) -> Result<Self, GpuError> {
-        if n == 0 || bests.size() < n as u64 * 8 || out.size() < (out_index as u64 + 1) * 4 {
-            return Err(GpuError::Runtime(format!(
-                "argmax: {n} candidates in {} bytes, output index {out_index} in {} bytes",
-                bests.size(),
-                out.size()
-            )));
-        }
-        let p = Params {
-            width: n,
-            x_offset: 0,
-            chunk: 1,
-            n_partials: n,
-            out_index,
-            row_stride: 0,
-            _pad: [0; 2],
-        };
-        let wg = super::row_workgroup(gpu, WORKGROUP);
-        let key = key(&["FINAL"], wg);
-        let d = super::build_dispatch(
-            gpu,
-            &key,
-            key.label(),
-            &[(2, &bests), (3, out)],
-            &p,
-            (1, 1, 1),
-        )?;
-        let d = d.costed(
-            format!("{n}"),
-            Work {
-                c: n as f64 * 8.0 + 4.0,
-                ..Work::default()
-            },
-            Work {
-                c: n as f64,
-                ..Work::default()
-            },
-        );
-        Ok(Self {
-            dispatches: vec![d],
-            _partials: bests,
-        })
-    }
-}
-
 fn key(defines: &'static [&'static str], workgroup: u32) -> PipelineKey {
     PipelineKey {
         op: "argmax",

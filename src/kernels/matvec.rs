@@ -329,9 +329,6 @@ pub struct Fold<'a> {
     /// x is a sub-block's output that a post-norm, the residual add and the next
     /// pre-norm turn into this product's input (alone: no other fold with it).
     pub sandwich: Option<Sandwich<'a>>,
-    /// The plain form leaves the argmax's candidates of y (`MatVec::bests`, for
-    /// `Argmax::of_bests`): an output head's logits are not read again for it.
-    pub argmax: bool,
 }
 
 /// Gemma's sandwich norms folded into the projections that read their result: each
@@ -375,7 +372,6 @@ impl Fold<'_> {
         add: false,
         prep: None,
         sandwich: None,
-        argmax: false,
     };
 }
 
@@ -403,8 +399,6 @@ const SSQ: u32 = 8;
 const RES_IN: u32 = 9;
 const POST: u32 = 10;
 const RES_OUT: u32 = 11;
-/// Binding of the argmax's candidates (`Fold::argmax`).
-const BESTS: u32 = 13;
 
 /// The sums of squares a `NormPrep` of `w` writes on geometry `geo` (the adapter's
 /// when None): one per workgroup of rows, as an unclaimed build walks them (a claimed
@@ -617,15 +611,10 @@ pub(crate) fn variants(ty: GgmlType) -> Vec<crate::gpu::PipelineKey> {
                         let claim = claim && sg;
                         reads_x4(g, ty, runs).then(|| with_uniform_x(d, claim).ok())
                     });
-                    // The output head's builds also leave the argmax's candidates.
-                    let head = form == Form::Plain && !fold.1 && fold.3.is_none();
                     for d in std::iter::once(d).chain(uniform.into_iter().flatten().flatten()) {
-                        let argmax = head.then(|| with_argmax(d).ok()).flatten();
-                        for d in std::iter::once(d).chain(argmax) {
-                            let key = super::weight_key("matvec", ty, sg, g.workgroup, d);
-                            if !v.contains(&key) {
-                                v.push(key);
-                            }
+                        let key = super::weight_key("matvec", ty, sg, g.workgroup, d);
+                        if !v.contains(&key) {
+                            v.push(key);
                         }
                     }
                 }
@@ -646,9 +635,6 @@ params! {
         y_offset: u32,
         eps: f32,
         parts: u32,
-        arg_base: u32,
-        arg_slots: u32,
-        _pad: [u32; 2],
     }
 }
 
@@ -682,13 +668,6 @@ fn with_uniform_x(
     super::static_defines(&d)
 }
 
-/// `defines` with the argmax's candidates (`ARGMAX`, `Fold::argmax`).
-fn with_argmax(defines: &'static [&'static str]) -> Result<&'static [&'static str], GpuError> {
-    let mut d: Vec<String> = defines.iter().map(|s| s.to_string()).collect();
-    d.push("ARGMAX".into());
-    super::static_defines(&d)
-}
-
 /// `y[y.offset + r] = sum_k W[r, k] * x[x.offset + k]` for every row r of W.
 pub struct MatVec {
     /// One dispatch per shard of W.
@@ -696,9 +675,6 @@ pub struct MatVec {
     /// With `Fold::prep`: the sums of squares it leaves in the prep's `ssq`, the
     /// `NormScale::parts` of the norm's readers.
     pub prep_parts: Option<u32>,
-    /// With `Fold::argmax`: the buffer of the argmax's candidates it leaves (value and
-    /// index, 8 bytes each), and how many (every one written each run).
-    pub bests: Option<(wgpu::Buffer, u32)>,
 }
 
 impl MatVec {
@@ -902,18 +878,6 @@ impl MatVec {
                 );
             }
         }
-        if fold.argmax
-            && (form != Form::Plain
-                || fold.add
-                || fold.sandwich.is_some()
-                || !g.workgroup.is_power_of_two())
-        {
-            return bad(
-                "the argmax's candidates come from the plain form alone, in \
-                        workgroups of a power of two"
-                    .into(),
-            );
-        }
         let runs = float_runs(w, xo);
         // With the sandwich, its inputs are read through uniform bindings beside x's
         // window (the CPU class's forms): they must allow it.
@@ -953,8 +917,6 @@ impl MatVec {
                     && sg == gpu.info.subgroup_max_size
                     && claim_parts * 4 <= pr.ssq.size()
             });
-            // The argmax's slots are counted in subgroups of the one size.
-            let fits = fits && (!fold.argmax || sg == gpu.info.subgroup_max_size);
             if fits {
                 prep_parts = prep_parts.map(|_| claim_parts as u32);
             }
@@ -979,39 +941,10 @@ impl MatVec {
         if window.is_some() {
             defines = with_uniform_x(defines, claim)?;
         }
-        if fold.argmax {
-            defines = with_argmax(defines)?;
-        }
         if claim {
             extra.push((super::CLAIMS_BINDING, &gpu.claims, None));
         }
         let items = |rows: u64| items_of(rows, seq);
-        let launches_of = |rows: u64| match claim {
-            true => super::claim_launches(items(rows)),
-            false => items(rows),
-        };
-        // The argmax's slots: one per launched workgroup, or claimed, per subgroup of it.
-        let per_launch = match claim {
-            true => g.workgroup.div_ceil(gpu.info.subgroup_min_size.max(1)),
-            false => 1,
-        };
-        let slots: Vec<u32> = w
-            .shards
-            .iter()
-            .map(|s| launches_of(s.rows) * per_launch)
-            .collect();
-        let total_slots: u32 = slots.iter().sum();
-        let bests = fold.argmax.then(|| {
-            gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("matvec argmax candidates"),
-                size: total_slots.max(1) as u64 * 8,
-                usage: wgpu::BufferUsages::STORAGE,
-                mapped_at_creation: false,
-            })
-        });
-        if let Some(b) = &bests {
-            extra.push((BESTS, b, None));
-        }
         let kernel = WeightKernel {
             op: "matvec",
             subgroups: shuffles,
@@ -1030,11 +963,7 @@ impl MatVec {
         };
         // One dispatch (the first shard's) writes the sandwich's residual.
         let mut first = true;
-        let mut shard = 0;
         let dispatches = weight_dispatches(gpu, &kernel, w, |start, rows| {
-            let arg_base = slots[..shard].iter().sum();
-            let arg_slots = slots[shard];
-            shard += 1;
             // A pair's shard holds both projections; the rows out are half of it.
             let rows = if pair { rows / 2 } else { rows };
             let p = Params {
@@ -1053,18 +982,17 @@ impl MatVec {
                     Some(s) => (s.write && std::mem::take(&mut first)) as u32,
                     None => fold.norm.map_or(0, |n| n.parts),
                 },
-                arg_base,
-                arg_slots,
-                _pad: [0; 2],
             };
-            let launches = launches_of(rows);
+            let launches = match defines.contains(&"CLAIM") {
+                true => super::claim_launches(items(rows)),
+                false => items(rows),
+            };
             let (gx, gy) = grid(gpu, launches);
             (p, (gx, gy, 1))
         })?;
         Ok(Self {
             dispatches,
             prep_parts,
-            bests: bests.map(|b| (b, total_slots)),
         })
     }
 }
