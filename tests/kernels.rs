@@ -1005,8 +1005,8 @@ fn get_rows_refuses_a_scale_that_is_not_finite() {
 /// `GetRows::normed` (decode's lookup leaving the first pre-norm's inputs) against its
 /// twins: the scaled row exactly, `h = row * w` exactly, and the row's sum of squares;
 /// float rows that end inside a group, quantized rows, and sharded weights with the row
-/// in either shard (the other shard's dispatch writes nothing). More than one token,
-/// and h in the row's buffer, are refused.
+/// in either shard (the other shard's dispatch writes nothing). More than one token, a
+/// scale that is not finite, and h in the row's buffer are refused.
 #[test]
 fn get_rows_normed_leaves_the_norm_inputs() {
     use hearth::kernels::matvec::NormPrep;
@@ -1072,6 +1072,8 @@ fn get_rows_normed_leaves_the_norm_inputs() {
                 let ib2 = storage_u32(&g, &[id, id]);
                 let err = GetRows::normed(&g, &t, &ib2, (out, two), scale, prep).map(drop);
                 assert!(err.is_err(), "two tokens");
+                let err = GetRows::normed(&g, &t, &ib, (out, tok), f32::NAN, prep).map(drop);
+                assert!(err.is_err(), "a scale that is not finite");
                 let own = NormPrep { h: &ob, ..prep };
                 let err = GetRows::normed(&g, &t, &ib, (out, tok), scale, own).map(drop);
                 assert!(err.is_err(), "h in the row's buffer");

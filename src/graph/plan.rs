@@ -258,11 +258,6 @@ impl Builder<'_> {
         }
         let one = Tokens { max: 1, step };
         let logits = View::of(&a.logits);
-        // The final norm of `from` into last_normed, then the head, soft-cap and argmax
-        // (the head reads `from` itself when there is no final norm). The head keeps its
-        // own norm dispatch in decode too: folded in (`Fold`), the norm's weights cost
-        // the Q8_0 head of SmolLM2 a second gather per part of x on lavapipe, 5.4 ms
-        // against 4.7-4.8 ms plus 32-34 us for the norm (`hearth profile`).
         // The head over `input` (with `fold`), soft-cap and argmax.
         let head_tail = |input: View, fold: Fold| -> Result<Vec<Stage>, ModelError> {
             let mv = MatVec::folded(gpu, head, (input, logits), None, fold, None)?;
@@ -271,6 +266,13 @@ impl Builder<'_> {
             v.push(Arc::new(Argmax::new(gpu, logits, vocab, &a.token, 0)?));
             Ok(v)
         };
+        // The final norm of `from` into last_normed, then the head (which reads `from`
+        // itself when there is no final norm). The head never applies the norm's
+        // weights itself: folded in that way, they cost the Q8_0 head of SmolLM2 a
+        // second gather per part of x on lavapipe, 5.4 ms against 4.7-4.8 ms plus 32-34
+        // us for the norm (`hearth profile`); where decode folds the final norm
+        // (`DecHead::Folded`), the last projection applies them and the head only
+        // scales by the norm.
         let tail = |from: &wgpu::Buffer| -> Result<Vec<Stage>, ModelError> {
             let Some(w) = final_norm else {
                 return head_tail(View::of(from), Fold::NONE);

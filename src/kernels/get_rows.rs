@@ -95,9 +95,9 @@ impl GetRows {
         prep: NormPrep,
     ) -> Result<Self, GpuError> {
         let bad = |why: String| Err(GpuError::Runtime(format!("get_rows {}: {why}", w.name)));
-        if tok.max != 1 {
+        if tok.max != 1 || !scale.is_finite() {
             return bad(format!(
-                "the norm's inputs come with one token, not {}",
+                "the norm's inputs come with one token (not {}) and a finite scale (not {scale})",
                 tok.max
             ));
         }
