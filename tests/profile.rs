@@ -24,7 +24,12 @@ fn spec() -> TinySpec {
 }
 
 fn load(g: Arc<Gpu>) -> Model {
-    let f = GgufFile::from_bytes(spec().build()).unwrap();
+    load_spec(g, spec())
+}
+
+/// A tiny model of `spec` with a 64-position context, prompts in chunks of 16.
+fn load_spec(g: Arc<Gpu>, spec: TinySpec) -> Model {
+    let f = GgufFile::from_bytes(spec.build()).unwrap();
     let opts = LoadOptions {
         context: 64,
         batch: 16,
@@ -408,17 +413,7 @@ fn decode_folds_the_sandwich_norms() {
 fn decode_folds_the_final_norm_into_the_head() {
     let mut s = TinySpec::new(Arch::Llama);
     s.vocab = 4096;
-    let f = GgufFile::from_bytes(s.build()).unwrap();
-    let opts = LoadOptions {
-        context: 64,
-        batch: 16,
-        all_logits: false,
-        sequences: 1,
-        kv_size: None,
-        kv_type: None,
-    };
-    let g = gpu(Config::Full);
-    let model = Model::load(g.clone(), &f, &opts).unwrap();
+    let model = load_spec(gpu(Config::Full), s);
     let dec: Vec<String> = model
         .plan_dispatches(false, 4)
         .iter()
