@@ -71,3 +71,82 @@ fn spinners_spin_while_a_wait_is_held_then_park() {
         assert!(until(|| spin::status().0 == 0, 5));
     }
 }
+
+/// Feeds `n` intervals to `t`, each `on` ns where the tuner spins and `off` where it
+/// does not, times `drift(i)` for the i-th; the modes it asked for, one per interval.
+fn feed(
+    t: &mut spin::Tuner,
+    n: usize,
+    on: f64,
+    off: f64,
+    drift: impl Fn(usize) -> f64,
+) -> Vec<bool> {
+    (0..n)
+        .map(|i| {
+            let spinning = t.spinning();
+            let base = if spinning { on } else { off };
+            t.observe((base * drift(i)) as u64);
+            spinning
+        })
+        .collect()
+}
+
+#[test]
+fn the_tuner_keeps_whichever_runs_the_faster_steps() {
+    let trial = 2 * spin::Tuner::PAIRS * spin::Tuner::BLOCK;
+    let flat = |_| 1.0;
+    // Spinning 10% faster: kept on. The trial spins on, off, off, on, block by block.
+    let mut t = spin::Tuner::new();
+    assert!(t.spinning() && t.trying());
+    let modes = feed(&mut t, trial, 30e6, 33e6, flat);
+    let blocks: Vec<bool> = modes.chunks(spin::Tuner::BLOCK).map(|b| b[0]).collect();
+    assert_eq!(blocks, [true, false, false, true, true, false, false, true]);
+    assert!(modes
+        .chunks(spin::Tuner::BLOCK)
+        .all(|b| b.iter().all(|&m| m == b[0])));
+    assert!(!t.trying());
+    assert!(t.spinning());
+    assert!((t.ratio().unwrap() - 30.0 / 33.0).abs() < 1e-3);
+    // Spinning 10% slower: turned off, and held off until the next trial.
+    let mut t = spin::Tuner::new();
+    feed(&mut t, trial, 33e6, 30e6, flat);
+    assert!(!t.spinning() && !t.trying());
+    let held = feed(&mut t, spin::Tuner::RECHECK - 1, 33e6, 30e6, flat);
+    assert!(held.iter().all(|&m| !m));
+    // The next trial starts spinning again, then finds spinning faster now.
+    feed(&mut t, 1, 33e6, 30e6, flat);
+    assert!(t.trying() && t.spinning());
+    feed(&mut t, trial, 20e6, 30e6, flat);
+    assert!(!t.trying() && t.spinning());
+}
+
+#[test]
+fn the_tuner_sees_through_drift_and_outliers() {
+    let trial = 2 * spin::Tuner::PAIRS * spin::Tuner::BLOCK;
+    // A context growing the step by 1% per step, spinning 5% slower: still off.
+    let mut t = spin::Tuner::new();
+    feed(&mut t, trial, 31.5e6, 30e6, |i| 1.0 + 0.01 * i as f64);
+    assert!(!t.trying());
+    assert!(!t.spinning(), "ratio {:?}", t.ratio());
+    // The same with spinning 5% faster: on.
+    let mut t = spin::Tuner::new();
+    feed(&mut t, trial, 28.5e6, 30e6, |i| 1.0 + 0.01 * i as f64);
+    assert!(t.spinning(), "ratio {:?}", t.ratio());
+    // One long interval in every block (a prompt chunk between steps) moves no median,
+    // and intervals of 0 or past LONGEST_NS are not counted at all.
+    let mut t = spin::Tuner::new();
+    feed(&mut t, trial, 33e6, 30e6, |i| {
+        if i % spin::Tuner::BLOCK == 2 {
+            20.0
+        } else {
+            1.0
+        }
+    });
+    assert!(!t.spinning() && !t.trying(), "ratio {:?}", t.ratio());
+    let mut t = spin::Tuner::new();
+    for _ in 0..100 {
+        t.observe(0);
+        t.observe(spin::Tuner::LONGEST_NS + 1);
+    }
+    assert!(t.trying() && t.spinning());
+}

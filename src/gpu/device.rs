@@ -573,9 +573,14 @@ impl Gpu {
     /// Blocks until submission `index` is done (`None`: all submitted work), native.
     pub fn wait_for(&self, index: Option<wgpu::SubmissionIndex>) -> Result<(), GpuError> {
         self.check()?;
-        // On a CPU adapter its cores stay awake while it works (see `spin`).
+        // On a CPU adapter its cores stay awake while it works (see `spin`), the wait
+        // timed for spin's tuner.
         #[cfg(not(target_arch = "wasm32"))]
-        let _awake = self.awake();
+        let _awake = if self.cpu {
+            super::spin::hold_wait()
+        } else {
+            None
+        };
         let poll = |submission_index| {
             self.device.poll(wgpu::PollType::Wait {
                 submission_index,

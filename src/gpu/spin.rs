@@ -18,8 +18,18 @@
 //! under a CPU quota smaller than the cores the process may run on (a container's
 //! `--cpus`: the spinners would spend the quota the work needs and get the group
 //! throttled); off with `HEARTH_CPU_SPIN=0`.
+//!
+//! Whether spinning pays depends on the host: on the 2-vCPU Xeon VM above it doubled
+//! SmolLM2's decode, while on a 2-vCPU AMD EPYC (Zen 4) VM of the same kind (2026-12-07)
+//! every alternated pair ran faster without it (SmolLM2 tg128 33.0 -> 36.6 tokens/s,
+//! Gemma 3 19.7 -> 20.8, pp512 171 -> 185): a worker that wakes on a core where a
+//! spinner runs must preempt it first, and there a halted core woke fast anyway. So by
+//! default the process finds out (`Tuner`): the intervals between the ends of
+//! back-to-back waits (`hold_wait`, a decode step's period once the loop runs) are timed
+//! in alternating blocks with and without spinning, the faster is kept, and the trial is
+//! repeated now and then. `HEARTH_CPU_SPIN=1` spins in every wait without trials.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -41,8 +51,18 @@ struct Pool {
     spinning: AtomicUsize,
     /// Spinners started (those that could not lower their priority exit at once).
     started: AtomicUsize,
+    /// Whether waits are spun through now (`Tuner`'s pick, or always).
+    spin_on: AtomicBool,
+    /// The trials, where they run (not with `HEARTH_CPU_SPIN=1`).
+    tuner: Option<Mutex<Timed>>,
     park: Mutex<()>,
     wake: Condvar,
+}
+
+/// The tuner and the end of the last timed wait (ns since the pool's start, 0: none).
+struct Timed {
+    tuner: Tuner,
+    last_end: u64,
 }
 
 impl Pool {
@@ -50,50 +70,232 @@ impl Pool {
         self.start.elapsed().as_nanos() as u64
     }
 
-    /// Whether spinners should spin: a wait is in progress or ended within `LINGER`.
+    /// Whether spinners should spin: spinning is on and a wait is in progress or ended
+    /// within `LINGER`.
     fn busy(&self) -> bool {
-        self.waiting.load(Ordering::Acquire) > 0
-            || self
-                .now_ns()
-                .saturating_sub(self.last_end.load(Ordering::Acquire))
-                < LINGER.as_nanos() as u64
+        self.spin_on.load(Ordering::Acquire)
+            && (self.waiting.load(Ordering::Acquire) > 0
+                || self
+                    .now_ns()
+                    .saturating_sub(self.last_end.load(Ordering::Acquire))
+                    < LINGER.as_nanos() as u64)
+    }
+
+    /// Whether a parked spinner should wake: spinning is on and a wait is in progress.
+    fn wanted(&self) -> bool {
+        self.spin_on.load(Ordering::Acquire) && self.waiting.load(Ordering::Acquire) > 0
+    }
+
+    /// A timed wait that started at `start` ended at `end`: where it followed the last
+    /// one back to back (started within `LINGER` of its end), the interval between their
+    /// ends goes to the tuner.
+    fn timed(&self, start: u64, end: u64) {
+        let Some(t) = &self.tuner else { return };
+        let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
+        let prev = std::mem::replace(&mut t.last_end, end);
+        if prev == 0 || start < prev || start - prev > LINGER.as_nanos() as u64 {
+            return;
+        }
+        let trying = t.tuner.trying();
+        let on = t.tuner.observe(end - prev);
+        if trying && !t.tuner.trying() {
+            log::debug!(
+                "cpu spin trial: intervals with spinning {:.3}x those without; spinning {}",
+                t.tuner.ratio().unwrap_or(f64::NAN),
+                if on { "on" } else { "off" }
+            );
+        }
+        self.spin_on.store(on, Ordering::Release);
+    }
+}
+
+/// Picks between spinning and not from the intervals between the ends of back-to-back
+/// waits (a decode step's period). A trial takes `PAIRS` pairs of blocks of `BLOCK`
+/// intervals, one block of each pair with spinning and one without, in the order on,
+/// off, off, on (a steady drift, as a growing context's, weighs on both alike); each
+/// pair's ratio of the blocks' medians says which ran faster, and the median of the
+/// ratios decides. The pick holds for `RECHECK` intervals, then a new trial runs.
+#[derive(Clone, Debug)]
+pub struct Tuner {
+    /// Intervals of the block in progress (ns).
+    block: Vec<u64>,
+    /// The trial's finished blocks' medians, in order.
+    medians: Vec<u64>,
+    /// Intervals left before the next trial (0: a trial is running).
+    holding: usize,
+    /// The mode now.
+    spin: bool,
+    /// The last trial's median ratio (spinning's interval over not spinning's).
+    ratio: Option<f64>,
+}
+
+impl Default for Tuner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Tuner {
+    /// Intervals per block of a trial.
+    pub const BLOCK: usize = 6;
+    /// Pairs of blocks per trial.
+    pub const PAIRS: usize = 4;
+    /// Intervals between trials.
+    pub const RECHECK: usize = 3000;
+    /// Intervals longer than this are not a step's (a pause, a long prompt) and are
+    /// left out.
+    pub const LONGEST_NS: u64 = 2_000_000_000;
+
+    /// A tuner starting a trial, spinning first.
+    pub fn new() -> Self {
+        Self {
+            block: Vec::with_capacity(Self::BLOCK),
+            medians: Vec::with_capacity(2 * Self::PAIRS),
+            holding: 0,
+            spin: true,
+            ratio: None,
+        }
+    }
+
+    /// Whether to spin now.
+    pub fn spinning(&self) -> bool {
+        self.spin
+    }
+
+    /// Whether a trial is running.
+    pub fn trying(&self) -> bool {
+        self.holding == 0
+    }
+
+    /// The last finished trial's median ratio of the intervals with spinning to those
+    /// without (below 1: spinning ran faster).
+    pub fn ratio(&self) -> Option<f64> {
+        self.ratio
+    }
+
+    /// Block `i` of a trial spins: on, off, off, on, repeated.
+    fn block_spins(i: usize) -> bool {
+        matches!(i % 4, 0 | 3)
+    }
+
+    /// Takes one interval (ns); returns whether to spin from now on.
+    pub fn observe(&mut self, interval_ns: u64) -> bool {
+        if interval_ns == 0 || interval_ns > Self::LONGEST_NS {
+            return self.spin;
+        }
+        if self.holding > 0 {
+            self.holding -= 1;
+            if self.holding == 0 {
+                self.medians.clear();
+                self.block.clear();
+                self.spin = Self::block_spins(0);
+            }
+            return self.spin;
+        }
+        self.block.push(interval_ns);
+        if self.block.len() < Self::BLOCK {
+            return self.spin;
+        }
+        self.block.sort_unstable();
+        self.medians.push(self.block[Self::BLOCK / 2]);
+        self.block.clear();
+        if self.medians.len() < 2 * Self::PAIRS {
+            self.spin = Self::block_spins(self.medians.len());
+            return self.spin;
+        }
+        // Each pair's spinning block's median over its other block's.
+        let mut ratios: Vec<f64> = self
+            .medians
+            .chunks(2)
+            .enumerate()
+            .map(|(p, m)| {
+                let (on, off) = if Self::block_spins(2 * p) {
+                    (m[0], m[1])
+                } else {
+                    (m[1], m[0])
+                };
+                on as f64 / off.max(1) as f64
+            })
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let n = ratios.len();
+        let median = (ratios[(n - 1) / 2] + ratios[n / 2]) / 2.0;
+        self.spin = median < 1.0;
+        self.ratio = Some(median);
+        self.holding = Self::RECHECK;
+        self.spin
     }
 }
 
 static POOL: OnceLock<Option<&'static Pool>> = OnceLock::new();
 
-/// While held, the spinners spin (and for `LINGER` after). Dropping it ends the wait.
-pub struct Hold(&'static Pool);
+/// While held, the spinners spin (and for `LINGER` after) where spinning is on.
+/// Dropping it ends the wait.
+pub struct Hold {
+    pool: &'static Pool,
+    /// A timed wait's start (`hold_wait`).
+    start: Option<u64>,
+}
 
 impl Drop for Hold {
     fn drop(&mut self) {
-        self.0.last_end.store(self.0.now_ns(), Ordering::Release);
-        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
+        let end = self.pool.now_ns();
+        if let Some(start) = self.start {
+            self.pool.timed(start, end);
+        }
+        self.pool.last_end.store(end, Ordering::Release);
+        self.pool.waiting.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+fn setting() -> Option<String> {
+    std::env::var("HEARTH_CPU_SPIN")
+        .ok()
+        .map(|v| v.trim().to_string())
 }
 
 /// Whether spinning is enabled for this process: Linux, no CPU quota below the cores
 /// it may run on, and not turned off with `HEARTH_CPU_SPIN=0`.
 pub fn enabled() -> bool {
-    let off = matches!(
-        std::env::var("HEARTH_CPU_SPIN").as_deref().map(str::trim),
-        Ok("0")
-    );
+    let off = setting().is_some_and(|v| v == "0");
     // available_parallelism counts a cgroup quota; the affinity mask does not.
     let usable = std::thread::available_parallelism().map_or(0, |n| n.get());
     cfg!(target_os = "linux") && !off && usable >= os::allowed_cores().len()
 }
 
 /// Starts a wait: the spinners (started on the first call) spin until the returned
-/// `Hold` is dropped and for `LINGER` after. `None` where spinning is off.
+/// `Hold` is dropped and for `LINGER` after, while spinning is on. `None` where
+/// spinning is disabled.
 pub fn hold() -> Option<Hold> {
+    hold_from(None)
+}
+
+/// `hold` for a wait on the adapter's work (`Gpu::wait_for`), timed for the tuner.
+pub fn hold_wait() -> Option<Hold> {
     let pool = (*POOL.get_or_init(start))?;
-    if pool.waiting.fetch_add(1, Ordering::AcqRel) == 0 {
+    hold_from(Some(pool.now_ns()))
+}
+
+fn hold_from(start_ns: Option<u64>) -> Option<Hold> {
+    let pool = (*POOL.get_or_init(start))?;
+    if pool.waiting.fetch_add(1, Ordering::AcqRel) == 0 && pool.spin_on.load(Ordering::Acquire) {
         // Under the lock, so a spinner between its check and its wait cannot miss it.
         let _g = pool.park.lock().unwrap_or_else(|e| e.into_inner());
         pool.wake.notify_all();
     }
-    Some(Hold(pool))
+    Some(Hold {
+        pool,
+        start: start_ns,
+    })
+}
+
+/// Whether waits are spun through now: the tuner's pick (always with
+/// `HEARTH_CPU_SPIN=1`); false where spinning is disabled or has not started.
+pub fn spinning_now() -> bool {
+    POOL.get()
+        .copied()
+        .flatten()
+        .is_some_and(|p| p.spin_on.load(Ordering::Acquire))
 }
 
 /// Spinners spinning now and spinners running (0, 0 where spinning is off or has not
@@ -125,6 +327,13 @@ fn start() -> Option<&'static Pool> {
         start: Instant::now(),
         spinning: AtomicUsize::new(0),
         started: AtomicUsize::new(0),
+        spin_on: AtomicBool::new(true),
+        tuner: (setting().as_deref() != Some("1")).then(|| {
+            Mutex::new(Timed {
+                tuner: Tuner::new(),
+                last_end: 0,
+            })
+        }),
         park: Mutex::new(()),
         wake: Condvar::new(),
     }));
@@ -157,12 +366,11 @@ fn spin(pool: &'static Pool, core: usize) {
             pool.spinning.fetch_sub(1, Ordering::AcqRel);
         }
         let g = pool.park.lock().unwrap_or_else(|e| e.into_inner());
-        // Parked until a wait starts (the timeout only guards against a lost wake-up).
+        // Parked until a wait starts with spinning on (the timeout guards against a
+        // lost wake-up, and wakes it for a wait during which the tuner turned it on).
         let _ = pool
             .wake
-            .wait_timeout_while(g, Duration::from_secs(1), |_| {
-                pool.waiting.load(Ordering::Acquire) == 0
-            });
+            .wait_timeout_while(g, Duration::from_secs(1), |_| !pool.wanted());
     }
 }
 
