@@ -114,7 +114,9 @@ impl Pool {
 /// intervals, one block of each pair with spinning and one without, in the order on,
 /// off, off, on (a steady drift, as a growing context's, weighs on both alike); each
 /// pair's ratio of the blocks' medians says which ran faster, and the median of the
-/// ratios decides. The pick holds for `RECHECK` intervals, then a new trial runs.
+/// ratios decides (a pair that straddles a change of work, from one sequence to eight,
+/// say, is one outlier of five). The pick holds for `RECHECK` intervals, then a new
+/// trial runs.
 #[derive(Clone, Debug)]
 pub struct Tuner {
     /// Intervals of the block in progress (ns).
@@ -139,7 +141,7 @@ impl Tuner {
     /// Intervals per block of a trial.
     pub const BLOCK: usize = 6;
     /// Pairs of blocks per trial.
-    pub const PAIRS: usize = 4;
+    pub const PAIRS: usize = 5;
     /// Intervals between trials.
     pub const RECHECK: usize = 3000;
     /// Intervals longer than this are not a step's (a pause, a long prompt) and are
