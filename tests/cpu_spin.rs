@@ -116,11 +116,25 @@ fn the_tuner_keeps_whichever_runs_the_faster_steps() {
     assert!(!t.spinning() && !t.trying());
     let held = feed(&mut t, spin::Tuner::RECHECK - 1, 33e6, 30e6, flat);
     assert!(held.iter().all(|&m| !m));
-    // The next trial starts spinning again, then finds spinning faster now.
+    // The next trial starts in the mode in force (off, then on, on, off), and finds
+    // spinning faster now.
     feed(&mut t, 1, 33e6, 30e6, flat);
-    assert!(t.trying() && t.spinning());
-    feed(&mut t, trial, 20e6, 30e6, flat);
+    assert!(t.trying() && !t.spinning());
+    let modes = feed(&mut t, trial, 20e6, 30e6, flat);
+    let blocks: Vec<bool> = modes.chunks(spin::Tuner::BLOCK).map(|b| b[0]).collect();
+    assert_eq!(
+        blocks,
+        [false, true, true, false, false, true, true, false, false, true]
+    );
     assert!(!t.trying() && t.spinning());
+    // A tuner starting off begins there and still finds the faster.
+    let mut t = spin::Tuner::starting(false);
+    assert!(t.trying() && !t.spinning());
+    feed(&mut t, trial, 30e6, 33e6, flat);
+    assert!(!t.trying() && t.spinning());
+    let mut t = spin::Tuner::starting(false);
+    feed(&mut t, trial, 33e6, 30e6, flat);
+    assert!(!t.trying() && !t.spinning());
 }
 
 #[test]

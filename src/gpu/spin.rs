@@ -98,6 +98,7 @@ impl Pool {
         }
         let trying = t.tuner.trying();
         let on = t.tuner.observe(end - prev);
+        self.spin_on.store(on, Ordering::Release);
         if trying && !t.tuner.trying() {
             log::debug!(
                 "cpu spin trial: intervals with spinning {:.3}x those without; spinning {}",
@@ -105,18 +106,17 @@ impl Pool {
                 if on { "on" } else { "off" }
             );
         }
-        self.spin_on.store(on, Ordering::Release);
     }
 }
 
 /// Picks between spinning and not from the intervals between the ends of back-to-back
 /// waits (a decode step's period). A trial takes `PAIRS` pairs of blocks of `BLOCK`
-/// intervals, one block of each pair with spinning and one without, in the order on,
-/// off, off, on (a steady drift, as a growing context's, weighs on both alike); each
-/// pair's ratio of the blocks' medians says which ran faster, and the median of the
-/// ratios decides (a pair that straddles a change of work, from one sequence to eight,
-/// say, is one outlier of five). The pick holds for `RECHECK` intervals, then a new
-/// trial runs.
+/// intervals, one block of each pair with spinning and one without, in the order a, b,
+/// b, a from the mode in force when it starts (a steady drift, as a growing context's,
+/// weighs on both alike); each pair's ratio of the blocks' medians says which ran
+/// faster, and the median of the ratios decides (a pair that straddles a change of
+/// work, from one sequence to eight, say, is one outlier of five). The pick holds for
+/// `RECHECK` intervals, then a new trial runs.
 #[derive(Clone, Debug)]
 pub struct Tuner {
     /// Intervals of the block in progress (ns).
@@ -127,6 +127,8 @@ pub struct Tuner {
     holding: usize,
     /// The mode now.
     spin: bool,
+    /// The mode of the trial's first block.
+    first: bool,
     /// The last trial's median ratio (spinning's interval over not spinning's).
     ratio: Option<f64>,
 }
@@ -142,19 +144,28 @@ impl Tuner {
     pub const BLOCK: usize = 6;
     /// Pairs of blocks per trial.
     pub const PAIRS: usize = 5;
-    /// Intervals between trials.
-    pub const RECHECK: usize = 3000;
+    /// Intervals between trials: on a VM the better mode can change within minutes
+    /// (the Zen 4 host of 2026-12-07 ran decode faster without spinning at 17:45 and
+    /// alike or faster with it at 18:35), and a trial costs about half its 60 intervals
+    /// in the slower mode.
+    pub const RECHECK: usize = 1000;
     /// Intervals longer than this are not a step's (a pause, a long prompt) and are
     /// left out.
     pub const LONGEST_NS: u64 = 2_000_000_000;
 
     /// A tuner starting a trial, spinning first.
     pub fn new() -> Self {
+        Self::starting(true)
+    }
+
+    /// A tuner starting a trial in mode `spin`.
+    pub fn starting(spin: bool) -> Self {
         Self {
             block: Vec::with_capacity(Self::BLOCK),
             medians: Vec::with_capacity(2 * Self::PAIRS),
             holding: 0,
-            spin: true,
+            spin,
+            first: spin,
             ratio: None,
         }
     }
@@ -175,9 +186,10 @@ impl Tuner {
         self.ratio
     }
 
-    /// Block `i` of a trial spins: on, off, off, on, repeated.
-    fn block_spins(i: usize) -> bool {
-        matches!(i % 4, 0 | 3)
+    /// Whether block `i` of the trial spins: the first mode, the other, the other, the
+    /// first, repeated.
+    fn block_spins(&self, i: usize) -> bool {
+        matches!(i % 4, 0 | 3) == self.first
     }
 
     /// Takes one interval (ns); returns whether to spin from now on.
@@ -190,7 +202,8 @@ impl Tuner {
             if self.holding == 0 {
                 self.medians.clear();
                 self.block.clear();
-                self.spin = Self::block_spins(0);
+                // The next trial starts in the mode in force.
+                self.first = self.spin;
             }
             return self.spin;
         }
@@ -202,7 +215,7 @@ impl Tuner {
         self.medians.push(self.block[Self::BLOCK / 2]);
         self.block.clear();
         if self.medians.len() < 2 * Self::PAIRS {
-            self.spin = Self::block_spins(self.medians.len());
+            self.spin = self.block_spins(self.medians.len());
             return self.spin;
         }
         // Each pair's spinning block's median over its other block's.
@@ -211,7 +224,7 @@ impl Tuner {
             .chunks(2)
             .enumerate()
             .map(|(p, m)| {
-                let (on, off) = if Self::block_spins(2 * p) {
+                let (on, off) = if self.block_spins(2 * p) {
                     (m[0], m[1])
                 } else {
                     (m[1], m[0])
@@ -323,6 +336,9 @@ fn start() -> Option<&'static Pool> {
     if cores.is_empty() {
         return None;
     }
+    // Trials unless forced on, the first starting with spinning (as before there were
+    // trials: a process that never runs one keeps spinning).
+    let tuned = setting().as_deref() != Some("1");
     let pool: &'static Pool = Box::leak(Box::new(Pool {
         waiting: AtomicUsize::new(0),
         last_end: AtomicU64::new(0),
@@ -330,7 +346,7 @@ fn start() -> Option<&'static Pool> {
         spinning: AtomicUsize::new(0),
         started: AtomicUsize::new(0),
         spin_on: AtomicBool::new(true),
-        tuner: (setting().as_deref() != Some("1")).then(|| {
+        tuner: tuned.then(|| {
             Mutex::new(Timed {
                 tuner: Tuner::new(),
                 last_end: 0,
