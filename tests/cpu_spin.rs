@@ -36,6 +36,12 @@ fn spinners_spin_while_a_wait_is_held_then_park() {
         spin::status()
     );
     assert!(spin::status().1 <= spin::MAX_SPINNERS);
+    // Untimed holds run no trial: spinning stays on, the first trial still to come.
+    let said = spin::describe().expect("the pool has started");
+    assert!(
+        said.starts_with("on") && (said.contains("no trial") || said.contains("=1")),
+        "{said}"
+    );
     drop(held);
     // They linger for spin::LINGER after the wait, then park.
     assert!(

@@ -275,6 +275,7 @@ pub fn run(args: &BenchArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyho
             "batch": opts.batch, "parallel": max_par, "parallel_tests": pars,
             "tests": tests, "speedups": speedups, "kv_type": kv_type.name(),
             "shared_prefix": shared.as_ref().map(SharedPrefix::json),
+            "cpu_spin": crate::gpu::spin::describe(),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
@@ -304,6 +305,10 @@ pub fn run(args: &BenchArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyho
         }
     }
     println!("\nKV cache: {kv_type}, batch {}", opts.batch);
+    if let Some(spin) = crate::gpu::spin::describe() {
+        // A CPU adapter's spinners (gpu::spin) move its figures by 5-10% either way.
+        println!("CPU adapter's spinners: {spin}");
+    }
     if let Some(s) = &shared {
         println!();
         println!("{}", s.describe());

@@ -19,11 +19,12 @@
 //! `--cpus`: the spinners would spend the quota the work needs and get the group
 //! throttled); off with `HEARTH_CPU_SPIN=0`.
 //!
-//! Whether spinning pays depends on the host: on the 2-vCPU Xeon VM above it doubled
-//! SmolLM2's decode, while on a 2-vCPU AMD EPYC (Zen 4) VM of the same kind (2026-12-07)
-//! every alternated pair ran faster without it (SmolLM2 tg128 33.0 -> 36.6 tokens/s,
-//! Gemma 3 19.7 -> 20.8, pp512 171 -> 185): a worker that wakes on a core where a
-//! spinner runs must preempt it first, and there a halted core woke fast anyway. So by
+//! Whether spinning pays depends on the host, and on a VM on the hour: on the 2-vCPU
+//! Xeon VM above it doubled SmolLM2's decode, while on a 2-vCPU AMD EPYC (Zen 4) VM of
+//! the same kind (2026-12-07) every alternated pair ran faster without it for an hour
+//! (SmolLM2 tg128 33.0 -> 36.6 tokens/s, Gemma 3 19.7 -> 20.8, pp512 171 -> 185: a
+//! worker that wakes on a core where a spinner runs must preempt it first), and alike or
+//! slower in the slower spell after it. So by
 //! default the process finds out (`Tuner`): the intervals between the ends of
 //! back-to-back waits (`hold_wait`, a decode step's period once the loop runs) are timed
 //! in alternating blocks with and without spinning, the faster is kept, and the trial is
@@ -304,13 +305,33 @@ fn hold_from(start_ns: Option<u64>) -> Option<Hold> {
     })
 }
 
-/// Whether waits are spun through now: the tuner's pick (always with
-/// `HEARTH_CPU_SPIN=1`); false where spinning is disabled or has not started.
-pub fn spinning_now() -> bool {
-    POOL.get()
-        .copied()
-        .flatten()
-        .is_some_and(|p| p.spin_on.load(Ordering::Acquire))
+/// Whether waits are spun through now, and why, for reports of speed (`hearth bench`):
+/// `None` where spinning is disabled or has not started (no wait on a CPU adapter yet).
+pub fn describe() -> Option<String> {
+    let pool = POOL.get().copied().flatten()?;
+    let on = if pool.spin_on.load(Ordering::Acquire) {
+        "on"
+    } else {
+        "off"
+    };
+    let Some(t) = &pool.tuner else {
+        return Some(format!("{on} (HEARTH_CPU_SPIN=1)"));
+    };
+    let t = t.lock().unwrap_or_else(|e| e.into_inner());
+    Some(match t.tuner.ratio() {
+        Some(r) => format!(
+            "{on}, by the last trial (steps {r:.2}x as long with spinning as without{})",
+            if t.tuner.trying() {
+                "; another trial running"
+            } else {
+                ""
+            }
+        ),
+        None => format!(
+            "{on}, no trial finished yet ({} back-to-back waits make one)",
+            2 * Tuner::PAIRS * Tuner::BLOCK
+        ),
+    })
 }
 
 /// Spinners spinning now and spinners running (0, 0 where spinning is off or has not
