@@ -283,17 +283,17 @@ pub fn enabled() -> bool {
 /// `Hold` is dropped and for `LINGER` after, while spinning is on. `None` where
 /// spinning is disabled.
 pub fn hold() -> Option<Hold> {
-    hold_from(None)
+    hold_from(false)
 }
 
 /// `hold` for a wait on the adapter's work (`Gpu::wait_for`), timed for the tuner.
 pub fn hold_wait() -> Option<Hold> {
-    let pool = (*POOL.get_or_init(start))?;
-    hold_from(Some(pool.now_ns()))
+    hold_from(true)
 }
 
-fn hold_from(start_ns: Option<u64>) -> Option<Hold> {
+fn hold_from(timed: bool) -> Option<Hold> {
     let pool = (*POOL.get_or_init(start))?;
+    let start_ns = timed.then(|| pool.now_ns());
     if pool.waiting.fetch_add(1, Ordering::AcqRel) == 0 && pool.spin_on.load(Ordering::Acquire) {
         // Under the lock, so a spinner between its check and its wait cannot miss it.
         let _g = pool.park.lock().unwrap_or_else(|e| e.into_inner());
