@@ -325,8 +325,18 @@ pub fn server_request(data: &[u8]) {
         }
     }
     fn safe_name(name: &str) {
+        // A name with a namespace (`user/model:tag`, `host/ns/model:tag`) is only ever
+        // looked up among ollama's models: it must read as one, and hearth's own store
+        // (where names become paths) must refuse it.
+        if name.contains('/') {
+            assert!(
+                crate::store::external::ollama_key(name).is_some()
+                    && crate::store::ModelName::parse(name).is_err(),
+                "unsafe model name {name:?}"
+            );
+        }
         assert!(
-            !name.contains('/') && !name.contains('\\') && !name.contains(".."),
+            !name.contains('\\') && !name.contains("..") && !name.contains("://"),
             "unsafe model name {name:?}"
         );
         assert!(name.contains(':'), "not canonical: {name:?}");

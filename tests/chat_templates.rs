@@ -257,6 +257,15 @@ fn for_model_prefers_the_gguf_template_then_the_architecture() {
 
     let broken = header(&[("tokenizer.chat_template", "{% if %}")]);
     assert!(ChatTemplate::for_model(&broken).is_err());
+    // A loop with nothing after `in` (a fuzz find: the loop rewrite sliced past the
+    // tag's end and panicked) is a syntax error like any other.
+    for src in [
+        "{% for m in %}{% endfor %}",
+        "{% for m in if x %}{% endfor %}",
+    ] {
+        let broken = header(&[("tokenizer.chat_template", src)]);
+        assert!(ChatTemplate::for_model(&broken).is_err(), "{src}");
+    }
 
     // The default test model is the base Gemma 3 270M: no template of its own.
     if let Some(model) = common::real_model() {

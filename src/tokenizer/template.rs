@@ -422,7 +422,8 @@ fn strict_loop(rest: &str) -> Option<String> {
     }
     let in_at = in_at?;
     let end = tail_at.unwrap_or(rest.len());
-    let iter = rest[in_at + 4..end].trim();
+    // `in` may end the tag (`for m in`): nothing after it to iterate.
+    let iter = rest.get(in_at + 4..end)?.trim();
     if iter.is_empty() {
         return None;
     }
