@@ -105,7 +105,11 @@ pub fn model_name(raw: &str) -> Result<String, ApiError> {
         && !raw.contains("://")
         && crate::store::external::ollama_key(raw).is_some()
     {
-        return Ok(raw.to_string());
+        // Canonical as ollama shows it: the tag spelled out (`user/model:latest`).
+        return Ok(match raw.rsplit_once(':') {
+            Some((_, tag)) if !tag.contains('/') => raw.to_string(),
+            _ => format!("{raw}:latest"),
+        });
     }
     if looks_like_path(raw) || raw.contains("://") || raw.contains('\\') {
         return Err(ApiError::bad_request(format!(
@@ -116,4 +120,31 @@ pub fn model_name(raw: &str) -> Result<String, ApiError> {
     // Round-trip through the name parser: the spec rules must not widen the name rules.
     ModelName::parse(&name.to_string())?;
     Ok(name.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::model_name;
+
+    #[test]
+    fn namespaced_names_are_canonical_and_paths_are_not_names() {
+        assert_eq!(model_name("user/model").unwrap(), "user/model:latest");
+        assert_eq!(model_name(" user/model:q4 ").unwrap(), "user/model:q4");
+        assert_eq!(
+            model_name("registry.example/ns/m").unwrap(),
+            "registry.example/ns/m:latest"
+        );
+        assert!(model_name("smollm2").unwrap().contains(':'));
+        for bad in [
+            "",
+            "../x",
+            "a/../b",
+            "a/b/c/d",
+            "/etc/passwd",
+            "C:\\x",
+            "http://h/m",
+        ] {
+            assert!(model_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }
