@@ -305,9 +305,8 @@ pub fn run(args: &BenchArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> anyho
         }
     }
     println!("\nKV cache: {kv_type}, batch {}", opts.batch);
-    if let Some(spin) = crate::gpu::spin::describe() {
-        // A CPU adapter's spinners (gpu::spin) move its figures by 5-10% either way.
-        println!("CPU adapter's spinners: {spin}");
+    if let Some(line) = super::cpu_spin_line() {
+        println!("{line}");
     }
     if let Some(s) = &shared {
         println!();

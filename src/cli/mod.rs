@@ -90,6 +90,13 @@ enum Command {
     Serve(serve::ServeArgs),
 }
 
+/// The line `hearth bench` and `hearth profile` end their tables with on a CPU adapter:
+/// its spinners (`gpu::spin`) move its figures by 5-10% either way, and a short run may
+/// straddle one of their trials. None elsewhere.
+fn cpu_spin_line() -> Option<String> {
+    crate::gpu::spin::describe().map(|s| format!("CPU adapter's spinners: {s}"))
+}
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     env_logger::Builder::from_env(

@@ -102,13 +102,10 @@ pub fn run(args: &ProfileArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> any
     } else {
         runs.push(profile_on(&gpu_args.options()?, &f, &cfg, args)?);
     }
-    // A CPU adapter's spinners (gpu::spin) move its timings by 5-10% either way, and a
-    // run may straddle one of their trials (blocks of steps with and without).
-    let spin = crate::gpu::spin::describe();
     if args.output == "json" {
         let mut out = profile::json(&runs);
         if let Some(o) = out.as_object_mut() {
-            o.insert("cpu_spin".into(), spin.into());
+            o.insert("cpu_spin".into(), crate::gpu::spin::describe().into());
         }
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
@@ -124,8 +121,8 @@ pub fn run(args: &ProfileArgs, gpu_args: &GpuArgs, models: Option<&Path>) -> any
         if runs.len() > 1 {
             print!("{}", profile::side_by_side(&runs));
         }
-        if let Some(spin) = spin {
-            println!("\nCPU adapter's spinners: {spin}");
+        if let Some(line) = super::cpu_spin_line() {
+            println!("\n{line}");
         }
     }
     if let Some(p) = &args.trace {
