@@ -251,13 +251,25 @@ impl Grammars {
 }
 
 /// The token trie: every token's bytes, control tokens marked with llguidance's special
-/// byte so that no grammar text matches them, and the end-of-generation tokens.
+/// byte so that no grammar text matches them, and the end-of-generation tokens. Those
+/// are marked too whatever their type (a vocabulary may give one as plain text, such
+/// as a GGUF without an end token, where llama.cpp's default for byte-level BPE is a
+/// byte token), so that they end the output only where the grammar is complete and
+/// never stand in for text.
 fn build_factory(tok: &Tokenizer) -> Result<ParserFactory, ConstraintError> {
     let n = tok.vocab_size();
+    let mut eog = tok.eog_ids();
+    let eos = tok.eos().or(eog.first().copied()).ok_or_else(|| {
+        ConstraintError::Vocabulary("the vocabulary has no end-of-generation token".into())
+    })?;
+    if !eog.contains(&eos) {
+        eog.push(eos);
+    }
     let words: Vec<Vec<u8>> = (0..n as u32)
         .map(|id| {
             let b = tok.token_bytes(id, false);
-            if b.is_empty() && tok.token_text(id).is_some_and(|t| !t.is_empty()) {
+            let control = b.is_empty() && tok.token_text(id).is_some_and(|t| !t.is_empty());
+            if control || eog.contains(&id) {
                 let mut s = vec![TokTrie::SPECIAL_TOKEN_MARKER];
                 s.extend_from_slice(tok.token_bytes(id, true).as_slice());
                 s
@@ -266,10 +278,6 @@ fn build_factory(tok: &Tokenizer) -> Result<ParserFactory, ConstraintError> {
             }
         })
         .collect();
-    let eog = tok.eog_ids();
-    let eos = tok.eos().or(eog.first().copied()).ok_or_else(|| {
-        ConstraintError::Vocabulary("the vocabulary has no end-of-generation token".into())
-    })?;
     let info = TokRxInfo {
         vocab_size: n as u32,
         tok_eos: eos,
@@ -278,11 +286,7 @@ fn build_factory(tok: &Tokenizer) -> Result<ParserFactory, ConstraintError> {
         tok_unk: None,
         tok_end_of_turn: None,
     };
-    let mut eos_all = eog;
-    if !eos_all.contains(&eos) {
-        eos_all.push(eos);
-    }
-    let trie = TokTrie::from(&info, &words).with_eos_tokens(&eos_all);
+    let trie = TokTrie::from(&info, &words).with_eos_tokens(&eog);
     let env: TokEnv = Arc::new(ApproximateTokEnv::new(trie));
     let mut factory =
         ParserFactory::new_simple(&env).map_err(|e| ConstraintError::Vocabulary(e.to_string()))?;

@@ -385,3 +385,189 @@ pub fn server_request(data: &[u8]) {
     }
     let _ = rejected(store_api::check_pull(data));
 }
+
+/// Constraints a request may carry (ollama's `format`, OpenAI's `response_format`,
+/// hearth's grammars): the first byte picks the vocabulary and the kind (JSON schema,
+/// Lark, GBNF, regular expression, a Lark grammar behind a trigger), the rest is its
+/// text. Compiling must end in a constraint or a [`ConstraintError`] with a message;
+/// a constraint is then driven for up to 24 tokens, each an allowed one picked by the
+/// input: an allowed token is always accepted, and end-of-generation is allowed
+/// exactly when the text so far is a complete match.
+pub fn constraint(data: &[u8]) {
+    use crate::constraint::{ConstraintError, Format, Grammars};
+    use std::sync::OnceLock;
+
+    let Some((&flags, rest)) = data.split_first() else {
+        return;
+    };
+    // Three vocabularies: SentencePiece, Gemma 4's, byte-level BPE.
+    static GRAMMARS: OnceLock<Vec<Grammars>> = OnceLock::new();
+    let grammars = GRAMMARS.get_or_init(|| {
+        [0u8, 2, 5]
+            .iter()
+            .map(|&i| Grammars::new(vocabs::shared(i).0.clone()))
+            .collect()
+    });
+    let vocab = usize::from(flags >> 4) % grammars.len();
+    let (tok, _) = vocabs::shared([0u8, 2, 5][vocab]);
+    let text = String::from_utf8_lossy(rest).into_owned();
+    let format = match flags % 6 {
+        0 => match serde_json::from_str(&text) {
+            Ok(v) => Format::schema(v),
+            Err(_) => return,
+        },
+        1 => Format::Lark(text),
+        2 => Format::Gbnf(text),
+        3 => Format::Regex(text),
+        4 => Format::grammar(&text),
+        _ => Format::Triggered {
+            trigger: "<tool_call>".into(),
+            then: Box::new(Format::grammar(&text)),
+        },
+    };
+    let mut c = match grammars[vocab].constraint(&format) {
+        Ok(c) => c,
+        Err(ConstraintError::Invalid(m)) => {
+            assert!(!m.trim().is_empty(), "an empty message");
+            return;
+        }
+        Err(e) => panic!("the fuzz vocabularies are usable: {e}"),
+    };
+    let mut eog = tok.eog_ids();
+    eog.extend(tok.eos());
+    // Picks from the input's bytes, then from a counter.
+    let mut picks = rest.iter().rev().copied().chain(0u8..);
+    let mut taken = Vec::new();
+    for _ in 0..24 {
+        let Ok(mask) = c.mask() else {
+            break;
+        };
+        let accepting = c.is_accepting();
+        if let Some(&e) = eog.iter().find(|&&e| mask.allows(e)) {
+            assert!(
+                accepting,
+                "end token {e} allowed before a complete match: {:?}",
+                tok.decode(&taken, false)
+            );
+        }
+        let allowed: Vec<u32> = (0..tok.vocab_size() as u32)
+            .filter(|&id| mask.allows(id) && !eog.contains(&id))
+            .collect();
+        if allowed.is_empty() {
+            assert!(
+                accepting || mask.count() == 0,
+                "only end tokens allowed, yet the text is not a complete match"
+            );
+            break;
+        }
+        let pick = allowed[usize::from(picks.next().unwrap_or(0)) * 7919 % allowed.len()];
+        c.accept(pick)
+            .unwrap_or_else(|e| panic!("allowed token {pick} refused: {e}"));
+        taken.push(pick);
+    }
+}
+
+/// Tool calling: the first byte picks the format (the six styles) and the choice, then
+/// NUL-separated parts: tool definitions (a JSON array; anything else gives two fixed
+/// tools), then the pieces of the model's answer as they stream. Definitions and
+/// choices are read or refused with a message; a format's constraint compiles for tools
+/// that were accepted; `parse` names only offered functions with object arguments; and
+/// the streamed text (what [`ToolStream`] lets out as it comes, then the rest of the
+/// parsed content) is the parsed content, never showing a call's opening mark early.
+///
+/// [`ToolStream`]: crate::tools::ToolStream
+pub fn tool_calls(data: &[u8]) {
+    use crate::tools::{parse_choice, parse_tools, Style, ToolSetup, ToolStream};
+    use serde_json::{json, Value};
+
+    let Some((&flags, rest)) = data.split_first() else {
+        return;
+    };
+    let text = String::from_utf8_lossy(rest);
+    let mut parts = text.split('\0');
+    let (defs, custom) = match serde_json::from_str::<Value>(parts.next().unwrap_or_default()) {
+        Ok(Value::Array(a)) => (a, true),
+        _ => (
+            vec![
+                json!({"type": "function", "function": {"name": "get_weather", "parameters":
+                {"type": "object", "properties": {"city": {"type": "string"}},
+                 "required": ["city"]}}}),
+                json!({"function": {"name": "a.b-c_1"}}),
+            ],
+            false,
+        ),
+    };
+    let tools = match parse_tools(&defs) {
+        Ok(t) => t,
+        Err(e) => {
+            assert!(!e.0.is_empty());
+            return;
+        }
+    };
+    let style = [
+        Style::Generic,
+        Style::Hermes,
+        Style::Llama3,
+        Style::Mistral,
+        Style::Harmony,
+        Style::Gemma4,
+    ][usize::from(flags & 7) % 6];
+    let choice_json = match (flags >> 3) & 3 {
+        0 => Value::Null,
+        1 => json!("none"),
+        2 => json!("required"),
+        _ => json!({"type": "function", "function": {"name":
+            tools.first().map_or("x", |t| t.name.as_str())}}),
+    };
+    let choice = match parse_choice(Some(&choice_json), &tools) {
+        Ok(c) => c,
+        Err(e) => {
+            assert!(!e.0.is_empty());
+            return;
+        }
+    };
+    let setup = ToolSetup {
+        tools,
+        choice,
+        style,
+    };
+    if flags & 0x20 != 0 {
+        if let Some(format) = setup.constraint() {
+            let (tok, _) = vocabs::shared(5);
+            let g = crate::constraint::Grammars::new(tok.clone());
+            if let Err(e) = g.constraint(&format) {
+                // A client's schema may be one llguidance refuses; the fixed tools' not.
+                assert!(custom, "the fixed tools' {style:?} constraint: {e}");
+            }
+        }
+    }
+    let pieces: Vec<&str> = parts.collect();
+    let answer: String = pieces.concat();
+    let (content, calls) = setup.parse(&answer);
+    for c in &calls {
+        assert!(setup.active(), "a call without tools offered");
+        assert!(setup.tools.iter().any(|t| t.name == c.name), "{c:?}");
+        assert!(c.arguments.is_object(), "{c:?}");
+    }
+    if !setup.active() {
+        assert_eq!(content, answer);
+    }
+    let mut stream = ToolStream::new(&setup);
+    let mut sent = String::new();
+    for p in &pieces {
+        let now = stream.push(p);
+        if style == Style::Hermes {
+            assert!(
+                !(sent.clone() + &now).contains("<tool_call>"),
+                "{sent:?} {now:?}"
+            );
+        }
+        sent += &now;
+    }
+    let streamed = sent + &stream.rest_of(&content);
+    assert_eq!(
+        streamed.trim(),
+        content.trim(),
+        "streamed {streamed:?} for content {content:?}"
+    );
+}

@@ -675,16 +675,16 @@ impl ToolStream {
     }
 
     /// At the end, given the answer's content as `ToolSetup::parse` reads it: what of
-    /// it has not gone out yet.
+    /// it has not gone out yet. The content is trimmed, so it begins with what went out
+    /// less its leading blanks; blanks that went out at the end of that are not sent
+    /// again.
     pub fn rest_of(&self, content: &str) -> String {
-        let sent = self.sent.trim();
-        if sent.is_empty() {
-            return content.to_string();
-        }
+        let sent = self.sent.trim_start();
         content
             .strip_prefix(sent)
-            .map(str::to_string)
+            .or_else(|| content.strip_prefix(sent.trim_end()))
             .unwrap_or_default()
+            .to_string()
     }
 }
 
@@ -818,7 +818,26 @@ mod tests {
         let text = "Let me check the <weather. <tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"X\"}}\n</tool_call> Done.";
         let (content, calls) = h.parse(text);
         assert_eq!(calls.len(), 1);
-        assert_eq!(st.rest_of(&content), "  Done.");
+        // What streamed and the rest are the content, the blank that went out not twice.
+        assert_eq!(st.rest_of(&content), " Done.");
+        assert_eq!(out + &st.rest_of(&content), content);
+        // A call that does not parse stays in the text, after the blank that went out.
+        let mut st = ToolStream::new(&h);
+        let out = st.push("Hi ") + &st.push("<tool_call>oops</tool_call>");
+        let (content, calls) = h.parse("Hi <tool_call>oops</tool_call>");
+        assert!(calls.is_empty());
+        assert_eq!(out.clone() + &st.rest_of(&content), content);
+        // A call that parses, after a blank: nothing more.
+        let mut st = ToolStream::new(&h);
+        let out = st.push("Hi \n")
+            + &st.push("<tool_call>{\"name\": \"get_weather\", \"arguments\": {}}</tool_call>");
+        let (content, calls) =
+            h.parse("Hi \n<tool_call>{\"name\": \"get_weather\", \"arguments\": {}}</tool_call>");
+        assert_eq!(
+            (calls.len(), out.as_str(), content.as_str()),
+            (1, "Hi \n", "Hi")
+        );
+        assert_eq!(st.rest_of(&content), "");
         // Without a call everything streams, the end releases nothing twice.
         let mut st = ToolStream::new(&h);
         let all: String = ["Hello", " there <", "b>"]

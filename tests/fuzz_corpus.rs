@@ -62,6 +62,16 @@ fn server_request_corpus() {
     replay("server_request", hearth::fuzzing::server_request);
 }
 
+#[test]
+fn constraint_corpus() {
+    replay("constraint", hearth::fuzzing::constraint);
+}
+
+#[test]
+fn tool_calls_corpus() {
+    replay("tool_calls", hearth::fuzzing::tool_calls);
+}
+
 /// Rewrites the GGUF seeds from the crate's own writer:
 /// `cargo test --test fuzz_corpus -- --ignored write_gguf_seeds`.
 #[test]

@@ -7,7 +7,7 @@
 
 use crate::gguf::{parse, Array, GgufWriter, Value};
 use crate::tokenizer::Tokenizer;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// Which family a vocabulary belongs to, for the round-trip rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,19 +62,25 @@ const BPE_PRES: &[&str] = &[
 
 /// The tokenizer numbered `i` (modulo how many there are) and its kind.
 pub(super) fn get(i: u8) -> (&'static Tokenizer, Kind) {
-    static ALL: OnceLock<Vec<(Tokenizer, Kind)>> = OnceLock::new();
+    let (t, k) = shared(i);
+    (t.as_ref(), k)
+}
+
+/// Vocabulary `i` (modulo their count) as the engine holds a tokenizer, shared.
+pub(super) fn shared(i: u8) -> (&'static Arc<Tokenizer>, Kind) {
+    static ALL: OnceLock<Vec<(Arc<Tokenizer>, Kind)>> = OnceLock::new();
     let all = ALL.get_or_init(|| {
         let mut all = vec![
-            (build(spm(None)), Kind::Spm),
-            (build(spm(Some("Phi-3 mini"))), Kind::Spm),
-            (build(gemma4()), Kind::Gemma4),
-            (build(wordpiece()), Kind::Lossy),
-            (build(unigram()), Kind::Lossy),
+            (Arc::new(build(spm(None))), Kind::Spm),
+            (Arc::new(build(spm(Some("Phi-3 mini")))), Kind::Spm),
+            (Arc::new(build(gemma4())), Kind::Gemma4),
+            (Arc::new(build(wordpiece())), Kind::Lossy),
+            (Arc::new(build(unigram())), Kind::Lossy),
         ];
         all.extend(
             BPE_PRES
                 .iter()
-                .map(|pre| (build(byte_bpe(pre)), Kind::ByteBpe)),
+                .map(|pre| (Arc::new(build(byte_bpe(pre))), Kind::ByteBpe)),
         );
         all
     });
