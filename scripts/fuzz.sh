@@ -18,7 +18,7 @@ secs=${1:-60}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(gguf tokenizer chat_template json_grammar server_request constraint tool_calls)
+    targets=(gguf tokenizer chat_template json_grammar server_request constraint tool_calls model_names)
 fi
 sanitizer=${FUZZ_SANITIZER:-address}
 export RUSTC_BOOTSTRAP=1

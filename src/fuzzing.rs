@@ -571,3 +571,117 @@ pub fn tool_calls(data: &[u8]) {
         "streamed {streamed:?} for content {content:?}"
     );
 }
+
+/// Model names and pull specs (the CLI's and `/api/pull`'s arguments, ollama's names,
+/// a Hugging Face repository listing): the input is NUL-separated text, each part tried
+/// as a name, a spec and an ollama name, and the last part also as a listing (JSON).
+/// A name that parses is safe as two path components and reads back as itself;
+/// sanitized text always makes a valid piece; a spec points where its text says and
+/// its name is the one `name_for_spec` gives; the GGUF picked from a listing is a GGUF
+/// file that matches the asked quantization.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn model_names(data: &[u8]) {
+    use crate::store::external::ollama_key;
+    use crate::store::spec::{
+        is_hf_spec, is_split_part, name_for_spec, parse_spec, pick_gguf, Source, TreeEntry, ALIASES,
+    };
+    use crate::store::ModelName;
+
+    fn safe_piece(p: &str) {
+        let first = p.chars().next().unwrap_or('-');
+        assert!(
+            first.is_ascii_lowercase() || first.is_ascii_digit(),
+            "piece {p:?}"
+        );
+        assert!(
+            p.len() <= crate::store::MAX_PIECE
+                && !p.contains("..")
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c)),
+            "piece {p:?}"
+        );
+    }
+    fn valid(n: &ModelName) {
+        safe_piece(n.family());
+        safe_piece(n.tag());
+        assert_eq!(ModelName::parse(&n.to_string()).ok().as_ref(), Some(n));
+    }
+
+    let text = String::from_utf8_lossy(data);
+    let parts: Vec<&str> = text.split('\0').collect();
+    for s in &parts {
+        if let Ok(n) = ModelName::parse(s) {
+            valid(&n);
+        }
+        let p = ModelName::sanitize_piece(s);
+        safe_piece(&p);
+        match parse_spec(s) {
+            Ok((source, name)) => {
+                valid(&name);
+                match source {
+                    Source::Hf { owner, repo, quant } => {
+                        let alias = ALIASES.iter().any(|(a, _)| *a == name.to_string());
+                        assert!(is_hf_spec(s.trim()) || alias, "{s:?}");
+                        for piece in [Some(&owner), Some(&repo), quant.as_ref()]
+                            .into_iter()
+                            .flatten()
+                        {
+                            assert!(
+                                !piece.is_empty()
+                                    && !piece.contains("..")
+                                    && !piece.starts_with('.')
+                                    && piece
+                                        .chars()
+                                        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
+                                "{s:?}: piece {piece:?}"
+                            );
+                        }
+                        if is_hf_spec(s) {
+                            assert_eq!(name_for_spec(s).ok(), Some(name), "{s:?}");
+                        }
+                    }
+                    Source::Url(u) => {
+                        let l = u.to_ascii_lowercase();
+                        assert!(
+                            l.starts_with("https://") || l.starts_with("http://"),
+                            "{u:?}"
+                        );
+                    }
+                }
+            }
+            Err(e) => assert!(!e.to_string().is_empty()),
+        }
+        if let Ok(n) = name_for_spec(s) {
+            valid(&n);
+        }
+        if let Some(key) = ollama_key(s) {
+            for piece in &key {
+                assert!(
+                    !piece.is_empty()
+                        && !piece.contains("..")
+                        && !piece.contains('/')
+                        && !piece.contains('\\')
+                        && *piece == piece.to_ascii_lowercase(),
+                    "{s:?}: {key:?}"
+                );
+            }
+        }
+        let _ = is_split_part(s);
+    }
+    let listing = parts.last().copied().unwrap_or_default();
+    if let Ok(files) = serde_json::from_str::<Vec<TreeEntry>>(listing) {
+        for quant in [None, Some("Q4_K_M"), Some(parts[0])] {
+            if let Some(f) = pick_gguf(&files, quant) {
+                let base = f.path.rsplit('/').next().unwrap_or("").to_ascii_lowercase();
+                assert!(f.kind != "directory" && base.ends_with(".gguf"), "{f:?}");
+                assert!(!base.starts_with("mmproj"), "{f:?}");
+                if let Some(q) = quant {
+                    assert!(
+                        base.to_ascii_uppercase().contains(&q.to_ascii_uppercase()),
+                        "{f:?} for {q:?}"
+                    );
+                }
+            }
+        }
+    }
+}

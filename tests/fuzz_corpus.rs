@@ -72,6 +72,11 @@ fn tool_calls_corpus() {
     replay("tool_calls", hearth::fuzzing::tool_calls);
 }
 
+#[test]
+fn model_names_corpus() {
+    replay("model_names", hearth::fuzzing::model_names);
+}
+
 /// Rewrites the GGUF seeds from the crate's own writer:
 /// `cargo test --test fuzz_corpus -- --ignored write_gguf_seeds`.
 #[test]

@@ -30,7 +30,7 @@ pub mod spec;
 pub use error::{Result, StoreError};
 pub use external::{External, ExternalModel, Origin};
 pub use files::{hex, is_sha256_hex, FileLock};
-pub use name::ModelName;
+pub use name::{ModelName, MAX_PIECE};
 pub use quant::quantization;
 
 use crate::gguf::{GgufError, GgufFile};
