@@ -675,11 +675,15 @@ impl ToolStream {
     }
 
     /// At the end, given the answer's content as `ToolSetup::parse` reads it: what of
-    /// it has not gone out yet. The content is trimmed, so it begins with what went out
-    /// less its leading blanks; blanks that went out at the end of that are not sent
-    /// again.
+    /// it has not gone out yet. The content may be trimmed (when calls were read) or the
+    /// whole text (when none can be), so leading blanks are set aside on both sides, and
+    /// blanks that went out at the end are not sent again.
     pub fn rest_of(&self, content: &str) -> String {
+        if self.sent.is_empty() {
+            return content.to_string();
+        }
         let sent = self.sent.trim_start();
+        let content = content.trim_start();
         content
             .strip_prefix(sent)
             .or_else(|| content.strip_prefix(sent.trim_end()))
@@ -838,6 +842,14 @@ mod tests {
             (1, "Hi \n", "Hi")
         );
         assert_eq!(st.rest_of(&content), "");
+        // Calls not offered: the text is the content untrimmed, and what the stream held
+        // back (a tail that could have opened a call) still comes at the end.
+        let off = setup(Style::Hermes, ToolChoice::None);
+        let mut st = ToolStream::new(&off);
+        let out = st.push("\n2 ") + &st.push("<");
+        let (content, _) = off.parse("\n2 <");
+        assert_eq!((out.as_str(), content.as_str()), ("\n2 ", "\n2 <"));
+        assert_eq!(out + &st.rest_of(&content), content);
         // Without a call everything streams, the end releases nothing twice.
         let mut st = ToolStream::new(&h);
         let all: String = ["Hello", " there <", "b>"]
