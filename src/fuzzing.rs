@@ -394,22 +394,12 @@ pub fn server_request(data: &[u8]) {
 /// input: an allowed token is always accepted, and end-of-generation is allowed
 /// exactly when the text so far is a complete match.
 pub fn constraint(data: &[u8]) {
-    use crate::constraint::{ConstraintError, Format, Grammars};
-    use std::sync::OnceLock;
+    use crate::constraint::{ConstraintError, Format};
 
     let Some((&flags, rest)) = data.split_first() else {
         return;
     };
-    // Three vocabularies: SentencePiece, Gemma 4's, byte-level BPE.
-    static GRAMMARS: OnceLock<Vec<Grammars>> = OnceLock::new();
-    let grammars = GRAMMARS.get_or_init(|| {
-        [0u8, 2, 5]
-            .iter()
-            .map(|&i| Grammars::new(vocabs::shared(i).0.clone()))
-            .collect()
-    });
-    let vocab = usize::from(flags >> 4) % grammars.len();
-    let (tok, _) = vocabs::shared([0u8, 2, 5][vocab]);
+    let (tok, grammars) = grammar_vocab(usize::from(flags >> 4));
     let text = String::from_utf8_lossy(rest).into_owned();
     let format = match flags % 6 {
         0 => match serde_json::from_str(&text) {
@@ -425,7 +415,7 @@ pub fn constraint(data: &[u8]) {
             then: Box::new(Format::grammar(&text)),
         },
     };
-    let mut c = match grammars[vocab].constraint(&format) {
+    let mut c = match grammars.constraint(&format) {
         Ok(c) => c,
         Err(ConstraintError::Invalid(m)) => {
             assert!(!m.trim().is_empty(), "an empty message");
@@ -465,6 +455,25 @@ pub fn constraint(data: &[u8]) {
             .unwrap_or_else(|e| panic!("allowed token {pick} refused: {e}"));
         taken.push(pick);
     }
+}
+
+/// Grammar vocabulary `i` (modulo their count: SentencePiece, Gemma 4's, byte-level
+/// BPE) with llguidance's view of it, built once per process (its token trie is most
+/// of a constraint's setup).
+fn grammar_vocab(i: usize) -> (&'static Tokenizer, &'static crate::constraint::Grammars) {
+    use crate::constraint::Grammars;
+    use std::sync::OnceLock;
+
+    const VOCABS: [u8; 3] = [0, 2, 5];
+    static GRAMMARS: OnceLock<Vec<Grammars>> = OnceLock::new();
+    let grammars = GRAMMARS.get_or_init(|| {
+        VOCABS
+            .iter()
+            .map(|&v| Grammars::new(vocabs::shared(v).0.clone()))
+            .collect()
+    });
+    let i = i % VOCABS.len();
+    (vocabs::get(VOCABS[i]).0, &grammars[i])
 }
 
 /// Tool calling: the first byte picks the format (the six styles) and the choice, then
@@ -533,9 +542,8 @@ pub fn tool_calls(data: &[u8]) {
     };
     if flags & 0x20 != 0 {
         if let Some(format) = setup.constraint() {
-            let (tok, _) = vocabs::shared(5);
-            let g = crate::constraint::Grammars::new(tok.clone());
-            if let Err(e) = g.constraint(&format) {
+            // The byte-level BPE vocabulary, shared with the constraint target.
+            if let Err(e) = grammar_vocab(2).1.constraint(&format) {
                 // A client's schema may be one llguidance refuses; the fixed tools' not.
                 assert!(custom, "the fixed tools' {style:?} constraint: {e}");
             }
