@@ -232,13 +232,9 @@ impl External {
     }
 }
 
+/// A piece of an ollama name or a Hugging Face cache path, at most 128 bytes.
 fn piece_ok(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && !s.starts_with('.')
-        && !s.contains("..")
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    super::name::path_piece_ok(s, 128)
 }
 
 /// The lowercase (host, namespace, model, tag) of an ollama-style name, or None when it

@@ -108,6 +108,18 @@ impl fmt::Display for ModelName {
     }
 }
 
+/// Whether `s` is one piece of a repository or registry path (an owner, repository,
+/// tag, host or commit) at most `max` bytes long: letters, digits, `.`, `_` and `-`, not
+/// starting with `.` and without `..`, so it is also safe as a path component.
+pub(crate) fn path_piece_ok(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && !s.starts_with('.')
+        && !s.contains("..")
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
 /// A name quoted in an error, cut so a hostile 1 MB argument does not flood the terminal.
 fn shorten(s: &str) -> String {
     if s.chars().count() > 100 {

@@ -82,13 +82,9 @@ fn hf_rest(spec: &str) -> Option<&str> {
     None
 }
 
+/// An owner, repository or quantization of an `hf.co` spec, at most 96 bytes.
 fn repo_piece_ok(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 96
-        && !s.starts_with('.')
-        && !s.contains("..")
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    super::name::path_piece_ok(s, 96)
 }
 
 /// Parses a spec into its source and the name it will be stored under (before `--name`).
